@@ -1,0 +1,34 @@
+"""DiveBatch Lab: gradient-diversity-driven adaptive batch sizes for PyTorch SGD.
+
+Public API (DESIGN.md section 2), imported lazily so `import divebatch` stays cheap:
+
+>>> import divebatch
+>>> divebatch.RunConfig().method
+'divebatch'
+"""
+
+from importlib import import_module
+
+_EXPORTS = {
+    "per_sample_grad_sq_norms": "diversity", "gradient_diversity": "diversity",
+    "DiversityMeter": "diversity",
+    "FixedBatch": "schedulers", "AdaBatch": "schedulers", "DiveBatch": "schedulers",
+    "RunConfig": "config",
+    "train": "trainer", "EpochRecord": "trainer", "RunResult": "trainer",
+    "LocalControl": "trainer",
+    "RunStore": "store",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'divebatch' has no attribute {name!r}")
+    value = getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

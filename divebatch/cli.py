@@ -1,0 +1,164 @@
+"""`python -m divebatch`: run, list, show, export, compare, worker, download.
+
+Every RunConfig field is a flag of `run` (`--max-batch-size`, `--no-augment`, ...). Bad input
+exits with code 2 and one line on standard error, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import io
+import json
+import math
+import sys
+
+from .config import RunConfig, allowed_range, config_fields
+
+EXPORT_COLUMNS = ("epoch", "step", "samples_seen", "train_time", "batch_size", "lr",
+                  "diversity", "train_loss", "val_loss", "val_acc")
+
+
+class UsageError(Exception):
+    """Bad input from the user: one line, exit code 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def add_db_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", default=argparse.SUPPRESS,
+                        help="run store file (default: $DIVEBATCH_DB or .divebatch/runs.db)")
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per RunConfig field; unset flags are absent from the namespace."""
+    parser.add_argument("--config", default=argparse.SUPPRESS, metavar="FILE",
+                        help="JSON file of RunConfig fields; flags given here override it")
+    for f in config_fields():
+        flag = "--" + f.name.replace("_", "-")
+        text = f"{f.metadata['help']} ({allowed_range(f)}; default {f.default!r})"
+        if f.type == "bool":
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction,
+                                default=argparse.SUPPRESS, help=text)
+        else:
+            kind = {"int": int, "float": float, "str": str}[f.type]
+            parser.add_argument(flag, type=kind, default=argparse.SUPPRESS, help=text,
+                                metavar=f.name.upper())
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    """RunConfig from `--config FILE` and flags; raises UsageError listing bad fields."""
+    values = read_config_file(args.config) if hasattr(args, "config") else {}
+    values.update({f.name: getattr(args, f.name) for f in config_fields()
+                   if hasattr(args, f.name)})
+    try:
+        config = RunConfig.from_dict(values)
+        config.validate()
+    except (TypeError, ValueError) as error:
+        raise UsageError(str(error).replace("\n", "; ")) from None
+    return config
+
+
+def read_config_file(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            values = json.load(handle)
+    except OSError as error:
+        raise UsageError(f"--config: cannot read {path}: {error.strerror}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise UsageError(f"--config: {path} is not valid JSON ({error})") from None
+    if not isinstance(values, dict):
+        raise UsageError(f"--config: {path} should hold a JSON object of RunConfig fields")
+    return values
+
+
+def open_store(args: argparse.Namespace):
+    from .store import RunStore
+    path = getattr(args, "db", None) or RunStore.default_path()
+    try:
+        return RunStore(path)
+    except Exception as error:  # sqlite3 errors, permission errors, a non-database file
+        raise UsageError(f"--db: cannot open run store {path}: {error}") from None
+
+
+def get_run_or_fail(store, run_id: int) -> dict:
+    run = store.get_run(run_id)
+    if run is None:
+        raise UsageError(f"run_id should be the id of a stored run, but got run_id={run_id} "
+                         f"(see: python -m divebatch list)")
+    return run
+
+
+def format_value(value, digits: int = 4) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def format_table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
+    """Plain-text table; `columns` are (key, heading) pairs."""
+    cells = [[heading for _, heading in columns]]
+    cells += [[format_value(row.get(key)) for key, _ in columns] for row in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def records_csv(records: list[dict]) -> str:
+    extra = sorted({k for r in records for k in r} - set(EXPORT_COLUMNS))
+    columns = list(EXPORT_COLUMNS) + extra
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for record in records:
+        writer.writerow({k: "" if record.get(k) is None else record.get(k) for k in columns})
+    return out.getvalue()
+
+
+def records_json(run: dict, records: list[dict], events: list[dict]) -> str:
+    document = {"run": {k: run.get(k) for k in ("id", "name", "status", "created_at",
+                                                "started_at", "finished_at", "error",
+                                                "info", "config")},
+                "records": records, "events": events}
+    return json.dumps(_json_safe(document), indent=2)
+
+
+def _json_safe(value):
+    """Replace NaN / inf by None so the output is standard JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def default_config_json() -> str:
+    return json.dumps(dataclasses.asdict(RunConfig()), indent=2, sort_keys=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .commands import build_parser
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if not getattr(args, "handler", None):
+            parser.print_help(sys.stderr)
+            return 2
+        return args.handler(args) or 0
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

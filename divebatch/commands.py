@@ -1,0 +1,201 @@
+"""The CLI's subcommands. Each `add_X(subparsers)` declares one and points at its handler."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import analysis
+from .cli import (Parser, UsageError, add_config_flags, add_db_flag, config_from_args,
+                  format_table, get_run_or_fail, open_store, records_csv, records_json)
+
+COMPARE_COLUMNS = [("id", "run"), ("method", "method"), ("status", "status"),
+                   ("epochs", "epochs"), ("final_acc", "final acc"),
+                   ("final_val_loss", "final val loss"),
+                   ("epochs_to_target", "epochs to own-1pt"),
+                   ("time_to_target", "train s to own-1pt"), ("speedup", "speed-up"),
+                   ("time_to_common", "train s to common"), ("train_time", "train s total"),
+                   ("samples_seen", "samples"), ("final_batch_size", "final B")]
+LIST_COLUMNS = [("id", "id"), ("name", "name"), ("problem", "problem"),
+                ("method", "method"), ("status", "status"), ("epochs", "epochs"),
+                ("final_acc", "final acc"), ("final_val_loss", "val loss"),
+                ("train_time", "train s")]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="python -m divebatch",
+                    description="DiveBatch Lab: adaptive batch-size SGD experiments")
+    add_db_flag(parser)
+    sub = parser.add_subparsers(metavar="COMMAND")
+    for add in (add_run, add_list, add_show, add_export, add_compare, add_worker,
+                add_download, *extra_commands()):
+        add(sub)
+    return parser
+
+
+def extra_commands() -> list:
+    """Subcommands that live in their own modules (sweeps, reproduction, resume, ...)."""
+    from .command_registry import EXTRA_COMMANDS
+    return EXTRA_COMMANDS
+
+
+def subparser(sub, name: str, help_text: str, handler) -> argparse.ArgumentParser:
+    parser = sub.add_parser(name, help=help_text, description=help_text)
+    add_db_flag(parser)
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def add_run(sub) -> None:
+    parser = subparser(sub, "run", "train one run in the foreground and store it", cmd_run)
+    add_config_flags(parser)
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def cmd_run(args) -> int:
+    from .jobs import execute_run
+    from .progress import EpochProgress
+    config = config_from_args(args)
+    check_runnable(config)
+    store = open_store(args)
+    run_id = store.create_run(config.to_dict(), name=config.name, status="queued")
+    print(run_id, flush=True)
+    with EpochProgress(config.epochs, enabled=not args.quiet) as progress:
+        execute_run(store, run_id, on_epoch=progress.update)
+    run = store.get_run(run_id)
+    records = store.records(run_id)
+    print(f"status={run['status']} epochs={len(records)}"
+          + (f" ({run['error']})" if run["error"] else ""), file=sys.stderr)
+    print(run_id, flush=True)
+    return 0 if run["status"] in ("completed", "stopped") else 1
+
+
+def check_runnable(config) -> None:
+    """Device and dataset problems are bad input: report them before storing the run."""
+    from .data import check_available
+    from .trainer import resolve_device
+    try:
+        resolve_device(config.device)
+        check_available(config)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
+def add_list(sub) -> None:
+    parser = subparser(sub, "list", "list stored runs, newest first", cmd_list)
+    parser.add_argument("--status", help="only runs with this status")
+    parser.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+
+
+def cmd_list(args) -> int:
+    store = open_store(args)
+    runs = store.list_runs(status=args.status, limit=args.limit)
+    records = store.records_many([r["id"] for r in runs])
+    rows = [analysis.summarize(run, records.get(run["id"], [])) for run in runs]
+    print(format_table(rows, LIST_COLUMNS) if rows else "no runs stored yet")
+    return 0
+
+
+def add_show(sub) -> None:
+    parser = subparser(sub, "show", "a run's config, status and epoch records", cmd_show)
+    parser.add_argument("run_id", type=int)
+
+
+def cmd_show(args) -> int:
+    store = open_store(args)
+    run = get_run_or_fail(store, args.run_id)
+    records = store.records(args.run_id)
+    print(f"run {run['id']} {run['name']!s} status={run['status']}"
+          + (f" error={run['error']}" if run["error"] else ""))
+    for key, value in sorted(run["config"].items()):
+        print(f"  {key} = {value!r}")
+    columns = [(k, k) for k in ("epoch", "samples_seen", "train_time", "batch_size", "lr",
+                                "diversity", "train_loss", "val_loss", "val_acc")]
+    print(format_table(records, columns) if records else "no epochs recorded")
+    for event in store.events(args.run_id):
+        print(f"  event epoch={event['epoch']} {event['kind']}: {event['message']}")
+    return 0
+
+
+def add_export(sub) -> None:
+    parser = subparser(sub, "export", "a run's epoch records as CSV or JSON", cmd_export)
+    parser.add_argument("run_id", type=int)
+    parser.add_argument("--format", choices=("csv", "json"), default="csv")
+    parser.add_argument("--output", "-o", help="file to write (default: standard output)")
+
+
+def cmd_export(args) -> int:
+    store = open_store(args)
+    run = get_run_or_fail(store, args.run_id)
+    records = store.records(args.run_id)
+    text = (records_csv(records) if args.format == "csv"
+            else records_json(run, records, store.events(args.run_id)))
+    if args.output:
+        try:
+            with open(args.output, "w", encoding="utf-8", newline="") as handle:
+                handle.write(text)
+        except OSError as error:
+            raise UsageError(f"--output: cannot write {args.output}: {error.strerror}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def add_compare(sub) -> None:
+    parser = subparser(sub, "compare", "the paper's time-to-target table for several runs "
+                                       "(the first run is the speed-up baseline)", cmd_compare)
+    parser.add_argument("run_ids", type=int, nargs="+")
+    parser.add_argument("--target", type=float,
+                        help="common target accuracy (fraction; default: the lowest of the "
+                             "runs' own targets)")
+
+
+def cmd_compare(args) -> int:
+    store = open_store(args)
+    runs = [get_run_or_fail(store, run_id) for run_id in args.run_ids]
+    records = store.records_many(args.run_ids)
+    rows, common = analysis.compare(runs, records, args.target)
+    print(format_table(rows, COMPARE_COLUMNS))
+    measure = "accuracy" if any(analysis.uses_accuracy(r) for r in records.values()) \
+        else "validation loss"
+    print(f"own-1pt: first epoch within 1 point of the run's own final {measure} "
+          f"(training time, evaluation excluded); common target: "
+          f"{'none' if common is None else f'{common:.4g}'} {measure}")
+    return 0
+
+
+def add_worker(sub) -> None:
+    parser = subparser(sub, "worker", "train a stored queued run (used by the dashboard)",
+                       cmd_worker)
+    parser.add_argument("run_id", type=int)
+
+
+def cmd_worker(args) -> int:
+    from .jobs import execute_run
+    store = open_store(args)
+    get_run_or_fail(store, args.run_id)
+    execute_run(store, args.run_id)
+    return 0
+
+
+def add_download(sub) -> None:
+    parser = subparser(sub, "download", "download a dataset from its official location and "
+                                        "verify its checksum", cmd_download)
+    parser.add_argument("dataset", choices=("cifar10", "cifar100", "tiny_imagenet"))
+    parser.add_argument("--data-dir", default="", help="target folder (default: "
+                                                       "$DIVEBATCH_DATA or data/)")
+
+
+def cmd_download(args) -> int:
+    from tqdm import tqdm
+    from .images import DatasetError, download
+    with tqdm(unit="B", unit_scale=True, file=sys.stderr, desc=args.dataset) as bar:
+        def progress(done, total):
+            bar.total = total
+            bar.update(done - bar.n)
+        try:
+            path = download(args.dataset, args.data_dir or None, progress)
+        except DatasetError as error:
+            raise UsageError(str(error)) from None
+    print(path)
+    return 0

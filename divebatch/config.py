@@ -1,0 +1,222 @@
+"""RunConfig: every knob of one run, with a default and a range per field.
+
+The CLI flags, the dashboard widgets and the stored run are all generated from the field
+metadata here, so a knob is added in exactly one place.
+
+>>> cfg = RunConfig(problem="digits", method="divebatch", epochs=5)
+>>> cfg.validate()
+>>> RunConfig(epochs=0).validate()
+Traceback (most recent call last):
+...
+ValueError: epochs should be an int >= 1, but got epochs=0
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+PROBLEMS = ("least_squares", "logistic", "sine", "classification", "digits",
+            "cifar10", "cifar100", "tiny_imagenet")
+MODELS = ("auto", "linear", "mlp", "cnn", "resnet18")
+METHODS = ("sgd", "adabatch", "divebatch")
+LR_SCALINGS = ("none", "linear", "sqrt")
+SCHEDULES = ("constant", "cosine", "step")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+NORMS = ("group", "batch")
+
+# Each problem's model when `model="auto"`, and the models that fit it.
+DEFAULT_MODEL = {"least_squares": "linear", "logistic": "linear", "sine": "mlp",
+                 "classification": "mlp", "digits": "cnn", "cifar10": "resnet18",
+                 "cifar100": "resnet18", "tiny_imagenet": "resnet18"}
+ALLOWED_MODELS = {"least_squares": ("linear", "mlp"), "logistic": ("linear", "mlp"),
+                  "sine": ("mlp",), "classification": ("linear", "mlp"),
+                  "digits": ("linear", "mlp", "cnn"),
+                  "cifar10": ("cnn", "resnet18"), "cifar100": ("cnn", "resnet18"),
+                  "tiny_imagenet": ("cnn", "resnet18")}
+
+# Knobs a running run accepts between epochs (the rest need a new run).
+HOT_FIELDS = ("delta", "max_batch_size", "resize_every", "lr_multiplier")
+
+
+def knob(default: Any, help: str, *, choices: tuple = (), low: float | None = None,
+         high: float | None = None, low_open: bool = False, high_open: bool = False,
+         group: str = "advanced") -> Any:
+    """A dataclass field carrying its help text and allowed range as metadata."""
+    meta = {"help": help, "choices": choices, "low": low, "high": high,
+            "low_open": low_open, "high_open": high_open, "group": group}
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class RunConfig:
+    # --- what to train
+    name: str = knob("", "label shown in run lists (optional)", group="basic")
+    problem: str = knob("least_squares", "dataset / task", choices=PROBLEMS, group="basic")
+    model: str = knob("auto", "network; auto picks the problem's default", choices=MODELS,
+                      group="basic")
+    n_samples: int = knob(0, "synthetic problems: samples before the split (0 = problem "
+                             "default); image problems: cap on training images (0 = all)",
+                          low=0, high=10_000_000)
+    dim: int = knob(0, "synthetic problems: input dimension (0 = problem default)",
+                    low=0, high=100_000)
+    noise: float = knob(0.1, "synthetic problems: label noise level", low=0.0, high=10.0)
+    val_fraction: float = knob(0.2, "synthetic problems and digits: held-out fraction",
+                               low=0.0, high=0.9, low_open=True)
+    hidden: int = knob(128, "MLP hidden width", low=1, high=65_536)
+    norm: str = knob("group", "normalisation in CNN/ResNet (batch makes diversity "
+                              "approximate)", choices=NORMS)
+    augment: bool = knob(True, "image problems: random crop + flip on the device")
+    # --- the batch-size method
+    method: str = knob("divebatch", "batch-size method", choices=METHODS, group="basic")
+    epochs: int = knob(20, "training epochs", low=1, high=100_000, group="basic")
+    batch_size: int = knob(32, "initial batch size B0", low=1, high=1_000_000, group="basic")
+    max_batch_size: int = knob(1024, "largest batch size B_max (>= batch_size)", low=1,
+                               high=1_000_000, group="basic")
+    min_batch_size: int = knob(0, "DiveBatch non-monotone floor (0 = paper's monotone rule)",
+                               low=0, high=1_000_000)
+    delta: float = knob(0.1, "DiveBatch: fraction of Yin's bound n*Delta", low=0.0,
+                        high=1e6, low_open=True, group="basic")
+    resize_every: int = knob(1, "epochs between batch-size updates R", low=1, high=100_000,
+                             group="basic")
+    adabatch_factor: int = knob(2, "AdaBatch: batch growth factor per resize", low=2,
+                                high=1024)
+    adabatch_lr_decay: float = knob(1.0, "AdaBatch: extra LR decay per resize (paper: 0.75)",
+                                    low=0.0, high=1.0, low_open=True)
+    measure_every: int = knob(0, "measure diversity on every k-th batch (0 = library "
+                                 "default, 1 = every batch)", low=0, high=1_000_000)
+    diversity_every_epoch: bool = knob(True, "measure diversity every epoch for the charts "
+                                             "(off: only where the method needs it)")
+    # --- the optimizer
+    lr: float = knob(0.05, "base learning rate", low=0.0, high=100.0, low_open=True,
+                     group="basic")
+    lr_scaling: str = knob("none", "LR rule on a batch change: none, linear (r), sqrt",
+                           choices=LR_SCALINGS, group="basic")
+    schedule: str = knob("constant", "base LR schedule per epoch", choices=SCHEDULES,
+                         group="basic")
+    momentum: float = knob(0.9, "SGD momentum", low=0.0, high=1.0, high_open=True)
+    weight_decay: float = knob(0.0, "L2 weight decay in the optimizer", low=0.0, high=1.0)
+    lr_multiplier: float = knob(1.0, "hot LR multiplier on top of the schedule", low=0.0,
+                                high=1000.0, low_open=True)
+    # --- execution
+    seed: int = knob(0, "random seed (data, init, shuffling)", low=0, high=2**31 - 1,
+                     group="basic")
+    device: str = knob("auto", "auto picks cuda, then mps, then cpu", choices=DEVICES,
+                       group="basic")
+    data_dir: str = knob("", "folder holding datasets (empty: $DIVEBATCH_DATA or data/)")
+    amp: bool = knob(True, "CUDA only: bf16 autocast")
+    channels_last: bool = knob(True, "CUDA only: channels-last memory format")
+    progress_every: float = knob(2.0, "seconds between live progress rows within an epoch",
+                                 low=0.1, high=3600.0)
+
+    def validate(self) -> None:
+        """Raise ValueError listing every bad field, one per line."""
+        errors = [e for f in dataclasses.fields(self) if (e := _field_error(self, f))]
+        errors += _cross_field_errors(self)
+        if errors:
+            raise ValueError("\n".join(errors))
+
+    def resolved_model(self) -> str:
+        return DEFAULT_MODEL[self.problem] if self.model == "auto" else self.model
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "RunConfig":
+        """Build from a dict; unknown keys are an error, missing keys take defaults."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown config field(s): {', '.join(unknown)}")
+        return cls(**values)
+
+    def replace(self, **changes) -> "RunConfig":
+        return dataclasses.replace(self, **changes)
+
+
+def config_fields() -> tuple[dataclasses.Field, ...]:
+    return dataclasses.fields(RunConfig)
+
+
+def allowed_range(f: dataclasses.Field) -> str:
+    """Human words for a field's allowed values, e.g. 'a float > 0 and <= 100'."""
+    meta = f.metadata
+    if meta["choices"]:
+        return "one of " + ", ".join(meta["choices"])
+    kind = _kind_name(f)
+    if kind in ("a bool", "a string"):
+        return kind
+    parts = []
+    if meta["low"] is not None:
+        parts.append(f"{'>' if meta['low_open'] else '>='} {_num(meta['low'])}")
+    if meta["high"] is not None:
+        parts.append(f"{'<' if meta['high_open'] else '<='} {_num(meta['high'])}")
+    return f"{kind} " + " and ".join(parts)
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+def _kind_name(f: dataclasses.Field) -> str:
+    return {"int": "an int", "float": "a float", "bool": "a bool",
+            "str": "a string"}[f.type]
+
+
+def _field_error(cfg: RunConfig, f: dataclasses.Field) -> str | None:
+    value = getattr(cfg, f.name)
+    if not _type_ok(f.type, value) or not _value_ok(f, value):
+        return f"{f.name} should be {allowed_range(f)}, but got {f.name}={value!r}"
+    return None
+
+
+def _type_ok(type_name: str, value: Any) -> bool:
+    if type_name == "bool":
+        return isinstance(value, bool)
+    if type_name == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if type_name == "float":
+        return (isinstance(value, (int, float)) and not isinstance(value, bool)
+                and math.isfinite(value))
+    return isinstance(value, str)
+
+
+def _value_ok(f: dataclasses.Field, value: Any) -> bool:
+    meta = f.metadata
+    if meta["choices"]:
+        return value in meta["choices"]
+    if f.type == "str":
+        return len(value) <= 4096 and "\x00" not in value
+    if f.type == "bool":
+        return True
+    low, high = meta["low"], meta["high"]
+    if low is not None and (value < low or (meta["low_open"] and value == low)):
+        return False
+    if high is not None and (value > high or (meta["high_open"] and value == high)):
+        return False
+    return True
+
+
+def _cross_field_errors(cfg: RunConfig) -> list[str]:
+    errors = []
+    if _type_ok("int", cfg.batch_size) and _type_ok("int", cfg.max_batch_size) \
+            and cfg.max_batch_size < cfg.batch_size:
+        errors.append(f"max_batch_size should be an int >= batch_size ({cfg.batch_size}), "
+                      f"but got max_batch_size={cfg.max_batch_size}")
+    if _type_ok("int", cfg.min_batch_size) and _type_ok("int", cfg.batch_size) \
+            and cfg.min_batch_size > cfg.batch_size:
+        errors.append(f"min_batch_size should be an int <= batch_size ({cfg.batch_size}), "
+                      f"but got min_batch_size={cfg.min_batch_size}")
+    if cfg.problem in ALLOWED_MODELS and cfg.model in MODELS and cfg.model != "auto" \
+            and cfg.model not in ALLOWED_MODELS[cfg.problem]:
+        allowed = ", ".join(("auto",) + ALLOWED_MODELS[cfg.problem])
+        errors.append(f"model should be one of {allowed} for problem {cfg.problem}, "
+                      f"but got model={cfg.model!r}")
+    return errors

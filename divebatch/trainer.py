@@ -1,0 +1,366 @@
+"""The epoch loop: SGD, a base LR schedule, a batch-size scheduler, diversity and records.
+
+>>> result = train(RunConfig(problem="least_squares", n_samples=400, dim=8, epochs=2))
+>>> [r.epoch for r in result.records], result.status
+([1, 2], 'completed')
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .config import HOT_FIELDS, RunConfig
+from .data import Problem, correct_predictions, load_problem, per_sample_loss
+from .diversity import DiversityMeter
+from .models import build_model
+from .schedulers import AdaBatch, DiveBatch, FixedBatch
+
+EVAL_CHUNK = 4096  # validation samples per forward pass
+
+
+@dataclass
+class EpochRecord:
+    epoch: int                    # counted from 1
+    step: int                     # optimizer steps so far (cumulative)
+    samples_seen: int             # training samples so far (cumulative)
+    train_time: float             # seconds of training in this epoch, evaluation excluded
+    wall_time: float              # seconds since the run started, evaluation included
+    batch_size: int               # batch size used in this epoch
+    lr: float                     # learning rate of the first param group in this epoch
+    diversity: float | None       # Delta_hat measured in this epoch, None if not measured
+    train_loss: float             # mean training loss over this epoch's samples
+    val_loss: float
+    val_acc: float | None         # fraction in [0, 1]; None for regression
+    next_batch_size: int          # batch size the scheduler chose for the next epoch
+    delta: float | None           # hot parameters in force during this epoch
+    max_batch_size: int
+    resize_every: int
+    lr_multiplier: float
+    step_ms: float                # mean wall milliseconds per optimizer step
+    measured_batches: int = 0     # batches whose per-sample norms were measured
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class RunResult:
+    status: str                   # completed, stopped or diverged
+    records: list[EpochRecord]
+    message: str = ""
+    n_train: int = 0
+    diversity_approximate: bool = False
+    events: list[dict] = field(default_factory=list)
+
+
+class LocalControl:
+    """In-memory control channel: `stop()` and `set(**hot)` from another thread."""
+
+    def __init__(self):
+        self._pending: list[dict] = []
+
+    def stop(self) -> None:
+        self._pending.append({"kind": "stop"})
+
+    def set(self, **hot) -> None:
+        self._pending.append({"kind": "set", "payload": hot})
+
+    def poll(self) -> list[dict]:
+        pending, self._pending = self._pending, []
+        return pending
+
+
+def resolve_device(name: str) -> torch.device:
+    """auto picks CUDA, then Apple MPS, then CPU."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device should be auto or cpu on this machine (no CUDA), "
+                         "but got device='cuda'")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("device should be auto or cpu on this machine (no MPS), "
+                         "but got device='mps'")
+    return torch.device(name)
+
+
+def make_scheduler(config: RunConfig, optimizer: torch.optim.Optimizer, n_train: int):
+    if config.method == "sgd":
+        return FixedBatch(optimizer, batch_size=config.batch_size)
+    if config.method == "adabatch":
+        return AdaBatch(optimizer, initial_batch_size=config.batch_size,
+                        max_batch_size=config.max_batch_size,
+                        resize_every=config.resize_every, factor=config.adabatch_factor,
+                        lr_scaling=config.lr_scaling, lr_decay=config.adabatch_lr_decay)
+    return DiveBatch(optimizer, n_samples=n_train, initial_batch_size=config.batch_size,
+                     max_batch_size=config.max_batch_size, delta=config.delta,
+                     resize_every=config.resize_every, lr_scaling=config.lr_scaling,
+                     min_batch_size=config.min_batch_size or None,
+                     monotone=config.min_batch_size == 0)
+
+
+def make_lr_schedule(config: RunConfig, optimizer: torch.optim.Optimizer):
+    """Chainable per-epoch base schedule (multiplies the current LR, so batch-size LR
+    factors and hot multipliers compose with it); None for constant."""
+    if config.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+    if config.schedule == "step":
+        milestones = sorted({max(1, config.epochs // 2), max(1, (3 * config.epochs) // 4)})
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=0.1)
+    return None
+
+
+class Trainer:
+    """One run's state; `train()` below is the public entry point."""
+
+    def __init__(self, config: RunConfig, on_epoch=None, control=None, on_progress=None,
+                 on_event=None, on_start=None):
+        config.validate()
+        self.config = config
+        self.on_epoch, self.on_progress = on_epoch, on_progress
+        self.on_event, self.control = on_event, control
+        self.device = resolve_device(config.device)
+        torch.manual_seed(config.seed)
+        self.problem: Problem = load_problem(config, self.device)
+        self.model = self._build_model()
+        self.loss_fn = per_sample_loss(self.problem.task)
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=config.lr,
+                                         momentum=config.momentum,
+                                         weight_decay=config.weight_decay)
+        self.scheduler = make_scheduler(config, self.optimizer, self.problem.n_train)
+        self.lr_schedule = make_lr_schedule(config, self.optimizer)
+        self.meter = DiversityMeter(self.model, allow_batchnorm=config.norm == "batch",
+                                    **({"sample_every": config.measure_every}
+                                       if config.measure_every else {}))
+        self.shuffle = torch.Generator().manual_seed(config.seed + 1)
+        self.lr_multiplier = config.lr_multiplier
+        self.records: list[EpochRecord] = []
+        self.events: list[dict] = []
+        self.step = self.samples_seen = 0
+        self.stop_requested = False
+        self.started = time.perf_counter()
+        self._last_poll = 0.0
+        self._apply_lr_multiplier(1.0, config.lr_multiplier)
+        if on_start:
+            on_start(self.info())
+
+    def info(self) -> dict:
+        """Facts about the run that the config alone does not give."""
+        return {"n_train": self.problem.n_train, "n_val": len(self.problem.y_val),
+                "task": self.problem.task, "device": str(self.device),
+                "model": self.config.resolved_model(),
+                "n_params": sum(p.numel() for p in self.model.parameters()),
+                "diversity_approximate": self.meter.approximate}
+
+    def _build_model(self) -> nn.Module:
+        cfg, problem = self.config, self.problem
+        model = build_model(cfg.resolved_model(), input_shape=problem.input_shape,
+                            n_outputs=problem.n_outputs, hidden=cfg.hidden, norm=cfg.norm)
+        return model.to(self.device)
+
+    def run(self) -> RunResult:
+        status, message = "completed", ""
+        try:
+            for epoch in range(1, self.config.epochs + 1):
+                record = self._run_epoch(epoch)
+                if record is None:
+                    status, message = "stopped", f"stopped during epoch {epoch}"
+                    break
+                self.records.append(record)
+                if self.on_epoch:
+                    self.on_epoch(record)
+                if not _finite(record.train_loss):
+                    status = "diverged"
+                    message = (f"training loss became {record.train_loss} in epoch {epoch}; "
+                               f"try a smaller lr or max_batch_size")
+                    self._event("diverged", message, epoch)
+                    break
+                self._handle_controls(epoch, epoch_end=True)
+                if self.stop_requested:
+                    status, message = "stopped", f"stopped after epoch {epoch}"
+                    break
+        finally:
+            self.meter.detach()
+        return RunResult(status, self.records, message, self.problem.n_train,
+                         self.meter.approximate, self.events)
+
+    def _run_epoch(self, epoch: int) -> EpochRecord | None:
+        batch_size = self.scheduler.batch_size
+        lr = self.optimizer.param_groups[0]["lr"]
+        measure = self._measures(epoch)
+        if measure:
+            self.meter.reset()
+        loss_sum, n_batches, train_time = self._train_epoch(epoch, batch_size, measure)
+        if loss_sum is None:
+            return None
+        diversity = self.meter.diversity() if measure else None
+        hot = self._hot_values()
+        next_batch = self._advance_schedules(epoch, diversity)
+        val_loss, val_acc = self.evaluate()
+        return EpochRecord(
+            epoch=epoch, step=self.step, samples_seen=self.samples_seen,
+            train_time=train_time, wall_time=time.perf_counter() - self.started,
+            batch_size=batch_size, lr=lr, diversity=diversity,
+            train_loss=loss_sum / self.problem.n_train, val_loss=val_loss, val_acc=val_acc,
+            next_batch_size=next_batch, **hot,
+            step_ms=1000.0 * train_time / max(n_batches, 1),
+            measured_batches=self.meter.measured_batches if measure else 0)
+
+    def _measures(self, epoch: int) -> bool:
+        return self.scheduler.measures_diversity(epoch) or self.config.diversity_every_epoch
+
+    def _train_epoch(self, epoch: int, batch_size: int, measure: bool):
+        """One pass over a fresh shuffle; returns (loss sum, batches, seconds) or Nones."""
+        problem, n = self.problem, self.problem.n_train
+        order = torch.randperm(n, generator=self.shuffle).to(self.device)
+        n_batches = math.ceil(n / batch_size)
+        self.model.train()
+        loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
+        started = time.perf_counter()
+        for index in range(n_batches):
+            batch = order[index * batch_size:(index + 1) * batch_size]  # (B,)
+            loss_sum += self._train_step(problem.x_train[batch], problem.y_train[batch],
+                                         measure)
+            self.step += 1
+            self.samples_seen += len(batch)
+            if self._poll_due():
+                self._report_progress(epoch, index + 1, n_batches, started)
+                self._handle_controls(epoch, epoch_end=False)
+                if self.stop_requested:
+                    return None, 0, 0.0
+        loss_total = float(loss_sum)  # the epoch's one host synchronisation
+        return loss_total, n_batches, time.perf_counter() - started
+
+    def _train_step(self, x_raw: torch.Tensor, y: torch.Tensor, measure: bool) -> torch.Tensor:
+        inputs = self.problem.inputs(x_raw, training=True)
+        self.optimizer.zero_grad(set_to_none=False)
+        if measure:
+            with self.meter.track(len(y)):
+                loss_sum = self._backward(inputs, y)
+        else:
+            loss_sum = self._backward(inputs, y)
+        self.optimizer.step()
+        return loss_sum
+
+    def _backward(self, inputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        losses = self.loss_fn(self.model(inputs), y)  # (B,)
+        losses.mean().backward()
+        return losses.detach().sum().double()
+
+    @torch.no_grad()
+    def evaluate(self) -> tuple[float, float | None]:
+        problem = self.problem
+        self.model.eval()
+        loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
+        correct = torch.zeros((), device=self.device, dtype=torch.float64)
+        for start in range(0, len(problem.y_val), EVAL_CHUNK):
+            x = problem.inputs(problem.x_val[start:start + EVAL_CHUNK], training=False)
+            y = problem.y_val[start:start + EVAL_CHUNK]
+            outputs = self.model(x)
+            loss_sum += self.loss_fn(outputs, y).double().sum()
+            hits = correct_predictions(problem.task, outputs, y)
+            if hits is not None:
+                correct += hits
+        n_val = len(problem.y_val)
+        accuracy = None if problem.task == "regression" else float(correct) / n_val
+        return float(loss_sum) / n_val, accuracy
+
+    def _advance_schedules(self, epoch: int, diversity: float | None) -> int:
+        old_batch = self.scheduler.batch_size
+        resizing = self.scheduler.measures_diversity(epoch)
+        next_batch = self.scheduler.step(diversity if resizing else None)
+        if self.lr_schedule is not None:
+            self.lr_schedule.step()
+        if next_batch != old_batch:
+            self._event("batch_size", f"batch size {old_batch} -> {next_batch}", epoch,
+                        {"old": old_batch, "new": next_batch})
+        return next_batch
+
+    def _hot_values(self) -> dict:
+        return {"delta": getattr(self.scheduler, "delta", None),
+                "max_batch_size": getattr(self.scheduler, "max_batch_size",
+                                          self.scheduler.batch_size),
+                "resize_every": getattr(self.scheduler, "resize_every", 1),
+                "lr_multiplier": self.lr_multiplier}
+
+    def _poll_due(self) -> bool:
+        now = time.perf_counter()
+        if now - self._last_poll < self.config.progress_every:
+            return False
+        self._last_poll = now
+        return True
+
+    def _report_progress(self, epoch: int, batch: int, n_batches: int, started: float):
+        if self.on_progress:
+            self.on_progress({"epoch": epoch, "batch": batch, "n_batches": n_batches,
+                              "samples_seen": self.samples_seen, "step": self.step,
+                              "epoch_seconds": time.perf_counter() - started})
+
+    def _handle_controls(self, epoch: int, epoch_end: bool) -> None:
+        if self.control is None:
+            return
+        for message in self.control.poll():
+            if message.get("kind") == "stop":
+                self.stop_requested = True
+            elif message.get("kind") == "set":
+                self.apply_hot_changes(message.get("payload") or {}, epoch)
+
+    def apply_hot_changes(self, changes: dict, epoch: int) -> None:
+        """Apply delta / max_batch_size / resize_every / lr_multiplier between steps; the
+        batch size itself only changes at the next epoch boundary."""
+        unknown = sorted(set(changes) - set(HOT_FIELDS))
+        if unknown:
+            self._event("rejected", f"not a hot parameter: {', '.join(unknown)}", epoch)
+            return
+        checked = self.config.replace(**changes)
+        try:
+            checked.validate()
+            scheduler_changes = {k: v for k, v in changes.items()
+                                 if k != "lr_multiplier" and hasattr(self.scheduler, k)}
+            if scheduler_changes:
+                self.scheduler.update(**scheduler_changes)
+        except ValueError as error:
+            self._event("rejected", str(error).splitlines()[0], epoch, changes)
+            return
+        if "lr_multiplier" in changes:
+            self._apply_lr_multiplier(self.lr_multiplier, changes["lr_multiplier"])
+            self.lr_multiplier = changes["lr_multiplier"]
+        self.config = checked
+        summary = ", ".join(f"{k}={v}" for k, v in sorted(changes.items()))
+        self._event("hot_change", f"changed {summary}", epoch, changes)
+
+    def _apply_lr_multiplier(self, old: float, new: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] *= new / old
+
+    def _event(self, kind: str, message: str, epoch: int | None, payload=None) -> None:
+        event = {"kind": kind, "message": message, "epoch": epoch, "payload": payload}
+        self.events.append(event)
+        if self.on_event:
+            self.on_event(event)
+
+
+def _finite(value: float) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def train(config: RunConfig, on_epoch: Callable[[EpochRecord], None] | None = None,
+          control=None, *, on_progress: Callable[[dict], None] | None = None,
+          on_event: Callable[[dict], None] | None = None,
+          on_start: Callable[[dict], None] | None = None) -> RunResult:
+    """Run one experiment described by `config`; see EpochRecord for what each epoch emits.
+
+    `control.poll()` is read between steps (rate-limited) and at every epoch end: a `stop`
+    message ends the run as "stopped"; a `set` message changes hot parameters.
+    A NaN or infinite training loss ends the run as "diverged", keeping the records so far.
+    """
+    return Trainer(config, on_epoch, control, on_progress, on_event, on_start).run()

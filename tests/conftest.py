@@ -1,0 +1,28 @@
+"""Shared fixtures: every test gets its own run store and data folder."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def isolated_store(tmp_path, monkeypatch):
+    """DIVEBATCH_DB points at a fresh file so no test touches the user's runs."""
+    db = tmp_path / "runs.db"
+    monkeypatch.setenv("DIVEBATCH_DB", str(db))
+    monkeypatch.setenv("DIVEBATCH_DATA", str(tmp_path / "data"))
+    return db
+
+
+def run_cli(*args: str, timeout: float = 120, env: dict | None = None,
+            cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """`python -m divebatch ARGS` in a subprocess, as a user would type it."""
+    full_env = {**os.environ, **(env or {})}
+    full_env["PYTHONPATH"] = str(ROOT) + os.pathsep + full_env.get("PYTHONPATH", "")
+    return subprocess.run([sys.executable, "-m", "divebatch", *args], capture_output=True,
+                          text=True, timeout=timeout, env=full_env, cwd=cwd or ROOT)

@@ -1,0 +1,82 @@
+import dataclasses
+import math
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from divebatch.config import (ALLOWED_MODELS, DEFAULT_MODEL, PROBLEMS, RunConfig,
+                              allowed_range, config_fields)
+
+
+def test_defaults_are_valid():
+    RunConfig().validate()
+
+
+def test_every_problem_default_model_is_allowed():
+    for problem in PROBLEMS:
+        assert DEFAULT_MODEL[problem] in ALLOWED_MODELS[problem]
+        RunConfig(problem=problem).validate()
+
+
+def test_validate_lists_every_bad_field_at_once():
+    with pytest.raises(ValueError) as info:
+        RunConfig(epochs=0, lr=-1.0, method="adam").validate()
+    lines = str(info.value).splitlines()
+    assert [line.split()[0] for line in lines] == ["method", "epochs", "lr"]
+    assert "epochs should be an int >= 1" in lines[1] and "got epochs=0" in lines[1]
+
+
+@pytest.mark.parametrize("field,value", [
+    ("lr", math.nan), ("lr", math.inf), ("delta", 0.0), ("momentum", 1.0),
+    ("batch_size", 0), ("batch_size", 2.5), ("batch_size", True), ("epochs", "3"),
+    ("augment", 1), ("device", "tpu"), ("lr_scaling", "cubic"), ("schedule", "poly"),
+    ("weight_decay", -0.1), ("seed", -1), ("name", "x" * 5000),
+])
+def test_bad_values_name_the_field_and_range(field, value):
+    with pytest.raises(ValueError) as info:
+        RunConfig(**{field: value}).validate()
+    message = str(info.value)
+    assert message.startswith(f"{field} should be ")
+    assert f"got {field}=" in message
+
+
+def test_cross_field_rules():
+    with pytest.raises(ValueError, match="max_batch_size should be an int >= batch_size"):
+        RunConfig(batch_size=64, max_batch_size=32).validate()
+    with pytest.raises(ValueError, match="min_batch_size should be an int <= batch_size"):
+        RunConfig(batch_size=64, min_batch_size=128).validate()
+    with pytest.raises(ValueError, match="model should be one of auto, mlp for problem sine"):
+        RunConfig(problem="sine", model="cnn").validate()
+
+
+def test_dict_round_trip_and_unknown_fields():
+    config = RunConfig(problem="digits", delta=0.5, seed=3)
+    assert RunConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ValueError, match="unknown config field"):
+        RunConfig.from_dict({"problem": "digits", "learning_rate": 0.1})
+
+
+def test_every_field_has_help_and_a_range():
+    for f in config_fields():
+        assert f.metadata["help"]
+        assert allowed_range(f)
+
+
+def _field_values(f: dataclasses.Field):
+    anything = st.one_of(st.none(), st.booleans(), st.integers(-10**9, 10**9),
+                         st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=8))
+    return anything
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_fuzzed_fields_either_validate_or_name_the_field(data):
+    f = data.draw(st.sampled_from(config_fields()))
+    value = data.draw(_field_values(f))
+    config = RunConfig(**{f.name: value})
+    try:
+        config.validate()
+    except ValueError as error:
+        assert f.name in str(error)
+    else:
+        assert getattr(config, f.name) == value or value != value

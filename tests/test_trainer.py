@@ -1,0 +1,153 @@
+import math
+import time
+
+import pytest
+
+from divebatch.config import RunConfig
+from divebatch.trainer import LocalControl, Trainer, train
+
+TINY = dict(problem="least_squares", n_samples=600, dim=10, epochs=4, batch_size=16,
+            max_batch_size=256, lr=0.05)
+
+
+def comparable(records):
+    return [{k: v for k, v in r.to_dict().items()
+             if k not in ("train_time", "wall_time", "step_ms")} for r in records]
+
+
+def test_records_are_cumulative_and_consistent():
+    result = train(RunConfig(**TINY, method="sgd"))
+    assert result.status == "completed" and result.n_train == 480
+    steps = samples = 0
+    for epoch, record in enumerate(result.records, start=1):
+        steps += math.ceil(480 / 16)
+        samples += 480
+        assert (record.epoch, record.step, record.samples_seen) == (epoch, steps, samples)
+        assert record.batch_size == 16 and record.val_acc is None
+        assert record.train_time > 0 and record.wall_time >= record.train_time
+
+
+def test_deterministic_for_a_fixed_seed():
+    first = train(RunConfig(**TINY, method="divebatch", seed=3))
+    second = train(RunConfig(**TINY, method="divebatch", seed=3))
+    other = train(RunConfig(**TINY, method="divebatch", seed=4))
+    assert comparable(first.records) == comparable(second.records)
+    assert comparable(first.records) != comparable(other.records)
+
+
+def test_divebatch_grows_the_batch_from_measured_diversity():
+    result = train(RunConfig(**TINY, method="divebatch", delta=1.0))
+    records = result.records
+    assert all(r.diversity is not None and r.diversity > 0 for r in records)
+    for before, after in zip(records, records[1:]):
+        assert after.batch_size == before.next_batch_size >= before.batch_size
+        expected = int(min(max(1.0 * 480 * before.diversity, before.batch_size), 256))
+        assert before.next_batch_size == expected
+    assert records[-1].batch_size > 16
+
+
+def test_linear_lr_scaling_follows_the_batch():
+    result = train(RunConfig(**TINY, method="adabatch", resize_every=1, lr_scaling="linear"))
+    for before, after in zip(result.records, result.records[1:]):
+        ratio = after.batch_size / before.batch_size
+        assert after.lr == pytest.approx(before.lr * ratio)
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "step"])
+def test_base_schedule_per_epoch(schedule):
+    result = train(RunConfig(**{**TINY, "epochs": 8}, method="sgd", schedule=schedule))
+    lrs = [r.lr for r in result.records]
+    if schedule == "cosine":
+        expected = [0.05 * 0.5 * (1 + math.cos(math.pi * e / 8)) for e in range(8)]
+    else:
+        expected = [0.05] * 4 + [0.005] * 2 + [0.0005] * 2
+    assert lrs == pytest.approx(expected)
+
+
+def test_sgd_measures_diversity_only_when_asked():
+    off = train(RunConfig(**TINY, method="sgd", diversity_every_epoch=False))
+    on = train(RunConfig(**TINY, method="sgd", diversity_every_epoch=True))
+    assert all(r.diversity is None for r in off.records)
+    assert all(r.diversity is not None for r in on.records)
+    assert comparable(off.records)[0]["train_loss"] == comparable(on.records)[0]["train_loss"]
+
+
+def test_divergence_ends_the_run_and_keeps_records():
+    result = train(RunConfig(**TINY, method="sgd", lr=50.0, momentum=0.9))
+    assert result.status == "diverged"
+    assert "lr" in result.message and result.records
+    assert not math.isfinite(result.records[-1].train_loss)
+    assert result.events[-1]["kind"] == "diverged"
+
+
+def test_stop_between_epochs():
+    control = LocalControl()
+    seen = []
+
+    def on_epoch(record):
+        seen.append(record.epoch)
+        if record.epoch == 2:
+            control.stop()
+
+    result = train(RunConfig(**TINY), on_epoch=on_epoch, control=control)
+    assert result.status == "stopped" and seen == [1, 2] and len(result.records) == 2
+
+
+def test_stop_mid_epoch_discards_the_partial_epoch():
+    control = LocalControl()
+    control.stop()
+    result = train(RunConfig(**TINY, progress_every=0.1), control=control,
+                   on_progress=lambda p: None)
+    assert result.status == "stopped"
+    assert len(result.records) <= 1
+
+
+def test_hot_changes_apply_between_epochs_and_bad_ones_are_rejected():
+    control = LocalControl()
+
+    def on_epoch(record):
+        if record.epoch == 1:
+            control.set(delta=0.5, lr_multiplier=0.5)
+        if record.epoch == 2:
+            control.set(max_batch_size=2)  # below the initial batch size: rejected
+
+    result = train(RunConfig(**TINY, method="divebatch", delta=0.1), on_epoch=on_epoch,
+                   control=control)
+    first, second = result.records[:2]
+    assert first.delta == 0.1 and second.delta == 0.5 and second.lr_multiplier == 0.5
+    assert second.lr == pytest.approx(first.lr * 0.5)
+    kinds = [e["kind"] for e in result.events]
+    assert "hot_change" in kinds and "rejected" in kinds
+
+
+def test_train_time_excludes_evaluation(monkeypatch):
+    original = Trainer.evaluate
+
+    def slow_evaluate(self):
+        time.sleep(0.2)
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "evaluate", slow_evaluate)
+    result = train(RunConfig(**{**TINY, "epochs": 3}, method="sgd"))
+    assert sum(r.train_time for r in result.records) < result.records[-1].wall_time - 0.5
+
+
+def test_invalid_config_raises_before_training():
+    with pytest.raises(ValueError, match="epochs should be"):
+        train(RunConfig(epochs=0))
+
+
+@pytest.mark.parametrize("problem", ["logistic", "sine", "classification"])
+def test_each_synthetic_problem_learns(problem):
+    result = train(RunConfig(problem=problem, n_samples=1000, dim=8, epochs=6, batch_size=32,
+                             lr=0.05, method="divebatch"))
+    first, last = result.records[0], result.records[-1]
+    assert result.status == "completed"
+    assert last.val_loss < first.val_loss or (last.val_acc or 0) > 0.7
+
+
+def test_digits_cnn_reaches_95_percent_within_30_epochs():
+    result = train(RunConfig(problem="digits", model="cnn", method="divebatch", epochs=30,
+                             batch_size=32, max_batch_size=512, lr=0.05, seed=0))
+    best = max(r.val_acc for r in result.records)
+    assert best >= 0.95, [round(r.val_acc, 3) for r in result.records]
