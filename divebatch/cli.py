@@ -14,8 +14,9 @@ import json
 import math
 import sys
 
-from .config import RunConfig, allowed_range, config_fields
+from .config import RunConfig, allowed_range, config_fields, short_repr
 
+MAX_CONFIG_BYTES = 1_000_000  # a config file is a few hundred bytes of JSON
 EXPORT_COLUMNS = ("epoch", "step", "samples_seen", "train_time", "batch_size", "lr",
                   "diversity", "train_loss", "val_loss", "val_acc")
 
@@ -45,9 +46,22 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction,
                                 default=argparse.SUPPRESS, help=text)
         else:
-            kind = {"int": int, "float": float, "str": str}[f.type]
-            parser.add_argument(flag, type=kind, default=argparse.SUPPRESS, help=text,
-                                metavar=f.name.upper())
+            parser.add_argument(flag, type=flag_type(f), default=argparse.SUPPRESS,
+                                help=text, metavar=f.name.upper())
+
+
+def flag_type(f: dataclasses.Field):
+    """argparse `type=` for a field: text that is no int / float says the field's range."""
+    kind = {"int": int, "float": float, "str": str}[f.type]
+
+    def convert(text: str):
+        try:
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{f.name} should be {allowed_range(f)}, but got {f.name}={short_repr(text)}") from None
+    convert.__name__ = f.type  # argparse names the type in some messages
+    return convert
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
@@ -66,11 +80,16 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 def read_config_file(path: str) -> dict:
     try:
         with open(path, encoding="utf-8") as handle:
-            values = json.load(handle)
+            text = handle.read(MAX_CONFIG_BYTES + 1)
+        if len(text) > MAX_CONFIG_BYTES:
+            raise UsageError(f"--config: {path} is larger than {MAX_CONFIG_BYTES} bytes; "
+                             f"a config file holds RunConfig fields only")
+        values = json.loads(text)
     except OSError as error:
         raise UsageError(f"--config: cannot read {path}: {error.strerror}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise UsageError(f"--config: {path} is not valid JSON ({error})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
+        reason = "nested too deeply" if isinstance(error, RecursionError) else error
+        raise UsageError(f"--config: {path} is not valid JSON ({reason})") from None
     if not isinstance(values, dict):
         raise UsageError(f"--config: {path} should hold a JSON object of RunConfig fields")
     return values

@@ -1,3 +1,6 @@
 """Subcommands defined outside commands.py; each entry is an `add_X(subparsers)` function."""
 
-EXTRA_COMMANDS: list = []
+from .experiment_commands import add_sweep
+from .maintenance import add_prune, add_resume
+
+EXTRA_COMMANDS: list = [add_sweep, add_resume, add_prune]

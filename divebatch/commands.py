@@ -53,10 +53,19 @@ def add_run(sub) -> None:
 
 
 def cmd_run(args) -> int:
+    from . import distributed
     from .jobs import execute_run
     from .progress import EpochProgress
     config = config_from_args(args)
     check_runnable(config)
+    if distributed.launched():  # under torchrun: rank 0 stores and prints, the others train
+        config = config.replace(nproc=distributed.world_size())
+        if not distributed.is_main_process():
+            from .trainer import train
+            train(config)
+            return 0
+    elif config.nproc > 1:
+        return run_on_processes(args, config)
     store = open_store(args)
     run_id = store.create_run(config.to_dict(), name=config.name, status="queued")
     print(run_id, flush=True)
@@ -68,6 +77,21 @@ def cmd_run(args) -> int:
           + (f" ({run['error']})" if run["error"] else ""), file=sys.stderr)
     print(run_id, flush=True)
     return 0 if run["status"] in ("completed", "stopped") else 1
+
+
+def run_on_processes(args, config) -> int:
+    """`run --nproc N` outside torchrun: the same run under `torchrun --standalone`."""
+    import subprocess
+    import tempfile
+    from pathlib import Path
+    from .jobs import launch_command
+    store = open_store(args)
+    with tempfile.TemporaryDirectory() as folder:
+        config_file = Path(folder) / "config.json"
+        config_file.write_text(config.to_json(), encoding="utf-8")
+        run_args = ["--db", str(store.path), "run", "--config", str(config_file)]
+        return subprocess.call(launch_command(config.nproc, run_args
+                                              + (["--quiet"] if args.quiet else [])))
 
 
 def check_runnable(config) -> None:
@@ -88,7 +112,9 @@ def add_list(sub) -> None:
 
 
 def cmd_list(args) -> int:
+    from .jobs import reap
     store = open_store(args)
+    reap(store)  # a worker that died shows as interrupted, not running
     runs = store.list_runs(status=args.status, limit=args.limit)
     records = store.records_many([r["id"] for r in runs])
     rows = [analysis.summarize(run, records.get(run["id"], [])) for run in runs]
@@ -102,7 +128,9 @@ def add_show(sub) -> None:
 
 
 def cmd_show(args) -> int:
+    from .jobs import reap
     store = open_store(args)
+    reap(store)
     run = get_run_or_fail(store, args.run_id)
     records = store.records(args.run_id)
     print(f"run {run['id']} {run['name']!s} status={run['status']}"
@@ -171,11 +199,17 @@ def add_worker(sub) -> None:
 
 
 def cmd_worker(args) -> int:
-    from .jobs import execute_run
+    from . import distributed
+    from .jobs import dispatch, execute_run, follow_run
     store = open_store(args)
     get_run_or_fail(store, args.run_id)
-    execute_run(store, args.run_id)
-    return 0
+    if not distributed.is_main_process():  # rank > 0 of a run on several processes
+        follow_run(store, args.run_id)
+        return 0
+    result = execute_run(store, args.run_id)
+    dispatch(store)  # hand the freed slot to the next queued run
+    # under torchrun a failing rank 0 must exit non-zero so that the launcher stops the others
+    return 1 if result is None and distributed.launched() else 0
 
 
 def add_download(sub) -> None:

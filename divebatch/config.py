@@ -38,6 +38,12 @@ ALLOWED_MODELS = {"least_squares": ("linear", "mlp"), "logistic": ("linear", "ml
                   "cifar10": ("cnn", "resnet18"), "cifar100": ("cnn", "resnet18"),
                   "tiny_imagenet": ("cnn", "resnet18")}
 
+# (default n_samples, default dim) of each synthetic problem.
+SYNTHETIC_DEFAULTS = {"least_squares": (10_000, 400), "logistic": (20_000, 512),
+                      "sine": (4_000, 20), "classification": (8_000, 20)}
+MAX_SYNTHETIC_VALUES = 200_000_000  # n_samples * dim: 800 MB of float32 inputs
+MAX_TEXT = 4096  # characters in a text field (name, data_dir)
+
 # Knobs a running run accepts between epochs (the rest need a new run).
 HOT_FIELDS = ("delta", "max_batch_size", "resize_every", "lr_multiplier")
 
@@ -111,6 +117,11 @@ class RunConfig:
     channels_last: bool = knob(True, "CUDA only: channels-last memory format")
     progress_every: float = knob(2.0, "seconds between live progress rows within an epoch",
                                  low=0.1, high=3600.0)
+    max_micro_batch: int = knob(0, "largest forward/backward per process; a larger share of "
+                                   "the batch accumulates gradients over micro-batches "
+                                   "(0 = never split)", low=0, high=1_000_000)
+    nproc: int = knob(1, "processes training this run together (DDP; > 1 launches "
+                         "torchrun, one process per GPU)", low=1, high=1024)
 
     def validate(self) -> None:
         """Raise ValueError listing every bad field, one per line."""
@@ -151,7 +162,9 @@ def allowed_range(f: dataclasses.Field) -> str:
     if meta["choices"]:
         return "one of " + ", ".join(meta["choices"])
     kind = _kind_name(f)
-    if kind in ("a bool", "a string"):
+    if kind == "a string":
+        return f"a string of at most {MAX_TEXT} characters, without NUL"
+    if kind == "a bool":
         return kind
     parts = []
     if meta["low"] is not None:
@@ -173,8 +186,17 @@ def _kind_name(f: dataclasses.Field) -> str:
 def _field_error(cfg: RunConfig, f: dataclasses.Field) -> str | None:
     value = getattr(cfg, f.name)
     if not _type_ok(f.type, value) or not _value_ok(f, value):
-        return f"{f.name} should be {allowed_range(f)}, but got {f.name}={value!r}"
+        return f"{f.name} should be {allowed_range(f)}, but got {f.name}={short_repr(value)}"
     return None
+
+
+def short_repr(value: Any, limit: int = 80) -> str:
+    """repr(value) cut to `limit` characters, so a huge bad value still gives a short line."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int too long to write out
+        text = f"<an int of {value.bit_length()} bits>"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _type_ok(type_name: str, value: Any) -> bool:
@@ -182,9 +204,9 @@ def _type_ok(type_name: str, value: Any) -> bool:
         return isinstance(value, bool)
     if type_name == "int":
         return isinstance(value, int) and not isinstance(value, bool)
-    if type_name == "float":
-        return (isinstance(value, (int, float)) and not isinstance(value, bool)
-                and math.isfinite(value))
+    if type_name == "float":  # an int is a float value (and may be too large to convert)
+        return (isinstance(value, int) and not isinstance(value, bool)) \
+            or (isinstance(value, float) and math.isfinite(value))
     return isinstance(value, str)
 
 
@@ -193,7 +215,7 @@ def _value_ok(f: dataclasses.Field, value: Any) -> bool:
     if meta["choices"]:
         return value in meta["choices"]
     if f.type == "str":
-        return len(value) <= 4096 and "\x00" not in value
+        return len(value) <= MAX_TEXT and "\x00" not in value
     if f.type == "bool":
         return True
     low, high = meta["low"], meta["high"]
@@ -205,18 +227,25 @@ def _value_ok(f: dataclasses.Field, value: Any) -> bool:
 
 
 def _cross_field_errors(cfg: RunConfig) -> list[str]:
+    """Rules between fields, checked only where those fields are valid on their own."""
+    valid = {f.name for f in dataclasses.fields(cfg) if _field_error(cfg, f) is None}
     errors = []
-    if _type_ok("int", cfg.batch_size) and _type_ok("int", cfg.max_batch_size) \
-            and cfg.max_batch_size < cfg.batch_size:
+    if {"batch_size", "max_batch_size"} <= valid and cfg.max_batch_size < cfg.batch_size:
         errors.append(f"max_batch_size should be an int >= batch_size ({cfg.batch_size}), "
                       f"but got max_batch_size={cfg.max_batch_size}")
-    if _type_ok("int", cfg.min_batch_size) and _type_ok("int", cfg.batch_size) \
-            and cfg.min_batch_size > cfg.batch_size:
+    if {"batch_size", "min_batch_size"} <= valid and cfg.min_batch_size > cfg.batch_size:
         errors.append(f"min_batch_size should be an int <= batch_size ({cfg.batch_size}), "
                       f"but got min_batch_size={cfg.min_batch_size}")
-    if cfg.problem in ALLOWED_MODELS and cfg.model in MODELS and cfg.model != "auto" \
+    if {"problem", "model"} <= valid and cfg.model != "auto" \
             and cfg.model not in ALLOWED_MODELS[cfg.problem]:
         allowed = ", ".join(("auto",) + ALLOWED_MODELS[cfg.problem])
         errors.append(f"model should be one of {allowed} for problem {cfg.problem}, "
                       f"but got model={cfg.model!r}")
+    if {"problem", "n_samples", "dim"} <= valid and cfg.problem in SYNTHETIC_DEFAULTS:
+        n_default, dim_default = SYNTHETIC_DEFAULTS[cfg.problem]
+        values = (cfg.n_samples or n_default) * (cfg.dim or dim_default)
+        if values > MAX_SYNTHETIC_VALUES:
+            errors.append(f"n_samples * dim should be <= {MAX_SYNTHETIC_VALUES} for a "
+                          f"synthetic problem (800 MB of inputs), but got n_samples="
+                          f"{cfg.n_samples}, dim={cfg.dim} ({values} values)")
     return errors

@@ -19,13 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .config import RunConfig
+from .config import SYNTHETIC_DEFAULTS, RunConfig
 
 TASKS = ("regression", "binary", "multiclass")
 
-# (default n_samples, default dim) of each synthetic problem.
-SYNTHETIC_DEFAULTS = {"least_squares": (10_000, 400), "logistic": (20_000, 512),
-                      "sine": (4_000, 20), "classification": (8_000, 20)}
 IMAGE_PROBLEMS = ("cifar10", "cifar100", "tiny_imagenet")
 
 
@@ -40,6 +37,7 @@ class Problem:
     n_outputs: int                 # width of the model's last layer
     input_shape: tuple[int, ...]   # one sample's shape after `prepare`
     prepare: Callable[[Tensor, bool], Tensor] | None = None  # (raw batch, training) -> input
+    rng: torch.Generator | None = None  # the randomness `prepare` draws on (checkpointed)
 
     @property
     def n_train(self) -> int:

@@ -32,4 +32,4 @@ def load_image_problem(config: RunConfig, device: torch.device | str) -> Problem
         return augmenter(raw) if training else augmenter.normalize(raw)
 
     return Problem(config.problem, "multiclass", x_train, y_train, arrays.x_val, arrays.y_val,
-                   arrays.n_classes, tuple(x_train.shape[1:]), prepare)
+                   arrays.n_classes, tuple(x_train.shape[1:]), prepare, augmenter.generator)

@@ -8,11 +8,25 @@ the store's control rows between steps.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 import traceback
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .config import RunConfig
+from . import checkpoint
+from .config import HOT_FIELDS, RunConfig
 from .store import RunStore
-from .trainer import RunResult, train
+
+if TYPE_CHECKING:  # the trainer (and torch) is imported only where a run is trained
+    from .trainer import RunResult
+
+
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+CLAIM_TIMEOUT_S = 60.0  # a claimed run with no worker after this long was abandoned
+RESUMABLE_STATUSES = ("interrupted", "failed", "stopped")
+PID_CLOCK_SLACK_S = 2.0  # /proc start times are whole-second boot time plus clock ticks
 
 
 class StoreControl:
@@ -33,8 +47,13 @@ def one_line(error: BaseException) -> str:
 def execute_run(store: RunStore, run_id: int, on_epoch=None) -> RunResult | None:
     """Train stored run `run_id` to its end; the store holds the outcome.
 
-    Any exception ends the run as "failed" with a one-line error; records so far are kept.
+    A run that already has records (one re-queued by `resume`) continues from its
+    checkpoint; the checkpoint is rewritten after every epoch and deleted once the run has
+    completed or diverged. Any exception ends the run as "failed" with a one-line error;
+    records so far are kept.
     """
+    from .trainer import train
+
     run = store.get_run(run_id)
     if run is None:
         raise ValueError(f"run_id should be the id of a stored run, but got run_id={run_id}")
@@ -51,14 +70,228 @@ def execute_run(store: RunStore, run_id: int, on_epoch=None) -> RunResult | None
 
     try:
         config = RunConfig.from_dict(run["config"])
+        path = checkpoint.run_checkpoint_path(store.path, run_id)
         result = train(config, on_epoch=record_epoch, control=StoreControl(store, run_id),
                        on_progress=lambda p: store.set_progress(run_id, p),
                        on_event=record_event,
-                       on_start=lambda info: store.update_info(run_id, **info))
+                       on_start=lambda info: store.update_info(run_id, **info),
+                       checkpoint_path=path, resume_from=_resume_state(store, run_id, path))
     except Exception as error:  # the worker must record why it died, whatever it was
         store.add_event(run_id, "error", one_line(error),
                         payload={"traceback": traceback.format_exc()})
         store.mark_finished(run_id, "failed", one_line(error))
         return None
+    if result.status in ("completed", "diverged"):  # nothing left to resume
+        checkpoint.remove(path)
     store.mark_finished(run_id, result.status, result.message or None)
     return result
+
+
+def _resume_state(store: RunStore, run_id: int, path: Path) -> dict | None:
+    """The checkpoint to continue from, None for a fresh start (no records yet)."""
+    records = store.records(run_id)
+    if not records:
+        checkpoint.remove(path)  # a stale file (e.g. of a deleted store) must not be used
+        return None
+    state = checkpoint.load(path)
+    if state["epoch"] != records[-1]["epoch"]:
+        raise checkpoint.CheckpointError(
+            f"the checkpoint is of epoch {state['epoch']} but the last stored record is of "
+            f"epoch {records[-1]['epoch']}; resume the run again")
+    return state
+
+
+def resume(store: RunStore, run_id: int) -> int:
+    """Re-queue an interrupted, failed or stopped run and start a worker for it (as the
+    worker limit allows); the worker continues from the run's checkpoint, appending records
+    from the next epoch. Returns the epoch it continues after (0: no usable checkpoint, so
+    it starts again from the beginning). ValueError if the run cannot be resumed."""
+    reap(store)
+    run = store.get_run(run_id)
+    if run is None:
+        raise ValueError(f"run_id should be the id of a stored run, but got run_id={run_id}")
+    if run["status"] not in RESUMABLE_STATUSES:
+        raise ValueError(f"only {', '.join(RESUMABLE_STATUSES)} runs can be resumed, but run "
+                         f"{run_id} is {run['status']}")
+    epoch = _checkpoint_epoch(store, run_id)
+    if not store.requeue(run_id, keep_epochs=epoch, statuses=RESUMABLE_STATUSES):
+        raise ValueError(f"run {run_id} changed status meanwhile (resumed twice?)")
+    store.add_event(run_id, "resumed", f"resumed after epoch {epoch}" if epoch
+                    else "restarted from the beginning (no checkpoint)", epoch=epoch or None)
+    dispatch(store)
+    return epoch
+
+
+def _checkpoint_epoch(store: RunStore, run_id: int) -> int:
+    """Epoch of the run's checkpoint if it fits its stored records, else 0 (file removed)."""
+    path = checkpoint.run_checkpoint_path(store.path, run_id)
+    if not path.exists():
+        return 0
+    epoch = checkpoint.load(path)["epoch"]  # CheckpointError (a ValueError) if unusable
+    stored = [record["epoch"] for record in store.records(run_id)]
+    if stored[:epoch] != list(range(1, epoch + 1)):
+        checkpoint.remove(path)  # not this run's: its records do not reach that epoch
+        return 0
+    return epoch
+
+
+def remove_run_files(store: RunStore, run_ids) -> None:
+    """Delete the checkpoints and worker logs of runs that are no longer in the store."""
+    for run_id in run_ids:
+        checkpoint.remove(checkpoint.run_checkpoint_path(store.path, run_id))
+        (store.path.parent / "logs" / f"run-{int(run_id)}.log").unlink(missing_ok=True)
+
+
+def follow_run(store: RunStore, run_id: int) -> None:
+    """A rank > 0 of a run on several processes: train beside rank 0 (same config, same
+    checkpoint to continue from) and write nothing; rank 0's `execute_run` records the run."""
+    from .trainer import train
+    run = store.get_run(run_id)
+    path = checkpoint.run_checkpoint_path(store.path, run_id)
+    train(RunConfig.from_dict(run["config"]), resume_from=_resume_state(store, run_id, path))
+
+
+def max_workers() -> int:
+    """Runs at once: $DIVEBATCH_MAX_WORKERS, else one per GPU, else cores - 1 (at least 1)."""
+    configured = os.environ.get("DIVEBATCH_MAX_WORKERS", "")
+    if configured.isdigit() and int(configured) >= 1:
+        return int(configured)
+    import torch
+    if torch.cuda.is_available():
+        return torch.cuda.device_count()
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
+def submit(store: RunStore, config: RunConfig, name: str = "", group: str = "") -> int:
+    """Validate and queue a run, then start workers as the limit allows."""
+    config.validate()
+    run_id = store.create_run(config.to_dict(), name=name or config.name, status="queued",
+                              group=group)
+    dispatch(store)
+    return run_id
+
+
+def request_stop(store: RunStore, run_id: int) -> None:
+    """Stop a running run between steps, or cancel a queued one at once."""
+    if store.cancel_queued(run_id):
+        return
+    store.send_control(run_id, "stop")
+
+
+def request_hot_change(store: RunStore, run_id: int, **hot) -> None:
+    """Change hot parameters (config.HOT_FIELDS) of a running run between epochs."""
+    unknown = sorted(set(hot) - set(HOT_FIELDS))
+    if unknown:
+        raise ValueError(f"hot parameters are {', '.join(HOT_FIELDS)}, but got "
+                         f"{', '.join(unknown)}")
+    run = store.get_run(run_id)
+    RunConfig.from_dict({**run["config"], **hot}).validate()
+    store.send_control(run_id, "set", hot)
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        waited, _ = os.waitpid(pid, os.WNOHANG)  # reap our own finished children
+        if waited == pid:
+            return False
+    except ChildProcessError:
+        pass  # not our child: fall through to the signal probe
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return not _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _started_after(pid: int, moment: float) -> bool:
+    """True if process `pid` began after `moment` (unix seconds), so it is not the worker
+    that marked the run running but a newer process given the same pid (Linux /proc;
+    False where unknown)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            ticks = int(handle.read().rsplit(")", 1)[1].split()[19])  # field 22: starttime
+        with open("/proc/stat", encoding="ascii") as handle:
+            boot = next(float(line.split()[1]) for line in handle if line.startswith("btime"))
+    except (OSError, IndexError, ValueError, StopIteration):
+        return False
+    return boot + ticks / os.sysconf("SC_CLK_TCK") > moment + PID_CLOCK_SLACK_S
+
+
+def reap(store: RunStore) -> list[int]:
+    """Runs marked running whose worker is gone become `interrupted` (records kept)."""
+    lost = [run["id"] for run in store.list_runs(status="running") if _lost(run)]
+    for run_id in lost:
+        store.mark_finished(run_id, "interrupted",
+                            "the worker process ended unexpectedly; records so far are kept")
+    return lost
+
+
+def _lost(run: dict) -> bool:
+    if run["worker_pid"]:
+        return not pid_alive(run["worker_pid"]) \
+            or _started_after(run["worker_pid"], run["started_at"] or 0.0)
+    # claimed by a dispatcher that died before it could start the worker
+    return time.time() - (run["started_at"] or 0.0) > CLAIM_TIMEOUT_S
+
+
+def dispatch(store: RunStore, limit: int | None = None) -> list[int]:
+    """Start workers for queued runs, oldest first, while fewer than `limit` run."""
+    reap(store)
+    limit = limit or max_workers()
+    started = []
+    running = len(store.list_runs(status="running"))
+    for run in reversed(store.list_runs(status="queued")):
+        if running >= limit:
+            break
+        if store.claim_run(run["id"]):
+            try:
+                pid = spawn_worker(store, run["id"])
+            except OSError as error:
+                store.mark_finished(run["id"], "failed", f"could not start a worker: {error}")
+                continue
+            store.mark_running(run["id"], pid)
+            started.append(run["id"])
+            running += 1
+    return started
+
+
+def spawn_worker(store: RunStore, run_id: int) -> int:
+    """`python -m divebatch --db PATH worker RUN_ID` in its own session (it outlives the
+    dashboard), with an argument list, never a shell; under `torch.distributed.run
+    --nproc_per_node=N --standalone` when the run's config has nproc = N > 1."""
+    log_dir = store.path.parent / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    nproc = store.get_run(run_id)["config"].get("nproc", 1)
+    with open(log_dir / f"run-{run_id}.log", "ab") as log:
+        process = subprocess.Popen(
+            launch_command(nproc, ["--db", str(store.path), "worker", str(run_id)]),
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, cwd=str(PACKAGE_ROOT), env=worker_env())
+    return process.pid
+
+
+def launch_command(nproc: int, args: list[str]) -> list[str]:
+    """argv running `python -m divebatch ARGS` on `nproc` local processes: torchrun when
+    nproc > 1 (--standalone picks a free rendezvous port, so such runs can share a machine)."""
+    if nproc <= 1:
+        return [sys.executable, "-m", "divebatch", *args]
+    return [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
+            "--standalone", "-m", "divebatch", *args]
+
+
+def worker_env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(PACKAGE_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return env

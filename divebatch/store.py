@@ -186,6 +186,24 @@ class RunStore:
         self._write(lambda db: _update_run(db, run_id, status="running", started_at=time.time(),
                                            finished_at=None, error=None, worker_pid=pid))
 
+    def claim_run(self, run_id: int) -> bool:
+        """queued -> running (no worker yet) if still queued; False if someone else won."""
+        def claim(db: sqlite3.Connection) -> bool:
+            cursor = db.execute("UPDATE runs SET status = 'running', started_at = ?, "
+                                "worker_pid = NULL WHERE id = ? AND status = 'queued'",
+                                (time.time(), run_id))
+            return cursor.rowcount == 1
+        return self._write(claim)
+
+    def cancel_queued(self, run_id: int) -> bool:
+        """queued -> stopped if still queued (it never started); False otherwise."""
+        def cancel(db: sqlite3.Connection) -> bool:
+            cursor = db.execute("UPDATE runs SET status = 'stopped', finished_at = ?, "
+                                "error = 'cancelled before it started' "
+                                "WHERE id = ? AND status = 'queued'", (time.time(), run_id))
+            return cursor.rowcount == 1
+        return self._write(cancel)
+
     def mark_finished(self, run_id: int, status: str, error: str | None = None) -> None:
         """The run ended with `status`: set finished_at, clear worker_pid and live progress."""
         _check_choice("status", status, FINISHED_STATUSES)
@@ -195,6 +213,30 @@ class RunStore:
                         worker_pid=None)
             db.execute("DELETE FROM progress WHERE run_id = ?", (run_id,))
         self._write(finish)
+
+    def requeue(self, run_id: int, keep_epochs: int,
+                statuses: Iterable[str] = ("interrupted", "failed", "stopped")) -> bool:
+        """A run in one of `statuses` -> queued, dropping (in the same transaction) its records
+        after epoch `keep_epochs`, its progress row and its pending controls, and clearing its
+        error, end time and worker; False if it was not in one of `statuses`."""
+        statuses = tuple(statuses)
+        for status in statuses:
+            _check_choice("status", status, FINISHED_STATUSES)
+
+        def requeue(db: sqlite3.Connection) -> bool:
+            cursor = db.execute(
+                f"UPDATE runs SET status = 'queued', error = NULL, finished_at = NULL, "
+                f"worker_pid = NULL WHERE id = ? AND status IN ({', '.join('?' * len(statuses))})",
+                (run_id, *statuses))
+            if cursor.rowcount != 1:
+                return False
+            db.execute("DELETE FROM records WHERE run_id = ? AND epoch > ?",
+                       (run_id, keep_epochs))
+            db.execute("DELETE FROM progress WHERE run_id = ?", (run_id,))
+            db.execute("UPDATE controls SET consumed_at = ? WHERE run_id = ? "
+                       "AND consumed_at IS NULL", (time.time(), run_id))
+            return True
+        return self._write(requeue)
 
     def set_status(self, run_id: int, status: str, error: str | None = None) -> None:
         """Set the status and the error text (None clears it); nothing else changes."""
@@ -305,14 +347,44 @@ class RunStore:
 
     # --- maintenance
 
+    def delete_runs(self, *, status: str | Iterable[str] | None = None,
+                    older_than: float | None = None, keep: int = 0) -> list[int]:
+        """Delete finished runs with all their rows, in one transaction; returns their ids.
+
+        status: only runs with this status (or one of these); default every finished status
+        (queued and running runs are never deleted). older_than: only runs created more than
+        this many seconds ago. keep: spare the newest `keep` of the runs that match.
+        Call `vacuum()` afterwards to give the space back to the file system.
+        """
+        statuses = FINISHED_STATUSES if status is None else (
+            (status,) if isinstance(status, str) else tuple(status))
+        for one in statuses:
+            _check_choice("status", one, FINISHED_STATUSES)
+        if not isinstance(keep, int) or keep < 0:
+            raise ValueError(f"keep should be an int >= 0, but got keep={keep!r}")
+        if older_than is not None and not older_than >= 0:
+            raise ValueError(f"older_than should be seconds >= 0, but got older_than={older_than!r}")
+        cutoff = float("inf") if older_than is None else time.time() - older_than
+        select = (f"SELECT id FROM runs WHERE status IN ({', '.join('?' * len(statuses))}) "
+                  f"AND created_at < ? ORDER BY id DESC LIMIT -1 OFFSET ?")
+
+        def delete(db: sqlite3.Connection) -> list[int]:
+            ids = [row[0] for row in db.execute(select, (*statuses, cutoff, keep))]
+            db.executemany("DELETE FROM runs WHERE id = ?", [(run_id,) for run_id in ids])
+            return ids
+        return self._write(delete)
+
     def integrity_ok(self) -> bool:
         """True when SQLite's integrity check finds nothing wrong."""
         rows = self._read(lambda db: db.execute("PRAGMA integrity_check").fetchall())
         return [row[0] for row in rows] == ["ok"]
 
     def vacuum(self) -> None:
-        """Rebuild the file to reclaim the space of deleted runs."""
+        """Rebuild the file to reclaim the space of deleted runs. In WAL mode the rebuilt
+        pages go to the WAL first: the checkpoint moves them into the file and truncates
+        both (as far as readers active at that moment allow)."""
         self._call(lambda db: db.execute("VACUUM"))
+        self._call(lambda db: db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall())
 
     # --- plumbing
 

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
@@ -15,8 +16,10 @@ from typing import Callable
 import torch
 from torch import nn
 
+from . import checkpoint
 from .config import HOT_FIELDS, RunConfig
 from .data import Problem, correct_predictions, load_problem, per_sample_loss
+from .distributed import Distributed
 from .diversity import DiversityMeter
 from .models import build_model
 from .schedulers import AdaBatch, DiveBatch, FixedBatch
@@ -51,7 +54,7 @@ class EpochRecord:
 
 @dataclass
 class RunResult:
-    status: str                   # completed, stopped or diverged
+    status: str                   # completed, stopped, diverged or failed (out of memory)
     records: list[EpochRecord]
     message: str = ""
     n_train: int = 0
@@ -123,15 +126,18 @@ class Trainer:
     """One run's state; `train()` below is the public entry point."""
 
     def __init__(self, config: RunConfig, on_epoch=None, control=None, on_progress=None,
-                 on_event=None, on_start=None):
+                 on_event=None, on_start=None, checkpoint_path=None, resume_from=None):
         config.validate()
         self.config = config
         self.on_epoch, self.on_progress = on_epoch, on_progress
-        self.on_event, self.control = on_event, control
-        self.device = resolve_device(config.device)
+        self.on_event = on_event
+        self.dist = Distributed.setup(resolve_device(config.device))  # one rank under torchrun
+        self.device = self.dist.device
+        self.control = self.dist.control(control)  # rank 0's messages, on every rank
         torch.manual_seed(config.seed)
         self.problem: Problem = load_problem(config, self.device)
         self.model = self._build_model()
+        self.dist.wrap(self.model)
         self.loss_fn = per_sample_loss(self.problem.task)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=config.lr,
                                          momentum=config.momentum,
@@ -139,6 +145,7 @@ class Trainer:
         self.scheduler = make_scheduler(config, self.optimizer, self.problem.n_train)
         self.lr_schedule = make_lr_schedule(config, self.optimizer)
         self.meter = DiversityMeter(self.model, allow_batchnorm=config.norm == "batch",
+                                    reduce=self.dist.all_sum,
                                     **({"sample_every": config.measure_every}
                                        if config.measure_every else {}))
         self.shuffle = torch.Generator().manual_seed(config.seed + 1)
@@ -146,10 +153,15 @@ class Trainer:
         self.records: list[EpochRecord] = []
         self.events: list[dict] = []
         self.step = self.samples_seen = 0
+        self.epochs_done = 0
+        self.checkpoint_path = checkpoint_path  # written at the end of every epoch if set
         self.stop_requested = False
         self.started = time.perf_counter()
         self._last_poll = 0.0
         self._apply_lr_multiplier(1.0, config.lr_multiplier)
+        if resume_from is not None:
+            self.load_state_dict(resume_from if isinstance(resume_from, dict)
+                                 else checkpoint.load(resume_from))
         if on_start:
             on_start(self.info())
 
@@ -159,7 +171,8 @@ class Trainer:
                 "task": self.problem.task, "device": str(self.device),
                 "model": self.config.resolved_model(),
                 "n_params": sum(p.numel() for p in self.model.parameters()),
-                "diversity_approximate": self.meter.approximate}
+                "diversity_approximate": self.meter.approximate,
+                "processes": self.dist.world_size}
 
     def _build_model(self) -> nn.Module:
         cfg, problem = self.config, self.problem
@@ -170,12 +183,20 @@ class Trainer:
     def run(self) -> RunResult:
         status, message = "completed", ""
         try:
-            for epoch in range(1, self.config.epochs + 1):
-                record = self._run_epoch(epoch)
+            for epoch in range(self.epochs_done + 1, self.config.epochs + 1):
+                try:
+                    record = self._run_epoch(epoch)
+                except RuntimeError as error:  # torch.OutOfMemoryError is one
+                    if not _out_of_memory(error):
+                        raise
+                    status, message = "failed", self._out_of_memory_message(epoch)
+                    self._event("out_of_memory", message, epoch)
+                    break
                 if record is None:
                     status, message = "stopped", f"stopped during epoch {epoch}"
                     break
                 self.records.append(record)
+                self.epochs_done = epoch
                 if self.on_epoch:
                     self.on_epoch(record)
                 if not _finite(record.train_loss):
@@ -185,13 +206,72 @@ class Trainer:
                     self._event("diverged", message, epoch)
                     break
                 self._handle_controls(epoch, epoch_end=True)
+                # after on_epoch, so a killed run resumes at or before its last stored record
+                if self.checkpoint_path and self.dist.is_main:
+                    checkpoint.save(self.checkpoint_path, self.state_dict())
                 if self.stop_requested:
                     status, message = "stopped", f"stopped after epoch {epoch}"
                     break
         finally:
             self.meter.detach()
+            self.dist.close()
         return RunResult(status, self.records, message, self.problem.n_train,
                          self.meter.approximate, self.events)
+
+    def state_dict(self) -> dict:
+        """Everything needed to continue this run exactly after its last finished epoch, as
+        tensors and plain python values (what `torch.load(weights_only=True)` reads back).
+        The diversity meter has no state to keep: it is reset before every measured epoch."""
+        return {"epoch": self.epochs_done, "config": self.config.to_dict(),
+                "lr_multiplier": self.lr_multiplier,
+                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "lr_schedule": self.lr_schedule.state_dict() if self.lr_schedule else None,
+                "step": self.step, "samples_seen": self.samples_seen,
+                "wall_time": time.perf_counter() - self.started,
+                "records": [record.to_dict() for record in self.records],
+                "events": list(self.events), "rng": self._rng_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from `state` (of a run with this config, hot fields aside): the next
+        epoch is state["epoch"] + 1."""
+        saved = RunConfig.from_dict(state["config"])
+        changed = sorted(k for k, v in saved.to_dict().items()
+                         if k not in HOT_FIELDS and v != getattr(self.config, k))
+        if changed:
+            raise ValueError(f"the checkpoint belongs to another config: it differs in "
+                             f"{', '.join(changed)}")
+        self.config = saved
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.lr_schedule is not None:
+            self.lr_schedule.load_state_dict(state["lr_schedule"])
+        self.lr_multiplier = state["lr_multiplier"]
+        self.epochs_done, self.step = state["epoch"], state["step"]
+        self.samples_seen = state["samples_seen"]
+        self.started = time.perf_counter() - state["wall_time"]
+        self.records = [EpochRecord(**record) for record in state["records"]]
+        self.events = list(state["events"])
+        self._set_rng_state(state["rng"])
+
+    def _rng_state(self) -> dict:
+        return {"shuffle": self.shuffle.get_state(), "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                "problem": self.problem.rng.get_state() if self.problem.rng else None}
+
+    def _set_rng_state(self, rng: dict) -> None:
+        self.shuffle.set_state(rng["shuffle"])
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        if self.problem.rng is not None and rng["problem"] is not None:
+            self.problem.rng.set_state(rng["problem"])
+
+    def _out_of_memory_message(self, epoch: int) -> str:
+        return (f"out of memory in epoch {epoch} at batch size {self.scheduler.batch_size}; "
+                f"start a new run with a smaller max_batch_size (now "
+                f"{self._hot_values()['max_batch_size']}) or batch_size")
 
     def _run_epoch(self, epoch: int) -> EpochRecord | None:
         batch_size = self.scheduler.batch_size
@@ -237,24 +317,33 @@ class Trainer:
                 self._handle_controls(epoch, epoch_end=False)
                 if self.stop_requested:
                     return None, 0, 0.0
-        loss_total = float(loss_sum)  # the epoch's one host synchronisation
+        loss_total = float(self.dist.all_sum(loss_sum))  # the epoch's one host sync
         return loss_total, n_batches, time.perf_counter() - started
 
     def _train_step(self, x_raw: torch.Tensor, y: torch.Tensor, measure: bool) -> torch.Tensor:
-        inputs = self.problem.inputs(x_raw, training=True)
-        self.optimizer.zero_grad(set_to_none=False)
+        """One SGD step on a global batch; returns this process's sum of losses."""
+        batch_size = len(y)
+        # the whole batch is prepared (augmented) as in one process, then this rank's share
+        inputs = self.dist.shard(self.problem.inputs(x_raw, training=True))
+        y = self.dist.shard(y)
+        self.optimizer.zero_grad()
         if measure:
-            with self.meter.track(len(y)):
-                loss_sum = self._backward(inputs, y)
+            with self.meter.track(batch_size, samples=len(y)):
+                loss_sum = self._backward(inputs, y, batch_size)
         else:
-            loss_sum = self._backward(inputs, y)
+            loss_sum = self._backward(inputs, y, batch_size)
         self.optimizer.step()
         return loss_sum
 
-    def _backward(self, inputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        losses = self.loss_fn(self.model(inputs), y)  # (B,)
-        losses.mean().backward()
-        return losses.detach().sum().double()
+    def _backward(self, inputs: torch.Tensor, y: torch.Tensor, batch_size: int) -> torch.Tensor:
+        """Gradient of the global batch's mean loss, sum(losses) / batch_size, accumulated
+        over micro-batches of at most max_micro_batch samples (summed over ranks by DDP)."""
+        loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
+        for part in self.dist.micro_batches(len(y), self.config.max_micro_batch):
+            losses = self.loss_fn(self.dist.forward(self.model, inputs[part]), y[part])  # (b,)
+            (losses.sum() / batch_size).backward()
+            loss_sum += losses.detach().double().sum()
+        return loss_sum
 
     @torch.no_grad()
     def evaluate(self) -> tuple[float, float | None]:
@@ -293,6 +382,8 @@ class Trainer:
                 "lr_multiplier": self.lr_multiplier}
 
     def _poll_due(self) -> bool:
+        if self.dist.world_size > 1:  # every rank must poll at the same step
+            return self.dist.poll_due(self.step, self.config.progress_every)
         now = time.perf_counter()
         if now - self._last_poll < self.config.progress_every:
             return False
@@ -353,14 +444,25 @@ def _finite(value: float) -> bool:
     return value is not None and math.isfinite(value)
 
 
+def _out_of_memory(error: RuntimeError) -> bool:
+    return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
+
+
 def train(config: RunConfig, on_epoch: Callable[[EpochRecord], None] | None = None,
           control=None, *, on_progress: Callable[[dict], None] | None = None,
           on_event: Callable[[dict], None] | None = None,
-          on_start: Callable[[dict], None] | None = None) -> RunResult:
+          on_start: Callable[[dict], None] | None = None,
+          checkpoint_path: str | os.PathLike | None = None,
+          resume_from: str | os.PathLike | dict | None = None) -> RunResult:
     """Run one experiment described by `config`; see EpochRecord for what each epoch emits.
 
     `control.poll()` is read between steps (rate-limited) and at every epoch end: a `stop`
     message ends the run as "stopped"; a `set` message changes hot parameters.
-    A NaN or infinite training loss ends the run as "diverged", keeping the records so far.
+    A NaN or infinite training loss ends the run as "diverged", keeping the records so far;
+    running out of memory ends it as "failed" with a message suggesting a smaller batch.
+    `checkpoint_path`: a file (see `divebatch.checkpoint`) rewritten atomically at the end of
+    every epoch. `resume_from`: such a file, or a `Trainer.state_dict()`, to continue after its
+    epoch; the records then equal an uninterrupted run's (timings aside) on the same device.
     """
-    return Trainer(config, on_epoch, control, on_progress, on_event, on_start).run()
+    return Trainer(config, on_epoch, control, on_progress, on_event, on_start,
+                   checkpoint_path, resume_from).run()

@@ -73,7 +73,7 @@ def test_sgd_measures_diversity_only_when_asked():
 
 
 def test_divergence_ends_the_run_and_keeps_records():
-    result = train(RunConfig(**TINY, method="sgd", lr=50.0, momentum=0.9))
+    result = train(RunConfig(**{**TINY, "lr": 50.0}, method="sgd", momentum=0.9))
     assert result.status == "diverged"
     assert "lr" in result.message and result.records
     assert not math.isfinite(result.records[-1].train_loss)

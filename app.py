@@ -1,0 +1,27 @@
+"""DiveBatch Lab dashboard: the router. One line per page; keep url_path = the file's stem
+(see dashboard.ensure_router)."""
+
+import streamlit as st
+
+from dashboard.common import open_store, queue_summary
+
+st.set_page_config(page_title="DiveBatch Lab", page_icon=":material/scuba_diving:",
+                   layout="wide")
+
+PAGES = [
+    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("pages/synthetic.py", title="Synthetic lab", icon=":material/show_chart:"),
+    st.Page("pages/images.py", title="Image lab", icon=":material/image:"),
+    st.Page("pages/runs.py", title="Runs", icon=":material/table_rows:"),
+]
+page = st.navigation(PAGES)
+
+# Global widgets: instructor mode (?instructor=1 hides advanced controls) and the queue.
+if "instructor" not in st.session_state:
+    st.session_state.instructor = st.query_params.get("instructor") == "1"
+st.sidebar.toggle("Instructor mode", key="instructor",
+                  help="Hide the advanced controls (or open the dashboard with ?instructor=1).")
+running, queued, slots = queue_summary(open_store())
+st.sidebar.caption(f"Workers: {running} running, {queued} queued, {slots} slot(s)")
+
+page.run()

@@ -1,0 +1,20 @@
+"""Streamlit building blocks shared by the pages: the run-config form and the live panel.
+
+Widgets and layout only; every number shown comes from `divebatch` (plots, analysis, jobs).
+"""
+
+import streamlit as st
+
+
+def ensure_router() -> None:
+    """Call first in every page script.
+
+    Streamlit quirk (1.67): on a fresh server, while no script has called st.navigation yet,
+    a request for a sub-URL (a reload of /runs after a restart) runs pages/<name>.py directly
+    in the legacy pages-folder mode, skipping app.py. Leave that mode and rerun: app.py's
+    st.navigation then resolves the same page (url_path = file stem keeps the mapping).
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()

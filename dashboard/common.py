@@ -1,0 +1,48 @@
+"""Small helpers every page uses: the run store, run labels, plain-words status messages."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from divebatch import jobs
+from divebatch.plots import run_label
+from divebatch.store import RunStore
+
+ACTIVE = ("queued", "running")
+
+
+def open_store() -> RunStore:
+    """The run store ($DIVEBATCH_DB or .divebatch/runs.db). Opened per script run: a
+    RunStore holds only its path, so nothing mutable is shared between sessions."""
+    return RunStore(RunStore.default_path())
+
+
+def label(run: dict) -> str:
+    """'#12 DiveBatch (delta=0.1) · running'"""
+    return f"{run_label(run)} · {run['status']}"
+
+
+def queue_summary(store: RunStore) -> tuple[int, int, int]:
+    """(running, queued, worker slots)."""
+    running = len(store.list_runs(status="running"))
+    queued = len(store.list_runs(status="queued"))
+    return running, queued, jobs.max_workers()
+
+
+def show_run_problems(runs: list[dict], store: RunStore) -> None:
+    """st.error / st.warning / st.info in plain words for runs that need attention."""
+    queued = [run for run in runs if run["status"] == "queued"]
+    if queued:
+        running, _, slots = queue_summary(store)
+        ids = ", ".join(f"#{run['id']}" for run in queued)
+        st.info(f"Queued: {ids}. {running} of {slots} worker slot(s) are busy; queued runs "
+                f"start on their own, oldest first, as slots free up.")
+    for run in runs:
+        error = run.get("error") or "no details recorded"
+        if run["status"] == "diverged":
+            st.error(f"Run {run_label(run)} diverged: {error}")
+        elif run["status"] == "failed":
+            st.error(f"Run {run_label(run)} failed: {error}")
+        elif run["status"] == "interrupted":
+            st.warning(f"Run {run_label(run)} was interrupted: its worker process ended "
+                       f"unexpectedly. The epochs recorded so far are kept.")

@@ -1,0 +1,272 @@
+"""The run-config form of a lab page: one widget per RunConfig field (help text and range from
+the field's metadata), presets, the whole setup mirrored in the URL, Start and Race buttons.
+
+Widget values live in st.session_state under "<prefix>_<field>" ("<prefix>_method" holds the
+method *variant*: divebatch, adabatch, sgd_small, sgd_large) and persist across page switches.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+
+import streamlit as st
+
+from divebatch import jobs
+from divebatch.commands import UsageError, check_runnable
+from divebatch.config import ALLOWED_MODELS, HOT_FIELDS, RunConfig, allowed_range, config_fields
+from divebatch.diversity import DiversityMeter
+from divebatch.links import config_from_query, config_to_query
+from divebatch.presets import PRESETS, VARIANTS, race_configs, variant_of, with_variant
+from divebatch.schedulers import AdaBatch, BatchSizeScheduler, DiveBatch, FixedBatch
+
+from .common import open_store
+
+# Shown in the main grid (in this order); every other field goes under "Advanced".
+MAIN_FIELDS = ("problem", "model", "method", "epochs", "batch_size", "max_batch_size", "delta",
+               "resize_every", "lr", "lr_scaling", "schedule", "momentum", "weight_decay",
+               "seed", "device", "name")
+LABELS = {"batch_size": "initial batch size B0", "max_batch_size": "max batch size B_max",
+          "delta": "delta δ", "resize_every": "resize interval R (epochs)",
+          "lr": "learning rate", "lr_scaling": "LR scaling rule", "schedule": "base LR schedule",
+          "weight_decay": "weight decay", "lr_multiplier": "LR multiplier",
+          "n_samples": "samples (n)", "dim": "input dimension", "name": "run name"}
+FLOAT_STEPS = {"delta": 0.01, "lr": 0.01, "momentum": 0.05, "weight_decay": 1e-4,
+               "noise": 0.05, "val_fraction": 0.05, "lr_multiplier": 0.1,
+               "adabatch_lr_decay": 0.05, "progress_every": 0.5}
+# Where each method's decision is made (shown by "Show the code").
+DECISION_CODE = {
+    "divebatch": (DiveBatch._next_batch_size, BatchSizeScheduler.step,
+                  DiversityMeter.track, DiversityMeter.diversity),
+    "adabatch": (AdaBatch._next_batch_size, AdaBatch._lr_factor, BatchSizeScheduler.step),
+    "sgd": (FixedBatch._next_batch_size, BatchSizeScheduler.step),
+}
+HOT_NOTE = ("(hot) marks the hot parameters: delta, max batch size, resize interval and the LR "
+            "multiplier change while a run is going (panel below the Start button). "
+            "Everything else needs a new run.")
+
+
+def key(prefix: str, name: str) -> str:
+    return f"{prefix}_{name}"
+
+
+def instructor_mode() -> bool:
+    return bool(st.session_state.get("instructor"))
+
+
+# --- state <-> RunConfig
+
+def load_into_state(prefix: str, config: RunConfig) -> None:
+    """Put every field of `config` into the form's widget state."""
+    for f in config_fields():
+        value = getattr(config, f.name)
+        st.session_state[key(prefix, f.name)] = float(value) if f.type == "float" else value
+    st.session_state[key(prefix, "method")] = variant_of(config)
+
+
+def config_from_state(prefix: str) -> RunConfig:
+    """The RunConfig the form describes (not validated)."""
+    values = {f.name: st.session_state[key(prefix, f.name)] for f in config_fields()}
+    variant = values["method"]
+    values["method"] = "sgd" if variant.startswith("sgd") else variant
+    return with_variant(RunConfig(**values), variant)
+
+
+def init_form(prefix: str, problems: tuple[str, ...], default_preset: str) -> None:
+    """First visit in this session: the setup from the URL if it has one (all or nothing),
+    else the default preset. Only the page a session opens on reads the URL: later pages
+    may still see the previous page's parameters there."""
+    if st.session_state.get(key(prefix, "ready")):
+        return
+    st.session_state[key(prefix, "ready")] = True
+    config = PRESETS[default_preset].config()
+    query = {} if st.session_state.get("url_read") else st.query_params.to_dict()
+    st.session_state.url_read = True
+    if set(query) - {"instructor"}:
+        try:
+            linked = config_from_query(query, ignore=("instructor",))
+            if linked.problem not in problems:
+                raise ValueError(f"problem should be one of {', '.join(problems)} on this "
+                                 f"page, but got problem={linked.problem!r}")
+            config = linked
+            st.session_state[key(prefix, "notice")] = ("success", "Settings loaded from the link.")
+        except (TypeError, ValueError) as error:
+            st.session_state[key(prefix, "notice")] = (
+                "error", f"The settings in this link were refused, so none of them was "
+                         f"applied:\n\n{_bullets(error)}")
+    load_into_state(prefix, config)
+
+
+def _bullets(error: Exception) -> str:
+    return "\n".join(f"- {line}" for line in str(error).splitlines())
+
+
+def sync_url(config: RunConfig) -> None:
+    """Mirror a valid setup in the address bar (fields that differ from the defaults)."""
+    wanted = config_to_query(config)
+    if instructor_mode():
+        wanted["instructor"] = "1"
+    if st.query_params.to_dict() != wanted:
+        st.query_params.from_dict(wanted)
+
+
+# --- widgets
+
+def field_widget(name: str, widget_key: str, *, options: tuple | None = None,
+                 disabled: bool = False, format_func=str) -> None:
+    """The widget for RunConfig field `name`, with its help text and allowed range."""
+    f = next(f for f in config_fields() if f.name == name)
+    meta, hot = f.metadata, name in HOT_FIELDS
+    label = LABELS.get(name, name.replace("_", " ")) + (" (hot)" if hot else "")
+    help_text = f"{meta['help']}. Allowed: {allowed_range(f)}." + \
+        (" Hot: can change while the run is going." if hot else " Needs a new run.")
+    common = dict(key=widget_key, help=help_text, disabled=disabled, persist_state="session")
+    if options is not None or meta["choices"]:
+        st.selectbox(label, options or meta["choices"], format_func=format_func, **common)
+    elif f.type == "bool":
+        st.checkbox(label, **common)
+    elif f.type == "int":
+        st.number_input(label, min_value=int(meta["low"]), max_value=int(meta["high"]), step=1,
+                        **common)
+    elif f.type == "float":
+        st.number_input(label, min_value=float(meta["low"]), max_value=float(meta["high"]),
+                        step=FLOAT_STEPS.get(name, 0.01), format="%g", **common)
+    else:
+        st.text_input(label, max_chars=200, **common)
+
+
+def _render_field(prefix: str, name: str, problems: tuple[str, ...]) -> None:
+    variant = st.session_state[key(prefix, "method")]
+    if name == "problem":
+        field_widget(name, key(prefix, name), options=problems)
+    elif name == "model":
+        models = ("auto",) + ALLOWED_MODELS[st.session_state[key(prefix, "problem")]]
+        if st.session_state[key(prefix, "model")] not in models:
+            st.session_state[key(prefix, "model")] = "auto"
+        field_widget(name, key(prefix, name), options=models)
+    elif name == "method":
+        field_widget(name, key(prefix, name), options=tuple(VARIANTS),
+                     format_func=VARIANTS.get)
+    else:
+        unused = {"delta": variant != "divebatch", "min_batch_size": variant != "divebatch",
+                  "resize_every": variant.startswith("sgd"),
+                  "max_batch_size": variant == "sgd_small",
+                  "adabatch_factor": variant != "adabatch",
+                  "adabatch_lr_decay": variant != "adabatch"}
+        field_widget(name, key(prefix, name), disabled=unused.get(name, False))
+
+
+def _grid(prefix: str, names: list[str], problems: tuple[str, ...], columns: int = 4) -> None:
+    cols = st.columns(columns)
+    for index, name in enumerate(names):
+        with cols[index % columns]:
+            _render_field(prefix, name, problems)
+
+
+def preset_picker(prefix: str, problems: tuple[str, ...], presets: list) -> None:
+    """Pick a preset and load it into the form."""
+    choices = [p.key for p in presets]
+    picked = st.session_state.setdefault(key(prefix, "preset"), choices[0])
+    col_pick, col_load = st.columns([4, 1], vertical_alignment="bottom")
+    with col_pick:
+        st.selectbox("Preset", choices, key=key(prefix, "preset"),
+                     format_func=lambda k: PRESETS[k].title, persist_state="session",
+                     help="A ready-made setup with something to look at. Load it, then Start "
+                          "(or Race).")
+    with col_load:
+        st.button("Load preset", key=key(prefix, "load_preset"), width="stretch",
+                  on_click=lambda: load_into_state(prefix, PRESETS[
+                      st.session_state[key(prefix, "preset")]].config()))
+    st.caption(PRESETS[picked].lesson)
+
+
+def config_form(prefix: str, problems: tuple[str, ...], hidden: tuple[str, ...] = ()
+                ) -> RunConfig | None:
+    """Render the form; returns the setup if it is valid, else shows why and returns None."""
+    notice = st.session_state.pop(key(prefix, "notice"), None)
+    if notice:
+        getattr(st, notice[0])(notice[1])
+    main = [n for n in MAIN_FIELDS if n not in hidden]
+    advanced = [f.name for f in config_fields()
+                if f.name not in MAIN_FIELDS and f.name not in hidden]
+    if instructor_mode():
+        basic = {f.name for f in config_fields() if f.metadata["group"] == "basic"}
+        main = [n for n in main if n in basic]
+        advanced = []
+    _grid(prefix, main, problems)
+    if advanced:
+        with st.expander("Advanced settings"):
+            _grid(prefix, advanced, problems)
+    st.caption(HOT_NOTE)
+    config = config_from_state(prefix)
+    try:
+        config.validate()
+    except ValueError as error:
+        st.error(f"These settings are not valid, so no run can start:\n\n{_bullets(error)}")
+        return None
+    sync_url(config)
+    return config
+
+
+def runnable_problem(config: RunConfig) -> str | None:
+    """Why this setup cannot run on this machine (device, dataset), in one line, or None."""
+    try:
+        check_runnable(config)
+    except UsageError as error:
+        return str(error)
+    return None
+
+
+# --- starting runs
+
+def start_buttons(prefix: str, config: RunConfig | None, blocked: str | None) -> None:
+    """Start one run, or race the four methods; new runs go onto this page's charts."""
+    disabled = config is None or blocked is not None
+    col_start, col_race, col_note = st.columns([1, 1, 3], vertical_alignment="center")
+    col_start.button("Start run", key=key(prefix, "start"), type="primary",
+                     disabled=disabled, width="stretch",
+                     on_click=_start, args=(prefix, False))
+    col_race.button("Race the 4 methods", key=key(prefix, "race"), disabled=disabled,
+                    width="stretch", on_click=_start, args=(prefix, True),
+                    help="DiveBatch, SGD at the small batch, SGD at the large batch (B_max) "
+                         "and AdaBatch on the same problem and seed, overlaid, with the "
+                         "paper's time-to-target table.")
+    col_note.caption("Runs train in background worker processes: they keep going if you "
+                     "reload, close the tab or restart the dashboard.")
+    if blocked:
+        st.error(f"This setup cannot run here: {blocked}")
+    error = st.session_state.pop(key(prefix, "start_error"), None)
+    if error:
+        st.error(error)
+
+
+def _start(prefix: str, race: bool) -> None:
+    config = config_from_state(prefix)
+    blocked = runnable_problem(config)
+    if blocked:
+        st.session_state[key(prefix, "start_error")] = f"Cannot start: {blocked}"
+        return
+    store = open_store()
+    try:
+        if race:
+            group = f"race {config.problem} seed {config.seed} {time.strftime('%H:%M:%S')}"
+            ids = [jobs.submit(store, variant, group=group)
+                   for _, variant in race_configs(config)]
+        else:
+            ids = [jobs.submit(store, config, name=config.name)]
+    except ValueError as error:
+        st.session_state[key(prefix, "start_error")] = f"Cannot start:\n\n{_bullets(error)}"
+        return
+    shown = [] if race else st.session_state.get(key(prefix, "shown"), [])
+    st.session_state[key(prefix, "shown")] = [*shown, *ids]
+
+
+def show_the_code(prefix: str) -> None:
+    """The library functions that make the batch-size decision for the chosen method."""
+    variant = st.session_state[key(prefix, "method")]
+    functions = DECISION_CODE["sgd" if variant.startswith("sgd") else variant]
+    with st.expander("Show the code: how this method picks the next batch size"):
+        for function in functions:
+            module = inspect.getmodule(function).__name__.replace(".", "/")
+            st.caption(f"{module}.py · {function.__qualname__}")
+            st.code(inspect.getsource(function), language="python")

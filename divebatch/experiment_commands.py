@@ -1,0 +1,136 @@
+"""`sweep` and `reproduce`: the CLI side of divebatch.sweeps and divebatch.reproduce."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .cli import UsageError, add_config_flags, add_db_flag, config_from_args, format_table, \
+    open_store
+
+SWEEP_COLUMNS = [("label", "cell"), ("seeds", "seeds"), ("speedup", "speed-up"),
+                 ("final", "final"), ("time_to_target", "train s to own-1pt"),
+                 ("samples_to_target", "examples to own-1pt"),
+                 ("final_batch_size", "final B")]
+
+
+def add_sweep(sub) -> None:
+    parser = sub.add_parser(
+        "sweep", conflict_handler="resolve",  # the grid flags below replace single-value ones
+        help="a grid over delta, max batch size, resize interval and seeds, each DiveBatch "
+             "cell against fixed-batch SGD at --batch-size (same seed)",
+        description="Run a grid of DiveBatch runs and a fixed-batch SGD baseline per seed, "
+                    "then print each cell's speed-up (training time to within 1 point of "
+                    "own final accuracy, baseline over cell), final accuracy and examples "
+                    "seen, as mean ± standard error over seeds. Finished runs of the same "
+                    "sweep are reused: run the same command again to resume.")
+    add_db_flag(parser)
+    add_config_flags(parser)
+    parser.add_argument("--delta", type=float, nargs="+", default=[0.1],
+                        help="DiveBatch delta values (default 0.1)")
+    parser.add_argument("--max-batch-size", type=int, nargs="+", default=[1024],
+                        help="B_max values (default 1024)")
+    parser.add_argument("--resize-every", type=int, nargs="+", default=[1],
+                        help="resize intervals R in epochs (default 1)")
+    parser.add_argument("--seed", type=int, nargs="+", default=[0],
+                        help="seeds; every cell and the baseline run once per seed")
+    parser.add_argument("--background", action="store_true",
+                        help="queue the runs for background workers and return at once "
+                             "(default: train them here, one after the other)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(handler=cmd_sweep)
+
+
+def sweep_spec(args):
+    from .sweeps import SWEEP_DEFAULTS, SweepSpec
+    if getattr(args, "method", "divebatch") != "divebatch":
+        raise UsageError(f"method should be divebatch in a sweep (the SGD baseline is "
+                         f"added for you), but got method={args.method!r}")
+    grid = {name: getattr(args, name) for name in ("delta", "max_batch_size",
+                                                   "resize_every", "seed")}
+    for name in grid:
+        delattr(args, name)  # config_from_args must not see the lists
+    base = {**SWEEP_DEFAULTS, **config_from_args(args).to_dict()}
+    spec = SweepSpec(base=base, deltas=tuple(grid["delta"]),
+                     max_batch_sizes=tuple(grid["max_batch_size"]),
+                     resize_everys=tuple(grid["resize_every"]), seeds=tuple(grid["seed"]))
+    try:
+        spec.validate()
+    except ValueError as error:
+        raise UsageError(str(error).replace("\n", "; ")) from None
+    return spec
+
+
+def cmd_sweep(args) -> int:
+    from . import sweeps
+    from .commands import check_runnable
+    if not hasattr(args, "diversity_every_epoch"):
+        args.diversity_every_epoch = False  # sweeps time runs: measure only where needed
+    spec = sweep_spec(args)
+    check_runnable(spec.baseline_config(spec.seeds[0]))
+    store = open_store(args)
+    print(f"sweep {spec.group}: {len(spec.cells())} cells x {len(spec.seeds)} seeds "
+          f"+ {len(spec.seeds)} baseline runs", file=sys.stderr)
+    if args.background:
+        ids = sweeps.launch(store, spec)
+        print(f"queued {len(ids)} runs; run the same command without --background to see "
+              f"the table (it waits for nothing and reuses finished runs)", file=sys.stderr)
+        print(spec.group)
+        return 0
+    status = run_with_progress(store, spec.group, spec.plan(),
+                               lambda done: sweeps.run_here(store, spec, on_run_done=done),
+                               args.quiet)
+    result = sweeps.results(store, spec)
+    print(format_table(sweep_table_rows(result), SWEEP_COLUMNS))
+    counts = result.progress
+    print(f"{spec.group}: {counts['finished']} of {counts['total']} runs finished"
+          + (f", {counts['running'] + counts['queued']} still in the background queue"
+             if counts["running"] + counts["queued"] else "")
+          + f"; speed-up = same-seed SGD baseline's training time to within 1 point of its "
+            f"own final {result.metric} over the cell's", file=sys.stderr)
+    return status
+
+
+def run_with_progress(store, group, planned, run, quiet: bool) -> int:
+    """Call `run(on_run_done)` under a progress bar; 130 after Ctrl-C, else 0."""
+    from tqdm import tqdm
+    from . import sweeps
+    todo = sweeps.missing(planned, sweeps.match_runs(store, group, planned))
+    reused = len(planned) - len(todo)
+    if reused:
+        print(f"reusing {reused} finished or running runs of {group}", file=sys.stderr)
+    with tqdm(total=len(todo), unit="run", file=sys.stderr, disable=quiet,
+              dynamic_ncols=True) as bar:
+        def done(planned_run, run):
+            bar.set_postfix_str(f"{planned_run.config.name.split(' ', 1)[-1]}: "
+                                f"{run['status']}", refresh=False)
+            bar.update(1)
+        try:
+            run(done)
+        except KeyboardInterrupt:
+            print("\nstopped: finished runs are kept; run the same command again to resume",
+                  file=sys.stderr)
+            return 130
+    return 0
+
+
+def sweep_table_rows(result) -> list[dict]:
+    from .sweeps import format_mean_se
+    accuracy = result.metric == "accuracy"
+    rows = []
+    for cell in result.cells:
+        rows.append({
+            "label": cell["label"],
+            "seeds": f"{cell['finished']}/{cell['planned']}"
+                     + (f" ({cell['diverged']} diverged)" if cell["diverged"] else ""),
+            "speedup": format_mean_se(cell["speedup"], cell["speedup_se"], suffix="x"),
+            "final": format_mean_se(cell["final"], cell["final_se"],
+                                    scale=100 if accuracy else 1,
+                                    suffix=" %" if accuracy else " loss"),
+            "time_to_target": format_mean_se(cell["time_to_target"],
+                                             cell["time_to_target_se"]),
+            "samples_to_target": format_mean_se(cell["samples_to_target"],
+                                                cell["samples_to_target_se"], digits=4),
+            "final_batch_size": format_mean_se(cell["final_batch_size"], None, digits=5),
+        })
+    return rows

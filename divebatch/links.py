@@ -1,0 +1,82 @@
+"""A RunConfig as URL query parameters, so that a link reproduces a setup.
+
+Only fields that differ from the defaults are written. Reading is all or nothing: every
+parameter is parsed by its field's type, then `RunConfig.from_dict` and `validate()` run;
+any problem raises one ValueError listing every bad parameter, and nothing is applied.
+
+>>> query = config_to_query(RunConfig(problem="sine", delta=0.25, seed=7))
+>>> query
+{'problem': 'sine', 'delta': '0.25', 'seed': '7'}
+>>> config_from_query(query) == RunConfig(problem="sine", delta=0.25, seed=7)
+True
+>>> config_from_query({"epochs": "ten"})
+Traceback (most recent call last):
+...
+ValueError: epochs should be an int, but got epochs='ten'
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+
+from .config import RunConfig, config_fields
+
+TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def config_to_query(config: RunConfig) -> dict[str, str]:
+    """{field: text} for the fields where `config` differs from RunConfig()."""
+    defaults = RunConfig()
+    return {f.name: _text(getattr(config, f.name)) for f in config_fields()
+            if getattr(config, f.name) != getattr(defaults, f.name)}
+
+
+def config_from_query(query: Mapping[str, str], ignore: Iterable[str] = ()) -> RunConfig:
+    """The validated RunConfig that `query` describes (missing fields take defaults).
+
+    Keys in `ignore` (e.g. "instructor") are skipped; any other unknown key is an error.
+    """
+    types = {f.name: f.type for f in config_fields()}
+    skipped = set(ignore)
+    values, errors = {}, []
+    for key, text in query.items():
+        if key in skipped:
+            continue
+        if key not in types:
+            errors.append(f"{key} is not a setting (unknown query parameter {key}={text!r})")
+            continue
+        try:
+            values[key] = _parse(types[key], text)
+        except ValueError:
+            errors.append(f"{key} should be {_A[types[key]]}, but got {key}={text!r}")
+    if errors:
+        raise ValueError("\n".join(errors))
+    config = RunConfig.from_dict(values)
+    config.validate()
+    return config
+
+
+_A = {"int": "an int", "float": "a number", "bool": "true or false", "str": "text"}
+
+
+def _text(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value) if isinstance(value, float) else str(value)  # repr: exact round trip
+
+
+def _parse(type_name: str, text: str):
+    if type_name == "bool":
+        word = text.strip().lower()
+        if word in TRUE_WORDS or word in FALSE_WORDS:
+            return word in TRUE_WORDS
+        raise ValueError(text)
+    if type_name == "int":
+        return int(text.strip())  # "1.5" and "ten" raise ValueError
+    if type_name == "float":
+        value = float(text)
+        if not math.isfinite(value):
+            raise ValueError(text)
+        return value
+    return text

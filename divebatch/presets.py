@@ -1,0 +1,146 @@
+"""Ready-made setups: teaching presets, the paper's configurations, and method variants.
+
+A preset is data: a title, what to look at, and the RunConfig fields that differ from the
+defaults. The dashboard lists them; `preset.config()` builds the RunConfig.
+
+>>> PRESETS["convex"].config().problem
+'least_squares'
+>>> [label for label, _ in race_configs(PRESETS["digits_race"].config())][0]
+'DiveBatch'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .config import RunConfig
+
+SYNTHETIC_PROBLEMS = ("least_squares", "logistic", "sine", "classification")
+IMAGE_PROBLEMS = ("digits", "cifar10", "cifar100", "tiny_imagenet")
+
+# How the dashboard names a method. "sgd_large" is SGD run at batch_size = max_batch_size.
+VARIANTS = {"divebatch": "DiveBatch", "adabatch": "AdaBatch",
+            "sgd_small": "SGD, small batch", "sgd_large": "SGD, large batch"}
+
+
+@dataclass(frozen=True)
+class Preset:
+    key: str
+    title: str
+    lesson: str                                   # what to look at once it runs
+    fields: dict = field(default_factory=dict)    # RunConfig fields that differ from defaults
+
+    def config(self) -> RunConfig:
+        return RunConfig(**self.fields)
+
+
+def paper_config(problem: str) -> dict:
+    """The paper's setting (Chen, Wang, Sundaram 2025): ResNet-18, SGD momentum 0.9,
+    weight decay 5e-4, lr 0.1 cosine, 200 epochs, B_max 2048, R = 20."""
+    tiny = problem == "tiny_imagenet"
+    return dict(problem=problem, model="resnet18", method="divebatch", epochs=200,
+                batch_size=256 if tiny else 128, max_batch_size=2048, resize_every=20,
+                delta=0.1 if problem == "cifar10" else 0.01, lr=0.1, schedule="cosine",
+                momentum=0.9, weight_decay=5e-4, lr_scaling="none")
+
+
+def scaled_down(problem: str) -> dict:
+    """The paper's setting shrunk to finish in minutes on one GPU: 30 epochs, R = 5 and
+    at most 10,000 training images."""
+    return {**paper_config(problem), "epochs": 30, "resize_every": 5, "n_samples": 10_000}
+
+
+_PRESETS = (
+    Preset("convex", "Convex: diversity rises as the loss falls",
+           "Least squares with a linear model. Near the optimum the per-sample gradients "
+           "point in many directions while their mean shrinks, so the diversity Δ̂ (and "
+           "Yin's bound n·Δ̂) grows and DiveBatch raises the batch size.",
+           dict(problem="least_squares", n_samples=4000, dim=100, method="divebatch",
+                epochs=60, batch_size=8, max_batch_size=2048, delta=0.1, resize_every=1,
+                lr=0.02, momentum=0.0)),
+    Preset("logistic", "Convex classification: logistic regression",
+           "A logistic model on noisy labels: the batch grows slowly and steadily with the "
+           "diversity.",
+           dict(problem="logistic", method="divebatch", epochs=20, batch_size=16,
+                max_batch_size=2048, delta=0.1, resize_every=1, lr=0.5, momentum=0.0)),
+    Preset("nonconvex_mlp", "Non-convex: an MLP fits a sine",
+           "A two-layer MLP on y = sin(Ax). The diversity is noisy from epoch to epoch; with "
+           "R = 2 the batch only moves every second epoch and never shrinks.",
+           dict(problem="sine", model="mlp", method="divebatch", epochs=40, batch_size=16,
+                max_batch_size=1024, delta=0.1, resize_every=2, lr=0.05, momentum=0.9)),
+    Preset("classification_race", "Race on a 4-class problem",
+           "Press Race: DiveBatch, AdaBatch and SGD at the small and the large batch on the "
+           "same data and seed. Compare accuracy against training time, not epochs.",
+           dict(problem="classification", model="mlp", method="divebatch", epochs=30,
+                batch_size=16, max_batch_size=1024, delta=0.1, resize_every=2, lr=0.05,
+                momentum=0.9)),
+    Preset("digits_race", "Digits race (real images, CPU friendly)",
+           "Press Race: the four methods train a small CNN on scikit-learn's 8x8 digits. "
+           "The small batch is accurate but slow per epoch; DiveBatch starts small and grows.",
+           dict(problem="digits", model="cnn", method="divebatch", epochs=20, batch_size=16,
+                max_batch_size=512, delta=0.1, resize_every=2, lr=0.05, momentum=0.9)),
+    Preset("cifar10_small", "Paper CIFAR-10, scaled down (GPU, minutes)",
+           "The paper's CIFAR-10 recipe on 10,000 images for 30 epochs with R = 5.",
+           scaled_down("cifar10")),
+    Preset("cifar100_small", "Paper CIFAR-100, scaled down (GPU, minutes)",
+           "The paper's CIFAR-100 recipe (delta 0.01) on 10,000 images for 30 epochs.",
+           scaled_down("cifar100")),
+    Preset("tiny_imagenet_small", "Paper Tiny-ImageNet, scaled down (GPU, minutes)",
+           "The paper's Tiny-ImageNet recipe (B0 = 256, delta 0.01) on 10,000 images for "
+           "30 epochs.",
+           scaled_down("tiny_imagenet")),
+    Preset("cifar10_paper", "Paper CIFAR-10 (GPU, hours)",
+           "The paper's full setting: ResNet-18, 200 epochs, B0 128, B_max 2048, R 20, "
+           "delta 0.1.", paper_config("cifar10")),
+    Preset("cifar100_paper", "Paper CIFAR-100 (GPU, hours)",
+           "The paper's full setting with delta 0.01.", paper_config("cifar100")),
+    Preset("tiny_imagenet_paper", "Paper Tiny-ImageNet (GPU, hours)",
+           "The paper's full setting with B0 256 and delta 0.01.",
+           paper_config("tiny_imagenet")),
+)
+PRESETS = {preset.key: preset for preset in _PRESETS}
+
+
+def presets_for(problems: tuple[str, ...]) -> list[Preset]:
+    """The presets whose problem is one of `problems`, in teaching order."""
+    return [p for p in _PRESETS if p.fields.get("problem", RunConfig.problem) in problems]
+
+
+def variant_of(config: RunConfig | dict) -> str:
+    """'divebatch', 'adabatch', 'sgd_small' or 'sgd_large' (SGD at its maximum batch)."""
+    values = config if isinstance(config, dict) else config.to_dict()
+    if values.get("method") != "sgd":
+        return values.get("method", "")
+    large = values.get("batch_size") == values.get("max_batch_size")
+    return "sgd_large" if large else "sgd_small"
+
+
+def with_variant(config: RunConfig, variant: str, small_batch: int | None = None) -> RunConfig:
+    """`config` run with one of VARIANTS; SGD large uses batch_size = max_batch_size, SGD
+    small uses `small_batch` (default: config.batch_size)."""
+    if variant not in VARIANTS:
+        raise ValueError(f"variant should be one of {', '.join(VARIANTS)}, "
+                         f"but got variant={variant!r}")
+    small = small_batch or config.batch_size
+    if variant == "sgd_large":
+        return config.replace(method="sgd", batch_size=config.max_batch_size)
+    if variant == "sgd_small":
+        return config.replace(method="sgd", batch_size=small)
+    return config.replace(method=variant, batch_size=small)
+
+
+# Race order: the paper's baseline (SGD at the small batch) comes first in comparisons.
+RACE_ORDER = ("sgd_small", "divebatch", "adabatch", "sgd_large")
+
+
+def race_configs(config: RunConfig) -> list[tuple[str, RunConfig]]:
+    """DiveBatch, SGD small, SGD large and AdaBatch on the same problem, seed and budget
+    (the order they are started in), each labelled."""
+    start_order = ("divebatch", "sgd_small", "sgd_large", "adabatch")
+    return [(VARIANTS[v], with_variant(config, v)) for v in start_order]
+
+
+def race_sorted(runs: list[dict]) -> list[dict]:
+    """Runs ordered for a comparison table: SGD small first (the speed-up baseline)."""
+    rank = {variant: i for i, variant in enumerate(RACE_ORDER)}
+    return sorted(runs, key=lambda run: (rank.get(variant_of(run["config"]), 9), run["id"]))

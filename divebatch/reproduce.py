@@ -1,0 +1,533 @@
+"""Reproduce the paper's comparison at a scale this machine can run.
+
+DiveBatch against SGD at the small batch B_0, SGD at the large batch B_max and AdaBatch, each
+with and without linear LR scaling, on benchmarks that run anywhere (synthetic convex,
+synthetic non-convex, scikit-learn's digits) and on scaled-down CIFAR-10/100 and
+Tiny-ImageNet where their files and a GPU are present. Every method runs once per seed; like
+the paper we report the training time to within 1 point of each run's own final accuracy,
+as a speed-up over SGD at B_0 of the same seed (absolute seconds differ by machine), beside
+the change in final accuracy. `findings()` says, from the numbers, where ours agree with the
+paper's and where they do not.
+
+>>> spec = ReproSpec(scale="tiny", benchmarks=("convex",), seeds=(0,))
+>>> len(spec.plan()), spec.plan()[0].cell
+(7, ('convex', 'sgd_small'))
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import os
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import sweeps
+from .config import RunConfig
+
+SCALES = ("tiny", "quick", "full")  # tiny: a smoke test in seconds, numbers meaningless
+
+# DESIGN.md section 1: time to within 1 point of own final accuracy (s), final accuracy (%),
+# no LR rescaling; ResNet-18, B_0 = 128 (Tiny-ImageNet 256), B_max = 2048, 200 epochs.
+PAPER = {
+    "CIFAR-10": {"sgd_small": (3189, 95.5), "adabatch": (1361, 94.9), "divebatch": (638, 93.8)},
+    "CIFAR-100": {"sgd_small": (2808, 74.9), "adabatch": (1263, 73.0),
+                  "divebatch": (1192, 71.8)},
+    "Tiny-ImageNet": {"sgd_small": (9703, 55.5), "adabatch": (7146, 53.7),
+                      "divebatch": (6478, 51.7)},
+}
+PAPER_BASELINE = {"CIFAR-10": "SGD B=128", "CIFAR-100": "SGD B=128",
+                  "Tiny-ImageNet": "SGD B=256"}
+
+METHODS = {  # key -> label; "_linear": LR multiplied by B_new / B_old on every batch change
+    "sgd_small": "SGD, small batch B0", "sgd_large": "SGD, large batch B_max",
+    "sgd_large_linear": "SGD, large batch, linear LR", "adabatch": "AdaBatch",
+    "adabatch_linear": "AdaBatch, linear LR", "divebatch": "DiveBatch",
+    "divebatch_linear": "DiveBatch, linear LR"}
+PAPER_METHODS = ("sgd_small", "adabatch", "divebatch")  # the ones with published numbers
+
+# Shared by every benchmark: the paper's delta, cosine schedule, and diversity measured only
+# where the method needs it (the runs are timed).
+COMMON = dict(delta=0.1, schedule="cosine", diversity_every_epoch=False)
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    key: str
+    title: str
+    paper: str | None                    # the paper's dataset it is, if any
+    scales: dict = field(default_factory=dict)  # scale -> RunConfig fields
+    needs_gpu: bool = False
+
+
+def _scales(problem: str, sizes: dict, **fields) -> dict:
+    """tiny / quick / full settings: B_max / B_0 = 16 as in the paper (2048 / 128) and R
+    about a tenth of the epochs (paper: 20 of 200). `sizes`: per-scale problem sizes."""
+    schedule = {"tiny": dict(epochs=3, batch_size=8, max_batch_size=128, resize_every=1),
+                "quick": dict(epochs=20, batch_size=32, max_batch_size=512, resize_every=2),
+                "full": dict(epochs=50, batch_size=32, max_batch_size=512, resize_every=5)}
+    return {scale: {**COMMON, "problem": problem, **steps, **fields, **sizes.get(scale, {})}
+            for scale, steps in schedule.items()}
+
+
+def _image(problem: str) -> dict:
+    """The paper's recipe (ResNet-18, B_0 128 or 256, B_max 2048) on fewer images and
+    epochs: `presets.scaled_down` for full, a third of it for quick."""
+    from .presets import scaled_down
+    full = {**scaled_down(problem), "diversity_every_epoch": False}
+    quick = {**full, "epochs": 10, "resize_every": 2, "n_samples": 5000}
+    return {"tiny": quick, "quick": quick, "full": full}
+
+
+SYNTHETIC_SIZES = {"tiny": {"n_samples": 300, "dim": 8}, "quick": {"n_samples": 3000},
+                   "full": {"n_samples": 12000}}
+
+BENCHMARKS = {b.key: b for b in (
+    Benchmark("convex", "synthetic convex: logistic regression", None,
+              _scales("logistic", SYNTHETIC_SIZES, dim=32, lr=0.2, momentum=0.0)),
+    Benchmark("nonconvex", "synthetic non-convex: 4-class MLP", None,
+              _scales("classification", SYNTHETIC_SIZES, model="mlp", hidden=64, lr=0.05,
+                      momentum=0.9)),
+    Benchmark("digits", "digits 8x8, small CNN", None,
+              _scales("digits", {}, model="cnn", lr=0.05, momentum=0.9)),
+    Benchmark("cifar10", "CIFAR-10, ResNet-18 scaled down", "CIFAR-10", _image("cifar10"),
+              needs_gpu=True),
+    Benchmark("cifar100", "CIFAR-100, ResNet-18 scaled down", "CIFAR-100",
+              _image("cifar100"), needs_gpu=True),
+    Benchmark("tiny_imagenet", "Tiny-ImageNet, ResNet-18 scaled down", "Tiny-ImageNet",
+              _image("tiny_imagenet"), needs_gpu=True),
+)}
+DEFAULT_BENCHMARKS = tuple(BENCHMARKS)
+
+
+def method_config(fields: dict, method: str, seed: int) -> RunConfig:
+    """The benchmark's fields run with one of METHODS."""
+    values = {**fields, "seed": seed, "lr_scaling": "none"}
+    small, large = fields["batch_size"], fields["max_batch_size"]
+    if method == "sgd_small":
+        values |= {"method": "sgd"}
+    elif method.startswith("sgd_large"):
+        values |= {"method": "sgd", "batch_size": large}
+        if method.endswith("_linear"):
+            values["lr"] = fields.get("lr", RunConfig.lr) * large / small
+    else:
+        values |= {"method": method.removesuffix("_linear"),
+                   "lr_scaling": "linear" if method.endswith("_linear") else "none"}
+    values["name"] = f"{METHODS[method]} seed={seed}"
+    return RunConfig.from_dict(values)
+
+
+def availability(benchmark: Benchmark, scale: str) -> str | None:
+    """None when the benchmark can run here, else a one-line note saying why it is skipped."""
+    if benchmark.needs_gpu:
+        import torch
+        if not torch.cuda.is_available():
+            return (f"skipped: {benchmark.title} needs a CUDA GPU to finish in reasonable "
+                    f"time, and this machine has none")
+    from .data import check_available
+    try:
+        check_available(RunConfig.from_dict(benchmark.scales[scale]))
+    except ValueError as error:
+        return f"skipped: {error}"
+    return None
+
+
+@dataclass(frozen=True)
+class ReproSpec:
+    scale: str = "quick"
+    benchmarks: tuple[str, ...] = DEFAULT_BENCHMARKS
+    seeds: tuple[int, ...] = (0, 1, 2)
+
+    def __post_init__(self):
+        object.__setattr__(self, "benchmarks", tuple(dict.fromkeys(self.benchmarks)))
+        object.__setattr__(self, "seeds", tuple(dict.fromkeys(self.seeds)))
+
+    def validate(self) -> None:
+        errors = []
+        if self.scale not in SCALES:
+            errors.append(f"scale should be one of {', '.join(SCALES)}, but got "
+                          f"scale={self.scale!r}")
+        unknown = [b for b in self.benchmarks if b not in BENCHMARKS]
+        if unknown or not self.benchmarks:
+            errors.append(f"benchmarks should be some of {', '.join(BENCHMARKS)}, but got "
+                          f"{', '.join(map(str, self.benchmarks)) or 'none'}")
+        if not self.seeds or not all(isinstance(s, int) and s >= 0 for s in self.seeds):
+            errors.append(f"seeds should be one or more ints >= 0, but got {list(self.seeds)}")
+        if errors:
+            raise ValueError("\n".join(errors))
+
+    @property
+    def group(self) -> str:
+        text = json.dumps({"scale": self.scale, "benchmarks": list(self.benchmarks),
+                           "seeds": list(self.seeds)}, sort_keys=True)
+        return "reproduce:" + hashlib.sha256(text.encode()).hexdigest()[:10]
+
+    def skipped(self) -> dict[str, str]:
+        """{benchmark key: why it cannot run here} for the requested ones that cannot."""
+        notes = {key: availability(BENCHMARKS[key], self.scale) for key in self.benchmarks}
+        return {key: note for key, note in notes.items() if note}
+
+    def runnable(self) -> list[str]:
+        skipped = self.skipped()
+        return [key for key in self.benchmarks if key not in skipped]
+
+    def plan(self) -> list[sweeps.PlannedRun]:
+        return [sweeps.PlannedRun((key, method), seed, method_config(
+                    BENCHMARKS[key].scales[self.scale], method, seed))
+                for key in self.runnable() for method in METHODS for seed in self.seeds]
+
+    def to_dict(self) -> dict:
+        return {"scale": self.scale, "benchmarks": list(self.benchmarks),
+                "seeds": list(self.seeds)}
+
+
+def launch(store, spec: ReproSpec) -> list[int]:
+    """Queue the missing runs for background workers; their ids."""
+    spec.validate()
+    return sweeps.submit_missing(store, spec.group, spec.plan(),
+                                 info={"reproduce": spec.to_dict()})
+
+
+def run_here(store, spec: ReproSpec, on_run_done=None) -> int:
+    """Train the missing runs in this process, one after the other; how many ran."""
+    spec.validate()
+    return sweeps.run_missing(store, spec.group, spec.plan(),
+                              info={"reproduce": spec.to_dict()}, on_run_done=on_run_done)
+
+
+# --- results
+
+@dataclass
+class ReproResults:
+    spec: ReproSpec
+    matched: list[dict | None]
+    seeds: list[dict]                # one row per finished run, with speedup and final_change
+    cells: dict[tuple, dict]         # (benchmark, method) -> aggregated row
+    skipped: dict[str, str]          # benchmark -> note
+    dive_vs_ada: dict[str, tuple]    # benchmark -> (mean, se) of AdaBatch time / DiveBatch's
+
+    @property
+    def progress(self) -> dict:
+        return sweeps.progress(self.matched)
+
+    @property
+    def done(self) -> bool:
+        counts = self.progress
+        return counts["running"] == 0 and counts["queued"] == 0
+
+    def benchmarks(self) -> list[str]:
+        return [key for key in self.spec.benchmarks if key not in self.skipped]
+
+
+def results(store, spec: ReproSpec) -> ReproResults:
+    planned = spec.plan()
+    matched = sweeps.match_runs(store, spec.group, planned)
+    records = store.records_many([run["id"] for run in matched if run])
+    rows = sweeps.seed_results(planned, matched, records)
+    rows = sweeps.with_speedups(rows, is_baseline=lambda r: r["cell"][1] == "sgd_small",
+                                same=lambda r: r["cell"][0])
+    cells = {row["cell"]: row for row in sweeps.aggregate(
+        rows, [(key, method) for key in spec.runnable() for method in METHODS],
+        len(spec.seeds))}
+    dive_vs_ada = {key: sweeps.mean_se(_paired_ratios(rows, key, "adabatch", "divebatch"))
+                   for key in spec.runnable()}
+    return ReproResults(spec, matched, rows, cells, spec.skipped(), dive_vs_ada)
+
+
+def _paired_ratios(rows: list[dict], benchmark: str, numerator: str, denominator: str):
+    """Per seed: `numerator` method's time to target / `denominator` method's."""
+    times = {(r["cell"][1], r["seed"]): r["time_to_target"] for r in rows
+             if r["cell"][0] == benchmark}
+    for seed in {r["seed"] for r in rows}:
+        top, bottom = times.get((numerator, seed)), times.get((denominator, seed))
+        if top and bottom:
+            yield top / bottom
+
+
+def paper_speedup(dataset: str, method: str) -> float:
+    return PAPER[dataset]["sgd_small"][0] / PAPER[dataset][method][0]
+
+
+def paper_change(dataset: str, method: str) -> float:
+    """Final accuracy minus SGD small batch's, in points."""
+    return PAPER[dataset][method][1] - PAPER[dataset]["sgd_small"][1]
+
+
+# --- judging agreement from the numbers
+
+SAME_ACCURACY_POINTS = 0.5   # |change| below this (or below 2 standard errors) is "about the same"
+SLIGHT_LOSS_POINTS = 5.0     # a drop up to this many points is "slightly lower"
+
+
+def accuracy_verdict(change_points: float, se_points: float | None = None) -> str:
+    """'higher', 'about the same', 'slightly lower' or 'much lower'."""
+    tolerance = max(SAME_ACCURACY_POINTS, 2 * (se_points or 0.0))
+    if abs(change_points) <= tolerance:
+        return "about the same"
+    if change_points > 0:
+        return "higher"
+    return "slightly lower" if change_points >= -SLIGHT_LOSS_POINTS else "much lower"
+
+
+def speed_verdict(speedup: float, se: float | None = None) -> str:
+    """'faster', 'slower' or 'no clear difference' (1 within two standard errors)."""
+    if se is not None and abs(speedup - 1.0) <= 2 * se:
+        return "no clear difference"
+    return "faster" if speedup > 1.0 else "slower"
+
+
+def _range(values: list[float], fmt: str) -> str:
+    low, high = min(values), max(values)
+    return format(low, fmt) if low == high else f"{format(low, fmt)} to {format(high, fmt)}"
+
+
+def _one_word(words: list[str]) -> str:
+    return words[0] if len(set(words)) == 1 else "mixed"
+
+
+def findings(result: ReproResults) -> list[dict]:
+    """Claims of the paper checked against our numbers, per benchmark of ours: dicts with
+    benchmark, claim, paper (text), ours (text) and agrees (True, False, or None while
+    nothing has finished). The paper's side is judged by the same rules as ours."""
+    out = []
+    for key in result.benchmarks():
+        datasets = [BENCHMARKS[key].paper] if BENCHMARKS[key].paper else list(PAPER)
+        dive = result.cells[(key, "divebatch")]
+        speeds = [paper_speedup(d, "divebatch") for d in datasets]
+        out.append(_finding(key, "DiveBatch is faster than SGD at the small batch",
+                            _one_word([speed_verdict(s) for s in speeds]),
+                            f"{_range(speeds, '.2f')}x", dive["speedup"], dive["speedup_se"],
+                            speed_verdict, "{:.2f}", "x"))
+        changes = [paper_change(d, "divebatch") for d in datasets]
+        out.append(_finding(key, "DiveBatch's final accuracy is slightly lower than SGD's at "
+                                 "the small batch",
+                            _one_word([accuracy_verdict(c) for c in changes]),
+                            f"{_range(changes, '+.1f')} points", _points(dive["final_change"]),
+                            _points(dive["final_change_se"]), accuracy_verdict, "{:+.2f}",
+                            " points"))
+        ratios = [PAPER[d]["adabatch"][0] / PAPER[d]["divebatch"][0] for d in datasets]
+        mean, se = result.dive_vs_ada[key]
+        out.append(_finding(key, "DiveBatch is faster than AdaBatch",
+                            _one_word([speed_verdict(r) for r in ratios]),
+                            f"{_range(ratios, '.2f')}x", mean, se, speed_verdict, "{:.2f}",
+                            "x (AdaBatch's time / DiveBatch's)"))
+    return out
+
+
+def _points(fraction: float | None) -> float | None:
+    return None if fraction is None else 100.0 * fraction
+
+
+def _finding(benchmark: str, claim: str, paper_word: str, paper_numbers: str,
+             mean: float | None, se: float | None, verdict, fmt: str, unit: str) -> dict:
+    finding = {"benchmark": benchmark, "claim": claim,
+               "paper": f"{paper_word}, {paper_numbers}"}
+    if mean is None:
+        return {**finding, "ours": "no finished runs yet", "agrees": None}
+    word = verdict(mean, se)
+    numbers = fmt.format(mean) + ("" if se is None else f" ± {se:.2g}")
+    return {**finding, "ours": f"{word}, {numbers}{unit}", "agrees": word == paper_word}
+
+
+# --- tables
+
+def side_by_side(result: ReproResults) -> list[dict]:
+    """The headline table: the paper's three datasets, then ours. Speed-ups are over SGD at
+    the small batch of the same source (and seed); accuracy changes are in points."""
+    rows = []
+    for dataset in PAPER:
+        row = {"source": "paper", "benchmark": f"{dataset} (ResNet-18, 200 epochs)",
+               "sgd_acc": f"{PAPER[dataset]['sgd_small'][1]:.1f} %",
+               "sgd_time": f"{PAPER[dataset]['sgd_small'][0]} s"}
+        for method in ("adabatch", "divebatch"):
+            row[f"{method}_speedup"] = f"{paper_speedup(dataset, method):.2f}x"
+            row[f"{method}_change"] = f"{paper_change(dataset, method):+.1f}"
+        rows.append(row)
+    for key in result.benchmarks():
+        sgd = result.cells[(key, "sgd_small")]
+        row = {"source": "ours", "benchmark": BENCHMARKS[key].title,
+               "sgd_acc": sweeps.format_mean_se(sgd["final"], sgd["final_se"], scale=100,
+                                                suffix=" %"),
+               "sgd_time": sweeps.format_mean_se(sgd["time_to_target"],
+                                                 sgd["time_to_target_se"], suffix=" s")}
+        for method in ("adabatch", "divebatch"):
+            cell = result.cells[(key, method)]
+            row[f"{method}_speedup"] = sweeps.format_mean_se(cell["speedup"],
+                                                             cell["speedup_se"], suffix="x")
+            row[f"{method}_change"] = _signed_points(cell["final_change"],
+                                                     cell["final_change_se"])
+        rows.append(row)
+    return rows
+
+
+SIDE_BY_SIDE_COLUMNS = [("source", "source"), ("benchmark", "benchmark"),
+                        ("sgd_acc", "SGD-small acc"), ("sgd_time", "SGD-small s to own-1pt"),
+                        ("adabatch_speedup", "AdaBatch speed-up"),
+                        ("adabatch_change", "AdaBatch Δacc (pt)"),
+                        ("divebatch_speedup", "DiveBatch speed-up"),
+                        ("divebatch_change", "DiveBatch Δacc (pt)")]
+
+
+def _signed_points(mean: float | None, se: float | None) -> str:
+    if mean is None:
+        return ""
+    text = f"{100 * mean:+.2f}"
+    return text if se is None else f"{text} ± {100 * se:.2g}"
+
+
+def detail(result: ReproResults) -> list[dict]:
+    """Every method on every benchmark of ours."""
+    rows = []
+    for key in result.benchmarks():
+        for method, label in METHODS.items():
+            cell = result.cells[(key, method)]
+            rows.append({
+                "benchmark": key, "method": label,
+                "seeds": f"{cell['finished']}/{cell['planned']}"
+                         + (f" ({cell['diverged']} diverged)" if cell["diverged"] else ""),
+                "final_acc": sweeps.format_mean_se(cell["final"], cell["final_se"],
+                                                   scale=100, suffix=" %"),
+                "change": _signed_points(cell["final_change"], cell["final_change_se"]),
+                "time": sweeps.format_mean_se(cell["time_to_target"],
+                                              cell["time_to_target_se"], suffix=" s"),
+                "speedup": sweeps.format_mean_se(cell["speedup"], cell["speedup_se"],
+                                                 suffix="x"),
+                "final_batch": sweeps.format_mean_se(cell["final_batch_size"], None,
+                                                     digits=5)})
+    return rows
+
+
+DETAIL_COLUMNS = [("benchmark", "benchmark"), ("method", "method"), ("seeds", "seeds"),
+                  ("final_acc", "final acc"), ("change", "Δacc vs SGD-small (pt)"),
+                  ("time", "train s to own-1pt"), ("speedup", "speed-up"),
+                  ("final_batch", "final B")]
+
+
+# --- the report
+
+VERDICT_WORDS = {True: "AGREES", False: "DIFFERS", None: "OPEN"}
+
+def machine_summary() -> str:
+    import torch
+    device = (torch.cuda.get_device_name(0) if torch.cuda.is_available()
+              else f"CPU only ({os.cpu_count()} cores)")
+    return (f"{platform.platform(terse=True)}, Python {platform.python_version()}, "
+            f"torch {torch.__version__}, {device}")
+
+
+def report_blocks(result: ReproResults, figures: dict | None = None) -> list[tuple]:
+    """The report as blocks, rendered to Markdown and HTML alike:
+    ("h1"/"h2"/"p", text), ("ul", [items]), ("table", columns, rows), ("figure", name)."""
+    spec = result.spec
+    counts = result.progress
+    checks = findings(result)
+    judged = [f for f in checks if f["agrees"] is not None]
+    blocks = [
+        ("h1", "DiveBatch: our reproduction beside the paper"),
+        ("p", f"Scale '{spec.scale}', seeds {list(spec.seeds)}, "
+              f"{counts['finished']} of {counts['total']} runs finished. Machine: "
+              f"{machine_summary()}."),
+        ("p", "Metric (the paper's): training time, evaluation excluded, to the first epoch "
+              "within 1 point of the run's own final accuracy. Speed-ups are SGD-small's time "
+              "over the method's, per seed, then mean ± standard error over seeds; Δacc is "
+              "the final accuracy minus SGD-small's, in points. The paper's numbers are from "
+              "one run each, on ResNet-18 for 200 epochs; ours are scaled down to this "
+              "machine."),
+        ("h2", "Side by side"),
+        ("table", SIDE_BY_SIDE_COLUMNS, side_by_side(result)),
+        ("h2", "Where we agree with the paper, and where we do not"),
+    ]
+    if judged:
+        agree = sum(f["agrees"] for f in judged)
+        blocks.append(("p", f"{agree} of {len(judged)} checks agree with the paper."))
+    blocks.append(("ul", [f"{VERDICT_WORDS[f['agrees']]} - {BENCHMARKS[f['benchmark']].title}: "
+                          f"{f['claim']}? Paper: {f['paper']}. Ours: {f['ours']}."
+                          for f in checks]))
+    if result.skipped:
+        blocks += [("h2", "Skipped"), ("ul", [f"{BENCHMARKS[k].title}: {note}"
+                                              for k, note in result.skipped.items()])]
+    blocks += [("h2", "Every method"), ("table", DETAIL_COLUMNS, detail(result))]
+    for name in (figures or {}):
+        blocks.append(("figure", name))
+    return blocks
+
+
+def to_markdown(blocks: list[tuple], html_name: str | None = None) -> str:
+    lines = []
+    for block in blocks:
+        kind = block[0]
+        if kind == "h1":
+            lines += [f"# {block[1]}", ""]
+        elif kind == "h2":
+            lines += [f"## {block[1]}", ""]
+        elif kind == "p":
+            lines += [block[1], ""]
+        elif kind == "ul":
+            lines += [f"- {item}" for item in block[1]] + [""]
+        elif kind == "table":
+            columns, rows = block[1], block[2]
+            lines.append("| " + " | ".join(title for _, title in columns) + " |")
+            lines.append("|" + "---|" * len(columns))
+            lines += ["| " + " | ".join(str(row.get(key) or "") for key, _ in columns) + " |"
+                      for row in rows]
+            lines.append("")
+    if html_name and any(block[0] == "figure" for block in blocks):
+        lines += [f"Figures: see [{html_name}]({html_name}).", ""]
+    return "\n".join(lines)
+
+
+def to_html(blocks: list[tuple], figures: dict | None = None) -> str:
+    """A standalone page; plotly.js is embedded once, so it opens offline."""
+    figures = figures or {}
+    parts, plotly_included = [], False
+    for block in blocks:
+        kind = block[0]
+        if kind in ("h1", "h2", "p"):
+            parts.append(f"<{kind}>{html.escape(block[1])}</{kind}>")
+        elif kind == "ul":
+            items = "".join(f"<li>{html.escape(item)}</li>" for item in block[1])
+            parts.append(f"<ul>{items}</ul>")
+        elif kind == "table":
+            columns, rows = block[1], block[2]
+            head = "".join(f"<th>{html.escape(title)}</th>" for _, title in columns)
+            body = "".join("<tr>" + "".join(f"<td>{html.escape(str(row.get(key) or ''))}</td>"
+                                            for key, _ in columns) + "</tr>" for row in rows)
+            parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+        elif kind == "figure" and block[1] in figures:
+            parts.append(figures[block[1]].to_html(full_html=False,
+                                                   include_plotlyjs=not plotly_included))
+            plotly_included = True
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+             "table{border-collapse:collapse;margin:1em 0;font-size:0.9em}"
+             "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}"
+             "th{background:#f3f3f3}")
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>DiveBatch reproduction"
+            f"</title><style>{style}</style></head><body>{''.join(parts)}</body></html>")
+
+
+def write_report(store, result: ReproResults, folder: str | os.PathLike = "reports"
+                 ) -> list[Path]:
+    """reproduce.md and reproduce.html (with the figures) in `folder`; their paths."""
+    from .sweep_plots import reproduce_figures
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    figures = reproduce_figures(result, curves_records(store, result))
+    blocks = report_blocks(result, figures)
+    markdown_path, html_path = folder / "reproduce.md", folder / "reproduce.html"
+    markdown_path.write_text(to_markdown(blocks, html_path.name), encoding="utf-8")
+    html_path.write_text(to_html(blocks, figures), encoding="utf-8")
+    return [markdown_path, html_path]
+
+
+def curves_records(store, result: ReproResults, seed: int | None = None) -> dict:
+    """{benchmark: [(method label, records)]} for one seed (default: the first)."""
+    seed = result.spec.seeds[0] if seed is None else seed
+    chosen = [(p.cell, run) for p, run in zip(result.spec.plan(), result.matched)
+              if run and p.seed == seed]
+    records = store.records_many([run["id"] for _, run in chosen])
+    out: dict[str, list] = {}
+    for (key, method), run in chosen:
+        out.setdefault(key, []).append((METHODS[method], records[run["id"]]))
+    return out

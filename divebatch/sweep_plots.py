@@ -1,0 +1,154 @@
+"""Plotly figures for sweeps and the reproduction: heatmaps, curves, speed-up bars.
+
+Built from the plain rows of divebatch.sweeps / divebatch.reproduce; no numerics here beyond
+arranging those rows on axes.
+"""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from .sweeps import BASELINE, format_mean_se
+
+AXIS_TITLES = {"delta": "delta", "max_batch_size": "B_max", "resize_every": "R (epochs)"}
+HEATMAP_METRICS = {  # key -> (title, colour scale, colour midpoint)
+    "speedup": ("speed-up vs SGD baseline (x)", "RdBu", 1.0),
+    "final": ("final {metric}", "Viridis", None),
+    "samples_to_target": ("examples seen to own-1pt", "Cividis", None),
+}
+
+
+def heatmap(cells: list[dict], metric_key: str, x_field: str, y_field: str,
+            fixed: dict | None = None, metric_name: str = "accuracy") -> go.Figure:
+    """One metric's mean over seeds on an x_field by y_field grid; the text shows mean ±
+    standard error. `fixed` picks the slice along the remaining grid axes. Each cell carries
+    its label as customdata so a click (a point selection) names it."""
+    fixed = fixed or {}
+    rows = [c for c in cells if c["cell"] != BASELINE
+            and all(c[k] == v for k, v in fixed.items())]
+    xs = sorted({r[x_field] for r in rows})
+    ys = sorted({r[y_field] for r in rows})
+    at = {(r[x_field], r[y_field]): r for r in rows}
+    z, text, labels = [], [], []
+    scale = 100.0 if metric_key == "final" and metric_name == "accuracy" else 1.0
+    for y in ys:
+        cells_in_row = [at.get((x, y)) for x in xs]
+        z.append([None if c is None or c[metric_key] is None else c[metric_key] * scale
+                  for c in cells_in_row])
+        text.append([_cell_text(c, metric_key, scale) for c in cells_in_row])
+        labels.append([c["label"] if c else "" for c in cells_in_row])
+    title, colors, midpoint = HEATMAP_METRICS[metric_key]
+    title = title.format(metric=metric_name + (" (%)" if scale == 100.0 else ""))
+    x_text, y_text = [_tick(v) for v in xs], [_tick(v) for v in ys]
+    figure = go.Figure(go.Heatmap(
+        x=x_text, y=y_text, z=z, text=text, texttemplate="%{text}", colorscale=colors,
+        zmid=midpoint, colorbar={"title": {"text": ""}}, customdata=labels,
+        hovertemplate="%{customdata}<br>%{text}<extra></extra>"))
+    # invisible markers on the cell centres: plotly selects points, not heatmap cells
+    figure.add_trace(go.Scatter(
+        x=[x for _ in y_text for x in x_text], y=[y for y in y_text for _ in x_text],
+        customdata=[label for row in labels for label in row], mode="markers",
+        marker={"size": 40, "opacity": 0.0}, hoverinfo="skip", showlegend=False))
+    figure.update_layout(title=title, xaxis_title=AXIS_TITLES[x_field],
+                         yaxis_title=AXIS_TITLES[y_field], height=340,
+                         margin={"l": 60, "r": 20, "t": 50, "b": 50}, clickmode="event+select")
+    figure.update_xaxes(type="category")
+    figure.update_yaxes(type="category")
+    return figure
+
+
+def _tick(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _cell_text(cell: dict | None, key: str, scale: float) -> str:
+    if cell is None or cell[key] is None:
+        return "running" if cell and cell["finished"] < cell["planned"] else ""
+    digits = 4 if key == "samples_to_target" else 3
+    text = format_mean_se(cell[key], cell[key + "_se"], digits=digits, scale=scale)
+    if cell["finished"] < cell["planned"]:
+        text += f" ({cell['finished']}/{cell['planned']})"
+    return text
+
+
+def curves(runs: list[dict], metric_name: str = "accuracy") -> go.Figure:
+    """Validation metric against cumulative training time, and batch size per epoch.
+
+    `runs`: dicts with "label", "records" and optional "dash" (e.g. "dot" for a baseline).
+    """
+    key = "val_acc" if metric_name == "accuracy" else "val_loss"
+    figure = make_subplots(rows=1, cols=2, subplot_titles=(
+        f"validation {metric_name} vs training time", "batch size per epoch"))
+    for index, run in enumerate(runs):
+        records = run["records"]
+        elapsed, times = 0.0, []
+        for record in records:
+            elapsed += float(record.get("train_time") or 0.0)
+            times.append(elapsed)
+        color = PALETTE[index % len(PALETTE)]
+        line = {"color": color, "dash": run.get("dash", "solid")}
+        figure.add_trace(go.Scatter(x=times, y=[r.get(key) for r in records], name=run["label"],
+                                    mode="lines+markers", line=line, legendgroup=run["label"]),
+                         row=1, col=1)
+        figure.add_trace(go.Scatter(x=[r["epoch"] for r in records],
+                                    y=[r.get("batch_size") for r in records], name=run["label"],
+                                    mode="lines+markers", line={**line, "shape": "hv"},
+                                    legendgroup=run["label"], showlegend=False), row=1, col=2)
+    figure.update_xaxes(title_text="training seconds (evaluation excluded)", row=1, col=1)
+    figure.update_xaxes(title_text="epoch", row=1, col=2)
+    figure.update_yaxes(title_text=metric_name, row=1, col=1)
+    figure.update_yaxes(title_text="batch size", type="log", row=1, col=2)
+    figure.update_layout(height=380, margin={"l": 60, "r": 20, "t": 50, "b": 50},
+                         legend={"orientation": "h", "y": -0.25})
+    return figure
+
+
+PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2",
+           "#17becf", "#7f7f7f", "#bcbd22")
+
+
+def method_bars(result, value: str) -> go.Figure:
+    """Grouped bars per benchmark (the paper's three first), one bar per method, with
+    standard-error bars: value "speedup" (x over SGD small batch) or "final_change" (points).
+    `result` is a reproduce.ReproResults."""
+    from .reproduce import BENCHMARKS, METHODS, PAPER, paper_change, paper_speedup
+    paper_value = paper_speedup if value == "speedup" else paper_change
+    scale = 1.0 if value == "speedup" else 100.0
+    names = [f"paper: {d}" for d in PAPER] + [BENCHMARKS[k].title for k in result.benchmarks()]
+    figure = go.Figure()
+    for index, (method, label) in enumerate(METHODS.items()):
+        if method == "sgd_small":
+            continue
+        ys, errors = [], []
+        for dataset in PAPER:
+            ys.append(paper_value(dataset, method) if method in PAPER[dataset] else None)
+            errors.append(None)
+        for key in result.benchmarks():
+            cell = result.cells[(key, method)]
+            ys.append(None if cell[value] is None else cell[value] * scale)
+            errors.append(None if cell[value + "_se"] is None else cell[value + "_se"] * scale)
+        figure.add_trace(go.Bar(x=names, y=ys, name=label, marker_color=PALETTE[index],
+                                error_y={"type": "data", "array": errors, "visible": True}))
+    reference = 1.0 if value == "speedup" else 0.0
+    figure.add_hline(y=reference, line_dash="dot", line_color="gray",
+                     annotation_text="SGD, small batch")
+    title = ("speed-up over SGD at the small batch (time to own-1pt, x)" if value == "speedup"
+             else "final accuracy minus SGD's at the small batch (points)")
+    figure.update_layout(title=title, barmode="group", height=420,
+                         margin={"l": 60, "r": 20, "t": 50, "b": 90},
+                         legend={"orientation": "h", "y": -0.3})
+    return figure
+
+
+def reproduce_figures(result, curves_by_benchmark: dict) -> dict[str, go.Figure]:
+    """Every figure of the reproduction report, by name."""
+    from .reproduce import BENCHMARKS
+    figures = {"speed-ups": method_bars(result, "speedup"),
+               "accuracy changes": method_bars(result, "final_change")}
+    for key, runs in curves_by_benchmark.items():
+        figure = curves([{"label": label, "records": records} for label, records in runs])
+        figure.update_layout(title=f"{BENCHMARKS[key].title} (seed {result.spec.seeds[0]})",
+                             margin={"t": 80})
+        figures[f"curves: {key}"] = figure
+    return figures

@@ -1,0 +1,98 @@
+"""Runs: every stored run; overlay, stop, delete, export."""
+
+import streamlit as st
+
+from dashboard import ensure_router, live
+from dashboard.common import ACTIVE, label, open_store
+from divebatch import jobs, plots
+from divebatch.cli import records_csv, records_json
+from divebatch.store import STATUSES
+
+ensure_router()
+
+PREFIX = "runs"
+
+st.session_state.setdefault("runs_delete_message", None)
+
+st.title("Runs")
+st.markdown("Every run in the store, newest first, whoever started it (a lab page, a race, a "
+            "sweep or the command line). Pick runs to overlay, stop, delete or export them.")
+
+store = open_store()
+col_status, col_group = st.columns(2)
+statuses = col_status.multiselect("Status", STATUSES, key="runs_status_filter",
+                                  persist_state="session", placeholder="any status")
+all_runs = store.list_runs(status=statuses or None)
+groups = sorted({run["group"] for run in all_runs if run["group"]})
+group = col_group.selectbox("Group", ["(any)", *groups], key="runs_group_filter",
+                            persist_state="session", help="Races and sweeps share a group.")
+runs = [run for run in all_runs if group == "(any)" or run["group"] == group]
+records = store.records_many([run["id"] for run in runs])
+
+if not runs:
+    st.info("No runs stored yet: start one on a lab page, or with "
+            "`python -m divebatch run ...` (same store).")
+else:
+    st.dataframe(plots.runs_table(runs, records), hide_index=True, width="stretch",
+                 column_config={
+                     "final acc": st.column_config.NumberColumn(format="percent"),
+                     "final val loss": st.column_config.NumberColumn(format="%.4g"),
+                     "duration s": st.column_config.NumberColumn(format="%.1f"),
+                     "train s to own-1pt": st.column_config.NumberColumn(format="%.2f")})
+
+picked = live.run_picker(PREFIX, runs, title="Selected runs (overlaid below)")
+by_id = {run["id"]: run for run in runs}
+selected = [by_id[i] for i in picked if i in by_id]
+
+message = st.session_state.runs_delete_message
+if message:
+    st.success(message)
+    st.session_state.runs_delete_message = None
+
+
+def delete_selected(run_ids: list[int]) -> None:
+    run_store = open_store()
+    for run_id in run_ids:
+        run_store.delete_run(run_id)
+    st.session_state.runs_shown = []
+    st.session_state.runs_confirm_delete = False
+    st.session_state.runs_delete_message = f"Deleted {len(run_ids)} run(s) and their records."
+
+
+if selected:
+    with st.container(border=True):
+        col_stop, col_confirm, col_delete = st.columns([1, 3, 1], vertical_alignment="center")
+        active = [run["id"] for run in selected if run["status"] in ACTIVE]
+        if col_stop.button("Stop selected", key="runs_stop", disabled=not active,
+                           width="stretch"):
+            for run_id in active:
+                jobs.request_stop(store, run_id)
+            st.info(f"Stop requested for {len(active)} run(s); they stop between two steps.")
+        finished = [run["id"] for run in selected if run["status"] not in ACTIVE]
+        confirmed = col_confirm.checkbox(
+            f"Yes, delete {len(finished)} finished run(s) and all their records",
+            key="runs_confirm_delete", disabled=not finished)
+        col_delete.button("Delete", key="runs_delete", type="primary", width="stretch",
+                          disabled=not (confirmed and finished), on_click=delete_selected,
+                          args=(finished,))
+        if active and not finished:
+            st.caption("Active runs cannot be deleted: stop them first.")
+
+        export_id = st.selectbox("Export", [run["id"] for run in selected],
+                                 key="runs_export_run", format_func=lambda i: label(by_id[i]))
+        run = by_id[export_id]
+        col_csv, col_json, _ = st.columns([1, 1, 3])
+        col_csv.download_button("CSV (records)", records_csv(records[export_id]),
+                                file_name=f"divebatch-run-{export_id}.csv", mime="text/csv",
+                                key="runs_csv", on_click="ignore", width="stretch")
+        col_json.download_button(
+            "JSON (config + records)",
+            records_json(run, records[export_id], store.events(export_id)),
+            file_name=f"divebatch-run-{export_id}.json", mime="application/json",
+            key="runs_json", on_click="ignore", width="stretch")
+        st.caption("Each chart's camera button (top right of the chart) saves it as a PNG.")
+        with st.expander("Config of the exported run"):
+            st.json(run["config"], expanded=False)
+
+st.header("Charts")
+live.live_panel(PREFIX, [run["id"] for run in selected])

@@ -1,0 +1,236 @@
+"""Every dashboard page through Streamlit's AppTest, widgets found by their keys.
+
+Runs are real: the page queues them and `jobs` starts `python -m divebatch worker` processes
+that write to the test's own store (DIVEBATCH_DB, set by conftest). Fragment timers never fire
+in AppTest, so the tests poll with `at.run()` until a deadline.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from divebatch import jobs
+from divebatch.store import RunStore
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+TINY = {"n_samples": 400, "dim": 8, "batch_size": 16, "max_batch_size": 256}
+DEADLINE_S = 90
+
+
+@pytest.fixture
+def store():
+    return RunStore(RunStore.default_path())
+
+
+@pytest.fixture(autouse=True)
+def no_workers_left_behind(store):
+    """Stop every run a test left active and wait for its worker to exit."""
+    yield
+    for run in store.list_runs(status=("queued", "running")):
+        jobs.request_stop(store, run["id"])
+    deadline = time.monotonic() + 30
+    while store.list_runs(status="running") and time.monotonic() < deadline:
+        jobs.reap(store)
+        time.sleep(0.1)
+
+
+def open_app(page: str | None = None, query: dict | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params.update(query or {})
+    at.run()
+    if page:
+        at.switch_page(page).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def poll(at: AppTest, condition, what: str, timeout: float = DEADLINE_S):
+    """at.run() until condition() is true (the fragment's timer does this in a browser),
+    then once more so that the page shows the state that met the condition."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        at.run()
+        assert not at.exception, at.exception
+        if condition():
+            at.run()
+            return
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def set_numbers(at: AppTest, prefix: str, **values) -> None:
+    for name, value in values.items():
+        at.number_input(key=f"{prefix}_{name}").set_value(value)
+    at.run()
+
+
+def texts(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+def test_home_says_what_each_page_is_for():
+    at = open_app()
+    assert at.title[0].value == "DiveBatch Lab"
+    links = [link.proto.label for link in at.get("page_link")]
+    assert any("Synthetic lab" in label for label in links)
+    assert any("Runs" in label for label in links)
+    assert at.toggle(key="instructor").value is False
+
+
+@pytest.mark.parametrize("page,kind,key", [("pages/synthetic.py", "button", "syn_start"),
+                                           ("pages/images.py", "button", "img_start"),
+                                           ("pages/runs.py", "multiselect", "runs_shown")])
+def test_every_page_renders_on_the_embedded_defaults(page, kind, key):
+    at = open_app(page)
+    getattr(at, kind)(key=key)  # KeyError if the widget is missing
+    assert not at.error
+
+
+def test_start_watch_hot_change_stop_and_delete(store):
+    at = open_app("pages/synthetic.py")
+    set_numbers(at, "syn", **TINY, epochs=5000, progress_every=0.2)
+    at.button(key="syn_start").click().run()
+    [run] = store.list_runs()
+    run_id = run["id"]
+    assert run["config"]["epochs"] == 5000 and run["config"]["n_samples"] == 400
+    assert at.multiselect(key="syn_shown").value == [run_id]
+
+    poll(at, lambda: len(store.records(run_id)) >= 2 and len(at.get("plotly_chart")) >= 4,
+         "records and charts")
+    at.number_input(key=f"syn_hot_delta_{run_id}").set_value(0.5)
+    at.button(key="syn_hot_apply").click().run()
+    assert f"Sent to run #{run_id}: delta=0.5" in texts(at.success)
+    poll(at, lambda: any(e["kind"] == "hot_change" for e in store.events(run_id)),
+         "the worker to apply the hot change")
+    diversity = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert any(a.get("text") == "delta=0.5" for a in diversity["layout"]["annotations"])
+
+    at.button(key=f"syn_stop_{run_id}").click().run()
+    poll(at, lambda: store.get_run(run_id)["status"] == "stopped", "the run to stop")
+    assert "idle" in texts(at.caption)
+    kept = len(store.records(run_id))
+
+    at.switch_page("pages/runs.py").run()
+    at.multiselect(key="runs_shown").set_value([run_id]).run()
+    assert at.button(key="runs_delete").disabled  # not without the confirmation
+    assert at.download_button(key="runs_csv") is not None
+    at.checkbox(key="runs_confirm_delete").check().run()
+    at.button(key="runs_delete").click().run()
+    assert store.get_run(run_id) is None and kept >= 2
+    assert "Deleted 1 run(s)" in texts(at.success)
+
+
+def test_race_overlays_four_methods_with_the_time_to_target_table(store, monkeypatch):
+    monkeypatch.setenv("DIVEBATCH_MAX_WORKERS", "2")
+    at = open_app("pages/synthetic.py")
+    at.selectbox(key="syn_problem").set_value("classification").run()
+    set_numbers(at, "syn", **TINY, epochs=3, seed=4)
+    at.button(key="syn_race").click().run()
+    runs = store.list_runs()
+    assert len(runs) == 4 and len({run["group"] for run in runs}) == 1
+    assert {run["config"]["seed"] for run in runs} == {4}
+    poll(at, lambda: all(r["status"] == "completed" for r in store.list_runs()),
+         "the four race runs to complete")
+    poll(at, lambda: len(at.dataframe) == 1, "the time-to-target table")
+    table = at.dataframe[0].value
+    assert list(table["method"].str.split(" \\(").str[0]) == [
+        "SGD, small batch", "DiveBatch", "AdaBatch", "SGD, large batch"]
+    assert table["speed-up"].iloc[0] == pytest.approx(1.0)
+    assert len(at.get("plotly_chart")) == 5  # classification: accuracy chart too
+
+
+def test_invalid_values_show_an_error_and_block_start():
+    at = open_app("pages/synthetic.py")
+    set_numbers(at, "syn", batch_size=64, max_batch_size=32)
+    assert "max_batch_size should be an int >= batch_size (64)" in texts(at.error)
+    assert at.button(key="syn_start").disabled and at.button(key="syn_race").disabled
+    set_numbers(at, "syn", max_batch_size=128)
+    assert not at.error and not at.button(key="syn_start").disabled
+
+
+def test_a_link_reproduces_a_setup():
+    at = open_app("pages/synthetic.py", query={"problem": "sine", "delta": "0.25",
+                                               "seed": "7", "method": "adabatch"})
+    assert at.selectbox(key="syn_problem").value == "sine"
+    assert at.number_input(key="syn_delta").value == 0.25
+    assert at.number_input(key="syn_seed").value == 7
+    assert at.selectbox(key="syn_method").value == "adabatch"
+    assert "Settings loaded from the link" in texts(at.success)
+    at.number_input(key="syn_seed").set_value(8).run()
+    assert at.query_params["seed"] in ("8", ["8"])
+
+
+def test_a_malformed_link_is_refused_whole():
+    at = open_app("pages/synthetic.py", query={"delta": "0.25", "epochs": "ten"})
+    assert "epochs should be an int, but got epochs='ten'" in texts(at.error)
+    assert at.number_input(key="syn_delta").value == 0.1  # the preset's, not the link's
+
+
+def test_sgd_large_link_selects_the_large_batch_variant():
+    at = open_app("pages/synthetic.py", query={"method": "sgd", "batch_size": "1024"})
+    assert at.selectbox(key="syn_method").value == "sgd_large"
+
+
+def test_instructor_flag_hides_advanced_controls():
+    at = open_app("pages/synthetic.py", query={"instructor": "1"})
+    assert at.toggle(key="instructor").value is True
+    assert not [e for e in at.expander if e.label == "Advanced settings"]
+    keys = {w.key for w in at.number_input}
+    assert "syn_delta" in keys and "syn_momentum" not in keys and "syn_n_samples" not in keys
+    assert at.query_params.get("instructor") in ("1", ["1"])
+
+
+def test_show_the_code_renders_the_deciding_function():
+    at = open_app("pages/synthetic.py")
+    code = texts(at.code)
+    assert "def _next_batch_size" in code and "self.delta * self.n_samples" in code
+    assert "def diversity" in code
+
+
+def test_image_lab_shows_datasets_device_and_refuses_a_missing_dataset():
+    at = open_app("pages/images.py")
+    table = at.dataframe[0].value
+    present = dict(zip(table["dataset"], table["present"]))
+    assert present["digits"] == "yes" and present["cifar10"] == "missing"
+    assert "python -m divebatch download cifar10" in texts(at.code)
+    assert at.metric[0].value == "CPU"
+    at.selectbox(key="img_problem").set_value("cifar10").run()
+    assert "cannot run here" in texts(at.error) and "CIFAR-10" in texts(at.error)
+    assert at.button(key="img_start").disabled
+
+
+def test_failures_are_shown_in_plain_words(store):
+    """Diverged, failed, a dead worker, and a full queue, on the Runs page."""
+    config = {"problem": "least_squares", "method": "sgd", "epochs": 3, "batch_size": 8}
+    diverged = store.create_run(config)
+    store.append_record(diverged, {"epoch": 1, "train_loss": float("nan"), "val_loss": 1.0,
+                                   "samples_seen": 10, "step": 1, "train_time": 0.1})
+    store.mark_finished(diverged, "diverged", "training loss became nan in epoch 1")
+    failed = store.create_run(config)
+    store.mark_finished(failed, "failed", "ValueError: out of memory")
+    dead = store.create_run(config)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    store.mark_running(dead, gone.pid)
+    busy = store.create_run(config)
+    store.mark_running(busy, os.getpid())  # alive: it holds the only worker slot
+    queued = store.create_run(config)
+    os.environ["DIVEBATCH_MAX_WORKERS"] = "1"
+    try:
+        at = open_app("pages/runs.py")
+        at.multiselect(key="runs_shown").set_value([diverged, failed, dead, queued]).run()
+        errors, warnings, infos = texts(at.error), texts(at.warning), texts(at.info)
+    finally:
+        del os.environ["DIVEBATCH_MAX_WORKERS"]
+        store.mark_finished(busy, "stopped")
+        jobs.request_stop(store, queued)
+    assert f"#{diverged}" in errors and "diverged: training loss became nan" in errors
+    assert "failed: ValueError: out of memory" in errors
+    assert f"#{dead}" in warnings and "interrupted" in warnings
+    assert store.get_run(dead)["status"] == "interrupted"
+    assert f"Queued: #{queued}" in infos and "1 of 1 worker slot(s) are busy" in infos

@@ -1,0 +1,164 @@
+"""divebatch.plots: x axes, smoothing, diversity readings, figures and tables."""
+
+import math
+
+import pytest
+
+from divebatch import plots
+from divebatch.plots import ChartOptions, RunData
+
+
+def record(epoch, **values):
+    base = {"epoch": epoch, "step": 10 * epoch, "samples_seen": 100 * epoch,
+            "train_time": 0.5, "batch_size": 8 * epoch, "lr": 0.1, "diversity": 0.01 * epoch,
+            "train_loss": 1.0 / epoch, "val_loss": 1.2 / epoch, "val_acc": 0.5 + 0.1 * epoch,
+            "delta": 0.1, "max_batch_size": 64, "resize_every": 1, "lr_multiplier": 1.0}
+    return {**base, **values}
+
+
+def run(run_id=1, method="divebatch", **config):
+    return {"id": run_id, "name": "", "group": "", "status": "completed",
+            "config": {"method": method, "batch_size": 8, "max_batch_size": 64, "delta": 0.1,
+                       "epochs": 3, "problem": "classification", **config},
+            "info": {"n_train": 100}, "started_at": 1000.0, "finished_at": 1010.0}
+
+
+RECORDS = [record(1), record(2), record(3)]
+
+
+@pytest.mark.parametrize("axis,ends", [("samples_seen", [100, 200, 300]),
+                                       ("step", [10, 20, 30]), ("epoch", [1, 2, 3]),
+                                       ("train_time", [0.5, 1.0, 1.5])])
+def test_epoch_ends_per_axis(axis, ends):
+    assert plots.epoch_ends(RECORDS, axis) == pytest.approx(ends)
+    assert plots.epoch_starts(RECORDS, axis) == pytest.approx([0, *ends[:-1]])
+
+
+def test_unknown_axis_is_refused():
+    with pytest.raises(ValueError, match="axis should be one of"):
+        plots.epoch_ends(RECORDS, "wall_clock")
+    with pytest.raises(ValueError, match="x_axis should be one of"):
+        ChartOptions(x_axis="minutes")
+
+
+def test_ema_matches_a_hand_computed_debiased_average():
+    assert plots.ema([2.0, 4.0, 8.0], 0.0) == [2.0, 4.0, 8.0]
+    smoothed = plots.ema([2.0, 4.0, 8.0], 0.5)
+    # s1 = 1, w1 = .5 -> 2; s2 = .5 + 2 = 2.5, w2 = .75 -> 3.333; s3 = 1.25 + 4, w3 = .875
+    assert smoothed == pytest.approx([2.0, 2.5 / 0.75, 5.25 / 0.875])
+
+
+def test_ema_skips_missing_and_non_finite_values():
+    assert plots.ema([None, 1.0, math.nan, 3.0, math.inf], 0.5) == \
+        [None, 1.0, None, pytest.approx((0.25 + 1.5) / 0.75), None]
+
+
+@pytest.mark.parametrize("smoothing", [-0.1, 1.0, 2.0])
+def test_ema_refuses_bad_smoothing(smoothing):
+    with pytest.raises(ValueError, match="smoothing should be"):
+        plots.ema([1.0], smoothing)
+
+
+def test_diversity_views_use_n_train():
+    records = [record(1, diversity=0.05), record(2, diversity=None)]
+    assert plots.diversity_values(records, 100, "diversity") == [0.05, None]
+    assert plots.diversity_values(records, 100, "bound") == [pytest.approx(5.0), None]
+    assert plots.diversity_values(records, 100, "noise_scale") == [pytest.approx(4.0), None]
+    assert plots.diversity_values(records, None, "bound") == [None, None]
+
+
+def test_proposal_is_delta_times_yins_bound():
+    assert plots.proposals([record(1, diversity=0.5, delta=0.2)], 100) == [pytest.approx(10.0)]
+
+
+def test_batch_size_is_a_step_line_from_each_epoch_start():
+    fig = plots.batch_size_figure([RunData(run(), RECORDS)], ChartOptions())
+    steps = fig.data[0]
+    assert steps.line.shape == "hv"
+    assert list(steps.x) == [0, 100, 200, 300] and list(steps.y) == [8, 16, 24, 24]
+    proposal = fig.data[1]  # DiveBatch only: delta * n * Delta_hat at each epoch end
+    assert list(proposal.x) == [100, 200, 300]
+    assert list(proposal.y) == pytest.approx([0.1, 0.2, 0.3])
+
+
+def test_sgd_has_no_proposal_line():
+    fig = plots.batch_size_figure([RunData(run(method="sgd"), RECORDS)], ChartOptions())
+    assert len(fig.data) == 1
+
+
+def test_runs_are_overlaid_one_colour_each():
+    data = [RunData(run(1), RECORDS), RunData(run(2, method="sgd"), RECORDS)]
+    fig = plots.loss_figure(data, ChartOptions(x_axis="epoch", log_y=True))
+    colours = [trace.line.color for trace in fig.data]
+    assert colours == [plots.COLORS[0]] * 2 + [plots.COLORS[1]] * 2  # val + train per run
+    assert fig.layout.yaxis.type == "log"
+    assert fig.layout.xaxis.title.text == "epochs"
+    assert "%{y" in fig.data[0].hovertemplate
+
+
+def test_accuracy_in_percent_and_never_log():
+    fig = plots.accuracy_figure([RunData(run(), RECORDS)], ChartOptions(log_y=True))
+    assert list(fig.data[0].y) == pytest.approx([60.0, 70.0, 80.0])
+    assert fig.layout.yaxis.type == "linear"
+
+
+def test_accuracy_chart_only_for_classification():
+    regression = [record(e, val_acc=None) for e in (1, 2)]
+    assert "val_acc" not in plots.figures([RunData(run(), regression)], ChartOptions())
+    assert set(plots.figures([RunData(run(), RECORDS)], ChartOptions())) == set(plots.CHARTS)
+
+
+def test_smoothing_and_diversity_view_reach_the_figure():
+    options = ChartOptions(diversity_view="bound", smoothing=0.5)
+    fig = plots.diversity_figure([RunData(run(), RECORDS)], options)
+    assert list(fig.data[0].y) == pytest.approx(plots.ema([1.0, 2.0, 3.0], 0.5))
+    assert "Yin" in fig.layout.yaxis.title.text
+
+
+def test_hot_changes_are_marked_at_their_epoch():
+    events = [{"kind": "hot_change", "epoch": 2, "message": "changed delta=0.5",
+               "payload": {"delta": 0.5}},
+              {"kind": "batch_size", "epoch": 1, "message": "batch size 8 -> 16"}]
+    fig = plots.lr_figure([RunData(run(), RECORDS, events)],
+                          ChartOptions(x_axis="train_time"))
+    assert [shape.x0 for shape in fig.layout.shapes] == [pytest.approx(1.0)]
+    assert fig.layout.annotations[0].text == "delta=0.5"
+
+
+def test_progress_adds_the_live_part_of_the_epoch():
+    fraction, text = plots.progress(run(), RECORDS[:1], {"epoch": 2, "batch": 5,
+                                                         "n_batches": 10})
+    assert fraction == pytest.approx((1 + 0.5) / 3)
+    assert "1/3 epochs" in text and "batch 5/10" in text
+    assert plots.progress(run(), RECORDS[:1], {"epoch": 1, "batch": 5, "n_batches": 10})[0] \
+        == pytest.approx(1 / 3)  # a stale progress row is ignored
+
+
+def test_png_download_has_a_telling_filename():
+    config = plots.png_config("loss", [RunData(run(3), []), RunData(run(4), [])])
+    assert config["toImageButtonOptions"] == {"format": "png", "scale": 2,
+                                              "filename": "divebatch-loss-runs-3-4"}
+
+
+def test_comparison_table_puts_sgd_small_first_as_baseline():
+    runs = [run(1, method="divebatch"), run(2, method="sgd", batch_size=64),
+            run(3, method="sgd"), run(4, method="adabatch")]
+    fast = [record(1, val_acc=0.9), record(2, val_acc=0.9), record(3, val_acc=0.9)]
+    slow = [record(1, val_acc=0.5), record(2, val_acc=0.6), record(3, val_acc=0.9)]
+    records = {1: fast, 2: fast, 3: slow, 4: fast}
+    rows, common = plots.comparison_table(runs, records)
+    assert [row["run"] for row in rows] == [3, 1, 4, 2]
+    assert rows[0]["method"].startswith("SGD, small batch")
+    assert rows[-1]["method"].startswith("SGD, large batch")
+    assert rows[0]["speed-up"] == pytest.approx(1.0)
+    assert rows[1]["speed-up"] == pytest.approx(3.0)  # 1.5 s vs 0.5 s to own target
+    assert common == pytest.approx(0.89)
+
+
+def test_runs_table_has_duration_and_time_to_target():
+    rows = plots.runs_table([run(1)], {1: RECORDS})
+    assert set(rows[0]) == set(plots.RUN_COLUMNS)
+    assert rows[0]["duration s"] == pytest.approx(10.0)
+    assert rows[0]["epochs"] == "3/3"
+    assert rows[0]["final acc"] == pytest.approx(0.8)
+    assert rows[0]["train s to own-1pt"] == pytest.approx(1.5)
