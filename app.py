@@ -10,9 +10,12 @@ st.set_page_config(page_title="DiveBatch Lab", page_icon=":material/scuba_diving
 
 PAGES = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("pages/learn.py", title="Learn", icon=":material/school:"),
     st.Page("pages/synthetic.py", title="Synthetic lab", icon=":material/show_chart:"),
     st.Page("pages/images.py", title="Image lab", icon=":material/image:"),
     st.Page("pages/runs.py", title="Runs", icon=":material/table_rows:"),
+    st.Page("pages/sweep.py", title="Sweep", icon=":material/grid_on:"),
+    st.Page("pages/reproduce.py", title="Reproduce", icon=":material/science:"),
 ]
 page = st.navigation(PAGES)
 

@@ -17,13 +17,9 @@ def open_store() -> RunStore:
     return RunStore(RunStore.default_path())
 
 
-def label(run: dict) -> str:
-    """'#12 DiveBatch (delta=0.1) · running'"""
-    return f"{run_label(run)} · {run['status']}"
-
-
 def queue_summary(store: RunStore) -> tuple[int, int, int]:
-    """(running, queued, worker slots)."""
+    """(running, queued, worker slots), after marking runs of dead workers interrupted."""
+    jobs.reap(store)
     running = len(store.list_runs(status="running"))
     queued = len(store.list_runs(status="queued"))
     return running, queued, jobs.max_workers()

@@ -13,9 +13,9 @@ import streamlit as st
 
 from divebatch import jobs, plots
 from divebatch.config import HOT_FIELDS, RunConfig
-from divebatch.plots import ChartOptions, RunData
+from divebatch.plots import ChartOptions, RunData, run_label
 
-from .common import ACTIVE, label, open_store, show_run_problems
+from .common import ACTIVE, open_store, show_run_problems
 from .form import field_widget
 
 REFRESH_S = 1.0
@@ -28,7 +28,7 @@ def run_picker(prefix: str, candidates: list[dict], title: str = "Runs on the ch
                ) -> list[int]:
     """Multiselect of run ids (state "<prefix>_shown"); unknown ids are dropped."""
     shown_key = f"{prefix}_shown"
-    labels = {run["id"]: label(run) for run in candidates}
+    labels = {run["id"]: run_label(run) for run in candidates}  # stable: no status in it
     if shown_key not in st.session_state:
         st.session_state[shown_key] = [r["id"] for r in candidates if r["status"] in ACTIVE]
     st.session_state[shown_key] = [i for i in st.session_state[shown_key] if i in labels]
@@ -123,21 +123,23 @@ def comparison(runs: list[dict], records: dict[int, list[dict]]) -> None:
 # --- stop and hot changes
 
 def run_controls(prefix: str, active: list[dict]) -> None:
-    """Stop buttons and the hot-change form for the active runs on the charts."""
+    """Stop and hot-change the active runs on the charts, one picked run at a time."""
     if not active:
         return
+    by_id = {run["id"]: run for run in active}
+    pick_key = f"{prefix}_control_run"
+    if st.session_state.get(pick_key) not in by_id:  # prefer a running run
+        st.session_state[pick_key] = next(
+            (run["id"] for run in active if run["status"] == "running"), active[0]["id"])
     with st.container(border=True):
-        st.markdown("**Control the active runs**")
-        for run in active:
-            col_label, col_stop = st.columns([5, 1], vertical_alignment="center")
-            col_label.write(label(run))
-            col_stop.button("Stop", key=f"{prefix}_stop_{run['id']}", width="stretch",
-                            on_click=_stop, args=(prefix, [run["id"]]))
-        if len(active) > 1:
-            st.button("Stop all of them", key=f"{prefix}_stop_all", on_click=_stop,
-                      args=(prefix, [run["id"] for run in active]))
-        running = [run for run in active if run["status"] == "running"] or active
-        hot_change_form(prefix, running)
+        col_pick, col_stop, col_all = st.columns([4, 1, 1], vertical_alignment="bottom")
+        picked = col_pick.selectbox("Control the active run", list(by_id), key=pick_key,
+                                    format_func=lambda i: run_label(by_id[i]))
+        col_stop.button("Stop", key=f"{prefix}_stop", width="stretch", on_click=_stop,
+                        args=(prefix, [picked]))
+        col_all.button(f"Stop all {len(active)}", key=f"{prefix}_stop_all", width="stretch",
+                       disabled=len(active) < 2, on_click=_stop, args=(prefix, list(by_id)))
+        hot_change_form(prefix, by_id[picked])
     message = st.session_state.pop(f"{prefix}_control_message", None)
     if message:
         getattr(st, message[0])(message[1])
@@ -162,27 +164,22 @@ def current_hot_values(run: dict, records: list[dict]) -> dict:
             for name in HOT_FIELDS}
 
 
-def hot_change_form(prefix: str, runs: list[dict]) -> None:
-    run_ids = [run["id"] for run in runs]
-    by_id = {run["id"]: run for run in runs}
-    picked = st.selectbox("Change hot parameters of", run_ids, key=f"{prefix}_hot_run",
-                          format_func=lambda i: label(by_id[i]))
-    run = by_id[picked]
-    method = run["config"].get("method", "sgd")
-    current = current_hot_values(run, open_store().records(picked))
+def hot_change_form(prefix: str, run: dict) -> None:
+    """The four hot parameters of `run`, preset to the values in force, and Apply."""
+    run_id, method = run["id"], run["config"].get("method", "sgd")
+    current = current_hot_values(run, open_store().records(run_id))
     cols = st.columns(len(HOT_FIELDS) + 1, vertical_alignment="bottom")
     for col, name in zip(cols, HOT_FIELDS):
-        widget_key = f"{prefix}_hot_{name}_{picked}"
-        if widget_key not in st.session_state:
-            st.session_state[widget_key] = current[name]
+        widget_key = f"{prefix}_hot_{name}_{run_id}"
+        st.session_state.setdefault(widget_key, current[name])
         with col:
             field_widget(name, widget_key, disabled=name not in HOT_USED[method])
     cols[-1].button("Apply", key=f"{prefix}_hot_apply", type="primary", width="stretch",
-                    on_click=_apply_hot, args=(prefix, picked, current))
-    st.caption("Hot changes apply between two steps; a new batch size starts at the next "
-               "epoch boundary, and the charts mark the change with a dotted line. Problem, "
-               "model, method, initial batch size, LR, schedule, momentum, weight decay, "
-               "epochs, seed and device need a new run.")
+                    on_click=_apply_hot, args=(prefix, run_id, current))
+    st.caption("Hot changes reach the run between two steps (a new batch size starts at the "
+               "next epoch) and show as dotted lines on the charts. Problem, model, method, "
+               "B0, LR, schedule, momentum, weight decay, epochs, seed and device need a new "
+               "run.")
 
 
 def _apply_hot(prefix: str, run_id: int, current: dict) -> None:

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import operator
 import os
+import pickle
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -68,7 +70,12 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
         content = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"no checkpoint at {path}") from None
-    except Exception as error:  # refused globals, truncation, not a torch file, ...
+    except pickle.UnpicklingError as error:  # weights_only refused a global (code to run)
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(error))
+        culprit = found.group(1) if found else "a python object"
+        raise CheckpointError(f"cannot load the checkpoint {path}: refused, it holds "
+                              f"{culprit}, not only tensors and plain values") from None
+    except Exception as error:  # truncation, not a torch file, ...
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise CheckpointError(f"cannot load the checkpoint {path}: {reason}") from None
     if not isinstance(content, dict) or content.get("format") != FORMAT_VERSION \

@@ -58,8 +58,8 @@ def flag_type(f: dataclasses.Field):
         try:
             return kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"{f.name} should be {allowed_range(f)}, but got {f.name}={short_repr(text)}") from None
+            raise argparse.ArgumentTypeError(f"{f.name} should be {allowed_range(f)}, but "
+                                             f"got {f.name}={short_repr(text)}") from None
     convert.__name__ = f.type  # argparse names the type in some messages
     return convert
 

@@ -57,21 +57,36 @@ DEFAULT_SAMPLE_EVERY = 4
 # Added to ||G||^2 in Delta_hat = S / (||G||^2 + EPS), so that a zero gradient gives a huge but
 # finite estimate.
 EPS = 1e-12
-# Cost of touching one element in an elementwise pass, in multiply-adds of a matrix product; it
-# weighs the Gram path's elementwise work against the explicit path's matrix products.
-ELEMENTWISE_COST = 16
+# Gram-vs-explicit cost model, in multiply-adds per sample. An elementwise pass over one element
+# costs about this many multiply-adds of a matrix product (measured on CPU)...
+ELEMENTWISE_COST = 20
+# ...and a per-sample matrix product whose inner dimension (positions) is small runs far below
+# peak: it is charged this many positions more than it has.
+SMALL_MATMUL_POSITIONS = 64
+# Chunks of samples keep the temporaries of a rule within this many times the larger of the
+# layer's input and output.
+TEMP_BUDGET = 2
 
-# A rule maps (layer, layer input, gradient of the loss w.r.t. the layer output) to the squared
-# norm, per sample, of the gradient w.r.t. the layer's trainable direct parameters: (N,).
-Rule = Callable[[nn.Module, Tensor, Tensor], Tensor]
-RULES: dict[type[nn.Module], Rule] = {}
+
+def _layer_input(layer: nn.Module, args: tuple, output: Tensor) -> Tensor:
+    return args[0]
 
 
-def register_rule(*layer_types: type[nn.Module]) -> Callable[[Rule], Rule]:
+# A capture runs in the forward hook and returns what the rule will need (by default the layer
+# input). A rule maps (layer, what its capture kept, gradient of the loss w.r.t. the layer
+# output) to the squared norm, per sample, of the gradient w.r.t. the layer's trainable direct
+# parameters: (N,).
+Capture = Callable[[nn.Module, tuple, Tensor], object]
+Rule = Callable[[nn.Module, object, Tensor], Tensor]
+RULES: dict[type[nn.Module], tuple[Capture, Rule]] = {}
+
+
+def register_rule(*layer_types: type[nn.Module],
+                  capture: Capture = _layer_input) -> Callable[[Rule], Rule]:
     """Register ``rule`` for exactly these layer classes (subclasses take the torch.func path)."""
     def register(rule: Rule) -> Rule:
         for layer_type in layer_types:
-            RULES[layer_type] = rule
+            RULES[layer_type] = (capture, rule)
         return rule
     return register
 
@@ -117,7 +132,7 @@ def _in_chunks(per_sample_fn: Callable[..., Tensor], tensors: Sequence[Tensor],
     temporary elements ``per_sample_fn`` allocates per sample.
     """
     n_samples = tensors[0].shape[0]
-    budget = max(t.numel() for t in tensors)
+    budget = TEMP_BUDGET * max(t.numel() for t in tensors)
     chunk = max(1, budget // max(1, temp_per_sample))
     if chunk >= n_samples:
         return per_sample_fn(*tensors)
@@ -146,7 +161,7 @@ def _linear_weight_sq_norms(x: Tensor, grad_out: Tensor) -> Tensor:
     if positions == 1:
         return _sq_norms(x) * _sq_norms(grad_out)  # rank one: ||dy a^T|| = ||dy|| ||a||
     gram_cost = positions ** 2 * (d_in + d_out + ELEMENTWISE_COST)
-    explicit_cost = d_in * d_out * (positions + ELEMENTWISE_COST)
+    explicit_cost = d_in * d_out * (positions + SMALL_MATMUL_POSITIONS)
     if _gram_is_cheaper(gram_cost, explicit_cost):
         return _in_chunks(_sequence_gram_dots, (x, grad_out), 2 * positions ** 2)
     return _in_chunks(_sequence_explicit_sq_norms, (x, grad_out), d_in * d_out)
@@ -181,16 +196,23 @@ def _conv2d_weight_sq_norms(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -> Ten
     groups = conv.groups
     c_in, c_out = x.shape[1] // groups, grad_out.shape[1] // groups  # per group
     kernel = conv.kernel_size[0] * conv.kernel_size[1]
-    pad_left, pad_right, pad_top, pad_bottom = conv._reversed_padding_repeated_twice
-    pixels = (x.shape[2] + pad_top + pad_bottom) * (x.shape[3] + pad_left + pad_right)
     positions = grad_out.shape[2] * grad_out.shape[3]
-    gram_cost = pixels ** 2 * c_in + positions ** 2 * (c_out + kernel * ELEMENTWISE_COST)
-    explicit_cost = c_in * kernel * c_out * (positions + ELEMENTWISE_COST)
+    phase_pixels = [rows * cols for rows, cols, _ in _phase_windows(conv, *grad_out.shape[2:])]
+    gram_cost = (sum(p ** 2 for p in phase_pixels) * c_in
+                 + positions ** 2 * (c_out + kernel * ELEMENTWISE_COST))
+    explicit_cost = c_in * kernel * c_out * (positions + SMALL_MATMUL_POSITIONS)
+    pad_left, pad_right, pad_top, pad_bottom = conv._reversed_padding_repeated_twice
+    padded = x.shape[1] * (x.shape[2] + pad_top + pad_bottom) * (x.shape[3] + pad_left + pad_right)
     if _gram_is_cheaper(gram_cost, explicit_cost):
-        temp = groups * (pixels ** 2 + 2 * positions ** 2) + x.shape[1] * pixels
+        temp = groups * (max(phase_pixels) ** 2 + 2 * positions ** 2) + padded
         return _in_chunks(partial(_conv2d_gram_sq_norms, conv), (x, grad_out), temp)
-    temp = conv.weight.numel() + x.shape[1] * pixels
+    temp = conv.weight.numel() + (0 if _kernel_pads(conv) else padded)
     return _in_chunks(partial(_conv2d_explicit_sq_norms, conv), (x, grad_out), temp)
+
+
+def _kernel_pads(conv: nn.Conv2d) -> bool:
+    """Whether the convolution kernels can apply the padding (zeros, same on both sides)."""
+    return conv.padding_mode == "zeros" and not isinstance(conv.padding, str)
 
 
 def _pad_like_conv(conv: nn.Conv2d, x: Tensor) -> Tensor:
@@ -201,36 +223,62 @@ def _pad_like_conv(conv: nn.Conv2d, x: Tensor) -> Tensor:
 def _conv2d_explicit_sq_norms(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -> Tensor:
     """Per-sample weight gradients via the weight-gradient kernel with one group per sample."""
     n_samples, channels_in = x.shape[:2]
-    x = _pad_like_conv(conv, x)  # (N, C_in, Hp, Wp)
+    padding = conv.padding if _kernel_pads(conv) else 0
+    if not _kernel_pads(conv):
+        x = _pad_like_conv(conv, x)  # (N, C_in, Hp, Wp)
     weight_shape = (n_samples * conv.out_channels, channels_in // conv.groups, *conv.kernel_size)
     weight_grads = torch.nn.grad.conv2d_weight(
         x.reshape(1, n_samples * channels_in, *x.shape[2:]), weight_shape,
-        grad_out.reshape(1, -1, *grad_out.shape[2:]), stride=conv.stride, padding=0,
+        grad_out.reshape(1, -1, *grad_out.shape[2:]), stride=conv.stride, padding=padding,
         dilation=conv.dilation, groups=n_samples * conv.groups)  # (N * C_out, C_in / groups, kh, kw)
     return _sq_norms(weight_grads.view(n_samples, -1))
 
 
+def _phase_windows(conv: nn.Conv2d, out_height: int,
+                   out_width: int) -> list[tuple[int, int, list[tuple[int, int, int, int]]]]:
+    """The stride phases of the padded input that the kernel reads, with their kernel offsets.
+
+    Kernel offset (i, j) at output position (y, x) reads padded pixel (s y + d i, s x + d j),
+    which is pixel (y + (d i) // s, x + (d j) // s) of phase ((d i) % s, (d j) % s), the
+    sub-image x[:, :, (d i) % s::s, (d j) % s::s]. For each phase that some offset reads:
+    (rows, cols) of it that are read, and [(phase_y, phase_x, shift_y, shift_x)] per offset.
+    """
+    def by_phase(kernel: int, dilation: int, stride: int) -> dict[int, list[int]]:
+        shifts: dict[int, list[int]] = {}
+        for offset in range(0, kernel * dilation, dilation):
+            shifts.setdefault(offset % stride, []).append(offset // stride)
+        return shifts
+
+    rows_by_phase = by_phase(conv.kernel_size[0], conv.dilation[0], conv.stride[0])
+    cols_by_phase = by_phase(conv.kernel_size[1], conv.dilation[1], conv.stride[1])
+    return [(out_height + max(shifts_y), out_width + max(shifts_x),
+             [(phase_y, phase_x, shift_y, shift_x) for shift_y in shifts_y for shift_x in shifts_x])
+            for phase_y, shifts_y in rows_by_phase.items()
+            for phase_x, shifts_x in cols_by_phase.items()]
+
+
 def _conv2d_gram_sq_norms(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -> Tensor:
-    """sum_{t,s} (p_t.p_s)(dy_t.dy_s) with patch dot products p_t.p_s from the pixel Gram matrix."""
+    """sum_{t,s} (p_t.p_s)(dy_t.dy_s), the patch dot products p_t.p_s from pixel Gram matrices.
+
+    Within one stride phase every kernel offset is a shift, so p_t.p_s sums shifted windows of
+    that phase's pixel Gram matrix x^T x over the offsets.
+    """
     n_samples, groups = x.shape[0], conv.groups
-    x = _pad_like_conv(conv, x)
-    height, width = x.shape[2:]
+    x = _pad_like_conv(conv, x)  # (N, C_in, Hp, Wp)
     out_height, out_width = grad_out.shape[2:]
-    pixels = x.reshape(n_samples * groups, -1, height * width)  # (N G, C_in / G, Hp Wp)
-    pixel_gram = torch.bmm(pixels.transpose(1, 2), pixels)  # (N G, Hp Wp, Hp Wp)
-    pixel_gram = pixel_gram.view(-1, height, width, height, width)
     grads = grad_out.reshape(n_samples * groups, -1, out_height * out_width)  # (N G, C_out / G, T)
     grad_gram = torch.bmm(grads.transpose(1, 2), grads)  # (N G, T, T)
     patch_gram = torch.zeros_like(grad_gram).view(-1, out_height, out_width, out_height, out_width)
-    (stride_y, stride_x), (dilation_y, dilation_x) = conv.stride, conv.dilation
-    for offset_y in range(conv.kernel_size[0]):
-        rows = slice(offset_y * dilation_y, offset_y * dilation_y + stride_y * (out_height - 1) + 1,
-                     stride_y)
-        for offset_x in range(conv.kernel_size[1]):
-            cols = slice(offset_x * dilation_x,
-                         offset_x * dilation_x + stride_x * (out_width - 1) + 1, stride_x)
-            # (p_t.p_s) gets the pixel pair that kernel offset (offset_y, offset_x) sees at (t, s)
-            patch_gram += pixel_gram[:, rows, cols, rows, cols]
+    stride_y, stride_x = conv.stride
+    for rows, cols, offsets in _phase_windows(conv, out_height, out_width):
+        phase_y, phase_x = offsets[0][:2]
+        phase = x[:, :, phase_y::stride_y, phase_x::stride_x][:, :, :rows, :cols]
+        pixels = phase.reshape(n_samples * groups, -1, rows * cols)  # (N G, C_in / G, P)
+        pixel_gram = torch.bmm(pixels.transpose(1, 2), pixels).view(-1, rows, cols, rows, cols)
+        for _, _, shift_y, shift_x in offsets:
+            window_y = slice(shift_y, shift_y + out_height)
+            window_x = slice(shift_x, shift_x + out_width)
+            patch_gram += pixel_gram[:, window_y, window_x, window_y, window_x]
     return _frobenius_dots(patch_gram, grad_gram).view(n_samples, groups).sum(1)
 
 
@@ -248,22 +296,33 @@ def _affine_sq_norms(layer: nn.Module, x: Tensor, grad_out: Tensor, mean: Tensor
     grad_bias = grad_out.sum(2)  # (N, C)
     norms = x.new_zeros(x.shape[0])
     if _is_trainable(layer.weight):
-        grad_dot_x = torch.einsum("ncl,ncl->nc", grad_out, x)  # (N, C)
+        grad_dot_x = torch.linalg.vecdot(grad_out, x, dim=2)  # (N, C)
         norms += _sq_norms(rstd * (grad_dot_x - mean * grad_bias))
     if _is_trainable(layer.bias):
         norms += _sq_norms(grad_bias)
     return norms
 
 
-@register_rule(nn.GroupNorm)
-def _group_norm_sq_norms(norm: nn.GroupNorm, x: Tensor, grad_out: Tensor) -> Tensor:
+def _group_norm_capture(norm: nn.GroupNorm, args: tuple,
+                        output: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """The input, and the (N, G) mean and 1/std that autograd saved for backward, if it did."""
+    node = output.grad_fn
+    return args[0], getattr(node, "_saved_result1", None), getattr(node, "_saved_result2", None)
+
+
+@register_rule(nn.GroupNorm, capture=_group_norm_capture)
+def _group_norm_sq_norms(norm: nn.GroupNorm, saved: tuple[Tensor, Tensor | None, Tensor | None],
+                         grad_out: Tensor) -> Tensor:
+    x, mean, rstd = saved
     n_samples, channels = x.shape[:2]
     groups = norm.num_groups
-    var, mean = torch.var_mean(x.reshape(n_samples, groups, -1).to(_accumulation_dtype(x)),
-                               dim=2, correction=0)  # (N, G)
+    if mean is None or rstd is None or mean.shape != (n_samples, groups):
+        var, mean = torch.var_mean(x.reshape(n_samples, groups, -1).to(_accumulation_dtype(x)),
+                                   dim=2, correction=0)  # (N, G)
+        rstd = (var + norm.eps).rsqrt()
     per_channel = channels // groups
-    rstd = (var + norm.eps).rsqrt().repeat_interleave(per_channel, dim=1)  # (N, C)
-    mean = mean.repeat_interleave(per_channel, dim=1)
+    rstd = rstd.to(_accumulation_dtype(x)).repeat_interleave(per_channel, dim=1)  # (N, C)
+    mean = mean.to(rstd.dtype).repeat_interleave(per_channel, dim=1)
     return _affine_sq_norms(norm, x.reshape(n_samples, channels, -1),
                             grad_out.reshape(n_samples, channels, -1), mean, rstd)
 
@@ -354,7 +413,7 @@ class _SqNormHooks:
         self._pass_norms: list[Tensor | None] = []  # per forward pass: (n_pass,) once measured
         self._in_this_pass: set[nn.Module] = set()
         self._called: set[nn.Module] = set()  # in any pass
-        self._waiting: dict[nn.Module, tuple[int, tuple, dict]] = {}  # pass, args, kwargs
+        self._waiting: dict[nn.Module, tuple[int, object]] = {}  # pass, what the capture kept
         self._replaying = False  # inside a torch.func re-run of a module: hooks stay quiet
         self._owners: dict[Tensor, tuple[str, nn.Module]] = {}
         self._handles = []
@@ -406,7 +465,9 @@ class _SqNormHooks:
         self._in_this_pass.add(module)
         self._called.add(module)
         if output.requires_grad:
-            self._waiting[module] = (len(self._pass_norms) - 1, args, kwargs)
+            capture, _ = RULES.get(type(module), (None, None))
+            saved = (args, kwargs) if capture is None else capture(module, args, output)
+            self._waiting[module] = (len(self._pass_norms) - 1, saved)
             self._handles.append(output.register_hook(partial(self._on_output_grad, module)))
 
     def _start_pass(self) -> None:
@@ -417,15 +478,14 @@ class _SqNormHooks:
     def _on_output_grad(self, module: nn.Module, grad_out: Tensor) -> None:
         if module not in self._waiting:
             return  # a stale output of an earlier pass
-        pass_index, args, kwargs = self._waiting.pop(module)
-        rule = RULES.get(type(module))
+        pass_index, saved = self._waiting.pop(module)
         with torch.no_grad():
-            if rule is not None:
-                norms = rule(module, args[0].detach(), grad_out)
+            if type(module) in RULES:
+                norms = RULES[type(module)][1](module, saved, grad_out)
             else:
                 self._replaying = True
                 try:
-                    norms = _functional_sq_norms(module, args, kwargs, grad_out)
+                    norms = _functional_sq_norms(module, *saved, grad_out)
                 finally:
                     self._replaying = False
         previous = self._pass_norms[pass_index]

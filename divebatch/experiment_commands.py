@@ -34,11 +34,27 @@ def add_sweep(sub) -> None:
                         help="resize intervals R in epochs (default 1)")
     parser.add_argument("--seed", type=int, nargs="+", default=[0],
                         help="seeds; every cell and the baseline run once per seed")
+    add_execution_flags(parser)
+    parser.set_defaults(handler=cmd_sweep)
+
+
+def add_execution_flags(parser) -> None:
     parser.add_argument("--background", action="store_true",
                         help="queue the runs for background workers and return at once "
                              "(default: train them here, one after the other)")
+    parser.add_argument("--threads", type=int, default=1, metavar="N",
+                        help="torch CPU threads for the runs trained here (default 1: these "
+                             "models are too small to gain from more, and spinning threads "
+                             "on a busy machine distort the timings; 0 = torch's default)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.set_defaults(handler=cmd_sweep)
+
+
+def set_threads(threads: int) -> None:
+    if threads < 0:
+        raise UsageError(f"--threads should be an int >= 0, but got --threads={threads}")
+    if threads:
+        import torch
+        torch.set_num_threads(threads)
 
 
 def sweep_spec(args):
@@ -77,6 +93,7 @@ def cmd_sweep(args) -> int:
               f"the table (it waits for nothing and reuses finished runs)", file=sys.stderr)
         print(spec.group)
         return 0
+    set_threads(args.threads)
     status = run_with_progress(store, spec.group, spec.plan(),
                                lambda done: sweeps.run_here(store, spec, on_run_done=done),
                                args.quiet)
@@ -102,7 +119,7 @@ def run_with_progress(store, group, planned, run, quiet: bool) -> int:
     with tqdm(total=len(todo), unit="run", file=sys.stderr, disable=quiet,
               dynamic_ncols=True) as bar:
         def done(planned_run, run):
-            bar.set_postfix_str(f"{planned_run.config.name.split(' ', 1)[-1]}: "
+            bar.set_postfix_str(f"{planned_run.config.name.removeprefix(group + ' ')}: "
                                 f"{run['status']}", refresh=False)
             bar.update(1)
         try:
@@ -134,3 +151,70 @@ def sweep_table_rows(result) -> list[dict]:
             "final_batch_size": format_mean_se(cell["final_batch_size"], None, digits=5),
         })
     return rows
+
+
+def add_reproduce(sub) -> None:
+    from .reproduce import BENCHMARKS, SCALES
+    parser = sub.add_parser(
+        "reproduce", help="the paper's comparison at a scale this machine can run, beside "
+                          "the paper's published numbers, with a Markdown + HTML report",
+        description="DiveBatch against SGD at the small and the large batch and AdaBatch, "
+                    "with and without linear LR scaling, on synthetic convex, synthetic "
+                    "non-convex and digits problems (and scaled-down CIFAR-10/100 and "
+                    "Tiny-ImageNet where their files and a GPU are present), several seeds "
+                    "each; prints our speed-ups and accuracy changes beside the paper's and "
+                    "writes a report. Finished runs are reused: run it again to resume.")
+    add_db_flag(parser)
+    parser.add_argument("--quick", action="store_const", const="quick", dest="scale",
+                        help="the quick scale: minutes on 2 CPU cores")
+    parser.add_argument("--scale", choices=SCALES, default="full",
+                        help="full (default; tens of minutes on a CPU), quick, or tiny (a "
+                             "smoke test in seconds whose numbers mean nothing)")
+    parser.add_argument("--benchmarks", nargs="+", choices=list(BENCHMARKS),
+                        default=list(BENCHMARKS), metavar="NAME",
+                        help=f"some of {', '.join(BENCHMARKS)} (default: all; image ones "
+                             f"are skipped with a note where data or a GPU is missing)")
+    parser.add_argument("--seeds", type=int, metavar="N",
+                        help="seeds 0..N-1 (default: 1 tiny, 3 quick, 5 full)")
+    parser.add_argument("--output", default="reports", metavar="DIR",
+                        help="folder for reproduce.md and reproduce.html (default reports/)")
+    add_execution_flags(parser)
+    parser.set_defaults(handler=cmd_reproduce)
+
+
+def cmd_reproduce(args) -> int:
+    from . import reproduce
+    seeds = args.seeds if args.seeds is not None else reproduce.DEFAULT_SEEDS[args.scale]
+    if seeds < 1:
+        raise UsageError(f"--seeds should be an int >= 1, but got --seeds={seeds}")
+    spec = reproduce.ReproSpec(scale=args.scale, benchmarks=tuple(args.benchmarks),
+                               seeds=tuple(range(seeds)))
+    store = open_store(args)
+    for key, note in spec.skipped().items():
+        print(f"{key}: {note}", file=sys.stderr)
+    if not spec.runnable():
+        raise UsageError("none of the chosen benchmarks can run here (see the notes above)")
+    if args.background:
+        ids = reproduce.launch(store, spec)
+        print(f"queued {len(ids)} runs; run the same command without --background later for "
+              f"the table and the report", file=sys.stderr)
+        print(spec.group)
+        return 0
+    set_threads(args.threads)
+    status = run_with_progress(store, spec.group, spec.plan(),
+                               lambda done: reproduce.run_here(store, spec, on_run_done=done),
+                               args.quiet)
+    result = reproduce.results(store, spec)
+    print(format_table(reproduce.side_by_side(result), reproduce.SIDE_BY_SIDE_COLUMNS))
+    print()
+    for finding in reproduce.findings(result):
+        print(reproduce.finding_line(finding))
+    print()
+    print(format_table(reproduce.detail(result), reproduce.DETAIL_COLUMNS))
+    try:
+        paths = reproduce.write_report(store, result, args.output)
+    except OSError as error:
+        raise UsageError(f"--output: cannot write the report to {args.output}: "
+                         f"{error.strerror}") from None
+    print(f"report: {', '.join(map(str, paths))}", file=sys.stderr)
+    return status

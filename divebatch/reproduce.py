@@ -28,6 +28,7 @@ from . import sweeps
 from .config import RunConfig
 
 SCALES = ("tiny", "quick", "full")  # tiny: a smoke test in seconds, numbers meaningless
+DEFAULT_SEEDS = {"tiny": 1, "quick": 3, "full": 5}
 
 # DESIGN.md section 1: time to within 1 point of own final accuracy (s), final accuracy (%),
 # no LR rescaling; ResNet-18, B_0 = 128 (Tiny-ImageNet 256), B_max = 2048, 200 epochs.
@@ -86,7 +87,7 @@ SYNTHETIC_SIZES = {"tiny": {"n_samples": 300, "dim": 8}, "quick": {"n_samples": 
 
 BENCHMARKS = {b.key: b for b in (
     Benchmark("convex", "synthetic convex: logistic regression", None,
-              _scales("logistic", SYNTHETIC_SIZES, dim=32, lr=0.2, momentum=0.0)),
+              _scales("logistic", SYNTHETIC_SIZES, dim=32, lr=0.05, momentum=0.0)),
     Benchmark("nonconvex", "synthetic non-convex: 4-class MLP", None,
               _scales("classification", SYNTHETIC_SIZES, model="mlp", hidden=64, lr=0.05,
                       momentum=0.9)),
@@ -182,6 +183,16 @@ class ReproSpec:
         return {"scale": self.scale, "benchmarks": list(self.benchmarks),
                 "seeds": list(self.seeds)}
 
+    @classmethod
+    def from_dict(cls, values: dict) -> "ReproSpec":
+        return cls(scale=values["scale"], benchmarks=tuple(values["benchmarks"]),
+                   seeds=tuple(values["seeds"]))
+
+
+def list_reproductions(store) -> list[ReproSpec]:
+    """Reproductions found in the store, newest first."""
+    return sweeps.specs_in_store(store, "reproduce:", "reproduce", ReproSpec.from_dict)
+
 
 def launch(store, spec: ReproSpec) -> list[int]:
     """Queue the missing runs for background workers; their ids."""
@@ -271,10 +282,13 @@ def accuracy_verdict(change_points: float, se_points: float | None = None) -> st
     return "slightly lower" if change_points >= -SLIGHT_LOSS_POINTS else "much lower"
 
 
+UNCLEAR = "no clear difference"
+
+
 def speed_verdict(speedup: float, se: float | None = None) -> str:
     """'faster', 'slower' or 'no clear difference' (1 within two standard errors)."""
     if se is not None and abs(speedup - 1.0) <= 2 * se:
-        return "no clear difference"
+        return UNCLEAR
     return "faster" if speedup > 1.0 else "slower"
 
 
@@ -290,7 +304,8 @@ def _one_word(words: list[str]) -> str:
 def findings(result: ReproResults) -> list[dict]:
     """Claims of the paper checked against our numbers, per benchmark of ours: dicts with
     benchmark, claim, paper (text), ours (text) and agrees (True, False, or None while
-    nothing has finished). The paper's side is judged by the same rules as ours."""
+    when ours shows no clear difference or nothing has finished). The paper's side is judged
+    by the same rules as ours."""
     out = []
     for key in result.benchmarks():
         datasets = [BENCHMARKS[key].paper] if BENCHMARKS[key].paper else list(PAPER)
@@ -316,6 +331,14 @@ def findings(result: ReproResults) -> list[dict]:
     return out
 
 
+def finding_line(finding: dict) -> str:
+    return (f"{VERDICT_WORDS[finding['agrees']]} - {BENCHMARKS[finding['benchmark']].title}: "
+            f"{finding['claim']}? Paper: {finding['paper']}. Ours: {finding['ours']}.")
+
+
+VERDICT_WORDS = {True: "AGREES", False: "DIFFERS", None: "UNCLEAR"}
+
+
 def _points(fraction: float | None) -> float | None:
     return None if fraction is None else 100.0 * fraction
 
@@ -328,7 +351,8 @@ def _finding(benchmark: str, claim: str, paper_word: str, paper_numbers: str,
         return {**finding, "ours": "no finished runs yet", "agrees": None}
     word = verdict(mean, se)
     numbers = fmt.format(mean) + ("" if se is None else f" ± {se:.2g}")
-    return {**finding, "ours": f"{word}, {numbers}{unit}", "agrees": word == paper_word}
+    agrees = None if word == UNCLEAR else word == paper_word
+    return {**finding, "ours": f"{word}, {numbers}{unit}", "agrees": agrees}
 
 
 # --- tables
@@ -407,7 +431,22 @@ DETAIL_COLUMNS = [("benchmark", "benchmark"), ("method", "method"), ("seeds", "s
 
 # --- the report
 
-VERDICT_WORDS = {True: "AGREES", False: "DIFFERS", None: "OPEN"}
+def batch_notes(result: ReproResults) -> list[str]:
+    """Per benchmark: where DiveBatch's and AdaBatch's batch sizes ended, beside B0 and B_max."""
+    notes = []
+    for key in result.benchmarks():
+        fields = BENCHMARKS[key].scales[result.spec.scale]
+        ends = []
+        for method in ("divebatch", "divebatch_linear", "adabatch"):
+            final = result.cells[(key, method)]["final_batch_size"]
+            if final is not None:
+                ends.append(f"{METHODS[method]} {final:.4g}")
+        if ends:
+            notes.append(f"{BENCHMARKS[key].title}: B0 = {fields['batch_size']}, B_max = "
+                         f"{fields['max_batch_size']}; final batch (mean over seeds): "
+                         + ", ".join(ends) + ".")
+    return notes
+
 
 def machine_summary() -> str:
     import torch
@@ -423,7 +462,6 @@ def report_blocks(result: ReproResults, figures: dict | None = None) -> list[tup
     spec = result.spec
     counts = result.progress
     checks = findings(result)
-    judged = [f for f in checks if f["agrees"] is not None]
     blocks = [
         ("h1", "DiveBatch: our reproduction beside the paper"),
         ("p", f"Scale '{spec.scale}', seeds {list(spec.seeds)}, "
@@ -439,12 +477,13 @@ def report_blocks(result: ReproResults, figures: dict | None = None) -> list[tup
         ("table", SIDE_BY_SIDE_COLUMNS, side_by_side(result)),
         ("h2", "Where we agree with the paper, and where we do not"),
     ]
-    if judged:
-        agree = sum(f["agrees"] for f in judged)
-        blocks.append(("p", f"{agree} of {len(judged)} checks agree with the paper."))
-    blocks.append(("ul", [f"{VERDICT_WORDS[f['agrees']]} - {BENCHMARKS[f['benchmark']].title}: "
-                          f"{f['claim']}? Paper: {f['paper']}. Ours: {f['ours']}."
-                          for f in checks]))
+    agree = sum(f["agrees"] is True for f in checks)
+    differ = sum(f["agrees"] is False for f in checks)
+    blocks.append(("p", f"Of {len(checks)} checks, {agree} agree with the paper, {differ} "
+                        f"differ and {len(checks) - agree - differ} are unclear (a speed-up "
+                        f"within two standard errors of 1, or no finished runs)."))
+    blocks.append(("ul", [finding_line(f) for f in checks]))
+    blocks += [("h2", "What the batch size did"), ("ul", batch_notes(result))]
     if result.skipped:
         blocks += [("h2", "Skipped"), ("ul", [f"{BENCHMARKS[k].title}: {note}"
                                               for k, note in result.skipped.items()])]
@@ -507,18 +546,28 @@ def to_html(blocks: list[tuple], figures: dict | None = None) -> str:
             f"</title><style>{style}</style></head><body>{''.join(parts)}</body></html>")
 
 
-def write_report(store, result: ReproResults, folder: str | os.PathLike = "reports"
-                 ) -> list[Path]:
-    """reproduce.md and reproduce.html (with the figures) in `folder`; their paths."""
+REPORT_NAMES = ("reproduce.md", "reproduce.html")
+
+
+def report_documents(store, result: ReproResults) -> dict[str, str]:
+    """{file name: text}: the Markdown report and the HTML one with the figures."""
     from .sweep_plots import reproduce_figures
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     figures = reproduce_figures(result, curves_records(store, result))
     blocks = report_blocks(result, figures)
-    markdown_path, html_path = folder / "reproduce.md", folder / "reproduce.html"
-    markdown_path.write_text(to_markdown(blocks, html_path.name), encoding="utf-8")
-    html_path.write_text(to_html(blocks, figures), encoding="utf-8")
-    return [markdown_path, html_path]
+    markdown_name, html_name = REPORT_NAMES
+    return {markdown_name: to_markdown(blocks, html_name), html_name: to_html(blocks, figures)}
+
+
+def write_report(store, result: ReproResults, folder: str | os.PathLike = "reports"
+                 ) -> list[Path]:
+    """Write the report documents into `folder`; their paths."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, text in report_documents(store, result).items():
+        (folder / name).write_text(text, encoding="utf-8")
+        paths.append(folder / name)
+    return paths
 
 
 def curves_records(store, result: ReproResults, seed: int | None = None) -> dict:

@@ -363,7 +363,8 @@ class RunStore:
         if not isinstance(keep, int) or keep < 0:
             raise ValueError(f"keep should be an int >= 0, but got keep={keep!r}")
         if older_than is not None and not older_than >= 0:
-            raise ValueError(f"older_than should be seconds >= 0, but got older_than={older_than!r}")
+            raise ValueError(f"older_than should be seconds >= 0, but got "
+                             f"older_than={older_than!r}")
         cutoff = float("inf") if older_than is None else time.time() - older_than
         select = (f"SELECT id FROM runs WHERE status IN ({', '.join('?' * len(statuses))}) "
                   f"AND created_at < ? ORDER BY id DESC LIMIT -1 OFFSET ?")

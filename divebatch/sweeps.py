@@ -138,8 +138,8 @@ def parse_values(text: str, kind: type, name: str) -> tuple:
         try:
             values.append(kind(part))
         except ValueError:
-            kind_name = "an int" if kind is int else "a number"
-            raise ValueError(f"{name} should be a list of {kind_name}s separated by commas, "
+            kind_name = "ints" if kind is int else "numbers"
+            raise ValueError(f"{name} should be a list of {kind_name} separated by commas, "
                              f"but got {part!r}") from None
     if not values:
         raise ValueError(f"{name} should list at least one value, but got nothing")
@@ -414,17 +414,23 @@ def runs_of_cell(result: SweepResults, cell: Hashable) -> list[int]:
             if p.cell == cell and run]
 
 
-def list_sweeps(store, limit: int = 500) -> list[SweepSpec]:
-    """Sweeps found in the store, newest first (from the spec kept in each run's info)."""
-    found: dict[str, SweepSpec] = {}
+def specs_in_store(store, prefix: str, info_key: str, from_dict, limit: int = 500) -> list:
+    """Specs of the groups named `prefix...` found in the store, newest first, read from the
+    spec each of their runs keeps in its info under `info_key`."""
+    found: dict = {}
     for run in store.list_runs(limit=limit):
-        if run["group"].startswith("sweep:") and run["group"] not in found \
-                and "sweep" in run["info"]:
+        group = run["group"]
+        if group.startswith(prefix) and group not in found and info_key in run["info"]:
             try:
-                found[run["group"]] = SweepSpec.from_dict(run["info"]["sweep"])
+                found[group] = from_dict(run["info"][info_key])
             except (KeyError, TypeError, ValueError):
                 continue
     return list(found.values())
+
+
+def list_sweeps(store) -> list[SweepSpec]:
+    """Sweeps found in the store, newest first."""
+    return specs_in_store(store, "sweep:", "sweep", SweepSpec.from_dict)
 
 
 def launch(store, spec: SweepSpec) -> list[int]:

@@ -1,11 +1,12 @@
-"""Runs: every stored run; overlay, stop, delete, export."""
+"""Runs: every stored run; overlay, stop, resume, delete, export."""
 
 import streamlit as st
 
 from dashboard import ensure_router, live
-from dashboard.common import ACTIVE, label, open_store
+from dashboard.common import ACTIVE, open_store
 from divebatch import jobs, plots
 from divebatch.cli import records_csv, records_json
+from divebatch.plots import run_label
 from divebatch.store import STATUSES
 
 ensure_router()
@@ -54,20 +55,35 @@ def delete_selected(run_ids: list[int]) -> None:
     run_store = open_store()
     for run_id in run_ids:
         run_store.delete_run(run_id)
+    jobs.remove_run_files(run_store, run_ids)  # their checkpoints and worker logs
     st.session_state.runs_shown = []
     st.session_state.runs_confirm_delete = False
     st.session_state.runs_delete_message = f"Deleted {len(run_ids)} run(s) and their records."
 
 
+def resume_selected(run_ids: list[int]) -> None:
+    run_store, notes = open_store(), []
+    for run_id in run_ids:
+        try:
+            epoch = jobs.resume(run_store, run_id)
+            notes.append(("info", f"Run #{run_id} continues after epoch {epoch}." if epoch
+                          else f"Run #{run_id} starts again from epoch 1 (no checkpoint)."))
+        except ValueError as error:
+            notes.append(("error", f"Run #{run_id} cannot be resumed: {error}"))
+    st.session_state.runs_resume_notes = notes
+
+
+for kind, note in st.session_state.pop("runs_resume_notes", []):
+    getattr(st, kind)(note)
+
 if selected:
     with st.container(border=True):
-        col_stop, col_confirm, col_delete = st.columns([1, 3, 1], vertical_alignment="center")
-        active = [run["id"] for run in selected if run["status"] in ACTIVE]
-        if col_stop.button("Stop selected", key="runs_stop", disabled=not active,
-                           width="stretch"):
-            for run_id in active:
-                jobs.request_stop(store, run_id)
-            st.info(f"Stop requested for {len(active)} run(s); they stop between two steps.")
+        col_resume, col_confirm, col_delete = st.columns([1, 3, 1], vertical_alignment="center")
+        resumable = [run["id"] for run in selected if run["status"] in jobs.RESUMABLE_STATUSES]
+        col_resume.button("Resume selected", key="runs_resume", disabled=not resumable,
+                          width="stretch", on_click=resume_selected, args=(resumable,),
+                          help="Continue interrupted, failed or stopped runs from their "
+                               "last checkpoint.")
         finished = [run["id"] for run in selected if run["status"] not in ACTIVE]
         confirmed = col_confirm.checkbox(
             f"Yes, delete {len(finished)} finished run(s) and all their records",
@@ -75,11 +91,12 @@ if selected:
         col_delete.button("Delete", key="runs_delete", type="primary", width="stretch",
                           disabled=not (confirmed and finished), on_click=delete_selected,
                           args=(finished,))
-        if active and not finished:
-            st.caption("Active runs cannot be deleted: stop them first.")
+        if len(finished) < len(selected):
+            st.caption("Active runs are not deleted: stop them first (panel below).")
 
         export_id = st.selectbox("Export", [run["id"] for run in selected],
-                                 key="runs_export_run", format_func=lambda i: label(by_id[i]))
+                                 key="runs_export_run",
+                                 format_func=lambda i: run_label(by_id[i]))
         run = by_id[export_id]
         col_csv, col_json, _ = st.columns([1, 1, 3])
         col_csv.download_button("CSV (records)", records_csv(records[export_id]),

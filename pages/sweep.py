@@ -2,19 +2,23 @@
 
 import streamlit as st
 
-from divebatch import sweeps, sweep_plots
-from divebatch.config import PROBLEMS, RunConfig
+from dashboard import ensure_router
+from dashboard.common import open_store
+from divebatch import sweep_plots, sweeps
+from divebatch.config import PROBLEMS
 from divebatch.data import check_available
-from divebatch.store import RunStore
+
+ensure_router()
 
 FORM_DEFAULTS = {"sweep_problem": "classification", "sweep_epochs": 10,
                  "sweep_n_samples": 2000, "sweep_batch_size": 16, "sweep_lr": 0.05,
                  "sweep_deltas": "0.1, 0.5", "sweep_max_batch_sizes": "128, 512",
                  "sweep_resize_everys": "1, 2", "sweep_seeds": "0, 1"}
-for key, value in {**FORM_DEFAULTS, "sweep_spec": None, "sweep_seen_click": None}.items():
+for key, value in {**FORM_DEFAULTS, "sweep_spec": None, "sweep_seen_click": None,
+                   "sweep_message": None}.items():
     st.session_state.setdefault(key, value)
 
-store = RunStore(RunStore.default_path())
+store = open_store()
 
 st.title("Sweep")
 st.markdown(
@@ -43,6 +47,28 @@ def spec_from_form() -> sweeps.SweepSpec:
     return spec
 
 
+def start_sweep() -> None:
+    """on_click: runs before the script, so the click survives ensure_router's rerun."""
+    try:
+        spec = spec_from_form()
+        queued = sweeps.launch(store, spec)
+    except Exception as error:  # bad input or unavailable data: say so, keep the page
+        st.session_state.sweep_message = ("error", str(error).replace("\n", "; "))
+        return
+    st.session_state.sweep_spec = spec.to_dict()
+    planned = len(spec.plan())
+    st.session_state.sweep_message = (
+        "success", f"{spec.group}: queued {len(queued)} of {planned} runs"
+        + (f" ({planned - len(queued)} reused)" if len(queued) < planned else ""))
+
+
+def open_sweep(specs: dict) -> None:
+    chosen = st.session_state.sweep_open
+    if chosen in specs:
+        st.session_state.sweep_spec = specs[chosen].to_dict()
+        st.session_state.sweep_message = None
+
+
 with st.form("sweep_form"):
     left, middle, right = st.columns(3)
     left.selectbox("problem", PROBLEMS, key="sweep_problem")
@@ -59,29 +85,21 @@ with st.form("sweep_form"):
     grid[1].text_input("B_max", key="sweep_max_batch_sizes")
     grid[2].text_input("R (epochs)", key="sweep_resize_everys")
     grid[3].text_input("seeds", key="sweep_seeds")
-    started = st.form_submit_button("Start sweep", type="primary")
+    st.form_submit_button("Start sweep", type="primary", key="sweep_start",
+                          on_click=start_sweep)
 
-if started:
-    try:
-        spec = spec_from_form()
-        queued = sweeps.launch(store, spec)
-    except Exception as error:  # bad input or unavailable data: say so, keep the page
-        st.error(str(error).replace("\n", "; "))
-    else:
-        st.session_state.sweep_spec = spec.to_dict()
-        planned = len(spec.plan())
-        st.success(f"{spec.group}: queued {len(queued)} of {planned} runs"
-                   + (f" ({planned - len(queued)} reused)" if len(queued) < planned else ""))
+if st.session_state.sweep_message:
+    kind, text = st.session_state.sweep_message
+    getattr(st, kind)(text)
 
 earlier = sweeps.list_sweeps(store)
 if earlier:
     labels = {s.group: f"{s.group}: {s.base.get('problem')} delta {list(s.deltas)}, "
                        f"B_max {list(s.max_batch_sizes)}, R {list(s.resize_everys)}, "
                        f"seeds {list(s.seeds)}" for s in earlier}
-    chosen = st.selectbox("or open a sweep", list(labels), format_func=labels.get,
-                          key="sweep_open", index=None, placeholder="earlier sweeps")
-    if chosen and st.button("Open", key="sweep_open_button"):
-        st.session_state.sweep_spec = next(s for s in earlier if s.group == chosen).to_dict()
+    st.selectbox("or open a sweep", list(labels), format_func=labels.get, key="sweep_open",
+                 index=None, placeholder="earlier sweeps", on_change=open_sweep,
+                 args=({s.group: s for s in earlier},))
 
 if st.session_state.sweep_spec is None:
     st.info("Set up a grid and press Start sweep.")
@@ -101,9 +119,9 @@ def show_results():
                        f", {counts['running']} running, {counts['queued']} queued"
                        + (f", {counts['to_do']} stopped or failed (Start sweep redoes them)"
                           if counts["to_do"] else ""))
-    if stop.button("Stop sweep", key="sweep_stop", disabled=result.done):
-        stopped = sweeps.stop_group(store, spec.group)
-        st.toast(f"stopping {len(stopped)} runs; finished runs are kept")
+    stop.button("Stop sweep", key="sweep_stop", disabled=result.done,
+                on_click=lambda: st.toast(f"stopping {len(sweeps.stop_group(store, spec.group))}"
+                                          f" runs; finished runs are kept"))
     if running and result.done:
         st.rerun()  # the whole page: timers off, final state
     draw_heatmaps(result)

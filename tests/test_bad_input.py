@@ -102,8 +102,8 @@ def cli_text(value) -> str:
     return json.dumps(value) if isinstance(value, (list, dict, type(None))) else str(value)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                   HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(case=field_and_bad_value())
 def test_cli_refuses_bad_flags_with_one_line_and_code_2(case, capsys, isolated_store,
                                                         monkeypatch):
@@ -131,11 +131,18 @@ def test_cli_refuses_bad_flags_with_one_line_and_code_2(case, capsys, isolated_s
     (["--seed", "9" * 6000], "seed should be an int >= 0 and <= 2147483647, but got seed='999"),
     (["--n-samples", "10000000", "--dim", "1000"], "n_samples * dim should be <= 200000000"),
 ])
-def test_cli_subprocess_exit_code_2_one_line(argv, expected):
-    result = run_cli("run", *argv)
-    assert result.returncode == 2 and result.stdout == ""
-    assert result.stderr.count("\n") == 1 and expected in result.stderr
-    assert "Traceback" not in result.stderr
+def test_cli_names_field_and_range_in_one_line(argv, expected, capsys, isolated_store):
+    assert cli.main(["run", *argv]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and expected in err
+    assert not isolated_store.exists()
+
+
+def test_cli_process_exits_2_without_a_traceback():
+    result = run_cli("run", "--lr", "nan", "--epochs", "-3")
+    assert result.returncode == 2 and result.stdout == "" and "Traceback" not in result.stderr
+    assert result.stderr == ("error: epochs should be an int >= 1 and <= 100000, but got "
+                             "epochs=-3; lr should be a float > 0 and <= 100, but got lr=nan\n")
 
 
 @pytest.mark.parametrize("content, expected", [

@@ -57,7 +57,7 @@ def test_digits_three_methods_then_compare():
 
 @pytest.mark.parametrize("args,needle", [
     (["run", "--epochs", "0"], "epochs should be an int >= 1"),
-    (["run", "--epochs", "abc"], "--epochs: invalid int value"),
+    (["run", "--epochs", "abc"], "--epochs: epochs should be an int >= 1"),
     (["run", "--problem", "mnist"], "problem should be one of"),
     (["run", "--lr", "nan"], "lr should be a float > 0"),
     (["run", "--batch-size", "64", "--max-batch-size", "8"], "max_batch_size should be"),

@@ -213,10 +213,24 @@ def test_list_and_show_reap_dead_workers(isolated_store, capsys):
     store = RunStore(isolated_store)
     gone = subprocess.Popen(["true"])
     gone.wait()
+    for command in ("list", "show"):
+        run_id = store.create_run({"problem": "least_squares"}, status="running")
+        store.mark_running(run_id, gone.pid)
+        assert cli.main([command] + ([str(run_id)] if command == "show" else [])) == 0
+        assert "interrupted" in capsys.readouterr().out
+        assert store.get_run(run_id)["status"] == "interrupted"
+
+
+def test_every_dashboard_page_load_reaps_dead_workers(isolated_store):
+    from streamlit.testing.v1 import AppTest
+    store = RunStore(isolated_store)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
     run_id = store.create_run({"problem": "least_squares"}, status="running")
     store.mark_running(run_id, gone.pid)
-    assert cli.main(["show", str(run_id)]) == 0
-    assert "status=interrupted" in capsys.readouterr().out
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    assert not at.exception
+    assert store.get_run(run_id)["status"] == "interrupted"
 
 
 def fill(store: RunStore, n_runs: int, n_records: int) -> None:

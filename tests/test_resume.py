@@ -1,8 +1,11 @@
 """Checkpoints and resume: a run continued from its checkpoint produces the same records as a
 run that was never interrupted (timings aside), in the trainer, through jobs and the CLI."""
 
+from pathlib import Path
+
 import pytest
 import torch
+from streamlit.testing.v1 import AppTest
 
 from conftest import run_cli
 from divebatch import checkpoint, jobs
@@ -207,3 +210,16 @@ def test_cli_resume_refuses_with_one_line(store):
     result = run_cli("resume", str(run_id))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().count("\n") == 0 and "can be resumed" in result.stderr
+
+
+def test_runs_page_resume_button_requeues_the_selected_run(store):
+    run_id = store.create_run(RunConfig(**TINY).to_dict())
+    jobs.execute_run(store, run_id, on_epoch=stop_at(store, run_id, 2))
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"),
+                           default_timeout=60).run()
+    at.switch_page("pages/runs.py").run()
+    at.multiselect(key="runs_shown").set_value([run_id]).run()
+    at.button(key="runs_resume").click().run()
+    assert not at.exception, at.exception
+    assert f"Run #{run_id} continues after epoch 2." in [info.value for info in at.info]
+    assert store.get_run(run_id)["status"] == "queued"  # dispatch is stubbed here

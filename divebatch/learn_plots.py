@@ -1,0 +1,106 @@
+"""Plotly figures for the Learn page, drawn from divebatch.learn's numbers."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from .learn import PointSummary, ToyProblem, loss_surface
+
+WINDOW = (-3.0, 3.0)       # both weights: the sliders' range and the contour's
+CLICK_GRID = 41            # invisible points per axis that make the contour clickable
+ARROW_FRACTION = 0.35      # the longest arrow spans this fraction of the window
+SAMPLE_COLOURS = ("#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2",
+                  "#17becf", "#bcbd22")
+
+
+def arrow_scale(summary: PointSummary) -> float:
+    """One factor for every arrow, so their lengths compare: the longest gets
+    ARROW_FRACTION of the window."""
+    lengths = np.linalg.norm(np.vstack([summary.gradients, summary.gradient_sum]), axis=1)
+    longest = float(lengths.max())
+    return ARROW_FRACTION * (WINDOW[1] - WINDOW[0]) / longest if longest > 0 else 1.0
+
+
+def gradient_field(problem: ToyProblem, summary: PointSummary,
+                   path: np.ndarray | None = None) -> go.Figure:
+    """Loss contours, the per-sample gradients at w as arrows, their sum, w* and (optionally)
+    a gradient-descent path. Invisible grid points make a click select a new w."""
+    axis = np.linspace(*WINDOW, 121)
+    figure = go.Figure(go.Contour(
+        x=axis, y=axis, z=np.log10(loss_surface(problem, axis, axis)), colorscale="Greys",
+        reversescale=True, showscale=False, contours={"coloring": "lines"}, ncontours=24,
+        hovertemplate="w1=%{x:.2f}, w2=%{y:.2f}<extra>log10 loss %{z:.2f}</extra>"))
+    clicks = np.linspace(*WINDOW, CLICK_GRID)
+    figure.add_trace(go.Scatter(
+        x=np.repeat(clicks, CLICK_GRID), y=np.tile(clicks, CLICK_GRID), mode="markers",
+        marker={"size": 12, "opacity": 0.0}, hoverinfo="skip", showlegend=False,
+        name="click to move w"))
+    if path is not None:
+        figure.add_trace(go.Scatter(x=path[:, 0], y=path[:, 1], mode="lines+markers",
+                                    marker={"size": 4}, line={"color": "#d62728", "width": 1},
+                                    name="gradient descent from w"))
+    optimum = problem.optimum
+    figure.add_trace(go.Scatter(x=[optimum[0]], y=[optimum[1]], mode="markers",
+                                marker={"symbol": "star", "size": 16, "color": "gold",
+                                        "line": {"color": "black", "width": 1}},
+                                name="optimum w*"))
+    figure.add_trace(go.Scatter(x=[summary.w[0]], y=[summary.w[1]], mode="markers",
+                                marker={"size": 11, "color": "black"}, name="w"))
+    scale = arrow_scale(summary)
+    for index, gradient in enumerate(summary.gradients):
+        _arrow(figure, summary.w, gradient * scale, SAMPLE_COLOURS[index % len(SAMPLE_COLOURS)],
+               2, f"g{index + 1}")
+    _arrow(figure, summary.w, summary.gradient_sum * scale, "#d62728", 4, "Σ g")
+    figure.update_layout(height=520, margin={"l": 40, "r": 10, "t": 30, "b": 40},
+                         xaxis={"range": WINDOW, "title": "w1", "constrain": "domain"},
+                         yaxis={"range": WINDOW, "title": "w2", "scaleanchor": "x"},
+                         legend={"orientation": "h", "y": -0.12}, clickmode="event+select",
+                         dragmode="pan")
+    return figure
+
+
+def _arrow(figure: go.Figure, start: np.ndarray, vector: np.ndarray, colour: str,
+           width: int, label: str) -> None:
+    end = start + vector
+    figure.add_annotation(x=end[0], y=end[1], ax=start[0], ay=start[1], xref="x", yref="y",
+                          axref="x", ayref="y", showarrow=True, arrowhead=2, arrowsize=1,
+                          arrowwidth=width, arrowcolor=colour, text="")
+    figure.add_annotation(x=end[0], y=end[1], text=label, showarrow=False,
+                          font={"color": colour, "size": 13}, xshift=10, yshift=8)
+
+
+def diversity_along_path(along: dict[str, list[float]]) -> go.Figure:
+    """Delta and n*Delta (log scale) and the loss along the gradient-descent iterates."""
+    figure = make_subplots(rows=1, cols=2, subplot_titles=(
+        "diversity along the path", "mean loss along the path"))
+    figure.add_trace(go.Scatter(x=along["step"], y=along["yin_bound"], name="n·Δ (Yin's bound)",
+                                mode="lines+markers"), row=1, col=1)
+    figure.add_trace(go.Scatter(x=along["step"], y=along["diversity"], name="Δ",
+                                mode="lines+markers"), row=1, col=1)
+    figure.add_trace(go.Scatter(x=along["step"], y=along["loss"], name="loss",
+                                mode="lines+markers", line={"color": "gray"}), row=1, col=2)
+    figure.update_yaxes(type="log", row=1, col=1)
+    figure.update_yaxes(type="log", row=1, col=2)
+    figure.update_xaxes(title_text="gradient-descent step")
+    figure.update_layout(height=330, margin={"l": 50, "r": 10, "t": 40, "b": 40},
+                         legend={"orientation": "h", "y": -0.25})
+    return figure
+
+
+def batch_along_path(steps: list[int], proposals: list[float], batch_sizes: list[int],
+                     max_batch_size: int) -> go.Figure:
+    """delta * n * Delta at each iterate against the batch size the rule keeps."""
+    figure = go.Figure()
+    figure.add_trace(go.Scatter(x=steps, y=proposals, name="δ · n · Δ", mode="lines",
+                                line={"dash": "dot"}))
+    figure.add_trace(go.Scatter(x=steps, y=batch_sizes, name="B after the rule",
+                                mode="lines+markers", line={"shape": "hv"}))
+    figure.add_hline(y=max_batch_size, line_dash="dash", line_color="gray",
+                     annotation_text="B_max")
+    figure.update_layout(height=320, margin={"l": 50, "r": 10, "t": 30, "b": 40},
+                         xaxis_title="gradient-descent step (a resize at every step)",
+                         yaxis={"title": "batch size", "type": "log"},
+                         legend={"orientation": "h", "y": -0.25})
+    return figure

@@ -1,0 +1,137 @@
+"""Reproduce: the paper's comparison at this machine's scale, beside the published numbers."""
+
+import streamlit as st
+
+from dashboard import ensure_router
+from dashboard.common import open_store
+from divebatch import reproduce, sweep_plots
+from divebatch.sweeps import stop_group
+
+ensure_router()
+
+CPU_BENCHMARKS = [key for key, b in reproduce.BENCHMARKS.items() if not b.needs_gpu]
+for key, value in {"repro_scale": "quick", "repro_seeds": 3,
+                   "repro_benchmarks": CPU_BENCHMARKS, "repro_spec": None,
+                   "repro_message": None}.items():
+    st.session_state.setdefault(key, value)
+
+store = open_store()
+
+st.title("Reproduce the paper")
+st.markdown(
+    "DiveBatch against SGD at the small batch B0, SGD at the large batch B_max and AdaBatch, "
+    "each with and without linear LR scaling, several seeds each, scaled down to what this "
+    "machine can run. As in the paper, a method's time is its training time to within 1 "
+    "point of its own final accuracy; we compare **speed-ups over SGD at B0** (seconds differ "
+    "by machine) and **accuracy changes**, beside the paper's published numbers.")
+
+def start_reproduction() -> None:
+    """on_click: runs before the script, so the click survives ensure_router's rerun."""
+    spec = reproduce.ReproSpec(scale=st.session_state.repro_scale,
+                               benchmarks=tuple(st.session_state.repro_benchmarks),
+                               seeds=tuple(range(st.session_state.repro_seeds)))
+    try:
+        spec.validate()
+        if not spec.runnable():
+            raise ValueError("none of the chosen benchmarks can run here: "
+                             + "; ".join(spec.skipped().values()))
+        queued = reproduce.launch(store, spec)
+    except Exception as error:  # bad input: say so, keep the page
+        st.session_state.repro_message = ("error", str(error).replace("\n", "; "))
+        return
+    st.session_state.repro_spec = spec.to_dict()
+    st.session_state.repro_message = (
+        "success", f"{spec.group}: queued {len(queued)} of {len(spec.plan())} runs")
+
+
+with st.form("repro_form"):
+    left, middle, right = st.columns([1, 1, 3])
+    left.selectbox("scale", ("quick", "full"), key="repro_scale",
+                   help="quick: a few minutes on 2 CPU cores (20 epochs); full: 50 epochs on "
+                        "4x the data, tens of minutes")
+    middle.number_input("seeds", min_value=1, max_value=10, step=1, key="repro_seeds")
+    right.multiselect("benchmarks", list(reproduce.BENCHMARKS), key="repro_benchmarks",
+                      format_func=lambda key: reproduce.BENCHMARKS[key].title)
+    st.form_submit_button("Start", type="primary", key="repro_start",
+                          on_click=start_reproduction)
+
+if st.session_state.repro_message:
+    kind, text = st.session_state.repro_message
+    getattr(st, kind)(text)
+
+earlier = reproduce.list_reproductions(store)
+if earlier and st.session_state.repro_spec is None:
+    st.session_state.repro_spec = earlier[0].to_dict()  # the latest one
+if st.session_state.repro_spec is None:
+    st.info("Choose a scale, seeds and benchmarks, then press Start. The quick scale takes a "
+            "few minutes on a laptop CPU.")
+    st.stop()
+
+spec = reproduce.ReproSpec.from_dict(st.session_state.repro_spec)
+running = not reproduce.results(store, spec).done
+
+
+@st.fragment(run_every=2.0 if running else None)
+def show_results():
+    result = reproduce.results(store, spec)
+    counts = result.progress
+    head, stop = st.columns([4, 1])
+    head.progress(counts["finished"] / max(counts["total"], 1),
+                  text=f"{spec.group} ({spec.scale}, seeds {list(spec.seeds)}): "
+                       f"{counts['finished']} of {counts['total']} runs finished, "
+                       f"{counts['running']} running, {counts['queued']} queued"
+                       + (f", {counts['to_do']} stopped or failed (Start redoes them)"
+                          if counts["to_do"] else ""))
+    stop.button("Stop", key="repro_stop", disabled=result.done,
+                on_click=lambda: st.toast(f"stopping {len(stop_group(store, spec.group))} "
+                                          f"runs; finished ones are kept"))
+    if running and result.done:
+        st.rerun()
+    for key, note in result.skipped.items():
+        st.info(f"{reproduce.BENCHMARKS[key].title}: {note}")
+
+    st.subheader("Side by side with the paper")
+    st.dataframe(reproduce.side_by_side(result), key="repro_side_by_side", hide_index=True,
+                 column_config=dict(reproduce.SIDE_BY_SIDE_COLUMNS))
+    st.subheader("Where we agree, and where we do not")
+    icons = {True: ":material/check_circle:", False: ":material/cancel:",
+             None: ":material/hourglass_empty:"}
+    for finding in reproduce.findings(result):
+        st.markdown(f"{icons[finding['agrees']]} **{reproduce.BENCHMARKS[finding['benchmark']].title}"
+                    f"**: {finding['claim']}? Paper: {finding['paper']}. "
+                    f"Ours: {finding['ours']}.")
+    left, right = st.columns(2)
+    left.plotly_chart(sweep_plots.method_bars(result, "speedup"), key="repro_speedups",
+                      width="stretch")
+    right.plotly_chart(sweep_plots.method_bars(result, "final_change"), key="repro_changes",
+                       width="stretch")
+    draw_curves(result)
+    st.subheader("Every method")
+    st.dataframe(reproduce.detail(result), key="repro_detail", hide_index=True,
+                 column_config=dict(reproduce.DETAIL_COLUMNS))
+    if result.done and counts["finished"]:
+        documents = reproduce.report_documents  # called only when a button is pressed
+        buttons = st.columns(len(reproduce.REPORT_NAMES))
+        for column, name in zip(buttons, reproduce.REPORT_NAMES):
+            column.download_button(f"Download {name}", key=f"repro_download_{name}",
+                                   data=lambda name=name: documents(store, result)[name],
+                                   file_name=name)
+        st.caption("`python -m divebatch reproduce` writes the same report to reports/.")
+
+
+def draw_curves(result: reproduce.ReproResults) -> None:
+    benchmarks = result.benchmarks()
+    if not benchmarks:
+        return
+    left, right = st.columns(2)
+    key = left.selectbox("curves of", benchmarks, key="repro_curves_benchmark",
+                         format_func=lambda k: reproduce.BENCHMARKS[k].title)
+    seed = right.selectbox("seed", spec.seeds, key="repro_curves_seed")
+    runs = reproduce.curves_records(store, result, seed).get(key, [])
+    if runs:
+        st.plotly_chart(sweep_plots.curves([{"label": label, "records": records}
+                                            for label, records in runs]),
+                        key="repro_curves", width="stretch")
+
+
+show_results()

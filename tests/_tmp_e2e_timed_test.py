@@ -1,0 +1,172 @@
+"""End to end in a real browser: the dashboard served by `streamlit run`, driven by Debian's
+chromium through playwright. Races four methods, watches the charts update on their own,
+changes delta while DiveBatch runs, stops the race, downloads a CSV, and saves a screenshot of
+every page to docs/screenshots/.
+"""
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from dashboard.serve import CHROMIUM, dashboard_server, launch_chromium
+from divebatch import jobs
+from divebatch.store import RunStore
+
+pytestmark = pytest.mark.browser
+sync_api = pytest.importorskip("playwright.sync_api")
+if not Path(CHROMIUM).exists():
+    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)",
+                allow_module_level=True)
+
+SHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+# Long enough to still be running while we interact; the test stops it.
+SETUP = "n_samples=400&dim=8&batch_size=8&max_batch_size=128&epochs=2000&progress_every=0.2"
+WAIT_MS = 90_000
+
+
+@pytest.fixture
+def server(tmp_path):
+    db = tmp_path / "runs.db"
+    store = RunStore(db)
+    with dashboard_server(db, env={"DIVEBATCH_MAX_WORKERS": "2"}) as url:
+        try:
+            yield url, store
+        finally:  # never leave workers training into a deleted folder
+            for run in store.list_runs(status=("queued", "running")):
+                jobs.request_stop(store, run["id"])
+            deadline = time.monotonic() + 30
+            while store.list_runs(status="running") and time.monotonic() < deadline:
+                jobs.reap(store)
+                time.sleep(0.2)
+
+
+@pytest.fixture
+def page():
+    with sync_api.sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            yield browser.new_page(viewport={"width": 1400, "height": 1000},
+                                   accept_downloads=True)
+        finally:
+            browser.close()
+
+
+def screenshot(page, name: str, height: int = 1000) -> None:
+    """The whole page: Streamlit scrolls inside its main area, so grow the viewport."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.set_viewport_size({"width": 1400, "height": height})
+    page.mouse.move(0, 0)  # no tooltip in the picture
+    time.sleep(1.5)  # let plotly finish drawing
+    page.screenshot(path=str(SHOTS / f"{name}.png"))
+    page.set_viewport_size({"width": 1400, "height": 1000})
+
+
+def epochs_done(page, run_id: int) -> int:
+    text = page.get_by_text(re.compile(rf"^#{run_id} .*epochs")).first.inner_text()
+    return int(re.search(r": (\d+)/\d+ epochs", text).group(1))
+
+
+def wait_until(condition, what: str, timeout: float = WAIT_MS / 1000):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_race_live_hot_change_stop_and_export(server, page):
+    T0 = time.monotonic()
+    url, store = server
+    print(round(time.monotonic()-T0,1), 'url, store = server', flush=True)
+    page.goto(f"{url}/synthetic?{SETUP}")
+    print(round(time.monotonic()-T0,1), 'page.goto(f"{url}/synthetic?{SETUP}")', flush=True)
+    race = page.get_by_role("button", name="Race the 4 methods")
+    print(round(time.monotonic()-T0,1), 'race = page.get_by_role("button", name="', flush=True)
+    race.wait_for(timeout=WAIT_MS)
+    print(round(time.monotonic()-T0,1), 'race.wait_for(timeout=WAIT_MS)', flush=True)
+    race.click()
+    print(round(time.monotonic()-T0,1), 'race.click()', flush=True)
+    wait_until(lambda: len(store.list_runs()) == 4, "four race runs")
+    print(round(time.monotonic()-T0,1), 'wait_until(lambda: len(store.list_runs()', flush=True)
+    divebatch_id = min(run["id"] for run in store.list_runs())
+    print(round(time.monotonic()-T0,1), 'divebatch_id = min(run["id"] for run in ', flush=True)
+
+    # The charts redraw on their own: epochs advance with no input from us.
+    page.locator("[data-testid=stPlotlyChart]").nth(3).wait_for(timeout=WAIT_MS)
+    print(round(time.monotonic()-T0,1), 'page.locator("[data-testid=stPlotlyChart', flush=True)
+    first = epochs_done(page, divebatch_id)
+    print(round(time.monotonic()-T0,1), 'first = epochs_done(page, divebatch_id)', flush=True)
+    wait_until(lambda: epochs_done(page, divebatch_id) > first + 2, "the charts to update")
+    print(round(time.monotonic()-T0,1), 'wait_until(lambda: epochs_done(page, div', flush=True)
+
+    delta = page.locator(f".st-key-syn_hot_delta_{divebatch_id} input")
+    print(round(time.monotonic()-T0,1), 'delta = page.locator(f".st-key-syn_hot_d', flush=True)
+    delta.fill("0.5")
+    print(round(time.monotonic()-T0,1), 'delta.fill("0.5")', flush=True)
+    delta.press("Enter")
+    print(round(time.monotonic()-T0,1), 'delta.press("Enter")', flush=True)
+    page.get_by_role("button", name="Apply").click()
+    print(round(time.monotonic()-T0,1), 'page.get_by_role("button", name="Apply")', flush=True)
+    page.get_by_text(f"Sent to run #{divebatch_id}: delta=0.5.").wait_for(timeout=WAIT_MS)
+    print(round(time.monotonic()-T0,1), 'page.get_by_text(f"Sent to run #{divebat', flush=True)
+    page.locator("svg text", has_text="delta=0.5").first.wait_for(timeout=WAIT_MS)
+    print(round(time.monotonic()-T0,1), 'page.locator("svg text", has_text="delta', flush=True)
+    hot = [e for e in store.events(divebatch_id) if e["kind"] == "hot_change"]
+    print(round(time.monotonic()-T0,1), 'hot = [e for e in store.events(divebatch', flush=True)
+    assert hot and hot[0]["payload"] == {"delta": 0.5}
+    print(round(time.monotonic()-T0,1), 'assert hot and hot[0]["payload"] == {"de', flush=True)
+    screenshot(page, "synthetic_lab", height=2700)
+    print(round(time.monotonic()-T0,1), 'screenshot(page, "synthetic_lab", height', flush=True)
+
+    page.get_by_role("button", name=re.compile(r"^Stop all")).click()
+    print(round(time.monotonic()-T0,1), 'page.get_by_role("button", name=re.compi', flush=True)
+    page.get_by_text("idle: no run on the charts is active").wait_for(timeout=WAIT_MS)
+    print(round(time.monotonic()-T0,1), 'page.get_by_text("idle: no run on the ch', flush=True)
+    assert {run["status"] for run in store.list_runs()} == {"stopped"}
+    print(round(time.monotonic()-T0,1), 'assert {run["status"] for run in store.l', flush=True)
+
+    page.goto(f"{url}/runs")
+    print(round(time.monotonic()-T0,1), 'page.goto(f"{url}/runs")', flush=True)
+    picker = page.locator(".st-key-runs_shown input")
+    print(round(time.monotonic()-T0,1), 'picker = page.locator(".st-key-runs_show', flush=True)
+    picker.wait_for(timeout=WAIT_MS)
+    print(round(time.monotonic()-T0,1), 'picker.wait_for(timeout=WAIT_MS)', flush=True)
+    picker.click()
+    print(round(time.monotonic()-T0,1), 'picker.click()', flush=True)
+    page.keyboard.press("ArrowDown")
+    print(round(time.monotonic()-T0,1), 'page.keyboard.press("ArrowDown")', flush=True)
+    page.get_by_role("option", name=re.compile(rf"^#{divebatch_id} ")).click()
+    print(round(time.monotonic()-T0,1), 'page.get_by_role("option", name=re.compi', flush=True)
+    page.keyboard.press("Escape")
+    print(round(time.monotonic()-T0,1), 'page.keyboard.press("Escape")', flush=True)
+    csv_button = page.get_by_role("button", name="CSV (records)")
+    print(round(time.monotonic()-T0,1), 'csv_button = page.get_by_role("button", ', flush=True)
+    csv_button.wait_for(timeout=WAIT_MS)
+    print(round(time.monotonic()-T0,1), 'csv_button.wait_for(timeout=WAIT_MS)', flush=True)
+    with page.expect_download() as download:
+        csv_button.click()
+    assert download.value.suggested_filename == f"divebatch-run-{divebatch_id}.csv"
+    print(round(time.monotonic()-T0,1), 'assert download.value.suggested_filename', flush=True)
+    lines = Path(download.value.path()).read_text().splitlines()
+    print(round(time.monotonic()-T0,1), 'lines = Path(download.value.path()).read', flush=True)
+    assert lines[0].startswith("epoch,step,samples_seen,train_time,batch_size,lr,diversity")
+    print(round(time.monotonic()-T0,1), 'assert lines[0].startswith("epoch,step,s', flush=True)
+    assert len(lines) - 1 == len(store.records(divebatch_id)) >= 3
+    print(round(time.monotonic()-T0,1), 'assert len(lines) - 1 == len(store.recor', flush=True)
+    page.locator("[data-testid=stPlotlyChart]").nth(3).wait_for(timeout=WAIT_MS)
+    print(round(time.monotonic()-T0,1), 'page.locator("[data-testid=stPlotlyChart', flush=True)
+    screenshot(page, "runs", height=2300)
+    print(round(time.monotonic()-T0,1), 'screenshot(page, "runs", height=2300)', flush=True)
+
+    for name, path, marker in (("home", "", "How it works"),
+                               ("image_lab", "images", "Datasets"),
+                               ("synthetic_lab_instructor", "synthetic?instructor=1",
+                                "Synthetic lab")):
+        page.goto(f"{url}/{path}")
+        page.get_by_text(marker, exact=True).first.wait_for(timeout=WAIT_MS)
+        screenshot(page, name, height=1500 if name == "image_lab" else 1000)
+    assert page.get_by_text("Advanced settings").count() == 0  # instructor mode
+    print(round(time.monotonic()-T0,1), 'assert page.get_by_text("Advanced settin', flush=True)
