@@ -211,14 +211,14 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def time_block(step: Step, steps: int, device: torch.device) -> float:
+def time_block(step: Step, steps: int, device: torch.device, clock: Callable[[], float]) -> float:
     """Seconds per step over ``steps`` consecutive steps."""
     synchronize(device)
-    started = time.perf_counter()
+    started = clock()
     for _ in range(steps):
         step()
     synchronize(device)
-    return (time.perf_counter() - started) / steps
+    return (clock() - started) / steps
 
 
 def static_bytes(model: nn.Module, extra: list[Tensor]) -> int:
@@ -273,7 +273,7 @@ def peak_memory_bytes(step: Step, model: nn.Module, inputs: Tensor, targets: Ten
 
 
 def measure(name: str, batch_size: int, methods: list[str], rounds: int,
-            device: torch.device) -> list[dict]:
+            device: torch.device, clock: Callable[[], float]) -> list[dict]:
     base_model, inputs, targets = workload(name, batch_size, device)
     steps, models, rows = {}, {}, []
     for method in methods:
@@ -284,12 +284,12 @@ def measure(name: str, batch_size: int, methods: list[str], rounds: int,
         steps[method] = STEP_BUILDERS[method](models[method], inputs, targets)
     step_counts = {}
     for method, step in steps.items():  # warm-up, and steps per timed block
-        seconds = time_block(step, 2, device)
+        seconds = time_block(step, 1, device, clock)
         step_counts[method] = max(1, round(BLOCK_SECONDS / seconds))
     samples = {method: [] for method in steps}
     for _ in range(rounds):
         for method, step in steps.items():
-            samples[method].append(time_block(step, step_counts[method], device))
+            samples[method].append(time_block(step, step_counts[method], device, clock))
     memory = {method: peak_memory_bytes(step, models[method], inputs, targets, device)
               for method, step in steps.items()}
     plain_time, plain_memory = statistics.median(samples["plain"]), memory["plain"]
@@ -345,12 +345,19 @@ def main() -> None:
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--rounds", type=int, default=None, help="timed rounds (default 3/7)")
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="cpu: this process's CPU time, robust to other processes on a "
+                             "shared machine (use with --threads 1)")
     parser.add_argument("--resnet-batch-size", type=int, default=None,
                         help="default 32 with --quick, else --batch-size")
     args = parser.parse_args()
     device = torch.device(args.device if args.device != "auto"
                           else "cuda" if torch.cuda.is_available() else "cpu")
     rounds = args.rounds or (3 if args.quick else 7)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    clock = time.perf_counter if args.clock == "wall" else time.process_time
     resnet_batch = args.resnet_batch_size or (32 if args.quick else args.batch_size)
     methods = ["plain", *(m for m in args.methods.split(",") if m != "plain")]
     names = args.models.split(",")
@@ -358,10 +365,10 @@ def main() -> None:
                    for name in names}
     warnings.filterwarnings("ignore")  # peers' deprecation chatter
     print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{rounds} rounds", flush=True)
+          f"{rounds} rounds, {args.clock} clock", flush=True)
     rows = []
     for name in names:
-        rows += measure(name, batch_sizes[name], methods, rounds, device)
+        rows += measure(name, batch_sizes[name], methods, rounds, device, clock)
         print(f"{name} done", file=sys.stderr, flush=True)
     print(markdown_table(rows, batch_sizes))
     print("\n".join(verdicts(rows)))

@@ -2,8 +2,9 @@
 
 Each case trains the same fixed-batch run (the global batch size is the same for every process
 count) under `torch.distributed.run --nproc_per_node=K --standalone`, K = 1, 2, ... (CPU: each
-process gets cores / K threads; GPU: one process per GPU), and reports training examples per
-second (rank 0's train_time, evaluation excluded; median over the epochs after the first).
+process gets cores / K threads, plus one process on one thread; GPU: one process per GPU),
+and reports training examples per second (rank 0's train_time, evaluation excluded; median
+over the epochs after the first).
 
     python benchmarks/scaling.py                      # CPU: 1 and 2 processes
     python benchmarks/scaling.py --device cuda        # 1..N GPUs, adds a CIFAR-shaped ResNet-18
@@ -32,14 +33,14 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 def cases(device: str) -> list[tuple[str, dict]]:
     digits = dict(problem="digits", model="cnn", method="sgd", diversity_every_epoch=False)
     chosen = [("digits CNN, B=256", {**digits, "batch_size": 256}),
-              ("digits CNN, B=256, diversity 1/4 batches",
+              ("digits CNN, B=256, diversity 1/4",
                {**digits, "batch_size": 256, "diversity_every_epoch": True}),
               ("digits CNN, B=1024", {**digits, "batch_size": 1024})]
     if device == "cuda":
-        chosen.append(("CIFAR-shaped ResNet-18, B=512",
+        chosen.append(("CIFAR ResNet-18 (random pixels), B=512",
                        dict(problem="cifar10", model="resnet18", method="sgd", batch_size=512,
                             n_samples=16384, diversity_every_epoch=False)))
-        chosen.append(("CIFAR-shaped ResNet-18, B=512, diversity 1/4 batches",
+        chosen.append(("CIFAR ResNet-18, B=512, diversity 1/4",
                        dict(problem="cifar10", model="resnet18", method="sgd", batch_size=512,
                             n_samples=16384, diversity_every_epoch=True)))
     return chosen
@@ -65,10 +66,9 @@ def examples_per_second(records: list[dict]) -> float:
     return statistics.median(per_epoch)
 
 
-def launch(values: dict, nproc: int, device: str) -> float:
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    if device == "cpu":
-        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // nproc))
+def launch(values: dict, nproc: int, threads: int) -> float:
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               OMP_NUM_THREADS=str(threads))
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "records.json"
         command = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
@@ -95,14 +95,22 @@ def main() -> None:
                              else list(range(1, torch.cuda.device_count() + 1)))
     print(f"torch {torch.__version__}, device {args.device}, {os.cpu_count()} CPU cores, "
           f"{args.epochs} epochs (median of epochs 2..{args.epochs})")
-    print(f"{'case':52s} {'procs':>5s} {'examples/s':>11s} {'speed-up':>9s}")
+    cores = os.cpu_count() or 1
+    # (processes, CPU threads per process): on CPU each process gets its share of the cores,
+    # and one process on one thread shows what the second process adds on the same footing
+    layouts = [(nproc, max(1, cores // nproc) if args.device == "cpu" else 1)
+               for nproc in nprocs]
+    if args.device == "cpu" and cores > 1 and (1, 1) not in layouts:
+        layouts.insert(1, (1, 1))
+    print(f"{'case':44s} {'procs':>5s} {'threads':>7s} {'examples/s':>11s} {'vs first':>8s}")
     for name, values in cases(args.device):
         values = {**values, "epochs": args.epochs, "device": args.device}
         base = None
-        for nproc in nprocs:
-            rate = launch(values, nproc, args.device)
+        for nproc, threads in layouts:
+            rate = launch(values, nproc, threads)
             base = base or rate
-            print(f"{name:52s} {nproc:5d} {rate:11.0f} {rate / base:9.2f}", flush=True)
+            print(f"{name:44s} {nproc:5d} {threads:7d} {rate:11.0f} {rate / base:8.2f}",
+                  flush=True)
 
 
 if __name__ == "__main__":

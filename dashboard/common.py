@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from divebatch import jobs
+from divebatch import jobs, plots
 from divebatch.plots import run_label
 from divebatch.store import RunStore
 
@@ -42,3 +42,18 @@ def show_run_problems(runs: list[dict], store: RunStore) -> None:
         elif run["status"] == "interrupted":
             st.warning(f"Run {run_label(run)} was interrupted: its worker process ended "
                        f"unexpectedly. The epochs recorded so far are kept.")
+
+
+def run_rows(store: RunStore, runs: list[dict]) -> list[dict]:
+    """Rows of the runs table. A finished run's records no longer change, so its row is
+    computed once per session server (decoding 20,000 records took 0.3 s per page run);
+    active runs are read afresh."""
+    active = store.records_many([run["id"] for run in runs if run["status"] in ACTIVE])
+    return [plots.run_row(run, active[run["id"]]) if run["id"] in active
+            else _finished_row(str(store.path), run) for run in runs]
+
+
+@st.cache_data(max_entries=20_000, show_spinner=False)
+def _finished_row(db_path: str, run: dict) -> dict:
+    """Keyed by the whole run dict: a resumed run (new status, new finished_at) misses."""
+    return plots.run_row(run, RunStore(db_path).records(run["id"]))

@@ -17,7 +17,8 @@ from divebatch.commands import UsageError, check_runnable
 from divebatch.config import ALLOWED_MODELS, HOT_FIELDS, RunConfig, allowed_range, config_fields
 from divebatch.diversity import DiversityMeter
 from divebatch.links import config_from_query, config_to_query
-from divebatch.presets import PRESETS, VARIANTS, race_configs, variant_of, with_variant
+from divebatch.presets import (PRESETS, VARIANTS, presets_for, race_configs, variant_of,
+                               with_variant)
 from divebatch.schedulers import AdaBatch, BatchSizeScheduler, DiveBatch, FixedBatch
 
 from .common import open_store
@@ -163,9 +164,9 @@ def _grid(prefix: str, names: list[str], problems: tuple[str, ...], columns: int
             _render_field(prefix, name, problems)
 
 
-def preset_picker(prefix: str, problems: tuple[str, ...], presets: list) -> None:
-    """Pick a preset and load it into the form."""
-    choices = [p.key for p in presets]
+def preset_picker(prefix: str, problems: tuple[str, ...]) -> None:
+    """Pick one of the presets for these problems and load it into the form."""
+    choices = [p.key for p in presets_for(problems)]
     picked = st.session_state.setdefault(key(prefix, "preset"), choices[0])
     col_pick, col_load = st.columns([4, 1], vertical_alignment="bottom")
     with col_pick:

@@ -11,7 +11,7 @@ import time
 
 import streamlit as st
 
-from divebatch import jobs, plots
+from divebatch import analysis, jobs, plots
 from divebatch.config import HOT_FIELDS, RunConfig
 from divebatch.plots import ChartOptions, RunData, run_label
 
@@ -72,6 +72,7 @@ def live_panel(prefix: str, run_ids: list[int]) -> None:
 
 
 def _charts(prefix: str, statuses: dict[int, str], options: ChartOptions) -> None:
+    started = time.perf_counter()
     store = open_store()
     jobs.dispatch(store)  # start queued runs as slots free up; mark dead workers
     runs = [run for run in map(store.get_run, statuses) if run]
@@ -98,7 +99,8 @@ def _charts(prefix: str, statuses: dict[int, str], options: ChartOptions) -> Non
     active = any(run["status"] in ACTIVE for run in runs)
     stamp = time.strftime("%H:%M:%S") + f".{int(time.time() * 1000) % 1000:03d}"
     col_note, col_button = st.columns([5, 1], vertical_alignment="center")
-    col_note.caption(f"Last update {stamp} · " + (
+    took = time.perf_counter() - started
+    col_note.caption(f"Last update {stamp} (took {took:.2f} s) · " + (
         f"refreshing every {REFRESH_S:g} s while a run is active" if active
         else "idle: no run on the charts is active"))
     col_button.button("Refresh", key=f"{prefix}_refresh", width="stretch")
@@ -108,15 +110,16 @@ def comparison(runs: list[dict], records: dict[int, list[dict]]) -> None:
     """The paper's time-to-target table for the shown runs."""
     rows, common = plots.comparison_table(runs, records)
     st.markdown("**Time to target** (the paper's metric)")
-    st.dataframe(rows, hide_index=True, column_config={
+    filled = [key for key in rows[0] if any(row[key] is not None for row in rows)]
+    st.dataframe(rows, hide_index=True, column_order=filled, column_config={
         "final acc": st.column_config.NumberColumn(format="percent"),
         "speed-up": st.column_config.NumberColumn(format="%.2fx")})
-    measure = "accuracy" if any(plots.analysis.uses_accuracy(r) for r in records.values()) \
-        else "validation loss"
-    st.caption(f"own-1pt: the first epoch within 1 point of the run's own final {measure} "
-               f"(regression: within 5 % of its own final validation loss) and the training "
-               f"seconds up to it, evaluation excluded. Speed-up is the first row's time over "
-               f"each run's (SGD at the small batch when present). Common target: "
+    target = ("within 1 point of the run's own final accuracy"
+              if any(analysis.uses_accuracy(r) for r in records.values())
+              else "within 5 % of the run's own final validation loss")
+    st.caption(f"own-1pt: the first epoch {target}, and the training seconds up to it "
+               f"(evaluation excluded). Speed-up: the first row's time over each run's (SGD "
+               f"at the small batch when present). Common target: "
                f"{'none yet' if common is None else f'{common:.4g}'}.")
 
 
@@ -183,17 +186,22 @@ def hot_change_form(prefix: str, run: dict) -> None:
 
 
 def _apply_hot(prefix: str, run_id: int, current: dict) -> None:
+    sent_key = f"{prefix}_hot_sent_{run_id}"  # a repeated click must not resend the change
+    sent = st.session_state.setdefault(sent_key, {})
     changes = {name: st.session_state[f"{prefix}_hot_{name}_{run_id}"] for name in HOT_FIELDS}
     changes = {k: v for k, v in changes.items() if v != current[k]}
     if not changes:
         st.session_state[f"{prefix}_control_message"] = ("info", "Nothing changed.")
         return
+    if all(sent.get(k) == v for k, v in changes.items()):
+        return  # already on its way
     try:
         jobs.request_hot_change(open_store(), run_id, **changes)
     except ValueError as error:
         st.session_state[f"{prefix}_control_message"] = (
             "error", f"Not sent to run #{run_id}: {error}")
         return
+    sent.update(changes)
     summary = ", ".join(f"{k}={v}" for k, v in changes.items())
     st.session_state[f"{prefix}_control_message"] = (
         "success", f"Sent to run #{run_id}: {summary}.")

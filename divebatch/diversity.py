@@ -5,9 +5,10 @@ Gradient diversity of per-sample gradients g_1..g_N is
     Delta = sum_i ||g_i||^2 / ||sum_i g_i||^2          (1/N when all g_i are equal)
 
 The denominator is the ordinary batch gradient. The numerator comes from per-layer rules: a
-forward hook keeps each layer's input, a hook on the layer's output receives dL/d(output) during
-the ordinary backward pass, and the layer's rule turns (input, output gradient) into the
-squared norm of every sample's gradient of that layer's own parameters. Squared norms add up
+forward hook keeps each layer's input (GroupNorm also the statistics autograd saved), a hook on
+the layer's output receives dL/d(output) during the ordinary backward pass, and the layer's rule
+turns (input, output gradient) into the squared norm of every sample's gradient of that layer's
+own parameters. Squared norms add up
 over layers, so per-sample gradients never need to exist all at once, and for most layers
 they never exist at all:
 
@@ -17,14 +18,15 @@ they never exist at all:
   (~ T d_in d_out), whichever the shapes make cheaper.
 - ``nn.Conv2d`` (any stride, padding, dilation, groups, padding mode): the same two choices.
   The explicit one is the convolution weight-gradient kernel run with one group per sample;
-  the Gram one gets the patch Gram matrix from the pixel Gram matrix x^T x of the padded input,
-  summed over the kernel offsets, so neither path unfolds the input into patches.
+  the Gram one gets the patch Gram matrix from pixel Gram matrices x^T x of the padded input's
+  stride phases, summed over the kernel offsets. Neither path unfolds the input into patches
+  (which would copy it kernel-size times).
 - GroupNorm, LayerNorm and eval-mode BatchNorm: affine weight and bias, in closed form.
 - Any other module with parameters of its own: ``torch.func`` (``vmap`` of ``grad`` of the
   module re-run on one sample at a time) for those parameters only; children keep their rules.
 
-Temporaries are computed in chunks of samples so that none is larger than the layer's own
-input or output. Frozen parameters (``requires_grad=False``) are ignored everywhere.
+Temporaries are computed in chunks of samples so that they stay within ``TEMP_BUDGET`` times
+the layer's own input or output. Frozen parameters (``requires_grad=False``) are ignored everywhere.
 
 BatchNorm in training mode mixes samples through batch statistics, so per-sample gradients are
 not defined and the functions here raise ``ValueError`` unless called with
@@ -50,10 +52,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
-# DiversityMeter measures every k-th batch by default: on the digits CNN this keeps an epoch within
-# 5 % of its unmeasured time while Delta_hat stays within 5 % of the every-batch value
-# (benchmarks/diversity_sampling.py, docs/performance.md).
-DEFAULT_SAMPLE_EVERY = 4
+# DiversityMeter measures every batch by default. Per-sample squared norms are heavy-tailed once
+# training fits most samples (on the digits CNN the top 1 % of samples hold up to 80 % of S), so
+# measuring every k-th batch missed the every-batch Delta_hat by 12-25 % already at k = 2-4
+# (benchmarks/diversity_sampling.py, docs/performance.md); larger k is a speed knob, not a default.
+DEFAULT_SAMPLE_EVERY = 1
 # Added to ||G||^2 in Delta_hat = S / (||G||^2 + EPS), so that a zero gradient gives a huge but
 # finite estimate.
 EPS = 1e-12
@@ -108,9 +111,8 @@ def _accumulation_dtype(tensor: Tensor) -> torch.dtype:
 
 def _sq_norms(per_sample: Tensor) -> Tensor:
     """(N, ...) -> (N,) squared Euclidean norm of each sample's slice."""
-    flat = per_sample.reshape(per_sample.shape[0], -1)
-    flat = flat.to(_accumulation_dtype(flat))
-    return _frobenius_dots(flat, flat)
+    flat = per_sample.reshape(per_sample.shape[0], -1).to(_accumulation_dtype(per_sample))
+    return torch.linalg.vecdot(flat, flat)
 
 
 def _frobenius_dots(a: Tensor, b: Tensor) -> Tensor:
@@ -144,27 +146,29 @@ def _in_chunks(per_sample_fn: Callable[..., Tensor], tensors: Sequence[Tensor],
 
 @register_rule(nn.Linear)
 def _linear_sq_norms(linear: nn.Linear, x: Tensor, grad_out: Tensor) -> Tensor:
+    if x.dim() == 2:  # (N, d_in), (N, d_out): rank one, ||dy a^T||^2 = ||dy||^2 ||a||^2
+        grad_sq = _sq_norms(grad_out)
+        weight_sq = _sq_norms(x) * grad_sq if _is_trainable(linear.weight) else 0
+        return weight_sq + grad_sq if _is_trainable(linear.bias) else weight_sq
     n_samples = x.shape[0]
     x = x.reshape(n_samples, -1, x.shape[-1]).to(_accumulation_dtype(x))  # (N, T, d_in)
     grad_out = grad_out.reshape(n_samples, -1, grad_out.shape[-1]).to(x.dtype)  # (N, T, d_out)
-    norms = x.new_zeros(n_samples)
+    norms = []
     if _is_trainable(linear.weight):
-        norms += _linear_weight_sq_norms(x, grad_out)
+        norms.append(_linear_weight_sq_norms(x, grad_out))
     if _is_trainable(linear.bias):
-        norms += _sq_norms(grad_out.sum(1))
-    return norms
+        norms.append(_sq_norms(grad_out.sum(1)))
+    return sum(norms)
 
 
 def _linear_weight_sq_norms(x: Tensor, grad_out: Tensor) -> Tensor:
     """||sum_t dy_t a_t^T||^2 per sample; x: (N, T, d_in), grad_out: (N, T, d_out)."""
     positions, d_in, d_out = x.shape[1], x.shape[2], grad_out.shape[2]
-    if positions == 1:
-        return _sq_norms(x) * _sq_norms(grad_out)  # rank one: ||dy a^T|| = ||dy|| ||a||
     gram_cost = positions ** 2 * (d_in + d_out + ELEMENTWISE_COST)
     explicit_cost = d_in * d_out * (positions + SMALL_MATMUL_POSITIONS)
     if _gram_is_cheaper(gram_cost, explicit_cost):
         return _in_chunks(_sequence_gram_dots, (x, grad_out), 2 * positions ** 2)
-    return _in_chunks(_sequence_explicit_sq_norms, (x, grad_out), d_in * d_out)
+    return _in_chunks(_sequence_explicit_sq_norms, (x, grad_out), 2 * d_in * d_out)
 
 
 def _sequence_gram_dots(x: Tensor, grad_out: Tensor) -> Tensor:
@@ -184,12 +188,12 @@ def _sequence_explicit_sq_norms(x: Tensor, grad_out: Tensor) -> Tensor:
 def _conv2d_sq_norms(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -> Tensor:
     x = x.to(_accumulation_dtype(x))  # (N, C_in, H, W)
     grad_out = grad_out.to(x.dtype)  # (N, C_out, H_out, W_out)
-    norms = x.new_zeros(x.shape[0])
+    norms = []
     if _is_trainable(conv.weight):
-        norms += _conv2d_weight_sq_norms(conv, x, grad_out)
+        norms.append(_conv2d_weight_sq_norms(conv, x, grad_out))
     if _is_trainable(conv.bias):
-        norms += _sq_norms(grad_out.sum((2, 3)))
-    return norms
+        norms.append(_sq_norms(grad_out.sum((2, 3))))
+    return sum(norms)
 
 
 def _conv2d_weight_sq_norms(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -> Tensor:
@@ -206,7 +210,7 @@ def _conv2d_weight_sq_norms(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -> Ten
     if _gram_is_cheaper(gram_cost, explicit_cost):
         temp = groups * (max(phase_pixels) ** 2 + 2 * positions ** 2) + padded
         return _in_chunks(partial(_conv2d_gram_sq_norms, conv), (x, grad_out), temp)
-    temp = conv.weight.numel() + (0 if _kernel_pads(conv) else padded)
+    temp = 2 * conv.weight.numel() + (0 if _kernel_pads(conv) else padded)
     return _in_chunks(partial(_conv2d_explicit_sq_norms, conv), (x, grad_out), temp)
 
 
@@ -223,14 +227,15 @@ def _pad_like_conv(conv: nn.Conv2d, x: Tensor) -> Tensor:
 def _conv2d_explicit_sq_norms(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -> Tensor:
     """Per-sample weight gradients via the weight-gradient kernel with one group per sample."""
     n_samples, channels_in = x.shape[:2]
-    padding = conv.padding if _kernel_pads(conv) else 0
-    if not _kernel_pads(conv):
-        x = _pad_like_conv(conv, x)  # (N, C_in, Hp, Wp)
+    if _kernel_pads(conv):
+        padding = conv.padding
+    else:
+        x, padding = _pad_like_conv(conv, x), 0  # x: (N, C_in, Hp, Wp)
     weight_shape = (n_samples * conv.out_channels, channels_in // conv.groups, *conv.kernel_size)
     weight_grads = torch.nn.grad.conv2d_weight(
         x.reshape(1, n_samples * channels_in, *x.shape[2:]), weight_shape,
         grad_out.reshape(1, -1, *grad_out.shape[2:]), stride=conv.stride, padding=padding,
-        dilation=conv.dilation, groups=n_samples * conv.groups)  # (N * C_out, C_in / groups, kh, kw)
+        dilation=conv.dilation, groups=n_samples * conv.groups)  # (N C_out, C_in / G, kh, kw)
     return _sq_norms(weight_grads.view(n_samples, -1))
 
 
@@ -294,13 +299,13 @@ def _affine_sq_norms(layer: nn.Module, x: Tensor, grad_out: Tensor, mean: Tensor
     x = x.to(_accumulation_dtype(x))
     grad_out = grad_out.to(x.dtype)
     grad_bias = grad_out.sum(2)  # (N, C)
-    norms = x.new_zeros(x.shape[0])
+    norms = []
     if _is_trainable(layer.weight):
         grad_dot_x = torch.linalg.vecdot(grad_out, x, dim=2)  # (N, C)
-        norms += _sq_norms(rstd * (grad_dot_x - mean * grad_bias))
+        norms.append(_sq_norms(rstd * (grad_dot_x - mean * grad_bias)))
     if _is_trainable(layer.bias):
-        norms += _sq_norms(grad_bias)
-    return norms
+        norms.append(_sq_norms(grad_bias))
+    return sum(norms)
 
 
 def _group_norm_capture(norm: nn.GroupNorm, args: tuple,
@@ -352,12 +357,13 @@ def _layer_norm_sq_norms(norm: nn.LayerNorm, x: Tensor, grad_out: Tensor) -> Ten
     x_hat = F.layer_norm(x, norm.normalized_shape, eps=norm.eps)
     x_hat = x_hat.reshape(n_samples, -1, features)  # (N, positions, features)
     grad_out = grad_out.reshape(n_samples, -1, features).to(x.dtype)
-    norms = x.new_zeros(n_samples)
+    norms = []
     if _is_trainable(norm.weight):
-        norms += _sq_norms(torch.einsum("ntd,ntd->nd", grad_out, x_hat))
+        norms.append(_sq_norms(torch.linalg.vecdot(grad_out.transpose(1, 2),
+                                                   x_hat.transpose(1, 2))))  # (N, features)
     if _is_trainable(norm.bias):
-        norms += _sq_norms(grad_out.sum(1))
-    return norms
+        norms.append(_sq_norms(grad_out.sum(1)))
+    return sum(norms)
 
 
 # ----------------------------------------------------------------------------- torch.func
@@ -409,27 +415,16 @@ class _SqNormHooks:
     ``sq_norms`` lists their samples in order. Use as a context manager, or call ``remove()``.
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, owners: dict[Tensor, tuple[str, nn.Module]]) -> None:
         self._pass_norms: list[Tensor | None] = []  # per forward pass: (n_pass,) once measured
         self._in_this_pass: set[nn.Module] = set()
         self._called: set[nn.Module] = set()  # in any pass
         self._waiting: dict[nn.Module, tuple[int, object]] = {}  # pass, what the capture kept
         self._replaying = False  # inside a torch.func re-run of a module: hooks stay quiet
-        self._owners: dict[Tensor, tuple[str, nn.Module]] = {}
-        self._handles = []
-        for module_name, module in model.named_modules():
-            params = _trainable_direct_params(module)
-            for param_name, param in params:
-                self._claim(param, f"{module_name}.{param_name}".lstrip("."), module)
-            if params:
-                self._handles.append(
-                    module.register_forward_hook(self._on_forward, with_kwargs=True))
-
-    def _claim(self, param: Tensor, name: str, module: nn.Module) -> None:
-        if param in self._owners:
-            raise ValueError(f"parameter {name} is also registered as {self._owners[param][0]}; "
-                             "per-sample norms of shared parameters are not supported")
-        self._owners[param] = (name, module)
+        self._owners = owners
+        layers = dict.fromkeys(module for _, module in owners.values())  # in model order
+        self._handles = [layer.register_forward_hook(self._on_forward, with_kwargs=True)
+                         for layer in layers]
 
     def __enter__(self) -> _SqNormHooks:
         return self
@@ -480,7 +475,9 @@ class _SqNormHooks:
             return  # a stale output of an earlier pass
         pass_index, saved = self._waiting.pop(module)
         with torch.no_grad():
-            if type(module) in RULES:
+            if grad_out.shape[0] == 0:  # no samples (a process's empty share of a DDP batch)
+                norms = grad_out.new_zeros(0, dtype=_accumulation_dtype(grad_out))
+            elif type(module) in RULES:
                 norms = RULES[type(module)][1](module, saved, grad_out)
             else:
                 self._replaying = True
@@ -502,10 +499,14 @@ class _SqNormHooks:
                     "nn.MultiheadAttention.out_proj) are not supported")
 
 
-def _check_batchnorm(model: nn.Module, allow_batchnorm: bool) -> bool:
+def _batchnorms(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    return [(name or type(model).__name__, m) for name, m in model.named_modules()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+def _check_batchnorm(batchnorms: list[tuple[str, nn.Module]], allow_batchnorm: bool) -> bool:
     """True if some BatchNorm uses batch statistics (allowed); ValueError if not allowed."""
-    offenders = [name or type(model).__name__ for name, m in model.named_modules()
-                 if _uses_batch_statistics(m)]
+    offenders = [name for name, m in batchnorms if _uses_batch_statistics(m)]
     if offenders and not allow_batchnorm:
         raise ValueError(
             f"BatchNorm in training mode ({', '.join(offenders)}): samples interact through the "
@@ -515,8 +516,17 @@ def _check_batchnorm(model: nn.Module, allow_batchnorm: bool) -> bool:
     return bool(offenders)
 
 
-def _trainable_params(model: nn.Module) -> list[nn.Parameter]:
-    return [p for p in model.parameters() if p.requires_grad]
+def _parameter_owners(model: nn.Module) -> dict[Tensor, tuple[str, nn.Module]]:
+    """Each trainable parameter -> (its name, the module that holds it directly)."""
+    owners: dict[Tensor, tuple[str, nn.Module]] = {}
+    for module_name, module in model.named_modules():
+        for param_name, param in _trainable_direct_params(module):
+            name = f"{module_name}.{param_name}".lstrip(".")
+            if param in owners:
+                raise ValueError(f"parameter {name} is also registered as {owners[param][0]}; "
+                                 "per-sample norms of shared parameters are not supported")
+            owners[param] = (name, module)
+    return owners
 
 
 # ----------------------------------------------------------------------------- public functions
@@ -525,9 +535,10 @@ def _norms_and_gradient(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Te
                         inputs: Tensor, targets: Tensor, allow_batchnorm: bool,
                         ) -> tuple[Tensor, list[Tensor | None]]:
     """(N,) ||g_i||^2 and the batch gradient sum_i g_i per trainable parameter, one backward."""
-    _check_batchnorm(model, allow_batchnorm)
-    params = _trainable_params(model)
-    with _SqNormHooks(model) as hooks:
+    _check_batchnorm(_batchnorms(model), allow_batchnorm)
+    owners = _parameter_owners(model)
+    params = list(owners)
+    with _SqNormHooks(owners) as hooks:
         losses = loss_fn(model(inputs), targets)
         if losses.dim() != 1:
             raise ValueError("loss_fn should return per-sample losses of shape [N] "
@@ -630,8 +641,10 @@ class DiversityMeter:
         self.reduction = reduction
         self.allow_batchnorm = allow_batchnorm
         self.reduce = reduce  # sums a tensor over processes (all-reduce); None: one process
-        self.approximate = _check_batchnorm(model, allow_batchnorm)
-        self._params = _trainable_params(model)
+        self._batchnorms = _batchnorms(model)
+        self.approximate = _check_batchnorm(self._batchnorms, allow_batchnorm)
+        self._owners = _parameter_owners(model)
+        self._params = list(self._owners)
         self._hooks: _SqNormHooks | None = None  # present only inside a measured batch
         self.reset()
 
@@ -653,8 +666,8 @@ class DiversityMeter:
         """
         hooks = None
         if self.seen_batches % self.sample_every == 0:
-            self.approximate |= _check_batchnorm(self.model, self.allow_batchnorm)
-            hooks = self._hooks = _SqNormHooks(self.model)
+            self.approximate |= _check_batchnorm(self._batchnorms, self.allow_batchnorm)
+            hooks = self._hooks = _SqNormHooks(self._owners)
         try:
             yield
             grads = [p.grad for p in self._params]
@@ -681,9 +694,10 @@ class DiversityMeter:
         self.samples_measured += batch_size
 
     def _add_grad_sum(self, grads: list[Tensor | None], scale: int) -> None:
-        for grad_sum, param_grad in zip(self._grad_sum, grads):
-            if param_grad is not None:
-                grad_sum.add_(param_grad, alpha=scale)
+        present = [(total, g) for total, g in zip(self._grad_sum, grads) if g is not None]
+        if present:
+            totals, batch_grads = zip(*present)
+            torch._foreach_add_(totals, batch_grads, alpha=scale)  # one call for all parameters
 
     def diversity(self) -> float:
         """Delta_hat since ``reset()``; NaN before any measured batch."""

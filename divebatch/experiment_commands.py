@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from .cli import UsageError, add_config_flags, add_db_flag, config_from_args, format_table, \
     open_store
 
 SWEEP_COLUMNS = [("label", "cell"), ("seeds", "seeds"), ("speedup", "speed-up"),
-                 ("final", "final"), ("time_to_target", "train s to own-1pt"),
+                 ("final", "final {metric}"), ("time_to_target", "train s to own-1pt"),
                  ("samples_to_target", "examples to own-1pt"),
                  ("final_batch_size", "final B")]
 
@@ -98,7 +97,9 @@ def cmd_sweep(args) -> int:
                                lambda done: sweeps.run_here(store, spec, on_run_done=done),
                                args.quiet)
     result = sweeps.results(store, spec)
-    print(format_table(sweep_table_rows(result), SWEEP_COLUMNS))
+    columns = [(key, title.format(metric="acc" if result.metric == "accuracy" else "val loss"))
+               for key, title in SWEEP_COLUMNS]
+    print(format_table(sweep_table_rows(result), columns))
     counts = result.progress
     print(f"{spec.group}: {counts['finished']} of {counts['total']} runs finished"
           + (f", {counts['running'] + counts['queued']} still in the background queue"
@@ -116,7 +117,7 @@ def run_with_progress(store, group, planned, run, quiet: bool) -> int:
     reused = len(planned) - len(todo)
     if reused:
         print(f"reusing {reused} finished or running runs of {group}", file=sys.stderr)
-    with tqdm(total=len(todo), unit="run", file=sys.stderr, disable=quiet,
+    with tqdm(total=len(todo), unit="run", file=sys.stderr, disable=quiet or not todo,
               dynamic_ncols=True) as bar:
         def done(planned_run, run):
             bar.set_postfix_str(f"{planned_run.config.name.removeprefix(group + ' ')}: "
@@ -142,8 +143,7 @@ def sweep_table_rows(result) -> list[dict]:
                      + (f" ({cell['diverged']} diverged)" if cell["diverged"] else ""),
             "speedup": format_mean_se(cell["speedup"], cell["speedup_se"], suffix="x"),
             "final": format_mean_se(cell["final"], cell["final_se"],
-                                    scale=100 if accuracy else 1,
-                                    suffix=" %" if accuracy else " loss"),
+                                    scale=100 if accuracy else 1, suffix=" %" if accuracy else ""),
             "time_to_target": format_mean_se(cell["time_to_target"],
                                              cell["time_to_target_se"]),
             "samples_to_target": format_mean_se(cell["samples_to_target"],
@@ -190,8 +190,8 @@ def cmd_reproduce(args) -> int:
     spec = reproduce.ReproSpec(scale=args.scale, benchmarks=tuple(args.benchmarks),
                                seeds=tuple(range(seeds)))
     store = open_store(args)
-    for key, note in spec.skipped().items():
-        print(f"{key}: {note}", file=sys.stderr)
+    for note in reproduce.skipped_notes(spec.skipped()):
+        print(f"skipped: {note}", file=sys.stderr)
     if not spec.runnable():
         raise UsageError("none of the chosen benchmarks can run here (see the notes above)")
     if args.background:

@@ -16,17 +16,18 @@ SAMPLE_COLOURS = ("#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c
 
 
 def arrow_scale(summary: PointSummary) -> float:
-    """One factor for every arrow, so their lengths compare: the longest gets
-    ARROW_FRACTION of the window."""
-    lengths = np.linalg.norm(np.vstack([summary.gradients, summary.gradient_sum]), axis=1)
+    """One factor for every arrow, so their lengths compare: the longest per-sample arrow
+    gets ARROW_FRACTION of the window (the mean is never longer than the longest)."""
+    lengths = np.linalg.norm(summary.gradients, axis=1)
     longest = float(lengths.max())
     return ARROW_FRACTION * (WINDOW[1] - WINDOW[0]) / longest if longest > 0 else 1.0
 
 
 def gradient_field(problem: ToyProblem, summary: PointSummary,
                    path: np.ndarray | None = None) -> go.Figure:
-    """Loss contours, the per-sample gradients at w as arrows, their sum, w* and (optionally)
-    a gradient-descent path. Invisible grid points make a click select a new w."""
+    """Loss contours; at w, each sample's pull -g_i and the mean pull -(sum_i g_i)/n as
+    arrows (the direction SGD would move); w*; optionally a gradient-descent path. Invisible
+    grid points make a click select a new w."""
     axis = np.linspace(*WINDOW, 121)
     figure = go.Figure(go.Contour(
         x=axis, y=axis, z=np.log10(loss_surface(problem, axis, axis)), colorscale="Greys",
@@ -35,7 +36,7 @@ def gradient_field(problem: ToyProblem, summary: PointSummary,
     clicks = np.linspace(*WINDOW, CLICK_GRID)
     figure.add_trace(go.Scatter(
         x=np.repeat(clicks, CLICK_GRID), y=np.tile(clicks, CLICK_GRID), mode="markers",
-        marker={"size": 12, "opacity": 0.0}, hoverinfo="skip", showlegend=False,
+        marker={"size": 12, "opacity": 0.0}, hoverinfo="none", showlegend=False,
         name="click to move w"))
     if path is not None:
         figure.add_trace(go.Scatter(x=path[:, 0], y=path[:, 1], mode="lines+markers",
@@ -50,25 +51,28 @@ def gradient_field(problem: ToyProblem, summary: PointSummary,
                                 marker={"size": 11, "color": "black"}, name="w"))
     scale = arrow_scale(summary)
     for index, gradient in enumerate(summary.gradients):
-        _arrow(figure, summary.w, gradient * scale, SAMPLE_COLOURS[index % len(SAMPLE_COLOURS)],
-               2, f"g{index + 1}")
-    _arrow(figure, summary.w, summary.gradient_sum * scale, "#d62728", 4, "Σ g")
-    figure.update_layout(height=520, margin={"l": 40, "r": 10, "t": 30, "b": 40},
+        _arrow(figure, summary.w, -gradient * scale, SAMPLE_COLOURS[index % len(SAMPLE_COLOURS)],
+               2, f"−g{index + 1} (sample {index + 1})")
+    mean = summary.gradient_sum / len(summary.gradients)
+    _arrow(figure, summary.w, -mean * scale, "#d62728", 4, "−Σg/n (mean)")
+    figure.update_layout(height=560, margin={"l": 40, "r": 10, "t": 30, "b": 40},
                          xaxis={"range": WINDOW, "title": "w1", "constrain": "domain"},
                          yaxis={"range": WINDOW, "title": "w2", "scaleanchor": "x"},
-                         legend={"orientation": "h", "y": -0.12}, clickmode="event+select",
+                         legend={"x": 1.02, "y": 1.0}, clickmode="event+select",
                          dragmode="pan")
     return figure
 
 
 def _arrow(figure: go.Figure, start: np.ndarray, vector: np.ndarray, colour: str,
-           width: int, label: str) -> None:
+           width: int, name: str) -> None:
+    """A line trace (named in the legend) with an arrowhead annotation at its end."""
     end = start + vector
+    figure.add_trace(go.Scatter(x=[start[0], end[0]], y=[start[1], end[1]], mode="lines",
+                                line={"color": colour, "width": width}, name=name,
+                                hoverinfo="skip"))
     figure.add_annotation(x=end[0], y=end[1], ax=start[0], ay=start[1], xref="x", yref="y",
-                          axref="x", ayref="y", showarrow=True, arrowhead=2, arrowsize=1,
-                          arrowwidth=width, arrowcolor=colour, text="")
-    figure.add_annotation(x=end[0], y=end[1], text=label, showarrow=False,
-                          font={"color": colour, "size": 13}, xshift=10, yshift=8)
+                          axref="x", ayref="y", showarrow=True, arrowhead=2, arrowsize=1.3,
+                          arrowwidth=2, arrowcolor=colour, text="")
 
 
 def diversity_along_path(along: dict[str, list[float]]) -> go.Figure:
@@ -81,8 +85,7 @@ def diversity_along_path(along: dict[str, list[float]]) -> go.Figure:
                                 mode="lines+markers"), row=1, col=1)
     figure.add_trace(go.Scatter(x=along["step"], y=along["loss"], name="loss",
                                 mode="lines+markers", line={"color": "gray"}), row=1, col=2)
-    figure.update_yaxes(type="log", row=1, col=1)
-    figure.update_yaxes(type="log", row=1, col=2)
+    figure.update_yaxes(type="log", dtick=1, exponentformat="power")  # a tick per decade
     figure.update_xaxes(title_text="gradient-descent step")
     figure.update_layout(height=330, margin={"l": 50, "r": 10, "t": 40, "b": 40},
                          legend={"orientation": "h", "y": -0.25})
@@ -97,10 +100,10 @@ def batch_along_path(steps: list[int], proposals: list[float], batch_sizes: list
                                 line={"dash": "dot"}))
     figure.add_trace(go.Scatter(x=steps, y=batch_sizes, name="B after the rule",
                                 mode="lines+markers", line={"shape": "hv"}))
-    figure.add_hline(y=max_batch_size, line_dash="dash", line_color="gray",
-                     annotation_text="B_max")
+    figure.add_trace(go.Scatter(x=[steps[0], steps[-1]], y=[max_batch_size] * 2, mode="lines",
+                                name="B_max", line={"dash": "dash", "color": "gray"}))
     figure.update_layout(height=320, margin={"l": 50, "r": 10, "t": 30, "b": 40},
                          xaxis_title="gradient-descent step (a resize at every step)",
-                         yaxis={"title": "batch size", "type": "log"},
+                         yaxis={"title": "batch size", "type": "log", "dtick": 0.30103},
                          legend={"orientation": "h", "y": -0.25})
     return figure

@@ -309,23 +309,17 @@ RUN_COLUMNS = ("run", "status", "name", "group", "problem", "method", "epochs", 
                "final acc", "final val loss", "train s to own-1pt", "started")
 
 
-def runs_table(runs: list[dict], records_by_run: dict[int, list[dict]],
-               now: float | None = None) -> list[dict]:
-    """One row per stored run for the Runs page (keys: RUN_COLUMNS)."""
-    now = time.time() if now is None else now
-    rows = []
-    for run in runs:
-        records = records_by_run.get(run["id"], [])
-        summary = analysis.summarize(run, records)
-        started, finished = run.get("started_at"), run.get("finished_at")
-        rows.append({
-            "run": run["id"], "status": run["status"], "name": run.get("name") or "",
-            "group": run.get("group") or "", "problem": summary["problem"],
-            "method": summary["method"],
-            "epochs": f"{len(records)}/{run['config'].get('epochs', '?')}",
-            "duration s": None if started is None else (finished or now) - started,
-            "final acc": summary["final_acc"], "final val loss": summary["final_val_loss"],
-            "train s to own-1pt": summary["time_to_target"],
-            "started": None if started is None else time.strftime(
-                "%Y-%m-%d %H:%M", time.localtime(started))})
-    return rows
+def run_row(run: dict, records: list[dict], now: float | None = None) -> dict:
+    """The Runs page's row for one stored run (keys: RUN_COLUMNS)."""
+    summary = analysis.summarize(run, records)
+    started, finished = run.get("started_at"), run.get("finished_at")
+    return {
+        "run": run["id"], "status": run["status"], "name": run.get("name") or "",
+        "group": run.get("group") or "", "problem": summary["problem"],
+        "method": summary["method"],
+        "epochs": f"{len(records)}/{run['config'].get('epochs', '?')}",
+        "duration s": None if started is None else (finished or now or time.time()) - started,
+        "final acc": summary["final_acc"], "final val loss": summary["final_val_loss"],
+        "train s to own-1pt": summary["time_to_target"],
+        "started": None if started is None else time.strftime(
+            "%Y-%m-%d %H:%M", time.localtime(started))}

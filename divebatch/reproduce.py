@@ -47,7 +47,6 @@ METHODS = {  # key -> label; "_linear": LR multiplied by B_new / B_old on every 
     "sgd_large_linear": "SGD, large batch, linear LR", "adabatch": "AdaBatch",
     "adabatch_linear": "AdaBatch, linear LR", "divebatch": "DiveBatch",
     "divebatch_linear": "DiveBatch, linear LR"}
-PAPER_METHODS = ("sgd_small", "adabatch", "divebatch")  # the ones with published numbers
 
 # Shared by every benchmark: the paper's delta, cosine schedule, and diversity measured only
 # where the method needs it (the runs are timed).
@@ -121,17 +120,16 @@ def method_config(fields: dict, method: str, seed: int) -> RunConfig:
 
 
 def availability(benchmark: Benchmark, scale: str) -> str | None:
-    """None when the benchmark can run here, else a one-line note saying why it is skipped."""
+    """None when the benchmark can run here, else a one-line note saying why not."""
     if benchmark.needs_gpu:
         import torch
         if not torch.cuda.is_available():
-            return (f"skipped: {benchmark.title} needs a CUDA GPU to finish in reasonable "
-                    f"time, and this machine has none")
+            return "needs a CUDA GPU to finish in reasonable time, and this machine has none"
     from .data import check_available
     try:
         check_available(RunConfig.from_dict(benchmark.scales[scale]))
     except ValueError as error:
-        return f"skipped: {error}"
+        return str(error)
     return None
 
 
@@ -362,7 +360,8 @@ def side_by_side(result: ReproResults) -> list[dict]:
     the small batch of the same source (and seed); accuracy changes are in points."""
     rows = []
     for dataset in PAPER:
-        row = {"source": "paper", "benchmark": f"{dataset} (ResNet-18, 200 epochs)",
+        row = {"source": "paper",
+               "benchmark": f"{dataset} (ResNet-18, 200 epochs, {PAPER_BASELINE[dataset]})",
                "sgd_acc": f"{PAPER[dataset]['sgd_small'][1]:.1f} %",
                "sgd_time": f"{PAPER[dataset]['sgd_small'][0]} s"}
         for method in ("adabatch", "divebatch"):
@@ -431,6 +430,10 @@ DETAIL_COLUMNS = [("benchmark", "benchmark"), ("method", "method"), ("seeds", "s
 
 # --- the report
 
+def skipped_notes(skipped: dict[str, str]) -> list[str]:
+    return [f"{BENCHMARKS[key].title}: {note}" for key, note in skipped.items()]
+
+
 def batch_notes(result: ReproResults) -> list[str]:
     """Per benchmark: where DiveBatch's and AdaBatch's batch sizes ended, beside B0 and B_max."""
     notes = []
@@ -485,8 +488,7 @@ def report_blocks(result: ReproResults, figures: dict | None = None) -> list[tup
     blocks.append(("ul", [finding_line(f) for f in checks]))
     blocks += [("h2", "What the batch size did"), ("ul", batch_notes(result))]
     if result.skipped:
-        blocks += [("h2", "Skipped"), ("ul", [f"{BENCHMARKS[k].title}: {note}"
-                                              for k, note in result.skipped.items()])]
+        blocks += [("h2", "Skipped here"), ("ul", skipped_notes(result.skipped))]
     blocks += [("h2", "Every method"), ("table", DETAIL_COLUMNS, detail(result))]
     for name in (figures or {}):
         blocks.append(("figure", name))

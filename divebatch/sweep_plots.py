@@ -6,17 +6,21 @@ arranging those rows on axes.
 
 from __future__ import annotations
 
+import math
+
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .sweeps import BASELINE, format_mean_se
 
+LOG10_2 = 0.30103  # a log axis with dtick = log10(2) has a tick at every power of two
 AXIS_TITLES = {"delta": "delta", "max_batch_size": "B_max", "resize_every": "R (epochs)"}
-HEATMAP_METRICS = {  # key -> (title, colour scale, colour midpoint)
-    "speedup": ("speed-up vs SGD baseline (x)", "RdBu", 1.0),
-    "final": ("final {metric}", "Viridis", None),
-    "samples_to_target": ("examples seen to own-1pt", "Cividis", None),
+HEATMAP_METRICS = {  # key -> (title, colour scale)
+    "speedup": ("speed-up vs SGD baseline (x)", "RdBu"),   # coloured by log2, white at 1x
+    "final": ("final {metric}", "Viridis"),
+    "samples_to_target": ("examples seen to own-1pt", "Cividis"),
 }
+SPEEDUP_TICKS = (-3, -2, -1, 0, 1, 2, 3, 4)  # log2 of the speed-up
 
 
 def heatmap(cells: list[dict], metric_key: str, x_field: str, y_field: str,
@@ -32,24 +36,29 @@ def heatmap(cells: list[dict], metric_key: str, x_field: str, y_field: str,
     at = {(r[x_field], r[y_field]): r for r in rows}
     z, text, labels = [], [], []
     scale = 100.0 if metric_key == "final" and metric_name == "accuracy" else 1.0
+    colour = (lambda v: math.log2(v)) if metric_key == "speedup" else (lambda v: v * scale)
     for y in ys:
         cells_in_row = [at.get((x, y)) for x in xs]
-        z.append([None if c is None or c[metric_key] is None else c[metric_key] * scale
+        z.append([None if c is None or c[metric_key] is None else colour(c[metric_key])
                   for c in cells_in_row])
         text.append([_cell_text(c, metric_key, scale) for c in cells_in_row])
         labels.append([c["label"] if c else "" for c in cells_in_row])
-    title, colors, midpoint = HEATMAP_METRICS[metric_key]
+    title, colors = HEATMAP_METRICS[metric_key]
     title = title.format(metric=metric_name + (" (%)" if scale == 100.0 else ""))
     x_text, y_text = [_tick(v) for v in xs], [_tick(v) for v in ys]
+    colour_axis = {"colorbar": {"title": {"text": ""}}}
+    if metric_key == "speedup":
+        colour_axis = {"zmid": 0.0, "colorbar": {"tickvals": SPEEDUP_TICKS, "ticktext": [
+            f"{2.0 ** t:g}x" for t in SPEEDUP_TICKS]}}
     figure = go.Figure(go.Heatmap(
-        x=x_text, y=y_text, z=z, text=text, texttemplate="%{text}", colorscale=colors,
-        zmid=midpoint, colorbar={"title": {"text": ""}}, customdata=labels,
-        hovertemplate="%{customdata}<br>%{text}<extra></extra>"))
+        x=x_text, y=y_text, z=z, text=text, texttemplate="%{text}", textfont={"size": 12},
+        colorscale=colors, customdata=labels,
+        hovertemplate="%{customdata}<br>%{text}<extra></extra>", **colour_axis))
     # invisible markers on the cell centres: plotly selects points, not heatmap cells
     figure.add_trace(go.Scatter(
         x=[x for _ in y_text for x in x_text], y=[y for y in y_text for _ in x_text],
         customdata=[label for row in labels for label in row], mode="markers",
-        marker={"size": 40, "opacity": 0.0}, hoverinfo="skip", showlegend=False))
+        marker={"size": 40, "opacity": 0.0}, hoverinfo="none", showlegend=False))
     figure.update_layout(title=title, xaxis_title=AXIS_TITLES[x_field],
                          yaxis_title=AXIS_TITLES[y_field], height=340,
                          margin={"l": 60, "r": 20, "t": 50, "b": 50}, clickmode="event+select")
@@ -65,8 +74,11 @@ def _tick(value) -> str:
 def _cell_text(cell: dict | None, key: str, scale: float) -> str:
     if cell is None or cell[key] is None:
         return "running" if cell and cell["finished"] < cell["planned"] else ""
-    digits = 4 if key == "samples_to_target" else 3
-    text = format_mean_se(cell[key], cell[key + "_se"], digits=digits, scale=scale)
+    if key == "samples_to_target":
+        se = cell[key + "_se"]
+        text = f"{cell[key]:,.0f}" + ("" if se is None else f" ± {se:,.0f}")
+    else:
+        text = format_mean_se(cell[key], cell[key + "_se"], scale=scale)
     if cell["finished"] < cell["planned"]:
         text += f" ({cell['finished']}/{cell['planned']})"
     return text
@@ -98,7 +110,7 @@ def curves(runs: list[dict], metric_name: str = "accuracy") -> go.Figure:
     figure.update_xaxes(title_text="training seconds (evaluation excluded)", row=1, col=1)
     figure.update_xaxes(title_text="epoch", row=1, col=2)
     figure.update_yaxes(title_text=metric_name, row=1, col=1)
-    figure.update_yaxes(title_text="batch size", type="log", row=1, col=2)
+    figure.update_yaxes(title_text="batch size", type="log", dtick=LOG10_2, row=1, col=2)
     figure.update_layout(height=380, margin={"l": 60, "r": 20, "t": 50, "b": 50},
                          legend={"orientation": "h", "y": -0.25})
     return figure
@@ -112,10 +124,10 @@ def method_bars(result, value: str) -> go.Figure:
     """Grouped bars per benchmark (the paper's three first), one bar per method, with
     standard-error bars: value "speedup" (x over SGD small batch) or "final_change" (points).
     `result` is a reproduce.ReproResults."""
-    from .reproduce import BENCHMARKS, METHODS, PAPER, paper_change, paper_speedup
+    from .reproduce import METHODS, PAPER, paper_change, paper_speedup
     paper_value = paper_speedup if value == "speedup" else paper_change
     scale = 1.0 if value == "speedup" else 100.0
-    names = [f"paper: {d}" for d in PAPER] + [BENCHMARKS[k].title for k in result.benchmarks()]
+    names = [f"paper: {d}" for d in PAPER] + [f"ours: {k}" for k in result.benchmarks()]
     figure = go.Figure()
     for index, (method, label) in enumerate(METHODS.items()):
         if method == "sgd_small":
@@ -131,13 +143,15 @@ def method_bars(result, value: str) -> go.Figure:
         figure.add_trace(go.Bar(x=names, y=ys, name=label, marker_color=PALETTE[index],
                                 error_y={"type": "data", "array": errors, "visible": True}))
     reference = 1.0 if value == "speedup" else 0.0
-    figure.add_hline(y=reference, line_dash="dot", line_color="gray",
-                     annotation_text="SGD, small batch")
-    title = ("speed-up over SGD at the small batch (time to own-1pt, x)" if value == "speedup"
-             else "final accuracy minus SGD's at the small batch (points)")
-    figure.update_layout(title=title, barmode="group", height=420,
-                         margin={"l": 60, "r": 20, "t": 50, "b": 90},
-                         legend={"orientation": "h", "y": -0.3})
+    figure.add_trace(go.Scatter(x=[names[0], names[-1]], y=[reference, reference], mode="lines",
+                                line={"dash": "dot", "color": "gray"}, name="SGD, small batch (reference)"))
+    title = ("speed-up over SGD at the small batch (time to own-1pt, x, log scale)"
+             if value == "speedup" else "final accuracy minus SGD's at the small batch (points)")
+    figure.update_layout(title=title, barmode="group", height=430,
+                         margin={"l": 60, "r": 20, "t": 50, "b": 40},
+                         legend={"orientation": "h", "y": -0.12}, xaxis={"tickangle": 0})
+    if value == "speedup":
+        figure.update_yaxes(type="log", tickvals=[0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100])
     return figure
 
 

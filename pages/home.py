@@ -6,7 +6,10 @@ from dashboard import ensure_router
 
 ensure_router()
 
-PAGES = (  # (page file, title, icon, what it is for)
+PAGES = (  # (page file, title, icon, what it is for), in the sidebar's order
+    ("pages/learn.py", "Learn", ":material/school:",
+     "Gradient diversity on a problem small enough to see: per-sample gradients, their "
+     "sum, and how DiveBatch turns the ratio into a batch size."),
     ("pages/synthetic.py", "Synthetic lab", ":material/show_chart:",
      "Convex and non-convex toy problems (least squares, logistic, sine, 4 classes) that "
      "train in seconds on a CPU. Watch diversity, batch size, LR and loss live, change delta "
@@ -16,8 +19,13 @@ PAGES = (  # (page file, title, icon, what it is for)
      "Shows which datasets are present, how to add the others, and which device trains."),
     ("pages/runs.py", "Runs", ":material/table_rows:",
      "Every stored run with status, config, duration, accuracy and time to target. Overlay "
-     "runs, stop, delete, export CSV / JSON."),
+     "runs, stop, resume, delete, export CSV / JSON."),
+    ("pages/sweep.py", "Sweep", ":material/grid_on:",
+     "A grid over delta, B_max and R (and seeds), each cell compared with fixed-batch SGD."),
+    ("pages/reproduce.py", "Reproduce", ":material/science:",
+     "The paper's comparison at this machine's scale, beside the published numbers."),
 )
+CARDS_PER_ROW = 3
 
 st.title("DiveBatch Lab")
 st.markdown(
@@ -25,11 +33,12 @@ st.markdown(
     "Δ = Σ‖gᵢ‖² / ‖Σgᵢ‖² (Chen, Wang, Sundaram 2025). Every R epochs DiveBatch sets "
     "B ← min(max(δ · n · Δ̂, B), B_max): a fraction δ of Yin's batch-size bound n·Δ.")
 
-columns = st.columns(len(PAGES))
-for column, (path, title, icon, purpose) in zip(columns, PAGES):
-    with column.container(border=True, height="stretch"):
-        st.page_link(path, label=f"**{title}**", icon=icon)
-        st.caption(purpose)
+for start in range(0, len(PAGES), CARDS_PER_ROW):
+    row = PAGES[start:start + CARDS_PER_ROW]
+    for column, (path, title, icon, purpose) in zip(st.columns(CARDS_PER_ROW), row):
+        with column.container(border=True, height="stretch"):
+            st.page_link(path, label=f"**{title}**", icon=icon)
+            st.caption(purpose)
 
 st.subheader("How it works")
 st.markdown(

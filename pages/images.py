@@ -5,7 +5,7 @@ import streamlit as st
 from dashboard import ensure_router, form, live
 from dashboard.common import open_store
 from divebatch.images import dataset_status
-from divebatch.presets import IMAGE_PROBLEMS, presets_for
+from divebatch.presets import IMAGE_PROBLEMS
 from divebatch.trainer import resolve_device
 
 ensure_router()
@@ -48,7 +48,7 @@ with st.container(border=True):
                         "folder; `data/README.md` lists the archives, checksums and the "
                         "folder layout each dataset needs.")
 
-form.preset_picker(PREFIX, IMAGE_PROBLEMS, presets_for(IMAGE_PROBLEMS))
+form.preset_picker(PREFIX, IMAGE_PROBLEMS)
 config = form.config_form(PREFIX, IMAGE_PROBLEMS, hidden=IRRELEVANT)
 form.start_buttons(PREFIX, config, form.runnable_problem(config) if config else None)
 form.show_the_code(PREFIX)

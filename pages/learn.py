@@ -10,7 +10,7 @@ ensure_router()
 START = learn.DEFAULTS
 DEFAULTS = {"learn_w1": START["start"][0], "learn_w2": START["start"][1],
             "learn_n": START["n_samples"], "learn_noise": START["noise"],
-            "learn_seed": START["seed"], "learn_lr": START["lr"], "learn_steps": 30,
+            "learn_seed": START["seed"], "learn_lr": START["lr"], "learn_steps": START["steps"],
             "learn_delta": 0.5, "learn_b_old": 1, "learn_b_max": 64,
             "learn_last_click": None}
 for key, value in DEFAULTS.items():
@@ -66,9 +66,11 @@ with chart:
             st.session_state.learn_last_click = click
             st.session_state.learn_clicked_w = click
             st.rerun()
-    st.caption(f"Arrows: each sample's gradient g_i (thin) and their sum Σg_i (thick red), "
-               f"all scaled by the same factor ({learn_plots.arrow_scale(point):.3g}) so their "
-               f"lengths compare. Gradients point uphill; SGD steps against them.")
+    st.caption(f"Arrows: each sample's pull −gᵢ (thin; the way a step on that sample alone "
+               f"moves w) and the mean pull −Σgᵢ/n (thick red; the full-batch step), all "
+               f"scaled by the same factor ({learn_plots.arrow_scale(point):.3g}) so their "
+               f"lengths compare. Where the thin arrows agree, Δ is small; where they point "
+               f"every which way and the red one is short, Δ is large.")
 
 n = problem.n
 metrics = st.columns(5)

@@ -87,24 +87,23 @@ def show_results():
                                           f"runs; finished ones are kept"))
     if running and result.done:
         st.rerun()
-    for key, note in result.skipped.items():
-        st.info(f"{reproduce.BENCHMARKS[key].title}: {note}")
+    if result.skipped:
+        st.info("Skipped here: " + "; ".join(reproduce.skipped_notes(result.skipped)) + ".")
 
     st.subheader("Side by side with the paper")
-    st.dataframe(reproduce.side_by_side(result), key="repro_side_by_side", hide_index=True,
-                 column_config=dict(reproduce.SIDE_BY_SIDE_COLUMNS))
+    st.table([{title: row.get(key, "") for key, title in reproduce.SIDE_BY_SIDE_COLUMNS}
+              for row in reproduce.side_by_side(result)])
     st.subheader("Where we agree, and where we do not")
-    icons = {True: ":material/check_circle:", False: ":material/cancel:",
-             None: ":material/hourglass_empty:"}
+    badges = {True: ":green-badge[agrees]", False: ":red-badge[differs]",
+              None: ":orange-badge[unclear]"}
     for finding in reproduce.findings(result):
-        st.markdown(f"{icons[finding['agrees']]} **{reproduce.BENCHMARKS[finding['benchmark']].title}"
-                    f"**: {finding['claim']}? Paper: {finding['paper']}. "
-                    f"Ours: {finding['ours']}.")
-    left, right = st.columns(2)
-    left.plotly_chart(sweep_plots.method_bars(result, "speedup"), key="repro_speedups",
-                      width="stretch")
-    right.plotly_chart(sweep_plots.method_bars(result, "final_change"), key="repro_changes",
-                       width="stretch")
+        title = reproduce.BENCHMARKS[finding["benchmark"]].title
+        st.markdown(f"{badges[finding['agrees']]} **{title}**: {finding['claim']}? "
+                    f"Paper: {finding['paper']}. Ours: {finding['ours']}.")
+    st.plotly_chart(sweep_plots.method_bars(result, "speedup"), key="repro_speedups",
+                    width="stretch")
+    st.plotly_chart(sweep_plots.method_bars(result, "final_change"), key="repro_changes",
+                    width="stretch")
     draw_curves(result)
     st.subheader("Every method")
     st.dataframe(reproduce.detail(result), key="repro_detail", hide_index=True,

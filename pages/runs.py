@@ -3,8 +3,8 @@
 import streamlit as st
 
 from dashboard import ensure_router, live
-from dashboard.common import ACTIVE, open_store
-from divebatch import jobs, plots
+from dashboard.common import ACTIVE, open_store, run_rows
+from divebatch import jobs
 from divebatch.cli import records_csv, records_json
 from divebatch.plots import run_label
 from divebatch.store import STATUSES
@@ -28,13 +28,12 @@ groups = sorted({run["group"] for run in all_runs if run["group"]})
 group = col_group.selectbox("Group", ["(any)", *groups], key="runs_group_filter",
                             persist_state="session", help="Races and sweeps share a group.")
 runs = [run for run in all_runs if group == "(any)" or run["group"] == group]
-records = store.records_many([run["id"] for run in runs])
 
 if not runs:
     st.info("No runs stored yet: start one on a lab page, or with "
             "`python -m divebatch run ...` (same store).")
 else:
-    st.dataframe(plots.runs_table(runs, records), hide_index=True, width="stretch",
+    st.dataframe(run_rows(store, runs), hide_index=True, width="stretch",
                  column_config={
                      "final acc": st.column_config.NumberColumn(format="percent"),
                      "final val loss": st.column_config.NumberColumn(format="%.4g"),
@@ -97,14 +96,14 @@ if selected:
         export_id = st.selectbox("Export", [run["id"] for run in selected],
                                  key="runs_export_run",
                                  format_func=lambda i: run_label(by_id[i]))
-        run = by_id[export_id]
+        run, run_records = by_id[export_id], store.records(export_id)
         col_csv, col_json, _ = st.columns([1, 1, 3])
-        col_csv.download_button("CSV (records)", records_csv(records[export_id]),
+        col_csv.download_button("CSV (records)", records_csv(run_records),
                                 file_name=f"divebatch-run-{export_id}.csv", mime="text/csv",
                                 key="runs_csv", on_click="ignore", width="stretch")
         col_json.download_button(
             "JSON (config + records)",
-            records_json(run, records[export_id], store.events(export_id)),
+            records_json(run, run_records, store.events(export_id)),
             file_name=f"divebatch-run-{export_id}.json", mime="application/json",
             key="runs_json", on_click="ignore", width="stretch")
         st.caption("Each chart's camera button (top right of the chart) saves it as a PNG.")

@@ -101,6 +101,8 @@ if earlier:
                  index=None, placeholder="earlier sweeps", on_change=open_sweep,
                  args=({s.group: s for s in earlier},))
 
+if earlier and st.session_state.sweep_spec is None:
+    st.session_state.sweep_spec = earlier[0].to_dict()  # the latest one
 if st.session_state.sweep_spec is None:
     st.info("Set up a grid and press Start sweep.")
     st.stop()

@@ -4,7 +4,7 @@ import streamlit as st
 
 from dashboard import ensure_router, form, live
 from dashboard.common import open_store
-from divebatch.presets import SYNTHETIC_PROBLEMS, presets_for
+from divebatch.presets import SYNTHETIC_PROBLEMS
 
 ensure_router()
 
@@ -18,7 +18,7 @@ st.markdown("Convex (least squares, logistic) and non-convex (sine with an MLP, 
             "problem) problems that train in seconds on a CPU. Pick a preset or set the knobs, "
             "then start a run or race the four methods.")
 
-form.preset_picker(PREFIX, SYNTHETIC_PROBLEMS, presets_for(SYNTHETIC_PROBLEMS))
+form.preset_picker(PREFIX, SYNTHETIC_PROBLEMS)
 config = form.config_form(PREFIX, SYNTHETIC_PROBLEMS, hidden=IRRELEVANT)
 form.start_buttons(PREFIX, config, form.runnable_problem(config) if config else None)
 form.show_the_code(PREFIX)

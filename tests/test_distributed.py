@@ -21,7 +21,8 @@ from divebatch.diversity import DiversityMeter
 from divebatch.store import RunStore
 from divebatch.trainer import train
 
-SYNTHETIC = dict(problem="least_squares", n_samples=600, dim=10, epochs=3, batch_size=21,
+# 501 training samples: the 21st batch of epoch 1 (measured) has one sample: rank 1 has none
+SYNTHETIC = dict(problem="least_squares", n_samples=626, dim=10, epochs=3, batch_size=25,
                  max_batch_size=301, delta=1.0, measure_every=2, lr=0.05)
 DIGITS = dict(problem="digits", model="cnn", epochs=3, batch_size=25, max_batch_size=301,
               delta=1.0, lr=0.05)
@@ -167,3 +168,14 @@ def test_meter_sums_micro_batches_and_reduces_s():
     whole = measure([slice(0, 12)])
     assert measure([slice(0, 5), slice(5, 12)]) == pytest.approx(whole, rel=1e-6)
     assert measure([slice(0, 12)], reduce=lambda s: 3 * s) == pytest.approx(3 * whole)
+
+
+@pytest.mark.parametrize("name,shape", [("cnn", (1, 8, 8)), ("mlp", (5,))])
+def test_meter_accepts_an_empty_share(name, shape):
+    """A process whose share of a batch is empty (B < W, or the last batch) adds nothing."""
+    from divebatch.models import build_model
+    model = build_model(name, input_shape=shape, n_outputs=3, hidden=8)
+    meter = DiversityMeter(model, sample_every=1)
+    with meter.track(4, samples=0):
+        model(torch.zeros(0, *shape)).sum().backward()
+    assert meter.samples_measured == 4 and meter.diversity() == 0.0  # S = 0, G = 0

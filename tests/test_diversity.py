@@ -383,3 +383,13 @@ def test_meter_rejects_bad_arguments(kwargs):
     name = next(iter(kwargs))
     with pytest.raises(ValueError, match=name):
         DiversityMeter(nn.Linear(2, 2), **kwargs)
+
+
+def test_group_norm_rule_without_saved_statistics():
+    """The GroupNorm rule recomputes mean and 1/std when autograd did not save them."""
+    norm, x, grad_out = nn.GroupNorm(2, 4), torch.randn(3, 4, 5, 5), torch.randn(3, 4, 5, 5)
+    output = norm(x.requires_grad_())
+    saved = diversity._group_norm_capture(norm, (x,), output)
+    assert saved[1] is not None
+    assert_close(diversity._group_norm_sq_norms(norm, (x, None, None), grad_out),
+                 diversity._group_norm_sq_norms(norm, saved, grad_out))

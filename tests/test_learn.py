@@ -44,7 +44,8 @@ def test_arrows_agree_with_the_library_norms():
 
 def test_diversity_grows_as_gradient_descent_approaches_the_optimum():
     problem = learn.toy_problem()
-    path = learn.gd_path(problem, learn.DEFAULTS["start"], learn.DEFAULTS["lr"], steps=30)
+    path = learn.gd_path(problem, learn.DEFAULTS["start"], learn.DEFAULTS["lr"],
+                         learn.DEFAULTS["steps"])
     along = learn.diversity_along(problem, path)
     assert np.linalg.norm(path[-1] - problem.optimum) < 0.05
     assert along["loss"][-1] < along["loss"][0]

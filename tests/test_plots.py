@@ -155,10 +155,12 @@ def test_comparison_table_puts_sgd_small_first_as_baseline():
     assert common == pytest.approx(0.89)
 
 
-def test_runs_table_has_duration_and_time_to_target():
-    rows = plots.runs_table([run(1)], {1: RECORDS})
-    assert set(rows[0]) == set(plots.RUN_COLUMNS)
-    assert rows[0]["duration s"] == pytest.approx(10.0)
-    assert rows[0]["epochs"] == "3/3"
-    assert rows[0]["final acc"] == pytest.approx(0.8)
-    assert rows[0]["train s to own-1pt"] == pytest.approx(1.5)
+def test_run_row_has_duration_and_time_to_target():
+    row = plots.run_row(run(1), RECORDS)
+    assert set(row) == set(plots.RUN_COLUMNS)
+    assert row["duration s"] == pytest.approx(10.0)
+    assert row["epochs"] == "3/3"
+    assert row["final acc"] == pytest.approx(0.8)
+    assert row["train s to own-1pt"] == pytest.approx(1.5)
+    active = {**run(2), "status": "running", "finished_at": None}
+    assert plots.run_row(active, [], now=1004.0)["duration s"] == pytest.approx(4.0)

@@ -65,8 +65,9 @@ def test_mean_and_standard_error_by_hand():
     assert sweeps.mean_se([]) == (None, None)
 
 
-def store_finished_run(store, config, accs, times, status="completed"):
-    run_id = store.create_run(config.to_dict(), name=config.name, group=GROUP[0])
+def store_finished_run(store, group, config, accs, times, status="completed"):
+    """A run of `group` with hand-made records: val_acc and train_time per epoch."""
+    run_id = store.create_run(config.to_dict(), name=config.name, group=group)
     for epoch, (acc, seconds) in enumerate(zip(accs, times), start=1):
         store.append_record(run_id, {"epoch": epoch, "train_time": seconds, "val_acc": acc,
                                      "val_loss": 1.0 - acc, "samples_seen": 100 * epoch,
@@ -75,18 +76,15 @@ def store_finished_run(store, config, accs, times, status="completed"):
     return run_id
 
 
-GROUP = [""]
-
-
 def test_aggregation_matches_hand_computed_speedups_means_and_errors(store):
     spec = tiny_spec(deltas=(0.5,), max_batch_sizes=(64,))
-    GROUP[0] = spec.group
     base0, base1, cell0, cell1 = (p.config for p in spec.plan())
     # own targets (final - 1 point) and training time to them, by hand:
-    store_finished_run(store, base0, [0.50, 0.80, 0.90], [1, 1, 1])       # epoch 3, 3 s
-    store_finished_run(store, base1, [0.85, 0.90, 0.90], [1, 1, 1])       # epoch 2, 2 s
-    store_finished_run(store, cell0, [0.70, 0.88, 0.88], [1, 0.5, 0.5])   # epoch 2, 1.5 s
-    store_finished_run(store, cell1, [0.86, 0.87, 0.87], [0.5, 0.5, 0.5])  # epoch 1, 0.5 s
+    group = spec.group
+    store_finished_run(store, group, base0, [0.50, 0.80, 0.90], [1, 1, 1])      # epoch 3, 3 s
+    store_finished_run(store, group, base1, [0.85, 0.90, 0.90], [1, 1, 1])      # epoch 2, 2 s
+    store_finished_run(store, group, cell0, [0.70, 0.88, 0.88], [1, 0.5, 0.5])  # epoch 2, 1.5 s
+    store_finished_run(store, group, cell1, [0.86, 0.87, 0.87], [0.5, 0.5, 0.5])  # 1, 0.5 s
     result = sweeps.results(store, spec)
     assert result.metric == "accuracy" and result.done
     baseline, cell = result.cells
@@ -106,10 +104,10 @@ def test_aggregation_matches_hand_computed_speedups_means_and_errors(store):
 
 def test_diverged_and_unfinished_runs_do_not_count_towards_speedups(store):
     spec = tiny_spec(deltas=(0.5,), max_batch_sizes=(64,))
-    GROUP[0] = spec.group
     base0, base1, cell0, cell1 = (p.config for p in spec.plan())
-    store_finished_run(store, base0, [0.5, 0.9], [1, 1])
-    store_finished_run(store, cell0, [0.5, float("nan")], [1, 1], status="diverged")
+    store_finished_run(store, spec.group, base0, [0.5, 0.9], [1, 1])
+    store_finished_run(store, spec.group, cell0, [0.5, float("nan")], [1, 1],
+                       status="diverged")
     store.create_run(cell1.to_dict(), group=spec.group, status="running")
     result = sweeps.results(store, spec)
     cell = result.cells[1]
@@ -149,9 +147,8 @@ def test_interrupted_sweep_resumes_without_redoing_finished_cells(store, monkeyp
 
 def test_stop_cancels_queued_runs_and_keeps_finished_ones(store):
     spec = tiny_spec()
-    GROUP[0] = spec.group
     plan = spec.plan()
-    done = store_finished_run(store, plan[0].config, [0.5, 0.9], [1, 1])
+    done = store_finished_run(store, spec.group, plan[0].config, [0.5, 0.9], [1, 1])
     queued = [store.create_run(p.config.to_dict(), group=spec.group) for p in plan[1:3]]
     assert sorted(sweeps.stop_group(store, spec.group)) == queued
     assert [store.get_run(i)["status"] for i in queued] == ["stopped", "stopped"]

@@ -1,0 +1,157 @@
+"""Dashboard speed in the running server, measured from a real browser.
+
+A temporary store gets 100 runs of 200 epochs each (synthesised records with every
+EpochRecord field; 4 of them, one race group, marked running so that the live fragment
+refreshes), then `streamlit run app.py` serves it and chromium (playwright) measures:
+
+- Runs page: click the "Runs" link in the sidebar until the page's last element (the live
+  panel's "Last update" line, after the table of 100 runs and 5 charts of the 4 active
+  runs) is on screen. This is a full script run plus the browser drawing it.
+- Live fragment: click the panel's "Refresh" button (a fragment-only rerun, exactly what the
+  1 s timer does) until the "Last update" time changes: 4 overlaid runs, 5 charts.
+
+    python benchmarks/dashboard.py            # 5 page loads, 10 fragment refreshes
+    python benchmarks/dashboard.py --repeat 20
+
+Targets: Runs page under 1 s, live fragment under 0.3 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import random
+import re
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from dashboard.serve import dashboard_server, launch_chromium  # noqa: E402
+from divebatch.store import RunStore  # noqa: E402
+
+N_RUNS, N_EPOCHS, N_TRAIN = 100, 200, 8000
+METHODS = ({"method": "sgd", "batch_size": 32}, {"method": "divebatch", "batch_size": 32},
+           {"method": "adabatch", "batch_size": 32}, {"method": "sgd", "batch_size": 1024})
+RUNS_PAGE_TARGET_S, FRAGMENT_TARGET_S = 1.0, 0.3
+
+
+def synthetic_records(rng: random.Random, batch_size: int) -> list[dict]:
+    records, steps, samples = [], 0, 0
+    for epoch in range(1, N_EPOCHS + 1):
+        batch = min(batch_size * 2 ** (epoch // 40), 1024)
+        steps += math.ceil(N_TRAIN / batch)
+        samples += N_TRAIN
+        loss = 2.0 / epoch ** 0.5 * rng.uniform(0.95, 1.05)
+        records.append({
+            "epoch": epoch, "step": steps, "samples_seen": samples,
+            "train_time": rng.uniform(0.5, 1.5), "wall_time": 1.2 * epoch,
+            "batch_size": batch, "lr": 0.1, "diversity": rng.uniform(0.01, 0.5),
+            "train_loss": loss, "val_loss": loss * 1.1, "val_acc": 1 - loss / 3,
+            "next_batch_size": batch, "delta": 0.1, "max_batch_size": 1024,
+            "resize_every": 1, "lr_multiplier": 1.0, "step_ms": 3.0, "measured_batches": 10})
+    return records
+
+
+def fill_store(store: RunStore) -> list[int]:
+    """100 runs in groups of 4; the newest group is marked running (this process's pid, so
+    the dashboard sees a live worker). Returns the running runs' ids."""
+    rng = random.Random(0)
+    running = []
+    for index in range(N_RUNS):
+        method = METHODS[index % 4]
+        config = {"problem": "classification", "epochs": N_EPOCHS, "max_batch_size": 1024,
+                  "delta": 0.1, "seed": index // 4, **method}
+        run_id = store.create_run(config, group=f"race {index // 4}")
+        store.update_info(run_id, n_train=N_TRAIN)
+        for record in synthetic_records(rng, method["batch_size"]):
+            store.append_record(run_id, record)
+        if index >= N_RUNS - 4:
+            store.mark_running(run_id, os.getpid())
+            running.append(run_id)
+        else:
+            store.mark_finished(run_id, "completed")
+    return running
+
+
+def time_until(page, action, condition, timeout_s: float = 30.0) -> float:
+    """Seconds from action() until condition() holds (polled every 10 ms in the browser)."""
+    started = time.perf_counter()
+    action()
+    page.wait_for_function(condition, timeout=timeout_s * 1000, polling=10)
+    return time.perf_counter() - started
+
+
+LAST_UPDATE = "() => [...document.querySelectorAll('[data-testid=stCaptionContainer]')]" \
+              ".map(e => e.innerText).find(t => t.startsWith('Last update')) || ''"
+
+
+def _changed(before: str) -> str:
+    return f"() => {{ const t = ({LAST_UPDATE})(); return t !== '' && t !== {before!r}; }}"
+
+
+def measure(url: str, repeat: int) -> tuple[list[float], list[float]]:
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(url)
+        page.get_by_text("How it works").wait_for(timeout=60_000)
+        runs_link = page.locator("[data-testid=stSidebarNavLink]", has_text="Runs").first
+        home_link = page.locator("[data-testid=stSidebarNavLink]", has_text="Home").first
+        page_loads = []
+        for _ in range(repeat + 1):  # the first load warms the server's imports
+            page_loads.append(time_until(page, runs_link.click,
+                                         f"() => ({LAST_UPDATE})() !== ''"))
+            home_link.click()
+            page.get_by_text("How it works").wait_for()
+        refresh = page.get_by_role("button", name="Refresh")
+        runs_link.click()
+        refresh.wait_for()
+        fragments, server = [], []
+        for _ in range(repeat + 1):
+            # Click just after a timer tick, so the next tick (1 s later) cannot be mistaken
+            # for the clicked refresh.
+            page.wait_for_function(_changed(page.evaluate(LAST_UPDATE)), polling=10)
+            fragments.append(time_until(page, refresh.click,
+                                        _changed(page.evaluate(LAST_UPDATE))))
+            server.append(float(re.search(r"took ([\d.]+) s",
+                                          page.evaluate(LAST_UPDATE)).group(1)))
+        browser.close()
+    return page_loads[1:], fragments[1:], server[1:]
+
+
+def report(name: str, seconds: list[float], target: float) -> None:
+    median, worst = statistics.median(seconds), max(seconds)
+    verdict = "OK" if median < target else "SLOWER THAN TARGET"
+    print(f"{name}: median {median:.3f} s, max {worst:.3f} s over {len(seconds)} "
+          f"(target < {target} s) {verdict}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        db = Path(folder) / "runs.db"
+        started = time.perf_counter()
+        running = fill_store(RunStore(db))
+        print(f"store: {N_RUNS} runs x {N_EPOCHS} epochs written in "
+              f"{time.perf_counter() - started:.1f} s; live runs {running}")
+        with dashboard_server(db) as url:
+            page_loads, fragments, server = measure(url, args.repeat)
+    report("Runs page (100 runs, 4 live overlaid)", page_loads, RUNS_PAGE_TARGET_S)
+    report("Live fragment refresh (4 runs, 5 charts), click to drawn", fragments,
+           FRAGMENT_TARGET_S)
+    report("  of which the fragment's script on the server", server, FRAGMENT_TARGET_S)
+    print(f"load average while measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
