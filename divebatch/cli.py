@@ -39,6 +39,10 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per RunConfig field; unset flags are absent from the namespace."""
     parser.add_argument("--config", default=argparse.SUPPRESS, metavar="FILE",
                         help="JSON file of RunConfig fields; flags given here override it")
+    parser.add_argument("--preset", default=argparse.SUPPRESS, metavar="NAME",
+                        help="start from a named preset (e.g. cifar10_small, cifar10_paper, "
+                             "digits_race; see `python -m divebatch presets`); the config "
+                             "file and flags override it")
     for f in config_fields():
         flag = "--" + f.name.replace("_", "-")
         text = f"{f.metadata['help']} ({allowed_range(f)}; default {f.default!r})"
@@ -66,7 +70,8 @@ def flag_type(f: dataclasses.Field):
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     """RunConfig from `--config FILE` and flags; raises UsageError listing bad fields."""
-    values = read_config_file(args.config) if hasattr(args, "config") else {}
+    values = preset_fields(args.preset) if hasattr(args, "preset") else {}
+    values.update(read_config_file(args.config) if hasattr(args, "config") else {})
     values.update({f.name: getattr(args, f.name) for f in config_fields()
                    if hasattr(args, f.name)})
     try:
@@ -75,6 +80,13 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     except (TypeError, ValueError) as error:
         raise UsageError(str(error).replace("\n", "; ")) from None
     return config
+
+
+def preset_fields(name: str) -> dict:
+    from .presets import PRESETS
+    if name not in PRESETS:
+        raise UsageError(f"--preset should be one of {', '.join(PRESETS)}, but got {name!r}")
+    return dict(PRESETS[name].fields)
 
 
 def read_config_file(path: str) -> dict:

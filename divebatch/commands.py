@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
                     description="DiveBatch Lab: adaptive batch-size SGD experiments")
     add_db_flag(parser)
     sub = parser.add_subparsers(metavar="COMMAND")
-    for add in (add_run, add_list, add_show, add_export, add_compare, add_worker,
+    for add in (add_run, add_presets, add_list, add_show, add_export, add_compare, add_worker,
                 add_download, *extra_commands()):
         add(sub)
     return parser
@@ -103,6 +103,18 @@ def check_runnable(config) -> None:
         check_available(config)
     except ValueError as error:
         raise UsageError(str(error)) from None
+
+
+def add_presets(sub) -> None:
+    subparser(sub, "presets", "list the named presets usable with `run --preset NAME`",
+              cmd_presets)
+
+
+def cmd_presets(args) -> int:
+    from .presets import PRESETS
+    for key, preset in PRESETS.items():
+        print(f"{key:22s} {preset.title}")
+    return 0
 
 
 def add_list(sub) -> None:

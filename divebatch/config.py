@@ -97,7 +97,7 @@ class RunConfig:
     diversity_every_epoch: bool = knob(True, "measure diversity every epoch for the charts "
                                              "(off: only where the method needs it)")
     # --- the optimizer
-    lr: float = knob(0.05, "base learning rate", low=0.0, high=100.0, low_open=True,
+    lr: float = knob(0.01, "base learning rate", low=0.0, high=100.0, low_open=True,
                      group="basic")
     lr_scaling: str = knob("none", "LR rule on a batch change: none, linear (r), sqrt",
                            choices=LR_SCALINGS, group="basic")

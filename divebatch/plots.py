@@ -168,7 +168,8 @@ def _figure(title: str, y_title: str, options: ChartOptions, log_y: bool, traces
         margin=dict(l=10, r=10, t=40, b=10), hovermode="closest",
         legend=dict(orientation="h", yanchor="top", y=-0.22, x=0.0),
         xaxis=dict(title=dict(text=X_AXES[options.x_axis])),
-        yaxis=dict(title=dict(text=y_title), type="log" if log_y else "linear"),
+        yaxis=dict(title=dict(text=y_title), type="log" if log_y else "linear",
+                   **({"dtick": 1, "exponentformat": "power"} if log_y else {})),
         shapes=shapes, annotations=notes))
 
 

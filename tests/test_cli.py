@@ -90,3 +90,15 @@ def test_db_flag_and_env(tmp_path):
     assert db.exists()
     assert str(run_id) in run_cli("list", "--db", str(db)).stdout
     assert "no runs stored yet" in run_cli("list").stdout
+
+
+def test_presets_listed_and_used_as_a_base():
+    listing = run_cli("presets")
+    assert "cifar10_small" in listing.stdout and "digits_race" in listing.stdout
+    run_id = start_run("--preset", "nonconvex_mlp", "--epochs", "1", "--n-samples", "200")
+    shown = run_cli("show", str(run_id)).stdout
+    assert "problem = 'sine'" in shown and "resize_every = 2" in shown and "epochs = 1" in shown
+    missing = run_cli("run", "--preset", "cifar10_small")
+    assert missing.returncode == 2 and "python -m divebatch download cifar10" in missing.stderr
+    bad = run_cli("run", "--preset", "nope")
+    assert bad.returncode == 2 and "--preset should be one of" in bad.stderr
