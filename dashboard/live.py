@@ -120,7 +120,9 @@ def comparison(runs: list[dict], records: dict[int, list[dict]]) -> None:
     st.caption(f"own-1pt: the first epoch {target}, and the training seconds up to it "
                f"(evaluation excluded). Speed-up: the first row's time over each run's (SGD "
                f"at the small batch when present). Common target: "
-               f"{'none yet' if common is None else f'{common:.4g}'}.")
+               f"{'none yet' if common is None else f'{common:.4g}'}. ms/step measured / "
+               f"plain: the cost of measuring gradient diversity, from this run's epochs "
+               f"with and without measurement at equal batch size.")
 
 
 # --- stop and hot changes

@@ -70,6 +70,25 @@ def time_to_own_final(records: list[dict]) -> tuple[int | None, float | None]:
     return time_to_value(records, own_target(records))
 
 
+def measurement_cost(records: list[dict]) -> tuple[float | None, float | None]:
+    """(mean ms per step in epochs that measured diversity, in epochs that did not): the cost
+    of measuring. Over the batch sizes that occur both ways when there are any (like for
+    like); (x, None) or (None, x) when the run has only one kind of epoch."""
+    by_kind: dict[bool, dict[int, list[float]]] = {True: {}, False: {}}
+    for record in records:
+        step_ms = _number(record.get("step_ms"))
+        if step_ms is not None:
+            measured = record.get("diversity") is not None
+            by_kind[measured].setdefault(record.get("batch_size"), []).append(step_ms)
+    shared = set(by_kind[True]) & set(by_kind[False])
+    return _mean_ms(by_kind[True], shared), _mean_ms(by_kind[False], shared)
+
+
+def _mean_ms(groups: dict[int, list[float]], shared: set) -> float | None:
+    values = [v for key, group in groups.items() if not shared or key in shared for v in group]
+    return sum(values) / len(values) if values else None
+
+
 def common_target(records_by_run: dict[int, list[dict]]) -> float | None:
     """A target every compared run reaches: the least demanding of their own targets."""
     targets = [own_target(r) for r in records_by_run.values() if r]
@@ -96,6 +115,8 @@ def summarize(run: dict, records: list[dict], common: float | None = None) -> di
         "train_time": sum(float(r.get("train_time") or 0.0) for r in records),
         "samples_seen": records[-1].get("samples_seen") if records else 0,
         "final_batch_size": records[-1].get("next_batch_size") if records else None,
+        "step_ms_measured": measurement_cost(records)[0],
+        "step_ms_plain": measurement_cost(records)[1],
     }
 
 

@@ -15,7 +15,8 @@ COMPARE_COLUMNS = [("id", "run"), ("method", "method"), ("status", "status"),
                    ("epochs_to_target", "epochs to own-1pt"),
                    ("time_to_target", "train s to own-1pt"), ("speedup", "speed-up"),
                    ("time_to_common", "train s to common"), ("train_time", "train s total"),
-                   ("samples_seen", "samples"), ("final_batch_size", "final B")]
+                   ("samples_seen", "samples"), ("final_batch_size", "final B"),
+                   ("step_ms_measured", "ms/step measured"), ("step_ms_plain", "ms/step plain")]
 LIST_COLUMNS = [("id", "id"), ("name", "name"), ("problem", "problem"),
                 ("method", "method"), ("status", "status"), ("epochs", "epochs"),
                 ("final_acc", "final acc"), ("final_val_loss", "val loss"),

@@ -178,7 +178,22 @@ class Trainer:
         cfg, problem = self.config, self.problem
         model = build_model(cfg.resolved_model(), input_shape=problem.input_shape,
                             n_outputs=problem.n_outputs, hidden=cfg.hidden, norm=cfg.norm)
-        return model.to(self.device)
+        return model.to(self.device, memory_format=self._memory_format())
+
+    def _memory_format(self) -> torch.memory_format:
+        """channels-last for image models on CUDA (faster convolutions), else the default."""
+        channels_last = (self.device.type == "cuda" and self.config.channels_last
+                         and len(self.problem.input_shape) == 3)
+        return torch.channels_last if channels_last else torch.contiguous_format
+
+    def _outputs(self, forward, inputs: torch.Tensor) -> torch.Tensor:
+        """forward(inputs) under bf16 autocast on CUDA when amp is on; float32 outputs."""
+        inputs = inputs.contiguous(memory_format=self._memory_format()) \
+            if inputs.dim() == 4 else inputs
+        use_amp = self.device.type == "cuda" and self.config.amp
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
+            outputs = forward(inputs)
+        return outputs.float()
 
     def run(self) -> RunResult:
         status, message = "completed", ""
@@ -301,7 +316,7 @@ class Trainer:
     def _train_epoch(self, epoch: int, batch_size: int, measure: bool):
         """One pass over a fresh shuffle; returns (loss sum, batches, seconds) or Nones."""
         problem, n = self.problem, self.problem.n_train
-        order = torch.randperm(n, generator=self.shuffle).to(self.device)
+        order = torch.randperm(n, generator=self.shuffle).to(self.device, non_blocking=True)
         n_batches = math.ceil(n / batch_size)
         self.model.train()
         loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
@@ -340,7 +355,8 @@ class Trainer:
         over micro-batches of at most max_micro_batch samples (summed over ranks by DDP)."""
         loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
         for part in self.dist.micro_batches(len(y), self.config.max_micro_batch):
-            losses = self.loss_fn(self.dist.forward(self.model, inputs[part]), y[part])  # (b,)
+            outputs = self._outputs(lambda x: self.dist.forward(self.model, x), inputs[part])
+            losses = self.loss_fn(outputs, y[part])  # (b,)
             (losses.sum() / batch_size).backward()
             loss_sum += losses.detach().double().sum()
         return loss_sum
@@ -354,7 +370,7 @@ class Trainer:
         for start in range(0, len(problem.y_val), EVAL_CHUNK):
             x = problem.inputs(problem.x_val[start:start + EVAL_CHUNK], training=False)
             y = problem.y_val[start:start + EVAL_CHUNK]
-            outputs = self.model(x)
+            outputs = self._outputs(self.model, x)
             loss_sum += self.loss_fn(outputs, y).double().sum()
             hits = correct_predictions(problem.task, outputs, y)
             if hits is not None:

@@ -48,3 +48,15 @@ def test_compare_speedup_and_common_target_by_hand():
     assert rows[0]["time_to_common"] == 6 and rows[1]["time_to_common"] == 2
     assert rows[0]["method"] == "SGD B=32" and rows[1]["method"] == "DiveBatch (delta=0.1)"
     assert rows[1]["train_time"] == 3 and rows[1]["samples_seen"] == 300
+
+
+def test_measurement_cost_compares_like_with_like():
+    records = [{"epoch": 1, "batch_size": 32, "diversity": 0.1, "step_ms": 3.0},
+               {"epoch": 2, "batch_size": 32, "diversity": None, "step_ms": 2.0},
+               {"epoch": 3, "batch_size": 64, "diversity": 0.2, "step_ms": 9.0},
+               {"epoch": 4, "batch_size": 32, "diversity": 0.1, "step_ms": 5.0}]
+    # only B=32 occurs both ways: measured (3 + 5) / 2, plain 2
+    assert analysis.measurement_cost(records) == (4.0, 2.0)
+    every_epoch = [r for r in records if r["diversity"] is not None]
+    assert analysis.measurement_cost(every_epoch) == (pytest.approx(17 / 3), None)
+    assert analysis.measurement_cost([]) == (None, None)

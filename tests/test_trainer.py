@@ -151,3 +151,18 @@ def test_digits_cnn_reaches_95_percent_within_30_epochs():
                              batch_size=32, max_batch_size=512, lr=0.05, seed=0))
     best = max(r.val_acc for r in result.records)
     assert best >= 0.95, [round(r.val_acc, 3) for r in result.records]
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs CUDA")
+def test_cuda_bf16_channels_last_run_learns():
+    result = train(RunConfig(problem="digits", model="cnn", epochs=3, device="cuda",
+                             amp=True, channels_last=True, lr=0.05))
+    assert result.status == "completed" and result.records[-1].val_acc > 0.5
+
+
+def test_cpu_ignores_the_cuda_only_options():
+    trainer = Trainer(RunConfig(problem="digits", model="cnn", epochs=1, amp=True,
+                                channels_last=True))
+    assert trainer._memory_format() == __import__("torch").contiguous_format
+    x = trainer.problem.x_train[:4]
+    assert trainer._outputs(trainer.model, x).dtype == __import__("torch").float32
