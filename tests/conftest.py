@@ -26,3 +26,15 @@ def run_cli(*args: str, timeout: float = 120, env: dict | None = None,
     full_env["PYTHONPATH"] = str(ROOT) + os.pathsep + full_env.get("PYTHONPATH", "")
     return subprocess.run([sys.executable, "-m", "divebatch", *args], capture_output=True,
                           text=True, timeout=timeout, env=full_env, cwd=cwd or ROOT)
+
+
+def stop_leftover_runs(store, timeout: float = 30.0) -> None:
+    """Stop every run a test left queued or running, and wait for its worker to exit."""
+    import time
+    from divebatch import jobs
+    for run in store.list_runs(status=("queued", "running")):
+        jobs.request_stop(store, run["id"])
+    deadline = time.monotonic() + timeout
+    while store.list_runs(status="running") and time.monotonic() < deadline:
+        jobs.reap(store)
+        time.sleep(0.1)

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from conftest import stop_leftover_runs
+
 from divebatch import jobs
 from divebatch.store import RunStore
 
@@ -30,14 +32,8 @@ def store():
 
 @pytest.fixture(autouse=True)
 def no_workers_left_behind(store):
-    """Stop every run a test left active and wait for its worker to exit."""
     yield
-    for run in store.list_runs(status=("queued", "running")):
-        jobs.request_stop(store, run["id"])
-    deadline = time.monotonic() + 30
-    while store.list_runs(status="running") and time.monotonic() < deadline:
-        jobs.reap(store)
-        time.sleep(0.1)
+    stop_leftover_runs(store)
 
 
 def open_app(page: str | None = None, query: dict | None = None) -> AppTest:

@@ -88,7 +88,7 @@ def test_micro_batches_in_one_process_equal_the_unsplit_batch():
 def test_dashboard_run_on_two_processes_takes_hot_changes_stops_and_resumes(tmp_path):
     store = RunStore(tmp_path / "runs.db")
     config = RunConfig(problem="least_squares", n_samples=3000, dim=10, epochs=10,
-                       batch_size=8, max_batch_size=8, method="sgd", nproc=2,
+                       batch_size=8, max_batch_size=8, method="sgd", nproc=2, lr=0.05,
                        progress_every=0.1)
     run_id = jobs.submit(store, config)
     wait_for(lambda: len(store.records(run_id)) >= 1, store, run_id)

@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from divebatch import jobs, learn, reproduce
+from conftest import stop_leftover_runs
+
+from divebatch import learn, reproduce
 from divebatch.store import RunStore
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
@@ -25,12 +27,7 @@ def store():
 @pytest.fixture(autouse=True)
 def no_workers_left_behind(store):
     yield
-    for run in store.list_runs(status=("queued", "running")):
-        jobs.request_stop(store, run["id"])
-    deadline = time.monotonic() + 30
-    while store.list_runs(status="running") and time.monotonic() < deadline:
-        jobs.reap(store)
-        time.sleep(0.1)
+    stop_leftover_runs(store)
 
 
 def open_page(page: str) -> AppTest:
