@@ -188,10 +188,11 @@ class Trainer:
 
     def _outputs(self, forward, inputs: torch.Tensor) -> torch.Tensor:
         """forward(inputs) under bf16 autocast on CUDA when amp is on; float32 outputs."""
-        inputs = inputs.contiguous(memory_format=self._memory_format()) \
-            if inputs.dim() == 4 else inputs
-        use_amp = self.device.type == "cuda" and self.config.amp
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
+        if self.device.type != "cuda":  # the options are CUDA-only: keep the CPU step lean
+            return forward(inputs)
+        if inputs.dim() == 4:
+            inputs = inputs.contiguous(memory_format=self._memory_format())
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.config.amp):
             outputs = forward(inputs)
         return outputs.float()
 
@@ -358,7 +359,7 @@ class Trainer:
             outputs = self._outputs(lambda x: self.dist.forward(self.model, x), inputs[part])
             losses = self.loss_fn(outputs, y[part])  # (b,)
             (losses.sum() / batch_size).backward()
-            loss_sum += losses.detach().double().sum()
+            loss_sum += losses.detach().sum()  # accumulated in float64
         return loss_sum
 
     @torch.no_grad()
