@@ -28,13 +28,23 @@ def run_cli(*args: str, timeout: float = 120, env: dict | None = None,
                           text=True, timeout=timeout, env=full_env, cwd=cwd or ROOT)
 
 
-def stop_leftover_runs(store, timeout: float = 30.0) -> None:
-    """Stop every run a test left queued or running, and wait for its worker to exit."""
+
+@pytest.fixture
+def store():
+    """The run store the dashboard and the workers of this test use."""
+    from divebatch.store import RunStore
+    return RunStore(RunStore.default_path())
+
+
+@pytest.fixture
+def no_workers_left_behind(store):
+    """Stop every run the test left queued or running, and wait for its worker to exit."""
     import time
     from divebatch import jobs
+    yield
     for run in store.list_runs(status=("queued", "running")):
         jobs.request_stop(store, run["id"])
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + 30
     while store.list_runs(status="running") and time.monotonic() < deadline:
         jobs.reap(store)
         time.sleep(0.1)

@@ -15,25 +15,14 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from conftest import stop_leftover_runs
-
 from divebatch import jobs
-from divebatch.store import RunStore
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 TINY = {"n_samples": 400, "dim": 8, "batch_size": 16, "max_batch_size": 256}
 DEADLINE_S = 90
 
 
-@pytest.fixture
-def store():
-    return RunStore(RunStore.default_path())
-
-
-@pytest.fixture(autouse=True)
-def no_workers_left_behind(store):
-    yield
-    stop_leftover_runs(store)
+pytestmark = pytest.mark.usefixtures("no_workers_left_behind")
 
 
 def open_app(page: str | None = None, query: dict | None = None) -> AppTest:

@@ -10,24 +10,13 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from conftest import stop_leftover_runs
-
 from divebatch import learn, reproduce
-from divebatch.store import RunStore
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 DEADLINE_S = 120
 
 
-@pytest.fixture
-def store():
-    return RunStore(RunStore.default_path())
-
-
-@pytest.fixture(autouse=True)
-def no_workers_left_behind(store):
-    yield
-    stop_leftover_runs(store)
+pytestmark = pytest.mark.usefixtures("no_workers_left_behind")
 
 
 def open_page(page: str) -> AppTest:
