@@ -4,29 +4,11 @@ Gradient diversity of per-sample gradients g_1..g_N is
 
     Delta = sum_i ||g_i||^2 / ||sum_i g_i||^2          (1/N when all g_i are equal)
 
-The denominator is the ordinary batch gradient. The numerator comes from per-layer rules: a
-forward hook keeps each layer's input (GroupNorm also the statistics autograd saved), a hook on
-the layer's output receives dL/d(output) during the ordinary backward pass, and the layer's rule
-turns (input, output gradient) into the squared norm of every sample's gradient of that layer's
-own parameters. Squared norms add up
-over layers, so per-sample gradients never need to exist all at once, and for most layers
-they never exist at all:
-
-- ``nn.Linear``: a 2-D input gives ||g_i||^2 = ||a_i||^2 ||dy_i||^2 exactly. A sequence input
-  (N, T, d) gives ||sum_t dy_t a_t^T||^2, computed either as sum_{t,s} (a_t.a_s)(dy_t.dy_s)
-  (Gram matrices, ~ T^2 (d_in + d_out) per sample) or by forming each sample's gradient
-  (~ T d_in d_out), whichever the shapes make cheaper.
-- ``nn.Conv2d`` (any stride, padding, dilation, groups, padding mode): the same two choices.
-  The explicit one is the convolution weight-gradient kernel run with one group per sample;
-  the Gram one gets the patch Gram matrix from pixel Gram matrices x^T x of the padded input's
-  stride phases, summed over the kernel offsets. Neither path unfolds the input into patches
-  (which would copy it kernel-size times).
-- GroupNorm, LayerNorm and eval-mode BatchNorm: affine weight and bias, in closed form.
-- Any other module with parameters of its own: ``torch.func`` (``vmap`` of ``grad`` of the
-  module re-run on one sample at a time) for those parameters only; children keep their rules.
-
-Temporaries are computed in chunks of samples so that they stay within ``TEMP_BUDGET`` times
-the layer's own input or output. Frozen parameters (``requires_grad=False``) are ignored everywhere.
+The denominator is the ordinary batch gradient. The numerator comes from per-layer rules
+(``divebatch.sq_norm_rules``, ``divebatch.conv_sq_norms``): a forward hook keeps each layer's
+input (GroupNorm also the statistics autograd saved), a hook on the layer's output receives
+dL/d(output) during the ordinary backward pass, and the layer's rule turns (input, output
+gradient) into the squared norm of every sample's gradient of that layer's own parameters.
 
 BatchNorm in training mode mixes samples through batch statistics, so per-sample gradients are
 not defined and the functions here raise ``ValueError`` unless called with
@@ -48,9 +30,14 @@ from contextlib import contextmanager
 from functools import partial
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.func import functional_call, grad, vmap
+
+from . import conv_sq_norms  # noqa: F401  (registers the Conv2d rule)
+from .sq_norm_rules import (RULES, _accumulation_dtype, _trainable_direct_params,
+                            _uses_batch_statistics, functional_sq_norms, register_rule)
+
+__all__ = ["DiversityMeter", "gradient_diversity", "per_sample_grad_sq_norms", "register_rule",
+           "RULES"]
 
 # DiversityMeter measures every batch by default. Per-sample squared norms are heavy-tailed once
 # training fits most samples (on the digits CNN the top 1 % of samples hold up to 80 % of S), so
@@ -60,348 +47,6 @@ DEFAULT_SAMPLE_EVERY = 1
 # Added to ||G||^2 in Delta_hat = S / (||G||^2 + EPS), so that a zero gradient gives a huge but
 # finite estimate.
 EPS = 1e-12
-# Gram-vs-explicit cost model, in multiply-adds per sample. An elementwise pass over one element
-# costs about this many multiply-adds of a matrix product (measured on CPU)...
-ELEMENTWISE_COST = 20
-# ...and a per-sample matrix product whose inner dimension (positions) is small runs far below
-# peak: it is charged this many positions more than it has.
-SMALL_MATMUL_POSITIONS = 64
-# Chunks of samples keep the temporaries of a rule within this many times the larger of the
-# layer's input and output.
-TEMP_BUDGET = 2
-
-
-def _layer_input(layer: nn.Module, args: tuple, output: Tensor) -> Tensor:
-    return args[0]
-
-
-# A capture runs in the forward hook and returns what the rule will need (by default the layer
-# input). A rule maps (layer, what its capture kept, gradient of the loss w.r.t. the layer
-# output) to the squared norm, per sample, of the gradient w.r.t. the layer's trainable direct
-# parameters: (N,).
-Capture = Callable[[nn.Module, tuple, Tensor], object]
-Rule = Callable[[nn.Module, object, Tensor], Tensor]
-RULES: dict[type[nn.Module], tuple[Capture, Rule]] = {}
-
-
-def register_rule(*layer_types: type[nn.Module],
-                  capture: Capture = _layer_input) -> Callable[[Rule], Rule]:
-    """Register ``rule`` for exactly these layer classes (subclasses take the torch.func path)."""
-    def register(rule: Rule) -> Rule:
-        for layer_type in layer_types:
-            RULES[layer_type] = (capture, rule)
-        return rule
-    return register
-
-
-# ----------------------------------------------------------------------------- small helpers
-
-def _is_trainable(param: Tensor | None) -> bool:
-    return param is not None and param.requires_grad
-
-
-def _trainable_direct_params(module: nn.Module) -> list[tuple[str, nn.Parameter]]:
-    return [(name, p) for name, p in module.named_parameters(recurse=False) if p.requires_grad]
-
-
-def _accumulation_dtype(tensor: Tensor) -> torch.dtype:
-    # float32 at least, so that bf16/fp16 activations under autocast are summed accurately
-    return torch.promote_types(tensor.dtype, torch.float32)
-
-
-def _sq_norms(per_sample: Tensor) -> Tensor:
-    """(N, ...) -> (N,) squared Euclidean norm of each sample's slice."""
-    flat = per_sample.reshape(per_sample.shape[0], -1).to(_accumulation_dtype(per_sample))
-    return torch.linalg.vecdot(flat, flat)
-
-
-def _frobenius_dots(a: Tensor, b: Tensor) -> Tensor:
-    """(B, ...) x (B, ...) -> (B,): sum of the elementwise product, without a temporary."""
-    a, b = a.reshape(a.shape[0], 1, -1), b.reshape(b.shape[0], -1, 1)
-    return torch.bmm(a, b).view(-1)
-
-
-def _gram_is_cheaper(gram_cost: float, explicit_cost: float) -> bool:
-    """The Gram-vs-explicit choice; tests replace it to force either branch."""
-    return gram_cost < explicit_cost
-
-
-def _in_chunks(per_sample_fn: Callable[..., Tensor], tensors: Sequence[Tensor],
-               temp_per_sample: int) -> Tensor:
-    """Apply ``per_sample_fn`` to slices of samples so temporaries stay within the inputs' size.
-
-    ``tensors`` share their first (sample) dimension; ``temp_per_sample`` is the number of
-    temporary elements ``per_sample_fn`` allocates per sample.
-    """
-    n_samples = tensors[0].shape[0]
-    budget = TEMP_BUDGET * max(t.numel() for t in tensors)
-    chunk = max(1, budget // max(1, temp_per_sample))
-    if chunk >= n_samples:
-        return per_sample_fn(*tensors)
-    return torch.cat([per_sample_fn(*(t[start:start + chunk] for t in tensors))
-                      for start in range(0, n_samples, chunk)])
-
-
-# ----------------------------------------------------------------------------- Linear
-
-@register_rule(nn.Linear)
-def _linear_sq_norms(linear: nn.Linear, x: Tensor, grad_out: Tensor) -> Tensor:
-    if x.dim() == 2:  # (N, d_in), (N, d_out): rank one, ||dy a^T||^2 = ||dy||^2 ||a||^2
-        grad_sq = _sq_norms(grad_out)
-        weight_sq = _sq_norms(x) * grad_sq if _is_trainable(linear.weight) else 0
-        return weight_sq + grad_sq if _is_trainable(linear.bias) else weight_sq
-    n_samples = x.shape[0]
-    x = x.reshape(n_samples, -1, x.shape[-1]).to(_accumulation_dtype(x))  # (N, T, d_in)
-    grad_out = grad_out.reshape(n_samples, -1, grad_out.shape[-1]).to(x.dtype)  # (N, T, d_out)
-    norms = []
-    if _is_trainable(linear.weight):
-        norms.append(_linear_weight_sq_norms(x, grad_out))
-    if _is_trainable(linear.bias):
-        norms.append(_sq_norms(grad_out.sum(1)))
-    return sum(norms)
-
-
-def _linear_weight_sq_norms(x: Tensor, grad_out: Tensor) -> Tensor:
-    """||sum_t dy_t a_t^T||^2 per sample; x: (N, T, d_in), grad_out: (N, T, d_out)."""
-    positions, d_in, d_out = x.shape[1], x.shape[2], grad_out.shape[2]
-    gram_cost = positions ** 2 * (d_in + d_out + ELEMENTWISE_COST)
-    explicit_cost = d_in * d_out * (positions + SMALL_MATMUL_POSITIONS)
-    if _gram_is_cheaper(gram_cost, explicit_cost):
-        return _in_chunks(_sequence_gram_dots, (x, grad_out), 2 * positions ** 2)
-    return _in_chunks(_sequence_explicit_sq_norms, (x, grad_out), 2 * d_in * d_out)
-
-
-def _sequence_gram_dots(x: Tensor, grad_out: Tensor) -> Tensor:
-    """sum_{t,s} (a_t.a_s)(dy_t.dy_s) per sample."""
-    x_gram = torch.bmm(x, x.transpose(1, 2))  # (N, T, T)
-    grad_gram = torch.bmm(grad_out, grad_out.transpose(1, 2))  # (N, T, T)
-    return _frobenius_dots(x_gram, grad_gram)
-
-
-def _sequence_explicit_sq_norms(x: Tensor, grad_out: Tensor) -> Tensor:
-    return _sq_norms(torch.bmm(grad_out.transpose(1, 2), x))  # (N, d_out, d_in)
-
-
-# ----------------------------------------------------------------------------- Conv2d
-
-@register_rule(nn.Conv2d)
-def _conv2d_sq_norms(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -> Tensor:
-    x = x.to(_accumulation_dtype(x))  # (N, C_in, H, W)
-    grad_out = grad_out.to(x.dtype)  # (N, C_out, H_out, W_out)
-    norms = []
-    if _is_trainable(conv.weight):
-        norms.append(_conv2d_weight_sq_norms(conv, x, grad_out))
-    if _is_trainable(conv.bias):
-        norms.append(_sq_norms(grad_out.sum((2, 3))))
-    return sum(norms)
-
-
-def _conv2d_weight_sq_norms(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -> Tensor:
-    groups = conv.groups
-    c_in, c_out = x.shape[1] // groups, grad_out.shape[1] // groups  # per group
-    kernel = conv.kernel_size[0] * conv.kernel_size[1]
-    positions = grad_out.shape[2] * grad_out.shape[3]
-    phase_pixels = [rows * cols for rows, cols, _ in _phase_windows(conv, *grad_out.shape[2:])]
-    gram_cost = (sum(p ** 2 for p in phase_pixels) * c_in
-                 + positions ** 2 * (c_out + kernel * ELEMENTWISE_COST))
-    explicit_cost = c_in * kernel * c_out * (positions + SMALL_MATMUL_POSITIONS)
-    pad_left, pad_right, pad_top, pad_bottom = conv._reversed_padding_repeated_twice
-    padded = x.shape[1] * (x.shape[2] + pad_top + pad_bottom) * (x.shape[3] + pad_left + pad_right)
-    if _gram_is_cheaper(gram_cost, explicit_cost):
-        temp = groups * (max(phase_pixels) ** 2 + 2 * positions ** 2) + padded
-        return _in_chunks(partial(_conv2d_gram_sq_norms, conv), (x, grad_out), temp)
-    temp = 2 * conv.weight.numel() + (0 if _kernel_pads(conv) else padded)
-    return _in_chunks(partial(_conv2d_explicit_sq_norms, conv), (x, grad_out), temp)
-
-
-def _kernel_pads(conv: nn.Conv2d) -> bool:
-    """Whether the convolution kernels can apply the padding (zeros, same on both sides)."""
-    return conv.padding_mode == "zeros" and not isinstance(conv.padding, str)
-
-
-def _pad_like_conv(conv: nn.Conv2d, x: Tensor) -> Tensor:
-    mode = "constant" if conv.padding_mode == "zeros" else conv.padding_mode
-    return F.pad(x, conv._reversed_padding_repeated_twice, mode=mode)
-
-
-def _conv2d_explicit_sq_norms(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -> Tensor:
-    """Per-sample weight gradients via the weight-gradient kernel with one group per sample."""
-    n_samples, channels_in = x.shape[:2]
-    if _kernel_pads(conv):
-        padding = conv.padding
-    else:
-        x, padding = _pad_like_conv(conv, x), 0  # x: (N, C_in, Hp, Wp)
-    weight_shape = (n_samples * conv.out_channels, channels_in // conv.groups, *conv.kernel_size)
-    weight_grads = torch.nn.grad.conv2d_weight(
-        x.reshape(1, n_samples * channels_in, *x.shape[2:]), weight_shape,
-        grad_out.reshape(1, -1, *grad_out.shape[2:]), stride=conv.stride, padding=padding,
-        dilation=conv.dilation, groups=n_samples * conv.groups)  # (N C_out, C_in / G, kh, kw)
-    return _sq_norms(weight_grads.view(n_samples, -1))
-
-
-def _phase_windows(conv: nn.Conv2d, out_height: int,
-                   out_width: int) -> list[tuple[int, int, list[tuple[int, int, int, int]]]]:
-    """The stride phases of the padded input that the kernel reads, with their kernel offsets.
-
-    Kernel offset (i, j) at output position (y, x) reads padded pixel (s y + d i, s x + d j),
-    which is pixel (y + (d i) // s, x + (d j) // s) of phase ((d i) % s, (d j) % s), the
-    sub-image x[:, :, (d i) % s::s, (d j) % s::s]. For each phase that some offset reads:
-    (rows, cols) of it that are read, and [(phase_y, phase_x, shift_y, shift_x)] per offset.
-    """
-    def by_phase(kernel: int, dilation: int, stride: int) -> dict[int, list[int]]:
-        shifts: dict[int, list[int]] = {}
-        for offset in range(0, kernel * dilation, dilation):
-            shifts.setdefault(offset % stride, []).append(offset // stride)
-        return shifts
-
-    rows_by_phase = by_phase(conv.kernel_size[0], conv.dilation[0], conv.stride[0])
-    cols_by_phase = by_phase(conv.kernel_size[1], conv.dilation[1], conv.stride[1])
-    return [(out_height + max(shifts_y), out_width + max(shifts_x),
-             [(phase_y, phase_x, shift_y, shift_x) for shift_y in shifts_y for shift_x in shifts_x])
-            for phase_y, shifts_y in rows_by_phase.items()
-            for phase_x, shifts_x in cols_by_phase.items()]
-
-
-def _conv2d_gram_sq_norms(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -> Tensor:
-    """sum_{t,s} (p_t.p_s)(dy_t.dy_s), the patch dot products p_t.p_s from pixel Gram matrices.
-
-    Within one stride phase every kernel offset is a shift, so p_t.p_s sums shifted windows of
-    that phase's pixel Gram matrix x^T x over the offsets.
-    """
-    n_samples, groups = x.shape[0], conv.groups
-    x = _pad_like_conv(conv, x)  # (N, C_in, Hp, Wp)
-    out_height, out_width = grad_out.shape[2:]
-    grads = grad_out.reshape(n_samples * groups, -1, out_height * out_width)  # (N G, C_out / G, T)
-    grad_gram = torch.bmm(grads.transpose(1, 2), grads)  # (N G, T, T)
-    patch_gram = torch.zeros_like(grad_gram).view(-1, out_height, out_width, out_height, out_width)
-    stride_y, stride_x = conv.stride
-    for rows, cols, offsets in _phase_windows(conv, out_height, out_width):
-        phase_y, phase_x = offsets[0][:2]
-        phase = x[:, :, phase_y::stride_y, phase_x::stride_x][:, :, :rows, :cols]
-        pixels = phase.reshape(n_samples * groups, -1, rows * cols)  # (N G, C_in / G, P)
-        pixel_gram = torch.bmm(pixels.transpose(1, 2), pixels).view(-1, rows, cols, rows, cols)
-        for _, _, shift_y, shift_x in offsets:
-            window_y = slice(shift_y, shift_y + out_height)
-            window_x = slice(shift_x, shift_x + out_width)
-            patch_gram += pixel_gram[:, window_y, window_x, window_y, window_x]
-    return _frobenius_dots(patch_gram, grad_gram).view(n_samples, groups).sum(1)
-
-
-# ----------------------------------------------------------------------------- normalisation
-
-def _affine_sq_norms(layer: nn.Module, x: Tensor, grad_out: Tensor, mean: Tensor,
-                     rstd: Tensor) -> Tensor:
-    """Affine weight and bias of y = x_hat * w + b with x_hat = (x - mean) * rstd per channel.
-
-    x, grad_out: (N, C, L); mean, rstd: broadcastable to (N, C). The weight gradient
-    sum_l dy * x_hat is rstd * (sum_l dy * x - mean * sum_l dy), which needs no x_hat tensor.
-    """
-    x = x.to(_accumulation_dtype(x))
-    grad_out = grad_out.to(x.dtype)
-    grad_bias = grad_out.sum(2)  # (N, C)
-    norms = []
-    if _is_trainable(layer.weight):
-        grad_dot_x = torch.linalg.vecdot(grad_out, x, dim=2)  # (N, C)
-        norms.append(_sq_norms(rstd * (grad_dot_x - mean * grad_bias)))
-    if _is_trainable(layer.bias):
-        norms.append(_sq_norms(grad_bias))
-    return sum(norms)
-
-
-def _group_norm_capture(norm: nn.GroupNorm, args: tuple,
-                        output: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:
-    """The input, and the (N, G) mean and 1/std that autograd saved for backward, if it did."""
-    node = output.grad_fn
-    return args[0], getattr(node, "_saved_result1", None), getattr(node, "_saved_result2", None)
-
-
-@register_rule(nn.GroupNorm, capture=_group_norm_capture)
-def _group_norm_sq_norms(norm: nn.GroupNorm, saved: tuple[Tensor, Tensor | None, Tensor | None],
-                         grad_out: Tensor) -> Tensor:
-    x, mean, rstd = saved
-    n_samples, channels = x.shape[:2]
-    groups = norm.num_groups
-    if mean is None or rstd is None or mean.shape != (n_samples, groups):
-        var, mean = torch.var_mean(x.reshape(n_samples, groups, -1).to(_accumulation_dtype(x)),
-                                   dim=2, correction=0)  # (N, G)
-        rstd = (var + norm.eps).rsqrt()
-    per_channel = channels // groups
-    rstd = rstd.to(_accumulation_dtype(x)).repeat_interleave(per_channel, dim=1)  # (N, C)
-    mean = mean.to(rstd.dtype).repeat_interleave(per_channel, dim=1)
-    return _affine_sq_norms(norm, x.reshape(n_samples, channels, -1),
-                            grad_out.reshape(n_samples, channels, -1), mean, rstd)
-
-
-def _uses_batch_statistics(module: nn.Module) -> bool:
-    return isinstance(module, nn.modules.batchnorm._BatchNorm) and (
-        module.training or module.running_mean is None)
-
-
-@register_rule(nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
-def _batch_norm_sq_norms(norm: nn.modules.batchnorm._BatchNorm, x: Tensor,
-                         grad_out: Tensor) -> Tensor:
-    n_samples, channels = x.shape[:2]
-    x = x.reshape(n_samples, channels, -1).to(_accumulation_dtype(x))  # (N, C, L)
-    if _uses_batch_statistics(norm):  # approximate: batch statistics held fixed
-        var, mean = torch.var_mean(x, dim=(0, 2), correction=0)  # (C,)
-    else:
-        var, mean = norm.running_var.to(x.dtype), norm.running_mean.to(x.dtype)
-    rstd = (var + norm.eps).rsqrt()
-    return _affine_sq_norms(norm, x, grad_out.reshape(n_samples, channels, -1), mean, rstd)
-
-
-@register_rule(nn.LayerNorm)
-def _layer_norm_sq_norms(norm: nn.LayerNorm, x: Tensor, grad_out: Tensor) -> Tensor:
-    n_samples, features = x.shape[0], math.prod(norm.normalized_shape)
-    x = x.to(_accumulation_dtype(x))
-    x_hat = F.layer_norm(x, norm.normalized_shape, eps=norm.eps)
-    x_hat = x_hat.reshape(n_samples, -1, features)  # (N, positions, features)
-    grad_out = grad_out.reshape(n_samples, -1, features).to(x.dtype)
-    norms = []
-    if _is_trainable(norm.weight):
-        norms.append(_sq_norms(torch.linalg.vecdot(grad_out.transpose(1, 2),
-                                                   x_hat.transpose(1, 2))))  # (N, features)
-    if _is_trainable(norm.bias):
-        norms.append(_sq_norms(grad_out.sum(1)))
-    return sum(norms)
-
-
-# ----------------------------------------------------------------------------- torch.func
-
-def _functional_sq_norms(module: nn.Module, args: tuple, kwargs: dict,
-                         grad_out: Tensor) -> Tensor:
-    """Per-sample gradients of the module's own trainable parameters by vmap(grad(...)).
-
-    The module is re-run on one sample at a time; its gradient w.r.t. its parameters, contracted
-    with that sample's output gradient, is that sample's parameter gradient. Tensor arguments
-    whose first dimension is N are split by sample, all others are shared. Assumes the module
-    treats samples independently.
-    """
-    n_samples = grad_out.shape[0]
-    params = {name: p.detach() for name, p in _trainable_direct_params(module)}
-
-    def batched_dims(value: object) -> int | None:
-        is_batched = isinstance(value, Tensor) and value.dim() > 0 and value.shape[0] == n_samples
-        return 0 if is_batched else None
-
-    args_dims = tuple(batched_dims(a) for a in args)
-    kwargs_dims = {key: batched_dims(v) for key, v in kwargs.items()}
-
-    def as_batch_of_one(value: object, dim: int | None) -> object:
-        return value.unsqueeze(0) if dim == 0 else value
-
-    def output_dot_grad(params: dict, sample_args: tuple, sample_kwargs: dict,
-                        sample_grad: Tensor) -> Tensor:
-        one_args = tuple(as_batch_of_one(a, d) for a, d in zip(sample_args, args_dims))
-        one_kwargs = {k: as_batch_of_one(v, kwargs_dims[k]) for k, v in sample_kwargs.items()}
-        output = functional_call(module, params, one_args, one_kwargs)
-        return (output * sample_grad.unsqueeze(0)).sum()
-
-    detach = lambda value: value.detach() if isinstance(value, Tensor) else value  # noqa: E731
-    per_sample = vmap(grad(output_dot_grad), in_dims=(None, args_dims, kwargs_dims, 0))(
-        params, tuple(map(detach, args)), {k: detach(v) for k, v in kwargs.items()},
-        grad_out.detach())  # {name: (N, *param.shape)}
-    return sum(_sq_norms(g) for g in per_sample.values())
 
 
 # ----------------------------------------------------------------------------- hooks
@@ -482,7 +127,7 @@ class _SqNormHooks:
             else:
                 self._replaying = True
                 try:
-                    norms = _functional_sq_norms(module, *saved, grad_out)
+                    norms = functional_sq_norms(module, *saved, grad_out)
                 finally:
                     self._replaying = False
         previous = self._pass_norms[pass_index]

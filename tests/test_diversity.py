@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from divebatch import diversity
+from divebatch import diversity, sq_norm_rules
 from divebatch.diversity import DiversityMeter, gradient_diversity, per_sample_grad_sq_norms
 
 REL_TOL = 1e-8
@@ -138,7 +138,7 @@ def gram_choice(request, monkeypatch):
     """Run a test with the cost model's choice, and with each branch forced."""
     if request.param != "auto":
         forced = request.param == "gram"
-        monkeypatch.setattr(diversity, "_gram_is_cheaper", lambda gram, explicit: forced)
+        monkeypatch.setattr(sq_norm_rules, "_gram_is_cheaper", lambda gram, explicit: forced)
     return request.param
 
 
@@ -389,7 +389,7 @@ def test_group_norm_rule_without_saved_statistics():
     """The GroupNorm rule recomputes mean and 1/std when autograd did not save them."""
     norm, x, grad_out = nn.GroupNorm(2, 4), torch.randn(3, 4, 5, 5), torch.randn(3, 4, 5, 5)
     output = norm(x.requires_grad_())
-    saved = diversity._group_norm_capture(norm, (x,), output)
+    saved = sq_norm_rules._group_norm_capture(norm, (x,), output)
     assert saved[1] is not None
-    assert_close(diversity._group_norm_sq_norms(norm, (x, None, None), grad_out),
-                 diversity._group_norm_sq_norms(norm, saved, grad_out))
+    assert_close(sq_norm_rules._group_norm_sq_norms(norm, (x, None, None), grad_out),
+                 sq_norm_rules._group_norm_sq_norms(norm, saved, grad_out))
