@@ -32,7 +32,7 @@ from functools import partial
 import torch
 from torch import Tensor, nn
 
-from . import conv_sq_norms  # noqa: F401  (registers the Conv2d rule)
+from . import conv_sq_norms
 from .sq_norm_rules import (RULES, _accumulation_dtype, _trainable_direct_params,
                             _uses_batch_statistics, functional_sq_norms, register_rule)
 
@@ -50,6 +50,9 @@ EPS = 1e-12
 
 
 # ----------------------------------------------------------------------------- hooks
+# Layer type -> (whether a call on this input should fuse, the fused rule): see _SqNormHooks.
+FUSED_RULES = {nn.Conv2d: (conv_sq_norms.fuses_weight_grad, conv_sq_norms.conv2d_fused_sq_norms)}
+
 
 class _SqNormHooks:
     """Hooks that add up every sample's squared gradient norm, layer by layer.
@@ -58,18 +61,27 @@ class _SqNormHooks:
     hook on its output; that hook runs the layer's rule when backward reaches the output.
     Several forward passes (micro-batches), each followed by its own backward, are allowed:
     ``sq_norms`` lists their samples in order. Use as a context manager, or call ``remove()``.
+
+    ``fuse``: layers with a fused rule (``FUSED_RULES``) whose call it suits have their weight
+    frozen during that forward call; their rule then writes the weight's batch gradient into
+    ``weight.grad`` itself (see ``divebatch.conv_sq_norms``).
     """
 
-    def __init__(self, owners: dict[Tensor, tuple[str, nn.Module]]) -> None:
+    def __init__(self, owners: dict[Tensor, tuple[str, nn.Module]], fuse: bool = False) -> None:
         self._pass_norms: list[Tensor | None] = []  # per forward pass: (n_pass,) once measured
         self._in_this_pass: set[nn.Module] = set()
         self._called: set[nn.Module] = set()  # in any pass
-        self._waiting: dict[nn.Module, tuple[int, object]] = {}  # pass, what the capture kept
+        # module -> (pass, what the capture kept, whether its weight gradient is fused)
+        self._waiting: dict[nn.Module, tuple[int, object, bool]] = {}
+        self._frozen: list[nn.Module] = []  # weights frozen for the forward call now running
         self._replaying = False  # inside a torch.func re-run of a module: hooks stay quiet
         self._owners = owners
         layers = dict.fromkeys(module for _, module in owners.values())  # in model order
         self._handles = [layer.register_forward_hook(self._on_forward, with_kwargs=True)
                          for layer in layers]
+        if fuse:
+            self._handles += [layer.register_forward_pre_hook(self._before_forward)
+                              for layer in layers if type(layer) in FUSED_RULES]
 
     def __enter__(self) -> _SqNormHooks:
         return self
@@ -82,6 +94,8 @@ class _SqNormHooks:
             handle.remove()
         self._handles.clear()
         self._waiting.clear()
+        while self._frozen:  # a forward that failed before its forward hook ran
+            self._frozen.pop().weight.requires_grad_(True)
 
     @property
     def sq_norms(self) -> Tensor | None:
@@ -89,7 +103,18 @@ class _SqNormHooks:
         measured = [norms for norms in self._pass_norms if norms is not None]
         return torch.cat(measured) if measured else None
 
+    def _before_forward(self, module: nn.Module, args: tuple) -> None:
+        if self._replaying or not torch.is_grad_enabled() or not args:
+            return
+        if FUSED_RULES[type(module)][0](module, args[0]):
+            module.weight.requires_grad_(False)
+            self._frozen.append(module)
+
     def _on_forward(self, module: nn.Module, args: tuple, kwargs: dict, output: object) -> None:
+        fused = module in self._frozen
+        if fused:
+            self._frozen.remove(module)
+            module.weight.requires_grad_(True)
         if self._replaying or not torch.is_grad_enabled():
             return
         if not isinstance(output, Tensor):
@@ -107,7 +132,7 @@ class _SqNormHooks:
         if output.requires_grad:
             capture, _ = RULES.get(type(module), (None, None))
             saved = (args, kwargs) if capture is None else capture(module, args, output)
-            self._waiting[module] = (len(self._pass_norms) - 1, saved)
+            self._waiting[module] = (len(self._pass_norms) - 1, saved, fused)
             self._handles.append(output.register_hook(partial(self._on_output_grad, module)))
 
     def _start_pass(self) -> None:
@@ -118,10 +143,12 @@ class _SqNormHooks:
     def _on_output_grad(self, module: nn.Module, grad_out: Tensor) -> None:
         if module not in self._waiting:
             return  # a stale output of an earlier pass
-        pass_index, saved = self._waiting.pop(module)
+        pass_index, saved, fused = self._waiting.pop(module)
         with torch.no_grad():
             if grad_out.shape[0] == 0:  # no samples (a process's empty share of a DDP batch)
                 norms = grad_out.new_zeros(0, dtype=_accumulation_dtype(grad_out))
+            elif fused:
+                norms = FUSED_RULES[type(module)][1](module, saved, grad_out)
             elif type(module) in RULES:
                 norms = RULES[type(module)][1](module, saved, grad_out)
             else:
@@ -258,6 +285,12 @@ class DiversityMeter:
     BatchNorm in training mode raises ``ValueError`` unless ``allow_batchnorm=True``, which makes
     the estimate approximate (``approximate`` becomes True; see the module docstring).
 
+    ``fuse_weight_grads`` (default True): on a measured batch, a Conv2d layer whose per-sample
+    weight gradients are formed anyway (``divebatch.conv_sq_norms``) gets its batch weight
+    gradient from their sum, written into ``weight.grad`` by the meter, instead of from autograd:
+    the same value, computed once. Hooks on those weights' gradients do not fire, so pass False
+    under DistributedDataParallel (whose reducer relies on them) or with such hooks.
+
     >>> import torch
     >>> from torch import nn
     >>> model = nn.Linear(4, 2)
@@ -274,7 +307,8 @@ class DiversityMeter:
 
     def __init__(self, model: nn.Module, *, sample_every: int = DEFAULT_SAMPLE_EVERY,
                  reduction: str = "mean", allow_batchnorm: bool = False,
-                 reduce: Callable[[Tensor], Tensor] | None = None) -> None:
+                 reduce: Callable[[Tensor], Tensor] | None = None,
+                 fuse_weight_grads: bool = True) -> None:
         if not isinstance(sample_every, int) or sample_every < 1:
             raise ValueError(f"sample_every should be an int >= 1, but got "
                              f"sample_every={sample_every!r}")
@@ -286,6 +320,7 @@ class DiversityMeter:
         self.reduction = reduction
         self.allow_batchnorm = allow_batchnorm
         self.reduce = reduce  # sums a tensor over processes (all-reduce); None: one process
+        self.fuse_weight_grads = fuse_weight_grads
         self._batchnorms = _batchnorms(model)
         self.approximate = _check_batchnorm(self._batchnorms, allow_batchnorm)
         self._owners = _parameter_owners(model)
@@ -312,7 +347,7 @@ class DiversityMeter:
         hooks = None
         if self.seen_batches % self.sample_every == 0:
             self.approximate |= _check_batchnorm(self._batchnorms, self.allow_batchnorm)
-            hooks = self._hooks = _SqNormHooks(self._owners)
+            hooks = self._hooks = _SqNormHooks(self._owners, fuse=self.fuse_weight_grads)
         try:
             yield
             grads = [p.grad for p in self._params]

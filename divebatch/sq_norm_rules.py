@@ -96,20 +96,26 @@ def _gram_is_cheaper(gram_cost: float, explicit_cost: float) -> bool:
     return gram_cost < explicit_cost
 
 
-def _in_chunks(per_sample_fn: Callable[..., Tensor], tensors: Sequence[Tensor],
-               temp_per_sample: int) -> Tensor:
-    """Apply ``per_sample_fn`` to slices of samples so temporaries stay within the inputs' size.
-
-    ``tensors`` share their first (sample) dimension; ``temp_per_sample`` is the number of
-    temporary elements ``per_sample_fn`` allocates per sample.
-    """
+def sample_chunks(tensors: Sequence[Tensor], temp_per_sample: int) -> list[tuple[Tensor, ...]]:
+    """Slices of samples of ``tensors`` (which share their first dimension) small enough that
+    ``temp_per_sample`` temporary elements per sample stay within ``TEMP_BUDGET`` times the
+    largest of them; one slice (the tensors themselves) when everything fits."""
     n_samples = tensors[0].shape[0]
     budget = TEMP_BUDGET * max(t.numel() for t in tensors)
     chunk = max(1, budget // max(1, temp_per_sample))
     if chunk >= n_samples:
-        return per_sample_fn(*tensors)
-    return torch.cat([per_sample_fn(*(t[start:start + chunk] for t in tensors))
-                      for start in range(0, n_samples, chunk)])
+        return [tuple(tensors)]
+    return [tuple(t[start:start + chunk] for t in tensors) for start in range(0, n_samples, chunk)]
+
+
+def _in_chunks(per_sample_fn: Callable[..., Tensor], tensors: Sequence[Tensor],
+               temp_per_sample: int) -> Tensor:
+    """Apply ``per_sample_fn`` to slices of samples so temporaries stay within the inputs' size
+    (see ``sample_chunks``) and concatenate its (n,) results."""
+    chunks = sample_chunks(tensors, temp_per_sample)
+    if len(chunks) == 1:
+        return per_sample_fn(*chunks[0])
+    return torch.cat([per_sample_fn(*chunk) for chunk in chunks])
 
 
 # ----------------------------------------------------------------------------- Linear

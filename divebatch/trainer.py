@@ -146,6 +146,7 @@ class Trainer:
         self.lr_schedule = make_lr_schedule(config, self.optimizer)
         self.meter = DiversityMeter(self.model, allow_batchnorm=config.norm == "batch",
                                     reduce=self.dist.all_sum,
+                                    fuse_weight_grads=self.dist.world_size == 1,
                                     **({"sample_every": config.measure_every}
                                        if config.measure_every else {}))
         self.shuffle = torch.Generator().manual_seed(config.seed + 1)

@@ -1,0 +1,108 @@
+"""The Conv2d rule's fused path: the meter's batch weight gradients against plain autograd.
+
+Per-sample norms of every Conv2d case are checked against the loop oracle in test_diversity.py;
+here the question is whether a DiversityMeter that freezes conv weights for the forward and
+writes their gradient from the per-sample ones leaves exactly the gradient autograd would have.
+"""
+
+import pytest
+import torch
+from torch import nn
+
+from divebatch import conv_sq_norms, sq_norm_rules
+from divebatch.diversity import DiversityMeter
+from test_diversity import (CONV_CASES, assert_close, conv_model, cross_entropy, float64,  # noqa: F401
+                            image_batch, loop_oracle)
+
+
+@pytest.fixture
+def fused_calls(monkeypatch):
+    """Count calls of the fused rule; the cost model always prefers the explicit path."""
+    monkeypatch.setattr(sq_norm_rules, "_gram_is_cheaper", lambda gram, explicit: False)
+    calls = []
+    fused_rule = conv_sq_norms.conv2d_fused_sq_norms
+
+    def counting(conv, x, grad_out):
+        calls.append(conv)
+        return fused_rule(conv, x, grad_out)
+    from divebatch import diversity
+    monkeypatch.setitem(diversity.FUSED_RULES, nn.Conv2d,
+                        (conv_sq_norms.fuses_weight_grad, counting))
+    return calls
+
+
+def plain_gradients(model, inputs, targets):
+    model.zero_grad()
+    cross_entropy(model(inputs), targets).mean().backward()
+    return [p.grad.clone() for p in model.parameters()]
+
+
+def metered_gradients(model, inputs, targets, **meter_kwargs):
+    model.zero_grad()
+    meter = DiversityMeter(model, **meter_kwargs)
+    with meter.track(len(inputs)):
+        cross_entropy(model(inputs), targets).mean().backward()
+    return [p.grad.clone() for p in model.parameters()], meter
+
+
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_fused_gradients_and_diversity_match_autograd_and_oracle(case, fused_calls):
+    model, (inputs, targets) = conv_model(**CONV_CASES[case]), image_batch()
+    expected_grads = plain_gradients(model, inputs, targets)
+    grads, meter = metered_gradients(model, inputs, targets)
+    assert fused_calls == [model[3]]  # the stem's input needs no gradient: not fused
+    for got, expected in zip(grads, expected_grads):
+        assert_close(got, expected)
+    sq_norms, grad_sum = loop_oracle(model, cross_entropy, inputs, targets)
+    assert_close(meter.diversity(), sq_norms.sum() / sum(g.square().sum() for g in grad_sum))
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_no_fusion_when_turned_off(fused_calls):
+    model, (inputs, targets) = conv_model(kernel_size=3, padding=1), image_batch()
+    expected_grads = plain_gradients(model, inputs, targets)
+    grads, _ = metered_gradients(model, inputs, targets, fuse_weight_grads=False)
+    assert fused_calls == []
+    for got, expected in zip(grads, expected_grads):
+        assert_close(got, expected)
+
+
+def test_fused_micro_batches_and_chunks_accumulate(fused_calls, monkeypatch):
+    monkeypatch.setattr(sq_norm_rules, "TEMP_BUDGET", 0)  # one sample per chunk
+    model, (inputs, targets) = conv_model(kernel_size=3, stride=2, padding=1), image_batch(6)
+    expected_grads = plain_gradients(model, inputs, targets)
+    model.zero_grad(set_to_none=False)  # the fused rule adds into an existing gradient
+    meter = DiversityMeter(model)
+    with meter.track(6):
+        for part in (slice(0, 4), slice(4, 6)):
+            (cross_entropy(model(inputs[part]), targets[part]).sum() / 6).backward()
+    assert len(fused_calls) == 2
+    for got, expected in zip([p.grad for p in model.parameters()], expected_grads):
+        assert_close(got, expected)
+
+
+def test_failed_forward_unfreezes_the_weight(fused_calls):
+    model, (inputs, _) = conv_model(kernel_size=3, padding=1), image_batch()
+    model[4].register_forward_hook(lambda *args: (_ for _ in ()).throw(RuntimeError("boom")))
+    meter = DiversityMeter(model)
+    with pytest.raises(RuntimeError, match="boom"), meter.track(len(inputs)):
+        model(inputs)
+    assert all(p.requires_grad for p in model.parameters())
+
+
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_output_size_matches_the_convolution(case):
+    conv = nn.Conv2d(4, 8, **CONV_CASES[case])
+    for height, width in ((6, 6), (7, 5)):
+        output = conv(torch.zeros(1, 4, height, width))
+        assert conv_sq_norms._output_size(conv, height, width) == tuple(output.shape[2:])
+
+
+def test_fusion_needs_an_input_gradient_and_a_shared_dtype(fused_calls):
+    conv = nn.Conv2d(3, 4, 3)
+    x = torch.randn(2, 3, 6, 6)
+    assert not conv_sq_norms.fuses_weight_grad(conv, x)
+    assert conv_sq_norms.fuses_weight_grad(conv, x.requires_grad_())
+    assert not conv_sq_norms.fuses_weight_grad(conv, x.float())
+    conv.weight.requires_grad_(False)
+    assert not conv_sq_norms.fuses_weight_grad(conv, x)
