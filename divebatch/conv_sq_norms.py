@@ -1,10 +1,11 @@
 """The ``nn.Conv2d`` rule (any stride, padding, dilation, groups, padding mode).
 
-Two exact ways, whichever the layer's shapes make cheaper: the explicit one runs the
+Three exact ways, whichever the layer's shapes make cheapest: the explicit one runs the
 convolution weight-gradient kernel with one group per sample, forming every sample's weight
-gradient; the Gram one gets the patch Gram matrix from pixel Gram matrices x^T x of the padded
-input's stride phases, summed over the kernel offsets. Neither path unfolds the input into
-patches (which would copy it kernel-size times).
+gradient; the pixel-Gram one gets the patch Gram matrix from pixel Gram matrices x^T x of the
+padded input's stride phases, summed over the kernel offsets, without unfolding the input into
+patches (which would copy it kernel-size times); the unfold-Gram one does unfold it, which pays
+on small images, where the number of operations matters more than their size.
 
 Fused: a ``DiversityMeter`` may freeze a layer's weight for one forward call when the explicit
 path will serve it (``fuses_weight_grad``); the backward pass then skips that weight's gradient
@@ -15,13 +16,15 @@ explicit path then costs only its excess over the ordinary weight gradient.
 from __future__ import annotations
 
 from functools import partial
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import sq_norm_rules as rules
-from .sq_norm_rules import (ELEMENTWISE_COST, SMALL_MATMUL_POSITIONS, _accumulation_dtype,
+from .sq_norm_rules import (ELEMENTWISE_COST, OPERATION_COST, SMALL_MATMUL_POSITIONS,
+                            _accumulation_dtype,
                             _frobenius_dots, _in_chunks, _is_trainable, _sq_norms,
                             register_rule, sample_chunks)
 
@@ -38,18 +41,35 @@ def _conv2d_sq_norms(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -> Tensor:
     return sum(norms)
 
 
-def _weight_costs(conv: nn.Conv2d, channels_in: int, out_height: int,
-                  out_width: int) -> tuple[float, float, float]:
-    """Per-sample multiply-adds of (Gram path, explicit path, the batch weight gradient)."""
+class PathCosts(NamedTuple):
+    """Multiply-adds per sample of each way to the weight's per-sample norms, and of the batch
+    weight gradient that autograd computes anyway."""
+    pixel_gram: float
+    unfold_gram: float
+    explicit: float
+    weight_grad: float
+
+    @property
+    def gram(self) -> float:
+        return min(self.pixel_gram, self.unfold_gram)
+
+
+def _weight_costs(conv: nn.Conv2d, n_samples: int, channels_in: int, out_height: int,
+                  out_width: int) -> PathCosts:
     groups = conv.groups
     c_in, c_out = channels_in // groups, conv.out_channels // groups  # per group
     kernel = conv.kernel_size[0] * conv.kernel_size[1]
     positions = out_height * out_width
-    phase_pixels = [rows * cols for rows, cols, _ in _phase_windows(conv, out_height, out_width)]
-    gram = (sum(p ** 2 for p in phase_pixels) * c_in
-            + positions ** 2 * (c_out + kernel * ELEMENTWISE_COST))
+    phases = _phase_windows(conv, out_height, out_width)
+    per_op = OPERATION_COST / max(n_samples, 1)
+    grad_gram = positions ** 2 * c_out
+    pixel_gram = (sum((rows * cols) ** 2 for rows, cols, _ in phases) * c_in + grad_gram
+                  + positions ** 2 * kernel * ELEMENTWISE_COST
+                  + per_op * (6 + 5 * len(phases) + 2 * kernel))
+    unfold_gram = (positions ** 2 * c_in * kernel + grad_gram
+                   + c_in * kernel * positions * ELEMENTWISE_COST + per_op * 6)
     explicit = c_in * kernel * c_out * (positions + SMALL_MATMUL_POSITIONS)
-    return gram, explicit, c_in * kernel * c_out * positions
+    return PathCosts(pixel_gram, unfold_gram, explicit, c_in * kernel * c_out * positions)
 
 
 def _padded_size(conv: nn.Conv2d, x: Tensor) -> int:
@@ -63,15 +83,19 @@ def _explicit_temp(conv: nn.Conv2d, x: Tensor) -> int:
 
 
 def _conv2d_weight_sq_norms(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -> Tensor:
-    gram_cost, explicit_cost, _ = _weight_costs(conv, x.shape[1], *grad_out.shape[2:])
-    if rules._gram_is_cheaper(gram_cost, explicit_cost):
-        positions = grad_out.shape[2] * grad_out.shape[3]
-        phase_pixels = [rows * cols for rows, cols, _ in _phase_windows(conv, *grad_out.shape[2:])]
-        temp = (conv.groups * (max(phase_pixels) ** 2 + 2 * positions ** 2)
-                + _padded_size(conv, x))
-        return _in_chunks(partial(_conv2d_gram_sq_norms, conv), (x, grad_out), temp)
-    return _in_chunks(partial(_conv2d_explicit_sq_norms, conv), (x, grad_out),
-                      _explicit_temp(conv, x))
+    costs = _weight_costs(conv, *x.shape[:2], *grad_out.shape[2:])
+    if not rules._gram_is_cheaper(costs.gram, costs.explicit):
+        return _in_chunks(partial(_conv2d_explicit_sq_norms, conv), (x, grad_out),
+                          _explicit_temp(conv, x))
+    positions = grad_out.shape[2] * grad_out.shape[3]
+    grams = 2 * conv.groups * positions ** 2
+    if costs.unfold_gram < costs.pixel_gram:
+        patches = conv.weight[0].numel() * conv.groups * positions
+        return _in_chunks(partial(_conv2d_unfold_gram_sq_norms, conv), (x, grad_out),
+                          patches + grams + _padded_size(conv, x))
+    phase_pixels = [rows * cols for rows, cols, _ in _phase_windows(conv, *grad_out.shape[2:])]
+    temp = conv.groups * max(phase_pixels) ** 2 + grams + _padded_size(conv, x)
+    return _in_chunks(partial(_conv2d_gram_sq_norms, conv), (x, grad_out), temp)
 
 
 # ----------------------------------------------------------------------------- fused
@@ -88,9 +112,8 @@ def fuses_weight_grad(conv: nn.Conv2d, x: Tensor) -> bool:
     if not (_is_trainable(conv.weight) and x.requires_grad and x.dtype == conv.weight.dtype
             and x.dim() == 4):
         return False
-    gram_cost, explicit_cost, weight_grad_cost = _weight_costs(
-        conv, x.shape[1], *_output_size(conv, x.shape[2], x.shape[3]))
-    return not rules._gram_is_cheaper(gram_cost, explicit_cost - weight_grad_cost)
+    costs = _weight_costs(conv, *x.shape[:2], *_output_size(conv, x.shape[2], x.shape[3]))
+    return not rules._gram_is_cheaper(costs.gram, costs.explicit - costs.weight_grad)
 
 
 def _output_size(conv: nn.Conv2d, height: int, width: int) -> tuple[int, int]:
@@ -166,6 +189,24 @@ def _conv2d_per_sample_weight_grads(conv: nn.Conv2d, x: Tensor, grad_out: Tensor
     return weight_grads.unflatten(0, (n_samples, conv.out_channels))
 
 
+def _conv2d_unfold_gram_sq_norms(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -> Tensor:
+    """sum_{t,s} (p_t.p_s)(dy_t.dy_s) from the unfolded patches p_t: kernel-size copies of the
+    input, but only a handful of operations, which is what counts on small images."""
+    n_samples, groups = x.shape[0], conv.groups
+    if _kernel_pads(conv):
+        padding = conv.padding
+    else:
+        x, padding = _pad_like_conv(conv, x), 0
+    patches = F.unfold(x, conv.kernel_size, dilation=conv.dilation, padding=padding,
+                       stride=conv.stride)  # (N, C_in kh kw, T), channels outermost
+    positions = patches.shape[2]
+    patches = patches.view(n_samples * groups, -1, positions)  # (N G, C_in / G kh kw, T)
+    patch_gram = torch.bmm(patches.transpose(1, 2), patches)  # (N G, T, T)
+    grads = grad_out.reshape(n_samples * groups, -1, positions)  # (N G, C_out / G, T)
+    grad_gram = torch.bmm(grads.transpose(1, 2), grads)
+    return _frobenius_dots(patch_gram, grad_gram).view(n_samples, groups).sum(1)
+
+
 def _phase_windows(conv: nn.Conv2d, out_height: int,
                    out_width: int) -> list[tuple[int, int, list[tuple[int, int, int, int]]]]:
     """The stride phases of the padded input that the kernel reads, with their kernel offsets.
@@ -200,7 +241,7 @@ def _conv2d_gram_sq_norms(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -> Tenso
     out_height, out_width = grad_out.shape[2:]
     grads = grad_out.reshape(n_samples * groups, -1, out_height * out_width)  # (N G, C_out / G, T)
     grad_gram = torch.bmm(grads.transpose(1, 2), grads)  # (N G, T, T)
-    patch_gram = torch.zeros_like(grad_gram).view(-1, out_height, out_width, out_height, out_width)
+    patch_gram = None  # (N G, H_out, W_out, H_out, W_out)
     stride_y, stride_x = conv.stride
     for rows, cols, offsets in _phase_windows(conv, out_height, out_width):
         phase_y, phase_x = offsets[0][:2]
@@ -210,5 +251,7 @@ def _conv2d_gram_sq_norms(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -> Tenso
         for _, _, shift_y, shift_x in offsets:
             window_y = slice(shift_y, shift_y + out_height)
             window_x = slice(shift_x, shift_x + out_width)
-            patch_gram += pixel_gram[:, window_y, window_x, window_y, window_x]
+            window = pixel_gram[:, window_y, window_x, window_y, window_x]
+            patch_gram = window.clone() if patch_gram is None else patch_gram.add_(window)
     return _frobenius_dots(patch_gram, grad_gram).view(n_samples, groups).sum(1)
+

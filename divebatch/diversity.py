@@ -101,7 +101,9 @@ class _SqNormHooks:
     def sq_norms(self) -> Tensor | None:
         """(samples of all measured passes,) ||g_i||^2, or None before any backward."""
         measured = [norms for norms in self._pass_norms if norms is not None]
-        return torch.cat(measured) if measured else None
+        if len(measured) <= 1:
+            return measured[0] if measured else None
+        return torch.cat(measured)
 
     def _before_forward(self, module: nn.Module, args: tuple) -> None:
         if self._replaying or not torch.is_grad_enabled() or not args:
@@ -368,8 +370,9 @@ class DiversityMeter:
             if len(sq_norms) != samples:
                 raise ValueError(f"the model's layers saw {len(sq_norms)} samples, but got "
                                  f"samples={samples}")
-            self._sq_norm_sum = self._sq_norm_sum.to(sq_norms.device)
-            self._sq_norm_sum += sq_norms.double().sum() * scale ** 2
+            if self._sq_norm_sum.device != sq_norms.device:
+                self._sq_norm_sum = self._sq_norm_sum.to(sq_norms.device)
+            self._sq_norm_sum.add_(torch.sum(sq_norms, dtype=torch.float64), alpha=scale ** 2)
         self.measured_batches += 1
         self.samples_measured += batch_size
 

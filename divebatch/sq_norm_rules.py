@@ -17,7 +17,7 @@ at once, and for most layers they never exist at all:
   the module re-run on one sample at a time) for those parameters only.
 
 Temporaries are computed in chunks of samples so that they stay within ``TEMP_BUDGET`` times
-the layer's own input or output. Frozen parameters (``requires_grad=False``) are ignored.
+the layer's own input or output (or ``MIN_TEMP_ELEMENTS``). Frozen parameters (``requires_grad=False``) are ignored.
 """
 
 from __future__ import annotations
@@ -36,9 +36,15 @@ ELEMENTWISE_COST = 20
 # ...and a per-sample matrix product whose inner dimension (positions) is small runs far below
 # peak: it is charged this many positions more than it has.
 SMALL_MATMUL_POSITIONS = 64
+# The fixed cost of one tensor operation (dispatch, allocation), in multiply-adds per batch: about
+# 10 us of CPU time. It decides between paths only where the tensors are tiny.
+OPERATION_COST = 200_000
 # Chunks of samples keep the temporaries of a rule within this many times the larger of the
-# layer's input and output.
+# layer's input and output...
 TEMP_BUDGET = 2
+# ...or within this many elements (16 MiB of float32), if that is more: small layers are not
+# split, since every chunk costs a round of operations and memory is no concern there.
+MIN_TEMP_ELEMENTS = 2 ** 22
 
 
 def _layer_input(layer: nn.Module, args: tuple, output: Tensor) -> Tensor:
@@ -99,9 +105,10 @@ def _gram_is_cheaper(gram_cost: float, explicit_cost: float) -> bool:
 def sample_chunks(tensors: Sequence[Tensor], temp_per_sample: int) -> list[tuple[Tensor, ...]]:
     """Slices of samples of ``tensors`` (which share their first dimension) small enough that
     ``temp_per_sample`` temporary elements per sample stay within ``TEMP_BUDGET`` times the
-    largest of them; one slice (the tensors themselves) when everything fits."""
+    largest of them (or ``MIN_TEMP_ELEMENTS``); one slice (the tensors themselves) when
+    everything fits."""
     n_samples = tensors[0].shape[0]
-    budget = TEMP_BUDGET * max(t.numel() for t in tensors)
+    budget = max(TEMP_BUDGET * max(t.numel() for t in tensors), MIN_TEMP_ELEMENTS)
     chunk = max(1, budget // max(1, temp_per_sample))
     if chunk >= n_samples:
         return [tuple(tensors)]
@@ -123,9 +130,7 @@ def _in_chunks(per_sample_fn: Callable[..., Tensor], tensors: Sequence[Tensor],
 @register_rule(nn.Linear)
 def _linear_sq_norms(linear: nn.Linear, x: Tensor, grad_out: Tensor) -> Tensor:
     if x.dim() == 2:  # (N, d_in), (N, d_out): rank one, ||dy a^T||^2 = ||dy||^2 ||a||^2
-        grad_sq = _sq_norms(grad_out)
-        weight_sq = _sq_norms(x) * grad_sq if _is_trainable(linear.weight) else 0
-        return weight_sq + grad_sq if _is_trainable(linear.bias) else weight_sq
+        return _linear_2d_sq_norms(linear, x, grad_out)
     n_samples = x.shape[0]
     x = x.reshape(n_samples, -1, x.shape[-1]).to(_accumulation_dtype(x))  # (N, T, d_in)
     grad_out = grad_out.reshape(n_samples, -1, grad_out.shape[-1]).to(x.dtype)  # (N, T, d_out)
@@ -135,6 +140,21 @@ def _linear_sq_norms(linear: nn.Linear, x: Tensor, grad_out: Tensor) -> Tensor:
     if _is_trainable(linear.bias):
         norms.append(_sq_norms(grad_out.sum(1)))
     return sum(norms)
+
+
+def _linear_2d_sq_norms(linear: nn.Linear, x: Tensor, grad_out: Tensor) -> Tensor:
+    """(||a_i||^2 + 1) ||dy_i||^2 with a bias, in as few operations as possible: small MLPs
+    measure every step, and there each operation costs more than its arithmetic."""
+    if x.dtype != grad_out.dtype or x.dtype not in (torch.float32, torch.float64):
+        x = x.to(_accumulation_dtype(x))
+        grad_out = grad_out.to(x.dtype)
+    grad_sq = torch.linalg.vecdot(grad_out, grad_out)  # (N,)
+    if not _is_trainable(linear.weight):
+        return grad_sq
+    input_sq = torch.linalg.vecdot(x, x)
+    if _is_trainable(linear.bias):
+        input_sq.add_(1)
+    return input_sq.mul_(grad_sq)
 
 
 def _linear_weight_sq_norms(x: Tensor, grad_out: Tensor) -> Tensor:

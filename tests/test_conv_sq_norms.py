@@ -106,3 +106,31 @@ def test_fusion_needs_an_input_gradient_and_a_shared_dtype(fused_calls):
     assert not conv_sq_norms.fuses_weight_grad(conv, x.float())
     conv.weight.requires_grad_(False)
     assert not conv_sq_norms.fuses_weight_grad(conv, x)
+
+
+def weight_sq_norms_by_loop(conv, x, grad_out):
+    """||d/dW sum(conv(x_i) * grad_out_i)||^2 for each sample i, one at a time."""
+    return torch.stack([
+        torch.autograd.grad((conv(x[i:i + 1]) * grad_out[i:i + 1]).sum(), conv.weight)[0]
+        .square().sum() for i in range(len(x))])
+
+
+@pytest.mark.parametrize("path", ["_conv2d_explicit_sq_norms", "_conv2d_gram_sq_norms",
+                                  "_conv2d_unfold_gram_sq_norms"])
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_every_weight_path_matches_the_loop(case, path):
+    conv = nn.Conv2d(4, 8, bias=False, **{k: v for k, v in CONV_CASES[case].items()
+                                          if k != "bias"})
+    x = torch.randn(5, 4, 7, 6)
+    grad_out = torch.randn_like(conv(x))
+    expected = weight_sq_norms_by_loop(conv, x, grad_out)
+    with torch.no_grad():
+        assert_close(getattr(conv_sq_norms, path)(conv, x, grad_out), expected)
+
+
+def test_cost_model_picks_unfold_on_small_images_and_pixel_gram_on_larger():
+    conv = nn.Conv2d(64, 64, 3, stride=2, padding=1)
+    small = conv_sq_norms._weight_costs(conv, 64, 64, 2, 2)  # digits CNN: 4x4 input
+    larger = conv_sq_norms._weight_costs(conv, 128, 64, 8, 8)  # CIFAR CNN: 16x16 input
+    assert small.unfold_gram < small.pixel_gram < small.explicit
+    assert larger.pixel_gram < larger.unfold_gram < larger.explicit
