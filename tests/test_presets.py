@@ -1,6 +1,8 @@
 """Presets, method variants, races and the RunConfig <-> URL query encoding."""
 
 import dataclasses
+import json
+import math
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -10,6 +12,9 @@ from divebatch.links import config_from_query, config_to_query
 from divebatch.presets import (IMAGE_PROBLEMS, PRESETS, SYNTHETIC_PROBLEMS, paper_config,
                                presets_for, race_configs, race_sorted, variant_of,
                                with_variant)
+from test_images import make_cifar10_binary
+
+from conftest import run_cli
 
 
 @pytest.mark.parametrize("key", sorted(PRESETS))
@@ -130,3 +135,23 @@ def test_every_field_type_round_trips():
                    problem="digits")
     config = dataclasses.replace(RunConfig(), **changed)
     assert config_from_query(config_to_query(config)) == config
+
+
+@pytest.mark.slow
+def test_cifar10_small_preset_runs_end_to_end_on_cpu(tmp_path):
+    """The scaled-down paper recipe (ResNet-18 with GroupNorm, augmentation, cosine schedule,
+    DiveBatch measuring every epoch) on files in the official CIFAR-10 binary format, through
+    the CLI; only the sizes shrink so that it fits a CPU test."""
+    make_cifar10_binary(tmp_path)
+    started = run_cli("run", "--preset", "cifar10_small", "--data-dir", str(tmp_path),
+                      "--n-samples", "32", "--epochs", "2", "--resize-every", "1",
+                      "--batch-size", "16", "--max-batch-size", "32", "--device", "cpu")
+    assert started.returncode == 0, started.stderr
+    run_id = started.stdout.split()[-1]
+    assert "status=completed epochs=2" in started.stdout + started.stderr
+    shown = run_cli("show", run_id).stdout
+    assert "model = 'resnet18'" in shown and "schedule = 'cosine'" in shown
+    records = json.loads(run_cli("export", run_id, "--format", "json").stdout)["records"]
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert all(math.isfinite(r["diversity"]) and r["diversity"] > 0 for r in records)
+    assert records[0]["batch_size"] == 16 and records[1]["lr"] < records[0]["lr"]
