@@ -42,7 +42,7 @@ __all__ = ["DiversityMeter", "gradient_diversity", "per_sample_grad_sq_norms", "
 # DiversityMeter measures every batch by default. Per-sample squared norms are heavy-tailed once
 # training fits most samples (on the digits CNN the top 1 % of samples hold up to 80 % of S), so
 # measuring every k-th batch missed the every-batch Delta_hat by 12-25 % already at k = 2-4
-# (benchmarks/diversity_sampling.py, docs/performance.md); larger k is a speed knob, not a default.
+# (benchmarks/diversity_sampling.py, README "Performance"); larger k is a speed knob, not a default.
 DEFAULT_SAMPLE_EVERY = 1
 # How DiversityMeter scales S over measured batches up to all batches (see its docstring).
 ESTIMATORS = ("ratio", "count")
@@ -266,37 +266,6 @@ def gradient_diversity(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Ten
     return float(sq_norms.double().sum() / grad_sq_norm)
 
 
-class _OutputGradSqSum:
-    """sum_i ||dL/d(output_i)||^2 over one batch, from a hook on the model's output (summed
-    over the forward passes of micro-batches); ``total`` is None if the output was not one
-    tensor that requires grad, or backward never reached it."""
-
-    def __init__(self, model: nn.Module) -> None:
-        self.total: Tensor | None = None
-        self._usable = True
-        self._handles = [model.register_forward_hook(self._on_forward)]
-
-    def _on_forward(self, module: nn.Module, args: tuple, output: object) -> None:
-        if not torch.is_grad_enabled():
-            return
-        if not isinstance(output, Tensor) or not output.requires_grad:
-            self._usable = False
-            return
-        self._handles.append(output.register_hook(self._on_grad))
-
-    def _on_grad(self, grad: Tensor) -> None:
-        with torch.no_grad():
-            part = torch.linalg.vector_norm(grad, dtype=torch.float64).square()
-            self.total = part if self.total is None else self.total + part
-
-    def remove(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
-        if not self._usable:
-            self.total = None
-
-
 class DiversityMeter:
     """Running epoch estimate Delta_hat = S / (||G||^2 + EPS) along the training trajectory.
 
@@ -308,15 +277,16 @@ class DiversityMeter:
     With ``sample_every`` > 1, S over the measured batches is scaled up to all batches by
     ``estimator``:
 
-    - "ratio" (default): by C_seen / C_measured, where C sums c_i = ||dL/d(output_i)||^2, the
-      per-sample squared gradient of the loss w.r.t. the model's output, taken from one hook on
-      the output in every batch. Both S and C are dominated by the same few badly fitted
-      samples, so this ratio estimator (Cochran, Sampling Techniques, ch. 6) follows them where
-      the count ratio misses them: on the digits CNN it cut the error against the every-batch
-      Delta_hat about threefold (``benchmarks/diversity_sampling.py``). Consistent, with a bias
-      of order 1 / measured samples; falls back to "count" when the model's output is not one
-      tensor that requires grad.
+    - "ratio" (default): by C_seen / C_measured, where C sums ||G_b||^2, the squared norm of
+      each batch's gradient, read from ``param.grad`` of every batch (one fused norm). A few
+      badly fitted samples dominate both S_b and ||G_b||^2 of the batches they fall in, so
+      this ratio estimator (Cochran, Sampling Techniques, ch. 6) follows them where the count
+      ratio misses them: on the digits CNN it cut the error against the every-batch Delta_hat
+      three- to tenfold (``benchmarks/diversity_sampling.py``). Consistent, with a bias of
+      order 1 / measured batches.
     - "count": by samples seen / samples measured: unbiased over random batch orders.
+
+    Change ``sample_every`` only right after ``reset()``.
 
     ``reduction`` says how the batch loss combines per-sample losses: "mean" (then
     ``param.grad`` is sum_i g_i / B and the hooks see g_i / B; both are rescaled) or "sum".
@@ -328,8 +298,7 @@ class DiversityMeter:
     accumulated ``param.grad``, and S sums the norms of every pass. Several processes
     (DistributedDataParallel): each runs ``samples`` of the batch, ``param.grad`` must be the
     gradient of the whole batch's loss (DDP summing, not averaging, the processes' gradients,
-    see ``divebatch.distributed``), and ``reduce`` sums S (and C) over processes in
-    ``diversity()``.
+    see ``divebatch.distributed``), and ``reduce`` sums S over processes in ``diversity()``.
     BatchNorm in training mode raises ``ValueError`` unless ``allow_batchnorm=True``, which makes
     the estimate approximate (``approximate`` becomes True; see the module docstring).
 
@@ -388,9 +357,9 @@ class DiversityMeter:
         self.samples_measured = 0
         self._sq_norm_sum = torch.zeros((), dtype=torch.float64)  # S over measured samples
         self._grad_sum = [torch.zeros_like(p) for p in self._params]  # G, one per parameter
-        # C over all batches and over measured ones (estimator "ratio"); None: not available
-        self._proxy_sums: tuple[Tensor, Tensor] | None = (
-            torch.zeros((), dtype=torch.float64), torch.zeros((), dtype=torch.float64))
+        # C = sum of ||G_b||^2 over all batches and over measured ones (estimator "ratio")
+        self._batch_grad_sq_sums = (torch.zeros((), dtype=torch.float64),
+                                    torch.zeros((), dtype=torch.float64))
 
     @contextmanager
     def track(self, batch_size: int, *, samples: int | None = None) -> Iterator[None]:
@@ -403,7 +372,6 @@ class DiversityMeter:
         if self.seen_batches % self.sample_every == 0:
             self.approximate |= _check_batchnorm(self._batchnorms, self.allow_batchnorm)
             hooks = self._hooks = _SqNormHooks(self._owners, fuse=self.fuse_weight_grads)
-        proxy = _OutputGradSqSum(self.model) if self._uses_proxy() else None
         try:
             yield
             grads = [p.grad for p in self._params]
@@ -412,30 +380,26 @@ class DiversityMeter:
                 hooks.check_grads_seen(self._params, grads)
                 self._add_sq_norms(hooks.sq_norms, batch_size,
                                    batch_size if samples is None else samples, scale)
-            if proxy is not None:
-                self._add_proxy(proxy.total, measured=hooks is not None, scale=scale)
+            if self.estimator == "ratio" and self.sample_every > 1:
+                self._add_batch_grad_sq(grads, measured=hooks is not None, scale=scale)
             self._add_grad_sum(grads, scale)
             self.seen_batches += 1
             self.samples_seen += batch_size
         finally:
-            if proxy is not None:
-                proxy.remove()
             self.detach()
 
-    def _uses_proxy(self) -> bool:
-        return (self.estimator == "ratio" and self.sample_every > 1
-                and self._proxy_sums is not None)
-
-    def _add_proxy(self, total: Tensor | None, measured: bool, scale: int) -> None:
-        if total is None:  # this batch gave no proxy: the epoch falls back to "count"
-            self._proxy_sums = None
+    def _add_batch_grad_sq(self, grads: list[Tensor | None], measured: bool,
+                           scale: int) -> None:
+        present = [g for g in grads if g is not None]
+        if not present:
             return
-        seen, measured_sum = (t if t.device == total.device else t.to(total.device)
-                              for t in self._proxy_sums)
-        seen.add_(total, alpha=scale ** 2)
+        grad_sq = torch.stack(torch._foreach_norm(present)).square().sum()
+        seen, measured_sum = (t if t.device == grad_sq.device else t.to(grad_sq.device)
+                              for t in self._batch_grad_sq_sums)
+        seen.add_(grad_sq, alpha=scale ** 2)
         if measured:
-            measured_sum.add_(total, alpha=scale ** 2)
-        self._proxy_sums = (seen, measured_sum)
+            measured_sum.add_(grad_sq, alpha=scale ** 2)
+        self._batch_grad_sq_sums = (seen, measured_sum)
 
     def _add_sq_norms(self, sq_norms: Tensor | None, batch_size: int, samples: int,
                       scale: int) -> None:
@@ -466,17 +430,12 @@ class DiversityMeter:
 
     def _estimated_sq_norm_sum(self) -> float:
         """S over all samples seen, from S over the measured ones (see ``estimator``)."""
-        use_proxy = self.estimator == "ratio" and self._proxy_sums is not None
-        sums = self._sq_norm_sum.view(1)
-        if use_proxy:
-            sums = torch.stack([self._sq_norm_sum, *(t.to(self._sq_norm_sum.device)
-                                                     for t in self._proxy_sums)])
-        if self.reduce is not None:
-            sums = self.reduce(sums)
-        measured, *proxy = sums.tolist()
-        if use_proxy and proxy[1] > 0:
-            return measured * proxy[0] / proxy[1]
-        return measured * self.samples_seen / self.samples_measured
+        measured = self._sq_norm_sum if self.reduce is None else self.reduce(self._sq_norm_sum)
+        # G_b is the whole batch's gradient on every process: C needs no reduction
+        grad_sq_seen, grad_sq_measured = (float(t) for t in self._batch_grad_sq_sums)
+        if self.estimator == "ratio" and grad_sq_measured > 0:
+            return float(measured) * grad_sq_seen / grad_sq_measured
+        return float(measured) * self.samples_seen / self.samples_measured
 
     def detach(self) -> None:
         """Remove every hook this meter placed (only a measured batch has any)."""
