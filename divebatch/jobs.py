@@ -152,14 +152,22 @@ def follow_run(store: RunStore, run_id: int) -> None:
 
 
 def max_workers() -> int:
-    """Runs at once: $DIVEBATCH_MAX_WORKERS, else one per GPU, else cores - 1 (at least 1)."""
+    """Worker processes at once: $DIVEBATCH_MAX_WORKERS, else one per GPU, else cores - 1
+    (at least 1). A run with nproc = N counts N times."""
     configured = os.environ.get("DIVEBATCH_MAX_WORKERS", "")
     if configured.isdigit() and int(configured) >= 1:
         return int(configured)
+    return len(gpu_ids()) or max(1, (os.cpu_count() or 2) - 1)
+
+
+def gpu_ids() -> list[str]:
+    """The GPUs workers may be given, as CUDA_VISIBLE_DEVICES entries: those this process's
+    CUDA_VISIBLE_DEVICES names, else 0 .. count - 1; none without CUDA."""
     import torch
-    if torch.cuda.is_available():
-        return torch.cuda.device_count()
-    return max(1, (os.cpu_count() or 2) - 1)
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    visible = [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")
+               if d.strip()]
+    return visible[:count] if visible else [str(index) for index in range(count)]
 
 
 def submit(store: RunStore, config: RunConfig, name: str = "", group: str = "") -> int:
@@ -247,38 +255,75 @@ def _lost(run: dict) -> bool:
 
 
 def dispatch(store: RunStore, limit: int | None = None) -> list[int]:
-    """Start workers for queued runs, oldest first, while fewer than `limit` run."""
+    """Start workers for queued runs, oldest first, while their processes fit in `limit`
+    (a run with nproc = N takes N; one larger than `limit` runs alone). On a GPU machine each
+    run on device auto/cuda gets GPUs of its own, one per process, through
+    CUDA_VISIBLE_DEVICES (recorded as info["gpus"])."""
     reap(store)
     limit = limit or max_workers()
+    gpus = gpu_ids()
+    running = store.list_runs(status="running")
+    busy = sum(_processes(run) for run in running)
+    taken = {gpu for run in running for gpu in run["info"].get("gpus", [])}
     started = []
-    running = len(store.list_runs(status="running"))
     for run in reversed(store.list_runs(status="queued")):
-        if running >= limit:
+        need = _processes(run)
+        if busy and busy + need > limit:
             break
-        if store.claim_run(run["id"]):
-            try:
-                pid = spawn_worker(store, run["id"])
-            except OSError as error:
-                store.mark_finished(run["id"], "failed", f"could not start a worker: {error}")
+        assigned: list[str] = []
+        if gpus and _on_any_gpu(run["config"]):
+            if need > len(gpus):
+                _fail(store, run["id"], f"nproc = {need} needs {need} GPUs, but this machine "
+                                        f"has {len(gpus)}; use nproc <= {len(gpus)}")
                 continue
-            store.mark_running(run["id"], pid)
-            started.append(run["id"])
-            running += 1
+            assigned = [gpu for gpu in gpus if gpu not in taken][:need]
+            if len(assigned) < need:
+                break
+        if not store.claim_run(run["id"]):
+            continue
+        store.update_info(run["id"], gpus=assigned)
+        try:
+            pid = spawn_worker(store, run["id"], gpus=assigned)
+        except OSError as error:
+            store.mark_finished(run["id"], "failed", f"could not start a worker: {error}")
+            continue
+        store.mark_running(run["id"], pid)
+        started.append(run["id"])
+        busy += need
+        taken.update(assigned)
     return started
 
 
-def spawn_worker(store: RunStore, run_id: int) -> int:
+def _processes(run: dict) -> int:
+    return max(1, int(run["config"].get("nproc", 1) or 1))
+
+
+def _on_any_gpu(config: dict) -> bool:
+    """Whether the run lets us choose its GPU (device auto or cuda, not cuda:N or cpu)."""
+    return config.get("device", "auto") in ("auto", "cuda")
+
+
+def _fail(store: RunStore, run_id: int, message: str) -> None:
+    if store.claim_run(run_id):
+        store.mark_finished(run_id, "failed", message)
+
+
+def spawn_worker(store: RunStore, run_id: int, gpus: list[str] | None = None) -> int:
     """`python -m divebatch --db PATH worker RUN_ID` in its own session (it outlives the
     dashboard), with an argument list, never a shell; under `torch.distributed.run
-    --nproc_per_node=N --standalone` when the run's config has nproc = N > 1."""
+    --nproc_per_node=N --standalone` when the run's config has nproc = N > 1; with
+    CUDA_VISIBLE_DEVICES set to `gpus` when given."""
     log_dir = store.path.parent / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     nproc = store.get_run(run_id)["config"].get("nproc", 1)
+    env = worker_env()
+    if gpus:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
     with open(log_dir / f"run-{run_id}.log", "ab") as log:
         process = subprocess.Popen(
             launch_command(nproc, ["--db", str(store.path), "worker", str(run_id)]),
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, cwd=str(PACKAGE_ROOT), env=worker_env())
+            start_new_session=True, cwd=str(PACKAGE_ROOT), env=env)
     return process.pid
 
 
