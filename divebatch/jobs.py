@@ -270,28 +270,33 @@ def dispatch(store: RunStore, limit: int | None = None) -> list[int]:
         need = _processes(run)
         if busy and busy + need > limit:
             break
-        assigned: list[str] = []
-        if gpus and _on_any_gpu(run["config"]):
-            if need > len(gpus):
-                _fail(store, run["id"], f"nproc = {need} needs {need} GPUs, but this machine "
-                                        f"has {len(gpus)}; use nproc <= {len(gpus)}")
-                continue
-            assigned = [gpu for gpu in gpus if gpu not in taken][:need]
-            if len(assigned) < need:
-                break
-        if not store.claim_run(run["id"]):
+        wants_gpus = bool(gpus) and _on_any_gpu(run["config"])
+        if wants_gpus and need > len(gpus):
+            _fail(store, run["id"], f"nproc = {need} needs {need} GPUs, but this machine has "
+                                    f"{len(gpus)}; use nproc <= {len(gpus)}")
             continue
-        store.update_info(run["id"], gpus=assigned)
-        try:
-            pid = spawn_worker(store, run["id"], gpus=assigned)
-        except OSError as error:
-            store.mark_finished(run["id"], "failed", f"could not start a worker: {error}")
-            continue
-        store.mark_running(run["id"], pid)
-        started.append(run["id"])
-        busy += need
-        taken.update(assigned)
+        assigned = [gpu for gpu in gpus if gpu not in taken][:need] if wants_gpus else []
+        if len(assigned) < need and wants_gpus:
+            break  # the oldest run waits for GPUs; younger ones wait behind it
+        if _start(store, run["id"], assigned):
+            started.append(run["id"])
+            busy += need
+            taken.update(assigned)
     return started
+
+
+def _start(store: RunStore, run_id: int, gpus: list[str]) -> bool:
+    """Claim a queued run and start its worker on `gpus`; False if it did not start."""
+    if not store.claim_run(run_id):
+        return False
+    store.update_info(run_id, gpus=gpus)
+    try:
+        pid = spawn_worker(store, run_id, gpus=gpus)
+    except OSError as error:
+        store.mark_finished(run_id, "failed", f"could not start a worker: {error}")
+        return False
+    store.mark_running(run_id, pid)
+    return True
 
 
 def _processes(run: dict) -> int:
