@@ -12,6 +12,7 @@ import dataclasses
 import io
 import json
 import math
+import os
 import sys
 
 from .config import RunConfig, allowed_range, config_fields, short_repr
@@ -193,3 +194,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head` and the like, closed early
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

@@ -1,10 +1,12 @@
 import csv
 import io
 import json
+import subprocess
+import sys
 
 import pytest
 
-from conftest import run_cli
+from conftest import ROOT, run_cli
 
 SMALL = ["--epochs", "3", "--n-samples", "400", "--dim", "8", "--quiet"]
 
@@ -102,3 +104,12 @@ def test_presets_listed_and_used_as_a_base():
     assert missing.returncode == 2 and "python -m divebatch download cifar10" in missing.stderr
     bad = run_cli("run", "--preset", "nope")
     assert bad.returncode == 2 and "--preset should be one of" in bad.stderr
+
+
+def test_output_into_a_closed_pipe_ends_quietly():
+    """`python -m divebatch presets | head -1`: the reader goes away before we write."""
+    process = subprocess.Popen([sys.executable, "-m", "divebatch", "presets"], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0 and b"Traceback" not in stderr and b"Broken" not in stderr
