@@ -278,18 +278,20 @@ def dispatch(store: RunStore, limit: int | None = None) -> list[int]:
         assigned = [gpu for gpu in gpus if gpu not in taken][:need] if wants_gpus else []
         if len(assigned) < need and wants_gpus:
             break  # the oldest run waits for GPUs; younger ones wait behind it
-        if _start(store, run["id"], assigned):
+        if _start(store, run, assigned):
             started.append(run["id"])
             busy += need
             taken.update(assigned)
     return started
 
 
-def _start(store: RunStore, run_id: int, gpus: list[str]) -> bool:
+def _start(store: RunStore, run: dict, gpus: list[str]) -> bool:
     """Claim a queued run and start its worker on `gpus`; False if it did not start."""
+    run_id = run["id"]
     if not store.claim_run(run_id):
         return False
-    store.update_info(run_id, gpus=gpus)
+    if gpus or "gpus" in run["info"]:  # a resumed run may hold its last GPUs
+        store.update_info(run_id, gpus=gpus)
     try:
         pid = spawn_worker(store, run_id, gpus=gpus)
     except OSError as error:

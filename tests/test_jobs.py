@@ -61,9 +61,10 @@ def test_a_run_needing_more_gpus_than_the_machine_fails_with_a_message(
 def test_cpu_and_pinned_device_runs_get_no_gpu(isolated_store, spawned, monkeypatch):
     monkeypatch.setattr(jobs, "gpu_ids", lambda: ["0", "1"])
     store = RunStore(isolated_store)
-    queue(store, device="cpu"), queue(store, device="cuda:1")
-    assert len(jobs.dispatch(store)) == 2
+    run_ids = [queue(store, device="cpu"), queue(store, device="cuda:1")]
+    assert jobs.dispatch(store) == run_ids
     assert all("CUDA_VISIBLE_DEVICES" not in env for env in spawned)
+    assert all("gpus" not in store.get_run(run_id)["info"] for run_id in run_ids)
 
 
 def test_processes_count_and_the_oldest_run_goes_first(isolated_store, spawned, monkeypatch):
