@@ -24,7 +24,7 @@ if "instructor" not in st.session_state:
     st.session_state.instructor = st.query_params.get("instructor") == "1"
 st.sidebar.toggle("Instructor mode", key="instructor",
                   help="Hide the advanced controls (or open the dashboard with ?instructor=1).")
-running, queued, slots = queue_summary(open_store())
-st.sidebar.caption(f"Workers: {running} running, {queued} queued, {slots} slot(s)")
+busy, queued, slots = queue_summary(open_store())
+st.sidebar.caption(f"Workers: {busy} of {slots} slot(s) busy, {queued} run(s) queued")
 
 page.run()

@@ -18,20 +18,21 @@ def open_store() -> RunStore:
 
 
 def queue_summary(store: RunStore) -> tuple[int, int, int]:
-    """(running, queued, worker slots), after marking runs of dead workers interrupted."""
+    """(busy worker slots, queued runs, worker slots), after marking runs of dead workers
+    interrupted; a run with nproc = N holds N slots."""
     jobs.reap(store)
-    running = len(store.list_runs(status="running"))
+    busy = sum(jobs.processes_of(run) for run in store.list_runs(status="running"))
     queued = len(store.list_runs(status="queued"))
-    return running, queued, jobs.max_workers()
+    return busy, queued, jobs.max_workers()
 
 
 def show_run_problems(runs: list[dict], store: RunStore) -> None:
     """st.error / st.warning / st.info in plain words for runs that need attention."""
     queued = [run for run in runs if run["status"] == "queued"]
     if queued:
-        running, _, slots = queue_summary(store)
+        busy, _, slots = queue_summary(store)
         ids = ", ".join(f"#{run['id']}" for run in queued)
-        st.info(f"Queued: {ids}. {running} of {slots} worker slot(s) are busy; queued runs "
+        st.info(f"Queued: {ids}. {busy} of {slots} worker slot(s) are busy; queued runs "
                 f"start on their own, oldest first, as slots free up.")
     for run in runs:
         error = run.get("error") or "no details recorded"

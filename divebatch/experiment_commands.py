@@ -86,16 +86,10 @@ def cmd_sweep(args) -> int:
     store = open_store(args)
     print(f"sweep {spec.group}: {len(spec.cells())} cells x {len(spec.seeds)} seeds "
           f"+ {len(spec.seeds)} baseline runs", file=sys.stderr)
-    if args.background:
-        ids = sweeps.launch(store, spec)
-        print(f"queued {len(ids)} runs; run the same command without --background to see "
-              f"the table (it waits for nothing and reuses finished runs)", file=sys.stderr)
-        print(spec.group)
+    status = run_group(args, store, spec, sweeps, "to see the table (it waits for nothing "
+                                                  "and reuses finished runs)")
+    if status is None:
         return 0
-    set_threads(args.threads)
-    status = run_with_progress(store, spec.group, spec.plan(),
-                               lambda done: sweeps.run_here(store, spec, on_run_done=done),
-                               args.quiet)
     result = sweeps.results(store, spec)
     columns = [(key, title.format(metric="acc" if result.metric == "accuracy" else "val loss"))
                for key, title in SWEEP_COLUMNS]
@@ -182,6 +176,23 @@ def add_reproduce(sub) -> None:
     parser.set_defaults(handler=cmd_reproduce)
 
 
+def run_group(args, store, spec, experiment, then: str) -> int | None:
+    """Run a sweep's or reproduction's planned runs (`experiment`: the sweeps or reproduce
+    module). With --background they are queued for workers: prints the group's name and
+    returns None, as there is nothing to tabulate yet. Otherwise they run here with a progress
+    bar, and the exit status is returned."""
+    if args.background:
+        ids = experiment.launch(store, spec)
+        print(f"queued {len(ids)} runs; run the same command without --background {then}",
+              file=sys.stderr)
+        print(spec.group)
+        return None
+    set_threads(args.threads)
+    return run_with_progress(store, spec.group, spec.plan(),
+                             lambda done: experiment.run_here(store, spec, on_run_done=done),
+                             args.quiet)
+
+
 def cmd_reproduce(args) -> int:
     from . import reproduce
     seeds = args.seeds if args.seeds is not None else reproduce.DEFAULT_SEEDS[args.scale]
@@ -194,16 +205,9 @@ def cmd_reproduce(args) -> int:
         print(f"skipped: {note}", file=sys.stderr)
     if not spec.runnable():
         raise UsageError("none of the chosen benchmarks can run here (see the notes above)")
-    if args.background:
-        ids = reproduce.launch(store, spec)
-        print(f"queued {len(ids)} runs; run the same command without --background later for "
-              f"the table and the report", file=sys.stderr)
-        print(spec.group)
+    status = run_group(args, store, spec, reproduce, "later for the table and the report")
+    if status is None:
         return 0
-    set_threads(args.threads)
-    status = run_with_progress(store, spec.group, spec.plan(),
-                               lambda done: reproduce.run_here(store, spec, on_run_done=done),
-                               args.quiet)
     result = reproduce.results(store, spec)
     print(format_table(reproduce.side_by_side(result), reproduce.SIDE_BY_SIDE_COLUMNS))
     print()

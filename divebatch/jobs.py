@@ -263,11 +263,11 @@ def dispatch(store: RunStore, limit: int | None = None) -> list[int]:
     limit = limit or max_workers()
     gpus = gpu_ids()
     running = store.list_runs(status="running")
-    busy = sum(_processes(run) for run in running)
+    busy = sum(processes_of(run) for run in running)
     taken = {gpu for run in running for gpu in run["info"].get("gpus", [])}
     started = []
     for run in reversed(store.list_runs(status="queued")):
-        need = _processes(run)
+        need = processes_of(run)
         if busy and busy + need > limit:
             break
         wants_gpus = bool(gpus) and _on_any_gpu(run["config"])
@@ -301,7 +301,8 @@ def _start(store: RunStore, run: dict, gpus: list[str]) -> bool:
     return True
 
 
-def _processes(run: dict) -> int:
+def processes_of(run: dict) -> int:
+    """Worker processes a run takes: its nproc."""
     return max(1, int(run["config"].get("nproc", 1) or 1))
 
 

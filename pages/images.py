@@ -2,8 +2,7 @@
 
 import streamlit as st
 
-from dashboard import ensure_router, form, live
-from dashboard.common import open_store
+from dashboard import ensure_router, form, lab
 from divebatch.images import dataset_status
 from divebatch.presets import IMAGE_PROBLEMS
 from divebatch.trainer import resolve_device
@@ -48,13 +47,4 @@ with st.container(border=True):
                         "folder; `data/README.md` lists the archives, checksums and the "
                         "folder layout each dataset needs.")
 
-form.preset_picker(PREFIX, IMAGE_PROBLEMS)
-config = form.config_form(PREFIX, IMAGE_PROBLEMS, hidden=IRRELEVANT)
-form.start_buttons(PREFIX, config, form.runnable_problem(config) if config else None)
-form.show_the_code(PREFIX)
-
-st.header("Live")
-store = open_store()
-candidates = [run for run in store.list_runs(limit=60)
-              if run["config"].get("problem") in IMAGE_PROBLEMS]
-live.live_panel(PREFIX, live.run_picker(PREFIX, candidates))
+lab.form_and_live_panel(PREFIX, IMAGE_PROBLEMS, hidden=IRRELEVANT)

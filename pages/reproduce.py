@@ -4,8 +4,8 @@ import streamlit as st
 
 from dashboard import ensure_router
 from dashboard.common import open_store
+from dashboard.experiment import group_progress
 from divebatch import reproduce, sweep_plots
-from divebatch.sweeps import stop_group
 
 ensure_router()
 
@@ -75,16 +75,9 @@ running = not reproduce.results(store, spec).done
 def show_results():
     result = reproduce.results(store, spec)
     counts = result.progress
-    head, stop = st.columns([4, 1])
-    head.progress(counts["finished"] / max(counts["total"], 1),
-                  text=f"{spec.group} ({spec.scale}, seeds {list(spec.seeds)}): "
-                       f"{counts['finished']} of {counts['total']} runs finished, "
-                       f"{counts['running']} running, {counts['queued']} queued"
-                       + (f", {counts['to_do']} stopped or failed (Start redoes them)"
-                          if counts["to_do"] else ""))
-    stop.button("Stop", key="repro_stop", disabled=result.done,
-                on_click=lambda: st.toast(f"stopping {len(stop_group(store, spec.group))} "
-                                          f"runs; finished ones are kept"))
+    group_progress(store, spec.group, counts,
+                   f"{spec.group} ({spec.scale}, seeds {list(spec.seeds)})", done=result.done,
+                   stop_label="Stop", stop_key="repro_stop", redo_with="Start")
     if running and result.done:
         st.rerun()
     if result.skipped:

@@ -4,6 +4,7 @@ import streamlit as st
 
 from dashboard import ensure_router
 from dashboard.common import open_store
+from dashboard.experiment import group_progress
 from divebatch import sweep_plots, sweeps
 from divebatch.config import PROBLEMS
 from divebatch.data import check_available
@@ -114,16 +115,8 @@ running = not sweeps.results(store, spec).done
 @st.fragment(run_every=2.0 if running else None)
 def show_results():
     result = sweeps.results(store, spec)
-    counts = result.progress
-    head, stop = st.columns([4, 1])
-    head.progress(counts["finished"] / counts["total"],
-                  text=f"{spec.group}: {counts['finished']} of {counts['total']} runs finished"
-                       f", {counts['running']} running, {counts['queued']} queued"
-                       + (f", {counts['to_do']} stopped or failed (Start sweep redoes them)"
-                          if counts["to_do"] else ""))
-    stop.button("Stop sweep", key="sweep_stop", disabled=result.done,
-                on_click=lambda: st.toast(f"stopping {len(sweeps.stop_group(store, spec.group))}"
-                                          f" runs; finished runs are kept"))
+    group_progress(store, spec.group, result.progress, spec.group, done=result.done,
+                   stop_label="Stop sweep", stop_key="sweep_stop", redo_with="Start sweep")
     if running and result.done:
         st.rerun()  # the whole page: timers off, final state
     draw_heatmaps(result)

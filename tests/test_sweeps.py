@@ -175,6 +175,18 @@ def test_cli_sweep_two_by_two_with_two_seeds_then_rerun_reuses_everything(store)
     assert again.stdout == first.stdout
 
 
+def test_cli_sweep_in_the_background_queues_its_runs_and_names_the_group(
+        store, no_workers_left_behind, monkeypatch):
+    monkeypatch.setenv("DIVEBATCH_MAX_WORKERS", "1")
+    result = run_cli("sweep", *TINY_FLAGS, "--delta", "0.1", "--max-batch-size", "64",
+                     "--background")
+    assert result.returncode == 0, result.stderr
+    runs = store.list_runs()
+    assert len(runs) == 2 and result.stdout.strip() == runs[0]["group"]
+    assert {run["status"] for run in runs} <= {"queued", "running", "completed"}
+    assert "queued 2 runs; run the same command without --background to see" in result.stderr
+
+
 def test_cli_sweep_bad_input_is_one_line_exit_2():
     result = run_cli("sweep", *TINY_FLAGS, "--max-batch-size", "8")
     assert result.returncode == 2

@@ -1,0 +1,25 @@
+"""The lower half of both lab pages: presets, the config form, Start / Race, and the live panel."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import form, live
+from dashboard.common import open_store
+
+RUNS_TO_PICK_FROM = 60  # the newest runs of the lab's problems offered for the charts
+
+
+def form_and_live_panel(prefix: str, problems: tuple[str, ...],
+                        hidden: tuple[str, ...]) -> None:
+    """Everything below a lab page's header, for runs of `problems`; `hidden` fields do not
+    apply to them and stay off the form."""
+    form.preset_picker(prefix, problems)
+    config = form.config_form(prefix, problems, hidden=hidden)
+    form.start_buttons(prefix, config, form.runnable_problem(config) if config else None)
+    form.show_the_code(prefix)
+
+    st.header("Live")
+    candidates = [run for run in open_store().list_runs(limit=RUNS_TO_PICK_FROM)
+                  if run["config"].get("problem") in problems]
+    live.live_panel(prefix, live.run_picker(prefix, candidates))
