@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from divebatch import images
+from divebatch import images, tiny_imagenet
 from divebatch.images import DatasetError, ImageArrays
 
 N_PER_BATCH = 20  # images per CIFAR batch file (10000 in the real files)
@@ -342,7 +342,7 @@ def test_tiny_imagenet_decodes_then_reuses_cache(tmp_path, monkeypatch):
     def no_decoding(path):
         raise AssertionError("decoded a JPEG although the cache is valid")
 
-    monkeypatch.setattr(images, "_decode_jpeg", no_decoding)
+    monkeypatch.setattr(tiny_imagenet, "_decode_jpeg", no_decoding)
     check_tiny(images.load_images("tiny_imagenet", tmp_path))
 
 
