@@ -41,8 +41,8 @@ __all__ = ["DiversityMeter", "gradient_diversity", "per_sample_grad_sq_norms", "
 
 # DiversityMeter measures every batch by default. Per-sample squared norms are heavy-tailed once
 # training fits most samples (on the digits CNN the top 1 % of samples hold up to 80 % of S), so
-# measuring every k-th batch missed the every-batch Delta_hat by 12-25 % already at k = 2-4
-# (benchmarks/diversity_sampling.py, README "Performance"); larger k is a speed knob, not a default.
+# measuring every k-th batch missed the every-batch Delta_hat by 7-23 % (ratio estimator) at
+# k = 2-4 (benchmarks/diversity_sampling.py, README "Performance"); larger k is a speed knob.
 DEFAULT_SAMPLE_EVERY = 1
 # How DiversityMeter scales S over measured batches up to all batches (see its docstring).
 ESTIMATORS = ("ratio", "count")

@@ -194,14 +194,14 @@ def run_group(args, store, spec, experiment, then: str) -> int | None:
 
 
 def cmd_reproduce(args) -> int:
-    from . import reproduce
+    from . import reproduce, reproduce_report
     seeds = args.seeds if args.seeds is not None else reproduce.DEFAULT_SEEDS[args.scale]
     if seeds < 1:
         raise UsageError(f"--seeds should be an int >= 1, but got --seeds={seeds}")
     spec = reproduce.ReproSpec(scale=args.scale, benchmarks=tuple(args.benchmarks),
                                seeds=tuple(range(seeds)))
     store = open_store(args)
-    for note in reproduce.skipped_notes(spec.skipped()):
+    for note in reproduce_report.skipped_notes(spec.skipped()):
         print(f"skipped: {note}", file=sys.stderr)
     if not spec.runnable():
         raise UsageError("none of the chosen benchmarks can run here (see the notes above)")
@@ -209,14 +209,15 @@ def cmd_reproduce(args) -> int:
     if status is None:
         return 0
     result = reproduce.results(store, spec)
-    print(format_table(reproduce.side_by_side(result), reproduce.SIDE_BY_SIDE_COLUMNS))
+    print(format_table(reproduce_report.side_by_side(result),
+                       reproduce_report.SIDE_BY_SIDE_COLUMNS))
     print()
     for finding in reproduce.findings(result):
         print(reproduce.finding_line(finding))
     print()
-    print(format_table(reproduce.detail(result), reproduce.DETAIL_COLUMNS))
+    print(format_table(reproduce_report.detail(result), reproduce_report.DETAIL_COLUMNS))
     try:
-        paths = reproduce.write_report(store, result, args.output)
+        paths = reproduce_report.write_report(store, result, args.output)
     except OSError as error:
         raise UsageError(f"--output: cannot write the report to {args.output}: "
                          f"{error.strerror}") from None

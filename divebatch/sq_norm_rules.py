@@ -17,7 +17,8 @@ at once, and for most layers they never exist at all:
   the module re-run on one sample at a time) for those parameters only.
 
 Temporaries are computed in chunks of samples so that they stay within ``TEMP_BUDGET`` times
-the layer's own input or output (or ``MIN_TEMP_ELEMENTS``). Frozen parameters (``requires_grad=False``) are ignored.
+the layer's own input or output (or ``MIN_TEMP_ELEMENTS``). Frozen parameters
+(``requires_grad=False``) are ignored.
 """
 
 from __future__ import annotations

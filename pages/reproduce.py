@@ -5,7 +5,7 @@ import streamlit as st
 from dashboard import ensure_router
 from dashboard.common import open_store
 from dashboard.experiment import group_progress
-from divebatch import reproduce, sweep_plots
+from divebatch import reproduce, reproduce_report, sweep_plots
 
 ensure_router()
 
@@ -81,11 +81,11 @@ def show_results():
     if running and result.done:
         st.rerun()
     if result.skipped:
-        st.info("Skipped here: " + "; ".join(reproduce.skipped_notes(result.skipped)) + ".")
+        st.info("Skipped here: " + "; ".join(reproduce_report.skipped_notes(result.skipped)) + ".")
 
     st.subheader("Side by side with the paper")
-    st.table([{title: row.get(key, "") for key, title in reproduce.SIDE_BY_SIDE_COLUMNS}
-              for row in reproduce.side_by_side(result)])
+    st.table([{title: row.get(key, "") for key, title in reproduce_report.SIDE_BY_SIDE_COLUMNS}
+              for row in reproduce_report.side_by_side(result)])
     st.subheader("Where we agree, and where we do not")
     badges = {True: ":green-badge[agrees]", False: ":red-badge[differs]",
               None: ":orange-badge[unclear]"}
@@ -99,12 +99,12 @@ def show_results():
                     width="stretch")
     draw_curves(result)
     st.subheader("Every method")
-    st.dataframe(reproduce.detail(result), key="repro_detail", hide_index=True,
-                 column_config=dict(reproduce.DETAIL_COLUMNS))
+    st.dataframe(reproduce_report.detail(result), key="repro_detail", hide_index=True,
+                 column_config=dict(reproduce_report.DETAIL_COLUMNS))
     if result.done and counts["finished"]:
-        documents = reproduce.report_documents  # called only when a button is pressed
-        buttons = st.columns(len(reproduce.REPORT_NAMES))
-        for column, name in zip(buttons, reproduce.REPORT_NAMES):
+        documents = reproduce_report.report_documents  # called only when a button is pressed
+        buttons = st.columns(len(reproduce_report.REPORT_NAMES))
+        for column, name in zip(buttons, reproduce_report.REPORT_NAMES):
             column.download_button(f"Download {name}", key=f"repro_download_{name}",
                                    data=lambda name=name: documents(store, result)[name],
                                    file_name=name)

@@ -11,8 +11,9 @@ from torch import nn
 
 from divebatch import conv_sq_norms, sq_norm_rules
 from divebatch.diversity import DiversityMeter
-from test_diversity import (CONV_CASES, assert_close, conv_model, cross_entropy, float64,  # noqa: F401
-                            image_batch, loop_oracle)
+from test_diversity import float64  # noqa: F401  (the autouse float64 fixture)
+from test_diversity import (CONV_CASES, assert_close, conv_model, cross_entropy, image_batch,
+                            loop_oracle)
 
 
 @pytest.fixture

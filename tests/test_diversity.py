@@ -277,7 +277,8 @@ def oracle_over_batches(model, data, measured, optimizer=None, estimator="count"
             proxy_measured += proxy
         seen += len(inputs)
         proxy_seen += proxy
-        grad_sum = batch_grad if grad_sum is None else [a + b for a, b in zip(grad_sum, batch_grad)]
+        grad_sum = (batch_grad if grad_sum is None
+                    else [a + b for a, b in zip(grad_sum, batch_grad)])
         if optimizer is not None:
             for param, g in zip(model.parameters(), batch_grad):
                 param.grad = g / len(inputs)
