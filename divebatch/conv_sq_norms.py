@@ -117,12 +117,12 @@ def fuses_weight_grad(conv: nn.Conv2d, x: Tensor) -> bool:
 
 
 def _output_size(conv: nn.Conv2d, height: int, width: int) -> tuple[int, int]:
-    if conv.padding == "same":
-        return height, width
-    padding = (0, 0) if conv.padding == "valid" else conv.padding
-    return tuple((size + 2 * pad - dilation * (kernel - 1) - 1) // stride + 1
-                 for size, pad, dilation, kernel, stride in zip(
-                     (height, width), padding, conv.dilation, conv.kernel_size, conv.stride))
+    """(H_out, W_out) from the padding the module applies ('same' and 'valid' included)."""
+    pad_left, pad_right, pad_top, pad_bottom = conv._reversed_padding_repeated_twice
+    padded = (height + pad_top + pad_bottom, width + pad_left + pad_right)
+    return tuple((size - dilation * (kernel - 1) - 1) // stride + 1
+                 for size, dilation, kernel, stride in zip(
+                     padded, conv.dilation, conv.kernel_size, conv.stride))
 
 
 def conv2d_fused_sq_norms(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -> Tensor:

@@ -25,19 +25,18 @@ of another module's parameter inside a forward cannot be detected and gives wron
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from functools import partial
 
 import torch
 from torch import Tensor, nn
 
-from . import conv_sq_norms
-from .sq_norm_rules import (RULES, _accumulation_dtype, _trainable_direct_params,
-                            _uses_batch_statistics, functional_sq_norms, register_rule)
+from .sq_norm_hooks import FUSED_RULES, SqNormHooks, batchnorm_layers, check_batchnorm, \
+    parameter_owners
+from .sq_norm_rules import RULES, register_rule
 
-__all__ = ["DiversityMeter", "gradient_diversity", "per_sample_grad_sq_norms", "register_rule",
-           "RULES"]
+__all__ = ["DiversityMeter", "FUSED_RULES", "gradient_diversity", "per_sample_grad_sq_norms",
+           "register_rule", "RULES"]
 
 # DiversityMeter measures every batch by default. Per-sample squared norms are heavy-tailed once
 # training fits most samples (on the digits CNN the top 1 % of samples hold up to 80 % of S), so
@@ -51,170 +50,16 @@ ESTIMATORS = ("ratio", "count")
 EPS = 1e-12
 
 
-# ----------------------------------------------------------------------------- hooks
-# Layer type -> (whether a call on this input should fuse, the fused rule): see _SqNormHooks.
-FUSED_RULES = {nn.Conv2d: (conv_sq_norms.fuses_weight_grad, conv_sq_norms.conv2d_fused_sq_norms)}
-
-
-class _SqNormHooks:
-    """Hooks that add up every sample's squared gradient norm, layer by layer.
-
-    A forward hook on each module with trainable direct parameters keeps its inputs and puts a
-    hook on its output; that hook runs the layer's rule when backward reaches the output.
-    Several forward passes (micro-batches), each followed by its own backward, are allowed:
-    ``sq_norms`` lists their samples in order. Use as a context manager, or call ``remove()``.
-
-    ``fuse``: layers with a fused rule (``FUSED_RULES``) whose call it suits have their weight
-    frozen during that forward call; their rule then writes the weight's batch gradient into
-    ``weight.grad`` itself (see ``divebatch.conv_sq_norms``).
-    """
-
-    def __init__(self, owners: dict[Tensor, tuple[str, nn.Module]], fuse: bool = False) -> None:
-        self._pass_norms: list[Tensor | None] = []  # per forward pass: (n_pass,) once measured
-        self._in_this_pass: set[nn.Module] = set()
-        self._called: set[nn.Module] = set()  # in any pass
-        # module -> (pass, what the capture kept, whether its weight gradient is fused)
-        self._waiting: dict[nn.Module, tuple[int, object, bool]] = {}
-        self._frozen: list[nn.Module] = []  # weights frozen for the forward call now running
-        self._replaying = False  # inside a torch.func re-run of a module: hooks stay quiet
-        self._owners = owners
-        layers = dict.fromkeys(module for _, module in owners.values())  # in model order
-        self._handles = [layer.register_forward_hook(self._on_forward, with_kwargs=True)
-                         for layer in layers]
-        if fuse:
-            self._handles += [layer.register_forward_pre_hook(self._before_forward)
-                              for layer in layers if type(layer) in FUSED_RULES]
-
-    def __enter__(self) -> _SqNormHooks:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.remove()
-
-    def remove(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
-        self._waiting.clear()
-        while self._frozen:  # a forward that failed before its forward hook ran
-            self._frozen.pop().weight.requires_grad_(True)
-
-    @property
-    def sq_norms(self) -> Tensor | None:
-        """(samples of all measured passes,) ||g_i||^2, or None before any backward."""
-        measured = [norms for norms in self._pass_norms if norms is not None]
-        if len(measured) <= 1:
-            return measured[0] if measured else None
-        return torch.cat(measured)
-
-    def _before_forward(self, module: nn.Module, args: tuple) -> None:
-        if self._replaying or not torch.is_grad_enabled() or not args:
-            return
-        if FUSED_RULES[type(module)][0](module, args[0]):
-            module.weight.requires_grad_(False)
-            self._frozen.append(module)
-
-    def _on_forward(self, module: nn.Module, args: tuple, kwargs: dict, output: object) -> None:
-        fused = module in self._frozen
-        if fused:
-            self._frozen.remove(module)
-            module.weight.requires_grad_(True)
-        if self._replaying or not torch.is_grad_enabled():
-            return
-        if not isinstance(output, Tensor):
-            raise ValueError(f"{type(module).__name__} returns {type(output).__name__}; "
-                             "per-sample norms need modules with parameters to return a tensor")
-        if module in self._waiting and self._waiting[module][0] == len(self._pass_norms) - 1:
-            raise ValueError(
-                f"{type(module).__name__} was called again before backward reached its previous "
-                "call: per-sample norms of a layer shared within one forward pass are not "
-                "supported (for micro-batches, run backward after each forward)")
-        if module in self._in_this_pass or not self._pass_norms:
-            self._start_pass()
-        self._in_this_pass.add(module)
-        self._called.add(module)
-        if output.requires_grad:
-            capture, _ = RULES.get(type(module), (None, None))
-            saved = (args, kwargs) if capture is None else capture(module, args, output)
-            self._waiting[module] = (len(self._pass_norms) - 1, saved, fused)
-            self._handles.append(output.register_hook(partial(self._on_output_grad, module)))
-
-    def _start_pass(self) -> None:
-        self._pass_norms.append(None)
-        self._in_this_pass = set()
-        self._waiting.clear()  # outputs of the previous pass that backward never reached
-
-    def _on_output_grad(self, module: nn.Module, grad_out: Tensor) -> None:
-        if module not in self._waiting:
-            return  # a stale output of an earlier pass
-        pass_index, saved, fused = self._waiting.pop(module)
-        with torch.no_grad():
-            if grad_out.shape[0] == 0:  # no samples (a process's empty share of a DDP batch)
-                norms = grad_out.new_zeros(0, dtype=_accumulation_dtype(grad_out))
-            elif fused:
-                norms = FUSED_RULES[type(module)][1](module, saved, grad_out)
-            elif type(module) in RULES:
-                norms = RULES[type(module)][1](module, saved, grad_out)
-            else:
-                self._replaying = True
-                try:
-                    norms = functional_sq_norms(module, *saved, grad_out)
-                finally:
-                    self._replaying = False
-        previous = self._pass_norms[pass_index]
-        self._pass_norms[pass_index] = norms if previous is None else previous + norms
-
-    def check_grads_seen(self, params: Sequence[Tensor], grads: Sequence[Tensor | None]) -> None:
-        """Raise if a parameter got a gradient although its module's forward never ran."""
-        for param, param_grad in zip(params, grads):
-            name, module = self._owners[param]
-            if module not in self._called and param_grad is not None and bool(param_grad.any()):
-                raise ValueError(
-                    f"parameter {name} received a gradient but {type(module).__name__}.forward "
-                    "never ran; parameters used outside their module's forward (such as "
-                    "nn.MultiheadAttention.out_proj) are not supported")
-
-
-def _batchnorms(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    return [(name or type(model).__name__, m) for name, m in model.named_modules()
-            if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-
-
-def _check_batchnorm(batchnorms: list[tuple[str, nn.Module]], allow_batchnorm: bool) -> bool:
-    """True if some BatchNorm uses batch statistics (allowed); ValueError if not allowed."""
-    offenders = [name for name, m in batchnorms if _uses_batch_statistics(m)]
-    if offenders and not allow_batchnorm:
-        raise ValueError(
-            f"BatchNorm in training mode ({', '.join(offenders)}): samples interact through the "
-            "batch statistics, so per-sample gradients are not defined. Use GroupNorm, call "
-            "model.eval(), or pass allow_batchnorm=True for an approximation that holds the "
-            "batch statistics fixed")
-    return bool(offenders)
-
-
-def _parameter_owners(model: nn.Module) -> dict[Tensor, tuple[str, nn.Module]]:
-    """Each trainable parameter -> (its name, the module that holds it directly)."""
-    owners: dict[Tensor, tuple[str, nn.Module]] = {}
-    for module_name, module in model.named_modules():
-        for param_name, param in _trainable_direct_params(module):
-            name = f"{module_name}.{param_name}".lstrip(".")
-            if param in owners:
-                raise ValueError(f"parameter {name} is also registered as {owners[param][0]}; "
-                                 "per-sample norms of shared parameters are not supported")
-            owners[param] = (name, module)
-    return owners
-
-
 # ----------------------------------------------------------------------------- public functions
 
 def _norms_and_gradient(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor],
                         inputs: Tensor, targets: Tensor, allow_batchnorm: bool,
                         ) -> tuple[Tensor, list[Tensor | None]]:
     """(N,) ||g_i||^2 and the batch gradient sum_i g_i per trainable parameter, one backward."""
-    _check_batchnorm(_batchnorms(model), allow_batchnorm)
-    owners = _parameter_owners(model)
+    check_batchnorm(batchnorm_layers(model), allow_batchnorm)
+    owners = parameter_owners(model)
     params = list(owners)
-    with _SqNormHooks(owners) as hooks:
+    with SqNormHooks(owners) as hooks:
         losses = loss_fn(model(inputs), targets)
         if losses.dim() != 1:
             raise ValueError("loss_fn should return per-sample losses of shape [N] "
@@ -342,11 +187,11 @@ class DiversityMeter:
         self.reduce = reduce  # sums a tensor over processes (all-reduce); None: one process
         self.fuse_weight_grads = fuse_weight_grads
         self.estimator = estimator
-        self._batchnorms = _batchnorms(model)
-        self.approximate = _check_batchnorm(self._batchnorms, allow_batchnorm)
-        self._owners = _parameter_owners(model)
+        self._batchnorms = batchnorm_layers(model)
+        self.approximate = check_batchnorm(self._batchnorms, allow_batchnorm)
+        self._owners = parameter_owners(model)
         self._params = list(self._owners)
-        self._hooks: _SqNormHooks | None = None  # present only inside a measured batch
+        self._hooks: SqNormHooks | None = None  # present only inside a measured batch
         self.reset()
 
     def reset(self) -> None:
@@ -355,11 +200,13 @@ class DiversityMeter:
         self.measured_batches = 0
         self.samples_seen = 0
         self.samples_measured = 0
-        self._sq_norm_sum = torch.zeros((), dtype=torch.float64)  # S over measured samples
+        # running sums live where the parameters (and so the gradients and the norms) live
+        device = self._params[0].device if self._params else torch.device("cpu")
+        self._sq_norm_sum = torch.zeros((), dtype=torch.float64, device=device)  # S, measured
         self._grad_sum = [torch.zeros_like(p) for p in self._params]  # G, one per parameter
         # C = sum of ||G_b||^2 over all batches and over measured ones (estimator "ratio")
-        self._batch_grad_sq_sums = (torch.zeros((), dtype=torch.float64),
-                                    torch.zeros((), dtype=torch.float64))
+        self._batch_grad_sq_sums = (torch.zeros((), dtype=torch.float64, device=device),
+                                    torch.zeros((), dtype=torch.float64, device=device))
 
     @contextmanager
     def track(self, batch_size: int, *, samples: int | None = None) -> Iterator[None]:
@@ -370,8 +217,8 @@ class DiversityMeter:
         """
         hooks = None
         if self.seen_batches % self.sample_every == 0:
-            self.approximate |= _check_batchnorm(self._batchnorms, self.allow_batchnorm)
-            hooks = self._hooks = _SqNormHooks(self._owners, fuse=self.fuse_weight_grads)
+            self.approximate |= check_batchnorm(self._batchnorms, self.allow_batchnorm)
+            hooks = self._hooks = SqNormHooks(self._owners, fuse=self.fuse_weight_grads)
         try:
             yield
             grads = [p.grad for p in self._params]
@@ -394,12 +241,10 @@ class DiversityMeter:
         if not present:
             return
         grad_sq = torch.stack(torch._foreach_norm(present)).square().sum()
-        seen, measured_sum = (t if t.device == grad_sq.device else t.to(grad_sq.device)
-                              for t in self._batch_grad_sq_sums)
+        seen, measured_sum = self._batch_grad_sq_sums
         seen.add_(grad_sq, alpha=scale ** 2)
         if measured:
             measured_sum.add_(grad_sq, alpha=scale ** 2)
-        self._batch_grad_sq_sums = (seen, measured_sum)
 
     def _add_sq_norms(self, sq_norms: Tensor | None, batch_size: int, samples: int,
                       scale: int) -> None:
@@ -407,8 +252,6 @@ class DiversityMeter:
             if len(sq_norms) != samples:
                 raise ValueError(f"the model's layers saw {len(sq_norms)} samples, but got "
                                  f"samples={samples}")
-            if self._sq_norm_sum.device != sq_norms.device:
-                self._sq_norm_sum = self._sq_norm_sum.to(sq_norms.device)
             self._sq_norm_sum.add_(torch.sum(sq_norms, dtype=torch.float64), alpha=scale ** 2)
         self.measured_batches += 1
         self.samples_measured += batch_size

@@ -151,13 +151,13 @@ def follow_run(store: RunStore, run_id: int) -> None:
     train(RunConfig.from_dict(run["config"]), resume_from=_resume_state(store, run_id, path))
 
 
-def max_workers() -> int:
-    """Worker processes at once: $DIVEBATCH_MAX_WORKERS, else one per GPU, else cores - 1
-    (at least 1). A run with nproc = N counts N times."""
+def max_workers(gpus: list[str] | None = None) -> int:
+    """Worker processes at once: $DIVEBATCH_MAX_WORKERS, else one per GPU (`gpus`, default
+    `gpu_ids()`), else cores - 1 (at least 1). A run with nproc = N counts N times."""
     configured = os.environ.get("DIVEBATCH_MAX_WORKERS", "")
     if configured.isdigit() and int(configured) >= 1:
         return int(configured)
-    return len(gpu_ids()) or max(1, (os.cpu_count() or 2) - 1)
+    return len(gpu_ids() if gpus is None else gpus) or max(1, (os.cpu_count() or 2) - 1)
 
 
 def gpu_ids() -> list[str]:
@@ -260,8 +260,8 @@ def dispatch(store: RunStore, limit: int | None = None) -> list[int]:
     run on device auto/cuda gets GPUs of its own, one per process, through
     CUDA_VISIBLE_DEVICES (recorded as info["gpus"])."""
     reap(store)
-    limit = limit or max_workers()
     gpus = gpu_ids()
+    limit = limit or max_workers(gpus)
     running = store.list_runs(status="running")
     busy = sum(processes_of(run) for run in running)
     taken = {gpu for run in running for gpu in run["info"].get("gpus", [])}

@@ -36,15 +36,20 @@ def store():
     return RunStore(RunStore.default_path())
 
 
-@pytest.fixture
-def no_workers_left_behind(store):
-    """Stop every run the test left queued or running, and wait for its worker to exit."""
+def stop_runs_and_wait(store, timeout: float = 30.0) -> None:
+    """Stop every queued or running run in `store` and wait for their workers to exit."""
     import time
     from divebatch import jobs
-    yield
     for run in store.list_runs(status=("queued", "running")):
         jobs.request_stop(store, run["id"])
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + timeout
     while store.list_runs(status="running") and time.monotonic() < deadline:
         jobs.reap(store)
         time.sleep(0.1)
+
+
+@pytest.fixture
+def no_workers_left_behind(store):
+    """Stop every run the test left queued or running, and wait for its worker to exit."""
+    yield
+    stop_runs_and_wait(store)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from divebatch import conv_sq_norms, sq_norm_rules
+from divebatch import conv_sq_norms, sq_norm_hooks, sq_norm_rules
 from divebatch.diversity import DiversityMeter
 from test_diversity import float64  # noqa: F401  (the autouse float64 fixture)
 from test_diversity import (CONV_CASES, assert_close, conv_model, cross_entropy, image_batch,
@@ -26,8 +26,7 @@ def fused_calls(monkeypatch):
     def counting(conv, x, grad_out):
         calls.append(conv)
         return fused_rule(conv, x, grad_out)
-    from divebatch import diversity
-    monkeypatch.setitem(diversity.FUSED_RULES, nn.Conv2d,
+    monkeypatch.setitem(sq_norm_hooks.FUSED_RULES, nn.Conv2d,
                         (conv_sq_norms.fuses_weight_grad, counting))
     return calls
 

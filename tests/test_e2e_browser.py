@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import stop_runs_and_wait
 from dashboard.serve import CHROMIUM, dashboard_server, launch_chromium
-from divebatch import jobs
 from divebatch.store import RunStore
 
 pytestmark = pytest.mark.browser
@@ -34,12 +34,7 @@ def server(tmp_path):
         try:
             yield url, store
         finally:  # never leave workers training into a deleted folder
-            for run in store.list_runs(status=("queued", "running")):
-                jobs.request_stop(store, run["id"])
-            deadline = time.monotonic() + 30
-            while store.list_runs(status="running") and time.monotonic() < deadline:
-                jobs.reap(store)
-                time.sleep(0.2)
+            stop_runs_and_wait(store)
 
 
 @pytest.fixture
