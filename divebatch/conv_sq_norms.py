@@ -1,11 +1,16 @@
 """The ``nn.Conv2d`` rule (any stride, padding, dilation, groups, padding mode).
 
-Three exact ways, whichever the layer's shapes make cheapest: the explicit one runs the
-convolution weight-gradient kernel with one group per sample, forming every sample's weight
-gradient; the pixel-Gram one gets the patch Gram matrix from pixel Gram matrices x^T x of the
+Three exact ways, whichever the layer's shapes and device make cheapest: the explicit one forms
+every sample's weight gradient (on a CPU with the convolution weight-gradient kernel, one group
+per sample; on CUDA with one batched matrix product over the unfolded input patches, since
+cuDNN runs grouped weight gradients with one group per sample slowly); the pixel-Gram one gets the patch Gram matrix from pixel Gram matrices x^T x of the
 padded input's stride phases, summed over the kernel offsets, without unfolding the input into
 patches (which would copy it kernel-size times); the unfold-Gram one does unfold it, which pays
-on small images, where the number of operations matters more than their size.
+on small images, where the number of operations matters more than their size. The cost model
+(``_weight_costs``) counts multiply-adds per sample plus each device's price of an elementwise
+pass and of one tensor operation (``DEVICE_COSTS``): a GPU launch is worth far more arithmetic
+than a CPU dispatch, so on CUDA the few-operation paths win. Everything is summed in float32 at
+least (bf16 inputs under autocast are upcast).
 
 Fused: a ``DiversityMeter`` may freeze a layer's weight for one forward call when the explicit
 path will serve it (``fuses_weight_grad``); the backward pass then skips that weight's gradient
@@ -41,6 +46,30 @@ def _conv2d_sq_norms(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -> Tensor:
     return sum(norms)
 
 
+class DeviceCosts(NamedTuple):
+    """What a device charges, in multiply-adds of a matrix product."""
+    elementwise: float   # one elementwise pass over one element
+    operation: float     # the fixed cost of one tensor operation, per batch
+    small_matmul: float  # extra positions charged to a per-sample product's inner dimension
+
+
+# CPU: measured (see divebatch.sq_norm_rules). CUDA: from an H200's data sheet, not yet measured
+# here: ~33 T fp32 multiply-adds/s against ~0.6 T elements/s of an elementwise pass (read and
+# write, 4.8 TB/s), and ~5 us per kernel launch; batched products of small matrices run well.
+DEVICE_COSTS = {"cpu": DeviceCosts(ELEMENTWISE_COST, OPERATION_COST, SMALL_MATMUL_POSITIONS),
+                "cuda": DeviceCosts(elementwise=50, operation=150_000_000, small_matmul=0)}
+
+
+def _device_costs(device: torch.device) -> DeviceCosts:
+    return DEVICE_COSTS.get(device.type, DEVICE_COSTS["cpu"])
+
+
+def _uses_batched_matmul(device: torch.device) -> bool:
+    """Whether per-sample weight gradients come from a batched product over unfolded patches
+    (CUDA) rather than from the weight-gradient convolution with one group per sample."""
+    return device.type == "cuda"
+
+
 class PathCosts(NamedTuple):
     """Multiply-adds per sample of each way to the weight's per-sample norms, and of the batch
     weight gradient that autograd computes anyway."""
@@ -53,23 +82,33 @@ class PathCosts(NamedTuple):
     def gram(self) -> float:
         return min(self.pixel_gram, self.unfold_gram)
 
+    def choice(self) -> str:
+        """The cheapest path: "explicit", "unfold_gram" or "pixel_gram"."""
+        if not rules._gram_is_cheaper(self.gram, self.explicit):
+            return "explicit"
+        return "unfold_gram" if self.unfold_gram < self.pixel_gram else "pixel_gram"
+
 
 def _weight_costs(conv: nn.Conv2d, n_samples: int, channels_in: int, out_height: int,
-                  out_width: int) -> PathCosts:
+                  out_width: int, device: torch.device = torch.device("cpu")) -> PathCosts:
     groups = conv.groups
     c_in, c_out = channels_in // groups, conv.out_channels // groups  # per group
     kernel = conv.kernel_size[0] * conv.kernel_size[1]
     positions = out_height * out_width
     phases = _phase_windows(conv, out_height, out_width)
-    per_op = OPERATION_COST / max(n_samples, 1)
+    costs = _device_costs(device)
+    per_op = costs.operation / max(n_samples, 1)
     grad_gram = positions ** 2 * c_out
+    unfold_pass = c_in * kernel * positions * costs.elementwise  # copying the patches
     pixel_gram = (sum((rows * cols) ** 2 for rows, cols, _ in phases) * c_in + grad_gram
-                  + positions ** 2 * kernel * ELEMENTWISE_COST
+                  + positions ** 2 * kernel * costs.elementwise
                   + per_op * (6 + 5 * len(phases) + 2 * kernel))
-    unfold_gram = (positions ** 2 * c_in * kernel + grad_gram
-                   + c_in * kernel * positions * ELEMENTWISE_COST + per_op * 6)
-    explicit = c_in * kernel * c_out * (positions + SMALL_MATMUL_POSITIONS)
-    return PathCosts(pixel_gram, unfold_gram, explicit, c_in * kernel * c_out * positions)
+    unfold_gram = positions ** 2 * c_in * kernel + grad_gram + unfold_pass + per_op * 6
+    weight_grad = c_in * kernel * c_out * positions
+    explicit = c_in * kernel * c_out * (positions + costs.small_matmul)
+    if _uses_batched_matmul(device):
+        explicit += unfold_pass + per_op * 4
+    return PathCosts(pixel_gram, unfold_gram, explicit, weight_grad)
 
 
 def _padded_size(conv: nn.Conv2d, x: Tensor) -> int:
@@ -78,21 +117,27 @@ def _padded_size(conv: nn.Conv2d, x: Tensor) -> int:
     return x.shape[1] * (x.shape[2] + pad_top + pad_bottom) * (x.shape[3] + pad_left + pad_right)
 
 
-def _explicit_temp(conv: nn.Conv2d, x: Tensor) -> int:
+def _patches_size(conv: nn.Conv2d, grad_out: Tensor) -> int:
+    """Elements per sample of the unfolded input: one patch per output position."""
+    return conv.weight[0].numel() * conv.groups * grad_out.shape[2] * grad_out.shape[3]
+
+
+def _explicit_temp(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -> int:
+    if _uses_batched_matmul(x.device):
+        return conv.weight.numel() + _patches_size(conv, grad_out) + _padded_size(conv, x)
     return 2 * conv.weight.numel() + (0 if _kernel_pads(conv) else _padded_size(conv, x))
 
 
 def _conv2d_weight_sq_norms(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -> Tensor:
-    costs = _weight_costs(conv, *x.shape[:2], *grad_out.shape[2:])
-    if not rules._gram_is_cheaper(costs.gram, costs.explicit):
+    path = _weight_costs(conv, *x.shape[:2], *grad_out.shape[2:], device=x.device).choice()
+    if path == "explicit":
         return _in_chunks(partial(_conv2d_explicit_sq_norms, conv), (x, grad_out),
-                          _explicit_temp(conv, x))
+                          _explicit_temp(conv, x, grad_out))
     positions = grad_out.shape[2] * grad_out.shape[3]
     grams = 2 * conv.groups * positions ** 2
-    if costs.unfold_gram < costs.pixel_gram:
-        patches = conv.weight[0].numel() * conv.groups * positions
+    if path == "unfold_gram":
         return _in_chunks(partial(_conv2d_unfold_gram_sq_norms, conv), (x, grad_out),
-                          patches + grams + _padded_size(conv, x))
+                          _patches_size(conv, grad_out) + grams + _padded_size(conv, x))
     phase_pixels = [rows * cols for rows, cols, _ in _phase_windows(conv, *grad_out.shape[2:])]
     temp = conv.groups * max(phase_pixels) ** 2 + grams + _padded_size(conv, x)
     return _in_chunks(partial(_conv2d_gram_sq_norms, conv), (x, grad_out), temp)
@@ -112,7 +157,8 @@ def fuses_weight_grad(conv: nn.Conv2d, x: Tensor) -> bool:
     if not (_is_trainable(conv.weight) and x.requires_grad and x.dtype == conv.weight.dtype
             and x.dim() == 4):
         return False
-    costs = _weight_costs(conv, *x.shape[:2], *_output_size(conv, x.shape[2], x.shape[3]))
+    costs = _weight_costs(conv, *x.shape[:2], *_output_size(conv, x.shape[2], x.shape[3]),
+                          device=x.device)
     return not rules._gram_is_cheaper(costs.gram, costs.explicit - costs.weight_grad)
 
 
@@ -132,7 +178,7 @@ def conv2d_fused_sq_norms(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -> Tenso
     x = x.to(_accumulation_dtype(x))
     grad_out = grad_out.to(x.dtype)
     weight_norms, weight_grad = [], None
-    for x_part, grad_part in sample_chunks((x, grad_out), _explicit_temp(conv, x)):
+    for x_part, grad_part in sample_chunks((x, grad_out), _explicit_temp(conv, x, grad_out)):
         per_sample = _conv2d_per_sample_weight_grads(conv, x_part, grad_part)
         weight_norms.append(_large_sq_norms(per_sample))
         part_sum = per_sample.sum(0)
@@ -175,7 +221,14 @@ def _conv2d_explicit_sq_norms(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -> T
 
 
 def _conv2d_per_sample_weight_grads(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -> Tensor:
-    """(N, C_out, C_in / G, kh, kw): the weight-gradient kernel with one group per sample."""
+    """(N, C_out, C_in / G, kh, kw): every sample's weight gradient, the device's way."""
+    if _uses_batched_matmul(x.device):
+        return _per_sample_weight_grads_by_bmm(conv, x, grad_out)
+    return _per_sample_weight_grads_by_conv(conv, x, grad_out)
+
+
+def _per_sample_weight_grads_by_conv(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -> Tensor:
+    """The weight-gradient kernel with one group per sample."""
     n_samples, channels_in = x.shape[:2]
     if _kernel_pads(conv):
         padding = conv.padding
@@ -189,16 +242,32 @@ def _conv2d_per_sample_weight_grads(conv: nn.Conv2d, x: Tensor, grad_out: Tensor
     return weight_grads.unflatten(0, (n_samples, conv.out_channels))
 
 
-def _conv2d_unfold_gram_sq_norms(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -> Tensor:
-    """sum_{t,s} (p_t.p_s)(dy_t.dy_s) from the unfolded patches p_t: kernel-size copies of the
-    input, but only a handful of operations, which is what counts on small images."""
+def _per_sample_weight_grads_by_bmm(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -> Tensor:
+    """dy p^T for each sample and group, one batched product over the unfolded patches p."""
     n_samples, groups = x.shape[0], conv.groups
+    patches = _unfold_like_conv(conv, x)  # (N, C_in kh kw, T), channels outermost
+    positions = patches.shape[2]
+    patches = patches.view(n_samples * groups, -1, positions)  # (N G, C_in / G kh kw, T)
+    grads = grad_out.reshape(n_samples * groups, -1, positions)  # (N G, C_out / G, T)
+    weight_grads = torch.bmm(grads, patches.transpose(1, 2))  # (N G, C_out / G, C_in / G kh kw)
+    return weight_grads.view(n_samples, conv.out_channels, -1, *conv.kernel_size)
+
+
+def _unfold_like_conv(conv: nn.Conv2d, x: Tensor) -> Tensor:
+    """(N, C_in, H, W) -> (N, C_in kh kw, T): the patch each output position reads."""
     if _kernel_pads(conv):
         padding = conv.padding
     else:
         x, padding = _pad_like_conv(conv, x), 0
-    patches = F.unfold(x, conv.kernel_size, dilation=conv.dilation, padding=padding,
-                       stride=conv.stride)  # (N, C_in kh kw, T), channels outermost
+    return F.unfold(x, conv.kernel_size, dilation=conv.dilation, padding=padding,
+                    stride=conv.stride)
+
+
+def _conv2d_unfold_gram_sq_norms(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -> Tensor:
+    """sum_{t,s} (p_t.p_s)(dy_t.dy_s) from the unfolded patches p_t: kernel-size copies of the
+    input, but only a handful of operations, which is what counts on small images."""
+    n_samples, groups = x.shape[0], conv.groups
+    patches = _unfold_like_conv(conv, x)  # (N, C_in kh kw, T), channels outermost
     positions = patches.shape[2]
     patches = patches.view(n_samples * groups, -1, positions)  # (N G, C_in / G kh kw, T)
     patch_gram = torch.bmm(patches.transpose(1, 2), patches)  # (N G, T, T)

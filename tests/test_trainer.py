@@ -162,7 +162,7 @@ def test_cuda_bf16_channels_last_run_learns():
 
 def test_cpu_ignores_the_cuda_only_options():
     trainer = Trainer(RunConfig(problem="digits", model="cnn", epochs=1, amp=True,
-                                channels_last=True))
+                                channels_last=True, device="cpu"))
     assert trainer._memory_format() == __import__("torch").contiguous_format
     x = trainer.problem.x_train[:4]
     assert trainer._outputs(trainer.model, x).dtype == __import__("torch").float32
