@@ -17,6 +17,8 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from .device_options import to_device
+
 # Per-channel mean and std of the training images, pixel values scaled to [0, 1].
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
@@ -62,15 +64,17 @@ def random_crop_flip(x: torch.Tensor, generator: torch.Generator, padding: int =
     """Per sample: pad, take a random HxW window, mirror it left-right with probability 1/2.
 
     x: (N, C, H, W) of any dtype; returns the same shape and dtype on x's device. The random
-    numbers (3 per sample) are drawn on `generator`'s device and moved to x's device, so a CPU
-    generator gives the same augmentation on every device.
+    numbers (3 per sample) are drawn on `generator`'s device and moved to x's device in one
+    copy that does not block the host, so a CPU generator gives the same augmentation on every
+    device and a GPU step never waits for it.
     """
     n, c, h, w = x.shape
     padded = pad(x, padding, padding_mode)  # (N, C, H+2p, W+2p)
-    offsets = torch.randint(0, 2 * padding + 1, (n, 2), generator=generator,
-                            device=generator.device).to(x.device)  # (N, 2): top, left
-    flips = torch.randint(0, 2, (n, 1), generator=generator,
-                          device=generator.device).to(x.device, torch.bool)  # (N, 1)
+    draws = torch.cat([  # one transfer: top, left, flip
+        torch.randint(0, 2 * padding + 1, (n, 2), generator=generator, device=generator.device),
+        torch.randint(0, 2, (n, 1), generator=generator, device=generator.device)], dim=1)
+    draws = to_device(draws, x.device)  # (N, 3)
+    offsets, flips = draws[:, :2], draws[:, 2:].bool()  # (N, 2), (N, 1)
     rows = offsets[:, :1] + torch.arange(h, device=x.device)  # (N, H)
     cols = offsets[:, 1:] + torch.arange(w, device=x.device)  # (N, W)
     cols = torch.where(flips, cols.flip(1), cols)
@@ -81,9 +85,20 @@ def random_crop_flip(x: torch.Tensor, generator: torch.Generator, padding: int =
 
 def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
     """uint8 (N, C, H, W) in 0..255 -> float32 (x / 255 - mean[c]) / std[c]."""
-    mean = torch.as_tensor(mean, dtype=torch.float32, device=x.device)[:, None, None]  # (C,1,1)
-    std = torch.as_tensor(std, dtype=torch.float32, device=x.device)[:, None, None]
-    return (x.to(torch.float32) / 255.0 - mean) / std
+    return _scale_and_shift(x, *channel_affine(mean, std, x.device))
+
+
+def channel_affine(mean: Sequence[float], std: Sequence[float],
+                   device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(C, 1, 1) float32 scale and shift with x * scale + shift = (x / 255 - mean) / std."""
+    mean = torch.tensor(mean, dtype=torch.float64)[:, None, None]
+    std = torch.tensor(std, dtype=torch.float64)[:, None, None]
+    scale, shift = 1 / (255 * std), -mean / std
+    return to_device(scale.float(), device), to_device(shift.float(), device)
+
+
+def _scale_and_shift(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    return torch.addcmul(shift, x.to(torch.float32), scale)
 
 
 class Augmenter:
@@ -102,6 +117,7 @@ class Augmenter:
         self.padding = padding            # pixels added each side before cropping (CIFAR: 4)
         self.padding_mode = padding_mode  # "zeros" (standard CIFAR) or "reflect"
         self.generator = torch.Generator().manual_seed(seed)
+        self._affine: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}  # per device
 
     @classmethod
     def for_dataset(cls, name: str, **kwargs) -> "Augmenter":
@@ -120,4 +136,6 @@ class Augmenter:
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """An evaluation batch: uint8 (N, C, H, W) -> normalised float32, no randomness."""
-        return normalize(x, self.mean, self.std)
+        if x.device not in self._affine:  # made once per device: no transfer per batch
+            self._affine[x.device] = channel_affine(self.mean, self.std, x.device)
+        return _scale_and_shift(x, *self._affine[x.device])

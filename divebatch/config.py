@@ -113,8 +113,11 @@ class RunConfig:
     device: str = knob("auto", "auto picks cuda, then mps, then cpu", choices=DEVICES,
                        group="basic")
     data_dir: str = knob("", "folder holding datasets (empty: $DIVEBATCH_DATA or data/)")
-    amp: bool = knob(True, "CUDA only: bf16 autocast")
-    channels_last: bool = knob(True, "CUDA only: channels-last memory format")
+    amp: bool = knob(False, "CUDA only: bf16 autocast (off: float32 was faster on an H200, "
+                            "see divebatch.device_options)")
+    channels_last: bool = knob(False, "CUDA only: channels-last memory format")
+    compile_forward: bool = knob(False, "torch.compile the model for batches whose diversity "
+                                        "is not measured (one process only)")
     progress_every: float = knob(2.0, "seconds between live progress rows within an epoch",
                                  low=0.1, high=3600.0)
     max_micro_batch: int = knob(0, "largest forward/backward per process; a larger share of "

@@ -19,6 +19,7 @@ from torch import nn
 from . import checkpoint
 from .config import HOT_FIELDS, RunConfig
 from .data import Problem, correct_predictions, load_problem, per_sample_loss
+from .device_options import make_optimizer, plain_forward_model, to_device
 from .distributed import Distributed
 from .diversity import DiversityMeter
 from .models import build_model
@@ -139,9 +140,11 @@ class Trainer:
         self.model = self._build_model()
         self.dist.wrap(self.model)
         self.loss_fn = per_sample_loss(self.problem.task)
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=config.lr,
-                                         momentum=config.momentum,
-                                         weight_decay=config.weight_decay)
+        self.plain_model = plain_forward_model(self.model, config.compile_forward
+                                               and self.dist.world_size == 1)
+        self.optimizer = make_optimizer(self.model.parameters(), lr=config.lr,
+                                        momentum=config.momentum,
+                                        weight_decay=config.weight_decay, device=self.device)
         self.scheduler = make_scheduler(config, self.optimizer, self.problem.n_train)
         self.lr_schedule = make_lr_schedule(config, self.optimizer)
         self.meter = DiversityMeter(self.model, allow_batchnorm=config.norm == "batch",
@@ -318,7 +321,7 @@ class Trainer:
     def _train_epoch(self, epoch: int, batch_size: int, measure: bool):
         """One pass over a fresh shuffle; returns (loss sum, batches, seconds) or Nones."""
         problem, n = self.problem, self.problem.n_train
-        order = torch.randperm(n, generator=self.shuffle).to(self.device, non_blocking=True)
+        order = to_device(torch.randperm(n, generator=self.shuffle), self.device)
         n_batches = math.ceil(n / batch_size)
         self.model.train()
         loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
@@ -344,20 +347,28 @@ class Trainer:
         inputs = self.dist.shard(self.problem.inputs(x_raw, training=True))
         y = self.dist.shard(y)
         self.optimizer.zero_grad()
+        model = self._forward_model(measure)
         if measure:
             with self.meter.track(batch_size, samples=len(y)):
-                loss_sum = self._backward(inputs, y, batch_size)
+                loss_sum = self._backward(model, inputs, y, batch_size)
         else:
-            loss_sum = self._backward(inputs, y, batch_size)
+            loss_sum = self._backward(model, inputs, y, batch_size)
         self.optimizer.step()
         return loss_sum
 
-    def _backward(self, inputs: torch.Tensor, y: torch.Tensor, batch_size: int) -> torch.Tensor:
+    def _forward_model(self, measure: bool) -> nn.Module:
+        """The eager model where the meter's hooks measure this batch (its next ``track``),
+        else the plain (possibly compiled) one."""
+        hooked = measure and self.meter.seen_batches % self.meter.sample_every == 0
+        return self.model if hooked else self.plain_model
+
+    def _backward(self, model, inputs: torch.Tensor, y: torch.Tensor,
+                  batch_size: int) -> torch.Tensor:
         """Gradient of the global batch's mean loss, sum(losses) / batch_size, accumulated
         over micro-batches of at most max_micro_batch samples (summed over ranks by DDP)."""
         loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
         for part in self.dist.micro_batches(len(y), self.config.max_micro_batch):
-            outputs = self._outputs(lambda x: self.dist.forward(self.model, x), inputs[part])
+            outputs = self._outputs(lambda x: self.dist.forward(model, x), inputs[part])
             losses = self.loss_fn(outputs, y[part])  # (b,)
             (losses.sum() / batch_size).backward()
             loss_sum += losses.detach().sum()  # accumulated in float64
