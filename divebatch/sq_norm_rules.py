@@ -46,6 +46,9 @@ TEMP_BUDGET = 2
 # ...or within this many elements (16 MiB of float32), if that is more: small layers are not
 # split, since every chunk costs a round of operations and memory is no concern there.
 MIN_TEMP_ELEMENTS = 2 ** 22
+# On CUDA a round of operations costs more (kernel launches from Python) and a GPU has more
+# memory: up to 128 MiB of float32 temporaries before splitting.
+CUDA_MIN_TEMP_ELEMENTS = 2 ** 25
 
 
 def _layer_input(layer: nn.Module, args: tuple, output: Tensor) -> Tensor:
@@ -106,10 +109,11 @@ def _gram_is_cheaper(gram_cost: float, explicit_cost: float) -> bool:
 def sample_chunks(tensors: Sequence[Tensor], temp_per_sample: int) -> list[tuple[Tensor, ...]]:
     """Slices of samples of ``tensors`` (which share their first dimension) small enough that
     ``temp_per_sample`` temporary elements per sample stay within ``TEMP_BUDGET`` times the
-    largest of them (or ``MIN_TEMP_ELEMENTS``); one slice (the tensors themselves) when
-    everything fits."""
+    largest of them (or ``MIN_TEMP_ELEMENTS``, on CUDA ``CUDA_MIN_TEMP_ELEMENTS``); one slice
+    (the tensors themselves) when everything fits."""
     n_samples = tensors[0].shape[0]
-    budget = max(TEMP_BUDGET * max(t.numel() for t in tensors), MIN_TEMP_ELEMENTS)
+    least = CUDA_MIN_TEMP_ELEMENTS if tensors[0].is_cuda else MIN_TEMP_ELEMENTS
+    budget = max(TEMP_BUDGET * max(t.numel() for t in tensors), least)
     chunk = max(1, budget // max(1, temp_per_sample))
     if chunk >= n_samples:
         return [tuple(tensors)]

@@ -232,3 +232,11 @@ def test_cost_model_picks_unfold_on_small_images_and_pixel_gram_on_larger():
     larger = conv_sq_norms._weight_costs(conv, 128, 64, 8, 8)  # CIFAR CNN: 16x16 input
     assert small.unfold_gram < small.pixel_gram < small.explicit
     assert larger.pixel_gram < larger.unfold_gram < larger.explicit
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_splits_resnet18_stage_one_into_fewer_chunks():
+    x = torch.zeros(128, 64, 32, 32)  # the input of a 64-channel 3x3 conv at B = 128
+    per_sample = 701_000  # patches, padded input and weight gradient of the bmm path
+    assert len(sq_norm_rules.sample_chunks((x,), per_sample)) == 6
+    assert len(sq_norm_rules.sample_chunks((x.cuda(),), per_sample)) == 3
