@@ -247,7 +247,7 @@ def _per_sample_weight_grads_by_bmm(conv: nn.Conv2d, x: Tensor, grad_out: Tensor
     n_samples, groups = x.shape[0], conv.groups
     patches = _unfold_like_conv(conv, x)  # (N, C_in kh kw, T), channels outermost
     positions = patches.shape[2]
-    patches = patches.view(n_samples * groups, -1, positions)  # (N G, C_in / G kh kw, T)
+    patches = patches.reshape(n_samples * groups, -1, positions)  # (N G, C_in / G kh kw, T)
     grads = grad_out.reshape(n_samples * groups, -1, positions)  # (N G, C_out / G, T)
     weight_grads = torch.bmm(grads, patches.transpose(1, 2))  # (N G, C_out / G, C_in / G kh kw)
     return weight_grads.view(n_samples, conv.out_channels, -1, *conv.kernel_size)

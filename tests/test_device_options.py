@@ -24,9 +24,10 @@ def cifar_trainer(tmp_path, **overrides) -> Trainer:
     return Trainer(RunConfig(**{**config, **overrides}))
 
 
-def run_steps(trainer: Trainer, measure: bool, steps: int = 2) -> list[torch.Tensor]:
+def run_steps(trainer: Trainer, measure: bool, steps: int = 2,
+              order: torch.Tensor | None = None) -> list[torch.Tensor]:
     problem, batch = trainer.problem, trainer.scheduler.batch_size
-    order = torch.randperm(problem.n_train, device=trainer.device)
+    order = torch.randperm(problem.n_train).to(trainer.device) if order is None else order
     return [trainer._train_step(problem.x_train[order[i * batch:(i + 1) * batch]],
                                 problem.y_train[order[i * batch:(i + 1) * batch]], measure)
             for i in range(steps)]
@@ -106,10 +107,12 @@ def test_cuda_step_never_synchronizes(tmp_path, amp):
     assert trainer.optimizer.defaults["fused"]
     run_steps(trainer, measure=True, steps=1)  # warm-up: cuDNN plans, momentum buffers
     run_steps(trainer, measure=False, steps=1)
+    order = torch.randperm(trainer.problem.n_train).to(trainer.device)
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
-        losses = run_steps(trainer, measure=True) + run_steps(trainer, measure=False)
+        losses = (run_steps(trainer, measure=True, order=order)
+                  + run_steps(trainer, measure=False, order=order))
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert all(math.isfinite(float(loss)) for loss in losses)
