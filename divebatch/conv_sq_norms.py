@@ -3,9 +3,10 @@
 Three exact ways, whichever the layer's shapes and device make cheapest: the explicit one forms
 every sample's weight gradient (on a CPU with the convolution weight-gradient kernel, one group
 per sample; on CUDA with one batched matrix product over the unfolded input patches, since
-cuDNN runs grouped weight gradients with one group per sample slowly); the pixel-Gram one gets the patch Gram matrix from pixel Gram matrices x^T x of the
-padded input's stride phases, summed over the kernel offsets, without unfolding the input into
-patches (which would copy it kernel-size times); the unfold-Gram one does unfold it, which pays
+cuDNN runs grouped weight gradients with one group per sample slowly); the pixel-Gram one
+gets the patch Gram matrix from pixel Gram matrices x^T x of the padded input's stride phases,
+summed over the kernel offsets, without unfolding the input into patches (which would copy it
+kernel-size times); the unfold-Gram one does unfold it, which pays
 on small images, where the number of operations matters more than their size. The cost model
 (``_weight_costs``) counts multiply-adds per sample plus each device's price of an elementwise
 pass and of one tensor operation (``DEVICE_COSTS``): a GPU launch is worth far more arithmetic
