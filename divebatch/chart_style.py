@@ -35,9 +35,10 @@ def style_of(config: dict) -> tuple[str, str]:
     return _style(variant_of(config), 0)
 
 
-def style_of_variant(variant: str) -> tuple[str, str]:
-    """(colour, dash) of a method variant key ("divebatch", "sgd_large_linear", ...)."""
-    return _style(variant, 0)
+def style_of_variant(variant: str, repeat: int = 0) -> tuple[str, str]:
+    """(colour, dash) of a method variant key ("divebatch", "sgd_large_linear", ...); the
+    `repeat`-th other run of that method gets the next shade."""
+    return _style(variant, repeat)
 
 
 def styles_for(configs: list[dict]) -> list[tuple[str, str]]:

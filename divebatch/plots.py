@@ -29,6 +29,7 @@ import plotly.graph_objects as go
 from . import analysis
 from .chart_style import styles_for
 from .config import HOT_FIELDS
+from .hot_limits import ADAPTIVE
 from .commands import COMPARE_COLUMNS
 from .presets import VARIANTS, race_sorted, variant_of
 from .thinning import change_points, pick, thin_indices
@@ -40,7 +41,7 @@ DIVERSITY_VIEWS = {"diversity": "Δ̂  gradient diversity",
                    "noise_scale": "n·Δ̂ − 1  gradient noise scale"}
 CHARTS = {"diversity": "Gradient diversity", "batch_size": "Batch size",
           "lr": "Learning rate", "loss": "Loss", "val_acc": "Validation accuracy"}
-ADAPTIVE = ("divebatch", "adabatch")  # methods whose batch size can reach B_max and stop
+
 CHART_HEIGHT = 320
 
 

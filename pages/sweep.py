@@ -170,10 +170,10 @@ def draw_cell_curves(result: sweeps.SweepResults) -> None:
     cell_ids = sweeps.runs_of_cell(result, by_label[label])
     baseline_ids = sweeps.runs_of_cell(result, sweeps.BASELINE)
     records = store.records_many(cell_ids + baseline_ids)
-    runs = [{"label": f"{label} · run {run_id}", "records": records[run_id]}
-            for run_id in cell_ids]
+    runs = [{"label": f"{label} · run {run_id}", "records": records[run_id],
+             "method": "divebatch"} for run_id in cell_ids]
     runs += [{"label": f"SGD baseline · run {run_id}", "records": records[run_id],
-              "dash": "dot"} for run_id in baseline_ids]
+              "method": "sgd_small"} for run_id in baseline_ids]
     if not any(run["records"] for run in runs):
         st.info("This cell has no epochs recorded yet.")
         return

@@ -4,8 +4,9 @@ import math
 
 import pytest
 
-from divebatch import plots
-from divebatch.chart_style import style_of
+from divebatch import plots, sweep_plots
+from divebatch.hot_limits import hot_change_limits
+from divebatch.chart_style import style_of, style_of_variant
 from divebatch.plots import ChartOptions, RunData
 
 
@@ -226,3 +227,20 @@ def test_run_row_has_duration_and_time_to_target():
     assert row["train s to own-1pt"] == pytest.approx(1.5)
     active = {**run(2), "status": "running", "finished_at": None}
     assert plots.run_row(active, [], now=1004.0)["duration s"] == pytest.approx(4.0)
+
+
+def test_hot_change_limits_say_why_a_change_waits():
+    config = {"method": "divebatch", "max_batch_size": 64}
+    capped = [record(6, batch_size=64, next_batch_size=64, resize_every=3)]
+    notes = hot_change_limits(config, capped)
+    assert notes[0].startswith("The batch is already at B_max = 64")
+    assert notes[1].startswith("The next resize is at the end of epoch 9, 3 epochs away")
+    assert hot_change_limits(config, [record(2, batch_size=16, resize_every=1)]) == []
+    assert hot_change_limits({"method": "sgd"}, capped) == []
+
+
+def test_sweep_and_reproduce_curves_use_the_method_styles():
+    runs = [{"label": "cell · run 1", "records": [record(1)], "method": "divebatch"},
+            {"label": "SGD, small batch B0", "records": [record(1)]}]
+    styles = {(t.line.color, t.line.dash) for t in sweep_plots.curves(runs).data}
+    assert styles == {style_of_variant("divebatch"), style_of_variant("sgd_small")}

@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from divebatch import chart_style, thinning
+from divebatch import chart_style, hot_limits, thinning
 
 
 def test_short_traces_are_kept_whole():
@@ -34,3 +34,4 @@ def test_too_few_points_are_refused():
 def test_doctests():
     assert doctest.testmod(thinning).failed == 0
     assert doctest.testmod(chart_style).failed == 0
+    assert doctest.testmod(hot_limits).failed == 0
