@@ -18,3 +18,13 @@ def ensure_router() -> None:
     if PagesManager.uses_pages_directory:
         PagesManager.uses_pages_directory = False
         st.rerun()
+    remember_linked_runs()
+
+
+def remember_linked_runs() -> None:
+    """The runs a shared link names (`?runs=3,4`), kept in the session before a lab form
+    rewrites the address bar; the first run picker the session opens shows them."""
+    if "linked_runs" not in st.session_state:
+        text = st.query_params.get("runs", "")
+        st.session_state.linked_runs = [int(part) for part in text.split(",")
+                                        if part.strip().isdigit()]
