@@ -54,6 +54,14 @@ def set_numbers(at: AppTest, prefix: str, **values) -> None:
     at.run()
 
 
+def chart_notes(at: AppTest, index: int) -> list[str]:
+    charts = at.get("plotly_chart")
+    if len(charts) <= index:
+        return []
+    layout = json.loads(charts[index].proto.spec)["layout"]
+    return [note.get("text", "") for note in layout.get("annotations", [])]
+
+
 def texts(elements) -> str:
     return "\n".join(str(e.value) for e in elements)
 
@@ -90,11 +98,10 @@ def test_start_watch_hot_change_stop_and_delete(store):
     at.number_input(key=f"syn_hot_delta_{run_id}").set_value(0.5)
     at.button(key="syn_hot_apply").click().run()
     assert f"Sent to run #{run_id}: delta=0.5" in texts(at.success)
-    poll(at, lambda: any(e["kind"] == "hot_change" for e in store.events(run_id)),
-         "the worker to apply the hot change")
-    diversity = json.loads(at.get("plotly_chart")[0].proto.spec)
-    notes = [a.get("text", "") for a in diversity["layout"]["annotations"]]
-    assert any(n.startswith("delta ") and "→ 0.5 at epoch" in n for n in notes), notes
+    poll(at, lambda: any(n.startswith("delta ") and "→ 0.5 at epoch" in n
+                         for n in chart_notes(at, 1)),  # 0: the shared legend
+         "the worker to apply the hot change, and the diversity chart to say so")
+    assert any(e["kind"] == "hot_change" for e in store.events(run_id))
 
     at.button(key="syn_stop").click().run()
     poll(at, lambda: store.get_run(run_id)["status"] == "stopped", "the run to stop")
@@ -126,7 +133,10 @@ def test_race_overlays_four_methods_with_the_time_to_target_table(store, monkeyp
     assert list(table["method"].str.split(" \\(").str[0]) == [
         "SGD, small batch", "DiveBatch", "AdaBatch", "SGD, large batch"]
     assert table["speed-up"].iloc[0] == pytest.approx(1.0)
-    assert len(at.get("plotly_chart")) == 5  # the legend and 4 charts: no accuracy chart
+    charts = {chart.key for chart in at.get("plotly_chart")}
+    assert charts == {"syn_chart_legend", "syn_chart_diversity", "syn_chart_loss",
+                      "syn_chart_batch_size"}  # regression: no accuracy chart
+    assert "in every epoch of every run shown" in texts(at.caption)  # LR: a line, no chart
 
 
 def test_invalid_values_show_an_error_and_block_start():
