@@ -39,7 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dashboard.serve import dashboard_server, launch_chromium  # noqa: E402
+from dashboard.serve import dashboard_server, launch_chromium, server_pid  # noqa: E402
 from divebatch.store import RunStore  # noqa: E402
 
 N_RUNS, N_EPOCHS, N_TRAIN = 100, 200, 8000
@@ -181,24 +181,16 @@ def keep_training(store: RunStore, run_ids: list[int], stop) -> None:
                                          "val_loss": 2.0 / epoch ** 0.5 * rng.uniform(.9, 1.1)})
 
 
-def server_cpu_seconds(port: int) -> float:
-    """utime + stime of the `streamlit run` process serving `port` (Linux /proc)."""
-    for stat in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            command = stat.read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"streamlit" in b" ".join(command) and str(port).encode() in command:
-            fields = (stat.parent / "stat").read_text().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    raise RuntimeError(f"no streamlit process serves port {port}")
+def server_cpu_seconds(url: str) -> float:
+    """utime + stime of the `streamlit run` process serving `url` (Linux /proc)."""
+    fields = Path(f"/proc/{server_pid(url)}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def watch(url: str, viewers: int, run_ids: list[int]) -> dict:
     """Open `viewers` pages on the Runs page with the live runs linked, wait until each shows
     its first update (load time), then count every viewer's updates for WATCH_S seconds."""
     from playwright.sync_api import sync_playwright
-    port = int(url.rsplit(":", 1)[1])
     link = f"{url}/runs?runs={','.join(map(str, run_ids))}"
     with sync_playwright() as playwright:
         browser = launch_chromium(playwright)
@@ -206,7 +198,7 @@ def watch(url: str, viewers: int, run_ids: list[int]) -> dict:
         for _ in range(viewers):
             page = browser.new_page(viewport={"width": 1440, "height": 900})
             started = time.perf_counter()
-            page.goto(link)
+            page.goto(link, wait_until="commit", timeout=150_000)
             pages.append((page, started))
         for page, started in pages:
             try:
@@ -216,9 +208,9 @@ def watch(url: str, viewers: int, run_ids: list[int]) -> dict:
                 page.evaluate(RECORD_UPDATES)
             except Exception:  # a viewer that never loads is counted, not fatal
                 loads.append(None)
-        cpu_before, wall_before = server_cpu_seconds(port), time.perf_counter()
+        cpu_before, wall_before = server_cpu_seconds(url), time.perf_counter()
         time.sleep(WATCH_S)
-        cpu = server_cpu_seconds(port) - cpu_before
+        cpu = server_cpu_seconds(url) - cpu_before
         wall = time.perf_counter() - wall_before
         stamps = [page.evaluate("() => window.updates || []") for page, _ in pages]
         browser.close()

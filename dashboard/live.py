@@ -23,6 +23,7 @@ from . import roles, shared, stale
 from .common import ACTIVE, open_store, show_run_problems
 from .form import field_widget
 
+INTERVAL_HOLD_S = 10.0
 HOT_USED = {"divebatch": HOT_FIELDS, "adabatch": ("max_batch_size", "resize_every",
                                                   "lr_multiplier"),
             "sgd": ("lr_multiplier",)}
@@ -94,7 +95,7 @@ def _charts(prefix: str, statuses: dict[int, str], options: ChartOptions,
     runs = list(snap.runs)
     if {run["id"]: run["status"] for run in runs} != statuses:
         st.rerun()  # a run started, ended or vanished: redraw controls and charts together
-    if every and shared.refresh_interval() != every:
+    if every and _interval_changed(prefix, every):
         st.rerun()  # the server got busier or calmer: a new timer needs a full rerun
     show_run_problems(runs, store)
     for run in runs:
@@ -115,6 +116,17 @@ def _charts(prefix: str, statuses: dict[int, str], options: ChartOptions,
         f"refreshing every {every:g} s while a run is active" if every
         else "idle: no run on the charts is active"))
     col_button.button("Refresh", key=f"{prefix}_refresh", width="stretch")
+
+
+def _interval_changed(prefix: str, every: float) -> bool:
+    """Whether the refresh interval should change now (at most once per INTERVAL_HOLD_S, so
+    a load near a threshold cannot cause a full rerun on every update)."""
+    key = f"{prefix}_interval_since"
+    since = st.session_state.setdefault(key, time.monotonic())
+    if shared.refresh_interval() == every or time.monotonic() - since < INTERVAL_HOLD_S:
+        return False
+    st.session_state[key] = time.monotonic()
+    return True
 
 
 def draw_charts(prefix: str, snap: shared.Snapshot, options: ChartOptions) -> None:

@@ -207,9 +207,9 @@ def _styles(runs: list[RunData]) -> list[_Style]:
 
 
 def _figure(title: str, y_title: str, options: ChartOptions, log_y: bool, traces: list[dict],
-            runs: list[RunData], shapes: tuple[list, list] = ([], [])) -> go.Figure:
+            runs: list[RunData], shapes: tuple[list, list] = ([], [])) -> dict:
     marks, notes = _hot_change_marks(runs, options)
-    return go.Figure(data=traces, layout=dict(
+    return dict(data=traces, layout=dict(
         template=TEMPLATE, title=dict(text=title, x=0.0, font=dict(size=15)),
         height=CHART_HEIGHT, margin=dict(l=10, r=10, t=40, b=10), showlegend=False,
         xaxis=dict(title=dict(text=X_AXES[options.x_axis])),
@@ -269,7 +269,7 @@ def _steps(data: RunData, key: str, options: ChartOptions) -> tuple[list, list]:
     return x, y + y[-1:]
 
 
-def diversity_figure(runs: list[RunData], options: ChartOptions) -> go.Figure:
+def _diversity(runs: list[RunData], options: ChartOptions) -> dict:
     view = options.diversity_view
     traces = [_trace(epoch_ends(data.records, options.x_axis),
                      ema(diversity_values(data.records, data.n_train, view), options.smoothing),
@@ -312,7 +312,7 @@ def _capped_shading(runs: list[RunData], options: ChartOptions) -> tuple[list, l
     return shapes, notes
 
 
-def batch_size_figure(runs: list[RunData], options: ChartOptions) -> go.Figure:
+def _batch_size(runs: list[RunData], options: ChartOptions) -> dict:
     """Batch size per epoch as steps; DiveBatch's proposal delta * n * Delta_hat as dots;
     shaded where the batch is capped at B_max."""
     traces = []
@@ -329,13 +329,13 @@ def batch_size_figure(runs: list[RunData], options: ChartOptions) -> go.Figure:
                    _capped_shading(runs, options))
 
 
-def lr_figure(runs: list[RunData], options: ChartOptions) -> go.Figure:
+def _lr(runs: list[RunData], options: ChartOptions) -> dict:
     traces = [_trace(*_steps(data, "lr", options), chart_label(data), style, y_label="lr",
                      step=True) for data, style in zip(runs, _styles(runs))]
     return _figure(CHARTS["lr"], "learning rate", options, options.log_y, traces, runs)
 
 
-def loss_figure(runs: list[RunData], options: ChartOptions) -> go.Figure:
+def _loss(runs: list[RunData], options: ChartOptions) -> dict:
     """Validation loss thick, training loss thin and faint, in the run's colour and dash."""
     traces = []
     for data, style in zip(runs, _styles(runs)):
@@ -349,7 +349,7 @@ def loss_figure(runs: list[RunData], options: ChartOptions) -> go.Figure:
                    options.log_y, traces, runs)
 
 
-def accuracy_figure(runs: list[RunData], options: ChartOptions) -> go.Figure:
+def _accuracy(runs: list[RunData], options: ChartOptions) -> dict:
     """Validation accuracy in percent (always a linear axis)."""
     traces = []
     for data, style in zip(runs, _styles(runs)):
@@ -361,7 +361,7 @@ def accuracy_figure(runs: list[RunData], options: ChartOptions) -> go.Figure:
     return _figure(CHARTS["val_acc"], "validation accuracy (%)", options, False, traces, runs)
 
 
-def legend_figure(runs: list[RunData]) -> go.Figure:
+def legend_spec(runs: list[RunData]) -> dict:
     """The one legend for every chart of the panel: each run in its method's colour and
     dash (with the hot values in force), then the keys of the marks the charts use."""
     grey = _Style("#555555", "solid")
@@ -381,7 +381,7 @@ def legend_figure(runs: list[RunData]) -> go.Figure:
         trace.update(mode="markers" if trace["mode"] == "markers" else "lines",
                      hoverinfo="skip", hovertemplate=None)
     rows = math.ceil(len(traces) / 4)
-    return go.Figure(data=traces, layout=dict(
+    return dict(data=traces, layout=dict(
         template=TEMPLATE, height=14 + 24 * rows, margin=dict(l=0, r=0, t=0, b=0),
         showlegend=True, legend=dict(orientation="h", x=0, y=1, yanchor="top",
                                      font=dict(size=13), itemclick=False,
@@ -389,8 +389,33 @@ def legend_figure(runs: list[RunData]) -> go.Figure:
         xaxis=dict(visible=False), yaxis=dict(visible=False)))
 
 
-FIGURES = {"diversity": diversity_figure, "batch_size": batch_size_figure, "lr": lr_figure,
-           "loss": loss_figure, "val_acc": accuracy_figure}
+def diversity_figure(runs: list[RunData], options: ChartOptions) -> go.Figure:
+    return go.Figure(_diversity(runs, options))
+
+
+def batch_size_figure(runs: list[RunData], options: ChartOptions) -> go.Figure:
+    return go.Figure(_batch_size(runs, options))
+
+
+def lr_figure(runs: list[RunData], options: ChartOptions) -> go.Figure:
+    return go.Figure(_lr(runs, options))
+
+
+def loss_figure(runs: list[RunData], options: ChartOptions) -> go.Figure:
+    return go.Figure(_loss(runs, options))
+
+
+def accuracy_figure(runs: list[RunData], options: ChartOptions) -> go.Figure:
+    return go.Figure(_accuracy(runs, options))
+
+
+def legend_figure(runs: list[RunData]) -> go.Figure:
+    return go.Figure(legend_spec(runs))
+
+
+# name -> spec builder: plain dicts with numpy arrays, which go.Figure validates (slowly)
+SPECS = {"diversity": _diversity, "batch_size": _batch_size, "lr": _lr, "loss": _loss,
+         "val_acc": _accuracy}
 STEP_CHARTS = {"batch_size": "batch_size", "lr": "lr"}  # chart -> record key
 
 
@@ -403,17 +428,24 @@ def constant_note(runs: list[RunData], key: str) -> str | None:
     return f"{CHARTS[key]}: {_g(values.pop())} in every epoch of every run shown."
 
 
-def figures(runs: list[RunData], options: ChartOptions) -> dict[str, go.Figure | str]:
-    """Every chart that applies: accuracy only when some run is a classification; a step
-    chart whose value never changed is a one-line note (a str) instead."""
+def figure_specs(runs: list[RunData], options: ChartOptions) -> dict[str, dict | str]:
+    """Every chart that applies, as a plotly spec (a dict, not yet validated): accuracy
+    only when some run is a classification; a step chart whose value never changed is a
+    one-line note (a str) instead."""
     has_accuracy = any(analysis.uses_accuracy(d.records) for d in runs)
-    out: dict[str, go.Figure | str] = {}
-    for name, make in FIGURES.items():
+    out: dict[str, dict | str] = {}
+    for name, build in SPECS.items():
         if name == "val_acc" and not has_accuracy:
             continue
         note = constant_note(runs, STEP_CHARTS[name]) if name in STEP_CHARTS else None
-        out[name] = note or make(runs, options)
+        out[name] = note or build(runs, options)
     return out
+
+
+def figures(runs: list[RunData], options: ChartOptions) -> dict[str, go.Figure | str]:
+    """figure_specs as plotly Figures (notes stay str)."""
+    return {name: spec if isinstance(spec, str) else go.Figure(spec)
+            for name, spec in figure_specs(runs, options).items()}
 
 
 def png_config(chart: str, runs: list[RunData]) -> dict:
