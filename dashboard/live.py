@@ -148,7 +148,7 @@ def draw_charts(prefix: str, snap: shared.Snapshot, options: ChartOptions) -> No
 
 def comparison(runs: list[dict], records: dict[int, list[dict]]) -> None:
     """The paper's time-to-target table for the shown runs."""
-    rows, common = plots.comparison_table(runs, records)
+    rows, common = shared.comparison_table(runs, records)
     st.markdown("**Time to target** (the paper's metric)")
     filled = [key for key in rows[0] if any(row[key] is not None for row in rows)]
     st.dataframe(rows, hide_index=True, column_order=filled, column_config={

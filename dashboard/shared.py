@@ -35,6 +35,7 @@ _last_dispatch: dict[str, float] = {}
 _snapshots: dict[tuple, "Snapshot"] = {}
 _records: dict[tuple[str, int], tuple[tuple, tuple]] = {}  # (db, run) -> (version, records)
 _latest: OrderedDict = OrderedDict()  # (runs, options) -> (built at, version, charts)
+_tables: OrderedDict = OrderedDict()  # time-to-target tables by runs' data
 _cpu_samples: deque = deque()  # (monotonic, process CPU seconds)
 
 
@@ -130,6 +131,21 @@ def charts(snap: Snapshot, options: ChartOptions) -> tuple[go.Figure, tuple]:
         while len(_latest) > CHART_SETS_KEPT:
             _latest.popitem(last=False)
     return built
+
+
+def comparison_table(runs: list[dict], records: dict[int, list[dict]]
+                     ) -> tuple[list[dict], float | None]:
+    """plots.comparison_table, computed once per runs' statuses and record counts."""
+    key = tuple((run["id"], run["status"], len(records[run["id"]])) for run in runs)
+    with _lock:
+        if key in _tables:
+            return _tables[key]
+    table = plots.comparison_table(runs, records)
+    with _lock:
+        _tables[key] = table
+        while len(_tables) > CHART_SETS_KEPT:
+            _tables.popitem(last=False)
+    return table
 
 
 def _frozen(spec: dict) -> go.Figure:
