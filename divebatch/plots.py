@@ -382,7 +382,7 @@ def legend_spec(runs: list[RunData]) -> dict:
                      hoverinfo="skip", hovertemplate=None)
     rows = math.ceil(len(traces) / 4)
     return dict(data=traces, layout=dict(
-        template=TEMPLATE, height=14 + 24 * rows, margin=dict(l=0, r=0, t=0, b=0),
+        template=TEMPLATE, height=20 + 26 * rows, margin=dict(l=0, r=0, t=0, b=0),
         showlegend=True, legend=dict(orientation="h", x=0, y=1, yanchor="top",
                                      font=dict(size=13), itemclick=False,
                                      itemdoubleclick=False),
