@@ -88,7 +88,7 @@ def live_panel(prefix: str, run_ids: list[int]) -> None:
 
 def _charts(prefix: str, statuses: dict[int, str], options: ChartOptions,
             every: float | None) -> None:
-    started = time.perf_counter()
+    started, started_cpu = time.perf_counter(), time.thread_time()
     store = open_store()
     shared.dispatch(store)  # start queued runs as slots free up; mark dead workers
     snap = shared.snapshot(store, list(statuses))
@@ -111,8 +111,8 @@ def _charts(prefix: str, statuses: dict[int, str], options: ChartOptions,
         st.caption("The charts appear when the first epoch ends.")
     stamp = time.strftime("%H:%M:%S") + f".{int(time.time() * 1000) % 1000:03d}"
     col_note, col_button = st.columns([5, 1], vertical_alignment="center")
-    took = time.perf_counter() - started
-    col_note.caption(f"Last update {stamp} (took {took:.2f} s) · " + (
+    took, cpu = time.perf_counter() - started, time.thread_time() - started_cpu
+    col_note.caption(f"Last update {stamp} (took {took:.2f} s, {cpu:.3f} CPU-s) · " + (
         f"refreshing every {every:g} s while a run is active" if every
         else "idle: no run on the charts is active"))
     col_button.button("Refresh", key=f"{prefix}_refresh", width="stretch")
