@@ -186,9 +186,10 @@ def test_three_viewers_watch_a_live_run_on_a_read_only_server(tmp_path):
             try:
                 banner.wait_for(state="visible", timeout=15_000)
                 assert re.match(r"Last update \d+ s ago", banner.inner_text())
+                frozen = update_line(page)
             finally:
                 os.kill(server, signal.SIGCONT)
-            banner.wait_for(state="hidden", timeout=30_000)
+            wait_until(lambda: update_line(page) != frozen, "updates to resume", timeout=60)
             browser.close()
     finally:
         stop.set()
