@@ -13,6 +13,7 @@ refreshes), then `streamlit run app.py` serves it and chromium (playwright) meas
     python benchmarks/dashboard.py            # 5 page loads, 10 fragment refreshes
     python benchmarks/dashboard.py --repeat 20
     python benchmarks/dashboard.py --viewers 1,5,10   # a class watching (see measure_class)
+    python benchmarks/dashboard.py --in-process       # the fragment's CPU, no browser
 
 A class watching: 4 runs of 600 epochs, each growing by one epoch a second (this process
 writes them, as workers would), served read-only (DIVEBATCH_ROLE=viewer); N chromium pages
@@ -275,12 +276,56 @@ def extrapolate(rows: list[dict], viewers: int = 30) -> None:
           f"core above which the refresh backs off to 2 s)")
 
 
+def measure_fragment_in_process(repeat: int = 20) -> None:
+    """The live fragment's server work per viewer update without a browser: live._charts
+    called directly (Streamlit's bare mode: elements are built and serialised, not sent) on
+    the same 4 runs x LIVE_EPOCHS, once with the charts already built by another viewer and
+    once after a new epoch of every run (store read and chart build included)."""
+    import logging
+    logging.disable(logging.WARNING)  # bare mode warns on every element
+    with tempfile.TemporaryDirectory() as folder:
+        os.environ["DIVEBATCH_DB"] = str(Path(folder) / "runs.db")
+        store = RunStore(os.environ["DIVEBATCH_DB"])
+        run_ids = live_store(store)
+        from dashboard import live, shared
+        from divebatch.plots import ChartOptions
+        statuses, options = {i: "running" for i in run_ids}, ChartOptions(log_y=True)
+
+        def update() -> float:
+            started = time.process_time()
+            live._charts("runs", statuses, options, 1.0)
+            return time.process_time() - started
+
+        update()  # imports
+        shared_cost = statistics.median(update() for _ in range(repeat))
+        fresh = []
+        for _ in range(5):
+            for run_id in run_ids:
+                last = store.records(run_id)[-1]
+                store.append_record(run_id, {**last, "epoch": last["epoch"] + 1})
+            shared._snapshots.clear()
+            shared._latest.clear()
+            fresh.append(update())
+        for run_id in run_ids:
+            store.mark_finished(run_id, "stopped")
+    print(f"fragment in process, 4 runs x {LIVE_EPOCHS} epochs, 5 charts: "
+          f"{shared_cost:.4f} CPU-s per viewer update when the charts are already built, "
+          f"{statistics.median(fresh):.4f} CPU-s for the update that reads the store and "
+          f"builds them (at most once a second per set of runs and options); load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--viewers", default="",
                         help="e.g. 1,5,10: measure a class watching 4 live runs instead")
+    parser.add_argument("--in-process", action="store_true",
+                        help="the live fragment's CPU per viewer update, without a browser")
     args = parser.parse_args()
+    if args.in_process:
+        measure_fragment_in_process()
+        return 0
     if args.viewers:
         extrapolate(measure_class([int(n) for n in args.viewers.split(",")]))
         return 0
