@@ -2,9 +2,10 @@
 than one: the store read once per SNAPSHOT_TTL_S for a set of runs, each chart built once per
 data version, and jobs.dispatch run at most once per DISPATCH_EVERY_S.
 
-The cached values are read-only by contract: snapshots hold tuples and copies of the store's
-rows, and figures are never mutated after they are built (st.plotly_chart serialises a deep
-copy), so no session can change what another one draws.
+The cached values are read-only by contract: snapshots hold tuples of rows read for the
+cache alone, nothing that draws them mutates them, and figures are never mutated after they
+are built (st.plotly_chart serialises a deep copy), so no session can change what another
+one draws.
 """
 
 from __future__ import annotations
