@@ -171,7 +171,7 @@ def test_three_viewers_watch_a_live_run_on_a_read_only_server(tmp_path):
                 page.goto(f"{url}/runs?runs={run_id}", wait_until="commit")
             for page in pages:  # each viewer loads, and its charts update on their own
                 page.locator("[data-testid=stPlotlyChart]").nth(3).wait_for(
-                    timeout=3 * WAIT_MS)  # three page loads share the cores
+                    timeout=2 * WAIT_MS)  # three page loads share the cores
                 first = update_line(page)
                 wait_until(lambda: update_line(page) != first, "an update", timeout=60)
                 assert page.get_by_role("button", name="Delete").count() == 0
