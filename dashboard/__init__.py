@@ -3,6 +3,8 @@
 Widgets and layout only; every number shown comes from `divebatch` (plots, analysis, jobs).
 """
 
+import sys
+
 import streamlit as st
 
 
@@ -15,6 +17,28 @@ def ensure_router() -> None:
     st.navigation then resolves the same page (url_path = file stem keeps the mapping).
     """
     from streamlit.runtime.pages_manager import PagesManager
-    if PagesManager.uses_pages_directory:
+    if PagesManager.uses_pages_directory or _run_by_the_legacy_router():
         PagesManager.uses_pages_directory = False
         st.rerun()
+    remember_linked_runs()
+
+
+def _run_by_the_legacy_router() -> bool:
+    """True when Streamlit's legacy router (its `_mpa_v1`) runs this page: the flag above is
+    global, so when several viewers open a sub-URL of a fresh server at once, the first one
+    clears it while the others are already on the legacy path."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == "_mpa_v1":
+            return True
+        frame = frame.f_back
+    return False
+
+
+def remember_linked_runs() -> None:
+    """The runs a shared link names (`?runs=3,4`), kept in the session before a lab form
+    rewrites the address bar; the first run picker the session opens shows them."""
+    if "linked_runs" not in st.session_state:
+        text = st.query_params.get("runs", "")
+        st.session_state.linked_runs = [int(part) for part in text.split(",")
+                                        if part.strip().isdigit()]

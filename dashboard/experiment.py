@@ -7,6 +7,8 @@ import streamlit as st
 from divebatch.store import RunStore
 from divebatch.sweeps import stop_group
 
+from . import roles
+
 
 def group_progress(store: RunStore, group: str, counts: dict, title: str, *, done: bool,
                    stop_label: str, stop_key: str, redo_with: str) -> None:
@@ -18,6 +20,11 @@ def group_progress(store: RunStore, group: str, counts: dict, title: str, *, don
     if counts["to_do"]:
         text += f", {counts['to_do']} stopped or failed ({redo_with} redoes them)"
     head.progress(counts["finished"] / max(counts["total"], 1), text=text)
-    stop.button(stop_label, key=stop_key, disabled=done,
-                on_click=lambda: st.toast(f"stopping {len(stop_group(store, group))} runs; "
-                                          f"finished runs are kept"))
+    if roles.can_change():
+        stop.button(stop_label, key=stop_key, disabled=done, on_click=_stop_group,
+                    args=(store, group))
+
+
+def _stop_group(store: RunStore, group: str) -> None:
+    if roles.require_instructor("stop"):
+        st.toast(f"stopping {len(stop_group(store, group))} runs; finished runs are kept")

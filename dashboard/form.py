@@ -21,6 +21,7 @@ from divebatch.presets import (PRESETS, VARIANTS, presets_for, race_configs, var
                                with_variant)
 from divebatch.schedulers import AdaBatch, BatchSizeScheduler, DiveBatch, FixedBatch
 
+from . import roles
 from .common import open_store
 
 # Shown in the main grid (in this order); every other field goes under "Advanced".
@@ -45,6 +46,9 @@ DECISION_CODE = {
 HOT_NOTE = ("(hot) marks the hot parameters: delta, max batch size, resize interval and the LR "
             "multiplier change while a run is going (panel below the Start button). "
             "Everything else needs a new run.")
+
+
+NOT_CONFIG = ("instructor", "runs")  # link parameters that are not RunConfig fields
 
 
 def key(prefix: str, name: str) -> str:
@@ -83,9 +87,9 @@ def init_form(prefix: str, problems: tuple[str, ...], default_preset: str) -> No
     config = PRESETS[default_preset].config()
     query = {} if st.session_state.get("url_read") else st.query_params.to_dict()
     st.session_state.url_read = True
-    if set(query) - {"instructor"}:
+    if set(query) - set(NOT_CONFIG):
         try:
-            linked = config_from_query(query, ignore=("instructor",))
+            linked = config_from_query(query, ignore=NOT_CONFIG)
             if linked.problem not in problems:
                 raise ValueError(f"problem should be one of {', '.join(problems)} on this "
                                  f"page, but got problem={linked.problem!r}")
@@ -242,6 +246,8 @@ def start_buttons(prefix: str, config: RunConfig | None, blocked: str | None) ->
 
 
 def _start(prefix: str, race: bool) -> None:
+    if not roles.require_instructor("race" if race else "start"):
+        return
     config = config_from_state(prefix)
     blocked = runnable_problem(config)
     if blocked:

@@ -1,8 +1,11 @@
 """The live panel: which runs are on the charts, their controls (stop, hot changes), and the
-charts themselves, redrawn by a fragment every REFRESH_S seconds while a shown run is active.
+charts themselves, redrawn by a fragment every second (longer while the server is busy)
+while a shown run is active.
 
 The fragment reads only the store: workers write records and progress there, so the charts
 follow runs started in another tab, from the CLI, or before the dashboard was restarted.
+Store reads and charts are shared by every viewer (dashboard.shared); the controls show, and
+act, only for the instructor (dashboard.roles).
 """
 
 from __future__ import annotations
@@ -13,12 +16,14 @@ import streamlit as st
 
 from divebatch import analysis, jobs, plots
 from divebatch.config import HOT_FIELDS, RunConfig
+from divebatch.hot_limits import hot_change_limits
 from divebatch.plots import ChartOptions, RunData, run_label
 
+from . import roles, shared, stale
 from .common import ACTIVE, open_store, show_run_problems
 from .form import field_widget
 
-REFRESH_S = 1.0
+INTERVAL_HOLD_S = 10.0
 HOT_USED = {"divebatch": HOT_FIELDS, "adabatch": ("max_batch_size", "resize_every",
                                                   "lr_multiplier"),
             "sgd": ("lr_multiplier",)}
@@ -29,8 +34,10 @@ def run_picker(prefix: str, candidates: list[dict], title: str = "Runs on the ch
     """Multiselect of run ids (state "<prefix>_shown"); unknown ids are dropped."""
     shown_key = f"{prefix}_shown"
     labels = {run["id"]: run_label(run) for run in candidates}  # stable: no status in it
-    if shown_key not in st.session_state:
-        st.session_state[shown_key] = [r["id"] for r in candidates if r["status"] in ACTIVE]
+    if shown_key not in st.session_state:  # the link's runs, else the active ones
+        linked = [i for i in st.session_state.get("linked_runs", []) if i in labels]
+        st.session_state[shown_key] = linked or [r["id"] for r in candidates
+                                                 if r["status"] in ACTIVE]
     st.session_state[shown_key] = [i for i in st.session_state[shown_key] if i in labels]
     return st.multiselect(title, list(labels), key=shown_key, format_func=labels.get,
                           persist_state="session",
@@ -58,57 +65,90 @@ def chart_options(prefix: str) -> ChartOptions:
 
 
 def live_panel(prefix: str, run_ids: list[int]) -> None:
-    """Controls for the active runs among `run_ids`, then the auto-refreshing charts."""
-    store = open_store()
-    runs = [run for run in map(store.get_run, run_ids) if run]
-    if not runs:
-        st.info("No run on the charts yet. Start one above, or pick stored runs to overlay.")
+    """Controls for the active runs among `run_ids` (instructors only), then the
+    auto-refreshing charts, shared with every other viewer of the same runs."""
+    snap = shared.snapshot(open_store(), run_ids)
+    if not snap.runs:
+        st.info("No run on the charts yet. " + ("Start one above, or pick stored runs to "
+                "overlay." if roles.can_change() else "Pick stored runs to watch."))
         return
-    run_controls(prefix, [run for run in runs if run["status"] in ACTIVE])
+    active = [run for run in snap.runs if run["status"] in ACTIVE]
+    if roles.can_change():
+        run_controls(prefix, active, snap)
+    elif active:
+        st.caption(roles.READ_ONLY_NOTE)
     options = chart_options(prefix)
-    statuses = {run["id"]: run["status"] for run in runs}
-    active = any(status in ACTIVE for status in statuses.values())
-    st.fragment(run_every=REFRESH_S if active else None)(_charts)(prefix, statuses, options)
+    statuses = {run["id"]: run["status"] for run in snap.runs}
+    every = shared.refresh_interval() if active else None
+    stale.watch()
+    st.fragment(run_every=every)(_charts)(prefix, statuses, options, every)
+    st.caption(f"Share these charts: `/runs?runs={','.join(map(str, statuses))}` on this "
+               f"server or on its read-only twin (`scripts/dashboard.sh --viewer`).")
 
 
-def _charts(prefix: str, statuses: dict[int, str], options: ChartOptions) -> None:
-    started = time.perf_counter()
+def _charts(prefix: str, statuses: dict[int, str], options: ChartOptions,
+            every: float | None) -> None:
+    started, started_cpu = time.perf_counter(), time.thread_time()
     store = open_store()
-    jobs.dispatch(store)  # start queued runs as slots free up; mark dead workers
-    runs = [run for run in map(store.get_run, statuses) if run]
+    shared.dispatch(store)  # start queued runs as slots free up; mark dead workers
+    snap = shared.snapshot(store, list(statuses))
+    runs = list(snap.runs)
     if {run["id"]: run["status"] for run in runs} != statuses:
         st.rerun()  # a run started, ended or vanished: redraw controls and charts together
-    records = store.records_many(statuses)
-    data = [RunData(run, records[run["id"]], store.events(run["id"])) for run in runs]
+    if every and _interval_changed(prefix, every):
+        st.rerun()  # the server got busier or calmer: a new timer needs a full rerun
     show_run_problems(runs, store)
-    for item in data:
-        if item.run["status"] == "running":
-            fraction, text = plots.progress(item.run, item.records,
-                                            store.get_progress(item.run["id"]))
+    for run in runs:
+        if run["status"] == "running":
+            fraction, text = plots.progress(run, snap.records[run["id"]],
+                                            snap.progress[run["id"]])
             st.progress(fraction, text=text)
-    if any(item.records for item in data):
-        columns = st.columns(2)
-        for index, (name, figure) in enumerate(plots.figures(data, options).items()):
-            with columns[index % 2]:
-                st.plotly_chart(figure, key=f"{prefix}_chart_{name}",
-                                config=plots.png_config(name, data))
+    if any(snap.records.values()):
+        draw_charts(prefix, snap, options)
         if len(runs) > 1:
-            comparison(runs, records)
+            comparison(runs, {run_id: list(rows) for run_id, rows in snap.records.items()})
     else:
         st.caption("The charts appear when the first epoch ends.")
-    active = any(run["status"] in ACTIVE for run in runs)
     stamp = time.strftime("%H:%M:%S") + f".{int(time.time() * 1000) % 1000:03d}"
     col_note, col_button = st.columns([5, 1], vertical_alignment="center")
-    took = time.perf_counter() - started
-    col_note.caption(f"Last update {stamp} (took {took:.2f} s) · " + (
-        f"refreshing every {REFRESH_S:g} s while a run is active" if active
+    took, cpu = time.perf_counter() - started, time.thread_time() - started_cpu
+    col_note.caption(f"Last update {stamp} (took {took:.2f} s, {cpu:.3f} CPU-s) · " + (
+        f"refreshing every {every:g} s while a run is active" if every
         else "idle: no run on the charts is active"))
     col_button.button("Refresh", key=f"{prefix}_refresh", width="stretch")
 
 
+def _interval_changed(prefix: str, every: float) -> bool:
+    """Whether the refresh interval should change now (at most once per INTERVAL_HOLD_S, so
+    a load near a threshold cannot cause a full rerun on every update)."""
+    key = f"{prefix}_interval_since"
+    since = st.session_state.setdefault(key, time.monotonic())
+    if shared.refresh_interval() == every or time.monotonic() - since < INTERVAL_HOLD_S:
+        return False
+    st.session_state[key] = time.monotonic()
+    return True
+
+
+def draw_charts(prefix: str, snap: shared.Snapshot, options: ChartOptions) -> None:
+    """The shared legend, the charts two by two, and a line for each chart whose value
+    never changed."""
+    legend, charts = shared.charts(snap, options)
+    st.plotly_chart(legend, key=f"{prefix}_chart_legend", config={"displayModeBar": False})
+    notes = [chart for _, chart in charts if isinstance(chart, str)]
+    if notes:
+        st.caption(" ".join(notes))
+    figures = [(name, chart) for name, chart in charts if not isinstance(chart, str)]
+    data = snap.run_data()
+    columns = st.columns(2)
+    for index, (name, figure) in enumerate(figures):
+        with columns[index % 2]:
+            st.plotly_chart(figure, key=f"{prefix}_chart_{name}",
+                            config=plots.png_config(name, data))
+
+
 def comparison(runs: list[dict], records: dict[int, list[dict]]) -> None:
     """The paper's time-to-target table for the shown runs."""
-    rows, common = plots.comparison_table(runs, records)
+    rows, common = shared.comparison_table(runs, records)
     st.markdown("**Time to target** (the paper's metric)")
     filled = [key for key in rows[0] if any(row[key] is not None for row in rows)]
     st.dataframe(rows, hide_index=True, column_order=filled, column_config={
@@ -127,7 +167,7 @@ def comparison(runs: list[dict], records: dict[int, list[dict]]) -> None:
 
 # --- stop and hot changes
 
-def run_controls(prefix: str, active: list[dict]) -> None:
+def run_controls(prefix: str, active: list[dict], snap: shared.Snapshot) -> None:
     """Stop and hot-change the active runs on the charts, one picked run at a time."""
     if not active:
         return
@@ -144,13 +184,15 @@ def run_controls(prefix: str, active: list[dict]) -> None:
                         args=(prefix, [picked]))
         col_all.button(f"Stop all {len(active)}", key=f"{prefix}_stop_all", width="stretch",
                        disabled=len(active) < 2, on_click=_stop, args=(prefix, list(by_id)))
-        hot_change_form(prefix, by_id[picked])
+        hot_change_form(prefix, by_id[picked], list(snap.records[picked]))
     message = st.session_state.pop(f"{prefix}_control_message", None)
     if message:
         getattr(st, message[0])(message[1])
 
 
 def _stop(prefix: str, run_ids: list[int]) -> None:
+    if not roles.require_instructor("stop"):
+        return
     store = open_store()
     for run_id in run_ids:
         jobs.request_stop(store, run_id)
@@ -169,10 +211,11 @@ def current_hot_values(run: dict, records: list[dict]) -> dict:
             for name in HOT_FIELDS}
 
 
-def hot_change_form(prefix: str, run: dict) -> None:
-    """The four hot parameters of `run`, preset to the values in force, and Apply."""
+def hot_change_form(prefix: str, run: dict, records: list[dict]) -> None:
+    """The four hot parameters of `run`, preset to the values in force, Apply, and what may
+    keep a change from showing at once."""
     run_id, method = run["id"], run["config"].get("method", "sgd")
-    current = current_hot_values(run, open_store().records(run_id))
+    current = current_hot_values(run, records)
     cols = st.columns(len(HOT_FIELDS) + 1, vertical_alignment="bottom")
     for col, name in zip(cols, HOT_FIELDS):
         widget_key = f"{prefix}_hot_{name}_{run_id}"
@@ -185,9 +228,20 @@ def hot_change_form(prefix: str, run: dict) -> None:
                "next epoch) and show as dotted lines on the charts. Problem, model, method, "
                "B0, LR, schedule, momentum, weight decay, epochs, seed and device need a new "
                "run.")
+    every = shared.refresh_interval() if run["status"] == "running" else None
+    st.fragment(run_every=every)(_hot_limits)(run_id, run["config"])
+
+
+def _hot_limits(run_id: int, config: dict) -> None:
+    """Why a hot change may not show yet, kept current while the run goes on."""
+    records = shared.snapshot(open_store(), [run_id]).records.get(run_id, ())
+    for note in hot_change_limits(config, list(records[-1:])):
+        st.warning(note, icon=":material/hourglass_top:")
 
 
 def _apply_hot(prefix: str, run_id: int, current: dict) -> None:
+    if not roles.require_instructor("hot change"):
+        return
     sent_key = f"{prefix}_hot_sent_{run_id}"  # a repeated click must not resend the change
     sent = st.session_state.setdefault(sent_key, {})
     changes = {name: st.session_state[f"{prefix}_hot_{name}_{run_id}"] for name in HOT_FIELDS}

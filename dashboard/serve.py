@@ -69,5 +69,18 @@ def _wait_healthy(server: subprocess.Popen, url: str, timeout: float) -> None:
     raise TimeoutError(f"the dashboard did not answer on {url} within {timeout} s")
 
 
+def server_pid(url: str) -> int:
+    """The pid of the `streamlit run` process serving `url` (found in Linux's /proc)."""
+    port = url.rsplit(":", 1)[1].encode()
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            command = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"streamlit" in b" ".join(command) and port in command:
+            return int(cmdline.parent.name)
+    raise RuntimeError(f"no streamlit process serves {url}")
+
+
 def launch_chromium(playwright):
     return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

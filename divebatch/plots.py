@@ -2,7 +2,9 @@
 
 Every chart takes a list of `RunData` (a run dict, its epoch records, its events) and
 `ChartOptions` (x axis, log y, smoothing, how to read the diversity) and returns a
-`plotly.graph_objects.Figure`: one colour per run, hot changes drawn as dotted vertical lines.
+`plotly.graph_objects.Figure`: one colour and dash per method (chart_style), every trace
+thinned to about 500 points (thinning), hot changes drawn as dotted vertical lines with their
+words, and one legend for all charts (legend_figure) instead of one per chart.
 
 Per-epoch settings (batch size, learning rate) are drawn as steps from the start of the epoch
 that used them; measured values (losses, accuracy, diversity) sit at the end of their epoch.
@@ -21,12 +23,16 @@ import math
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
 import plotly.graph_objects as go
-from plotly.colors import qualitative
 
 from . import analysis
+from .chart_style import styles_for
+from .config import HOT_FIELDS
+from .hot_limits import ADAPTIVE
 from .commands import COMPARE_COLUMNS
 from .presets import VARIANTS, race_sorted, variant_of
+from .thinning import change_points, pick, thin_indices
 
 X_AXES = {"samples_seen": "examples seen", "step": "optimizer steps", "epoch": "epochs",
           "train_time": "training time (s)"}
@@ -35,7 +41,7 @@ DIVERSITY_VIEWS = {"diversity": "Δ̂  gradient diversity",
                    "noise_scale": "n·Δ̂ − 1  gradient noise scale"}
 CHARTS = {"diversity": "Gradient diversity", "batch_size": "Batch size",
           "lr": "Learning rate", "loss": "Loss", "val_acc": "Validation accuracy"}
-COLORS = qualitative.Plotly
+
 CHART_HEIGHT = 320
 
 
@@ -152,42 +158,91 @@ def progress(run: dict, records: list[dict], live: dict | None) -> tuple[float, 
     return min(fraction, 1.0), text
 
 
-def hot_change_text(event: dict) -> str:
-    payload = event.get("payload") or {}
-    return ", ".join(f"{k}={v}" for k, v in sorted(payload.items())) or event["message"]
+def current_config(data: RunData) -> dict:
+    """The run's config with the hot parameters in force at its last recorded epoch."""
+    config = dict(data.run.get("config") or {})
+    last = data.records[-1] if data.records else {}
+    config.update({name: last[name] for name in HOT_FIELDS if last.get(name) is not None})
+    return config
+
+
+def chart_label(data: RunData) -> str:
+    """run_label with the hot values in force: after delta 0.1 -> 0.5 it says delta=0.5."""
+    return run_label({**data.run, "config": current_config(data)})
+
+
+def hot_change_text(event: dict, records: list[dict], config: dict) -> str:
+    """'delta 0.1 → 0.5 at epoch 7': the old value is the one the epoch before used."""
+    payload, epoch = event.get("payload") or {}, event.get("epoch")
+    before = next((r for r in reversed(records) if epoch and r["epoch"] < epoch), {})
+    changes = [f"{name} {_g(before.get(name, config.get(name)))} → {_g(value)}"
+               for name, value in sorted(payload.items())]
+    where = f" at epoch {epoch}" if epoch else ""
+    return (", ".join(changes) or event["message"]) + where
+
+
+def _g(value) -> str:
+    return "?" if value is None else f"{value:g}" if isinstance(value, (int, float)) \
+        else str(value)
 
 
 # --- figures (traces are plain dicts and the Figure is built once: add_trace and add_vline
-# deep-copy the figure on every call, which made a refresh of 4 runs cost 0.2 s)
+# deep-copy the figure on every call, which made a refresh of 4 runs cost 0.2 s). Values are
+# numpy arrays (sent as base64, not as JSON lists) and the template is small: Streamlit's
+# theme styles the chart in the browser, and copying plotly's default template cost 5 ms per
+# chart on every viewer's update.
+
+TEMPLATE = {"layout": {"hovermode": "closest"}}
+MISSING = float("nan")
+
+
+@dataclass(frozen=True)
+class _Style:
+    color: str
+    dash: str
+
+
+def _styles(runs: list[RunData]) -> list[_Style]:
+    return [_Style(*pair) for pair in styles_for([d.run.get("config") or {} for d in runs])]
+
 
 def _figure(title: str, y_title: str, options: ChartOptions, log_y: bool, traces: list[dict],
-            runs: list[RunData]) -> go.Figure:
-    shapes, notes = _hot_change_marks(runs, options)
-    return go.Figure(data=traces, layout=dict(
-        title=dict(text=title, x=0.0, font=dict(size=15)), height=CHART_HEIGHT,
-        margin=dict(l=10, r=10, t=40, b=10), hovermode="closest",
-        legend=dict(orientation="h", yanchor="top", y=-0.22, x=0.0),
+            runs: list[RunData], shapes: tuple[list, list] = ([], [])) -> dict:
+    marks, notes = _hot_change_marks(runs, options)
+    return dict(data=traces, layout=dict(
+        template=TEMPLATE, title=dict(text=title, x=0.0, font=dict(size=15)),
+        height=CHART_HEIGHT, margin=dict(l=10, r=10, t=40, b=10), showlegend=False,
         xaxis=dict(title=dict(text=X_AXES[options.x_axis])),
         yaxis=dict(title=dict(text=y_title), type="log" if log_y else "linear",
                    **({"dtick": 1, "exponentformat": "power"} if log_y else {})),
-        shapes=shapes, annotations=notes))
+        shapes=shapes[0] + marks, annotations=shapes[1] + notes))
 
 
-def _trace(x: list, y: list, name: str, color: str, *, y_label: str, dash: str = "solid",
-           shape: str = "linear", legend: bool = True, group: str = "") -> dict:
-    return dict(type="scatter", x=x, y=y, name=name,
-                mode="lines+markers" if len(x) < 40 else "lines",
-                line=dict(color=color, dash=dash, shape=shape), marker=dict(size=5),
-                legendgroup=group or name, showlegend=legend, connectgaps=True,
+def _array(values: list) -> np.ndarray:
+    return np.array([MISSING if v is None else v for v in values], dtype=float)
+
+
+def _trace(x: list, y: list, name: str, style: _Style, *, y_label: str, step: bool = False,
+           width: float = 2.0, opacity: float = 1.0, markers_only: bool = False) -> dict:
+    """A line of at most about thinning.MAX_POINTS points; a step line keeps every change."""
+    shown = thin_indices(y, keep=change_points(y) if step else ())
+    mode = "markers" if markers_only else "lines+markers" if len(shown) < 40 else "lines"
+    return dict(type="scatter", x=_array(pick(x, shown)), y=_array(pick(y, shown)), name=name,
+                mode=mode, opacity=opacity, connectgaps=True,
+                line=dict(color=style.color, dash=style.dash, width=width,
+                          shape="hv" if step else "linear"),
+                marker=dict(size=5 if not markers_only else 6, color=style.color),
                 hovertemplate=f"<b>{name}</b><br>%{{x:.4~g}}<br>{y_label} %{{y:.4~g}}"
                               "<extra></extra>")
 
 
 def _hot_change_marks(runs: list[RunData], options: ChartOptions) -> tuple[list, list]:
-    """Dotted vertical lines (and their labels) at the end of the epoch in which each hot
-    change landed."""
+    """A dotted vertical line at the end of the epoch in which each hot change landed, and
+    its words ("delta 0.1 → 0.5 at epoch 7") stacked at the top of the chart."""
     shapes, notes = [], []
-    for index, data in enumerate(runs):
+    right_half = max((max(epoch_ends(d.records, options.x_axis), default=0) for d in runs),
+                     default=0) / 2
+    for data, style in zip(runs, _styles(runs)):
         ends = epoch_ends(data.records, options.x_axis)
         by_epoch = {r["epoch"]: x for r, x in zip(data.records, ends)}
         for event in data.events:
@@ -195,15 +250,13 @@ def _hot_change_marks(runs: list[RunData], options: ChartOptions) -> tuple[list,
                 continue
             x = by_epoch.get(event.get("epoch"), ends[-1] if ends else 0)
             shapes.append(dict(type="line", xref="x", yref="y domain", x0=x, x1=x, y0=0, y1=1,
-                               line=dict(color=_color(index), dash="dot", width=1.5)))
-            notes.append(dict(x=x, xref="x", y=1, yref="y domain", showarrow=False,
-                              text=hot_change_text(event), textangle=-90, xanchor="right",
-                              yanchor="top", font=dict(size=10, color=_color(index))))
+                               line=dict(color=style.color, dash="dot", width=1.5)))
+            notes.append(dict(
+                x=x, xref="x", y=1 - 0.1 * (len(notes) % 6), yref="y domain", showarrow=False,
+                text=hot_change_text(event, data.records, data.run.get("config") or {}),
+                xanchor="right" if x > right_half else "left", yanchor="top",
+                bgcolor="rgba(255,255,255,0.75)", font=dict(size=11, color=style.color)))
     return shapes, notes
-
-
-def _color(index: int) -> str:
-    return COLORS[index % len(COLORS)]
 
 
 def _steps(data: RunData, key: str, options: ChartOptions) -> tuple[list, list]:
@@ -216,72 +269,183 @@ def _steps(data: RunData, key: str, options: ChartOptions) -> tuple[list, list]:
     return x, y + y[-1:]
 
 
-def diversity_figure(runs: list[RunData], options: ChartOptions) -> go.Figure:
+def _diversity(runs: list[RunData], options: ChartOptions) -> dict:
     view = options.diversity_view
     traces = [_trace(epoch_ends(data.records, options.x_axis),
                      ema(diversity_values(data.records, data.n_train, view), options.smoothing),
-                     run_label(data.run), _color(index), y_label=view.replace("_", " "))
-              for index, data in enumerate(runs)]
+                     chart_label(data), style, y_label=view.replace("_", " "))
+              for data, style in zip(runs, _styles(runs))]
     return _figure(CHARTS["diversity"], DIVERSITY_VIEWS[view], options, options.log_y,
                    traces, runs)
 
 
-def batch_size_figure(runs: list[RunData], options: ChartOptions) -> go.Figure:
-    """Batch size per epoch as steps; DiveBatch's proposal delta * n * Delta_hat dotted."""
+def capped_spans(records: list[dict], config: dict, x_axis: str) -> list[tuple[float, float]]:
+    """(start, end) on the x axis of each stretch of epochs whose batch size is at B_max."""
+    starts, ends = epoch_starts(records, x_axis), epoch_ends(records, x_axis)
+    spans: list[list[float]] = []
+    for record, start, end in zip(records, starts, ends):
+        cap = record.get("max_batch_size") or config.get("max_batch_size")
+        if cap is None or (record.get("batch_size") or 0) < cap:
+            continue
+        if spans and spans[-1][1] == start:
+            spans[-1][1] = end
+        else:
+            spans.append([start, end])
+    return [tuple(span) for span in spans]
+
+
+def _capped_shading(runs: list[RunData], options: ChartOptions) -> tuple[list, list]:
+    """Shade where an adaptive run's batch is capped at B_max (SGD at B_max always is)."""
+    shapes, notes = [], []
+    for data, style in zip(runs, _styles(runs)):
+        config = data.run.get("config") or {}
+        if config.get("method") not in ADAPTIVE:
+            continue
+        for start, end in capped_spans(data.records, config, options.x_axis):
+            shapes.append(dict(type="rect", xref="x", yref="y domain", x0=start, x1=end,
+                               y0=0, y1=1, fillcolor=style.color, opacity=0.1, layer="below",
+                               line=dict(width=0)))
+            if not notes:
+                notes.append(dict(x=start, xref="x", y=0, yref="y domain", showarrow=False,
+                                  text="capped at B_max", xanchor="left", yanchor="bottom",
+                                  font=dict(size=11, color=style.color)))
+    return shapes, notes
+
+
+def _batch_size(runs: list[RunData], options: ChartOptions) -> dict:
+    """Batch size per epoch as steps; DiveBatch's proposal delta * n * Delta_hat as dots;
+    shaded where the batch is capped at B_max."""
     traces = []
-    for index, data in enumerate(runs):
-        label = run_label(data.run)
+    for data, style in zip(runs, _styles(runs)):
+        label = chart_label(data)
         x, y = _steps(data, "batch_size", options)
-        traces.append(_trace(x, y, label, _color(index), y_label="batch", shape="hv"))
+        traces.append(_trace(x, y, label, style, y_label="batch", step=True))
         if (data.run.get("config") or {}).get("method") == "divebatch":
             y = ema(proposals(data.records, data.n_train), options.smoothing)
             traces.append(_trace(epoch_ends(data.records, options.x_axis), y,
-                                 f"{label}: δ·n·Δ̂ proposal", _color(index),
-                                 y_label="proposal", dash="dot", group=label))
-    return _figure(CHARTS["batch_size"], "batch size", options, options.log_y, traces, runs)
+                                 f"{label}: δ·n·Δ̂ proposal", style, y_label="proposal",
+                                 markers_only=True))
+    return _figure(CHARTS["batch_size"], "batch size", options, options.log_y, traces, runs,
+                   _capped_shading(runs, options))
 
 
-def lr_figure(runs: list[RunData], options: ChartOptions) -> go.Figure:
-    traces = [_trace(*_steps(data, "lr", options), run_label(data.run), _color(index),
-                     y_label="lr", shape="hv") for index, data in enumerate(runs)]
+def _lr(runs: list[RunData], options: ChartOptions) -> dict:
+    traces = [_trace(*_steps(data, "lr", options), chart_label(data), style, y_label="lr",
+                     step=True) for data, style in zip(runs, _styles(runs))]
     return _figure(CHARTS["lr"], "learning rate", options, options.log_y, traces, runs)
 
 
-def loss_figure(runs: list[RunData], options: ChartOptions) -> go.Figure:
-    """Validation loss solid, training loss dashed, same colour per run."""
+def _loss(runs: list[RunData], options: ChartOptions) -> dict:
+    """Validation loss thick, training loss thin and faint, in the run's colour and dash."""
     traces = []
-    for index, data in enumerate(runs):
-        label, x = run_label(data.run), epoch_ends(data.records, options.x_axis)
-        for key, dash, suffix in (("val_loss", "solid", "val"), ("train_loss", "dash", "train")):
+    for data, style in zip(runs, _styles(runs)):
+        label, x = chart_label(data), epoch_ends(data.records, options.x_axis)
+        for key, suffix, width, opacity in (("val_loss", "validation", 2.5, 1.0),
+                                            ("train_loss", "train", 1.2, 0.55)):
             y = ema([r.get(key) for r in data.records], options.smoothing)
-            traces.append(_trace(x, y, f"{label} {suffix}", _color(index),
-                                 y_label=f"{suffix} loss", dash=dash,
-                                 legend=key == "val_loss", group=label))
-    return _figure(CHARTS["loss"], "loss (train dashed, validation solid)", options,
+            traces.append(_trace(x, y, f"{label} {suffix}", style, y_label=f"{suffix} loss",
+                                 width=width, opacity=opacity))
+    return _figure(CHARTS["loss"], "loss (thick: validation, thin: train)", options,
                    options.log_y, traces, runs)
 
 
-def accuracy_figure(runs: list[RunData], options: ChartOptions) -> go.Figure:
+def _accuracy(runs: list[RunData], options: ChartOptions) -> dict:
     """Validation accuracy in percent (always a linear axis)."""
     traces = []
-    for index, data in enumerate(runs):
+    for data, style in zip(runs, _styles(runs)):
         acc = [None if _finite(r.get("val_acc")) is None else 100.0 * r["val_acc"]
                for r in data.records]
         traces.append(_trace(epoch_ends(data.records, options.x_axis),
-                             ema(acc, options.smoothing), run_label(data.run), _color(index),
+                             ema(acc, options.smoothing), chart_label(data), style,
                              y_label="accuracy %"))
     return _figure(CHARTS["val_acc"], "validation accuracy (%)", options, False, traces, runs)
 
 
-FIGURES = {"diversity": diversity_figure, "batch_size": batch_size_figure, "lr": lr_figure,
-           "loss": loss_figure, "val_acc": accuracy_figure}
+def legend_spec(runs: list[RunData]) -> dict:
+    """The one legend for every chart of the panel: each run in its method's colour and
+    dash (with the hot values in force), then the keys of the marks the charts use."""
+    grey = _Style("#555555", "solid")
+    traces = [_trace([None], [None], chart_label(d), s, y_label="")
+              for d, s in zip(runs, _styles(runs))]
+    traces += [_trace([None], [None], "thick: validation loss", grey, y_label="", width=2.5),
+               _trace([None], [None], "thin: train loss", grey, y_label="", width=1.2,
+                      opacity=0.55)]
+    if any((d.run.get("config") or {}).get("method") == "divebatch" for d in runs):
+        traces.append(_trace([None], [None], "dots: δ·n·Δ̂ proposal", grey, y_label="",
+                             markers_only=True))
+    traces += [_trace([None], [None], "shaded: capped at B_max", _Style("#bbbbbb", "solid"),
+                      y_label="", width=10, opacity=0.5),
+               _trace([None], [None], "dotted: hot change", _Style("#555555", "dot"),
+                      y_label="", width=1.5)]
+    for trace in traces:
+        trace.update(mode="markers" if trace["mode"] == "markers" else "lines",
+                     hoverinfo="skip", hovertemplate=None)
+    rows = math.ceil(len(traces) / 4)
+    return dict(data=traces, layout=dict(
+        template=TEMPLATE, height=20 + 26 * rows, margin=dict(l=0, r=0, t=0, b=0),
+        showlegend=True, legend=dict(orientation="h", x=0, y=1, yanchor="top",
+                                     font=dict(size=13), itemclick=False,
+                                     itemdoubleclick=False),
+        xaxis=dict(visible=False), yaxis=dict(visible=False)))
 
 
-def figures(runs: list[RunData], options: ChartOptions) -> dict[str, go.Figure]:
-    """Every chart that applies: accuracy only when some run is a classification."""
+def diversity_figure(runs: list[RunData], options: ChartOptions) -> go.Figure:
+    return go.Figure(_diversity(runs, options))
+
+
+def batch_size_figure(runs: list[RunData], options: ChartOptions) -> go.Figure:
+    return go.Figure(_batch_size(runs, options))
+
+
+def lr_figure(runs: list[RunData], options: ChartOptions) -> go.Figure:
+    return go.Figure(_lr(runs, options))
+
+
+def loss_figure(runs: list[RunData], options: ChartOptions) -> go.Figure:
+    return go.Figure(_loss(runs, options))
+
+
+def accuracy_figure(runs: list[RunData], options: ChartOptions) -> go.Figure:
+    return go.Figure(_accuracy(runs, options))
+
+
+def legend_figure(runs: list[RunData]) -> go.Figure:
+    return go.Figure(legend_spec(runs))
+
+
+# name -> spec builder: plain dicts with numpy arrays, which go.Figure validates (slowly)
+SPECS = {"diversity": _diversity, "batch_size": _batch_size, "lr": _lr, "loss": _loss,
+         "val_acc": _accuracy}
+STEP_CHARTS = {"batch_size": "batch_size", "lr": "lr"}  # chart -> record key
+
+
+def constant_note(runs: list[RunData], key: str) -> str | None:
+    """'Learning rate: 0.1 in every epoch of every run.' when a setting never changed
+    (a flat line tells nothing a sentence cannot), else None."""
+    values = {r.get(key) for d in runs for r in d.records}
+    if len(values) != 1 or None in values:
+        return None
+    return f"{CHARTS[key]}: {_g(values.pop())} in every epoch of every run shown."
+
+
+def figure_specs(runs: list[RunData], options: ChartOptions) -> dict[str, dict | str]:
+    """Every chart that applies, as a plotly spec (a dict, not yet validated): accuracy
+    only when some run is a classification; a step chart whose value never changed is a
+    one-line note (a str) instead."""
     has_accuracy = any(analysis.uses_accuracy(d.records) for d in runs)
-    return {name: make(runs, options) for name, make in FIGURES.items()
-            if name != "val_acc" or has_accuracy}
+    out: dict[str, dict | str] = {}
+    for name, build in SPECS.items():
+        if name == "val_acc" and not has_accuracy:
+            continue
+        note = constant_note(runs, STEP_CHARTS[name]) if name in STEP_CHARTS else None
+        out[name] = note or build(runs, options)
+    return out
+
+
+def figures(runs: list[RunData], options: ChartOptions) -> dict[str, go.Figure | str]:
+    """figure_specs as plotly Figures (notes stay str)."""
+    return {name: spec if isinstance(spec, str) else go.Figure(spec)
+            for name, spec in figure_specs(runs, options).items()}
 
 
 def png_config(chart: str, runs: list[RunData]) -> dict:

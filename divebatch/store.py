@@ -284,6 +284,18 @@ class RunStore:
             by_run[run_id].append(json.loads(data))
         return by_run
 
+    def record_counts(self, run_ids: Iterable[int]) -> dict[int, tuple[int, int]]:
+        """{run_id: (number of records, last epoch)} in one query, without decoding any
+        record: a cheap way to see whether a run's records changed. (0, 0) if none."""
+        ids = list(dict.fromkeys(operator.index(run_id) for run_id in run_ids))
+        counts = {run_id: (0, 0) for run_id in ids}
+        if ids:
+            sql = (f"SELECT run_id, COUNT(*), MAX(epoch) FROM records WHERE run_id IN "
+                   f"({', '.join('?' * len(ids))}) GROUP BY run_id")
+            for run_id, count, last in self._read(lambda db: db.execute(sql, ids).fetchall()):
+                counts[run_id] = (count, last)
+        return counts
+
     def set_progress(self, run_id: int, progress: dict) -> None:
         """Replace the run's live mid-epoch progress row."""
         def upsert(db: sqlite3.Connection) -> None:

@@ -11,6 +11,7 @@ import math
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from .chart_style import style_of_variant
 from .sweeps import BASELINE, format_mean_se
 
 LOG10_2 = 0.30103  # a log axis with dtick = log10(2) has a tick at every power of two
@@ -87,19 +88,21 @@ def _cell_text(cell: dict | None, key: str, scale: float) -> str:
 def curves(runs: list[dict], metric_name: str = "accuracy") -> go.Figure:
     """Validation metric against cumulative training time, and batch size per epoch.
 
-    `runs`: dicts with "label", "records" and optional "dash" (e.g. "dot" for a baseline).
+    `runs`: dicts with "label", "records" and "method" (a chart_style variant key, e.g.
+    "sgd_small" for a baseline; a reproduce.METHODS label also names its method).
     """
     key = "val_acc" if metric_name == "accuracy" else "val_loss"
     figure = make_subplots(rows=1, cols=2, subplot_titles=(
         f"validation {metric_name} vs training time", "batch size per epoch"))
-    for index, run in enumerate(runs):
+    seen: dict[str, int] = {}
+    for run in runs:
         records = run["records"]
         elapsed, times = 0.0, []
         for record in records:
             elapsed += float(record.get("train_time") or 0.0)
             times.append(elapsed)
-        color = PALETTE[index % len(PALETTE)]
-        line = {"color": color, "dash": run.get("dash", "solid")}
+        color, dash = _method_style(run, seen)
+        line = {"color": color, "dash": dash}
         figure.add_trace(go.Scatter(x=times, y=[r.get(key) for r in records], name=run["label"],
                                     mode="lines+markers", line=line, legendgroup=run["label"]),
                          row=1, col=1)
@@ -116,8 +119,12 @@ def curves(runs: list[dict], metric_name: str = "accuracy") -> go.Figure:
     return figure
 
 
-PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2",
-           "#17becf", "#7f7f7f", "#bcbd22")
+def _method_style(run: dict, seen: dict[str, int]) -> tuple[str, str]:
+    """The run's method's colour and dash (chart_style), the next shade for a repeat."""
+    from .reproduce import METHODS
+    variant = run.get("method") or {v: k for k, v in METHODS.items()}.get(run["label"], "")
+    seen[variant] = seen.get(variant, 0) + 1
+    return style_of_variant(variant, seen[variant] - 1)
 
 
 def method_bars(result, value: str) -> go.Figure:
@@ -129,7 +136,7 @@ def method_bars(result, value: str) -> go.Figure:
     scale = 1.0 if value == "speedup" else 100.0
     names = [f"paper: {d}" for d in PAPER] + [f"ours: {k}" for k in result.benchmarks()]
     figure = go.Figure()
-    for index, (method, label) in enumerate(METHODS.items()):
+    for method, label in METHODS.items():
         if method == "sgd_small":
             continue
         ys, errors = [], []
@@ -140,7 +147,7 @@ def method_bars(result, value: str) -> go.Figure:
             cell = result.cells[(key, method)]
             ys.append(None if cell[value] is None else cell[value] * scale)
             errors.append(None if cell[value + "_se"] is None else cell[value + "_se"] * scale)
-        figure.add_trace(go.Bar(x=names, y=ys, name=label, marker_color=PALETTE[index],
+        figure.add_trace(go.Bar(x=names, y=ys, name=label, marker_color=style_of_variant(method)[0],
                                 error_y={"type": "data", "array": errors, "visible": True}))
     reference = 1.0 if value == "speedup" else 0.0
     figure.add_trace(go.Scatter(x=[names[0], names[-1]], y=[reference, reference], mode="lines",

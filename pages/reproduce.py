@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from dashboard import ensure_router
+from dashboard import ensure_router, roles
 from dashboard.common import open_store
 from dashboard.experiment import group_progress
 from divebatch import reproduce, reproduce_report, sweep_plots
@@ -27,6 +27,8 @@ st.markdown(
 
 def start_reproduction() -> None:
     """on_click: runs before the script, so the click survives ensure_router's rerun."""
+    if not roles.require_instructor("reproduce"):
+        return
     spec = reproduce.ReproSpec(scale=st.session_state.repro_scale,
                                benchmarks=tuple(st.session_state.repro_benchmarks),
                                seeds=tuple(range(st.session_state.repro_seeds)))
@@ -44,16 +46,22 @@ def start_reproduction() -> None:
         "success", f"{spec.group}: queued {len(queued)} of {len(spec.plan())} runs")
 
 
-with st.form("repro_form"):
-    left, middle, right = st.columns([1, 1, 3])
-    left.selectbox("scale", ("quick", "full"), key="repro_scale",
-                   help="quick: a few minutes on 2 CPU cores (20 epochs); full: 50 epochs on "
-                        "4x the data, tens of minutes")
-    middle.number_input("seeds", min_value=1, max_value=10, step=1, key="repro_seeds")
-    right.multiselect("benchmarks", list(reproduce.BENCHMARKS), key="repro_benchmarks",
-                      format_func=lambda key: reproduce.BENCHMARKS[key].title)
-    st.form_submit_button("Start", type="primary", key="repro_start",
-                          on_click=start_reproduction)
+def repro_form() -> None:
+    with st.form("repro_form"):
+        left, middle, right = st.columns([1, 1, 3])
+        left.selectbox("scale", ("quick", "full"), key="repro_scale",
+                       help="quick: a few minutes on 2 CPU cores (20 epochs); full: 50 "
+                            "epochs on 4x the data, tens of minutes")
+        middle.number_input("seeds", min_value=1, max_value=10, step=1, key="repro_seeds")
+        right.multiselect("benchmarks", list(reproduce.BENCHMARKS), key="repro_benchmarks",
+                          format_func=lambda key: reproduce.BENCHMARKS[key].title)
+        st.form_submit_button("Start", type="primary", key="repro_start",
+                              on_click=start_reproduction)
+
+
+roles.read_only_banner()
+if roles.can_change():
+    repro_form()
 
 if st.session_state.repro_message:
     kind, text = st.session_state.repro_message

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from dashboard import ensure_router, live
+from dashboard import ensure_router, live, roles
 from dashboard.common import ACTIVE, open_store, run_rows
 from divebatch import jobs
 from divebatch.cli import records_csv, records_json
@@ -16,6 +16,7 @@ PREFIX = "runs"
 st.session_state.setdefault("runs_delete_message", None)
 
 st.title("Runs")
+roles.read_only_banner()
 st.markdown("Every run in the store, newest first, whoever started it (a lab page, a race, a "
             "sweep or the command line). Pick runs to overlay, stop, delete or export them.")
 
@@ -51,6 +52,8 @@ if message:
 
 
 def delete_selected(run_ids: list[int]) -> None:
+    if not roles.require_instructor("delete"):
+        return
     run_store = open_store()
     for run_id in run_ids:
         run_store.delete_run(run_id)
@@ -61,6 +64,8 @@ def delete_selected(run_ids: list[int]) -> None:
 
 
 def resume_selected(run_ids: list[int]) -> None:
+    if not roles.require_instructor("resume"):
+        return
     run_store, notes = open_store(), []
     for run_id in run_ids:
         try:
@@ -72,26 +77,31 @@ def resume_selected(run_ids: list[int]) -> None:
     st.session_state.runs_resume_notes = notes
 
 
+def resume_and_delete(selected: list[dict]) -> None:
+    col_resume, col_confirm, col_delete = st.columns([1, 3, 1], vertical_alignment="center")
+    resumable = [run["id"] for run in selected if run["status"] in jobs.RESUMABLE_STATUSES]
+    col_resume.button("Resume selected", key="runs_resume", disabled=not resumable,
+                      width="stretch", on_click=resume_selected, args=(resumable,),
+                      help="Continue interrupted, failed or stopped runs from their "
+                           "last checkpoint.")
+    finished = [run["id"] for run in selected if run["status"] not in ACTIVE]
+    confirmed = col_confirm.checkbox(
+        f"Yes, delete {len(finished)} finished run(s) and all their records",
+        key="runs_confirm_delete", disabled=not finished)
+    col_delete.button("Delete", key="runs_delete", type="primary", width="stretch",
+                      disabled=not (confirmed and finished), on_click=delete_selected,
+                      args=(finished,))
+    if len(finished) < len(selected):
+        st.caption("Active runs are not deleted: stop them first (panel below).")
+
+
 for kind, note in st.session_state.pop("runs_resume_notes", []):
     getattr(st, kind)(note)
 
 if selected:
     with st.container(border=True):
-        col_resume, col_confirm, col_delete = st.columns([1, 3, 1], vertical_alignment="center")
-        resumable = [run["id"] for run in selected if run["status"] in jobs.RESUMABLE_STATUSES]
-        col_resume.button("Resume selected", key="runs_resume", disabled=not resumable,
-                          width="stretch", on_click=resume_selected, args=(resumable,),
-                          help="Continue interrupted, failed or stopped runs from their "
-                               "last checkpoint.")
-        finished = [run["id"] for run in selected if run["status"] not in ACTIVE]
-        confirmed = col_confirm.checkbox(
-            f"Yes, delete {len(finished)} finished run(s) and all their records",
-            key="runs_confirm_delete", disabled=not finished)
-        col_delete.button("Delete", key="runs_delete", type="primary", width="stretch",
-                          disabled=not (confirmed and finished), on_click=delete_selected,
-                          args=(finished,))
-        if len(finished) < len(selected):
-            st.caption("Active runs are not deleted: stop them first (panel below).")
+        if roles.can_change():
+            resume_and_delete(selected)
 
         export_id = st.selectbox("Export", [run["id"] for run in selected],
                                  key="runs_export_run",

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from dashboard import ensure_router
+from dashboard import ensure_router, roles
 from dashboard.common import open_store
 from dashboard.experiment import group_progress
 from divebatch import sweep_plots, sweeps
@@ -50,6 +50,8 @@ def spec_from_form() -> sweeps.SweepSpec:
 
 def start_sweep() -> None:
     """on_click: runs before the script, so the click survives ensure_router's rerun."""
+    if not roles.require_instructor("sweep"):
+        return
     try:
         spec = spec_from_form()
         queued = sweeps.launch(store, spec)
@@ -70,24 +72,30 @@ def open_sweep(specs: dict) -> None:
         st.session_state.sweep_message = None
 
 
-with st.form("sweep_form"):
-    left, middle, right = st.columns(3)
-    left.selectbox("problem", PROBLEMS, key="sweep_problem")
-    left.number_input("epochs", min_value=1, max_value=1000, step=1, key="sweep_epochs")
-    middle.number_input("samples (synthetic; 0 = default)", min_value=0, step=100,
-                        key="sweep_n_samples")
-    middle.number_input("initial batch size B0 (also the SGD baseline's)", min_value=1,
-                        step=1, key="sweep_batch_size")
-    right.number_input("learning rate", min_value=1e-5, max_value=10.0, format="%.4f",
-                       key="sweep_lr")
-    st.markdown("**Grid** (comma-separated values)")
-    grid = st.columns(4)
-    grid[0].text_input("delta", key="sweep_deltas")
-    grid[1].text_input("B_max", key="sweep_max_batch_sizes")
-    grid[2].text_input("R (epochs)", key="sweep_resize_everys")
-    grid[3].text_input("seeds", key="sweep_seeds")
-    st.form_submit_button("Start sweep", type="primary", key="sweep_start",
-                          on_click=start_sweep)
+def sweep_form() -> None:
+    with st.form("sweep_form"):
+        left, middle, right = st.columns(3)
+        left.selectbox("problem", PROBLEMS, key="sweep_problem")
+        left.number_input("epochs", min_value=1, max_value=1000, step=1, key="sweep_epochs")
+        middle.number_input("samples (synthetic; 0 = default)", min_value=0, step=100,
+                            key="sweep_n_samples")
+        middle.number_input("initial batch size B0 (also the SGD baseline's)", min_value=1,
+                            step=1, key="sweep_batch_size")
+        right.number_input("learning rate", min_value=1e-5, max_value=10.0, format="%.4f",
+                           key="sweep_lr")
+        st.markdown("**Grid** (comma-separated values)")
+        grid = st.columns(4)
+        grid[0].text_input("delta", key="sweep_deltas")
+        grid[1].text_input("B_max", key="sweep_max_batch_sizes")
+        grid[2].text_input("R (epochs)", key="sweep_resize_everys")
+        grid[3].text_input("seeds", key="sweep_seeds")
+        st.form_submit_button("Start sweep", type="primary", key="sweep_start",
+                              on_click=start_sweep)
+
+
+roles.read_only_banner()
+if roles.can_change():
+    sweep_form()
 
 if st.session_state.sweep_message:
     kind, text = st.session_state.sweep_message
@@ -170,10 +178,10 @@ def draw_cell_curves(result: sweeps.SweepResults) -> None:
     cell_ids = sweeps.runs_of_cell(result, by_label[label])
     baseline_ids = sweeps.runs_of_cell(result, sweeps.BASELINE)
     records = store.records_many(cell_ids + baseline_ids)
-    runs = [{"label": f"{label} · run {run_id}", "records": records[run_id]}
-            for run_id in cell_ids]
+    runs = [{"label": f"{label} · run {run_id}", "records": records[run_id],
+             "method": "divebatch"} for run_id in cell_ids]
     runs += [{"label": f"SGD baseline · run {run_id}", "records": records[run_id],
-              "dash": "dot"} for run_id in baseline_ids]
+              "method": "sgd_small"} for run_id in baseline_ids]
     if not any(run["records"] for run in runs):
         st.info("This cell has no epochs recorded yet.")
         return

@@ -54,6 +54,14 @@ def set_numbers(at: AppTest, prefix: str, **values) -> None:
     at.run()
 
 
+def chart_notes(at: AppTest, index: int) -> list[str]:
+    charts = at.get("plotly_chart")
+    if len(charts) <= index:
+        return []
+    layout = json.loads(charts[index].proto.spec)["layout"]
+    return [note.get("text", "") for note in layout.get("annotations", [])]
+
+
 def texts(elements) -> str:
     return "\n".join(str(e.value) for e in elements)
 
@@ -90,10 +98,10 @@ def test_start_watch_hot_change_stop_and_delete(store):
     at.number_input(key=f"syn_hot_delta_{run_id}").set_value(0.5)
     at.button(key="syn_hot_apply").click().run()
     assert f"Sent to run #{run_id}: delta=0.5" in texts(at.success)
-    poll(at, lambda: any(e["kind"] == "hot_change" for e in store.events(run_id)),
-         "the worker to apply the hot change")
-    diversity = json.loads(at.get("plotly_chart")[0].proto.spec)
-    assert any(a.get("text") == "delta=0.5" for a in diversity["layout"]["annotations"])
+    poll(at, lambda: any(n.startswith("delta ") and "→ 0.5 at epoch" in n
+                         for n in chart_notes(at, 1)),  # 0: the shared legend
+         "the worker to apply the hot change, and the diversity chart to say so")
+    assert any(e["kind"] == "hot_change" for e in store.events(run_id))
 
     at.button(key="syn_stop").click().run()
     poll(at, lambda: store.get_run(run_id)["status"] == "stopped", "the run to stop")
@@ -125,7 +133,10 @@ def test_race_overlays_four_methods_with_the_time_to_target_table(store, monkeyp
     assert list(table["method"].str.split(" \\(").str[0]) == [
         "SGD, small batch", "DiveBatch", "AdaBatch", "SGD, large batch"]
     assert table["speed-up"].iloc[0] == pytest.approx(1.0)
-    assert len(at.get("plotly_chart")) == 4  # regression: no accuracy chart
+    charts = {chart.key for chart in at.get("plotly_chart")}
+    assert charts == {"syn_chart_legend", "syn_chart_diversity", "syn_chart_loss",
+                      "syn_chart_batch_size"}  # regression: no accuracy chart
+    assert "in every epoch of every run shown" in texts(at.caption)  # LR: a line, no chart
 
 
 def test_invalid_values_show_an_error_and_block_start():
@@ -218,3 +229,66 @@ def test_failures_are_shown_in_plain_words(store):
     assert f"#{dead}" in warnings and "interrupted" in warnings
     assert store.get_run(dead)["status"] == "interrupted"
     assert f"Queued: #{queued}" in infos and "1 of 1 worker slot(s) are busy" in infos
+
+
+# --- the read-only viewer role (DIVEBATCH_ROLE=viewer)
+
+MUTATING = {"pages/synthetic.py": ("syn_start", "syn_race", "syn_load_preset"),
+            "pages/runs.py": ("runs_stop", "runs_stop_all", "runs_hot_apply", "runs_resume",
+                              "runs_delete"),
+            "pages/sweep.py": ("sweep_start",), "pages/reproduce.py": ("repro_start",)}
+
+
+@pytest.fixture
+def watched_runs(store):
+    """A running DiveBatch run (this process stands in for its live worker) and a stopped
+    one; the running one is marked finished afterwards so no test waits for it."""
+    config = {"problem": "least_squares", "method": "divebatch", "epochs": 9, "batch_size": 8}
+    running, stopped = store.create_run(config), store.create_run(config)
+    for run_id in (running, stopped):
+        store.append_record(run_id, {"epoch": 1, "samples_seen": 10, "step": 2,
+                                     "train_time": 0.1, "batch_size": 8, "val_loss": 1.0,
+                                     "train_loss": 1.0, "lr": 0.1, "delta": 0.1})
+    store.mark_running(running, os.getpid())
+    store.mark_finished(stopped, "stopped")
+    yield running, stopped
+    store.mark_finished(running, "stopped")
+
+
+def keys_on(at: AppTest) -> set:
+    return {getattr(w, "key", None) for kind in ("button", "form_submit_button", "checkbox")
+            for w in getattr(at, kind)}
+
+
+def test_viewer_role_hides_every_control_that_changes_something(watched_runs, monkeypatch):
+    monkeypatch.setenv("DIVEBATCH_ROLE", "viewer")
+    for page, keys in MUTATING.items():
+        at = open_app(page, query={"runs": ",".join(map(str, watched_runs))})
+        if page == "pages/runs.py":
+            assert at.multiselect(key="runs_shown").value == list(watched_runs)  # the link
+            assert at.download_button(key="runs_csv") is not None  # export stays
+        assert not set(keys) & keys_on(at), page
+        assert "Read-only dashboard" in texts(at.info) + texts(at.caption)
+
+
+def test_viewer_role_refuses_each_mutating_callback_when_invoked(store, watched_runs,
+                                                                 monkeypatch):
+    """Each control is drawn for the instructor, then the server turns read-only before the
+    click arrives, as a crafted request to a viewer's server would: nothing changes."""
+    running, stopped = watched_runs
+    before = [(run["id"], run["status"]) for run in store.list_runs()]
+    for page, keys in MUTATING.items():
+        for key in set(keys) - {"runs_stop_all"}:  # the same callback as runs_stop
+            monkeypatch.delenv("DIVEBATCH_ROLE", raising=False)
+            at = open_app(page)
+            if page == "pages/runs.py":
+                at.multiselect(key="runs_shown").set_value([running, stopped]).run()
+                at.checkbox(key="runs_confirm_delete").check().run()
+                at.number_input(key=f"runs_hot_delta_{running}").set_value(0.5).run()
+            widget = at.get_by_key(key)
+            monkeypatch.setenv("DIVEBATCH_ROLE", "viewer")
+            widget.click().run()
+            if key != "syn_load_preset":  # only loads the form: allowed, not a change
+                assert at.session_state["refused_action"], key
+    assert [(run["id"], run["status"]) for run in store.list_runs()] == before
+    assert store.take_controls(running) == []  # no stop, no hot change reached the run

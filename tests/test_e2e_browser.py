@@ -4,14 +4,17 @@ changes delta while DiveBatch runs, stops the race, downloads a CSV, and saves a
 every page to docs/screenshots/.
 """
 
+import os
 import re
+import signal
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from conftest import stop_runs_and_wait
-from dashboard.serve import CHROMIUM, dashboard_server, launch_chromium
+from dashboard.serve import CHROMIUM, dashboard_server, launch_chromium, server_pid
 from divebatch.store import RunStore
 
 pytestmark = pytest.mark.browser
@@ -126,3 +129,69 @@ def test_race_live_hot_change_stop_and_export(server, page):
         page.get_by_text(marker, exact=True).first.wait_for(timeout=WAIT_MS)
         screenshot(page, name, height=1500 if name == "image_lab" else 1000)
     assert page.get_by_text("Advanced settings").count() == 0  # instructor mode
+
+
+# --- a class watching: several viewers on one read-only server
+
+def grow(store: RunStore, run_id: int, stop: threading.Event) -> None:
+    """An epoch every 0.5 s, as a live worker would write them (this process is the run's
+    'worker', so the dashboard sees it alive)."""
+    epoch = 0
+    while not stop.wait(0.5):
+        epoch += 1
+        store.append_record(run_id, {"epoch": epoch, "samples_seen": 100 * epoch,
+                                     "step": 10 * epoch, "train_time": 0.1,
+                                     "batch_size": min(8 * 2 ** (epoch // 5), 64),
+                                     "max_batch_size": 64, "lr": 0.1, "delta": 0.1,
+                                     "diversity": 0.05, "train_loss": 1 / epoch,
+                                     "val_loss": 1.1 / epoch})
+
+
+def update_line(page) -> str:
+    return page.locator("[data-testid=stCaptionContainer]",
+                        has_text="Last update").first.inner_text()
+
+
+def test_three_viewers_watch_a_live_run_on_a_read_only_server(tmp_path):
+    db = tmp_path / "runs.db"
+    store = RunStore(db)
+    run_id = store.create_run({"problem": "least_squares", "method": "divebatch",
+                               "epochs": 10_000, "batch_size": 8, "max_batch_size": 64})
+    store.mark_running(run_id, os.getpid())
+    stop = threading.Event()
+    writer = threading.Thread(target=grow, args=(store, run_id, stop))
+    writer.start()
+    try:
+        with dashboard_server(db, env={"DIVEBATCH_ROLE": "viewer"}) as url, \
+                sync_api.sync_playwright() as playwright:
+            browser = launch_chromium(playwright)
+            pages = [browser.new_page(viewport={"width": 1440, "height": 900})
+                     for _ in range(3)]
+            for page in pages:
+                page.goto(f"{url}/runs?runs={run_id}", wait_until="commit")
+            for page in pages:  # each viewer loads, and its charts update on their own
+                page.locator("[data-testid=stPlotlyChart]").nth(3).wait_for(
+                    timeout=2 * WAIT_MS)  # three page loads share the cores
+                first = update_line(page)
+                wait_until(lambda: update_line(page) != first, "an update", timeout=60)
+                assert page.get_by_role("button", name="Delete").count() == 0
+                assert page.get_by_role("button", name=re.compile("^Stop")).count() == 0
+            page = pages[0]
+            shot = Path(os.environ.get("DIVEBATCH_SHOTS", tmp_path)) / "runs_viewer.png"
+            page.screenshot(path=str(shot), full_page=True)
+            banner = page.locator("#divebatch-stale")
+            assert not banner.is_visible()
+            server = server_pid(url)
+            os.kill(server, signal.SIGSTOP)  # the server goes quiet; the browser notices
+            try:
+                banner.wait_for(state="visible", timeout=15_000)
+                assert re.match(r"Last update \d+ s ago", banner.inner_text())
+                frozen = update_line(page)
+            finally:
+                os.kill(server, signal.SIGCONT)
+            wait_until(lambda: update_line(page) != frozen, "updates to resume", timeout=60)
+            browser.close()
+    finally:
+        stop.set()
+        writer.join()
+        store.mark_finished(run_id, "stopped")

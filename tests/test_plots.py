@@ -4,7 +4,9 @@ import math
 
 import pytest
 
-from divebatch import plots
+from divebatch import plots, sweep_plots
+from divebatch.hot_limits import hot_change_limits
+from divebatch.chart_style import style_of, style_of_variant
 from divebatch.plots import ChartOptions, RunData
 
 
@@ -86,14 +88,70 @@ def test_sgd_has_no_proposal_line():
     assert len(fig.data) == 1
 
 
-def test_runs_are_overlaid_one_colour_each():
-    data = [RunData(run(1), RECORDS), RunData(run(2, method="sgd"), RECORDS)]
+def test_each_method_has_its_own_colour_and_dash_on_every_chart():
+    data = [RunData(run(1), RECORDS), RunData(run(2, method="sgd"), RECORDS),
+            RunData(run(3, method="adabatch"), RECORDS)]
     fig = plots.loss_figure(data, ChartOptions(x_axis="epoch", log_y=True))
-    colours = [trace.line.color for trace in fig.data]
-    assert colours == [plots.COLORS[0]] * 2 + [plots.COLORS[1]] * 2  # val + train per run
+    styles = [(trace.line.color, trace.line.dash) for trace in fig.data]
+    divebatch, sgd_small, adabatch = (style_of({"method": m, "batch_size": 8,
+                                                "max_batch_size": 64})
+                                      for m in ("divebatch", "sgd", "adabatch"))
+    assert styles == [divebatch] * 2 + [sgd_small] * 2 + [adabatch] * 2  # val + train
+    assert divebatch[0] != adabatch[0] and divebatch[1] != adabatch[1]
+    assert [t.line.width for t in fig.data[:2]] == [2.5, 1.2]  # validation thick, train thin
     assert fig.layout.yaxis.type == "log"
     assert fig.layout.xaxis.title.text == "epochs"
     assert "%{y" in fig.data[0].hovertemplate
+    batch = plots.batch_size_figure(data, ChartOptions())
+    assert (batch.data[0].line.color, batch.data[0].line.dash) == divebatch
+    assert not fig.layout.showlegend and not batch.layout.showlegend  # one shared legend
+
+
+def test_a_second_run_of_a_method_gets_another_shade_and_the_same_dash():
+    data = [RunData(run(1), RECORDS), RunData(run(2), RECORDS)]
+    first, second = plots.lr_figure(data, ChartOptions()).data
+    assert first.line.color != second.line.color and first.line.dash == second.line.dash
+
+
+def test_shared_legend_names_every_run_and_the_train_loss_key():
+    data = [RunData(run(1), RECORDS), RunData(run(2, method="sgd"), RECORDS)]
+    legend = plots.legend_figure(data)
+    names = [trace.name for trace in legend.data]
+    assert names[:2] == ["#1 DiveBatch (delta=0.1)", "#2 SGD B=8"]
+    assert "thin: train loss" in names and "shaded: capped at B_max" in names
+    assert legend.layout.showlegend and not legend.layout.xaxis.visible
+
+
+def test_constant_learning_rate_collapses_to_a_note():
+    charts = plots.figures([RunData(run(), RECORDS)], ChartOptions())
+    assert charts["lr"] == "Learning rate: 0.1 in every epoch of every run shown."
+    changing = [record(1), record(2, lr=0.05)]
+    assert not isinstance(plots.figures([RunData(run(), changing)], ChartOptions())["lr"], str)
+
+
+def test_batch_size_chart_shades_the_epochs_capped_at_b_max():
+    records = [record(1, batch_size=16), record(2, batch_size=64), record(3, batch_size=64)]
+    assert plots.capped_spans(records, {}, "epoch") == [(1, 3)]
+    fig = plots.batch_size_figure([RunData(run(), records)], ChartOptions(x_axis="epoch"))
+    [band] = [s for s in fig.layout.shapes if s.type == "rect"]
+    assert (band.x0, band.x1) == (1, 3)
+    assert [a.text for a in fig.layout.annotations] == ["capped at B_max"]
+    sgd_large = run(method="sgd", batch_size=64)  # always at B_max: nothing to point out
+    fig = plots.batch_size_figure([RunData(sgd_large, records)], ChartOptions())
+    assert not fig.layout.shapes
+
+
+def test_long_traces_are_thinned_but_keep_every_batch_size_change():
+    records = [record(e, batch_size=8 * 2 ** (e // 300), val_loss=1.0 + (e == 777))
+               for e in range(1, 2001)]
+    fig = plots.batch_size_figure([RunData(run(max_batch_size=10**6), records)],
+                                  ChartOptions(x_axis="epoch"))
+    steps = fig.data[0]
+    assert len(steps.x) <= 520
+    changes = [(x, y) for x, y, y_next in zip(steps.x, steps.y, steps.y[1:]) if y != y_next]
+    assert [x for x, _ in changes] == [298, 598, 898, 1198, 1498, 1798]
+    loss = plots.loss_figure([RunData(run(), records)], ChartOptions(x_axis="epoch")).data[0]
+    assert len(loss.x) <= 520 and 2.0 in list(loss.y)  # the spike survives
 
 
 def test_accuracy_in_percent_and_never_log():
@@ -122,7 +180,12 @@ def test_hot_changes_are_marked_at_their_epoch():
     fig = plots.lr_figure([RunData(run(), RECORDS, events)],
                           ChartOptions(x_axis="train_time"))
     assert [shape.x0 for shape in fig.layout.shapes] == [pytest.approx(1.0)]
-    assert fig.layout.annotations[0].text == "delta=0.5"
+    assert fig.layout.annotations[0].text == "delta 0.1 → 0.5 at epoch 2"
+
+
+def test_the_legend_label_follows_a_hot_change():
+    after = [record(1), record(2, delta=0.5)]
+    assert plots.chart_label(RunData(run(), after)) == "#1 DiveBatch (delta=0.5)"
 
 
 def test_progress_adds_the_live_part_of_the_epoch():
@@ -164,3 +227,20 @@ def test_run_row_has_duration_and_time_to_target():
     assert row["train s to own-1pt"] == pytest.approx(1.5)
     active = {**run(2), "status": "running", "finished_at": None}
     assert plots.run_row(active, [], now=1004.0)["duration s"] == pytest.approx(4.0)
+
+
+def test_hot_change_limits_say_why_a_change_waits():
+    config = {"method": "divebatch", "max_batch_size": 64}
+    capped = [record(6, batch_size=64, next_batch_size=64, resize_every=3)]
+    notes = hot_change_limits(config, capped)
+    assert notes[0].startswith("The batch is already at B_max = 64")
+    assert notes[1].startswith("The next resize is at the end of epoch 9, 3 epochs away")
+    assert hot_change_limits(config, [record(2, batch_size=16, resize_every=1)]) == []
+    assert hot_change_limits({"method": "sgd"}, capped) == []
+
+
+def test_sweep_and_reproduce_curves_use_the_method_styles():
+    runs = [{"label": "cell · run 1", "records": [record(1)], "method": "divebatch"},
+            {"label": "SGD, small batch B0", "records": [record(1)]}]
+    styles = {(t.line.color, t.line.dash) for t in sweep_plots.curves(runs).data}
+    assert styles == {style_of_variant("divebatch"), style_of_variant("sgd_small")}

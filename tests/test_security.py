@@ -2,6 +2,7 @@
 traversal through user-chosen names, no user text rendered as raw HTML."""
 
 import ast
+import os
 import pickle
 import re
 import subprocess
@@ -162,3 +163,31 @@ def test_no_user_text_is_rendered_as_raw_html():
             if not isinstance(body, ast.Constant):
                 problems.append(f"{path.relative_to(ROOT)}:{call.lineno} {name}")
     assert problems == []
+
+
+def test_dashboard_script_serves_a_read_only_twin_with_viewer(tmp_path):
+    fake = tmp_path / "python3"  # stands in for python3: prints what it would have run
+    fake.write_text('#!/bin/sh\necho "role=${DIVEBATCH_ROLE:-none} $*"\n')
+    fake.chmod(0o755)
+    env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"}
+    env.pop("DIVEBATCH_ROLE", None)
+    env.pop("DIVEBATCH_PORT", None)
+    script = str(ROOT / "scripts" / "dashboard.sh")
+    viewer = subprocess.run(["bash", script, "--viewer"], env=env, capture_output=True,
+                            text=True, check=True).stdout.splitlines()[-1]
+    assert viewer.startswith("role=viewer -m streamlit run app.py")
+    assert "--server.port 8502" in viewer and "--server.address 127.0.0.1" in viewer
+    plain = subprocess.run(["bash", script], env=env, capture_output=True, text=True,
+                           check=True).stdout.splitlines()[-1]
+    assert plain.startswith("role=none") and "--server.port 8501" in plain
+
+
+@pytest.mark.parametrize("value,role,can", [("", "instructor", True),
+                                            ("viewer", "viewer", False),
+                                            ("Viewer ", "viewer", False),
+                                            ("admin", "viewer", False)])
+def test_role_comes_from_the_server_and_fails_closed(monkeypatch, value, role, can):
+    from dashboard import roles
+    monkeypatch.setenv("DIVEBATCH_ROLE", value)
+    assert roles.server_role() == role and roles.can_change() is can
+    assert (roles.role_problem() is not None) == (value == "admin")

@@ -215,6 +215,15 @@ def test_records_many_returns_every_requested_run(store):
     assert store.records_many([]) == {}
 
 
+def test_record_counts_change_with_every_new_epoch(store):
+    first, empty = store.create_run({}), store.create_run({})
+    for epoch in (1, 2, 5):
+        store.append_record(first, {"epoch": epoch})
+    assert store.record_counts([first, empty]) == {first: (3, 5), empty: (0, 0)}
+    store.append_record(first, {"epoch": 6})
+    assert store.record_counts([first])[first] == (4, 6)
+
+
 def test_progress_round_trip(store):
     run_id = store.create_run({})
     store.set_progress(run_id, {"epoch": 2, "fraction": 0.25})

@@ -1,0 +1,37 @@
+"""Why a hot change may show no effect yet, in words for the hot-change panel.
+
+A larger delta cannot grow a batch that is already at B_max, and a change to delta or B_max
+only moves the batch size at the next resize, at the end of epochs R, 2R, ...
+
+>>> last = {"epoch": 5, "batch_size": 64, "next_batch_size": 64, "max_batch_size": 64,
+...         "resize_every": 4}
+>>> for line in hot_change_limits({"method": "divebatch"}, [last]): print(line)
+The batch is already at B_max = 64: a larger delta cannot grow it until B_max is raised.
+The next resize is at the end of epoch 8, 3 epochs away: delta and B_max act on the batch size only then.
+"""
+
+from __future__ import annotations
+
+ADAPTIVE = ("divebatch", "adabatch")
+
+
+def hot_change_limits(config: dict, records: list[dict]) -> list[str]:
+    """Sentences (maybe none) on what keeps a hot change from acting on the next epoch."""
+    if config.get("method") not in ADAPTIVE or not records:
+        return []
+    last = records[-1]
+    notes = []
+    cap = last.get("max_batch_size") or config.get("max_batch_size")
+    batch = last.get("next_batch_size") or last.get("batch_size")
+    if cap is not None and batch is not None and batch >= cap:
+        grow = "a larger delta" if config["method"] == "divebatch" else "AdaBatch"
+        notes.append(f"The batch is already at B_max = {cap}: {grow} cannot grow it until "
+                     f"B_max is raised.")
+    every = int(last.get("resize_every") or config.get("resize_every") or 1)
+    done = int(last["epoch"])
+    next_resize = (done // every + 1) * every
+    if next_resize - done > 1:
+        notes.append(f"The next resize is at the end of epoch {next_resize}, "
+                     f"{next_resize - done} epochs away: delta and B_max act on the batch "
+                     f"size only then.")
+    return notes
