@@ -34,6 +34,7 @@ POLL_S = 0.2                   # driver loop period: reports, finished tasks
 CONTROL_POLL_S = 1.0           # how often the store's stop / set requests are read
 STOP_GRACE_S = 30.0            # a running task asked to stop is cancelled after this long
 CONNECT_TIMEOUT_S = 5.0        # TCP probe of a head node before Ray's own (minutes-long) retries
+RAYLET_START_WAIT_S = "120"    # a local cluster on a busy machine needs more than Ray's 30 s
 RELAYED_WRITES = ("append_record", "add_event", "set_progress", "update_info", "mark_finished")
 
 
@@ -99,7 +100,9 @@ def session(options: RayOptions):
     probe(options.address)
     kwargs = {"include_dashboard": False, "log_to_driver": False,
               "logging_level": "WARNING"}
-    if options.address != LOCAL:  # the nodes get this divebatch, not whatever they have
+    if options.address == LOCAL:
+        os.environ.setdefault("RAY_raylet_start_wait_time_s", RAYLET_START_WAIT_S)
+    else:  # the nodes get this divebatch, not whatever they have
         kwargs["runtime_env"] = {"py_modules": [str(Path(__file__).resolve().parent)]}
     try:
         ray.init(address=options.address, **kwargs)
@@ -123,8 +126,8 @@ def check_fits(options: RayOptions, configs) -> None:
                              ("CPU", "--cpus-per-run", options.cpus_per_run)):
         largest = max((node.get(name, 0.0) for node in nodes), default=0.0)
         if need > largest:
-            raise RayBackendError(f"{flag} {need:g} needs a node with {need:g} {name}s, but "
-                                  f"the largest node of the Ray cluster has {largest:g}")
+            raise RayBackendError(f"{flag} should be <= {largest:g} (the most {name}s of any "
+                                  f"node of the Ray cluster), but got {flag}={need:g}")
 
 
 # --- worker side
@@ -267,7 +270,8 @@ class Driver:
         for run_id, ref in self.refs.items():
             for control in self.store.take_controls(run_id):
                 if control["kind"] == "stop" and run_id not in self.started:
-                    self.ray.cancel(ref)
+                    # force: an interrupt could land mid-import and spoil a reused worker
+                    self.ray.cancel(ref, force=True)
                     continue
                 if control["kind"] == "stop":
                     self.stop_asked.setdefault(run_id, time.monotonic())
