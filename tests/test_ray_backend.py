@@ -7,19 +7,22 @@ import threading
 import time
 
 import pytest
+import ray  # requirements-dev.txt installs it: these tests must run in CI, never skip
 
-from conftest import run_cli
+from conftest import ROOT, run_cli
 from divebatch import cli, sweeps
 from divebatch.ray_backend import RayBackend, RayOptions
 from divebatch.store import RunStore
-
-ray = pytest.importorskip("ray")  # CI installs it (requirements-dev.txt)
 
 TIMING_FIELDS = ("train_time", "wall_time", "step_ms")
 BASE = {"problem": "least_squares", "n_samples": 320, "dim": 8, "epochs": 3,
         "batch_size": 16, **sweeps.SWEEP_DEFAULTS}
 FLAGS = ["sweep", "--problem", "least_squares", "--n-samples", "320", "--dim", "8",
          "--epochs", "2", "--batch-size", "16", "--max-batch-size", "64", "--quiet"]
+
+
+# Ray starts several processes per cluster and worker: slow on a shared two-core machine.
+pytestmark = pytest.mark.timeout(900)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -117,12 +120,12 @@ def test_a_lost_worker_is_interrupted_then_resumed_from_its_checkpoint(tmp_path)
 
 def test_errors_are_one_line_with_exit_code_2(monkeypatch, capsys):
     assert cli.main([*FLAGS, "--backend", "ray", "--gpus-per-run", "1"]) == 2
-    assert capsys.readouterr().err.strip() == (
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
         "error: --gpus-per-run should be <= 0 (the most GPUs of any node of the Ray "
         "cluster), but got --gpus-per-run=1")
     monkeypatch.setitem(__import__("sys").modules, "ray", None)  # as if not installed
     assert cli.main([*FLAGS, "--backend", "ray"]) == 2
-    assert capsys.readouterr().err.strip() == \
+    assert capsys.readouterr().err.strip().splitlines()[-1] == \
         "error: the Ray backend needs Ray: pip install .[ray]"
 
 
@@ -131,3 +134,28 @@ def test_an_unreachable_cluster_is_named_with_the_reason():
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == \
         "error: cannot reach the Ray cluster at 127.0.0.1:1: Connection refused"
+
+
+def test_the_background_driver_writes_the_store_the_dashboard_reads(tmp_path):
+    store, sweep = RunStore(tmp_path / "runs.db"), spec(deltas=(0.1,), max_batch_sizes=(64,),
+                                                        seeds=(0,))
+    ids = sweeps.launch(store, sweep, backend=RayBackend(RayOptions(address="auto")))
+    assert len(ids) == 2 and {store.get_run(i)["status"] for i in ids} == {"running"}
+    deadline = time.monotonic() + 240
+    while store.list_runs(status="running") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert [store.get_run(i)["status"] for i in ids] == ["completed", "completed"]
+    here = RunStore(tmp_path / "local.db")
+    sweeps.run_here(here, sweep)
+    assert outcome(store, sweep) == outcome(here, sweep)
+
+
+def test_the_sweep_page_sends_runs_to_ray_and_names_an_unreachable_cluster():
+    from streamlit.testing.v1 import AppTest
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    at.switch_page("pages/sweep.py").run()
+    at.radio(key="sweep_backend").set_value("ray")
+    at.text_input(key="sweep_ray_address").set_value("127.0.0.1:1")
+    at.button(key="sweep_start").click().run()
+    assert not at.exception
+    assert at.error[0].value == "cannot reach the Ray cluster at 127.0.0.1:1: Connection refused"
