@@ -12,7 +12,6 @@ sweeps). Ray uses `--cpus` CPUs at once, so the per-run figure is wall time / ru
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -40,7 +39,6 @@ def main() -> None:
     runs = len(spec.plan())
     folder = Path(tempfile.mkdtemp())
     start = time.perf_counter()
-    os.environ.setdefault("RAY_raylet_start_wait_time_s", "120")
     ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
     started = time.perf_counter() - start
     timings = {}

@@ -34,7 +34,6 @@ POLL_S = 0.2                   # driver loop period: reports, finished tasks
 CONTROL_POLL_S = 1.0           # how often the store's stop / set requests are read
 STOP_GRACE_S = 30.0            # a running task asked to stop is cancelled after this long
 CONNECT_TIMEOUT_S = 5.0        # TCP probe of a head node before Ray's own (minutes-long) retries
-RAYLET_START_WAIT_S = "120"    # a local cluster on a busy machine needs more than Ray's 30 s
 RELAYED_WRITES = ("append_record", "add_event", "set_progress", "update_info", "mark_finished")
 
 
@@ -100,13 +99,11 @@ def session(options: RayOptions):
     probe(options.address)
     kwargs = {"include_dashboard": False, "log_to_driver": False,
               "logging_level": "WARNING"}
-    if options.address == LOCAL:
-        os.environ.setdefault("RAY_raylet_start_wait_time_s", RAYLET_START_WAIT_S)
-    else:  # the nodes get this divebatch, not whatever they have
+    if options.address != LOCAL:  # the nodes get this divebatch, not whatever they have
         kwargs["runtime_env"] = {"py_modules": [str(Path(__file__).resolve().parent)]}
     try:
         ray.init(address=options.address, **kwargs)
-    except (ConnectionError, RuntimeError) as error:
+    except Exception as error:  # Ray raises bare Exceptions too, e.g. a node start timeout
         raise RayBackendError(f"cannot reach the Ray cluster at {options.address}: "
                               f"{jobs.one_line(error)}") from None
     try:
