@@ -39,13 +39,13 @@ def main() -> None:
     runs = len(spec.plan())
     folder = Path(tempfile.mkdtemp())
     start = time.perf_counter()
-    for attempt in range(3):  # Ray gives a node 30 s to start: not always enough when busy
+    for attempt in range(5):  # Ray gives a node 30 s to start: not always enough when busy
         try:
             ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
             break
         except Exception:
             ray.shutdown()
-            if attempt == 2:
+            if attempt == 4:
                 raise
     started = time.perf_counter() - start
     timings = {}
