@@ -46,6 +46,39 @@ def add_execution_flags(parser) -> None:
                              "models are too small to gain from more, and spinning threads "
                              "on a busy machine distort the timings; 0 = torch's default)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_ray_flags(parser)
+
+
+def add_ray_flags(parser) -> None:
+    parser.add_argument("--backend", choices=("local", "ray"), default="local",
+                        help="local: this machine's workers (default); ray: one Ray task per "
+                             "run on a Ray cluster (pip install .[ray])")
+    parser.add_argument("--address", default=None,
+                        help="with --backend ray: local (default: a cluster started for this "
+                             "command), auto (the running cluster), HOST:PORT of a head node "
+                             "or ray://HOST:PORT")
+    parser.add_argument("--gpus-per-run", type=float, default=None, metavar="N",
+                        help="with --backend ray: GPUs per run, fractions share a GPU "
+                             "(default 0)")
+    parser.add_argument("--cpus-per-run", type=float, default=None, metavar="N",
+                        help="with --backend ray: CPUs per run (default 1)")
+
+
+def ray_backend_from_args(args):
+    """None for --backend local, else a RayBackend; UsageError on misplaced or bad flags."""
+    from .ray_backend import RayBackend, RayBackendError, RayOptions
+    given = {name: getattr(args, name) for name in ("address", "gpus_per_run", "cpus_per_run")
+             if getattr(args, name) is not None}
+    if args.backend == "local":
+        if given:
+            flags = ", ".join("--" + name.replace("_", "-") for name in given)
+            raise UsageError(f"{flags} should be used with --backend ray, but got "
+                             f"--backend local")
+        return None
+    try:
+        return RayBackend(RayOptions(**given, threads=args.threads))
+    except RayBackendError as error:
+        raise UsageError(str(error)) from None
 
 
 def set_threads(threads: int) -> None:
@@ -181,16 +214,20 @@ def run_group(args, store, spec, experiment, then: str) -> int | None:
     module). With --background they are queued for workers: prints the group's name and
     returns None, as there is nothing to tabulate yet. Otherwise they run here with a progress
     bar, and the exit status is returned."""
-    if args.background:
-        ids = experiment.launch(store, spec)
-        print(f"queued {len(ids)} runs; run the same command without --background {then}",
-              file=sys.stderr)
-        print(spec.group)
-        return None
-    set_threads(args.threads)
-    return run_with_progress(store, spec.group, spec.plan(),
-                             lambda done: experiment.run_here(store, spec, on_run_done=done),
-                             args.quiet)
+    from .ray_backend import RayBackendError
+    backend = ray_backend_from_args(args)
+    try:
+        if args.background:
+            ids = experiment.launch(store, spec, backend=backend)
+            print(f"queued {len(ids)} runs; run the same command without --background "
+                  f"{then}", file=sys.stderr)
+            print(spec.group)
+            return None
+        set_threads(args.threads)
+        return run_with_progress(store, spec.group, spec.plan(), lambda done: (
+            experiment.run_here(store, spec, on_run_done=done, backend=backend)), args.quiet)
+    except RayBackendError as error:
+        raise UsageError(str(error)) from None
 
 
 def cmd_reproduce(args) -> int:
@@ -223,3 +260,30 @@ def cmd_reproduce(args) -> int:
                          f"{error.strerror}") from None
     print(f"report: {', '.join(map(str, paths))}", file=sys.stderr)
     return status
+
+
+def add_ray_driver(sub) -> None:
+    """The background process that `--backend ray --background` and the dashboard start."""
+    parser = sub.add_parser("ray-driver", help="(internal) train claimed runs on Ray, writing "
+                                               "their records into the store")
+    add_db_flag(parser)
+    parser.add_argument("run_ids", type=int, nargs="+", metavar="RUN_ID")
+    parser.add_argument("--address", default="local")
+    parser.add_argument("--gpus-per-run", type=float, default=0.0)
+    parser.add_argument("--cpus-per-run", type=float, default=1.0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.set_defaults(handler=cmd_ray_driver)
+
+
+def cmd_ray_driver(args) -> int:
+    from . import ray_backend
+    store = open_store(args)
+    options = ray_backend.RayOptions(args.address, args.gpus_per_run, args.cpus_per_run,
+                                     args.threads)
+    try:
+        options.validate()
+        ray_backend.drive(store, args.run_ids, options)
+    except ray_backend.RayBackendError as error:  # nobody reads our exit status: tell the runs
+        ray_backend.fail_runs(store, args.run_ids, str(error))
+        raise UsageError(str(error)) from None
+    return 0

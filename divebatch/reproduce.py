@@ -188,18 +188,19 @@ def list_reproductions(store) -> list[ReproSpec]:
     return sweeps.specs_in_store(store, "reproduce:", "reproduce", ReproSpec.from_dict)
 
 
-def launch(store, spec: ReproSpec) -> list[int]:
-    """Queue the missing runs for background workers; their ids."""
+def launch(store, spec: ReproSpec, backend=None) -> list[int]:
+    """Queue the missing runs for background workers (or `backend`, see sweeps.launch)."""
     spec.validate()
-    return sweeps.submit_missing(store, spec.group, spec.plan(),
-                                 info={"reproduce": spec.to_dict()})
+    submit = backend.submit_missing if backend else sweeps.submit_missing
+    return submit(store, spec.group, spec.plan(), info={"reproduce": spec.to_dict()})
 
 
-def run_here(store, spec: ReproSpec, on_run_done=None) -> int:
-    """Train the missing runs in this process, one after the other; how many ran."""
+def run_here(store, spec: ReproSpec, on_run_done=None, backend=None) -> int:
+    """Train the missing runs from this process (here, or on `backend`); how many ran."""
     spec.validate()
-    return sweeps.run_missing(store, spec.group, spec.plan(),
-                              info={"reproduce": spec.to_dict()}, on_run_done=on_run_done)
+    run = backend.run_missing if backend else sweeps.run_missing
+    return run(store, spec.group, spec.plan(), info={"reproduce": spec.to_dict()},
+               on_run_done=on_run_done)
 
 
 # --- results

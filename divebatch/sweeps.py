@@ -433,17 +433,21 @@ def list_sweeps(store) -> list[SweepSpec]:
     return specs_in_store(store, "sweep:", "sweep", SweepSpec.from_dict)
 
 
-def launch(store, spec: SweepSpec) -> list[int]:
-    """Validate and queue the sweep's missing runs in the background; their ids."""
+def launch(store, spec: SweepSpec, backend=None) -> list[int]:
+    """Validate and queue the sweep's missing runs in the background; their ids.
+    `backend`: None for this machine's workers, or e.g. a ray_backend.RayBackend."""
     spec.validate()
-    return submit_missing(store, spec.group, spec.plan(), info={"sweep": spec.to_dict()})
+    submit = backend.submit_missing if backend else submit_missing
+    return submit(store, spec.group, spec.plan(), info={"sweep": spec.to_dict()})
 
 
-def run_here(store, spec: SweepSpec, on_run_done=None) -> int:
-    """Validate and train the sweep's missing runs in this process; how many ran."""
+def run_here(store, spec: SweepSpec, on_run_done=None, backend=None) -> int:
+    """Validate and train the sweep's missing runs from this process (on `backend`, default
+    here, one after the other); how many ran."""
     spec.validate()
-    return run_missing(store, spec.group, spec.plan(), info={"sweep": spec.to_dict()},
-                       on_run_done=on_run_done)
+    run = backend.run_missing if backend else run_missing
+    return run(store, spec.group, spec.plan(), info={"sweep": spec.to_dict()},
+               on_run_done=on_run_done)
 
 
 def format_mean_se(mean: float | None, se: float | None, digits: int = 3,

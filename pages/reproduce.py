@@ -4,7 +4,7 @@ import streamlit as st
 
 from dashboard import ensure_router, roles
 from dashboard.common import open_store
-from dashboard.experiment import group_progress
+from dashboard.experiment import backend_controls, chosen_backend, group_progress
 from divebatch import reproduce, reproduce_report, sweep_plots
 
 ensure_router()
@@ -37,7 +37,7 @@ def start_reproduction() -> None:
         if not spec.runnable():
             raise ValueError("none of the chosen benchmarks can run here: "
                              + "; ".join(spec.skipped().values()))
-        queued = reproduce.launch(store, spec)
+        queued = reproduce.launch(store, spec, backend=chosen_backend("repro"))
     except Exception as error:  # bad input: say so, keep the page
         st.session_state.repro_message = ("error", str(error).replace("\n", "; "))
         return
@@ -55,6 +55,7 @@ def repro_form() -> None:
         middle.number_input("seeds", min_value=1, max_value=10, step=1, key="repro_seeds")
         right.multiselect("benchmarks", list(reproduce.BENCHMARKS), key="repro_benchmarks",
                           format_func=lambda key: reproduce.BENCHMARKS[key].title)
+        backend_controls("repro")
         st.form_submit_button("Start", type="primary", key="repro_start",
                               on_click=start_reproduction)
 

@@ -4,7 +4,7 @@ import streamlit as st
 
 from dashboard import ensure_router, roles
 from dashboard.common import open_store
-from dashboard.experiment import group_progress
+from dashboard.experiment import backend_controls, chosen_backend, group_progress
 from divebatch import sweep_plots, sweeps
 from divebatch.config import PROBLEMS
 from divebatch.data import check_available
@@ -26,8 +26,8 @@ st.markdown(
     "What if delta, the maximum batch size B_max or the resize interval R were different? "
     "Each cell of the grid is a DiveBatch run per seed, judged against SGD at the initial "
     "batch size with the same seed: **speed-up** is the baseline's training time to within "
-    "1 point of its own final accuracy over the cell's. Runs go to the background queue; "
-    "re-running the same sweep reuses the runs that finished.")
+    "1 point of its own final accuracy over the cell's. Runs go to the background queue (or "
+    "a Ray cluster); re-running the same sweep reuses the runs that finished.")
 
 
 def spec_from_form() -> sweeps.SweepSpec:
@@ -54,7 +54,7 @@ def start_sweep() -> None:
         return
     try:
         spec = spec_from_form()
-        queued = sweeps.launch(store, spec)
+        queued = sweeps.launch(store, spec, backend=chosen_backend("sweep"))
     except Exception as error:  # bad input or unavailable data: say so, keep the page
         st.session_state.sweep_message = ("error", str(error).replace("\n", "; "))
         return
@@ -89,6 +89,7 @@ def sweep_form() -> None:
         grid[1].text_input("B_max", key="sweep_max_batch_sizes")
         grid[2].text_input("R (epochs)", key="sweep_resize_everys")
         grid[3].text_input("seeds", key="sweep_seeds")
+        backend_controls("sweep")
         st.form_submit_button("Start sweep", type="primary", key="sweep_start",
                               on_click=start_sweep)
 

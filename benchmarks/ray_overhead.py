@@ -1,0 +1,65 @@
+"""Overhead per run of the Ray backend against the local one, side by side in one process.
+
+The same sweep (tiny least-squares runs, so the overhead dominates) is trained twice into
+two fresh stores: by `sweeps.run_here` here, one run after the other, and through a local
+Ray cluster started beforehand (its start-up is reported apart: a cluster serves many
+sweeps). Ray uses `--cpus` CPUs at once, so the per-run figure is wall time / runs.
+
+    python benchmarks/ray_overhead.py                    # 2 CPUs, 3 seeds: 12 runs
+    python benchmarks/ray_overhead.py --cpus 1 --seeds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from divebatch import sweeps  # noqa: E402
+from divebatch.ray_backend import RayBackend, RayOptions  # noqa: E402
+from divebatch.store import RunStore  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cpus", type=int, default=2, help="CPUs of the local Ray cluster")
+    parser.add_argument("--seeds", type=int, default=3)
+    args = parser.parse_args()
+    import ray
+    import torch
+    torch.set_num_threads(1)
+    base = {"problem": "least_squares", "n_samples": 320, "dim": 8, "epochs": 3,
+            "batch_size": 16, **sweeps.SWEEP_DEFAULTS}
+    spec = sweeps.SweepSpec(base=base, deltas=(0.1, 1.0), max_batch_sizes=(64,),
+                            resize_everys=(1, 2), seeds=tuple(range(args.seeds)))
+    runs = len(spec.plan())
+    folder = Path(tempfile.mkdtemp())
+    start = time.perf_counter()
+    for attempt in range(5):  # Ray gives a node 30 s to start: not always enough when busy
+        try:
+            ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
+            break
+        except Exception:
+            ray.shutdown()
+            if attempt == 4:
+                raise
+    started = time.perf_counter() - start
+    timings = {}
+    for name, backend in (("local", None), ("ray", RayBackend(RayOptions()))):
+        start = time.perf_counter()
+        assert sweeps.run_here(RunStore(folder / f"{name}.db"), spec, backend=backend) == runs
+        timings[name] = time.perf_counter() - start
+    ray.shutdown()
+    print(f"{runs} runs; Ray cluster start {started:.1f} s (once per command)")
+    for name, seconds in timings.items():
+        print(f"{name:5s} {seconds:7.1f} s in all, {seconds / runs:6.2f} s per run")
+    print(f"Ray - local: {(timings['ray'] - timings['local']) / runs:+.2f} s per run "
+          f"({args.cpus} runs at once on Ray, one at a time locally)")
+
+
+if __name__ == "__main__":
+    main()
