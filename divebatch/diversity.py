@@ -59,7 +59,7 @@ def _norms_and_gradient(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Te
     check_batchnorm(batchnorm_layers(model), allow_batchnorm)
     owners = parameter_owners(model)
     params = list(owners)
-    with SqNormHooks(owners) as hooks:
+    with SqNormHooks(model, owners, check=True) as hooks:
         losses = loss_fn(model(inputs), targets)
         if losses.dim() != 1:
             raise ValueError("loss_fn should return per-sample losses of shape [N] "
@@ -67,6 +67,7 @@ def _norms_and_gradient(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Te
         grads = (list(torch.autograd.grad(losses.sum(), params, allow_unused=True))
                  if params else [])
         hooks.check_grads_seen(params, grads)
+        hooks.check_batch_gradient(params, grads)
     sq_norms = hooks.sq_norms if hooks.sq_norms is not None else losses.new_zeros(len(losses))
     return sq_norms.detach(), grads
 
@@ -192,6 +193,9 @@ class DiversityMeter:
         self._owners = parameter_owners(model)
         self._params = list(self._owners)
         self._hooks: SqNormHooks | None = None  # present only inside a measured batch
+        # the batch gradient check runs on the first measured batch (one process only: under
+        # DDP param.grad also holds the other processes' share)
+        self._checked = reduce is not None
         self.reset()
 
     def reset(self) -> None:
@@ -218,13 +222,17 @@ class DiversityMeter:
         hooks = None
         if self.seen_batches % self.sample_every == 0:
             self.approximate |= check_batchnorm(self._batchnorms, self.allow_batchnorm)
-            hooks = self._hooks = SqNormHooks(self._owners, fuse=self.fuse_weight_grads)
+            hooks = self._hooks = SqNormHooks(self.model, self._owners, check=not self._checked,
+                                              fuse=self.fuse_weight_grads)
         try:
             yield
             grads = [p.grad for p in self._params]
             scale = batch_size if self.reduction == "mean" else 1
             if hooks is not None:
                 hooks.check_grads_seen(self._params, grads)
+                if not self._checked:
+                    hooks.check_batch_gradient(self._params, grads)
+                    self._checked = True
                 self._add_sq_norms(hooks.sq_norms, batch_size,
                                    batch_size if samples is None else samples, scale)
             if self.estimator == "ratio" and self.sample_every > 1:

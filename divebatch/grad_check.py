@@ -1,0 +1,43 @@
+"""The guard against what the per-layer rules cannot see: the batch gradient they account for.
+
+The rules see a parameter only through the calls of the module that holds it. If a parameter
+also gets gradient some other way (``F.linear(h, self.wte.weight)``, a weight used outside its
+module's forward), its per-sample norms miss that part. So on a checked batch every call keeps
+its arguments and output gradient; the module is re-run on them and its vector-Jacobian product
+gives the batch gradient those calls explain, which must equal ``param.grad``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch.func import functional_call
+
+# Relative difference ||explained - param.grad|| / ||param.grad|| above which a parameter is
+# refused: rounding in float64, rounding (and autocast) in lower precision.
+TOLERANCE = {torch.float64: 1e-6}
+LOW_PRECISION_TOLERANCE = 1e-2
+
+
+def explained_grads(module: torch.nn.Module, params: dict[str, Tensor], args: tuple,
+                    kwargs: dict, grad_out: Tensor) -> dict[str, Tensor]:
+    """{name: gradient} of one module call's own parameters, for this output gradient."""
+    leaves = {name: p.detach().requires_grad_() for name, p in params.items()}
+    detach = lambda value: value.detach() if isinstance(value, Tensor) else value  # noqa: E731
+    with torch.enable_grad():
+        output = functional_call(module, leaves, tuple(map(detach, args)),
+                                 {k: detach(v) for k, v in kwargs.items()})
+        output = output[0] if isinstance(output, tuple) else output
+        grads = torch.autograd.grad(output, list(leaves.values()), grad_out, allow_unused=True)
+    return {name: g for name, g in zip(leaves, grads) if g is not None}
+
+
+def relative_difference(explained: Tensor | None, actual: Tensor) -> float:
+    actual = actual.to_dense().double()
+    explained = torch.zeros_like(actual) if explained is None else explained.double()
+    scale = float(torch.linalg.vector_norm(actual))
+    return float(torch.linalg.vector_norm(explained - actual)) / max(scale, 1e-300)
+
+
+def tolerance(grad: Tensor) -> float:
+    return TOLERANCE.get(grad.dtype, LOW_PRECISION_TOLERANCE)
