@@ -149,10 +149,11 @@ class SqNormHooks:
         if isinstance(module, nn.Embedding) and self._is_position_index(args[0]):
             args, expanded = self._expand_over_batch(args, result)
             result = expanded
+        saved = self._capture(module, path, args, kwargs, result) if result.requires_grad \
+            else None
         self._check_batch_dimension(module, path, result)
         self._start_call(module, path)
         if result.requires_grad:
-            saved = self._capture(module, path, args, kwargs, result)
             call = (args, kwargs) if self._check else None
             self._waiting[module] = (len(self._pass_norms) - 1, saved, fused, call)
             self._handles.append(result.register_hook(partial(self._on_output_grad, module)))
@@ -226,20 +227,23 @@ class SqNormHooks:
             use = Use(module, self._params[module], *saved, grad_out.detach())
             self._shared_uses.setdefault(pass_index, []).append(use)
             return
-        with torch.no_grad():
-            if grad_out.shape[0] == 0:  # no samples (a process's empty share of a DDP batch)
-                norms = grad_out.new_zeros(0, dtype=_accumulation_dtype(grad_out))
-            elif fused:
-                norms = FUSED_RULES[type(module)][1](module, saved, grad_out)
-            elif type(module) in RULES:
-                norms = RULES[type(module)][1](module, saved, grad_out)
-            else:
-                self._replaying = True
-                try:
-                    norms = functional_sq_norms(module, *saved, grad_out)
-                finally:
-                    self._replaying = False
+        self._replaying = True  # rules may re-run the module (torch.func)
+        try:
+            with torch.no_grad():
+                norms = self._rule_sq_norms(module, saved, fused, grad_out)
+        finally:
+            self._replaying = False
         self._add_norms(pass_index, norms)
+
+    @staticmethod
+    def _rule_sq_norms(module: nn.Module, saved: object, fused: bool, grad_out: Tensor) -> Tensor:
+        if grad_out.shape[0] == 0:  # no samples (a process's empty share of a DDP batch)
+            return grad_out.new_zeros(0, dtype=_accumulation_dtype(grad_out))
+        if fused:
+            return FUSED_RULES[type(module)][1](module, saved, grad_out)
+        if type(module) in RULES:
+            return RULES[type(module)][1](module, saved, grad_out)
+        return functional_sq_norms(module, *saved, grad_out)
 
     def _add_norms(self, pass_index: int, norms: Tensor) -> None:
         previous = self._pass_norms[pass_index]
