@@ -63,6 +63,8 @@ class SqNormHooks:
         self._shared_uses: dict[int, list[Use]] = {}  # per forward pass, until sq_norms
         self._in_this_pass: set[nn.Module] = set()
         self._called: set[nn.Module] = set()  # in any pass
+        self._ran_without_grad: set[nn.Module] = set()  # inside a model call that had grad
+        self._model_grad = False  # whether the model call now running has grad enabled
         # module -> (pass, what the capture kept, whether its weight gradient is fused, the call
         # as (args, kwargs) when checking)
         self._waiting: dict[nn.Module, tuple[int, object, bool, tuple | None]] = {}
@@ -115,6 +117,7 @@ class SqNormHooks:
     def _on_model_call(self, model: nn.Module, args: tuple, kwargs: dict) -> None:
         if self._replaying:
             return
+        self._model_grad = torch.is_grad_enabled()
         tensors = [v for v in (*args, *kwargs.values()) if isinstance(v, Tensor)]
         first = tensors[0] if tensors and tensors[0].dim() > 0 else None
         self._batch_size = None if first is None else first.shape[0]
@@ -135,7 +138,11 @@ class SqNormHooks:
         if fused:
             self._frozen.remove(module)
             module.weight.requires_grad_(True)
-        if self._replaying or not torch.is_grad_enabled():
+        if self._replaying:
+            return None
+        if not torch.is_grad_enabled():
+            if self._model_grad:
+                self._ran_without_grad.add(module)
             return None
         path = self._paths[module]
         _refuse_inside_backward(module, path)
@@ -274,8 +281,16 @@ class SqNormHooks:
         """Raise if a parameter got a gradient although no module holding it ran."""
         for param, param_grad in zip(params, grads):
             held = self._owners[param]
-            if (not any(o.module in self._called for o in held) and param_grad is not None
-                    and bool(param_grad.any())):
+            if any(o.module in self._called for o in held):
+                continue
+            if any(o.module in self._ran_without_grad for o in held):
+                raise ValueError(
+                    f"{held[0].path} ({type(held[0].module).__name__}) ran with gradients "
+                    "disabled inside the model's forward (reentrant activation checkpointing, "
+                    "torch.utils.checkpoint(use_reentrant=True), does this), so the per-sample "
+                    f"gradients of {_name(held[0])} cannot be measured; measure without "
+                    "checkpointing, or freeze the parameter if it is not meant to train")
+            if param_grad is not None and bool(param_grad.any()):
                 raise ValueError(
                     f"parameter {_name(held[0])} received a gradient but "
                     f"{held[0].path} ({type(held[0].module).__name__}).forward never ran; "
