@@ -73,6 +73,7 @@ class SqNormHooks:
         self._owners = owners
         self._check = check
         self._explained: dict[Tensor, Tensor] = {}  # parameter -> batch gradient calls explain
+        self._tolerance: dict[Tensor, float] = {}  # parameter -> by its calls' precision
         self._batch_size: int | None = None  # of the model call now running
         self._input_dim = 0
         self._input_storages: set[int] = set()
@@ -274,6 +275,7 @@ class SqNormHooks:
             self._replaying = False
         for name, grad in grads.items():
             param = self._params[module][name]
+            self._tolerance[param] = max(self._tolerance.get(param, 0.0), tolerance(grad_out))
             self._explained[param] = grad + self._explained[param] if param in self._explained \
                 else grad
 
@@ -305,7 +307,7 @@ class SqNormHooks:
             if param_grad is None:
                 continue
             difference = relative_difference(self._explained.get(param), param_grad)
-            if difference > tolerance(param_grad):
+            if difference > self._tolerance.get(param, tolerance(param_grad)):
                 held = self._owners[param]
                 paths = " and ".join(o.path for o in held)
                 raise ValueError(

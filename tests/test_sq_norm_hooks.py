@@ -158,3 +158,15 @@ def test_parameter_used_without_its_module_running_is_refused_by_name():
                                          r"inner \(Linear\)\.forward never ran"):
         per_sample_grad_sq_norms(OutProjOnly(), cross_entropy, torch.randn(3, 4),
                                  torch.randint(0, 2, (3,)))
+
+
+def test_batch_gradient_check_leaves_batchnorm_statistics_alone():
+    model = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.Linear(6, 2))
+    reference = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.Linear(6, 2))
+    reference.load_state_dict(model.state_dict())
+    inputs, targets = torch.randn(5, 4), torch.randint(0, 2, (5,))
+    cross_entropy(reference(inputs), targets).mean().backward()
+    with DiversityMeter(model, allow_batchnorm=True).track(5):
+        cross_entropy(model(inputs), targets).mean().backward()
+    assert torch.equal(model[1].running_mean, reference[1].running_mean)
+    assert model[1].num_batches_tracked == 1
