@@ -16,10 +16,16 @@ not defined and the functions here raise ``ValueError`` unless called with
 statistics held fixed, which ignores the cross-sample terms: an approximation, flagged by
 ``DiversityMeter.approximate``.
 
-Unsupported, with a ``ValueError``: a module called more than once in one forward pass, a
-parameter registered in two modules, and a parameter that receives a gradient although its
-module's forward never ran (``nn.MultiheadAttention.out_proj``). Weight tying through direct use
-of another module's parameter inside a forward cannot be detected and gives wrong norms.
+Every parameter gets exact per-sample norms, or the call raises ``ValueError`` naming the module
+(``transformer.h.0.attn.c_attn``), the reason and what to do (``divebatch.sq_norm_hooks``).
+Supported beyond the per-layer rules: keyword calls (``fc(input=x)``), a position embedding
+called on positions (``wpe(arange(T))``), weights tied by several modules (``lm_head.weight =
+wte.weight``, ``divebatch.shared_params``) and ``nn.MultiheadAttention``. Refused: a module
+called more than once in one forward pass, an output whose first dimension is not the batch,
+recurrent layers, activation checkpointing, EmbeddingBag with offsets, and a parameter used
+outside its modules' forward (``F.linear(h, self.wte.weight)``), which the batch gradient
+check catches (``divebatch.grad_check``: on the first measured batch of a meter and on every
+call of the functions here, the batch gradient the layers' calls explain must equal autograd's).
 """
 
 from __future__ import annotations
@@ -146,7 +152,9 @@ class DiversityMeter:
     gradient of the whole batch's loss (DDP summing, not averaging, the processes' gradients,
     see ``divebatch.distributed``), and ``reduce`` sums S over processes in ``diversity()``.
     BatchNorm in training mode raises ``ValueError`` unless ``allow_batchnorm=True``, which makes
-    the estimate approximate (``approximate`` becomes True; see the module docstring).
+    the estimate approximate (``approximate`` becomes True; see the module docstring). The
+    first measured batch also checks that the layers' calls explain ``param.grad`` (the module
+    docstring), so zero the gradients before it.
 
     ``fuse_weight_grads`` (default True): on a measured batch, a Conv2d layer whose per-sample
     weight gradients are formed anyway (``divebatch.conv_sq_norms``) gets its batch weight

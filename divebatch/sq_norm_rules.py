@@ -13,6 +13,7 @@ at once, and for most layers they never exist at all:
 - GroupNorm, LayerNorm and eval-mode BatchNorm: affine weight and bias, in closed form.
   BatchNorm in training mode holds the batch statistics fixed, which ignores the cross-sample
   terms: an approximation (see ``divebatch.diversity``).
+- Embedding, EmbeddingBag and MultiheadAttention: in ``divebatch.sequence_rules``.
 - Any other module with parameters of its own: ``functional_sq_norms`` (``vmap`` of ``grad`` of
   the module re-run on one sample at a time) for those parameters only.
 

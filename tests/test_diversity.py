@@ -128,6 +128,11 @@ MODELS = {
                                                   ScaledLinear(2 * 7, 5)),
                             lambda: (torch.randn(5, 3, 4, 6), torch.randint(0, 5, (5,))),
                             cross_entropy),
+    "torch_func_layers": (lambda: nn.Sequential(nn.ConvTranspose2d(3, 4, 2, stride=2),
+                                                nn.PReLU(4), nn.InstanceNorm2d(4, affine=True),
+                                                nn.Flatten(), nn.Linear(4 * 8 * 12, 5)),
+                          lambda: (torch.randn(5, 3, 4, 6), torch.randint(0, 5, (5,))),
+                          cross_entropy),
     **{f"conv_{name}": (lambda kw=kw: conv_model(**kw), image_batch, cross_entropy)
        for name, kw in CONV_CASES.items()},
 }
