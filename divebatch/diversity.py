@@ -201,9 +201,7 @@ class DiversityMeter:
         self._owners = parameter_owners(model)
         self._params = list(self._owners)
         self._hooks: SqNormHooks | None = None  # present only inside a measured batch
-        # the batch gradient check runs on the first measured batch (one process only: under
-        # DDP param.grad also holds the other processes' share)
-        self._checked = reduce is not None
+        self._checked = False  # the batch gradient check, on the first measured whole batch
         self.reset()
 
     def reset(self) -> None:
@@ -228,9 +226,12 @@ class DiversityMeter:
         ``param.grad`` must hold only this batch's gradient (zero it before the forward).
         """
         hooks = None
+        # under DDP param.grad also holds the other processes' share: checked when this
+        # process runs the whole batch
+        check = not self._checked and samples in (None, batch_size)
         if self.seen_batches % self.sample_every == 0:
             self.approximate |= check_batchnorm(self._batchnorms, self.allow_batchnorm)
-            hooks = self._hooks = SqNormHooks(self.model, self._owners, check=not self._checked,
+            hooks = self._hooks = SqNormHooks(self.model, self._owners, check=check,
                                               fuse=self.fuse_weight_grads)
         try:
             yield
@@ -238,7 +239,7 @@ class DiversityMeter:
             scale = batch_size if self.reduction == "mean" else 1
             if hooks is not None:
                 hooks.check_grads_seen(self._params, grads)
-                if not self._checked:
+                if check:
                     hooks.check_batch_gradient(self._params, grads)
                     self._checked = True
                 self._add_sq_norms(hooks.sq_norms, batch_size,

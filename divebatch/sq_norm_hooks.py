@@ -44,8 +44,8 @@ class SqNormHooks:
 
     A hook on ``model`` itself records the batch size and inputs of each call: a layer whose
     output does not have the batch as its first dimension is refused, except an ``nn.Embedding``
-    on positions (indices made inside the forward, with fewer dimensions than the model's input
-    or a first dimension of 1), whose output is expanded over the batch so that each sample's
+    on positions (consecutive indices made inside the forward, with fewer dimensions than the
+    model's input or a first dimension of 1), whose output is expanded over the batch so that each sample's
     share of its gradient arrives separately. A parameter held by several modules (tied
     weights) is measured by ``divebatch.shared_params``.
 
@@ -168,13 +168,15 @@ class SqNormHooks:
         return expanded
 
     def _is_position_index(self, index: Tensor) -> bool:
-        """Indices made inside the forward, shaped to broadcast against the batch."""
+        """Positions: consecutive indices made inside the forward, shaped to broadcast against
+        the batch."""
         if self._batch_size is None:
             return False
         if index.untyped_storage().data_ptr() in self._input_storages:
             return False  # indices from the model's input: one row per sample
-        return index.dim() < self._input_dim or (index.dim() == self._input_dim
-                                                 and index.shape[0] == 1)
+        broadcasts = index.dim() < self._input_dim or (index.dim() == self._input_dim
+                                                       and index.shape[0] == 1)
+        return broadcasts and index.dim() > 0 and bool((index.diff(dim=-1) == 1).all())
 
     def _expand_over_batch(self, args: tuple, output: Tensor) -> tuple[tuple, Tensor]:
         """Position indices and the embedding's output with the batch as first dimension, as

@@ -155,3 +155,20 @@ def test_multihead_attention_options_it_cannot_replay_are_refused_by_name(mha_kw
     model = Attention(batch_first=True, **mha_kwargs)
     with pytest.raises(ValueError, match=rf"^attn \(MultiheadAttention\): .*{match}"):
         per_sample_grad_sq_norms(model, sequence_loss, torch.randn(3, 4, 3), torch.randn(3, 4, 2))
+
+
+class FirstTokenEmbedding(nn.Module):
+    """An embedding of an index computed from each sample (not positions): one row per sample."""
+
+    def __init__(self):
+        super().__init__()
+        self.first = nn.Embedding(9, 4)
+        self.head = nn.Linear(4, 5)
+
+    def forward(self, idx):  # (N, T) -> (N, 5)
+        return self.head(torch.tanh(self.first(idx[:, 0] * 1)))
+
+
+def test_embedding_of_a_computed_per_sample_index_matches_loop():
+    inputs = torch.tensor([[3, 1], [3, 2], [5, 0], [1, 1]])  # first tokens not consecutive
+    check_against_loop(FirstTokenEmbedding(), vector_loss, inputs, torch.randint(0, 5, (4,)))
