@@ -26,11 +26,15 @@ def explained_grads(module: torch.nn.Module, params: dict[str, Tensor], args: tu
     leaves = {name: p.detach().requires_grad_() for name, p in params.items()}
     # copies, so that a re-run in training mode leaves running statistics alone
     buffers = {name: b.clone() for name, b in module.named_buffers()}
-    detach = lambda value: value.detach() if isinstance(value, Tensor) else value  # noqa: E731
+    # contiguous: GroupNorm's CPU backward for the parameters alone crashes on a channels-last
+    # input (torch 2.13); the layout does not change the values
+    detach = lambda value: (value.detach().contiguous()  # noqa: E731
+                            if isinstance(value, Tensor) else value)
     with torch.enable_grad():
         output = functional_call(module, {**buffers, **leaves}, tuple(map(detach, args)),
                                  {k: detach(v) for k, v in kwargs.items()})
         output = output[0] if isinstance(output, tuple) else output
+        grad_out = torch.empty_like(output).copy_(grad_out)  # laid out like the output
         grads = torch.autograd.grad(output, list(leaves.values()), grad_out, allow_unused=True)
     return {name: g for name, g in zip(leaves, grads) if g is not None}
 

@@ -72,8 +72,8 @@ class SqNormHooks:
         self._replaying = False  # inside a re-run of a module: hooks stay quiet
         self._owners = owners
         self._check = check
-        self._explained: dict[Tensor, Tensor] = {}  # parameter -> batch gradient calls explain
-        self._tolerance: dict[Tensor, float] = {}  # parameter -> by its calls' precision
+        # checked calls with their output gradients, re-run once backward is done
+        self._checked_calls: list[tuple[nn.Module, tuple, Tensor]] = []
         self._batch_size: int | None = None  # of the model call now running
         self._input_dim = 0
         self._input_storages: set[int] = set()
@@ -232,7 +232,7 @@ class SqNormHooks:
             return  # a stale output of an earlier pass
         pass_index, saved, fused, call = self._waiting.pop(module)
         if call is not None:
-            self._explain(module, call, grad_out)
+            self._checked_calls.append((module, call, grad_out.detach()))
         if module in self._shared:
             use = Use(module, self._params[module], *saved, grad_out.detach())
             self._shared_uses.setdefault(pass_index, []).append(use)
@@ -269,17 +269,22 @@ class SqNormHooks:
             self._replaying = False
         self._shared_uses.clear()
 
-    def _explain(self, module: nn.Module, call: tuple, grad_out: Tensor) -> None:
+    def _explained_grads(self) -> tuple[dict[Tensor, Tensor], dict[Tensor, float]]:
+        """Parameter -> the batch gradient the checked calls explain, and its tolerance (by
+        the precision of those calls); after backward, outside autograd's engine."""
+        explained: dict[Tensor, Tensor] = {}
+        tolerances: dict[Tensor, float] = {}
         self._replaying = True
         try:
-            grads = explained_grads(module, self._params[module], *call, grad_out.detach())
+            for module, call, grad_out in self._checked_calls:
+                grads = explained_grads(module, self._params[module], *call, grad_out)
+                for name, grad in grads.items():
+                    param = self._params[module][name]
+                    tolerances[param] = max(tolerances.get(param, 0.0), tolerance(grad_out))
+                    explained[param] = grad + explained[param] if param in explained else grad
         finally:
             self._replaying = False
-        for name, grad in grads.items():
-            param = self._params[module][name]
-            self._tolerance[param] = max(self._tolerance.get(param, 0.0), tolerance(grad_out))
-            self._explained[param] = grad + self._explained[param] if param in self._explained \
-                else grad
+        return explained, tolerances
 
     def check_grads_seen(self, params: Sequence[Tensor], grads: Sequence[Tensor | None]) -> None:
         """Raise if a parameter got a gradient although no module holding it ran."""
@@ -305,11 +310,13 @@ class SqNormHooks:
         """Raise if the calls the hooks saw do not explain a parameter's batch gradient (needs
         ``check=True``): then some of its gradient comes from elsewhere, which the per-sample
         norms would miss."""
+        explained, tolerances = self._explained_grads()
+        self._checked_calls.clear()
         for param, param_grad in zip(params, grads):
             if param_grad is None:
                 continue
-            difference = relative_difference(self._explained.get(param), param_grad)
-            if difference > self._tolerance.get(param, tolerance(param_grad)):
+            difference = relative_difference(explained.get(param), param_grad)
+            if difference > tolerances.get(param, tolerance(param_grad)):
                 held = self._owners[param]
                 paths = " and ".join(o.path for o in held)
                 raise ValueError(

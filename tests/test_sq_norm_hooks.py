@@ -170,3 +170,14 @@ def test_batch_gradient_check_leaves_batchnorm_statistics_alone():
         cross_entropy(model(inputs), targets).mean().backward()
     assert torch.equal(model[1].running_mean, reference[1].running_mean)
     assert model[1].num_batches_tracked == 1
+
+
+def test_batch_gradient_check_on_channels_last_group_norm():
+    """The check re-runs GroupNorm, whose CPU parameter-only backward crashes on channels-last
+    inputs unless they are made contiguous first."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.GroupNorm(2, 4), nn.Flatten(), nn.Linear(36, 2))
+    model = model.to(memory_format=torch.channels_last)
+    inputs = torch.randn(3, 3, 5, 5).contiguous(memory_format=torch.channels_last)
+    targets = torch.randint(0, 2, (3,))
+    expected, _ = loop_oracle(model, cross_entropy, inputs, targets)
+    assert_close(per_sample_grad_sq_norms(model, cross_entropy, inputs, targets), expected)
