@@ -47,18 +47,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from divebatch.device_options import make_optimizer  # noqa: E402
 from divebatch.diversity import DiversityMeter  # noqa: E402
+from divebatch.gpt import GPT, token_losses  # noqa: E402
 from divebatch.models import build_model  # noqa: E402
 
 METHODS = ("plain", "divebatch", "vmap", "loop", "backpack", "opacus")
 TARGETS = {"mlp": 1.10, "cnn": 1.35, "resnet18": 1.35}  # divebatch time ratio to plain
 CUDA_TARGETS = {"mlp": 1.10, "cnn": 1.30, "resnet18": 1.30}  # issue 14; ResNet at B >= 512: 1.20
 MEMORY_TARGET = 1.25
+# the "gpt" model: nanoGPT-style, 2 blocks, tied embeddings, sequences of block_size tokens
+GPT_SHAPE = dict(vocab_size=64, block_size=32, n_layer=2, n_head=4, n_embd=64)
 BLOCK_SECONDS = 0.3  # each timed sample runs whole steps for at least about this long
 
 Step = Callable[[], None]  # one SGD step that also computes ||g_i||^2 for every sample
 
 
 def per_sample_loss(outputs: Tensor, targets: Tensor) -> Tensor:
+    if outputs.dim() == 3:  # (N, T, vocabulary) next-token logits
+        return token_losses(outputs, targets)
     return F.cross_entropy(outputs, targets, reduction="none")  # (N,)
 
 
@@ -76,9 +81,20 @@ def image_batch(batch_size: int, device: torch.device) -> tuple[Tensor, Tensor]:
     return inputs.to(device), torch.randint(0, 10, (batch_size,), generator=generator).to(device)
 
 
+def token_batch(batch_size: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """Random token sequences of block_size tokens and their next-token targets."""
+    generator = torch.Generator().manual_seed(0)
+    shape = (batch_size, GPT_SHAPE["block_size"])
+    tokens = torch.randint(0, GPT_SHAPE["vocab_size"], shape, generator=generator)
+    targets = torch.randint(0, GPT_SHAPE["vocab_size"], shape, generator=generator)
+    return tokens.to(device), targets.to(device)
+
+
 def workload(name: str, batch_size: int, device: torch.device):
     """(model, inputs, targets) for one row group of the table."""
     torch.manual_seed(0)
+    if name == "gpt":
+        return GPT(**GPT_SHAPE).to(device), *token_batch(batch_size, device)
     if name == "mlp":
         return (build_model("mlp", input_shape=(64,), n_outputs=10, hidden=128).to(device),
                 *digits_batch(batch_size, device))
@@ -353,7 +369,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--quick", action="store_true",
                         help="3 rounds, ResNet-18 at batch 32: a couple of minutes on 2 cores")
-    parser.add_argument("--models", default="mlp,cnn,resnet18")
+    parser.add_argument("--models", default="mlp,cnn,resnet18", help="of mlp, cnn, resnet18, gpt")
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--rounds", type=int, default=None, help="timed rounds (default 3/7)")
     parser.add_argument("--batch-size", type=int, default=128)

@@ -16,10 +16,16 @@ not defined and the functions here raise ``ValueError`` unless called with
 statistics held fixed, which ignores the cross-sample terms: an approximation, flagged by
 ``DiversityMeter.approximate``.
 
-Unsupported, with a ``ValueError``: a module called more than once in one forward pass, a
-parameter registered in two modules, and a parameter that receives a gradient although its
-module's forward never ran (``nn.MultiheadAttention.out_proj``). Weight tying through direct use
-of another module's parameter inside a forward cannot be detected and gives wrong norms.
+Every parameter gets exact per-sample norms, or the call raises ``ValueError`` naming the module
+(``transformer.h.0.attn.c_attn``), the reason and what to do (``divebatch.sq_norm_hooks``).
+Supported beyond the per-layer rules: keyword calls (``fc(input=x)``), a position embedding
+called on positions (``wpe(arange(T))``), weights tied by several modules (``lm_head.weight =
+wte.weight``, ``divebatch.shared_params``) and ``nn.MultiheadAttention``. Refused: a module
+called more than once in one forward pass, an output whose first dimension is not the batch,
+recurrent layers, activation checkpointing, EmbeddingBag with offsets, and a parameter used
+outside its modules' forward (``F.linear(h, self.wte.weight)``), which the batch gradient
+check catches (``divebatch.grad_check``: on the first measured batch of a meter and on every
+call of the functions here, the batch gradient the layers' calls explain must equal autograd's).
 """
 
 from __future__ import annotations
@@ -59,7 +65,7 @@ def _norms_and_gradient(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Te
     check_batchnorm(batchnorm_layers(model), allow_batchnorm)
     owners = parameter_owners(model)
     params = list(owners)
-    with SqNormHooks(owners) as hooks:
+    with SqNormHooks(model, owners, check=True) as hooks:
         losses = loss_fn(model(inputs), targets)
         if losses.dim() != 1:
             raise ValueError("loss_fn should return per-sample losses of shape [N] "
@@ -67,6 +73,7 @@ def _norms_and_gradient(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Te
         grads = (list(torch.autograd.grad(losses.sum(), params, allow_unused=True))
                  if params else [])
         hooks.check_grads_seen(params, grads)
+        hooks.check_batch_gradient(params, grads)
     sq_norms = hooks.sq_norms if hooks.sq_norms is not None else losses.new_zeros(len(losses))
     return sq_norms.detach(), grads
 
@@ -145,7 +152,9 @@ class DiversityMeter:
     gradient of the whole batch's loss (DDP summing, not averaging, the processes' gradients,
     see ``divebatch.distributed``), and ``reduce`` sums S over processes in ``diversity()``.
     BatchNorm in training mode raises ``ValueError`` unless ``allow_batchnorm=True``, which makes
-    the estimate approximate (``approximate`` becomes True; see the module docstring).
+    the estimate approximate (``approximate`` becomes True; see the module docstring). The
+    first measured batch also checks that the layers' calls explain ``param.grad`` (the module
+    docstring), so zero the gradients before it.
 
     ``fuse_weight_grads`` (default True): on a measured batch, a Conv2d layer whose per-sample
     weight gradients are formed anyway (``divebatch.conv_sq_norms``) gets its batch weight
@@ -192,6 +201,7 @@ class DiversityMeter:
         self._owners = parameter_owners(model)
         self._params = list(self._owners)
         self._hooks: SqNormHooks | None = None  # present only inside a measured batch
+        self._checked = False  # the batch gradient check, on the first measured whole batch
         self.reset()
 
     def reset(self) -> None:
@@ -216,15 +226,22 @@ class DiversityMeter:
         ``param.grad`` must hold only this batch's gradient (zero it before the forward).
         """
         hooks = None
+        # under DDP param.grad also holds the other processes' share: checked when this
+        # process runs the whole batch
+        check = not self._checked and samples in (None, batch_size)
         if self.seen_batches % self.sample_every == 0:
             self.approximate |= check_batchnorm(self._batchnorms, self.allow_batchnorm)
-            hooks = self._hooks = SqNormHooks(self._owners, fuse=self.fuse_weight_grads)
+            hooks = self._hooks = SqNormHooks(self.model, self._owners, check=check,
+                                              fuse=self.fuse_weight_grads)
         try:
             yield
             grads = [p.grad for p in self._params]
             scale = batch_size if self.reduction == "mean" else 1
             if hooks is not None:
                 hooks.check_grads_seen(self._params, grads)
+                if check:
+                    hooks.check_batch_gradient(self._params, grads)
+                    self._checked = True
                 self._add_sq_norms(hooks.sq_norms, batch_size,
                                    batch_size if samples is None else samples, scale)
             if self.estimator == "ratio" and self.sample_every > 1:

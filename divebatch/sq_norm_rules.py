@@ -13,6 +13,7 @@ at once, and for most layers they never exist at all:
 - GroupNorm, LayerNorm and eval-mode BatchNorm: affine weight and bias, in closed form.
   BatchNorm in training mode holds the batch statistics fixed, which ignores the cross-sample
   terms: an approximation (see ``divebatch.diversity``).
+- Embedding, EmbeddingBag and MultiheadAttention: in ``divebatch.sequence_rules``.
 - Any other module with parameters of its own: ``functional_sq_norms`` (``vmap`` of ``grad`` of
   the module re-run on one sample at a time) for those parameters only.
 
@@ -51,15 +52,21 @@ MIN_TEMP_ELEMENTS = 2 ** 22
 CUDA_MIN_TEMP_ELEMENTS = 2 ** 25
 
 
-def _layer_input(layer: nn.Module, args: tuple, output: Tensor) -> Tensor:
+class UnsupportedCall(ValueError):
+    """Raised by a capture for a call its rule cannot measure exactly; the hooks add the
+    module's path to the message."""
+
+
+def _layer_input(layer: nn.Module, args: tuple, kwargs: dict, output: Tensor) -> Tensor:
     return args[0]
 
 
-# A capture runs in the forward hook and returns what the rule will need (by default the layer
-# input). A rule maps (layer, what its capture kept, gradient of the loss w.r.t. the layer
+# A capture runs in the forward hook with the call's arguments (bound to the forward's
+# signature: positional where they can be) and returns what the rule will need (by default the
+# layer input); it raises UnsupportedCall for a call it cannot measure. A rule maps (layer, what its capture kept, gradient of the loss w.r.t. the layer
 # output) to the squared norm, per sample, of the gradient w.r.t. the layer's trainable direct
 # parameters: (N,).
-Capture = Callable[[nn.Module, tuple, Tensor], object]
+Capture = Callable[[nn.Module, tuple, dict, Tensor], object]
 Rule = Callable[[nn.Module, object, Tensor], Tensor]
 RULES: dict[type[nn.Module], tuple[Capture, Rule]] = {}
 
@@ -204,7 +211,7 @@ def _affine_sq_norms(layer: nn.Module, x: Tensor, grad_out: Tensor, mean: Tensor
     return sum(norms)
 
 
-def _group_norm_capture(norm: nn.GroupNorm, args: tuple,
+def _group_norm_capture(norm: nn.GroupNorm, args: tuple, kwargs: dict,
                         output: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:
     """The input, and the (N, G) mean and 1/std that autograd saved for backward, if it did."""
     node = output.grad_fn
@@ -266,7 +273,15 @@ def _layer_norm_sq_norms(norm: nn.LayerNorm, x: Tensor, grad_out: Tensor) -> Ten
 
 def functional_sq_norms(module: nn.Module, args: tuple, kwargs: dict,
                          grad_out: Tensor) -> Tensor:
-    """Per-sample gradients of the module's own trainable parameters by vmap(grad(...)).
+    """Squared norms of ``functional_per_sample_grads``."""
+    return sum(_sq_norms(g) for g in functional_per_sample_grads(module, args, kwargs,
+                                                                  grad_out).values())
+
+
+def functional_per_sample_grads(module: nn.Module, args: tuple, kwargs: dict,
+                                grad_out: Tensor) -> dict[str, Tensor]:
+    """Per-sample gradients of the module's own trainable parameters by vmap(grad(...)):
+    {name: (N, *param.shape)}.
 
     The module is re-run on one sample at a time; its gradient w.r.t. its parameters, contracted
     with that sample's output gradient, is that sample's parameter gradient. Tensor arguments
@@ -294,7 +309,6 @@ def functional_sq_norms(module: nn.Module, args: tuple, kwargs: dict,
         return (output * sample_grad.unsqueeze(0)).sum()
 
     detach = lambda value: value.detach() if isinstance(value, Tensor) else value  # noqa: E731
-    per_sample = vmap(grad(output_dot_grad), in_dims=(None, args_dims, kwargs_dims, 0))(
+    return vmap(grad(output_dot_grad), in_dims=(None, args_dims, kwargs_dims, 0))(
         params, tuple(map(detach, args)), {k: detach(v) for k, v in kwargs.items()},
-        grad_out.detach())  # {name: (N, *param.shape)}
-    return sum(_sq_norms(g) for g in per_sample.values())
+        grad_out.detach())

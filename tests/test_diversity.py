@@ -128,6 +128,11 @@ MODELS = {
                                                   ScaledLinear(2 * 7, 5)),
                             lambda: (torch.randn(5, 3, 4, 6), torch.randint(0, 5, (5,))),
                             cross_entropy),
+    "torch_func_layers": (lambda: nn.Sequential(nn.ConvTranspose2d(3, 4, 2, stride=2),
+                                                nn.PReLU(4), nn.InstanceNorm2d(4, affine=True),
+                                                nn.Flatten(), nn.Linear(4 * 8 * 12, 5)),
+                          lambda: (torch.randn(5, 3, 4, 6), torch.randint(0, 5, (5,))),
+                          cross_entropy),
     **{f"conv_{name}": (lambda kw=kw: conv_model(**kw), image_batch, cross_entropy)
        for name, kw in CONV_CASES.items()},
 }
@@ -227,7 +232,7 @@ def test_loss_must_be_per_sample():
 def test_layer_called_twice_raises():
     layer = nn.Linear(4, 4)
     model = nn.Sequential(layer, nn.Tanh(), layer)
-    with pytest.raises(ValueError, match="called again"):
+    with pytest.raises(ValueError, match="0 .Linear. was called again"):
         per_sample_grad_sq_norms(model, lambda o, t: o.sum(1), torch.randn(3, 4), None)
 
 
@@ -409,7 +414,7 @@ def test_group_norm_rule_without_saved_statistics():
     """The GroupNorm rule recomputes mean and 1/std when autograd did not save them."""
     norm, x, grad_out = nn.GroupNorm(2, 4), torch.randn(3, 4, 5, 5), torch.randn(3, 4, 5, 5)
     output = norm(x.requires_grad_())
-    saved = sq_norm_rules._group_norm_capture(norm, (x,), output)
+    saved = sq_norm_rules._group_norm_capture(norm, (x,), {}, output)
     assert saved[1] is not None
     assert_close(sq_norm_rules._group_norm_sq_norms(norm, (x, None, None), grad_out),
                  sq_norm_rules._group_norm_sq_norms(norm, saved, grad_out))
