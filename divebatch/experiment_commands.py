@@ -94,6 +94,9 @@ def cmd_sweep(args) -> int:
     columns = [(key, title.format(metric="acc" if result.metric == "accuracy" else "val loss"))
                for key, title in SWEEP_COLUMNS]
     print(format_table(sweep_table_rows(result), columns))
+    line = sweeps.verdict(result)
+    if line:
+        print(line)
     counts = result.progress
     print(f"{spec.group}: {counts['finished']} of {counts['total']} runs finished"
           + (f", {counts['running'] + counts['queued']} still in the background queue"

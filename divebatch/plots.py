@@ -306,7 +306,7 @@ def comparison_table(runs: list[dict], records_by_run: dict[int, list[dict]],
 
 
 RUN_COLUMNS = ("run", "status", "name", "group", "problem", "method", "epochs", "duration s",
-               "final acc", "final val loss", "train s to own-1pt", "started")
+               "final acc", "final val loss", "train s to own-1pt", "note", "started")
 
 
 def run_row(run: dict, records: list[dict], now: float | None = None) -> dict:
@@ -321,5 +321,6 @@ def run_row(run: dict, records: list[dict], now: float | None = None) -> dict:
         "duration s": None if started is None else (finished or now or time.time()) - started,
         "final acc": summary["final_acc"], "final val loss": summary["final_val_loss"],
         "train s to own-1pt": summary["time_to_target"],
+        "note": summary["flag"],
         "started": None if started is None else time.strftime(
             "%Y-%m-%d %H:%M", time.localtime(started))}
