@@ -59,12 +59,13 @@ def fmt(values, scale=1.0, suffix="", digits=2) -> str:
 
 
 def table(judged: list[dict[str, dict]]) -> str:
-    lines = ["| method | final accuracy % | time to common target (s) | speed-up vs SGD at B0 |",
-             "| --- | --- | --- | --- |"]
+    lines = ["| method | final accuracy % | time to common target (s) | epochs to it | "
+             "speed-up vs SGD at B0 |", "| --- | --- | --- | --- | --- |"]
     for variant in RACE_ORDER:
         rows = [seed[variant] for seed in judged]
         lines.append(f"| {VARIANTS[variant]} | {fmt([r['final_acc'] for r in rows], 100)} | "
                      f"{fmt([r['time_to_common'] for r in rows])} | "
+                     f"{fmt([r['epochs_to_common'] for r in rows], digits=1)} | "
                      f"{fmt([r['speedup'] for r in rows], suffix='x')} |")
     return "\n".join(lines)
 
@@ -102,14 +103,17 @@ def main() -> None:
     parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
                         help="RunConfig fields to override (candidate configs)")
     parser.add_argument("--json", help="write every run's records here")
+    parser.add_argument("--from-json", help="tabulate the records a --json run kept instead "
+                                            "of training")
     args = parser.parse_args()
     torch.set_num_threads(1)
     base = PRESETS[args.preset].config()
     base = base.replace(diversity_every_epoch=False, device="cpu",
                         **parse_sets(args.set, base))
+    saved = json.loads(Path(args.from_json).read_text())["runs"] if args.from_json else {}
     judged, kept = [], {}
     for seed in args.seeds:
-        records = race(base.replace(seed=seed))
+        records = saved[str(seed)] if saved else race(base.replace(seed=seed))
         judged.append(judge(records, base.batch_size))
         kept[seed] = records
         print(f"seed {seed}: " + ", ".join(

@@ -89,9 +89,13 @@ _PRESETS = (
                 lr=0.05, momentum=0.0, schedule="cosine")),
     Preset("digits_race", "Digits race (real images, CPU friendly)",
            "Press Race: the four methods train a small CNN on scikit-learn's 8x8 digits. "
-           "The small batch is accurate but slow per epoch; DiveBatch starts small and grows.",
+           "DiveBatch starts at B0 = 16 and grows at every resize (R = 2) as δ·n·Δ̂ rises. "
+           "Every method is near 97 % within a few epochs, before the batch has grown much, "
+           "so here DiveBatch ties SGD at B0 in time to the common target: on a CPU this small "
+           "CNN gains little per epoch from bigger batches.",
            dict(problem="digits", model="cnn", method="divebatch", epochs=20, batch_size=16,
-                max_batch_size=512, delta=0.1, resize_every=2, lr=0.05, momentum=0.9)),
+                max_batch_size=512, delta=0.05, resize_every=2, lr=0.05, momentum=0.9,
+                schedule="cosine")),
     Preset("cifar10_small", "Paper CIFAR-10, scaled down (GPU, minutes)",
            "The paper's CIFAR-10 recipe on 10,000 images for 30 epochs with R = 5.",
            scaled_down("cifar10")),
