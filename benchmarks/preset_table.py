@@ -102,28 +102,29 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
                         help="RunConfig fields to override (candidate configs)")
-    parser.add_argument("--json", help="write every run's records here")
-    parser.add_argument("--from-json", help="tabulate the records a --json run kept instead "
-                                            "of training")
+    parser.add_argument("--json", help="write every run's records here (after each seed)")
+    parser.add_argument("--from-json", nargs="+", metavar="FILE",
+                        help="tabulate the records --json runs kept instead of training")
     args = parser.parse_args()
     torch.set_num_threads(1)
     base = PRESETS[args.preset].config()
     base = base.replace(diversity_every_epoch=False, device="cpu",
                         **parse_sets(args.set, base))
-    saved = json.loads(Path(args.from_json).read_text())["runs"] if args.from_json else {}
+    saved = {seed: runs for name in args.from_json or []
+             for seed, runs in json.loads(Path(name).read_text())["runs"].items()}
     judged, kept = [], {}
     for seed in args.seeds:
         records = saved[str(seed)] if saved else race(base.replace(seed=seed))
         judged.append(judge(records, base.batch_size))
         kept[seed] = records
+        if args.json:
+            Path(args.json).write_text(json.dumps({"config": base.to_dict(), "runs": kept}))
         print(f"seed {seed}: " + ", ".join(
             f"{VARIANTS[v]} final {100 * (r['final_acc'] or 0):.1f} % "
             f"t_common {r['time_to_common'] or float('nan'):.2f} s"
             for v, r in judged[-1].items()), file=sys.stderr, flush=True)
     print(table(judged))
     print("\n".join(checks(judged)))
-    if args.json:
-        Path(args.json).write_text(json.dumps({"config": base.to_dict(), "runs": kept}))
 
 
 if __name__ == "__main__":
