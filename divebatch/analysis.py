@@ -223,7 +223,7 @@ def verdict(rows: list[dict], common: float | None) -> str:
     line = ", and ".join(parts) + "."
     winner = min(rows, key=_time_key)
     if winner is not subject and winner is not base and winner["time_to_common"] is not None:
-        line += f" Fastest: {winner['method']} ({winner['time_to_common']:.1f} s)."
+        line += f" Fastest: {winner['method']}, in {winner['time_to_common']:.1f} s."
     flagged = [r for r in (subject, base) if r.get("flag")]
     line += "".join(f" Note: {r['method']} {r['flag']}." for r in flagged)
     return line

@@ -54,7 +54,8 @@ def build(runs: list[dict], records_by_run: dict[int, list[dict]],
     winner = min(reached, key=lambda i: rows[i]["time_to_common"]) if reached else None
     return TargetTable([_main(row, i == 0, accuracy) for i, row in enumerate(rows)],
                        [_details(row, accuracy) for row in rows], winner,
-                       analysis.verdict(rows, common), caption(common, accuracy), common)
+                       analysis.verdict(rows, common),
+                       caption(common, accuracy, any(row["flag"] for row in rows)), common)
 
 
 def _main(row: dict, baseline: bool, accuracy: bool) -> dict:
@@ -106,7 +107,7 @@ def _number(value: float | None) -> str:
     return MISSING if value is None else f"{value:.4g}"
 
 
-def caption(common: float | None, accuracy: bool) -> str:
+def caption(common: float | None, accuracy: bool, flagged: bool = False) -> str:
     if common is None:
         return "Common target: none yet (it needs a finished epoch of every run)."
     if accuracy:
@@ -115,8 +116,11 @@ def caption(common: float | None, accuracy: bool) -> str:
     else:
         level = (f"a validation loss of {common:.4g}, the highest best loss among these runs "
                  f"plus 5 %, so every run reached it")
-    return (f"Common target: {level}. Time: training seconds up to the first epoch at the "
+    text = (f"Common target: {level}. Time: training seconds up to the first epoch at the "
             f"target (evaluation and the chart's diversity probe excluded). Speed-up: the first "
-            f"row's time over each run's. ⚠: the run ended more than "
-            f"{analysis.FLAG_POINTS:g} points below its best, so the paper's own-final metric "
-            f"(in the details) would credit a collapse.")
+            f"row's time over each run's.")
+    if flagged:
+        text += (f" ⚠: the run ended more than {analysis.FLAG_POINTS:g} points below its "
+                 f"best, so the paper's own-final metric (in the details) would credit a "
+                 f"collapse.")
+    return text

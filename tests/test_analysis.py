@@ -112,7 +112,7 @@ def test_verdict_sentences_by_hand():
         "points higher.")
     assert analysis.verdict([sgd, row("DiveBatch", 4.0, 0.95),
                              row("AdaBatch", 1.0, 0.93)], 0.9).endswith(
-        "ended level with it. Fastest: AdaBatch (1.0 s).")
+        "ended level with it. Fastest: AdaBatch, in 1.0 s.")
     flagged = row("SGD at B0", 1.0, 0.5, flag="ended 40.0 points below its best: its "
                                                "own-final target is not meaningful")
     assert analysis.verdict([flagged, row("DiveBatch", 2.0, 0.9)], 0.85) == (
