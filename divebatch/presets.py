@@ -90,9 +90,8 @@ _PRESETS = (
     Preset("digits_race", "Digits race (real images, CPU friendly)",
            "Press Race: the four methods train a small CNN on scikit-learn's 8x8 digits. "
            "DiveBatch starts at B0 = 16 and grows at every resize (R = 2) as δ·n·Δ̂ rises. "
-           "Every method is near 97 % within a few epochs, before the batch has grown much, "
-           "so here DiveBatch ties SGD at B0 in time to the common target: on a CPU this small "
-           "CNN gains little per epoch from bigger batches.",
+           "Every method is near 97 % within 3-4 epochs, before the batch has grown much, so "
+           "here DiveBatch is at best a little sooner than SGD at B0 at the common target.",
            dict(problem="digits", model="cnn", method="divebatch", epochs=20, batch_size=16,
                 max_batch_size=512, delta=0.05, resize_every=2, lr=0.05, momentum=0.9,
                 schedule="cosine")),
