@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import time
 
+import pandas as pd
 import streamlit as st
 
-from divebatch import analysis, jobs, plots
+from divebatch import jobs, plots
 from divebatch.config import HOT_FIELDS, RunConfig
 from divebatch.hot_limits import hot_change_limits
 from divebatch.plots import ChartOptions, RunData, run_label
@@ -147,22 +148,26 @@ def draw_charts(prefix: str, snap: shared.Snapshot, options: ChartOptions) -> No
 
 
 def comparison(runs: list[dict], records: dict[int, list[dict]]) -> None:
-    """The paper's time-to-target table for the shown runs."""
-    rows, common = shared.comparison_table(runs, records)
-    st.markdown("**Time to target** (the paper's metric)")
-    filled = [key for key in rows[0] if any(row[key] is not None for row in rows)]
-    st.dataframe(rows, hide_index=True, column_order=filled, column_config={
-        "final acc": st.column_config.NumberColumn(format="percent"),
-        "speed-up": st.column_config.NumberColumn(format="%.2fx")})
-    target = ("within 1 point of the run's own final accuracy"
-              if any(analysis.uses_accuracy(r) for r in records.values())
-              else "within 5 % of the run's own final validation loss")
-    st.caption(f"own-1pt: the first epoch {target}, and the training seconds up to it "
-               f"(evaluation excluded). Speed-up: the first row's time over each run's (SGD "
-               f"at the small batch when present). Common target: "
-               f"{'none yet' if common is None else f'{common:.4g}'}. ms/step measured / "
-               f"plain: the cost of measuring gradient diversity, from this run's epochs "
-               f"with and without measurement at equal batch size.")
+    """The time-to-target table for the shown runs: four columns, the winner highlighted,
+    the verdict under it, every other column in an expander."""
+    table = shared.target_table(runs, records)
+    st.markdown("**Time to target**")
+    winner = table.winner
+
+    def highlight(row):
+        colour = "background-color: rgba(46, 160, 67, 0.22)" if row.name == winner else ""
+        return [colour] * len(row)
+
+    st.dataframe(pd.DataFrame(table.rows).style.apply(highlight, axis=1), hide_index=True)
+    if table.verdict:
+        st.markdown(f"**Verdict:** {table.verdict}")
+    st.caption(table.caption)
+    with st.expander("All columns (the paper's own-final metric, samples, cost of measuring)"):
+        st.dataframe(table.details, hide_index=True)
+        st.caption("own-1pt: the paper's metric, the first epoch within 1 point of the run's "
+                   "own final accuracy. ms/step measured / plain: the cost of DiveBatch's own "
+                   "diversity measurement, from its epochs with and without it at equal "
+                   "batch size.")
 
 
 # --- stop and hot changes

@@ -23,6 +23,7 @@ import plotly.graph_objects as go
 from divebatch import jobs, plots
 from divebatch.plots import ChartOptions, RunData
 from divebatch.store import RunStore
+from divebatch.target_table import TargetTable, build as build_target_table
 
 DISPATCH_EVERY_S = 1.0  # start queued runs and mark dead workers at most this often
 SNAPSHOT_TTL_S = 0.5    # a viewer's update may show data this much older than the store's
@@ -134,14 +135,13 @@ def charts(snap: Snapshot, options: ChartOptions) -> tuple[go.Figure, tuple]:
     return built
 
 
-def comparison_table(runs: list[dict], records: dict[int, list[dict]]
-                     ) -> tuple[list[dict], float | None]:
-    """plots.comparison_table, computed once per runs' statuses and record counts."""
+def target_table(runs: list[dict], records: dict[int, list[dict]]) -> TargetTable:
+    """target_table.build, computed once per runs' statuses and record counts."""
     key = tuple((run["id"], run["status"], len(records[run["id"]])) for run in runs)
     with _lock:
         if key in _tables:
             return _tables[key]
-    table = plots.comparison_table(runs, records)
+    table = build_target_table(runs, records)
     with _lock:
         _tables[key] = table
         while len(_tables) > CHART_SETS_KEPT:

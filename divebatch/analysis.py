@@ -1,9 +1,15 @@
-"""The paper's metric and run summaries, computed from plain record dicts.
+"""Time-to-target metrics, their warning flag, and run summaries, from plain record dicts.
 
-Time to target (DiveBatch paper): the first epoch whose validation accuracy is at least the
-run's own final accuracy minus 1 point, and the training time (evaluation excluded) summed up
-to that epoch. Regression problems have no accuracy; for them the target is the run's own
-final validation loss times (1 + LOSS_TOLERANCE).
+Time to the common target (what comparisons lead with): the training time (evaluation
+excluded) until a run's validation accuracy first reaches the lowest best accuracy among the
+compared runs minus 1 point, a level every run reached at some epoch. Regression problems use
+validation loss: the highest best loss times (1 + LOSS_TOLERANCE).
+
+Time to own final (the DiveBatch paper's metric): the first epoch whose validation accuracy is
+at least the run's own final accuracy minus 1 point. A run that ended far below its best
+(unstable, collapsing) reaches that low target early, so the metric would reward it: such a
+run is flagged (`drop_points` > FLAG_POINTS) and its own-final speed-up is never shown without
+the flag.
 
 >>> recs = [{"epoch": 1, "train_time": 2.0, "val_acc": 0.5},
 ...         {"epoch": 2, "train_time": 2.0, "val_acc": 0.9},
@@ -18,6 +24,7 @@ import math
 
 ACC_TOLERANCE = 0.01   # one accuracy point
 LOSS_TOLERANCE = 0.05  # regression: within 5% of the final validation loss
+FLAG_POINTS = 2.0      # a run ending more than this many points below its best is flagged
 
 
 def _number(value) -> float | None:
@@ -89,14 +96,41 @@ def _mean_ms(groups: dict[int, list[float]], shared: set) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def common_target(records_by_run: dict[int, list[dict]]) -> float | None:
-    """A target every compared run reaches: the least demanding of their own targets."""
-    targets = [own_target(r) for r in records_by_run.values() if r]
-    targets = [t for t in targets if t is not None]
-    if not targets:
+def best_value(records: list[dict]) -> float | None:
+    """The run's best validation accuracy (or lowest validation loss, for regression)."""
+    accuracy = uses_accuracy(records)
+    values = [v for r in records
+              if (v := _number(r.get("val_acc" if accuracy else "val_loss"))) is not None]
+    if not values:
         return None
-    accuracy = any(uses_accuracy(r) for r in records_by_run.values())
-    return min(targets) if accuracy else max(targets)
+    return max(values) if accuracy else min(values)
+
+
+def drop_points(records: list[dict]) -> float | None:
+    """Accuracy points between the run's best and its final epoch (None for regression)."""
+    best, final = best_value(records), final_value(records)
+    if not uses_accuracy(records) or best is None or final is None:
+        return None
+    return 100.0 * (best - final)
+
+
+def flag_note(drop: float | None) -> str:
+    """The warning a run gets when it ended more than FLAG_POINTS below its best, else ''."""
+    if drop is None or drop <= FLAG_POINTS:
+        return ""
+    return f"ended {drop:.1f} points below its best: its own-final target is not meaningful"
+
+
+def common_target(records_by_run: dict[int, list[dict]]) -> float | None:
+    """A target every compared run reached: the lowest best accuracy minus 1 point (for
+    regression: the highest best validation loss plus LOSS_TOLERANCE)."""
+    runs = [r for r in records_by_run.values() if r]
+    accuracy = any(uses_accuracy(r) for r in runs)
+    bests = [b for r in runs if uses_accuracy(r) == accuracy
+             and (b := best_value(r)) is not None]
+    if not bests:
+        return None
+    return min(bests) - ACC_TOLERANCE if accuracy else max(bests) * (1.0 + LOSS_TOLERANCE)
 
 
 def summarize(run: dict, records: list[dict], common: float | None = None) -> dict:
@@ -105,12 +139,15 @@ def summarize(run: dict, records: list[dict], common: float | None = None) -> di
     epoch, seconds = time_to_own_final(records)
     step_ms_measured, step_ms_plain = measurement_cost(records)
     common_epoch, common_seconds = time_to_value(records, common)
+    drop = drop_points(records)
     return {
         "id": run.get("id"), "name": run.get("name") or "", "status": run.get("status"),
         "problem": config.get("problem"), "method": method_label(config),
         "epochs": len(records),
         "final_acc": _number(records[-1].get("val_acc")) if records else None,
         "final_val_loss": _number(records[-1].get("val_loss")) if records else None,
+        "best_acc": best_value(records) if uses_accuracy(records) else None,
+        "drop_points": drop, "flag": flag_note(drop),
         "epochs_to_target": epoch, "time_to_target": seconds,
         "epochs_to_common": common_epoch, "time_to_common": common_seconds,
         "train_time": sum(float(r.get("train_time") or 0.0) for r in records),
@@ -136,13 +173,94 @@ def compare(runs: list[dict], records_by_run: dict[int, list[dict]],
             target: float | None = None) -> tuple[list[dict], float | None]:
     """Summary rows for several runs and the common target they were measured against.
 
-    `speedup` is the first run's time to its own target over each run's (the first run is
-    the baseline, as SGD at the small batch is in the paper).
+    The first run is the baseline (as SGD at the small batch is in the paper). `speedup`: the
+    baseline's time to the common target over each run's. `speedup_own`: the same with the
+    paper's own-final times; its `flag` says when either run's own-final target is not
+    meaningful.
     """
     common = target if target is not None else common_target(records_by_run)
     rows = [summarize(run, records_by_run.get(run["id"], []), common) for run in runs]
-    baseline = rows[0]["time_to_target"] if rows else None
+    base = rows[0] if rows else {}
     for row in rows:
-        row["speedup"] = (baseline / row["time_to_target"]
-                          if baseline and row["time_to_target"] else None)
+        row["speedup"] = _ratio(base.get("time_to_common"), row["time_to_common"])
+        row["speedup_own"] = _ratio(base.get("time_to_target"), row["time_to_target"])
+        row["speedup_own_flag"] = _speedup_flag(row, base)
     return rows, common
+
+
+def _ratio(base: float | None, own: float | None) -> float | None:
+    return base / own if base and own else None
+
+
+def _speedup_flag(row: dict, base: dict) -> str:
+    """Why the own-final speed-up of `row` over `base` is not meaningful, or ''."""
+    if row is base or not (row["flag"] or base.get("flag")):
+        return row["flag"]
+    flagged = [r for r in (row, base) if r["flag"]]
+    return "; ".join(f"{r['method']} {r['flag']}" for r in flagged)
+
+
+def verdict(rows: list[dict], common: float | None) -> str:
+    """One plain-words line for a comparison: how the fastest other method (DiveBatch when
+    present) did against the baseline (the first row) at the common target, and at the end.
+
+    >>> rows = [{"method": "SGD B=16", "time_to_common": 5.0, "final_acc": 0.95, "flag": ""},
+    ...         {"method": "DiveBatch", "time_to_common": 2.1, "final_acc": 0.942, "flag": ""}]
+    >>> verdict(rows, 0.9)
+    'DiveBatch reached 90.0 % in 2.1 s, 2.4x sooner than SGD B=16, and ended 0.8 points lower.'
+    """
+    if len(rows) < 2 or common is None:
+        return ""
+    base, others = rows[0], rows[1:]
+    dive = [r for r in others if str(r["method"]).startswith("DiveBatch")]
+    subject = (dive or sorted(others, key=_time_key))[0]
+    accuracy = subject.get("final_acc") is not None or base.get("final_acc") is not None
+    level = f"{100 * common:.1f} %" if accuracy else f"a validation loss of {common:.4g}"
+    parts = [_race_clause(subject, base, level)]
+    ending = _ending_clause(subject, base, accuracy)
+    if ending:
+        parts.append(ending)
+    line = ", and ".join(parts) + "."
+    winner = min(rows, key=_time_key)
+    if winner is not subject and winner is not base and winner["time_to_common"] is not None:
+        line += f" Fastest: {winner['method']}, in {winner['time_to_common']:.1f} s."
+    flagged = [r for r in (subject, base) if r.get("flag")]
+    line += "".join(f" Note: {r['method']} {r['flag']}." for r in flagged)
+    return line
+
+
+def _time_key(row: dict) -> float:
+    return row["time_to_common"] if row["time_to_common"] is not None else math.inf
+
+
+def _race_clause(subject: dict, base: dict, level: str) -> str:
+    own, ref = subject["time_to_common"], base["time_to_common"]
+    if own is None:
+        return f"{subject['method']} never reached {level}" + (
+            "" if ref is None else f" ({base['method']} did in {ref:.1f} s)")
+    if ref is None:
+        return f"{subject['method']} reached {level} in {own:.1f} s, which " \
+               f"{base['method']} never did"
+    ratio = ref / own if own > 0 else math.inf
+    if ratio >= 1.0:
+        speed = f"{ratio:.1f}x sooner than {base['method']}"
+    else:
+        speed = f"{1.0 / ratio:.1f}x later than {base['method']}"
+    return f"{subject['method']} reached {level} in {own:.1f} s, {speed}"
+
+
+def _ending_clause(subject: dict, base: dict, accuracy: bool) -> str:
+    if accuracy:
+        own, ref = subject.get("final_acc"), base.get("final_acc")
+        if own is None or ref is None:
+            return ""
+        change = 100.0 * (own - ref)
+        if abs(change) < 0.05:
+            return "ended level with it"
+        return f"ended {abs(change):.1f} points {'higher' if change > 0 else 'lower'}"
+    own, ref = subject.get("final_val_loss"), base.get("final_val_loss")
+    if own is None or ref is None or ref == 0:
+        return ""
+    change = 100.0 * (own - ref) / abs(ref)
+    return f"ended with a {abs(change):.0f} % {'higher' if change > 0 else 'lower'} " \
+           f"validation loss"

@@ -94,8 +94,9 @@ class RunConfig:
                                     low=0.0, high=1.0, low_open=True)
     measure_every: int = knob(0, "measure diversity on every k-th batch (0 = library "
                                  "default, 1 = every batch)", low=0, high=1_000_000)
-    diversity_every_epoch: bool = knob(True, "measure diversity every epoch for the charts "
-                                             "(off: only where the method needs it)")
+    diversity_every_epoch: bool = knob(True, "chart every method's diversity: a fixed probe "
+                                             "measured after each epoch, outside training "
+                                             "time (off: only DiveBatch's own measurement)")
     # --- the optimizer
     lr: float = knob(0.01, "base learning rate", low=0.0, high=100.0, low_open=True,
                      group="basic")

@@ -127,6 +127,9 @@ def cmd_sweep(args) -> int:
     columns = [(key, title.format(metric="acc" if result.metric == "accuracy" else "val loss"))
                for key, title in SWEEP_COLUMNS]
     print(format_table(sweep_table_rows(result), columns))
+    line = sweeps.verdict(result)
+    if line:
+        print(line)
     counts = result.progress
     print(f"{spec.group}: {counts['finished']} of {counts['total']} runs finished"
           + (f", {counts['running'] + counts['queued']} still in the background queue"
@@ -160,7 +163,7 @@ def run_with_progress(store, group, planned, run, quiet: bool) -> int:
 
 
 def sweep_table_rows(result) -> list[dict]:
-    from .sweeps import format_mean_se
+    from .sweeps import format_mean_se, format_speedup
     accuracy = result.metric == "accuracy"
     rows = []
     for cell in result.cells:
@@ -168,7 +171,7 @@ def sweep_table_rows(result) -> list[dict]:
             "label": cell["label"],
             "seeds": f"{cell['finished']}/{cell['planned']}"
                      + (f" ({cell['diverged']} diverged)" if cell["diverged"] else ""),
-            "speedup": format_mean_se(cell["speedup"], cell["speedup_se"], suffix="x"),
+            "speedup": format_speedup(cell),
             "final": format_mean_se(cell["final"], cell["final_se"],
                                     scale=100 if accuracy else 1, suffix=" %" if accuracy else ""),
             "time_to_target": format_mean_se(cell["time_to_target"],
@@ -251,6 +254,8 @@ def cmd_reproduce(args) -> int:
     print()
     for finding in reproduce.findings(result):
         print(reproduce.finding_line(finding))
+    for key in result.benchmarks():
+        print("why: " + reproduce.explanation(result, key))
     print()
     print(format_table(reproduce_report.detail(result), reproduce_report.DETAIL_COLUMNS))
     try:

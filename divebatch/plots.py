@@ -33,14 +33,16 @@ from .hot_limits import ADAPTIVE
 from .commands import COMPARE_COLUMNS
 from .presets import VARIANTS, race_sorted, variant_of
 from .thinning import change_points, pick, thin_indices
+from .target_table import labelled_rows
 
 X_AXES = {"samples_seen": "examples seen", "step": "optimizer steps", "epoch": "epochs",
           "train_time": "training time (s)"}
 DIVERSITY_VIEWS = {"diversity": "Δ̂  gradient diversity",
                    "bound": "n·Δ̂  Yin's batch-size bound",
                    "noise_scale": "n·Δ̂ − 1  gradient noise scale"}
-CHARTS = {"diversity": "Gradient diversity", "batch_size": "Batch size",
-          "lr": "Learning rate", "loss": "Loss", "val_acc": "Validation accuracy"}
+CHARTS = {"diversity": "Gradient diversity (fixed probe after each epoch, not timed)",
+          "batch_size": "Batch size", "lr": "Learning rate", "loss": "Loss",
+          "val_acc": "Validation accuracy"}
 
 CHART_HEIGHT = 320
 
@@ -122,8 +124,11 @@ def epoch_starts(records: list[dict], axis: str) -> list[float]:
 
 def diversity_values(records: list[dict], n_train: int | None, view: str) -> list:
     """Delta_hat per epoch, or n * Delta_hat (Yin's bound), or n * Delta_hat - 1 (the noise
-    scale B_simple); None where unmeasured, or where n is unknown for the scaled views."""
-    raw = [_finite(r.get("diversity")) for r in records]
+    scale B_simple); None where unmeasured, or where n is unknown for the scaled views.
+    The chart-only probe's value (divebatch.probe) where the run has one, else the diversity
+    the method measured while training."""
+    raw = [_finite(r.get("probe_diversity")) if r.get("probe_diversity") is not None
+           else _finite(r.get("diversity")) for r in records]
     if view == "diversity":
         return raw
     if not n_train:
@@ -462,16 +467,12 @@ def comparison_table(runs: list[dict], records_by_run: dict[int, list[dict]],
                      target: float | None = None) -> tuple[list[dict], float | None]:
     """The paper's time-to-target table (analysis.compare), SGD at the small batch first as
     the speed-up baseline; rows keyed by the CLI's column headings."""
-    ordered = race_sorted(runs)
-    rows, common = analysis.compare(ordered, records_by_run, target)
-    for row, run in zip(rows, ordered):
-        row["method"] = f"{VARIANTS.get(variant_of(run['config']), row['method'])} " \
-                        f"(B={run['config'].get('batch_size')})"
+    rows, common = labelled_rows(runs, records_by_run, target)
     return [{heading: row.get(key) for key, heading in COMPARE_COLUMNS} for row in rows], common
 
 
 RUN_COLUMNS = ("run", "status", "name", "group", "problem", "method", "epochs", "duration s",
-               "final acc", "final val loss", "train s to own-1pt", "started")
+               "final acc", "final val loss", "train s to own-1pt", "note", "started")
 
 
 def run_row(run: dict, records: list[dict], now: float | None = None) -> dict:
@@ -486,5 +487,6 @@ def run_row(run: dict, records: list[dict], now: float | None = None) -> dict:
         "duration s": None if started is None else (finished or now or time.time()) - started,
         "final acc": summary["final_acc"], "final val loss": summary["final_val_loss"],
         "train s to own-1pt": summary["time_to_target"],
+        "note": summary["flag"],
         "started": None if started is None else time.strftime(
             "%Y-%m-%d %H:%M", time.localtime(started))}

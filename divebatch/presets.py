@@ -70,15 +70,31 @@ _PRESETS = (
                 max_batch_size=1024, delta=0.1, resize_every=2, lr=0.05, momentum=0.9)),
     Preset("classification_race", "Race on a 4-class problem",
            "Press Race: DiveBatch, AdaBatch and SGD at the small and the large batch on the "
-           "same data and seed. Compare accuracy against training time, not epochs.",
+           "same data and seed. Compare accuracy against training time, not epochs: SGD at "
+           "B0 = 16 is accurate but slow; DiveBatch starts at 16 and grows every 3 epochs as "
+           "δ·n·Δ̂ rises, so it reaches the common target sooner. On this CPU the large batch "
+           "is faster still: a small MLP gains a lot from fewer, bigger steps.",
            dict(problem="classification", model="mlp", method="divebatch", epochs=30,
-                batch_size=16, max_batch_size=1024, delta=0.1, resize_every=2, lr=0.05,
-                momentum=0.9)),
+                batch_size=16, max_batch_size=1024, delta=0.02, resize_every=3, lr=0.05,
+                momentum=0.9, schedule="cosine")),
+    Preset("convex_race", "Race where DiveBatch does not help: logistic regression",
+           "Press Race and watch the batch-size chart: it stays flat at B0 = 32. On this "
+           "convex problem the per-sample gradients largely agree, so the diversity Δ̂ stays "
+           "small and the proposal δ·n·Δ̂ (dotted) stays below B0: DiveBatch never grows the "
+           "batch. It trains exactly like SGD at B0, and pays a little extra for measuring "
+           "Δ̂ in its resize epochs, so it cannot be faster. Adaptive batches help only where "
+           "the gradients disagree enough for a bigger batch to be worth its cost.",
+           dict(problem="logistic", model="linear", method="divebatch", n_samples=3000, dim=32,
+                epochs=20, batch_size=32, max_batch_size=512, delta=0.1, resize_every=2,
+                lr=0.05, momentum=0.0, schedule="cosine")),
     Preset("digits_race", "Digits race (real images, CPU friendly)",
            "Press Race: the four methods train a small CNN on scikit-learn's 8x8 digits. "
-           "The small batch is accurate but slow per epoch; DiveBatch starts small and grows.",
+           "DiveBatch starts at B0 = 16 and grows at every resize (R = 2) as δ·n·Δ̂ rises. "
+           "Every method is near 97 % within 3-4 epochs, before the batch has grown much, so "
+           "here DiveBatch is at best a little sooner than SGD at B0 at the common target.",
            dict(problem="digits", model="cnn", method="divebatch", epochs=20, batch_size=16,
-                max_batch_size=512, delta=0.1, resize_every=2, lr=0.05, momentum=0.9)),
+                max_batch_size=512, delta=0.05, resize_every=2, lr=0.05, momentum=0.9,
+                schedule="cosine")),
     Preset("cifar10_small", "Paper CIFAR-10, scaled down (GPU, minutes)",
            "The paper's CIFAR-10 recipe on 10,000 images for 30 epochs with R = 5.",
            scaled_down("cifar10")),

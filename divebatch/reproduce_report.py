@@ -9,7 +9,7 @@ from pathlib import Path
 
 from . import sweeps
 from .reproduce import (BENCHMARKS, METHODS, PAPER, PAPER_BASELINE, ReproResults, curves_records,
-                        finding_line, findings, paper_change, paper_speedup)
+                        explanation, finding_line, findings, paper_change, paper_speedup)
 
 
 # --- tables
@@ -36,8 +36,7 @@ def side_by_side(result: ReproResults) -> list[dict]:
                                                  sgd["time_to_target_se"], suffix=" s")}
         for method in ("adabatch", "divebatch"):
             cell = result.cells[(key, method)]
-            row[f"{method}_speedup"] = sweeps.format_mean_se(cell["speedup"],
-                                                             cell["speedup_se"], suffix="x")
+            row[f"{method}_speedup"] = sweeps.format_speedup(cell)
             row[f"{method}_change"] = _signed_points(cell["final_change"],
                                                      cell["final_change_se"])
         rows.append(row)
@@ -74,8 +73,7 @@ def detail(result: ReproResults) -> list[dict]:
                 "change": _signed_points(cell["final_change"], cell["final_change_se"]),
                 "time": sweeps.format_mean_se(cell["time_to_target"],
                                               cell["time_to_target_se"], suffix=" s"),
-                "speedup": sweeps.format_mean_se(cell["speedup"], cell["speedup_se"],
-                                                 suffix="x"),
+                "speedup": sweeps.format_speedup(cell),
                 "final_batch": sweeps.format_mean_se(cell["final_batch_size"], None,
                                                      digits=5)})
     return rows
@@ -141,10 +139,14 @@ def report_blocks(result: ReproResults, figures: dict | None = None) -> list[tup
     ]
     agree = sum(f["agrees"] is True for f in checks)
     differ = sum(f["agrees"] is False for f in checks)
+    favourable = sum(bool(f.get("favourable")) for f in checks)
     blocks.append(("p", f"Of {len(checks)} checks, {agree} agree with the paper, {differ} "
-                        f"differ and {len(checks) - agree - differ} are unclear (a speed-up "
+                        f"differ ({favourable} of them in DiveBatch's favour: no accuracy "
+                        f"loss) and {len(checks) - agree - differ} are unclear (a speed-up "
                         f"within two standard errors of 1, or no finished runs)."))
     blocks.append(("ul", [finding_line(f) for f in checks]))
+    blocks += [("h2", "Why the verdicts came out this way"),
+               ("ul", [explanation(result, key) for key in result.benchmarks()])]
     blocks += [("h2", "What the batch size did"), ("ul", batch_notes(result))]
     if result.skipped:
         blocks += [("h2", "Skipped here"), ("ul", skipped_notes(result.skipped))]

@@ -268,6 +268,7 @@ def seed_results(planned: list[PlannedRun], matched: list[dict | None],
         epoch, seconds = analysis.time_to_own_final(records)
         diverged = run["status"] == "diverged"
         at_target = next((r for r in records if r["epoch"] == epoch), None)
+        drop = None if diverged else analysis.drop_points(records)
         rows.append({
             "cell": p.cell, "seed": p.seed, "run_id": run["id"], "status": run["status"],
             "final": None if diverged else analysis.final_value(records),
@@ -277,6 +278,7 @@ def seed_results(planned: list[PlannedRun], matched: list[dict | None],
             else None,
             "train_time": sum(float(r.get("train_time") or 0.0) for r in records),
             "final_batch_size": records[-1].get("batch_size") if records else None,
+            "drop_points": drop, "flagged": bool(analysis.flag_note(drop)),
         })
     return rows
 
@@ -300,6 +302,9 @@ def with_speedups(rows: list[dict],
         base_final = reference["final"] if reference else None
         out.append({**row,
                     "speedup": base_time / own_time if base_time and own_time else None,
+                    # from a run whose own-final target is not meaningful (analysis.flag_note)
+                    "speedup_flagged": bool(row.get("flagged") or (reference or {}).get(
+                        "flagged")) and bool(base_time and own_time),
                     "final_change": row["final"] - base_final
                     if row["final"] is not None and base_final is not None else None})
     return out
@@ -316,6 +321,7 @@ def aggregate(rows: list[dict], cells: list[Hashable], planned_per_cell: int) ->
         mine = [r for r in rows if r["cell"] == cell]
         row = {"cell": cell, "finished": len(mine), "planned": planned_per_cell,
                "diverged": sum(r["status"] == "diverged" for r in mine),
+               "flagged": sum(r.get("speedup_flagged", False) for r in mine),
                "run_ids": [r["run_id"] for r in mine]}
         for name in AGGREGATED:
             row[name], row[name + "_se"] = mean_se(r.get(name) for r in mine)
@@ -390,6 +396,7 @@ def cell_table(result: SweepResults) -> list[dict]:
             "R": cell["resize_every"], "finished": f"{cell['finished']}/{cell['planned']}",
             "diverged": cell["diverged"],
             "speed-up": cell["speedup"], "speed-up se": cell["speedup_se"],
+            "speed-up flagged seeds": cell["flagged"],
             final: _scaled(cell["final"], scale), final + " se": _scaled(cell["final_se"], scale),
             "train s to own-1pt": cell["time_to_target"],
             "train s se": cell["time_to_target_se"],
@@ -448,6 +455,37 @@ def run_here(store, spec: SweepSpec, on_run_done=None, backend=None) -> int:
     run = backend.run_missing if backend else run_missing
     return run(store, spec.group, spec.plan(), info={"sweep": spec.to_dict()},
                on_run_done=on_run_done)
+
+
+def verdict(result: SweepResults) -> str:
+    """One plain-words line under a sweep: its fastest DiveBatch cell against the baseline."""
+    base = result.cells[0] if result.cells else None
+    cells = [c for c in result.cells[1:] if c["speedup"] is not None]
+    if base is None or not cells:
+        return ""
+    best = max(cells, key=lambda c: c["speedup"])
+    speed = format_mean_se(best["speedup"], best["speedup_se"], suffix="x")
+    line = (f"The fastest cell, {best['label']}, reached its own target at {speed} the "
+            f"speed of {base['label']}")
+    if result.metric == "accuracy" and best["final_change"] is not None:
+        change = 100 * best["final_change"]
+        line += f" and ended {abs(change):.1f} points {'higher' if change >= 0 else 'lower'}"
+    line += f" (mean over {best['finished']} seeds)."
+    if best.get("flagged"):
+        line += (f" ⚠ {best['flagged']} of its seeds compare a run that ended more than "
+                 f"{analysis.FLAG_POINTS:g} points below its best: those speed-ups are not "
+                 f"meaningful.")
+    return line
+
+
+def format_speedup(cell: dict) -> str:
+    """A cell's mean speed-up, with a warning when some seeds' speed-ups came from a run
+    that ended more than analysis.FLAG_POINTS below its best."""
+    text = format_mean_se(cell["speedup"], cell["speedup_se"], suffix="x")
+    if text and cell.get("flagged"):
+        text += (f" ⚠ {cell['flagged']} of {cell['finished']} seeds: a run ended more than "
+                 f"{analysis.FLAG_POINTS:g} points below its best")
+    return text
 
 
 def format_mean_se(mean: float | None, se: float | None, digits: int = 3,

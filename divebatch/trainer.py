@@ -23,6 +23,7 @@ from .device_options import make_optimizer, plain_forward_model, to_device
 from .distributed import Distributed
 from .diversity import DiversityMeter
 from .models import build_model
+from .probe import DiversityProbe
 from .schedulers import AdaBatch, DiveBatch, FixedBatch
 
 EVAL_CHUNK = 4096  # validation samples per forward pass
@@ -37,7 +38,8 @@ class EpochRecord:
     wall_time: float              # seconds since the run started, evaluation included
     batch_size: int               # batch size used in this epoch
     lr: float                     # learning rate of the first param group in this epoch
-    diversity: float | None       # Delta_hat measured in this epoch, None if not measured
+    diversity: float | None       # Delta_hat the method measured while training this epoch
+                                  # (DiveBatch's resize epochs, timed); None otherwise
     train_loss: float             # mean training loss over this epoch's samples
     val_loss: float
     val_acc: float | None         # fraction in [0, 1]; None for regression
@@ -48,6 +50,9 @@ class EpochRecord:
     lr_multiplier: float
     step_ms: float                # mean wall milliseconds per optimizer step
     measured_batches: int = 0     # batches whose per-sample norms were measured
+    probe_diversity: float | None = None  # chart-only Delta_hat of a fixed probe after the
+                                          # epoch (divebatch.probe); None when off
+    instrument_time: float = 0.0  # seconds the probe took (in wall_time, not in train_time)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -152,6 +157,10 @@ class Trainer:
                                     fuse_weight_grads=self.dist.world_size == 1,
                                     **({"sample_every": config.measure_every}
                                        if config.measure_every else {}))
+        self.probe = (DiversityProbe(self.model, self.problem, self.loss_fn, self.dist,
+                                     self._outputs, config.seed + 2,
+                                     allow_batchnorm=config.norm == "batch")
+                      if config.diversity_every_epoch else None)
         self.shuffle = torch.Generator().manual_seed(config.seed + 1)
         self.lr_multiplier = config.lr_multiplier
         self.records: list[EpochRecord] = []
@@ -304,7 +313,9 @@ class Trainer:
             return None
         diversity = self.meter.diversity() if measure else None
         hot = self._hot_values()
+        measured_batches = self.meter.measured_batches if measure else 0
         next_batch = self._advance_schedules(epoch, diversity)
+        probe_diversity, instrument_time = self._probe()
         val_loss, val_acc = self.evaluate()
         return EpochRecord(
             epoch=epoch, step=self.step, samples_seen=self.samples_seen,
@@ -313,10 +324,19 @@ class Trainer:
             train_loss=loss_sum / self.problem.n_train, val_loss=val_loss, val_acc=val_acc,
             next_batch_size=next_batch, **hot,
             step_ms=1000.0 * train_time / max(n_batches, 1),
-            measured_batches=self.meter.measured_batches if measure else 0)
+            measured_batches=measured_batches, probe_diversity=probe_diversity,
+            instrument_time=instrument_time)
 
     def _measures(self, epoch: int) -> bool:
-        return self.scheduler.measures_diversity(epoch) or self.config.diversity_every_epoch
+        return self.scheduler.measures_diversity(epoch)
+
+    def _probe(self) -> tuple[float | None, float]:
+        """(chart-only diversity, seconds it took), outside the timed loop."""
+        if self.probe is None:
+            return None, 0.0
+        started = time.perf_counter()
+        value = self.probe.measure()
+        return value, time.perf_counter() - started
 
     def _train_epoch(self, epoch: int, batch_size: int, measure: bool):
         """One pass over a fresh shuffle; returns (loss sum, batches, seconds) or Nones."""

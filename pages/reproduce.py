@@ -100,8 +100,12 @@ def show_results():
               None: ":orange-badge[unclear]"}
     for finding in reproduce.findings(result):
         title = reproduce.BENCHMARKS[finding["benchmark"]].title
-        st.markdown(f"{badges[finding['agrees']]} **{title}**: {finding['claim']}? "
+        badge = (":blue-badge[differs: no accuracy loss]" if finding["favourable"]
+                 else badges[finding["agrees"]])
+        st.markdown(f"{badge} **{title}**: {finding['claim']}? "
                     f"Paper: {finding['paper']}. Ours: {finding['ours']}.")
+    st.markdown("**Why**\n" + "\n".join(f"- {reproduce.explanation(result, key)}"
+                                         for key in result.benchmarks()))
     st.plotly_chart(sweep_plots.method_bars(result, "speedup"), key="repro_speedups",
                     width="stretch")
     st.plotly_chart(sweep_plots.method_bars(result, "final_change"), key="repro_changes",

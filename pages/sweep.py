@@ -131,6 +131,9 @@ def show_results():
     draw_heatmaps(result)
     st.dataframe(sweeps.cell_table(result), key="sweep_table", hide_index=True,
                  width="stretch")
+    line = sweeps.verdict(result)
+    if line:
+        st.markdown(f"**Verdict:** {line}")
     draw_cell_curves(result)
 
 

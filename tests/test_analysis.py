@@ -60,3 +60,63 @@ def test_measurement_cost_compares_like_with_like():
     every_epoch = [r for r in records if r["diversity"] is not None]
     assert analysis.measurement_cost(every_epoch) == (pytest.approx(17 / 3), None)
     assert analysis.measurement_cost([]) == (None, None)
+
+
+def test_common_target_is_lowest_best_minus_one_point():
+    records = {1: recs([0.5, 0.9, 0.7], [1, 1, 1]), 2: recs([0.6, 0.95], [1, 1])}
+    assert analysis.common_target(records) == pytest.approx(0.89)
+    losses = {1: recs([None] * 2, [1, 1], losses=[1.0, 0.2]),
+              2: recs([None] * 2, [1, 1], losses=[1.0, 0.4])}
+    assert analysis.common_target(losses) == pytest.approx(0.42)
+
+
+def test_collapsed_run_is_flagged_and_does_not_win_the_own_final_race():
+    """The issue's case: SGD at B0 peaks early and collapses; its own-final target (final
+    - 1 point) is met in epoch 1, so the paper's metric alone credits the collapse."""
+    sgd = {"id": 1, "config": {"method": "sgd", "batch_size": 16}}
+    dive = {"id": 2, "config": {"method": "divebatch", "delta": 0.1}}
+    records = {1: recs([0.856, 0.70, 0.50, 0.328], [1, 1, 1, 1]),
+               2: recs([0.60, 0.85, 0.90, 0.91], [0.5, 0.5, 0.5, 0.5])}
+    rows, common = analysis.compare([sgd, dive], records)
+    assert rows[0]["drop_points"] == pytest.approx(52.8)
+    assert rows[0]["flag"] == ("ended 52.8 points below its best: its own-final target is "
+                               "not meaningful")
+    assert rows[1]["flag"] == ""
+    assert rows[0]["time_to_target"] == 1  # the paper's metric is fooled ...
+    assert rows[1]["speedup_own"] == pytest.approx(1 / 1.5)
+    assert rows[1]["speedup_own_flag"].startswith("SGD B=16 ended 52.8 points")  # ... flagged
+    # common target: min(85.6, 91) - 1 = 84.6 %: SGD in 1 s, DiveBatch in 1 s
+    assert common == pytest.approx(0.846)
+    assert rows[1]["speedup"] == pytest.approx(1.0)
+
+
+def test_drop_within_two_points_is_not_flagged():
+    records = recs([0.90, 0.93, 0.911], [1, 1, 1])
+    assert analysis.drop_points(records) == pytest.approx(1.9)
+    assert analysis.flag_note(analysis.drop_points(records)) == ""
+    assert analysis.drop_points(recs([None], [1], losses=[0.3])) is None
+
+
+def row(method, time, final, flag=""):
+    return {"method": method, "time_to_common": time, "final_acc": final,
+            "final_val_loss": None, "flag": flag}
+
+
+def test_verdict_sentences_by_hand():
+    sgd = row("SGD at B0", 5.04, 0.950)
+    assert analysis.verdict([sgd, row("DiveBatch", 2.1, 0.942)], 0.9) == (
+        "DiveBatch reached 90.0 % in 2.1 s, 2.4x sooner than SGD at B0, and ended 0.8 "
+        "points lower.")
+    assert analysis.verdict([sgd, row("DiveBatch", 10.08, 0.96)], 0.9) == (
+        "DiveBatch reached 90.0 % in 10.1 s, 2.0x later than SGD at B0, and ended 1.0 "
+        "points higher.")
+    assert analysis.verdict([sgd, row("DiveBatch", 4.0, 0.95),
+                             row("AdaBatch", 1.0, 0.93)], 0.9).endswith(
+        "ended level with it. Fastest: AdaBatch, in 1.0 s.")
+    flagged = row("SGD at B0", 1.0, 0.5, flag="ended 40.0 points below its best: its "
+                                               "own-final target is not meaningful")
+    assert analysis.verdict([flagged, row("DiveBatch", 2.0, 0.9)], 0.85) == (
+        "DiveBatch reached 85.0 % in 2.0 s, 2.0x later than SGD at B0, and ended 40.0 points "
+        "higher. Note: SGD at B0 ended 40.0 points below its best: its own-final target is "
+        "not meaningful.")
+    assert analysis.verdict([sgd], 0.9) == ""

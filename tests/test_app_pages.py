@@ -128,11 +128,14 @@ def test_race_overlays_four_methods_with_the_time_to_target_table(store, monkeyp
     assert {run["config"]["seed"] for run in runs} == {4}
     poll(at, lambda: all(r["status"] == "completed" for r in store.list_runs()),
          "the four race runs to complete")
-    poll(at, lambda: len(at.dataframe) == 1, "the time-to-target table")
+    poll(at, lambda: len(at.dataframe) == 2, "the time-to-target table and its details")
     table = at.dataframe[0].value
     assert list(table["method"].str.split(" \\(").str[0]) == [
         "SGD, small batch", "DiveBatch", "AdaBatch", "SGD, large batch"]
-    assert table["speed-up"].iloc[0] == pytest.approx(1.0)
+    assert list(table.columns) == ["method", "final val loss", "train s to common target",
+                                   "speed-up"]
+    assert table["speed-up"].iloc[0] == "1.00x (baseline)"
+    assert "**Verdict:**" in texts(at.markdown)
     charts = {chart.key for chart in at.get("plotly_chart")}
     assert charts == {"syn_chart_legend", "syn_chart_diversity", "syn_chart_loss",
                       "syn_chart_batch_size"}  # regression: no accuracy chart

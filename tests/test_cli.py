@@ -55,6 +55,8 @@ def test_digits_three_methods_then_compare():
     assert table.returncode == 0, table.stderr
     assert "SGD B=32" in table.stdout and "AdaBatch" in table.stdout
     assert "DiveBatch (delta=0.1)" in table.stdout and "train s to own-1pt" in table.stdout
+    assert "train s to common" in table.stdout
+    assert "DiveBatch (delta=0.1) reached" in table.stdout or "never reached" in table.stdout
 
 
 @pytest.mark.parametrize("args,needle", [

@@ -100,6 +100,23 @@ def test_aggregation_matches_hand_computed_speedups_means_and_errors(store):
     assert cell["label"] == "delta=0.5, B_max=64, R=1"
     table = sweeps.cell_table(result)
     assert table[1]["speed-up"] == pytest.approx(3.0) and table[1]["final acc (%)"] == 87.5
+    assert sweeps.verdict(result) == (
+        "The fastest cell, delta=0.5, B_max=64, R=1, reached its own target at 3 ± 1x the "
+        "speed of SGD B=16 (baseline) and ended 2.5 points lower (mean over 2 seeds).")
+    assert cell["flagged"] == 0 and "⚠" not in sweeps.format_speedup(cell)
+
+
+def test_speedup_from_a_run_that_collapsed_is_flagged(store):
+    spec = tiny_spec(deltas=(0.5,), max_batch_sizes=(64,), seeds=(0,))
+    base0, cell0 = (p.config for p in spec.plan())
+    store_finished_run(store, spec.group, base0, [0.90, 0.60, 0.50], [1, 1, 1])  # -40 points
+    store_finished_run(store, spec.group, cell0, [0.70, 0.88, 0.88], [1, 1, 1])
+    result = sweeps.results(store, spec)
+    cell = result.cells[1]
+    assert cell["flagged"] == 1 and result.cells[0]["flagged"] == 1
+    assert sweeps.format_speedup(cell) == (
+        "0.5x ⚠ 1 of 1 seeds: a run ended more than 2 points below its best")
+    assert "those speed-ups are not meaningful" in sweeps.verdict(result)
 
 
 def test_diverged_and_unfinished_runs_do_not_count_towards_speedups(store):

@@ -2,8 +2,10 @@ import math
 import time
 
 import pytest
+import torch
 
 from divebatch.config import RunConfig
+from divebatch.probe import DiversityProbe
 from divebatch.trainer import LocalControl, Trainer, train
 
 TINY = dict(problem="least_squares", n_samples=600, dim=10, epochs=4, batch_size=16,
@@ -12,7 +14,8 @@ TINY = dict(problem="least_squares", n_samples=600, dim=10, epochs=4, batch_size
 
 def comparable(records):
     return [{k: v for k, v in r.to_dict().items()
-             if k not in ("train_time", "wall_time", "step_ms")} for r in records]
+             if k not in ("train_time", "wall_time", "step_ms", "instrument_time")}
+            for r in records]
 
 
 def test_records_are_cumulative_and_consistent():
@@ -64,12 +67,47 @@ def test_base_schedule_per_epoch(schedule):
     assert lrs == pytest.approx(expected)
 
 
-def test_sgd_measures_diversity_only_when_asked():
-    off = train(RunConfig(**TINY, method="sgd", diversity_every_epoch=False))
-    on = train(RunConfig(**TINY, method="sgd", diversity_every_epoch=True))
-    assert all(r.diversity is None for r in off.records)
-    assert all(r.diversity is not None for r in on.records)
-    assert comparable(off.records)[0]["train_loss"] == comparable(on.records)[0]["train_loss"]
+def test_chart_probe_changes_no_training_and_is_recorded_apart():
+    """The chart-only diversity (divebatch.probe) leaves weights, losses and the random
+    streams untouched; SGD never measures while training."""
+    config = RunConfig(problem="digits", model="cnn", n_samples=160, epochs=2, batch_size=32,
+                       method="sgd", lr=0.05)
+    off = Trainer(config.replace(diversity_every_epoch=False))
+    on = Trainer(config.replace(diversity_every_epoch=True))
+    off_records, on_records = off.run().records, on.run().records
+    assert [r.train_loss for r in off_records] == [r.train_loss for r in on_records]
+    assert [r.val_loss for r in off_records] == [r.val_loss for r in on_records]
+    for name, value in off.model.state_dict().items():
+        assert torch.equal(value, on.model.state_dict()[name]), name
+    assert all(r.diversity is None for r in off_records + on_records)
+    assert all(r.probe_diversity is None and r.instrument_time == 0.0 for r in off_records)
+    assert all(r.probe_diversity > 0 and r.instrument_time > 0 for r in on_records)
+
+
+def test_probe_time_is_kept_out_of_train_time(monkeypatch):
+    def slow_probe(self):
+        time.sleep(0.5)
+        return 1.0
+    monkeypatch.setattr(DiversityProbe, "measure", slow_probe)
+    records = train(RunConfig(**{**TINY, "epochs": 2}, method="sgd")).records
+    assert all(r.instrument_time >= 0.5 > r.train_time for r in records)
+    assert records[-1].wall_time >= sum(r.instrument_time + r.train_time for r in records)
+
+
+def test_probe_matches_diversity_of_its_samples():
+    """probe_diversity * n / m equals Delta over the m probe samples at fixed weights."""
+    trainer = Trainer(RunConfig(**{**TINY, "epochs": 1}, method="sgd"))
+    probe = trainer.probe
+    value = probe.measure()
+    x = trainer.problem.x_train[probe.indices].double()
+    y = trainer.problem.y_train[probe.indices].double()
+    weight = trainer.model[1].weight.detach().double()
+    bias = trainer.model[1].bias.detach().double()
+    residual = (x @ weight.T).squeeze(-1) + bias - y  # (m,)
+    grads = torch.cat([residual[:, None] * x, residual[:, None]], dim=1)  # (m, d + 1)
+    expected = float(grads.square().sum() / grads.sum(0).square().sum())
+    m, n = len(probe.indices), trainer.problem.n_train
+    assert value * n / m == pytest.approx(expected, rel=1e-4)
 
 
 def test_divergence_ends_the_run_and_keeps_records():
@@ -148,7 +186,8 @@ def test_each_synthetic_problem_learns(problem):
 
 def test_digits_cnn_reaches_95_percent_within_30_epochs():
     result = train(RunConfig(problem="digits", model="cnn", method="divebatch", epochs=30,
-                             batch_size=32, max_batch_size=512, lr=0.05, seed=0))
+                             batch_size=32, max_batch_size=512, lr=0.05, seed=0,
+                             diversity_every_epoch=False))  # no chart probe: faster
     best = max(r.val_acc for r in result.records)
     assert best >= 0.95, [round(r.val_acc, 3) for r in result.records]
 
