@@ -3,7 +3,8 @@
 
 import streamlit as st
 
-from dashboard.common import open_store, queue_summary
+from dashboard.common import foreground_runs, open_store, queue_summary
+from divebatch import jobs
 
 st.set_page_config(page_title="DiveBatch Lab", page_icon=":material/scuba_diving:",
                    layout="wide")
@@ -24,7 +25,11 @@ if "instructor" not in st.session_state:
     st.session_state.instructor = st.query_params.get("instructor") == "1"
 st.sidebar.toggle("Instructor mode", key="instructor",
                   help="Hide the advanced controls (or open the dashboard with ?instructor=1).")
-busy, queued, slots = queue_summary(open_store())
-st.sidebar.caption(f"Workers: {busy} of {slots} slot(s) busy, {queued} run(s) queued")
+store = open_store()
+busy, queued, slots = queue_summary(store)
+jobs.keep_warm(store)  # a waiting worker makes the next Start immediate
+cli_ids = ", ".join(f"#{run['id']}" for run in foreground_runs(store))
+st.sidebar.caption(f"Workers: {busy} of {slots} slot(s) busy, {queued} run(s) queued"
+                   + (f" · running from the command line: {cli_ids}" if cli_ids else ""))
 
 page.run()

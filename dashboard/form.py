@@ -22,11 +22,13 @@ from divebatch.presets import (PRESETS, VARIANTS, presets_for, race_configs, var
 from divebatch.schedulers import AdaBatch, BatchSizeScheduler, DiveBatch, FixedBatch
 
 from .common import open_store
+from .play import pace_picker, pace_seconds, start_paced
 
 # Shown in the main grid (in this order); every other field goes under "Advanced".
 MAIN_FIELDS = ("problem", "model", "method", "epochs", "batch_size", "max_batch_size", "delta",
                "resize_every", "lr", "lr_scaling", "schedule", "momentum", "weight_decay",
                "seed", "device", "name")
+CHOSEN_ELSEWHERE = ("pace_s",)  # the Pace control beside Start sets it
 LABELS = {"batch_size": "initial batch size B0", "max_batch_size": "max batch size B_max",
           "delta": "delta δ", "resize_every": "resize interval R (epochs)",
           "lr": "learning rate", "lr_scaling": "LR scaling rule", "schedule": "base LR schedule",
@@ -188,8 +190,8 @@ def config_form(prefix: str, problems: tuple[str, ...], hidden: tuple[str, ...] 
     if notice:
         getattr(st, notice[0])(notice[1])
     main = [n for n in MAIN_FIELDS if n not in hidden]
-    advanced = [f.name for f in config_fields()
-                if f.name not in MAIN_FIELDS and f.name not in hidden]
+    advanced = [f.name for f in config_fields() if f.name not in MAIN_FIELDS
+                and f.name not in hidden and f.name not in CHOSEN_ELSEWHERE]
     if instructor_mode():
         basic = {f.name for f in config_fields() if f.metadata["group"] == "basic"}
         main = [n for n in main if n in basic]
@@ -223,6 +225,7 @@ def runnable_problem(config: RunConfig) -> str | None:
 def start_buttons(prefix: str, config: RunConfig | None, blocked: str | None) -> None:
     """Start one run, or race the four methods; new runs go onto this page's charts."""
     disabled = config is None or blocked is not None
+    pace_picker(prefix)
     col_start, col_race, col_note = st.columns([1, 1, 3], vertical_alignment="center")
     col_start.button("Start run", key=key(prefix, "start"), type="primary",
                      disabled=disabled, width="stretch",
@@ -236,13 +239,18 @@ def start_buttons(prefix: str, config: RunConfig | None, blocked: str | None) ->
                      "reload, close the tab or restart the dashboard.")
     if blocked:
         st.error(f"This setup cannot run here: {blocked}")
+    note = st.session_state.pop(key(prefix, "start_note"), None)
+    if note:
+        st.info(note)
     error = st.session_state.pop(key(prefix, "start_error"), None)
     if error:
         st.error(error)
 
 
 def _start(prefix: str, race: bool) -> None:
+    pace = st.session_state.get(key(prefix, "start_pace")) or "real"
     config = config_from_state(prefix)
+    config = config.replace(pace_s=pace_seconds(pace, config.epochs))
     blocked = runnable_problem(config)
     if blocked:
         st.session_state[key(prefix, "start_error")] = f"Cannot start: {blocked}"
@@ -258,8 +266,23 @@ def _start(prefix: str, race: bool) -> None:
     except ValueError as error:
         st.session_state[key(prefix, "start_error")] = f"Cannot start:\n\n{_bullets(error)}"
         return
+    start_paced(store, ids, pace)
+    if race:
+        st.session_state[key(prefix, "start_note")] = race_note(store, config, len(ids))
     shown = [] if race else st.session_state.get(key(prefix, "shown"), [])
     st.session_state[key(prefix, "shown")] = [*shown, *ids]
+
+
+def race_note(store, config: RunConfig, n_runs: int) -> str | None:
+    """Say plainly when a race's runs cannot all train at once, and about how long it takes."""
+    slots = jobs.max_workers()
+    if slots >= n_runs:
+        return None
+    typical = jobs.typical_run_seconds(store, config)
+    rounds = -(-n_runs // slots)  # ceil
+    about = f", about {typical * rounds:.0f} s in all" if typical else ""
+    return (f"This machine trains {slots} run(s) at a time, so the {n_runs} runs go one "
+            f"after another{about}: each curve appears when its run starts.")
 
 
 def show_the_code(prefix: str) -> None:

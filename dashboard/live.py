@@ -17,6 +17,7 @@ from divebatch.plots import ChartOptions, RunData, run_label
 
 from .common import ACTIVE, open_store, show_run_problems
 from .form import field_widget
+from .play import play_controls
 
 REFRESH_S = 1.0
 HOT_USED = {"divebatch": HOT_FIELDS, "adabatch": ("max_batch_size", "resize_every",
@@ -145,6 +146,7 @@ def run_controls(prefix: str, active: list[dict]) -> None:
         col_all.button(f"Stop all {len(active)}", key=f"{prefix}_stop_all", width="stretch",
                        disabled=len(active) < 2, on_click=_stop, args=(prefix, list(by_id)))
         hot_change_form(prefix, by_id[picked])
+        play_controls(prefix, by_id[picked])
     message = st.session_state.pop(f"{prefix}_control_message", None)
     if message:
         getattr(st, message[0])(message[1])

@@ -15,6 +15,7 @@ claim runs through `RunStore.claim_next`, one transaction that also checks the s
 from __future__ import annotations
 
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -261,6 +262,17 @@ def request_pace(store: RunStore, run_id: int, pace_s: float) -> None:
     """Set a running run's classroom pace: each epoch lasts at least `pace_s` seconds."""
     RunConfig(pace_s=pace_s).validate()
     store.send_control(run_id, "pace", {"pace_s": pace_s})
+
+
+def typical_run_seconds(store: RunStore, config: RunConfig, recent: int = 200) -> float | None:
+    """Median start-to-end seconds of recent completed runs of the same problem, epochs and
+    pace (None if there are none): an estimate of how long such a run takes here."""
+    same = [run["finished_at"] - run["started_at"]
+            for run in store.list_runs(status="completed", limit=recent)
+            if run["started_at"] and run["finished_at"]
+            and all(run["config"].get(name) == getattr(config, name)
+                    for name in ("problem", "epochs", "pace_s"))]
+    return statistics.median(same) if same else None
 
 
 def is_paused(store: RunStore, run_id: int) -> bool:

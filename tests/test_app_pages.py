@@ -110,6 +110,27 @@ def test_start_watch_hot_change_stop_and_delete(store):
     assert "Deleted 1 run(s)" in texts(at.success)
 
 
+def test_step_by_step_pace_then_step_resume_and_pace_change(store):
+    at = open_app("pages/synthetic.py")
+    set_numbers(at, "syn", **TINY, epochs=6)
+    at.button_group(key="syn_start_pace").set_value("step").run()
+    at.button(key="syn_start").click().run()
+    [run] = store.list_runs()
+    run_id = run["id"]
+    poll(at, lambda: jobs.is_paused(store, run_id) and at.button(key="syn_play_resume"),
+         "the run to pause after its first epoch")
+    assert len(store.records(run_id)) == 1 and "paused after epoch 1" in texts(at.caption)
+    at.button(key="syn_play_step").click().run()
+    poll(at, lambda: len(store.records(run_id)) == 2 and jobs.is_paused(store, run_id),
+         "one more epoch, then paused again")
+    at.selectbox(key=f"syn_play_pace_{run_id}").set_value("slow").run()
+    at.button(key="syn_play_resume").click().run()
+    poll(at, lambda: any(e["kind"] == "pace" for e in store.events(run_id)),
+         "the pace change")
+    assert not jobs.is_paused(store, run_id)
+    assert store.get_run(run_id)["status"] == "running"  # 3 s per epoch from now on
+
+
 def test_race_overlays_four_methods_with_the_time_to_target_table(store, monkeypatch):
     monkeypatch.setenv("DIVEBATCH_MAX_WORKERS", "4")  # worker start-up is mostly imports
     at = open_app("pages/synthetic.py")
