@@ -15,6 +15,7 @@ claim runs through `RunStore.claim_next`, one transaction that also checks the s
 from __future__ import annotations
 
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -214,6 +215,18 @@ def keep_warm(store: RunStore, gpus: list[str] | None = None) -> None:
             store.remove_worker(worker_id)
             return
         store.update_worker(worker_id, pid=pid)
+
+
+def stop_warm_workers(store: RunStore) -> None:
+    """End every warm worker of this store (SIGTERM; a run one trains is then reaped as
+    interrupted) and forget it. For tests and benchmarks that start a dashboard."""
+    for worker in store.workers():
+        if worker["pid"] and not _worker_gone(worker):
+            try:
+                os.kill(worker["pid"], signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        store.remove_worker(worker["id"])
 
 
 def _worker_gone(worker: dict) -> bool:
