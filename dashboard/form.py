@@ -16,7 +16,7 @@ from divebatch import jobs
 from divebatch.commands import UsageError, check_runnable
 from divebatch.config import ALLOWED_MODELS, HOT_FIELDS, RunConfig, allowed_range, config_fields
 from divebatch.diversity import DiversityMeter
-from divebatch.links import config_from_query, config_to_query
+from divebatch.links import config_to_query, read_query
 from divebatch.presets import (PRESETS, VARIANTS, presets_for, race_configs, variant_of,
                                with_variant)
 from divebatch.schedulers import AdaBatch, BatchSizeScheduler, DiveBatch, FixedBatch
@@ -28,6 +28,7 @@ from .play import pace_picker, pace_seconds, start_paced
 MAIN_FIELDS = ("problem", "model", "method", "epochs", "batch_size", "max_batch_size", "delta",
                "resize_every", "lr", "lr_scaling", "schedule", "momentum", "weight_decay",
                "seed", "device", "name")
+OPEN_BOUND_STEP = 1e-6  # e.g. delta > 0: the widget's minimum is 0.000001
 CHOSEN_ELSEWHERE = ("pace_s",)  # the Pace control beside Start sets it
 LABELS = {"batch_size": "initial batch size B0", "max_batch_size": "max batch size B_max",
           "delta": "delta δ", "resize_every": "resize interval R (epochs)",
@@ -47,6 +48,11 @@ DECISION_CODE = {
 HOT_NOTE = ("(hot) marks the hot parameters: delta, max batch size, resize interval and the LR "
             "multiplier change while a run is going (panel below the Start button). "
             "Everything else needs a new run.")
+
+
+def label_of(name: str) -> str:
+    """The label a field's widget shows."""
+    return LABELS.get(name, name.replace("_", " "))
 
 
 def key(prefix: str, name: str) -> str:
@@ -76,9 +82,10 @@ def config_from_state(prefix: str) -> RunConfig:
 
 
 def init_form(prefix: str, problems: tuple[str, ...], default_preset: str) -> None:
-    """First visit in this session: the setup from the URL if it has one (all or nothing),
-    else the default preset. Only the page a session opens on reads the URL: later pages
-    may still see the previous page's parameters there."""
+    """First visit in this session: the setup from the URL if it has one (a bad parameter
+    is named by its label and left at its default; the others apply), else the default
+    preset. Only the page a session opens on reads the URL: later pages may still see the
+    previous page's parameters there."""
     if st.session_state.get(key(prefix, "ready")):
         return
     st.session_state[key(prefix, "ready")] = True
@@ -86,18 +93,31 @@ def init_form(prefix: str, problems: tuple[str, ...], default_preset: str) -> No
     query = {} if st.session_state.get("url_read") else st.query_params.to_dict()
     st.session_state.url_read = True
     if set(query) - {"instructor"}:
-        try:
-            linked = config_from_query(query, ignore=("instructor",))
-            if linked.problem not in problems:
-                raise ValueError(f"problem should be one of {', '.join(problems)} on this "
-                                 f"page, but got problem={linked.problem!r}")
-            config = linked
-            st.session_state[key(prefix, "notice")] = ("success", "Settings loaded from the link.")
-        except (TypeError, ValueError) as error:
-            st.session_state[key(prefix, "notice")] = (
-                "error", f"The settings in this link were refused, so none of them was "
-                         f"applied:\n\n{_bullets(error)}")
+        config = _config_from_link(prefix, query, problems, config)
     load_into_state(prefix, config)
+
+
+def _config_from_link(prefix: str, query: dict, problems: tuple[str, ...],
+                      preset: RunConfig) -> RunConfig:
+    """The link's setup, keeping its good parameters; the notice names the refused ones."""
+    try:
+        config, refused = read_query(query, ignore=("instructor",))
+    except ValueError as error:  # a conflict between fields the link did not set
+        st.session_state[key(prefix, "notice")] = (
+            "error", f"The settings in this link were refused:\n\n{_bullets(error)}")
+        return preset
+    if config.problem not in problems:
+        refused["problem"] = (f"should be one of {', '.join(problems)} on this page, but got "
+                              f"{config.problem!r}")
+        config = config.replace(problem=preset.problem)
+    if not refused:
+        st.session_state[key(prefix, "notice")] = ("success", "Settings loaded from the link.")
+        return config
+    st.session_state[key(prefix, "notice")] = (
+        "error", "Some settings in this link were refused and keep their default values; "
+                 "the others were applied:\n\n" + "\n".join(
+                     f"- **{label_of(name)}** {why}" for name, why in refused.items()))
+    return config
 
 
 def _bullets(error: Exception) -> str:
@@ -120,7 +140,7 @@ def field_widget(name: str, widget_key: str, *, options: tuple | None = None,
     """The widget for RunConfig field `name`, with its help text and allowed range."""
     f = next(f for f in config_fields() if f.name == name)
     meta, hot = f.metadata, name in HOT_FIELDS
-    label = LABELS.get(name, name.replace("_", " ")) + (" (hot)" if hot else "")
+    label = label_of(name) + (" (hot)" if hot else "")
     help_text = f"{meta['help']}. Allowed: {allowed_range(f)}." + \
         (" Hot: can change while the run is going." if hot else " Needs a new run.")
     common = dict(key=widget_key, help=help_text, disabled=disabled, persist_state="session")
@@ -132,10 +152,17 @@ def field_widget(name: str, widget_key: str, *, options: tuple | None = None,
         st.number_input(label, min_value=int(meta["low"]), max_value=int(meta["high"]), step=1,
                         **common)
     elif f.type == "float":
-        st.number_input(label, min_value=float(meta["low"]), max_value=float(meta["high"]),
+        st.number_input(label, min_value=_inside(meta["low"], meta["low_open"], 1),
+                        max_value=_inside(meta["high"], meta["high_open"], -1),
                         step=FLOAT_STEPS.get(name, 0.01), format="%g", **common)
     else:
         st.text_input(label, max_chars=200, **common)
+
+
+def _inside(bound: float, open_bound: bool, direction: int) -> float:
+    """A widget limit that validation accepts: an open bound moved inwards by a hair."""
+    return float(bound) + (direction * OPEN_BOUND_STEP * max(1.0, abs(bound))
+                           if open_bound else 0.0)
 
 
 def _render_field(prefix: str, name: str, problems: tuple[str, ...]) -> None:

@@ -107,7 +107,28 @@ def test_start_watch_hot_change_stop_and_delete(store):
     at.checkbox(key="runs_confirm_delete").check().run()
     at.button(key="runs_delete").click().run()
     assert store.get_run(run_id) is None and kept >= 2
-    assert "Deleted 1 run(s)" in texts(at.success)
+    assert f"Deleted run #{run_id}" in texts(at.success)
+
+
+def test_delete_acts_on_one_run_and_mixed_problems_warn(store):
+    config = {"method": "sgd", "epochs": 1}
+    record = {"epoch": 1, "train_loss": 0.5, "val_loss": 0.5, "train_time": 0.1,
+              "samples_seen": 10, "step": 1}
+    ids = []
+    for problem in ("least_squares", "sine"):
+        ids.append(store.create_run({**config, "problem": problem}))
+        store.append_record(ids[-1], record)
+        store.mark_finished(ids[-1], "completed")
+    at = open_app("pages/runs.py")
+    assert "pick runs in the list above" in texts(at.info)
+    assert "Start one above" not in texts(at.info)
+    at.multiselect(key="runs_shown").set_value(ids).run()
+    assert "different problems (least_squares, sine)" in texts(at.warning)
+    at.selectbox(key="runs_export_run").set_value(ids[1]).run()
+    at.checkbox(key="runs_confirm_delete").check().run()
+    at.button(key="runs_delete").click().run()
+    assert store.get_run(ids[1]) is None and store.get_run(ids[0]) is not None
+    assert at.multiselect(key="runs_shown").value == [ids[0]]
 
 
 def test_step_by_step_pace_then_step_resume_and_pace_change(store):
@@ -170,10 +191,13 @@ def test_a_link_reproduces_a_setup():
     assert at.query_params["seed"] in ("8", ["8"])
 
 
-def test_a_malformed_link_is_refused_whole():
-    at = open_app("pages/synthetic.py", query={"delta": "0.25", "epochs": "ten"})
-    assert "epochs should be an int, but got epochs='ten'" in texts(at.error)
-    assert at.number_input(key="syn_delta").value == 0.1  # the preset's, not the link's
+def test_a_bad_value_in_a_link_is_named_by_its_label_and_the_rest_kept():
+    at = open_app("pages/synthetic.py", query={"delta": "0.25", "batch_size": "ten",
+                                               "max_batch_size": "0"})
+    error = texts(at.error)
+    assert "**initial batch size B0** should be an int, but got 'ten'" in error
+    assert "**max batch size B_max** should be" in error and "batch_size=" not in error
+    assert at.number_input(key="syn_delta").value == 0.25  # the good parameter applies
 
 
 def test_sgd_large_link_selects_the_large_batch_variant():
