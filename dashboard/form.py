@@ -22,6 +22,8 @@ from divebatch.presets import (PRESETS, VARIANTS, presets_for, race_configs, var
 from divebatch.schedulers import AdaBatch, BatchSizeScheduler, DiveBatch, FixedBatch
 
 from .common import open_store
+from .instructor import FIELDS as INSTRUCTOR_FIELDS
+from .instructor import instructor_mode
 from .play import pace_picker, pace_seconds, start_paced
 
 # Shown in the main grid (in this order); every other field goes under "Advanced".
@@ -57,10 +59,6 @@ def label_of(name: str) -> str:
 
 def key(prefix: str, name: str) -> str:
     return f"{prefix}_{name}"
-
-
-def instructor_mode() -> bool:
-    return bool(st.session_state.get("instructor"))
 
 
 # --- state <-> RunConfig
@@ -220,14 +218,12 @@ def config_form(prefix: str, problems: tuple[str, ...], hidden: tuple[str, ...] 
     advanced = [f.name for f in config_fields() if f.name not in MAIN_FIELDS
                 and f.name not in hidden and f.name not in CHOSEN_ELSEWHERE]
     if instructor_mode():
-        basic = {f.name for f in config_fields() if f.metadata["group"] == "basic"}
-        main = [n for n in main if n in basic]
-        advanced = []
-    _grid(prefix, main, problems)
+        main, advanced = list(INSTRUCTOR_FIELDS), []
+    _grid(prefix, main, problems, columns=len(main) if instructor_mode() else 4)
     if advanced:
         with st.expander("Advanced settings"):
             _grid(prefix, advanced, problems)
-    st.caption(HOT_NOTE)
+        st.caption(HOT_NOTE)
     config = config_from_state(prefix)
     try:
         config.validate()
@@ -296,6 +292,7 @@ def _start(prefix: str, race: bool) -> None:
     start_paced(store, ids, pace)
     if race:
         st.session_state[key(prefix, "start_note")] = race_note(store, config, len(ids))
+    st.session_state[key(prefix, "scroll")] = instructor_mode()
     shown = [] if race else st.session_state.get(key(prefix, "shown"), [])
     st.session_state[key(prefix, "shown")] = [*shown, *ids]
 

@@ -210,8 +210,31 @@ def test_instructor_flag_hides_advanced_controls():
     assert at.toggle(key="instructor").value is True
     assert not [e for e in at.expander if e.label == "Advanced settings"]
     keys = {w.key for w in at.number_input}
-    assert "syn_delta" in keys and "syn_momentum" not in keys and "syn_n_samples" not in keys
+    assert keys == {"syn_delta", "syn_max_batch_size", "syn_resize_every"}
     assert at.query_params.get("instructor") in ("1", ["1"])
+    assert [e.label for e in at.expander] == ["Setup"]  # no "Show the code" either
+    set_numbers(at, "syn", delta=0.2)  # the preset's other settings stay
+    at.button(key="syn_start").click().run()
+    assert at.expander[0].label.startswith("Setup: ")  # folded: a new label, drawn closed
+    assert any("scrollIntoView" in str(e.proto) for e in at.get("iframe"))
+
+
+def test_instructor_mode_simplifies_home_and_learn():
+    at = open_app(query={"instructor": "1"})
+    assert [link.proto.label for link in at.get("page_link")] == ["**Learn**",
+                                                                   "**Synthetic lab**"]
+    assert not [h for h in at.subheader if h.value == "How it works"]
+    at.switch_page("pages/learn.py").run()
+    assert not [h for h in at.header if h.value.startswith("3.")]
+    assert not [e for e in at.expander if e.label.startswith("Show the library code")]
+
+
+def test_learn_links_its_setting_to_the_lab():
+    at = open_app("pages/learn.py")
+    at.slider(key="learn_delta").set_value(0.25).run()
+    [button] = at.get("link_button")
+    assert button.proto.url.startswith("synthetic?") and "delta=0.25" in button.proto.url
+    assert "max_batch_size=64" in button.proto.url
 
 
 def test_show_the_code_renders_the_deciding_function():
