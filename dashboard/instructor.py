@@ -27,9 +27,12 @@ def apply_style() -> None:
         st.html(STYLE)
 
 
-def scroll_to(anchor: str) -> None:
-    """Scroll the page to the element with id `anchor` (a header's anchor) once drawn."""
+def scroll_to_charts(anchor: str) -> None:
+    """Scroll the page to the first chart once it is drawn (for up to a minute; until then
+    to the element with id `anchor`, a header's anchor)."""
     components.html(
-        "<script>const go = () => { const t = window.parent.document.getElementById("
-        f"'{anchor}'); if (t) t.scrollIntoView({{behavior: 'smooth'}}); "
-        "else setTimeout(go, 100); }; go();</script>", height=0)
+        "<script>const doc = window.parent.document; let tries = 0;"
+        "const go = () => { const chart = doc.querySelector('[data-testid=stPlotlyChart]');"
+        f" const target = chart || doc.getElementById('{anchor}');"
+        " if (target) target.scrollIntoView({behavior: 'smooth', block: 'start'});"
+        " if (!chart && tries++ < 600) setTimeout(go, 100); }; go();</script>", height=0)

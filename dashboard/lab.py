@@ -6,7 +6,7 @@ import streamlit as st
 
 from dashboard import form, live
 from dashboard.common import open_store
-from dashboard.instructor import LIVE_ANCHOR, instructor_mode, scroll_to
+from dashboard.instructor import LIVE_ANCHOR, instructor_mode, scroll_to_charts
 from divebatch.presets import PRESETS
 
 RUNS_TO_PICK_FROM = 60  # the newest runs of the lab's problems offered for the charts
@@ -27,7 +27,7 @@ def form_and_live_panel(prefix: str, problems: tuple[str, ...],
 
     st.header("Live", anchor=LIVE_ANCHOR)
     if st.session_state.pop(form.key(prefix, "scroll"), False):
-        scroll_to(LIVE_ANCHOR)
+        scroll_to_charts(LIVE_ANCHOR)
     candidates = [run for run in open_store().list_runs(limit=RUNS_TO_PICK_FROM)
                   if run["config"].get("problem") in problems]
     live.live_panel(prefix, live.run_picker(prefix, candidates))
