@@ -17,7 +17,7 @@ Targets: Runs page under 1 s, live fragment under 0.3 s.
 
 `--start` measures instead the click on "Start run" until the first chart point is drawn,
 on an empty store, for the convex synthetic preset (Synthetic lab) and digits (Image lab,
-10 epochs), each from a freshly loaded page once the previous run has ended; with the warm
+10 epochs), each from a freshly loaded page once the previous run has been stopped; with the warm
 worker pool (the default) and, with `--cold N`, N times without it (a worker started per
 run). Target: under 2 s with the warm pool.
 
@@ -145,6 +145,8 @@ def measure_start(url: str, path: str, query: dict, repeat: int, db: Path
     from urllib.parse import urlencode
 
     from playwright.sync_api import sync_playwright
+
+    from divebatch import jobs
     store = RunStore(db)
     seconds, first_id = [], max((run["id"] for run in store.list_runs(limit=1)), default=0)
     with sync_playwright() as playwright:
@@ -158,6 +160,8 @@ def measure_start(url: str, path: str, query: dict, repeat: int, db: Path
             page.wait_for_timeout(300)  # let the page settle (the URL sync reruns it once)
             seconds.append(time_until(page, start.click, FIRST_POINT, timeout_s=300))
             print(f"  {path}: {seconds[-1]:.2f} s", file=sys.stderr, flush=True)
+            for run in store.list_runs(status=("queued", "running")):
+                jobs.request_stop(store, run["id"])  # the next Start needs the worker free
         wait_idle(store)
         browser.close()
     claims = [run["started_at"] - run["created_at"] for run in store.list_runs()

@@ -204,10 +204,15 @@ def background_busy(running: list[dict]) -> int:
 def keep_warm(store: RunStore, gpus: list[str] | None = None) -> None:
     """Forget warm workers that died (their run, if any, is reaped as interrupted) and
     start new ones until the pool is full."""
+    alive = []
     for worker in store.workers():
         if _worker_gone(worker):
             store.remove_worker(worker["id"])
+        else:
+            alive.append(worker)
     pool = warm_pool_size(gpus)
+    if len(alive) >= pool:
+        return  # the common case costs one read, not the write lock
     while (worker_id := store.reserve_worker(pool)) is not None:
         try:
             pid = _spawn(store, ["worker", "--warm", str(worker_id)], "warm-worker.log")
