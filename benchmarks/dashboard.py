@@ -22,6 +22,12 @@ worker pool (the default) and, with `--cold N`, N times without it (a worker sta
 run). Target: under 2 s with the warm pool.
 
     python benchmarks/dashboard.py --start --repeat 10 --cold 3
+
+`--first-record` leaves the browser out: `jobs.submit` of the convex preset until its first
+epoch record is in the store, with a warm worker and then with a worker started for each run,
+in one process (the ratio is what to read on a busy machine).
+
+    python benchmarks/dashboard.py --first-record --repeat 10
 """
 
 from __future__ import annotations
@@ -198,6 +204,41 @@ def start_latency(repeat: int, cold: int) -> None:
                 jobs.stop_warm_workers(RunStore(db))
 
 
+def first_record(repeat: int) -> None:
+    """Submit to first stored record: `repeat` runs with a warm worker, then `repeat` with a
+    worker started for each run (the warm one stopped), on one temporary store."""
+    from divebatch import jobs
+    from divebatch.presets import PRESETS
+    config = PRESETS["convex"].config()
+    times = {"warm": [], "cold": []}
+    with tempfile.TemporaryDirectory() as folder:
+        store = RunStore(Path(folder) / "runs.db")
+        os.environ["DIVEBATCH_MAX_WORKERS"] = "1"
+        try:
+            for kind in ("warm", "cold"):
+                os.environ["DIVEBATCH_WARM_WORKERS"] = "1" if kind == "warm" else "0"
+                jobs.keep_warm(store)
+                while kind == "warm" and not any(w["ready_at"] for w in store.workers()):
+                    time.sleep(0.05)
+                for _ in range(repeat):
+                    started = time.perf_counter()
+                    run_id = jobs.submit(store, config)
+                    while not store.records(run_id):
+                        time.sleep(0.01)
+                    times[kind].append(time.perf_counter() - started)
+                    print(f"  {kind} {times[kind][-1]:.2f} s", file=sys.stderr, flush=True)
+                    jobs.request_stop(store, run_id)
+                    wait_idle(store)
+                jobs.stop_warm_workers(store)
+        finally:
+            jobs.stop_warm_workers(store)
+    for kind, seconds in times.items():
+        report(f"submit to first record, convex preset, {kind} worker", seconds,
+               START_TARGET_S)
+    print(f"ratio cold / warm (medians): "
+          f"{statistics.median(times['cold']) / statistics.median(times['warm']):.1f}x")
+
+
 def report(name: str, seconds: list[float], target: float) -> None:
     median, worst = statistics.median(seconds), max(seconds)
     verdict = "OK" if median < target else "SLOWER THAN TARGET"
@@ -212,7 +253,14 @@ def main() -> int:
                         help="measure click-on-Start to first chart point instead")
     parser.add_argument("--cold", type=int, default=0,
                         help="with --start: also this many runs without the warm pool")
+    parser.add_argument("--first-record", action="store_true",
+                        help="measure submit to first stored record, warm and cold")
     args = parser.parse_args()
+    if args.first_record:
+        first_record(args.repeat)
+        print(f"load average after measuring: {os.getloadavg()[0]:.1f} on "
+              f"{os.cpu_count()} cores")
+        return 0
     if args.start:
         start_latency(args.repeat, args.cold)
         print(f"load average after measuring: {os.getloadavg()[0]:.1f} on "

@@ -270,6 +270,7 @@ def test_failures_are_shown_in_plain_words(store):
     gone.wait()
     store.mark_running(dead, gone.pid)
     busy = store.create_run(config)
+    store.claim_next(lambda running, waiting: busy)  # a background run: it holds a slot
     store.mark_running(busy, os.getpid())  # alive: it holds the only worker slot
     queued = store.create_run(config)
     os.environ["DIVEBATCH_MAX_WORKERS"] = "1"
@@ -286,3 +287,17 @@ def test_failures_are_shown_in_plain_words(store):
     assert f"#{dead}" in warnings and "interrupted" in warnings
     assert store.get_run(dead)["status"] == "interrupted"
     assert f"Queued: #{queued}" in infos and "1 of 1 worker slot(s) are busy" in infos
+
+
+def test_sidebar_counts_background_workers_and_lists_command_line_runs_apart(store):
+    cli_run = store.create_run({"problem": "least_squares"}, status="running")
+    store.mark_running(cli_run, os.getpid())  # `python -m divebatch run` in a terminal
+    os.environ["DIVEBATCH_MAX_WORKERS"] = "1"
+    try:
+        at = open_app()
+        caption = texts(at.sidebar.caption)
+    finally:
+        del os.environ["DIVEBATCH_MAX_WORKERS"]
+        store.mark_finished(cli_run, "stopped")
+    assert "Workers: 0 of 1 slot(s) busy" in caption
+    assert f"running from the command line: #{cli_run}" in caption
