@@ -21,7 +21,6 @@ START_PACES = {"real": "Real time", "classroom": "Classroom pace (about 1 minute
                "step": "Step by step (pauses after each epoch)"}
 RUN_PACES = {"real": "Real time", "classroom": "Classroom (about 1 minute in all)",
              "slow": f"Slow ({SLOW_EPOCH_S:g} s per epoch)"}
-REFRESH_S = 1.0
 
 
 def pace_seconds(choice: str, epochs: int) -> float:
@@ -49,37 +48,29 @@ def start_paced(store: RunStore, run_ids: list[int], choice: str) -> None:
 
 
 def play_controls(prefix: str, run: dict) -> None:
-    """Pause / Resume, Step one epoch and the pace of running run `run`; redrawn every
-    second so that the buttons follow the worker's state."""
+    """Pause, Resume, Step one epoch and the pace of running run `run` (no timer of its own:
+    the state shown is that of this page run, and every click reruns the page)."""
     if run["status"] != "running":
         return
-    st.fragment(run_every=REFRESH_S)(_play_row)(prefix, run)
-
-
-def _play_row(prefix: str, run: dict) -> None:
     store, run_id = open_store(), run["id"]
-    current = store.get_run(run_id)
-    if current is None or current["status"] != "running":
-        return
     paused = jobs.is_paused(store, run_id)
-    cols = st.columns([1, 1, 3, 3], vertical_alignment="bottom")
-    if paused:
-        cols[0].button("Resume", key=f"{prefix}_play_resume", type="primary", width="stretch",
-                       on_click=_play, args=(prefix, run_id, "resume"), icon=":material/play_arrow:")
-    else:
-        cols[0].button("Pause", key=f"{prefix}_play_pause", width="stretch",
-                       on_click=_play, args=(prefix, run_id, "pause"), icon=":material/pause:",
-                       help="Pauses at the end of the epoch under way.")
-    cols[1].button("Step", key=f"{prefix}_play_step", width="stretch",
+    cols = st.columns([1, 1, 1, 3, 3], vertical_alignment="bottom")
+    cols[0].button("Pause", key=f"{prefix}_play_pause", width="stretch", disabled=paused,
+                   on_click=_play, args=(prefix, run_id, "pause"), icon=":material/pause:",
+                   help="Pauses at the end of the epoch under way.")
+    cols[1].button("Resume", key=f"{prefix}_play_resume", width="stretch",
+                   on_click=_play, args=(prefix, run_id, "resume"),
+                   icon=":material/play_arrow:", type="primary" if paused else "secondary")
+    cols[2].button("Step", key=f"{prefix}_play_step", width="stretch",
                    on_click=_play, args=(prefix, run_id, "step"), icon=":material/skip_next:",
                    help="One more epoch, then paused again (while running: pause at the end "
                         "of this epoch).")
-    epochs = int(current["config"].get("epochs") or 1)
-    cols[2].selectbox("Pace of this run", list(RUN_PACES), format_func=RUN_PACES.get,
-                      key=f"{prefix}_play_pace_{run_id}", index=_pace_index(current, epochs),
+    epochs = int(run["config"].get("epochs") or 1)
+    cols[3].selectbox("Pace of this run", list(RUN_PACES), format_func=RUN_PACES.get,
+                      key=f"{prefix}_play_pace_{run_id}", index=_pace_index(run, epochs),
                       on_change=_pace, args=(prefix, run_id, epochs))
     state = f"paused after epoch {_paused_epoch(store, run_id)}" if paused else "running"
-    cols[3].caption(f"Run #{run_id} is {state}. Pause and pace wait between epochs; the "
+    cols[4].caption(f"Run #{run_id} is {state}. Pause and pace wait between epochs; the "
                     f"waiting is not training time.")
     message = st.session_state.pop(f"{prefix}_play_message", None)
     if message:

@@ -168,13 +168,16 @@ def test_warm_start_step_by_step_pause_pace_and_delete_one(warm_server, page):
     [run] = store.list_runs()
     assert run["worker_pid"] == warm_pid  # the warm worker took it: no start-up to wait for
 
-    resume = page.get_by_role("button", name="Resume")
-    resume.wait_for(timeout=WAIT_MS)  # paused after epoch 1
+    from divebatch.jobs import is_paused
+    wait_until(lambda: is_paused(store, run["id"]), "the pause after epoch 1")
     assert len(store.records(run["id"])) == 1
+    page.reload()  # the buttons show the state of the last page run
+    resume = page.get_by_role("button", name="Resume")
+    resume.wait_for(timeout=WAIT_MS)
     screenshot(page, "synthetic_lab_instructor_1280x720", height=720, width=1280)
     page.get_by_role("button", name="Step").click()
-    wait_until(lambda: len(store.records(run["id"])) == 2, "one more epoch")
-    resume.wait_for(timeout=WAIT_MS)  # paused again
+    wait_until(lambda: len(store.records(run["id"])) == 2 and is_paused(store, run["id"]),
+               "one more epoch, then paused again")
     assert len(store.records(run["id"])) == 2
 
     page.locator(f".st-key-syn_play_pace_{run['id']}").click()
