@@ -3,7 +3,9 @@
 
 import streamlit as st
 
-from dashboard.common import open_store, queue_summary
+from dashboard.common import foreground_runs, open_store, queue_summary
+from dashboard.instructor import apply_style
+from divebatch import jobs
 
 st.set_page_config(page_title="DiveBatch Lab", page_icon=":material/scuba_diving:",
                    layout="wide")
@@ -23,8 +25,15 @@ page = st.navigation(PAGES)
 if "instructor" not in st.session_state:
     st.session_state.instructor = st.query_params.get("instructor") == "1"
 st.sidebar.toggle("Instructor mode", key="instructor",
-                  help="Hide the advanced controls (or open the dashboard with ?instructor=1).")
-busy, queued, slots = queue_summary(open_store())
-st.sidebar.caption(f"Workers: {busy} of {slots} slot(s) busy, {queued} run(s) queued")
+                  help="For a projector: larger type, only the preset, delta, B_max and R on "
+                       "the lab form, charts in view after Start (or open the dashboard with "
+                       "?instructor=1).")
+apply_style()
+store = open_store()
+busy, queued, slots = queue_summary(store)
+jobs.keep_warm(store)  # a waiting worker makes the next Start immediate
+cli_ids = ", ".join(f"#{run['id']}" for run in foreground_runs(store))
+st.sidebar.caption(f"Workers: {busy} of {slots} slot(s) busy, {queued} run(s) queued"
+                   + (f" · running from the command line: {cli_ids}" if cli_ids else ""))
 
 page.run()

@@ -22,6 +22,20 @@ the gaps between each viewer's updates, and the server process's CPU seconds (fr
 viewer update; then a linear extrapolation to 30 viewers.
 
 Targets: Runs page under 1 s, live fragment under 0.3 s.
+
+`--start` measures instead the click on "Start run" until the first chart point is drawn,
+on an empty store, for the convex synthetic preset (Synthetic lab) and digits (Image lab,
+10 epochs), each from a freshly loaded page once the previous run has been stopped; with the warm
+worker pool (the default) and, with `--cold N`, N times without it (a worker started per
+run). Target: under 2 s with the warm pool.
+
+    python benchmarks/dashboard.py --start --repeat 10 --cold 3
+
+`--first-record` leaves the browser out: `jobs.submit` of the convex preset until its first
+epoch record is in the store, with a warm worker and then with a worker started for each run,
+in one process (the ratio is what to read on a busy machine).
+
+    python benchmarks/dashboard.py --first-record --repeat 10
 """
 
 from __future__ import annotations
@@ -46,7 +60,11 @@ from divebatch.store import RunStore  # noqa: E402
 N_RUNS, N_EPOCHS, N_TRAIN = 100, 200, 8000
 METHODS = ({"method": "sgd", "batch_size": 32}, {"method": "divebatch", "batch_size": 32},
            {"method": "adabatch", "batch_size": 32}, {"method": "sgd", "batch_size": 1024})
-RUNS_PAGE_TARGET_S, FRAGMENT_TARGET_S = 1.0, 0.3
+RUNS_PAGE_TARGET_S, FRAGMENT_TARGET_S, START_TARGET_S = 1.0, 0.3, 2.0
+FIRST_POINT = "() => [...document.querySelectorAll('.js-plotly-plot')]" \
+              ".some(e => (e.data || []).some(t => t.x && t.x.length > 0))"
+START_CASES = (("Synthetic lab (convex preset)", "synthetic", {}),
+               ("Image lab (digits, 10 epochs)", "images", {"epochs": "10"}))
 
 
 def synthetic_records(rng: random.Random, batch_size: int, epochs: int = N_EPOCHS
@@ -133,6 +151,101 @@ def measure(url: str, repeat: int) -> tuple[list[float], list[float]]:
                                           page.evaluate(LAST_UPDATE)).group(1)))
         browser.close()
     return page_loads[1:], fragments[1:], server[1:]
+
+
+def measure_start(url: str, path: str, query: dict, repeat: int, db: Path
+                  ) -> tuple[list[float], list[float]]:
+    """Click-to-first-point seconds of `repeat` runs started from a freshly loaded page, and
+    each run's seconds from being queued to being claimed by a worker."""
+    from urllib.parse import urlencode
+
+    from playwright.sync_api import sync_playwright
+
+    from divebatch import jobs
+    store = RunStore(db)
+    seconds, first_id = [], max((run["id"] for run in store.list_runs(limit=1)), default=0)
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        page = browser.new_page(viewport={"width": 1440, "height": 900})
+        for _ in range(repeat):
+            wait_idle(store)
+            page.goto(f"{url}/{path}?{urlencode(query)}")
+            start = page.get_by_role("button", name="Start run")
+            start.wait_for(timeout=300_000)
+            page.wait_for_timeout(300)  # let the page settle (the URL sync reruns it once)
+            seconds.append(time_until(page, start.click, FIRST_POINT, timeout_s=300))
+            print(f"  {path}: {seconds[-1]:.2f} s", file=sys.stderr, flush=True)
+            for run in store.list_runs(status=("queued", "running")):
+                jobs.request_stop(store, run["id"])  # the next Start needs the worker free
+        wait_idle(store)
+        browser.close()
+    claims = [run["started_at"] - run["created_at"] for run in store.list_runs()
+              if run["id"] > first_id and run["started_at"]]
+    return seconds, claims
+
+
+def wait_idle(store: RunStore, timeout_s: float = 300.0) -> None:
+    """Until no run is queued or running and a warm worker (if any) is free."""
+    deadline = time.monotonic() + timeout_s
+    while store.list_runs(status=("queued", "running")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def start_latency(repeat: int, cold: int) -> None:
+    from divebatch import jobs
+    for warm, times in (("1", repeat), ("0", cold)):
+        if not times:
+            continue
+        with tempfile.TemporaryDirectory() as folder:
+            db = Path(folder) / "runs.db"
+            env = {"DIVEBATCH_WARM_WORKERS": warm, "DIVEBATCH_MAX_WORKERS": "1"}
+            os.environ.update(env)
+            try:
+                with dashboard_server(db, env=env) as url:
+                    for name, path, query in START_CASES:
+                        kind = "warm worker" if warm == "1" else "cold worker"
+                        first_points, claims = measure_start(url, path, query, times, db)
+                        report(f"Start to first point, {name}, {kind}", first_points,
+                               START_TARGET_S)
+                        report("  of which queued until a worker claimed the run", claims,
+                               START_TARGET_S)
+            finally:
+                jobs.stop_warm_workers(RunStore(db))
+
+
+def first_record(repeat: int) -> None:
+    """Submit to first stored record: `repeat` runs with a warm worker, then `repeat` with a
+    worker started for each run (the warm one stopped), on one temporary store."""
+    from divebatch import jobs
+    from divebatch.presets import PRESETS
+    config = PRESETS["convex"].config()
+    times = {"warm": [], "cold": []}
+    with tempfile.TemporaryDirectory() as folder:
+        store = RunStore(Path(folder) / "runs.db")
+        os.environ["DIVEBATCH_MAX_WORKERS"] = "1"
+        try:
+            for kind in ("warm", "cold"):
+                os.environ["DIVEBATCH_WARM_WORKERS"] = "1" if kind == "warm" else "0"
+                jobs.keep_warm(store)
+                while kind == "warm" and not any(w["ready_at"] for w in store.workers()):
+                    time.sleep(0.05)
+                for _ in range(repeat):
+                    started = time.perf_counter()
+                    run_id = jobs.submit(store, config)
+                    while not store.records(run_id):
+                        time.sleep(0.01)
+                    times[kind].append(time.perf_counter() - started)
+                    print(f"  {kind} {times[kind][-1]:.2f} s", file=sys.stderr, flush=True)
+                    jobs.request_stop(store, run_id)
+                    wait_idle(store)
+                jobs.stop_warm_workers(store)
+        finally:
+            jobs.stop_warm_workers(store)
+    for kind, seconds in times.items():
+        report(f"submit to first record, convex preset, {kind} worker", seconds,
+               START_TARGET_S)
+    print(f"ratio cold / warm (medians): "
+          f"{statistics.median(times['cold']) / statistics.median(times['warm']):.1f}x")
 
 
 def report(name: str, seconds: list[float], target: float) -> None:
@@ -322,7 +435,23 @@ def main() -> int:
                         help="e.g. 1,5,10: measure a class watching 4 live runs instead")
     parser.add_argument("--in-process", action="store_true",
                         help="the live fragment's CPU per viewer update, without a browser")
+    parser.add_argument("--start", action="store_true",
+                        help="measure click-on-Start to first chart point instead")
+    parser.add_argument("--cold", type=int, default=0,
+                        help="with --start: also this many runs without the warm pool")
+    parser.add_argument("--first-record", action="store_true",
+                        help="measure submit to first stored record, warm and cold")
     args = parser.parse_args()
+    if args.first_record:
+        first_record(args.repeat)
+        print(f"load average after measuring: {os.getloadavg()[0]:.1f} on "
+              f"{os.cpu_count()} cores")
+        return 0
+    if args.start:
+        start_latency(args.repeat, args.cold)
+        print(f"load average after measuring: {os.getloadavg()[0]:.1f} on "
+              f"{os.cpu_count()} cores")
+        return 0
     if args.in_process:
         measure_fragment_in_process()
         return 0

@@ -19,11 +19,18 @@ def open_store() -> RunStore:
 
 def queue_summary(store: RunStore) -> tuple[int, int, int]:
     """(busy worker slots, queued runs, worker slots), after marking runs of dead workers
-    interrupted; a run with nproc = N holds N slots."""
+    interrupted; a run with nproc = N holds N slots. Only background runs (the queue's)
+    hold slots: runs started from the command line are counted by `foreground_runs`."""
     jobs.reap(store)
-    busy = sum(jobs.processes_of(run) for run in store.list_runs(status="running"))
+    busy = jobs.background_busy(store.list_runs(status="running"))
     queued = len(store.list_runs(status="queued"))
     return busy, queued, jobs.max_workers()
+
+
+def foreground_runs(store: RunStore) -> list[dict]:
+    """Running runs that a command line trains in the foreground (they hold no slot)."""
+    return [run for run in store.list_runs(status="running")
+            if not run["info"].get("background")]
 
 
 def show_run_problems(runs: list[dict], store: RunStore) -> None:

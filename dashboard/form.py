@@ -16,18 +16,23 @@ from divebatch import jobs
 from divebatch.commands import UsageError, check_runnable
 from divebatch.config import ALLOWED_MODELS, HOT_FIELDS, RunConfig, allowed_range, config_fields
 from divebatch.diversity import DiversityMeter
-from divebatch.links import config_from_query, config_to_query
+from divebatch.links import config_to_query, read_query
 from divebatch.presets import (PRESETS, VARIANTS, presets_for, race_configs, variant_of,
                                with_variant)
 from divebatch.schedulers import AdaBatch, BatchSizeScheduler, DiveBatch, FixedBatch
 
 from . import roles
 from .common import open_store
+from .instructor import FIELDS as INSTRUCTOR_FIELDS
+from .instructor import instructor_mode
+from .play import pace_picker, pace_seconds, start_paced
 
 # Shown in the main grid (in this order); every other field goes under "Advanced".
 MAIN_FIELDS = ("problem", "model", "method", "epochs", "batch_size", "max_batch_size", "delta",
                "resize_every", "lr", "lr_scaling", "schedule", "momentum", "weight_decay",
                "seed", "device", "name")
+OPEN_BOUND_STEP = 1e-6  # e.g. delta > 0: the widget's minimum is 0.000001
+CHOSEN_ELSEWHERE = ("pace_s",)  # the Pace control beside Start sets it
 LABELS = {"batch_size": "initial batch size B0", "max_batch_size": "max batch size B_max",
           "delta": "delta δ", "resize_every": "resize interval R (epochs)",
           "lr": "learning rate", "lr_scaling": "LR scaling rule", "schedule": "base LR schedule",
@@ -51,12 +56,13 @@ HOT_NOTE = ("(hot) marks the hot parameters: delta, max batch size, resize inter
 NOT_CONFIG = ("instructor", "runs")  # link parameters that are not RunConfig fields
 
 
+def label_of(name: str) -> str:
+    """The label a field's widget shows."""
+    return LABELS.get(name, name.replace("_", " "))
+
+
 def key(prefix: str, name: str) -> str:
     return f"{prefix}_{name}"
-
-
-def instructor_mode() -> bool:
-    return bool(st.session_state.get("instructor"))
 
 
 # --- state <-> RunConfig
@@ -78,9 +84,10 @@ def config_from_state(prefix: str) -> RunConfig:
 
 
 def init_form(prefix: str, problems: tuple[str, ...], default_preset: str) -> None:
-    """First visit in this session: the setup from the URL if it has one (all or nothing),
-    else the default preset. Only the page a session opens on reads the URL: later pages
-    may still see the previous page's parameters there."""
+    """First visit in this session: the setup from the URL if it has one (a bad parameter
+    is named by its label and left at its default; the others apply), else the default
+    preset. Only the page a session opens on reads the URL: later pages may still see the
+    previous page's parameters there."""
     if st.session_state.get(key(prefix, "ready")):
         return
     st.session_state[key(prefix, "ready")] = True
@@ -88,18 +95,31 @@ def init_form(prefix: str, problems: tuple[str, ...], default_preset: str) -> No
     query = {} if st.session_state.get("url_read") else st.query_params.to_dict()
     st.session_state.url_read = True
     if set(query) - set(NOT_CONFIG):
-        try:
-            linked = config_from_query(query, ignore=NOT_CONFIG)
-            if linked.problem not in problems:
-                raise ValueError(f"problem should be one of {', '.join(problems)} on this "
-                                 f"page, but got problem={linked.problem!r}")
-            config = linked
-            st.session_state[key(prefix, "notice")] = ("success", "Settings loaded from the link.")
-        except (TypeError, ValueError) as error:
-            st.session_state[key(prefix, "notice")] = (
-                "error", f"The settings in this link were refused, so none of them was "
-                         f"applied:\n\n{_bullets(error)}")
+        config = _config_from_link(prefix, query, problems, config)
     load_into_state(prefix, config)
+
+
+def _config_from_link(prefix: str, query: dict, problems: tuple[str, ...],
+                      preset: RunConfig) -> RunConfig:
+    """The link's setup, keeping its good parameters; the notice names the refused ones."""
+    try:
+        config, refused = read_query(query, ignore=NOT_CONFIG)
+    except ValueError as error:  # a conflict between fields the link did not set
+        st.session_state[key(prefix, "notice")] = (
+            "error", f"The settings in this link were refused:\n\n{_bullets(error)}")
+        return preset
+    if config.problem not in problems:
+        refused["problem"] = (f"should be one of {', '.join(problems)} on this page, but got "
+                              f"{config.problem!r}")
+        config = config.replace(problem=preset.problem)
+    if not refused:
+        st.session_state[key(prefix, "notice")] = ("success", "Settings loaded from the link.")
+        return config
+    st.session_state[key(prefix, "notice")] = (
+        "error", "Some settings in this link were refused and keep their default values; "
+                 "the others were applied:\n\n" + "\n".join(
+                     f"- **{label_of(name)}** {why}" for name, why in refused.items()))
+    return config
 
 
 def _bullets(error: Exception) -> str:
@@ -122,7 +142,7 @@ def field_widget(name: str, widget_key: str, *, options: tuple | None = None,
     """The widget for RunConfig field `name`, with its help text and allowed range."""
     f = next(f for f in config_fields() if f.name == name)
     meta, hot = f.metadata, name in HOT_FIELDS
-    label = LABELS.get(name, name.replace("_", " ")) + (" (hot)" if hot else "")
+    label = label_of(name) + (" (hot)" if hot else "")
     help_text = f"{meta['help']}. Allowed: {allowed_range(f)}." + \
         (" Hot: can change while the run is going." if hot else " Needs a new run.")
     common = dict(key=widget_key, help=help_text, disabled=disabled, persist_state="session")
@@ -134,10 +154,17 @@ def field_widget(name: str, widget_key: str, *, options: tuple | None = None,
         st.number_input(label, min_value=int(meta["low"]), max_value=int(meta["high"]), step=1,
                         **common)
     elif f.type == "float":
-        st.number_input(label, min_value=float(meta["low"]), max_value=float(meta["high"]),
+        st.number_input(label, min_value=_inside(meta["low"], meta["low_open"], 1),
+                        max_value=_inside(meta["high"], meta["high_open"], -1),
                         step=FLOAT_STEPS.get(name, 0.01), format="%g", **common)
     else:
         st.text_input(label, max_chars=200, **common)
+
+
+def _inside(bound: float, open_bound: bool, direction: int) -> float:
+    """A widget limit that validation accepts: an open bound moved inwards by a hair."""
+    return float(bound) + (direction * OPEN_BOUND_STEP * max(1.0, abs(bound))
+                           if open_bound else 0.0)
 
 
 def _render_field(prefix: str, name: str, problems: tuple[str, ...]) -> None:
@@ -192,17 +219,15 @@ def config_form(prefix: str, problems: tuple[str, ...], hidden: tuple[str, ...] 
     if notice:
         getattr(st, notice[0])(notice[1])
     main = [n for n in MAIN_FIELDS if n not in hidden]
-    advanced = [f.name for f in config_fields()
-                if f.name not in MAIN_FIELDS and f.name not in hidden]
+    advanced = [f.name for f in config_fields() if f.name not in MAIN_FIELDS
+                and f.name not in hidden and f.name not in CHOSEN_ELSEWHERE]
     if instructor_mode():
-        basic = {f.name for f in config_fields() if f.metadata["group"] == "basic"}
-        main = [n for n in main if n in basic]
-        advanced = []
-    _grid(prefix, main, problems)
+        main, advanced = list(INSTRUCTOR_FIELDS), []
+    _grid(prefix, main, problems, columns=len(main) if instructor_mode() else 4)
     if advanced:
         with st.expander("Advanced settings"):
             _grid(prefix, advanced, problems)
-    st.caption(HOT_NOTE)
+        st.caption(HOT_NOTE)
     config = config_from_state(prefix)
     try:
         config.validate()
@@ -227,6 +252,7 @@ def runnable_problem(config: RunConfig) -> str | None:
 def start_buttons(prefix: str, config: RunConfig | None, blocked: str | None) -> None:
     """Start one run, or race the four methods; new runs go onto this page's charts."""
     disabled = config is None or blocked is not None
+    pace_picker(prefix)
     col_start, col_race, col_note = st.columns([1, 1, 3], vertical_alignment="center")
     col_start.button("Start run", key=key(prefix, "start"), type="primary",
                      disabled=disabled, width="stretch",
@@ -240,6 +266,9 @@ def start_buttons(prefix: str, config: RunConfig | None, blocked: str | None) ->
                      "reload, close the tab or restart the dashboard.")
     if blocked:
         st.error(f"This setup cannot run here: {blocked}")
+    note = st.session_state.pop(key(prefix, "start_note"), None)
+    if note:
+        st.info(note)
     error = st.session_state.pop(key(prefix, "start_error"), None)
     if error:
         st.error(error)
@@ -248,7 +277,9 @@ def start_buttons(prefix: str, config: RunConfig | None, blocked: str | None) ->
 def _start(prefix: str, race: bool) -> None:
     if not roles.require_instructor("race" if race else "start"):
         return
+    pace = st.session_state.get(key(prefix, "start_pace")) or "real"
     config = config_from_state(prefix)
+    config = config.replace(pace_s=pace_seconds(pace, config.epochs))
     blocked = runnable_problem(config)
     if blocked:
         st.session_state[key(prefix, "start_error")] = f"Cannot start: {blocked}"
@@ -264,8 +295,24 @@ def _start(prefix: str, race: bool) -> None:
     except ValueError as error:
         st.session_state[key(prefix, "start_error")] = f"Cannot start:\n\n{_bullets(error)}"
         return
+    start_paced(store, ids, pace)
+    if race:
+        st.session_state[key(prefix, "start_note")] = race_note(store, config, len(ids))
+    st.session_state[key(prefix, "scroll")] = instructor_mode()
     shown = [] if race else st.session_state.get(key(prefix, "shown"), [])
     st.session_state[key(prefix, "shown")] = [*shown, *ids]
+
+
+def race_note(store, config: RunConfig, n_runs: int) -> str | None:
+    """Say plainly when a race's runs cannot all train at once, and about how long it takes."""
+    slots = jobs.max_workers()
+    if slots >= n_runs:
+        return None
+    typical = jobs.typical_run_seconds(store, config)
+    rounds = -(-n_runs // slots)  # ceil
+    about = f", about {typical * rounds:.0f} s in all" if typical else ""
+    return (f"This machine trains {slots} run(s) at a time, so the {n_runs} runs go one "
+            f"after another{about}: each curve appears when its run starts.")
 
 
 def show_the_code(prefix: str) -> None:

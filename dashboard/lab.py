@@ -6,6 +6,8 @@ import streamlit as st
 
 from dashboard import form, live, roles
 from dashboard.common import open_store
+from dashboard.instructor import LIVE_ANCHOR, instructor_mode, scroll_to_charts
+from divebatch.presets import PRESETS
 
 RUNS_TO_PICK_FROM = 60  # the newest runs of the lab's problems offered for the charts
 
@@ -15,14 +17,20 @@ def form_and_live_panel(prefix: str, problems: tuple[str, ...],
     """Everything below a lab page's header, for runs of `problems`; `hidden` fields do not
     apply to them and stay off the form."""
     if roles.can_change():
-        form.preset_picker(prefix, problems)
-        config = form.config_form(prefix, problems, hidden=hidden)
+        if instructor_mode():
+            config = _folding_setup(prefix, problems, hidden)
+        else:
+            form.preset_picker(prefix, problems)
+            config = form.config_form(prefix, problems, hidden=hidden)
         form.start_buttons(prefix, config, form.runnable_problem(config) if config else None)
     else:
         roles.read_only_banner()
-    form.show_the_code(prefix)
+    if not instructor_mode():
+        form.show_the_code(prefix)
 
-    st.header("Live")
+    st.header("Live", anchor=LIVE_ANCHOR)
+    if st.session_state.pop(form.key(prefix, "scroll"), False):
+        scroll_to_charts(LIVE_ANCHOR)
     store = open_store()
     newest = store.list_runs(limit=RUNS_TO_PICK_FROM)
     linked = [run for run in map(store.get_run, st.session_state.get("linked_runs", []))
@@ -30,3 +38,15 @@ def form_and_live_panel(prefix: str, problems: tuple[str, ...],
     candidates = [run for run in newest + linked
                   if run["config"].get("problem") in problems]
     live.live_panel(prefix, live.run_picker(prefix, candidates))
+
+
+def _folding_setup(prefix: str, problems: tuple[str, ...], hidden: tuple[str, ...]):
+    """Instructor mode: the preset and the three knobs in an expander that folds once runs
+    are on the charts (a new label makes Streamlit draw it folded)."""
+    started = bool(st.session_state.get(form.key(prefix, "shown")))
+    preset = PRESETS[st.session_state[form.key(prefix, "preset")]].title \
+        if st.session_state.get(form.key(prefix, "preset")) in PRESETS else "Setup"
+    label = f"Setup: {preset} (open to change)" if started else "Setup"
+    with st.expander(label, expanded=not started):
+        form.preset_picker(prefix, problems)
+        return form.config_form(prefix, problems, hidden=hidden)

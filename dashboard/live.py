@@ -23,6 +23,7 @@ from divebatch.plots import ChartOptions, RunData, run_label
 from . import roles, shared, stale
 from .common import ACTIVE, open_store, show_run_problems
 from .form import field_widget
+from .play import play_controls
 
 INTERVAL_HOLD_S = 10.0
 HOT_USED = {"divebatch": HOT_FIELDS, "adabatch": ("max_batch_size", "resize_every",
@@ -190,6 +191,7 @@ def run_controls(prefix: str, active: list[dict], snap: shared.Snapshot) -> None
         col_all.button(f"Stop all {len(active)}", key=f"{prefix}_stop_all", width="stretch",
                        disabled=len(active) < 2, on_click=_stop, args=(prefix, list(by_id)))
         hot_change_form(prefix, by_id[picked], list(snap.records[picked]))
+        play_controls(prefix, by_id[picked])
     message = st.session_state.pop(f"{prefix}_control_message", None)
     if message:
         getattr(st, message[0])(message[1])

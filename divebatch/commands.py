@@ -70,7 +70,8 @@ def cmd_run(args) -> int:
     elif config.nproc > 1:
         return run_on_processes(args, config)
     store = open_store(args)
-    run_id = store.create_run(config.to_dict(), name=config.name, status="queued")
+    # created running (never queued, so no background worker takes it too)
+    run_id = store.create_run(config.to_dict(), name=config.name, status="running")
     print(run_id, flush=True)
     with EpochProgress(config.epochs, enabled=not args.quiet) as progress:
         execute_run(store, run_id, on_epoch=progress.update)
@@ -218,15 +219,21 @@ def cmd_compare(args) -> int:
 
 
 def add_worker(sub) -> None:
-    parser = subparser(sub, "worker", "train a stored queued run (used by the dashboard)",
-                       cmd_worker)
-    parser.add_argument("run_id", type=int)
+    parser = subparser(sub, "worker", "train a stored queued run, or (--warm) wait for queued "
+                                      "runs and train them (used by the dashboard)", cmd_worker)
+    parser.add_argument("run_id", type=int, help="the run, or with --warm the worker's id")
+    parser.add_argument("--warm", action="store_true",
+                        help="a warm worker: RUN_ID is its row in the store's workers table")
 
 
 def cmd_worker(args) -> int:
     from . import distributed
     from .jobs import dispatch, execute_run, follow_run
     store = open_store(args)
+    if args.warm:
+        from .warm_worker import serve
+        serve(store, args.run_id)
+        return 0
     get_run_or_fail(store, args.run_id)
     if not distributed.is_main_process():  # rank > 0 of a run on several processes
         follow_run(store, args.run_id)

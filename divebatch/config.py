@@ -121,6 +121,9 @@ class RunConfig:
                                         "is not measured (one process only)")
     progress_every: float = knob(2.0, "seconds between live progress rows within an epoch",
                                  low=0.1, high=3600.0)
+    pace_s: float = knob(0.0, "classroom pace: each epoch lasts at least this many seconds "
+                              "(the run waits between epochs; waiting is never training "
+                              "time and changes no result)", low=0.0, high=3600.0)
     max_micro_batch: int = knob(0, "largest forward/backward per process; a larger share of "
                                    "the batch accumulates gradients over micro-batches "
                                    "(0 = never split)", low=0, high=1_000_000)

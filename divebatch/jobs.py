@@ -3,11 +3,20 @@
 `execute_run(store, run_id)` trains the run whose config is stored, appending each epoch's
 record, live progress and events to the store, and reading stop / hot-change requests from
 the store's control rows between steps.
+
+Background runs are queued in the store and taken by worker processes (never threads or
+multiprocessing inside the dashboard): a pool of *warm* workers (`python -m divebatch worker
+--warm`, see warm_worker.py) that have already imported torch and poll the queue, so a run
+starts within a fraction of a second; runs a warm worker cannot take (several processes, a
+GPU of their own) get a worker started for them (`python -m divebatch worker RUN_ID`). Both
+claim runs through `RunStore.claim_next`, one transaction that also checks the slot limit.
 """
 
 from __future__ import annotations
 
 import os
+import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -26,7 +35,9 @@ if TYPE_CHECKING:  # the trainer (and torch) is imported only where a run is tra
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 CLAIM_TIMEOUT_S = 60.0  # a claimed run with no worker after this long was abandoned
 RESUMABLE_STATUSES = ("interrupted", "failed", "stopped")
+PLAY_CONTROLS = ("pause", "resume", "step")
 PID_CLOCK_SLACK_S = 2.0  # /proc start times are whole-second boot time plus clock ticks
+WARM_POOL_DEFAULT = 1  # warm workers kept waiting ($DIVEBATCH_WARM_WORKERS; 0: none)
 
 
 class StoreControl:
@@ -170,6 +181,65 @@ def gpu_ids() -> list[str]:
     return visible[:count] if visible else [str(index) for index in range(count)]
 
 
+def warm_pool_size(gpus: list[str] | None = None) -> int:
+    """Warm workers to keep: $DIVEBATCH_WARM_WORKERS (default 1), at most max_workers();
+    none on a GPU machine, where each run gets GPUs of its own when its worker starts."""
+    configured = os.environ.get("DIVEBATCH_WARM_WORKERS", "")
+    size = int(configured) if configured.isdigit() else WARM_POOL_DEFAULT
+    gpus = gpu_ids() if gpus is None else gpus
+    return 0 if gpus else min(size, max_workers(gpus))
+
+
+def warm_can_take(run: dict, gpus: list[str]) -> bool:
+    """A warm worker (one process, no GPU of its own) can train this run."""
+    return processes_of(run) == 1 and not (gpus and _on_any_gpu(run["config"]))
+
+
+def background_busy(running: list[dict]) -> int:
+    """Worker slots held by background runs (queued, then claimed); runs started in the
+    foreground from the CLI do not count."""
+    return sum(processes_of(run) for run in running if run["info"].get("background"))
+
+
+def keep_warm(store: RunStore, gpus: list[str] | None = None) -> None:
+    """Forget warm workers that died (their run, if any, is reaped as interrupted) and
+    start new ones until the pool is full."""
+    alive = []
+    for worker in store.workers():
+        if _worker_gone(worker):
+            store.remove_worker(worker["id"])
+        else:
+            alive.append(worker)
+    pool = warm_pool_size(gpus)
+    if len(alive) >= pool:
+        return  # the common case costs one read, not the write lock
+    while (worker_id := store.reserve_worker(pool)) is not None:
+        try:
+            pid = _spawn(store, ["worker", "--warm", str(worker_id)], "warm-worker.log")
+        except OSError:
+            store.remove_worker(worker_id)
+            return
+        store.update_worker(worker_id, pid=pid)
+
+
+def stop_warm_workers(store: RunStore) -> None:
+    """End every warm worker of this store (SIGTERM; a run one trains is then reaped as
+    interrupted) and forget it. For tests and benchmarks that start a dashboard."""
+    for worker in store.workers():
+        if worker["pid"] and not _worker_gone(worker):
+            try:
+                os.kill(worker["pid"], signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        store.remove_worker(worker["id"])
+
+
+def _worker_gone(worker: dict) -> bool:
+    if worker["pid"] is None:  # its dispatcher died before it could start it
+        return time.time() - worker["created_at"] > CLAIM_TIMEOUT_S
+    return not pid_alive(worker["pid"]) or _started_after(worker["pid"], worker["created_at"])
+
+
 def submit(store: RunStore, config: RunConfig, name: str = "", group: str = "") -> int:
     """Validate and queue a run, then start workers as the limit allows."""
     config.validate()
@@ -195,6 +265,37 @@ def request_hot_change(store: RunStore, run_id: int, **hot) -> None:
     run = store.get_run(run_id)
     RunConfig.from_dict({**run["config"], **hot}).validate()
     store.send_control(run_id, "set", hot)
+
+
+def request_play(store: RunStore, run_id: int, kind: str) -> None:
+    """"pause" (at the next epoch end), "resume", or "step" (while paused: one more epoch,
+    then paused again) a running run."""
+    if kind not in PLAY_CONTROLS:
+        raise ValueError(f"kind should be one of {', '.join(PLAY_CONTROLS)}, but got "
+                         f"kind={kind!r}")
+    store.send_control(run_id, kind)
+
+
+def request_pace(store: RunStore, run_id: int, pace_s: float) -> None:
+    """Set a running run's classroom pace: each epoch lasts at least `pace_s` seconds."""
+    RunConfig(pace_s=pace_s).validate()
+    store.send_control(run_id, "pace", {"pace_s": pace_s})
+
+
+def typical_run_seconds(store: RunStore, config: RunConfig, recent: int = 200) -> float | None:
+    """Median start-to-end seconds of recent completed runs of the same problem, epochs and
+    pace (None if there are none): an estimate of how long such a run takes here."""
+    same = [run["finished_at"] - run["started_at"]
+            for run in store.list_runs(status="completed", limit=recent)
+            if run["started_at"] and run["finished_at"]
+            and all(run["config"].get(name) == getattr(config, name)
+                    for name in ("problem", "epochs", "pace_s"))]
+    return statistics.median(same) if same else None
+
+
+def is_paused(store: RunStore, run_id: int) -> bool:
+    """Whether the run's worker is waiting, paused, between two epochs."""
+    return bool((store.get_progress(run_id) or {}).get("paused"))
 
 
 def pid_alive(pid: int | None) -> bool:
@@ -249,46 +350,71 @@ def reap(store: RunStore) -> list[int]:
 def _lost(run: dict) -> bool:
     if run["worker_pid"]:
         return not pid_alive(run["worker_pid"]) \
-            or _started_after(run["worker_pid"], run["started_at"] or 0.0)
-    # claimed by a dispatcher that died before it could start the worker
-    return time.time() - (run["started_at"] or 0.0) > CLAIM_TIMEOUT_S
+            or _started_after(run["worker_pid"], run["started_at"] or run["created_at"])
+    # claimed by a dispatcher that died before it could start the worker (or created as
+    # running by a CLI process that has not yet marked it)
+    return time.time() - (run["started_at"] or run["created_at"]) > CLAIM_TIMEOUT_S
 
 
 def dispatch(store: RunStore, limit: int | None = None) -> list[int]:
     """Start workers for queued runs, oldest first, while their processes fit in `limit`
-    (a run with nproc = N takes N; one larger than `limit` runs alone). On a GPU machine each
-    run on device auto/cuda gets GPUs of its own, one per process, through
-    CUDA_VISIBLE_DEVICES (recorded as info["gpus"])."""
+    (a run with nproc = N takes N; one larger than `limit` runs alone; foreground CLI runs
+    take none). Runs a warm worker can take are left to the warm pool while one of its
+    workers is free (`keep_warm` keeps it full); the others get a worker of their own. On a
+    GPU machine each run on device auto/cuda gets GPUs of its own, one per process, through
+    CUDA_VISIBLE_DEVICES (recorded as info["gpus"]). Returns the ids of the runs it started."""
     reap(store)
     gpus = gpu_ids()
     limit = limit or max_workers(gpus)
-    running = store.list_runs(status="running")
-    busy = sum(processes_of(run) for run in running)
-    taken = {gpu for run in running for gpu in run["info"].get("gpus", [])}
+    keep_warm(store, gpus)
+    warm_free = any(worker["run_id"] is None for worker in store.workers())
     started = []
-    for run in reversed(store.list_runs(status="queued")):
-        need = processes_of(run)
-        if busy and busy + need > limit:
-            break
-        wants_gpus = bool(gpus) and _on_any_gpu(run["config"])
-        if wants_gpus and need > len(gpus):
-            _fail(store, run["id"], f"nproc = {need} needs {need} GPUs, but this machine has "
-                                    f"{len(gpus)}; use nproc <= {len(gpus)}")
-            continue
-        assigned = [gpu for gpu in gpus if gpu not in taken][:need] if wants_gpus else []
-        if len(assigned) < need and wants_gpus:
-            break  # the oldest run waits for GPUs; younger ones wait behind it
-        if _start(store, run, assigned):
+    while (run := _next_cold_run(store, gpus, limit, warm_free)) is not None:
+        if run.get("cannot_run"):
+            _fail(store, run["id"], run["cannot_run"])
+        elif _start(store, run, run["assigned"], limit):
             started.append(run["id"])
-            busy += need
-            taken.update(assigned)
+        else:
+            break
     return started
 
 
-def _start(store: RunStore, run: dict, gpus: list[str]) -> bool:
-    """Claim a queued run and start its worker on `gpus`; False if it did not start."""
+def _next_cold_run(store: RunStore, gpus: list[str], limit: int, warm_free: bool
+                   ) -> dict | None:
+    """The oldest queued run if a worker should be started for it now (with "assigned" GPUs,
+    or with the reason why it "cannot_run" here), else None."""
+    running, queued = store.list_runs(status="running"), store.list_runs(status="queued")
+    if not queued:
+        return None
+    run = queued[-1]
+    if warm_free and warm_can_take(run, gpus):
+        return None  # a warm worker takes it within a fraction of a second
+    need, wants_gpus = processes_of(run), bool(gpus) and _on_any_gpu(run["config"])
+    if wants_gpus and need > len(gpus):
+        return {**run, "cannot_run": f"nproc = {need} needs {need} GPUs, but this machine has "
+                                f"{len(gpus)}; use nproc <= {len(gpus)}"}
+    if not _fits(need, running, limit):
+        return None
+    taken = {gpu for other in running for gpu in other["info"].get("gpus", [])}
+    assigned = [gpu for gpu in gpus if gpu not in taken][:need] if wants_gpus else []
+    if len(assigned) < need and wants_gpus:
+        return None  # the oldest run waits for GPUs; younger ones wait behind it
+    return {**run, "assigned": assigned}
+
+
+def _fits(need: int, running: list[dict], limit: int) -> bool:
+    busy = background_busy(running)
+    return not busy or busy + need <= limit
+
+
+def _start(store: RunStore, run: dict, gpus: list[str], limit: int) -> bool:
+    """Claim a queued run (if it still fits) and start its worker on `gpus`; False if it
+    did not start."""
     run_id = run["id"]
-    if not store.claim_run(run_id):
+
+    def still_fits(running: list[dict], queued: list[dict]) -> int | None:
+        return run_id if _fits(processes_of(run), running, limit) else None
+    if store.claim_next(still_fits) is None:
         return False
     if gpus or "gpus" in run["info"]:  # a resumed run may hold its last GPUs
         store.update_info(run_id, gpus=gpus)
@@ -317,19 +443,25 @@ def _fail(store: RunStore, run_id: int, message: str) -> None:
 
 
 def spawn_worker(store: RunStore, run_id: int, gpus: list[str] | None = None) -> int:
-    """`python -m divebatch --db PATH worker RUN_ID` in its own session (it outlives the
-    dashboard), with an argument list, never a shell; under `torch.distributed.run
-    --nproc_per_node=N --standalone` when the run's config has nproc = N > 1; with
-    CUDA_VISIBLE_DEVICES set to `gpus` when given."""
+    """`python -m divebatch --db PATH worker RUN_ID` (see `_spawn`); under
+    `torch.distributed.run --nproc_per_node=N --standalone` when the run's config has
+    nproc = N > 1; with CUDA_VISIBLE_DEVICES set to `gpus` when given."""
+    nproc = store.get_run(run_id)["config"].get("nproc", 1)
+    return _spawn(store, ["worker", str(run_id)], f"run-{run_id}.log", nproc, gpus)
+
+
+def _spawn(store: RunStore, args: list[str], log_name: str, nproc: int = 1,
+           gpus: list[str] | None = None) -> int:
+    """`python -m divebatch --db PATH ARGS` in its own session (it outlives the dashboard),
+    with an argument list, never a shell, its output appended to logs/`log_name`."""
     log_dir = store.path.parent / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
-    nproc = store.get_run(run_id)["config"].get("nproc", 1)
     env = worker_env()
     if gpus:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
-    with open(log_dir / f"run-{run_id}.log", "ab") as log:
+    with open(log_dir / log_name, "ab") as log:
         process = subprocess.Popen(
-            launch_command(nproc, ["--db", str(store.path), "worker", str(run_id)]),
+            launch_command(nproc, ["--db", str(store.path), *args]),
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True, cwd=str(PACKAGE_ROOT), env=env)
     return process.pid

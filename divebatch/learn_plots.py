@@ -11,6 +11,7 @@ from .learn import PointSummary, ToyProblem, loss_surface
 WINDOW = (-3.0, 3.0)       # both weights: the sliders' range and the contour's
 CLICK_GRID = 41            # invisible points per axis that make the contour clickable
 ARROW_FRACTION = 0.35      # the longest arrow spans this fraction of the window
+PATH_COLOUR, MEAN_COLOUR = "#444444", "#d62728"  # descent path, mean arrow: never alike
 SAMPLE_COLOURS = ("#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2",
                   "#17becf", "#bcbd22")
 
@@ -40,21 +41,24 @@ def gradient_field(problem: ToyProblem, summary: PointSummary,
         name="click to move w"))
     if path is not None:
         figure.add_trace(go.Scatter(x=path[:, 0], y=path[:, 1], mode="lines+markers",
-                                    marker={"size": 4}, line={"color": "#d62728", "width": 1},
+                                    marker={"size": 4, "color": PATH_COLOUR},
+                                    line={"color": PATH_COLOUR, "width": 1, "dash": "dot"},
                                     name="gradient descent from w"))
     optimum = problem.optimum
     figure.add_trace(go.Scatter(x=[optimum[0]], y=[optimum[1]], mode="markers",
                                 marker={"symbol": "star", "size": 16, "color": "gold",
                                         "line": {"color": "black", "width": 1}},
                                 name="optimum w*"))
-    figure.add_trace(go.Scatter(x=[summary.w[0]], y=[summary.w[1]], mode="markers",
-                                marker={"size": 11, "color": "black"}, name="w"))
     scale = arrow_scale(summary)
     for index, gradient in enumerate(summary.gradients):
         _arrow(figure, summary.w, -gradient * scale, SAMPLE_COLOURS[index % len(SAMPLE_COLOURS)],
                2, f"−g{index + 1} (sample {index + 1})")
     mean = summary.gradient_sum / len(summary.gradients)
-    _arrow(figure, summary.w, -mean * scale, "#d62728", 4, "−Σg/n (mean)")
+    _arrow(figure, summary.w, -mean * scale, MEAN_COLOUR, 4, "−Σg/n (mean)")
+    # w last, so that it is drawn above the path and the arrows that start at it
+    figure.add_trace(go.Scatter(x=[summary.w[0]], y=[summary.w[1]], mode="markers",
+                                marker={"size": 13, "color": "black",
+                                        "line": {"color": "white", "width": 2}}, name="w"))
     figure.update_layout(height=560, margin={"l": 40, "r": 10, "t": 30, "b": 40},
                          xaxis={"range": WINDOW, "title": "w1", "constrain": "domain"},
                          yaxis={"range": WINDOW, "title": "w2", "scaleanchor": "x"},

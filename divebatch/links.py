@@ -1,8 +1,9 @@
 """A RunConfig as URL query parameters, so that a link reproduces a setup.
 
-Only fields that differ from the defaults are written. Reading is all or nothing: every
-parameter is parsed by its field's type, then `RunConfig.from_dict` and `validate()` run;
-any problem raises one ValueError listing every bad parameter, and nothing is applied.
+Only fields that differ from the defaults are written. `config_from_query` reads all or
+nothing: every parameter is parsed by its field's type, then `RunConfig.from_dict` and
+`validate()` run; any problem raises one ValueError listing every bad parameter.
+`read_query` keeps what it can: the good parameters, and why each bad one was left out.
 
 >>> query = config_to_query(RunConfig(problem="sine", delta=0.25, seed=7))
 >>> query
@@ -55,6 +56,47 @@ def config_from_query(query: Mapping[str, str], ignore: Iterable[str] = ()) -> R
     config = RunConfig.from_dict(values)
     config.validate()
     return config
+
+
+def read_query(query: Mapping[str, str], ignore: Iterable[str] = ()
+               ) -> tuple[RunConfig, dict[str, str]]:
+    """The valid RunConfig made of the good parameters of `query`, and {parameter: why it
+    was left out} for the others ("should be a number, but got 'ten'"), without the
+    parameter's name so that a page can put its own label in front."""
+    types = {f.name: f.type for f in config_fields()}
+    values, refused = {}, {}
+    for key, text in query.items():
+        if key in set(ignore):
+            continue
+        if key not in types:
+            refused[key] = f"is not a setting (got {text!r})"
+            continue
+        try:
+            values[key] = _parse(types[key], text)
+        except ValueError:
+            refused[key] = f"should be {_A[types[key]]}, but got {text!r}"
+    while True:  # drop the fields that validation names, until the rest is valid
+        try:
+            config = RunConfig.from_dict(values)
+            config.validate()
+            return config, refused
+        except ValueError as error:
+            named = _fields_named(str(error), values)
+            if not named:
+                raise
+            for key, why in named.items():
+                refused[key] = why
+                del values[key]
+
+
+def _fields_named(message: str, values: dict) -> dict[str, str]:
+    """{field: its error without the field's name} for the error lines about `values`."""
+    named = {}
+    for line in message.splitlines():
+        key = line.split(" ", 1)[0]
+        if key in values and key not in named:
+            named[key] = line[len(key):].strip().replace(f"{key}=", "")
+    return named
 
 
 _A = {"int": "an int", "float": "a number", "bool": "true or false", "str": "text"}

@@ -43,7 +43,9 @@ from typing import Any
 
 STATUSES = ("queued", "running", "completed", "stopped", "diverged", "failed", "interrupted")
 FINISHED_STATUSES = ("completed", "stopped", "diverged", "failed", "interrupted")
-CONTROL_KINDS = ("stop", "set")  # "set" payload: hot params, e.g. {"delta": 0.2}
+# "set" payload: hot params, e.g. {"delta": 0.2}; "pace" payload: {"pace_s": 2.0};
+# "pause" / "resume" / "step" (one more epoch, then paused again) act between epochs
+CONTROL_KINDS = ("stop", "set", "pause", "resume", "step", "pace")
 
 BUSY_TIMEOUT_S = 5.0  # SQLite's own wait for a lock, per attempt; retries go on up to `timeout`
 DEFAULT_PATH = Path(".divebatch") / "runs.db"  # under the working directory
@@ -98,6 +100,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX controls_pending ON controls (run_id, id) WHERE consumed_at IS NULL",
     ),
+    (
+        """CREATE TABLE workers (            -- warm worker processes waiting for queued runs
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            pid INTEGER,                     -- NULL while its dispatcher is starting it
+            created_at REAL NOT NULL,
+            ready_at REAL,                   -- when it had imported torch and began to wait
+            run_id INTEGER                   -- the run it trains now; NULL while idle
+        )""",
+    ),
 )
 
 RUN_COLUMNS = ('id, name, grp AS "group", config, status, created_at, started_at, '
@@ -144,15 +155,16 @@ class RunStore:
     # --- runs
 
     def create_run(self, config: dict, name: str = "", status: str = "queued",
-                   group: str = "") -> int:
-        """Store a new run with its full config; returns its id."""
+                   group: str = "", info: dict | None = None) -> int:
+        """Store a new run with its full config (and `info`, if given); returns its id."""
         if not isinstance(config, dict):
             raise TypeError(f"config should be a dict (e.g. RunConfig.to_dict()), "
                             f"but got {type(config).__name__}")
         _check_choice("status", status, STATUSES)
         return self._write(lambda db: db.execute(
-            "INSERT INTO runs (name, grp, config, status, created_at) VALUES (?, ?, ?, ?, ?)",
-            (name, group, _dumps(config), status, time.time())).lastrowid)
+            "INSERT INTO runs (name, grp, config, status, created_at, info) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (name, group, _dumps(config), status, time.time(), _dumps(info or {}))).lastrowid)
 
     def get_run(self, run_id: int) -> dict | None:
         """The run as a dict (config and info decoded), or None if there is no such run."""
@@ -193,6 +205,30 @@ class RunStore:
                                 "worker_pid = NULL WHERE id = ? AND status = 'queued'",
                                 (time.time(), run_id))
             return cursor.rowcount == 1
+        return self._write(claim)
+
+    def claim_next(self, choose: Callable[[list[dict], list[dict]], int | None],
+                   pid: int | None = None, worker_id: int | None = None) -> int | None:
+        """Atomically claim the queued run that `choose(running, queued)` names (running and
+        queued runs as dicts, queued oldest first; None: claim nothing): it becomes running
+        with worker `pid` (None until its dispatcher has started one) and info "background"
+        set; warm worker `worker_id`, if given, records it. Returns the run id or None.
+        One write transaction: two claimers never take the same run, and `choose` sees every
+        claim committed before its own (so it can enforce a limit on running runs)."""
+        def claim(db: sqlite3.Connection) -> int | None:
+            running = [_run_dict(row) for row in db.execute(
+                f"SELECT {RUN_COLUMNS} FROM runs WHERE status = 'running'")]
+            queued = [_run_dict(row) for row in db.execute(
+                f"SELECT {RUN_COLUMNS} FROM runs WHERE status = 'queued' ORDER BY id")]
+            run_id = choose(running, queued)
+            picked = next((run for run in queued if run["id"] == run_id), None)
+            if picked is None:
+                return None
+            _update_run(db, run_id, status="running", started_at=time.time(), worker_pid=pid,
+                        info=_dumps({**picked["info"], "background": True}))
+            if worker_id is not None:
+                db.execute("UPDATE workers SET run_id = ? WHERE id = ?", (run_id, worker_id))
+            return run_id
         return self._write(claim)
 
     def cancel_queued(self, run_id: int) -> bool:
@@ -356,6 +392,37 @@ class RunStore:
                        "AND consumed_at IS NULL", (now, run_id))
             return [{**_with_payload(row), "consumed_at": now} for row in rows]
         return self._write(take)
+
+    # --- warm workers
+
+    def reserve_worker(self, pool: int) -> int | None:
+        """A new warm-worker row (pid still unknown) if fewer than `pool` rows exist; its id.
+        Atomic, so dispatchers in several processes never start more than `pool`."""
+        def reserve(db: sqlite3.Connection) -> int | None:
+            if db.execute("SELECT count(*) FROM workers").fetchone()[0] >= pool:
+                return None
+            return db.execute("INSERT INTO workers (created_at) VALUES (?)",
+                              (time.time(),)).lastrowid
+        return self._write(reserve)
+
+    def update_worker(self, worker_id: int, **columns: Any) -> bool:
+        """Set pid, ready_at and / or run_id of a warm worker; False if its row is gone."""
+        unknown = set(columns) - {"pid", "ready_at", "run_id"}
+        if unknown:
+            raise ValueError(f"worker columns are pid, ready_at, run_id, but got "
+                             f"{', '.join(sorted(unknown))}")
+        assignments = ", ".join(f"{column} = ?" for column in columns)
+        return self._write(lambda db: db.execute(
+            f"UPDATE workers SET {assignments} WHERE id = ?",
+            (*columns.values(), worker_id)).rowcount == 1)
+
+    def workers(self) -> list[dict]:
+        """Warm-worker rows (id, pid, created_at, ready_at, run_id), oldest first."""
+        rows = self._read(lambda db: db.execute("SELECT * FROM workers ORDER BY id").fetchall())
+        return [dict(row) for row in rows]
+
+    def remove_worker(self, worker_id: int) -> None:
+        self._write(lambda db: db.execute("DELETE FROM workers WHERE id = ?", (worker_id,)))
 
     # --- maintenance
 

@@ -44,8 +44,8 @@ def heatmap(cells: list[dict], metric_key: str, x_field: str, y_field: str,
                   for c in cells_in_row])
         text.append([_cell_text(c, metric_key, scale) for c in cells_in_row])
         labels.append([c["label"] if c else "" for c in cells_in_row])
-    title, colors = HEATMAP_METRICS[metric_key]
-    title = title.format(metric=metric_name + (" (%)" if scale == 100.0 else ""))
+    colors = HEATMAP_METRICS[metric_key][1]
+    title = metric_title(metric_key, metric_name) + _narrow_scale_note(z, metric_key, scale)
     x_text, y_text = [_tick(v) for v in xs], [_tick(v) for v in ys]
     colour_axis = {"colorbar": {"title": {"text": ""}}}
     if metric_key == "speedup":
@@ -66,6 +66,20 @@ def heatmap(cells: list[dict], metric_key: str, x_field: str, y_field: str,
     figure.update_xaxes(type="category")
     figure.update_yaxes(type="category")
     return figure
+
+
+def metric_title(metric_key: str, metric_name: str = "accuracy") -> str:
+    scale = metric_key == "final" and metric_name == "accuracy"
+    return HEATMAP_METRICS[metric_key][0].format(metric=metric_name + (" (%)" if scale else ""))
+
+
+def _narrow_scale_note(z: list[list], metric_key: str, scale: float) -> str:
+    """Say so when an accuracy colour scale spans under 1 point: its colours exaggerate."""
+    values = [v for row in z for v in row if v is not None]
+    if metric_key != "final" or scale != 100.0 or len(values) < 2:
+        return ""
+    span = max(values) - min(values)
+    return f"<br><sup>all cells within {span:.2f} points</sup>" if span < 1.0 else ""
 
 
 def _tick(value) -> str:

@@ -27,6 +27,7 @@ from .probe import DiversityProbe
 from .schedulers import AdaBatch, DiveBatch, FixedBatch
 
 EVAL_CHUNK = 4096  # validation samples per forward pass
+WAIT_POLL_S = 0.1  # control polls while waiting between epochs (pace, pause)
 
 
 @dataclass
@@ -69,7 +70,8 @@ class RunResult:
 
 
 class LocalControl:
-    """In-memory control channel: `stop()` and `set(**hot)` from another thread."""
+    """In-memory control channel: `stop()`, `set(**hot)`, `pause()`, `resume()`, `step()`
+    (one more epoch, then paused) and `pace(seconds)` from another thread."""
 
     def __init__(self):
         self._pending: list[dict] = []
@@ -79,6 +81,18 @@ class LocalControl:
 
     def set(self, **hot) -> None:
         self._pending.append({"kind": "set", "payload": hot})
+
+    def pause(self) -> None:
+        self._pending.append({"kind": "pause"})
+
+    def resume(self) -> None:
+        self._pending.append({"kind": "resume"})
+
+    def step(self) -> None:
+        self._pending.append({"kind": "step"})
+
+    def pace(self, pace_s: float) -> None:
+        self._pending.append({"kind": "pace", "payload": {"pace_s": pace_s}})
 
     def poll(self) -> list[dict]:
         pending, self._pending = self._pending, []
@@ -169,6 +183,9 @@ class Trainer:
         self.epochs_done = 0
         self.checkpoint_path = checkpoint_path  # written at the end of every epoch if set
         self.stop_requested = False
+        self.paused = False  # waiting after an epoch until resume, step or stop
+        self.pause_requested = False  # pause at the next epoch boundary (or now, if at one)
+        self.pause_after_epoch = False  # "step" while paused: one more epoch, then pause
         self.started = time.perf_counter()
         self._last_poll = 0.0
         self._apply_lr_multiplier(1.0, config.lr_multiplier)
@@ -213,6 +230,7 @@ class Trainer:
         status, message = "completed", ""
         try:
             for epoch in range(self.epochs_done + 1, self.config.epochs + 1):
+                epoch_started = time.perf_counter()
                 try:
                     record = self._run_epoch(epoch)
                 except RuntimeError as error:  # torch.OutOfMemoryError is one
@@ -238,6 +256,8 @@ class Trainer:
                 # after on_epoch, so a killed run resumes at or before its last stored record
                 if self.checkpoint_path and self.dist.is_main:
                     checkpoint.save(self.checkpoint_path, self.state_dict())
+                if epoch < self.config.epochs:
+                    self._wait_between_epochs(epoch, epoch_started)
                 if self.stop_requested:
                     status, message = "stopped", f"stopped after epoch {epoch}"
                     break
@@ -449,10 +469,59 @@ class Trainer:
         if self.control is None:
             return
         for message in self.control.poll():
-            if message.get("kind") == "stop":
+            kind = message.get("kind")
+            if kind == "stop":
                 self.stop_requested = True
-            elif message.get("kind") == "set":
+            elif kind == "set":
                 self.apply_hot_changes(message.get("payload") or {}, epoch)
+            elif kind == "resume":
+                self.paused = self.pause_requested = self.pause_after_epoch = False
+            elif kind == "step" and self.paused:
+                self.paused, self.pause_after_epoch = False, True
+            elif kind in ("pause", "step"):  # a step while running pauses at the boundary
+                self.pause_requested = True
+            elif kind == "pace":
+                self._set_pace((message.get("payload") or {}).get("pace_s"), epoch)
+
+    def _set_pace(self, pace_s, epoch: int) -> None:
+        try:
+            self.config.replace(pace_s=pace_s).validate()
+        except (ValueError, TypeError) as error:
+            self._event("rejected", str(error).splitlines()[0], epoch, {"pace_s": pace_s})
+            return
+        self.config = self.config.replace(pace_s=pace_s)
+        self._event("pace", f"pace: each epoch lasts at least {pace_s:g} s" if pace_s
+                    else "pace: real time", epoch, {"pace_s": pace_s})
+
+    def _wait_between_epochs(self, epoch: int, epoch_started: float) -> None:
+        """Classroom pace and pause: wait, polling controls, until the epoch has lasted
+        `pace_s` seconds and the run is not paused (or a stop arrives). Waiting happens
+        outside every timed span, so it is never training time. Runs on one process only
+        (ranks would have to wait in step)."""
+        if self.dist.world_size > 1:
+            return
+        if self.pause_after_epoch:
+            self.pause_requested, self.pause_after_epoch = True, False
+        was_paused = False
+        while not self.stop_requested:
+            if self.pause_requested:
+                self.paused, self.pause_requested = True, False
+            if self.paused != was_paused:
+                self._pause_state(epoch, self.paused)
+                was_paused = self.paused
+            remaining = self.config.pace_s - (time.perf_counter() - epoch_started)
+            if not self.paused and remaining <= 0:
+                return
+            time.sleep(WAIT_POLL_S if self.paused else min(WAIT_POLL_S, remaining))
+            self._handle_controls(epoch, epoch_end=True)
+
+    def _pause_state(self, epoch: int, paused: bool) -> None:
+        """Tell the store (progress row and event) that the run paused or resumed."""
+        if self.on_progress:
+            self.on_progress({"epoch": epoch, "paused": paused})
+        self._event("paused" if paused else "resumed",
+                    f"paused after epoch {epoch}" if paused else f"resumed after epoch {epoch}",
+                    epoch)
 
     def apply_hot_changes(self, changes: dict, epoch: int) -> None:
         """Apply delta / max_batch_size / resize_every / lr_multiplier between steps; the

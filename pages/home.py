@@ -3,6 +3,7 @@
 import streamlit as st
 
 from dashboard import ensure_router
+from dashboard.instructor import instructor_mode
 
 ensure_router()
 
@@ -26,6 +27,7 @@ PAGES = (  # (page file, title, icon, what it is for), in the sidebar's order
      "The paper's comparison at this machine's scale, beside the published numbers."),
 )
 CARDS_PER_ROW = 3
+FOR_THE_CLASS = ("pages/learn.py", "pages/synthetic.py")  # the cards in instructor mode
 
 st.title("DiveBatch Lab")
 st.markdown(
@@ -33,19 +35,25 @@ st.markdown(
     "Δ = Σ‖gᵢ‖² / ‖Σgᵢ‖² (Chen, Wang, Sundaram 2025). Every R epochs DiveBatch sets "
     "B ← min(max(δ · n · Δ̂, B), B_max): a fraction δ of Yin's batch-size bound n·Δ.")
 
-for start in range(0, len(PAGES), CARDS_PER_ROW):
-    row = PAGES[start:start + CARDS_PER_ROW]
+cards = [page for page in PAGES if page[0] in FOR_THE_CLASS] if instructor_mode() else PAGES
+for start in range(0, len(cards), CARDS_PER_ROW):
+    row = cards[start:start + CARDS_PER_ROW]
     for column, (path, title, icon, purpose) in zip(st.columns(CARDS_PER_ROW), row):
         with column.container(border=True, height="stretch"):
             st.page_link(path, label=f"**{title}**", icon=icon)
             st.caption(purpose)
 
+if instructor_mode():
+    st.stop()  # the class needs the two cards, not the plumbing
+
 st.subheader("How it works")
 st.markdown(
     "- Runs train in background worker processes and are kept in a SQLite file: they go on "
     "if you reload, close the tab or restart the dashboard. At most one run per GPU (else "
-    "one per CPU core but one) trains at a time; the others wait in a queue.\n"
+    "one per CPU core but one) trains at a time; the others wait in a queue. A warm worker "
+    "that has already loaded PyTorch waits for the next run, so Start begins at once.\n"
     "- The charts refresh on their own while a run on them is active.\n"
     "- A lab page's address holds its whole setup, seed included: copy it to share a setup. "
-    "`?instructor=1` hides the advanced controls for a classroom.\n"
+    "`?instructor=1` (or the sidebar toggle) is for a projector: larger type, only the "
+    "preset, delta, B_max and R, and the charts in view after Start.\n"
     "- The command line shares the store: `python -m divebatch list`.")

@@ -1,9 +1,14 @@
 """Learn: gradient diversity on a problem small enough to see, and how DiveBatch uses it."""
 
+from urllib.parse import urlencode
+
 import streamlit as st
 
 from dashboard import ensure_router
+from dashboard.instructor import instructor_mode
 from divebatch import learn, learn_plots
+from divebatch.config import RunConfig
+from divebatch.links import config_to_query
 
 ensure_router()
 
@@ -88,7 +93,7 @@ st.markdown(
 # --- 2. closer to the optimum
 st.header("2. Closer to the optimum, more diverse")
 st.markdown(
-    "Follow gradient descent from w (the red path above). The sum Σgᵢ shrinks towards zero at "
+    "Follow gradient descent from w (the dotted grey path above). The sum Σgᵢ shrinks towards zero at "
     "the optimum w*, while the individual gᵢ do not (the samples do not all fit exactly), so "
     "Δ and the batch-size bound grow as training converges. That is why DiveBatch starts "
     "small and grows.")
@@ -96,24 +101,32 @@ st.plotly_chart(learn_plots.diversity_along_path(along), key="learn_path_chart",
                 width="stretch")
 
 # --- 3. the gradient noise scale
-st.header("3. n·Δ = 1 + B_simple")
-st.latex(r"G = \frac1n \sum_i g_i, \qquad \Sigma = \frac1n \sum_i (g_i - G)(g_i - G)^\top, "
-         r"\qquad B_\text{simple} = \frac{\operatorname{tr}\Sigma}{\|G\|^2}")
-st.latex(r"\operatorname{tr}\Sigma = \frac1n \sum_i \|g_i\|^2 - \|G\|^2 "
-         r"\;\Rightarrow\; \frac{\operatorname{tr}\Sigma}{\|G\|^2} "
-         r"= \frac{n \sum_i \|g_i\|^2}{\|\sum_i g_i\|^2} - 1 = n\Delta - 1")
-st.markdown(
-    "McCandlish et al.'s (2018) gradient noise scale B_simple is the batch size at which "
-    "the noise of a mini-batch gradient is about as large as the gradient itself. With the "
-    "**1/n** (population) covariance the identity is exact; with the unbiased 1/(n−1) "
-    "covariance it is off by the factor n/(n−1). Both sides, computed at w:")
-st.table([
-    {"quantity": "n·Δ (library gradient_diversity)", "value": f"{point.yin_bound:.10g}"},
-    {"quantity": "1 + tr(Σ)/‖G‖², Σ with 1/n", "value": f"{1 + point.noise_scale:.10g}"},
-    {"quantity": "difference", "value": f"{point.yin_bound - 1 - point.noise_scale:.3g}"},
-    {"quantity": "1 + tr(Σ)/‖G‖², Σ with 1/(n−1)",
-     "value": f"{1 + point.noise_scale_unbiased:.10g}"},
-])
+def noise_scale_section() -> None:
+    st.header("3. n·Δ = 1 + B_simple")
+    st.latex(r"G = \frac1n \sum_i g_i, \qquad \Sigma = \frac1n \sum_i (g_i - G)(g_i - G)^\top, "
+             r"\qquad B_\text{simple} = \frac{\operatorname{tr}\Sigma}{\|G\|^2}")
+    st.latex(r"\operatorname{tr}\Sigma = \frac1n \sum_i \|g_i\|^2 - \|G\|^2 "
+             r"\;\Rightarrow\; \frac{\operatorname{tr}\Sigma}{\|G\|^2} "
+             r"= \frac{n \sum_i \|g_i\|^2}{\|\sum_i g_i\|^2} - 1 = n\Delta - 1")
+    st.markdown(
+        "McCandlish et al.'s (2018) gradient noise scale B_simple is the batch size at which "
+        "the noise of a mini-batch gradient is about as large as the gradient itself. With the "
+        "**1/n** (population) covariance the identity is exact; with the unbiased 1/(n−1) "
+        "covariance it is off by the factor n/(n−1). Both sides, computed at w:")
+    st.table([
+        {"quantity": "n·Δ (library gradient_diversity)", "value": f"{point.yin_bound:.10g}"},
+        {"quantity": "1 + tr(Σ)/‖G‖², Σ with 1/n", "value": f"{1 + point.noise_scale:.10g}"},
+        {"quantity": "difference", "value": f"{point.yin_bound - 1 - point.noise_scale:.3g}"},
+        {"quantity": "1 + tr(Σ)/‖G‖², Σ with 1/(n−1)",
+         "value": f"{1 + point.noise_scale_unbiased:.10g}"},
+    ])
+
+
+if instructor_mode():  # a detour for a projector
+    st.caption("Instructor mode leaves out section 3 (n·Δ = 1 + B_simple) and the code; "
+               "turn it off in the sidebar to see them.")
+else:
+    noise_scale_section()
 
 # --- 4. DiveBatch's rule
 st.header("4. From diversity to a batch size")
@@ -143,7 +156,15 @@ else:
     st.plotly_chart(learn_plots.batch_along_path(along["step"], proposals, batches, b_max),
                     key="learn_batch_chart", width="stretch")
 
-with st.expander("Show the library code behind these numbers"):
-    for name, source in learn.library_sources().items():
-        st.markdown(f"`{name}`")
-        st.code(source, language="python")
+    lab_query = config_to_query(RunConfig(problem="least_squares", method="divebatch",
+                                          delta=delta, batch_size=b_old, max_batch_size=b_max))
+    st.link_button("Try it in the lab", "synthetic?" + urlencode(lab_query),
+                   icon=":material/science:",
+                   help="Opens the Synthetic lab (new tab) on least squares with this δ, B_old "
+                        "as the initial batch size and this B_max.")
+
+if not instructor_mode():
+    with st.expander("Show the library code behind these numbers"):
+        for name, source in learn.library_sources().items():
+            st.markdown(f"`{name}`")
+            st.code(source, language="python")

@@ -51,16 +51,15 @@ if message:
     st.session_state.runs_delete_message = None
 
 
-def delete_selected(run_ids: list[int]) -> None:
+def delete_one(run_id: int) -> None:
     if not roles.require_instructor("delete"):
         return
     run_store = open_store()
-    for run_id in run_ids:
-        run_store.delete_run(run_id)
-    jobs.remove_run_files(run_store, run_ids)  # their checkpoints and worker logs
-    st.session_state.runs_shown = []
+    run_store.delete_run(run_id)
+    jobs.remove_run_files(run_store, [run_id])  # its checkpoint and worker log
+    st.session_state.runs_shown = [i for i in st.session_state.runs_shown if i != run_id]
     st.session_state.runs_confirm_delete = False
-    st.session_state.runs_delete_message = f"Deleted {len(run_ids)} run(s) and their records."
+    st.session_state.runs_delete_message = f"Deleted run #{run_id} and its records."
 
 
 def resume_selected(run_ids: list[int]) -> None:
@@ -77,22 +76,24 @@ def resume_selected(run_ids: list[int]) -> None:
     st.session_state.runs_resume_notes = notes
 
 
-def resume_and_delete(selected: list[dict]) -> None:
+def resume_and_delete(chosen: dict) -> None:
+    """Resume or delete the one chosen run (instructor only)."""
+    run_id = chosen["id"]
     col_resume, col_confirm, col_delete = st.columns([1, 3, 1], vertical_alignment="center")
-    resumable = [run["id"] for run in selected if run["status"] in jobs.RESUMABLE_STATUSES]
-    col_resume.button("Resume selected", key="runs_resume", disabled=not resumable,
-                      width="stretch", on_click=resume_selected, args=(resumable,),
-                      help="Continue interrupted, failed or stopped runs from their "
+    resumable = chosen["status"] in jobs.RESUMABLE_STATUSES
+    col_resume.button("Resume", key="runs_resume", disabled=not resumable,
+                      width="stretch", on_click=resume_selected, args=([run_id],),
+                      help="Continue an interrupted, failed or stopped run from its "
                            "last checkpoint.")
-    finished = [run["id"] for run in selected if run["status"] not in ACTIVE]
+    finished = chosen["status"] not in ACTIVE
     confirmed = col_confirm.checkbox(
-        f"Yes, delete {len(finished)} finished run(s) and all their records",
-        key="runs_confirm_delete", disabled=not finished)
+        f"Yes, delete run #{run_id} and all its records", key="runs_confirm_delete",
+        disabled=not finished)
     col_delete.button("Delete", key="runs_delete", type="primary", width="stretch",
-                      disabled=not (confirmed and finished), on_click=delete_selected,
-                      args=(finished,))
-    if len(finished) < len(selected):
-        st.caption("Active runs are not deleted: stop them first (panel below).")
+                      disabled=not (confirmed and finished), on_click=delete_one,
+                      args=(run_id,))
+    if not finished:
+        st.caption("An active run is not deleted: stop it first (panel below).")
 
 
 for kind, note in st.session_state.pop("runs_resume_notes", []):
@@ -100,13 +101,13 @@ for kind, note in st.session_state.pop("runs_resume_notes", []):
 
 if selected:
     with st.container(border=True):
-        if roles.can_change():
-            resume_and_delete(selected)
-
-        export_id = st.selectbox("Export", [run["id"] for run in selected],
-                                 key="runs_export_run",
+        export_id = st.selectbox("Run to resume, delete or export" if roles.can_change() else "Run to export",
+                                 [run["id"] for run in selected], key="runs_export_run",
                                  format_func=lambda i: run_label(by_id[i]))
-        run, run_records = by_id[export_id], store.records(export_id)
+        chosen = by_id[export_id]
+        if roles.can_change():
+            resume_and_delete(chosen)
+        run, run_records = chosen, store.records(export_id)
         col_csv, col_json, _ = st.columns([1, 1, 3])
         col_csv.download_button("CSV (records)", records_csv(run_records),
                                 file_name=f"divebatch-run-{export_id}.csv", mime="text/csv",
@@ -117,8 +118,15 @@ if selected:
             file_name=f"divebatch-run-{export_id}.json", mime="application/json",
             key="runs_json", on_click="ignore", width="stretch")
         st.caption("Each chart's camera button (top right of the chart) saves it as a PNG.")
-        with st.expander("Config of the exported run"):
+        with st.expander("Config of this run"):
             st.json(run["config"], expanded=False)
 
 st.header("Charts")
-live.live_panel(PREFIX, [run["id"] for run in selected])
+problems = sorted({run["config"].get("problem", "?") for run in selected})
+if len(problems) > 1:
+    st.warning(f"These runs are of different problems ({', '.join(problems)}): their times "
+               f"to target and speed-ups do not compare with each other.")
+if selected:
+    live.live_panel(PREFIX, [run["id"] for run in selected])
+else:
+    st.info("No run on the charts yet: pick runs in the list above to overlay them here.")

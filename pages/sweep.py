@@ -14,7 +14,7 @@ ensure_router()
 FORM_DEFAULTS = {"sweep_problem": "classification", "sweep_epochs": 10,
                  "sweep_n_samples": 2000, "sweep_batch_size": 16, "sweep_lr": 0.05,
                  "sweep_deltas": "0.1, 0.5", "sweep_max_batch_sizes": "128, 512",
-                 "sweep_resize_everys": "1, 2", "sweep_seeds": "0, 1"}
+                 "sweep_resize_everys": "1", "sweep_seeds": "0"}  # 4 cells + 1 baseline
 for key, value in {**FORM_DEFAULTS, "sweep_spec": None, "sweep_seen_click": None,
                    "sweep_message": None}.items():
     st.session_state.setdefault(key, value)
@@ -156,6 +156,11 @@ def draw_heatmaps(result: sweeps.SweepResults) -> None:
     controls[3].caption("Click a cell to see its curves below.")
     columns = st.columns(3)
     for column, metric in zip(columns, sweep_plots.HEATMAP_METRICS):
+        if not any(cell[metric] is not None for cell in result.cells
+                   if cell["cell"] != sweeps.BASELINE):
+            column.info(f"{sweep_plots.metric_title(metric, result.metric)}: waiting for "
+                        f"the first finished run.")
+            continue
         figure = sweep_plots.heatmap(result.cells, metric, x_field, y_field,
                                      {other: other_value}, result.metric)
         event = column.plotly_chart(figure, key=f"sweep_heatmap_{metric}", on_select="rerun",

@@ -12,9 +12,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(autouse=True)
 def isolated_store(tmp_path, monkeypatch):
-    """DIVEBATCH_DB points at a fresh file so no test touches the user's runs."""
+    """DIVEBATCH_DB points at a fresh file so no test touches the user's runs; no warm
+    workers (each would wait for runs long after its test) unless a test asks for them."""
     db = tmp_path / "runs.db"
     monkeypatch.setenv("DIVEBATCH_DB", str(db))
+    monkeypatch.setenv("DIVEBATCH_WARM_WORKERS", "0")
     monkeypatch.setenv("DIVEBATCH_DATA", str(tmp_path / "data"))
     return db
 

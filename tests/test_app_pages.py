@@ -115,7 +115,48 @@ def test_start_watch_hot_change_stop_and_delete(store):
     at.checkbox(key="runs_confirm_delete").check().run()
     at.button(key="runs_delete").click().run()
     assert store.get_run(run_id) is None and kept >= 2
-    assert "Deleted 1 run(s)" in texts(at.success)
+    assert f"Deleted run #{run_id}" in texts(at.success)
+
+
+def test_delete_acts_on_one_run_and_mixed_problems_warn(store):
+    config = {"method": "sgd", "epochs": 1}
+    record = {"epoch": 1, "train_loss": 0.5, "val_loss": 0.5, "train_time": 0.1,
+              "samples_seen": 10, "step": 1}
+    ids = []
+    for problem in ("least_squares", "sine"):
+        ids.append(store.create_run({**config, "problem": problem}))
+        store.append_record(ids[-1], record)
+        store.mark_finished(ids[-1], "completed")
+    at = open_app("pages/runs.py")
+    assert "pick runs in the list above" in texts(at.info)
+    assert "Start one above" not in texts(at.info)
+    at.multiselect(key="runs_shown").set_value(ids).run()
+    assert "different problems (least_squares, sine)" in texts(at.warning)
+    at.selectbox(key="runs_export_run").set_value(ids[1]).run()
+    at.checkbox(key="runs_confirm_delete").check().run()
+    at.button(key="runs_delete").click().run()
+    assert store.get_run(ids[1]) is None and store.get_run(ids[0]) is not None
+    assert at.multiselect(key="runs_shown").value == [ids[0]]
+
+
+def test_step_by_step_pace_then_step_resume_and_pace_change(store):
+    at = open_app("pages/synthetic.py")
+    set_numbers(at, "syn", **TINY, epochs=6)
+    at.button_group(key="syn_start_pace").set_value("step").run()
+    at.button(key="syn_start").click().run()
+    [run] = store.list_runs()
+    run_id = run["id"]
+    poll(at, lambda: jobs.is_paused(store, run_id), "the run to pause after its first epoch")
+    assert len(store.records(run_id)) == 1 and "paused after epoch 1" in texts(at.caption)
+    at.button(key="syn_play_step").click().run()
+    poll(at, lambda: len(store.records(run_id)) == 2 and jobs.is_paused(store, run_id),
+         "one more epoch, then paused again")
+    at.selectbox(key=f"syn_play_pace_{run_id}").set_value("slow").run()
+    at.button(key="syn_play_resume").click().run()
+    poll(at, lambda: any(e["kind"] == "pace" for e in store.events(run_id)),
+         "the pace change")
+    assert not jobs.is_paused(store, run_id)
+    assert store.get_run(run_id)["status"] == "running"  # 3 s per epoch from now on
 
 
 def test_race_overlays_four_methods_with_the_time_to_target_table(store, monkeypatch):
@@ -163,10 +204,13 @@ def test_a_link_reproduces_a_setup():
     assert at.query_params["seed"] in ("8", ["8"])
 
 
-def test_a_malformed_link_is_refused_whole():
-    at = open_app("pages/synthetic.py", query={"delta": "0.25", "epochs": "ten"})
-    assert "epochs should be an int, but got epochs='ten'" in texts(at.error)
-    assert at.number_input(key="syn_delta").value == 0.1  # the preset's, not the link's
+def test_a_bad_value_in_a_link_is_named_by_its_label_and_the_rest_kept():
+    at = open_app("pages/synthetic.py", query={"delta": "0.25", "batch_size": "ten",
+                                               "max_batch_size": "0"})
+    error = texts(at.error)
+    assert "**initial batch size B0** should be an int, but got 'ten'" in error
+    assert "**max batch size B_max** should be" in error and "batch_size=" not in error
+    assert at.number_input(key="syn_delta").value == 0.25  # the good parameter applies
 
 
 def test_sgd_large_link_selects_the_large_batch_variant():
@@ -179,8 +223,31 @@ def test_instructor_flag_hides_advanced_controls():
     assert at.toggle(key="instructor").value is True
     assert not [e for e in at.expander if e.label == "Advanced settings"]
     keys = {w.key for w in at.number_input}
-    assert "syn_delta" in keys and "syn_momentum" not in keys and "syn_n_samples" not in keys
+    assert keys == {"syn_delta", "syn_max_batch_size", "syn_resize_every"}
     assert at.query_params.get("instructor") in ("1", ["1"])
+    assert [e.label for e in at.expander] == ["Setup"]  # no "Show the code" either
+    set_numbers(at, "syn", delta=0.2)  # the preset's other settings stay
+    at.button(key="syn_start").click().run()
+    assert at.expander[0].label.startswith("Setup: ")  # folded: a new label, drawn closed
+    assert any("scrollIntoView" in str(e.proto) for e in at.get("iframe"))
+
+
+def test_instructor_mode_simplifies_home_and_learn():
+    at = open_app(query={"instructor": "1"})
+    assert [link.proto.label for link in at.get("page_link")] == ["**Learn**",
+                                                                   "**Synthetic lab**"]
+    assert not [h for h in at.subheader if h.value == "How it works"]
+    at.switch_page("pages/learn.py").run()
+    assert not [h for h in at.header if h.value.startswith("3.")]
+    assert not [e for e in at.expander if e.label.startswith("Show the library code")]
+
+
+def test_learn_links_its_setting_to_the_lab():
+    at = open_app("pages/learn.py")
+    at.slider(key="learn_delta").set_value(0.25).run()
+    [button] = at.get("link_button")
+    assert button.proto.url.startswith("synthetic?") and "delta=0.25" in button.proto.url
+    assert "max_batch_size=64" in button.proto.url
 
 
 def test_show_the_code_renders_the_deciding_function():
@@ -216,6 +283,7 @@ def test_failures_are_shown_in_plain_words(store):
     gone.wait()
     store.mark_running(dead, gone.pid)
     busy = store.create_run(config)
+    store.claim_next(lambda running, waiting: busy)  # a background run: it holds a slot
     store.mark_running(busy, os.getpid())  # alive: it holds the only worker slot
     queued = store.create_run(config)
     os.environ["DIVEBATCH_MAX_WORKERS"] = "1"
@@ -295,3 +363,17 @@ def test_viewer_role_refuses_each_mutating_callback_when_invoked(store, watched_
                 assert at.session_state["refused_action"], key
     assert [(run["id"], run["status"]) for run in store.list_runs()] == before
     assert store.take_controls(running) == []  # no stop, no hot change reached the run
+
+
+def test_sidebar_counts_background_workers_and_lists_command_line_runs_apart(store):
+    cli_run = store.create_run({"problem": "least_squares"}, status="running")
+    store.mark_running(cli_run, os.getpid())  # `python -m divebatch run` in a terminal
+    os.environ["DIVEBATCH_MAX_WORKERS"] = "1"
+    try:
+        at = open_app()
+        caption = texts(at.sidebar.caption)
+    finally:
+        del os.environ["DIVEBATCH_MAX_WORKERS"]
+        store.mark_finished(cli_run, "stopped")
+    assert "Workers: 0 of 1 slot(s) busy" in caption
+    assert f"running from the command line: #{cli_run}" in caption

@@ -1,12 +1,16 @@
 """End to end in a real browser: the dashboard served by `streamlit run`, driven by Debian's
 chromium through playwright. Races four methods, watches the charts update on their own,
 changes delta while DiveBatch runs, stops the race, downloads a CSV, and saves a screenshot of
-every page to docs/screenshots/.
+every page to $DIVEBATCH_SCREENSHOTS (default: a temporary folder; `bash scripts/screenshots.sh`
+refreshes docs/screenshots/ on purpose). Also: a run started on a warm worker, step by step,
+paused, stepped, re-paced and stopped from the buttons, in instructor mode at 1280x720, and
+deleted alone from the Runs page.
 """
 
 import os
 import re
 import signal
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -23,7 +27,8 @@ if not Path(CHROMIUM).exists():
     pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)",
                 allow_module_level=True)
 
-SHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+SHOTS = Path(os.environ.get("DIVEBATCH_SCREENSHOTS")
+             or Path(tempfile.gettempdir()) / "divebatch-screenshots")
 # Long enough to still be running while we interact; the test stops it.
 SETUP = "n_samples=2000&dim=20&batch_size=8&max_batch_size=256&epochs=2000&progress_every=0.5"
 WAIT_MS = 90_000
@@ -51,14 +56,15 @@ def page():
             browser.close()
 
 
-def screenshot(page, name: str, height: int = 1000) -> None:
+def screenshot(page, name: str, height: int = 1000, width: int = 1400) -> None:
     """The whole page: Streamlit scrolls inside its main area, so grow the viewport."""
     SHOTS.mkdir(parents=True, exist_ok=True)
-    page.set_viewport_size({"width": 1400, "height": height})
+    before = page.viewport_size
+    page.set_viewport_size({"width": width, "height": height})
     page.mouse.move(0, 0)  # no tooltip in the picture
     time.sleep(1.5)  # let plotly finish drawing
     page.screenshot(path=str(SHOTS / f"{name}.png"))
-    page.set_viewport_size({"width": 1400, "height": 1000})
+    page.set_viewport_size(before)
 
 
 def epochs_done(page, run_id: int) -> int:
@@ -195,3 +201,72 @@ def test_three_viewers_watch_a_live_run_on_a_read_only_server(tmp_path):
         stop.set()
         writer.join()
         store.mark_finished(run_id, "stopped")
+
+
+@pytest.fixture
+def warm_server(tmp_path):
+    """A dashboard with one worker slot and one warm worker, and the store it uses."""
+    from divebatch import jobs
+    db = tmp_path / "runs.db"
+    store = RunStore(db)
+    env = {"DIVEBATCH_MAX_WORKERS": "1", "DIVEBATCH_WARM_WORKERS": "1"}
+    with dashboard_server(db, env=env) as url:
+        try:
+            yield url, store
+        finally:
+            stop_runs_and_wait(store)
+            jobs.stop_warm_workers(store)
+
+
+def test_warm_start_step_by_step_pause_pace_and_delete_one(warm_server, page):
+    url, store = warm_server
+    page.set_viewport_size({"width": 1280, "height": 720})
+    page.goto(f"{url}/synthetic?instructor=1&n_samples=400&dim=8&epochs=8&batch_size=16")
+    start = page.get_by_role("button", name="Start run")
+    start.wait_for(timeout=WAIT_MS)
+    wait_until(lambda: any(w["ready_at"] for w in store.workers()), "a warm worker",
+               timeout=180)
+    warm_pid = store.workers()[0]["pid"]
+    page.get_by_text("Step by step (pauses after each epoch)").click()
+    time.sleep(1)  # the segmented control's rerun
+    start.click()
+    first_point = "() => [...document.querySelectorAll('.js-plotly-plot')]" \
+                  ".some(e => (e.data || []).some(t => t.x && t.x.length > 0))"
+    page.wait_for_function(first_point, timeout=WAIT_MS)
+    [run] = store.list_runs()
+    assert run["worker_pid"] == warm_pid  # the warm worker took it: no start-up to wait for
+
+    from divebatch.jobs import is_paused
+    wait_until(lambda: is_paused(store, run["id"]), "the pause after epoch 1")
+    assert len(store.records(run["id"])) == 1
+    page.reload()  # the buttons show the state of the last page run
+    resume = page.get_by_role("button", name="Resume")
+    resume.wait_for(timeout=WAIT_MS)
+    screenshot(page, "synthetic_lab_instructor_1280x720", height=720, width=1280)
+    page.get_by_role("button", name="Step").click()
+    wait_until(lambda: len(store.records(run["id"])) == 2 and is_paused(store, run["id"]),
+               "one more epoch, then paused again")
+    assert len(store.records(run["id"])) == 2
+
+    page.locator(f".st-key-syn_play_pace_{run['id']}").click()
+    page.get_by_role("option", name=re.compile(r"^Slow")).click()
+    wait_until(lambda: any(e["kind"] == "pace" for e in store.events(run["id"])),
+               "the pace change")
+    resume.click()
+    wait_until(lambda: len(store.records(run["id"])) >= 3, "the run to go on")
+    page.locator(".st-key-syn_stop button").click()
+    wait_until(lambda: store.get_run(run["id"])["status"] == "stopped", "the stop")
+
+    other = store.create_run({"problem": "sine", "method": "sgd"}, status="completed")
+    page.goto(f"{url}/runs?instructor=0")
+    picker = page.locator(".st-key-runs_shown input")
+    picker.wait_for(timeout=WAIT_MS)
+    for run_id in (run["id"], other):
+        picker.click()
+        page.get_by_role("option", name=re.compile(rf"^#{run_id} ")).click()
+    page.keyboard.press("Escape")
+    page.get_by_text("different problems").wait_for(timeout=WAIT_MS)
+    page.get_by_text(f"Yes, delete run #{run['id']}").click()
+    page.get_by_role("button", name="Delete").click()
+    page.get_by_text(f"Deleted run #{run['id']} and its records.").wait_for(timeout=WAIT_MS)
+    assert store.get_run(run["id"]) is None and store.get_run(other) is not None

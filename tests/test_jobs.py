@@ -89,3 +89,84 @@ def test_gpu_ids_follow_the_visible_devices(monkeypatch):
     assert jobs.gpu_ids() == ["0", "1"]
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert jobs.gpu_ids() == []
+
+
+# --- pause, step, resume and pace through the store's control rows
+
+def test_pause_step_and_resume_through_the_store(isolated_store):
+    import threading
+    import time
+    store = RunStore(isolated_store)
+    run_id = store.create_run(RunConfig(problem="least_squares", n_samples=300, dim=8,
+                                        epochs=4, method="sgd").to_dict(), status="running")
+    jobs.request_play(store, run_id, "pause")
+    steps = []
+
+    def drive():  # the dashboard: step once when paused, then resume when paused again
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(steps) < 2:
+            if jobs.is_paused(store, run_id):
+                steps.append(len(store.records(run_id)))
+                jobs.request_play(store, run_id, "step" if len(steps) == 1 else "resume")
+                while jobs.is_paused(store, run_id) and time.monotonic() < deadline:
+                    time.sleep(0.02)
+            time.sleep(0.02)
+    driver = threading.Thread(target=drive)
+    driver.start()
+    jobs.execute_run(store, run_id)
+    driver.join()
+    assert steps == [1, 2]  # paused after epoch 1, stepped one epoch, paused after 2
+    assert store.get_run(run_id)["status"] == "completed" and len(store.records(run_id)) == 4
+    kinds = [event["kind"] for event in store.events(run_id)]
+    assert kinds.count("paused") == 2 and kinds.count("resumed") == 2
+
+
+def test_play_and_pace_requests_are_checked(isolated_store):
+    store = RunStore(isolated_store)
+    run_id = store.create_run(RunConfig().to_dict(), status="running")
+    with pytest.raises(ValueError, match="kind should be one of pause, resume, step"):
+        jobs.request_play(store, run_id, "rewind")
+    with pytest.raises(ValueError, match="pace_s should be"):
+        jobs.request_pace(store, run_id, -1.0)
+    jobs.request_pace(store, run_id, 2.5)
+    assert [(c["kind"], c["payload"]) for c in store.take_controls(run_id)] == [
+        ("pace", {"pace_s": 2.5})]
+
+
+# --- the warm pool (real worker processes)
+
+def wait_for(predicate, timeout: float, what: str):
+    import time
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_a_warm_worker_takes_queued_runs_and_a_dead_one_is_replaced(
+        isolated_store, monkeypatch):
+    import signal
+    monkeypatch.setenv("DIVEBATCH_WARM_WORKERS", "1")
+    monkeypatch.setenv("DIVEBATCH_MAX_WORKERS", "1")
+    monkeypatch.setattr(jobs, "gpu_ids", lambda: [])
+    store = RunStore(isolated_store)
+    jobs.keep_warm(store)
+    warm = wait_for(lambda: [w for w in store.workers() if w["ready_at"]], 120, "warm")[0]
+    tiny = RunConfig(problem="least_squares", n_samples=300, dim=8, epochs=3, method="sgd")
+    first = jobs.submit(store, tiny)
+    wait_for(lambda: store.get_run(first)["status"] == "completed", 60, "the first run")
+    assert len(store.records(first)) == 3
+    assert store.get_run(first)["info"]["background"]
+    slow = jobs.submit(store, tiny.replace(epochs=5, pace_s=30.0))  # waits after epoch 1
+    wait_for(lambda: store.records(slow), 60, "the slow run's first epoch")
+    assert store.get_run(slow)["worker_pid"] == warm["pid"]  # the same warm process
+    os.kill(warm["pid"], signal.SIGKILL)
+    wait_for(lambda: not jobs.pid_alive(warm["pid"]), 10, "the kill")
+    jobs.dispatch(store)  # reaps the run, forgets the worker, starts a new one
+    assert store.get_run(slow)["status"] == "interrupted" and len(store.records(slow)) == 1
+    new = wait_for(lambda: [w for w in store.workers() if w["pid"]], 10, "a new worker")[0]
+    assert new["pid"] != warm["pid"]
+    os.kill(new["pid"], signal.SIGKILL)

@@ -71,6 +71,7 @@ def test_sweep_page_runs_a_two_by_two_sweep_with_two_seeds(store, monkeypatch):
     at.button(key="sweep_start").click().run()
     assert not at.exception and not at.error
     assert "queued 10 of 10 runs" in at.success[0].value
+    assert any("waiting for the first finished run" in info.value for info in at.info)
 
     deadline = time.monotonic() + DEADLINE_S
     while time.monotonic() < deadline:
@@ -106,3 +107,18 @@ def test_reproduce_page_shows_a_finished_reproduction(store):
     at.multiselect(key="repro_benchmarks").set_value([])
     at.button(key="repro_start").click().run()
     assert not at.exception and "benchmarks should be some of" in at.error[0].value
+
+
+def test_a_heatmap_whose_colours_span_under_one_point_says_so():
+    from divebatch import sweep_plots
+
+    def cell(delta: float, final: float) -> dict:
+        return {"cell": f"d{delta}", "label": f"delta={delta}", "delta": delta,
+                "max_batch_size": 64, "resize_every": 1, "final": final, "final_se": None,
+                "finished": 1, "planned": 1}
+    narrow = sweep_plots.heatmap([cell(0.1, 0.901), cell(0.5, 0.905)], "final", "delta",
+                                 "max_batch_size")
+    wide = sweep_plots.heatmap([cell(0.1, 0.80), cell(0.5, 0.90)], "final", "delta",
+                               "max_batch_size")
+    assert "all cells within 0.40 points" in narrow.layout.title.text
+    assert "within" not in wide.layout.title.text

@@ -284,8 +284,8 @@ def test_controls_are_taken_once_oldest_first(store):
 
 def test_unknown_control_kind_is_rejected(store):
     run_id = store.create_run({})
-    with pytest.raises(ValueError, match=r"kind should be one of stop, set, but got kind='pause'"):
-        store.send_control(run_id, "pause")
+    with pytest.raises(ValueError, match=r"kind should be one of stop, set, .*, but got kind=.explode."):
+        store.send_control(run_id, "explode")
 
 
 # --- the file
@@ -466,3 +466,45 @@ def test_two_processes_never_take_the_same_control(store):
     assert not set(first) & set(second)
     assert sorted(first + second) == sent
     assert first == sorted(first) and second == sorted(second)
+
+
+# --- claims and warm workers
+
+def test_concurrent_claims_take_each_queued_run_once_and_respect_a_limit(store):
+    import threading
+    run_ids = [store.create_run({}) for _ in range(12)]
+    claimed, errors = [], []
+
+    def oldest_while_under_three(running, queued):
+        return queued[0]["id"] if queued and len(running) < 3 else None
+
+    def claimer():
+        try:
+            while (run_id := store.claim_next(oldest_while_under_three)) is not None:
+                claimed.append(run_id)
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+    threads = [threading.Thread(target=claimer) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors and sorted(claimed) == run_ids[:3]  # oldest first, never over 3
+    assert all(store.get_run(i)["info"] == {"background": True} for i in claimed)
+    store.mark_finished(claimed[0], "completed")
+    assert store.claim_next(oldest_while_under_three, pid=42) == run_ids[3]
+    assert store.get_run(run_ids[3])["worker_pid"] == 42
+
+
+def test_worker_rows_are_reserved_up_to_the_pool_size(store):
+    first, second = store.reserve_worker(2), store.reserve_worker(2)
+    assert store.reserve_worker(2) is None
+    assert store.update_worker(first, pid=7, ready_at=1.0)
+    run_id = store.create_run({})
+    assert store.claim_next(lambda running, queued: run_id, worker_id=first) == run_id
+    assert [(w["id"], w["pid"], w["run_id"]) for w in store.workers()] == [
+        (first, 7, run_id), (second, None, None)]
+    store.remove_worker(second)
+    assert not store.update_worker(second, run_id=None)
+    with pytest.raises(ValueError, match="worker columns are pid, ready_at, run_id"):
+        store.update_worker(first, status="idle")

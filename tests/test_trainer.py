@@ -158,6 +158,55 @@ def test_hot_changes_apply_between_epochs_and_bad_ones_are_rejected():
     assert "hot_change" in kinds and "rejected" in kinds
 
 
+def test_classroom_pace_waits_between_epochs_and_changes_no_result():
+    config = RunConfig(**{**TINY, "epochs": 3}, method="divebatch")
+    plain = train(config)
+    paced = train(config.replace(pace_s=0.4))
+    assert comparable(paced.records) == comparable(plain.records)
+    assert paced.records[-1].wall_time >= 0.8  # two waits: none after the last epoch
+    assert sum(r.train_time for r in paced.records) < 0.4  # the waits are not training
+
+
+def test_pace_changes_while_running_and_a_bad_pace_is_rejected():
+    control = LocalControl()
+    control.pace(-1.0)
+    control.pace(0.3)
+    result = train(RunConfig(**{**TINY, "epochs": 2}), control=control)
+    assert result.records[-1].wall_time >= 0.3
+    assert [e["kind"] for e in result.events][:2] == ["rejected", "pace"]
+
+
+def test_pause_step_and_resume_between_epochs():
+    control = LocalControl()
+    pauses = []
+
+    def on_event(event):
+        if event["kind"] == "paused":
+            pauses.append(event["epoch"])
+            control.step() if len(pauses) == 1 else control.resume()
+
+    control.pause()  # taken during or at the end of epoch 1
+    result = train(RunConfig(**TINY), control=control, on_event=on_event)
+    assert result.status == "completed" and len(result.records) == 4
+    assert pauses == [1, 2]  # step ran exactly one epoch, then paused again
+    assert [(e["kind"], e["epoch"]) for e in result.events
+            if e["kind"] in ("paused", "resumed")] == [
+        ("paused", 1), ("resumed", 1), ("paused", 2), ("resumed", 2)]
+    assert comparable(result.records) == comparable(train(RunConfig(**TINY)).records)
+
+
+def test_stop_while_paused():
+    control = LocalControl()
+
+    def on_event(event):
+        if event["kind"] == "paused":
+            control.stop()
+
+    control.pause()
+    result = train(RunConfig(**TINY), control=control, on_event=on_event)
+    assert result.status == "stopped" and len(result.records) == 1
+
+
 def test_train_time_excludes_evaluation(monkeypatch):
     original = Trainer.evaluate
 

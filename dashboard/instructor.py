@@ -1,0 +1,38 @@
+"""Instructor mode, for a projector (1280x720): larger type, big Start / Race buttons, only
+the preset and the three DiveBatch knobs on the lab form, the setup folded away after Start
+and the page scrolled to the charts. On with the sidebar toggle or `?instructor=1`."""
+
+from __future__ import annotations
+
+import streamlit as st
+import streamlit.components.v1 as components
+
+FIELDS = ("delta", "max_batch_size", "resize_every")  # the lab form's only knobs
+LIVE_ANCHOR = "live"  # the live panel's header
+
+# Streamlit sizes its text in rem: a larger root font scales the whole page (about 1.4x).
+STYLE = """<style>
+html { font-size: 22px; }
+.stButton button, .stFormSubmitButton button { min-height: 3.2rem; font-size: 1.15rem; }
+</style>"""
+
+
+def instructor_mode() -> bool:
+    return bool(st.session_state.get("instructor"))
+
+
+def apply_style() -> None:
+    """The projector's style, when instructor mode is on (call once per script run)."""
+    if instructor_mode():
+        st.html(STYLE)
+
+
+def scroll_to_charts(anchor: str) -> None:
+    """Scroll the page to the first chart once it is drawn (for up to a minute; until then
+    to the element with id `anchor`, a header's anchor)."""
+    components.html(
+        "<script>const doc = window.parent.document; let tries = 0;"
+        "const go = () => { const chart = doc.querySelector('[data-testid=stPlotlyChart]');"
+        f" const target = chart || doc.getElementById('{anchor}');"
+        " if (target) target.scrollIntoView({behavior: 'smooth', block: 'start'});"
+        " if (!chart && tries++ < 600) setTimeout(go, 100); }; go();</script>", height=0)

@@ -1,0 +1,109 @@
+"""Classroom pace and play / pause / step for runs, through the store's control rows.
+
+`pace_picker` chooses the pace of new runs (the lab form); `play_controls` pauses, resumes,
+steps one epoch and changes the pace of a running run (the live panel). Waiting only happens
+between epochs and never counts as training time, so a paced run's results equal a real-time
+run's.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from divebatch import jobs
+from divebatch.store import RunStore
+
+from . import roles
+from .common import open_store
+
+CLASSROOM_S = 60.0  # a classroom-paced run lasts about this long in all
+SLOW_EPOCH_S = 3.0
+START_PACES = {"real": "Real time", "classroom": "Classroom pace (about 1 minute)",
+               "step": "Step by step (pauses after each epoch)"}
+RUN_PACES = {"real": "Real time", "classroom": "Classroom (about 1 minute in all)",
+             "slow": f"Slow ({SLOW_EPOCH_S:g} s per epoch)"}
+
+
+def pace_seconds(choice: str, epochs: int) -> float:
+    """Seconds each epoch lasts at least under pace `choice` (0: as fast as it trains)."""
+    if choice == "classroom":
+        return round(CLASSROOM_S / max(epochs, 1), 2)
+    return SLOW_EPOCH_S if choice == "slow" else 0.0
+
+
+def pace_picker(prefix: str) -> str:
+    """The pace of the runs Start / Race begins (state "<prefix>_start_pace")."""
+    return st.segmented_control(
+        "Pace", list(START_PACES), format_func=START_PACES.get, key=f"{prefix}_start_pace",
+        default="real", persist_state="session",
+        help="Classroom pace spreads a short run over about a minute; step by step waits after "
+             "each epoch for Step or Resume. Waiting is never counted as training time and "
+             "changes no result.") or "real"
+
+
+def start_paced(store: RunStore, run_ids: list[int], choice: str) -> None:
+    """Step-by-step runs pause after their first epoch (the rest is in their config)."""
+    if choice == "step":
+        for run_id in run_ids:
+            jobs.request_play(store, run_id, "pause")
+
+
+def play_controls(prefix: str, run: dict) -> None:
+    """Pause, Resume, Step one epoch and the pace of running run `run` (no timer of its own:
+    the state shown is that of this page run, and every click reruns the page)."""
+    if run["status"] != "running":
+        return
+    store, run_id = open_store(), run["id"]
+    paused = jobs.is_paused(store, run_id)
+    cols = st.columns([1, 1, 1, 3, 3], vertical_alignment="bottom")
+    cols[0].button("Pause", key=f"{prefix}_play_pause", width="stretch", disabled=paused,
+                   on_click=_play, args=(prefix, run_id, "pause"), icon=":material/pause:",
+                   help="Pauses at the end of the epoch under way.")
+    cols[1].button("Resume", key=f"{prefix}_play_resume", width="stretch",
+                   on_click=_play, args=(prefix, run_id, "resume"),
+                   icon=":material/play_arrow:", type="primary" if paused else "secondary")
+    cols[2].button("Step", key=f"{prefix}_play_step", width="stretch",
+                   on_click=_play, args=(prefix, run_id, "step"), icon=":material/skip_next:",
+                   help="One more epoch, then paused again (while running: pause at the end "
+                        "of this epoch).")
+    epochs = int(run["config"].get("epochs") or 1)
+    cols[3].selectbox("Pace of this run", list(RUN_PACES), format_func=RUN_PACES.get,
+                      key=f"{prefix}_play_pace_{run_id}", index=_pace_index(run, epochs),
+                      on_change=_pace, args=(prefix, run_id, epochs))
+    state = f"paused after epoch {_paused_epoch(store, run_id)}" if paused else "running"
+    cols[4].caption(f"Run #{run_id} is {state}. Pause and pace wait between epochs; the "
+                    f"waiting is not training time.")
+    message = st.session_state.pop(f"{prefix}_play_message", None)
+    if message:
+        st.caption(message)
+
+
+def _pace_index(run: dict, epochs: int) -> int:
+    pace_s = float(run["config"].get("pace_s") or 0.0)
+    matches = [c for c in RUN_PACES if pace_seconds(c, epochs) == pace_s]
+    return list(RUN_PACES).index(matches[0]) if matches else 0
+
+
+def _paused_epoch(store: RunStore, run_id: int) -> int:
+    return int((store.get_progress(run_id) or {}).get("epoch") or 0)
+
+
+def _play(prefix: str, run_id: int, kind: str) -> None:
+    if not roles.require_instructor(kind):
+        return
+    jobs.request_play(open_store(), run_id, kind)
+    st.session_state[f"{prefix}_play_message"] = {
+        "pause": f"Pause sent to run #{run_id}: it pauses when this epoch ends.",
+        "resume": f"Resume sent to run #{run_id}.",
+        "step": f"Step sent to run #{run_id}: one epoch, then it pauses."}[kind]
+
+
+def _pace(prefix: str, run_id: int, epochs: int) -> None:
+    if not roles.require_instructor("pace"):
+        return
+    choice = st.session_state[f"{prefix}_play_pace_{run_id}"]
+    seconds = pace_seconds(choice, epochs)
+    jobs.request_pace(open_store(), run_id, seconds)
+    st.session_state[f"{prefix}_play_message"] = (
+        f"Pace sent to run #{run_id}: " + (f"each epoch lasts at least {seconds:g} s."
+                                           if seconds else "real time."))
