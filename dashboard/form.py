@@ -115,10 +115,14 @@ def _config_from_link(prefix: str, query: dict, problems: tuple[str, ...],
     if not refused:
         st.session_state[key(prefix, "notice")] = ("success", "Settings loaded from the link.")
         return config
+    reasons = "\n".join(f"- **{label_of(name)}** {why}" for name, why in refused.items())
+    if not set(query) - set(NOT_CONFIG) - set(refused):  # nothing applied: the page's default
+        st.session_state[key(prefix, "notice")] = (
+            "error", f"The settings in this link were refused, so none was applied:\n\n{reasons}")
+        return preset
     st.session_state[key(prefix, "notice")] = (
         "error", "Some settings in this link were refused and keep their default values; "
-                 "the others were applied:\n\n" + "\n".join(
-                     f"- **{label_of(name)}** {why}" for name, why in refused.items()))
+                 f"the others were applied:\n\n{reasons}")
     return config
 
 
