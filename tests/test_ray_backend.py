@@ -7,7 +7,7 @@ import threading
 import time
 
 import pytest
-import ray  # requirements-dev.txt installs it: these tests must run in CI, never skip
+import ray  # scripts/test.sh installs the [ray] extra: these tests must run in CI, never skip
 
 from conftest import ROOT, run_cli
 from divebatch import cli, sweeps
