@@ -5,7 +5,7 @@ import streamlit as st
 
 from dashboard.common import foreground_runs, open_store, queue_summary
 from dashboard.instructor import apply_style
-from divebatch import jobs
+from divebatch.runs import jobs
 
 st.set_page_config(page_title="DiveBatch Lab", page_icon=":material/scuba_diving:",
                    layout="wide")

@@ -12,10 +12,10 @@ import time
 
 import streamlit as st
 
-from divebatch import jobs
-from divebatch.commands import UsageError, check_runnable
+from divebatch.runs import jobs
+from divebatch.training.runnable import check_runnable
 from divebatch.config import ALLOWED_MODELS, HOT_FIELDS, RunConfig, allowed_range, config_fields
-from divebatch.diversity import DiversityMeter
+from divebatch.meter.diversity import DiversityMeter
 from divebatch.links import config_to_query, read_query
 from divebatch.presets import (PRESETS, VARIANTS, presets_for, race_configs, variant_of,
                                with_variant)
@@ -242,7 +242,7 @@ def runnable_problem(config: RunConfig) -> str | None:
     """Why this setup cannot run on this machine (device, dataset), in one line, or None."""
     try:
         check_runnable(config)
-    except UsageError as error:
+    except ValueError as error:
         return str(error)
     return None
 

@@ -15,13 +15,16 @@ import time
 import pandas as pd
 import streamlit as st
 
-from divebatch import jobs, plots
+from divebatch.runs import jobs
+from divebatch.report import figures as plots
 from divebatch.config import HOT_FIELDS, RunConfig
-from divebatch.hot_limits import hot_change_limits
-from divebatch.plots import ChartOptions, RunData, run_label
+from divebatch.report.hot_limits import hot_change_limits
+from divebatch.report.figures import ChartOptions, RunData, run_label
+
+from divebatch.runs.store import ACTIVE_STATUSES
 
 from . import roles, shared, stale
-from .common import ACTIVE, open_store, show_run_problems
+from .common import open_store, show_run_problems
 from .form import field_widget
 from .play import play_controls
 
@@ -39,7 +42,7 @@ def run_picker(prefix: str, candidates: list[dict], title: str = "Runs on the ch
     if shown_key not in st.session_state:  # the link's runs, else the active ones
         linked = [i for i in st.session_state.get("linked_runs", []) if i in labels]
         st.session_state[shown_key] = linked or [r["id"] for r in candidates
-                                                 if r["status"] in ACTIVE]
+                                                 if r["status"] in ACTIVE_STATUSES]
     st.session_state[shown_key] = [i for i in st.session_state[shown_key] if i in labels]
     return st.multiselect(title, list(labels), key=shown_key, format_func=labels.get,
                           persist_state="session",
@@ -74,7 +77,7 @@ def live_panel(prefix: str, run_ids: list[int]) -> None:
         st.info("No run on the charts yet. " + ("Start one above, or pick stored runs to "
                 "overlay." if roles.can_change() else "Pick stored runs to watch."))
         return
-    active = [run for run in snap.runs if run["status"] in ACTIVE]
+    active = [run for run in snap.runs if run["status"] in ACTIVE_STATUSES]
     if roles.can_change():
         run_controls(prefix, active, snap)
     elif active:

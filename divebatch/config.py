@@ -19,8 +19,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-PROBLEMS = ("least_squares", "logistic", "sine", "classification", "digits",
-            "cifar10", "cifar100", "tiny_imagenet")
+IMAGE_DATASETS = ("cifar10", "cifar100", "tiny_imagenet")
+PROBLEMS = ("least_squares", "logistic", "sine", "classification", "digits", *IMAGE_DATASETS)
 MODELS = ("auto", "linear", "mlp", "cnn", "resnet18")
 METHODS = ("sgd", "adabatch", "divebatch")
 LR_SCALINGS = ("none", "linear", "sqrt")

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .config import RunConfig
+from divebatch.config import IMAGE_DATASETS, RunConfig
 
 SYNTHETIC_PROBLEMS = ("least_squares", "logistic", "sine", "classification")
-IMAGE_PROBLEMS = ("digits", "cifar10", "cifar100", "tiny_imagenet")
+IMAGE_PROBLEMS = ("digits", *IMAGE_DATASETS)  # the Image lab's problems
 
 # How the dashboard names a method. "sgd_large" is SGD run at batch_size = max_batch_size.
 VARIANTS = {"divebatch": "DiveBatch", "adabatch": "AdaBatch",

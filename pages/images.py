@@ -3,9 +3,9 @@
 import streamlit as st
 
 from dashboard import ensure_router, form, lab
-from divebatch.images import dataset_status
+from divebatch.data.images import dataset_status
 from divebatch.presets import IMAGE_PROBLEMS
-from divebatch.trainer import resolve_device
+from divebatch.device_options import resolve_device
 
 ensure_router()
 

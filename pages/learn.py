@@ -6,7 +6,7 @@ import streamlit as st
 
 from dashboard import ensure_router
 from dashboard.instructor import instructor_mode
-from divebatch import learn, learn_plots
+from divebatch.report import learn, learn_figures as learn_plots
 from divebatch.config import RunConfig
 from divebatch.links import config_to_query
 

@@ -5,7 +5,8 @@ import streamlit as st
 from dashboard import ensure_router, roles
 from dashboard.common import open_store
 from dashboard.experiment import backend_controls, chosen_backend, group_progress
-from divebatch import reproduce, reproduce_report, sweep_plots
+from divebatch.runs import reproduce
+from divebatch.report import reproduce_report, sweep_figures as sweep_plots
 
 ensure_router()
 

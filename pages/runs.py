@@ -4,10 +4,10 @@ import streamlit as st
 
 from dashboard import ensure_router, live, roles
 from dashboard.common import ACTIVE, open_store, run_rows
-from divebatch import jobs
-from divebatch.cli import records_csv, records_json
-from divebatch.plots import run_label
-from divebatch.store import STATUSES
+from divebatch.runs import jobs
+from divebatch.report.exports import records_csv, records_json
+from divebatch.report.figures import run_label
+from divebatch.runs.store import STATUSES
 
 ensure_router()
 

@@ -5,9 +5,10 @@ import streamlit as st
 from dashboard import ensure_router, roles
 from dashboard.common import open_store
 from dashboard.experiment import backend_controls, chosen_backend, group_progress
-from divebatch import sweep_plots, sweeps
+from divebatch.report import sweep_figures as sweep_plots
+from divebatch.runs import sweeps
 from divebatch.config import PROBLEMS
-from divebatch.data import check_available
+from divebatch.data.problems import check_available
 
 ensure_router()
 

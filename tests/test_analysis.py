@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from divebatch import analysis
+from divebatch.runs import analysis
 
 
 def recs(accs, times, losses=None):

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from divebatch import jobs
+from divebatch.runs import jobs
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 TINY = {"n_samples": 400, "dim": 8, "batch_size": 16, "max_batch_size": 256}

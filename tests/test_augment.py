@@ -7,7 +7,7 @@ import pytest
 import torch
 from numpy.lib.stride_tricks import sliding_window_view
 
-from divebatch.augment import (CIFAR10_MEAN, CIFAR10_STD, NORMALIZATION, Augmenter, normalize,
+from divebatch.data.augment import (CIFAR10_MEAN, CIFAR10_STD, NORMALIZATION, Augmenter, normalize,
                                pad, random_crop_flip)
 
 

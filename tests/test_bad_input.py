@@ -10,10 +10,11 @@ import torch
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from conftest import run_cli
-from divebatch import cli, jobs
+from divebatch import cli
+from divebatch.runs import jobs
 from divebatch.config import RunConfig, allowed_range, config_fields
-from divebatch.store import RunStore
-from divebatch.trainer import train
+from divebatch.runs.store import RunStore
+from divebatch.training.trainer import train
 
 FIELDS = {f.name: f for f in config_fields()}
 NOT_NUMBERS = st.one_of(st.none(), st.text(max_size=6), st.lists(st.integers(), max_size=2),

@@ -4,9 +4,10 @@ every viewer of the same runs."""
 import pytest
 
 from dashboard import shared
-from divebatch import jobs, plots
-from divebatch.plots import ChartOptions
-from divebatch.store import RunStore
+from divebatch.runs import jobs
+from divebatch.report import figures as plots
+from divebatch.report.figures import ChartOptions
+from divebatch.runs.store import RunStore
 
 
 @pytest.fixture

@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from divebatch.config import RunConfig
-from divebatch.data import (SYNTHETIC_DEFAULTS, correct_predictions, load_problem,
-                            per_sample_loss)
+from divebatch.data.problem import correct_predictions, per_sample_loss
+from divebatch.data.problems import SYNTHETIC_DEFAULTS, load_problem
 
 
 @pytest.mark.parametrize("problem,task", [("least_squares", "regression"),

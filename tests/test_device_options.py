@@ -7,10 +7,11 @@ import pytest
 import torch
 from torch import nn
 
-from divebatch import device_options, trainer as trainer_module
+from divebatch import device_options
+from divebatch.training import trainer as trainer_module
 from divebatch.config import RunConfig
 from divebatch.device_options import make_optimizer, to_device
-from divebatch.trainer import Trainer, train
+from divebatch.training.trainer import Trainer, train
 from test_images import make_cifar10_python
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

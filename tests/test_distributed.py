@@ -14,12 +14,12 @@ import pytest
 import torch
 
 from conftest import ROOT, run_cli
-from divebatch import jobs
+from divebatch.runs import jobs
 from divebatch.config import RunConfig
-from divebatch.distributed import Distributed
-from divebatch.diversity import DiversityMeter
-from divebatch.store import RunStore
-from divebatch.trainer import train
+from divebatch.training.distributed import Distributed
+from divebatch.meter.diversity import DiversityMeter
+from divebatch.runs.store import RunStore
+from divebatch.training.trainer import train
 
 # 501 training samples: the 21st batch of epoch 1 (measured) has one sample: rank 1 has none
 SYNTHETIC = dict(problem="least_squares", n_samples=626, dim=10, epochs=3, batch_size=25,
@@ -173,7 +173,7 @@ def test_meter_sums_micro_batches_and_reduces_s():
 @pytest.mark.parametrize("name,shape", [("cnn", (1, 8, 8)), ("mlp", (5,))])
 def test_meter_accepts_an_empty_share(name, shape):
     """A process whose share of a batch is empty (B < W, or the last batch) adds nothing."""
-    from divebatch.models import build_model
+    from divebatch.models.registry import build_model
     model = build_model(name, input_shape=shape, n_outputs=3, hidden=8)
     meter = DiversityMeter(model, sample_every=1)
     with meter.track(4, samples=0):

@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from divebatch import diversity, sq_norm_rules
-from divebatch.diversity import DiversityMeter, gradient_diversity, per_sample_grad_sq_norms
+from divebatch.meter import diversity, rules as sq_norm_rules
+from divebatch.meter.diversity import DiversityMeter, gradient_diversity, per_sample_grad_sq_norms
 
 REL_TOL = 1e-8
 

@@ -19,7 +19,7 @@ import pytest
 
 from conftest import stop_runs_and_wait
 from dashboard.serve import CHROMIUM, dashboard_server, launch_chromium, server_pid
-from divebatch.store import RunStore
+from divebatch.runs.store import RunStore
 
 pytestmark = pytest.mark.browser
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -206,7 +206,7 @@ def test_three_viewers_watch_a_live_run_on_a_read_only_server(tmp_path):
 @pytest.fixture
 def warm_server(tmp_path):
     """A dashboard with one worker slot and one warm worker, and the store it uses."""
-    from divebatch import jobs
+    from divebatch.runs import jobs
     db = tmp_path / "runs.db"
     store = RunStore(db)
     env = {"DIVEBATCH_MAX_WORKERS": "1", "DIVEBATCH_WARM_WORKERS": "1"}
@@ -236,7 +236,7 @@ def test_warm_start_step_by_step_pause_pace_and_delete_one(warm_server, page):
     [run] = store.list_runs()
     assert run["worker_pid"] == warm_pid  # the warm worker took it: no start-up to wait for
 
-    from divebatch.jobs import is_paused
+    from divebatch.runs.jobs import is_paused
     wait_until(lambda: is_paused(store, run["id"]), "the pause after epoch 1")
     assert len(store.records(run["id"])) == 1
     page.reload()  # the buttons show the state of the last page run

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch.func import functional_call, grad, vmap
 
-from divebatch.diversity import DiversityMeter, per_sample_grad_sq_norms
-from divebatch.gpt import GPT, token_losses
+from divebatch.meter.diversity import DiversityMeter, per_sample_grad_sq_norms
+from divebatch.models.gpt import GPT, token_losses
 from test_diversity import float64  # noqa: F401  (the autouse float64 fixture)
 from test_diversity import assert_close, loop_oracle
 

@@ -16,8 +16,8 @@ import pytest
 import torch
 from PIL import Image
 
-from divebatch import images, tiny_imagenet
-from divebatch.images import DatasetError, ImageArrays
+from divebatch.data import images, tiny_imagenet
+from divebatch.data.images import DatasetError, ImageArrays
 
 N_PER_BATCH = 20  # images per CIFAR batch file (10000 in the real files)
 

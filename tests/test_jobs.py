@@ -10,9 +10,9 @@ import subprocess
 import pytest
 import torch
 
-from divebatch import jobs
+from divebatch.runs import jobs
 from divebatch.config import RunConfig
-from divebatch.store import RunStore
+from divebatch.runs.store import RunStore
 
 
 @pytest.fixture

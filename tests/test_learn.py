@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from divebatch import learn
+from divebatch.report import learn
 
 POINTS = st.tuples(st.floats(-3, 3), st.floats(-3, 3))
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from divebatch.models import SmallCNN, build_model
+from divebatch.models.registry import SmallCNN, build_model
 
 
 @pytest.mark.parametrize("name,shape", [("linear", (12,)), ("mlp", (12,)), ("linear", (1, 8, 8)),

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from divebatch import learn, reproduce
+from divebatch.report import learn
+from divebatch.runs import reproduce
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 DEADLINE_S = 120
@@ -110,7 +111,7 @@ def test_reproduce_page_shows_a_finished_reproduction(store):
 
 
 def test_a_heatmap_whose_colours_span_under_one_point_says_so():
-    from divebatch import sweep_plots
+    from divebatch.report import sweep_figures as sweep_plots
 
     def cell(delta: float, final: float) -> dict:
         return {"cell": f"d{delta}", "label": f"delta={delta}", "delta": delta,

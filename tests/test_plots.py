@@ -1,13 +1,13 @@
-"""divebatch.plots: x axes, smoothing, diversity readings, figures and tables."""
+"""divebatch.report.figures: x axes, smoothing, diversity readings, figures and tables."""
 
 import math
 
 import pytest
 
-from divebatch import plots, sweep_plots
-from divebatch.hot_limits import hot_change_limits
-from divebatch.chart_style import style_of, style_of_variant
-from divebatch.plots import ChartOptions, RunData
+from divebatch.report import figures as plots, sweep_figures as sweep_plots
+from divebatch.report.hot_limits import hot_change_limits
+from divebatch.report.chart_style import style_of, style_of_variant
+from divebatch.report.figures import ChartOptions, RunData
 
 
 def record(epoch, **values):

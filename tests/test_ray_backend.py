@@ -10,9 +10,10 @@ import pytest
 import ray  # requirements-dev.txt installs it: these tests must run in CI, never skip
 
 from conftest import ROOT, run_cli
-from divebatch import cli, sweeps
-from divebatch.ray_backend import RayBackend, RayOptions
-from divebatch.store import RunStore
+from divebatch import cli
+from divebatch.runs import sweeps
+from divebatch.runs.ray_backend import RayBackend, RayOptions
+from divebatch.runs.store import RunStore
 
 TIMING_FIELDS = ("train_time", "wall_time", "step_ms")
 BASE = {"problem": "least_squares", "n_samples": 320, "dim": 8, "epochs": 3,

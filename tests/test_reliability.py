@@ -13,10 +13,12 @@ import time
 import pytest
 
 from conftest import ROOT, run_cli
-from divebatch import checkpoint, cli, jobs
+from divebatch.training import checkpoint
+from divebatch import cli
+from divebatch.runs import jobs
 from divebatch.config import RunConfig
-from divebatch.store import RunStore
-from divebatch.trainer import train
+from divebatch.runs.store import RunStore
+from divebatch.training.trainer import train
 from test_resume import comparable
 
 # ~200 short epochs: a kill 0-0.6 s after a worker's first record lands mid-epoch, in a
@@ -127,7 +129,7 @@ def test_sigkilled_workers_leave_a_consistent_resumable_store(isolated_store, mo
 
 APPENDER = textwrap.dedent("""
     import sys
-    from divebatch.store import RunStore
+    from divebatch.runs.store import RunStore
     store = RunStore(sys.argv[1], timeout=60)
     run_id, n = int(sys.argv[2]), int(sys.argv[3])
     for epoch in range(1, n + 1):
@@ -166,9 +168,9 @@ def test_eight_concurrent_writers_and_a_reader_lose_nothing(isolated_store):
 
 PARENT = textwrap.dedent("""
     import sys, time
-    from divebatch import jobs
+    from divebatch.runs import jobs
     from divebatch.config import RunConfig
-    from divebatch.store import RunStore
+    from divebatch.runs.store import RunStore
     store = RunStore(sys.argv[1])
     config = RunConfig(problem="least_squares", n_samples=300, dim=8, epochs=60,
                        batch_size=16, method="sgd")

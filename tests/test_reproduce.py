@@ -5,8 +5,8 @@ import doctest
 import pytest
 
 from conftest import run_cli
-from divebatch import reproduce
-from divebatch.store import RunStore
+from divebatch.runs import reproduce
+from divebatch.runs.store import RunStore
 
 TINY = reproduce.ReproSpec(scale="tiny", benchmarks=("convex",), seeds=(0,))
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from divebatch.resnet import resnet18
+from divebatch.models.resnet import resnet18
 
 
 def modules_of(model: nn.Module, kind) -> list[nn.Module]:

@@ -8,10 +8,11 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from conftest import run_cli
-from divebatch import checkpoint, jobs
+from divebatch.training import checkpoint
+from divebatch.runs import jobs
 from divebatch.config import RunConfig
-from divebatch.store import RunStore
-from divebatch.trainer import LocalControl, Trainer, train
+from divebatch.runs.store import RunStore
+from divebatch.training.trainer import LocalControl, Trainer, train
 from test_images import make_cifar10_binary
 
 TIMINGS = ("train_time", "wall_time", "step_ms")

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from divebatch.diversity import DiversityMeter, per_sample_grad_sq_norms
+from divebatch.meter.diversity import DiversityMeter, per_sample_grad_sq_norms
 from test_diversity import float64  # noqa: F401  (the autouse float64 fixture)
 from test_diversity import assert_close, loop_oracle
 

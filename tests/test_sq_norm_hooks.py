@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from divebatch.diversity import DiversityMeter, gradient_diversity, per_sample_grad_sq_norms
+from divebatch.meter.diversity import DiversityMeter, gradient_diversity, per_sample_grad_sq_norms
 from test_diversity import float64  # noqa: F401  (the autouse float64 fixture)
 from test_diversity import assert_close, cross_entropy, loop_oracle
 

@@ -16,8 +16,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from divebatch import store as store_module
-from divebatch.store import MIGRATIONS, RunStore
+from divebatch.runs import store as store_module
+from divebatch.runs.store import MIGRATIONS, RunStore
 
 CHILD_TABLES = ("records", "progress", "events", "controls")
 RUN_KEYS = {"id", "name", "group", "config", "status", "created_at", "started_at",

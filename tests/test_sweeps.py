@@ -5,8 +5,8 @@ import math
 import pytest
 
 from conftest import run_cli
-from divebatch import jobs, sweeps
-from divebatch.store import RunStore
+from divebatch.runs import jobs, sweeps
+from divebatch.runs.store import RunStore
 
 TINY_BASE = {"problem": "least_squares", "n_samples": 320, "dim": 8, "epochs": 3,
              "batch_size": 16, **sweeps.SWEEP_DEFAULTS}

@@ -1,4 +1,4 @@
-from divebatch import target_table
+from divebatch.report import target_table
 
 
 def recs(accs, times):

@@ -1,11 +1,11 @@
-"""divebatch.thinning: at most about max_points indices, spikes and named indices kept."""
+"""divebatch.report.thinning: at most about max_points indices, spikes and named indices kept."""
 
 import doctest
 import random
 
 import pytest
 
-from divebatch import chart_style, hot_limits, thinning
+from divebatch.report import chart_style, hot_limits, thinning
 
 
 def test_short_traces_are_kept_whole():

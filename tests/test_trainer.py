@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from divebatch.config import RunConfig
-from divebatch.probe import DiversityProbe
-from divebatch.trainer import LocalControl, Trainer, train
+from divebatch.training.probe import DiversityProbe
+from divebatch.training.trainer import LocalControl, Trainer, train
 
 TINY = dict(problem="least_squares", n_samples=600, dim=10, epochs=4, batch_size=16,
             max_batch_size=256, lr=0.05)
@@ -68,7 +68,7 @@ def test_base_schedule_per_epoch(schedule):
 
 
 def test_chart_probe_changes_no_training_and_is_recorded_apart():
-    """The chart-only diversity (divebatch.probe) leaves weights, losses and the random
+    """The chart-only diversity (divebatch.training.probe) leaves weights, losses and the random
     streams untouched; SGD never measures while training."""
     config = RunConfig(problem="digits", model="cnn", n_samples=160, epochs=2, batch_size=32,
                        method="sgd", lr=0.05)

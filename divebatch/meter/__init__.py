@@ -1,0 +1,1 @@
+"""meter: see docs/ARCHITECTURE.md."""
