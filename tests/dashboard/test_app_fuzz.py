@@ -10,10 +10,10 @@ from streamlit.testing.v1 import AppTest
 from divebatch.config import config_fields
 from divebatch.presets import PRESETS
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
-LAB_PAGES = ("pages/synthetic.py", "pages/images.py")
-DEFAULT_PRESET = {"pages/synthetic.py": ("syn", "convex"),  # (form prefix, preset) per page
-                  "pages/images.py": ("img", "digits_race")}
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
+LAB_PAGES = ("app_pages/synthetic.py", "app_pages/images.py")
+DEFAULT_PRESET = {"app_pages/synthetic.py": ("syn", "convex"),  # (form prefix, preset) per page
+                  "app_pages/images.py": ("img", "digits_race")}
 FIELD_NAMES = [f.name for f in config_fields()]
 NASTY = ["nan", "NaN", "inf", "-inf", "1e999", "-1", "0", "9" * 5000, "", " ", "\x00",
          "true", "[1, 2]", "{}", "0x10", "1_000", "٣", "<script>alert(1)</script>",

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from dashboard import ensure_router, roles
+from dashboard import roles
 from dashboard.common import open_store
 from dashboard.experiment import backend_controls, chosen_backend, group_progress
 from divebatch.report import sweep_figures as sweep_plots
@@ -10,7 +10,6 @@ from divebatch.runs import sweeps
 from divebatch.config import PROBLEMS
 from divebatch.data.problems import check_available
 
-ensure_router()
 
 FORM_DEFAULTS = {"sweep_problem": "classification", "sweep_epochs": 10,
                  "sweep_n_samples": 2000, "sweep_batch_size": 16, "sweep_lr": 0.05,
@@ -50,7 +49,7 @@ def spec_from_form() -> sweeps.SweepSpec:
 
 
 def start_sweep() -> None:
-    """on_click: runs before the script, so the click survives ensure_router's rerun."""
+    """on_click: runs before the script, so the click survives a rerun."""
     if not roles.require_instructor("sweep"):
         return
     try:

@@ -216,9 +216,9 @@ def test_cli_resume_refuses_with_one_line(store):
 def test_runs_page_resume_button_requeues_the_selected_run(store):
     run_id = store.create_run(RunConfig(**TINY).to_dict())
     jobs.execute_run(store, run_id, on_epoch=stop_at(store, run_id, 2))
-    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"),
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[2] / "app.py"),
                            default_timeout=60).run()
-    at.switch_page("pages/runs.py").run()
+    at.switch_page("app_pages/runs.py").run()
     at.multiselect(key="runs_shown").set_value([run_id]).run()
     at.button(key="runs_resume").click().run()
     assert not at.exception, at.exception

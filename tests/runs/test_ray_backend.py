@@ -160,7 +160,7 @@ def test_the_background_driver_writes_the_store_the_dashboard_reads(tmp_path):
 def test_the_sweep_page_sends_runs_to_ray_and_names_an_unreachable_cluster():
     from streamlit.testing.v1 import AppTest
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
-    at.switch_page("pages/sweep.py").run()
+    at.switch_page("app_pages/sweep.py").run()
     at.radio(key="sweep_backend").set_value("ray")
     at.text_input(key="sweep_ray_address").set_value("127.0.0.1:1")
     at.button(key="sweep_start").click().run()

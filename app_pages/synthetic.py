@@ -2,10 +2,9 @@
 
 import streamlit as st
 
-from dashboard import ensure_router, form, lab
+from dashboard import form, lab
 from divebatch.presets import SYNTHETIC_PROBLEMS
 
-ensure_router()
 
 PREFIX = "syn"
 IRRELEVANT = ("norm", "augment", "amp", "channels_last", "data_dir")  # image problems only

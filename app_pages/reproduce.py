@@ -2,13 +2,12 @@
 
 import streamlit as st
 
-from dashboard import ensure_router, roles
+from dashboard import roles
 from dashboard.common import open_store
 from dashboard.experiment import backend_controls, chosen_backend, group_progress
 from divebatch.runs import reproduce
 from divebatch.report import reproduce_report, sweep_figures as sweep_plots
 
-ensure_router()
 
 CPU_BENCHMARKS = [key for key, b in reproduce.BENCHMARKS.items() if not b.needs_gpu]
 for key, value in {"repro_scale": "quick", "repro_seeds": 3,
@@ -27,7 +26,7 @@ st.markdown(
     "by machine) and **accuracy changes**, beside the paper's published numbers.")
 
 def start_reproduction() -> None:
-    """on_click: runs before the script, so the click survives ensure_router's rerun."""
+    """on_click: runs before the script, so the click survives a rerun."""
     if not roles.require_instructor("reproduce"):
         return
     spec = reproduce.ReproSpec(scale=st.session_state.repro_scale,

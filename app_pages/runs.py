@@ -2,14 +2,13 @@
 
 import streamlit as st
 
-from dashboard import ensure_router, live, roles
-from dashboard.common import ACTIVE, open_store, run_rows
+from dashboard import live, roles
+from dashboard.common import open_store, run_rows
 from divebatch.runs import jobs
 from divebatch.report.exports import records_csv, records_json
 from divebatch.report.figures import run_label
-from divebatch.runs.store import STATUSES
+from divebatch.runs.store import ACTIVE_STATUSES, STATUSES
 
-ensure_router()
 
 PREFIX = "runs"
 
@@ -85,7 +84,7 @@ def resume_and_delete(chosen: dict) -> None:
                       width="stretch", on_click=resume_selected, args=([run_id],),
                       help="Continue an interrupted, failed or stopped run from its "
                            "last checkpoint.")
-    finished = chosen["status"] not in ACTIVE
+    finished = chosen["status"] not in ACTIVE_STATUSES
     confirmed = col_confirm.checkbox(
         f"Yes, delete run #{run_id} and all its records", key="runs_confirm_delete",
         disabled=not finished)

@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 from divebatch.report import learn
 from divebatch.runs import reproduce
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
 DEADLINE_S = 120
 
 
@@ -32,7 +32,7 @@ def metric(at: AppTest, label: str) -> str:
 
 
 def test_learn_page_numbers_agree_with_the_library():
-    at = open_page("pages/learn.py")
+    at = open_page("app_pages/learn.py")
     for w in ((-2.0, 2.0), (0.5, -1.0), (2.5, 0.25)):
         at.slider(key="learn_w1").set_value(w[0])
         at.slider(key="learn_w2").set_value(w[1]).run()
@@ -57,7 +57,7 @@ def test_learn_page_numbers_agree_with_the_library():
 def test_sweep_page_runs_a_two_by_two_sweep_with_two_seeds(store, monkeypatch):
     monkeypatch.setenv("DIVEBATCH_MAX_WORKERS", "2")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # two workers on two cores: no spinning threads
-    at = open_page("pages/sweep.py")
+    at = open_page("app_pages/sweep.py")
     at.text_input(key="sweep_deltas").set_value("0.1, nonsense")
     at.button(key="sweep_start").click().run()
     assert not at.exception and "delta values should be a list of numbers" in at.error[0].value
@@ -95,7 +95,7 @@ def test_sweep_page_runs_a_two_by_two_sweep_with_two_seeds(store, monkeypatch):
 def test_reproduce_page_shows_a_finished_reproduction(store):
     spec = reproduce.ReproSpec(scale="tiny", benchmarks=("convex", "cifar10"), seeds=(0,))
     reproduce.run_here(store, spec)
-    at = open_page("pages/reproduce.py")
+    at = open_page("app_pages/reproduce.py")
     assert not at.exception
     assert "7 of 7 runs finished" in at.get("progress")[0].proto.text
     side = at.table[0].value

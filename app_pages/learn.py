@@ -4,13 +4,11 @@ from urllib.parse import urlencode
 
 import streamlit as st
 
-from dashboard import ensure_router
 from dashboard.instructor import instructor_mode
 from divebatch.report import learn, learn_figures as learn_plots
 from divebatch.config import RunConfig
 from divebatch.links import config_to_query
 
-ensure_router()
 
 START = learn.DEFAULTS
 DEFAULTS = {"learn_w1": START["start"][0], "learn_w2": START["start"][1],

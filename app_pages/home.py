@@ -2,10 +2,8 @@
 
 import streamlit as st
 
-from dashboard import ensure_router
 from dashboard.instructor import instructor_mode
 
-ensure_router()
 
 PAGES = (  # (page file, title, icon, what it is for), in the sidebar's order
     ("pages/learn.py", "Learn", ":material/school:",

@@ -2,12 +2,11 @@
 
 import streamlit as st
 
-from dashboard import ensure_router, form, lab
+from dashboard import form, lab
 from divebatch.data.images import dataset_status
 from divebatch.presets import IMAGE_PROBLEMS
 from divebatch.device_options import resolve_device
 
-ensure_router()
 
 PREFIX = "img"
 IRRELEVANT = ("noise", "dim")  # synthetic problems only

@@ -17,7 +17,7 @@ from streamlit.testing.v1 import AppTest
 
 from divebatch.runs import jobs
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
 TINY = {"n_samples": 400, "dim": 8, "batch_size": 16, "max_batch_size": 256}
 DEADLINE_S = 90
 
@@ -75,9 +75,9 @@ def test_home_says_what_each_page_is_for():
     assert at.toggle(key="instructor").value is False
 
 
-@pytest.mark.parametrize("page,kind,key", [("pages/synthetic.py", "button", "syn_start"),
-                                           ("pages/images.py", "button", "img_start"),
-                                           ("pages/runs.py", "multiselect", "runs_shown")])
+@pytest.mark.parametrize("page,kind,key", [("app_pages/synthetic.py", "button", "syn_start"),
+                                           ("app_pages/images.py", "button", "img_start"),
+                                           ("app_pages/runs.py", "multiselect", "runs_shown")])
 def test_every_page_renders_on_the_embedded_defaults(page, kind, key):
     at = open_app(page)
     getattr(at, kind)(key=key)  # KeyError if the widget is missing
@@ -85,7 +85,7 @@ def test_every_page_renders_on_the_embedded_defaults(page, kind, key):
 
 
 def test_start_watch_hot_change_stop_and_delete(store):
-    at = open_app("pages/synthetic.py")
+    at = open_app("app_pages/synthetic.py")
     set_numbers(at, "syn", **TINY, epochs=5000, progress_every=0.2)
     at.button(key="syn_start").click().run()
     [run] = store.list_runs()
@@ -108,7 +108,7 @@ def test_start_watch_hot_change_stop_and_delete(store):
     assert "idle" in texts(at.caption)
     kept = len(store.records(run_id))
 
-    at.switch_page("pages/runs.py").run()
+    at.switch_page("app_pages/runs.py").run()
     at.multiselect(key="runs_shown").set_value([run_id]).run()
     assert at.button(key="runs_delete").disabled  # not without the confirmation
     assert at.download_button(key="runs_csv") is not None
@@ -127,7 +127,7 @@ def test_delete_acts_on_one_run_and_mixed_problems_warn(store):
         ids.append(store.create_run({**config, "problem": problem}))
         store.append_record(ids[-1], record)
         store.mark_finished(ids[-1], "completed")
-    at = open_app("pages/runs.py")
+    at = open_app("app_pages/runs.py")
     assert "pick runs in the list above" in texts(at.info)
     assert "Start one above" not in texts(at.info)
     at.multiselect(key="runs_shown").set_value(ids).run()
@@ -140,7 +140,7 @@ def test_delete_acts_on_one_run_and_mixed_problems_warn(store):
 
 
 def test_step_by_step_pace_then_step_resume_and_pace_change(store):
-    at = open_app("pages/synthetic.py")
+    at = open_app("app_pages/synthetic.py")
     set_numbers(at, "syn", **TINY, epochs=6)
     at.button_group(key="syn_start_pace").set_value("step").run()
     at.button(key="syn_start").click().run()
@@ -161,7 +161,7 @@ def test_step_by_step_pace_then_step_resume_and_pace_change(store):
 
 def test_race_overlays_four_methods_with_the_time_to_target_table(store, monkeypatch):
     monkeypatch.setenv("DIVEBATCH_MAX_WORKERS", "4")  # worker start-up is mostly imports
-    at = open_app("pages/synthetic.py")
+    at = open_app("app_pages/synthetic.py")
     set_numbers(at, "syn", **TINY, epochs=3, seed=4)
     at.button(key="syn_race").click().run()
     runs = store.list_runs()
@@ -184,7 +184,7 @@ def test_race_overlays_four_methods_with_the_time_to_target_table(store, monkeyp
 
 
 def test_invalid_values_show_an_error_and_block_start():
-    at = open_app("pages/synthetic.py")
+    at = open_app("app_pages/synthetic.py")
     set_numbers(at, "syn", batch_size=64, max_batch_size=32)
     assert "max_batch_size should be an int >= batch_size (64)" in texts(at.error)
     assert at.button(key="syn_start").disabled and at.button(key="syn_race").disabled
@@ -193,7 +193,7 @@ def test_invalid_values_show_an_error_and_block_start():
 
 
 def test_a_link_reproduces_a_setup():
-    at = open_app("pages/synthetic.py", query={"problem": "sine", "delta": "0.25",
+    at = open_app("app_pages/synthetic.py", query={"problem": "sine", "delta": "0.25",
                                                "seed": "7", "method": "adabatch"})
     assert at.selectbox(key="syn_problem").value == "sine"
     assert at.number_input(key="syn_delta").value == 0.25
@@ -205,7 +205,7 @@ def test_a_link_reproduces_a_setup():
 
 
 def test_a_bad_value_in_a_link_is_named_by_its_label_and_the_rest_kept():
-    at = open_app("pages/synthetic.py", query={"delta": "0.25", "batch_size": "ten",
+    at = open_app("app_pages/synthetic.py", query={"delta": "0.25", "batch_size": "ten",
                                                "max_batch_size": "0"})
     error = texts(at.error)
     assert "**initial batch size B0** should be an int, but got 'ten'" in error
@@ -214,12 +214,12 @@ def test_a_bad_value_in_a_link_is_named_by_its_label_and_the_rest_kept():
 
 
 def test_sgd_large_link_selects_the_large_batch_variant():
-    at = open_app("pages/synthetic.py", query={"method": "sgd", "batch_size": "1024"})
+    at = open_app("app_pages/synthetic.py", query={"method": "sgd", "batch_size": "1024"})
     assert at.selectbox(key="syn_method").value == "sgd_large"
 
 
 def test_instructor_flag_hides_advanced_controls():
-    at = open_app("pages/synthetic.py", query={"instructor": "1"})
+    at = open_app("app_pages/synthetic.py", query={"instructor": "1"})
     assert at.toggle(key="instructor").value is True
     assert not [e for e in at.expander if e.label == "Advanced settings"]
     keys = {w.key for w in at.number_input}
@@ -237,13 +237,13 @@ def test_instructor_mode_simplifies_home_and_learn():
     assert [link.proto.label for link in at.get("page_link")] == ["**Learn**",
                                                                    "**Synthetic lab**"]
     assert not [h for h in at.subheader if h.value == "How it works"]
-    at.switch_page("pages/learn.py").run()
+    at.switch_page("app_pages/learn.py").run()
     assert not [h for h in at.header if h.value.startswith("3.")]
     assert not [e for e in at.expander if e.label.startswith("Show the library code")]
 
 
 def test_learn_links_its_setting_to_the_lab():
-    at = open_app("pages/learn.py")
+    at = open_app("app_pages/learn.py")
     at.slider(key="learn_delta").set_value(0.25).run()
     [button] = at.get("link_button")
     assert button.proto.url.startswith("synthetic?") and "delta=0.25" in button.proto.url
@@ -251,14 +251,14 @@ def test_learn_links_its_setting_to_the_lab():
 
 
 def test_show_the_code_renders_the_deciding_function():
-    at = open_app("pages/synthetic.py")
+    at = open_app("app_pages/synthetic.py")
     code = texts(at.code)
     assert "def _next_batch_size" in code and "self.delta * self.n_samples" in code
     assert "DiversityMeter.diversity" in texts(at.caption)
 
 
 def test_image_lab_shows_datasets_device_and_refuses_a_missing_dataset():
-    at = open_app("pages/images.py")
+    at = open_app("app_pages/images.py")
     table = at.dataframe[0].value
     present = dict(zip(table["dataset"], table["present"]))
     assert present["digits"] == "yes" and present["cifar10"] == "missing"
@@ -288,7 +288,7 @@ def test_failures_are_shown_in_plain_words(store):
     queued = store.create_run(config)
     os.environ["DIVEBATCH_MAX_WORKERS"] = "1"
     try:
-        at = open_app("pages/runs.py")
+        at = open_app("app_pages/runs.py")
         at.multiselect(key="runs_shown").set_value([diverged, failed, dead, queued]).run()
         errors, warnings, infos = texts(at.error), texts(at.warning), texts(at.info)
     finally:
@@ -304,10 +304,10 @@ def test_failures_are_shown_in_plain_words(store):
 
 # --- the read-only viewer role (DIVEBATCH_ROLE=viewer)
 
-MUTATING = {"pages/synthetic.py": ("syn_start", "syn_race", "syn_load_preset"),
-            "pages/runs.py": ("runs_stop", "runs_stop_all", "runs_hot_apply", "runs_resume",
+MUTATING = {"app_pages/synthetic.py": ("syn_start", "syn_race", "syn_load_preset"),
+            "app_pages/runs.py": ("runs_stop", "runs_stop_all", "runs_hot_apply", "runs_resume",
                               "runs_delete"),
-            "pages/sweep.py": ("sweep_start",), "pages/reproduce.py": ("repro_start",)}
+            "app_pages/sweep.py": ("sweep_start",), "app_pages/reproduce.py": ("repro_start",)}
 
 
 @pytest.fixture
@@ -335,7 +335,7 @@ def test_viewer_role_hides_every_control_that_changes_something(watched_runs, mo
     monkeypatch.setenv("DIVEBATCH_ROLE", "viewer")
     for page, keys in MUTATING.items():
         at = open_app(page, query={"runs": ",".join(map(str, watched_runs))})
-        if page == "pages/runs.py":
+        if page == "app_pages/runs.py":
             assert at.multiselect(key="runs_shown").value == list(watched_runs)  # the link
             assert at.download_button(key="runs_csv") is not None  # export stays
         assert not set(keys) & keys_on(at), page
@@ -352,7 +352,7 @@ def test_viewer_role_refuses_each_mutating_callback_when_invoked(store, watched_
         for key in set(keys) - {"runs_stop_all"}:  # the same callback as runs_stop
             monkeypatch.delenv("DIVEBATCH_ROLE", raising=False)
             at = open_app(page)
-            if page == "pages/runs.py":
+            if page == "app_pages/runs.py":
                 at.multiselect(key="runs_shown").set_value([running, stopped]).run()
                 at.checkbox(key="runs_confirm_delete").check().run()
                 at.number_input(key=f"runs_hot_delta_{running}").set_value(0.5).run()
