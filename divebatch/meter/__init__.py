@@ -1,1 +1,1 @@
-"""meter: see docs/ARCHITECTURE.md."""
+"""meter: per-sample gradient norms and gradient diversity (the meter, its hooks, one rule module per layer family)."""
