@@ -54,7 +54,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dashboard.serve import dashboard_server, launch_chromium, server_pid  # noqa: E402
+from benchmarks.serve import dashboard_server, launch_chromium, server_pid  # noqa: E402
 from divebatch.runs.store import RunStore  # noqa: E402
 
 N_RUNS, N_EPOCHS, N_TRAIN = 100, 200, 8000

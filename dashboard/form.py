@@ -17,8 +17,8 @@ from divebatch.training.runnable import check_runnable
 from divebatch.config import ALLOWED_MODELS, HOT_FIELDS, RunConfig, allowed_range, config_fields
 from divebatch.meter.diversity import DiversityMeter
 from divebatch.links import config_to_query, read_query
-from divebatch.presets import (PRESETS, VARIANTS, presets_for, race_configs, variant_of,
-                               with_variant)
+from divebatch.presets import (PRESETS, VARIANTS, method_of_variant, presets_for, race_configs,
+                               variant_of, variant_uses, with_variant)
 from divebatch.schedulers import AdaBatch, BatchSizeScheduler, DiveBatch, FixedBatch
 
 from . import roles
@@ -79,7 +79,7 @@ def config_from_state(prefix: str) -> RunConfig:
     """The RunConfig the form describes (not validated)."""
     values = {f.name: st.session_state[key(prefix, f.name)] for f in config_fields()}
     variant = values["method"]
-    values["method"] = "sgd" if variant.startswith("sgd") else variant
+    values["method"] = method_of_variant(variant)
     return with_variant(RunConfig(**values), variant)
 
 
@@ -180,12 +180,7 @@ def _render_field(prefix: str, name: str, problems: tuple[str, ...]) -> None:
         field_widget(name, key(prefix, name), options=tuple(VARIANTS),
                      format_func=VARIANTS.get)
     else:
-        unused = {"delta": variant != "divebatch", "min_batch_size": variant != "divebatch",
-                  "resize_every": variant.startswith("sgd"),
-                  "max_batch_size": variant == "sgd_small",
-                  "adabatch_factor": variant != "adabatch",
-                  "adabatch_lr_decay": variant != "adabatch"}
-        field_widget(name, key(prefix, name), disabled=unused.get(name, False))
+        field_widget(name, key(prefix, name), disabled=not variant_uses(variant, name))
 
 
 def _grid(prefix: str, names: list[str], problems: tuple[str, ...], columns: int = 4) -> None:
@@ -318,7 +313,7 @@ def race_note(store, config: RunConfig, n_runs: int) -> str | None:
 def show_the_code(prefix: str) -> None:
     """The library functions that make the batch-size decision for the chosen method."""
     variant = st.session_state[key(prefix, "method")]
-    functions = DECISION_CODE["sgd" if variant.startswith("sgd") else variant]
+    functions = DECISION_CODE[method_of_variant(variant)]
     with st.expander("Show the code: how this method picks the next batch size"):
         for function in functions:
             module = inspect.getmodule(function).__name__.replace(".", "/")

@@ -17,7 +17,7 @@ import streamlit as st
 
 from divebatch.runs import jobs
 from divebatch.report import figures as plots
-from divebatch.config import HOT_FIELDS, RunConfig
+from divebatch.config import HOT_FIELDS, RunConfig, method_uses
 from divebatch.report.hot_limits import hot_change_limits
 from divebatch.report.figures import ChartOptions, RunData, run_label
 
@@ -29,11 +29,6 @@ from .form import field_widget
 from .play import play_controls
 
 INTERVAL_HOLD_S = 10.0
-HOT_USED = {"divebatch": HOT_FIELDS, "adabatch": ("max_batch_size", "resize_every",
-                                                  "lr_multiplier"),
-            "sgd": ("lr_multiplier",)}
-
-
 def run_picker(prefix: str, candidates: list[dict], title: str = "Runs on the charts"
                ) -> list[int]:
     """Multiselect of run ids (state "<prefix>_shown"); unknown ids are dropped."""
@@ -231,7 +226,7 @@ def hot_change_form(prefix: str, run: dict, records: list[dict]) -> None:
         widget_key = f"{prefix}_hot_{name}_{run_id}"
         st.session_state.setdefault(widget_key, current[name])
         with col:
-            field_widget(name, widget_key, disabled=name not in HOT_USED[method])
+            field_widget(name, widget_key, disabled=not method_uses(method, name))
     cols[-1].button("Apply", key=f"{prefix}_hot_apply", type="primary", width="stretch",
                     on_click=_apply_hot, args=(prefix, run_id, current))
     st.caption("Hot changes reach the run between two steps (a new batch size starts at the "

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import stop_runs_and_wait
-from dashboard.serve import CHROMIUM, dashboard_server, launch_chromium, server_pid
+from benchmarks.serve import CHROMIUM, dashboard_server, launch_chromium, server_pid
 from divebatch.runs.store import RunStore
 
 pytestmark = pytest.mark.browser

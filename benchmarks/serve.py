@@ -1,5 +1,6 @@
-"""Start the dashboard as a real server in a subprocess (browser tests and benchmarks), and
-drive Debian's chromium through playwright (never `playwright install`)."""
+"""Test and benchmark harness: start the dashboard as a real server in a subprocess (browser
+tests, benchmarks/dashboard.py), and drive Debian's chromium through playwright (never
+`playwright install`)."""
 
 from __future__ import annotations
 
