@@ -6,26 +6,26 @@ from dashboard.instructor import instructor_mode
 
 
 PAGES = (  # (page file, title, icon, what it is for), in the sidebar's order
-    ("pages/learn.py", "Learn", ":material/school:",
+    ("app_pages/learn.py", "Learn", ":material/school:",
      "Gradient diversity on a problem small enough to see: per-sample gradients, their "
      "sum, and how DiveBatch turns the ratio into a batch size."),
-    ("pages/synthetic.py", "Synthetic lab", ":material/show_chart:",
+    ("app_pages/synthetic.py", "Synthetic lab", ":material/show_chart:",
      "Convex and non-convex toy problems (least squares, logistic, sine, 4 classes) that "
      "train in seconds on a CPU. Watch diversity, batch size, LR and loss live, change delta "
      "while a run goes, race the four methods."),
-    ("pages/images.py", "Image lab", ":material/image:",
+    ("app_pages/images.py", "Image lab", ":material/image:",
      "Digits, CIFAR-10/100 and Tiny-ImageNet with the paper's settings or scaled-down ones. "
      "Shows which datasets are present, how to add the others, and which device trains."),
-    ("pages/runs.py", "Runs", ":material/table_rows:",
+    ("app_pages/runs.py", "Runs", ":material/table_rows:",
      "Every stored run with status, config, duration, accuracy and time to target. Overlay "
      "runs, stop, resume, delete, export CSV / JSON."),
-    ("pages/sweep.py", "Sweep", ":material/grid_on:",
+    ("app_pages/sweep.py", "Sweep", ":material/grid_on:",
      "A grid over delta, B_max and R (and seeds), each cell compared with fixed-batch SGD."),
-    ("pages/reproduce.py", "Reproduce", ":material/science:",
+    ("app_pages/reproduce.py", "Reproduce", ":material/science:",
      "The paper's comparison at this machine's scale, beside the published numbers."),
 )
 CARDS_PER_ROW = 3
-FOR_THE_CLASS = ("pages/learn.py", "pages/synthetic.py")  # the cards in instructor mode
+FOR_THE_CLASS = ("app_pages/learn.py", "app_pages/synthetic.py")  # the cards in instructor mode
 
 st.title("DiveBatch Lab")
 st.markdown(

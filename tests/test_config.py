@@ -4,9 +4,8 @@ import math
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from divebatch.config import (ALLOWED_MODELS, DEFAULT_MODEL, PROBLEMS, RunConfig,
-                              allowed_range, config_fields)
-from divebatch.config import HOT_FIELDS, method_uses
+from divebatch.config import (ALLOWED_MODELS, DEFAULT_MODEL, HOT_FIELDS, PROBLEMS, RunConfig,
+                              allowed_range, config_fields, method_uses)
 
 
 def test_defaults_are_valid():

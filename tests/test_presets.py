@@ -11,8 +11,7 @@ from divebatch.config import RunConfig, config_fields
 from divebatch.links import config_from_query, config_to_query
 from divebatch.presets import (IMAGE_PROBLEMS, PRESETS, SYNTHETIC_PROBLEMS, paper_config,
                                presets_for, race_configs, race_sorted, variant_of,
-                               with_variant)
-from divebatch.presets import variant_uses
+                               variant_uses, with_variant)
 from test_images import make_cifar10_binary
 
 from conftest import run_cli

@@ -18,7 +18,6 @@ True
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +26,7 @@ from torch import nn
 
 from divebatch.data.problem import per_sample_loss
 from divebatch.meter.diversity import gradient_diversity, per_sample_grad_sq_norms
+from divebatch.report.code import sources
 from divebatch.schedulers import DiveBatch
 
 
@@ -179,8 +179,5 @@ def _scheduler(n_samples: int, delta: float, batch_size: int, max_batch_size: in
 
 
 def library_sources() -> dict[str, str]:
-    """The library code behind the page's numbers, by name."""
-    return {"divebatch.gradient_diversity": inspect.getsource(gradient_diversity),
-            "divebatch.DiveBatch._next_batch_size (the rule)":
-                inspect.getsource(DiveBatch._next_batch_size),
-            "divebatch.report.learn.summarize (this page's numbers)": inspect.getsource(summarize)}
+    """The library code behind the page's numbers, by where it lives."""
+    return sources([gradient_diversity, DiveBatch._next_batch_size, summarize])
