@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from divebatch.data import images, tiny_imagenet
+from divebatch.data import image_files, images, tiny_imagenet
 from divebatch.data.images import DatasetError, ImageArrays
 
 N_PER_BATCH = 20  # images per CIFAR batch file (10000 in the real files)
@@ -74,7 +74,7 @@ def make_cifar10_python(root: Path, seed: int = 0, numpy2_pickles: bool = False)
             write_py2_pickle(folder / name, content)
         batches[name] = (data, labels)
     write_py2_pickle(folder / "batches.meta", {b"label_names": [
-        c.encode() for c in images.CIFAR10_CLASSES], b"num_vis": 3072})
+        c.encode() for c in image_files.CIFAR10_CLASSES], b"num_vis": 3072})
     return batches
 
 
@@ -154,7 +154,7 @@ def check_cifar10(data: ImageArrays, batches: dict) -> None:
     assert data.x_val.shape == (N_PER_BATCH, 3, 32, 32)
     assert torch.equal(data.x_train, x_train) and torch.equal(data.y_train, y_train)
     assert torch.equal(data.x_val, x_val) and torch.equal(data.y_val, y_val)
-    assert data.classes == images.CIFAR10_CLASSES and data.n_classes == 10
+    assert data.classes == image_files.CIFAR10_CLASSES and data.n_classes == 10
     assert data.name == "cifar10"
 
 
