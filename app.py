@@ -1,23 +1,24 @@
-"""DiveBatch Lab dashboard: the router. One line per page; keep url_path = the file's stem
-(see dashboard.ensure_router)."""
+"""DiveBatch Lab dashboard: the router. One line per page (app_pages/, a folder not named
+pages/ so that Streamlit's legacy pages-folder router never runs a page without this file)."""
 
 import streamlit as st
 
+from dashboard import remember_linked_runs
 from dashboard.common import foreground_runs, open_store, queue_summary
 from dashboard.instructor import apply_style
-from divebatch import jobs
+from divebatch.runs import jobs
 
 st.set_page_config(page_title="DiveBatch Lab", page_icon=":material/scuba_diving:",
                    layout="wide")
 
 PAGES = [
-    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
-    st.Page("pages/learn.py", title="Learn", icon=":material/school:"),
-    st.Page("pages/synthetic.py", title="Synthetic lab", icon=":material/show_chart:"),
-    st.Page("pages/images.py", title="Image lab", icon=":material/image:"),
-    st.Page("pages/runs.py", title="Runs", icon=":material/table_rows:"),
-    st.Page("pages/sweep.py", title="Sweep", icon=":material/grid_on:"),
-    st.Page("pages/reproduce.py", title="Reproduce", icon=":material/science:"),
+    st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("app_pages/learn.py", title="Learn", icon=":material/school:"),
+    st.Page("app_pages/synthetic.py", title="Synthetic lab", icon=":material/show_chart:"),
+    st.Page("app_pages/images.py", title="Image lab", icon=":material/image:"),
+    st.Page("app_pages/runs.py", title="Runs", icon=":material/table_rows:"),
+    st.Page("app_pages/sweep.py", title="Sweep", icon=":material/grid_on:"),
+    st.Page("app_pages/reproduce.py", title="Reproduce", icon=":material/science:"),
 ]
 page = st.navigation(PAGES)
 
@@ -36,4 +37,5 @@ cli_ids = ", ".join(f"#{run['id']}" for run in foreground_runs(store))
 st.sidebar.caption(f"Workers: {busy} of {slots} slot(s) busy, {queued} run(s) queued"
                    + (f" · running from the command line: {cli_ids}" if cli_ids else ""))
 
+remember_linked_runs()  # before a lab form rewrites the address bar
 page.run()

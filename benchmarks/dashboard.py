@@ -54,8 +54,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dashboard.serve import dashboard_server, launch_chromium, server_pid  # noqa: E402
-from divebatch.store import RunStore  # noqa: E402
+from benchmarks.serve import dashboard_server, launch_chromium, server_pid  # noqa: E402
+from divebatch.runs.store import RunStore  # noqa: E402
 
 N_RUNS, N_EPOCHS, N_TRAIN = 100, 200, 8000
 METHODS = ({"method": "sgd", "batch_size": 32}, {"method": "divebatch", "batch_size": 32},
@@ -161,7 +161,7 @@ def measure_start(url: str, path: str, query: dict, repeat: int, db: Path
 
     from playwright.sync_api import sync_playwright
 
-    from divebatch import jobs
+    from divebatch.runs import jobs
     store = RunStore(db)
     seconds, first_id = [], max((run["id"] for run in store.list_runs(limit=1)), default=0)
     with sync_playwright() as playwright:
@@ -192,7 +192,7 @@ def wait_idle(store: RunStore, timeout_s: float = 300.0) -> None:
 
 
 def start_latency(repeat: int, cold: int) -> None:
-    from divebatch import jobs
+    from divebatch.runs import jobs
     for warm, times in (("1", repeat), ("0", cold)):
         if not times:
             continue
@@ -216,7 +216,7 @@ def start_latency(repeat: int, cold: int) -> None:
 def first_record(repeat: int) -> None:
     """Submit to first stored record: `repeat` runs with a warm worker, then `repeat` with a
     worker started for each run (the warm one stopped), on one temporary store."""
-    from divebatch import jobs
+    from divebatch.runs import jobs
     from divebatch.presets import PRESETS
     config = PRESETS["convex"].config()
     times = {"warm": [], "cold": []}
@@ -401,7 +401,7 @@ def measure_fragment_in_process(repeat: int = 20) -> None:
         store = RunStore(os.environ["DIVEBATCH_DB"])
         run_ids = live_store(store)
         from dashboard import live, shared
-        from divebatch.plots import ChartOptions
+        from divebatch.report.figures import ChartOptions
         statuses, options = {i: "running" for i in run_ids}, ChartOptions(log_y=True)
 
         def update() -> float:

@@ -46,9 +46,9 @@ from torch.func import functional_call, grad, vmap
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from divebatch.device_options import make_optimizer  # noqa: E402
-from divebatch.diversity import DiversityMeter  # noqa: E402
-from divebatch.gpt import GPT, token_losses  # noqa: E402
-from divebatch.models import build_model  # noqa: E402
+from divebatch.meter.diversity import DiversityMeter  # noqa: E402
+from divebatch.models.gpt import GPT, token_losses  # noqa: E402
+from divebatch.models.registry import build_model  # noqa: E402
 
 METHODS = ("plain", "divebatch", "vmap", "loop", "backpack", "opacus")
 TARGETS = {"mlp": 1.10, "cnn": 1.35, "resnet18": 1.35}  # divebatch time ratio to plain

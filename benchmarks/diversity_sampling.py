@@ -1,6 +1,6 @@
 """How often must DiversityMeter measure? Epoch time and Delta_hat error against sample_every.
 
-The digits CNN of ``divebatch.models`` (three 3x3 conv + GroupNorm blocks and a linear head)
+The digits CNN of ``divebatch.models.registry`` (three 3x3 conv + GroupNorm blocks and a linear head)
 trains with SGD on sklearn's 8x8 digits (1437 training images) at several batch sizes.
 
 Accuracy: one training run per seed and batch size carries one meter per candidate k
@@ -31,8 +31,8 @@ from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from divebatch.diversity import DEFAULT_SAMPLE_EVERY, ESTIMATORS, DiversityMeter  # noqa: E402
-from divebatch.models import build_model  # noqa: E402
+from divebatch.meter.diversity import DEFAULT_SAMPLE_EVERY, ESTIMATORS, DiversityMeter  # noqa: E402
+from divebatch.models.registry import build_model  # noqa: E402
 
 LR, MOMENTUM = 0.05, 0.9
 TIME_TARGET, ERROR_TARGET = 1.05, 0.05

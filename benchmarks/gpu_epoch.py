@@ -28,7 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from divebatch.config import RunConfig  # noqa: E402
-from divebatch.trainer import train  # noqa: E402
+from divebatch.training.trainer import train  # noqa: E402
 
 TARGETS = {("plain", "group", 128): 2.5, ("plain", "group", 2048): 1.0,
            ("measured", "group", 128): 3.2}  # seconds per 50k-image epoch (issue 14, H200)

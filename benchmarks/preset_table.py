@@ -7,7 +7,7 @@ target and speed-up over SGD at B0, plus the checks the presets were chosen by.
 
 Each seed's race is judged on its own (its common target: the lowest best accuracy among its
 four runs minus 1 point). The chart-only diversity probe is off here: it is excluded from
-training time anyway (tests/test_trainer.py), so the table equals what the Lab's race measures.
+training time anyway (tests/training/test_trainer.py), so the table equals what the Lab's race measures.
 Prints a markdown table and the checks; --json keeps every run's records.
 """
 
@@ -22,11 +22,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from divebatch import analysis  # noqa: E402
+from divebatch.runs import analysis  # noqa: E402
 from divebatch.config import RunConfig  # noqa: E402
 from divebatch.presets import PRESETS, RACE_ORDER, VARIANTS, with_variant  # noqa: E402
-from divebatch.sweeps import mean_se  # noqa: E402
-from divebatch.trainer import train  # noqa: E402
+from divebatch.runs.sweeps import mean_se  # noqa: E402
+from divebatch.training.trainer import train  # noqa: E402
 
 STABLE_POINTS = 3.0  # a preset is stable when no run ends more than this below its best
 

@@ -1,5 +1,5 @@
 """Does the chart's diversity cost training time? SGD on the digits CNN, with the chart-only
-probe (divebatch.probe, `diversity_every_epoch`) on and off, side by side.
+probe (divebatch.training.probe, `diversity_every_epoch`) on and off, side by side.
 
 The two settings run alternately (off, on, off, on, ...) in one process so that load on a
 shared machine hits both alike; each round is one short run of each. Printed per setting: the
@@ -22,7 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from divebatch.config import RunConfig  # noqa: E402
-from divebatch.trainer import train  # noqa: E402
+from divebatch.training.trainer import train  # noqa: E402
 
 
 def totals(config: RunConfig) -> tuple[float, float]:

@@ -19,9 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from divebatch import sweeps  # noqa: E402
-from divebatch.ray_backend import RayBackend, RayOptions  # noqa: E402
-from divebatch.store import RunStore  # noqa: E402
+from divebatch.runs import sweeps  # noqa: E402
+from divebatch.runs.ray_backend import RayBackend, RayOptions  # noqa: E402
+from divebatch.runs.store import RunStore  # noqa: E402
 
 
 def main() -> None:

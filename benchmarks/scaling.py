@@ -49,8 +49,8 @@ def cases(device: str) -> list[tuple[str, dict]]:
 def train_one(config_json: str, out: str) -> None:
     """Inner mode, on every process of a torchrun launch: train, rank 0 writes the timings."""
     from divebatch.config import RunConfig
-    from divebatch.distributed import is_main_process
-    from divebatch.trainer import train
+    from divebatch.training.distributed import is_main_process
+    from divebatch.training.trainer import train
     from trainer_throughput import synthetic_cifar
     values = json.loads(config_json)
     config = RunConfig(**{**values, "max_batch_size": values["batch_size"]})

@@ -23,8 +23,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from divebatch.config import RunConfig  # noqa: E402
-from divebatch.data import Problem  # noqa: E402
-from divebatch.trainer import Trainer  # noqa: E402
+from divebatch.data.problem import Problem  # noqa: E402
+from divebatch.training.trainer import Trainer  # noqa: E402
 
 
 def synchronize(device: torch.device) -> None:
@@ -111,8 +111,8 @@ class synthetic_cifar:
 
     def __enter__(self):
         if self.active:
-            from divebatch import image_problems
-            from divebatch.images import ImageArrays
+            from divebatch.data import image_problems
+            from divebatch.data.images import ImageArrays
             self.module, self.original = image_problems, image_problems.load_images
             g = torch.Generator().manual_seed(0)
 

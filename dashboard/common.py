@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-from divebatch import jobs, plots
-from divebatch.plots import run_label
-from divebatch.store import RunStore
+from divebatch.runs import jobs
+from divebatch.report import figures as plots
+from divebatch.report.figures import run_label
+from divebatch.runs.store import ACTIVE_STATUSES, RunStore
 
-ACTIVE = ("queued", "running")
 
 
 def open_store() -> RunStore:
@@ -56,7 +56,7 @@ def run_rows(store: RunStore, runs: list[dict]) -> list[dict]:
     """Rows of the runs table. A finished run's records no longer change, so its row is
     computed once per session server (decoding 20,000 records took 0.3 s per page run);
     active runs are read afresh."""
-    active = store.records_many([run["id"] for run in runs if run["status"] in ACTIVE])
+    active = store.records_many([run["id"] for run in runs if run["status"] in ACTIVE_STATUSES])
     return [plots.run_row(run, active[run["id"]]) if run["id"] in active
             else _finished_row(str(store.path), run) for run in runs]
 

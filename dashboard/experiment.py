@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from divebatch.ray_backend import LOCAL, RayBackend, RayOptions
-from divebatch.store import RunStore
-from divebatch.sweeps import stop_group
+from divebatch.runs.ray_backend import LOCAL, RayBackend, RayOptions
+from divebatch.runs.store import RunStore
+from divebatch.runs.sweeps import stop_group
 
 from . import roles
 

@@ -7,19 +7,17 @@ method *variant*: divebatch, adabatch, sgd_small, sgd_large) and persist across 
 
 from __future__ import annotations
 
-import inspect
 import time
 
 import streamlit as st
 
-from divebatch import jobs
-from divebatch.commands import UsageError, check_runnable
+from divebatch.runs import jobs
+from divebatch.training.runnable import check_runnable
 from divebatch.config import ALLOWED_MODELS, HOT_FIELDS, RunConfig, allowed_range, config_fields
-from divebatch.diversity import DiversityMeter
 from divebatch.links import config_to_query, read_query
-from divebatch.presets import (PRESETS, VARIANTS, presets_for, race_configs, variant_of,
-                               with_variant)
-from divebatch.schedulers import AdaBatch, BatchSizeScheduler, DiveBatch, FixedBatch
+from divebatch.report.code import decision_sources
+from divebatch.presets import (PRESETS, VARIANTS, method_of_variant, presets_for, race_configs,
+                               variant_of, variant_uses, with_variant)
 
 from . import roles
 from .common import open_store
@@ -41,13 +39,6 @@ LABELS = {"batch_size": "initial batch size B0", "max_batch_size": "max batch si
 FLOAT_STEPS = {"delta": 0.01, "lr": 0.01, "momentum": 0.05, "weight_decay": 1e-4,
                "noise": 0.05, "val_fraction": 0.05, "lr_multiplier": 0.1,
                "adabatch_lr_decay": 0.05, "progress_every": 0.5}
-# Where each method's decision is made (shown by "Show the code").
-DECISION_CODE = {
-    "divebatch": (DiveBatch._next_batch_size, BatchSizeScheduler.step,
-                  DiversityMeter.track, DiversityMeter.diversity),
-    "adabatch": (AdaBatch._next_batch_size, AdaBatch._lr_factor, BatchSizeScheduler.step),
-    "sgd": (FixedBatch._next_batch_size, BatchSizeScheduler.step),
-}
 HOT_NOTE = ("(hot) marks the hot parameters: delta, max batch size, resize interval and the LR "
             "multiplier change while a run is going (panel below the Start button). "
             "Everything else needs a new run.")
@@ -79,7 +70,7 @@ def config_from_state(prefix: str) -> RunConfig:
     """The RunConfig the form describes (not validated)."""
     values = {f.name: st.session_state[key(prefix, f.name)] for f in config_fields()}
     variant = values["method"]
-    values["method"] = "sgd" if variant.startswith("sgd") else variant
+    values["method"] = method_of_variant(variant)
     return with_variant(RunConfig(**values), variant)
 
 
@@ -184,12 +175,7 @@ def _render_field(prefix: str, name: str, problems: tuple[str, ...]) -> None:
         field_widget(name, key(prefix, name), options=tuple(VARIANTS),
                      format_func=VARIANTS.get)
     else:
-        unused = {"delta": variant != "divebatch", "min_batch_size": variant != "divebatch",
-                  "resize_every": variant.startswith("sgd"),
-                  "max_batch_size": variant == "sgd_small",
-                  "adabatch_factor": variant != "adabatch",
-                  "adabatch_lr_decay": variant != "adabatch"}
-        field_widget(name, key(prefix, name), disabled=unused.get(name, False))
+        field_widget(name, key(prefix, name), disabled=not variant_uses(variant, name))
 
 
 def _grid(prefix: str, names: list[str], problems: tuple[str, ...], columns: int = 4) -> None:
@@ -246,7 +232,7 @@ def runnable_problem(config: RunConfig) -> str | None:
     """Why this setup cannot run on this machine (device, dataset), in one line, or None."""
     try:
         check_runnable(config)
-    except UsageError as error:
+    except ValueError as error:
         return str(error)
     return None
 
@@ -322,9 +308,7 @@ def race_note(store, config: RunConfig, n_runs: int) -> str | None:
 def show_the_code(prefix: str) -> None:
     """The library functions that make the batch-size decision for the chosen method."""
     variant = st.session_state[key(prefix, "method")]
-    functions = DECISION_CODE["sgd" if variant.startswith("sgd") else variant]
     with st.expander("Show the code: how this method picks the next batch size"):
-        for function in functions:
-            module = inspect.getmodule(function).__name__.replace(".", "/")
-            st.caption(f"{module}.py · {function.__qualname__}")
-            st.code(inspect.getsource(function), language="python")
+        for where, source in decision_sources(method_of_variant(variant)).items():
+            st.caption(where)
+            st.code(source, language="python")

@@ -15,22 +15,20 @@ import time
 import pandas as pd
 import streamlit as st
 
-from divebatch import jobs, plots
-from divebatch.config import HOT_FIELDS, RunConfig
-from divebatch.hot_limits import hot_change_limits
-from divebatch.plots import ChartOptions, RunData, run_label
+from divebatch.runs import jobs
+from divebatch.report import figures as plots
+from divebatch.config import HOT_FIELDS, RunConfig, method_uses
+from divebatch.report.hot_limits import hot_change_limits
+from divebatch.report.figures import ChartOptions, RunData, run_label
+
+from divebatch.runs.store import ACTIVE_STATUSES
 
 from . import roles, shared, stale
-from .common import ACTIVE, open_store, show_run_problems
+from .common import open_store, show_run_problems
 from .form import field_widget
 from .play import play_controls
 
 INTERVAL_HOLD_S = 10.0
-HOT_USED = {"divebatch": HOT_FIELDS, "adabatch": ("max_batch_size", "resize_every",
-                                                  "lr_multiplier"),
-            "sgd": ("lr_multiplier",)}
-
-
 def run_picker(prefix: str, candidates: list[dict], title: str = "Runs on the charts"
                ) -> list[int]:
     """Multiselect of run ids (state "<prefix>_shown"); unknown ids are dropped."""
@@ -39,7 +37,7 @@ def run_picker(prefix: str, candidates: list[dict], title: str = "Runs on the ch
     if shown_key not in st.session_state:  # the link's runs, else the active ones
         linked = [i for i in st.session_state.get("linked_runs", []) if i in labels]
         st.session_state[shown_key] = linked or [r["id"] for r in candidates
-                                                 if r["status"] in ACTIVE]
+                                                 if r["status"] in ACTIVE_STATUSES]
     st.session_state[shown_key] = [i for i in st.session_state[shown_key] if i in labels]
     return st.multiselect(title, list(labels), key=shown_key, format_func=labels.get,
                           persist_state="session",
@@ -74,7 +72,7 @@ def live_panel(prefix: str, run_ids: list[int]) -> None:
         st.info("No run on the charts yet. " + ("Start one above, or pick stored runs to "
                 "overlay." if roles.can_change() else "Pick stored runs to watch."))
         return
-    active = [run for run in snap.runs if run["status"] in ACTIVE]
+    active = [run for run in snap.runs if run["status"] in ACTIVE_STATUSES]
     if roles.can_change():
         run_controls(prefix, active, snap)
     elif active:
@@ -228,7 +226,7 @@ def hot_change_form(prefix: str, run: dict, records: list[dict]) -> None:
         widget_key = f"{prefix}_hot_{name}_{run_id}"
         st.session_state.setdefault(widget_key, current[name])
         with col:
-            field_widget(name, widget_key, disabled=name not in HOT_USED[method])
+            field_widget(name, widget_key, disabled=not method_uses(method, name))
     cols[-1].button("Apply", key=f"{prefix}_hot_apply", type="primary", width="stretch",
                     on_click=_apply_hot, args=(prefix, run_id, current))
     st.caption("Hot changes reach the run between two steps (a new batch size starts at the "

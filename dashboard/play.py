@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from divebatch import jobs
-from divebatch.store import RunStore
+from divebatch.runs import jobs
+from divebatch.runs.store import RunStore
 
 from . import roles
 from .common import open_store

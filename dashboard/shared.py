@@ -20,10 +20,11 @@ from dataclasses import astuple, dataclass
 import numpy as np
 import plotly.graph_objects as go
 
-from divebatch import jobs, plots
-from divebatch.plots import ChartOptions, RunData
-from divebatch.store import RunStore
-from divebatch.target_table import TargetTable, build as build_target_table
+from divebatch.runs import jobs
+from divebatch.report import figures as plots
+from divebatch.report.figures import ChartOptions, RunData
+from divebatch.runs.store import RunStore
+from divebatch.report.target_table import TargetTable, build as build_target_table
 
 DISPATCH_EVERY_S = 1.0  # start queued runs and mark dead workers at most this often
 SNAPSHOT_TTL_S = 0.5    # a viewer's update may show data this much older than the store's

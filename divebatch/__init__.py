@@ -10,13 +10,13 @@ Public API (DESIGN.md section 2), imported lazily so `import divebatch` stays ch
 from importlib import import_module
 
 _EXPORTS = {
-    "per_sample_grad_sq_norms": "diversity", "gradient_diversity": "diversity",
-    "DiversityMeter": "diversity",
+    "per_sample_grad_sq_norms": "meter.diversity", "gradient_diversity": "meter.diversity",
+    "DiversityMeter": "meter.diversity",
     "FixedBatch": "schedulers", "AdaBatch": "schedulers", "DiveBatch": "schedulers",
     "RunConfig": "config",
-    "train": "trainer", "EpochRecord": "trainer", "RunResult": "trainer",
-    "LocalControl": "trainer",
-    "RunStore": "store",
+    "train": "training.trainer", "EpochRecord": "training.trainer",
+    "RunResult": "training.trainer", "LocalControl": "training.trainer",
+    "RunStore": "runs.store",
 }
 
 __all__ = sorted(_EXPORTS)

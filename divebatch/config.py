@@ -19,8 +19,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-PROBLEMS = ("least_squares", "logistic", "sine", "classification", "digits",
-            "cifar10", "cifar100", "tiny_imagenet")
+IMAGE_DATASETS = ("cifar10", "cifar100", "tiny_imagenet")
+PROBLEMS = ("least_squares", "logistic", "sine", "classification", "digits", *IMAGE_DATASETS)
 MODELS = ("auto", "linear", "mlp", "cnn", "resnet18")
 METHODS = ("sgd", "adabatch", "divebatch")
 LR_SCALINGS = ("none", "linear", "sqrt")
@@ -46,6 +46,17 @@ MAX_TEXT = 4096  # characters in a text field (name, data_dir)
 
 # Knobs a running run accepts between epochs (the rest need a new run).
 HOT_FIELDS = ("delta", "max_batch_size", "resize_every", "lr_multiplier")
+# The fields only some methods read; every other field is read by every method.
+METHOD_FIELDS = {"divebatch": ("delta", "min_batch_size", "max_batch_size", "resize_every"),
+                 "adabatch": ("max_batch_size", "resize_every", "adabatch_factor",
+                              "adabatch_lr_decay"),
+                 "sgd": ()}
+
+
+def method_uses(method: str, name: str) -> bool:
+    """Whether a run of `method` reads the RunConfig field `name` (the forms grey out the rest)."""
+    specific = {field for fields in METHOD_FIELDS.values() for field in fields}
+    return name not in specific or name in METHOD_FIELDS[method]
 
 
 def knob(default: Any, help: str, *, choices: tuple = (), low: float | None = None,

@@ -42,3 +42,20 @@ def plain_forward_model(model: nn.Module, compile_forward: bool) -> nn.Module:
     """What runs batches whose per-sample norms are not measured: ``torch.compile(model)``
     (sharing the model's parameters) if ``compile_forward``, else the model itself."""
     return torch.compile(model) if compile_forward else model
+
+
+def resolve_device(name: str) -> torch.device:
+    """auto picks CUDA, then Apple MPS, then CPU."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device should be auto or cpu on this machine (no CUDA), "
+                         "but got device='cuda'")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("device should be auto or cpu on this machine (no MPS), "
+                         "but got device='mps'")
+    return torch.device(name)

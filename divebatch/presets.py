@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .config import RunConfig
+from divebatch.config import IMAGE_DATASETS, RunConfig, method_uses
 
 SYNTHETIC_PROBLEMS = ("least_squares", "logistic", "sine", "classification")
-IMAGE_PROBLEMS = ("digits", "cifar10", "cifar100", "tiny_imagenet")
+IMAGE_PROBLEMS = ("digits", *IMAGE_DATASETS)  # the Image lab's problems
 
 # How the dashboard names a method. "sgd_large" is SGD run at batch_size = max_batch_size.
 VARIANTS = {"divebatch": "DiveBatch", "adabatch": "AdaBatch",
@@ -143,6 +143,17 @@ def with_variant(config: RunConfig, variant: str, small_batch: int | None = None
     if variant == "sgd_small":
         return config.replace(method="sgd", batch_size=small)
     return config.replace(method=variant, batch_size=small)
+
+
+def variant_uses(variant: str, name: str) -> bool:
+    """Whether a run of `variant` reads the field `name` (SGD large: max_batch_size is its B)."""
+    if variant == "sgd_large" and name == "max_batch_size":
+        return True
+    return method_uses(method_of_variant(variant), name)
+
+
+def method_of_variant(variant: str) -> str:
+    return "sgd" if variant.startswith("sgd") else variant
 
 
 # Race order: the paper's baseline (SGD at the small batch) comes first in comparisons.

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-LR_SCALINGS = ("none", "linear", "sqrt")
+from divebatch.config import LR_SCALINGS
 
 # g(r), the LR factor for a batch-size ratio r = B_new / B_old.
 _LR_RULES = {"none": lambda ratio: 1.0, "linear": lambda ratio: ratio, "sqrt": math.sqrt}

@@ -34,14 +34,14 @@ def run_cli(*args: str, timeout: float = 120, env: dict | None = None,
 @pytest.fixture
 def store():
     """The run store the dashboard and the workers of this test use."""
-    from divebatch.store import RunStore
+    from divebatch.runs.store import RunStore
     return RunStore(RunStore.default_path())
 
 
 def stop_runs_and_wait(store, timeout: float = 30.0) -> None:
     """Stop every queued or running run in `store` and wait for their workers to exit."""
     import time
-    from divebatch import jobs
+    from divebatch.runs import jobs
     for run in store.list_runs(status=("queued", "running")):
         jobs.request_stop(store, run["id"])
     deadline = time.monotonic() + timeout

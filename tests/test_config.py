@@ -4,8 +4,8 @@ import math
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from divebatch.config import (ALLOWED_MODELS, DEFAULT_MODEL, PROBLEMS, RunConfig,
-                              allowed_range, config_fields)
+from divebatch.config import (ALLOWED_MODELS, DEFAULT_MODEL, HOT_FIELDS, PROBLEMS, RunConfig,
+                              allowed_range, config_fields, method_uses)
 
 
 def test_defaults_are_valid():
@@ -80,3 +80,14 @@ def test_fuzzed_fields_either_validate_or_name_the_field(data):
         assert f.name in str(error)
     else:
         assert getattr(config, f.name) == value or value != value
+
+
+def test_method_uses_names_the_fields_each_method_reads():
+    hot = {method: [name for name in HOT_FIELDS if method_uses(method, name)]
+           for method in ("divebatch", "adabatch", "sgd")}
+    assert hot == {"divebatch": ["delta", "max_batch_size", "resize_every", "lr_multiplier"],
+                   "adabatch": ["max_batch_size", "resize_every", "lr_multiplier"],
+                   "sgd": ["lr_multiplier"]}
+    assert method_uses("adabatch", "adabatch_factor") and not method_uses("divebatch",
+                                                                          "adabatch_lr_decay")
+    assert method_uses("sgd", "lr") and method_uses("sgd", "epochs")

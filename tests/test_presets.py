@@ -11,7 +11,7 @@ from divebatch.config import RunConfig, config_fields
 from divebatch.links import config_from_query, config_to_query
 from divebatch.presets import (IMAGE_PROBLEMS, PRESETS, SYNTHETIC_PROBLEMS, paper_config,
                                presets_for, race_configs, race_sorted, variant_of,
-                               with_variant)
+                               variant_uses, with_variant)
 from test_images import make_cifar10_binary
 
 from conftest import run_cli
@@ -155,3 +155,14 @@ def test_cifar10_small_preset_runs_end_to_end_on_cpu(tmp_path):
     assert [r["epoch"] for r in records] == [1, 2]
     assert all(math.isfinite(r["diversity"]) and r["diversity"] > 0 for r in records)
     assert records[0]["batch_size"] == 16 and records[1]["lr"] < records[0]["lr"]
+
+
+def test_variant_uses_greys_out_what_a_variant_ignores():
+    fields = ("delta", "min_batch_size", "resize_every", "max_batch_size", "adabatch_factor",
+              "lr")
+    used = {variant: [name for name in fields if variant_uses(variant, name)]
+            for variant in ("divebatch", "adabatch", "sgd_small", "sgd_large")}
+    assert used == {"divebatch": ["delta", "min_batch_size", "resize_every", "max_batch_size",
+                                  "lr"],
+                    "adabatch": ["resize_every", "max_batch_size", "adabatch_factor", "lr"],
+                    "sgd_small": ["lr"], "sgd_large": ["max_batch_size", "lr"]}

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from divebatch import checkpoint, jobs
+from divebatch.training import checkpoint
+from divebatch.runs import jobs
 from divebatch.paths import path_in, safe_filename
-from divebatch.store import RunStore
+from divebatch.runs.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = sorted(p for p in ROOT.rglob("*.py")
@@ -148,7 +149,7 @@ def test_no_shell_no_eval_and_no_unsafe_unpickling_in_the_code():
 def test_the_only_unpickler_is_the_restricted_cifar_one():
     subclasses = [str(path.relative_to(ROOT)) for path in SOURCES
                   if re.search(r"class \w+\(pickle\.(_)?Unpickler\)", path.read_text())]
-    assert subclasses == ["divebatch/cifar.py"]
+    assert subclasses == ["divebatch/data/cifar.py"]
 
 
 def test_no_user_text_is_rendered_as_raw_html():

@@ -1,0 +1,131 @@
+"""Runs: every stored run; overlay, stop, resume, delete, export."""
+
+import streamlit as st
+
+from dashboard import live, roles
+from dashboard.common import open_store, run_rows
+from divebatch.runs import jobs
+from divebatch.report.exports import records_csv, records_json
+from divebatch.report.figures import run_label
+from divebatch.runs.store import ACTIVE_STATUSES, STATUSES
+
+
+PREFIX = "runs"
+
+st.session_state.setdefault("runs_delete_message", None)
+
+st.title("Runs")
+roles.read_only_banner()
+st.markdown("Every run in the store, newest first, whoever started it (a lab page, a race, a "
+            "sweep or the command line). Pick runs to overlay, stop, delete or export them.")
+
+store = open_store()
+col_status, col_group = st.columns(2)
+statuses = col_status.multiselect("Status", STATUSES, key="runs_status_filter",
+                                  persist_state="session", placeholder="any status")
+all_runs = store.list_runs(status=statuses or None)
+groups = sorted({run["group"] for run in all_runs if run["group"]})
+group = col_group.selectbox("Group", ["(any)", *groups], key="runs_group_filter",
+                            persist_state="session", help="Races and sweeps share a group.")
+runs = [run for run in all_runs if group == "(any)" or run["group"] == group]
+
+if not runs:
+    st.info("No runs stored yet: start one on a lab page, or with "
+            "`python -m divebatch run ...` (same store).")
+else:
+    st.dataframe(run_rows(store, runs), hide_index=True, width="stretch",
+                 column_config={
+                     "final acc": st.column_config.NumberColumn(format="percent"),
+                     "final val loss": st.column_config.NumberColumn(format="%.4g"),
+                     "duration s": st.column_config.NumberColumn(format="%.1f"),
+                     "train s to own-1pt": st.column_config.NumberColumn(format="%.2f")})
+
+picked = live.run_picker(PREFIX, runs, title="Selected runs (overlaid below)")
+by_id = {run["id"]: run for run in runs}
+selected = [by_id[i] for i in picked if i in by_id]
+
+message = st.session_state.runs_delete_message
+if message:
+    st.success(message)
+    st.session_state.runs_delete_message = None
+
+
+def delete_one(run_id: int) -> None:
+    if not roles.require_instructor("delete"):
+        return
+    run_store = open_store()
+    run_store.delete_run(run_id)
+    jobs.remove_run_files(run_store, [run_id])  # its checkpoint and worker log
+    st.session_state.runs_shown = [i for i in st.session_state.runs_shown if i != run_id]
+    st.session_state.runs_confirm_delete = False
+    st.session_state.runs_delete_message = f"Deleted run #{run_id} and its records."
+
+
+def resume_selected(run_ids: list[int]) -> None:
+    if not roles.require_instructor("resume"):
+        return
+    run_store, notes = open_store(), []
+    for run_id in run_ids:
+        try:
+            epoch = jobs.resume(run_store, run_id)
+            notes.append(("info", f"Run #{run_id} continues after epoch {epoch}." if epoch
+                          else f"Run #{run_id} starts again from epoch 1 (no checkpoint)."))
+        except ValueError as error:
+            notes.append(("error", f"Run #{run_id} cannot be resumed: {error}"))
+    st.session_state.runs_resume_notes = notes
+
+
+def resume_and_delete(chosen: dict) -> None:
+    """Resume or delete the one chosen run (instructor only)."""
+    run_id = chosen["id"]
+    col_resume, col_confirm, col_delete = st.columns([1, 3, 1], vertical_alignment="center")
+    resumable = chosen["status"] in jobs.RESUMABLE_STATUSES
+    col_resume.button("Resume", key="runs_resume", disabled=not resumable,
+                      width="stretch", on_click=resume_selected, args=([run_id],),
+                      help="Continue an interrupted, failed or stopped run from its "
+                           "last checkpoint.")
+    finished = chosen["status"] not in ACTIVE_STATUSES
+    confirmed = col_confirm.checkbox(
+        f"Yes, delete run #{run_id} and all its records", key="runs_confirm_delete",
+        disabled=not finished)
+    col_delete.button("Delete", key="runs_delete", type="primary", width="stretch",
+                      disabled=not (confirmed and finished), on_click=delete_one,
+                      args=(run_id,))
+    if not finished:
+        st.caption("An active run is not deleted: stop it first (panel below).")
+
+
+for kind, note in st.session_state.pop("runs_resume_notes", []):
+    getattr(st, kind)(note)
+
+if selected:
+    with st.container(border=True):
+        export_id = st.selectbox("Run to resume, delete or export" if roles.can_change() else "Run to export",
+                                 [run["id"] for run in selected], key="runs_export_run",
+                                 format_func=lambda i: run_label(by_id[i]))
+        chosen = by_id[export_id]
+        if roles.can_change():
+            resume_and_delete(chosen)
+        run, run_records = chosen, store.records(export_id)
+        col_csv, col_json, _ = st.columns([1, 1, 3])
+        col_csv.download_button("CSV (records)", records_csv(run_records),
+                                file_name=f"divebatch-run-{export_id}.csv", mime="text/csv",
+                                key="runs_csv", on_click="ignore", width="stretch")
+        col_json.download_button(
+            "JSON (config + records)",
+            records_json(run, run_records, store.events(export_id)),
+            file_name=f"divebatch-run-{export_id}.json", mime="application/json",
+            key="runs_json", on_click="ignore", width="stretch")
+        st.caption("Each chart's camera button (top right of the chart) saves it as a PNG.")
+        with st.expander("Config of this run"):
+            st.json(run["config"], expanded=False)
+
+st.header("Charts")
+problems = sorted({run["config"].get("problem", "?") for run in selected})
+if len(problems) > 1:
+    st.warning(f"These runs are of different problems ({', '.join(problems)}): their times "
+               f"to target and speed-ups do not compare with each other.")
+if selected:
+    live.live_panel(PREFIX, [run["id"] for run in selected])
+else:
+    st.info("No run on the charts yet: pick runs in the list above to overlay them here.")

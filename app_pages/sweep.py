@@ -1,0 +1,201 @@
+"""Sweep: a grid over delta, B_max and R (and seeds), each cell against fixed-batch SGD."""
+
+import streamlit as st
+
+from dashboard import roles
+from dashboard.common import open_store
+from dashboard.experiment import backend_controls, chosen_backend, group_progress
+from divebatch.report import sweep_figures as sweep_plots
+from divebatch.runs import sweeps
+from divebatch.config import PROBLEMS
+from divebatch.data.problems import check_available
+
+
+FORM_DEFAULTS = {"sweep_problem": "classification", "sweep_epochs": 10,
+                 "sweep_n_samples": 2000, "sweep_batch_size": 16, "sweep_lr": 0.05,
+                 "sweep_deltas": "0.1, 0.5", "sweep_max_batch_sizes": "128, 512",
+                 "sweep_resize_everys": "1", "sweep_seeds": "0"}  # 4 cells + 1 baseline
+for key, value in {**FORM_DEFAULTS, "sweep_spec": None, "sweep_seen_click": None,
+                   "sweep_message": None}.items():
+    st.session_state.setdefault(key, value)
+
+store = open_store()
+
+st.title("Sweep")
+st.markdown(
+    "What if delta, the maximum batch size B_max or the resize interval R were different? "
+    "Each cell of the grid is a DiveBatch run per seed, judged against SGD at the initial "
+    "batch size with the same seed: **speed-up** is the baseline's training time to within "
+    "1 point of its own final accuracy over the cell's. Runs go to the background queue (or "
+    "a Ray cluster); re-running the same sweep reuses the runs that finished.")
+
+
+def spec_from_form() -> sweeps.SweepSpec:
+    base = {**sweeps.SWEEP_DEFAULTS, "problem": st.session_state.sweep_problem,
+            "epochs": st.session_state.sweep_epochs,
+            "n_samples": st.session_state.sweep_n_samples,
+            "batch_size": st.session_state.sweep_batch_size, "lr": st.session_state.sweep_lr}
+    spec = sweeps.SweepSpec(
+        base=base,
+        deltas=sweeps.parse_values(st.session_state.sweep_deltas, float, "delta values"),
+        max_batch_sizes=sweeps.parse_values(st.session_state.sweep_max_batch_sizes, int,
+                                            "B_max values"),
+        resize_everys=sweeps.parse_values(st.session_state.sweep_resize_everys, int,
+                                          "R values"),
+        seeds=sweeps.parse_values(st.session_state.sweep_seeds, int, "seeds"))
+    spec.validate()
+    check_available(spec.baseline_config(spec.seeds[0]))
+    return spec
+
+
+def start_sweep() -> None:
+    """on_click: runs before the script, so the click survives a rerun."""
+    if not roles.require_instructor("sweep"):
+        return
+    try:
+        spec = spec_from_form()
+        queued = sweeps.launch(store, spec, backend=chosen_backend("sweep"))
+    except Exception as error:  # bad input or unavailable data: say so, keep the page
+        st.session_state.sweep_message = ("error", str(error).replace("\n", "; "))
+        return
+    st.session_state.sweep_spec = spec.to_dict()
+    planned = len(spec.plan())
+    st.session_state.sweep_message = (
+        "success", f"{spec.group}: queued {len(queued)} of {planned} runs"
+        + (f" ({planned - len(queued)} reused)" if len(queued) < planned else ""))
+
+
+def open_sweep(specs: dict) -> None:
+    chosen = st.session_state.sweep_open
+    if chosen in specs:
+        st.session_state.sweep_spec = specs[chosen].to_dict()
+        st.session_state.sweep_message = None
+
+
+def sweep_form() -> None:
+    with st.form("sweep_form"):
+        left, middle, right = st.columns(3)
+        left.selectbox("problem", PROBLEMS, key="sweep_problem")
+        left.number_input("epochs", min_value=1, max_value=1000, step=1, key="sweep_epochs")
+        middle.number_input("samples (synthetic; 0 = default)", min_value=0, step=100,
+                            key="sweep_n_samples")
+        middle.number_input("initial batch size B0 (also the SGD baseline's)", min_value=1,
+                            step=1, key="sweep_batch_size")
+        right.number_input("learning rate", min_value=1e-5, max_value=10.0, format="%.4f",
+                           key="sweep_lr")
+        st.markdown("**Grid** (comma-separated values)")
+        grid = st.columns(4)
+        grid[0].text_input("delta", key="sweep_deltas")
+        grid[1].text_input("B_max", key="sweep_max_batch_sizes")
+        grid[2].text_input("R (epochs)", key="sweep_resize_everys")
+        grid[3].text_input("seeds", key="sweep_seeds")
+        backend_controls("sweep")
+        st.form_submit_button("Start sweep", type="primary", key="sweep_start",
+                              on_click=start_sweep)
+
+
+roles.read_only_banner()
+if roles.can_change():
+    sweep_form()
+
+if st.session_state.sweep_message:
+    kind, text = st.session_state.sweep_message
+    getattr(st, kind)(text)
+
+earlier = sweeps.list_sweeps(store)
+if earlier:
+    labels = {s.group: f"{s.group}: {s.base.get('problem')} delta {list(s.deltas)}, "
+                       f"B_max {list(s.max_batch_sizes)}, R {list(s.resize_everys)}, "
+                       f"seeds {list(s.seeds)}" for s in earlier}
+    st.selectbox("or open a sweep", list(labels), format_func=labels.get, key="sweep_open",
+                 index=None, placeholder="earlier sweeps", on_change=open_sweep,
+                 args=({s.group: s for s in earlier},))
+
+if earlier and st.session_state.sweep_spec is None:
+    st.session_state.sweep_spec = earlier[0].to_dict()  # the latest one
+if st.session_state.sweep_spec is None:
+    st.info("Set up a grid and press Start sweep.")
+    st.stop()
+
+spec = sweeps.SweepSpec.from_dict(st.session_state.sweep_spec)
+running = not sweeps.results(store, spec).done
+
+
+@st.fragment(run_every=2.0 if running else None)
+def show_results():
+    result = sweeps.results(store, spec)
+    group_progress(store, spec.group, result.progress, spec.group, done=result.done,
+                   stop_label="Stop sweep", stop_key="sweep_stop", redo_with="Start sweep")
+    if running and result.done:
+        st.rerun()  # the whole page: timers off, final state
+    draw_heatmaps(result)
+    st.dataframe(sweeps.cell_table(result), key="sweep_table", hide_index=True,
+                 width="stretch")
+    line = sweeps.verdict(result)
+    if line:
+        st.markdown(f"**Verdict:** {line}")
+    draw_cell_curves(result)
+
+
+def draw_heatmaps(result: sweeps.SweepResults) -> None:
+    default_x, default_y = sweeps.default_axes(spec)
+    st.session_state.setdefault("sweep_x", default_x)
+    st.session_state.setdefault("sweep_y", default_y)
+    names = sweep_plots.AXIS_TITLES
+    controls = st.columns(4)
+    x_field = controls[0].selectbox("x axis", sweeps.GRID_FIELDS, format_func=names.get,
+                                    key="sweep_x")
+    y_field = controls[1].selectbox("y axis", sweeps.GRID_FIELDS, format_func=names.get,
+                                    key="sweep_y")
+    if x_field == y_field:
+        st.error("Pick two different grid fields for the heatmap axes.")
+        return
+    (other,) = [f for f in sweeps.GRID_FIELDS if f not in (x_field, y_field)]
+    other_value = controls[2].selectbox(f"at {names[other]}", sweeps.grid_values(spec)[other],
+                                        key=f"sweep_slice_{other}")
+    controls[3].caption("Click a cell to see its curves below.")
+    columns = st.columns(3)
+    for column, metric in zip(columns, sweep_plots.HEATMAP_METRICS):
+        if not any(cell[metric] is not None for cell in result.cells
+                   if cell["cell"] != sweeps.BASELINE):
+            column.info(f"{sweep_plots.metric_title(metric, result.metric)}: waiting for "
+                        f"the first finished run.")
+            continue
+        figure = sweep_plots.heatmap(result.cells, metric, x_field, y_field,
+                                     {other: other_value}, result.metric)
+        event = column.plotly_chart(figure, key=f"sweep_heatmap_{metric}", on_select="rerun",
+                                    selection_mode="points", width="stretch")
+        remember_click(event, f"sweep_heatmap_{metric}")
+
+
+def remember_click(event, chart_key: str) -> None:
+    """A new click on a heatmap picks that cell in the cell selector below."""
+    points = (event or {}).get("selection", {}).get("points", []) if event else []
+    labels = [p.get("customdata") for p in points if p.get("customdata")]
+    click = (chart_key, tuple(labels))
+    if labels and click != st.session_state.sweep_seen_click:
+        st.session_state.sweep_seen_click = click
+        st.session_state.sweep_cell = labels[0]
+
+
+def draw_cell_curves(result: sweeps.SweepResults) -> None:
+    by_label = {row["label"]: row["cell"] for row in result.cells}
+    labels = [label for label, cell in by_label.items() if cell != sweeps.BASELINE]
+    if st.session_state.get("sweep_cell") not in labels:
+        st.session_state.sweep_cell = labels[0]
+    label = st.selectbox("cell", labels, key="sweep_cell")
+    cell_ids = sweeps.runs_of_cell(result, by_label[label])
+    baseline_ids = sweeps.runs_of_cell(result, sweeps.BASELINE)
+    records = store.records_many(cell_ids + baseline_ids)
+    runs = [{"label": f"{label} · run {run_id}", "records": records[run_id],
+             "method": "divebatch"} for run_id in cell_ids]
+    runs += [{"label": f"SGD baseline · run {run_id}", "records": records[run_id],
+              "method": "sgd_small"} for run_id in baseline_ids]
+    if not any(run["records"] for run in runs):
+        st.info("This cell has no epochs recorded yet.")
+        return
+    st.plotly_chart(sweep_plots.curves(runs, result.metric), key="sweep_curves",
+                    width="stretch")
+
+
+show_results()

@@ -1,0 +1,19 @@
+"""Synthetic lab: toy problems that train in seconds on a CPU."""
+
+import streamlit as st
+
+from dashboard import form, lab
+from divebatch.presets import SYNTHETIC_PROBLEMS
+
+
+PREFIX = "syn"
+IRRELEVANT = ("norm", "augment", "amp", "channels_last", "data_dir")  # image problems only
+
+form.init_form(PREFIX, SYNTHETIC_PROBLEMS, default_preset="convex")
+
+st.title("Synthetic lab")
+st.markdown("Convex (least squares, logistic) and non-convex (sine with an MLP, a 4-class "
+            "problem) problems that train in seconds on a CPU. Pick a preset or set the knobs, "
+            "then start a run or race the four methods.")
+
+lab.form_and_live_panel(PREFIX, SYNTHETIC_PROBLEMS, hidden=IRRELEVANT)

@@ -1,0 +1,87 @@
+"""Test and benchmark harness: start the dashboard as a real server in a subprocess (browser
+tests, benchmarks/dashboard.py), and drive Debian's chromium through playwright (never
+`playwright install`)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def dashboard_server(db_path: str | os.PathLike, env: dict | None = None,
+                     timeout: float = 60.0):
+    """`python -m streamlit run app.py` on 127.0.0.1 and a free port with DIVEBATCH_DB set;
+    yields the base URL; the server's process group is killed on exit, whatever happened."""
+    port = free_port()
+    full_env = {**os.environ, "DIVEBATCH_DB": str(db_path), **(env or {})}
+    command = [sys.executable, "-m", "streamlit", "run", "app.py",
+               "--server.address", "127.0.0.1", "--server.port", str(port),
+               "--server.headless", "true", "--server.fileWatcherType", "none",
+               "--browser.gatherUsageStats", "false"]
+    server = subprocess.Popen(command, cwd=ROOT, env=full_env, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(server, url, timeout)
+        yield url
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(10)
+        server.stderr.close()
+
+
+def _wait_healthy(server: subprocess.Popen, url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"the dashboard exited with code {server.returncode}: "
+                               f"{server.stderr.read().decode(errors='replace')[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError(f"the dashboard did not answer on {url} within {timeout} s")
+
+
+def server_pid(url: str) -> int:
+    """The pid of the `streamlit run` process serving `url` (found in Linux's /proc)."""
+    port = url.rsplit(":", 1)[1].encode()
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            command = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"streamlit" in b" ".join(command) and port in command:
+            return int(cmdline.parent.name)
+    raise RuntimeError(f"no streamlit process serves {url}")
+
+
+def launch_chromium(playwright):
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

@@ -1,0 +1,48 @@
+"""`python -m divebatch` (console script `divebatch`): one module per command group.
+
+Every RunConfig field is a flag of `run` (`--max-batch-size`, `--no-augment`, ...). Bad input
+exits with code 2 and one line on standard error, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from divebatch.cli import experiments, maintenance, run
+from divebatch.cli.common import Parser, UsageError, add_db_flag
+
+COMMANDS = (run.add_run, run.add_presets, run.add_list, run.add_show, run.add_export,
+            run.add_compare, run.add_worker, run.add_download,
+            experiments.add_sweep, experiments.add_reproduce, maintenance.add_resume,
+            maintenance.add_prune, experiments.add_ray_driver)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="python -m divebatch",
+                    description="DiveBatch Lab: adaptive batch-size SGD experiments")
+    add_db_flag(parser)
+    sub = parser.add_subparsers(metavar="COMMAND")
+    for add in COMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if not getattr(args, "handler", None):
+            parser.print_help(sys.stderr)
+            return 2
+        return args.handler(args) or 0
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # output piped into `head` and the like, closed early
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

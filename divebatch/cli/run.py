@@ -1,0 +1,220 @@
+"""Single runs and the stored results: run, presets, list, show, export, compare, worker, download.
+
+Each `add_X(subparsers)` declares one subcommand and points at its handler."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from divebatch.runs import analysis
+from divebatch.cli.common import (UsageError, add_config_flags, check_runnable, config_from_args,
+                                  format_table, get_run_or_fail, open_store, subparser)
+from divebatch.report.exports import records_csv, records_json
+from divebatch.report.tables import COMPARE_COLUMNS, LIST_COLUMNS
+
+def add_run(sub) -> None:
+    parser = subparser(sub, "run", "train one run in the foreground and store it", cmd_run)
+    add_config_flags(parser)
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def cmd_run(args) -> int:
+    from divebatch.training import distributed
+    from divebatch.runs.jobs import execute_run
+    from divebatch.cli.progress import EpochProgress
+    config = config_from_args(args)
+    check_runnable(config)
+    if distributed.launched():  # under torchrun: rank 0 stores and prints, the others train
+        config = config.replace(nproc=distributed.world_size())
+        if not distributed.is_main_process():
+            from divebatch.training.trainer import train
+            train(config)
+            return 0
+    elif config.nproc > 1:
+        return run_on_processes(args, config)
+    store = open_store(args)
+    # created running (never queued, so no background worker takes it too)
+    run_id = store.create_run(config.to_dict(), name=config.name, status="running")
+    print(run_id, flush=True)
+    with EpochProgress(config.epochs, enabled=not args.quiet) as progress:
+        execute_run(store, run_id, on_epoch=progress.update)
+    run = store.get_run(run_id)
+    records = store.records(run_id)
+    print(f"status={run['status']} epochs={len(records)}"
+          + (f" ({run['error']})" if run["error"] else ""), file=sys.stderr)
+    print(run_id, flush=True)
+    return 0 if run["status"] in ("completed", "stopped") else 1
+
+
+def run_on_processes(args, config) -> int:
+    """`run --nproc N` outside torchrun: the same run under `torchrun --standalone`."""
+    import subprocess
+    import tempfile
+    from pathlib import Path
+    from divebatch.runs.jobs import launch_command
+    store = open_store(args)
+    with tempfile.TemporaryDirectory() as folder:
+        config_file = Path(folder) / "config.json"
+        config_file.write_text(config.to_json(), encoding="utf-8")
+        run_args = ["--db", str(store.path), "run", "--config", str(config_file)]
+        return subprocess.call(launch_command(config.nproc, run_args
+                                              + (["--quiet"] if args.quiet else [])))
+
+
+def add_presets(sub) -> None:
+    subparser(sub, "presets", "list the named presets usable with `run --preset NAME`",
+              cmd_presets)
+
+
+def cmd_presets(args) -> int:
+    from divebatch.presets import PRESETS
+    for key, preset in PRESETS.items():
+        print(f"{key:22s} {preset.title}")
+    return 0
+
+
+def add_list(sub) -> None:
+    parser = subparser(sub, "list", "list stored runs, newest first", cmd_list)
+    parser.add_argument("--status", help="only runs with this status")
+    parser.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+
+
+def cmd_list(args) -> int:
+    from divebatch.runs.jobs import reap
+    store = open_store(args)
+    reap(store)  # a worker that died shows as interrupted, not running
+    runs = store.list_runs(status=args.status, limit=args.limit)
+    records = store.records_many([r["id"] for r in runs])
+    rows = [analysis.summarize(run, records.get(run["id"], [])) for run in runs]
+    print(format_table(rows, LIST_COLUMNS) if rows else "no runs stored yet")
+    return 0
+
+
+def add_show(sub) -> None:
+    parser = subparser(sub, "show", "a run's config, status and epoch records", cmd_show)
+    parser.add_argument("run_id", type=int)
+
+
+def cmd_show(args) -> int:
+    from divebatch.runs.jobs import reap
+    store = open_store(args)
+    reap(store)
+    run = get_run_or_fail(store, args.run_id)
+    records = store.records(args.run_id)
+    print(f"run {run['id']} {run['name']!s} status={run['status']}"
+          + (f" error={run['error']}" if run["error"] else ""))
+    for key, value in sorted(run["config"].items()):
+        print(f"  {key} = {value!r}")
+    columns = [(k, k) for k in ("epoch", "samples_seen", "train_time", "batch_size", "lr",
+                                "diversity", "train_loss", "val_loss", "val_acc")]
+    print(format_table(records, columns) if records else "no epochs recorded")
+    for event in store.events(args.run_id):
+        print(f"  event epoch={event['epoch']} {event['kind']}: {event['message']}")
+    return 0
+
+
+def add_export(sub) -> None:
+    parser = subparser(sub, "export", "a run's epoch records as CSV or JSON", cmd_export)
+    parser.add_argument("run_id", type=int)
+    parser.add_argument("--format", choices=("csv", "json"), default="csv")
+    parser.add_argument("--output", "-o", help="file to write (default: standard output)")
+
+
+def cmd_export(args) -> int:
+    store = open_store(args)
+    run = get_run_or_fail(store, args.run_id)
+    records = store.records(args.run_id)
+    text = (records_csv(records) if args.format == "csv"
+            else records_json(run, records, store.events(args.run_id)))
+    if args.output:
+        try:
+            with open(args.output, "w", encoding="utf-8", newline="") as handle:
+                handle.write(text)
+        except OSError as error:
+            raise UsageError(f"--output: cannot write {args.output}: {error.strerror}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def add_compare(sub) -> None:
+    parser = subparser(sub, "compare", "the paper's time-to-target table for several runs "
+                                       "(the first run is the speed-up baseline)", cmd_compare)
+    parser.add_argument("run_ids", type=int, nargs="+")
+    parser.add_argument("--target", type=float,
+                        help="common target accuracy (fraction; default: the lowest of the "
+                             "runs' own targets)")
+
+
+def cmd_compare(args) -> int:
+    store = open_store(args)
+    runs = [get_run_or_fail(store, run_id) for run_id in args.run_ids]
+    records = store.records_many(args.run_ids)
+    rows, common = analysis.compare(runs, records, args.target)
+    for row in rows:
+        row["speedup_own_shown"] = None if row["speedup_own"] is None else \
+            f"{row['speedup_own']:.3g}x" + (" (see note)" if row["speedup_own_flag"] else "")
+    print(format_table(rows, COMPARE_COLUMNS))
+    measure = "accuracy" if any(analysis.uses_accuracy(r) for r in records.values()) \
+        else "validation loss"
+    origin = ("--target" if args.target is not None
+              else "lowest best among the runs, less 1 point" if measure == "accuracy"
+              else "highest best among the runs, plus 5 %")
+    print(f"common target: {'none' if common is None else f'{common:.4g}'} {measure} "
+          f"({origin}); speed-up: the first run's training time to it over each run's (evaluation "
+          f"excluded); own-1pt: the paper's metric, first epoch within 1 point of the run's "
+          f"own final {measure}")
+    line = analysis.verdict(rows, common)
+    if line:
+        print(line)
+    return 0
+
+
+def add_worker(sub) -> None:
+    parser = subparser(sub, "worker", "train a stored queued run, or (--warm) wait for queued "
+                                      "runs and train them (used by the dashboard)", cmd_worker)
+    parser.add_argument("run_id", type=int, help="the run, or with --warm the worker's id")
+    parser.add_argument("--warm", action="store_true",
+                        help="a warm worker: RUN_ID is its row in the store's workers table")
+
+
+def cmd_worker(args) -> int:
+    from divebatch.training import distributed
+    from divebatch.runs.jobs import dispatch, execute_run, follow_run
+    store = open_store(args)
+    if args.warm:
+        from divebatch.runs.warm_worker import serve
+        serve(store, args.run_id)
+        return 0
+    get_run_or_fail(store, args.run_id)
+    if not distributed.is_main_process():  # rank > 0 of a run on several processes
+        follow_run(store, args.run_id)
+        return 0
+    result = execute_run(store, args.run_id)
+    dispatch(store)  # hand the freed slot to the next queued run
+    # under torchrun a failing rank 0 must exit non-zero so that the launcher stops the others
+    return 1 if result is None and distributed.launched() else 0
+
+
+def add_download(sub) -> None:
+    parser = subparser(sub, "download", "download a dataset from its official location and "
+                                        "verify its checksum", cmd_download)
+    parser.add_argument("dataset", choices=("cifar10", "cifar100", "tiny_imagenet"))
+    parser.add_argument("--data-dir", default="", help="target folder (default: "
+                                                       "$DIVEBATCH_DATA or data/)")
+
+
+def cmd_download(args) -> int:
+    from tqdm import tqdm
+    from divebatch.data.images import DatasetError, download
+    with tqdm(unit="B", unit_scale=True, file=sys.stderr, desc=args.dataset) as bar:
+        def progress(done, total):
+            bar.total = total
+            bar.update(done - bar.n)
+        try:
+            path = download(args.dataset, args.data_dir or None, progress)
+        except DatasetError as error:
+            raise UsageError(str(error)) from None
+    print(path)
+    return 0

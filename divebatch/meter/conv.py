@@ -1,0 +1,327 @@
+"""The ``nn.Conv2d`` rule (any stride, padding, dilation, groups, padding mode).
+
+Three exact ways, whichever the layer's shapes and device make cheapest: the explicit one forms
+every sample's weight gradient (on a CPU with the convolution weight-gradient kernel, one group
+per sample; on CUDA with one batched matrix product over the unfolded input patches, since
+cuDNN runs grouped weight gradients with one group per sample slowly); the pixel-Gram one
+gets the patch Gram matrix from pixel Gram matrices x^T x of the padded input's stride phases,
+summed over the kernel offsets, without unfolding the input into patches (which would copy it
+kernel-size times); the unfold-Gram one does unfold it, which pays
+on small images, where the number of operations matters more than their size. The cost model
+(``_weight_costs``) counts multiply-adds per sample plus each device's price of an elementwise
+pass and of one tensor operation (``DEVICE_COSTS``): a GPU launch is worth far more arithmetic
+than a CPU dispatch, so on CUDA the few-operation paths win. Everything is summed in float32 at
+least (bf16 inputs under autocast are upcast).
+
+Fused: a ``DiversityMeter`` may freeze a layer's weight for one forward call when the explicit
+path will serve it (``fuses_weight_grad``); the backward pass then skips that weight's gradient
+and ``conv2d_fused_sq_norms`` writes it from the per-sample gradients it forms anyway. The
+explicit path then costs only its excess over the ordinary weight gradient.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from divebatch.meter import rules as rules
+from divebatch.meter.rules import (ELEMENTWISE_COST, OPERATION_COST, SMALL_MATMUL_POSITIONS,
+                            _accumulation_dtype,
+                            _frobenius_dots, _in_chunks, _is_trainable, _sq_norms,
+                            register_rule, sample_chunks)
+
+
+@register_rule(nn.Conv2d)
+def _conv2d_sq_norms(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -> Tensor:
+    x = x.to(_accumulation_dtype(x))  # (N, C_in, H, W)
+    grad_out = grad_out.to(x.dtype)  # (N, C_out, H_out, W_out)
+    norms = []
+    if _is_trainable(conv.weight):
+        norms.append(_conv2d_weight_sq_norms(conv, x, grad_out))
+    if _is_trainable(conv.bias):
+        norms.append(_sq_norms(grad_out.sum((2, 3))))
+    return sum(norms)
+
+
+class DeviceCosts(NamedTuple):
+    """What a device charges, in multiply-adds of a matrix product."""
+    elementwise: float   # one elementwise pass over one element
+    operation: float     # the fixed cost of one tensor operation, per batch
+    small_matmul: float  # extra positions charged to a per-sample product's inner dimension
+
+
+# CPU: measured (see divebatch.meter.rules). CUDA: from an H200's data sheet, not yet measured
+# here: ~33 T fp32 multiply-adds/s against ~0.6 T elements/s of an elementwise pass (read and
+# write, 4.8 TB/s), and ~5 us per kernel launch; batched products of small matrices run well.
+DEVICE_COSTS = {"cpu": DeviceCosts(ELEMENTWISE_COST, OPERATION_COST, SMALL_MATMUL_POSITIONS),
+                "cuda": DeviceCosts(elementwise=50, operation=150_000_000, small_matmul=0)}
+
+
+def _device_costs(device: torch.device) -> DeviceCosts:
+    return DEVICE_COSTS.get(device.type, DEVICE_COSTS["cpu"])
+
+
+def _uses_batched_matmul(device: torch.device) -> bool:
+    """Whether per-sample weight gradients come from a batched product over unfolded patches
+    (CUDA) rather than from the weight-gradient convolution with one group per sample."""
+    return device.type == "cuda"
+
+
+class PathCosts(NamedTuple):
+    """Multiply-adds per sample of each way to the weight's per-sample norms, and of the batch
+    weight gradient that autograd computes anyway."""
+    pixel_gram: float
+    unfold_gram: float
+    explicit: float
+    weight_grad: float
+
+    @property
+    def gram(self) -> float:
+        return min(self.pixel_gram, self.unfold_gram)
+
+    def choice(self) -> str:
+        """The cheapest path: "explicit", "unfold_gram" or "pixel_gram"."""
+        if not rules._gram_is_cheaper(self.gram, self.explicit):
+            return "explicit"
+        return "unfold_gram" if self.unfold_gram < self.pixel_gram else "pixel_gram"
+
+
+def _weight_costs(conv: nn.Conv2d, n_samples: int, channels_in: int, out_height: int,
+                  out_width: int, device: torch.device = torch.device("cpu")) -> PathCosts:
+    groups = conv.groups
+    c_in, c_out = channels_in // groups, conv.out_channels // groups  # per group
+    kernel = conv.kernel_size[0] * conv.kernel_size[1]
+    positions = out_height * out_width
+    phases = _phase_windows(conv, out_height, out_width)
+    costs = _device_costs(device)
+    per_op = costs.operation / max(n_samples, 1)
+    grad_gram = positions ** 2 * c_out
+    unfold_pass = c_in * kernel * positions * costs.elementwise  # copying the patches
+    pixel_gram = (sum((rows * cols) ** 2 for rows, cols, _ in phases) * c_in + grad_gram
+                  + positions ** 2 * kernel * costs.elementwise
+                  + per_op * (6 + 5 * len(phases) + 2 * kernel))
+    unfold_gram = positions ** 2 * c_in * kernel + grad_gram + unfold_pass + per_op * 6
+    weight_grad = c_in * kernel * c_out * positions
+    explicit = c_in * kernel * c_out * (positions + costs.small_matmul)
+    if _uses_batched_matmul(device):
+        explicit += unfold_pass + per_op * 4
+    return PathCosts(pixel_gram, unfold_gram, explicit, weight_grad)
+
+
+def _padded_size(conv: nn.Conv2d, x: Tensor) -> int:
+    """Elements per sample of the input padded as the convolution pads it."""
+    pad_left, pad_right, pad_top, pad_bottom = conv._reversed_padding_repeated_twice
+    return x.shape[1] * (x.shape[2] + pad_top + pad_bottom) * (x.shape[3] + pad_left + pad_right)
+
+
+def _patches_size(conv: nn.Conv2d, grad_out: Tensor) -> int:
+    """Elements per sample of the unfolded input: one patch per output position."""
+    return conv.weight[0].numel() * conv.groups * grad_out.shape[2] * grad_out.shape[3]
+
+
+def _explicit_temp(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -> int:
+    if _uses_batched_matmul(x.device):
+        return conv.weight.numel() + _patches_size(conv, grad_out) + _padded_size(conv, x)
+    return 2 * conv.weight.numel() + (0 if _kernel_pads(conv) else _padded_size(conv, x))
+
+
+def _conv2d_weight_sq_norms(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -> Tensor:
+    path = _weight_costs(conv, *x.shape[:2], *grad_out.shape[2:], device=x.device).choice()
+    if path == "explicit":
+        return _in_chunks(partial(_conv2d_explicit_sq_norms, conv), (x, grad_out),
+                          _explicit_temp(conv, x, grad_out))
+    positions = grad_out.shape[2] * grad_out.shape[3]
+    grams = 2 * conv.groups * positions ** 2
+    if path == "unfold_gram":
+        return _in_chunks(partial(_conv2d_unfold_gram_sq_norms, conv), (x, grad_out),
+                          _patches_size(conv, grad_out) + grams + _padded_size(conv, x))
+    phase_pixels = [rows * cols for rows, cols, _ in _phase_windows(conv, *grad_out.shape[2:])]
+    temp = conv.groups * max(phase_pixels) ** 2 + grams + _padded_size(conv, x)
+    return _in_chunks(partial(_conv2d_gram_sq_norms, conv), (x, grad_out), temp)
+
+
+# ----------------------------------------------------------------------------- fused
+
+def fuses_weight_grad(conv: nn.Conv2d, x: Tensor) -> bool:
+    """Whether a call on ``x`` should take the fused path (``conv2d_fused_sq_norms``).
+
+    The explicit path forms every sample's weight gradient; their sum is the batch weight
+    gradient, so autograd need not compute it again. That makes the explicit path cost only
+    its excess over the weight gradient, which the choice against the Gram path accounts for.
+    The input must require grad (the output gradient must still reach the layer with the
+    weight frozen for the call) and share the weight's dtype (no autocast).
+    """
+    if not (_is_trainable(conv.weight) and x.requires_grad and x.dtype == conv.weight.dtype
+            and x.dim() == 4):
+        return False
+    costs = _weight_costs(conv, *x.shape[:2], *_output_size(conv, x.shape[2], x.shape[3]),
+                          device=x.device)
+    return not rules._gram_is_cheaper(costs.gram, costs.explicit - costs.weight_grad)
+
+
+def _output_size(conv: nn.Conv2d, height: int, width: int) -> tuple[int, int]:
+    """(H_out, W_out) from the padding the module applies ('same' and 'valid' included)."""
+    pad_left, pad_right, pad_top, pad_bottom = conv._reversed_padding_repeated_twice
+    padded = (height + pad_top + pad_bottom, width + pad_left + pad_right)
+    return tuple((size - dilation * (kernel - 1) - 1) // stride + 1
+                 for size, dilation, kernel, stride in zip(
+                     padded, conv.dilation, conv.kernel_size, conv.stride))
+
+
+def conv2d_fused_sq_norms(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -> Tensor:
+    """The Conv2d rule through the explicit path, which also adds the batch weight gradient
+    (the sum of the per-sample ones) into ``conv.weight.grad``: for a call whose weight was
+    frozen during the forward (see ``fuses_weight_grad``), so that autograd skipped it."""
+    x = x.to(_accumulation_dtype(x))
+    grad_out = grad_out.to(x.dtype)
+    weight_norms, weight_grad = [], None
+    for x_part, grad_part in sample_chunks((x, grad_out), _explicit_temp(conv, x, grad_out)):
+        per_sample = _conv2d_per_sample_weight_grads(conv, x_part, grad_part)
+        weight_norms.append(_large_sq_norms(per_sample))
+        part_sum = per_sample.sum(0)
+        weight_grad = part_sum if weight_grad is None else weight_grad.add_(part_sum)
+    _add_to_grad(conv.weight, weight_grad)
+    norms = torch.cat(weight_norms) if len(weight_norms) > 1 else weight_norms[0]
+    if _is_trainable(conv.bias):
+        norms = norms + _sq_norms(grad_out.sum((2, 3)))
+    return norms
+
+
+def _add_to_grad(param: Tensor, grad: Tensor) -> None:
+    """param.grad += grad, creating it with the parameter's layout as autograd would."""
+    grad = grad.to(param.dtype)
+    if param.grad is not None:
+        param.grad.add_(grad)
+    elif grad.stride() == param.stride():
+        param.grad = grad
+    else:
+        param.grad = torch.empty_like(param).copy_(grad)
+
+
+def _large_sq_norms(per_sample: Tensor) -> Tensor:
+    """(N, ...) -> (N,): faster than ``_sq_norms`` on large slices."""
+    return torch.linalg.vector_norm(per_sample.reshape(len(per_sample), -1), dim=1).square()
+
+
+def _kernel_pads(conv: nn.Conv2d) -> bool:
+    """Whether the convolution kernels can apply the padding (zeros, same on both sides)."""
+    return conv.padding_mode == "zeros" and not isinstance(conv.padding, str)
+
+
+def _pad_like_conv(conv: nn.Conv2d, x: Tensor) -> Tensor:
+    mode = "constant" if conv.padding_mode == "zeros" else conv.padding_mode
+    return F.pad(x, conv._reversed_padding_repeated_twice, mode=mode)
+
+
+def _conv2d_explicit_sq_norms(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -> Tensor:
+    return _large_sq_norms(_conv2d_per_sample_weight_grads(conv, x, grad_out))
+
+
+def _conv2d_per_sample_weight_grads(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -> Tensor:
+    """(N, C_out, C_in / G, kh, kw): every sample's weight gradient, the device's way."""
+    if _uses_batched_matmul(x.device):
+        return _per_sample_weight_grads_by_bmm(conv, x, grad_out)
+    return _per_sample_weight_grads_by_conv(conv, x, grad_out)
+
+
+def _per_sample_weight_grads_by_conv(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -> Tensor:
+    """The weight-gradient kernel with one group per sample."""
+    n_samples, channels_in = x.shape[:2]
+    if _kernel_pads(conv):
+        padding = conv.padding
+    else:
+        x, padding = _pad_like_conv(conv, x), 0  # x: (N, C_in, Hp, Wp)
+    weight_shape = (n_samples * conv.out_channels, channels_in // conv.groups, *conv.kernel_size)
+    weight_grads = torch.nn.grad.conv2d_weight(
+        x.reshape(1, n_samples * channels_in, *x.shape[2:]), weight_shape,
+        grad_out.reshape(1, -1, *grad_out.shape[2:]), stride=conv.stride, padding=padding,
+        dilation=conv.dilation, groups=n_samples * conv.groups)  # (N C_out, C_in / G, kh, kw)
+    return weight_grads.unflatten(0, (n_samples, conv.out_channels))
+
+
+def _per_sample_weight_grads_by_bmm(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -> Tensor:
+    """dy p^T for each sample and group, one batched product over the unfolded patches p."""
+    n_samples, groups = x.shape[0], conv.groups
+    patches = _unfold_like_conv(conv, x)  # (N, C_in kh kw, T), channels outermost
+    positions = patches.shape[2]
+    patches = patches.reshape(n_samples * groups, -1, positions)  # (N G, C_in / G kh kw, T)
+    grads = grad_out.reshape(n_samples * groups, -1, positions)  # (N G, C_out / G, T)
+    weight_grads = torch.bmm(grads, patches.transpose(1, 2))  # (N G, C_out / G, C_in / G kh kw)
+    return weight_grads.view(n_samples, conv.out_channels, -1, *conv.kernel_size)
+
+
+def _unfold_like_conv(conv: nn.Conv2d, x: Tensor) -> Tensor:
+    """(N, C_in, H, W) -> (N, C_in kh kw, T): the patch each output position reads."""
+    if _kernel_pads(conv):
+        padding = conv.padding
+    else:
+        x, padding = _pad_like_conv(conv, x), 0
+    return F.unfold(x, conv.kernel_size, dilation=conv.dilation, padding=padding,
+                    stride=conv.stride)
+
+
+def _conv2d_unfold_gram_sq_norms(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -> Tensor:
+    """sum_{t,s} (p_t.p_s)(dy_t.dy_s) from the unfolded patches p_t: kernel-size copies of the
+    input, but only a handful of operations, which is what counts on small images."""
+    n_samples, groups = x.shape[0], conv.groups
+    patches = _unfold_like_conv(conv, x)  # (N, C_in kh kw, T), channels outermost
+    positions = patches.shape[2]
+    patches = patches.view(n_samples * groups, -1, positions)  # (N G, C_in / G kh kw, T)
+    patch_gram = torch.bmm(patches.transpose(1, 2), patches)  # (N G, T, T)
+    grads = grad_out.reshape(n_samples * groups, -1, positions)  # (N G, C_out / G, T)
+    grad_gram = torch.bmm(grads.transpose(1, 2), grads)
+    return _frobenius_dots(patch_gram, grad_gram).view(n_samples, groups).sum(1)
+
+
+def _phase_windows(conv: nn.Conv2d, out_height: int,
+                   out_width: int) -> list[tuple[int, int, list[tuple[int, int, int, int]]]]:
+    """The stride phases of the padded input that the kernel reads, with their kernel offsets.
+
+    Kernel offset (i, j) at output position (y, x) reads padded pixel (s y + d i, s x + d j),
+    which is pixel (y + (d i) // s, x + (d j) // s) of phase ((d i) % s, (d j) % s), the
+    sub-image x[:, :, (d i) % s::s, (d j) % s::s]. For each phase that some offset reads:
+    (rows, cols) of it that are read, and [(phase_y, phase_x, shift_y, shift_x)] per offset.
+    """
+    def by_phase(kernel: int, dilation: int, stride: int) -> dict[int, list[int]]:
+        shifts: dict[int, list[int]] = {}
+        for offset in range(0, kernel * dilation, dilation):
+            shifts.setdefault(offset % stride, []).append(offset // stride)
+        return shifts
+
+    rows_by_phase = by_phase(conv.kernel_size[0], conv.dilation[0], conv.stride[0])
+    cols_by_phase = by_phase(conv.kernel_size[1], conv.dilation[1], conv.stride[1])
+    return [(out_height + max(shifts_y), out_width + max(shifts_x),
+             [(phase_y, phase_x, shift_y, shift_x) for shift_y in shifts_y for shift_x in shifts_x])
+            for phase_y, shifts_y in rows_by_phase.items()
+            for phase_x, shifts_x in cols_by_phase.items()]
+
+
+def _conv2d_gram_sq_norms(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -> Tensor:
+    """sum_{t,s} (p_t.p_s)(dy_t.dy_s), the patch dot products p_t.p_s from pixel Gram matrices.
+
+    Within one stride phase every kernel offset is a shift, so p_t.p_s sums shifted windows of
+    that phase's pixel Gram matrix x^T x over the offsets.
+    """
+    n_samples, groups = x.shape[0], conv.groups
+    x = _pad_like_conv(conv, x)  # (N, C_in, Hp, Wp)
+    out_height, out_width = grad_out.shape[2:]
+    grads = grad_out.reshape(n_samples * groups, -1, out_height * out_width)  # (N G, C_out / G, T)
+    grad_gram = torch.bmm(grads.transpose(1, 2), grads)  # (N G, T, T)
+    patch_gram = None  # (N G, H_out, W_out, H_out, W_out)
+    stride_y, stride_x = conv.stride
+    for rows, cols, offsets in _phase_windows(conv, out_height, out_width):
+        phase_y, phase_x = offsets[0][:2]
+        phase = x[:, :, phase_y::stride_y, phase_x::stride_x][:, :, :rows, :cols]
+        pixels = phase.reshape(n_samples * groups, -1, rows * cols)  # (N G, C_in / G, P)
+        pixel_gram = torch.bmm(pixels.transpose(1, 2), pixels).view(-1, rows, cols, rows, cols)
+        for _, _, shift_y, shift_x in offsets:
+            window_y = slice(shift_y, shift_y + out_height)
+            window_x = slice(shift_x, shift_x + out_width)
+            window = pixel_gram[:, window_y, window_x, window_y, window_x]
+            patch_gram = window.clone() if patch_gram is None else patch_gram.add_(window)
+    return _frobenius_dots(patch_gram, grad_gram).view(n_samples, groups).sum(1)
+

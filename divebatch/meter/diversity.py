@@ -1,0 +1,310 @@
+"""Per-sample gradient norms and gradient diversity (Yin et al. 2018), from one backward pass.
+
+Gradient diversity of per-sample gradients g_1..g_N is
+
+    Delta = sum_i ||g_i||^2 / ||sum_i g_i||^2          (1/N when all g_i are equal)
+
+The denominator is the ordinary batch gradient. The numerator comes from per-layer rules
+(``divebatch.meter.rules``, ``divebatch.meter.conv``): a forward hook keeps each layer's
+input (GroupNorm also the statistics autograd saved), a hook on the layer's output receives
+dL/d(output) during the ordinary backward pass, and the layer's rule turns (input, output
+gradient) into the squared norm of every sample's gradient of that layer's own parameters.
+
+BatchNorm in training mode mixes samples through batch statistics, so per-sample gradients are
+not defined and the functions here raise ``ValueError`` unless called with
+``allow_batchnorm=True``. Then BatchNorm layers use the GroupNorm-style rule with the batch
+statistics held fixed, which ignores the cross-sample terms: an approximation, flagged by
+``DiversityMeter.approximate``.
+
+Every parameter gets exact per-sample norms, or the call raises ``ValueError`` naming the module
+(``transformer.h.0.attn.c_attn``), the reason and what to do (``divebatch.meter.hooks``).
+Supported beyond the per-layer rules: keyword calls (``fc(input=x)``), a position embedding
+called on positions (``wpe(arange(T))``), weights tied by several modules (``lm_head.weight =
+wte.weight``, ``divebatch.meter.shared_params``) and ``nn.MultiheadAttention``. Refused: a module
+called more than once in one forward pass, an output whose first dimension is not the batch,
+recurrent layers, activation checkpointing, EmbeddingBag with offsets, and a parameter used
+outside its modules' forward (``F.linear(h, self.wte.weight)``), which the batch gradient
+check catches (``divebatch.meter.grad_check``: on the first measured batch of a meter and on every
+call of the functions here, the batch gradient the layers' calls explain must equal autograd's).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import Tensor, nn
+
+from divebatch.meter.hooks import FUSED_RULES, SqNormHooks, batchnorm_layers, check_batchnorm, \
+    parameter_owners
+from divebatch.meter.rules import RULES, register_rule
+
+__all__ = ["DiversityMeter", "FUSED_RULES", "gradient_diversity", "per_sample_grad_sq_norms",
+           "register_rule", "RULES"]
+
+# DiversityMeter measures every batch by default. Per-sample squared norms are heavy-tailed once
+# training fits most samples (on the digits CNN the top 1 % of samples hold up to 80 % of S), so
+# measuring every k-th batch missed the every-batch Delta_hat by 7-23 % (ratio estimator) at
+# k = 2-4 (benchmarks/diversity_sampling.py, README "Performance"); larger k is a speed knob.
+DEFAULT_SAMPLE_EVERY = 1
+# How DiversityMeter scales S over measured batches up to all batches (see its docstring).
+ESTIMATORS = ("ratio", "count")
+# Added to ||G||^2 in Delta_hat = S / (||G||^2 + EPS), so that a zero gradient gives a huge but
+# finite estimate.
+EPS = 1e-12
+
+
+# ----------------------------------------------------------------------------- public functions
+
+def _norms_and_gradient(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor],
+                        inputs: Tensor, targets: Tensor, allow_batchnorm: bool,
+                        ) -> tuple[Tensor, list[Tensor | None]]:
+    """(N,) ||g_i||^2 and the batch gradient sum_i g_i per trainable parameter, one backward."""
+    check_batchnorm(batchnorm_layers(model), allow_batchnorm)
+    owners = parameter_owners(model)
+    params = list(owners)
+    with SqNormHooks(model, owners, check=True) as hooks:
+        losses = loss_fn(model(inputs), targets)
+        if losses.dim() != 1:
+            raise ValueError("loss_fn should return per-sample losses of shape [N] "
+                             f"(reduction='none'), but got shape {list(losses.shape)}")
+        grads = (list(torch.autograd.grad(losses.sum(), params, allow_unused=True))
+                 if params else [])
+        hooks.check_grads_seen(params, grads)
+        hooks.check_batch_gradient(params, grads)
+    sq_norms = hooks.sq_norms if hooks.sq_norms is not None else losses.new_zeros(len(losses))
+    return sq_norms.detach(), grads
+
+
+def per_sample_grad_sq_norms(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor],
+                             inputs: Tensor, targets: Tensor, *,
+                             allow_batchnorm: bool = False) -> Tensor:
+    """||g_i||^2 for each sample i, where g_i is the gradient of ``loss_fn(...)[i]``.
+
+    ``loss_fn(outputs, targets)`` returns per-sample losses of shape [N]. Uses one forward and
+    one backward pass and leaves ``param.grad`` untouched.
+
+    >>> import torch
+    >>> from torch import nn
+    >>> model = nn.Linear(3, 1, bias=False)
+    >>> with torch.no_grad():
+    ...     _ = model.weight.fill_(1.0)
+    >>> loss_fn = lambda out, y: 0.5 * (out.squeeze(1) - y) ** 2
+    >>> inputs, targets = torch.tensor([[1.0, 0.0, 0.0], [0.0, 2.0, 0.0]]), torch.zeros(2)
+    >>> per_sample_grad_sq_norms(model, loss_fn, inputs, targets)  # g_i = (w.x_i) x_i
+    tensor([ 1., 16.])
+    """
+    return _norms_and_gradient(model, loss_fn, inputs, targets, allow_batchnorm)[0]
+
+
+def gradient_diversity(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor],
+                       inputs: Tensor, targets: Tensor, *, allow_batchnorm: bool = False) -> float:
+    """Delta = sum_i ||g_i||^2 / ||sum_i g_i||^2 over this batch (1/N when all g_i are equal).
+
+    >>> import torch
+    >>> from torch import nn
+    >>> model = nn.Linear(2, 1, bias=False)
+    >>> loss_fn = lambda out, y: out.squeeze(1) * y
+    >>> inputs = torch.tensor([[1.0, 0.0], [0.0, 1.0]])  # orthogonal per-sample gradients
+    >>> gradient_diversity(model, loss_fn, inputs, torch.ones(2))
+    1.0
+    >>> gradient_diversity(model, loss_fn, inputs.new_ones(4, 2), torch.ones(4))  # equal ones
+    0.25
+    """
+    sq_norms, grads = _norms_and_gradient(model, loss_fn, inputs, targets, allow_batchnorm)
+    grad_sq_norm = sum(g.double().square().sum() for g in grads if g is not None)
+    return float(sq_norms.double().sum() / grad_sq_norm)
+
+
+class DiversityMeter:
+    """Running epoch estimate Delta_hat = S / (||G||^2 + EPS) along the training trajectory.
+
+    S sums ||g_i||^2 and G sums g_i over the samples seen since ``reset()``, each at the
+    iterate where it was used. G comes from ``param.grad`` of every batch (no extra work);
+    S comes from per-sample norms on every ``sample_every``-th batch, the first batch after
+    ``reset()`` included. Layer hooks exist only during a measured batch.
+
+    With ``sample_every`` > 1, S over the measured batches is scaled up to all batches by
+    ``estimator``:
+
+    - "ratio" (default): by C_seen / C_measured, where C sums ||G_b||^2, the squared norm of
+      each batch's gradient, read from ``param.grad`` of every batch (one fused norm). A few
+      badly fitted samples dominate both S_b and ||G_b||^2 of the batches they fall in, so
+      this ratio estimator (Cochran, Sampling Techniques, ch. 6) follows them where the count
+      ratio misses them: on the digits CNN it cut the error against the every-batch Delta_hat
+      three- to tenfold (``benchmarks/diversity_sampling.py``). Consistent, with a bias of
+      order 1 / measured batches.
+    - "count": by samples seen / samples measured: unbiased over random batch orders.
+
+    Change ``sample_every`` only right after ``reset()``.
+
+    ``reduction`` says how the batch loss combines per-sample losses: "mean" (then
+    ``param.grad`` is sum_i g_i / B and the hooks see g_i / B; both are rescaled) or "sum".
+    Weight decay applied by the optimizer is not part of ``param.grad`` and so not of g_i.
+
+    Gradient accumulation: one ``track`` may wrap several forward/backward passes over parts
+    of the batch (micro-batches), each backpropagating its share of the batch loss (with
+    "mean": sum of its per-sample losses / ``batch_size``); G is read once, from the
+    accumulated ``param.grad``, and S sums the norms of every pass. Several processes
+    (DistributedDataParallel): each runs ``samples`` of the batch, ``param.grad`` must be the
+    gradient of the whole batch's loss (DDP summing, not averaging, the processes' gradients,
+    see ``divebatch.training.distributed``), and ``reduce`` sums S over processes in ``diversity()``.
+    BatchNorm in training mode raises ``ValueError`` unless ``allow_batchnorm=True``, which makes
+    the estimate approximate (``approximate`` becomes True; see the module docstring). The
+    first measured batch also checks that the layers' calls explain ``param.grad`` (the module
+    docstring), so zero the gradients before it.
+
+    ``fuse_weight_grads`` (default True): on a measured batch, a Conv2d layer whose per-sample
+    weight gradients are formed anyway (``divebatch.meter.conv``) gets its batch weight
+    gradient from their sum, written into ``weight.grad`` by the meter, instead of from autograd:
+    the same value, computed once. Hooks on those weights' gradients do not fire, so pass False
+    under DistributedDataParallel (whose reducer relies on them) or with such hooks.
+
+    >>> import torch
+    >>> from torch import nn
+    >>> model = nn.Linear(4, 2)
+    >>> with DiversityMeter(model, sample_every=1) as meter:
+    ...     for _ in range(3):
+    ...         model.zero_grad()
+    ...         with meter.track(batch_size=8):
+    ...             loss = model(torch.randn(8, 4)).square().mean()
+    ...             loss.backward()
+    ...     delta_hat = meter.diversity()
+    >>> meter.seen_batches, meter.measured_batches, 1 / 24 <= delta_hat
+    (3, 3, True)
+    """
+
+    def __init__(self, model: nn.Module, *, sample_every: int = DEFAULT_SAMPLE_EVERY,
+                 reduction: str = "mean", allow_batchnorm: bool = False,
+                 reduce: Callable[[Tensor], Tensor] | None = None,
+                 fuse_weight_grads: bool = True, estimator: str = "ratio") -> None:
+        if not isinstance(sample_every, int) or sample_every < 1:
+            raise ValueError(f"sample_every should be an int >= 1, but got "
+                             f"sample_every={sample_every!r}")
+        if estimator not in ESTIMATORS:
+            raise ValueError(f"estimator should be one of {', '.join(ESTIMATORS)}, but got "
+                             f"estimator={estimator!r}")
+        if reduction not in ("mean", "sum"):
+            raise ValueError(f"reduction should be 'mean' or 'sum', but got "
+                             f"reduction={reduction!r}")
+        self.model = model
+        self.sample_every = sample_every
+        self.reduction = reduction
+        self.allow_batchnorm = allow_batchnorm
+        self.reduce = reduce  # sums a tensor over processes (all-reduce); None: one process
+        self.fuse_weight_grads = fuse_weight_grads
+        self.estimator = estimator
+        self._batchnorms = batchnorm_layers(model)
+        self.approximate = check_batchnorm(self._batchnorms, allow_batchnorm)
+        self._owners = parameter_owners(model)
+        self._params = list(self._owners)
+        self._hooks: SqNormHooks | None = None  # present only inside a measured batch
+        self._checked = False  # the batch gradient check, on the first measured whole batch
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget S, G and the counters: call at the start of a measured epoch."""
+        self.seen_batches = 0
+        self.measured_batches = 0
+        self.samples_seen = 0
+        self.samples_measured = 0
+        # running sums live where the parameters (and so the gradients and the norms) live
+        device = self._params[0].device if self._params else torch.device("cpu")
+        self._sq_norm_sum = torch.zeros((), dtype=torch.float64, device=device)  # S, measured
+        self._grad_sum = [torch.zeros_like(p) for p in self._params]  # G, one per parameter
+        # C = sum of ||G_b||^2 over all batches and over measured ones (estimator "ratio")
+        self._batch_grad_sq_sums = (torch.zeros((), dtype=torch.float64, device=device),
+                                    torch.zeros((), dtype=torch.float64, device=device))
+
+    @contextmanager
+    def track(self, batch_size: int, *, samples: int | None = None) -> Iterator[None]:
+        """Wrap the forward and backward of one batch of ``batch_size`` samples, of which this
+        process runs ``samples`` (default: all of them; fewer under DDP).
+
+        ``param.grad`` must hold only this batch's gradient (zero it before the forward).
+        """
+        hooks = None
+        # under DDP param.grad also holds the other processes' share: checked when this
+        # process runs the whole batch
+        check = not self._checked and samples in (None, batch_size)
+        if self.seen_batches % self.sample_every == 0:
+            self.approximate |= check_batchnorm(self._batchnorms, self.allow_batchnorm)
+            hooks = self._hooks = SqNormHooks(self.model, self._owners, check=check,
+                                              fuse=self.fuse_weight_grads)
+        try:
+            yield
+            grads = [p.grad for p in self._params]
+            scale = batch_size if self.reduction == "mean" else 1
+            if hooks is not None:
+                hooks.check_grads_seen(self._params, grads)
+                if check:
+                    hooks.check_batch_gradient(self._params, grads)
+                    self._checked = True
+                self._add_sq_norms(hooks.sq_norms, batch_size,
+                                   batch_size if samples is None else samples, scale)
+            if self.estimator == "ratio" and self.sample_every > 1:
+                self._add_batch_grad_sq(grads, measured=hooks is not None, scale=scale)
+            self._add_grad_sum(grads, scale)
+            self.seen_batches += 1
+            self.samples_seen += batch_size
+        finally:
+            self.detach()
+
+    def _add_batch_grad_sq(self, grads: list[Tensor | None], measured: bool,
+                           scale: int) -> None:
+        present = [g for g in grads if g is not None]
+        if not present:
+            return
+        grad_sq = torch.stack(torch._foreach_norm(present)).square().sum()
+        seen, measured_sum = self._batch_grad_sq_sums
+        seen.add_(grad_sq, alpha=scale ** 2)
+        if measured:
+            measured_sum.add_(grad_sq, alpha=scale ** 2)
+
+    def _add_sq_norms(self, sq_norms: Tensor | None, batch_size: int, samples: int,
+                      scale: int) -> None:
+        if sq_norms is not None:
+            if len(sq_norms) != samples:
+                raise ValueError(f"the model's layers saw {len(sq_norms)} samples, but got "
+                                 f"samples={samples}")
+            self._sq_norm_sum.add_(torch.sum(sq_norms, dtype=torch.float64), alpha=scale ** 2)
+        self.measured_batches += 1
+        self.samples_measured += batch_size
+
+    def _add_grad_sum(self, grads: list[Tensor | None], scale: int) -> None:
+        present = [(total, g) for total, g in zip(self._grad_sum, grads) if g is not None]
+        if present:
+            totals, batch_grads = zip(*present)
+            torch._foreach_add_(totals, batch_grads, alpha=scale)  # one call for all parameters
+
+    def diversity(self) -> float:
+        """Delta_hat since ``reset()``; NaN before any measured batch."""
+        if self.samples_measured == 0:
+            return math.nan
+        sq_norm_sum = self._estimated_sq_norm_sum()
+        grad_sum_sq = sum(float(torch.linalg.vector_norm(g, dtype=torch.float64)) ** 2
+                          for g in self._grad_sum)
+        return sq_norm_sum / (grad_sum_sq + EPS)
+
+    def _estimated_sq_norm_sum(self) -> float:
+        """S over all samples seen, from S over the measured ones (see ``estimator``)."""
+        measured = self._sq_norm_sum if self.reduce is None else self.reduce(self._sq_norm_sum)
+        # G_b is the whole batch's gradient on every process: C needs no reduction
+        grad_sq_seen, grad_sq_measured = (float(t) for t in self._batch_grad_sq_sums)
+        if self.estimator == "ratio" and grad_sq_measured > 0:
+            return float(measured) * grad_sq_seen / grad_sq_measured
+        return float(measured) * self.samples_seen / self.samples_measured
+
+    def detach(self) -> None:
+        """Remove every hook this meter placed (only a measured batch has any)."""
+        if self._hooks is not None:
+            self._hooks.remove()
+            self._hooks = None
+
+    def __enter__(self) -> DiversityMeter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.detach()

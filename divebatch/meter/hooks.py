@@ -1,0 +1,396 @@
+"""The hooks behind per-sample norms: which layers to watch, and what they keep.
+
+A forward hook on each module with trainable direct parameters keeps what its rule needs and
+hooks the module's output; when backward reaches that output, the layer's rule
+(``divebatch.meter.rules``, ``divebatch.meter.conv``) turns it into (N,) squared norms.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from functools import partial
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from divebatch.meter import conv, sequence_rules  # noqa: F401  (sequence_rules registers its rules)
+from divebatch.meter.grad_check import explained_grads, relative_difference, tolerance
+from divebatch.meter.shared_params import Use, shared_sq_norms
+from divebatch.meter.rules import (RULES, UnsupportedCall, _accumulation_dtype,
+                            _uses_batch_statistics, functional_sq_norms)
+
+# Layer type -> (whether a call on this input should fuse, the fused rule): see SqNormHooks.
+FUSED_RULES = {nn.Conv2d: (conv.fuses_weight_grad, conv.conv2d_fused_sq_norms)}
+# Layers whose rule covers the parameters of their children too (they use them functionally).
+COMPOSITE_LAYERS = (nn.MultiheadAttention,)
+
+
+class Owner(NamedTuple):
+    """A module that holds a trainable parameter directly (or through a composite layer)."""
+    path: str  # e.g. "transformer.h.0.attn.c_attn"
+    module: nn.Module
+    name: str  # the parameter's name inside that module
+
+
+class SqNormHooks:
+    """Hooks that add up every sample's squared gradient norm, layer by layer.
+
+    A forward hook on each module with trainable direct parameters keeps its inputs and puts a
+    hook on its output; that hook runs the layer's rule when backward reaches the output.
+    Several forward passes (micro-batches), each followed by its own backward, are allowed:
+    ``sq_norms`` lists their samples in order. Use as a context manager, or call ``remove()``.
+
+    A hook on ``model`` itself records the batch size and inputs of each call: a layer whose
+    output does not have the batch as its first dimension is refused, except an ``nn.Embedding``
+    on positions (consecutive indices made inside the forward, with fewer dimensions than the
+    model's input or a first dimension of 1), whose output is expanded over the batch so that each sample's
+    share of its gradient arrives separately. A parameter held by several modules (tied
+    weights) is measured by ``divebatch.meter.shared_params``.
+
+    ``fuse``: layers with a fused rule (``FUSED_RULES``) whose call it suits have their weight
+    frozen during that forward call; their rule then writes the weight's batch gradient into
+    ``weight.grad`` itself (see ``divebatch.meter.conv``).
+
+    ``check``: every call also keeps its arguments, and ``check_batch_gradient`` compares the
+    batch gradient these calls explain with autograd's (``divebatch.meter.grad_check``).
+    """
+
+    def __init__(self, model: nn.Module, owners: dict[Tensor, list[Owner]], fuse: bool = False,
+                 check: bool = False) -> None:
+        self._pass_norms: list[Tensor | None] = []  # per forward pass: (n_pass,) once measured
+        self._shared_uses: dict[int, list[Use]] = {}  # per forward pass, until sq_norms
+        self._in_this_pass: set[nn.Module] = set()
+        self._called: set[nn.Module] = set()  # in any pass
+        self._ran_without_grad: set[nn.Module] = set()  # inside a model call that had grad
+        self._model_grad = False  # whether the model call now running has grad enabled
+        # module -> (pass, what the capture kept, whether its weight gradient is fused, the call
+        # as (args, kwargs) when checking)
+        self._waiting: dict[nn.Module, tuple[int, object, bool, tuple | None]] = {}
+        self._frozen: list[nn.Module] = []  # weights frozen for the forward call now running
+        self._replaying = False  # inside a re-run of a module: hooks stay quiet
+        self._owners = owners
+        self._check = check
+        # checked calls with their output gradients, re-run once backward is done
+        self._checked_calls: list[tuple[nn.Module, tuple, Tensor]] = []
+        self._batch_size: int | None = None  # of the model call now running
+        self._input_dim = 0
+        self._input_storages: set[int] = set()
+        self._paths = {o.module: o.path or "model" for held in owners.values() for o in held}
+        self._params: dict[nn.Module, dict[str, Tensor]] = {}
+        for param, held in owners.items():
+            for owner in held:
+                self._params.setdefault(owner.module, {})[owner.name] = param
+        self._shared = {o.module for held in owners.values() if len(held) > 1 for o in held}
+        layers = list(self._paths)
+        self._handles = [model.register_forward_pre_hook(self._on_model_call, with_kwargs=True)]
+        self._handles += [layer.register_forward_hook(self._on_forward, with_kwargs=True)
+                          for layer in layers]
+        if fuse:
+            self._handles += [layer.register_forward_pre_hook(self._before_forward,
+                                                              with_kwargs=True)
+                              for layer in layers if type(layer) in FUSED_RULES]
+
+    def __enter__(self) -> SqNormHooks:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.remove()
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        self._waiting.clear()
+        while self._frozen:  # a forward that failed before its forward hook ran
+            self._frozen.pop().weight.requires_grad_(True)
+
+    @property
+    def sq_norms(self) -> Tensor | None:
+        """(samples of all measured passes,) ||g_i||^2, or None before any backward."""
+        self._add_shared_norms()
+        measured = [norms for norms in self._pass_norms if norms is not None]
+        if len(measured) <= 1:
+            return measured[0] if measured else None
+        return torch.cat(measured)
+
+    def _on_model_call(self, model: nn.Module, args: tuple, kwargs: dict) -> None:
+        if self._replaying:
+            return
+        self._model_grad = torch.is_grad_enabled()
+        tensors = [v for v in (*args, *kwargs.values()) if isinstance(v, Tensor)]
+        first = tensors[0] if tensors and tensors[0].dim() > 0 else None
+        self._batch_size = None if first is None else first.shape[0]
+        self._input_dim = 0 if first is None else first.dim()
+        self._input_storages = {t.untyped_storage().data_ptr() for t in tensors}
+
+    def _before_forward(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        if self._replaying or not torch.is_grad_enabled():
+            return
+        args, _ = _bind(module, args, kwargs)
+        if args and FUSED_RULES[type(module)][0](module, args[0]):
+            module.weight.requires_grad_(False)
+            self._frozen.append(module)
+
+    def _on_forward(self, module: nn.Module, args: tuple, kwargs: dict,
+                    output: object) -> Tensor | None:
+        fused = module in self._frozen
+        if fused:
+            self._frozen.remove(module)
+            module.weight.requires_grad_(True)
+        if self._replaying:
+            return None
+        if not torch.is_grad_enabled():
+            if self._model_grad:
+                self._ran_without_grad.add(module)
+            return None
+        path = self._paths[module]
+        _refuse_inside_backward(module, path)
+        args, kwargs = _bind(module, args, kwargs)
+        result = output[0] if isinstance(module, nn.MultiheadAttention) else output
+        if not isinstance(result, Tensor):
+            raise ValueError(f"{path} ({type(module).__name__}) returns "
+                             f"{type(result).__name__}; per-sample norms need modules with "
+                             "parameters to return a tensor")
+        expanded = None
+        if isinstance(module, nn.Embedding) and self._is_position_index(args[0]):
+            args, expanded = self._expand_over_batch(args, result)
+            result = expanded
+        saved = self._capture(module, path, args, kwargs, result) if result.requires_grad \
+            else None
+        self._check_batch_dimension(module, path, result)
+        self._start_call(module, path)
+        if result.requires_grad:
+            call = (args, kwargs) if self._check else None
+            self._waiting[module] = (len(self._pass_norms) - 1, saved, fused, call)
+            self._handles.append(result.register_hook(partial(self._on_output_grad, module)))
+        return expanded
+
+    def _is_position_index(self, index: Tensor) -> bool:
+        """Positions: consecutive indices made inside the forward, shaped to broadcast against
+        the batch."""
+        if self._batch_size is None:
+            return False
+        if index.untyped_storage().data_ptr() in self._input_storages:
+            return False  # indices from the model's input: one row per sample
+        broadcasts = index.dim() < self._input_dim or (index.dim() == self._input_dim
+                                                       and index.shape[0] == 1)
+        return broadcasts and index.dim() > 0 and bool((index.diff(dim=-1) == 1).all())
+
+    def _expand_over_batch(self, args: tuple, output: Tensor) -> tuple[tuple, Tensor]:
+        """Position indices and the embedding's output with the batch as first dimension, as
+        broadcasting would see them: (T,) -> (N, T) or (1, T) -> (N, T)."""
+        index, n_samples = args[0], self._batch_size
+        if index.dim() == self._input_dim:  # a leading 1 stands for the batch
+            return ((index.expand(n_samples, *index.shape[1:]), *args[1:]),
+                    output.expand(n_samples, *output.shape[1:]))
+        return ((index.expand(n_samples, *index.shape), *args[1:]),
+                output.expand(n_samples, *output.shape))
+
+    def _check_batch_dimension(self, module: nn.Module, path: str, output: Tensor) -> None:
+        if self._batch_size is None:
+            return
+        dim = 1 if isinstance(module, nn.MultiheadAttention) and not module.batch_first else 0
+        if output.dim() <= dim or output.shape[dim] != self._batch_size:
+            raise ValueError(
+                f"{path} ({type(module).__name__}): its output has shape {list(output.shape)}, "
+                f"whose {('first', 'second')[dim]} dimension is not the batch "
+                f"({self._batch_size} samples), so its parameters' gradient mixes the samples "
+                "and per-sample norms cannot be taken from it; call it on the batch (with the "
+                "samples first), or freeze its parameters (requires_grad_(False))")
+
+    def _start_call(self, module: nn.Module, path: str) -> None:
+        if module in self._waiting and self._waiting[module][0] == len(self._pass_norms) - 1:
+            raise ValueError(
+                f"{path} ({type(module).__name__}) was called again before backward reached "
+                "its previous call: a module called more than once in one forward pass (a "
+                "shared layer, a loop over time steps) is not supported; give each use its own "
+                "module (tied weights may be shared by several modules), and for micro-batches "
+                "run backward after each forward")
+        if module in self._in_this_pass or not self._pass_norms:
+            self._start_pass()
+        self._in_this_pass.add(module)
+        self._called.add(module)
+
+    def _capture(self, module: nn.Module, path: str, args: tuple, kwargs: dict,
+                 output: Tensor) -> object:
+        capture, _ = RULES.get(type(module), (None, None))
+        try:
+            saved = (args, kwargs) if capture is None else capture(module, args, kwargs, output)
+        except UnsupportedCall as error:
+            raise ValueError(f"{path} ({type(module).__name__}): {error}") from None
+        return (args, kwargs) if module in self._shared else saved
+
+    def _start_pass(self) -> None:
+        self._pass_norms.append(None)
+        self._in_this_pass = set()
+        self._waiting.clear()  # outputs of the previous pass that backward never reached
+
+    def _on_output_grad(self, module: nn.Module, grad_out: Tensor) -> None:
+        if module not in self._waiting:
+            return  # a stale output of an earlier pass
+        pass_index, saved, fused, call = self._waiting.pop(module)
+        if call is not None:
+            self._checked_calls.append((module, call, grad_out.detach()))
+        if module in self._shared:
+            use = Use(module, self._params[module], *saved, grad_out.detach())
+            self._shared_uses.setdefault(pass_index, []).append(use)
+            return
+        self._replaying = True  # rules may re-run the module (torch.func)
+        try:
+            with torch.no_grad():
+                norms = self._rule_sq_norms(module, saved, fused, grad_out)
+        finally:
+            self._replaying = False
+        self._add_norms(pass_index, norms)
+
+    @staticmethod
+    def _rule_sq_norms(module: nn.Module, saved: object, fused: bool, grad_out: Tensor) -> Tensor:
+        if grad_out.shape[0] == 0:  # no samples (a process's empty share of a DDP batch)
+            return grad_out.new_zeros(0, dtype=_accumulation_dtype(grad_out))
+        if fused:
+            return FUSED_RULES[type(module)][1](module, saved, grad_out)
+        if type(module) in RULES:
+            return RULES[type(module)][1](module, saved, grad_out)
+        return functional_sq_norms(module, *saved, grad_out)
+
+    def _add_norms(self, pass_index: int, norms: Tensor) -> None:
+        previous = self._pass_norms[pass_index]
+        self._pass_norms[pass_index] = norms if previous is None else previous + norms
+
+    def _add_shared_norms(self) -> None:
+        self._replaying = True
+        try:
+            with torch.no_grad():
+                for pass_index, uses in self._shared_uses.items():
+                    self._add_norms(pass_index, shared_sq_norms(uses))
+        finally:
+            self._replaying = False
+        self._shared_uses.clear()
+
+    def _explained_grads(self) -> tuple[dict[Tensor, Tensor], dict[Tensor, float]]:
+        """Parameter -> the batch gradient the checked calls explain, and its tolerance (by
+        the precision of those calls); after backward, outside autograd's engine."""
+        explained: dict[Tensor, Tensor] = {}
+        tolerances: dict[Tensor, float] = {}
+        self._replaying = True
+        try:
+            for module, call, grad_out in self._checked_calls:
+                grads = explained_grads(module, self._params[module], *call, grad_out)
+                for name, grad in grads.items():
+                    param = self._params[module][name]
+                    tolerances[param] = max(tolerances.get(param, 0.0), tolerance(grad_out))
+                    explained[param] = grad + explained[param] if param in explained else grad
+        finally:
+            self._replaying = False
+        return explained, tolerances
+
+    def check_grads_seen(self, params: Sequence[Tensor], grads: Sequence[Tensor | None]) -> None:
+        """Raise if a parameter got a gradient although no module holding it ran."""
+        for param, param_grad in zip(params, grads):
+            held = self._owners[param]
+            if any(o.module in self._called for o in held):
+                continue
+            if any(o.module in self._ran_without_grad for o in held):
+                raise ValueError(
+                    f"{held[0].path} ({type(held[0].module).__name__}) ran with gradients "
+                    "disabled inside the model's forward (reentrant activation checkpointing, "
+                    "torch.utils.checkpoint(use_reentrant=True), does this), so the per-sample "
+                    f"gradients of {_name(held[0])} cannot be measured; measure without "
+                    "checkpointing, or freeze the parameter if it is not meant to train")
+            if param_grad is not None and bool(param_grad.any()):
+                raise ValueError(
+                    f"parameter {_name(held[0])} received a gradient but "
+                    f"{held[0].path} ({type(held[0].module).__name__}).forward never ran; "
+                    "parameters used outside their module's forward are not supported")
+
+    def check_batch_gradient(self, params: Sequence[Tensor],
+                             grads: Sequence[Tensor | None]) -> None:
+        """Raise if the calls the hooks saw do not explain a parameter's batch gradient (needs
+        ``check=True``): then some of its gradient comes from elsewhere, which the per-sample
+        norms would miss."""
+        explained, tolerances = self._explained_grads()
+        self._checked_calls.clear()
+        for param, param_grad in zip(params, grads):
+            if param_grad is None:
+                continue
+            difference = relative_difference(explained.get(param), param_grad)
+            if difference > tolerances.get(param, tolerance(param_grad)):
+                held = self._owners[param]
+                paths = " and ".join(o.path for o in held)
+                raise ValueError(
+                    f"parameter {_name(held[0])}: {difference:.1%} of its gradient does not "
+                    f"come from the calls of {paths}: it is also used outside their forward "
+                    f"(weight tying by direct use such as F.linear(h, {_name(held[0])}), or a "
+                    "functional call), which per-sample norms would miss; make every use a "
+                    "module call (a tied head: an nn.Linear whose weight is this Parameter) or "
+                    "freeze the parameter")
+
+
+def _name(owner: Owner) -> str:
+    return f"{owner.path}.{owner.name}" if owner.path else owner.name
+
+
+def _bind(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    """Keyword arguments that can be positional made positional: ``fc(input=x)`` -> ``(x,)``."""
+    if not kwargs:
+        return args, kwargs
+    try:
+        bound = inspect.signature(module.forward).bind(*args, **kwargs)
+    except TypeError:
+        return args, kwargs
+    return bound.args, bound.kwargs
+
+
+def _refuse_inside_backward(module: nn.Module, path: str) -> None:
+    if torch._C._current_graph_task_id() != -1:
+        raise ValueError(
+            f"{path} ({type(module).__name__}) ran its forward during the backward pass: "
+            "activation checkpointing (torch.utils.checkpoint) recomputes checkpointed layers "
+            "there, and the recomputed call cannot be paired with the gradient of the original "
+            "one; measure without checkpointing (turn it off on measured batches)")
+
+
+def batchnorm_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    return [(name or type(model).__name__, m) for name, m in model.named_modules()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+def check_batchnorm(batchnorms: list[tuple[str, nn.Module]], allow_batchnorm: bool) -> bool:
+    """True if some BatchNorm uses batch statistics (allowed); ValueError if not allowed."""
+    offenders = [name for name, m in batchnorms if _uses_batch_statistics(m)]
+    if offenders and not allow_batchnorm:
+        raise ValueError(
+            f"BatchNorm in training mode ({', '.join(offenders)}): samples interact through the "
+            "batch statistics, so per-sample gradients are not defined. Use GroupNorm, call "
+            "model.eval(), or pass allow_batchnorm=True for an approximation that holds the "
+            "batch statistics fixed")
+    return bool(offenders)
+
+
+def parameter_owners(model: nn.Module) -> dict[Tensor, list[Owner]]:
+    """Each trainable parameter -> the modules that hold it (several for tied weights).
+
+    A composite layer (``COMPOSITE_LAYERS``) holds its children's parameters too. Recurrent
+    layers (nn.RNN, nn.LSTM, nn.GRU) with trainable parameters are refused.
+    """
+    owners: dict[Tensor, list[Owner]] = {}
+    composites: list[str] = []
+    for path, module in model.named_modules():
+        if any(path.startswith(f"{prefix}.") for prefix in composites):
+            continue
+        composite = isinstance(module, COMPOSITE_LAYERS)
+        if composite:
+            composites.append(path)
+        params = [(name, p) for name, p in module.named_parameters(recurse=composite)
+                  if p.requires_grad]
+        if params and isinstance(module, nn.RNNBase):
+            raise ValueError(
+                f"{path or type(model).__name__} ({type(module).__name__}): recurrent layers "
+                "are not supported (their parameters are applied at every time step inside one "
+                "call, which the per-layer rules cannot see); freeze them "
+                "(requires_grad_(False)) or measure a model without them")
+        for name, param in params:
+            owners.setdefault(param, []).append(Owner(path, module, name))
+    return owners

@@ -1,0 +1,492 @@
+"""Plotly figures and tables for the dashboard, built from stored runs (plain dicts).
+
+Every chart takes a list of `RunData` (a run dict, its epoch records, its events) and
+`ChartOptions` (x axis, log y, smoothing, how to read the diversity) and returns a
+`plotly.graph_objects.Figure`: one colour and dash per method (chart_style), every trace
+thinned to about 500 points (thinning), hot changes drawn as dotted vertical lines with their
+words, and one legend for all charts (legend_figure) instead of one per chart.
+
+Per-epoch settings (batch size, learning rate) are drawn as steps from the start of the epoch
+that used them; measured values (losses, accuracy, diversity) sit at the end of their epoch.
+
+>>> records = [{"epoch": 1, "samples_seen": 100, "step": 10, "train_time": 0.5},
+...            {"epoch": 2, "samples_seen": 200, "step": 15, "train_time": 0.25}]
+>>> epoch_ends(records, "train_time"), epoch_starts(records, "samples_seen")
+([0.5, 0.75], [0, 100])
+>>> [round(v, 3) if v else v for v in ema([1.0, None, 3.0], 0.5)]
+[1.0, None, 2.333]
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import plotly.graph_objects as go
+
+from divebatch.runs import analysis
+from divebatch.report.chart_style import styles_for
+from divebatch.config import HOT_FIELDS
+from divebatch.report.hot_limits import ADAPTIVE
+from divebatch.report.tables import COMPARE_COLUMNS
+from divebatch.presets import VARIANTS, race_sorted, variant_of
+from divebatch.report.thinning import change_points, pick, thin_indices
+from divebatch.report.target_table import labelled_rows
+
+X_AXES = {"samples_seen": "examples seen", "step": "optimizer steps", "epoch": "epochs",
+          "train_time": "training time (s)"}
+DIVERSITY_VIEWS = {"diversity": "Δ̂  gradient diversity",
+                   "bound": "n·Δ̂  Yin's batch-size bound",
+                   "noise_scale": "n·Δ̂ − 1  gradient noise scale"}
+CHARTS = {"diversity": "Gradient diversity (fixed probe after each epoch, not timed)",
+          "batch_size": "Batch size", "lr": "Learning rate", "loss": "Loss",
+          "val_acc": "Validation accuracy"}
+
+CHART_HEIGHT = 320
+
+
+@dataclass
+class RunData:
+    """One run as the charts need it."""
+    run: dict                                    # RunStore.get_run() row
+    records: list[dict]                          # RunStore.records(), by epoch
+    events: list[dict] = field(default_factory=list)
+
+    @property
+    def n_train(self) -> int | None:
+        return (self.run.get("info") or {}).get("n_train")
+
+
+@dataclass
+class ChartOptions:
+    x_axis: str = "samples_seen"       # one of X_AXES
+    log_y: bool = False                # log-scale y (not applied to accuracy)
+    smoothing: float = 0.0             # EMA weight of the past, 0 <= smoothing < 1
+    diversity_view: str = "diversity"  # one of DIVERSITY_VIEWS
+
+    def __post_init__(self):
+        if self.x_axis not in X_AXES:
+            raise ValueError(f"x_axis should be one of {', '.join(X_AXES)}, "
+                             f"but got x_axis={self.x_axis!r}")
+        if self.diversity_view not in DIVERSITY_VIEWS:
+            raise ValueError(f"diversity_view should be one of {', '.join(DIVERSITY_VIEWS)}, "
+                             f"but got diversity_view={self.diversity_view!r}")
+        if not 0.0 <= self.smoothing < 1.0:
+            raise ValueError(f"smoothing should be a float in [0, 1), "
+                             f"but got smoothing={self.smoothing!r}")
+
+
+# --- series helpers (unit tested)
+
+def _finite(value) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def ema(values: list, smoothing: float) -> list[float | None]:
+    """Debiased exponential moving average (as TensorBoard): s_t = a s_{t-1} + (1-a) x_t,
+    divided by 1 - a^t. Missing or non-finite values stay None and are skipped."""
+    if not 0.0 <= smoothing < 1.0:
+        raise ValueError(f"smoothing should be a float in [0, 1), but got smoothing={smoothing!r}")
+    out, total, weight = [], 0.0, 0.0
+    for value in values:
+        value = _finite(value)
+        if value is None:
+            out.append(None)
+            continue
+        total = smoothing * total + (1.0 - smoothing) * value
+        weight = smoothing * weight + (1.0 - smoothing)
+        out.append(total / weight)
+    return out
+
+
+def epoch_ends(records: list[dict], axis: str) -> list[float]:
+    """x of the end of each record's epoch; "train_time" is cumulative training seconds."""
+    if axis == "train_time":
+        ends, elapsed = [], 0.0
+        for record in records:
+            elapsed += float(record.get("train_time") or 0.0)
+            ends.append(elapsed)
+        return ends
+    if axis not in X_AXES:
+        raise ValueError(f"axis should be one of {', '.join(X_AXES)}, but got axis={axis!r}")
+    return [record[axis] for record in records]
+
+
+def epoch_starts(records: list[dict], axis: str) -> list[float]:
+    """x of the start of each record's epoch (the previous epoch's end, 0 for the first)."""
+    return [0, *epoch_ends(records, axis)[:-1]] if records else []
+
+
+def diversity_values(records: list[dict], n_train: int | None, view: str) -> list:
+    """Delta_hat per epoch, or n * Delta_hat (Yin's bound), or n * Delta_hat - 1 (the noise
+    scale B_simple); None where unmeasured, or where n is unknown for the scaled views.
+    The chart-only probe's value (divebatch.training.probe) where the run has one, else the diversity
+    the method measured while training."""
+    raw = [_finite(r.get("probe_diversity")) if r.get("probe_diversity") is not None
+           else _finite(r.get("diversity")) for r in records]
+    if view == "diversity":
+        return raw
+    if not n_train:
+        return [None] * len(raw)
+    offset = 1.0 if view == "noise_scale" else 0.0
+    return [None if d is None else n_train * d - offset for d in raw]
+
+
+def proposals(records: list[dict], n_train: int | None) -> list:
+    """DiveBatch's proposal delta * n * Delta_hat per epoch (before the clamp to
+    [B_old, B_max]), with the delta in force in that epoch."""
+    return [None if not n_train or _finite(r.get("diversity")) is None or r.get("delta") is None
+            else r["delta"] * n_train * r["diversity"] for r in records]
+
+
+def run_label(run: dict) -> str:
+    """'#12 DiveBatch (delta=0.1)', or the run's name when it has one."""
+    name = run.get("name") or analysis.method_label(run.get("config") or {})
+    return f"#{run['id']} {name}"
+
+
+def progress(run: dict, records: list[dict], live: dict | None) -> tuple[float, str]:
+    """(fraction of the run done, words) from finished epochs plus the live mid-epoch row."""
+    total = max(int((run.get("config") or {}).get("epochs") or 1), 1)
+    done = len(records)
+    text = f"{run_label(run)}: {done}/{total} epochs"
+    fraction = done / total
+    if live and live.get("epoch") == done + 1 and live.get("n_batches"):
+        within = live["batch"] / live["n_batches"]
+        fraction += within / total
+        text += f" · epoch {done + 1}: batch {live['batch']}/{live['n_batches']}"
+    return min(fraction, 1.0), text
+
+
+def current_config(data: RunData) -> dict:
+    """The run's config with the hot parameters in force at its last recorded epoch."""
+    config = dict(data.run.get("config") or {})
+    last = data.records[-1] if data.records else {}
+    config.update({name: last[name] for name in HOT_FIELDS if last.get(name) is not None})
+    return config
+
+
+def chart_label(data: RunData) -> str:
+    """run_label with the hot values in force: after delta 0.1 -> 0.5 it says delta=0.5."""
+    return run_label({**data.run, "config": current_config(data)})
+
+
+def hot_change_text(event: dict, records: list[dict], config: dict) -> str:
+    """'delta 0.1 → 0.5 at epoch 7': the old value is the one the epoch before used."""
+    payload, epoch = event.get("payload") or {}, event.get("epoch")
+    before = next((r for r in reversed(records) if epoch and r["epoch"] < epoch), {})
+    changes = [f"{name} {_g(before.get(name, config.get(name)))} → {_g(value)}"
+               for name, value in sorted(payload.items())]
+    where = f" at epoch {epoch}" if epoch else ""
+    return (", ".join(changes) or event["message"]) + where
+
+
+def _g(value) -> str:
+    return "?" if value is None else f"{value:g}" if isinstance(value, (int, float)) \
+        else str(value)
+
+
+# --- figures (traces are plain dicts and the Figure is built once: add_trace and add_vline
+# deep-copy the figure on every call, which made a refresh of 4 runs cost 0.2 s). Values are
+# numpy arrays (sent as base64, not as JSON lists) and the template is small: Streamlit's
+# theme styles the chart in the browser, and copying plotly's default template cost 5 ms per
+# chart on every viewer's update.
+
+TEMPLATE = {"layout": {"hovermode": "closest"}}
+MISSING = float("nan")
+
+
+@dataclass(frozen=True)
+class _Style:
+    color: str
+    dash: str
+
+
+def _styles(runs: list[RunData]) -> list[_Style]:
+    return [_Style(*pair) for pair in styles_for([d.run.get("config") or {} for d in runs])]
+
+
+def _figure(title: str, y_title: str, options: ChartOptions, log_y: bool, traces: list[dict],
+            runs: list[RunData], shapes: tuple[list, list] = ([], [])) -> dict:
+    marks, notes = _hot_change_marks(runs, options)
+    return dict(data=traces, layout=dict(
+        template=TEMPLATE, title=dict(text=title, x=0.0, font=dict(size=15)),
+        height=CHART_HEIGHT, margin=dict(l=10, r=10, t=40, b=10), showlegend=False,
+        xaxis=dict(title=dict(text=X_AXES[options.x_axis])),
+        yaxis=dict(title=dict(text=y_title), type="log" if log_y else "linear",
+                   **({"dtick": 1, "exponentformat": "power"} if log_y else {})),
+        shapes=shapes[0] + marks, annotations=shapes[1] + notes))
+
+
+def _array(values: list) -> np.ndarray:
+    return np.array([MISSING if v is None else v for v in values], dtype=float)
+
+
+def _trace(x: list, y: list, name: str, style: _Style, *, y_label: str, step: bool = False,
+           width: float = 2.0, opacity: float = 1.0, markers_only: bool = False) -> dict:
+    """A line of at most about thinning.MAX_POINTS points; a step line keeps every change."""
+    shown = thin_indices(y, keep=change_points(y) if step else ())
+    mode = "markers" if markers_only else "lines+markers" if len(shown) < 40 else "lines"
+    return dict(type="scatter", x=_array(pick(x, shown)), y=_array(pick(y, shown)), name=name,
+                mode=mode, opacity=opacity, connectgaps=True,
+                line=dict(color=style.color, dash=style.dash, width=width,
+                          shape="hv" if step else "linear"),
+                marker=dict(size=5 if not markers_only else 6, color=style.color),
+                hovertemplate=f"<b>{name}</b><br>%{{x:.4~g}}<br>{y_label} %{{y:.4~g}}"
+                              "<extra></extra>")
+
+
+def _hot_change_marks(runs: list[RunData], options: ChartOptions) -> tuple[list, list]:
+    """A dotted vertical line at the end of the epoch in which each hot change landed, and
+    its words ("delta 0.1 → 0.5 at epoch 7") stacked at the top of the chart."""
+    shapes, notes = [], []
+    right_half = max((max(epoch_ends(d.records, options.x_axis), default=0) for d in runs),
+                     default=0) / 2
+    for data, style in zip(runs, _styles(runs)):
+        ends = epoch_ends(data.records, options.x_axis)
+        by_epoch = {r["epoch"]: x for r, x in zip(data.records, ends)}
+        for event in data.events:
+            if event.get("kind") != "hot_change":
+                continue
+            x = by_epoch.get(event.get("epoch"), ends[-1] if ends else 0)
+            shapes.append(dict(type="line", xref="x", yref="y domain", x0=x, x1=x, y0=0, y1=1,
+                               line=dict(color=style.color, dash="dot", width=1.5)))
+            notes.append(dict(
+                x=x, xref="x", y=1 - 0.1 * (len(notes) % 6), yref="y domain", showarrow=False,
+                text=hot_change_text(event, data.records, data.run.get("config") or {}),
+                xanchor="right" if x > right_half else "left", yanchor="top",
+                bgcolor="rgba(255,255,255,0.75)", font=dict(size=11, color=style.color)))
+    return shapes, notes
+
+
+def _steps(data: RunData, key: str, options: ChartOptions) -> tuple[list, list]:
+    """A per-epoch setting as a step line: its value from each epoch's start to its end."""
+    if not data.records:
+        return [], []
+    x = epoch_starts(data.records, options.x_axis) + epoch_ends(data.records,
+                                                                options.x_axis)[-1:]
+    y = [r.get(key) for r in data.records]
+    return x, y + y[-1:]
+
+
+def _diversity(runs: list[RunData], options: ChartOptions) -> dict:
+    view = options.diversity_view
+    traces = [_trace(epoch_ends(data.records, options.x_axis),
+                     ema(diversity_values(data.records, data.n_train, view), options.smoothing),
+                     chart_label(data), style, y_label=view.replace("_", " "))
+              for data, style in zip(runs, _styles(runs))]
+    return _figure(CHARTS["diversity"], DIVERSITY_VIEWS[view], options, options.log_y,
+                   traces, runs)
+
+
+def capped_spans(records: list[dict], config: dict, x_axis: str) -> list[tuple[float, float]]:
+    """(start, end) on the x axis of each stretch of epochs whose batch size is at B_max."""
+    starts, ends = epoch_starts(records, x_axis), epoch_ends(records, x_axis)
+    spans: list[list[float]] = []
+    for record, start, end in zip(records, starts, ends):
+        cap = record.get("max_batch_size") or config.get("max_batch_size")
+        if cap is None or (record.get("batch_size") or 0) < cap:
+            continue
+        if spans and spans[-1][1] == start:
+            spans[-1][1] = end
+        else:
+            spans.append([start, end])
+    return [tuple(span) for span in spans]
+
+
+def _capped_shading(runs: list[RunData], options: ChartOptions) -> tuple[list, list]:
+    """Shade where an adaptive run's batch is capped at B_max (SGD at B_max always is)."""
+    shapes, notes = [], []
+    for data, style in zip(runs, _styles(runs)):
+        config = data.run.get("config") or {}
+        if config.get("method") not in ADAPTIVE:
+            continue
+        for start, end in capped_spans(data.records, config, options.x_axis):
+            shapes.append(dict(type="rect", xref="x", yref="y domain", x0=start, x1=end,
+                               y0=0, y1=1, fillcolor=style.color, opacity=0.1, layer="below",
+                               line=dict(width=0)))
+            if not notes:
+                notes.append(dict(x=start, xref="x", y=0, yref="y domain", showarrow=False,
+                                  text="capped at B_max", xanchor="left", yanchor="bottom",
+                                  font=dict(size=11, color=style.color)))
+    return shapes, notes
+
+
+def _batch_size(runs: list[RunData], options: ChartOptions) -> dict:
+    """Batch size per epoch as steps; DiveBatch's proposal delta * n * Delta_hat as dots;
+    shaded where the batch is capped at B_max."""
+    traces = []
+    for data, style in zip(runs, _styles(runs)):
+        label = chart_label(data)
+        x, y = _steps(data, "batch_size", options)
+        traces.append(_trace(x, y, label, style, y_label="batch", step=True))
+        if (data.run.get("config") or {}).get("method") == "divebatch":
+            y = ema(proposals(data.records, data.n_train), options.smoothing)
+            traces.append(_trace(epoch_ends(data.records, options.x_axis), y,
+                                 f"{label}: δ·n·Δ̂ proposal", style, y_label="proposal",
+                                 markers_only=True))
+    return _figure(CHARTS["batch_size"], "batch size", options, options.log_y, traces, runs,
+                   _capped_shading(runs, options))
+
+
+def _lr(runs: list[RunData], options: ChartOptions) -> dict:
+    traces = [_trace(*_steps(data, "lr", options), chart_label(data), style, y_label="lr",
+                     step=True) for data, style in zip(runs, _styles(runs))]
+    return _figure(CHARTS["lr"], "learning rate", options, options.log_y, traces, runs)
+
+
+def _loss(runs: list[RunData], options: ChartOptions) -> dict:
+    """Validation loss thick, training loss thin and faint, in the run's colour and dash."""
+    traces = []
+    for data, style in zip(runs, _styles(runs)):
+        label, x = chart_label(data), epoch_ends(data.records, options.x_axis)
+        for key, suffix, width, opacity in (("val_loss", "validation", 2.5, 1.0),
+                                            ("train_loss", "train", 1.2, 0.55)):
+            y = ema([r.get(key) for r in data.records], options.smoothing)
+            traces.append(_trace(x, y, f"{label} {suffix}", style, y_label=f"{suffix} loss",
+                                 width=width, opacity=opacity))
+    return _figure(CHARTS["loss"], "loss (thick: validation, thin: train)", options,
+                   options.log_y, traces, runs)
+
+
+def _accuracy(runs: list[RunData], options: ChartOptions) -> dict:
+    """Validation accuracy in percent (always a linear axis)."""
+    traces = []
+    for data, style in zip(runs, _styles(runs)):
+        acc = [None if _finite(r.get("val_acc")) is None else 100.0 * r["val_acc"]
+               for r in data.records]
+        traces.append(_trace(epoch_ends(data.records, options.x_axis),
+                             ema(acc, options.smoothing), chart_label(data), style,
+                             y_label="accuracy %"))
+    return _figure(CHARTS["val_acc"], "validation accuracy (%)", options, False, traces, runs)
+
+
+def legend_spec(runs: list[RunData]) -> dict:
+    """The one legend for every chart of the panel: each run in its method's colour and
+    dash (with the hot values in force), then the keys of the marks the charts use."""
+    grey = _Style("#555555", "solid")
+    traces = [_trace([None], [None], chart_label(d), s, y_label="")
+              for d, s in zip(runs, _styles(runs))]
+    traces += [_trace([None], [None], "thick: validation loss", grey, y_label="", width=2.5),
+               _trace([None], [None], "thin: train loss", grey, y_label="", width=1.2,
+                      opacity=0.55)]
+    if any((d.run.get("config") or {}).get("method") == "divebatch" for d in runs):
+        traces.append(_trace([None], [None], "dots: δ·n·Δ̂ proposal", grey, y_label="",
+                             markers_only=True))
+    traces += [_trace([None], [None], "shaded: capped at B_max", _Style("#bbbbbb", "solid"),
+                      y_label="", width=10, opacity=0.5),
+               _trace([None], [None], "dotted: hot change", _Style("#555555", "dot"),
+                      y_label="", width=1.5)]
+    for trace in traces:
+        trace.update(mode="markers" if trace["mode"] == "markers" else "lines",
+                     hoverinfo="skip", hovertemplate=None)
+    rows = math.ceil(len(traces) / 4)
+    return dict(data=traces, layout=dict(
+        template=TEMPLATE, height=20 + 26 * rows, margin=dict(l=0, r=0, t=0, b=0),
+        showlegend=True, legend=dict(orientation="h", x=0, y=1, yanchor="top",
+                                     font=dict(size=13), itemclick=False,
+                                     itemdoubleclick=False),
+        xaxis=dict(visible=False), yaxis=dict(visible=False)))
+
+
+def diversity_figure(runs: list[RunData], options: ChartOptions) -> go.Figure:
+    return go.Figure(_diversity(runs, options))
+
+
+def batch_size_figure(runs: list[RunData], options: ChartOptions) -> go.Figure:
+    return go.Figure(_batch_size(runs, options))
+
+
+def lr_figure(runs: list[RunData], options: ChartOptions) -> go.Figure:
+    return go.Figure(_lr(runs, options))
+
+
+def loss_figure(runs: list[RunData], options: ChartOptions) -> go.Figure:
+    return go.Figure(_loss(runs, options))
+
+
+def accuracy_figure(runs: list[RunData], options: ChartOptions) -> go.Figure:
+    return go.Figure(_accuracy(runs, options))
+
+
+def legend_figure(runs: list[RunData]) -> go.Figure:
+    return go.Figure(legend_spec(runs))
+
+
+# name -> spec builder: plain dicts with numpy arrays, which go.Figure validates (slowly)
+SPECS = {"diversity": _diversity, "batch_size": _batch_size, "lr": _lr, "loss": _loss,
+         "val_acc": _accuracy}
+STEP_CHARTS = {"batch_size": "batch_size", "lr": "lr"}  # chart -> record key
+
+
+def constant_note(runs: list[RunData], key: str) -> str | None:
+    """'Learning rate: 0.1 in every epoch of every run.' when a setting never changed
+    (a flat line tells nothing a sentence cannot), else None."""
+    values = {r.get(key) for d in runs for r in d.records}
+    if len(values) != 1 or None in values:
+        return None
+    return f"{CHARTS[key]}: {_g(values.pop())} in every epoch of every run shown."
+
+
+def figure_specs(runs: list[RunData], options: ChartOptions) -> dict[str, dict | str]:
+    """Every chart that applies, as a plotly spec (a dict, not yet validated): accuracy
+    only when some run is a classification; a step chart whose value never changed is a
+    one-line note (a str) instead."""
+    has_accuracy = any(analysis.uses_accuracy(d.records) for d in runs)
+    out: dict[str, dict | str] = {}
+    for name, build in SPECS.items():
+        if name == "val_acc" and not has_accuracy:
+            continue
+        note = constant_note(runs, STEP_CHARTS[name]) if name in STEP_CHARTS else None
+        out[name] = note or build(runs, options)
+    return out
+
+
+def figures(runs: list[RunData], options: ChartOptions) -> dict[str, go.Figure | str]:
+    """figure_specs as plotly Figures (notes stay str)."""
+    return {name: spec if isinstance(spec, str) else go.Figure(spec)
+            for name, spec in figure_specs(runs, options).items()}
+
+
+def png_config(chart: str, runs: list[RunData]) -> dict:
+    """plotly.js config: the modebar's camera button saves a PNG with a telling filename."""
+    ids = "-".join(str(d.run["id"]) for d in runs[:8]) or "none"
+    return {"displaylogo": False,
+            "toImageButtonOptions": {"format": "png", "filename": f"divebatch-{chart}-runs-{ids}",
+                                     "scale": 2}}
+
+
+# --- tables
+
+def comparison_table(runs: list[dict], records_by_run: dict[int, list[dict]],
+                     target: float | None = None) -> tuple[list[dict], float | None]:
+    """The paper's time-to-target table (analysis.compare), SGD at the small batch first as
+    the speed-up baseline; rows keyed by the CLI's column headings."""
+    rows, common = labelled_rows(runs, records_by_run, target)
+    return [{heading: row.get(key) for key, heading in COMPARE_COLUMNS} for row in rows], common
+
+
+RUN_COLUMNS = ("run", "status", "name", "group", "problem", "method", "epochs", "duration s",
+               "final acc", "final val loss", "train s to own-1pt", "note", "started")
+
+
+def run_row(run: dict, records: list[dict], now: float | None = None) -> dict:
+    """The Runs page's row for one stored run (keys: RUN_COLUMNS)."""
+    summary = analysis.summarize(run, records)
+    started, finished = run.get("started_at"), run.get("finished_at")
+    return {
+        "run": run["id"], "status": run["status"], "name": run.get("name") or "",
+        "group": run.get("group") or "", "problem": summary["problem"],
+        "method": summary["method"],
+        "epochs": f"{len(records)}/{run['config'].get('epochs', '?')}",
+        "duration s": None if started is None else (finished or now or time.time()) - started,
+        "final acc": summary["final_acc"], "final val loss": summary["final_val_loss"],
+        "train s to own-1pt": summary["time_to_target"],
+        "note": summary["flag"],
+        "started": None if started is None else time.strftime(
+            "%Y-%m-%d %H:%M", time.localtime(started))}

@@ -1,0 +1,126 @@
+"""The time-to-target table as a person reads it: four columns that answer "who got there
+first, and what did it cost", the rest behind an expander, the winner marked, a one-line
+verdict, and text in every cell (never None).
+
+>>> runs = [{"id": 1, "config": {"method": "sgd", "batch_size": 16, "max_batch_size": 64}},
+...         {"id": 2, "config": {"method": "divebatch", "batch_size": 16, "delta": 0.1}}]
+>>> records = {1: [{"epoch": 1, "train_time": 2.0, "val_acc": 0.8},
+...                {"epoch": 2, "train_time": 2.0, "val_acc": 0.9}],
+...            2: [{"epoch": 1, "train_time": 1.0, "val_acc": 0.9}]}
+>>> table = build(runs, records)
+>>> [row["speed-up"] for row in table.rows], table.winner
+(['1.00x (baseline)', '4.00x'], 1)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from divebatch.runs import analysis
+from divebatch.presets import VARIANTS, race_sorted, variant_of
+
+MISSING = "—"
+NOT_REACHED = "not reached"
+TIME_COLUMN = "train s to common target"
+
+
+@dataclass
+class TargetTable:
+    rows: list[dict]       # the four main columns, formatted
+    details: list[dict]    # every other column, formatted (the same runs, same order)
+    winner: int | None     # index of the row that reached the common target first
+    verdict: str           # one plain-words line (analysis.verdict)
+    caption: str           # what the columns mean
+    common: float | None   # the common target
+
+
+def labelled_rows(runs: list[dict], records_by_run: dict[int, list[dict]],
+                  target: float | None = None) -> tuple[list[dict], float | None]:
+    """analysis.compare with SGD at the small batch first (the speed-up baseline) and each
+    method named as in a race, e.g. 'SGD, small batch (B=16)'."""
+    ordered = race_sorted(runs)
+    rows, common = analysis.compare(ordered, records_by_run, target)
+    for row, run in zip(rows, ordered):
+        row["method"] = f"{VARIANTS.get(variant_of(run['config']), row['method'])} " \
+                        f"(B={run['config'].get('batch_size')})"
+    return rows, common
+
+
+def build(runs: list[dict], records_by_run: dict[int, list[dict]],
+          target: float | None = None) -> TargetTable:
+    rows, common = labelled_rows(runs, records_by_run, target)
+    accuracy = any(analysis.uses_accuracy(r) for r in records_by_run.values())
+    reached = [i for i, row in enumerate(rows) if row["time_to_common"] is not None]
+    winner = min(reached, key=lambda i: rows[i]["time_to_common"]) if reached else None
+    return TargetTable([_main(row, i == 0, accuracy) for i, row in enumerate(rows)],
+                       [_details(row, accuracy) for row in rows], winner,
+                       analysis.verdict(rows, common),
+                       caption(common, accuracy, any(row["flag"] for row in rows)), common)
+
+
+def _main(row: dict, baseline: bool, accuracy: bool) -> dict:
+    final = _percent(row["final_acc"]) if accuracy else _number(row["final_val_loss"])
+    time = row["time_to_common"]
+    return {"method": row["method"] + (" ⚠" if row["flag"] else ""),
+            "final accuracy" if accuracy else "final val loss": final,
+            TIME_COLUMN: NOT_REACHED if time is None
+            else f"{time:.2f} s (epoch {row['epochs_to_common']})",
+            "speed-up": _speedup(row["speedup"], baseline)}
+
+
+def _details(row: dict, accuracy: bool) -> dict:
+    own = row["time_to_target"]
+    out = {"run": str(row["id"]), "method": row["method"], "status": row["status"] or MISSING,
+           "epochs": str(row["epochs"])}
+    if accuracy:
+        out["best accuracy"] = _percent(row["best_acc"])
+    out.update({
+        "train s to own-1pt": MISSING if own is None
+        else f"{own:.2f} s (epoch {row['epochs_to_target']})",
+        "speed-up to own-1pt": _flagged(row["speedup_own"], row["speedup_own_flag"]),
+        "train s total": f"{row['train_time']:.2f}",
+        "samples": str(row["samples_seen"] or 0),
+        "final B": MISSING if row["final_batch_size"] is None else str(row["final_batch_size"]),
+        "ms/step measured": _number(row["step_ms_measured"]),
+        "ms/step plain": _number(row["step_ms_plain"]),
+        "note": row["flag"] or ""})
+    return out
+
+
+def _speedup(value: float | None, baseline: bool) -> str:
+    if baseline:
+        return "1.00x (baseline)" if value else MISSING
+    return MISSING if value is None else f"{value:.2f}x"
+
+
+def _flagged(value: float | None, flag: str) -> str:
+    if value is None:
+        return MISSING
+    return f"{value:.2f}x" + (f" ⚠ {flag}" if flag else "")
+
+
+def _percent(value: float | None) -> str:
+    return MISSING if value is None else f"{100 * value:.1f} %"
+
+
+def _number(value: float | None) -> str:
+    return MISSING if value is None else f"{value:.4g}"
+
+
+def caption(common: float | None, accuracy: bool, flagged: bool = False) -> str:
+    if common is None:
+        return "Common target: none yet (it needs a finished epoch of every run)."
+    if accuracy:
+        level = (f"{100 * common:.1f} %, the lowest best validation accuracy among these runs "
+                 f"minus 1 point, so every run reached it")
+    else:
+        level = (f"a validation loss of {common:.4g}, the highest best loss among these runs "
+                 f"plus 5 %, so every run reached it")
+    text = (f"Common target: {level}. Time: training seconds up to the first epoch at the "
+            f"target (evaluation and the chart's diversity probe excluded). Speed-up: the first "
+            f"row's time over each run's.")
+    if flagged:
+        text += (f" ⚠: the run ended more than {analysis.FLAG_POINTS:g} points below its "
+                 f"best, so the paper's own-final metric (in the details) would credit a "
+                 f"collapse.")
+    return text

@@ -1,0 +1,67 @@
+"""A warm worker: a process that has imported torch (and trained one tiny run, which pays for
+the first-use costs of the optimizer and the data code) and then waits for queued runs, so a
+click on Start gives the first chart point in well under a second of start-up.
+
+    python -m divebatch --db PATH worker --warm WORKER_ID
+
+`jobs.keep_warm` reserves WORKER_ID in the store's workers table and starts the process; the
+process polls the queue every POLL_S seconds, claims the oldest queued run it can take with
+`RunStore.claim_next` (one transaction, which also checks the slot limit, so two warm workers
+never take the same run nor exceed the limit) and trains it with `jobs.execute_run`, exactly
+as a worker started for that run would. It leaves after IDLE_EXIT_S seconds without a run, or
+when its row or its store is gone; a dashboard or a CLI dispatch starts a new one as needed.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from divebatch.runs import jobs
+from divebatch.runs.store import RunStore
+
+POLL_S = 0.1  # one small read per poll
+IDLE_EXIT_S = 900.0  # leave after this long without a run ($DIVEBATCH_WARM_IDLE_S)
+
+
+def warm_up() -> None:
+    """Pay the first-use costs (imports, optimizer, data code) on a tiny throwaway run."""
+    from divebatch.config import RunConfig
+    from divebatch.training.trainer import train
+    train(RunConfig(problem="least_squares", n_samples=64, dim=4, epochs=1, device="cpu",
+                    method="divebatch", progress_every=60.0))
+    from divebatch.data.problems import load_problem  # noqa: F401  (digits: scikit-learn's loader)
+    import sklearn.datasets  # noqa: F401
+
+
+def serve(store: RunStore, worker_id: int) -> None:
+    """Wait for queued runs and train them one after the other, until idle too long."""
+    warm_up()
+    if not store.update_worker(worker_id, pid=os.getpid(), ready_at=time.time()):
+        return  # forgotten while starting (its dispatcher thought it dead)
+    idle_since = time.monotonic()
+    idle_limit = float(os.environ.get("DIVEBATCH_WARM_IDLE_S", IDLE_EXIT_S))
+    gpus = jobs.gpu_ids()
+    limit = jobs.max_workers(gpus)
+
+    def choose(running: list[dict], queued: list[dict]) -> int | None:
+        """The oldest queued run, if this worker can take it and a slot is free."""
+        if not queued or not jobs.warm_can_take(queued[0], gpus):
+            return None  # the oldest run goes first; a dispatcher starts a worker for it
+        busy = jobs.background_busy(running)
+        return queued[0]["id"] if not busy or busy + 1 <= limit else None
+
+    try:
+        while time.monotonic() - idle_since < idle_limit and store.path.exists():
+            run_id = store.claim_next(choose, pid=os.getpid(), worker_id=worker_id)
+            if run_id is None:
+                time.sleep(POLL_S)
+                continue
+            jobs.execute_run(store, run_id)
+            if not store.update_worker(worker_id, run_id=None):
+                return  # forgotten meanwhile: a new warm worker has taken its place
+            jobs.dispatch(store)  # the freed slot may suit a run this worker cannot take
+            idle_since = time.monotonic()
+    finally:
+        if store.path.exists():
+            store.remove_worker(worker_id)

@@ -1,0 +1,379 @@
+"""Every dashboard page through Streamlit's AppTest, widgets found by their keys.
+
+Runs are real: the page queues them and `jobs` starts `python -m divebatch worker` processes
+that write to the test's own store (DIVEBATCH_DB, set by conftest). Fragment timers never fire
+in AppTest, so the tests poll with `at.run()` until a deadline.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from divebatch.runs import jobs
+
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
+TINY = {"n_samples": 400, "dim": 8, "batch_size": 16, "max_batch_size": 256}
+DEADLINE_S = 90
+
+
+pytestmark = pytest.mark.usefixtures("no_workers_left_behind")
+
+
+def open_app(page: str | None = None, query: dict | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params.update(query or {})
+    at.run()
+    if page:
+        at.switch_page(page).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def poll(at: AppTest, condition, what: str, timeout: float = DEADLINE_S):
+    """at.run() until condition() is true (the fragment's timer does this in a browser),
+    then once more so that the page shows the state that met the condition."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        at.run()
+        assert not at.exception, at.exception
+        if condition():
+            at.run()
+            return
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def set_numbers(at: AppTest, prefix: str, **values) -> None:
+    for name, value in values.items():
+        at.number_input(key=f"{prefix}_{name}").set_value(value)
+    at.run()
+
+
+def chart_notes(at: AppTest, index: int) -> list[str]:
+    charts = at.get("plotly_chart")
+    if len(charts) <= index:
+        return []
+    layout = json.loads(charts[index].proto.spec)["layout"]
+    return [note.get("text", "") for note in layout.get("annotations", [])]
+
+
+def texts(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+def test_home_says_what_each_page_is_for():
+    at = open_app()
+    assert at.title[0].value == "DiveBatch Lab"
+    links = [link.proto.label for link in at.get("page_link")]
+    assert any("Synthetic lab" in label for label in links)
+    assert any("Runs" in label for label in links)
+    assert at.toggle(key="instructor").value is False
+
+
+@pytest.mark.parametrize("page,kind,key", [("app_pages/synthetic.py", "button", "syn_start"),
+                                           ("app_pages/images.py", "button", "img_start"),
+                                           ("app_pages/runs.py", "multiselect", "runs_shown")])
+def test_every_page_renders_on_the_embedded_defaults(page, kind, key):
+    at = open_app(page)
+    getattr(at, kind)(key=key)  # KeyError if the widget is missing
+    assert not at.error
+
+
+def test_start_watch_hot_change_stop_and_delete(store):
+    at = open_app("app_pages/synthetic.py")
+    set_numbers(at, "syn", **TINY, epochs=5000, progress_every=0.2)
+    at.button(key="syn_start").click().run()
+    [run] = store.list_runs()
+    run_id = run["id"]
+    assert run["config"]["epochs"] == 5000 and run["config"]["n_samples"] == 400
+    assert at.multiselect(key="syn_shown").value == [run_id]
+
+    poll(at, lambda: len(store.records(run_id)) >= 2 and len(at.get("plotly_chart")) >= 4,
+         "records and charts")
+    at.number_input(key=f"syn_hot_delta_{run_id}").set_value(0.5)
+    at.button(key="syn_hot_apply").click().run()
+    assert f"Sent to run #{run_id}: delta=0.5" in texts(at.success)
+    poll(at, lambda: any(n.startswith("delta ") and "→ 0.5 at epoch" in n
+                         for n in chart_notes(at, 1)),  # 0: the shared legend
+         "the worker to apply the hot change, and the diversity chart to say so")
+    assert any(e["kind"] == "hot_change" for e in store.events(run_id))
+
+    at.button(key="syn_stop").click().run()
+    poll(at, lambda: store.get_run(run_id)["status"] == "stopped", "the run to stop")
+    assert "idle" in texts(at.caption)
+    kept = len(store.records(run_id))
+
+    at.switch_page("app_pages/runs.py").run()
+    at.multiselect(key="runs_shown").set_value([run_id]).run()
+    assert at.button(key="runs_delete").disabled  # not without the confirmation
+    assert at.download_button(key="runs_csv") is not None
+    at.checkbox(key="runs_confirm_delete").check().run()
+    at.button(key="runs_delete").click().run()
+    assert store.get_run(run_id) is None and kept >= 2
+    assert f"Deleted run #{run_id}" in texts(at.success)
+
+
+def test_delete_acts_on_one_run_and_mixed_problems_warn(store):
+    config = {"method": "sgd", "epochs": 1}
+    record = {"epoch": 1, "train_loss": 0.5, "val_loss": 0.5, "train_time": 0.1,
+              "samples_seen": 10, "step": 1}
+    ids = []
+    for problem in ("least_squares", "sine"):
+        ids.append(store.create_run({**config, "problem": problem}))
+        store.append_record(ids[-1], record)
+        store.mark_finished(ids[-1], "completed")
+    at = open_app("app_pages/runs.py")
+    assert "pick runs in the list above" in texts(at.info)
+    assert "Start one above" not in texts(at.info)
+    at.multiselect(key="runs_shown").set_value(ids).run()
+    assert "different problems (least_squares, sine)" in texts(at.warning)
+    at.selectbox(key="runs_export_run").set_value(ids[1]).run()
+    at.checkbox(key="runs_confirm_delete").check().run()
+    at.button(key="runs_delete").click().run()
+    assert store.get_run(ids[1]) is None and store.get_run(ids[0]) is not None
+    assert at.multiselect(key="runs_shown").value == [ids[0]]
+
+
+def test_step_by_step_pace_then_step_resume_and_pace_change(store):
+    at = open_app("app_pages/synthetic.py")
+    set_numbers(at, "syn", **TINY, epochs=6)
+    at.button_group(key="syn_start_pace").set_value("step").run()
+    at.button(key="syn_start").click().run()
+    [run] = store.list_runs()
+    run_id = run["id"]
+    poll(at, lambda: jobs.is_paused(store, run_id), "the run to pause after its first epoch")
+    assert len(store.records(run_id)) == 1 and "paused after epoch 1" in texts(at.caption)
+    at.button(key="syn_play_step").click().run()
+    poll(at, lambda: len(store.records(run_id)) == 2 and jobs.is_paused(store, run_id),
+         "one more epoch, then paused again")
+    at.selectbox(key=f"syn_play_pace_{run_id}").set_value("slow").run()
+    at.button(key="syn_play_resume").click().run()
+    poll(at, lambda: any(e["kind"] == "pace" for e in store.events(run_id)),
+         "the pace change")
+    assert not jobs.is_paused(store, run_id)
+    assert store.get_run(run_id)["status"] == "running"  # 3 s per epoch from now on
+
+
+def test_race_overlays_four_methods_with_the_time_to_target_table(store, monkeypatch):
+    monkeypatch.setenv("DIVEBATCH_MAX_WORKERS", "4")  # worker start-up is mostly imports
+    at = open_app("app_pages/synthetic.py")
+    set_numbers(at, "syn", **TINY, epochs=3, seed=4)
+    at.button(key="syn_race").click().run()
+    runs = store.list_runs()
+    assert len(runs) == 4 and len({run["group"] for run in runs}) == 1
+    assert {run["config"]["seed"] for run in runs} == {4}
+    poll(at, lambda: all(r["status"] == "completed" for r in store.list_runs()),
+         "the four race runs to complete")
+    poll(at, lambda: len(at.dataframe) == 2, "the time-to-target table and its details")
+    table = at.dataframe[0].value
+    assert list(table["method"].str.split(" \\(").str[0]) == [
+        "SGD, small batch", "DiveBatch", "AdaBatch", "SGD, large batch"]
+    assert list(table.columns) == ["method", "final val loss", "train s to common target",
+                                   "speed-up"]
+    assert table["speed-up"].iloc[0] == "1.00x (baseline)"
+    assert "**Verdict:**" in texts(at.markdown)
+    charts = {chart.key for chart in at.get("plotly_chart")}
+    assert charts == {"syn_chart_legend", "syn_chart_diversity", "syn_chart_loss",
+                      "syn_chart_batch_size"}  # regression: no accuracy chart
+    assert "in every epoch of every run shown" in texts(at.caption)  # LR: a line, no chart
+
+
+def test_invalid_values_show_an_error_and_block_start():
+    at = open_app("app_pages/synthetic.py")
+    set_numbers(at, "syn", batch_size=64, max_batch_size=32)
+    assert "max_batch_size should be an int >= batch_size (64)" in texts(at.error)
+    assert at.button(key="syn_start").disabled and at.button(key="syn_race").disabled
+    set_numbers(at, "syn", max_batch_size=128)
+    assert not at.error and not at.button(key="syn_start").disabled
+
+
+def test_a_link_reproduces_a_setup():
+    at = open_app("app_pages/synthetic.py", query={"problem": "sine", "delta": "0.25",
+                                               "seed": "7", "method": "adabatch"})
+    assert at.selectbox(key="syn_problem").value == "sine"
+    assert at.number_input(key="syn_delta").value == 0.25
+    assert at.number_input(key="syn_seed").value == 7
+    assert at.selectbox(key="syn_method").value == "adabatch"
+    assert "Settings loaded from the link" in texts(at.success)
+    at.number_input(key="syn_seed").set_value(8).run()
+    assert at.query_params["seed"] in ("8", ["8"])
+
+
+def test_a_bad_value_in_a_link_is_named_by_its_label_and_the_rest_kept():
+    at = open_app("app_pages/synthetic.py", query={"delta": "0.25", "batch_size": "ten",
+                                               "max_batch_size": "0"})
+    error = texts(at.error)
+    assert "**initial batch size B0** should be an int, but got 'ten'" in error
+    assert "**max batch size B_max** should be" in error and "batch_size=" not in error
+    assert at.number_input(key="syn_delta").value == 0.25  # the good parameter applies
+
+
+def test_sgd_large_link_selects_the_large_batch_variant():
+    at = open_app("app_pages/synthetic.py", query={"method": "sgd", "batch_size": "1024"})
+    assert at.selectbox(key="syn_method").value == "sgd_large"
+
+
+def test_instructor_flag_hides_advanced_controls():
+    at = open_app("app_pages/synthetic.py", query={"instructor": "1"})
+    assert at.toggle(key="instructor").value is True
+    assert not [e for e in at.expander if e.label == "Advanced settings"]
+    keys = {w.key for w in at.number_input}
+    assert keys == {"syn_delta", "syn_max_batch_size", "syn_resize_every"}
+    assert at.query_params.get("instructor") in ("1", ["1"])
+    assert [e.label for e in at.expander] == ["Setup"]  # no "Show the code" either
+    set_numbers(at, "syn", delta=0.2)  # the preset's other settings stay
+    at.button(key="syn_start").click().run()
+    assert at.expander[0].label.startswith("Setup: ")  # folded: a new label, drawn closed
+    assert any("scrollIntoView" in str(e.proto) for e in at.get("iframe"))
+
+
+def test_instructor_mode_simplifies_home_and_learn():
+    at = open_app(query={"instructor": "1"})
+    assert [link.proto.label for link in at.get("page_link")] == ["**Learn**",
+                                                                   "**Synthetic lab**"]
+    assert not [h for h in at.subheader if h.value == "How it works"]
+    at.switch_page("app_pages/learn.py").run()
+    assert not [h for h in at.header if h.value.startswith("3.")]
+    assert not [e for e in at.expander if e.label.startswith("Show the library code")]
+
+
+def test_learn_links_its_setting_to_the_lab():
+    at = open_app("app_pages/learn.py")
+    at.slider(key="learn_delta").set_value(0.25).run()
+    [button] = at.get("link_button")
+    assert button.proto.url.startswith("synthetic?") and "delta=0.25" in button.proto.url
+    assert "max_batch_size=64" in button.proto.url
+
+
+def test_show_the_code_renders_the_deciding_function():
+    at = open_app("app_pages/synthetic.py")
+    code = texts(at.code)
+    assert "def _next_batch_size" in code and "self.delta * self.n_samples" in code
+    assert "DiversityMeter.diversity" in texts(at.caption)
+
+
+def test_image_lab_shows_datasets_device_and_refuses_a_missing_dataset():
+    at = open_app("app_pages/images.py")
+    table = at.dataframe[0].value
+    present = dict(zip(table["dataset"], table["present"]))
+    assert present["digits"] == "yes" and present["cifar10"] == "missing"
+    assert "python -m divebatch download cifar10" in texts(at.code)
+    assert at.metric[0].value == "CPU"
+    at.selectbox(key="img_problem").set_value("cifar10").run()
+    assert "cannot run here" in texts(at.error) and "CIFAR-10" in texts(at.error)
+    assert at.button(key="img_start").disabled
+
+
+def test_failures_are_shown_in_plain_words(store):
+    """Diverged, failed, a dead worker, and a full queue, on the Runs page."""
+    config = {"problem": "least_squares", "method": "sgd", "epochs": 3, "batch_size": 8}
+    diverged = store.create_run(config)
+    store.append_record(diverged, {"epoch": 1, "train_loss": float("nan"), "val_loss": 1.0,
+                                   "samples_seen": 10, "step": 1, "train_time": 0.1})
+    store.mark_finished(diverged, "diverged", "training loss became nan in epoch 1")
+    failed = store.create_run(config)
+    store.mark_finished(failed, "failed", "ValueError: out of memory")
+    dead = store.create_run(config)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    store.mark_running(dead, gone.pid)
+    busy = store.create_run(config)
+    store.claim_next(lambda running, waiting: busy)  # a background run: it holds a slot
+    store.mark_running(busy, os.getpid())  # alive: it holds the only worker slot
+    queued = store.create_run(config)
+    os.environ["DIVEBATCH_MAX_WORKERS"] = "1"
+    try:
+        at = open_app("app_pages/runs.py")
+        at.multiselect(key="runs_shown").set_value([diverged, failed, dead, queued]).run()
+        errors, warnings, infos = texts(at.error), texts(at.warning), texts(at.info)
+    finally:
+        del os.environ["DIVEBATCH_MAX_WORKERS"]
+        store.mark_finished(busy, "stopped")
+        jobs.request_stop(store, queued)
+    assert f"#{diverged}" in errors and "diverged: training loss became nan" in errors
+    assert "failed: ValueError: out of memory" in errors
+    assert f"#{dead}" in warnings and "interrupted" in warnings
+    assert store.get_run(dead)["status"] == "interrupted"
+    assert f"Queued: #{queued}" in infos and "1 of 1 worker slot(s) are busy" in infos
+
+
+# --- the read-only viewer role (DIVEBATCH_ROLE=viewer)
+
+MUTATING = {"app_pages/synthetic.py": ("syn_start", "syn_race", "syn_load_preset"),
+            "app_pages/runs.py": ("runs_stop", "runs_stop_all", "runs_hot_apply", "runs_resume",
+                              "runs_delete"),
+            "app_pages/sweep.py": ("sweep_start",), "app_pages/reproduce.py": ("repro_start",)}
+
+
+@pytest.fixture
+def watched_runs(store):
+    """A running DiveBatch run (this process stands in for its live worker) and a stopped
+    one; the running one is marked finished afterwards so no test waits for it."""
+    config = {"problem": "least_squares", "method": "divebatch", "epochs": 9, "batch_size": 8}
+    running, stopped = store.create_run(config), store.create_run(config)
+    for run_id in (running, stopped):
+        store.append_record(run_id, {"epoch": 1, "samples_seen": 10, "step": 2,
+                                     "train_time": 0.1, "batch_size": 8, "val_loss": 1.0,
+                                     "train_loss": 1.0, "lr": 0.1, "delta": 0.1})
+    store.mark_running(running, os.getpid())
+    store.mark_finished(stopped, "stopped")
+    yield running, stopped
+    store.mark_finished(running, "stopped")
+
+
+def keys_on(at: AppTest) -> set:
+    return {getattr(w, "key", None) for kind in ("button", "form_submit_button", "checkbox")
+            for w in getattr(at, kind)}
+
+
+def test_viewer_role_hides_every_control_that_changes_something(watched_runs, monkeypatch):
+    monkeypatch.setenv("DIVEBATCH_ROLE", "viewer")
+    for page, keys in MUTATING.items():
+        at = open_app(page, query={"runs": ",".join(map(str, watched_runs))})
+        if page == "app_pages/runs.py":
+            assert at.multiselect(key="runs_shown").value == list(watched_runs)  # the link
+            assert at.download_button(key="runs_csv") is not None  # export stays
+        assert not set(keys) & keys_on(at), page
+        assert "Read-only dashboard" in texts(at.info) + texts(at.caption)
+
+
+def test_viewer_role_refuses_each_mutating_callback_when_invoked(store, watched_runs,
+                                                                 monkeypatch):
+    """Each control is drawn for the instructor, then the server turns read-only before the
+    click arrives, as a crafted request to a viewer's server would: nothing changes."""
+    running, stopped = watched_runs
+    before = [(run["id"], run["status"]) for run in store.list_runs()]
+    for page, keys in MUTATING.items():
+        for key in set(keys) - {"runs_stop_all"}:  # the same callback as runs_stop
+            monkeypatch.delenv("DIVEBATCH_ROLE", raising=False)
+            at = open_app(page)
+            if page == "app_pages/runs.py":
+                at.multiselect(key="runs_shown").set_value([running, stopped]).run()
+                at.checkbox(key="runs_confirm_delete").check().run()
+                at.number_input(key=f"runs_hot_delta_{running}").set_value(0.5).run()
+            widget = at.get_by_key(key)
+            monkeypatch.setenv("DIVEBATCH_ROLE", "viewer")
+            widget.click().run()
+            if key != "syn_load_preset":  # only loads the form: allowed, not a change
+                assert at.session_state["refused_action"], key
+    assert [(run["id"], run["status"]) for run in store.list_runs()] == before
+    assert store.take_controls(running) == []  # no stop, no hot change reached the run
+
+
+def test_sidebar_counts_background_workers_and_lists_command_line_runs_apart(store):
+    cli_run = store.create_run({"problem": "least_squares"}, status="running")
+    store.mark_running(cli_run, os.getpid())  # `python -m divebatch run` in a terminal
+    os.environ["DIVEBATCH_MAX_WORKERS"] = "1"
+    try:
+        at = open_app()
+        caption = texts(at.sidebar.caption)
+    finally:
+        del os.environ["DIVEBATCH_MAX_WORKERS"]
+        store.mark_finished(cli_run, "stopped")
+    assert "Workers: 0 of 1 slot(s) busy" in caption
+    assert f"running from the command line: #{cli_run}" in caption

@@ -1,0 +1,76 @@
+"""dashboard.shared: one dispatch a second, one store read and one chart build shared by
+every viewer of the same runs."""
+
+import pytest
+
+from dashboard import shared
+from divebatch.runs import jobs
+from divebatch.report import figures as plots
+from divebatch.report.figures import ChartOptions
+from divebatch.runs.store import RunStore
+
+
+@pytest.fixture
+def store(tmp_path):
+    return RunStore(tmp_path / "runs.db")
+
+
+def add_epoch(store, run_id, epoch):
+    store.append_record(run_id, {"epoch": epoch, "samples_seen": 10 * epoch, "step": epoch,
+                                 "train_time": 0.1, "batch_size": 8 * epoch, "lr": 0.1,
+                                 "val_loss": 1.0 / epoch, "train_loss": 1.0 / epoch})
+
+
+def test_dispatch_runs_at_most_once_a_second_whoever_asks(store, monkeypatch):
+    calls = []
+    monkeypatch.setattr(jobs, "dispatch", lambda s: calls.append(s))
+    monkeypatch.setattr(shared, "_last_dispatch", {})
+    for _ in range(10):  # ten viewers' updates in the same second
+        shared.dispatch(store)
+    assert len(calls) == 1
+    monkeypatch.setitem(shared._last_dispatch, str(store.path), -1e9)  # a second later
+    shared.dispatch(store)
+    assert len(calls) == 2
+
+
+def test_viewers_share_one_snapshot_and_one_chart_build(store, monkeypatch):
+    run_id = store.create_run({"method": "sgd", "batch_size": 8})
+    add_epoch(store, run_id, 1)
+    add_epoch(store, run_id, 2)
+    builds = []
+    real = plots.figure_specs
+    monkeypatch.setattr(plots, "figure_specs", lambda *a: builds.append(1) or real(*a))
+    first = shared.snapshot(store, [run_id])
+    assert shared.snapshot(store, [run_id]) is first  # within SNAPSHOT_TTL_S
+    charts = shared.charts(first, ChartOptions())
+    assert shared.charts(first, ChartOptions()) is charts and len(builds) == 1
+    assert dict(charts[1])["lr"].startswith("Learning rate: 0.1")  # constant: a note
+
+    monkeypatch.setattr(shared, "SNAPSHOT_TTL_S", 0.0)
+    monkeypatch.setattr(shared, "REBUILD_EVERY_S", 0.0)
+    add_epoch(store, run_id, 3)
+    grown = shared.snapshot(store, [run_id])
+    assert len(grown.records[run_id]) == 3 and grown.version != first.version
+    assert shared.charts(grown, ChartOptions()) is not charts and len(builds) == 2
+    unchanged = shared.snapshot(store, [run_id])
+    assert unchanged.records[run_id] is grown.records[run_id]  # not decoded again
+
+
+def test_a_growing_live_run_is_rebuilt_at_most_once_a_second(store, monkeypatch):
+    run_id = store.create_run({"method": "sgd", "batch_size": 8})
+    store.mark_running(run_id, 1)
+    add_epoch(store, run_id, 1)
+    monkeypatch.setattr(shared, "SNAPSHOT_TTL_S", 0.0)
+    charts = shared.charts(shared.snapshot(store, [run_id]), ChartOptions(x_axis="epoch"))
+    add_epoch(store, run_id, 2)
+    assert shared.charts(shared.snapshot(store, [run_id]),
+                         ChartOptions(x_axis="epoch")) is charts  # held back < 1 s
+    store.mark_finished(run_id, "completed")
+    final = shared.charts(shared.snapshot(store, [run_id]), ChartOptions(x_axis="epoch"))
+    assert final is not charts  # a finished run's last epoch is never held back
+
+
+def test_refresh_backs_off_when_the_server_is_busy(monkeypatch):
+    for load, every in ((0.1, 1.0), (0.7, 2.0), (1.5, 4.0)):
+        monkeypatch.setattr(shared, "server_load", lambda load=load: load)
+        assert shared.refresh_interval() == every

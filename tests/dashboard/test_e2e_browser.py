@@ -1,0 +1,272 @@
+"""End to end in a real browser: the dashboard served by `streamlit run`, driven by Debian's
+chromium through playwright. Races four methods, watches the charts update on their own,
+changes delta while DiveBatch runs, stops the race, downloads a CSV, and saves a screenshot of
+every page to $DIVEBATCH_SCREENSHOTS (default: a temporary folder; `bash scripts/screenshots.sh`
+refreshes docs/screenshots/ on purpose). Also: a run started on a warm worker, step by step,
+paused, stepped, re-paced and stopped from the buttons, in instructor mode at 1280x720, and
+deleted alone from the Runs page.
+"""
+
+import os
+import re
+import signal
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import stop_runs_and_wait
+from benchmarks.serve import CHROMIUM, dashboard_server, launch_chromium, server_pid
+from divebatch.runs.store import RunStore
+
+pytestmark = pytest.mark.browser
+sync_api = pytest.importorskip("playwright.sync_api")
+if not Path(CHROMIUM).exists():
+    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)",
+                allow_module_level=True)
+
+SHOTS = Path(os.environ.get("DIVEBATCH_SCREENSHOTS")
+             or Path(tempfile.gettempdir()) / "divebatch-screenshots")
+# Long enough to still be running while we interact; the test stops it.
+SETUP = "n_samples=2000&dim=20&batch_size=8&max_batch_size=256&epochs=2000&progress_every=0.5"
+WAIT_MS = 90_000
+
+
+@pytest.fixture
+def server(tmp_path):
+    db = tmp_path / "runs.db"
+    store = RunStore(db)
+    with dashboard_server(db, env={"DIVEBATCH_MAX_WORKERS": "2"}) as url:
+        try:
+            yield url, store
+        finally:  # never leave workers training into a deleted folder
+            stop_runs_and_wait(store)
+
+
+@pytest.fixture
+def page():
+    with sync_api.sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            yield browser.new_page(viewport={"width": 1400, "height": 1000},
+                                   accept_downloads=True)
+        finally:
+            browser.close()
+
+
+def screenshot(page, name: str, height: int = 1000, width: int = 1400) -> None:
+    """The whole page: Streamlit scrolls inside its main area, so grow the viewport."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    before = page.viewport_size
+    page.set_viewport_size({"width": width, "height": height})
+    page.mouse.move(0, 0)  # no tooltip in the picture
+    time.sleep(1.5)  # let plotly finish drawing
+    page.screenshot(path=str(SHOTS / f"{name}.png"))
+    page.set_viewport_size(before)
+
+
+def epochs_done(page, run_id: int) -> int:
+    text = page.get_by_text(re.compile(rf"^#{run_id} .*epochs")).first.inner_text()
+    return int(re.search(r": (\d+)/\d+ epochs", text).group(1))
+
+
+def wait_until(condition, what: str, timeout: float = WAIT_MS / 1000):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_race_live_hot_change_stop_and_export(server, page):
+    url, store = server
+    page.goto(f"{url}/synthetic?{SETUP}")
+    race = page.get_by_role("button", name="Race the 4 methods")
+    race.wait_for(timeout=WAIT_MS)
+    race.click()
+    wait_until(lambda: len(store.list_runs()) == 4, "four race runs")
+    divebatch_id = min(run["id"] for run in store.list_runs())
+
+    # The charts redraw on their own: epochs advance with no input from us.
+    page.locator("[data-testid=stPlotlyChart]").nth(3).wait_for(timeout=WAIT_MS)
+    first = epochs_done(page, divebatch_id)
+    wait_until(lambda: epochs_done(page, divebatch_id) > first + 2, "the charts to update")
+
+    delta = page.locator(f".st-key-syn_hot_delta_{divebatch_id} input")
+    delta.fill("0.5")
+    delta.press("Enter")
+    page.get_by_role("button", name="Apply").click()
+    page.get_by_text(f"Sent to run #{divebatch_id}: delta=0.5.").wait_for(timeout=WAIT_MS)
+    page.locator("svg text", has_text="delta=0.5").first.wait_for(timeout=WAIT_MS)
+    hot = [e for e in store.events(divebatch_id) if e["kind"] == "hot_change"]
+    assert [e["payload"] for e in hot] == [{"delta": 0.5}]
+
+    page.get_by_role("button", name=re.compile(r"^Stop all")).click()
+    page.get_by_text("idle: no run on the charts is active").wait_for(timeout=WAIT_MS)
+    assert {run["status"] for run in store.list_runs()} == {"stopped"}
+    screenshot(page, "synthetic_lab", height=2400)  # once idle: the workers had the CPU
+
+    page.goto(f"{url}/runs")
+    picker = page.locator(".st-key-runs_shown input")
+    picker.wait_for(timeout=WAIT_MS)
+    picker.click()
+    page.keyboard.press("ArrowDown")
+    page.get_by_role("option", name=re.compile(rf"^#{divebatch_id} ")).click()
+    page.keyboard.press("Escape")
+    csv_button = page.get_by_role("button", name="CSV (records)")
+    csv_button.wait_for(timeout=WAIT_MS)
+    with page.expect_download() as download:
+        csv_button.click()
+    assert download.value.suggested_filename == f"divebatch-run-{divebatch_id}.csv"
+    lines = Path(download.value.path()).read_text().splitlines()
+    assert lines[0].startswith("epoch,step,samples_seen,train_time,batch_size,lr,diversity")
+    assert len(lines) - 1 == len(store.records(divebatch_id)) >= 3
+    page.locator("[data-testid=stPlotlyChart]").nth(3).wait_for(timeout=WAIT_MS)
+    screenshot(page, "runs", height=2300)
+
+    for name, path, marker in (("home", "", "How it works"),
+                               ("image_lab", "images", "Datasets"),
+                               ("synthetic_lab_instructor", "synthetic?instructor=1",
+                                "Synthetic lab")):
+        page.goto(f"{url}/{path}")
+        page.get_by_text(marker, exact=True).first.wait_for(timeout=WAIT_MS)
+        screenshot(page, name, height=1500 if name == "image_lab" else 1000)
+    assert page.get_by_text("Advanced settings").count() == 0  # instructor mode
+
+
+# --- a class watching: several viewers on one read-only server
+
+def grow(store: RunStore, run_id: int, stop: threading.Event) -> None:
+    """An epoch every 0.5 s, as a live worker would write them (this process is the run's
+    'worker', so the dashboard sees it alive)."""
+    epoch = 0
+    while not stop.wait(0.5):
+        epoch += 1
+        store.append_record(run_id, {"epoch": epoch, "samples_seen": 100 * epoch,
+                                     "step": 10 * epoch, "train_time": 0.1,
+                                     "batch_size": min(8 * 2 ** (epoch // 5), 64),
+                                     "max_batch_size": 64, "lr": 0.1, "delta": 0.1,
+                                     "diversity": 0.05, "train_loss": 1 / epoch,
+                                     "val_loss": 1.1 / epoch})
+
+
+def update_line(page) -> str:
+    return page.locator("[data-testid=stCaptionContainer]",
+                        has_text="Last update").first.inner_text()
+
+
+def test_three_viewers_watch_a_live_run_on_a_read_only_server(tmp_path):
+    db = tmp_path / "runs.db"
+    store = RunStore(db)
+    run_id = store.create_run({"problem": "least_squares", "method": "divebatch",
+                               "epochs": 10_000, "batch_size": 8, "max_batch_size": 64})
+    store.mark_running(run_id, os.getpid())
+    stop = threading.Event()
+    writer = threading.Thread(target=grow, args=(store, run_id, stop))
+    writer.start()
+    try:
+        with dashboard_server(db, env={"DIVEBATCH_ROLE": "viewer"}) as url, \
+                sync_api.sync_playwright() as playwright:
+            browser = launch_chromium(playwright)
+            pages = [browser.new_page(viewport={"width": 1440, "height": 900})
+                     for _ in range(3)]
+            for page in pages:
+                page.goto(f"{url}/runs?runs={run_id}", wait_until="commit")
+            for page in pages:  # each viewer loads, and its charts update on their own
+                page.locator("[data-testid=stPlotlyChart]").nth(3).wait_for(
+                    timeout=2 * WAIT_MS)  # three page loads share the cores
+                first = update_line(page)
+                wait_until(lambda: update_line(page) != first, "an update", timeout=60)
+                assert page.get_by_role("button", name="Delete").count() == 0
+                assert page.get_by_role("button", name=re.compile("^Stop")).count() == 0
+            page = pages[0]
+            shot = Path(os.environ.get("DIVEBATCH_SHOTS", tmp_path)) / "runs_viewer.png"
+            page.screenshot(path=str(shot), full_page=True)
+            banner = page.locator("#divebatch-stale")
+            assert not banner.is_visible()
+            server = server_pid(url)
+            os.kill(server, signal.SIGSTOP)  # the server goes quiet; the browser notices
+            try:
+                banner.wait_for(state="visible", timeout=15_000)
+                assert re.match(r"Last update \d+ s ago", banner.inner_text())
+                frozen = update_line(page)
+            finally:
+                os.kill(server, signal.SIGCONT)
+            wait_until(lambda: update_line(page) != frozen, "updates to resume", timeout=60)
+            browser.close()
+    finally:
+        stop.set()
+        writer.join()
+        store.mark_finished(run_id, "stopped")
+
+
+@pytest.fixture
+def warm_server(tmp_path):
+    """A dashboard with one worker slot and one warm worker, and the store it uses."""
+    from divebatch.runs import jobs
+    db = tmp_path / "runs.db"
+    store = RunStore(db)
+    env = {"DIVEBATCH_MAX_WORKERS": "1", "DIVEBATCH_WARM_WORKERS": "1"}
+    with dashboard_server(db, env=env) as url:
+        try:
+            yield url, store
+        finally:
+            stop_runs_and_wait(store)
+            jobs.stop_warm_workers(store)
+
+
+def test_warm_start_step_by_step_pause_pace_and_delete_one(warm_server, page):
+    url, store = warm_server
+    page.set_viewport_size({"width": 1280, "height": 720})
+    page.goto(f"{url}/synthetic?instructor=1&n_samples=400&dim=8&epochs=8&batch_size=16")
+    start = page.get_by_role("button", name="Start run")
+    start.wait_for(timeout=WAIT_MS)
+    wait_until(lambda: any(w["ready_at"] for w in store.workers()), "a warm worker",
+               timeout=180)
+    warm_pid = store.workers()[0]["pid"]
+    page.get_by_text("Step by step (pauses after each epoch)").click()
+    time.sleep(1)  # the segmented control's rerun
+    start.click()
+    first_point = "() => [...document.querySelectorAll('.js-plotly-plot')]" \
+                  ".some(e => (e.data || []).some(t => t.x && t.x.length > 0))"
+    page.wait_for_function(first_point, timeout=WAIT_MS)
+    [run] = store.list_runs()
+    assert run["worker_pid"] == warm_pid  # the warm worker took it: no start-up to wait for
+
+    from divebatch.runs.jobs import is_paused
+    wait_until(lambda: is_paused(store, run["id"]), "the pause after epoch 1")
+    assert len(store.records(run["id"])) == 1
+    page.reload()  # the buttons show the state of the last page run
+    resume = page.get_by_role("button", name="Resume")
+    resume.wait_for(timeout=WAIT_MS)
+    screenshot(page, "synthetic_lab_instructor_1280x720", height=720, width=1280)
+    page.get_by_role("button", name="Step").click()
+    wait_until(lambda: len(store.records(run["id"])) == 2 and is_paused(store, run["id"]),
+               "one more epoch, then paused again")
+    assert len(store.records(run["id"])) == 2
+
+    page.locator(f".st-key-syn_play_pace_{run['id']}").click()
+    page.get_by_role("option", name=re.compile(r"^Slow")).click()
+    wait_until(lambda: any(e["kind"] == "pace" for e in store.events(run["id"])),
+               "the pace change")
+    resume.click()
+    wait_until(lambda: len(store.records(run["id"])) >= 3, "the run to go on")
+    page.locator(".st-key-syn_stop button").click()
+    wait_until(lambda: store.get_run(run["id"])["status"] == "stopped", "the stop")
+
+    other = store.create_run({"problem": "sine", "method": "sgd"}, status="completed")
+    page.goto(f"{url}/runs?instructor=0")
+    picker = page.locator(".st-key-runs_shown input")
+    picker.wait_for(timeout=WAIT_MS)
+    for run_id in (run["id"], other):
+        picker.click()
+        page.get_by_role("option", name=re.compile(rf"^#{run_id} ")).click()
+    page.keyboard.press("Escape")
+    page.get_by_text("different problems").wait_for(timeout=WAIT_MS)
+    page.get_by_text(f"Yes, delete run #{run['id']}").click()
+    page.get_by_role("button", name="Delete").click()
+    page.get_by_text(f"Deleted run #{run['id']} and its records.").wait_for(timeout=WAIT_MS)
+    assert store.get_run(run["id"]) is None and store.get_run(other) is not None

@@ -1,0 +1,242 @@
+"""The Conv2d rule's fused path: the meter's batch weight gradients against plain autograd.
+
+Per-sample norms of every Conv2d case are checked against the loop oracle in test_diversity.py;
+here the question is whether a DiversityMeter that freezes conv weights for the forward and
+writes their gradient from the per-sample ones leaves exactly the gradient autograd would have,
+and whether each path, and each device's choice among them, agrees with the loop.
+"""
+
+import pytest
+import torch
+from torch import nn
+
+from divebatch.meter import conv as conv_sq_norms, hooks as sq_norm_hooks, rules as sq_norm_rules
+from divebatch.meter.diversity import DiversityMeter, per_sample_grad_sq_norms
+from test_diversity import float64  # noqa: F401  (the autouse float64 fixture)
+from test_diversity import (CONV_CASES, assert_close, conv_model, cross_entropy, image_batch,
+                            loop_oracle)
+
+
+@pytest.fixture
+def fused_calls(monkeypatch):
+    """Count calls of the fused rule; the cost model always prefers the explicit path."""
+    monkeypatch.setattr(sq_norm_rules, "_gram_is_cheaper", lambda gram, explicit: False)
+    calls = []
+    fused_rule = conv_sq_norms.conv2d_fused_sq_norms
+
+    def counting(conv, x, grad_out):
+        calls.append(conv)
+        return fused_rule(conv, x, grad_out)
+    monkeypatch.setitem(sq_norm_hooks.FUSED_RULES, nn.Conv2d,
+                        (conv_sq_norms.fuses_weight_grad, counting))
+    return calls
+
+
+def plain_gradients(model, inputs, targets):
+    model.zero_grad()
+    cross_entropy(model(inputs), targets).mean().backward()
+    return [p.grad.clone() for p in model.parameters()]
+
+
+def metered_gradients(model, inputs, targets, **meter_kwargs):
+    model.zero_grad()
+    meter = DiversityMeter(model, **meter_kwargs)
+    with meter.track(len(inputs)):
+        cross_entropy(model(inputs), targets).mean().backward()
+    return [p.grad.clone() for p in model.parameters()], meter
+
+
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_fused_gradients_and_diversity_match_autograd_and_oracle(case, fused_calls):
+    model, (inputs, targets) = conv_model(**CONV_CASES[case]), image_batch()
+    expected_grads = plain_gradients(model, inputs, targets)
+    grads, meter = metered_gradients(model, inputs, targets)
+    assert fused_calls == [model[3]]  # the stem's input needs no gradient: not fused
+    for got, expected in zip(grads, expected_grads):
+        assert_close(got, expected)
+    sq_norms, grad_sum = loop_oracle(model, cross_entropy, inputs, targets)
+    assert_close(meter.diversity(), sq_norms.sum() / sum(g.square().sum() for g in grad_sum))
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_no_fusion_when_turned_off(fused_calls):
+    model, (inputs, targets) = conv_model(kernel_size=3, padding=1), image_batch()
+    expected_grads = plain_gradients(model, inputs, targets)
+    grads, _ = metered_gradients(model, inputs, targets, fuse_weight_grads=False)
+    assert fused_calls == []
+    for got, expected in zip(grads, expected_grads):
+        assert_close(got, expected)
+
+
+def test_fused_micro_batches_and_chunks_accumulate(fused_calls, monkeypatch):
+    monkeypatch.setattr(sq_norm_rules, "TEMP_BUDGET", 0)  # one sample per chunk
+    model, (inputs, targets) = conv_model(kernel_size=3, stride=2, padding=1), image_batch(6)
+    expected_grads = plain_gradients(model, inputs, targets)
+    model.zero_grad(set_to_none=False)  # the fused rule adds into an existing gradient
+    meter = DiversityMeter(model)
+    with meter.track(6):
+        for part in (slice(0, 4), slice(4, 6)):
+            (cross_entropy(model(inputs[part]), targets[part]).sum() / 6).backward()
+    assert len(fused_calls) == 2
+    for got, expected in zip([p.grad for p in model.parameters()], expected_grads):
+        assert_close(got, expected)
+
+
+def test_failed_forward_unfreezes_the_weight(fused_calls):
+    model, (inputs, _) = conv_model(kernel_size=3, padding=1), image_batch()
+    model[4].register_forward_hook(lambda *args: (_ for _ in ()).throw(RuntimeError("boom")))
+    meter = DiversityMeter(model)
+    with pytest.raises(RuntimeError, match="boom"), meter.track(len(inputs)):
+        model(inputs)
+    assert all(p.requires_grad for p in model.parameters())
+
+
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_output_size_matches_the_convolution(case):
+    conv = nn.Conv2d(4, 8, **CONV_CASES[case])
+    for height, width in ((6, 6), (7, 5)):
+        output = conv(torch.zeros(1, 4, height, width))
+        assert conv_sq_norms._output_size(conv, height, width) == tuple(output.shape[2:])
+
+
+def test_fusion_needs_an_input_gradient_and_a_shared_dtype(fused_calls):
+    conv = nn.Conv2d(3, 4, 3)
+    x = torch.randn(2, 3, 6, 6)
+    assert not conv_sq_norms.fuses_weight_grad(conv, x)
+    assert conv_sq_norms.fuses_weight_grad(conv, x.requires_grad_())
+    assert not conv_sq_norms.fuses_weight_grad(conv, x.float())
+    conv.weight.requires_grad_(False)
+    assert not conv_sq_norms.fuses_weight_grad(conv, x)
+
+
+def weight_sq_norms_by_loop(conv, x, grad_out):
+    """||d/dW sum(conv(x_i) * grad_out_i)||^2 for each sample i, one at a time."""
+    return torch.stack([
+        torch.autograd.grad((conv(x[i:i + 1]) * grad_out[i:i + 1]).sum(), conv.weight)[0]
+        .square().sum() for i in range(len(x))])
+
+
+def explicit_by_bmm(conv, x, grad_out):
+    return conv_sq_norms._large_sq_norms(
+        conv_sq_norms._per_sample_weight_grads_by_bmm(conv, x, grad_out))
+
+
+def explicit_by_conv(conv, x, grad_out):
+    return conv_sq_norms._large_sq_norms(
+        conv_sq_norms._per_sample_weight_grads_by_conv(conv, x, grad_out))
+
+
+WEIGHT_PATHS = {"explicit_by_conv": explicit_by_conv, "explicit_by_bmm": explicit_by_bmm,
+                "pixel_gram": conv_sq_norms._conv2d_gram_sq_norms,
+                "unfold_gram": conv_sq_norms._conv2d_unfold_gram_sq_norms}
+
+
+def conv_without_bias(case):
+    return nn.Conv2d(4, 8, bias=False, **{k: v for k, v in CONV_CASES[case].items()
+                                          if k != "bias"})
+
+
+@pytest.mark.parametrize("path", WEIGHT_PATHS)
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_every_weight_path_matches_the_loop(case, path):
+    conv = conv_without_bias(case)
+    x = torch.randn(5, 4, 7, 6)
+    grad_out = torch.randn_like(conv(x))
+    expected = weight_sq_norms_by_loop(conv, x, grad_out)
+    with torch.no_grad():
+        assert_close(WEIGHT_PATHS[path](conv, x, grad_out), expected)
+
+
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_per_sample_weight_grads_agree_between_conv_and_bmm(case):
+    conv = conv_without_bias(case)
+    x = torch.randn(3, 4, 7, 6)
+    grad_out = torch.randn_like(conv(x))
+    with torch.no_grad():
+        by_conv = conv_sq_norms._per_sample_weight_grads_by_conv(conv, x, grad_out)
+        by_bmm = conv_sq_norms._per_sample_weight_grads_by_bmm(conv, x, grad_out)
+    assert by_bmm.shape == by_conv.shape == (3, *conv.weight.shape)
+    assert_close(by_bmm, by_conv)
+
+
+@pytest.fixture
+def cuda_choices(monkeypatch):
+    """Make CPU tensors take every choice CUDA tensors take (paths and cost constants)."""
+    monkeypatch.setattr(conv_sq_norms, "_uses_batched_matmul", lambda device: True)
+    monkeypatch.setattr(conv_sq_norms, "_device_costs",
+                        lambda device: conv_sq_norms.DEVICE_COSTS["cuda"])
+
+
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_cuda_choices_match_the_oracle_on_cpu(case, cuda_choices):
+    model, (inputs, targets) = conv_model(**CONV_CASES[case]), image_batch()
+    expected, grad_sum = loop_oracle(model, cross_entropy, inputs, targets)
+    assert_close(per_sample_grad_sq_norms(model, cross_entropy, inputs, targets), expected)
+    _, meter = metered_gradients(model, inputs, targets)  # fused where the model allows
+    assert_close(meter.diversity(), expected.sum() / sum(g.square().sum() for g in grad_sum))
+
+
+def test_fused_bmm_path_writes_the_autograd_gradient(cuda_choices, fused_calls):
+    model, (inputs, targets) = conv_model(kernel_size=3, stride=2, padding=1), image_batch()
+    expected_grads = plain_gradients(model, inputs, targets)
+    grads, _ = metered_gradients(model, inputs, targets)
+    assert fused_calls == [model[3]]
+    for got, expected in zip(grads, expected_grads):
+        assert_close(got, expected)
+
+
+RESNET18_CIFAR_CONVS = [  # (channels, output side) of the 3x3 convs of each stage, B = 128
+    (64, 32), (128, 16), (256, 8), (512, 4)]
+
+
+def resnet_costs(device):
+    return [conv_sq_norms._weight_costs(nn.Conv2d(c, c, 3, padding=1), 128, c, side, side,
+                                        device=torch.device(device))
+            for c, side in RESNET18_CIFAR_CONVS]
+
+
+def test_path_choice_per_device_on_resnet18():
+    """CUDA: the batched explicit product on large images, the unfold Gram on small ones, never
+    the many-operation pixel Gram; grouped convolutions are only a CPU way."""
+    assert not conv_sq_norms._uses_batched_matmul(torch.device("cpu"))
+    assert conv_sq_norms._uses_batched_matmul(torch.device("cuda"))
+    assert [c.choice() for c in resnet_costs("cuda")] == [
+        "explicit", "explicit", "unfold_gram", "unfold_gram"]
+    assert [c.choice() for c in resnet_costs("cpu")] == [  # the CPU calibration, unchanged
+        "explicit", "pixel_gram", "pixel_gram", "pixel_gram"]
+
+
+def test_unknown_devices_use_the_cpu_costs():
+    assert conv_sq_norms._device_costs(torch.device("mps")) == conv_sq_norms.DEVICE_COSTS["cpu"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_cuda_norms_match_the_oracle_with_tf32_off(case, monkeypatch):
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    model, (inputs, targets) = conv_model(**CONV_CASES[case]), image_batch(16)
+    expected, grad_sum = loop_oracle(model, cross_entropy, inputs, targets)  # CPU float64
+    model, inputs, targets = model.float().cuda(), inputs.float().cuda(), targets.cuda()
+    got = per_sample_grad_sq_norms(model, cross_entropy, inputs, targets)
+    assert got.device.type == "cuda" and got.dtype == torch.float32
+    assert float(((got.cpu().double() - expected).abs().max()) / expected.abs().max()) < 1e-5
+    _, meter = metered_gradients(model, inputs, targets)
+    expected_diversity = expected.sum() / sum(g.square().sum() for g in grad_sum)
+    assert meter.diversity() == pytest.approx(float(expected_diversity), rel=1e-5)
+
+
+def test_cost_model_picks_unfold_on_small_images_and_pixel_gram_on_larger():
+    conv = nn.Conv2d(64, 64, 3, stride=2, padding=1)
+    small = conv_sq_norms._weight_costs(conv, 64, 64, 2, 2)  # digits CNN: 4x4 input
+    larger = conv_sq_norms._weight_costs(conv, 128, 64, 8, 8)  # CIFAR CNN: 16x16 input
+    assert small.unfold_gram < small.pixel_gram < small.explicit
+    assert larger.pixel_gram < larger.unfold_gram < larger.explicit
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_splits_resnet18_stage_one_into_fewer_chunks():
+    x = torch.zeros(128, 64, 32, 32)  # the input of a 64-channel 3x3 conv at B = 128
+    per_sample = 701_000  # patches, padded input and weight gradient of the bmm path
+    assert len(sq_norm_rules.sample_chunks((x,), per_sample)) == 6
+    assert len(sq_norm_rules.sample_chunks((x.cuda(),), per_sample)) == 3

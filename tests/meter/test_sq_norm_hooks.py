@@ -1,0 +1,183 @@
+"""What the hooks see: keyword calls, tied weights, and every refusal, which must name the module
+(and, for a parameter, its name) in its message."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from divebatch.meter.diversity import DiversityMeter, gradient_diversity, per_sample_grad_sq_norms
+from test_diversity import float64  # noqa: F401  (the autouse float64 fixture)
+from test_diversity import assert_close, cross_entropy, loop_oracle
+
+
+class KeywordCall(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 6)
+        self.head = nn.Linear(6, 3)
+
+    def forward(self, x):
+        return self.head(input=torch.tanh(self.fc(input=x)))
+
+
+def test_keyword_arguments_match_loop():
+    model, inputs, targets = KeywordCall(), torch.randn(5, 4), torch.randint(0, 3, (5,))
+    expected, _ = loop_oracle(model, cross_entropy, inputs, targets)
+    assert_close(per_sample_grad_sq_norms(model, cross_entropy, inputs, targets), expected)
+
+
+class TiedHead(nn.Module):
+    """Embedding -> mean over tokens -> output layer; ``tie``: how the output layer reuses the
+    embedding's weight ("module": an nn.Linear holding the same Parameter, "functional":
+    F.linear(h, emb.weight))."""
+
+    def __init__(self, tie, bias=False):
+        super().__init__()
+        self.tie = tie
+        self.emb = nn.Embedding(7, 4)
+        self.mix = nn.Linear(4, 4)
+        self.head = nn.Linear(4, 7, bias=bias)
+        if tie == "module":
+            self.head.weight = self.emb.weight
+        else:
+            self.head.requires_grad_(False)
+
+    def forward(self, idx):  # (N, T) -> (N, 7)
+        h = torch.tanh(self.mix(self.emb(idx).mean(1)))
+        return self.head(h) if self.tie == "module" else F.linear(h, self.emb.weight)
+
+
+def token_batch(n=5):
+    return torch.randint(0, 7, (n, 3)), torch.randint(0, 7, (n,))
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_tied_weights_held_by_two_modules_match_loop(bias):
+    model, (inputs, targets) = TiedHead("module", bias=bias), token_batch()
+    expected, grad_sum = loop_oracle(model, cross_entropy, inputs, targets)
+    assert_close(per_sample_grad_sq_norms(model, cross_entropy, inputs, targets), expected)
+    assert_close(gradient_diversity(model, cross_entropy, inputs, targets),
+                 expected.sum() / sum(g.square().sum() for g in grad_sum))
+
+
+def test_weight_used_outside_its_module_is_refused_by_name():
+    model, (inputs, targets) = TiedHead("functional"), token_batch()
+    with pytest.raises(ValueError, match=r"^parameter emb\.weight: .* does not come from the "
+                                         r"calls of emb"):
+        per_sample_grad_sq_norms(model, cross_entropy, inputs, targets)
+
+
+def test_meter_checks_its_first_measured_batch_only():
+    model, (inputs, targets) = TiedHead("functional"), token_batch()
+    meter = DiversityMeter(model)
+    with pytest.raises(ValueError, match=r"parameter emb\.weight: .*F\.linear"):
+        with meter.track(len(inputs)):
+            cross_entropy(model(inputs), targets).mean().backward()
+    model = TiedHead("module")
+    meter = DiversityMeter(model)
+    for _ in range(2):
+        model.zero_grad()
+        with meter.track(len(inputs)):
+            assert (meter._hooks._check, meter.measured_batches) in ((True, 0), (False, 1))
+            cross_entropy(model(inputs), targets).mean().backward()
+
+
+class QueryTokens(nn.Module):
+    """A Linear called on learned queries, not on the batch (its output has no batch dim)."""
+
+    def __init__(self):
+        super().__init__()
+        self.queries = nn.Parameter(torch.randn(3, 4))
+        self.proj = nn.Linear(4, 4)
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x):  # (N, 4)
+        return self.head(x + self.proj(self.queries).sum(0))
+
+
+def test_output_without_the_batch_dimension_is_refused_by_name():
+    with pytest.raises(ValueError, match=r"^proj \(Linear\): its output has shape \[3, 4\], "
+                                         r"whose first dimension is not the batch \(5 samples\)"):
+        per_sample_grad_sq_norms(QueryTokens(), cross_entropy, torch.randn(5, 4),
+                                 torch.randint(0, 2, (5,)))
+
+
+class Checkpointed(nn.Module):
+    def __init__(self, use_reentrant):
+        super().__init__()
+        self.use_reentrant = use_reentrant
+        self.body = nn.Sequential(nn.Linear(4, 4), nn.Tanh())
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.head(checkpoint(self.body, x, use_reentrant=self.use_reentrant))
+
+
+def test_non_reentrant_checkpointing_is_refused_by_name():
+    with pytest.raises(ValueError, match=r"^body\.0 \(Linear\) ran its forward during the "
+                                         r"backward pass: activation checkpointing"):
+        per_sample_grad_sq_norms(Checkpointed(use_reentrant=False), cross_entropy,
+                                 torch.randn(3, 4), torch.randint(0, 2, (3,)))
+
+
+def test_reentrant_checkpointing_is_refused_by_name():
+    model, inputs, targets = Checkpointed(True), torch.randn(3, 4, requires_grad=True), \
+        torch.randint(0, 2, (3,))
+    with pytest.raises(ValueError, match=r"^body\.0 \(Linear\) ran with gradients disabled "
+                                         r"inside the model's forward \(reentrant"):
+        per_sample_grad_sq_norms(model, cross_entropy, inputs, targets)
+    with pytest.raises(ValueError, match=r"^body\.0 \(Linear\) ran its forward during the "
+                                         r"backward pass"):
+        with DiversityMeter(model).track(3):
+            cross_entropy(model(inputs), targets).mean().backward()
+
+
+@pytest.mark.parametrize("layer", [nn.LSTM, nn.GRU, nn.RNN])
+def test_recurrent_layers_are_refused_by_name(layer):
+    model = nn.Sequential(nn.Linear(3, 4))
+    model.add_module("rnn", layer(4, 4, batch_first=True))
+    with pytest.raises(ValueError, match=rf"^rnn \({layer.__name__}\): recurrent layers"):
+        DiversityMeter(model)
+    model.rnn.requires_grad_(False)  # frozen: nothing to measure there
+    DiversityMeter(model)
+
+
+def test_parameter_used_without_its_module_running_is_refused_by_name():
+    class OutProjOnly(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = nn.Linear(4, 2)
+            self.other = nn.Linear(4, 4)
+
+        def forward(self, x):
+            return F.linear(self.other(x), self.inner.weight, self.inner.bias)
+
+    with pytest.raises(ValueError, match=r"parameter inner\.weight received a gradient but "
+                                         r"inner \(Linear\)\.forward never ran"):
+        per_sample_grad_sq_norms(OutProjOnly(), cross_entropy, torch.randn(3, 4),
+                                 torch.randint(0, 2, (3,)))
+
+
+def test_batch_gradient_check_leaves_batchnorm_statistics_alone():
+    model = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.Linear(6, 2))
+    reference = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.Linear(6, 2))
+    reference.load_state_dict(model.state_dict())
+    inputs, targets = torch.randn(5, 4), torch.randint(0, 2, (5,))
+    cross_entropy(reference(inputs), targets).mean().backward()
+    with DiversityMeter(model, allow_batchnorm=True).track(5):
+        cross_entropy(model(inputs), targets).mean().backward()
+    assert torch.equal(model[1].running_mean, reference[1].running_mean)
+    assert model[1].num_batches_tracked == 1
+
+
+def test_batch_gradient_check_on_channels_last_group_norm():
+    """The check re-runs GroupNorm, whose CPU parameter-only backward crashes on channels-last
+    inputs unless they are made contiguous first."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.GroupNorm(2, 4), nn.Flatten(), nn.Linear(36, 2))
+    model = model.to(memory_format=torch.channels_last)
+    inputs = torch.randn(3, 3, 5, 5).contiguous(memory_format=torch.channels_last)
+    targets = torch.randint(0, 2, (3,))
+    expected, _ = loop_oracle(model, cross_entropy, inputs, targets)
+    assert_close(per_sample_grad_sq_norms(model, cross_entropy, inputs, targets), expected)

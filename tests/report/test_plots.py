@@ -1,0 +1,246 @@
+"""divebatch.report.figures: x axes, smoothing, diversity readings, figures and tables."""
+
+import math
+
+import pytest
+
+from divebatch.report import figures as plots, sweep_figures as sweep_plots
+from divebatch.report.hot_limits import hot_change_limits
+from divebatch.report.chart_style import style_of, style_of_variant
+from divebatch.report.figures import ChartOptions, RunData
+
+
+def record(epoch, **values):
+    base = {"epoch": epoch, "step": 10 * epoch, "samples_seen": 100 * epoch,
+            "train_time": 0.5, "batch_size": 8 * epoch, "lr": 0.1, "diversity": 0.01 * epoch,
+            "train_loss": 1.0 / epoch, "val_loss": 1.2 / epoch, "val_acc": 0.5 + 0.1 * epoch,
+            "delta": 0.1, "max_batch_size": 64, "resize_every": 1, "lr_multiplier": 1.0}
+    return {**base, **values}
+
+
+def run(run_id=1, method="divebatch", **config):
+    return {"id": run_id, "name": "", "group": "", "status": "completed",
+            "config": {"method": method, "batch_size": 8, "max_batch_size": 64, "delta": 0.1,
+                       "epochs": 3, "problem": "classification", **config},
+            "info": {"n_train": 100}, "started_at": 1000.0, "finished_at": 1010.0}
+
+
+RECORDS = [record(1), record(2), record(3)]
+
+
+@pytest.mark.parametrize("axis,ends", [("samples_seen", [100, 200, 300]),
+                                       ("step", [10, 20, 30]), ("epoch", [1, 2, 3]),
+                                       ("train_time", [0.5, 1.0, 1.5])])
+def test_epoch_ends_per_axis(axis, ends):
+    assert plots.epoch_ends(RECORDS, axis) == pytest.approx(ends)
+    assert plots.epoch_starts(RECORDS, axis) == pytest.approx([0, *ends[:-1]])
+
+
+def test_unknown_axis_is_refused():
+    with pytest.raises(ValueError, match="axis should be one of"):
+        plots.epoch_ends(RECORDS, "wall_clock")
+    with pytest.raises(ValueError, match="x_axis should be one of"):
+        ChartOptions(x_axis="minutes")
+
+
+def test_ema_matches_a_hand_computed_debiased_average():
+    assert plots.ema([2.0, 4.0, 8.0], 0.0) == [2.0, 4.0, 8.0]
+    smoothed = plots.ema([2.0, 4.0, 8.0], 0.5)
+    # s1 = 1, w1 = .5 -> 2; s2 = .5 + 2 = 2.5, w2 = .75 -> 3.333; s3 = 1.25 + 4, w3 = .875
+    assert smoothed == pytest.approx([2.0, 2.5 / 0.75, 5.25 / 0.875])
+
+
+def test_ema_skips_missing_and_non_finite_values():
+    assert plots.ema([None, 1.0, math.nan, 3.0, math.inf], 0.5) == \
+        [None, 1.0, None, pytest.approx((0.25 + 1.5) / 0.75), None]
+
+
+@pytest.mark.parametrize("smoothing", [-0.1, 1.0, 2.0])
+def test_ema_refuses_bad_smoothing(smoothing):
+    with pytest.raises(ValueError, match="smoothing should be"):
+        plots.ema([1.0], smoothing)
+
+
+def test_diversity_views_use_n_train():
+    records = [record(1, diversity=0.05), record(2, diversity=None)]
+    assert plots.diversity_values(records, 100, "diversity") == [0.05, None]
+    assert plots.diversity_values(records, 100, "bound") == [pytest.approx(5.0), None]
+    assert plots.diversity_values(records, 100, "noise_scale") == [pytest.approx(4.0), None]
+    assert plots.diversity_values(records, None, "bound") == [None, None]
+
+
+def test_proposal_is_delta_times_yins_bound():
+    assert plots.proposals([record(1, diversity=0.5, delta=0.2)], 100) == [pytest.approx(10.0)]
+
+
+def test_batch_size_is_a_step_line_from_each_epoch_start():
+    fig = plots.batch_size_figure([RunData(run(), RECORDS)], ChartOptions())
+    steps = fig.data[0]
+    assert steps.line.shape == "hv"
+    assert list(steps.x) == [0, 100, 200, 300] and list(steps.y) == [8, 16, 24, 24]
+    proposal = fig.data[1]  # DiveBatch only: delta * n * Delta_hat at each epoch end
+    assert list(proposal.x) == [100, 200, 300]
+    assert list(proposal.y) == pytest.approx([0.1, 0.2, 0.3])
+
+
+def test_sgd_has_no_proposal_line():
+    fig = plots.batch_size_figure([RunData(run(method="sgd"), RECORDS)], ChartOptions())
+    assert len(fig.data) == 1
+
+
+def test_each_method_has_its_own_colour_and_dash_on_every_chart():
+    data = [RunData(run(1), RECORDS), RunData(run(2, method="sgd"), RECORDS),
+            RunData(run(3, method="adabatch"), RECORDS)]
+    fig = plots.loss_figure(data, ChartOptions(x_axis="epoch", log_y=True))
+    styles = [(trace.line.color, trace.line.dash) for trace in fig.data]
+    divebatch, sgd_small, adabatch = (style_of({"method": m, "batch_size": 8,
+                                                "max_batch_size": 64})
+                                      for m in ("divebatch", "sgd", "adabatch"))
+    assert styles == [divebatch] * 2 + [sgd_small] * 2 + [adabatch] * 2  # val + train
+    assert divebatch[0] != adabatch[0] and divebatch[1] != adabatch[1]
+    assert [t.line.width for t in fig.data[:2]] == [2.5, 1.2]  # validation thick, train thin
+    assert fig.layout.yaxis.type == "log"
+    assert fig.layout.xaxis.title.text == "epochs"
+    assert "%{y" in fig.data[0].hovertemplate
+    batch = plots.batch_size_figure(data, ChartOptions())
+    assert (batch.data[0].line.color, batch.data[0].line.dash) == divebatch
+    assert not fig.layout.showlegend and not batch.layout.showlegend  # one shared legend
+
+
+def test_a_second_run_of_a_method_gets_another_shade_and_the_same_dash():
+    data = [RunData(run(1), RECORDS), RunData(run(2), RECORDS)]
+    first, second = plots.lr_figure(data, ChartOptions()).data
+    assert first.line.color != second.line.color and first.line.dash == second.line.dash
+
+
+def test_shared_legend_names_every_run_and_the_train_loss_key():
+    data = [RunData(run(1), RECORDS), RunData(run(2, method="sgd"), RECORDS)]
+    legend = plots.legend_figure(data)
+    names = [trace.name for trace in legend.data]
+    assert names[:2] == ["#1 DiveBatch (delta=0.1)", "#2 SGD B=8"]
+    assert "thin: train loss" in names and "shaded: capped at B_max" in names
+    assert legend.layout.showlegend and not legend.layout.xaxis.visible
+
+
+def test_constant_learning_rate_collapses_to_a_note():
+    charts = plots.figures([RunData(run(), RECORDS)], ChartOptions())
+    assert charts["lr"] == "Learning rate: 0.1 in every epoch of every run shown."
+    changing = [record(1), record(2, lr=0.05)]
+    assert not isinstance(plots.figures([RunData(run(), changing)], ChartOptions())["lr"], str)
+
+
+def test_batch_size_chart_shades_the_epochs_capped_at_b_max():
+    records = [record(1, batch_size=16), record(2, batch_size=64), record(3, batch_size=64)]
+    assert plots.capped_spans(records, {}, "epoch") == [(1, 3)]
+    fig = plots.batch_size_figure([RunData(run(), records)], ChartOptions(x_axis="epoch"))
+    [band] = [s for s in fig.layout.shapes if s.type == "rect"]
+    assert (band.x0, band.x1) == (1, 3)
+    assert [a.text for a in fig.layout.annotations] == ["capped at B_max"]
+    sgd_large = run(method="sgd", batch_size=64)  # always at B_max: nothing to point out
+    fig = plots.batch_size_figure([RunData(sgd_large, records)], ChartOptions())
+    assert not fig.layout.shapes
+
+
+def test_long_traces_are_thinned_but_keep_every_batch_size_change():
+    records = [record(e, batch_size=8 * 2 ** (e // 300), val_loss=1.0 + (e == 777))
+               for e in range(1, 2001)]
+    fig = plots.batch_size_figure([RunData(run(max_batch_size=10**6), records)],
+                                  ChartOptions(x_axis="epoch"))
+    steps = fig.data[0]
+    assert len(steps.x) <= 520
+    changes = [(x, y) for x, y, y_next in zip(steps.x, steps.y, steps.y[1:]) if y != y_next]
+    assert [x for x, _ in changes] == [298, 598, 898, 1198, 1498, 1798]
+    loss = plots.loss_figure([RunData(run(), records)], ChartOptions(x_axis="epoch")).data[0]
+    assert len(loss.x) <= 520 and 2.0 in list(loss.y)  # the spike survives
+
+
+def test_accuracy_in_percent_and_never_log():
+    fig = plots.accuracy_figure([RunData(run(), RECORDS)], ChartOptions(log_y=True))
+    assert list(fig.data[0].y) == pytest.approx([60.0, 70.0, 80.0])
+    assert fig.layout.yaxis.type == "linear"
+
+
+def test_accuracy_chart_only_for_classification():
+    regression = [record(e, val_acc=None) for e in (1, 2)]
+    assert "val_acc" not in plots.figures([RunData(run(), regression)], ChartOptions())
+    assert set(plots.figures([RunData(run(), RECORDS)], ChartOptions())) == set(plots.CHARTS)
+
+
+def test_smoothing_and_diversity_view_reach_the_figure():
+    options = ChartOptions(diversity_view="bound", smoothing=0.5)
+    fig = plots.diversity_figure([RunData(run(), RECORDS)], options)
+    assert list(fig.data[0].y) == pytest.approx(plots.ema([1.0, 2.0, 3.0], 0.5))
+    assert "Yin" in fig.layout.yaxis.title.text
+
+
+def test_hot_changes_are_marked_at_their_epoch():
+    events = [{"kind": "hot_change", "epoch": 2, "message": "changed delta=0.5",
+               "payload": {"delta": 0.5}},
+              {"kind": "batch_size", "epoch": 1, "message": "batch size 8 -> 16"}]
+    fig = plots.lr_figure([RunData(run(), RECORDS, events)],
+                          ChartOptions(x_axis="train_time"))
+    assert [shape.x0 for shape in fig.layout.shapes] == [pytest.approx(1.0)]
+    assert fig.layout.annotations[0].text == "delta 0.1 → 0.5 at epoch 2"
+
+
+def test_the_legend_label_follows_a_hot_change():
+    after = [record(1), record(2, delta=0.5)]
+    assert plots.chart_label(RunData(run(), after)) == "#1 DiveBatch (delta=0.5)"
+
+
+def test_progress_adds_the_live_part_of_the_epoch():
+    fraction, text = plots.progress(run(), RECORDS[:1], {"epoch": 2, "batch": 5,
+                                                         "n_batches": 10})
+    assert fraction == pytest.approx((1 + 0.5) / 3)
+    assert "1/3 epochs" in text and "batch 5/10" in text
+    assert plots.progress(run(), RECORDS[:1], {"epoch": 1, "batch": 5, "n_batches": 10})[0] \
+        == pytest.approx(1 / 3)  # a stale progress row is ignored
+
+
+def test_png_download_has_a_telling_filename():
+    config = plots.png_config("loss", [RunData(run(3), []), RunData(run(4), [])])
+    assert config["toImageButtonOptions"] == {"format": "png", "scale": 2,
+                                              "filename": "divebatch-loss-runs-3-4"}
+
+
+def test_comparison_table_puts_sgd_small_first_as_baseline():
+    runs = [run(1, method="divebatch"), run(2, method="sgd", batch_size=64),
+            run(3, method="sgd"), run(4, method="adabatch")]
+    fast = [record(1, val_acc=0.9), record(2, val_acc=0.9), record(3, val_acc=0.9)]
+    slow = [record(1, val_acc=0.5), record(2, val_acc=0.6), record(3, val_acc=0.9)]
+    records = {1: fast, 2: fast, 3: slow, 4: fast}
+    rows, common = plots.comparison_table(runs, records)
+    assert [row["run"] for row in rows] == [3, 1, 4, 2]
+    assert rows[0]["method"].startswith("SGD, small batch")
+    assert rows[-1]["method"].startswith("SGD, large batch")
+    assert rows[0]["speed-up"] == pytest.approx(1.0)
+    assert rows[1]["speed-up"] == pytest.approx(3.0)  # 1.5 s vs 0.5 s to own target
+    assert common == pytest.approx(0.89)
+
+
+def test_run_row_has_duration_and_time_to_target():
+    row = plots.run_row(run(1), RECORDS)
+    assert set(row) == set(plots.RUN_COLUMNS)
+    assert row["duration s"] == pytest.approx(10.0)
+    assert row["epochs"] == "3/3"
+    assert row["final acc"] == pytest.approx(0.8)
+    assert row["train s to own-1pt"] == pytest.approx(1.5)
+    active = {**run(2), "status": "running", "finished_at": None}
+    assert plots.run_row(active, [], now=1004.0)["duration s"] == pytest.approx(4.0)
+
+
+def test_hot_change_limits_say_why_a_change_waits():
+    config = {"method": "divebatch", "max_batch_size": 64}
+    capped = [record(6, batch_size=64, next_batch_size=64, resize_every=3)]
+    notes = hot_change_limits(config, capped)
+    assert notes[0].startswith("The batch is already at B_max = 64")
+    assert notes[1].startswith("The next resize is at the end of epoch 9, 3 epochs away")
+    assert hot_change_limits(config, [record(2, batch_size=16, resize_every=1)]) == []
+    assert hot_change_limits({"method": "sgd"}, capped) == []
+
+
+def test_sweep_and_reproduce_curves_use_the_method_styles():
+    runs = [{"label": "cell · run 1", "records": [record(1)], "method": "divebatch"},
+            {"label": "SGD, small batch B0", "records": [record(1)]}]
+    styles = {(t.line.color, t.line.dash) for t in sweep_plots.curves(runs).data}
+    assert styles == {style_of_variant("divebatch"), style_of_variant("sgd_small")}

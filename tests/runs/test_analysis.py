@@ -1,0 +1,122 @@
+import math
+
+import pytest
+
+from divebatch.runs import analysis
+
+
+def recs(accs, times, losses=None):
+    return [{"epoch": i + 1, "train_time": t, "val_acc": a,
+             "val_loss": None if losses is None else losses[i], "samples_seen": 100 * (i + 1),
+             "next_batch_size": 32}
+            for i, (a, t) in enumerate(zip(accs, times))]
+
+
+def test_time_to_own_final_is_first_epoch_within_one_point():
+    records = recs([0.50, 0.93, 0.92, 0.94], [1.0, 2.0, 3.0, 4.0])
+    # final 0.94 -> target 0.93: epoch 2 reaches it, after 1 + 2 = 3 s of training
+    assert analysis.time_to_own_final(records) == (2, 3.0)
+
+
+def test_unreached_target_and_empty_records():
+    assert analysis.time_to_value(recs([0.1, 0.2], [1, 1]), 0.9) == (None, None)
+    assert analysis.time_to_own_final([]) == (None, None)
+
+
+def test_regression_uses_validation_loss_with_tolerance():
+    records = recs([None] * 3, [1.0, 1.0, 1.0], losses=[1.0, 0.104, 0.1])
+    # target 0.1 * 1.05 = 0.105: epoch 2
+    assert analysis.time_to_own_final(records) == (2, 2.0)
+
+
+def test_nan_accuracy_is_ignored():
+    records = recs([0.5, math.nan, 0.8], [1, 1, 1])
+    assert analysis.final_value(records) == 0.8
+    assert analysis.time_to_own_final(records) == (3, 3.0)
+
+
+def test_compare_speedup_and_common_target_by_hand():
+    sgd = {"id": 1, "config": {"method": "sgd", "batch_size": 32}}
+    dive = {"id": 2, "config": {"method": "divebatch", "delta": 0.1}}
+    records = {1: recs([0.5, 0.8, 0.95, 0.96], [2, 2, 2, 2]),
+               2: recs([0.6, 0.93, 0.94], [1, 1, 1])}
+    rows, common = analysis.compare([sgd, dive], records)
+    # own targets: 0.95 and 0.93; common = 0.93
+    assert common == pytest.approx(0.93)
+    assert rows[0]["time_to_target"] == 6 and rows[1]["time_to_target"] == 2
+    assert rows[1]["speedup"] == pytest.approx(3.0)
+    assert rows[0]["time_to_common"] == 6 and rows[1]["time_to_common"] == 2
+    assert rows[0]["method"] == "SGD B=32" and rows[1]["method"] == "DiveBatch (delta=0.1)"
+    assert rows[1]["train_time"] == 3 and rows[1]["samples_seen"] == 300
+
+
+def test_measurement_cost_compares_like_with_like():
+    records = [{"epoch": 1, "batch_size": 32, "diversity": 0.1, "step_ms": 3.0},
+               {"epoch": 2, "batch_size": 32, "diversity": None, "step_ms": 2.0},
+               {"epoch": 3, "batch_size": 64, "diversity": 0.2, "step_ms": 9.0},
+               {"epoch": 4, "batch_size": 32, "diversity": 0.1, "step_ms": 5.0}]
+    # only B=32 occurs both ways: measured (3 + 5) / 2, plain 2
+    assert analysis.measurement_cost(records) == (4.0, 2.0)
+    every_epoch = [r for r in records if r["diversity"] is not None]
+    assert analysis.measurement_cost(every_epoch) == (pytest.approx(17 / 3), None)
+    assert analysis.measurement_cost([]) == (None, None)
+
+
+def test_common_target_is_lowest_best_minus_one_point():
+    records = {1: recs([0.5, 0.9, 0.7], [1, 1, 1]), 2: recs([0.6, 0.95], [1, 1])}
+    assert analysis.common_target(records) == pytest.approx(0.89)
+    losses = {1: recs([None] * 2, [1, 1], losses=[1.0, 0.2]),
+              2: recs([None] * 2, [1, 1], losses=[1.0, 0.4])}
+    assert analysis.common_target(losses) == pytest.approx(0.42)
+
+
+def test_collapsed_run_is_flagged_and_does_not_win_the_own_final_race():
+    """The issue's case: SGD at B0 peaks early and collapses; its own-final target (final
+    - 1 point) is met in epoch 1, so the paper's metric alone credits the collapse."""
+    sgd = {"id": 1, "config": {"method": "sgd", "batch_size": 16}}
+    dive = {"id": 2, "config": {"method": "divebatch", "delta": 0.1}}
+    records = {1: recs([0.856, 0.70, 0.50, 0.328], [1, 1, 1, 1]),
+               2: recs([0.60, 0.85, 0.90, 0.91], [0.5, 0.5, 0.5, 0.5])}
+    rows, common = analysis.compare([sgd, dive], records)
+    assert rows[0]["drop_points"] == pytest.approx(52.8)
+    assert rows[0]["flag"] == ("ended 52.8 points below its best: its own-final target is "
+                               "not meaningful")
+    assert rows[1]["flag"] == ""
+    assert rows[0]["time_to_target"] == 1  # the paper's metric is fooled ...
+    assert rows[1]["speedup_own"] == pytest.approx(1 / 1.5)
+    assert rows[1]["speedup_own_flag"].startswith("SGD B=16 ended 52.8 points")  # ... flagged
+    # common target: min(85.6, 91) - 1 = 84.6 %: SGD in 1 s, DiveBatch in 1 s
+    assert common == pytest.approx(0.846)
+    assert rows[1]["speedup"] == pytest.approx(1.0)
+
+
+def test_drop_within_two_points_is_not_flagged():
+    records = recs([0.90, 0.93, 0.911], [1, 1, 1])
+    assert analysis.drop_points(records) == pytest.approx(1.9)
+    assert analysis.flag_note(analysis.drop_points(records)) == ""
+    assert analysis.drop_points(recs([None], [1], losses=[0.3])) is None
+
+
+def row(method, time, final, flag=""):
+    return {"method": method, "time_to_common": time, "final_acc": final,
+            "final_val_loss": None, "flag": flag}
+
+
+def test_verdict_sentences_by_hand():
+    sgd = row("SGD at B0", 5.04, 0.950)
+    assert analysis.verdict([sgd, row("DiveBatch", 2.1, 0.942)], 0.9) == (
+        "DiveBatch reached 90.0 % in 2.1 s, 2.4x sooner than SGD at B0, and ended 0.8 "
+        "points lower.")
+    assert analysis.verdict([sgd, row("DiveBatch", 10.08, 0.96)], 0.9) == (
+        "DiveBatch reached 90.0 % in 10.1 s, 2.0x later than SGD at B0, and ended 1.0 "
+        "points higher.")
+    assert analysis.verdict([sgd, row("DiveBatch", 4.0, 0.95),
+                             row("AdaBatch", 1.0, 0.93)], 0.9).endswith(
+        "ended level with it. Fastest: AdaBatch, in 1.0 s.")
+    flagged = row("SGD at B0", 1.0, 0.5, flag="ended 40.0 points below its best: its "
+                                               "own-final target is not meaningful")
+    assert analysis.verdict([flagged, row("DiveBatch", 2.0, 0.9)], 0.85) == (
+        "DiveBatch reached 85.0 % in 2.0 s, 2.0x later than SGD at B0, and ended 40.0 points "
+        "higher. Note: SGD at B0 ended 40.0 points below its best: its own-final target is "
+        "not meaningful.")
+    assert analysis.verdict([sgd], 0.9) == ""

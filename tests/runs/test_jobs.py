@@ -1,0 +1,172 @@
+"""Dispatching queued runs to worker processes: process slots and GPUs of their own.
+
+No worker really starts here: subprocess.Popen is replaced by a recorder whose "worker" is this
+test process (alive, and older than the run), so the dispatcher's bookkeeping is what is tested.
+"""
+
+import os
+import subprocess
+
+import pytest
+import torch
+
+from divebatch.runs import jobs
+from divebatch.config import RunConfig
+from divebatch.runs.store import RunStore
+
+
+@pytest.fixture
+def spawned(monkeypatch):
+    """The environment of every worker started, in order."""
+    environments = []
+
+    class RecordingPopen:
+        def __init__(self, args, env, **kwargs):
+            environments.append(env)
+            self.pid = os.getpid()
+    monkeypatch.setattr(subprocess, "Popen", RecordingPopen)
+    monkeypatch.delenv("DIVEBATCH_MAX_WORKERS", raising=False)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    return environments
+
+
+def queue(store, **config):
+    return store.create_run(RunConfig(**config).to_dict())
+
+
+def test_each_gpu_run_gets_gpus_of_its_own(isolated_store, spawned, monkeypatch):
+    monkeypatch.setattr(jobs, "gpu_ids", lambda: ["0", "1", "2"])
+    store = RunStore(isolated_store)
+    pair, single, waiting = (queue(store, nproc=2), queue(store), queue(store, device="cuda"))
+    assert jobs.dispatch(store) == [pair, single]  # 3 GPUs, 3 processes: the third waits
+    assert [env["CUDA_VISIBLE_DEVICES"] for env in spawned] == ["0,1", "2"]
+    assert store.get_run(pair)["info"]["gpus"] == ["0", "1"]
+    assert store.get_run(waiting)["status"] == "queued"
+    store.mark_finished(pair, "completed")
+    assert jobs.dispatch(store) == [waiting]
+    assert spawned[-1]["CUDA_VISIBLE_DEVICES"] == "0"
+
+
+def test_a_run_needing_more_gpus_than_the_machine_fails_with_a_message(
+        isolated_store, spawned, monkeypatch):
+    monkeypatch.setattr(jobs, "gpu_ids", lambda: ["0", "1"])
+    store = RunStore(isolated_store)
+    too_big, fits = queue(store, nproc=4), queue(store)
+    assert jobs.dispatch(store) == [fits]
+    failed = store.get_run(too_big)
+    assert failed["status"] == "failed"
+    assert "nproc = 4 needs 4 GPUs, but this machine has 2" in failed["error"]
+
+
+def test_cpu_and_pinned_device_runs_get_no_gpu(isolated_store, spawned, monkeypatch):
+    monkeypatch.setattr(jobs, "gpu_ids", lambda: ["0", "1"])
+    store = RunStore(isolated_store)
+    run_ids = [queue(store, device="cpu"), queue(store, device="cuda:1")]
+    assert jobs.dispatch(store) == run_ids
+    assert all("CUDA_VISIBLE_DEVICES" not in env for env in spawned)
+    assert all("gpus" not in store.get_run(run_id)["info"] for run_id in run_ids)
+
+
+def test_processes_count_and_the_oldest_run_goes_first(isolated_store, spawned, monkeypatch):
+    monkeypatch.setattr(jobs, "gpu_ids", lambda: [])
+    monkeypatch.setenv("DIVEBATCH_MAX_WORKERS", "2")
+    store = RunStore(isolated_store)
+    big, pair, single = queue(store, nproc=3), queue(store, nproc=2), queue(store)
+    assert jobs.dispatch(store) == [big]  # larger than the limit: runs alone
+    assert jobs.dispatch(store) == []
+    store.mark_finished(big, "completed")
+    assert jobs.dispatch(store) == [pair]  # 2 of 2 slots; the single run waits its turn
+    store.mark_finished(pair, "completed")
+    assert jobs.dispatch(store) == [single]
+
+
+def test_gpu_ids_follow_the_visible_devices(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3, 5")
+    assert jobs.gpu_ids() == ["3", "5"]
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert jobs.gpu_ids() == ["0", "1"]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert jobs.gpu_ids() == []
+
+
+# --- pause, step, resume and pace through the store's control rows
+
+def test_pause_step_and_resume_through_the_store(isolated_store):
+    import threading
+    import time
+    store = RunStore(isolated_store)
+    run_id = store.create_run(RunConfig(problem="least_squares", n_samples=300, dim=8,
+                                        epochs=4, method="sgd").to_dict(), status="running")
+    jobs.request_play(store, run_id, "pause")
+    steps = []
+
+    def drive():  # the dashboard: step once when paused, then resume when paused again
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(steps) < 2:
+            if jobs.is_paused(store, run_id):
+                steps.append(len(store.records(run_id)))
+                jobs.request_play(store, run_id, "step" if len(steps) == 1 else "resume")
+                while jobs.is_paused(store, run_id) and time.monotonic() < deadline:
+                    time.sleep(0.02)
+            time.sleep(0.02)
+    driver = threading.Thread(target=drive)
+    driver.start()
+    jobs.execute_run(store, run_id)
+    driver.join()
+    assert steps == [1, 2]  # paused after epoch 1, stepped one epoch, paused after 2
+    assert store.get_run(run_id)["status"] == "completed" and len(store.records(run_id)) == 4
+    kinds = [event["kind"] for event in store.events(run_id)]
+    assert kinds.count("paused") == 2 and kinds.count("resumed") == 2
+
+
+def test_play_and_pace_requests_are_checked(isolated_store):
+    store = RunStore(isolated_store)
+    run_id = store.create_run(RunConfig().to_dict(), status="running")
+    with pytest.raises(ValueError, match="kind should be one of pause, resume, step"):
+        jobs.request_play(store, run_id, "rewind")
+    with pytest.raises(ValueError, match="pace_s should be"):
+        jobs.request_pace(store, run_id, -1.0)
+    jobs.request_pace(store, run_id, 2.5)
+    assert [(c["kind"], c["payload"]) for c in store.take_controls(run_id)] == [
+        ("pace", {"pace_s": 2.5})]
+
+
+# --- the warm pool (real worker processes)
+
+def wait_for(predicate, timeout: float, what: str):
+    import time
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_a_warm_worker_takes_queued_runs_and_a_dead_one_is_replaced(
+        isolated_store, monkeypatch):
+    import signal
+    monkeypatch.setenv("DIVEBATCH_WARM_WORKERS", "1")
+    monkeypatch.setenv("DIVEBATCH_MAX_WORKERS", "1")
+    monkeypatch.setattr(jobs, "gpu_ids", lambda: [])
+    store = RunStore(isolated_store)
+    jobs.keep_warm(store)
+    warm = wait_for(lambda: [w for w in store.workers() if w["ready_at"]], 120, "warm")[0]
+    tiny = RunConfig(problem="least_squares", n_samples=300, dim=8, epochs=3, method="sgd")
+    first = jobs.submit(store, tiny)
+    wait_for(lambda: store.get_run(first)["status"] == "completed", 60, "the first run")
+    assert len(store.records(first)) == 3
+    assert store.get_run(first)["info"]["background"]
+    slow = jobs.submit(store, tiny.replace(epochs=5, pace_s=30.0))  # waits after epoch 1
+    wait_for(lambda: store.records(slow), 60, "the slow run's first epoch")
+    assert store.get_run(slow)["worker_pid"] == warm["pid"]  # the same warm process
+    os.kill(warm["pid"], signal.SIGKILL)
+    wait_for(lambda: not jobs.pid_alive(warm["pid"]), 10, "the kill")
+    jobs.dispatch(store)  # reaps the run, forgets the worker, starts a new one
+    assert store.get_run(slow)["status"] == "interrupted" and len(store.records(slow)) == 1
+    new = wait_for(lambda: [w for w in store.workers() if w["pid"]], 10, "a new worker")[0]
+    assert new["pid"] != warm["pid"]
+    os.kill(new["pid"], signal.SIGKILL)
