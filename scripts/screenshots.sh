@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DIVEBATCH_SCREENSHOTS="$PWD/docs/screenshots" .venv/bin/python -m pytest \
-    tests/test_e2e_browser.py -m browser -q -p no:randomly "$@"
+    tests/dashboard/test_e2e_browser.py -m browser -q -p no:randomly "$@"
