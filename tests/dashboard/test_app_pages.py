@@ -354,6 +354,8 @@ def test_viewer_role_refuses_each_mutating_callback_when_invoked(store, watched_
             at = open_app(page)
             if page == "app_pages/runs.py":
                 at.multiselect(key="runs_shown").set_value([running, stopped]).run()
+                # resume and delete act on the one chosen run; an active one is not deletable
+                at.selectbox(key="runs_export_run").set_value(stopped).run()
                 at.checkbox(key="runs_confirm_delete").check().run()
                 at.number_input(key=f"runs_hot_delta_{running}").set_value(0.5).run()
             widget = at.get_by_key(key)
