@@ -170,9 +170,9 @@ def test_dashboard_script_serves_a_read_only_twin_with_viewer(tmp_path):
     fake = tmp_path / "python3"  # stands in for python3: prints what it would have run
     fake.write_text('#!/bin/sh\necho "role=${DIVEBATCH_ROLE:-none} $*"\n')
     fake.chmod(0o755)
-    env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"}
-    env.pop("DIVEBATCH_ROLE", None)
-    env.pop("DIVEBATCH_PORT", None)
+    env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}", "DIVEBATCH_NO_SETUP": "1"}
+    for name in ("DIVEBATCH_ROLE", "DIVEBATCH_PORT", "DIVEBATCH_ADDRESS", "PYTHON"):
+        env.pop(name, None)
     script = str(ROOT / "scripts" / "dashboard.sh")
     viewer = subprocess.run(["bash", script, "--viewer"], env=env, capture_output=True,
                             text=True, check=True).stdout.splitlines()[-1]
@@ -181,6 +181,20 @@ def test_dashboard_script_serves_a_read_only_twin_with_viewer(tmp_path):
     plain = subprocess.run(["bash", script], env=env, capture_output=True, text=True,
                            check=True).stdout.splitlines()[-1]
     assert plain.startswith("role=none") and "--server.port 8501" in plain
+
+
+def test_dashboard_script_sets_up_its_environment_unless_told_not_to(tmp_path):
+    """Without DIVEBATCH_NO_SETUP the script sets up .venv first: with a too-old Python it
+    stops there, before serving anything."""
+    old = tmp_path / "python-old"  # fails the version check, would print if it served
+    old.write_text('#!/bin/sh\n[ "$1" = -c ] && exit 1\necho served\n')
+    old.chmod(0o755)
+    env = {**os.environ, "PYTHON": str(old)}
+    env.pop("DIVEBATCH_NO_SETUP", None)
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "dashboard.sh")], env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 1 and "needs Python 3.11 or newer" in done.stderr
+    assert "served" not in done.stdout
 
 
 @pytest.mark.parametrize("value,role,can", [("", "instructor", True),
