@@ -23,7 +23,7 @@ from divebatch.data.problem import Problem
 from divebatch.meter.diversity import DiversityMeter
 
 PROBE_SAMPLES = 1024  # training samples in the probe (all of them when fewer)
-PROBE_CHUNK = 256     # samples per forward/backward
+PROBE_CHUNK = 256     # samples per forward/backward, at most
 
 
 class DiversityProbe:
@@ -37,15 +37,17 @@ class DiversityProbe:
                                     reduce=dist.all_sum,
                                     fuse_weight_grads=dist.world_size == 1)
 
-    def measure(self) -> float:
-        """Delta_hat of the probe at the current weights, scaled to the training set."""
+    def measure(self, max_chunk: int = PROBE_CHUNK) -> float:
+        """Delta_hat of the probe at the current weights, scaled to the training set, in
+        forward/backward passes of at most min(max_chunk, PROBE_CHUNK) samples."""
+        chunk = max(1, min(max_chunk, PROBE_CHUNK))
         was_training = self.model.training
         self.model.eval()
         self.meter.reset()
         m = len(self.indices)
         try:
-            for start in range(0, m, PROBE_CHUNK):
-                self._chunk(self.indices[start:start + PROBE_CHUNK], m)
+            for start in range(0, m, chunk):
+                self._chunk(self.indices[start:start + chunk], m)
             return self.meter.diversity() * m / self.problem.n_train
         finally:
             self.meter.detach()

@@ -31,6 +31,10 @@ EVAL_CHUNK = 4096  # validation samples per forward pass
 WAIT_POLL_S = 0.1  # control polls while waiting between epochs (pace, pause)
 
 
+# EpochRecord fields that measure the clock: they differ between two runs with equal results.
+TIMING_FIELDS = ("train_time", "wall_time", "step_ms", "instrument_time")
+
+
 @dataclass
 class EpochRecord:
     epoch: int                    # counted from 1
@@ -319,7 +323,7 @@ class Trainer:
         hot = self._hot_values()
         measured_batches = self.meter.measured_batches if measure else 0
         next_batch = self._advance_schedules(epoch, diversity)
-        probe_diversity, instrument_time = self._probe()
+        probe_diversity, instrument_time = self._probe(batch_size)
         val_loss, val_acc = self.evaluate()
         return EpochRecord(
             epoch=epoch, step=self.step, samples_seen=self.samples_seen,
@@ -334,12 +338,13 @@ class Trainer:
     def _measures(self, epoch: int) -> bool:
         return self.scheduler.measures_diversity(epoch)
 
-    def _probe(self) -> tuple[float | None, float]:
-        """(chart-only diversity, seconds it took), outside the timed loop."""
+    def _probe(self, batch_size: int) -> tuple[float | None, float]:
+        """(chart-only diversity, seconds it took), outside the timed loop, in passes no
+        larger than the epoch's own (so the probe needs no more memory than training)."""
         if self.probe is None:
             return None, 0.0
         started = time.perf_counter()
-        value = self.probe.measure()
+        value = self.probe.measure(min(batch_size, self.config.max_micro_batch or batch_size))
         return value, time.perf_counter() - started
 
     def _train_epoch(self, epoch: int, batch_size: int, measure: bool):

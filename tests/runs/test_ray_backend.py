@@ -14,8 +14,8 @@ from divebatch import cli
 from divebatch.runs import sweeps
 from divebatch.runs.ray_backend import RayBackend, RayOptions
 from divebatch.runs.store import RunStore
+from divebatch.training.trainer import TIMING_FIELDS
 
-TIMING_FIELDS = ("train_time", "wall_time", "step_ms")
 BASE = {"problem": "least_squares", "n_samples": 320, "dim": 8, "epochs": 3,
         "batch_size": 16, **sweeps.SWEEP_DEFAULTS}
 FLAGS = ["sweep", "--problem", "least_squares", "--n-samples", "320", "--dim", "8",

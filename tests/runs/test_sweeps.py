@@ -178,10 +178,11 @@ def test_cli_sweep_two_by_two_with_two_seeds_then_rerun_reuses_everything(store)
             "--seed", "0", "1"]
     first = run_cli(*args)
     assert first.returncode == 0, first.stderr
-    lines = first.stdout.strip().splitlines()
+    *lines, verdict = first.stdout.strip().splitlines()
     assert lines[0].split()[:2] == ["cell", "seeds"] and len(lines) == 2 + 5
     assert "SGD B=16 (baseline)" in lines[2] and "delta=1, B_max=256, R=1" in lines[-1]
     assert all(" 2/2 " in line for line in lines[2:])
+    assert verdict.startswith("The fastest cell, delta=") and "(mean over 2 seeds)" in verdict
     runs = store.list_runs()
     assert len(runs) == 10 and {r["status"] for r in runs} == {"completed"}
     assert len({r["group"] for r in runs}) == 1 and runs[0]["group"].startswith("sweep:")

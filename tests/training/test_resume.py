@@ -13,9 +13,9 @@ from divebatch.runs import jobs
 from divebatch.config import RunConfig
 from divebatch.runs.store import RunStore
 from divebatch.training.trainer import LocalControl, Trainer, train
+from divebatch.training.trainer import TIMING_FIELDS
 from test_images import make_cifar10_binary
 
-TIMINGS = ("train_time", "wall_time", "step_ms")
 TINY = dict(problem="least_squares", n_samples=300, dim=8, epochs=7, batch_size=4,
             max_batch_size=64, resize_every=2)
 
@@ -23,7 +23,7 @@ TINY = dict(problem="least_squares", n_samples=300, dim=8, epochs=7, batch_size=
 def comparable(records):
     """Records without their timings, as dicts (EpochRecords or stored rows)."""
     rows = [r if isinstance(r, dict) else r.to_dict() for r in records]
-    return [{k: v for k, v in row.items() if k not in TIMINGS} for row in rows]
+    return [{k: v for k, v in row.items() if k not in TIMING_FIELDS} for row in rows]
 
 
 def hot_change_at(epoch, control, **hot):
