@@ -236,8 +236,11 @@ def test_warm_start_step_by_step_pause_pace_and_delete_one(warm_server, page):
     page.get_by_text("Step by step (pauses after each epoch)").click()
     time.sleep(1)  # the segmented control's rerun
     start.click()
+    # plotly.js's decoded traces (_fullData): the figures send numpy arrays base64-encoded,
+    # so the raw e.data holds {dtype, bdata}, not a list; the legend's points are NaN
     first_point = "() => [...document.querySelectorAll('.js-plotly-plot')]" \
-                  ".some(e => (e.data || []).some(t => t.x && t.x.length > 0))"
+                  ".some(e => (e._fullData || []).some(t => t.x && " \
+                  "Array.from(t.x).some(Number.isFinite)))"
     page.wait_for_function(first_point, timeout=WAIT_MS)
     [run] = store.list_runs()
     assert run["worker_pid"] == warm_pid  # the warm worker took it: no start-up to wait for
