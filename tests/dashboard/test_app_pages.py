@@ -104,8 +104,8 @@ def test_start_watch_hot_change_stop_and_delete(store):
     assert any(e["kind"] == "hot_change" for e in store.events(run_id))
 
     at.button(key="syn_stop").click().run()
-    poll(at, lambda: store.get_run(run_id)["status"] == "stopped", "the run to stop")
-    assert "idle" in texts(at.caption)
+    poll(at, lambda: store.get_run(run_id)["status"] == "stopped"
+         and "idle" in texts(at.caption), "the run to stop and the panel to say idle")
     kept = len(store.records(run_id))
 
     at.switch_page("app_pages/runs.py").run()

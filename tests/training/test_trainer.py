@@ -85,7 +85,7 @@ def test_chart_probe_changes_no_training_and_is_recorded_apart():
 
 
 def test_probe_time_is_kept_out_of_train_time(monkeypatch):
-    def slow_probe(self):
+    def slow_probe(self, max_chunk):
         time.sleep(0.5)
         return 1.0
     monkeypatch.setattr(DiversityProbe, "measure", slow_probe)
