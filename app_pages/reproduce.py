@@ -4,7 +4,8 @@ import streamlit as st
 
 from dashboard import roles
 from dashboard.common import open_store
-from dashboard.experiment import backend_controls, chosen_backend, group_progress
+from dashboard.experiment import (backend_controls, chosen_backend, form_and_message,
+                                  group_progress)
 from divebatch.runs import reproduce
 from divebatch.report import reproduce_report, sweep_figures as sweep_plots
 
@@ -60,13 +61,7 @@ def repro_form() -> None:
                               on_click=start_reproduction)
 
 
-roles.read_only_banner()
-if roles.can_change():
-    repro_form()
-
-if st.session_state.repro_message:
-    kind, text = st.session_state.repro_message
-    getattr(st, kind)(text)
+form_and_message(repro_form, "repro_message")
 
 earlier = reproduce.list_reproductions(store)
 if earlier and st.session_state.repro_spec is None:

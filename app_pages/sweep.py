@@ -4,7 +4,8 @@ import streamlit as st
 
 from dashboard import roles
 from dashboard.common import open_store
-from dashboard.experiment import backend_controls, chosen_backend, group_progress
+from dashboard.experiment import (backend_controls, chosen_backend, form_and_message,
+                                  group_progress)
 from divebatch.report import sweep_figures as sweep_plots
 from divebatch.runs import sweeps
 from divebatch.config import PROBLEMS
@@ -94,13 +95,7 @@ def sweep_form() -> None:
                               on_click=start_sweep)
 
 
-roles.read_only_banner()
-if roles.can_change():
-    sweep_form()
-
-if st.session_state.sweep_message:
-    kind, text = st.session_state.sweep_message
-    getattr(st, kind)(text)
+form_and_message(sweep_form, "sweep_message")
 
 earlier = sweeps.list_sweeps(store)
 if earlier:

@@ -56,3 +56,14 @@ def chosen_backend(prefix: str) -> RayBackend | None:
         return None
     return RayBackend(RayOptions(address=st.session_state[f"{prefix}_ray_address"].strip(),
                                  gpus_per_run=float(st.session_state[f"{prefix}_gpus_per_run"])))
+
+
+def form_and_message(draw_form, message_key: str) -> None:
+    """A Sweep / Reproduce page's start form (instructors only; viewers see why not), then
+    the message its last Start left in session state."""
+    roles.read_only_banner()
+    if roles.can_change():
+        draw_form()
+    if st.session_state[message_key]:
+        kind, text = st.session_state[message_key]
+        getattr(st, kind)(text)
