@@ -26,6 +26,7 @@ from divebatch.runs.store import ACTIVE_STATUSES
 from . import roles, shared, stale
 from .common import open_store, show_run_problems
 from .form import field_widget
+from .instructor import instructor_mode
 from .play import play_controls
 
 INTERVAL_HOLD_S = 10.0
@@ -61,7 +62,7 @@ def chart_options(prefix: str) -> ChartOptions:
     smoothing = cols[3].slider("Smoothing (EMA)", 0.0, 0.95, step=0.05,
                                key=f"{prefix}_smoothing", persist_state="session")
     return ChartOptions(x_axis=x_axis, log_y=log_y, smoothing=smoothing,
-                        diversity_view=view)
+                        diversity_view=view, projector=instructor_mode())
 
 
 def live_panel(prefix: str, run_ids: list[int]) -> None:
@@ -138,6 +139,8 @@ def draw_charts(prefix: str, snap: shared.Snapshot, options: ChartOptions) -> No
     if notes:
         st.caption(" ".join(notes))
     figures = [(name, chart) for name, chart in charts if not isinstance(chart, str)]
+    if options.projector:  # the 2x2 grid on screen is diversity, batch size, loss, accuracy
+        figures.sort(key=lambda item: item[0] == "lr")
     data = snap.run_data()
     columns = st.columns(2)
     for index, (name, figure) in enumerate(figures):

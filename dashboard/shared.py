@@ -125,7 +125,7 @@ def charts(snap: Snapshot, options: ChartOptions) -> tuple[go.Figure, tuple]:
                        < REBUILD_EVERY_S):  # a finished run's last epoch is never held back
             return latest[2]
     data = snap.run_data()
-    built = (_frozen(plots.legend_spec(data)),
+    built = (_frozen(plots.legend_spec(data, options)),
              tuple((name, chart if isinstance(chart, str) else _frozen(chart))
                    for name, chart in plots.figure_specs(data, options).items()))
     with _lock:

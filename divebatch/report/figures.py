@@ -45,6 +45,9 @@ CHARTS = {"diversity": "Gradient diversity (fixed probe after each epoch, not ti
           "val_acc": "Validation accuracy"}
 
 CHART_HEIGHT = 320
+# A projector (1280x720) shows the 2x2 grid whole: lower charts, larger type.
+PROJECTOR_CHART_HEIGHT = 236
+PROJECTOR_FONT_SCALE = 1.3
 
 
 @dataclass
@@ -65,6 +68,14 @@ class ChartOptions:
     log_y: bool = False                # log-scale y (not applied to accuracy)
     smoothing: float = 0.0             # EMA weight of the past, 0 <= smoothing < 1
     diversity_view: str = "diversity"  # one of DIVERSITY_VIEWS
+    projector: bool = False            # instructor mode: charts sized for 1280x720
+
+    @property
+    def height(self) -> int:
+        return PROJECTOR_CHART_HEIGHT if self.projector else CHART_HEIGHT
+
+    def font_size(self, size: float) -> int:
+        return round(size * (PROJECTOR_FONT_SCALE if self.projector else 1.0))
 
     def __post_init__(self):
         if self.x_axis not in X_AXES:
@@ -215,8 +226,9 @@ def _figure(title: str, y_title: str, options: ChartOptions, log_y: bool, traces
             runs: list[RunData], shapes: tuple[list, list] = ([], [])) -> dict:
     marks, notes = _hot_change_marks(runs, options)
     return dict(data=traces, layout=dict(
-        template=TEMPLATE, title=dict(text=title, x=0.0, font=dict(size=15)),
-        height=CHART_HEIGHT, margin=dict(l=10, r=10, t=40, b=10), showlegend=False,
+        template=TEMPLATE, title=dict(text=title, x=0.0, font=dict(size=options.font_size(15))),
+        font=dict(size=options.font_size(12)),
+        height=options.height, margin=dict(l=10, r=10, t=40, b=10), showlegend=False,
         xaxis=dict(title=dict(text=X_AXES[options.x_axis])),
         yaxis=dict(title=dict(text=y_title), type="log" if log_y else "linear",
                    **({"dtick": 1, "exponentformat": "power"} if log_y else {})),
@@ -366,9 +378,10 @@ def _accuracy(runs: list[RunData], options: ChartOptions) -> dict:
     return _figure(CHARTS["val_acc"], "validation accuracy (%)", options, False, traces, runs)
 
 
-def legend_spec(runs: list[RunData]) -> dict:
+def legend_spec(runs: list[RunData], options: ChartOptions | None = None) -> dict:
     """The one legend for every chart of the panel: each run in its method's colour and
     dash (with the hot values in force), then the keys of the marks the charts use."""
+    options = options or ChartOptions()
     grey = _Style("#555555", "solid")
     traces = [_trace([None], [None], chart_label(d), s, y_label="")
               for d, s in zip(runs, _styles(runs))]
@@ -385,11 +398,12 @@ def legend_spec(runs: list[RunData]) -> dict:
     for trace in traces:
         trace.update(mode="markers" if trace["mode"] == "markers" else "lines",
                      hoverinfo="skip", hovertemplate=None)
-    rows = math.ceil(len(traces) / 4)
+    rows = math.ceil(len(traces) / (3 if options.projector else 4))
     return dict(data=traces, layout=dict(
-        template=TEMPLATE, height=20 + 26 * rows, margin=dict(l=0, r=0, t=0, b=0),
+        template=TEMPLATE, height=20 + options.font_size(26) * rows,
+        margin=dict(l=0, r=0, t=0, b=0),
         showlegend=True, legend=dict(orientation="h", x=0, y=1, yanchor="top",
-                                     font=dict(size=13), itemclick=False,
+                                     font=dict(size=options.font_size(13)), itemclick=False,
                                      itemdoubleclick=False),
         xaxis=dict(visible=False), yaxis=dict(visible=False)))
 

@@ -244,6 +244,8 @@ def test_warm_start_step_by_step_pause_pace_and_delete_one(warm_server, page):
     page.wait_for_function(first_point, timeout=WAIT_MS)
     [run] = store.list_runs()
     assert run["worker_pid"] == warm_pid  # the warm worker took it: no start-up to wait for
+    assert_the_chart_grid_fits_the_projector(page)
+    screenshot(page, "synthetic_lab_instructor_1280x720", height=720, width=1280)
 
     from divebatch.runs.jobs import is_paused
     wait_until(lambda: is_paused(store, run["id"]), "the pause after epoch 1")
@@ -251,7 +253,6 @@ def test_warm_start_step_by_step_pause_pace_and_delete_one(warm_server, page):
     page.reload()  # the buttons show the state of the last page run
     resume = page.get_by_role("button", name="Resume")
     resume.wait_for(timeout=WAIT_MS)
-    screenshot(page, "synthetic_lab_instructor_1280x720", height=720, width=1280)
     page.get_by_role("button", name="Step").click()
     wait_until(lambda: len(store.records(run["id"])) == 2 and is_paused(store, run["id"]),
                "one more epoch, then paused again")
@@ -279,3 +280,19 @@ def test_warm_start_step_by_step_pause_pace_and_delete_one(warm_server, page):
     page.get_by_role("button", name="Delete").click()
     page.get_by_text(f"Deleted run #{run['id']} and its records.").wait_for(timeout=WAIT_MS)
     assert store.get_run(run["id"]) is None and store.get_run(other) is not None
+
+
+def assert_the_chart_grid_fits_the_projector(page) -> None:
+    """After Start in instructor mode the page scrolls to the charts, and the legend and the
+    2x2 grid under it lie inside the 1280x720 window."""
+    boxes = "() => [...document.querySelectorAll('[data-testid=stPlotlyChart]')]" \
+            ".map(e => e.getBoundingClientRect()).map(r => [r.top, r.bottom, r.width])"
+
+    def grid_in_view():
+        shown = [box for box in page.evaluate(boxes) if box[2] > 0]
+        return len(shown) >= 5 and all(0 <= top and bottom <= 720
+                                       for top, bottom, _ in shown[:5])
+    try:
+        wait_until(grid_in_view, "the legend and the 2x2 grid inside 1280x720", timeout=20)
+    except AssertionError as error:
+        raise AssertionError(f"{error}; charts (top, bottom, width): {page.evaluate(boxes)}")

@@ -122,6 +122,18 @@ def test_shared_legend_names_every_run_and_the_train_loss_key():
     assert legend.layout.showlegend and not legend.layout.xaxis.visible
 
 
+def test_projector_charts_are_lower_with_larger_type():
+    data = [RunData(run(), RECORDS)]
+    wall = plots.figures(data, ChartOptions())["loss"]
+    projector = plots.figures(data, ChartOptions(projector=True))["loss"]
+    assert (wall.layout.height, projector.layout.height) == (320, 236)
+    assert projector.layout.font.size > wall.layout.font.size
+    assert projector.layout.title.font.size > wall.layout.title.font.size
+    legend_font = [plots.legend_spec(data, ChartOptions(projector=on))["layout"]["legend"]
+                   ["font"]["size"] for on in (False, True)]
+    assert legend_font[1] > legend_font[0]
+
+
 def test_constant_learning_rate_collapses_to_a_note():
     charts = plots.figures([RunData(run(), RECORDS)], ChartOptions())
     assert charts["lr"] == "Learning rate: 0.1 in every epoch of every run shown."
