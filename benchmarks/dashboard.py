@@ -54,15 +54,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.serve import dashboard_server, launch_chromium, server_pid  # noqa: E402
+from benchmarks.serve import FIRST_POINT, dashboard_server, launch_chromium, server_pid  # noqa: E402
 from divebatch.runs.store import RunStore  # noqa: E402
 
 N_RUNS, N_EPOCHS, N_TRAIN = 100, 200, 8000
 METHODS = ({"method": "sgd", "batch_size": 32}, {"method": "divebatch", "batch_size": 32},
            {"method": "adabatch", "batch_size": 32}, {"method": "sgd", "batch_size": 1024})
 RUNS_PAGE_TARGET_S, FRAGMENT_TARGET_S, START_TARGET_S = 1.0, 0.3, 2.0
-FIRST_POINT = "() => [...document.querySelectorAll('.js-plotly-plot')]" \
-              ".some(e => (e.data || []).some(t => t.x && t.x.length > 0))"
 START_CASES = (("Synthetic lab (convex preset)", "synthetic", {}),
                ("Image lab (digits, 10 epochs)", "images", {"epochs": "10"}))
 

@@ -16,6 +16,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
+# In the browser: some chart shows a finite point. plotly.js's decoded traces (_fullData):
+# the figures send numpy arrays base64-encoded, so the raw `e.data` holds {dtype, bdata}, not
+# a list; the shared legend's points are NaN.
+FIRST_POINT = ("() => [...document.querySelectorAll('.js-plotly-plot')]"
+               ".some(e => (e._fullData || []).some(t => t.x && "
+               "Array.from(t.x).some(Number.isFinite)))")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                  "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]

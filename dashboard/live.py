@@ -30,6 +30,8 @@ from .instructor import instructor_mode
 from .play import play_controls
 
 INTERVAL_HOLD_S = 10.0
+FIRST_POINT_POLL_S = 0.2  # the refresh while a just-started run has no epoch yet
+FIRST_POINT_WAIT_S = 30.0  # ... for at most this long after it started
 def run_picker(prefix: str, candidates: list[dict], title: str = "Runs on the charts"
                ) -> list[int]:
     """Multiselect of run ids (state "<prefix>_shown"); unknown ids are dropped."""
@@ -72,6 +74,7 @@ def live_panel(prefix: str, run_ids: list[int]) -> None:
     if not snap.runs:
         st.info("No run on the charts yet. " + ("Start one above, or pick stored runs to "
                 "overlay." if roles.can_change() else "Pick stored runs to watch."))
+        preload_chart_code(prefix)
         return
     active = [run for run in snap.runs if run["status"] in ACTIVE_STATUSES]
     if roles.can_change():
@@ -80,7 +83,7 @@ def live_panel(prefix: str, run_ids: list[int]) -> None:
         st.caption(roles.READ_ONLY_NOTE)
     options = chart_options(prefix)
     statuses = {run["id"]: run["status"] for run in snap.runs}
-    every = shared.refresh_interval() if active else None
+    every = _interval(snap)
     stale.watch()
     st.fragment(run_every=every)(_charts)(prefix, statuses, options, every)
     st.caption(f"Share these charts: `/runs?runs={','.join(map(str, statuses))}` on this "
@@ -92,12 +95,13 @@ def _charts(prefix: str, statuses: dict[int, str], options: ChartOptions,
     started, started_cpu = time.perf_counter(), time.thread_time()
     store = open_store()
     shared.dispatch(store)  # start queued runs as slots free up; mark dead workers
-    snap = shared.snapshot(store, list(statuses))
+    snap = shared.snapshot(store, list(statuses),
+                           max_age_s=0.0 if every == FIRST_POINT_POLL_S else None)
     runs = list(snap.runs)
-    if {run["id"]: run["status"] for run in runs} != statuses:
+    if _statuses_changed(statuses, {run["id"]: run["status"] for run in runs}, every):
         st.rerun()  # a run started, ended or vanished: redraw controls and charts together
-    if every and _interval_changed(prefix, every):
-        st.rerun()  # the server got busier or calmer: a new timer needs a full rerun
+    if every and _interval_changed(prefix, every, snap):
+        st.rerun()  # a new timer needs a full rerun
     show_run_problems(runs, store)
     for run in runs:
         if run["status"] == "running":
@@ -106,10 +110,13 @@ def _charts(prefix: str, statuses: dict[int, str], options: ChartOptions,
             st.progress(fraction, text=text)
     if any(snap.records.values()):
         draw_charts(prefix, snap, options)
+        if every == FIRST_POINT_POLL_S:
+            st.session_state[f"{prefix}_first_drawn"] = True
         if len(runs) > 1:
             comparison(runs, {run_id: list(rows) for run_id, rows in snap.records.items()})
     else:
         st.caption("The charts appear when the first epoch ends.")
+        preload_chart_code(prefix)
     stamp = time.strftime("%H:%M:%S") + f".{int(time.time() * 1000) % 1000:03d}"
     col_note, col_button = st.columns([5, 1], vertical_alignment="center")
     took, cpu = time.perf_counter() - started, time.thread_time() - started_cpu
@@ -119,12 +126,45 @@ def _charts(prefix: str, statuses: dict[int, str], options: ChartOptions,
     col_button.button("Refresh", key=f"{prefix}_refresh", width="stretch")
 
 
-def _interval_changed(prefix: str, every: float) -> bool:
-    """Whether the refresh interval should change now (at most once per INTERVAL_HOLD_S, so
-    a load near a threshold cannot cause a full rerun on every update)."""
+def _statuses_changed(shown: dict[int, str], now: dict[int, str], every: float | None
+                      ) -> bool:
+    """Whether the runs' statuses changed since the page drew its controls. While the first
+    point is awaited a queued run that started does not count: its first point comes first,
+    the controls follow with the rerun that ends the fast poll."""
+    if every == FIRST_POINT_POLL_S and now.keys() == shown.keys():
+        return any(now[i] != shown[i] and (shown[i], now[i]) != ("queued", "running")
+                   for i in now)
+    return now != shown
+
+
+def _interval(snap: shared.Snapshot) -> float | None:
+    """Seconds between chart updates: none while no shown run is active, FIRST_POINT_POLL_S
+    while a run has just started and has no epoch yet (so its first point shows at once),
+    else the server's load-dependent interval."""
+    if not any(run["status"] in ACTIVE_STATUSES for run in snap.runs):
+        return None
+    now = time.time()
+    awaiting = any(run["status"] in ACTIVE_STATUSES and not snap.records[run["id"]]
+                   and now - (run["started_at"] or run["created_at"]) < FIRST_POINT_WAIT_S
+                   for run in snap.runs)
+    return FIRST_POINT_POLL_S if awaiting else shared.refresh_interval()
+
+
+def _interval_changed(prefix: str, every: float, snap: shared.Snapshot) -> bool:
+    """Whether the refresh interval should change now: into the fast first-point poll at
+    once, out of it once the first point is drawn, otherwise at most once per
+    INTERVAL_HOLD_S (a load near a threshold must not cause a full rerun on every update)."""
+    wanted = _interval(snap)
+    if wanted is None or wanted == every:
+        return False
+    if every == FIRST_POINT_POLL_S:
+        drawn = st.session_state.pop(f"{prefix}_first_drawn", False)
+        return drawn or not any(snap.records.values())
+    if wanted == FIRST_POINT_POLL_S:
+        return True
     key = f"{prefix}_interval_since"
     since = st.session_state.setdefault(key, time.monotonic())
-    if shared.refresh_interval() == every or time.monotonic() - since < INTERVAL_HOLD_S:
+    if time.monotonic() - since < INTERVAL_HOLD_S:
         return False
     st.session_state[key] = time.monotonic()
     return True
@@ -147,6 +187,13 @@ def draw_charts(prefix: str, snap: shared.Snapshot, options: ChartOptions) -> No
         with columns[index % 2]:
             st.plotly_chart(figure, key=f"{prefix}_chart_{name}",
                             config=plots.png_config(name, data))
+
+
+def preload_chart_code(prefix: str) -> None:
+    """An empty chart 10 pixels high: the browser loads and compiles plotly.js (Streamlit fetches
+    it with the first chart of a page, about a second) before the first epoch arrives."""
+    st.plotly_chart(plots.BLANK, key=f"{prefix}_chart_preload",
+                    config={"staticPlot": True, "displayModeBar": False})
 
 
 def comparison(runs: list[dict], records: dict[int, list[dict]]) -> None:

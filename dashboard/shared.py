@@ -69,13 +69,16 @@ class Snapshot:
                 for run in self.runs]
 
 
-def snapshot(store: RunStore, run_ids: list[int]) -> Snapshot:
-    """The runs' state, read at most once per SNAPSHOT_TTL_S for the same runs; a run's
-    records are decoded again only when its record count or last epoch changed."""
+def snapshot(store: RunStore, run_ids: list[int], max_age_s: float | None = None
+             ) -> Snapshot:
+    """The runs' state, read at most once per SNAPSHOT_TTL_S (or `max_age_s`) for the same
+    runs; a run's records are decoded again only when its record count or last epoch
+    changed."""
     key = (str(store.path), tuple(run_ids))
+    max_age_s = SNAPSHOT_TTL_S if max_age_s is None else max_age_s
     with _lock:
         cached = _snapshots.get(key)
-    if cached and time.monotonic() - cached.read_at < SNAPSHOT_TTL_S:
+    if cached and time.monotonic() - cached.read_at < max_age_s:
         return cached
     fresh = _read_snapshot(store, run_ids)
     with _lock:

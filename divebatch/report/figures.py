@@ -209,6 +209,9 @@ def _g(value) -> str:
 # chart on every viewer's update.
 
 TEMPLATE = {"layout": {"hovermode": "closest"}}
+BLANK = {"data": [{"type": "scatter", "x": [], "y": [], "hoverinfo": "skip"}],  # no points
+         "layout": {"height": 10, "margin": dict(l=0, r=0, t=0, b=0),
+                    "xaxis": {"visible": False}, "yaxis": {"visible": False}}}
 MISSING = float("nan")
 
 

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from conftest import stop_runs_and_wait
-from benchmarks.serve import CHROMIUM, dashboard_server, launch_chromium, server_pid
+from benchmarks.serve import (CHROMIUM, FIRST_POINT, dashboard_server, launch_chromium,
+                              server_pid)
 from divebatch.runs.store import RunStore
 
 pytestmark = pytest.mark.browser
@@ -50,13 +51,13 @@ def page():
     with sync_api.sync_playwright() as playwright:
         browser = launch_chromium(playwright)
         try:
-            yield browser.new_page(viewport={"width": 1400, "height": 1000},
+            yield browser.new_page(viewport={"width": 1440, "height": 900},
                                    accept_downloads=True)
         finally:
             browser.close()
 
 
-def screenshot(page, name: str, height: int = 1000, width: int = 1400) -> None:
+def screenshot(page, name: str, height: int = 900, width: int = 1440) -> None:
     """The whole page: Streamlit scrolls inside its main area, so grow the viewport."""
     SHOTS.mkdir(parents=True, exist_ok=True)
     before = page.viewport_size
@@ -127,13 +128,15 @@ def test_race_live_hot_change_stop_and_export(server, page):
     page.locator("[data-testid=stPlotlyChart]").nth(3).wait_for(timeout=WAIT_MS)
     screenshot(page, "runs", height=2300)
 
-    for name, path, marker in (("home", "", "How it works"),
-                               ("image_lab", "images", "Datasets"),
-                               ("synthetic_lab_instructor", "synthetic?instructor=1",
-                                "Synthetic lab")):
+    for name, path, marker, height in (
+            ("home", "", "How it works", 900), ("learn", "learn", "4. From diversity to a "
+                                                "batch size", 2600),
+            ("image_lab", "images", "Datasets", 1500), ("sweep", "sweep", "Sweep", 1500),
+            ("reproduce", "reproduce", "Reproduce the paper", 1500),
+            ("synthetic_lab_instructor", "synthetic?instructor=1", "Synthetic lab", 900)):
         page.goto(f"{url}/{path}")
         page.get_by_text(marker, exact=True).first.wait_for(timeout=WAIT_MS)
-        screenshot(page, name, height=1500 if name == "image_lab" else 1000)
+        screenshot(page, name, height=height)
     assert page.get_by_text("Advanced settings").count() == 0  # instructor mode
 
 
@@ -236,12 +239,7 @@ def test_warm_start_step_by_step_pause_pace_and_delete_one(warm_server, page):
     page.get_by_text("Step by step (pauses after each epoch)").click()
     time.sleep(1)  # the segmented control's rerun
     start.click()
-    # plotly.js's decoded traces (_fullData): the figures send numpy arrays base64-encoded,
-    # so the raw e.data holds {dtype, bdata}, not a list; the legend's points are NaN
-    first_point = "() => [...document.querySelectorAll('.js-plotly-plot')]" \
-                  ".some(e => (e._fullData || []).some(t => t.x && " \
-                  "Array.from(t.x).some(Number.isFinite)))"
-    page.wait_for_function(first_point, timeout=WAIT_MS)
+    page.wait_for_function(FIRST_POINT, timeout=WAIT_MS)
     [run] = store.list_runs()
     assert run["worker_pid"] == warm_pid  # the warm worker took it: no start-up to wait for
     assert_the_chart_grid_fits_the_projector(page)

@@ -1,0 +1,52 @@
+"""The live panel's refresh interval: a fast poll until a just-started run's first epoch."""
+
+import time
+
+import pytest
+
+from dashboard import live, shared
+
+
+def snap(*runs):
+    return shared.Snapshot(read_at=0.0, runs=tuple(run for run, _ in runs),
+                           records={run["id"]: records for run, records in runs},
+                           events={}, progress={}, version=())
+
+
+def run(run_id, status="running", started_ago=1.0):
+    now = time.time()
+    return {"id": run_id, "status": status, "created_at": now - started_ago - 0.5,
+            "started_at": None if status == "queued" else now - started_ago}
+
+
+@pytest.fixture(autouse=True)
+def calm_server(monkeypatch):
+    monkeypatch.setattr(shared, "refresh_interval", lambda: 1.0)
+
+
+def test_no_active_run_means_no_refresh():
+    assert live._interval(snap((run(1, "completed"), ({"epoch": 1},)))) is None
+
+
+def test_a_just_started_run_without_an_epoch_is_polled_fast():
+    assert live._interval(snap((run(1), ()))) == live.FIRST_POINT_POLL_S
+    assert live._interval(snap((run(1, "queued"), ()))) == live.FIRST_POINT_POLL_S
+
+
+def test_the_fast_poll_ends_at_the_first_epoch_or_after_the_wait():
+    assert live._interval(snap((run(1), ({"epoch": 1},)))) == 1.0
+    late = run(1, started_ago=live.FIRST_POINT_WAIT_S + 1)
+    assert live._interval(snap((late, ()))) == 1.0
+
+
+def test_one_new_run_among_running_ones_is_enough():
+    older = (run(1, started_ago=100), ({"epoch": 1},))
+    assert live._interval(snap(older, (run(2), ()))) == live.FIRST_POINT_POLL_S
+
+
+def test_a_queued_run_starting_waits_for_its_first_point_before_a_rerun():
+    fast, queued, running = live.FIRST_POINT_POLL_S, {1: "queued"}, {1: "running"}
+    assert not live._statuses_changed(queued, running, fast)
+    assert live._statuses_changed(queued, running, 1.0)
+    assert live._statuses_changed(running, {1: "completed"}, fast)
+    assert live._statuses_changed(running, {}, fast)
