@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from divebatch.training import checkpoint
 from divebatch.config import HOT_FIELDS, RunConfig
+from divebatch.runs.processes import pid_alive, started_after
 from divebatch.runs.store import RunStore
 
 if TYPE_CHECKING:  # the trainer (and torch) is imported only where a run is trained
@@ -36,7 +37,6 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 CLAIM_TIMEOUT_S = 60.0  # a claimed run with no worker after this long was abandoned
 RESUMABLE_STATUSES = ("interrupted", "failed", "stopped")
 PLAY_CONTROLS = ("pause", "resume", "step")
-PID_CLOCK_SLACK_S = 2.0  # /proc start times are whole-second boot time plus clock ticks
 WARM_POOL_DEFAULT = 1  # warm workers kept waiting ($DIVEBATCH_WARM_WORKERS; 0: none)
 RACE_GROUP_PREFIX = "race "  # a group named so is a race: one warm worker interleaves it
 
@@ -321,7 +321,7 @@ def stop_warm_workers(store: RunStore) -> None:
 def _worker_gone(worker: dict) -> bool:
     if worker["pid"] is None:  # its dispatcher died before it could start it
         return time.time() - worker["created_at"] > CLAIM_TIMEOUT_S
-    return not pid_alive(worker["pid"]) or _started_after(worker["pid"], worker["created_at"])
+    return not pid_alive(worker["pid"]) or started_after(worker["pid"], worker["created_at"])
 
 
 def submit(store: RunStore, config: RunConfig, name: str = "", group: str = "") -> int:
@@ -394,46 +394,6 @@ def is_paused(store: RunStore, run_id: int) -> bool:
     return bool((store.get_progress(run_id) or {}).get("paused"))
 
 
-def pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        waited, _ = os.waitpid(pid, os.WNOHANG)  # reap our own finished children
-        if waited == pid:
-            return False
-    except ChildProcessError:
-        pass  # not our child: fall through to the signal probe
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return not _is_zombie(pid)
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return False
-
-
-def _started_after(pid: int, moment: float) -> bool:
-    """True if process `pid` began after `moment` (unix seconds), so it is not the worker
-    that marked the run running but a newer process given the same pid (Linux /proc;
-    False where unknown)."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
-            ticks = int(handle.read().rsplit(")", 1)[1].split()[19])  # field 22: starttime
-        with open("/proc/stat", encoding="ascii") as handle:
-            boot = next(float(line.split()[1]) for line in handle if line.startswith("btime"))
-    except (OSError, IndexError, ValueError, StopIteration):
-        return False
-    return boot + ticks / os.sysconf("SC_CLK_TCK") > moment + PID_CLOCK_SLACK_S
-
-
 def reap(store: RunStore) -> list[int]:
     """Runs marked running whose worker is gone become `interrupted` (records kept)."""
     lost = [run["id"] for run in store.list_runs(status="running") if _lost(run)]
@@ -446,7 +406,7 @@ def reap(store: RunStore) -> list[int]:
 def _lost(run: dict) -> bool:
     if run["worker_pid"]:
         return not pid_alive(run["worker_pid"]) \
-            or _started_after(run["worker_pid"], run["started_at"] or run["created_at"])
+            or started_after(run["worker_pid"], run["started_at"] or run["created_at"])
     # claimed by a dispatcher that died before it could start the worker (or created as
     # running by a CLI process that has not yet marked it)
     return time.time() - (run["started_at"] or run["created_at"]) > CLAIM_TIMEOUT_S

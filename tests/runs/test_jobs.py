@@ -10,7 +10,7 @@ import subprocess
 import pytest
 import torch
 
-from divebatch.runs import jobs
+from divebatch.runs import jobs, processes
 from divebatch.config import RunConfig
 from divebatch.runs.store import RunStore
 
@@ -164,7 +164,7 @@ def test_a_warm_worker_takes_queued_runs_and_a_dead_one_is_replaced(
     wait_for(lambda: store.records(slow), 60, "the slow run's first epoch")
     assert store.get_run(slow)["worker_pid"] == warm["pid"]  # the same warm process
     os.kill(warm["pid"], signal.SIGKILL)
-    wait_for(lambda: not jobs.pid_alive(warm["pid"]), 10, "the kill")
+    wait_for(lambda: not processes.pid_alive(warm["pid"]), 10, "the kill")
     jobs.dispatch(store)  # reaps the run, forgets the worker, starts a new one
     assert store.get_run(slow)["status"] == "interrupted" and len(store.records(slow)) == 1
     new = wait_for(lambda: [w for w in store.workers() if w["pid"]], 10, "a new worker")[0]
@@ -318,7 +318,7 @@ def test_a_warm_worker_interleaves_a_race_and_its_kill_interrupts_every_run(
     assert {run["worker_pid"] for run in running} == {warm["pid"]}
     assert jobs.background_busy(running) == 1
     os.kill(warm["pid"], signal.SIGKILL)
-    wait_for(lambda: not jobs.pid_alive(warm["pid"]), 10, "the kill")
+    wait_for(lambda: not processes.pid_alive(warm["pid"]), 10, "the kill")
     jobs.dispatch(store)  # reaps the runs, forgets the worker, starts a new one
     for run_id in run_ids:
         assert store.get_run(run_id)["status"] == "interrupted"
