@@ -7,8 +7,6 @@ method *variant*: divebatch, adabatch, sgd_small, sgd_large) and persist across 
 
 from __future__ import annotations
 
-import time
-
 import streamlit as st
 
 from divebatch.runs import jobs
@@ -277,9 +275,8 @@ def _start(prefix: str, race: bool) -> None:
     store = open_store()
     try:
         if race:
-            group = f"race {config.problem} seed {config.seed} {time.strftime('%H:%M:%S')}"
-            ids = [jobs.submit(store, variant, group=group)
-                   for _, variant in race_configs(config)]
+            runs = [variant for _, variant in race_configs(config)]
+            ids = jobs.submit_race(store, runs)
         else:
             ids = [jobs.submit(store, config, name=config.name)]
     except ValueError as error:
@@ -287,21 +284,24 @@ def _start(prefix: str, race: bool) -> None:
         return
     start_paced(store, ids, pace)
     if race:
-        st.session_state[key(prefix, "start_note")] = race_note(store, config, len(ids))
+        st.session_state[key(prefix, "start_note")] = race_note(store, runs)
     st.session_state[key(prefix, "scroll")] = instructor_mode()
     shown = [] if race else st.session_state.get(key(prefix, "shown"), [])
     st.session_state[key(prefix, "shown")] = [*shown, *ids]
 
 
-def race_note(store, config: RunConfig, n_runs: int) -> str | None:
-    """Say plainly when a race's runs cannot all train at once, and about how long it takes."""
+def race_note(store, runs: list[RunConfig]) -> str | None:
+    """Say plainly how a race's runs share this machine, and about how long it takes."""
+    if jobs.race_interleaves(runs):
+        return (f"The {len(runs)} runs take turns in one worker, an epoch each, so all curves "
+                f"grow together; each run's training time counts only its own epochs.")
     slots = jobs.max_workers()
-    if slots >= n_runs:
+    if slots >= len(runs):
         return None
-    typical = jobs.typical_run_seconds(store, config)
-    rounds = -(-n_runs // slots)  # ceil
+    typical = jobs.typical_run_seconds(store, runs[0])
+    rounds = -(-len(runs) // slots)  # ceil
     about = f", about {typical * rounds:.0f} s in all" if typical else ""
-    return (f"This machine trains {slots} run(s) at a time, so the {n_runs} runs go one "
+    return (f"This machine trains {slots} run(s) at a time, so the {len(runs)} runs go one "
             f"after another{about}: each curve appears when its run starts.")
 
 

@@ -15,7 +15,7 @@ _EXPORTS = {
     "FixedBatch": "schedulers", "AdaBatch": "schedulers", "DiveBatch": "schedulers",
     "RunConfig": "config",
     "train": "training.trainer", "EpochRecord": "training.trainer",
-    "RunResult": "training.trainer", "LocalControl": "training.trainer",
+    "RunResult": "training.trainer", "LocalControl": "training.controls",
     "RunStore": "runs.store",
 }
 

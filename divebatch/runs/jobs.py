@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from divebatch.training import checkpoint
 from divebatch.config import HOT_FIELDS, RunConfig
+from divebatch.runs.processes import pid_alive, started_after
 from divebatch.runs.store import RunStore
 
 if TYPE_CHECKING:  # the trainer (and torch) is imported only where a run is trained
@@ -36,8 +37,8 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 CLAIM_TIMEOUT_S = 60.0  # a claimed run with no worker after this long was abandoned
 RESUMABLE_STATUSES = ("interrupted", "failed", "stopped")
 PLAY_CONTROLS = ("pause", "resume", "step")
-PID_CLOCK_SLACK_S = 2.0  # /proc start times are whole-second boot time plus clock ticks
 WARM_POOL_DEFAULT = 1  # warm workers kept waiting ($DIVEBATCH_WARM_WORKERS; 0: none)
+RACE_GROUP_PREFIX = "race "  # a group named so is a race: one warm worker interleaves it
 
 
 class StoreControl:
@@ -63,11 +64,40 @@ def execute_run(store: RunStore, run_id: int, on_epoch=None) -> RunResult | None
     completed or diverged. Any exception ends the run as "failed" with a one-line error;
     records so far are kept.
     """
-    from divebatch.training.trainer import train
+    _require_stored_run(store, run_id)
+    try:
+        outcome = prepare_run(store, run_id, on_epoch).run()
+    except Exception as error:  # the worker must record why it died, whatever it was
+        outcome = error
+    return finish_run(store, run_id, outcome)
 
-    run = store.get_run(run_id)
-    if run is None:
-        raise ValueError(f"run_id should be the id of a stored run, but got run_id={run_id}")
+
+def execute_group(store: RunStore, run_ids: list[int]) -> list[RunResult | None]:
+    """Train several stored runs in this process, taking turns an epoch at a time
+    (`divebatch.training.interleave`), each recorded as `execute_run` records it; an
+    exception ends only the run it came from. Returns the results in order (None: failed)."""
+    from divebatch.training.interleave import interleave
+    results: dict[int, RunResult | None] = {}
+    trainers, trained_ids = [], []
+    for run_id in [run_id for run_id in run_ids if store.get_run(run_id) is not None]:
+        try:
+            trainers.append(prepare_run(store, run_id))
+            trained_ids.append(run_id)
+        except Exception as error:  # noqa: BLE001 - recorded as this run's failure
+            results[run_id] = finish_run(store, run_id, error)
+
+    def finish(index: int, outcome) -> None:
+        results[trained_ids[index]] = finish_run(store, trained_ids[index], outcome)
+    interleave(trainers, on_end=finish)
+    return [results.get(run_id) for run_id in run_ids]
+
+
+def prepare_run(store: RunStore, run_id: int, on_epoch=None):
+    """Mark the run running in this process and build its Trainer, wired to the store
+    (records, progress, events, control rows, checkpoint) and continuing from its
+    checkpoint if it has records."""
+    from divebatch.training.trainer import Trainer
+    run = _require_stored_run(store, run_id)
     store.mark_running(run_id, os.getpid())
 
     def record_epoch(record):
@@ -79,23 +109,35 @@ def execute_run(store: RunStore, run_id: int, on_epoch=None) -> RunResult | None
         store.add_event(run_id, event["kind"], event["message"], epoch=event["epoch"],
                         payload=event["payload"])
 
-    try:
-        config = RunConfig.from_dict(run["config"])
-        path = checkpoint.run_checkpoint_path(store.path, run_id)
-        result = train(config, on_epoch=record_epoch, control=StoreControl(store, run_id),
-                       on_progress=lambda p: store.set_progress(run_id, p),
-                       on_event=record_event,
-                       on_start=lambda info: store.update_info(run_id, **info),
-                       checkpoint_path=path, resume_from=_resume_state(store, run_id, path))
-    except Exception as error:  # the worker must record why it died, whatever it was
-        store.add_event(run_id, "error", one_line(error),
-                        payload={"traceback": traceback.format_exc()})
-        store.mark_finished(run_id, "failed", one_line(error))
+    path = checkpoint.run_checkpoint_path(store.path, run_id)
+    return Trainer(RunConfig.from_dict(run["config"]), on_epoch=record_epoch,
+                   control=StoreControl(store, run_id),
+                   on_progress=lambda progress: store.set_progress(run_id, progress),
+                   on_event=record_event,
+                   on_start=lambda info: store.update_info(run_id, **info),
+                   checkpoint_path=path, resume_from=_resume_state(store, run_id, path))
+
+
+def finish_run(store: RunStore, run_id: int, outcome: RunResult | Exception
+               ) -> RunResult | None:
+    """Store how the run ended: its result (the checkpoint removed once nothing is left to
+    resume), or the exception that ended it as "failed" with a one-line error."""
+    if isinstance(outcome, Exception):
+        store.add_event(run_id, "error", one_line(outcome),
+                        payload={"traceback": "".join(traceback.format_exception(outcome))})
+        store.mark_finished(run_id, "failed", one_line(outcome))
         return None
-    if result.status in ("completed", "diverged"):  # nothing left to resume
-        checkpoint.remove(path)
-    store.mark_finished(run_id, result.status, result.message or None)
-    return result
+    if outcome.status in ("completed", "diverged"):
+        checkpoint.remove(checkpoint.run_checkpoint_path(store.path, run_id))
+    store.mark_finished(run_id, outcome.status, outcome.message or None)
+    return outcome
+
+
+def _require_stored_run(store: RunStore, run_id: int) -> dict:
+    run = store.get_run(run_id)
+    if run is None:
+        raise ValueError(f"run_id should be the id of a stored run, but got run_id={run_id}")
+    return run
 
 
 def _resume_state(store: RunStore, run_id: int, path: Path) -> dict | None:
@@ -118,9 +160,7 @@ def resume(store: RunStore, run_id: int) -> int:
     from the next epoch. Returns the epoch it continues after (0: no usable checkpoint, so
     it starts again from the beginning). ValueError if the run cannot be resumed."""
     reap(store)
-    run = store.get_run(run_id)
-    if run is None:
-        raise ValueError(f"run_id should be the id of a stored run, but got run_id={run_id}")
+    run = _require_stored_run(store, run_id)
     if run["status"] not in RESUMABLE_STATUSES:
         raise ValueError(f"only {', '.join(RESUMABLE_STATUSES)} runs can be resumed, but run "
                          f"{run_id} is {run['status']}")
@@ -196,9 +236,53 @@ def warm_can_take(run: dict, gpus: list[str]) -> bool:
 
 
 def background_busy(running: list[dict]) -> int:
-    """Worker slots held by background runs (queued, then claimed); runs started in the
-    foreground from the CLI do not count."""
-    return sum(processes_of(run) for run in running if run["info"].get("background"))
+    """Worker slots held by background runs (queued, then claimed): one per worker process,
+    however many runs it interleaves (a run with nproc = N counts N), and one per run whose
+    worker has not started yet; runs started in the foreground from the CLI count none."""
+    background = [run for run in running if run["info"].get("background")]
+    by_worker: dict[int, int] = {}
+    for run in background:
+        if run["worker_pid"]:
+            by_worker[run["worker_pid"]] = max(by_worker.get(run["worker_pid"], 0),
+                                               processes_of(run))
+    return sum(by_worker.values()) + sum(processes_of(run) for run in background
+                                         if not run["worker_pid"])
+
+
+def warm_claim(running: list[dict], queued: list[dict], gpus: list[str], limit: int
+               ) -> list[int]:
+    """The queued runs (oldest first) a free warm worker should claim now: the oldest one,
+    or every queued run of its race when it belongs to one that a warm worker can take
+    whole (they then take turns in that worker and hold one slot); none if the oldest run
+    is not for a warm worker or no slot is free."""
+    if not queued or not warm_can_take(queued[0], gpus):
+        return []  # the oldest run goes first; a dispatcher starts a worker for it
+    busy = background_busy(running)
+    if busy and busy + 1 > limit:
+        return []
+    return [run["id"] for run in _interleaved_race(queued[0], queued, gpus)]
+
+
+def _interleaved_race(oldest: dict, queued: list[dict], gpus: list[str]) -> list[dict]:
+    """The queued runs of `oldest`'s race if one warm worker can take them all, else
+    [oldest]."""
+    if not oldest["group"].startswith(RACE_GROUP_PREFIX):
+        return [oldest]
+    race = [run for run in queued if run["group"] == oldest["group"]]
+    return race if all(warm_can_take(run, gpus) for run in race) else [oldest]
+
+
+def race_interleaves(configs: list[RunConfig]) -> bool:
+    """Whether a race of these runs will train interleaved in one warm worker (a warm pool
+    exists here and a warm worker can take each run), rather than one run after another."""
+    gpus = gpu_ids()
+    return warm_pool_size(gpus) > 0 and all(
+        warm_can_take({"config": config.to_dict()}, gpus) for config in configs)
+
+
+def race_group(config: RunConfig) -> str:
+    """The group name of a new race on `config`'s problem and seed."""
+    return f"{RACE_GROUP_PREFIX}{config.problem} seed {config.seed} {time.strftime('%H:%M:%S')}"
 
 
 def keep_warm(store: RunStore, gpus: list[str] | None = None) -> None:
@@ -237,7 +321,7 @@ def stop_warm_workers(store: RunStore) -> None:
 def _worker_gone(worker: dict) -> bool:
     if worker["pid"] is None:  # its dispatcher died before it could start it
         return time.time() - worker["created_at"] > CLAIM_TIMEOUT_S
-    return not pid_alive(worker["pid"]) or _started_after(worker["pid"], worker["created_at"])
+    return not pid_alive(worker["pid"]) or started_after(worker["pid"], worker["created_at"])
 
 
 def submit(store: RunStore, config: RunConfig, name: str = "", group: str = "") -> int:
@@ -247,6 +331,18 @@ def submit(store: RunStore, config: RunConfig, name: str = "", group: str = "") 
                               group=group)
     dispatch(store)
     return run_id
+
+
+def submit_race(store: RunStore, configs: list[RunConfig]) -> list[int]:
+    """Validate and queue the runs of a race together (one transaction, so a warm worker
+    claims all of them or none), then start workers as the limit allows."""
+    for config in configs:
+        config.validate()
+    run_ids = store.create_runs([config.to_dict() for config in configs],
+                                names=[config.name for config in configs],
+                                group=race_group(configs[0]))
+    dispatch(store)
+    return run_ids
 
 
 def request_stop(store: RunStore, run_id: int) -> None:
@@ -298,46 +394,6 @@ def is_paused(store: RunStore, run_id: int) -> bool:
     return bool((store.get_progress(run_id) or {}).get("paused"))
 
 
-def pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        waited, _ = os.waitpid(pid, os.WNOHANG)  # reap our own finished children
-        if waited == pid:
-            return False
-    except ChildProcessError:
-        pass  # not our child: fall through to the signal probe
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return not _is_zombie(pid)
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return False
-
-
-def _started_after(pid: int, moment: float) -> bool:
-    """True if process `pid` began after `moment` (unix seconds), so it is not the worker
-    that marked the run running but a newer process given the same pid (Linux /proc;
-    False where unknown)."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
-            ticks = int(handle.read().rsplit(")", 1)[1].split()[19])  # field 22: starttime
-        with open("/proc/stat", encoding="ascii") as handle:
-            boot = next(float(line.split()[1]) for line in handle if line.startswith("btime"))
-    except (OSError, IndexError, ValueError, StopIteration):
-        return False
-    return boot + ticks / os.sysconf("SC_CLK_TCK") > moment + PID_CLOCK_SLACK_S
-
-
 def reap(store: RunStore) -> list[int]:
     """Runs marked running whose worker is gone become `interrupted` (records kept)."""
     lost = [run["id"] for run in store.list_runs(status="running") if _lost(run)]
@@ -350,7 +406,7 @@ def reap(store: RunStore) -> list[int]:
 def _lost(run: dict) -> bool:
     if run["worker_pid"]:
         return not pid_alive(run["worker_pid"]) \
-            or _started_after(run["worker_pid"], run["started_at"] or run["created_at"])
+            or started_after(run["worker_pid"], run["started_at"] or run["created_at"])
     # claimed by a dispatcher that died before it could start the worker (or created as
     # running by a CLI process that has not yet marked it)
     return time.time() - (run["started_at"] or run["created_at"]) > CLAIM_TIMEOUT_S

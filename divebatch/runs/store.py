@@ -158,14 +158,17 @@ class RunStore:
     def create_run(self, config: dict, name: str = "", status: str = "queued",
                    group: str = "", info: dict | None = None) -> int:
         """Store a new run with its full config (and `info`, if given); returns its id."""
-        if not isinstance(config, dict):
-            raise TypeError(f"config should be a dict (e.g. RunConfig.to_dict()), "
-                            f"but got {type(config).__name__}")
         _check_choice("status", status, STATUSES)
-        return self._write(lambda db: db.execute(
-            "INSERT INTO runs (name, grp, config, status, created_at, info) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (name, group, _dumps(config), status, time.time(), _dumps(info or {}))).lastrowid)
+        _check_config(config)
+        return self._write(lambda db: _insert_run(db, config, name, status, group, info))
+
+    def create_runs(self, configs: list[dict], names: list[str], group: str) -> list[int]:
+        """Store several queued runs of one group in one transaction (a claimer sees all of
+        them or none); returns their ids in order."""
+        for config in configs:
+            _check_config(config)
+        return self._write(lambda db: [_insert_run(db, config, name, "queued", group, None)
+                                       for config, name in zip(configs, names, strict=True)])
 
     def get_run(self, run_id: int) -> dict | None:
         """The run as a dict (config and info decoded), or None if there is no such run."""
@@ -211,25 +214,36 @@ class RunStore:
     def claim_next(self, choose: Callable[[list[dict], list[dict]], int | None],
                    pid: int | None = None, worker_id: int | None = None) -> int | None:
         """Atomically claim the queued run that `choose(running, queued)` names (running and
-        queued runs as dicts, queued oldest first; None: claim nothing): it becomes running
-        with worker `pid` (None until its dispatcher has started one) and info "background"
-        set; warm worker `worker_id`, if given, records it. Returns the run id or None.
+        queued runs as dicts, queued oldest first; None: claim nothing): see `claim_many`.
+        Returns the run id or None."""
+        def choose_one(running: list[dict], queued: list[dict]) -> list[int]:
+            run_id = choose(running, queued)
+            return [] if run_id is None else [run_id]
+        claimed = self.claim_many(choose_one, pid, worker_id)
+        return claimed[0] if claimed else None
+
+    def claim_many(self, choose: Callable[[list[dict], list[dict]], list[int]],
+                   pid: int | None = None, worker_id: int | None = None) -> list[int]:
+        """Atomically claim the queued runs that `choose(running, queued)` names (running and
+        queued runs as dicts, queued oldest first): they become running with worker `pid`
+        (None until its dispatcher has started one) and info "background" set; warm worker
+        `worker_id`, if given, records the first. Returns the ids claimed (those still queued).
         One write transaction: two claimers never take the same run, and `choose` sees every
         claim committed before its own (so it can enforce a limit on running runs)."""
-        def claim(db: sqlite3.Connection) -> int | None:
+        def claim(db: sqlite3.Connection) -> list[int]:
             running = [_run_dict(row) for row in db.execute(
                 f"SELECT {RUN_COLUMNS} FROM runs WHERE status = 'running'")]
-            queued = [_run_dict(row) for row in db.execute(
-                f"SELECT {RUN_COLUMNS} FROM runs WHERE status = 'queued' ORDER BY id")]
-            run_id = choose(running, queued)
-            picked = next((run for run in queued if run["id"] == run_id), None)
-            if picked is None:
-                return None
-            _update_run(db, run_id, status="running", started_at=time.time(), worker_pid=pid,
-                        info=_dumps({**picked["info"], "background": True}))
-            if worker_id is not None:
-                db.execute("UPDATE workers SET run_id = ? WHERE id = ?", (run_id, worker_id))
-            return run_id
+            queued = {run["id"]: run for run in (_run_dict(row) for row in db.execute(
+                f"SELECT {RUN_COLUMNS} FROM runs WHERE status = 'queued' ORDER BY id"))}
+            picked = [queued[run_id] for run_id in choose(running, list(queued.values()))
+                      if run_id in queued]
+            for run in picked:
+                _update_run(db, run["id"], status="running", started_at=time.time(),
+                            worker_pid=pid, info=_dumps({**run["info"], "background": True}))
+            if picked and worker_id is not None:
+                db.execute("UPDATE workers SET run_id = ? WHERE id = ?",
+                           (picked[0]["id"], worker_id))
+            return [run["id"] for run in picked]
         return self._write(claim)
 
     def cancel_queued(self, run_id: int) -> bool:
@@ -568,6 +582,20 @@ def _epoch_of(record: dict) -> int:
     except (KeyError, TypeError):
         raise ValueError(f"record should have an int 'epoch', "
                          f"but got epoch={record.get('epoch')!r}") from None
+
+
+def _check_config(config: Any) -> None:
+    if not isinstance(config, dict):
+        raise TypeError(f"config should be a dict (e.g. RunConfig.to_dict()), "
+                        f"but got {type(config).__name__}")
+
+
+def _insert_run(db: sqlite3.Connection, config: dict, name: str, status: str, group: str,
+                info: dict | None) -> int:
+    return db.execute("INSERT INTO runs (name, grp, config, status, created_at, info) "
+                      "VALUES (?, ?, ?, ?, ?, ?)",
+                      (name, group, _dumps(config), status, time.time(),
+                       _dumps(info or {}))).lastrowid
 
 
 def _require_run(db: sqlite3.Connection, run_id: int) -> None:

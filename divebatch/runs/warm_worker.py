@@ -6,10 +6,13 @@ click on Start gives the first chart point in well under a second of start-up.
 
 `jobs.keep_warm` reserves WORKER_ID in the store's workers table and starts the process; the
 process polls the queue every POLL_S seconds, claims the oldest queued run it can take with
-`RunStore.claim_next` (one transaction, which also checks the slot limit, so two warm workers
+`RunStore.claim_many` (one transaction, which also checks the slot limit, so two warm workers
 never take the same run nor exceed the limit) and trains it with `jobs.execute_run`, exactly
-as a worker started for that run would. It leaves after IDLE_EXIT_S seconds without a run, or
-when its row or its store is gone; a dashboard or a CLI dispatch starts a new one as needed.
+as a worker started for that run would. When that run belongs to a race it can take whole
+(`jobs.warm_claim`), it claims every queued run of the race and trains them with
+`jobs.execute_group`, an epoch each in turn, holding one worker slot. It leaves after
+IDLE_EXIT_S seconds without a run, or when its row or its store is gone; a dashboard or a CLI
+dispatch starts a new one as needed.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ def warm_up() -> None:
 
 
 def serve(store: RunStore, worker_id: int) -> None:
-    """Wait for queued runs and train them one after the other, until idle too long."""
+    """Wait for queued runs (or races) and train them, until idle too long."""
     warm_up()
     if not store.update_worker(worker_id, pid=os.getpid(), ready_at=time.time()):
         return  # forgotten while starting (its dispatcher thought it dead)
@@ -44,20 +47,19 @@ def serve(store: RunStore, worker_id: int) -> None:
     gpus = jobs.gpu_ids()
     limit = jobs.max_workers(gpus)
 
-    def choose(running: list[dict], queued: list[dict]) -> int | None:
-        """The oldest queued run, if this worker can take it and a slot is free."""
-        if not queued or not jobs.warm_can_take(queued[0], gpus):
-            return None  # the oldest run goes first; a dispatcher starts a worker for it
-        busy = jobs.background_busy(running)
-        return queued[0]["id"] if not busy or busy + 1 <= limit else None
+    def choose(running: list[dict], queued: list[dict]) -> list[int]:
+        return jobs.warm_claim(running, queued, gpus, limit)
 
     try:
         while time.monotonic() - idle_since < idle_limit and store.path.exists():
-            run_id = store.claim_next(choose, pid=os.getpid(), worker_id=worker_id)
-            if run_id is None:
+            run_ids = store.claim_many(choose, pid=os.getpid(), worker_id=worker_id)
+            if not run_ids:
                 time.sleep(POLL_S)
                 continue
-            jobs.execute_run(store, run_id)
+            if len(run_ids) == 1:
+                jobs.execute_run(store, run_ids[0])
+            else:
+                jobs.execute_group(store, run_ids)
             if not store.update_worker(worker_id, run_id=None):
                 return  # forgotten meanwhile: a new warm worker has taken its place
             jobs.dispatch(store)  # the freed slot may suit a run this worker cannot take

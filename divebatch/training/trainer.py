@@ -11,12 +11,13 @@ import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
 
 from divebatch.training import checkpoint
+from divebatch.training.controls import RunControls, Wait
 from divebatch.config import HOT_FIELDS, RunConfig
 from divebatch.data.problem import Problem, correct_predictions, per_sample_loss
 from divebatch.data.problems import load_problem
@@ -28,7 +29,6 @@ from divebatch.training.probe import DiversityProbe
 from divebatch.schedulers import AdaBatch, DiveBatch, FixedBatch
 
 EVAL_CHUNK = 4096  # validation samples per forward pass
-WAIT_POLL_S = 0.1  # control polls while waiting between epochs (pace, pause)
 
 
 # EpochRecord fields that measure the clock: they differ between two runs with equal results.
@@ -74,36 +74,6 @@ class RunResult:
     events: list[dict] = field(default_factory=list)
 
 
-class LocalControl:
-    """In-memory control channel: `stop()`, `set(**hot)`, `pause()`, `resume()`, `step()`
-    (one more epoch, then paused) and `pace(seconds)` from another thread."""
-
-    def __init__(self):
-        self._pending: list[dict] = []
-
-    def stop(self) -> None:
-        self._pending.append({"kind": "stop"})
-
-    def set(self, **hot) -> None:
-        self._pending.append({"kind": "set", "payload": hot})
-
-    def pause(self) -> None:
-        self._pending.append({"kind": "pause"})
-
-    def resume(self) -> None:
-        self._pending.append({"kind": "resume"})
-
-    def step(self) -> None:
-        self._pending.append({"kind": "step"})
-
-    def pace(self, pace_s: float) -> None:
-        self._pending.append({"kind": "pace", "payload": {"pace_s": pace_s}})
-
-    def poll(self) -> list[dict]:
-        pending, self._pending = self._pending, []
-        return pending
-
-
 def make_scheduler(config: RunConfig, optimizer: torch.optim.Optimizer, n_train: int):
     if config.method == "sgd":
         return FixedBatch(optimizer, batch_size=config.batch_size)
@@ -130,7 +100,7 @@ def make_lr_schedule(config: RunConfig, optimizer: torch.optim.Optimizer):
     return None
 
 
-class Trainer:
+class Trainer(RunControls):
     """One run's state; `train()` below is the public entry point."""
 
     def __init__(self, config: RunConfig, on_epoch=None, control=None, on_progress=None,
@@ -170,10 +140,7 @@ class Trainer:
         self.step = self.samples_seen = 0
         self.epochs_done = 0
         self.checkpoint_path = checkpoint_path  # written at the end of every epoch if set
-        self.stop_requested = False
-        self.paused = False  # waiting after an epoch until resume, step or stop
-        self.pause_requested = False  # pause at the next epoch boundary (or now, if at one)
-        self.pause_after_epoch = False  # "step" while paused: one more epoch, then pause
+        self.result: RunResult | None = None  # set when epochs() ends
         self.started = time.perf_counter()
         self._last_poll = 0.0
         self._apply_lr_multiplier(1.0, config.lr_multiplier)
@@ -215,6 +182,16 @@ class Trainer:
         return outputs.float()
 
     def run(self) -> RunResult:
+        """Train to the end, sleeping through the waits (pace, pause) between epochs."""
+        for piece in self.epochs():
+            if isinstance(piece, Wait):
+                time.sleep(piece.seconds)
+        return self.result
+
+    def epochs(self) -> Iterator[EpochRecord | Wait]:
+        """The run, one piece at a time: yields each finished epoch's record (stored and
+        checkpointed), then a `Wait` per control poll while pace or pause holds the run, so
+        the caller may train other runs meanwhile. `self.result` holds the outcome at the end."""
         status, message = "completed", ""
         try:
             for epoch in range(self.epochs_done + 1, self.config.epochs + 1):
@@ -244,16 +221,17 @@ class Trainer:
                 # after on_epoch, so a killed run resumes at or before its last stored record
                 if self.checkpoint_path and self.dist.is_main:
                     checkpoint.save(self.checkpoint_path, self.state_dict())
+                yield record
                 if epoch < self.config.epochs:
-                    self._wait_between_epochs(epoch, epoch_started)
+                    yield from self._waits_between_epochs(epoch, epoch_started)
                 if self.stop_requested:
                     status, message = "stopped", f"stopped after epoch {epoch}"
                     break
         finally:
             self.meter.detach()
             self.dist.close()
-        return RunResult(status, self.records, message, self.problem.n_train,
-                         self.meter.approximate, self.events)
+        self.result = RunResult(status, self.records, message, self.problem.n_train,
+                                self.meter.approximate, self.events)
 
     def state_dict(self) -> dict:
         """Everything needed to continue this run exactly after its last finished epoch, as
@@ -453,92 +431,6 @@ class Trainer:
             self.on_progress({"epoch": epoch, "batch": batch, "n_batches": n_batches,
                               "samples_seen": self.samples_seen, "step": self.step,
                               "epoch_seconds": time.perf_counter() - started})
-
-    def _handle_controls(self, epoch: int, epoch_end: bool) -> None:
-        if self.control is None:
-            return
-        for message in self.control.poll():
-            kind = message.get("kind")
-            if kind == "stop":
-                self.stop_requested = True
-            elif kind == "set":
-                self.apply_hot_changes(message.get("payload") or {}, epoch)
-            elif kind == "resume":
-                self.paused = self.pause_requested = self.pause_after_epoch = False
-            elif kind == "step" and self.paused:
-                self.paused, self.pause_after_epoch = False, True
-            elif kind in ("pause", "step"):  # a step while running pauses at the boundary
-                self.pause_requested = True
-            elif kind == "pace":
-                self._set_pace((message.get("payload") or {}).get("pace_s"), epoch)
-
-    def _set_pace(self, pace_s, epoch: int) -> None:
-        try:
-            self.config.replace(pace_s=pace_s).validate()
-        except (ValueError, TypeError) as error:
-            self._event("rejected", str(error).splitlines()[0], epoch, {"pace_s": pace_s})
-            return
-        self.config = self.config.replace(pace_s=pace_s)
-        self._event("pace", f"pace: each epoch lasts at least {pace_s:g} s" if pace_s
-                    else "pace: real time", epoch, {"pace_s": pace_s})
-
-    def _wait_between_epochs(self, epoch: int, epoch_started: float) -> None:
-        """Classroom pace and pause: wait, polling controls, until the epoch has lasted
-        `pace_s` seconds and the run is not paused (or a stop arrives). Waiting happens
-        outside every timed span, so it is never training time. Runs on one process only
-        (ranks would have to wait in step)."""
-        if self.dist.world_size > 1:
-            return
-        if self.pause_after_epoch:
-            self.pause_requested, self.pause_after_epoch = True, False
-        was_paused = False
-        while not self.stop_requested:
-            if self.pause_requested:
-                self.paused, self.pause_requested = True, False
-            if self.paused != was_paused:
-                self._pause_state(epoch, self.paused)
-                was_paused = self.paused
-            remaining = self.config.pace_s - (time.perf_counter() - epoch_started)
-            if not self.paused and remaining <= 0:
-                return
-            time.sleep(WAIT_POLL_S if self.paused else min(WAIT_POLL_S, remaining))
-            self._handle_controls(epoch, epoch_end=True)
-
-    def _pause_state(self, epoch: int, paused: bool) -> None:
-        """Tell the store (progress row and event) that the run paused or resumed."""
-        if self.on_progress:
-            self.on_progress({"epoch": epoch, "paused": paused})
-        self._event("paused" if paused else "resumed",
-                    f"paused after epoch {epoch}" if paused else f"resumed after epoch {epoch}",
-                    epoch)
-
-    def apply_hot_changes(self, changes: dict, epoch: int) -> None:
-        """Apply delta / max_batch_size / resize_every / lr_multiplier between steps; the
-        batch size itself only changes at the next epoch boundary."""
-        unknown = sorted(set(changes) - set(HOT_FIELDS))
-        if unknown:
-            self._event("rejected", f"not a hot parameter: {', '.join(unknown)}", epoch)
-            return
-        checked = self.config.replace(**changes)
-        try:
-            checked.validate()
-            scheduler_changes = {k: v for k, v in changes.items()
-                                 if k != "lr_multiplier" and hasattr(self.scheduler, k)}
-            if scheduler_changes:
-                self.scheduler.update(**scheduler_changes)
-        except ValueError as error:
-            self._event("rejected", str(error).splitlines()[0], epoch, changes)
-            return
-        if "lr_multiplier" in changes:
-            self._apply_lr_multiplier(self.lr_multiplier, changes["lr_multiplier"])
-            self.lr_multiplier = changes["lr_multiplier"]
-        self.config = checked
-        summary = ", ".join(f"{k}={v}" for k, v in sorted(changes.items()))
-        self._event("hot_change", f"changed {summary}", epoch, changes)
-
-    def _apply_lr_multiplier(self, old: float, new: float) -> None:
-        for group in self.optimizer.param_groups:
-            group["lr"] *= new / old
 
     def _event(self, kind: str, message: str, epoch: int | None, payload=None) -> None:
         event = {"kind": kind, "message": message, "epoch": epoch, "payload": payload}

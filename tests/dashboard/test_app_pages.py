@@ -183,6 +183,20 @@ def test_race_overlays_four_methods_with_the_time_to_target_table(store, monkeyp
     assert "in every epoch of every run shown" in texts(at.caption)  # LR: a line, no chart
 
 
+@pytest.mark.parametrize("interleaves, note", [
+    (True, "The 4 runs take turns in one worker, an epoch each, so all curves grow together; "
+           "each run's training time counts only its own epochs."),
+    (False, "This machine trains 1 run(s) at a time, so the 4 runs go one after another")])
+def test_race_note_says_how_the_runs_share_the_machine(store, monkeypatch, interleaves, note):
+    monkeypatch.setenv("DIVEBATCH_MAX_WORKERS", "1")
+    monkeypatch.setattr(jobs, "race_interleaves", lambda runs: interleaves)
+    monkeypatch.setattr(jobs, "dispatch", lambda store, limit=None: [])  # runs stay queued
+    at = open_app("app_pages/synthetic.py")
+    at.button(key="syn_race").click().run()
+    assert note in texts(at.info)
+    assert len(store.list_runs(status="queued")) == 4
+
+
 def test_invalid_values_show_an_error_and_block_start():
     at = open_app("app_pages/synthetic.py")
     set_numbers(at, "syn", batch_size=64, max_batch_size=32)

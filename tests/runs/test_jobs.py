@@ -10,7 +10,7 @@ import subprocess
 import pytest
 import torch
 
-from divebatch.runs import jobs
+from divebatch.runs import jobs, processes
 from divebatch.config import RunConfig
 from divebatch.runs.store import RunStore
 
@@ -164,9 +164,164 @@ def test_a_warm_worker_takes_queued_runs_and_a_dead_one_is_replaced(
     wait_for(lambda: store.records(slow), 60, "the slow run's first epoch")
     assert store.get_run(slow)["worker_pid"] == warm["pid"]  # the same warm process
     os.kill(warm["pid"], signal.SIGKILL)
-    wait_for(lambda: not jobs.pid_alive(warm["pid"]), 10, "the kill")
+    wait_for(lambda: not processes.pid_alive(warm["pid"]), 10, "the kill")
     jobs.dispatch(store)  # reaps the run, forgets the worker, starts a new one
     assert store.get_run(slow)["status"] == "interrupted" and len(store.records(slow)) == 1
     new = wait_for(lambda: [w for w in store.workers() if w["pid"]], 10, "a new worker")[0]
     assert new["pid"] != warm["pid"]
+    os.kill(new["pid"], signal.SIGKILL)
+
+
+# --- a race in one worker: its runs take turns, an epoch each, and hold one slot
+
+RACE = RunConfig(problem="least_squares", n_samples=64, dim=4, epochs=3, batch_size=4,
+                 max_batch_size=32, lr=0.05, seed=5, progress_every=60.0)
+RACE_RUNS = [RACE.replace(method="divebatch"), RACE.replace(method="sgd"),
+             RACE.replace(method="sgd", batch_size=32), RACE.replace(method="adabatch")]
+
+
+def queue_race(store, configs=RACE_RUNS, group="race least_squares seed 5 12:00:00"):
+    return store.create_runs([config.to_dict() for config in configs],
+                             names=[""] * len(configs), group=group)
+
+
+def results_of(records):
+    from divebatch.training.trainer import TIMING_FIELDS
+    return [{k: v for k, v in record.items() if k not in TIMING_FIELDS} for record in records]
+
+
+def test_a_group_trains_each_run_as_it_would_train_alone(isolated_store):
+    from divebatch.training.trainer import train
+    store = RunStore(isolated_store)
+    run_ids = queue_race(store)
+    results = jobs.execute_group(store, run_ids)
+    assert [result.status for result in results] == ["completed"] * 4
+    for config, run_id in zip(RACE_RUNS, run_ids):
+        alone = [record.to_dict() for record in train(config).records]
+        assert store.get_run(run_id)["status"] == "completed"
+        assert store.get_run(run_id)["worker_pid"] is None  # cleared when it finished
+        assert results_of(store.records(run_id)) == results_of(alone)
+
+
+def test_an_error_in_one_run_of_a_group_fails_only_that_run(isolated_store, monkeypatch):
+    store = RunStore(isolated_store)
+    run_ids = queue_race(store)
+    broken = store.create_run({**RACE.to_dict(), "epochs": 0})  # fails before training
+    bad = run_ids[1]
+    real_poll = jobs.StoreControl.poll
+
+    def poll(control):
+        if control.run_id == bad and store.records(bad):
+            raise RuntimeError("lost the disk")
+        return real_poll(control)
+    monkeypatch.setattr(jobs.StoreControl, "poll", poll)
+    results = jobs.execute_group(store, [*run_ids, broken])
+    failed = store.get_run(bad)
+    assert failed["status"] == "failed" and failed["error"] == "RuntimeError: lost the disk"
+    assert len(store.records(bad)) == 1 and results[1] is None
+    assert "Traceback" in store.events(bad)[-1]["payload"]["traceback"]
+    assert store.get_run(broken)["status"] == "failed" and "epochs" in store.get_run(broken)["error"]
+    for run_id in (run_ids[0], *run_ids[2:]):
+        assert store.get_run(run_id)["status"] == "completed"
+        assert len(store.records(run_id)) == 3
+
+
+def test_a_paused_run_of_a_group_lets_the_others_finish_then_stops(isolated_store):
+    import threading
+    store = RunStore(isolated_store)
+    paused, *others = run_ids = queue_race(store)
+    jobs.request_play(store, paused, "pause")
+
+    def stop_when_the_others_are_done():
+        wait_for(lambda: all(store.get_run(i)["status"] == "completed" for i in others)
+                 and jobs.is_paused(store, paused), 120, "the others to complete")
+        jobs.request_stop(store, paused)
+    driver = threading.Thread(target=stop_when_the_others_are_done)
+    driver.start()
+    jobs.execute_group(store, run_ids)
+    driver.join()
+    assert store.get_run(paused)["status"] == "stopped" and len(store.records(paused)) == 1
+    assert all(len(store.records(run_id)) == 3 for run_id in others)
+
+
+def test_a_warm_worker_claims_a_whole_race_at_once_and_it_holds_one_slot(isolated_store):
+    import threading
+    store = RunStore(isolated_store)
+    race = queue_race(store)
+    single = queue(store)
+    claims = []
+
+    def claimer(pid):
+        claims.append(store.claim_many(lambda running, queued:
+                                       jobs.warm_claim(running, queued, [], 2), pid=pid))
+    threads = [threading.Thread(target=claimer, args=(pid,)) for pid in (101, 102, 103, 104)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(claims) == [[], [], race, [single]]  # never one run twice, never over 2
+    running = store.list_runs(status="running")
+    assert jobs.background_busy(running) == 2
+    assert len({run["worker_pid"] for run in running if run["id"] in race}) == 1
+
+
+def test_only_a_race_a_warm_worker_can_take_whole_is_claimed_whole(isolated_store):
+    store = RunStore(isolated_store)
+    pair = queue_race(store, [RACE, RACE.replace(nproc=2)])
+    sweep = queue_race(store, [RACE, RACE], group="sweep lr")
+
+    def claim(limit):
+        return store.claim_many(lambda running, queued:
+                                jobs.warm_claim(running, queued, [], limit))
+    assert claim(9) == [pair[0]]  # its partner needs two processes: a worker of its own
+    assert claim(9) == []  # the oldest run is now the one a warm worker cannot take
+    store.cancel_queued(pair[1])
+    assert claim(9) == [sweep[0]]  # not a race: one run at a time
+    assert claim(2) == []  # two slots held
+
+
+def test_background_busy_counts_worker_processes_not_runs():
+    def run(pid, nproc=1, background=True):
+        return {"worker_pid": pid, "config": {"nproc": nproc},
+                "info": {"background": True} if background else {}}
+    running = [run(7), run(7), run(7),  # one worker interleaving a race
+               run(None), run(None),  # claimed by a dispatcher, worker not yet started
+               run(8, nproc=2), run(9, background=False)]  # torchrun pair; CLI run
+    assert jobs.background_busy(running) == 1 + 2 + 2
+
+
+def test_a_race_interleaves_where_a_warm_pool_can_take_all_its_runs(monkeypatch):
+    monkeypatch.setattr(jobs, "gpu_ids", lambda: [])
+    monkeypatch.setenv("DIVEBATCH_WARM_WORKERS", "1")
+    assert jobs.race_interleaves(RACE_RUNS)
+    assert not jobs.race_interleaves([*RACE_RUNS, RACE.replace(nproc=2)])
+    monkeypatch.setenv("DIVEBATCH_WARM_WORKERS", "0")
+    assert not jobs.race_interleaves(RACE_RUNS)
+    monkeypatch.setenv("DIVEBATCH_WARM_WORKERS", "1")
+    monkeypatch.setattr(jobs, "gpu_ids", lambda: ["0"])  # GPU machine: no warm pool
+    assert not jobs.race_interleaves(RACE_RUNS)
+
+
+def test_a_warm_worker_interleaves_a_race_and_its_kill_interrupts_every_run(
+        isolated_store, monkeypatch):
+    import signal
+    monkeypatch.setenv("DIVEBATCH_WARM_WORKERS", "1")
+    monkeypatch.setenv("DIVEBATCH_MAX_WORKERS", "1")
+    monkeypatch.setattr(jobs, "gpu_ids", lambda: [])
+    store = RunStore(isolated_store)
+    jobs.keep_warm(store)
+    warm = wait_for(lambda: [w for w in store.workers() if w["ready_at"]], 120, "warm")[0]
+    paced = [config.replace(epochs=5, pace_s=60.0) for config in RACE_RUNS]
+    run_ids = jobs.submit_race(store, paced)  # each waits after its first epoch
+    wait_for(lambda: all(store.records(run_id) for run_id in run_ids), 60, "first epochs")
+    running = store.list_runs(status="running")
+    assert {run["worker_pid"] for run in running} == {warm["pid"]}
+    assert jobs.background_busy(running) == 1
+    os.kill(warm["pid"], signal.SIGKILL)
+    wait_for(lambda: not processes.pid_alive(warm["pid"]), 10, "the kill")
+    jobs.dispatch(store)  # reaps the runs, forgets the worker, starts a new one
+    for run_id in run_ids:
+        assert store.get_run(run_id)["status"] == "interrupted"
+        assert len(store.records(run_id)) == 1
+    new = wait_for(lambda: [w for w in store.workers() if w["pid"]], 10, "a new worker")[0]
     os.kill(new["pid"], signal.SIGKILL)

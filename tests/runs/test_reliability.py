@@ -15,7 +15,7 @@ import pytest
 from conftest import ROOT, run_cli
 from divebatch.training import checkpoint
 from divebatch import cli
-from divebatch.runs import jobs
+from divebatch.runs import jobs, processes
 from divebatch.config import RunConfig
 from divebatch.runs.store import RunStore
 from divebatch.training.trainer import train
@@ -188,7 +188,7 @@ def test_killing_the_dashboard_leaves_its_runs_going(isolated_store):
     worker = wait_until(lambda: store.get_run(run_id)["worker_pid"], 30.0, "the worker")
     os.killpg(parent.pid, signal.SIGKILL)  # the dashboard and its whole process group
     parent.wait()
-    assert jobs.pid_alive(worker)
+    assert processes.pid_alive(worker)
     wait_until(lambda: store.get_run(run_id)["status"] != "running", 60.0,
                "the run to end", poll=0.1)
     assert store.get_run(run_id)["status"] == "completed"

@@ -12,7 +12,8 @@ from divebatch.training import checkpoint
 from divebatch.runs import jobs
 from divebatch.config import RunConfig
 from divebatch.runs.store import RunStore
-from divebatch.training.trainer import LocalControl, Trainer, train
+from divebatch.training.controls import LocalControl
+from divebatch.training.trainer import Trainer, train
 from divebatch.training.trainer import TIMING_FIELDS
 from test_images import make_cifar10_binary
 

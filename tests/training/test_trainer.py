@@ -6,7 +6,8 @@ import torch
 
 from divebatch.config import RunConfig
 from divebatch.training.probe import DiversityProbe
-from divebatch.training.trainer import LocalControl, Trainer, train
+from divebatch.training.controls import LocalControl
+from divebatch.training.trainer import Trainer, train
 
 TINY = dict(problem="least_squares", n_samples=600, dim=10, epochs=4, batch_size=16,
             max_batch_size=256, lr=0.05)
