@@ -535,4 +535,13 @@ def launch_command(nproc: int, args: list[str]) -> list[str]:
 def worker_env() -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(PACKAGE_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env.setdefault("OMP_NUM_THREADS", str(worker_threads()))
     return env
+
+
+def worker_threads() -> int:
+    """torch's threads per background worker: the cores shared by the worker slots and one
+    more share for the dashboard and its browsers. Oversubscribed threads spin: on 2 cores
+    with one busy, a digits epoch took 3 s with 2 threads and 0.7 s with 1
+    (docs/performance.md). $OMP_NUM_THREADS, when set, wins."""
+    return max(1, (os.cpu_count() or 1) // (max_workers() + 1))

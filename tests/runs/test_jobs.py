@@ -325,3 +325,14 @@ def test_a_warm_worker_interleaves_a_race_and_its_kill_interrupts_every_run(
         assert len(store.records(run_id)) == 1
     new = wait_for(lambda: [w for w in store.workers() if w["pid"]], 10, "a new worker")[0]
     os.kill(new["pid"], signal.SIGKILL)
+
+
+@pytest.mark.parametrize("cores,slots,threads", [(2, 1, 1), (16, 15, 1), (16, 3, 4), (1, 1, 1)])
+def test_workers_share_the_cores_with_one_share_left_for_the_dashboard(
+        monkeypatch, cores, slots, threads):
+    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+    monkeypatch.setenv("DIVEBATCH_MAX_WORKERS", str(slots))
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert jobs.worker_env()["OMP_NUM_THREADS"] == str(threads)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert jobs.worker_env()["OMP_NUM_THREADS"] == "3"

@@ -95,6 +95,16 @@ def test_probe_time_is_kept_out_of_train_time(monkeypatch):
     assert records[-1].wall_time >= sum(r.instrument_time + r.train_time for r in records)
 
 
+@pytest.mark.parametrize("cap,expected", [(0, 64), (16, 16)])
+def test_probe_passes_are_as_large_as_the_runs_largest_batch(monkeypatch, cap, expected):
+    sizes = []
+    monkeypatch.setattr(DiversityProbe, "measure", lambda self, max_chunk: sizes.append(
+        max_chunk) or 1.0)
+    train(RunConfig(**{**TINY, "epochs": 1, "batch_size": 8, "max_batch_size": 64},
+                    method="sgd", max_micro_batch=cap))
+    assert sizes == [expected]
+
+
 def test_probe_matches_diversity_of_its_samples():
     """probe_diversity * n / m equals Delta over the m probe samples at fixed weights."""
     trainer = Trainer(RunConfig(**{**TINY, "epochs": 1}, method="sgd"))
