@@ -260,14 +260,17 @@ def _hot_change_marks(runs: list[RunData], options: ChartOptions) -> tuple[list,
     """A dotted vertical line at the end of the epoch in which each hot change landed, and
     its words ("delta 0.1 → 0.5 at epoch 7") stacked at the top of the chart."""
     shapes, notes = [], []
+    if not any(event.get("kind") == "hot_change" for d in runs for event in d.events):
+        return shapes, notes
     right_half = max((max(epoch_ends(d.records, options.x_axis), default=0) for d in runs),
                      default=0) / 2
     for data, style in zip(runs, _styles(runs)):
+        changes = [event for event in data.events if event.get("kind") == "hot_change"]
+        if not changes:
+            continue
         ends = epoch_ends(data.records, options.x_axis)
         by_epoch = {r["epoch"]: x for r, x in zip(data.records, ends)}
-        for event in data.events:
-            if event.get("kind") != "hot_change":
-                continue
+        for event in changes:
             x = by_epoch.get(event.get("epoch"), ends[-1] if ends else 0)
             shapes.append(dict(type="line", xref="x", yref="y domain", x0=x, x1=x, y0=0, y1=1,
                                line=dict(color=style.color, dash="dot", width=1.5)))

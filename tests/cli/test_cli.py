@@ -47,7 +47,7 @@ def test_run_prints_id_first_and_progress_on_stderr():
 
 
 def test_digits_three_methods_then_compare():
-    common = ["--problem", "digits", "--model", "cnn", "--epochs", "6", "--batch-size", "32",
+    common = ["--problem", "digits", "--model", "cnn", "--epochs", "3", "--batch-size", "32",
               "--max-batch-size", "512", "--lr", "0.05", "--quiet"]
     ids = [start_run(*common, "--method", method, "--resize-every", "2")
            for method in ("sgd", "divebatch", "adabatch")]

@@ -56,6 +56,28 @@ def test_viewers_share_one_snapshot_and_one_chart_build(store, monkeypatch):
     assert unchanged.records[run_id] is grown.records[run_id]  # not decoded again
 
 
+def test_a_growing_run_decodes_only_its_new_epochs_and_a_rewritten_one_all(store,
+                                                                          monkeypatch):
+    monkeypatch.setattr(shared, "SNAPSHOT_TTL_S", 0.0)
+    run_id = store.create_run({"method": "sgd", "batch_size": 8})
+    for epoch in (1, 2):
+        add_epoch(store, run_id, epoch)
+    first = shared.snapshot(store, [run_id]).records[run_id]
+    reads = []
+    real = store.records
+    monkeypatch.setattr(store, "records", lambda i: reads.append(i) or real(i))
+    add_epoch(store, run_id, 3)
+    grown = shared.snapshot(store, [run_id]).records[run_id]
+    assert grown[:2] == first and [r["epoch"] for r in grown] == [1, 2, 3] and not reads
+    store.mark_finished(run_id, "stopped")
+    store.requeue(run_id, keep_epochs=1)  # a resume drops epochs 2-3, then trains them anew
+    store.mark_running(run_id, pid=1)
+    for epoch in (2, 3, 4):
+        store.append_record(run_id, {**grown[0], "epoch": epoch, "lr": 0.5})
+    rewritten = shared.snapshot(store, [run_id]).records[run_id]
+    assert [r["lr"] for r in rewritten] == [0.1, 0.5, 0.5, 0.5] and reads == [run_id]
+
+
 def test_a_growing_live_run_is_rebuilt_at_most_once_a_second(store, monkeypatch):
     run_id = store.create_run({"method": "sgd", "batch_size": 8})
     store.mark_running(run_id, 1)

@@ -61,6 +61,14 @@ def test_create_and_get_run_round_trip(store):
     assert run["started_at"] is run["finished_at"] is run["error"] is run["worker_pid"] is None
 
 
+def test_records_after_an_epoch_are_the_later_ones_in_order(store):
+    run_id = store.create_run({"problem": "sine"})
+    for epoch in (3, 1, 2):
+        store.append_record(run_id, {"epoch": epoch, "train_loss": 1.0 / epoch})
+    assert [r["epoch"] for r in store.records_after(run_id, 1)] == [2, 3]
+    assert store.records_after(run_id, 3) == [] and store.records_after(999, 0) == []
+
+
 def test_reads_of_a_missing_run_are_empty(store):
     assert store.get_run(99) is None
     assert store.records(99) == [] and store.events(99) == [] and store.take_controls(99) == []
