@@ -133,6 +133,7 @@ class Trainer(RunControls):
                                      self._outputs, config.seed + 2,
                                      allow_batchnorm=config.norm == "batch")
                       if config.diversity_every_epoch else None)
+        self.probe_small = False  # the probe's passes as small as the epoch's batch
         self.shuffle = torch.Generator().manual_seed(config.seed + 1)
         self.lr_multiplier = config.lr_multiplier
         self.records: list[EpochRecord] = []
@@ -317,15 +318,23 @@ class Trainer(RunControls):
         return self.scheduler.measures_diversity(epoch)
 
     def _probe(self, batch_size: int) -> tuple[float | None, float]:
-        """(chart-only diversity, seconds it took), outside the timed loop, in passes no
-        larger than the run's largest batch (B_max, or the micro-batch cap if set), so the
-        probe needs no more memory than training may; at B0 = 16 the digits CNN's probe took
-        longer than its epoch in passes of 16."""
+        """(chart-only diversity, seconds it took), outside the timed loop, in passes as large
+        as the run's largest batch (B_max, or the micro-batch cap if set): at B0 = 16 the
+        digits CNN's probe took longer than its epoch in passes of 16. If that runs out of
+        memory, passes no larger than the epoch's own from then on, which training needs
+        anyway."""
         if self.probe is None:
             return None, 0.0
         started = time.perf_counter()
-        largest = max(batch_size, self.config.max_batch_size)
-        value = self.probe.measure(min(largest, self.config.max_micro_batch or largest))
+        cap = self.config.max_micro_batch or max(batch_size, self.config.max_batch_size)
+        if not self.probe_small:
+            try:
+                return self.probe.measure(cap), time.perf_counter() - started
+            except RuntimeError as error:  # torch.OutOfMemoryError is one
+                if not _out_of_memory(error):
+                    raise
+                self.probe_small = True
+        value = self.probe.measure(min(batch_size, cap))
         return value, time.perf_counter() - started
 
     def _train_epoch(self, epoch: int, batch_size: int, measure: bool):
