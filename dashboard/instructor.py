@@ -14,6 +14,7 @@ LIVE_ANCHOR = "live"  # the live panel's header
 STYLE = """<style>
 html { font-size: 22px; }
 .stButton button, .stFormSubmitButton button { min-height: 3.2rem; font-size: 1.15rem; }
+[class*="_chart_legend"] { scroll-margin-top: 4rem; }  /* clear of Streamlit's header */
 </style>"""
 
 
@@ -28,11 +29,11 @@ def apply_style() -> None:
 
 
 def scroll_to_charts(anchor: str) -> None:
-    """Scroll the page to the first chart once it is drawn (for up to a minute; until then
-    to the element with id `anchor`, a header's anchor)."""
+    """Scroll the page to the charts' legend once it is drawn (for up to a minute; until
+    then to the element with id `anchor`, a header's anchor)."""
     components.html(
         "<script>const doc = window.parent.document; let tries = 0;"
-        "const go = () => { const chart = doc.querySelector('[data-testid=stPlotlyChart]');"
+        "const go = () => { const chart = doc.querySelector('[class*=_chart_legend]');"
         f" const target = chart || doc.getElementById('{anchor}');"
         " if (target) target.scrollIntoView({behavior: 'smooth', block: 'start'});"
         " if (!chart && tries++ < 600) setTimeout(go, 100); }; go();</script>", height=0)

@@ -46,7 +46,7 @@ CHARTS = {"diversity": "Gradient diversity (fixed probe after each epoch, not ti
 
 CHART_HEIGHT = 320
 # A projector (1280x720) shows the 2x2 grid whole: lower charts, larger type.
-PROJECTOR_CHART_HEIGHT = 236
+PROJECTOR_CHART_HEIGHT = 210
 PROJECTOR_FONT_SCALE = 1.3
 
 
@@ -228,6 +228,8 @@ def _styles(runs: list[RunData]) -> list[_Style]:
 def _figure(title: str, y_title: str, options: ChartOptions, log_y: bool, traces: list[dict],
             runs: list[RunData], shapes: tuple[list, list] = ([], [])) -> dict:
     marks, notes = _hot_change_marks(runs, options)
+    if options.projector:  # half a 1280 px screen: the short title says it all
+        title, y_title = title.split(" (")[0], ""
     return dict(data=traces, layout=dict(
         template=TEMPLATE, title=dict(text=title, x=0.0, font=dict(size=options.font_size(15))),
         font=dict(size=options.font_size(12)),
@@ -406,9 +408,9 @@ def legend_spec(runs: list[RunData], options: ChartOptions | None = None) -> dic
                      hoverinfo="skip", hovertemplate=None)
     rows = math.ceil(len(traces) / (3 if options.projector else 4))
     return dict(data=traces, layout=dict(
-        template=TEMPLATE, height=20 + options.font_size(26) * rows,
+        template=TEMPLATE, height=20 + round(1.7 * options.font_size(13)) * rows,
         margin=dict(l=0, r=0, t=0, b=0),
-        showlegend=True, legend=dict(orientation="h", x=0, y=1, yanchor="top",
+        showlegend=True, legend=dict(orientation="h", x=0, y=1, yanchor="top", maxheight=1,
                                      font=dict(size=options.font_size(13)), itemclick=False,
                                      itemdoubleclick=False),
         xaxis=dict(visible=False), yaxis=dict(visible=False)))

@@ -126,9 +126,12 @@ def test_projector_charts_are_lower_with_larger_type():
     data = [RunData(run(), RECORDS)]
     wall = plots.figures(data, ChartOptions())["loss"]
     projector = plots.figures(data, ChartOptions(projector=True))["loss"]
-    assert (wall.layout.height, projector.layout.height) == (320, 236)
+    assert (wall.layout.height, projector.layout.height) == (320, 210)
     assert projector.layout.font.size > wall.layout.font.size
     assert projector.layout.title.font.size > wall.layout.title.font.size
+    diversity = plots.figures(data, ChartOptions(projector=True))["diversity"]
+    assert diversity.layout.title.text == "Gradient diversity"  # no "(fixed probe ...)"
+    assert not diversity.layout.yaxis.title.text
     legend_font = [plots.legend_spec(data, ChartOptions(projector=on))["layout"]["legend"]
                    ["font"]["size"] for on in (False, True)]
     assert legend_font[1] > legend_font[0]
