@@ -11,7 +11,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from divebatch.report import learn
-from divebatch.runs import reproduce
+from divebatch.runs import jobs, reproduce
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 DEADLINE_S = 120
@@ -56,7 +56,15 @@ def test_learn_page_numbers_agree_with_the_library():
 
 def test_sweep_page_runs_a_two_by_two_sweep_with_two_seeds(store, monkeypatch):
     monkeypatch.setenv("DIVEBATCH_MAX_WORKERS", "2")
+    monkeypatch.setenv("DIVEBATCH_WARM_WORKERS", "2")  # ten runs, two torch imports
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # two workers on two cores: no spinning threads
+    try:
+        sweep_two_by_two_with_two_seeds(store)
+    finally:
+        jobs.stop_warm_workers(store)
+
+
+def sweep_two_by_two_with_two_seeds(store):
     at = open_page("app_pages/sweep.py")
     at.text_input(key="sweep_deltas").set_value("0.1, nonsense")
     at.button(key="sweep_start").click().run()
