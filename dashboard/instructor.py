@@ -29,11 +29,15 @@ def apply_style() -> None:
 
 
 def scroll_to_charts(anchor: str) -> None:
-    """Scroll the page to the charts' legend once it is drawn (for up to a minute; until
-    then to the element with id `anchor`, a header's anchor)."""
+    """Scroll the page to the charts' legend once it is drawn, and keep it there while the
+    controls above it appear (until it has stayed put for 3 s, for at most a minute; until
+    the legend exists, to the element with id `anchor`, a header's anchor)."""
     components.html(
-        "<script>const doc = window.parent.document; let tries = 0;"
-        "const go = () => { const chart = doc.querySelector('[class*=_chart_legend]');"
-        f" const target = chart || doc.getElementById('{anchor}');"
-        " if (target) target.scrollIntoView({behavior: 'smooth', block: 'start'});"
-        " if (!chart && tries++ < 600) setTimeout(go, 100); }; go();</script>", height=0)
+        "<script>const doc = window.parent.document; let tries = 0, still = 0;"
+        "const go = () => { const legend = doc.querySelector('[class*=_chart_legend]');"
+        f" const target = legend || doc.getElementById('{anchor}');"
+        " if (target) { const margin = parseFloat(getComputedStyle(target).scrollMarginTop)"
+        " || 0; const off = Math.abs(target.getBoundingClientRect().top - margin);"
+        " if (off > 8) { target.scrollIntoView({block: 'start'}); still = 0; }"
+        " else if (legend) { still++; } }"
+        " if (still < 30 && tries++ < 600) setTimeout(go, 100); }; go();</script>", height=0)

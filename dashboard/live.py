@@ -175,6 +175,8 @@ def draw_charts(prefix: str, snap: shared.Snapshot, options: ChartOptions) -> No
     never changed."""
     legend, charts = shared.charts(snap, options)
     st.plotly_chart(legend, key=f"{prefix}_chart_legend", config={"displayModeBar": False})
+    if st.session_state.get(f"{prefix}_scroll"):  # instructor mode's scroll to the charts
+        st.session_state[f"{prefix}_scroll"] = "drawn"
     notes = [chart for _, chart in charts if isinstance(chart, str)]
     if notes:
         st.caption(" ".join(notes))
