@@ -2,9 +2,9 @@
 chromium through playwright. Races four methods (taking turns in one warm worker), watches
 the charts update on their own, changes delta while DiveBatch runs, stops the race, downloads
 a CSV, and saves a screenshot of every page to $DIVEBATCH_SCREENSHOTS (default: a temporary
-folder; `bash scripts/screenshots.sh` refreshes docs/screenshots/ on purpose). Also: a run started on a warm worker, step by step,
-paused, stepped, re-paced and stopped from the buttons, in instructor mode at 1280x720, and
-deleted alone from the Runs page.
+folder; `bash scripts/screenshots.sh` refreshes docs/screenshots/ on purpose). Also: a run
+started on a warm worker, step by step, paused, stepped, re-paced and stopped from the
+buttons, in instructor mode at 1280x720, and deleted alone from the Runs page.
 """
 
 import os
