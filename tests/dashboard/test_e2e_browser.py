@@ -1,5 +1,5 @@
 """End to end in a real browser: the dashboard served by `streamlit run`, driven by Debian's
-chromium through playwright. Races four methods (taking turns in one warm worker), watches
+chromium through playwright. Races four methods (a worker each, two at a time), watches
 the charts update on their own, changes delta while DiveBatch runs, stops the race, downloads
 a CSV, and saves a screenshot of every page to $DIVEBATCH_SCREENSHOTS (default: a temporary
 folder; `bash scripts/screenshots.sh` refreshes docs/screenshots/ on purpose). Also: a run
@@ -37,17 +37,15 @@ WAIT_MS = 90_000
 
 @pytest.fixture
 def server(tmp_path):
-    """A dashboard with two worker slots and a warm worker (a race takes turns in it)."""
-    from divebatch.runs import jobs
+    """A dashboard with two worker slots and no warm worker (a race's runs get a worker
+    each, two at a time; the interleaved race is tested in tests/runs/test_jobs.py)."""
     db = tmp_path / "runs.db"
     store = RunStore(db)
-    env = {"DIVEBATCH_MAX_WORKERS": "2", "DIVEBATCH_WARM_WORKERS": "1"}
-    with dashboard_server(db, env=env) as url:
+    with dashboard_server(db, env={"DIVEBATCH_MAX_WORKERS": "2"}) as url:
         try:
             yield url, store
         finally:  # never leave workers training into a deleted folder
             stop_runs_and_wait(store)
-            jobs.stop_warm_workers(store)
 
 
 @pytest.fixture
@@ -99,9 +97,6 @@ def test_race_live_hot_change_stop_and_export(server, page):
     page.locator("[data-testid=stPlotlyChart]").nth(3).wait_for(timeout=WAIT_MS)
     first = epochs_done(page, divebatch_id)
     wait_until(lambda: epochs_done(page, divebatch_id) > first + 2, "the charts to update")
-    wait_until(lambda: all(store.records(run["id"]) for run in store.list_runs()),
-               "all four runs to train, taking turns in one warm worker")
-    assert len({run["worker_pid"] for run in store.list_runs()}) == 1
 
     delta = page.locator(f".st-key-syn_hot_delta_{divebatch_id} input")
     delta.fill("0.5")
