@@ -14,7 +14,7 @@ LIVE_ANCHOR = "live"  # the live panel's header
 STYLE = """<style>
 html { font-size: 22px; }
 .stButton button, .stFormSubmitButton button { min-height: 3.2rem; font-size: 1.15rem; }
-[class*="_chart_legend"] { scroll-margin-top: 4rem; }  /* clear of Streamlit's header */
+[class*="_chart_legend"] { scroll-margin-top: 4.5rem; }  /* clear of Streamlit's header */
 </style>"""
 
 
@@ -38,6 +38,6 @@ def scroll_to_charts(anchor: str) -> None:
         f" const target = legend || doc.getElementById('{anchor}');"
         " if (target) { const margin = parseFloat(getComputedStyle(target).scrollMarginTop)"
         " || 0; const off = Math.abs(target.getBoundingClientRect().top - margin);"
-        " if (off > 8) { target.scrollIntoView({block: 'start'}); still = 0; }"
+        " if (off > 3) { target.scrollIntoView({block: 'start'}); still = 0; }"
         " else if (legend) { still++; } }"
         " if (still < 30 && tries++ < 600) setTimeout(go, 100); }; go();</script>", height=0)

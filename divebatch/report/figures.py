@@ -46,7 +46,7 @@ CHARTS = {"diversity": "Gradient diversity (fixed probe after each epoch, not ti
 
 CHART_HEIGHT = 320
 # A projector (1280x720) shows the 2x2 grid whole: lower charts, larger type.
-PROJECTOR_CHART_HEIGHT = 210
+PROJECTOR_CHART_HEIGHT = 204
 PROJECTOR_FONT_SCALE = 1.3
 
 

@@ -126,7 +126,7 @@ def test_projector_charts_are_lower_with_larger_type():
     data = [RunData(run(), RECORDS)]
     wall = plots.figures(data, ChartOptions())["loss"]
     projector = plots.figures(data, ChartOptions(projector=True))["loss"]
-    assert (wall.layout.height, projector.layout.height) == (320, 210)
+    assert (wall.layout.height, projector.layout.height) == (320, 204)
     assert projector.layout.font.size > wall.layout.font.size
     assert projector.layout.title.font.size > wall.layout.title.font.size
     diversity = plots.figures(data, ChartOptions(projector=True))["diversity"]

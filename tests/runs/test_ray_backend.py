@@ -74,8 +74,9 @@ def test_ray_sweep_stores_the_same_runs_as_the_local_backend(tmp_path):
 
 
 def test_stop_keeps_finished_runs_and_a_rerun_trains_only_the_rest(tmp_path):
-    store, sweep = RunStore(tmp_path / "runs.db"), spec(deltas=(0.1,), max_batch_sizes=(64,),
-                                                        seeds=(0, 1, 2))
+    store = RunStore(tmp_path / "runs.db")  # runs long enough to be stopped while going
+    sweep = spec(deltas=(0.1,), max_batch_sizes=(64,), seeds=(0, 1, 2),
+                 base={"epochs": 8, "n_samples": 2000})
     finished = []
 
     def stop_after_the_first(planned, run):
@@ -86,7 +87,7 @@ def test_stop_keeps_finished_runs_and_a_rerun_trains_only_the_rest(tmp_path):
     statuses = {run["id"]: run["status"] for run in store.list_runs()}
     assert set(statuses.values()) == {"completed", "stopped"}
     kept = [run_id for run_id, status in statuses.items() if status == "completed"]
-    assert store.records(kept[0]) and len(store.records(kept[0])) == 3
+    assert store.records(kept[0]) and len(store.records(kept[0])) == 8
 
     rerun = sweeps.run_here(store, sweep, backend=on_ray())
     assert rerun == len(statuses) - len(kept)
@@ -116,7 +117,8 @@ def test_a_lost_worker_is_interrupted_then_resumed_from_its_checkpoint(tmp_path)
     killer.join()
 
     assert killed, "no worker was running long enough to be killed"
-    kinds = [event["kind"] for event in store.events(killed[0])]
+    kinds = [event["kind"] for event in store.events(killed[0])
+             if event["kind"] in ("interrupted", "resumed")]  # not DiveBatch's resizes
     assert kinds[:2] == ["interrupted", "resumed"]
     resumed = next(e for e in store.events(killed[0]) if e["kind"] == "resumed")
     assert resumed["epoch"] is not None  # continued from its checkpoint, not from scratch
