@@ -149,15 +149,21 @@ def wait_for(predicate, timeout: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_a_warm_worker_takes_queued_runs_and_a_dead_one_is_replaced(
-        isolated_store, monkeypatch):
-    import signal
+def one_ready_warm_worker(db, monkeypatch) -> tuple[RunStore, dict]:
+    """A store with one worker slot and one warm worker, started and ready (its row)."""
     monkeypatch.setenv("DIVEBATCH_WARM_WORKERS", "1")
     monkeypatch.setenv("DIVEBATCH_MAX_WORKERS", "1")
     monkeypatch.setattr(jobs, "gpu_ids", lambda: [])
-    store = RunStore(isolated_store)
+    store = RunStore(db)
     jobs.keep_warm(store)
-    warm = wait_for(lambda: [w for w in store.workers() if w["ready_at"]], 120, "warm")[0]
+    return store, wait_for(lambda: [w for w in store.workers() if w["ready_at"]], 120,
+                           "warm")[0]
+
+
+def test_a_warm_worker_takes_queued_runs_and_a_dead_one_is_replaced(
+        isolated_store, monkeypatch):
+    import signal
+    store, warm = one_ready_warm_worker(isolated_store, monkeypatch)
     tiny = RunConfig(problem="least_squares", n_samples=300, dim=8, epochs=3, method="sgd")
     first = jobs.submit(store, tiny)
     wait_for(lambda: store.get_run(first)["status"] == "completed", 60, "the first run")
@@ -308,12 +314,7 @@ def test_a_race_interleaves_where_a_warm_pool_can_take_all_its_runs(monkeypatch)
 def test_a_warm_worker_interleaves_a_race_and_its_kill_interrupts_every_run(
         isolated_store, monkeypatch):
     import signal
-    monkeypatch.setenv("DIVEBATCH_WARM_WORKERS", "1")
-    monkeypatch.setenv("DIVEBATCH_MAX_WORKERS", "1")
-    monkeypatch.setattr(jobs, "gpu_ids", lambda: [])
-    store = RunStore(isolated_store)
-    jobs.keep_warm(store)
-    warm = wait_for(lambda: [w for w in store.workers() if w["ready_at"]], 120, "warm")[0]
+    store, warm = one_ready_warm_worker(isolated_store, monkeypatch)
     paced = [config.replace(epochs=5, pace_s=60.0) for config in RACE_RUNS]
     run_ids = jobs.submit_race(store, paced)  # each waits after its first epoch
     wait_for(lambda: all(store.records(run_id) for run_id in run_ids), 60, "first epochs")
