@@ -19,6 +19,7 @@ from divebatch.presets import (PRESETS, VARIANTS, method_of_variant, presets_for
 
 from . import roles
 from .common import open_store
+from .first_point import await_first_points
 from .instructor import FIELDS as INSTRUCTOR_FIELDS
 from .instructor import instructor_mode
 from .play import pace_picker, pace_seconds, start_paced
@@ -283,6 +284,7 @@ def _start(prefix: str, race: bool) -> None:
         st.session_state[key(prefix, "start_error")] = f"Cannot start:\n\n{_bullets(error)}"
         return
     start_paced(store, ids, pace)
+    await_first_points(store, ids)  # so that this click's page update brings the charts
     if race:
         st.session_state[key(prefix, "start_note")] = race_note(store, runs)
     st.session_state[key(prefix, "scroll")] = instructor_mode()

@@ -108,14 +108,14 @@ def _charts(prefix: str, statuses: dict[int, str], options: ChartOptions,
             fraction, text = plots.progress(run, snap.records[run["id"]],
                                             snap.progress[run["id"]])
             st.progress(fraction, text=text)
-    if any(snap.records.values()):
+    if snap.has_points:
         draw_charts(prefix, snap, options)
         if every == FIRST_POINT_POLL_S:
             st.session_state[f"{prefix}_first_drawn"] = True
-        if len(runs) > 1:
+        if len(runs) > 1 and any(snap.records.values()):
             comparison(runs, {run_id: list(rows) for run_id, rows in snap.records.items()})
     else:
-        st.caption("The charts appear when the first epoch ends.")
+        st.caption("The charts appear with the first measured point.")
         preload_chart_code(prefix)
     stamp = time.strftime("%H:%M:%S") + f".{int(time.time() * 1000) % 1000:03d}"
     col_note, col_button = st.columns([5, 1], vertical_alignment="center")
@@ -139,12 +139,12 @@ def _statuses_changed(shown: dict[int, str], now: dict[int, str], every: float |
 
 def _interval(snap: shared.Snapshot) -> float | None:
     """Seconds between chart updates: none while no shown run is active, FIRST_POINT_POLL_S
-    while a run has just started and has no epoch yet (so its first point shows at once),
+    while a run has just started and has no point yet (so its first point shows at once),
     else the server's load-dependent interval."""
     if not any(run["status"] in ACTIVE_STATUSES for run in snap.runs):
         return None
     now = time.time()
-    awaiting = any(run["status"] in ACTIVE_STATUSES and not snap.records[run["id"]]
+    awaiting = any(run["status"] in ACTIVE_STATUSES and not snap.has_point(run)
                    and now - (run["started_at"] or run["created_at"]) < FIRST_POINT_WAIT_S
                    for run in snap.runs)
     return FIRST_POINT_POLL_S if awaiting else shared.refresh_interval()
@@ -159,7 +159,7 @@ def _interval_changed(prefix: str, every: float, snap: shared.Snapshot) -> bool:
         return False
     if every == FIRST_POINT_POLL_S:
         drawn = st.session_state.pop(f"{prefix}_first_drawn", False)
-        return drawn or not any(snap.records.values())
+        return drawn or not snap.has_points
     if wanted == FIRST_POINT_POLL_S:
         return True
     key = f"{prefix}_interval_since"

@@ -64,6 +64,14 @@ class Snapshot:
     progress: dict[int, dict | None]
     version: tuple                          # changes whenever a chart would
 
+    def has_point(self, run: dict) -> bool:
+        """Whether the run has anything to chart: an epoch, or its measured start."""
+        return bool(self.records[run["id"]]) or "initial" in run.get("info", {})
+
+    @property
+    def has_points(self) -> bool:
+        return any(map(self.has_point, self.runs))
+
     def run_data(self) -> list[RunData]:
         return [RunData(run, list(self.records[run["id"]]), list(self.events[run["id"]]))
                 for run in self.runs]
@@ -99,7 +107,8 @@ def _read_snapshot(store: RunStore, run_ids: list[int]) -> Snapshot:
     records = {run["id"]: _records_of(store, run["id"], (*counts[run["id"]], run["started_at"]))
                for run in runs}
     version = tuple((run["id"], run["status"], counts[run["id"]], len(events[run["id"]]),
-                     json.dumps(run["config"], sort_keys=True), run.get("name"))
+                     json.dumps(run["config"], sort_keys=True), run.get("name"),
+                     "initial" in run["info"])
                     for run in runs)
     return Snapshot(read_at, runs, records, events, progress, version)
 

@@ -181,8 +181,9 @@ def add_worker(sub) -> None:
 
 def cmd_worker(args) -> int:
     from divebatch.training import distributed
-    from divebatch.runs.jobs import dispatch, execute_run, follow_run
+    from divebatch.runs.jobs import dispatch, execute_run, follow_run, lower_priority
     store = open_store(args)
+    lower_priority()
     if args.warm:
         from divebatch.runs.warm_worker import serve
         serve(store, args.run_id)

@@ -8,6 +8,7 @@ words, and one legend for all charts (legend_figure) instead of one per chart.
 
 Per-epoch settings (batch size, learning rate) are drawn as steps from the start of the epoch
 that used them; measured values (losses, accuracy, diversity) sit at the end of their epoch.
+A run that measured its starting point (RunData.chart_records) begins at epoch 0, x = 0.
 
 >>> records = [{"epoch": 1, "samples_seen": 100, "step": 10, "train_time": 0.5},
 ...            {"epoch": 2, "samples_seen": 200, "step": 15, "train_time": 0.25}]
@@ -60,6 +61,13 @@ class RunData:
     @property
     def n_train(self) -> int | None:
         return (self.run.get("info") or {}).get("n_train")
+
+    @property
+    def chart_records(self) -> list[dict]:
+        """The records, after the starting point (epoch 0, at x = 0) when the run measured
+        one (Trainer.initial: diversity, validation loss and accuracy, no training loss)."""
+        initial = (self.run.get("info") or {}).get("initial")
+        return [initial, *self.records] if initial else self.records
 
 
 @dataclass
@@ -286,18 +294,19 @@ def _hot_change_marks(runs: list[RunData], options: ChartOptions) -> tuple[list,
 
 def _steps(data: RunData, key: str, options: ChartOptions) -> tuple[list, list]:
     """A per-epoch setting as a step line: its value from each epoch's start to its end."""
-    if not data.records:
+    records = data.chart_records
+    if not records:
         return [], []
-    x = epoch_starts(data.records, options.x_axis) + epoch_ends(data.records,
-                                                                options.x_axis)[-1:]
-    y = [r.get(key) for r in data.records]
+    x = epoch_starts(records, options.x_axis) + epoch_ends(records, options.x_axis)[-1:]
+    y = [r.get(key) for r in records]
     return x, y + y[-1:]
 
 
 def _diversity(runs: list[RunData], options: ChartOptions) -> dict:
     view = options.diversity_view
-    traces = [_trace(epoch_ends(data.records, options.x_axis),
-                     ema(diversity_values(data.records, data.n_train, view), options.smoothing),
+    traces = [_trace(epoch_ends(data.chart_records, options.x_axis),
+                     ema(diversity_values(data.chart_records, data.n_train, view),
+                         options.smoothing),
                      chart_label(data), style, y_label=view.replace("_", " "))
               for data, style in zip(runs, _styles(runs))]
     return _figure(CHARTS["diversity"], DIVERSITY_VIEWS[view], options, options.log_y,
@@ -346,8 +355,8 @@ def _batch_size(runs: list[RunData], options: ChartOptions) -> dict:
         x, y = _steps(data, "batch_size", options)
         traces.append(_trace(x, y, label, style, y_label="batch", step=True))
         if (data.run.get("config") or {}).get("method") == "divebatch":
-            y = ema(proposals(data.records, data.n_train), options.smoothing)
-            traces.append(_trace(epoch_ends(data.records, options.x_axis), y,
+            y = ema(proposals(data.chart_records, data.n_train), options.smoothing)
+            traces.append(_trace(epoch_ends(data.chart_records, options.x_axis), y,
                                  f"{label}: δ·n·Δ̂ proposal", style, y_label="proposal",
                                  markers_only=True))
     return _figure(CHARTS["batch_size"], "batch size", options, options.log_y, traces, runs,
@@ -364,10 +373,11 @@ def _loss(runs: list[RunData], options: ChartOptions) -> dict:
     """Validation loss thick, training loss thin and faint, in the run's colour and dash."""
     traces = []
     for data, style in zip(runs, _styles(runs)):
-        label, x = chart_label(data), epoch_ends(data.records, options.x_axis)
+        records = data.chart_records
+        label, x = chart_label(data), epoch_ends(records, options.x_axis)
         for key, suffix, width, opacity in (("val_loss", "validation", 2.5, 1.0),
                                             ("train_loss", "train", 1.2, 0.55)):
-            y = ema([r.get(key) for r in data.records], options.smoothing)
+            y = ema([r.get(key) for r in records], options.smoothing)
             traces.append(_trace(x, y, f"{label} {suffix}", style, y_label=f"{suffix} loss",
                                  width=width, opacity=opacity))
     return _figure(CHARTS["loss"], "loss (thick: validation, thin: train)", options,
@@ -379,8 +389,8 @@ def _accuracy(runs: list[RunData], options: ChartOptions) -> dict:
     traces = []
     for data, style in zip(runs, _styles(runs)):
         acc = [None if _finite(r.get("val_acc")) is None else 100.0 * r["val_acc"]
-               for r in data.records]
-        traces.append(_trace(epoch_ends(data.records, options.x_axis),
+               for r in data.chart_records]
+        traces.append(_trace(epoch_ends(data.chart_records, options.x_axis),
                              ema(acc, options.smoothing), chart_label(data), style,
                              y_label="accuracy %"))
     return _figure(CHARTS["val_acc"], "validation accuracy (%)", options, False, traces, runs)
@@ -449,7 +459,7 @@ STEP_CHARTS = {"batch_size": "batch_size", "lr": "lr"}  # chart -> record key
 def constant_note(runs: list[RunData], key: str) -> str | None:
     """'Learning rate: 0.1 in every epoch of every run.' when a setting never changed
     (a flat line tells nothing a sentence cannot), else None."""
-    values = {r.get(key) for d in runs for r in d.records}
+    values = {r.get(key) for d in runs for r in d.chart_records}
     if len(values) != 1 or None in values:
         return None
     return f"{CHARTS[key]}: {_g(values.pop())} in every epoch of every run shown."
@@ -459,7 +469,7 @@ def figure_specs(runs: list[RunData], options: ChartOptions) -> dict[str, dict |
     """Every chart that applies, as a plotly spec (a dict, not yet validated): accuracy
     only when some run is a classification; a step chart whose value never changed is a
     one-line note (a str) instead."""
-    has_accuracy = any(analysis.uses_accuracy(d.records) for d in runs)
+    has_accuracy = any(analysis.uses_accuracy(d.chart_records) for d in runs)
     out: dict[str, dict | str] = {}
     for name, build in SPECS.items():
         if name == "val_acc" and not has_accuracy:

@@ -72,6 +72,7 @@ class RunResult:
     n_train: int = 0
     diversity_approximate: bool = False
     events: list[dict] = field(default_factory=list)
+    initial: dict | None = None   # the starting point the charts draw at epoch 0 (Trainer.initial)
 
 
 def make_scheduler(config: RunConfig, optimizer: torch.optim.Optimizer, n_train: int):
@@ -108,7 +109,7 @@ class Trainer(RunControls):
         config.validate()
         self.config = config
         self.on_epoch, self.on_progress = on_epoch, on_progress
-        self.on_event = on_event
+        self.on_event, self.on_start = on_event, on_start
         self.dist = Distributed.setup(resolve_device(config.device))  # one rank under torchrun
         self.device = self.dist.device
         self.control = self.dist.control(control)  # rank 0's messages, on every rank
@@ -137,6 +138,7 @@ class Trainer(RunControls):
         self.shuffle = torch.Generator().manual_seed(config.seed + 1)
         self.lr_multiplier = config.lr_multiplier
         self.records: list[EpochRecord] = []
+        self.initial: dict | None = None  # measured before epoch 1 when the probe is on
         self.events: list[dict] = []
         self.step = self.samples_seen = 0
         self.epochs_done = 0
@@ -195,6 +197,8 @@ class Trainer(RunControls):
         the caller may train other runs meanwhile. `self.result` holds the outcome at the end."""
         status, message = "completed", ""
         try:
+            if self.epochs_done == 0 and self.probe is not None:
+                yield from self._initial_point()
             for epoch in range(self.epochs_done + 1, self.config.epochs + 1):
                 epoch_started = time.perf_counter()
                 try:
@@ -232,7 +236,7 @@ class Trainer(RunControls):
             self.meter.detach()
             self.dist.close()
         self.result = RunResult(status, self.records, message, self.problem.n_train,
-                                self.meter.approximate, self.events)
+                                self.meter.approximate, self.events, self.initial)
 
     def state_dict(self) -> dict:
         """Everything needed to continue this run exactly after its last finished epoch, as
@@ -246,7 +250,7 @@ class Trainer(RunControls):
                 "step": self.step, "samples_seen": self.samples_seen,
                 "wall_time": time.perf_counter() - self.started,
                 "records": [record.to_dict() for record in self.records],
-                "events": list(self.events), "rng": self._rng_state()}
+                "initial": self.initial, "events": list(self.events), "rng": self._rng_state()}
 
     def load_state_dict(self, state: dict) -> None:
         """Continue from `state` (of a run with this config, hot fields aside): the next
@@ -268,6 +272,7 @@ class Trainer(RunControls):
         self.samples_seen = state["samples_seen"]
         self.started = time.perf_counter() - state["wall_time"]
         self.records = [EpochRecord(**record) for record in state["records"]]
+        self.initial = state.get("initial")  # checkpoints before it was measured lack it
         self.events = list(state["events"])
         self._set_rng_state(state["rng"])
 
@@ -313,6 +318,29 @@ class Trainer(RunControls):
             step_ms=1000.0 * train_time / max(n_batches, 1),
             measured_batches=measured_batches, probe_diversity=probe_diversity,
             instrument_time=instrument_time)
+
+    def _initial_point(self) -> Iterator[Wait]:
+        """The model as initialised, measured as an epoch's end is, before training starts:
+        the charts' epoch 0, so a run shows a point long before its first epoch ends.
+        Validation first (milliseconds), then the probe's diversity (the slow part); each is
+        reported as on_start's {"initial": ...} as soon as it is known, and each is followed
+        by a Wait, so that in a race every run's point comes before any run trains. Like the
+        probe, it draws no random number training uses."""
+        started = time.perf_counter()
+        val_loss, val_acc = self.evaluate()
+        self.initial = {"epoch": 0, "step": 0, "samples_seen": 0, "train_time": 0.0,
+                        "batch_size": self.scheduler.batch_size,
+                        "lr": self.optimizer.param_groups[0]["lr"], "probe_diversity": None,
+                        "val_loss": val_loss, "val_acc": val_acc, **self._hot_values()}
+        yield self._report_initial(started)
+        self.initial["probe_diversity"], _ = self._probe(self.scheduler.batch_size)
+        yield self._report_initial(started)
+
+    def _report_initial(self, started: float) -> Wait:
+        self.initial["instrument_time"] = time.perf_counter() - started
+        if self.on_start:
+            self.on_start({"initial": dict(self.initial)})
+        return Wait(0.0)
 
     def _measures(self, epoch: int) -> bool:
         return self.scheduler.measures_diversity(epoch)
@@ -471,6 +499,8 @@ def train(config: RunConfig, on_epoch: Callable[[EpochRecord], None] | None = No
     message ends the run as "stopped"; a `set` message changes hot parameters.
     A NaN or infinite training loss ends the run as "diverged", keeping the records so far;
     running out of memory ends it as "failed" with a message suggesting a smaller batch.
+    `on_start(facts)` gets Trainer.info() at the start, then {"initial": point}: the chart's
+    epoch 0, measured before training when the probe is on (diversity_every_epoch).
     `checkpoint_path`: a file (see `divebatch.training.checkpoint`) rewritten atomically at the end of
     every epoch. `resume_from`: such a file, or a `Trainer.state_dict()`, to continue after its
     epoch; the records then equal an uninterrupted run's (timings aside) on the same device.

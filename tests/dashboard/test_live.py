@@ -1,4 +1,4 @@
-"""The live panel's refresh interval: a fast poll until a just-started run's first epoch."""
+"""The live panel's refresh interval: a fast poll until a just-started run's first point."""
 
 import time
 
@@ -13,10 +13,11 @@ def snap(*runs):
                            events={}, progress={}, version=())
 
 
-def run(run_id, status="running", started_ago=1.0):
+def run(run_id, status="running", started_ago=1.0, info=None):
     now = time.time()
     return {"id": run_id, "status": status, "created_at": now - started_ago - 0.5,
-            "started_at": None if status == "queued" else now - started_ago}
+            "started_at": None if status == "queued" else now - started_ago,
+            "info": info or {}}
 
 
 @pytest.fixture(autouse=True)
@@ -33,8 +34,9 @@ def test_a_just_started_run_without_an_epoch_is_polled_fast():
     assert live._interval(snap((run(1, "queued"), ()))) == live.FIRST_POINT_POLL_S
 
 
-def test_the_fast_poll_ends_at_the_first_epoch_or_after_the_wait():
+def test_the_fast_poll_ends_at_the_first_point_or_after_the_wait():
     assert live._interval(snap((run(1), ({"epoch": 1},)))) == 1.0
+    assert live._interval(snap((run(1, info={"initial": {"epoch": 0}}), ()))) == 1.0
     late = run(1, started_ago=live.FIRST_POINT_WAIT_S + 1)
     assert live._interval(snap((late, ()))) == 1.0
 

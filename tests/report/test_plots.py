@@ -83,6 +83,31 @@ def test_batch_size_is_a_step_line_from_each_epoch_start():
     assert list(proposal.y) == pytest.approx([0.1, 0.2, 0.3])
 
 
+INITIAL = {"epoch": 0, "step": 0, "samples_seen": 0, "train_time": 0.0, "batch_size": 8,
+           "lr": 0.1, "probe_diversity": 0.5, "val_loss": 2.3, "val_acc": 0.1, "delta": 0.1,
+           "max_batch_size": 64, "resize_every": 1, "lr_multiplier": 1.0}
+
+
+def started(records, **config):
+    """A run whose trainer measured its starting point (Trainer.initial)."""
+    data = run(**config)
+    return RunData({**data, "info": {**data["info"], "initial": INITIAL}}, records)
+
+
+def test_a_measured_start_is_drawn_at_zero_before_the_first_epoch():
+    charts = plots.figures([started([])], ChartOptions())
+    assert set(charts) == {"diversity", "batch_size", "lr", "loss", "val_acc"}
+    assert list(charts["diversity"].data[0].x) == [0] and charts["diversity"].data[0].y[0] == 0.5
+    assert list(charts["val_acc"].data[0].y) == [10.0]
+    validation, train = charts["loss"].data
+    assert list(validation.y) == [2.3] and math.isnan(train.y[0])  # no training loss yet
+    assert charts["batch_size"] == "Batch size: 8 in every epoch of every run shown."
+    grown = plots.figures([started(RECORDS)], ChartOptions(x_axis="epoch"))
+    assert list(grown["val_acc"].data[0].x) == [0, 1, 2, 3]
+    assert list(grown["batch_size"].data[0].x) == [0, 0, 1, 2, 3]
+    assert plots.run_row(started(RECORDS).run, RECORDS)["epochs"] == "3/3"  # charts only
+
+
 def test_sgd_has_no_proposal_line():
     fig = plots.batch_size_figure([RunData(run(method="sgd"), RECORDS)], ChartOptions())
     assert len(fig.data) == 1

@@ -172,6 +172,7 @@ def test_a_warm_worker_takes_queued_runs_and_a_dead_one_is_replaced(
     slow = jobs.submit(store, tiny.replace(epochs=5, pace_s=30.0))  # waits after epoch 1
     wait_for(lambda: store.records(slow), 60, "the slow run's first epoch")
     assert store.get_run(slow)["worker_pid"] == warm["pid"]  # the same warm process
+    assert niceness(warm["pid"]) == max(os.nice(0), jobs.WORKER_NICENESS)  # below the server
     os.kill(warm["pid"], signal.SIGKILL)
     wait_for(lambda: not processes.pid_alive(warm["pid"]), 10, "the kill")
     jobs.dispatch(store)  # reaps the run, forgets the worker, starts a new one
@@ -340,3 +341,20 @@ def test_workers_share_the_cores_with_one_share_left_for_the_dashboard(
     assert jobs.worker_env()["OMP_NUM_THREADS"] == str(threads)
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert jobs.worker_env()["OMP_NUM_THREADS"] == "3"
+
+
+def niceness(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as stat:
+        return int(stat.read().rsplit(")", 1)[1].split()[16])  # field 19 of proc(5)
+
+
+def test_workers_ask_for_a_lower_priority_and_a_bad_value_falls_back(monkeypatch):
+    monkeypatch.delenv("DIVEBATCH_WORKER_NICE", raising=False)
+    assert jobs.worker_env()["DIVEBATCH_WORKER_NICE"] == str(jobs.WORKER_NICENESS)
+    increments = []
+    monkeypatch.setattr(os, "nice", lambda inc: increments.append(inc) or 3)
+    for value, expected in (("7", 4), ("x", jobs.WORKER_NICENESS - 3), ("0", 0), ("99", 16)):
+        monkeypatch.setenv("DIVEBATCH_WORKER_NICE", value)
+        increments.clear()
+        jobs.lower_priority()
+        assert increments == [0, expected], value

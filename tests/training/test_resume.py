@@ -95,7 +95,8 @@ def test_checkpoint_holds_every_piece_of_state_as_plain_values(tmp_path):
     state = checkpoint.load(path)  # weights_only=True inside
     assert set(state) == {"epoch", "config", "lr_multiplier", "model", "optimizer",
                           "scheduler", "lr_schedule", "step", "samples_seen", "wall_time",
-                          "records", "events", "rng"}
+                          "records", "initial", "events", "rng"}
+    assert state["initial"]["epoch"] == 0  # the charts' starting point survives a resume
     assert set(state["rng"]) == {"shuffle", "torch", "cuda", "problem"}
     assert state["epoch"] == 2 and len(state["records"]) == 2
     assert list(tmp_path.iterdir()) == [path]  # no temp file left behind

@@ -85,6 +85,31 @@ def test_chart_probe_changes_no_training_and_is_recorded_apart():
     assert all(r.probe_diversity > 0 and r.instrument_time > 0 for r in on_records)
 
 
+def test_the_starting_point_is_measured_before_training_and_changes_nothing():
+    """Epoch 0 for the charts: a fresh model's validation loss and accuracy (reported first),
+    then its probe diversity, both before epoch 1; none without the probe."""
+    config = RunConfig(problem="digits", model="cnn", n_samples=160, epochs=1, batch_size=32,
+                       max_batch_size=64, method="divebatch", lr=0.05)
+    fresh = Trainer(config)
+    expected_val = fresh.evaluate()
+    expected_diversity = fresh.probe.measure(64)
+    seen = []
+    trainer = Trainer(config, on_start=lambda facts: seen.append(("start", facts)),
+                      on_epoch=lambda record: seen.append(("epoch", record.epoch)))
+    result = trainer.run()
+    first, second = (facts["initial"] for kind, facts in seen[1:3])
+    assert [kind for kind, _ in seen] == ["start", "start", "start", "epoch"]
+    assert (first["epoch"], first["step"], first["samples_seen"]) == (0, 0, 0)
+    assert (first["batch_size"], first["lr"], first["delta"]) == (32, 0.05, config.delta)
+    assert (first["val_loss"], first["val_acc"]) == pytest.approx(expected_val)
+    assert first["probe_diversity"] is None
+    assert second["probe_diversity"] == pytest.approx(expected_diversity, rel=1e-6)
+    assert result.initial == second and second["instrument_time"] > 0
+    off = Trainer(config.replace(diversity_every_epoch=False)).run()
+    assert off.initial is None
+    assert [r.train_loss for r in off.records] == [r.train_loss for r in result.records]
+
+
 def test_probe_time_is_kept_out_of_train_time(monkeypatch):
     def slow_probe(self, max_chunk):
         time.sleep(0.5)
@@ -102,7 +127,7 @@ def test_probe_passes_are_as_large_as_the_runs_largest_batch(monkeypatch, cap, e
         max_chunk) or 1.0)
     train(RunConfig(**{**TINY, "epochs": 1, "batch_size": 8, "max_batch_size": 64},
                     method="sgd", max_micro_batch=cap))
-    assert sizes == [expected]
+    assert sizes == [expected, expected]  # the starting point, then epoch 1
 
 
 def test_probe_matches_diversity_of_its_samples():
