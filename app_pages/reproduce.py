@@ -108,7 +108,7 @@ def show_results():
     draw_curves(result)
     st.subheader("Every method")
     st.dataframe(reproduce_report.detail(result), key="repro_detail", hide_index=True,
-                 column_config=dict(reproduce_report.DETAIL_COLUMNS))
+                 placeholder="—", column_config=dict(reproduce_report.DETAIL_COLUMNS))
     if result.done and counts["finished"]:
         documents = reproduce_report.report_documents  # called only when a button is pressed
         buttons = st.columns(len(reproduce_report.REPORT_NAMES))

@@ -33,7 +33,7 @@ if not runs:
     st.info("No runs stored yet: start one on a lab page, or with "
             "`python -m divebatch run ...` (same store).")
 else:
-    st.dataframe(run_rows(store, runs), hide_index=True, width="stretch",
+    st.dataframe(run_rows(store, runs), hide_index=True, placeholder="—", width="stretch",
                  column_config={
                      "final acc": st.column_config.NumberColumn(format="percent"),
                      "final val loss": st.column_config.NumberColumn(format="%.4g"),

@@ -125,7 +125,7 @@ def show_results():
         st.rerun()  # the whole page: timers off, final state
     draw_heatmaps(result)
     st.dataframe(sweeps.cell_table(result), key="sweep_table", hide_index=True,
-                 width="stretch")
+                 placeholder="—", width="stretch")
     line = sweeps.verdict(result)
     if line:
         st.markdown(f"**Verdict:** {line}")

@@ -211,12 +211,13 @@ def comparison(runs: list[dict], records: dict[int, list[dict]]) -> None:
     table = shared.target_table(runs, records)
     st.markdown("**Time to target** (★ first to the common target)" if table.winner is not None
                 else "**Time to target**")
-    st.dataframe(pd.DataFrame(_starred(table.rows, table.winner)), hide_index=True)
+    st.dataframe(pd.DataFrame(_starred(table.rows, table.winner)), hide_index=True,
+                 placeholder="—")
     if table.verdict:
         st.markdown(f"**Verdict:** {table.verdict}")
     st.caption(table.caption)
     with st.expander("All columns (the paper's own-final metric, samples, cost of measuring)"):
-        st.dataframe(table.details, hide_index=True)
+        st.dataframe(table.details, hide_index=True, placeholder="—")
         st.caption("own-1pt: the paper's metric, the first epoch within 1 point of the run's "
                    "own final accuracy. ms/step measured / plain: the cost of DiveBatch's own "
                    "diversity measurement, from its epochs with and without it at equal "

@@ -305,6 +305,7 @@ def test_failures_are_shown_in_plain_words(store):
         at = open_app("app_pages/runs.py")
         at.multiselect(key="runs_shown").set_value([diverged, failed, dead, queued]).run()
         errors, warnings, infos = texts(at.error), texts(at.warning), texts(at.info)
+        placeholders = [table.proto.placeholder for table in at.dataframe]
     finally:
         del os.environ["DIVEBATCH_MAX_WORKERS"]
         store.mark_finished(busy, "stopped")
@@ -314,6 +315,7 @@ def test_failures_are_shown_in_plain_words(store):
     assert f"#{dead}" in warnings and "interrupted" in warnings
     assert store.get_run(dead)["status"] == "interrupted"
     assert f"Queued: #{queued}" in infos and "1 of 1 worker slot(s) are busy" in infos
+    assert placeholders and set(placeholders) == {"—"}  # a run that never started: no "None"
 
 
 # --- the read-only viewer role (DIVEBATCH_ROLE=viewer)
