@@ -102,16 +102,17 @@ def test_a_lost_worker_is_interrupted_then_resumed_from_its_checkpoint(tmp_path)
                  base={"epochs": 12, "n_samples": 2000})
     killed = []
 
-    def kill_a_worker_after_its_first_epoch():
+    def kill_a_worker_after_its_second_epoch():
         deadline = time.monotonic() + 120
         while not killed and time.monotonic() < deadline:
             for run in store.list_runs(status="running"):
-                if "ray_pid" in run["info"] and store.records(run["id"]):
+                # after epoch 2's record, epoch 1's checkpoint is surely written
+                if "ray_pid" in run["info"] and len(store.records(run["id"])) >= 2:
                     os.kill(run["info"]["ray_pid"], signal.SIGKILL)
                     killed.append(run["id"])
                     break
             time.sleep(0.02)
-    killer = threading.Thread(target=kill_a_worker_after_its_first_epoch)
+    killer = threading.Thread(target=kill_a_worker_after_its_second_epoch)
     killer.start()
     sweeps.run_here(store, sweep, backend=on_ray())
     killer.join()
