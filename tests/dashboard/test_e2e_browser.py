@@ -41,7 +41,7 @@ def server(tmp_path):
     each, two at a time; the interleaved race is tested in tests/runs/test_jobs.py)."""
     db = tmp_path / "runs.db"
     store = RunStore(db)
-    with dashboard_server(db, env={"DIVEBATCH_MAX_WORKERS": "2"}) as url:
+    with dashboard_server(db, env={"DIVEBATCH_MAX_WORKERS": "1", "DIVEBATCH_WARM_WORKERS": "1"}) as url:
         try:
             yield url, store
         finally:  # never leave workers training into a deleted folder
@@ -71,8 +71,10 @@ def screenshot(page, name: str, height: int = 900, width: int = 1440) -> None:
 
 
 def epochs_done(page, run_id: int) -> int:
-    text = page.get_by_text(re.compile(rf"^#{run_id} .*epochs")).first.inner_text()
-    return int(re.search(r": (\d+)/\d+ epochs", text).group(1))
+    """From the run's progress line ("#3 DiveBatch (delta=0.1): 12/2000 epochs ..."), not
+    the legend, which also names the run."""
+    progress = re.compile(rf"^#{run_id} .*: (\d+)/\d+ epochs")
+    return int(progress.search(page.get_by_text(progress).first.inner_text()).group(1))
 
 
 def wait_until(condition, what: str, timeout: float = WAIT_MS / 1000):
