@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 
-import pandas as pd
 import streamlit as st
 
 from divebatch.runs import jobs
@@ -191,13 +190,6 @@ def draw_charts(prefix: str, snap: shared.Snapshot, options: ChartOptions) -> No
                             config=plots.png_config(name, data))
 
 
-def _starred(rows: list[dict], winner: int | None) -> list[dict]:
-    """The rows with a star after the winner's method. (A star, not a coloured row: pandas'
-    Styler cost 15 ms of every viewer's update, the whole table 1 ms without it.)"""
-    return [{**row, "method": row["method"] + " ★"} if index == winner else row
-            for index, row in enumerate(rows)]
-
-
 def preload_chart_code(prefix: str) -> None:
     """An empty chart 10 pixels high: the browser loads and compiles plotly.js (Streamlit fetches
     it with the first chart of a page, about a second) before the first epoch arrives."""
@@ -208,16 +200,16 @@ def preload_chart_code(prefix: str) -> None:
 def comparison(runs: list[dict], records: dict[int, list[dict]]) -> None:
     """The time-to-target table for the shown runs: four columns, the winner highlighted,
     the verdict under it, every other column in an expander."""
-    table = shared.target_table(runs, records)
+    tables = shared.target_table(runs, records)
+    table = tables.table
     st.markdown("**Time to target** (★ first to the common target)" if table.winner is not None
                 else "**Time to target**")
-    st.dataframe(pd.DataFrame(_starred(table.rows, table.winner)), hide_index=True,
-                 placeholder="—")
+    st.dataframe(tables.rows, hide_index=True, placeholder="—")
     if table.verdict:
         st.markdown(f"**Verdict:** {table.verdict}")
     st.caption(table.caption)
     with st.expander("All columns (the paper's own-final metric, samples, cost of measuring)"):
-        st.dataframe(table.details, hide_index=True, placeholder="—")
+        st.dataframe(tables.details, hide_index=True, placeholder="—")
         st.caption("own-1pt: the paper's metric, the first epoch within 1 point of the run's "
                    "own final accuracy. ms/step measured / plain: the cost of DiveBatch's own "
                    "diversity measurement, from its epochs with and without it at equal "

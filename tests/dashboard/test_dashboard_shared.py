@@ -1,6 +1,10 @@
 """dashboard.shared: one dispatch a second, one store read and one chart build shared by
 every viewer of the same runs."""
 
+import json
+
+import plotly.graph_objects as go
+import plotly.io
 import pytest
 
 from dashboard import shared
@@ -96,3 +100,36 @@ def test_refresh_backs_off_when_the_server_is_busy(monkeypatch):
     for load, every in ((0.1, 1.0), (0.7, 2.0), (1.5, 4.0)):
         monkeypatch.setattr(shared, "server_load", lambda load=load: load)
         assert shared.refresh_interval() == every
+
+
+def test_a_shared_figure_serialises_as_plotly_would_and_is_converted_once(store):
+    run_id = store.create_run({"method": "divebatch", "batch_size": 8})
+    for epoch in (1, 2, 3):
+        add_epoch(store, run_id, epoch)
+    snap = shared.snapshot(store, [run_id])
+    figure = dict(shared.charts(snap, ChartOptions())[1])["loss"]
+    assert figure.to_dict() is figure.to_dict()  # what st.plotly_chart copies, made once
+    spec = plots.figure_specs(snap.run_data(), ChartOptions())["loss"]
+    plain = go.Figure(spec, _validate=False)  # numpy arrays, converted on every to_dict
+    assert json.loads(plotly.io.to_json(figure)) == json.loads(plotly.io.to_json(plain))
+
+
+def test_the_time_to_target_table_is_shared_ready_for_the_browser():
+    runs = [{"id": i, "status": "completed", "name": "", "group": "race",
+             "config": {"method": method, "batch_size": 8, "max_batch_size": 64,
+                        "problem": "classification"}, "info": {"n_train": 100}}
+            for i, method in ((1, "sgd"), (2, "divebatch"))]
+    records = {1: [{"epoch": e, "train_time": 1.0, "val_acc": 0.1 * e} for e in (1, 2, 3)],
+               2: [{"epoch": e, "train_time": 0.5, "val_acc": 0.1 * e} for e in (1, 2, 3)]}
+    shown = shared.target_table(runs, records)
+    assert shared.target_table(runs, records) is shown
+    assert shown.rows.column_names == list(shown.table.rows[0])
+    assert shown.rows.to_pylist() == shared.starred(shown.table.rows, shown.table.winner)
+    assert shown.table.winner == 1 and shown.rows.to_pylist()[1]["method"].endswith(" ★")
+    assert shown.details.to_pylist() == shown.table.details
+
+
+def test_the_winner_gets_a_star_and_the_rest_stay_as_they_are():
+    rows = [{"method": "SGD B=8", "speed-up": "1.00x"}, {"method": "DiveBatch", "speed-up": "2x"}]
+    assert [r["method"] for r in shared.starred(rows, 1)] == ["SGD B=8", "DiveBatch ★"]
+    assert shared.starred(rows, None) == rows

@@ -52,9 +52,3 @@ def test_a_queued_run_starting_waits_for_its_first_point_before_a_rerun():
     assert live._statuses_changed(queued, running, 1.0)
     assert live._statuses_changed(running, {1: "completed"}, fast)
     assert live._statuses_changed(running, {}, fast)
-
-
-def test_the_winner_gets_a_star_and_the_rest_stay_as_they_are():
-    rows = [{"method": "SGD B=8", "speed-up": "1.00x"}, {"method": "DiveBatch", "speed-up": "2x"}]
-    assert [r["method"] for r in live._starred(rows, 1)] == ["SGD B=8", "DiveBatch ★"]
-    assert live._starred(rows, None) == rows
