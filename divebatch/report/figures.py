@@ -111,6 +111,8 @@ def ema(values: list, smoothing: float) -> list[float | None]:
     divided by 1 - a^t. Missing or non-finite values stay None and are skipped."""
     if not 0.0 <= smoothing < 1.0:
         raise ValueError(f"smoothing should be a float in [0, 1), but got smoothing={smoothing!r}")
+    if smoothing == 0.0:  # the default: the values themselves
+        return [_finite(value) for value in values]
     out, total, weight = [], 0.0, 0.0
     for value in values:
         value = _finite(value)
