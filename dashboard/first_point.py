@@ -15,24 +15,30 @@ import time
 from divebatch.runs.store import RunStore
 
 HOLD_S = 1.0        # the click's update waits at most this long for the first points ...
-CLAIM_WAIT_S = 0.3  # ... and no longer than this for a worker to take the runs
+CLAIM_WAIT_S = 0.3  # ... and no longer than this for a trainer to start on each run
 POLL_S = 0.02
 
 
 def await_first_points(store: RunStore, run_ids: list[int]) -> bool:
     """Wait until each run has a point (its measured start or an epoch) or has ended; at
-    most HOLD_S, and give up once CLAIM_WAIT_S passed with a run still queued (no warm
-    worker took it: its worker needs seconds to start). Whether every run has a point."""
+    most HOLD_S, and give up once CLAIM_WAIT_S passed with a run whose trainer has not
+    started (still queued, or given to a worker that is still importing torch: seconds).
+    Whether every run has a point."""
     started = time.monotonic()
     while True:
-        waiting = [run for run in map(store.get_run, run_ids) if run and _awaits_point(store, run)]
+        waiting = [run for run in map(store.get_run, run_ids)
+                   if run and _awaits_point(store, run)]
         if not waiting:
             return True
         elapsed = time.monotonic() - started
         if elapsed >= HOLD_S or (elapsed >= CLAIM_WAIT_S
-                                 and any(run["status"] == "queued" for run in waiting)):
+                                 and not all(_trainer_started(run) for run in waiting)):
             return False
         time.sleep(POLL_S)
+
+
+def _trainer_started(run: dict) -> bool:
+    return run["status"] == "running" and "n_train" in run["info"]  # Trainer.info() stored
 
 
 def _awaits_point(store: RunStore, run: dict) -> bool:

@@ -27,10 +27,11 @@ def test_runs_with_a_point_or_ended_need_no_wait(tmp_path):
     assert ok and seconds < first_point.CLAIM_WAIT_S
 
 
-def test_waits_for_a_claimed_run_until_its_start_is_measured(tmp_path):
+def test_waits_for_a_started_trainer_until_its_start_is_measured(tmp_path):
     store = RunStore(tmp_path / "runs.db")
     run_id = store.create_run(TINY)
     store.mark_running(run_id, 1)
+    store.update_info(run_id, n_train=48)  # Trainer.info(): the trainer is built
     timer = threading.Timer(0.4, lambda: store.update_info(run_id, initial={"epoch": 0}))
     timer.start()
     ok, seconds = waited(store, [run_id])
@@ -38,11 +39,14 @@ def test_waits_for_a_claimed_run_until_its_start_is_measured(tmp_path):
     assert ok and 0.4 <= seconds < first_point.HOLD_S
 
 
-def test_gives_up_on_an_unclaimed_run_and_at_the_hold_limit(tmp_path):
+def test_gives_up_on_a_run_without_a_trainer_and_at_the_hold_limit(tmp_path):
     store = RunStore(tmp_path / "runs.db")
-    queued, running = store.create_run(TINY), store.create_run(TINY)
-    ok, seconds = waited(store, [queued])
-    assert not ok and first_point.CLAIM_WAIT_S <= seconds < first_point.HOLD_S
-    store.mark_running(running, 1)
-    ok, seconds = waited(store, [running])
+    queued, starting, started = (store.create_run(TINY) for _ in range(3))
+    store.mark_running(starting, 1)  # a worker of its own, still importing torch
+    for run_ids in ([queued], [starting]):
+        ok, seconds = waited(store, run_ids)
+        assert not ok and first_point.CLAIM_WAIT_S <= seconds < first_point.HOLD_S
+    store.mark_running(started, 1)
+    store.update_info(started, n_train=48)
+    ok, seconds = waited(store, [started])
     assert not ok and first_point.HOLD_S <= seconds < first_point.HOLD_S + 0.5
