@@ -59,3 +59,9 @@ def resolve_device(name: str) -> torch.device:
         raise ValueError("device should be auto or cpu on this machine (no MPS), "
                          "but got device='mps'")
     return torch.device(name)
+
+
+def out_of_memory(error: RuntimeError) -> bool:
+    """Whether `error` is the device running out of memory (torch.OutOfMemoryError, or a
+    backend's RuntimeError that says so)."""
+    return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()

@@ -18,10 +18,12 @@ from torch import nn
 
 from divebatch.training import checkpoint
 from divebatch.training.controls import RunControls, Wait
+from divebatch.training.instruments import ChartInstruments
 from divebatch.config import HOT_FIELDS, RunConfig
 from divebatch.data.problem import Problem, correct_predictions, per_sample_loss
 from divebatch.data.problems import load_problem
-from divebatch.device_options import make_optimizer, plain_forward_model, resolve_device, to_device
+from divebatch.device_options import (make_optimizer, out_of_memory, plain_forward_model,
+                                      resolve_device, to_device)
 from divebatch.training.distributed import Distributed
 from divebatch.meter.diversity import DiversityMeter
 from divebatch.models.registry import build_model
@@ -101,7 +103,7 @@ def make_lr_schedule(config: RunConfig, optimizer: torch.optim.Optimizer):
     return None
 
 
-class Trainer(RunControls):
+class Trainer(RunControls, ChartInstruments):
     """One run's state; `train()` below is the public entry point."""
 
     def __init__(self, config: RunConfig, on_epoch=None, control=None, on_progress=None,
@@ -204,7 +206,7 @@ class Trainer(RunControls):
                 try:
                     record = self._run_epoch(epoch)
                 except RuntimeError as error:  # torch.OutOfMemoryError is one
-                    if not _out_of_memory(error):
+                    if not out_of_memory(error):
                         raise
                     status, message = "failed", self._out_of_memory_message(epoch)
                     self._event("out_of_memory", message, epoch)
@@ -319,51 +321,8 @@ class Trainer(RunControls):
             measured_batches=measured_batches, probe_diversity=probe_diversity,
             instrument_time=instrument_time)
 
-    def _initial_point(self) -> Iterator[Wait]:
-        """The model as initialised, measured as an epoch's end is, before training starts:
-        the charts' epoch 0, so a run shows a point long before its first epoch ends.
-        Validation first (milliseconds), then the probe's diversity (the slow part); each is
-        reported as on_start's {"initial": ...} as soon as it is known, and each is followed
-        by a Wait, so that in a race every run's point comes before any run trains. Like the
-        probe, it draws no random number training uses."""
-        started = time.perf_counter()
-        val_loss, val_acc = self.evaluate()
-        self.initial = {"epoch": 0, "step": 0, "samples_seen": 0, "train_time": 0.0,
-                        "batch_size": self.scheduler.batch_size,
-                        "lr": self.optimizer.param_groups[0]["lr"], "probe_diversity": None,
-                        "val_loss": val_loss, "val_acc": val_acc, **self._hot_values()}
-        yield self._report_initial(started)
-        self.initial["probe_diversity"], _ = self._probe(self.scheduler.batch_size)
-        yield self._report_initial(started)
-
-    def _report_initial(self, started: float) -> Wait:
-        self.initial["instrument_time"] = time.perf_counter() - started
-        if self.on_start:
-            self.on_start({"initial": dict(self.initial)})
-        return Wait(0.0)
-
     def _measures(self, epoch: int) -> bool:
         return self.scheduler.measures_diversity(epoch)
-
-    def _probe(self, batch_size: int) -> tuple[float | None, float]:
-        """(chart-only diversity, seconds it took), outside the timed loop, in passes as large
-        as the run's largest batch (B_max, or the micro-batch cap if set): at B0 = 16 the
-        digits CNN's probe took longer than its epoch in passes of 16. If that runs out of
-        memory, passes no larger than the epoch's own from then on, which training needs
-        anyway."""
-        if self.probe is None:
-            return None, 0.0
-        started = time.perf_counter()
-        cap = self.config.max_micro_batch or max(batch_size, self.config.max_batch_size)
-        if not self.probe_small:
-            try:
-                return self.probe.measure(cap), time.perf_counter() - started
-            except RuntimeError as error:  # torch.OutOfMemoryError is one
-                if not _out_of_memory(error):
-                    raise
-                self.probe_small = True
-        value = self.probe.measure(min(batch_size, cap))
-        return value, time.perf_counter() - started
 
     def _train_epoch(self, epoch: int, batch_size: int, measure: bool):
         """One pass over a fresh shuffle; returns (loss sum, batches, seconds) or Nones."""
@@ -481,10 +440,6 @@ class Trainer(RunControls):
 
 def _finite(value: float) -> bool:
     return value is not None and math.isfinite(value)
-
-
-def _out_of_memory(error: RuntimeError) -> bool:
-    return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
 
 
 def train(config: RunConfig, on_epoch: Callable[[EpochRecord], None] | None = None,
