@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from divebatch.runs import jobs
-from divebatch.report import figures as plots
+from divebatch.report.tables import run_row
 from divebatch.report.figures import run_label
 from divebatch.runs.store import ACTIVE_STATUSES, RunStore
 
@@ -57,11 +57,11 @@ def run_rows(store: RunStore, runs: list[dict]) -> list[dict]:
     computed once per session server (decoding 20,000 records took 0.3 s per page run);
     active runs are read afresh."""
     active = store.records_many([run["id"] for run in runs if run["status"] in ACTIVE_STATUSES])
-    return [plots.run_row(run, active[run["id"]]) if run["id"] in active
+    return [run_row(run, active[run["id"]]) if run["id"] in active
             else _finished_row(str(store.path), run) for run in runs]
 
 
 @st.cache_data(max_entries=20_000, show_spinner=False)
 def _finished_row(db_path: str, run: dict) -> dict:
     """Keyed by the whole run dict: a resumed run (new status, new finished_at) misses."""
-    return plots.run_row(run, RunStore(db_path).records(run["id"]))
+    return run_row(run, RunStore(db_path).records(run["id"]))

@@ -1,4 +1,4 @@
-"""Plotly figures and tables for the dashboard, built from stored runs (plain dicts).
+"""Plotly figures for the dashboard, built from stored runs (plain dicts).
 
 Every chart takes a list of `RunData` (a run dict, its epoch records, its events) and
 `ChartOptions` (x axis, log y, smoothing, how to read the diversity) and returns a
@@ -6,22 +6,14 @@ Every chart takes a list of `RunData` (a run dict, its epoch records, its events
 thinned to about 500 points (thinning), hot changes drawn as dotted vertical lines with their
 words, and one legend for all charts (legend_figure) instead of one per chart.
 
-Per-epoch settings (batch size, learning rate) are drawn as steps from the start of the epoch
-that used them; measured values (losses, accuracy, diversity) sit at the end of their epoch.
-A run that measured its starting point (RunData.chart_records) begins at epoch 0, x = 0.
-
->>> records = [{"epoch": 1, "samples_seen": 100, "step": 10, "train_time": 0.5},
-...            {"epoch": 2, "samples_seen": 200, "step": 15, "train_time": 0.25}]
->>> epoch_ends(records, "train_time"), epoch_starts(records, "samples_seen")
-([0.5, 0.75], [0, 100])
->>> [round(v, 3) if v else v for v in ema([1.0, None, 3.0], 0.5)]
-[1.0, None, 2.333]
+The series (x positions, smoothing, diversity readings) come from `series`; settings are
+steps from the start of their epoch, measured values sit at its end. A run that measured its
+starting point (RunData.chart_records) begins at epoch 0, x = 0.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,13 +23,10 @@ from divebatch.runs import analysis
 from divebatch.report.chart_style import styles_for
 from divebatch.config import HOT_FIELDS
 from divebatch.report.hot_limits import ADAPTIVE
-from divebatch.report.tables import COMPARE_COLUMNS
-from divebatch.presets import VARIANTS, race_sorted, variant_of
+from divebatch.report.series import (X_AXES, diversity_values, ema, epoch_ends, epoch_starts,
+                                     finite, proposals)
 from divebatch.report.thinning import change_points, pick, thin_indices
-from divebatch.report.target_table import labelled_rows
 
-X_AXES = {"samples_seen": "examples seen", "step": "optimizer steps", "epoch": "epochs",
-          "train_time": "training time (s)"}
 DIVERSITY_VIEWS = {"diversity": "Δ̂  gradient diversity",
                    "bound": "n·Δ̂  Yin's batch-size bound",
                    "noise_scale": "n·Δ̂ − 1  gradient noise scale"}
@@ -95,74 +84,6 @@ class ChartOptions:
         if not 0.0 <= self.smoothing < 1.0:
             raise ValueError(f"smoothing should be a float in [0, 1), "
                              f"but got smoothing={self.smoothing!r}")
-
-
-# --- series helpers (unit tested)
-
-def _finite(value) -> float | None:
-    if value is None:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
-def ema(values: list, smoothing: float) -> list[float | None]:
-    """Debiased exponential moving average (as TensorBoard): s_t = a s_{t-1} + (1-a) x_t,
-    divided by 1 - a^t. Missing or non-finite values stay None and are skipped."""
-    if not 0.0 <= smoothing < 1.0:
-        raise ValueError(f"smoothing should be a float in [0, 1), but got smoothing={smoothing!r}")
-    if smoothing == 0.0:  # the default: the values themselves
-        return [_finite(value) for value in values]
-    out, total, weight = [], 0.0, 0.0
-    for value in values:
-        value = _finite(value)
-        if value is None:
-            out.append(None)
-            continue
-        total = smoothing * total + (1.0 - smoothing) * value
-        weight = smoothing * weight + (1.0 - smoothing)
-        out.append(total / weight)
-    return out
-
-
-def epoch_ends(records: list[dict], axis: str) -> list[float]:
-    """x of the end of each record's epoch; "train_time" is cumulative training seconds."""
-    if axis == "train_time":
-        ends, elapsed = [], 0.0
-        for record in records:
-            elapsed += float(record.get("train_time") or 0.0)
-            ends.append(elapsed)
-        return ends
-    if axis not in X_AXES:
-        raise ValueError(f"axis should be one of {', '.join(X_AXES)}, but got axis={axis!r}")
-    return [record[axis] for record in records]
-
-
-def epoch_starts(records: list[dict], axis: str) -> list[float]:
-    """x of the start of each record's epoch (the previous epoch's end, 0 for the first)."""
-    return [0, *epoch_ends(records, axis)[:-1]] if records else []
-
-
-def diversity_values(records: list[dict], n_train: int | None, view: str) -> list:
-    """Delta_hat per epoch, or n * Delta_hat (Yin's bound), or n * Delta_hat - 1 (the noise
-    scale B_simple); None where unmeasured, or where n is unknown for the scaled views.
-    The chart-only probe's value (divebatch.training.probe) where the run has one, else the diversity
-    the method measured while training."""
-    raw = [_finite(r.get("probe_diversity")) if r.get("probe_diversity") is not None
-           else _finite(r.get("diversity")) for r in records]
-    if view == "diversity":
-        return raw
-    if not n_train:
-        return [None] * len(raw)
-    offset = 1.0 if view == "noise_scale" else 0.0
-    return [None if d is None else n_train * d - offset for d in raw]
-
-
-def proposals(records: list[dict], n_train: int | None) -> list:
-    """DiveBatch's proposal delta * n * Delta_hat per epoch (before the clamp to
-    [B_old, B_max]), with the delta in force in that epoch."""
-    return [None if not n_train or _finite(r.get("diversity")) is None or r.get("delta") is None
-            else r["delta"] * n_train * r["diversity"] for r in records]
 
 
 def run_label(run: dict) -> str:
@@ -390,7 +311,7 @@ def _accuracy(runs: list[RunData], options: ChartOptions) -> dict:
     """Validation accuracy in percent (always a linear axis)."""
     traces = []
     for data, style in zip(runs, _styles(runs)):
-        acc = [None if _finite(r.get("val_acc")) is None else 100.0 * r["val_acc"]
+        acc = [None if finite(r.get("val_acc")) is None else 100.0 * r["val_acc"]
                for r in data.chart_records]
         traces.append(_trace(epoch_ends(data.chart_records, options.x_axis),
                              ema(acc, options.smoothing), chart_label(data), style,
@@ -493,34 +414,3 @@ def png_config(chart: str, runs: list[RunData]) -> dict:
     return {"displaylogo": False,
             "toImageButtonOptions": {"format": "png", "filename": f"divebatch-{chart}-runs-{ids}",
                                      "scale": 2}}
-
-
-# --- tables
-
-def comparison_table(runs: list[dict], records_by_run: dict[int, list[dict]],
-                     target: float | None = None) -> tuple[list[dict], float | None]:
-    """The paper's time-to-target table (analysis.compare), SGD at the small batch first as
-    the speed-up baseline; rows keyed by the CLI's column headings."""
-    rows, common = labelled_rows(runs, records_by_run, target)
-    return [{heading: row.get(key) for key, heading in COMPARE_COLUMNS} for row in rows], common
-
-
-RUN_COLUMNS = ("run", "status", "name", "group", "problem", "method", "epochs", "duration s",
-               "final acc", "final val loss", "train s to own-1pt", "note", "started")
-
-
-def run_row(run: dict, records: list[dict], now: float | None = None) -> dict:
-    """The Runs page's row for one stored run (keys: RUN_COLUMNS)."""
-    summary = analysis.summarize(run, records)
-    started, finished = run.get("started_at"), run.get("finished_at")
-    return {
-        "run": run["id"], "status": run["status"], "name": run.get("name") or "",
-        "group": run.get("group") or "", "problem": summary["problem"],
-        "method": summary["method"],
-        "epochs": f"{len(records)}/{run['config'].get('epochs', '?')}",
-        "duration s": None if started is None else (finished or now or time.time()) - started,
-        "final acc": summary["final_acc"], "final val loss": summary["final_val_loss"],
-        "train s to own-1pt": summary["time_to_target"],
-        "note": summary["flag"],
-        "started": None if started is None else time.strftime(
-            "%Y-%m-%d %H:%M", time.localtime(started))}

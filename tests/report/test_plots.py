@@ -1,10 +1,10 @@
-"""divebatch.report.figures: x axes, smoothing, diversity readings, figures and tables."""
+"""divebatch.report.figures: the charts, their styles, marks and notes."""
 
 import math
 
 import pytest
 
-from divebatch.report import figures as plots, sweep_figures as sweep_plots
+from divebatch.report import figures as plots, series, sweep_figures as sweep_plots, tables
 from divebatch.report.hot_limits import hot_change_limits
 from divebatch.report.chart_style import style_of, style_of_variant
 from divebatch.report.figures import ChartOptions, RunData
@@ -28,49 +28,9 @@ def run(run_id=1, method="divebatch", **config):
 RECORDS = [record(1), record(2), record(3)]
 
 
-@pytest.mark.parametrize("axis,ends", [("samples_seen", [100, 200, 300]),
-                                       ("step", [10, 20, 30]), ("epoch", [1, 2, 3]),
-                                       ("train_time", [0.5, 1.0, 1.5])])
-def test_epoch_ends_per_axis(axis, ends):
-    assert plots.epoch_ends(RECORDS, axis) == pytest.approx(ends)
-    assert plots.epoch_starts(RECORDS, axis) == pytest.approx([0, *ends[:-1]])
-
-
-def test_unknown_axis_is_refused():
-    with pytest.raises(ValueError, match="axis should be one of"):
-        plots.epoch_ends(RECORDS, "wall_clock")
+def test_unknown_chart_options_are_refused():
     with pytest.raises(ValueError, match="x_axis should be one of"):
         ChartOptions(x_axis="minutes")
-
-
-def test_ema_matches_a_hand_computed_debiased_average():
-    assert plots.ema([2.0, 4.0, 8.0], 0.0) == [2.0, 4.0, 8.0]
-    smoothed = plots.ema([2.0, 4.0, 8.0], 0.5)
-    # s1 = 1, w1 = .5 -> 2; s2 = .5 + 2 = 2.5, w2 = .75 -> 3.333; s3 = 1.25 + 4, w3 = .875
-    assert smoothed == pytest.approx([2.0, 2.5 / 0.75, 5.25 / 0.875])
-
-
-def test_ema_skips_missing_and_non_finite_values():
-    assert plots.ema([None, 1.0, math.nan, 3.0, math.inf], 0.5) == \
-        [None, 1.0, None, pytest.approx((0.25 + 1.5) / 0.75), None]
-
-
-@pytest.mark.parametrize("smoothing", [-0.1, 1.0, 2.0])
-def test_ema_refuses_bad_smoothing(smoothing):
-    with pytest.raises(ValueError, match="smoothing should be"):
-        plots.ema([1.0], smoothing)
-
-
-def test_diversity_views_use_n_train():
-    records = [record(1, diversity=0.05), record(2, diversity=None)]
-    assert plots.diversity_values(records, 100, "diversity") == [0.05, None]
-    assert plots.diversity_values(records, 100, "bound") == [pytest.approx(5.0), None]
-    assert plots.diversity_values(records, 100, "noise_scale") == [pytest.approx(4.0), None]
-    assert plots.diversity_values(records, None, "bound") == [None, None]
-
-
-def test_proposal_is_delta_times_yins_bound():
-    assert plots.proposals([record(1, diversity=0.5, delta=0.2)], 100) == [pytest.approx(10.0)]
 
 
 def test_batch_size_is_a_step_line_from_each_epoch_start():
@@ -105,7 +65,7 @@ def test_a_measured_start_is_drawn_at_zero_before_the_first_epoch():
     grown = plots.figures([started(RECORDS)], ChartOptions(x_axis="epoch"))
     assert list(grown["val_acc"].data[0].x) == [0, 1, 2, 3]
     assert list(grown["batch_size"].data[0].x) == [0, 0, 1, 2, 3]
-    assert plots.run_row(started(RECORDS).run, RECORDS)["epochs"] == "3/3"  # charts only
+    assert tables.run_row(started(RECORDS).run, RECORDS)["epochs"] == "3/3"  # charts only
 
 
 def test_sgd_has_no_proposal_line():
@@ -209,7 +169,7 @@ def test_accuracy_chart_only_for_classification():
 def test_smoothing_and_diversity_view_reach_the_figure():
     options = ChartOptions(diversity_view="bound", smoothing=0.5)
     fig = plots.diversity_figure([RunData(run(), RECORDS)], options)
-    assert list(fig.data[0].y) == pytest.approx(plots.ema([1.0, 2.0, 3.0], 0.5))
+    assert list(fig.data[0].y) == pytest.approx(series.ema([1.0, 2.0, 3.0], 0.5))
     assert "Yin" in fig.layout.yaxis.title.text
 
 
@@ -241,32 +201,6 @@ def test_png_download_has_a_telling_filename():
     config = plots.png_config("loss", [RunData(run(3), []), RunData(run(4), [])])
     assert config["toImageButtonOptions"] == {"format": "png", "scale": 2,
                                               "filename": "divebatch-loss-runs-3-4"}
-
-
-def test_comparison_table_puts_sgd_small_first_as_baseline():
-    runs = [run(1, method="divebatch"), run(2, method="sgd", batch_size=64),
-            run(3, method="sgd"), run(4, method="adabatch")]
-    fast = [record(1, val_acc=0.9), record(2, val_acc=0.9), record(3, val_acc=0.9)]
-    slow = [record(1, val_acc=0.5), record(2, val_acc=0.6), record(3, val_acc=0.9)]
-    records = {1: fast, 2: fast, 3: slow, 4: fast}
-    rows, common = plots.comparison_table(runs, records)
-    assert [row["run"] for row in rows] == [3, 1, 4, 2]
-    assert rows[0]["method"].startswith("SGD, small batch")
-    assert rows[-1]["method"].startswith("SGD, large batch")
-    assert rows[0]["speed-up"] == pytest.approx(1.0)
-    assert rows[1]["speed-up"] == pytest.approx(3.0)  # 1.5 s vs 0.5 s to own target
-    assert common == pytest.approx(0.89)
-
-
-def test_run_row_has_duration_and_time_to_target():
-    row = plots.run_row(run(1), RECORDS)
-    assert set(row) == set(plots.RUN_COLUMNS)
-    assert row["duration s"] == pytest.approx(10.0)
-    assert row["epochs"] == "3/3"
-    assert row["final acc"] == pytest.approx(0.8)
-    assert row["train s to own-1pt"] == pytest.approx(1.5)
-    active = {**run(2), "status": "running", "finished_at": None}
-    assert plots.run_row(active, [], now=1004.0)["duration s"] == pytest.approx(4.0)
 
 
 def test_hot_change_limits_say_why_a_change_waits():

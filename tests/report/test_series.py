@@ -1,0 +1,66 @@
+"""divebatch.report.series: x axes, smoothing and the diversity readings, against values
+worked out by hand."""
+
+import doctest
+import math
+
+import pytest
+
+from divebatch.report import series
+
+
+def record(epoch, **values):
+    base = {"epoch": epoch, "step": 10 * epoch, "samples_seen": 100 * epoch,
+            "train_time": 0.5, "batch_size": 8 * epoch, "delta": 0.1,
+            "diversity": 0.01 * epoch}
+    return {**base, **values}
+
+
+RECORDS = [record(1), record(2), record(3)]
+
+
+@pytest.mark.parametrize("axis,ends", [("samples_seen", [100, 200, 300]),
+                                       ("step", [10, 20, 30]), ("epoch", [1, 2, 3]),
+                                       ("train_time", [0.5, 1.0, 1.5])])
+def test_epoch_ends_per_axis(axis, ends):
+    assert series.epoch_ends(RECORDS, axis) == pytest.approx(ends)
+    assert series.epoch_starts(RECORDS, axis) == pytest.approx([0, *ends[:-1]])
+
+
+def test_unknown_axis_is_refused():
+    with pytest.raises(ValueError, match="axis should be one of"):
+        series.epoch_ends(RECORDS, "wall_clock")
+
+
+def test_ema_matches_a_hand_computed_debiased_average():
+    assert series.ema([2.0, 4.0, 8.0], 0.0) == [2.0, 4.0, 8.0]
+    smoothed = series.ema([2.0, 4.0, 8.0], 0.5)
+    # s1 = 1, w1 = .5 -> 2; s2 = .5 + 2 = 2.5, w2 = .75 -> 3.333; s3 = 1.25 + 4, w3 = .875
+    assert smoothed == pytest.approx([2.0, 2.5 / 0.75, 5.25 / 0.875])
+
+
+def test_ema_skips_missing_and_non_finite_values():
+    assert series.ema([None, 1.0, math.nan, 3.0, math.inf], 0.5) == \
+        [None, 1.0, None, pytest.approx((0.25 + 1.5) / 0.75), None]
+
+
+@pytest.mark.parametrize("smoothing", [-0.1, 1.0, 2.0])
+def test_ema_refuses_bad_smoothing(smoothing):
+    with pytest.raises(ValueError, match="smoothing should be"):
+        series.ema([1.0], smoothing)
+
+
+def test_diversity_views_use_n_train():
+    records = [record(1, diversity=0.05), record(2, diversity=None)]
+    assert series.diversity_values(records, 100, "diversity") == [0.05, None]
+    assert series.diversity_values(records, 100, "bound") == [pytest.approx(5.0), None]
+    assert series.diversity_values(records, 100, "noise_scale") == [pytest.approx(4.0), None]
+    assert series.diversity_values(records, None, "bound") == [None, None]
+
+
+def test_proposal_is_delta_times_yins_bound():
+    assert series.proposals([record(1, diversity=0.5, delta=0.2)], 100) == [pytest.approx(10.0)]
+
+
+def test_doctests():
+    assert doctest.testmod(series).attempted > 0 and doctest.testmod(series).failed == 0

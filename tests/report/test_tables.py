@@ -1,0 +1,27 @@
+"""divebatch.report.tables: the Runs page's row for a run."""
+
+import pytest
+
+from divebatch.report import tables
+
+
+def run(run_id, **config):
+    return {"id": run_id, "name": "", "group": "", "status": "completed",
+            "config": {"method": "divebatch", "batch_size": 8, "max_batch_size": 64,
+                       "delta": 0.1, "epochs": 3, "problem": "classification", **config},
+            "info": {"n_train": 100}, "started_at": 1000.0, "finished_at": 1010.0}
+
+
+RECORDS = [{"epoch": e, "step": 10 * e, "samples_seen": 100 * e, "train_time": 0.5,
+            "batch_size": 8, "val_loss": 1.2 / e, "val_acc": 0.5 + 0.1 * e} for e in (1, 2, 3)]
+
+
+def test_run_row_has_duration_and_time_to_target():
+    row = tables.run_row(run(1), RECORDS)
+    assert set(row) == set(tables.RUN_COLUMNS)
+    assert row["duration s"] == pytest.approx(10.0)
+    assert row["epochs"] == "3/3"
+    assert row["final acc"] == pytest.approx(0.8)
+    assert row["train s to own-1pt"] == pytest.approx(1.5)
+    active = {**run(2), "status": "running", "finished_at": None}
+    assert tables.run_row(active, [], now=1004.0)["duration s"] == pytest.approx(4.0)
