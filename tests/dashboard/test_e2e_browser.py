@@ -53,8 +53,10 @@ def page():
     with sync_api.sync_playwright() as playwright:
         browser = launch_chromium(playwright)
         try:
-            yield browser.new_page(viewport={"width": 1440, "height": 900},
-                                   accept_downloads=True)
+            page = browser.new_page(viewport={"width": 1440, "height": 900},
+                                    accept_downloads=True)
+            page.set_default_timeout(WAIT_MS)  # a busy 2-core machine redraws slowly
+            yield page
         finally:
             browser.close()
 
