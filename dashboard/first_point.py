@@ -26,8 +26,9 @@ def await_first_points(store: RunStore, run_ids: list[int]) -> bool:
     Whether every run has a point."""
     started = time.monotonic()
     while True:
+        counts = store.record_counts(run_ids)  # one query for every run's records
         waiting = [run for run in map(store.get_run, run_ids)
-                   if run and _awaits_point(store, run)]
+                   if run and _awaits_point(run, counts[run["id"]][0])]
         if not waiting:
             return True
         elapsed = time.monotonic() - started
@@ -41,6 +42,6 @@ def _trainer_started(run: dict) -> bool:
     return run["status"] == "running" and "n_train" in run["info"]  # Trainer.info() stored
 
 
-def _awaits_point(store: RunStore, run: dict) -> bool:
+def _awaits_point(run: dict, n_records: int) -> bool:
     return (run["status"] in ("queued", "running") and "initial" not in run["info"]
-            and not store.record_counts([run["id"]])[run["id"]][0])
+            and not n_records)
