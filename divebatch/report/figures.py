@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import plotly.graph_objects as go
@@ -51,7 +52,7 @@ class RunData:
     def n_train(self) -> int | None:
         return (self.run.get("info") or {}).get("n_train")
 
-    @property
+    @cached_property  # every chart reads it: the list is made once per build
     def chart_records(self) -> list[dict]:
         """The records, after the starting point (epoch 0, at x = 0) when the run measured
         one (Trainer.initial: diversity, validation loss and accuracy, no training loss)."""
