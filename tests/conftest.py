@@ -30,6 +30,33 @@ def run_cli(*args: str, timeout: float = 120, env: dict | None = None,
                           text=True, timeout=timeout, env=full_env, cwd=cwd or ROOT)
 
 
+def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`divebatch.cli.main(ARGS)` in this process: what `python -m divebatch ARGS` runs,
+    without a new interpreter that imports torch again (about 2 s a call). Standard output
+    and error are captured as text; an exception main lets through fails the test, as a
+    traceback would. The tests of the process itself (its exit code, its streams, a closed
+    pipe) use run_cli."""
+    import contextlib
+    import io
+
+    import torch
+
+    from divebatch.cli import main
+    stdout, stderr, threads = io.StringIO(), io.StringIO(), torch.get_num_threads()
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in (env or {}).items():
+            patch.setenv(name, value)
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            try:
+                code = main(list(args))
+            except SystemExit as exit_:  # argparse's own errors
+                code = exit_.code if isinstance(exit_.code, int) else 1
+            finally:
+                torch.set_num_threads(threads)
+    return subprocess.CompletedProcess(["divebatch", *args], code, stdout.getvalue(),
+                                       stderr.getvalue())
+
+
 
 @pytest.fixture
 def store():
