@@ -1,5 +1,5 @@
 """End to end in a real browser: the dashboard served by `streamlit run`, driven by Debian's
-chromium through playwright. Races four methods (a worker each, two at a time), watches
+chromium through playwright. Races four methods (one warm worker trains them in turns), watches
 the charts update on their own, changes delta while DiveBatch runs, stops the race, downloads
 a CSV, and saves a screenshot of every page to $DIVEBATCH_SCREENSHOTS (default: a temporary
 folder; `bash scripts/screenshots.sh` refreshes docs/screenshots/ on purpose). Also: a run
@@ -35,17 +35,31 @@ SETUP = "n_samples=2000&dim=20&batch_size=8&max_batch_size=256&epochs=2000&progr
 WAIT_MS = 90_000
 
 
-@pytest.fixture
-def server(tmp_path):
-    """A dashboard with two worker slots and no warm worker (a race's runs get a worker
-    each, two at a time; the interleaved race is tested in tests/runs/test_jobs.py)."""
-    db = tmp_path / "runs.db"
+@pytest.fixture(scope="module")
+def dashboard(tmp_path_factory):
+    """One dashboard (one worker slot, one warm worker) for the tests of this module that
+    use those settings: a server's start-up and first page cost about 15 s on 2 cores."""
+    from divebatch.runs import jobs
+    db = tmp_path_factory.mktemp("dashboard") / "runs.db"
     store = RunStore(db)
-    with dashboard_server(db, env={"DIVEBATCH_MAX_WORKERS": "1", "DIVEBATCH_WARM_WORKERS": "1"}) as url:
+    env = {"DIVEBATCH_MAX_WORKERS": "1", "DIVEBATCH_WARM_WORKERS": "1"}
+    with dashboard_server(db, env=env) as url:
         try:
             yield url, store
         finally:  # never leave workers training into a deleted folder
             stop_runs_and_wait(store)
+            jobs.stop_warm_workers(store)
+
+
+@pytest.fixture
+def server(dashboard):
+    """The shared dashboard, its store emptied of runs for the next test."""
+    url, store = dashboard
+    try:
+        yield url, store
+    finally:
+        stop_runs_and_wait(store)
+        store.delete_runs()
 
 
 @pytest.fixture
@@ -146,6 +160,78 @@ def test_race_live_hot_change_stop_and_export(server, page):
     assert page.get_by_text("Advanced settings").count() == 0  # instructor mode
 
 
+def test_warm_start_step_by_step_pause_pace_and_delete_one(server, page):
+    url, store = server
+    page.set_viewport_size({"width": 1280, "height": 720})
+    page.goto(f"{url}/synthetic?instructor=1&n_samples=400&dim=8&epochs=8&batch_size=16")
+    start = page.get_by_role("button", name="Start run")
+    start.wait_for(timeout=WAIT_MS)
+    wait_until(lambda: any(w["ready_at"] for w in store.workers()), "a warm worker",
+               timeout=180)
+    warm_pid = store.workers()[0]["pid"]
+    page.get_by_text("Step by step (pauses after each epoch)").click()
+    time.sleep(1)  # the segmented control's rerun
+    start.click()
+    page.wait_for_function(FIRST_POINT, timeout=WAIT_MS)
+    [run] = store.list_runs()
+    assert run["worker_pid"] == warm_pid  # the warm worker took it: no start-up to wait for
+    assert_the_chart_grid_fits_the_projector(page)
+    screenshot(page, "synthetic_lab_instructor_1280x720", height=720, width=1280)
+
+    from divebatch.runs.jobs import is_paused
+    wait_until(lambda: is_paused(store, run["id"]), "the pause after epoch 1")
+    assert len(store.records(run["id"])) == 1
+    page.reload()  # the buttons show the state of the last page run
+    resume = page.get_by_role("button", name="Resume")
+    resume.wait_for(timeout=WAIT_MS)
+    page.get_by_role("button", name="Step").click()
+    wait_until(lambda: len(store.records(run["id"])) == 2 and is_paused(store, run["id"]),
+               "one more epoch, then paused again")
+    assert len(store.records(run["id"])) == 2
+
+    page.locator(f".st-key-syn_play_pace_{run['id']}").click()
+    page.get_by_role("option", name=re.compile(r"^Slow")).click()
+    wait_until(lambda: any(e["kind"] == "pace" for e in store.events(run["id"])),
+               "the pace change")
+    resume.click()
+    wait_until(lambda: len(store.records(run["id"])) >= 3, "the run to go on")
+    page.locator(".st-key-syn_stop button").click()
+    wait_until(lambda: store.get_run(run["id"])["status"] == "stopped", "the stop")
+
+    other = store.create_run({"problem": "sine", "method": "sgd"}, status="completed")
+    page.goto(f"{url}/runs?instructor=0")
+    picker = page.locator(".st-key-runs_shown input")
+    picker.wait_for(timeout=WAIT_MS)
+    for run_id in (run["id"], other):
+        picker.click()
+        page.get_by_role("option", name=re.compile(rf"^#{run_id} ")).click()
+    page.keyboard.press("Escape")
+    page.get_by_text("different problems").wait_for(timeout=WAIT_MS)
+    page.get_by_text(f"Yes, delete run #{run['id']}").click()
+    page.get_by_role("button", name="Delete").click()
+    page.get_by_text(f"Deleted run #{run['id']} and its records.").wait_for(timeout=WAIT_MS)
+    assert store.get_run(run["id"]) is None and store.get_run(other) is not None
+
+
+def assert_the_chart_grid_fits_the_projector(page) -> None:
+    """After Start in instructor mode the page scrolls to the charts, and the legend and the
+    charts of the 2x2 grid under it lie inside the 1280x720 window, below Streamlit's header
+    (a paused convex run after one epoch has two: its batch size and LR are still lines)."""
+    boxes = "() => [...document.querySelectorAll('[data-testid=stPlotlyChart]')]" \
+            ".map(e => e.getBoundingClientRect()).map(r => [r.top, r.bottom, r.height])"
+    header = "() => document.querySelector('header').getBoundingClientRect().bottom"
+
+    def grid_in_view():
+        shown = [box for box in page.evaluate(boxes) if box[2] > 20]  # not the 10 px preload
+        return len(shown) >= 3 and all(page.evaluate(header) <= top and bottom <= 720
+                                       for top, bottom, _ in shown[:5])
+    try:
+        wait_until(grid_in_view, "the legend and the 2x2 grid inside 1280x720", timeout=20)
+    except AssertionError as error:
+        raise AssertionError(f"{error}; charts (top, bottom, height): {page.evaluate(boxes)}, "
+                             f"header bottom {page.evaluate(header)}")
+
+
 # --- a class watching: several viewers on one read-only server
 
 def grow(store: RunStore, run_id: int, stop: threading.Event) -> None:
@@ -216,90 +302,3 @@ def test_three_viewers_watch_a_live_run_on_a_read_only_server(tmp_path):
         stop.set()
         writer.join()
         store.mark_finished(run_id, "stopped")
-
-
-@pytest.fixture
-def warm_server(tmp_path):
-    """A dashboard with one worker slot and one warm worker, and the store it uses."""
-    from divebatch.runs import jobs
-    db = tmp_path / "runs.db"
-    store = RunStore(db)
-    env = {"DIVEBATCH_MAX_WORKERS": "1", "DIVEBATCH_WARM_WORKERS": "1"}
-    with dashboard_server(db, env=env) as url:
-        try:
-            yield url, store
-        finally:
-            stop_runs_and_wait(store)
-            jobs.stop_warm_workers(store)
-
-
-def test_warm_start_step_by_step_pause_pace_and_delete_one(warm_server, page):
-    url, store = warm_server
-    page.set_viewport_size({"width": 1280, "height": 720})
-    page.goto(f"{url}/synthetic?instructor=1&n_samples=400&dim=8&epochs=8&batch_size=16")
-    start = page.get_by_role("button", name="Start run")
-    start.wait_for(timeout=WAIT_MS)
-    wait_until(lambda: any(w["ready_at"] for w in store.workers()), "a warm worker",
-               timeout=180)
-    warm_pid = store.workers()[0]["pid"]
-    page.get_by_text("Step by step (pauses after each epoch)").click()
-    time.sleep(1)  # the segmented control's rerun
-    start.click()
-    page.wait_for_function(FIRST_POINT, timeout=WAIT_MS)
-    [run] = store.list_runs()
-    assert run["worker_pid"] == warm_pid  # the warm worker took it: no start-up to wait for
-    assert_the_chart_grid_fits_the_projector(page)
-    screenshot(page, "synthetic_lab_instructor_1280x720", height=720, width=1280)
-
-    from divebatch.runs.jobs import is_paused
-    wait_until(lambda: is_paused(store, run["id"]), "the pause after epoch 1")
-    assert len(store.records(run["id"])) == 1
-    page.reload()  # the buttons show the state of the last page run
-    resume = page.get_by_role("button", name="Resume")
-    resume.wait_for(timeout=WAIT_MS)
-    page.get_by_role("button", name="Step").click()
-    wait_until(lambda: len(store.records(run["id"])) == 2 and is_paused(store, run["id"]),
-               "one more epoch, then paused again")
-    assert len(store.records(run["id"])) == 2
-
-    page.locator(f".st-key-syn_play_pace_{run['id']}").click()
-    page.get_by_role("option", name=re.compile(r"^Slow")).click()
-    wait_until(lambda: any(e["kind"] == "pace" for e in store.events(run["id"])),
-               "the pace change")
-    resume.click()
-    wait_until(lambda: len(store.records(run["id"])) >= 3, "the run to go on")
-    page.locator(".st-key-syn_stop button").click()
-    wait_until(lambda: store.get_run(run["id"])["status"] == "stopped", "the stop")
-
-    other = store.create_run({"problem": "sine", "method": "sgd"}, status="completed")
-    page.goto(f"{url}/runs?instructor=0")
-    picker = page.locator(".st-key-runs_shown input")
-    picker.wait_for(timeout=WAIT_MS)
-    for run_id in (run["id"], other):
-        picker.click()
-        page.get_by_role("option", name=re.compile(rf"^#{run_id} ")).click()
-    page.keyboard.press("Escape")
-    page.get_by_text("different problems").wait_for(timeout=WAIT_MS)
-    page.get_by_text(f"Yes, delete run #{run['id']}").click()
-    page.get_by_role("button", name="Delete").click()
-    page.get_by_text(f"Deleted run #{run['id']} and its records.").wait_for(timeout=WAIT_MS)
-    assert store.get_run(run["id"]) is None and store.get_run(other) is not None
-
-
-def assert_the_chart_grid_fits_the_projector(page) -> None:
-    """After Start in instructor mode the page scrolls to the charts, and the legend and the
-    charts of the 2x2 grid under it lie inside the 1280x720 window, below Streamlit's header
-    (a paused convex run after one epoch has two: its batch size and LR are still lines)."""
-    boxes = "() => [...document.querySelectorAll('[data-testid=stPlotlyChart]')]" \
-            ".map(e => e.getBoundingClientRect()).map(r => [r.top, r.bottom, r.height])"
-    header = "() => document.querySelector('header').getBoundingClientRect().bottom"
-
-    def grid_in_view():
-        shown = [box for box in page.evaluate(boxes) if box[2] > 20]  # not the 10 px preload
-        return len(shown) >= 3 and all(page.evaluate(header) <= top and bottom <= 720
-                                       for top, bottom, _ in shown[:5])
-    try:
-        wait_until(grid_in_view, "the legend and the 2x2 grid inside 1280x720", timeout=20)
-    except AssertionError as error:
-        raise AssertionError(f"{error}; charts (top, bottom, height): {page.evaluate(boxes)}, "
-                             f"header bottom {page.evaluate(header)}")
