@@ -24,9 +24,9 @@ from divebatch.runs import analysis
 from divebatch.report.chart_style import styles_for
 from divebatch.config import HOT_FIELDS
 from divebatch.report.hot_limits import ADAPTIVE
-from divebatch.report.series import (X_AXES, diversity_values, ema, epoch_ends, epoch_starts,
-                                     finite, proposals)
-from divebatch.report.thinning import change_points, pick, thin_indices
+from divebatch.report.series import (X_AXES, Columns, diversity_values, ema, epoch_ends,
+                                     epoch_starts, proposals)
+from divebatch.report.thinning import change_points, thin_indices
 
 DIVERSITY_VIEWS = {"diversity": "Δ̂  gradient diversity",
                    "bound": "n·Δ̂  Yin's batch-size bound",
@@ -58,6 +58,16 @@ class RunData:
         one (Trainer.initial: diversity, validation loss and accuracy, no training loss)."""
         initial = (self.run.get("info") or {}).get("initial")
         return [initial, *self.records] if initial else self.records
+
+    @cached_property
+    def columns(self) -> Columns:
+        """chart_records as float columns (series.Columns)."""
+        return Columns(self.chart_records)
+
+    @cached_property
+    def record_columns(self) -> Columns:
+        """The epoch records alone (no starting point) as float columns."""
+        return Columns(self.records)
 
 
 @dataclass
@@ -144,7 +154,6 @@ TEMPLATE = {"layout": {"hovermode": "closest"}}
 BLANK = {"data": [{"type": "scatter", "x": [], "y": [], "hoverinfo": "skip"}],  # no points
          "layout": {"height": 10, "margin": dict(l=0, r=0, t=0, b=0),
                     "xaxis": {"visible": False}, "yaxis": {"visible": False}}}
-MISSING = float("nan")
 
 
 @dataclass(frozen=True)
@@ -169,19 +178,22 @@ def _figure(title: str, y_title: str, options: ChartOptions, log_y: bool, traces
         xaxis=dict(title=dict(text=X_AXES[options.x_axis])),
         yaxis=dict(title=dict(text=y_title), type="log" if log_y else "linear",
                    **({"dtick": 1, "exponentformat": "power"} if log_y else {})),
-        shapes=shapes[0] + marks, annotations=shapes[1] + notes))
+        **_present(shapes=shapes[0] + marks, annotations=shapes[1] + notes)))
 
 
-def _array(values: list) -> np.ndarray:
-    return np.array([MISSING if v is None else v for v in values], dtype=float)
+def _present(**parts: list) -> dict:
+    """The non-empty parts (plotly drops empty ones: the spec then is what it sends)."""
+    return {name: part for name, part in parts.items() if part}
 
 
-def _trace(x: list, y: list, name: str, style: _Style, *, y_label: str, step: bool = False,
+def _trace(x, y, name: str, style: _Style, *, y_label: str, step: bool = False,
            width: float = 2.0, opacity: float = 1.0, markers_only: bool = False) -> dict:
-    """A line of at most about thinning.MAX_POINTS points; a step line keeps every change."""
+    """A line of at most about thinning.MAX_POINTS points; a step line keeps every change.
+    x and y: equal-length sequences of numbers (None or NaN = missing)."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     shown = thin_indices(y, keep=change_points(y) if step else ())
     mode = "markers" if markers_only else "lines+markers" if len(shown) < 40 else "lines"
-    return dict(type="scatter", x=_array(pick(x, shown)), y=_array(pick(y, shown)), name=name,
+    return dict(type="scatter", x=x[shown], y=y[shown], name=name,
                 mode=mode, opacity=opacity, connectgaps=True,
                 line=dict(color=style.color, dash=style.dash, width=width,
                           shape="hv" if step else "linear"),
@@ -196,13 +208,13 @@ def _hot_change_marks(runs: list[RunData], options: ChartOptions) -> tuple[list,
     shapes, notes = [], []
     if not any(event.get("kind") == "hot_change" for d in runs for event in d.events):
         return shapes, notes
-    right_half = max((max(epoch_ends(d.records, options.x_axis), default=0) for d in runs),
-                     default=0) / 2
+    right_half = max((np.nanmax(epoch_ends(d.record_columns, options.x_axis), initial=0.0)
+                      for d in runs), default=0.0) / 2
     for data, style in zip(runs, _styles(runs)):
         changes = [event for event in data.events if event.get("kind") == "hot_change"]
         if not changes:
             continue
-        ends = epoch_ends(data.records, options.x_axis)
+        ends = epoch_ends(data.record_columns, options.x_axis).tolist()
         by_epoch = {r["epoch"]: x for r, x in zip(data.records, ends)}
         for event in changes:
             x = by_epoch.get(event.get("epoch"), ends[-1] if ends else 0)
@@ -216,40 +228,36 @@ def _hot_change_marks(runs: list[RunData], options: ChartOptions) -> tuple[list,
     return shapes, notes
 
 
-def _steps(data: RunData, key: str, options: ChartOptions) -> tuple[list, list]:
+def _steps(data: RunData, key: str, options: ChartOptions) -> tuple[np.ndarray, np.ndarray]:
     """A per-epoch setting as a step line: its value from each epoch's start to its end."""
-    records = data.chart_records
-    if not records:
-        return [], []
-    x = epoch_starts(records, options.x_axis) + epoch_ends(records, options.x_axis)[-1:]
-    y = [r.get(key) for r in records]
-    return x, y + y[-1:]
+    columns = data.columns
+    if not len(columns):
+        return np.empty(0), np.empty(0)
+    x = np.concatenate([epoch_starts(columns, options.x_axis),
+                        epoch_ends(columns, options.x_axis)[-1:]])
+    return x, np.concatenate([columns[key], columns[key][-1:]])
 
 
 def _diversity(runs: list[RunData], options: ChartOptions) -> dict:
     view = options.diversity_view
-    traces = [_trace(epoch_ends(data.chart_records, options.x_axis),
-                     ema(diversity_values(data.chart_records, data.n_train, view),
-                         options.smoothing),
+    traces = [_trace(epoch_ends(data.columns, options.x_axis),
+                     ema(diversity_values(data.columns, data.n_train, view), options.smoothing),
                      chart_label(data), style, y_label=view.replace("_", " "))
               for data, style in zip(runs, _styles(runs))]
     return _figure(CHARTS["diversity"], DIVERSITY_VIEWS[view], options, options.log_y,
                    traces, runs)
 
 
-def capped_spans(records: list[dict], config: dict, x_axis: str) -> list[tuple[float, float]]:
-    """(start, end) on the x axis of each stretch of epochs whose batch size is at B_max."""
-    starts, ends = epoch_starts(records, x_axis), epoch_ends(records, x_axis)
-    spans: list[list[float]] = []
-    for record, start, end in zip(records, starts, ends):
-        cap = record.get("max_batch_size") or config.get("max_batch_size")
-        if cap is None or (record.get("batch_size") or 0) < cap:
-            continue
-        if spans and spans[-1][1] == start:
-            spans[-1][1] = end
-        else:
-            spans.append([start, end])
-    return [tuple(span) for span in spans]
+def capped_spans(columns: Columns, config: dict, x_axis: str) -> list[tuple[float, float]]:
+    """(start, end) on the x axis of each stretch of epochs whose batch size is at B_max
+    (the record's own B_max, after a hot change, else the config's)."""
+    cap = columns["max_batch_size"]
+    cap = np.where(np.isnan(cap) | (cap == 0), config.get("max_batch_size") or np.nan, cap)
+    capped = np.nan_to_num(columns["batch_size"]) >= cap  # (epochs,); NaN caps compare False
+    edges = np.diff(np.concatenate([[0], capped.astype(np.int8), [0]]))
+    first, last = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1
+    starts, ends = epoch_starts(columns, x_axis), epoch_ends(columns, x_axis)
+    return list(zip(starts[first].tolist(), ends[last].tolist()))
 
 
 def _capped_shading(runs: list[RunData], options: ChartOptions) -> tuple[list, list]:
@@ -259,7 +267,7 @@ def _capped_shading(runs: list[RunData], options: ChartOptions) -> tuple[list, l
         config = data.run.get("config") or {}
         if config.get("method") not in ADAPTIVE:
             continue
-        for start, end in capped_spans(data.records, config, options.x_axis):
+        for start, end in capped_spans(data.record_columns, config, options.x_axis):
             shapes.append(dict(type="rect", xref="x", yref="y domain", x0=start, x1=end,
                                y0=0, y1=1, fillcolor=style.color, opacity=0.1, layer="below",
                                line=dict(width=0)))
@@ -279,8 +287,8 @@ def _batch_size(runs: list[RunData], options: ChartOptions) -> dict:
         x, y = _steps(data, "batch_size", options)
         traces.append(_trace(x, y, label, style, y_label="batch", step=True))
         if (data.run.get("config") or {}).get("method") == "divebatch":
-            y = ema(proposals(data.chart_records, data.n_train), options.smoothing)
-            traces.append(_trace(epoch_ends(data.chart_records, options.x_axis), y,
+            y = ema(proposals(data.columns, data.n_train), options.smoothing)
+            traces.append(_trace(epoch_ends(data.columns, options.x_axis), y,
                                  f"{label}: δ·n·Δ̂ proposal", style, y_label="proposal",
                                  markers_only=True))
     return _figure(CHARTS["batch_size"], "batch size", options, options.log_y, traces, runs,
@@ -297,11 +305,10 @@ def _loss(runs: list[RunData], options: ChartOptions) -> dict:
     """Validation loss thick, training loss thin and faint, in the run's colour and dash."""
     traces = []
     for data, style in zip(runs, _styles(runs)):
-        records = data.chart_records
-        label, x = chart_label(data), epoch_ends(records, options.x_axis)
+        label, x = chart_label(data), epoch_ends(data.columns, options.x_axis)
         for key, suffix, width, opacity in (("val_loss", "validation", 2.5, 1.0),
                                             ("train_loss", "train", 1.2, 0.55)):
-            y = ema([r.get(key) for r in records], options.smoothing)
+            y = ema(data.columns[key], options.smoothing)
             traces.append(_trace(x, y, f"{label} {suffix}", style, y_label=f"{suffix} loss",
                                  width=width, opacity=opacity))
     return _figure(CHARTS["loss"], "loss (thick: validation, thin: train)", options,
@@ -312,10 +319,9 @@ def _accuracy(runs: list[RunData], options: ChartOptions) -> dict:
     """Validation accuracy in percent (always a linear axis)."""
     traces = []
     for data, style in zip(runs, _styles(runs)):
-        acc = [None if finite(r.get("val_acc")) is None else 100.0 * r["val_acc"]
-               for r in data.chart_records]
-        traces.append(_trace(epoch_ends(data.chart_records, options.x_axis),
-                             ema(acc, options.smoothing), chart_label(data), style,
+        traces.append(_trace(epoch_ends(data.columns, options.x_axis),
+                             ema(100.0 * data.columns["val_acc"], options.smoothing),
+                             chart_label(data), style,
                              y_label="accuracy %"))
     return _figure(CHARTS["val_acc"], "validation accuracy (%)", options, False, traces, runs)
 
@@ -339,7 +345,8 @@ def legend_spec(runs: list[RunData], options: ChartOptions | None = None) -> dic
                       y_label="", width=1.5)]
     for trace in traces:
         trace.update(mode="markers" if trace["mode"] == "markers" else "lines",
-                     hoverinfo="skip", hovertemplate=None)
+                     hoverinfo="skip")
+        del trace["hovertemplate"]
     rows = math.ceil(len(traces) / (3 if options.projector else 4))
     return dict(data=traces, layout=dict(
         template=TEMPLATE, height=20 + round(1.7 * options.font_size(13)) * rows,
@@ -383,10 +390,10 @@ STEP_CHARTS = {"batch_size": "batch_size", "lr": "lr"}  # chart -> record key
 def constant_note(runs: list[RunData], key: str) -> str | None:
     """'Learning rate: 0.1 in every epoch of every run.' when a setting never changed
     (a flat line tells nothing a sentence cannot), else None."""
-    values = {r.get(key) for d in runs for r in d.chart_records}
-    if len(values) != 1 or None in values:
+    values = np.concatenate([np.empty(0), *(d.columns[key] for d in runs)])
+    if not len(values) or np.isnan(values).any() or (values != values[0]).any():
         return None
-    return f"{CHARTS[key]}: {_g(values.pop())} in every epoch of every run shown."
+    return f"{CHARTS[key]}: {_g(values[0].item())} in every epoch of every run shown."
 
 
 def figure_specs(runs: list[RunData], options: ChartOptions) -> dict[str, dict | str]:

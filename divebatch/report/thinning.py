@@ -20,16 +20,17 @@ import numpy as np
 MAX_POINTS = 500  # per trace: more than a chart's width in pixels at the dashboard's size
 
 
-def change_points(values: list) -> list[int]:
-    """Indices i-1 and i wherever values[i] differs from values[i-1] (a step's both ends)."""
-    out = []
-    for index in range(1, len(values)):
-        if values[index] != values[index - 1]:
-            out += [index - 1, index]
-    return out
+def change_points(values) -> list[int]:
+    """Indices i-1 and i wherever values[i] differs from values[i-1] (a step's both ends;
+    None or NaN = missing, and two missing values in a row are no change)."""
+    y = np.array(values, dtype=float)  # (n,)
+    before, after = y[:-1], y[1:]
+    changed = ~((before == after) | (np.isnan(before) & np.isnan(after)))
+    ends = np.flatnonzero(changed)
+    return np.stack([ends, ends + 1], axis=1).ravel().tolist()
 
 
-def thin_indices(values: list, max_points: int = MAX_POINTS, keep=()) -> list[int]:
+def thin_indices(values, max_points: int = MAX_POINTS, keep=()) -> list[int]:
     """Sorted indices into `values` (None or NaN = missing) to draw, about max_points of them
     plus every index in `keep`; all of them when there are max_points or fewer."""
     if max_points < 2:
@@ -37,7 +38,7 @@ def thin_indices(values: list, max_points: int = MAX_POINTS, keep=()) -> list[in
     n = len(values)
     if n <= max_points:
         return list(range(n))
-    y = np.array([math.nan if v is None else float(v) for v in values])  # (n,)
+    y = np.array(values, dtype=float)  # (n,)
     buckets = max(max_points // 2 - 1, 1)  # two points per bucket, plus the two ends
     width = math.ceil(n / buckets)
     grid = np.full(buckets * width, math.nan)
@@ -47,10 +48,6 @@ def thin_indices(values: list, max_points: int = MAX_POINTS, keep=()) -> list[in
     starts = np.arange(buckets) * width
     lows = starts + np.where(missing, np.inf, grid).argmin(axis=1)
     highs = starts + np.where(missing, -np.inf, grid).argmax(axis=1)
-    chosen = {0, n - 1, *(int(i) for i in keep if 0 <= i < n)}
-    chosen.update(int(i) for i in np.concatenate([lows, highs]) if i < n)
-    return sorted(chosen)
-
-
-def pick(values: list, indices: list[int]) -> list:
-    return [values[i] for i in indices]
+    keep = np.asarray(keep, dtype=int)
+    chosen = np.concatenate([[0, n - 1], keep[(keep >= 0) & (keep < n)], lows, highs])
+    return np.unique(chosen[chosen < n]).tolist()

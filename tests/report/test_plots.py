@@ -8,6 +8,7 @@ from divebatch.report import figures as plots, series, sweep_figures as sweep_pl
 from divebatch.report.hot_limits import hot_change_limits
 from divebatch.report.chart_style import style_of, style_of_variant
 from divebatch.report.figures import ChartOptions, RunData
+from divebatch.report.series import Columns
 
 
 def record(epoch, **values):
@@ -131,7 +132,7 @@ def test_constant_learning_rate_collapses_to_a_note():
 
 def test_batch_size_chart_shades_the_epochs_capped_at_b_max():
     records = [record(1, batch_size=16), record(2, batch_size=64), record(3, batch_size=64)]
-    assert plots.capped_spans(records, {}, "epoch") == [(1, 3)]
+    assert plots.capped_spans(Columns(records), {}, "epoch") == [(1, 3)]
     fig = plots.batch_size_figure([RunData(run(), records)], ChartOptions(x_axis="epoch"))
     [band] = [s for s in fig.layout.shapes if s.type == "rect"]
     assert (band.x0, band.x1) == (1, 3)

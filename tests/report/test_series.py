@@ -4,9 +4,11 @@ worked out by hand."""
 import doctest
 import math
 
+import numpy as np
 import pytest
 
 from divebatch.report import series
+from divebatch.report.series import Columns
 
 
 def record(epoch, **values):
@@ -16,7 +18,7 @@ def record(epoch, **values):
     return {**base, **values}
 
 
-RECORDS = [record(1), record(2), record(3)]
+RECORDS = Columns([record(1), record(2), record(3)])
 
 
 @pytest.mark.parametrize("axis,ends", [("samples_seen", [100, 200, 300]),
@@ -33,15 +35,16 @@ def test_unknown_axis_is_refused():
 
 
 def test_ema_matches_a_hand_computed_debiased_average():
-    assert series.ema([2.0, 4.0, 8.0], 0.0) == [2.0, 4.0, 8.0]
-    smoothed = series.ema([2.0, 4.0, 8.0], 0.5)
+    assert series.ema([2.0, 4.0, 8.0], 0.0).tolist() == [2.0, 4.0, 8.0]
+    smoothed = series.ema([2.0, 4.0, 8.0], 0.5).tolist()
     # s1 = 1, w1 = .5 -> 2; s2 = .5 + 2 = 2.5, w2 = .75 -> 3.333; s3 = 1.25 + 4, w3 = .875
     assert smoothed == pytest.approx([2.0, 2.5 / 0.75, 5.25 / 0.875])
 
 
 def test_ema_skips_missing_and_non_finite_values():
-    assert series.ema([None, 1.0, math.nan, 3.0, math.inf], 0.5) == \
-        [None, 1.0, None, pytest.approx((0.25 + 1.5) / 0.75), None]
+    smoothed = series.ema([None, 1.0, math.nan, 3.0, math.inf], 0.5)
+    assert smoothed[[1, 3]].tolist() == [1.0, pytest.approx((0.25 + 1.5) / 0.75)]
+    assert np.isnan(smoothed[[0, 2, 4]]).all()
 
 
 @pytest.mark.parametrize("smoothing", [-0.1, 1.0, 2.0])
@@ -51,15 +54,30 @@ def test_ema_refuses_bad_smoothing(smoothing):
 
 
 def test_diversity_views_use_n_train():
-    records = [record(1, diversity=0.05), record(2, diversity=None)]
-    assert series.diversity_values(records, 100, "diversity") == [0.05, None]
-    assert series.diversity_values(records, 100, "bound") == [pytest.approx(5.0), None]
-    assert series.diversity_values(records, 100, "noise_scale") == [pytest.approx(4.0), None]
-    assert series.diversity_values(records, None, "bound") == [None, None]
+    records = Columns([record(1, diversity=0.05), record(2, diversity=None)])
+    for view, n_train, first in (("diversity", 100, 0.05), ("bound", 100, 5.0),
+                                 ("noise_scale", 100, 4.0), ("bound", None, math.nan)):
+        values = series.diversity_values(records, n_train, view)
+        assert values.tolist() == [pytest.approx(first, nan_ok=True), pytest.approx(math.nan,
+                                                                                    nan_ok=True)]
+
+
+def test_the_probe_reading_wins_where_the_run_has_one():
+    records = Columns([record(1, diversity=0.05, probe_diversity=0.07),
+                       record(2, diversity=0.05, probe_diversity=math.inf), record(3)])
+    values = series.diversity_values(records, 100, "diversity")
+    assert values[0] == 0.07 and np.isnan(values[1]) and values[2] == pytest.approx(0.03)
+
+
+def test_a_columns_view_reads_missing_and_non_finite_values_as_nan():
+    columns = Columns([{"lr": 0.1}, {"lr": None}, {"lr": math.inf}, {}])
+    assert columns["lr"][0] == 0.1 and np.isnan(columns["lr"][1:]).all()
+    assert columns.present("lr").tolist() == [True, False, True, False]
 
 
 def test_proposal_is_delta_times_yins_bound():
-    assert series.proposals([record(1, diversity=0.5, delta=0.2)], 100) == [pytest.approx(10.0)]
+    proposed = series.proposals(Columns([record(1, diversity=0.5, delta=0.2)]), 100)
+    assert proposed.tolist() == [pytest.approx(10.0)]
 
 
 def test_doctests():
