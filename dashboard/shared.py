@@ -25,6 +25,7 @@ import pyarrow as pa
 from divebatch.runs import jobs
 from divebatch.report import figures as plots
 from divebatch.report.figures import ChartOptions, RunData
+from divebatch.report.series import Columns
 from divebatch.runs.store import RunStore
 from divebatch.report.target_table import TargetTable, build as build_target_table
 
@@ -32,6 +33,7 @@ DISPATCH_EVERY_S = 1.0  # start queued runs and mark dead workers at most this o
 SNAPSHOT_TTL_S = 0.5    # a viewer's update may show data this much older than the store's
 CHART_SETS_KEPT = 64    # (runs, chart options) combinations kept built
 REBUILD_EVERY_S = 1.0   # the charts of the same runs and options are rebuilt at most this often
+TABLE_EVERY_S = 5.0     # and their time-to-target table, while some run is live
 REFRESH_STEPS = ((0.6, 1.0), (0.9, 2.0), (float("inf"), 4.0))  # (server CPU below, every s)
 LOAD_WINDOW_S = 5.0
 
@@ -39,8 +41,9 @@ _lock = threading.Lock()
 _last_dispatch: dict[str, float] = {}
 _snapshots: dict[tuple, "Snapshot"] = {}
 _records: dict[tuple[str, int], tuple[tuple, tuple]] = {}  # (db, run) -> (version, records)
+_columns: dict[tuple[str, int], Columns] = {}  # (db, run) -> the records as columns
 _latest: OrderedDict = OrderedDict()  # (runs, options) -> (built at, version, charts)
-_tables: OrderedDict = OrderedDict()  # time-to-target tables by runs' data
+_tables: OrderedDict = OrderedDict()  # (runs, statuses) -> (built at, counts, table)
 _cpu_samples: deque = deque()  # (monotonic, process CPU seconds)
 
 
@@ -62,6 +65,7 @@ class Snapshot:
     read_at: float
     runs: tuple[dict, ...]                  # store rows of the runs that still exist
     records: dict[int, tuple[dict, ...]]    # by run id, by epoch
+    columns: dict[int, Columns]             # the records as float columns, by run id
     events: dict[int, tuple[dict, ...]]
     progress: dict[int, dict | None]
     version: tuple                          # changes whenever a chart would
@@ -76,8 +80,8 @@ class Snapshot:
         return any(map(self.has_point, self.runs))
 
     def run_data(self) -> list[RunData]:
-        return [RunData(run, list(self.records[run["id"]]), list(self.events[run["id"]]))
-                for run in self.runs]
+        return [RunData(run, list(self.records[run["id"]]), list(self.events[run["id"]]),
+                        self.columns[run["id"]]) for run in self.runs]
 
 
 def snapshot(store: RunStore, run_ids: list[int], max_age_s: float | None = None
@@ -101,43 +105,65 @@ def snapshot(store: RunStore, run_ids: list[int], max_age_s: float | None = None
 
 def _read_snapshot(store: RunStore, run_ids: list[int]) -> Snapshot:
     read_at = time.monotonic()
-    runs = tuple(run for run in map(store.get_run, run_ids) if run)
-    ids = [run["id"] for run in runs]
-    counts = store.record_counts(ids)
-    events = {run_id: tuple(store.events(run_id)) for run_id in ids}
-    progress = {run["id"]: store.get_progress(run["id"]) if run["status"] == "running"
-                else None for run in runs}
-    records = {run["id"]: _records_of(store, run["id"], (*counts[run["id"]], run["started_at"]))
-               for run in runs}
+    view = store.live_view(run_ids)
+    runs, counts, events = tuple(view["runs"]), view["counts"], view["events"]
+    progress = {run["id"]: view["progress"][run["id"]] if run["status"] == "running" else None
+                for run in runs}
+    records = _records_of(store, {run["id"]: (*counts[run["id"]], run["started_at"])
+                                  for run in runs})
     version = tuple((run["id"], run["status"], counts[run["id"]], len(events[run["id"]]),
                      json.dumps(run["config"], sort_keys=True), run.get("name"),
                      "initial" in run["info"])
                     for run in runs)
-    return Snapshot(read_at, runs, records, events, progress, version, str(store.path))
+    columns = {run_id: _columns_of(str(store.path), run_id, rows)
+               for run_id, rows in records.items()}
+    return Snapshot(read_at, runs, records, columns,
+                    {run_id: tuple(rows) for run_id, rows in events.items()}, progress, version,
+                    str(store.path))
 
 
-def _records_of(store: RunStore, run_id: int, version: tuple) -> tuple[dict, ...]:
-    key = (str(store.path), run_id)
+def _columns_of(source: str, run_id: int, records: tuple[dict, ...]) -> Columns:
+    """The records as columns: the cached ones, grown by the new epochs alone when the
+    records extend the cached ones (so a live run's columns cost its new epochs only)."""
     with _lock:
-        cached = _records.get(key)
-    if cached and cached[0] == version:
-        return cached[1]
-    records = _grown(store, run_id, cached, version) or tuple(store.records(run_id))
+        cached = _columns.get((source, run_id))
+    if cached is not None and cached.records is records:
+        return cached
+    columns = cached.grown(records) if cached is not None and cached.extends(records) \
+        else Columns(records)
     with _lock:
-        _records[key] = (version, records)
-    return records
+        _columns[(source, run_id)] = columns
+    return columns
 
 
-def _grown(store: RunStore, run_id: int, cached: tuple | None, version: tuple
-           ) -> tuple[dict, ...] | None:
-    """The cached records plus only the new epochs, when the run has grown since in the same
-    execution (`version`: record count, last epoch, started_at; within one execution a run
-    only appends epochs, only a resume rewrites them). None when that is not the case."""
-    if not cached or not cached[1] or version[2] != cached[0][2] or version[0] <= cached[0][0]:
-        return None
-    old = cached[1]
-    new = store.records_after(run_id, old[-1]["epoch"])
-    return old + tuple(new) if len(old) + len(new) == version[0] else None
+def _records_of(store: RunStore, versions: dict[int, tuple]) -> dict[int, tuple[dict, ...]]:
+    """Each run's records, by `versions` (run id -> record count, last epoch, started_at):
+    the cached ones while the version holds, the cache plus only the new epochs when the run
+    has grown in the same execution (one query for all such runs), else read anew (within
+    one execution a run only appends epochs; only a resume rewrites them)."""
+    source = str(store.path)
+    with _lock:
+        cached = {run_id: _records.get((source, run_id)) for run_id in versions}
+    out = {run_id: entry[1] for run_id, entry in cached.items()
+           if entry and entry[0] == versions[run_id]}
+    grown = {run_id: entry[1][-1]["epoch"] for run_id, entry in cached.items()
+             if run_id not in out and _grows(entry, versions[run_id])}
+    for run_id, new in store.records_after_many(grown).items():
+        if len(cached[run_id][1]) + len(new) == versions[run_id][0]:
+            out[run_id] = cached[run_id][1] + tuple(new)
+    stale = [run_id for run_id in versions if run_id not in out]
+    out.update((run_id, tuple(rows)) for run_id, rows in store.records_many(stale).items())
+    with _lock:
+        for run_id, records in out.items():
+            _records[(source, run_id)] = (versions[run_id], records)
+    return {run_id: out[run_id] for run_id in versions}
+
+
+def _grows(cached: tuple | None, version: tuple) -> bool:
+    """Whether the cached records can be extended to `version`: same execution (started_at),
+    more records than cached."""
+    return bool(cached and cached[1]) and version[2] == cached[0][2] \
+        and version[0] > cached[0][0]
 
 
 def charts(snap: Snapshot, options: ChartOptions) -> tuple[go.Figure, tuple]:
@@ -174,16 +200,23 @@ class SharedTable:
 
 
 def target_table(runs: list[dict], records: dict[int, list[dict]]) -> SharedTable:
-    """target_table.build, computed once per runs' statuses and record counts."""
-    key = tuple((run["id"], run["status"], len(records[run["id"]])) for run in runs)
+    """target_table.build, computed once per runs' statuses and record counts, and while
+    some run is live at most once per TABLE_EVERY_S for the same runs and statuses (a
+    status change, such as a run finishing, shows at once)."""
+    runs_and_statuses = tuple((run["id"], run["status"]) for run in runs)
+    counts = tuple(len(records[run["id"]]) for run in runs)
+    live = any(run["status"] in ("queued", "running") for run in runs)
     with _lock:
-        if key in _tables:
-            return _tables[key]
+        latest = _tables.get(runs_and_statuses)
+        if latest and (latest[1] == counts or live and time.monotonic() - latest[0]
+                       < TABLE_EVERY_S):
+            return latest[2]
     table = build_target_table(runs, records)
     shared = SharedTable(table, _arrow(starred(table.rows, table.winner)),
                          _arrow(table.details))
     with _lock:
-        _tables[key] = shared
+        _tables[runs_and_statuses] = (time.monotonic(), counts, shared)
+        _tables.move_to_end(runs_and_statuses)
         while len(_tables) > CHART_SETS_KEPT:
             _tables.popitem(last=False)
     return shared

@@ -47,27 +47,33 @@ class RunData:
     run: dict                                    # RunStore.get_run() row
     records: list[dict]                          # RunStore.records(), by epoch
     events: list[dict] = field(default_factory=list)
+    known_columns: Columns | None = None         # the records as columns, if already made
 
     @property
     def n_train(self) -> int | None:
         return (self.run.get("info") or {}).get("n_train")
 
+    @property
+    def initial(self) -> dict | None:
+        """The measured starting point (Trainer.initial: diversity, validation loss and
+        accuracy at epoch 0, no training loss), if the run measured one."""
+        return (self.run.get("info") or {}).get("initial")
+
     @cached_property  # every chart reads it: the list is made once per build
     def chart_records(self) -> list[dict]:
-        """The records, after the starting point (epoch 0, at x = 0) when the run measured
-        one (Trainer.initial: diversity, validation loss and accuracy, no training loss)."""
-        initial = (self.run.get("info") or {}).get("initial")
-        return [initial, *self.records] if initial else self.records
-
-    @cached_property
-    def columns(self) -> Columns:
-        """chart_records as float columns (series.Columns)."""
-        return Columns(self.chart_records)
+        """The records, after the starting point (epoch 0, at x = 0) if there is one."""
+        return [self.initial, *self.records] if self.initial else self.records
 
     @cached_property
     def record_columns(self) -> Columns:
         """The epoch records alone (no starting point) as float columns."""
-        return Columns(self.records)
+        return self.known_columns if self.known_columns is not None else Columns(self.records)
+
+    @cached_property
+    def columns(self) -> Columns:
+        """chart_records as float columns (series.Columns)."""
+        initial = self.initial
+        return self.record_columns.after(initial) if initial else self.record_columns
 
 
 @dataclass

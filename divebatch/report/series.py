@@ -26,9 +26,10 @@ X_AXES = {"samples_seen": "examples seen", "step": "optimizer steps", "epoch": "
 class Columns:
     """A run's records (dicts, by epoch) as float columns, each made on first use."""
 
-    def __init__(self, records: list[dict]):
+    def __init__(self, records):
         self.records = records
         self._made: dict[str, np.ndarray] = {}
+        self._present: dict[str, np.ndarray] = {}
 
     def __len__(self) -> int:
         return len(self.records)
@@ -43,7 +44,49 @@ class Columns:
 
     def present(self, key: str) -> np.ndarray:
         """Where the records hold a value for the key (NaN included), shape (len,) bool."""
-        return np.array([record.get(key) is not None for record in self.records], dtype=bool)
+        if key not in self._present:
+            self._present[key] = np.array([record.get(key) is not None
+                                           for record in self.records], dtype=bool)
+        return self._present[key]
+
+    def grown(self, records) -> Columns:
+        """Columns of `records`, which start with this one's records: the columns made so far
+        are extended by the new records alone (a live run's next epochs)."""
+        new, tail = Columns(records), Columns(records[len(self):])
+        made, present = dict(self._made), dict(self._present)  # copies: others may add keys
+        new._made = {key: np.concatenate([column, tail[key]]) for key, column in made.items()}
+        new._present = {key: np.concatenate([column, tail.present(key)])
+                        for key, column in present.items()}
+        return new
+
+    def extends(self, records) -> bool:
+        """Whether `records` are this one's records (the same dicts) plus later ones."""
+        n = len(self.records)
+        return len(records) >= n and (n == 0 or records[n - 1] is self.records[-1])
+
+    def after(self, first: dict) -> Columns:
+        """Columns of [first, *records] (a run's measured starting point, then its epochs),
+        each made from this one's column and the first record."""
+        return _Joined(Columns([first]), self)
+
+
+class _Joined(Columns):
+    """Columns of two parts' records, one after the other."""
+
+    def __init__(self, head: Columns, tail: Columns):
+        super().__init__([*head.records, *tail.records])
+        self._head, self._tail = head, tail
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        if key not in self._made:
+            self._made[key] = np.concatenate([self._head[key], self._tail[key]])
+        return self._made[key]
+
+    def present(self, key: str) -> np.ndarray:
+        if key not in self._present:
+            self._present[key] = np.concatenate([self._head.present(key),
+                                                 self._tail.present(key)])
+        return self._present[key]
 
 
 def ema(values, smoothing: float) -> np.ndarray:

@@ -2,7 +2,8 @@
 
 Runs (config, status, lifecycle times), one JSON record per epoch, a live progress row,
 events (hot changes, divergence, errors) and control rows (stop / set requests to a worker).
-Rows come back as plain dicts. Timestamps are unix seconds (`time.time()`).
+Rows come back as plain dicts. Timestamps are unix seconds (`time.time()`). The tables and
+their migrations are in `schema`.
 
 Concurrency design (several writer processes, the dashboard polling every 0.5 s, Streamlit
 script threads sharing one RunStore object):
@@ -41,6 +42,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from divebatch.runs import schema
+
 STATUSES = ("queued", "running", "completed", "stopped", "diverged", "failed", "interrupted")
 FINISHED_STATUSES = ("completed", "stopped", "diverged", "failed", "interrupted")
 ACTIVE_STATUSES = ("queued", "running")
@@ -50,67 +53,6 @@ CONTROL_KINDS = ("stop", "set", "pause", "resume", "step", "pace")
 
 BUSY_TIMEOUT_S = 5.0  # SQLite's own wait for a lock, per attempt; retries go on up to `timeout`
 DEFAULT_PATH = Path(".divebatch") / "runs.db"  # under the working directory
-
-# MIGRATIONS[v] takes the schema from version v to v + 1 (kept in PRAGMA user_version).
-# To change the schema, append a tuple of statements; never edit one that has shipped.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (
-        """CREATE TABLE runs (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            name TEXT NOT NULL DEFAULT '',
-            grp TEXT NOT NULL DEFAULT '',
-            config TEXT NOT NULL,            -- JSON object: the RunConfig fields
-            status TEXT NOT NULL,
-            created_at REAL NOT NULL,
-            started_at REAL,
-            finished_at REAL,
-            error TEXT,
-            worker_pid INTEGER,
-            info TEXT NOT NULL DEFAULT '{}'  -- JSON object: facts learnt while running
-        )""",
-        "CREATE INDEX runs_by_status ON runs (status, id)",
-        "CREATE INDEX runs_by_group ON runs (grp, id)",
-        """CREATE TABLE records (
-            run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
-            epoch INTEGER NOT NULL,
-            data TEXT NOT NULL,              -- JSON object: one epoch's numbers
-            PRIMARY KEY (run_id, epoch)
-        ) WITHOUT ROWID""",
-        """CREATE TABLE progress (
-            run_id INTEGER PRIMARY KEY REFERENCES runs (id) ON DELETE CASCADE,
-            data TEXT NOT NULL,
-            updated_at REAL NOT NULL
-        )""",
-        """CREATE TABLE events (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
-            epoch INTEGER,
-            kind TEXT NOT NULL,
-            message TEXT NOT NULL,
-            payload TEXT,
-            created_at REAL NOT NULL
-        )""",
-        "CREATE INDEX events_by_run ON events (run_id, id)",
-        """CREATE TABLE controls (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
-            kind TEXT NOT NULL,
-            payload TEXT,
-            created_at REAL NOT NULL,
-            consumed_at REAL
-        )""",
-        "CREATE INDEX controls_pending ON controls (run_id, id) WHERE consumed_at IS NULL",
-    ),
-    (
-        """CREATE TABLE workers (            -- warm worker processes waiting for queued runs
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            pid INTEGER,                     -- NULL while its dispatcher is starting it
-            created_at REAL NOT NULL,
-            ready_at REAL,                   -- when it had imported torch and began to wait
-            run_id INTEGER                   -- the run it trains now; NULL while idle
-        )""",
-    ),
-)
 
 RUN_COLUMNS = ('id, name, grp AS "group", config, status, created_at, started_at, '
                'finished_at, error, worker_pid, info')
@@ -141,8 +83,8 @@ class RunStore:
         self.path = Path(path).expanduser().resolve()
         self.timeout = timeout
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if self._read(_schema_version) != len(MIGRATIONS):  # up to date: no write lock needed
-            self._write(self._migrate)
+        if not self._read(schema.up_to_date):  # up to date: no write lock needed
+            self._write(lambda db: schema.migrate(db, self.path))
 
     def __repr__(self) -> str:
         return f"RunStore({str(self.path)!r})"
@@ -342,6 +284,50 @@ class RunStore:
             by_run[run_id].append(json.loads(data))
         return by_run
 
+    def records_after_many(self, after: dict[int, int]) -> dict[int, list[dict]]:
+        """{run_id: its records of the epochs after after[run_id], by epoch} in one query
+        (a live view's new rows of several runs); every id is a key."""
+        by_run: dict[int, list[dict]] = {operator.index(run_id): [] for run_id in after}
+        if not after:
+            return by_run
+        where = " OR ".join(["(run_id = ? AND epoch > ?)"] * len(after))
+        params = [operator.index(value) for pair in after.items() for value in pair]
+        sql = f"SELECT run_id, data FROM records WHERE {where} ORDER BY run_id, epoch"
+        for run_id, data in self._read(lambda db: db.execute(sql, params).fetchall()):
+            by_run[run_id].append(json.loads(data))
+        return by_run
+
+    def live_view(self, run_ids: Iterable[int]) -> dict:
+        """What a live chart of these runs reads, in one read transaction (so all of it from
+        the same moment), without decoding a record: {"runs": the existing runs' dicts, in
+        the order asked, "counts": as record_counts, "events": {id: events, oldest first},
+        "progress": {id: get_progress or None}}; the dicts have a key per existing run."""
+        ids = list(dict.fromkeys(operator.index(run_id) for run_id in run_ids))
+        marks = ", ".join("?" * len(ids))
+
+        def read(db: sqlite3.Connection) -> tuple[list, ...]:
+            db.execute("BEGIN")
+            queries = (f"SELECT {RUN_COLUMNS} FROM runs WHERE id IN ({marks})",
+                       f"SELECT run_id, COUNT(*), MAX(epoch) FROM records "
+                       f"WHERE run_id IN ({marks}) GROUP BY run_id",
+                       f"SELECT * FROM events WHERE run_id IN ({marks}) ORDER BY id",
+                       f"SELECT run_id, data, updated_at FROM progress WHERE run_id IN ({marks})")
+            return tuple(db.execute(sql, ids).fetchall() for sql in queries)
+        runs, counts, events, progress = self._read(read) if ids else ([], [], [], [])
+        by_id = {row["id"]: _run_dict(row) for row in runs}
+        found = [run_id for run_id in ids if run_id in by_id]
+        view = {"runs": [by_id[run_id] for run_id in found],
+                "counts": {run_id: (0, 0) for run_id in found},
+                "events": {run_id: [] for run_id in found},
+                "progress": {run_id: None for run_id in found}}
+        view["counts"].update((run_id, (count, last)) for run_id, count, last in counts)
+        for row in events:  # one snapshot: a run's rows exist only while the run does
+            view["events"][row["run_id"]].append(_with_payload(row))
+        for row in progress:
+            view["progress"][row["run_id"]] = {**json.loads(row["data"]),
+                                               "updated_at": row["updated_at"]}
+        return view
+
     def record_counts(self, run_ids: Iterable[int]) -> dict[int, tuple[int, int]]:
         """{run_id: (number of records, last epoch)} in one query, without decoding any
         record: a cheap way to see whether a run's records changed. (0, 0) if none."""
@@ -490,17 +476,6 @@ class RunStore:
 
     # --- plumbing
 
-    def _migrate(self, db: sqlite3.Connection) -> None:
-        """Create or upgrade the tables to the newest schema version."""
-        version = _schema_version(db)  # again: another process may have just migrated
-        if version > len(MIGRATIONS):
-            raise RuntimeError(f"{self.path} has schema version {version}, newer than this "
-                               f"divebatch understands ({len(MIGRATIONS)}); upgrade divebatch")
-        for statements in MIGRATIONS[version:]:
-            for statement in statements:
-                db.execute(statement)
-        db.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
-
     def _connect(self) -> sqlite3.Connection:
         """A new connection for one call (autocommit: transactions are explicit)."""
         _hold_open(str(self.path), self.timeout)
@@ -563,10 +538,6 @@ def _hold_open(path: str, timeout: float) -> None:
             anchor.close()
             raise
         _anchors[key] = anchor
-
-
-def _schema_version(db: sqlite3.Connection) -> int:
-    return db.execute("PRAGMA user_version").fetchone()[0]
 
 
 def _is_locked(error: sqlite3.OperationalError) -> bool:

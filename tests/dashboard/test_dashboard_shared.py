@@ -2,6 +2,7 @@
 every viewer of the same runs."""
 
 import json
+import sys
 
 import plotly.io
 import pytest
@@ -66,20 +67,28 @@ def test_a_growing_run_decodes_only_its_new_epochs_and_a_rewritten_one_all(store
     run_id = store.create_run({"method": "sgd", "batch_size": 8})
     for epoch in (1, 2):
         add_epoch(store, run_id, epoch)
-    first = shared.snapshot(store, [run_id]).records[run_id]
+    first_snap = shared.snapshot(store, [run_id])
+    first = first_snap.records[run_id]
+    first_snap.columns[run_id]["lr"]  # made by a chart
     reads = []
-    real = store.records
-    monkeypatch.setattr(store, "records", lambda i: reads.append(i) or real(i))
+    real = store.records_many
+    monkeypatch.setattr(store, "records_many", lambda ids: reads.extend(ids) or real(ids))
     add_epoch(store, run_id, 3)
-    grown = shared.snapshot(store, [run_id]).records[run_id]
+    grown_snap = shared.snapshot(store, [run_id])
+    grown = grown_snap.records[run_id]
     assert grown[:2] == first and [r["epoch"] for r in grown] == [1, 2, 3] and not reads
+    columns = grown_snap.columns[run_id]
+    assert columns.records is grown and "lr" in columns._made  # grown, not made anew
+    assert columns["lr"].tolist() == [r["lr"] for r in grown]
     store.mark_finished(run_id, "stopped")
     store.requeue(run_id, keep_epochs=1)  # a resume drops epochs 2-3, then trains them anew
     store.mark_running(run_id, pid=1)
     for epoch in (2, 3, 4):
         store.append_record(run_id, {**grown[0], "epoch": epoch, "lr": 0.5})
-    rewritten = shared.snapshot(store, [run_id]).records[run_id]
+    rewritten_snap = shared.snapshot(store, [run_id])
+    rewritten = rewritten_snap.records[run_id]
     assert [r["lr"] for r in rewritten] == [0.1, 0.5, 0.5, 0.5] and reads == [run_id]
+    assert rewritten_snap.columns[run_id]["lr"].tolist() == [0.1, 0.5, 0.5, 0.5]
 
 
 def test_a_growing_live_run_is_rebuilt_at_most_once_a_second(store, monkeypatch):
@@ -94,6 +103,24 @@ def test_a_growing_live_run_is_rebuilt_at_most_once_a_second(store, monkeypatch)
     store.mark_finished(run_id, "completed")
     final = shared.charts(shared.snapshot(store, [run_id]), ChartOptions(x_axis="epoch"))
     assert final is not charts  # a finished run's last epoch is never held back
+
+
+def test_a_live_runs_table_is_rebuilt_every_few_seconds_and_at_once_when_it_ends(monkeypatch):
+    clock = [100.0]
+    monkeypatch.setattr(shared.time, "monotonic", lambda: clock[0])
+    run = {"id": 7, "status": "running", "name": "", "group": "", "info": {},
+           "config": {"method": "sgd", "batch_size": 8, "problem": "classification"}}
+    records = {7: [{"epoch": 1, "train_time": 1.0, "val_acc": 0.5}]}
+    first = shared.target_table([run], records)
+    records[7].append({"epoch": 2, "train_time": 1.0, "val_acc": 0.7})
+    clock[0] += shared.TABLE_EVERY_S - 0.1
+    assert shared.target_table([run], records) is first  # held back while live
+    clock[0] += 0.2
+    grown = shared.target_table([run], records)
+    assert grown is not first and grown.table.rows[0] != first.table.rows[0]
+    ended = shared.target_table([{**run, "status": "completed"}], records)
+    assert ended is not grown  # a status change shows at once
+    assert shared.target_table([{**run, "status": "completed"}], records) is ended
 
 
 def test_refresh_backs_off_when_the_server_is_busy(monkeypatch):
@@ -115,13 +142,17 @@ def render_both(spec: dict) -> None:
 
 
 @pytest.mark.parametrize("chart", ["loss", "batch_size", "legend"])
-def test_st_plotly_chart_sends_a_shared_figure_as_it_sends_plotlys_own(store, chart):
+def test_st_plotly_chart_sends_a_shared_figure_as_it_sends_plotlys_own(store, chart,
+                                                                        monkeypatch):
     run_id = store.create_run({"method": "divebatch", "batch_size": 8, "max_batch_size": 16})
     for epoch in (1, 2, 3):
         add_epoch(store, run_id, epoch)
     data = shared.snapshot(store, [run_id]).run_data()
     spec = plots.legend_spec(data) if chart == "legend" \
         else plots.figure_specs(data, ChartOptions())[chart]
+    # Streamlit runs the script as __main__ and leaves it there; multiprocessing's spawn
+    # would run it again in every later child process
+    monkeypatch.setitem(sys.modules, "__main__", sys.modules["__main__"])
     at = AppTest.from_function(render_both, kwargs={"spec": spec}).run()
     plotlys, shared_one = (json.loads(element.proto.spec)
                            for element in at.get("plotly_chart"))

@@ -5,11 +5,13 @@ import time
 import pytest
 
 from dashboard import live, shared
+from divebatch.report.series import Columns
 
 
 def snap(*runs):
     return shared.Snapshot(read_at=0.0, runs=tuple(run for run, _ in runs),
                            records={run["id"]: records for run, records in runs},
+                           columns={run["id"]: Columns(records) for run, records in runs},
                            events={}, progress={}, version=())
 
 

@@ -82,3 +82,25 @@ def test_proposal_is_delta_times_yins_bound():
 
 def test_doctests():
     assert doctest.testmod(series).attempted > 0 and doctest.testmod(series).failed == 0
+
+
+def same_columns(columns, oracle, keys):
+    for key in keys:
+        np.testing.assert_array_equal(columns[key], oracle[key])
+        assert columns.present(key).tolist() == oracle.present(key).tolist()
+
+
+def test_grown_columns_equal_columns_made_afresh():
+    records = [record(1, lr=0.1), record(2, lr=None), record(3, lr=math.nan)]
+    columns = Columns(records[:2])
+    columns["lr"], columns.present("lr"), columns["batch_size"]  # made before the growth
+    assert columns.extends(records) and not columns.extends([dict(r) for r in records])
+    grown = columns.grown(records)
+    same_columns(grown, Columns(records), ["lr", "batch_size", "diversity"])
+
+
+def test_columns_after_a_starting_point_equal_columns_of_both():
+    first, records = {"epoch": 0, "val_loss": 2.3}, [record(1, val_loss=1.0), record(2)]
+    joined = Columns(records).after(first)
+    assert len(joined) == 3
+    same_columns(joined, Columns([first, *records]), ["val_loss", "epoch", "lr"])

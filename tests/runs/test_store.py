@@ -17,7 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from divebatch.runs import store as store_module
-from divebatch.runs.store import MIGRATIONS, RunStore
+from divebatch.runs.schema import MIGRATIONS
+from divebatch.runs.store import RunStore
 
 CHILD_TABLES = ("records", "progress", "events", "controls")
 RUN_KEYS = {"id", "name", "group", "config", "status", "created_at", "started_at",
@@ -230,6 +231,34 @@ def test_record_counts_change_with_every_new_epoch(store):
     assert store.record_counts([first, empty]) == {first: (3, 5), empty: (0, 0)}
     store.append_record(first, {"epoch": 6})
     assert store.record_counts([first])[first] == (4, 6)
+
+
+def test_records_after_many_is_records_after_for_each_run(store):
+    first, second, empty = (store.create_run({}) for _ in range(3))
+    for epoch in range(1, 5):
+        store.append_record(first, {"epoch": epoch})
+        store.append_record(second, {"epoch": epoch, "lr": 0.1})
+    after = {first: 2, second: 0, empty: 7}
+    assert store.records_after_many(after) == {
+        run_id: store.records_after(run_id, epoch) for run_id, epoch in after.items()}
+    assert store.records_after_many({}) == {}
+
+
+def test_live_view_is_what_the_single_reads_return(store):
+    first, second = store.create_run({"method": "sgd"}), store.create_run({}, name="b")
+    for epoch in (1, 2, 5):
+        store.append_record(first, {"epoch": epoch})
+    store.add_event(first, "hot_change", "delta 0.1 -> 0.2", epoch=2, payload={"delta": 0.2})
+    store.add_event(second, "note", "hello")
+    store.add_event(first, "note", "later")
+    store.set_progress(first, {"epoch": 6, "batch": 3})
+    view = store.live_view([second, 404, first, second])
+    ids = [second, first]
+    assert view["runs"] == [store.get_run(run_id) for run_id in ids]
+    assert view["counts"] == store.record_counts(ids)
+    assert view["events"] == {run_id: store.events(run_id) for run_id in ids}
+    assert view["progress"] == {first: store.get_progress(first), second: None}
+    assert store.live_view([]) == {"runs": [], "counts": {}, "events": {}, "progress": {}}
 
 
 def test_progress_round_trip(store):

@@ -1,0 +1,91 @@
+"""The run store's SQLite schema, as numbered migrations, and the step that applies them.
+
+A store file records its schema version in `PRAGMA user_version`; `migrate` takes it from
+there to the newest, inside the caller's write transaction.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+# MIGRATIONS[v] takes the schema from version v to v + 1 (kept in PRAGMA user_version).
+# To change the schema, append a tuple of statements; never edit one that has shipped.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE runs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            name TEXT NOT NULL DEFAULT '',
+            grp TEXT NOT NULL DEFAULT '',
+            config TEXT NOT NULL,            -- JSON object: the RunConfig fields
+            status TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            started_at REAL,
+            finished_at REAL,
+            error TEXT,
+            worker_pid INTEGER,
+            info TEXT NOT NULL DEFAULT '{}'  -- JSON object: facts learnt while running
+        )""",
+        "CREATE INDEX runs_by_status ON runs (status, id)",
+        "CREATE INDEX runs_by_group ON runs (grp, id)",
+        """CREATE TABLE records (
+            run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+            epoch INTEGER NOT NULL,
+            data TEXT NOT NULL,              -- JSON object: one epoch's numbers
+            PRIMARY KEY (run_id, epoch)
+        ) WITHOUT ROWID""",
+        """CREATE TABLE progress (
+            run_id INTEGER PRIMARY KEY REFERENCES runs (id) ON DELETE CASCADE,
+            data TEXT NOT NULL,
+            updated_at REAL NOT NULL
+        )""",
+        """CREATE TABLE events (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+            epoch INTEGER,
+            kind TEXT NOT NULL,
+            message TEXT NOT NULL,
+            payload TEXT,
+            created_at REAL NOT NULL
+        )""",
+        "CREATE INDEX events_by_run ON events (run_id, id)",
+        """CREATE TABLE controls (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+            kind TEXT NOT NULL,
+            payload TEXT,
+            created_at REAL NOT NULL,
+            consumed_at REAL
+        )""",
+        "CREATE INDEX controls_pending ON controls (run_id, id) WHERE consumed_at IS NULL",
+    ),
+    (
+        """CREATE TABLE workers (            -- warm worker processes waiting for queued runs
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            pid INTEGER,                     -- NULL while its dispatcher is starting it
+            created_at REAL NOT NULL,
+            ready_at REAL,                   -- when it had imported torch and began to wait
+            run_id INTEGER                   -- the run it trains now; NULL while idle
+        )""",
+    ),
+)
+
+
+def schema_version(db: sqlite3.Connection) -> int:
+    return db.execute("PRAGMA user_version").fetchone()[0]
+
+
+def up_to_date(db: sqlite3.Connection) -> bool:
+    return schema_version(db) == len(MIGRATIONS)
+
+
+def migrate(db: sqlite3.Connection, path: Path) -> None:
+    """Create or upgrade the tables of the store at `path` to the newest schema version."""
+    version = schema_version(db)  # again: another process may have just migrated
+    if version > len(MIGRATIONS):
+        raise RuntimeError(f"{path} has schema version {version}, newer than this "
+                           f"divebatch understands ({len(MIGRATIONS)}); upgrade divebatch")
+    for statements in MIGRATIONS[version:]:
+        for statement in statements:
+            db.execute(statement)
+    db.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
