@@ -410,20 +410,27 @@ def measure_fragment_in_process(repeat: int = 20) -> None:
 
         update()  # imports
         shared_cost = statistics.median(update() for _ in range(repeat))
-        fresh = []
+        fresh, with_table = [], []
         for _ in range(5):
-            for run_id in run_ids:
-                last = store.records(run_id)[-1]
-                store.append_record(run_id, {**last, "epoch": last["epoch"] + 1})
-            shared._snapshots.clear()
-            shared._latest.clear()
-            fresh.append(update())
+            for builds, tables_too in ((fresh, False), (with_table, True)):
+                for run_id in run_ids:
+                    last = store.records(run_id)[-1]
+                    store.append_record(run_id, {**last, "epoch": last["epoch"] + 1})
+                shared._snapshots.clear()
+                shared._latest.clear()
+                if tables_too:
+                    shared._tables.clear()
+                builds.append(update())
         for run_id in run_ids:
             store.mark_finished(run_id, "stopped")
+    charts, table = statistics.median(fresh), statistics.median(with_table)
+    per_second = charts + (table - charts) * shared.REBUILD_EVERY_S / shared.TABLE_EVERY_S
     print(f"fragment in process, 4 runs x {LIVE_EPOCHS} epochs, 5 charts: "
-          f"{shared_cost:.4f} CPU-s per viewer update when the charts are already built, "
-          f"{statistics.median(fresh):.4f} CPU-s for the update that reads the store and "
-          f"builds them (at most once a second per set of runs and options); load average "
+          f"{shared_cost:.4f} CPU-s per viewer update when the charts are already built; "
+          f"the update that reads the store and builds them (at most once a second per set "
+          f"of runs and options): {charts:.4f} CPU-s, {table:.4f} when it also rebuilds the "
+          f"time-to-target table (at most every {shared.TABLE_EVERY_S:g} s while runs "
+          f"train): {per_second:.4f} CPU-s per second in all; load average "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 
 
