@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from divebatch.runs import schema
+from divebatch.runs.schema import migrate, up_to_date
 
 STATUSES = ("queued", "running", "completed", "stopped", "diverged", "failed", "interrupted")
 FINISHED_STATUSES = ("completed", "stopped", "diverged", "failed", "interrupted")
@@ -83,8 +83,8 @@ class RunStore:
         self.path = Path(path).expanduser().resolve()
         self.timeout = timeout
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if not self._read(schema.up_to_date):  # up to date: no write lock needed
-            self._write(lambda db: schema.migrate(db, self.path))
+        if not self._read(up_to_date):  # up to date: no write lock needed
+            self._write(lambda db: migrate(db, self.path))
 
     def __repr__(self) -> str:
         return f"RunStore({str(self.path)!r})"
