@@ -30,7 +30,7 @@ def run_cli(*args: str, timeout: float = 120, env: dict | None = None,
                           text=True, timeout=timeout, env=full_env, cwd=cwd or ROOT)
 
 
-def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+def cli_in_process(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     """`divebatch.cli.main(ARGS)` in this process: what `python -m divebatch ARGS` runs,
     without a new interpreter that imports torch again (about 2 s a call). Standard output
     and error are captured as text; an exception main lets through fails the test, as a

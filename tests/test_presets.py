@@ -14,7 +14,7 @@ from divebatch.presets import (IMAGE_PROBLEMS, PRESETS, SYNTHETIC_PROBLEMS, pape
                                variant_uses, with_variant)
 from test_images import make_cifar10_binary
 
-from conftest import cli
+from conftest import cli_in_process
 
 
 @pytest.mark.parametrize("key", sorted(PRESETS))
@@ -143,15 +143,16 @@ def test_cifar10_small_preset_runs_end_to_end_on_cpu(tmp_path):
     DiveBatch measuring every epoch) on files in the official CIFAR-10 binary format, through
     the CLI; only the sizes shrink so that it fits a CPU test."""
     make_cifar10_binary(tmp_path)
-    started = cli("run", "--preset", "cifar10_small", "--data-dir", str(tmp_path),
-                  "--n-samples", "32", "--epochs", "2", "--resize-every", "1",
-                  "--batch-size", "16", "--max-batch-size", "32", "--device", "cpu")
+    started = cli_in_process(
+        "run", "--preset", "cifar10_small", "--data-dir", str(tmp_path), "--n-samples", "32",
+        "--epochs", "2", "--resize-every", "1", "--batch-size", "16", "--max-batch-size", "32",
+        "--device", "cpu")
     assert started.returncode == 0, started.stderr
     run_id = started.stdout.split()[-1]
     assert "status=completed epochs=2" in started.stdout + started.stderr
-    shown = cli("show", run_id).stdout
+    shown = cli_in_process("show", run_id).stdout
     assert "model = 'resnet18'" in shown and "schedule = 'cosine'" in shown
-    records = json.loads(cli("export", run_id, "--format", "json").stdout)["records"]
+    records = json.loads(cli_in_process("export", run_id, "--format", "json").stdout)["records"]
     assert [r["epoch"] for r in records] == [1, 2]
     assert all(math.isfinite(r["diversity"]) and r["diversity"] > 0 for r in records)
     assert records[0]["batch_size"] == 16 and records[1]["lr"] < records[0]["lr"]

@@ -6,13 +6,13 @@ import sys
 
 import pytest
 
-from conftest import ROOT, cli, run_cli
+from conftest import ROOT, cli_in_process, run_cli
 
 SMALL = ["--epochs", "3", "--n-samples", "400", "--dim", "8", "--quiet"]
 
 
 def start_run(*flags):
-    result = cli("run", *flags)
+    result = cli_in_process("run", *flags)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert lines[0] == lines[-1] and lines[0].isdigit()
@@ -22,18 +22,18 @@ def start_run(*flags):
 @pytest.mark.parametrize("problem", ["least_squares", "logistic"])
 def test_run_list_show_export_end_to_end(problem):
     run_id = start_run("--problem", problem, *SMALL, "--method", "divebatch")
-    listing = cli("list")
+    listing = cli_in_process("list")
     assert listing.returncode == 0 and f"{run_id}" in listing.stdout
     assert "completed" in listing.stdout
-    shown = cli("show", str(run_id))
+    shown = cli_in_process("show", str(run_id))
     assert f"problem = '{problem}'" in shown.stdout
-    exported = cli("export", str(run_id), "--format", "csv")
+    exported = cli_in_process("export", str(run_id), "--format", "csv")
     rows = list(csv.DictReader(io.StringIO(exported.stdout)))
     assert len(rows) == 3
     assert list(rows[0])[:10] == ["epoch", "step", "samples_seen", "train_time", "batch_size",
                                   "lr", "diversity", "train_loss", "val_loss", "val_acc"]
     assert (rows[0]["val_acc"] == "") == (problem == "least_squares")
-    document = json.loads(cli("export", str(run_id), "--format", "json").stdout)
+    document = json.loads(cli_in_process("export", str(run_id), "--format", "json").stdout)
     assert document["run"]["config"]["problem"] == problem
     assert [r["epoch"] for r in document["records"]] == [1, 2, 3]
 
@@ -51,7 +51,7 @@ def test_digits_three_methods_then_compare():
               "--max-batch-size", "512", "--lr", "0.05", "--quiet"]
     ids = [start_run(*common, "--method", method, "--resize-every", "2")
            for method in ("sgd", "divebatch", "adabatch")]
-    table = cli("compare", *map(str, ids))
+    table = cli_in_process("compare", *map(str, ids))
     assert table.returncode == 0, table.stderr
     assert "SGD B=32" in table.stdout and "AdaBatch" in table.stdout
     assert "DiveBatch (delta=0.1)" in table.stdout and "train s to own-1pt" in table.stdout
@@ -71,7 +71,7 @@ def test_digits_three_methods_then_compare():
     (["frobnicate"], "invalid choice"),
 ])
 def test_bad_input_exits_2_with_one_line(args, needle):
-    result = cli(*args)
+    result = cli_in_process(*args)
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert needle in result.stderr and "Traceback" not in result.stderr
@@ -81,10 +81,10 @@ def test_config_file_with_flag_override(tmp_path):
     path = tmp_path / "cfg.json"
     path.write_text(json.dumps({"problem": "sine", "epochs": 5, "n_samples": 300}))
     run_id = start_run("--config", str(path), "--epochs", "2", "--quiet")
-    shown = cli("show", str(run_id)).stdout
+    shown = cli_in_process("show", str(run_id)).stdout
     assert "problem = 'sine'" in shown and "epochs = 2" in shown
     path.write_text("{not json")
-    result = cli("run", "--config", str(path))
+    result = cli_in_process("run", "--config", str(path))
     assert result.returncode == 2 and "not valid JSON" in result.stderr
 
 
@@ -92,19 +92,19 @@ def test_db_flag_and_env(tmp_path):
     db = tmp_path / "elsewhere.db"
     run_id = start_run("--db", str(db), "--problem", "sine", *SMALL)
     assert db.exists()
-    assert str(run_id) in cli("list", "--db", str(db)).stdout
-    assert "no runs stored yet" in cli("list").stdout
+    assert str(run_id) in cli_in_process("list", "--db", str(db)).stdout
+    assert "no runs stored yet" in cli_in_process("list").stdout
 
 
 def test_presets_listed_and_used_as_a_base():
-    listing = cli("presets")
+    listing = cli_in_process("presets")
     assert "cifar10_small" in listing.stdout and "digits_race" in listing.stdout
     run_id = start_run("--preset", "nonconvex_mlp", "--epochs", "1", "--n-samples", "200")
-    shown = cli("show", str(run_id)).stdout
+    shown = cli_in_process("show", str(run_id)).stdout
     assert "problem = 'sine'" in shown and "resize_every = 2" in shown and "epochs = 1" in shown
-    missing = cli("run", "--preset", "cifar10_small")
+    missing = cli_in_process("run", "--preset", "cifar10_small")
     assert missing.returncode == 2 and "python -m divebatch download cifar10" in missing.stderr
-    bad = cli("run", "--preset", "nope")
+    bad = cli_in_process("run", "--preset", "nope")
     assert bad.returncode == 2 and "--preset should be one of" in bad.stderr
 
 

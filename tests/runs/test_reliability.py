@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, cli, run_cli
+from conftest import ROOT, cli_in_process, run_cli
 from divebatch.training import checkpoint
 from divebatch import cli
 from divebatch.runs import jobs, processes
@@ -117,7 +117,7 @@ def test_sigkilled_workers_leave_a_consistent_resumable_store(isolated_store, mo
     for run_id in finishing:
         wait_until(lambda: store.get_run(run_id)["status"] == "completed", 60.0,
                    f"run {run_id} to complete", poll=0.1)
-    result = cli("resume", str(again[0]), "--wait")
+    result = cli_in_process("resume", str(again[0]), "--wait")
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [str(again[0])] * 2
     for run_id in [*finishing, again[0]]:

@@ -4,7 +4,7 @@ import doctest
 
 import pytest
 
-from conftest import cli
+from conftest import cli_in_process
 from divebatch.runs import reproduce
 from divebatch.runs.store import RunStore
 
@@ -105,8 +105,9 @@ def test_explanation_says_why_by_hand():
 
 
 def test_cli_reproduce_tiny_prints_the_table_and_writes_the_report(tmp_path):
-    result = cli("reproduce", "--scale", "tiny", "--benchmarks", "convex", "--seeds", "1",
-                 "--output", str(tmp_path / "out"), "--quiet")
+    args = ("reproduce", "--scale", "tiny", "--benchmarks", "convex", "--seeds", "1",
+            "--output", str(tmp_path / "out"), "--quiet")
+    result = cli_in_process(*args)
     assert result.returncode == 0, result.stderr
     out = result.stdout
     for text in ("CIFAR-10 (ResNet-18, 200 epochs, SGD B=128)", "5.00x", "synthetic convex",
@@ -119,16 +120,15 @@ def test_cli_reproduce_tiny_prints_the_table_and_writes_the_report(tmp_path):
     assert "<table>" in html and "plotly" in html.lower()
     store = RunStore(RunStore.default_path())
     assert len(store.list_runs(group=TINY.group)) == 7
-    again = cli("reproduce", "--scale", "tiny", "--benchmarks", "convex", "--seeds", "1",
-                "--output", str(tmp_path / "out"), "--quiet")
+    again = cli_in_process(*args)
     assert again.returncode == 0 and "reusing 7" in again.stderr
     assert len(store.list_runs()) == 7
 
 
 def test_cli_reproduce_bad_input_exit_2():
-    result = cli("reproduce", "--benchmarks", "mnist")
+    result = cli_in_process("reproduce", "--benchmarks", "mnist")
     assert result.returncode == 2 and result.stderr.count("\n") == 1
-    result = cli("reproduce", "--seeds", "0")
+    result = cli_in_process("reproduce", "--seeds", "0")
     assert result.returncode == 2 and "--seeds should be an int >= 1" in result.stderr
 
 

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from conftest import cli
+from conftest import cli_in_process
 from divebatch.runs import jobs, sweeps
 from divebatch.runs.store import RunStore
 
@@ -176,7 +176,7 @@ def test_stop_cancels_queued_runs_and_keeps_finished_ones(store):
 def test_cli_sweep_two_by_two_with_two_seeds_then_rerun_reuses_everything(store):
     args = ["sweep", *TINY_FLAGS, "--delta", "0.1", "1", "--max-batch-size", "64", "256",
             "--seed", "0", "1"]
-    first = cli(*args)
+    first = cli_in_process(*args)
     assert first.returncode == 0, first.stderr
     *lines, verdict = first.stdout.strip().splitlines()
     assert lines[0].split()[:2] == ["cell", "seeds"] and len(lines) == 2 + 5
@@ -187,7 +187,7 @@ def test_cli_sweep_two_by_two_with_two_seeds_then_rerun_reuses_everything(store)
     assert len(runs) == 10 and {r["status"] for r in runs} == {"completed"}
     assert len({r["group"] for r in runs}) == 1 and runs[0]["group"].startswith("sweep:")
 
-    again = cli(*args)
+    again = cli_in_process(*args)
     assert again.returncode == 0, again.stderr
     assert "reusing 10" in again.stderr and len(store.list_runs()) == 10
     assert again.stdout == first.stdout
@@ -196,8 +196,8 @@ def test_cli_sweep_two_by_two_with_two_seeds_then_rerun_reuses_everything(store)
 def test_cli_sweep_in_the_background_queues_its_runs_and_names_the_group(
         store, no_workers_left_behind, monkeypatch):
     monkeypatch.setenv("DIVEBATCH_MAX_WORKERS", "1")
-    result = cli("sweep", *TINY_FLAGS, "--delta", "0.1", "--max-batch-size", "64",
-                 "--background")
+    result = cli_in_process("sweep", *TINY_FLAGS, "--delta", "0.1", "--max-batch-size",
+                            "64", "--background")
     assert result.returncode == 0, result.stderr
     runs = store.list_runs()
     assert len(runs) == 2 and result.stdout.strip() == runs[0]["group"]
@@ -206,8 +206,8 @@ def test_cli_sweep_in_the_background_queues_its_runs_and_names_the_group(
 
 
 def test_cli_sweep_bad_input_is_one_line_exit_2():
-    result = cli("sweep", *TINY_FLAGS, "--max-batch-size", "8")
+    result = cli_in_process("sweep", *TINY_FLAGS, "--max-batch-size", "8")
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "max_batch_size should be" in result.stderr
-    result = cli("sweep", *TINY_FLAGS, "--method", "sgd")
+    result = cli_in_process("sweep", *TINY_FLAGS, "--method", "sgd")
     assert result.returncode == 2 and "method should be divebatch" in result.stderr

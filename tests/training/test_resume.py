@@ -7,7 +7,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from conftest import cli
+from conftest import cli_in_process
 from divebatch.training import checkpoint
 from divebatch.runs import jobs
 from divebatch.config import RunConfig
@@ -210,7 +210,7 @@ def test_only_interrupted_failed_or_stopped_runs_resume(store, status):
 
 def test_cli_resume_refuses_with_one_line(store):
     run_id = store.create_run(RunConfig(**TINY).to_dict(), status="completed")
-    result = cli("resume", str(run_id))
+    result = cli_in_process("resume", str(run_id))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().count("\n") == 0 and "can be resumed" in result.stderr
 
