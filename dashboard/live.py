@@ -207,9 +207,9 @@ def comparison(runs: list[dict], records: dict[int, list[dict]]) -> None:
     st.dataframe(tables.rows, hide_index=True, placeholder="—")
     if table.verdict:
         st.markdown(f"**Verdict:** {table.verdict}")
-    live = any(run["status"] in ("queued", "running") for run in runs)
     st.caption(table.caption + (f" While runs train, this table is updated every "
-                                f"{shared.TABLE_EVERY_S:g} s." if live else ""))
+                                f"{shared.TABLE_EVERY_S:g} s." if shared.any_active(runs)
+                                else ""))
     with st.expander("All columns (the paper's own-final metric, samples, cost of measuring)"):
         st.dataframe(tables.details, hide_index=True, placeholder="—")
         st.caption("own-1pt: the paper's metric, the first epoch within 1 point of the run's "

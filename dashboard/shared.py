@@ -26,7 +26,7 @@ from divebatch.runs import jobs
 from divebatch.report import figures as plots
 from divebatch.report.figures import ChartOptions, RunData
 from divebatch.report.series import Columns
-from divebatch.runs.store import RunStore
+from divebatch.runs.store import ACTIVE_STATUSES, RunStore
 from divebatch.report.target_table import TargetTable, build as build_target_table
 
 DISPATCH_EVERY_S = 1.0  # start queued runs and mark dead workers at most this often
@@ -166,6 +166,11 @@ def _grows(cached: tuple | None, version: tuple) -> bool:
         and version[0] > cached[0][0]
 
 
+def any_active(runs) -> bool:
+    """Whether some run is queued or running (its charts and table are still growing)."""
+    return any(run["status"] in ACTIVE_STATUSES for run in runs)
+
+
 def charts(snap: Snapshot, options: ChartOptions) -> tuple[go.Figure, tuple]:
     """(the shared legend, ((chart name, figure or one-line note), ...)) for the snapshot,
     built once per data version and chart options in this process, and for the same runs
@@ -174,7 +179,7 @@ def charts(snap: Snapshot, options: ChartOptions) -> tuple[go.Figure, tuple]:
     runs_and_options = (snap.source, tuple(run["id"] for run in snap.runs), astuple(options))
     with _lock:
         latest = _latest.get(runs_and_options)
-        live = any(run["status"] in ("queued", "running") for run in snap.runs)
+        live = any_active(snap.runs)
         if latest and (latest[1] == snap.version or live and time.monotonic() - latest[0]
                        < REBUILD_EVERY_S):  # a finished run's last epoch is never held back
             return latest[2]
@@ -205,7 +210,7 @@ def target_table(runs: list[dict], records: dict[int, list[dict]]) -> SharedTabl
     status change, such as a run finishing, shows at once)."""
     runs_and_statuses = tuple((run["id"], run["status"]) for run in runs)
     counts = tuple(len(records[run["id"]]) for run in runs)
-    live = any(run["status"] in ("queued", "running") for run in runs)
+    live = any_active(runs)
     with _lock:
         latest = _tables.get(runs_and_statuses)
         if latest and (latest[1] == counts or live and time.monotonic() - latest[0]
