@@ -267,10 +267,7 @@ class RunStore:
 
     def records_after(self, run_id: int, epoch: int) -> list[dict]:
         """The run's records of the epochs after `epoch`, by epoch (a live view's new rows)."""
-        rows = self._read(lambda db: db.execute(
-            "SELECT data FROM records WHERE run_id = ? AND epoch > ? ORDER BY epoch",
-            (operator.index(run_id), operator.index(epoch))).fetchall())
-        return [json.loads(data) for (data,) in rows]
+        return self.records_after_many({run_id: epoch})[operator.index(run_id)]
 
     def records_many(self, run_ids: Iterable[int]) -> dict[int, list[dict]]:
         """{run_id: records by epoch} for several runs in one query; every id is a key."""

@@ -233,14 +233,14 @@ def test_record_counts_change_with_every_new_epoch(store):
     assert store.record_counts([first])[first] == (4, 6)
 
 
-def test_records_after_many_is_records_after_for_each_run(store):
+def test_records_after_many_reads_each_runs_later_epochs(store):
     first, second, empty = (store.create_run({}) for _ in range(3))
     for epoch in range(1, 5):
         store.append_record(first, {"epoch": epoch})
         store.append_record(second, {"epoch": epoch, "lr": 0.1})
-    after = {first: 2, second: 0, empty: 7}
-    assert store.records_after_many(after) == {
-        run_id: store.records_after(run_id, epoch) for run_id, epoch in after.items()}
+    assert store.records_after_many({first: 2, second: 0, empty: 7}) == {
+        first: [{"epoch": 3}, {"epoch": 4}],
+        second: [{"epoch": e, "lr": 0.1} for e in (1, 2, 3, 4)], empty: []}
     assert store.records_after_many({}) == {}
 
 
