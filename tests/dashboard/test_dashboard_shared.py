@@ -1,9 +1,14 @@
 """dashboard.shared: one dispatch a second, one store read and one chart build shared by
 every viewer of the same runs."""
 
+import base64
 import json
+import math
 import sys
+import threading
+import time
 
+import numpy as np
 import plotly.io
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -59,6 +64,41 @@ def test_viewers_share_one_snapshot_and_one_chart_build(store, monkeypatch):
     assert shared.charts(grown, ChartOptions()) is not charts and len(builds) == 2
     unchanged = shared.snapshot(store, [run_id])
     assert unchanged.records[run_id] is grown.records[run_id]  # not decoded again
+
+
+def test_viewers_asking_at_the_same_moment_wait_for_one_read_and_one_build(store,
+                                                                          monkeypatch):
+    run_id = store.create_run({"method": "sgd", "batch_size": 8})
+    add_epoch(store, run_id, 1)
+    reads, builds, started = [], [], threading.Barrier(8)
+    real_view, real_specs = store.live_view, plots.figure_specs
+
+    def slow_view(ids):
+        reads.append(1)
+        time.sleep(0.2)  # long enough for every viewer to arrive meanwhile
+        return real_view(ids)
+
+    def slow_specs(*args):
+        builds.append(1)
+        time.sleep(0.2)
+        return real_specs(*args)
+
+    monkeypatch.setattr(store, "live_view", slow_view)
+    monkeypatch.setattr(plots, "figure_specs", slow_specs)
+    seen = []
+
+    def viewer():
+        started.wait()
+        snap = shared.snapshot(store, [run_id])
+        seen.append((snap, shared.charts(snap, ChartOptions())))
+
+    threads = [threading.Thread(target=viewer) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(reads) == 1 and len(builds) == 1
+    assert len({id(snap) for snap, _ in seen}) == 1 and len({id(c) for _, c in seen}) == 1
 
 
 def test_a_growing_run_decodes_only_its_new_epochs_and_a_rewritten_one_all(store,
@@ -156,7 +196,20 @@ def test_st_plotly_chart_sends_a_shared_figure_as_it_sends_plotlys_own(store, ch
     at = AppTest.from_function(render_both, kwargs={"spec": spec}).run()
     plotlys, shared_one = (json.loads(element.proto.spec)
                            for element in at.get("plotly_chart"))
-    assert shared_one == plotlys
+    assert decoded(shared_one, "<f4") == decoded(plotlys, "<f4")  # the same but the width
+    assert {a["dtype"] for t in shared_one["data"] for a in (t["x"], t["y"])} == {"f4"}
+
+
+def decoded(spec: dict, dtype: str) -> dict:
+    """The spec with its base64 typed arrays as lists of `dtype` numbers (NaN as None)."""
+    def values(array):
+        if not isinstance(array, dict):
+            return array
+        numbers = np.frombuffer(base64.b64decode(array["bdata"]), array["dtype"])
+        return [None if math.isnan(v) else v for v in numbers.astype(dtype).tolist()]
+
+    return {**spec, "data": [{**trace, "x": values(trace["x"]), "y": values(trace["y"])}
+                             for trace in spec["data"]]}
 
 
 def test_a_shared_figure_is_built_once_and_never_changed_by_serialising(store):
