@@ -12,14 +12,8 @@ refreshes), then `streamlit run app.py` serves it and chromium (playwright) meas
 
     python benchmarks/dashboard.py            # 5 page loads, 10 fragment refreshes
     python benchmarks/dashboard.py --repeat 20
-    python benchmarks/dashboard.py --viewers 1,5,10   # a class watching (see measure_class)
-    python benchmarks/dashboard.py --in-process       # the fragment's CPU, no browser
 
-A class watching: 4 runs of 600 epochs, each growing by one epoch a second (this process
-writes them, as workers would), served read-only (DIVEBATCH_ROLE=viewer); N chromium pages
-open the Runs page with the runs linked (?runs=...). Reported per N: how many viewers loaded,
-the gaps between each viewer's updates, and the server process's CPU seconds (from /proc) per
-viewer update; then a linear extrapolation to 30 viewers.
+A class watching the live panel is measured by benchmarks/classroom.py.
 
 Targets: Runs page under 1 s, live fragment under 0.3 s.
 
@@ -54,7 +48,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.serve import FIRST_POINT, dashboard_server, launch_chromium, server_pid  # noqa: E402
+from benchmarks.serve import FIRST_POINT, dashboard_server, launch_chromium  # noqa: E402
 from divebatch.runs.store import RunStore  # noqa: E402
 
 N_RUNS, N_EPOCHS, N_TRAIN = 100, 200, 8000
@@ -253,194 +247,9 @@ def report(name: str, seconds: list[float], target: float) -> None:
           f"(target < {target} s) {verdict}")
 
 
-# --- a class watching: N viewers on one read-only server, 4 live runs growing
-
-LIVE_EPOCHS, EPOCH_EVERY_S, WATCH_S = 600, 1.0, 30.0
-PER_UPDATE_TARGET_S, GAP_TARGET_S = 0.02, 2.0
-
-# In each viewer's page: the browser-clock times at which the "Last update" line changed.
-RECORD_UPDATES = f"""() => {{ window.updates = []; window.cpus = []; let seen = null;
-  setInterval(() => {{ const t = ({LAST_UPDATE})();
-    if (t && t !== seen) {{ seen = t; window.updates.push(performance.now() / 1000);
-      const cpu = /([\\d.]+) CPU-s/.exec(t); if (cpu) {{ window.cpus.push(+cpu[1]); }} }} }},
-  50); }}"""
-
-
-def live_store(store: RunStore) -> list[int]:
-    """4 runs (the race's methods) of LIVE_EPOCHS epochs, marked running by this process."""
-    rng, ids = random.Random(1), []
-    for method in METHODS:
-        config = {"problem": "classification", "epochs": 2 * LIVE_EPOCHS,
-                  "max_batch_size": 1024, "delta": 0.1, "seed": 0, **method}
-        run_id = store.create_run(config, group="class")
-        store.update_info(run_id, n_train=N_TRAIN)
-        for record in synthetic_records(rng, method["batch_size"], LIVE_EPOCHS):
-            store.append_record(run_id, record)
-        store.mark_running(run_id, os.getpid())
-        ids.append(run_id)
-    return ids
-
-
-def keep_training(store: RunStore, run_ids: list[int], stop) -> None:
-    """A new epoch for every run each EPOCH_EVERY_S, as live workers would write them."""
-    rng = random.Random(2)
-    while not stop.wait(EPOCH_EVERY_S):
-        for run_id in run_ids:
-            last = store.records(run_id)[-1]
-            epoch = last["epoch"] + 1
-            store.append_record(run_id, {**last, "epoch": epoch,
-                                         "samples_seen": last["samples_seen"] + N_TRAIN,
-                                         "step": last["step"] + 10,
-                                         "val_loss": 2.0 / epoch ** 0.5 * rng.uniform(.9, 1.1)})
-
-
-def server_cpu_seconds(url: str) -> float:
-    """utime + stime of the `streamlit run` process serving `url` (Linux /proc)."""
-    fields = Path(f"/proc/{server_pid(url)}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def watch(url: str, viewers: int, run_ids: list[int]) -> dict:
-    """Open `viewers` pages on the Runs page with the live runs linked, wait until each shows
-    its first update (load time), then count every viewer's updates for WATCH_S seconds."""
-    from playwright.sync_api import sync_playwright
-    link = f"{url}/runs?runs={','.join(map(str, run_ids))}"
-    with sync_playwright() as playwright:
-        browser = launch_chromium(playwright)
-        pages, loads = [], []
-        for _ in range(viewers):
-            page = browser.new_page(viewport={"width": 1440, "height": 900})
-            started = time.perf_counter()
-            page.goto(link, wait_until="commit", timeout=150_000)
-            pages.append((page, started))
-        for page, started in pages:
-            try:
-                page.wait_for_function(f"() => ({LAST_UPDATE})() !== ''", timeout=150_000,
-                                       polling=100)
-                loads.append(time.perf_counter() - started)
-                page.evaluate(RECORD_UPDATES)
-            except Exception:  # a viewer that never loads is counted, not fatal
-                loads.append(None)
-        cpu_before, wall_before = server_cpu_seconds(url), time.perf_counter()
-        time.sleep(WATCH_S)
-        cpu = server_cpu_seconds(url) - cpu_before
-        wall = time.perf_counter() - wall_before
-        stamps = [page.evaluate("() => window.updates || []") for page, _ in pages]
-        script_cpu = [c for page, _ in pages for c in page.evaluate("() => window.cpus || []")]
-        browser.close()
-    gaps = [b - a for times in stamps for a, b in zip(times, times[1:])]
-    worst = [max([b - a for a, b in zip(t, t[1:])], default=WATCH_S) for t in stamps]
-    updates = sum(len(times) for times in stamps)
-    return {"viewers": viewers, "loaded": sum(t is not None for t in loads),
-            "load_max_s": max((t for t in loads if t is not None), default=None),
-            "updates": updates, "cpu_s": cpu, "wall_s": wall,
-            "cpu_per_update_s": cpu / max(updates, 1),
-            "script_cpu_median_s": statistics.median(script_cpu) if script_cpu else None,
-            "gap_median_s": statistics.median(gaps) if gaps else None,
-            "gap_worst_s": max(worst)}
-
-
-def measure_class(counts: list[int]) -> list[dict]:
-    import threading
-    rows = []
-    for viewers in counts:
-        with tempfile.TemporaryDirectory() as folder:
-            db = Path(folder) / "runs.db"
-            store = RunStore(db)
-            run_ids = live_store(store)
-            stop = threading.Event()
-            writer = threading.Thread(target=keep_training, args=(store, run_ids, stop))
-            writer.start()
-            try:
-                with dashboard_server(db, env={"DIVEBATCH_ROLE": "viewer"}) as url:
-                    rows.append(watch(url, viewers, run_ids))
-            finally:
-                stop.set()
-                writer.join()
-                for run_id in run_ids:
-                    store.mark_finished(run_id, "stopped")
-        report_class(rows[-1])
-    return rows
-
-
-def report_class(row: dict) -> None:
-    ok = (row["loaded"] == row["viewers"] and row["gap_worst_s"] <= GAP_TARGET_S
-          and row["cpu_per_update_s"] <= PER_UPDATE_TARGET_S)
-    print(f"{row['viewers']:>2} viewer(s): {row['loaded']} loaded (slowest "
-          f"{row['load_max_s'] or float('nan'):.1f} s), {row['updates']} updates in "
-          f"{row['wall_s']:.0f} s, gap median {row['gap_median_s'] or float('nan'):.2f} s / "
-          f"worst {row['gap_worst_s']:.2f} s, server CPU {row['cpu_s']:.1f} s = "
-          f"{row['cpu_per_update_s']:.4f} s per viewer update (the fragment's own thread: "
-          f"median {row['script_cpu_median_s'] or float('nan'):.4f} s) "
-          f"({'OK' if ok else 'MISSES A TARGET'}: <= {PER_UPDATE_TARGET_S} s, every "
-          f"viewer loads, gap <= {GAP_TARGET_S} s); load average "
-          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-
-
-def extrapolate(rows: list[dict], viewers: int = 30) -> None:
-    """Server CPU for `viewers` at one update a second each, from the per-update cost with
-    the most viewers measured (the shared chart build, at most once a second, is spread over
-    more viewers as they grow, so fewer viewers would overstate the cost per viewer)."""
-    per_update = max(rows, key=lambda row: row["viewers"])["cpu_per_update_s"]
-    print(f"extrapolated: {viewers} viewers x 1 update/s x {per_update:.4f} s = "
-          f"{viewers * per_update:.2f} CPU-seconds per second of the server "
-          f"({'fits' if viewers * per_update < 0.6 else 'does not fit'} in the 60 % of one "
-          f"core above which the refresh backs off to 2 s)")
-
-
-def measure_fragment_in_process(repeat: int = 20) -> None:
-    """The live fragment's server work per viewer update without a browser: live._charts
-    called directly (Streamlit's bare mode: elements are built and serialised, not sent) on
-    the same 4 runs x LIVE_EPOCHS, once with the charts already built by another viewer and
-    once after a new epoch of every run (store read and chart build included)."""
-    import logging
-    logging.disable(logging.WARNING)  # bare mode warns on every element
-    with tempfile.TemporaryDirectory() as folder:
-        os.environ["DIVEBATCH_DB"] = str(Path(folder) / "runs.db")
-        store = RunStore(os.environ["DIVEBATCH_DB"])
-        run_ids = live_store(store)
-        from dashboard import live, shared
-        from divebatch.report.figures import ChartOptions
-        statuses, options = {i: "running" for i in run_ids}, ChartOptions(log_y=True)
-
-        def update() -> float:
-            started = time.process_time()
-            live._charts("runs", statuses, options, 1.0)
-            return time.process_time() - started
-
-        update()  # imports
-        shared_cost = statistics.median(update() for _ in range(repeat))
-        fresh, with_table = [], []
-        for _ in range(5):
-            for builds, tables_too in ((fresh, False), (with_table, True)):
-                for run_id in run_ids:
-                    last = store.records(run_id)[-1]
-                    store.append_record(run_id, {**last, "epoch": last["epoch"] + 1})
-                shared._snapshots.clear()
-                shared._latest.clear()
-                if tables_too:
-                    shared._tables.clear()
-                builds.append(update())
-        for run_id in run_ids:
-            store.mark_finished(run_id, "stopped")
-    charts, table = statistics.median(fresh), statistics.median(with_table)
-    per_second = charts + (table - charts) * shared.REBUILD_EVERY_S / shared.TABLE_EVERY_S
-    print(f"fragment in process, 4 runs x {LIVE_EPOCHS} epochs, 5 charts: "
-          f"{shared_cost:.4f} CPU-s per viewer update when the charts are already built; "
-          f"the update that reads the store and builds them (at most once a second per set "
-          f"of runs and options): {charts:.4f} CPU-s, {table:.4f} when it also rebuilds the "
-          f"time-to-target table (at most every {shared.TABLE_EVERY_S:g} s while runs "
-          f"train): {per_second:.4f} CPU-s per second in all; load average "
-          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--viewers", default="",
-                        help="e.g. 1,5,10: measure a class watching 4 live runs instead")
-    parser.add_argument("--in-process", action="store_true",
-                        help="the live fragment's CPU per viewer update, without a browser")
     parser.add_argument("--start", action="store_true",
                         help="measure click-on-Start to first chart point instead")
     parser.add_argument("--cold", type=int, default=0,
@@ -457,12 +266,6 @@ def main() -> int:
         start_latency(args.repeat, args.cold)
         print(f"load average after measuring: {os.getloadavg()[0]:.1f} on "
               f"{os.cpu_count()} cores")
-        return 0
-    if args.in_process:
-        measure_fragment_in_process()
-        return 0
-    if args.viewers:
-        extrapolate(measure_class([int(n) for n in args.viewers.split(",")]))
         return 0
     with tempfile.TemporaryDirectory() as folder:
         db = Path(folder) / "runs.db"

@@ -35,12 +35,13 @@ def free_port() -> int:
 
 @contextmanager
 def dashboard_server(db_path: str | os.PathLike, env: dict | None = None,
-                     timeout: float = 60.0):
-    """`python -m streamlit run app.py` on 127.0.0.1 and a free port with DIVEBATCH_DB set;
-    yields the base URL; the server's process group is killed on exit, whatever happened."""
+                     timeout: float = 60.0, app: str = "app.py"):
+    """`python -m streamlit run app.py` (or another script of this repository) on 127.0.0.1
+    and a free port with DIVEBATCH_DB set; yields the base URL; the server's process group
+    is killed on exit, whatever happened."""
     port = free_port()
     full_env = {**os.environ, "DIVEBATCH_DB": str(db_path), **(env or {})}
-    command = [sys.executable, "-m", "streamlit", "run", "app.py",
+    command = [sys.executable, "-m", "streamlit", "run", app,
                "--server.address", "127.0.0.1", "--server.port", str(port),
                "--server.headless", "true", "--server.fileWatcherType", "none",
                "--browser.gatherUsageStats", "false"]

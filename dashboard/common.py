@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import streamlit as st
 
 from divebatch.runs import jobs
@@ -12,9 +14,20 @@ from divebatch.runs.store import ACTIVE_STATUSES, RunStore
 
 
 def open_store() -> RunStore:
-    """The run store ($DIVEBATCH_DB or .divebatch/runs.db). Opened per script run: a
-    RunStore holds only its path, so nothing mutable is shared between sessions."""
-    return RunStore(RunStore.default_path())
+    """The run store ($DIVEBATCH_DB or .divebatch/runs.db), opened once per file in this
+    process (opening checks the schema: a millisecond of every viewer's update); a file made
+    anew is opened anew. A RunStore holds only its path, so sessions share nothing mutable."""
+    path = RunStore.default_path()
+    try:
+        file_id = path.stat().st_ino
+    except OSError:
+        file_id = None  # not made yet: opening makes it
+    return _opened(str(path), file_id)
+
+
+@functools.lru_cache(maxsize=16)
+def _opened(path: str, file_id: int | None) -> RunStore:
+    return RunStore(path)
 
 
 def queue_summary(store: RunStore) -> tuple[int, int, int]:

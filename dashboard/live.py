@@ -85,6 +85,9 @@ def live_panel(prefix: str, run_ids: list[int]) -> None:
     every = _interval(snap)
     stale.watch()
     st.fragment(run_every=every)(_charts)(prefix, statuses, options, every)
+    if len(statuses) > 1:
+        st.fragment(run_every=every and max(every, shared.TABLE_EVERY_S))(_table)(
+            list(statuses))
     st.caption(f"Share these charts: `/runs?runs={','.join(map(str, statuses))}` on this "
                f"server or on its read-only twin (`scripts/dashboard.sh --viewer`).")
 
@@ -111,8 +114,6 @@ def _charts(prefix: str, statuses: dict[int, str], options: ChartOptions,
         draw_charts(prefix, snap, options)
         if every == FIRST_POINT_POLL_S:
             st.session_state[f"{prefix}_first_drawn"] = True
-        if len(runs) > 1 and any(snap.records.values()):
-            comparison(runs, {run_id: list(rows) for run_id, rows in snap.records.items()})
     else:
         st.caption("The charts appear with the first measured point.")
         preload_chart_code(prefix)
@@ -123,6 +124,16 @@ def _charts(prefix: str, statuses: dict[int, str], options: ChartOptions,
         f"refreshing every {every:g} s while a run is active" if every
         else "idle: no run on the charts is active"))
     col_button.button("Refresh", key=f"{prefix}_refresh", width="stretch")
+
+
+def _table(run_ids: list[int]) -> None:
+    """The time-to-target table, in a fragment of its own: it changes at most every
+    TABLE_EVERY_S while runs train, so the charts' updates do not resend it every second
+    (a run that starts or ends reruns the whole panel, this table with it)."""
+    snap = shared.snapshot(open_store(), run_ids)
+    if len(snap.runs) > 1 and any(snap.records.values()):
+        comparison(list(snap.runs),
+                   {run_id: list(rows) for run_id, rows in snap.records.items()})
 
 
 def _statuses_changed(shown: dict[int, str], now: dict[int, str], every: float | None

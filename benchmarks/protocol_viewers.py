@@ -1,0 +1,151 @@
+"""Viewers that speak Streamlit's own websocket protocol and draw nothing.
+
+A chromium page on this 2-core machine spends about 0.6 CPU-s drawing each update of the live
+panel (measured by benchmarks/dashboard.py --viewers), so ten of them cannot keep up here
+whatever the server does. In a classroom every student's browser has its own machine; what
+they share is the server. These viewers load the page and ask for the live panel's updates
+exactly as the browser does (Streamlit's frontend: one `rerun_script` BackMsg on load, then
+one per `auto_rerun` interval for the fragment, with `is_auto_rerun` set), read every
+ForwardMsg, and note when each "Last update" line arrives. Many of them fit in one asyncio
+loop, so the server's cost and the gaps between updates can be measured for 30 viewers
+instead of extrapolated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+from streamlit.proto.BackMsg_pb2 import BackMsg
+from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+UPDATE_PREFIX = "Last update"
+
+
+@dataclass
+class Viewer:
+    """What one viewer saw: when it connected and when each "Last update" line arrived
+    (monotonic seconds), the bytes it received, and the error that ended it, if any."""
+    connected: float = 0.0
+    updates: list[float] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+    received_bytes: int = 0
+    error: str | None = None
+
+    @property
+    def load_s(self) -> float | None:
+        return self.updates[0] - self.connected if self.updates else None
+
+
+@dataclass
+class Watched:
+    """The viewers, and the server's CPU seconds over the window after every viewer loaded
+    (or the load timeout passed), which lasted `window_s`."""
+    viewers: list[Viewer]
+    server_cpu_s: float
+    window_s: float
+    window_start: float
+
+    def updates_in_window(self, viewer: Viewer) -> list[float]:
+        return [t for t in viewer.updates if t >= self.window_start]
+
+
+def _rerun(query: str, page: str, page_hash: str = "", fragment_id: str = "") -> bytes:
+    message = BackMsg()
+    state = message.rerun_script
+    state.query_string = query
+    state.page_name = page
+    state.page_script_hash = page_hash
+    if fragment_id:
+        state.fragment_id = fragment_id
+        state.is_auto_rerun = True
+    return message.SerializeToString()
+
+
+def _update_line(message: ForwardMsg) -> str:
+    if message.WhichOneof("type") != "delta":
+        return ""
+    element = message.delta.new_element
+    if element.WhichOneof("type") == "markdown" and element.markdown.body.startswith(
+            UPDATE_PREFIX):
+        return element.markdown.body
+    return ""
+
+
+async def _watch(url: str, page: str, query: str, until: list[float], seen: Viewer) -> None:
+    import websockets
+    address = url.replace("http://", "ws://", 1) + "/_stcore/stream"
+    seen.connected = time.monotonic()
+    async with websockets.connect(address, subprotocols=["streamlit"], max_size=None,
+                                  open_timeout=60) as socket:
+        await socket.send(_rerun(query, page))
+        timers: dict[str, asyncio.Task] = {}
+        page_hash = ""
+
+        async def every(fragment_id: str, interval: float) -> None:
+            while True:  # the frontend's setInterval: on time, whether or not the last ended
+                await asyncio.sleep(interval)
+                await socket.send(_rerun(query, page, page_hash, fragment_id))
+
+        try:
+            while time.monotonic() < until[0]:
+                try:
+                    data = await asyncio.wait_for(socket.recv(), until[0] - time.monotonic())
+                except asyncio.TimeoutError:
+                    break
+                seen.received_bytes += len(data)
+                message = ForwardMsg.FromString(data)
+                kind = message.WhichOneof("type")
+                if kind == "new_session":
+                    page_hash = message.new_session.page_script_hash
+                elif kind == "auto_rerun":
+                    rerun = message.auto_rerun
+                    if rerun.fragment_id in timers:
+                        timers.pop(rerun.fragment_id).cancel()
+                    timers[rerun.fragment_id] = asyncio.create_task(
+                        every(rerun.fragment_id, rerun.interval))
+                elif kind == "delta" and message.delta.new_element.HasField("exception"):
+                    raise RuntimeError(message.delta.new_element.exception.message)
+                elif line := _update_line(message):
+                    seen.updates.append(time.monotonic())
+                    seen.lines.append(line)
+        finally:
+            for timer in timers.values():
+                timer.cancel()
+
+
+async def _watch_all(url: str, page: str, query: str, viewers: int, seconds: float,
+                     server_cpu, load_timeout: float, arrive_over_s: float) -> Watched:
+    until = [time.monotonic() + load_timeout + seconds]  # moved once every viewer loaded
+    seen = [Viewer() for _ in range(viewers)]
+
+    async def one(index: int, viewer: Viewer) -> None:
+        await asyncio.sleep(arrive_over_s * index / viewers)
+        try:
+            await _watch(url, page, query, until, viewer)
+        except Exception as error:  # a viewer that fails is counted, not fatal
+            viewer.error = f"{type(error).__name__}: {error}"
+
+    async def window() -> tuple[float, float, float]:
+        deadline = time.monotonic() + load_timeout
+        while time.monotonic() < deadline and not all(v.updates or v.error for v in seen):
+            await asyncio.sleep(0.1)
+        start, cpu = time.monotonic(), server_cpu()
+        until[0] = start + seconds
+        await asyncio.sleep(seconds)
+        return start, server_cpu() - cpu, time.monotonic() - start
+
+    tasks = [asyncio.create_task(one(index, viewer)) for index, viewer in enumerate(seen)]
+    start, cpu, wall = await window()
+    await asyncio.gather(*tasks)
+    return Watched(seen, cpu, wall, start)
+
+
+def watch(url: str, page: str, query: str, viewers: int, seconds: float, server_cpu,
+          arrive_over_s: float = 0.0, load_timeout: float = 150.0) -> Watched:
+    """`viewers` protocol-level viewers of `url`/`page`?`query`, arriving one after another
+    over `arrive_over_s` seconds (0: all at once); once all of them show their first
+    update, they watch for `seconds` more while `server_cpu()` is read at both ends."""
+    return asyncio.run(_watch_all(url, page, query, viewers, seconds, server_cpu,
+                                  load_timeout, arrive_over_s))
