@@ -8,7 +8,8 @@ epochs each grow by an epoch a second (this process writes them, as workers woul
     python benchmarks/classroom.py --in-process        # the fragment's CPU, no server
 
 --clients: viewers that speak Streamlit's websocket protocol and draw nothing
-(benchmarks/protocol_viewers.py), arriving over ARRIVE_S seconds as a class opening a link.
+(benchmarks/protocol_viewers.py), arriving over ARRIVE_S seconds as a class opening a link,
+measured from SETTLE_S seconds after the last one loaded.
 In a classroom every browser has its own machine and the server is what they share: this is
 the server's cost and the gaps between each viewer's updates for that class, 30 included.
 
@@ -48,7 +49,8 @@ from benchmarks.dashboard import LAST_UPDATE, METHODS, N_TRAIN, synthetic_record
 from benchmarks.serve import dashboard_server, launch_chromium, server_pid  # noqa: E402
 from divebatch.runs.store import RunStore  # noqa: E402
 
-LIVE_EPOCHS, EPOCH_EVERY_S, WATCH_S, ARRIVE_S = 600, 1.0, 30.0, 5.0
+LIVE_EPOCHS, EPOCH_EVERY_S, WATCH_S = 600, 1.0, 30.0
+ARRIVE_S, SETTLE_S = 5.0, 15.0  # clients: the class arrives, then the page loads settle
 PER_UPDATE_TARGET_S, GAP_TARGET_S = 0.02, 2.0
 VIEWER_ROLE = {"DIVEBATCH_ROLE": "viewer"}
 
@@ -166,9 +168,11 @@ def live_runs():
 
 def watch_as_clients(url: str, viewers: int, page: str = "runs", query: str = "") -> dict:
     """`viewers` protocol-level viewers of url/page?query, arriving over ARRIVE_S seconds;
-    once all of them show a first update, WATCH_S seconds of their updates."""
+    SETTLE_S after all of them show a first update (the page loads' CPU has passed out of
+    the refresh's load window), WATCH_S seconds of their updates."""
     seen = protocol_viewers.watch(url, page, query, viewers, WATCH_S,
-                                  lambda: server_cpu_seconds(url), arrive_over_s=ARRIVE_S)
+                                  lambda: server_cpu_seconds(url), arrive_over_s=ARRIVE_S,
+                                  settle_s=SETTLE_S)
     stamps = [seen.updates_in_window(viewer) for viewer in seen.viewers]
     lines = [line for viewer in seen.viewers for line in viewer.lines[1:]]
     script_cpu = [float(m.group(1)) for line in lines

@@ -1,14 +1,15 @@
 """Viewers that speak Streamlit's own websocket protocol and draw nothing.
 
 A chromium page on this 2-core machine spends about 0.6 CPU-s drawing each update of the live
-panel (measured by benchmarks/dashboard.py --viewers), so ten of them cannot keep up here
+panel (measured by benchmarks/classroom.py --browsers), so ten of them cannot keep up here
 whatever the server does. In a classroom every student's browser has its own machine; what
 they share is the server. These viewers load the page and ask for the live panel's updates
 exactly as the browser does (Streamlit's frontend: one `rerun_script` BackMsg on load, then
 one per `auto_rerun` interval for the fragment, with `is_auto_rerun` set), read every
-ForwardMsg, and note when each "Last update" line arrives. Many of them fit in one asyncio
-loop, so the server's cost and the gaps between updates can be measured for 30 viewers
-instead of extrapolated.
+ForwardMsg, and note when each "Last update" line arrives. Like the frontend, a viewer keeps
+one timer per fragment, restarts it only when its interval changes, and drops them all when
+a full run of the page starts. Many of them fit in one asyncio loop, so the server's cost
+and the gaps between updates can be measured for 30 viewers instead of extrapolated.
 """
 
 from __future__ import annotations
@@ -80,13 +81,17 @@ async def _watch(url: str, page: str, query: str, until: list[float], seen: View
     async with websockets.connect(address, subprotocols=["streamlit"], max_size=None,
                                   open_timeout=60) as socket:
         await socket.send(_rerun(query, page))
-        timers: dict[str, asyncio.Task] = {}
+        timers: dict[str, tuple[float, asyncio.Task]] = {}  # fragment -> (interval, timer)
         page_hash = ""
 
         async def every(fragment_id: str, interval: float) -> None:
             while True:  # the frontend's setInterval: on time, whether or not the last ended
                 await asyncio.sleep(interval)
                 await socket.send(_rerun(query, page, page_hash, fragment_id))
+
+        def stop(fragment_ids) -> None:
+            for fragment_id in list(fragment_ids):
+                timers.pop(fragment_id)[1].cancel()
 
         try:
             while time.monotonic() < until[0]:
@@ -99,25 +104,29 @@ async def _watch(url: str, page: str, query: str, until: list[float], seen: View
                 kind = message.WhichOneof("type")
                 if kind == "new_session":
                     page_hash = message.new_session.page_script_hash
+                    if not message.metadata.run.fragment_ids:  # a full run: timers start anew
+                        stop(timers)
                 elif kind == "auto_rerun":
                     rerun = message.auto_rerun
-                    if rerun.fragment_id in timers:
-                        timers.pop(rerun.fragment_id).cancel()
-                    timers[rerun.fragment_id] = asyncio.create_task(
-                        every(rerun.fragment_id, rerun.interval))
+                    if timers.get(rerun.fragment_id, (None,))[0] != rerun.interval:
+                        stop(set(timers) & {rerun.fragment_id})
+                        timers[rerun.fragment_id] = (rerun.interval, asyncio.create_task(
+                            every(rerun.fragment_id, rerun.interval)))
+                elif kind == "stop_auto_rerun":
+                    stop(set(timers) & set(message.stop_auto_rerun.fragment_ids))
                 elif kind == "delta" and message.delta.new_element.HasField("exception"):
                     raise RuntimeError(message.delta.new_element.exception.message)
                 elif line := _update_line(message):
                     seen.updates.append(time.monotonic())
                     seen.lines.append(line)
         finally:
-            for timer in timers.values():
-                timer.cancel()
+            stop(timers)
 
 
 async def _watch_all(url: str, page: str, query: str, viewers: int, seconds: float,
-                     server_cpu, load_timeout: float, arrive_over_s: float) -> Watched:
-    until = [time.monotonic() + load_timeout + seconds]  # moved once every viewer loaded
+                     server_cpu, load_timeout: float, arrive_over_s: float,
+                     settle_s: float) -> Watched:
+    until = [time.monotonic() + load_timeout + settle_s + seconds]  # moved once all loaded
     seen = [Viewer() for _ in range(viewers)]
 
     async def one(index: int, viewer: Viewer) -> None:
@@ -131,6 +140,7 @@ async def _watch_all(url: str, page: str, query: str, viewers: int, seconds: flo
         deadline = time.monotonic() + load_timeout
         while time.monotonic() < deadline and not all(v.updates or v.error for v in seen):
             await asyncio.sleep(0.1)
+        await asyncio.sleep(settle_s)
         start, cpu = time.monotonic(), server_cpu()
         until[0] = start + seconds
         await asyncio.sleep(seconds)
@@ -143,9 +153,10 @@ async def _watch_all(url: str, page: str, query: str, viewers: int, seconds: flo
 
 
 def watch(url: str, page: str, query: str, viewers: int, seconds: float, server_cpu,
-          arrive_over_s: float = 0.0, load_timeout: float = 150.0) -> Watched:
+          arrive_over_s: float = 0.0, settle_s: float = 0.0, load_timeout: float = 150.0
+          ) -> Watched:
     """`viewers` protocol-level viewers of `url`/`page`?`query`, arriving one after another
-    over `arrive_over_s` seconds (0: all at once); once all of them show their first
-    update, they watch for `seconds` more while `server_cpu()` is read at both ends."""
+    over `arrive_over_s` seconds (0: all at once); `settle_s` after all of them show their
+    first update, they watch for `seconds` more while `server_cpu()` is read at both ends."""
     return asyncio.run(_watch_all(url, page, query, viewers, seconds, server_cpu,
-                                  load_timeout, arrive_over_s))
+                                  load_timeout, arrive_over_s, settle_s))
