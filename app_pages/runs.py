@@ -106,19 +106,21 @@ if selected:
         chosen = by_id[export_id]
         if roles.can_change():
             resume_and_delete(chosen)
-        run, run_records = chosen, store.records(export_id)
         col_csv, col_json, _ = st.columns([1, 1, 3])
-        col_csv.download_button("CSV (records)", records_csv(run_records),
+        # the files are made when a button is clicked, not on every page run
+        col_csv.download_button("CSV (records)",
+                                lambda: records_csv(store.records(export_id)),
                                 file_name=f"divebatch-run-{export_id}.csv", mime="text/csv",
                                 key="runs_csv", on_click="ignore", width="stretch")
         col_json.download_button(
             "JSON (config + records)",
-            records_json(run, run_records, store.events(export_id)),
+            lambda: records_json(store.get_run(export_id) or chosen,
+                                 store.records(export_id), store.events(export_id)),
             file_name=f"divebatch-run-{export_id}.json", mime="application/json",
             key="runs_json", on_click="ignore", width="stretch")
         st.caption("Each chart's camera button (top right of the chart) saves it as a PNG.")
         with st.expander("Config of this run"):
-            st.json(run["config"], expanded=False)
+            st.json(chosen["config"], expanded=False)
 
 st.header("Charts")
 problems = sorted({run["config"].get("problem", "?") for run in selected})

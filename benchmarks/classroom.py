@@ -19,7 +19,7 @@ what the browsers spend per update: with ten of them that, not the server, sets 
 --floor: the same clients on benchmarks/floor_app.py, a fragment that reruns every second
 drawing only its "Last update" line, then also the live panel's charts built once, next to
 the dashboard: Streamlit's own cost per update, what sending the charts adds, and what
-reading and building them adds.
+reading and building them adds; and each server's CPU per second before any viewer came.
 
 Reported per N: how many viewers loaded (and the slowest), the gaps between each viewer's
 updates (median, worst), and the server process's CPU seconds (from /proc) per viewer update.
@@ -51,6 +51,7 @@ from divebatch.runs.store import RunStore  # noqa: E402
 
 LIVE_EPOCHS, EPOCH_EVERY_S, WATCH_S = 600, 1.0, 30.0
 ARRIVE_S, SETTLE_S = 5.0, 15.0  # clients: the class arrives, then the page loads settle
+IDLE_S = 10.0
 PER_UPDATE_TARGET_S, GAP_TARGET_S = 0.02, 2.0
 VIEWER_ROLE = {"DIVEBATCH_ROLE": "viewer"}
 
@@ -196,6 +197,7 @@ def _gaps_and_cost(viewers: int, loads: list, stamps: list[list[float]], cpu: fl
             "updates": updates, "cpu_s": cpu, "wall_s": wall,
             "cpu_per_update_s": cpu / max(updates, 1),
             "gap_median_s": statistics.median(gaps) if gaps else None,
+            "gap_p95_s": statistics.quantiles(gaps, n=20)[-1] if len(gaps) > 1 else None,
             "gap_worst_s": max(worst)}
 
 
@@ -230,15 +232,24 @@ def measure_floor(viewers: int) -> None:
             env = {**VIEWER_ROLE, **env, "FLOOR_RUNS": ",".join(map(str, run_ids))}
             page, query = ("runs", _runs_query(run_ids)) if app == "app.py" else ("", "")
             with dashboard_server(db, env=env, app=app) as url:
+                idle = idle_cpu_per_second(url)
                 rows.append(watch_as_clients(url, viewers, page, query))
         print(f"{name}: {rows[-1]['cpu_per_update_s']:.4f} server CPU-s per viewer update "
               f"({viewers} clients, {rows[-1]['updates']} updates, "
-              f"{rows[-1]['kb_per_update']:.0f} kB each)")
+              f"{rows[-1]['kb_per_update']:.0f} kB each); with no viewer {idle:.4f} CPU-s "
+              f"per second")
     floor, charts, dashboard = (row["cpu_per_update_s"] for row in rows)
     print(f"per viewer update: Streamlit {floor:.4f} s + sending the charts "
           f"{charts - floor:.4f} s + reading and building them {dashboard - charts:.4f} s "
           f"(shared by all viewers); load average {os.getloadavg()[0]:.1f} on "
           f"{os.cpu_count()} cores")
+
+
+def idle_cpu_per_second(url: str) -> float:
+    """The server's CPU seconds per second with no viewer connected (over IDLE_S)."""
+    before, started = server_cpu_seconds(url), time.monotonic()
+    time.sleep(IDLE_S)
+    return (server_cpu_seconds(url) - before) / (time.monotonic() - started)
 
 
 def _runs_query(run_ids: list[int]) -> str:
@@ -255,6 +266,7 @@ def report_class(row: dict, kind: str) -> None:
     print(f"{row['viewers']:>2} {kind}: {row['loaded']} loaded (slowest "
           f"{row['load_max_s'] or float('nan'):.1f} s), {row['updates']} updates in "
           f"{row['wall_s']:.0f} s, gap median {row['gap_median_s'] or float('nan'):.2f} s / "
+          f"95th percentile {row['gap_p95_s'] or float('nan'):.2f} s / "
           f"worst {row['gap_worst_s']:.2f} s, server CPU {row['cpu_s']:.1f} s = "
           f"{row['cpu_s'] / row['wall_s']:.0%} of a core = {row['cpu_per_update_s']:.4f} s "
           f"per viewer update (the fragment's own thread: median "

@@ -56,7 +56,7 @@ def _rerun(query: str, page: str, page_hash: str = "", fragment_id: str = "") ->
     message = BackMsg()
     state = message.rerun_script
     state.query_string = query
-    state.page_name = page
+    state.page_name = "" if page_hash else page  # as the frontend: the hash once known
     state.page_script_hash = page_hash
     if fragment_id:
         state.fragment_id = fragment_id
@@ -103,9 +103,10 @@ async def _watch(url: str, page: str, query: str, until: list[float], seen: View
                 message = ForwardMsg.FromString(data)
                 kind = message.WhichOneof("type")
                 if kind == "new_session":
-                    page_hash = message.new_session.page_script_hash
                     if not message.metadata.run.fragment_ids:  # a full run: timers start anew
                         stop(timers)
+                elif kind == "navigation":  # the page st.navigation ran (new_session names
+                    page_hash = message.navigation.page_script_hash  # the main script)
                 elif kind == "auto_rerun":
                     rerun = message.auto_rerun
                     if timers.get(rerun.fragment_id, (None,))[0] != rerun.interval:

@@ -11,6 +11,7 @@ act, only for the instructor (dashboard.roles).
 from __future__ import annotations
 
 import time
+import uuid
 
 import streamlit as st
 
@@ -22,7 +23,7 @@ from divebatch.report.figures import ChartOptions, RunData, run_label
 
 from divebatch.runs.store import ACTIVE_STATUSES
 
-from . import roles, shared, stale
+from . import pacing, roles, shared, stale
 from .common import open_store, show_run_problems
 from .form import field_widget
 from .instructor import instructor_mode
@@ -82,7 +83,10 @@ def live_panel(prefix: str, run_ids: list[int]) -> None:
         st.caption(roles.READ_ONLY_NOTE)
     options = chart_options(prefix)
     statuses = {run["id"]: run["status"] for run in snap.runs}
-    every = _interval(snap)
+    every = _interval(snap, st.session_state.get(f"{prefix}_every"))
+    if every != st.session_state.get(f"{prefix}_every"):
+        st.session_state[f"{prefix}_every"] = every
+        st.session_state[f"{prefix}_every_since"] = time.monotonic()
     stale.watch()
     st.fragment(run_every=every)(_charts)(prefix, statuses, options, every)
     if len(statuses) > 1:
@@ -95,6 +99,7 @@ def live_panel(prefix: str, run_ids: list[int]) -> None:
 def _charts(prefix: str, statuses: dict[int, str], options: ChartOptions,
             every: float | None) -> None:
     started, started_cpu = time.perf_counter(), time.thread_time()
+    pacing.note_update(st.session_state.setdefault("viewer_id", uuid.uuid4().hex))
     store = open_store()
     shared.dispatch(store)  # start queued runs as slots free up; mark dead workers
     snap = shared.snapshot(store, list(statuses),
@@ -147,24 +152,25 @@ def _statuses_changed(shown: dict[int, str], now: dict[int, str], every: float |
     return now != shown
 
 
-def _interval(snap: shared.Snapshot) -> float | None:
+def _interval(snap: shared.Snapshot, current: float | None = None) -> float | None:
     """Seconds between chart updates: none while no shown run is active, FIRST_POINT_POLL_S
     while a run has just started and has no point yet (so its first point shows at once),
-    else the server's load-dependent interval."""
+    else the server's load-dependent interval for a page now refreshing every `current` s."""
     if not any(run["status"] in ACTIVE_STATUSES for run in snap.runs):
         return None
     now = time.time()
     awaiting = any(run["status"] in ACTIVE_STATUSES and not snap.has_point(run)
                    and now - (run["started_at"] or run["created_at"]) < FIRST_POINT_WAIT_S
                    for run in snap.runs)
-    return FIRST_POINT_POLL_S if awaiting else shared.refresh_interval()
+    return FIRST_POINT_POLL_S if awaiting else pacing.refresh_interval(current)
 
 
 def _interval_changed(prefix: str, every: float, snap: shared.Snapshot) -> bool:
     """Whether the refresh interval should change now: into the fast first-point poll at
     once, out of it once the first point is drawn, otherwise at most once per
-    INTERVAL_HOLD_S (a load near a threshold must not cause a full rerun on every update)."""
-    wanted = _interval(snap)
+    INTERVAL_HOLD_S (each change is a full rerun of every viewer's page: a load near a
+    threshold must not cause one on every update)."""
+    wanted = _interval(snap, every)
     if wanted is None or wanted == every:
         return False
     if every == FIRST_POINT_POLL_S:
@@ -172,11 +178,10 @@ def _interval_changed(prefix: str, every: float, snap: shared.Snapshot) -> bool:
         return drawn or not snap.has_points
     if wanted == FIRST_POINT_POLL_S:
         return True
-    key = f"{prefix}_interval_since"
-    since = st.session_state.setdefault(key, time.monotonic())
-    if time.monotonic() - since < INTERVAL_HOLD_S:
+    key, now = f"{prefix}_every_since", time.monotonic()
+    if now - st.session_state.get(key, 0.0) < INTERVAL_HOLD_S:
         return False
-    st.session_state[key] = time.monotonic()
+    st.session_state[key] = now  # held even if the rerun's own reading keeps the interval
     return True
 
 
@@ -293,7 +298,7 @@ def hot_change_form(prefix: str, run: dict, records: list[dict]) -> None:
                "next epoch) and show as dotted lines on the charts. Problem, model, method, "
                "B0, LR, schedule, momentum, weight decay, epochs, seed and device need a new "
                "run.")
-    every = shared.refresh_interval() if run["status"] == "running" else None
+    every = pacing.refresh_interval() if run["status"] == "running" else None
     st.fragment(run_every=every)(_hot_limits)(run_id, run["config"])
 
 

@@ -14,7 +14,7 @@ import base64
 import json
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from dataclasses import astuple, dataclass
 
 import numpy as np
@@ -34,8 +34,6 @@ SNAPSHOT_TTL_S = 0.5    # a viewer's update may show data this much older than t
 CHART_SETS_KEPT = 64    # (runs, chart options) combinations kept built
 REBUILD_EVERY_S = 1.0   # the charts of the same runs and options are rebuilt at most this often
 TABLE_EVERY_S = 5.0     # and their time-to-target table, while some run is live
-REFRESH_STEPS = ((0.6, 1.0), (0.9, 2.0), (float("inf"), 4.0))  # (server CPU below, every s)
-LOAD_WINDOW_S = 5.0
 
 _lock = threading.Lock()
 _last_dispatch: dict[str, float] = {}
@@ -45,7 +43,6 @@ _columns: dict[tuple[str, int], Columns] = {}  # (db, run) -> the records as col
 _latest: OrderedDict = OrderedDict()  # (runs, options) -> (built at, version, charts)
 _tables: OrderedDict = OrderedDict()  # (runs, statuses) -> (built at, counts, table)
 _flights: dict[tuple, threading.Lock] = {}  # (cache, key) -> held while it is built
-_cpu_samples: deque = deque()  # (monotonic, process CPU seconds)
 
 
 def dispatch(store: RunStore) -> None:
@@ -284,21 +281,3 @@ def _frozen(spec: dict) -> go.Figure:
                 trace[axis] = {"dtype": "f4", "bdata": base64.b64encode(
                     trace[axis].astype("<f4").tobytes()).decode("ascii")}
     return _FrozenFigure(spec)  # our own specs: tests build them validated
-
-
-def refresh_interval() -> float:
-    """Seconds between a viewer's updates: longer while this server process is busy (its
-    CPU use over the last LOAD_WINDOW_S), so that every viewer still gets updates."""
-    load = server_load()
-    return next(every for below, every in REFRESH_STEPS if load < below)
-
-
-def server_load() -> float:
-    """This process's CPU seconds per second over about the last LOAD_WINDOW_S."""
-    now, cpu = time.monotonic(), time.process_time()
-    with _lock:
-        _cpu_samples.append((now, cpu))
-        while len(_cpu_samples) > 2 and now - _cpu_samples[1][0] > LOAD_WINDOW_S:
-            _cpu_samples.popleft()
-        first_time, first_cpu = _cpu_samples[0]
-    return 0.0 if now - first_time < 1.0 else (cpu - first_cpu) / (now - first_time)

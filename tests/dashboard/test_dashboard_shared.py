@@ -163,12 +163,6 @@ def test_a_live_runs_table_is_rebuilt_every_few_seconds_and_at_once_when_it_ends
     assert shared.target_table([{**run, "status": "completed"}], records) is ended
 
 
-def test_refresh_backs_off_when_the_server_is_busy(monkeypatch):
-    for load, every in ((0.1, 1.0), (0.7, 2.0), (1.5, 4.0)):
-        monkeypatch.setattr(shared, "server_load", lambda load=load: load)
-        assert shared.refresh_interval() == every
-
-
 def render_both(spec: dict) -> None:
     """st.plotly_chart of plotly's own validated Figure, then of the shared figure."""
     import copy

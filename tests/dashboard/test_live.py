@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from dashboard import live, shared
+from dashboard import live, pacing, shared
 from divebatch.report.series import Columns
 
 
@@ -24,7 +24,7 @@ def run(run_id, status="running", started_ago=1.0, info=None):
 
 @pytest.fixture(autouse=True)
 def calm_server(monkeypatch):
-    monkeypatch.setattr(shared, "refresh_interval", lambda: 1.0)
+    monkeypatch.setattr(pacing, "refresh_interval", lambda current=None: 1.0)
 
 
 def test_no_active_run_means_no_refresh():
@@ -54,3 +54,17 @@ def test_a_queued_run_starting_waits_for_its_first_point_before_a_rerun():
     assert live._statuses_changed(queued, running, 1.0)
     assert live._statuses_changed(running, {1: "completed"}, fast)
     assert live._statuses_changed(running, {}, fast)
+
+
+def test_an_interval_change_waits_out_the_hold_since_the_last_one(monkeypatch):
+    state, clock = {}, [100.0]
+    monkeypatch.setattr(live.st, "session_state", state)
+    monkeypatch.setattr(live.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(pacing, "refresh_interval", lambda current=None: 2.0)
+    growing = snap((run(1, started_ago=100), ({"epoch": 1},)))
+    assert not live._interval_changed("p", 2.0, growing)  # wanted as it is
+    assert live._interval_changed("p", 1.0, growing)
+    clock[0] += live.INTERVAL_HOLD_S - 1
+    assert not live._interval_changed("p", 1.0, growing)  # the rerun kept 1 s: still held
+    clock[0] += 1
+    assert live._interval_changed("p", 1.0, growing)
