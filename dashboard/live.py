@@ -19,7 +19,7 @@ from divebatch.runs import jobs
 from divebatch.report import figures as plots
 from divebatch.config import HOT_FIELDS, RunConfig, method_uses
 from divebatch.report.hot_limits import hot_change_limits
-from divebatch.report.figures import ChartOptions, RunData, run_label
+from divebatch.report.figures import ChartOptions, run_label
 
 from divebatch.runs.store import ACTIVE_STATUSES
 
