@@ -83,8 +83,9 @@ def live_panel(prefix: str, run_ids: list[int]) -> None:
         st.caption(roles.READ_ONLY_NOTE)
     options = chart_options(prefix)
     statuses = {run["id"]: run["status"] for run in snap.runs}
-    every = _interval(snap, st.session_state.get(f"{prefix}_every"))
-    if every != st.session_state.get(f"{prefix}_every"):
+    shown_every = st.session_state.get(f"{prefix}_every")
+    every = _interval(snap, shown_every)
+    if every != shown_every:
         st.session_state[f"{prefix}_every"] = every
         st.session_state[f"{prefix}_every_since"] = time.monotonic()
     stale.watch()

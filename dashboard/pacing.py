@@ -3,13 +3,14 @@ for every viewer, a slower step while it cannot.
 
 A page slows by a step once this process's CPU use over the last LOAD_WINDOW_S has stayed
 over BUSY_LOAD of a core for BUSY_FOR_S (a burst, such as many pages drawn at once, passes
-without slowing everyone down). It speeds up by a step only when the load predicted for every current
-viewer at the faster step is under CALM_LOAD: the load now, scaled by the live-panel updates
-that would be served (from the updates served over the same window). The prediction does not
-depend on which viewers refresh at which step, so viewers that slowed down in a burst (a
-class opening the link at once) speed up together once it has passed, and viewers that would
-overload the server together stay slow together instead of chasing each other's changes
-(each change is a full rerun of a page, which costs more than an update).
+without slowing everyone down). It speeds up by a step only when the load predicted for
+every current viewer at the faster step is under CALM_LOAD: the load now, scaled by the
+live-panel updates that would be served (from the updates served over the same window).
+The prediction does not depend on which viewers refresh at which step, so viewers that
+slowed down in a burst (a class opening the link at once) speed up together once it has
+passed, and viewers that would overload the server together stay slow together instead of
+chasing each other's changes (each change is a full rerun of a page, which costs more than
+an update).
 """
 
 from __future__ import annotations
@@ -32,21 +33,23 @@ _busy_since: float | None = None  # monotonic time the load went over BUSY_LOAD,
 def refresh_interval(current: float | None = None) -> float:
     """Seconds between a viewer's updates for a page refreshing every `current` s now (None:
     a page being drawn anew, which starts at the first step, or the second while busy)."""
-    busy = is_busy()
+    load = server_load()
+    busy = is_busy(load)
     if current not in REFRESH_STEPS_S:
         return REFRESH_STEPS_S[busy]
     step = REFRESH_STEPS_S.index(current)
     if busy and step + 1 < len(REFRESH_STEPS_S):
         return REFRESH_STEPS_S[step + 1]
-    if step > 0 and predicted_load(REFRESH_STEPS_S[step - 1]) < CALM_LOAD:
+    if step > 0 and predicted_load(REFRESH_STEPS_S[step - 1], load) < CALM_LOAD:
         return REFRESH_STEPS_S[step - 1]
     return current
 
 
-def is_busy() -> bool:
-    """Whether this process's load has been over BUSY_LOAD for BUSY_FOR_S or more."""
+def is_busy(load: float) -> bool:
+    """Whether this process's load, `load` now, has been over BUSY_LOAD for BUSY_FOR_S or
+    more."""
     global _busy_since
-    load, now = server_load(), time.monotonic()
+    now = time.monotonic()
     with _lock:
         if load <= BUSY_LOAD:
             _busy_since = None
@@ -55,10 +58,9 @@ def is_busy() -> bool:
         return _busy_since is not None and now - _busy_since >= BUSY_FOR_S
 
 
-def predicted_load(every: float) -> float:
+def predicted_load(every: float, load: float) -> float:
     """This process's CPU-s per second if each viewer of the last LOAD_WINDOW_S refreshed
-    every `every` s: the load now, scaled by the updates that would be served."""
-    load = server_load()
+    every `every` s: the load now, `load`, scaled by the updates that would be served."""
     rate, viewers = updates_served()
     return load * viewers / every / rate if rate else load
 

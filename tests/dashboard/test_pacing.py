@@ -34,27 +34,24 @@ def test_updates_served_over_a_short_history_count_at_least_a_second(clock):
 
 
 def test_predicted_load_scales_the_load_to_every_viewer_at_the_step(monkeypatch, clock):
-    monkeypatch.setattr(pacing, "server_load", lambda: 0.3)
     monkeypatch.setattr(pacing, "updates_served", lambda: (1.4, 2))
-    assert pacing.predicted_load(1.0) == pytest.approx(0.3 * 2 / 1.4)
-    assert pacing.predicted_load(2.0) == pytest.approx(0.3 * 1 / 1.4)
+    assert pacing.predicted_load(1.0, 0.3) == pytest.approx(0.3 * 2 / 1.4)
+    assert pacing.predicted_load(2.0, 0.3) == pytest.approx(0.3 * 1 / 1.4)
     monkeypatch.setattr(pacing, "updates_served", lambda: (0.0, 0))
-    assert pacing.predicted_load(1.0) == 0.3  # no update yet: the load as it is
+    assert pacing.predicted_load(1.0, 0.3) == 0.3  # no update yet: the load as it is
 
 
 def test_busy_means_over_the_threshold_for_busy_for_s(monkeypatch, clock):
     monkeypatch.setattr(pacing, "_busy_since", None)
-    loads = iter([0.9, 0.9, 0.9, 0.5, 0.9, 0.9])
-    monkeypatch.setattr(pacing, "server_load", lambda: next(loads))
-    assert not pacing.is_busy()  # over since now
+    assert not pacing.is_busy(0.9)  # over since now
     clock[0] += pacing.BUSY_FOR_S - 0.1
-    assert not pacing.is_busy()
+    assert not pacing.is_busy(0.9)
     clock[0] += 0.1
-    assert pacing.is_busy()
-    assert not pacing.is_busy()  # calm again: the count starts over
-    assert not pacing.is_busy()
+    assert pacing.is_busy(0.9)
+    assert not pacing.is_busy(0.5)  # calm again: the count starts over
+    assert not pacing.is_busy(0.9)
     clock[0] += pacing.BUSY_FOR_S
-    assert pacing.is_busy()
+    assert pacing.is_busy(0.9)
 
 
 @pytest.mark.parametrize("busy, current, then", [
@@ -63,8 +60,8 @@ def test_busy_means_over_the_threshold_for_busy_for_s(monkeypatch, clock):
 ])
 def test_a_page_slows_a_step_while_busy_and_a_new_one_starts_fast_unless_busy(
         monkeypatch, busy, current, then):
-    monkeypatch.setattr(pacing, "is_busy", lambda: busy)
-    monkeypatch.setattr(pacing, "predicted_load", lambda every: 1.0)  # never calm
+    monkeypatch.setattr(pacing, "is_busy", lambda load: busy)
+    monkeypatch.setattr(pacing, "predicted_load", lambda every, load: 1.0)  # never calm
     assert pacing.refresh_interval(current) == then
 
 
@@ -77,6 +74,19 @@ def test_a_page_slows_a_step_while_busy_and_a_new_one_starts_fast_unless_busy(
 ])
 def test_a_page_speeds_up_a_step_when_every_viewer_at_it_would_be_calm(
         monkeypatch, busy, cost, current, then):
-    monkeypatch.setattr(pacing, "is_busy", lambda: busy)
-    monkeypatch.setattr(pacing, "predicted_load", lambda every: cost / every)
+    monkeypatch.setattr(pacing, "is_busy", lambda load: busy)
+    monkeypatch.setattr(pacing, "predicted_load", lambda every, load: cost / every)
     assert pacing.refresh_interval(current) == then
+
+
+def test_server_load_is_cpu_seconds_per_second_over_the_window(monkeypatch, clock):
+    cpu = [10.0]
+    monkeypatch.setattr(pacing.time, "process_time", lambda: cpu[0])
+    monkeypatch.setattr(pacing, "_cpu_samples", pacing.deque())
+    assert pacing.server_load() == 0.0  # under a second of history
+    clock[0] += 2.0
+    cpu[0] += 1.0
+    assert pacing.server_load() == 0.5
+    clock[0] += 8.0  # the first sample falls out of the window: 2 CPU-s over the last 8 s
+    cpu[0] += 2.0
+    assert pacing.server_load() == 0.25
