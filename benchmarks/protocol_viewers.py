@@ -1,6 +1,6 @@
 """Viewers that speak Streamlit's own websocket protocol and draw nothing.
 
-A chromium page on this 2-core machine spends about 0.6 CPU-s drawing each update of the live
+A chromium page on this 2-core machine spends 0.3-0.5 CPU-s drawing each update of the live
 panel (measured by benchmarks/classroom.py --browsers), so ten of them cannot keep up here
 whatever the server does. In a classroom every student's browser has its own machine; what
 they share is the server. These viewers load the page and ask for the live panel's updates
