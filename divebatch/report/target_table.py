@@ -64,22 +64,21 @@ def build(runs: list[dict], records_by_run: dict[int, list[dict]],
     names = verdicts.group_names(groups)
     named = [(name, *labelled_rows(group, records_by_run, target))
              for name, group in zip(names, groups)]
-    if len(named) > 1:
-        for name, rows, _ in named:
-            for row in rows:
-                row["method"] = f"{name} · {row['method']}"
+    verdict = verdicts.groups_verdict(named)
     main, details, captions = [], [], []
     for name, rows, common in named:
         accuracy = any(row["final_acc"] is not None for row in rows)
-        main += [_main(row, i == 0, accuracy) for i, row in enumerate(rows)]
-        details += [_details(row, accuracy) for row in rows]
+        shown = [{**row, "method": f"{name} · {row['method']}"} if len(named) > 1 else row
+                 for row in rows]
+        main += [_main(row, i == 0, accuracy) for i, row in enumerate(shown)]
+        details += [_details(row, accuracy) for row in shown]
         text = caption(common, accuracy, any(row["flag"] for row in rows))
         captions.append(text if len(named) == 1 else f"{name}: {text}")
     rows = named[0][1] if named else []
     reached = [i for i, row in enumerate(rows) if row["time_to_common"] is not None]
     winner = min(reached, key=lambda i: rows[i]["time_to_common"]) \
         if reached and len(named) == 1 else None
-    return TargetTable(_filled(main), _filled(details), winner, verdicts.groups_verdict(named),
+    return TargetTable(_filled(main), _filled(details), winner, verdict,
                        " ".join(captions) if captions else caption(None, False),
                        named[0][2] if named else None)
 

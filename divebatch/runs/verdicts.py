@@ -226,8 +226,9 @@ def _baseline_level(rows: list[dict], accuracy: bool) -> str:
     level = base.get("base_level")
     if level is None or base.get("time_to_base_level") is None:
         return ""
-    what = (f"{100 * level:.1f} % (its final accuracy less 1 point)" if accuracy
-            else f"a validation loss of {level:.4g} (its final plus 5 %)")
+    last = "latest" if base.get("active") else "final"
+    what = (f"{100 * level:.1f} % (its {last} accuracy less 1 point)" if accuracy
+            else f"a validation loss of {level:.4g} (its {last} one plus 5 %)")
     reached = sorted((r for r in rows[1:] if r.get("time_to_base_level") is not None),
                      key=lambda r: r["time_to_base_level"])
     parts = [f"{base['method']} reached {what} in {_cost(base)}"]
