@@ -1,5 +1,5 @@
-"""Which runs compare, and the plain-words verdict under a comparison (docs/user-guide.md,
-"Verdicts").
+"""Which runs compare, and the plain-words verdict under a comparison or a sweep
+(docs/user-guide.md, "Verdicts").
 
 - Runs compare only with runs of the same problem and dataset (`data_key`): a table of mixed
   runs is measured group by group, and the verdict says that the groups do not compare.
@@ -9,6 +9,8 @@
 - A common target near chance (`near_chance`) is flagged before anything else.
 - It says who reached the baseline's accuracy (its final minus 1 point) and how soon, in
   training time and optimizer steps, and which runs never did.
+- A sweep whose baseline collapsed (diverged, or ended more than FLAG_POINTS below its best)
+  opens its verdict with that warning, not with a speed-up.
 
 Rows are `analysis.compare` rows, the baseline first.
 
@@ -24,7 +26,8 @@ import dataclasses
 import math
 
 from divebatch.config import IMAGE_DATASETS, SYNTHETIC_DEFAULTS, RunConfig
-from divebatch.runs.analysis import ACC_TOLERANCE
+from divebatch.runs import sweeps
+from divebatch.runs.analysis import ACC_TOLERANCE, FLAG_POINTS
 
 # The fields that decide a problem's data, beside the problem (the seed aside: every seed
 # draws from the same distribution, and the paper's comparisons average over seeds).
@@ -290,3 +293,49 @@ def _time_key(row: dict) -> float:
 
 def _and(items: list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+# --- a sweep
+
+def sweep_verdict(result: sweeps.SweepResults) -> str:
+    """Plain words under a sweep: first a warning when the baseline collapsed, then its
+    fastest DiveBatch cell against the baseline, "so far" until every planned run finished."""
+    base = result.cells[0] if result.cells else None
+    if base is None:
+        return ""
+    cells = [c for c in result.cells[1:] if c["speedup"] is not None]
+    counts = result.progress
+    so_far = counts["finished"] < counts["total"]
+    lines = [_collapse_warning(base, result.metric)]
+    if cells:
+        best = max(cells, key=lambda c: c["speedup"])
+        speed = sweeps.format_mean_se(best["speedup"], best["speedup_se"], suffix="x")
+        line = (f"{'the' if so_far else 'The'} fastest cell, {best['label']}, reached its own "
+                f"target at {speed} the speed of {base['label']}")
+        if result.metric == "accuracy" and best["final_change"] is not None:
+            change = 100 * best["final_change"]
+            line += f" and ended {abs(change):.1f} points {'higher' if change >= 0 else 'lower'}"
+        line += f" (mean over {best['finished']} seeds)."
+        if best.get("flagged"):
+            line += (f" ⚠ {best['flagged']} of its seeds compare a run that ended more than "
+                     f"{FLAG_POINTS:g} points below its best: those speed-ups are "
+                     f"not meaningful.")
+        lines.append((f"So far ({counts['finished']} of {counts['total']} runs finished), "
+                      if so_far else "") + line)
+    return " ".join(line for line in lines if line)
+
+
+def _collapse_warning(base: dict, metric: str) -> str:
+    """'' unless some seeds of the baseline diverged or ended more than FLAG_POINTS below
+    their best: then every speed-up over them is not meaningful (or not measured)."""
+    how = [f"diverged in {base['diverged']}"] if base["diverged"] else []
+    if base["flagged"]:
+        how.append(f"ended more than {FLAG_POINTS:g} points below its best in "
+                   f"{base['flagged']}")
+    if not how:
+        return ""
+    name = base["label"].removesuffix(" (baseline)")
+    return (f"⚠ The baseline, {name}, collapsed in {base['diverged'] + base['flagged']} of "
+            f"{base['finished']} seeds ({' and '.join(how)}): a speed-up over a collapsed run "
+            f"is not meaningful (it meets its own low final target early, or never has one). "
+            f"Compare the final {'accuracies' if metric == 'accuracy' else 'losses'} instead.")
