@@ -153,7 +153,8 @@ def summarize(run: dict, records: list[dict], common: float | None = None) -> di
     return {
         "id": run.get("id"), "name": run.get("name") or "", "status": run.get("status"),
         "active": run.get("status") in ACTIVE_STATUSES,
-        "problem": config.get("problem"), "method": method_label(config),
+        "problem": config.get("problem"),
+        "method": method_label(config, (sizes[0], sizes[-1]) if sizes else None),
         "epochs": len(records), "planned_epochs": config.get("epochs"),
         "final_acc": _number(records[-1].get("val_acc")) if records else None,
         "final_val_loss": _number(records[-1].get("val_loss")) if records else None,
@@ -170,15 +171,18 @@ def summarize(run: dict, records: list[dict], common: float | None = None) -> di
     }
 
 
-def method_label(config: dict) -> str:
-    """e.g. 'DiveBatch (delta=0.1)', 'SGD B=128', 'AdaBatch'."""
+def method_label(config: dict, batch_sizes: tuple[int, int] | None = None) -> str:
+    """e.g. 'DiveBatch (delta=0.1)', 'SGD B=128', 'AdaBatch'; with the first and last batch
+    sizes a run trained with, what it did: 'DiveBatch (delta=0.1, B 16 -> 541)'."""
     method = config.get("method")
     if method == "sgd":
         return f"SGD B={config.get('batch_size')}"
+    first, last = batch_sizes or (None, None)
+    path = f"B {first} -> {last}" if first != last else ""
     if method == "adabatch":
-        return "AdaBatch"
+        return f"AdaBatch ({path})" if path else "AdaBatch"
     if method == "divebatch":
-        return f"DiveBatch (delta={config.get('delta')})"
+        return f"DiveBatch (delta={config.get('delta')}" + (f", {path})" if path else ")")
     return str(method)
 
 

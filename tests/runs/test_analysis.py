@@ -100,3 +100,16 @@ def test_drop_within_two_points_is_not_flagged():
     assert analysis.drop_points(records) == pytest.approx(1.9)
     assert analysis.flag_note(analysis.drop_points(records)) == ""
     assert analysis.drop_points(recs([None], [1], losses=[0.3])) is None
+
+
+def test_method_label_names_what_the_run_did():
+    dive = {"method": "divebatch", "delta": 0.1, "batch_size": 16}
+    assert analysis.method_label(dive) == "DiveBatch (delta=0.1)"
+    assert analysis.method_label(dive, (16, 541)) == "DiveBatch (delta=0.1, B 16 -> 541)"
+    assert analysis.method_label(dive, (16, 16)) == "DiveBatch (delta=0.1)"
+    assert analysis.method_label({"method": "adabatch"}, (16, 64)) == "AdaBatch (B 16 -> 64)"
+    assert analysis.method_label({"method": "sgd", "batch_size": 32}, (32, 32)) == "SGD B=32"
+    records = [{"epoch": e, "train_time": 1.0, "val_acc": 0.5, "batch_size": b}
+               for e, b in ((1, 16), (2, 128), (3, 541))]
+    assert analysis.summarize({"id": 1, "config": dive}, records)["method"] == (
+        "DiveBatch (delta=0.1, B 16 -> 541)")
