@@ -140,7 +140,7 @@ def _race(rows: list[dict], level: str, accuracy: bool, live: bool) -> list[str]
     first = min(rows, key=_time_key)
     if first["time_to_common"] is None:
         return [f"No run {'has reached' if live else 'reached'} {level}."]
-    head = f"{first['method']} was first to {level}, in {first['time_to_common']:.1f} s"
+    head = f"{first['method']} was first to {level}, in {_seconds(first['time_to_common'])}"
     if first is base:
         sentences = [head + "."]
     else:
@@ -158,8 +158,8 @@ def _reached(row: dict, base: dict, accuracy: bool) -> str:
     if row["time_to_common"] is None:
         return f"{row['method']} {_never(row)} reached it"
     ending = _ending(row, base, accuracy)
-    return (f"{row['method']} reached it in {row['time_to_common']:.1f} s, {_speed(row, base)}"
-            + (f", and {ending}" if ending else ""))
+    return (f"{row['method']} reached it in {_seconds(row['time_to_common'])}, "
+            f"{_speed(row, base)}" + (f", and {ending}" if ending else ""))
 
 
 def _speed(row: dict, base: dict) -> str:
@@ -205,7 +205,7 @@ def _beat(other: dict, dive: dict, accuracy: bool, live: bool) -> str:
     final = _final(other, accuracy)
     shown = f"{100 * final:.1f} %" if accuracy else f"a validation loss of {final:.4g}"
     return (f"{other['method']} did better than {dive['method']} on both counts: it reached "
-            f"the target sooner ({other['time_to_common']:.1f} s) and "
+            f"the target sooner ({_seconds(other['time_to_common'])}) and "
             f"{'is' if live else 'ended'} {'higher' if accuracy else 'lower'} ({shown}).")
 
 
@@ -249,7 +249,7 @@ def _baseline_level(rows: list[dict], accuracy: bool) -> str:
 
 def _cost(row: dict) -> str:
     steps = row.get("steps_to_base_level")
-    return f"{row['time_to_base_level']:.1f} s" + (f" and {steps} steps" if steps else "")
+    return _seconds(row["time_to_base_level"]) + (f" and {steps} steps" if steps else "")
 
 
 def _sooner(row: dict, base: dict) -> str:
@@ -273,6 +273,11 @@ def _chance_warning(rows: list[dict], common: float) -> str:
         text += (f": {setter['method']} set it, its best accuracy being "
                  f"{100 * setter['best_acc']:.1f} %")
     return text + ". Compare the final accuracies."
+
+
+def _seconds(value: float) -> str:
+    """Training seconds as the table shows them below 1 s (0.07 s), else to 0.1 s."""
+    return f"{value:.2f} s" if value < 1.0 else f"{value:.1f} s"
 
 
 def _final(row: dict, accuracy: bool) -> float | None:

@@ -39,7 +39,7 @@ def test_four_main_columns_no_empty_cells_and_the_winner():
         assert all(isinstance(v, str) and v != "None" for v in row.values())
     assert "35.0 points below its best" in table.details[0]["note"]
     assert "⚠" in table.details[1]["speed-up to own-1pt"]  # baseline flagged
-    assert table.verdict.startswith("SGD, large batch (B 256) was first to 69.0 %, in 0.3 s")
+    assert table.verdict.startswith("SGD, large batch (B 256) was first to 69.0 %, in 0.30 s")
     assert "DiveBatch (B 16) reached it in 1.0 s, 1.0x sooner" in table.verdict
 
 
@@ -131,11 +131,11 @@ def test_the_verdict_names_the_best_method_whoever_it_is(store):
     assert table.winner == 3
     # common target: lowest best (SGD large, 70 %) - 1 point = 69 %
     assert table.verdict == (
-        "SGD, large batch (B 256) was first to 69.0 %, in 0.3 s, 6.7x sooner than SGD, small "
+        "SGD, large batch (B 256) was first to 69.0 %, in 0.30 s, 6.7x sooner than SGD, small "
         "batch (B 16), and ended 25.0 points lower. DiveBatch (B 16 -> 541) reached it in "
         "1.0 s, 2.0x sooner than SGD, small batch (B 16), and ended 3.0 points lower. "
         "AdaBatch (B 16 -> 64) did better than DiveBatch (B 16 -> 541) on both counts: it "
-        "reached the target sooner (0.8 s) and ended higher (94.0 %). SGD, small batch (B 16) "
+        "reached the target sooner (0.80 s) and ended higher (94.0 %). SGD, small batch (B 16) "
         "ended highest, at 95.0 %. SGD, small batch (B 16) reached 94.0 % (its final accuracy "
         "less 1 point) in 6.0 s and 1200 steps; AdaBatch (B 16 -> 64) in 2.4 s and 700 steps "
         "(2.5x sooner); DiveBatch (B 16 -> 541) and SGD, large batch (B 256) never reached "
@@ -163,7 +163,7 @@ def test_one_finished_run_beside_a_running_one_is_still_so_far(store):
     table = table_of(store, ids)
     assert table.verdict == (
         "So far (runs still training): SGD, large batch (B 256) was first to 64.0 %, in "
-        "0.2 s, 10.0x sooner than SGD, small batch (B 16), and is 30.0 points lower. SGD, "
+        "0.20 s, 10.0x sooner than SGD, small batch (B 16), and is 30.0 points lower. SGD, "
         "small batch (B 16) reached 94.0 % (its final accuracy less 1 point) in 6.0 s and "
         "1200 steps; SGD, large batch (B 256) has not reached it yet.")
 
@@ -181,7 +181,7 @@ def test_a_common_target_near_chance_is_flagged_before_anything_else(store):
         "⚠ The common target, 52.5 %, is near chance (50.0 % on a 2-class problem), so "
         "reaching it does not separate learning from guessing: SGD, large batch (B 256) set "
         "it, its best accuracy being 53.5 %. Compare the final accuracies. SGD, large batch "
-        "(B 256) was first to 52.5 %, in 0.2 s")
+        "(B 256) was first to 52.5 %, in 0.20 s")
     assert table.verdict.endswith(
         "SGD, small batch (B 16) reached 89.0 % (its final accuracy less 1 point) in 3.0 s "
         "and 30 steps; DiveBatch (B 16 -> 64) in 1.5 s and 18 steps (2.0x sooner); SGD, "
