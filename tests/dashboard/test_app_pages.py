@@ -179,7 +179,8 @@ def test_race_overlays_four_methods_with_the_time_to_target_table(store, monkeyp
     assert "**Verdict:**" in texts(at.markdown)
     charts = {chart.key for chart in at.get("plotly_chart")}
     assert charts == {"syn_chart_legend", "syn_chart_diversity", "syn_chart_loss",
-                      "syn_chart_batch_size"}  # regression: no accuracy chart
+                      "syn_chart_batch_size", "syn_chart_effective_lr"}  # no accuracy chart
+    assert "Seesaw" in texts(at.caption)  # the sentence under LR / B
     assert "in every epoch of every run shown" in texts(at.caption)  # LR: a line, no chart
 
 
