@@ -111,3 +111,24 @@ def batch_along_path(steps: list[int], proposals: list[float], batch_sizes: list
                          yaxis={"title": "batch size", "type": "log", "dtick": 0.30103},
                          legend={"orientation": "h", "y": -0.25})
     return figure
+
+
+def critical_batch_chart(trade_off: dict[str, np.ndarray], b_simple: float,
+                         b_noise: float) -> go.Figure:
+    """Steps and examples for the same progress against B (log-log), relative to their
+    minima, with B_simple and the critical batch size B_noise marked."""
+    figure = go.Figure()
+    batches = trade_off["batch_size"]
+    figure.add_trace(go.Scatter(x=batches, y=trade_off["steps"], name="steps S(B) / S_min",
+                                mode="lines+markers"))
+    figure.add_trace(go.Scatter(x=batches, y=trade_off["examples"], mode="lines+markers",
+                                name="examples E(B) / E_min"))
+    for value, name, dash in ((b_simple, "B_simple", "dot"), (b_noise, "B_noise", "dash")):
+        if np.isfinite(value):
+            figure.add_vline(x=value, line={"dash": dash, "color": "gray"},
+                             annotation_text=f"{name} = {value:.3g}")
+    figure.update_layout(height=320, margin={"l": 50, "r": 10, "t": 30, "b": 40},
+                         xaxis={"title": "batch size B", "type": "log", "dtick": 0.30103},
+                         yaxis={"title": "relative to the minimum", "type": "log"},
+                         legend={"orientation": "h", "y": -0.25})
+    return figure
