@@ -180,9 +180,10 @@ st.plotly_chart(learn_plots.critical_batch_chart(
     learn_noise.batch_trade_off(scales, learn_noise.batch_range(scales)), scales.b_simple,
     scales.b_noise), key="learn_critical_chart", width="stretch")
 st.caption(
-    "For the same progress: below B_noise, doubling the batch nearly halves the steps "
+    "For the same progress: well below B_noise, doubling the batch nearly halves the steps "
     "(examples barely grow: the bigger batch is almost free); above it, the steps hardly fall "
-    "and the examples double. B_simple equals B_noise when the curvature is the same in every "
+    "and the examples double; the two curves cross at B_noise, where both are twice their "
+    "minimum. B_simple equals B_noise when the curvature is the same in every "
     "direction; here the inputs are stretched along w1, so the loss is steeper there and the "
     "two differ. DiveBatch moves the batch to δ·n·Δ = δ·(1 + B_simple): a fraction of the "
     "noise scale, which the meter gets for free from the two sums it keeps anyway. Move w to "

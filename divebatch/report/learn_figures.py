@@ -123,12 +123,17 @@ def critical_batch_chart(trade_off: dict[str, np.ndarray], b_simple: float,
                                 mode="lines+markers"))
     figure.add_trace(go.Scatter(x=batches, y=trade_off["examples"], mode="lines+markers",
                                 name="examples E(B) / E_min"))
-    for value, name, dash in ((b_simple, "B_simple", "dot"), (b_noise, "B_noise", "dash")):
-        if np.isfinite(value):
-            figure.add_vline(x=value, line={"dash": dash, "color": "gray"},
-                             annotation_text=f"{name} = {value:.3g}")
-    figure.update_layout(height=320, margin={"l": 50, "r": 10, "t": 30, "b": 40},
+    marks = ((b_simple, "B_simple", "dot", "right", 1.0), (b_noise, "B_noise", "dash", "left", 0.9))
+    for value, name, dash, side, height in marks:
+        if np.isfinite(value):  # on a log axis a shape takes B, an annotation log10(B)
+            figure.add_shape(type="line", x0=value, x1=value, y0=0, y1=1, yref="y domain",
+                             line={"dash": dash, "color": "gray"})
+            figure.add_annotation(x=np.log10(value), y=height, yref="y domain",
+                                  text=f" {name} = {value:.3g} ", showarrow=False,
+                                  xanchor=side, yanchor="top")
+    figure.update_layout(height=340, margin={"l": 50, "r": 10, "t": 30, "b": 40},
                          xaxis={"title": "batch size B", "type": "log", "dtick": 0.30103},
-                         yaxis={"title": "relative to the minimum", "type": "log"},
+                         yaxis={"title": "relative to the minimum", "type": "log",
+                                "dtick": 0.30103},
                          legend={"orientation": "h", "y": -0.25})
     return figure

@@ -74,3 +74,15 @@ def test_at_the_optimum_the_scales_blow_up():
 
 def test_doctests():
     assert doctest.testmod(learn_noise).attempted > 0 and doctest.testmod(learn_noise).failed == 0
+
+
+def test_the_chart_marks_both_scales_where_they_are_on_the_log_axis():
+    from divebatch.report.learn_figures import critical_batch_chart
+    scales = learn_noise.NoiseScales(1.0, 6.0, 5.0, 4.0, 1.0, 1.0)
+    figure = critical_batch_chart(learn_noise.batch_trade_off(scales, [1, 2, 4, 8]), 5.0, 4.0)
+    assert [shape.x0 for shape in figure.layout.shapes] == [5.0, 4.0]
+    # an annotation on a log axis sits at log10(B)
+    assert [a.x for a in figure.layout.annotations] == pytest.approx([np.log10(5), np.log10(4)])
+    assert list(figure.data[0].y) == [5.0, 3.0, 2.0, 1.5]
+    unbounded = critical_batch_chart(learn_noise.batch_trade_off(scales, [1]), float("inf"), 4.0)
+    assert len(unbounded.layout.shapes) == 1  # an infinite scale is not drawn
