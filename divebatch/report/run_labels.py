@@ -49,8 +49,8 @@ def hot_change_text(event: dict, records: list[dict], config: dict) -> str:
     """'delta 0.1 → 0.5 at epoch 7': the old value is the one the epoch before used."""
     payload, epoch = event.get("payload") or {}, event.get("epoch")
     before = next((r for r in reversed(records) if epoch and r["epoch"] < epoch), {})
-    changes = [f"{name} {format_value(before.get(name, config.get(name)))} → {format_value(value)}"
-               for name, value in sorted(payload.items())]
+    changes = [f"{name} {format_value(before.get(name, config.get(name)))} → "
+               f"{format_value(value)}" for name, value in sorted(payload.items())]
     where = f" at epoch {epoch}" if epoch else ""
     return (", ".join(changes) or event["message"]) + where
 
