@@ -38,15 +38,33 @@ def race(config: RunConfig) -> dict[str, list[dict]]:
 
 
 def judge(records: dict[str, list[dict]], batch_size: int) -> dict[str, dict]:
-    """Per variant: final, drop, time to common, speed-up; DiveBatch's batch sizes."""
+    """Per variant: final, drop, time to common, speed-up; DiveBatch's batch sizes; time and
+    optimizer steps to the small batch's level (SGD at B0's final accuracy - 1 point)."""
     runs = [{"id": i, "config": {"method": v}} for i, v in enumerate(records)]
     rows, common = analysis.compare(runs, dict(enumerate(records.values())))
+    level = analysis.own_target(records["sgd_small"])
     out = {}
     for variant, row in zip(records, rows):
         sizes = [r["batch_size"] for r in records[variant]]
         out[variant] = {**row, "common": common, "sizes": sorted(set(sizes)),
-                        "starts_at_b0": sizes[0] == batch_size}
+                        "starts_at_b0": sizes[0] == batch_size, "level": level,
+                        **to_level(records[variant], level)}
+    base = out["sgd_small"]
+    for row in out.values():
+        row["level_speedup"] = _ratio(base["time_to_level"], row["time_to_level"])
+        row["level_step_ratio"] = _ratio(base["steps_to_level"], row["steps_to_level"])
     return out
+
+
+def to_level(records: list[dict], level: float | None) -> dict:
+    """Training seconds and optimizer steps until the first epoch at `level` (None if never)."""
+    epoch, seconds = analysis.time_to_value(records, level)
+    steps = None if epoch is None else next(r["step"] for r in records if r["epoch"] == epoch)
+    return {"epochs_to_level": epoch, "time_to_level": seconds, "steps_to_level": steps}
+
+
+def _ratio(base: float | None, own: float | None) -> float | None:
+    return base / own if base and own else None
 
 
 def fmt(values, scale=1.0, suffix="", digits=2) -> str:
@@ -68,6 +86,39 @@ def table(judged: list[dict[str, dict]]) -> str:
                      f"{fmt([r['epochs_to_common'] for r in rows], digits=1)} | "
                      f"{fmt([r['speedup'] for r in rows], suffix='x')} |")
     return "\n".join(lines)
+
+
+def level_table(judged: list[dict[str, dict]]) -> str:
+    """Who reached the small batch's level (SGD at B0's final - 1 point), and how soon."""
+    lines = ["| method | final - SGD at B0's final (points) | time to SGD at B0's final - 1 pt "
+             "(s) | optimizer steps to it | speed-up in time | speed-up in steps |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for variant in RACE_ORDER:
+        rows = [seed[variant] for seed in judged]
+        gap = [100 * (r["final_acc"] - s["sgd_small"]["final_acc"])
+               for r, s in zip(rows, judged)]
+        lines.append(f"| {VARIANTS[variant]} | {fmt(gap)} | "
+                     f"{fmt([r['time_to_level'] for r in rows])} | "
+                     f"{fmt([r['steps_to_level'] for r in rows], digits=0)} | "
+                     f"{fmt([r['level_speedup'] for r in rows], suffix='x')} | "
+                     f"{fmt([r['level_step_ratio'] for r in rows], suffix='x')} |")
+    return "\n".join(lines)
+
+
+def trade_off(judged: list[dict[str, dict]]) -> str:
+    """The plain trade-off check: SGD at B_max ends >= 3 points below SGD at B0; DiveBatch
+    ends within 1 point of it and reaches its level >= 1.5x sooner (means over seeds)."""
+    def gap(variant):
+        return mean_se(100 * (s[variant]["final_acc"] - s["sgd_small"]["final_acc"])
+                       for s in judged)[0]
+    large, dive = gap("sgd_large"), gap("divebatch")
+    speedup = mean_se(s["divebatch"]["level_speedup"] for s in judged)[0]
+    reached = sum(s["divebatch"]["time_to_level"] is not None for s in judged)
+    ok = large <= -3.0 and dive >= -1.0 and (speedup or 0) >= 1.5 and reached == len(judged)
+    return (f"trade-off: SGD at B_max {large:+.2f} points, DiveBatch {dive:+.2f} points vs "
+            f"SGD at B0; DiveBatch reached SGD at B0's final - 1 pt in {reached}/{len(judged)} "
+            f"seeds, {speedup or 0:.2f}x sooner ({'MEETS' if ok else 'misses'} the bar: "
+            f"<= -3, >= -1, >= 1.5x)")
 
 
 def checks(judged: list[dict[str, dict]]) -> list[str]:
@@ -124,7 +175,9 @@ def main() -> None:
             f"t_common {r['time_to_common'] or float('nan'):.2f} s"
             for v, r in judged[-1].items()), file=sys.stderr, flush=True)
     print(table(judged))
-    print("\n".join(checks(judged)))
+    print()
+    print(level_table(judged))
+    print("\n".join([*checks(judged), trade_off(judged)]))
 
 
 if __name__ == "__main__":
