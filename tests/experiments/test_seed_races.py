@@ -1,12 +1,7 @@
-"""benchmarks/preset_table.py: time and steps to the small batch's level, and the trade-off
+"""divebatch.experiments.seed_races: time and steps to the small batch's level, and the trade-off
 check, on records written out by hand."""
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-
-import preset_table  # noqa: E402
+from divebatch.experiments import seed_races
 
 
 def records(accuracies, steps_per_epoch, seconds_per_epoch=1.0):
@@ -20,7 +15,7 @@ def race(small, dive, large):
 
 
 def test_time_and_steps_to_sgd_at_b0s_final_minus_one_point():
-    judged = preset_table.judge(race(small=[0.80, 0.88, 0.90, 0.91],
+    judged = seed_races.judge(race(small=[0.80, 0.88, 0.90, 0.91],
                                      dive=[0.85, 0.905, 0.90, 0.905],
                                      large=[0.70, 0.80, 0.84, 0.85]), 32)
     assert judged["sgd_small"]["level"] == 0.91 - 0.01
@@ -32,12 +27,12 @@ def test_time_and_steps_to_sgd_at_b0s_final_minus_one_point():
     assert judged["divebatch"]["level_speedup"] == 3.0
     assert judged["divebatch"]["level_step_ratio"] == 6.0
     assert judged["sgd_large"]["time_to_level"] is None  # never reached
-    assert "MEETS" in preset_table.trade_off([judged])
+    assert "MEETS" in seed_races.trade_off([judged])
 
 
 def test_the_trade_off_check_misses_when_divebatch_ends_too_low():
-    judged = preset_table.judge(race(small=[0.80, 0.90, 0.91], dive=[0.85, 0.89, 0.89],
+    judged = seed_races.judge(race(small=[0.80, 0.90, 0.91], dive=[0.85, 0.89, 0.89],
                                      large=[0.70, 0.80, 0.85]), 32)
     assert judged["divebatch"]["time_to_level"] is None
-    line = preset_table.trade_off([judged])
+    line = seed_races.trade_off([judged])
     assert "misses" in line and "DiveBatch -2.00 points" in line
