@@ -364,7 +364,7 @@ def _finding(benchmark: str, claim: str, paper_word: str, paper_numbers: str,
     finding = {"benchmark": benchmark, "claim": claim,
                "paper": f"{paper_word}, {paper_numbers}"}
     if mean is None:
-        return {**finding, "ours": "no finished runs yet", "agrees": None}
+        return {**finding, "ours": "no finished runs yet", "agrees": None, "favourable": False}
     word = verdict(mean, se)
     numbers = fmt.format(mean) + ("" if se is None else f" ± {se:.2g}")
     agrees = None if word == UNCLEAR else word == paper_word
