@@ -18,7 +18,7 @@ import streamlit as st
 from divebatch.runs import jobs
 from divebatch.report import figures as plots
 from divebatch.config import HOT_FIELDS, RunConfig, method_uses
-from divebatch.report.hot_limits import hot_change_limits
+from divebatch.report.hot_limits import hot_change_limits, hot_values_in_force
 from divebatch.report.figures import ChartOptions, run_label
 
 from divebatch.runs.store import ACTIVE_STATUSES
@@ -254,7 +254,8 @@ def run_controls(prefix: str, active: list[dict], snap: shared.Snapshot) -> None
                         args=(prefix, [picked]))
         col_all.button(f"Stop all {len(active)}", key=f"{prefix}_stop_all", width="stretch",
                        disabled=len(active) < 2, on_click=_stop, args=(prefix, list(by_id)))
-        hot_change_form(prefix, by_id[picked], list(snap.records[picked]))
+        hot_change_form(prefix, by_id[picked], list(snap.records[picked]),
+                        list(snap.events[picked]))
         play_controls(prefix, by_id[picked])
     message = st.session_state.pop(f"{prefix}_control_message", None)
     if message:
@@ -273,20 +274,18 @@ def _stop(prefix: str, run_ids: list[int]) -> None:
                 f"queued one is cancelled at once.")
 
 
-def current_hot_values(run: dict, records: list[dict]) -> dict:
-    """The hot parameters in force: the last epoch's record, else the stored config."""
-    config = {**RunConfig().to_dict(), **run["config"]}
-    last = records[-1] if records else {}
+def current_hot_values(run: dict, records: list[dict], events: list[dict] = ()) -> dict:
+    """The hot parameters in force (config, last record, hot changes since)."""
+    values = hot_values_in_force({**RunConfig().to_dict(), **run["config"]}, records, events)
     kinds = {name: type(getattr(RunConfig, name)) for name in HOT_FIELDS}  # int or float
-    return {name: kinds[name](config[name] if last.get(name) is None else last[name])
-            for name in HOT_FIELDS}
+    return {name: kinds[name](values[name]) for name in HOT_FIELDS}
 
 
-def hot_change_form(prefix: str, run: dict, records: list[dict]) -> None:
+def hot_change_form(prefix: str, run: dict, records: list[dict], events: list[dict]) -> None:
     """The four hot parameters of `run`, preset to the values in force, Apply, and what may
     keep a change from showing at once."""
     run_id, method = run["id"], run["config"].get("method", "sgd")
-    current = current_hot_values(run, records)
+    current = current_hot_values(run, records, events)
     cols = st.columns(len(HOT_FIELDS) + 1, vertical_alignment="bottom")
     for col, name in zip(cols, HOT_FIELDS):
         widget_key = f"{prefix}_hot_{name}_{run_id}"
@@ -305,8 +304,9 @@ def hot_change_form(prefix: str, run: dict, records: list[dict]) -> None:
 
 def _hot_limits(run_id: int, config: dict) -> None:
     """Why a hot change may not show yet, kept current while the run goes on."""
-    records = shared.snapshot(open_store(), [run_id]).records.get(run_id, ())
-    for note in hot_change_limits(config, list(records[-1:])):
+    snap = shared.snapshot(open_store(), [run_id])
+    for note in hot_change_limits(config, list(snap.records.get(run_id, ())[-1:]),
+                                  list(snap.events.get(run_id, ()))):
         st.warning(note, icon=":material/hourglass_top:")
 
 

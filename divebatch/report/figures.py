@@ -22,8 +22,7 @@ import plotly.graph_objects as go
 
 from divebatch.runs import analysis
 from divebatch.report.chart_style import styles_for
-from divebatch.config import HOT_FIELDS
-from divebatch.report.hot_limits import ADAPTIVE
+from divebatch.report.hot_limits import ADAPTIVE, hot_values_in_force
 from divebatch.report.series import (X_AXES, Columns, diversity_values, ema, epoch_ends,
                                      epoch_starts, proposals)
 from divebatch.report.thinning import change_points, thin_indices
@@ -115,6 +114,8 @@ def progress(run: dict, records: list[dict], live: dict | None) -> tuple[float, 
     done = len(records)
     text = f"{run_label(run)}: {done}/{total} epochs"
     fraction = done / total
+    if live and live.get("paused"):
+        return min(fraction, 1.0), text + f" · paused after epoch {live.get('epoch') or done}"
     if live and live.get("epoch") == done + 1 and live.get("n_batches"):
         within = live["batch"] / live["n_batches"]
         fraction += within / total
@@ -123,10 +124,9 @@ def progress(run: dict, records: list[dict], live: dict | None) -> tuple[float, 
 
 
 def current_config(data: RunData) -> dict:
-    """The run's config with the hot parameters in force at its last recorded epoch."""
+    """The run's config with the hot parameters in force now (hot_values_in_force)."""
     config = dict(data.run.get("config") or {})
-    last = data.records[-1] if data.records else {}
-    config.update({name: last[name] for name in HOT_FIELDS if last.get(name) is not None})
+    config.update(hot_values_in_force(config, data.records, data.events))
     return config
 
 
@@ -177,14 +177,32 @@ def _figure(title: str, y_title: str, options: ChartOptions, log_y: bool, traces
     marks, notes = _hot_change_marks(runs, options)
     if options.projector:  # half a 1280 px screen: the short title says it all
         title, y_title = title.split(" (")[0], ""
+    shapes, annotations = shapes[0] + marks, shapes[1] + notes
     return dict(data=traces, layout=dict(
         template=TEMPLATE, title=dict(text=title, x=0.0, font=dict(size=options.font_size(15))),
         font=dict(size=options.font_size(12)),
         height=options.height, margin=dict(l=10, r=10, t=40, b=10), showlegend=False,
-        xaxis=dict(title=dict(text=X_AXES[options.x_axis])),
+        xaxis=dict(title=dict(text=X_AXES[options.x_axis]),
+                   **(_fixed_x_range(traces, shapes) if annotations else {})),
         yaxis=dict(title=dict(text=y_title), type="log" if log_y else "linear",
-                   **({"dtick": 1, "exponentformat": "power"} if log_y else {})),
-        **_present(shapes=shapes[0] + marks, annotations=shapes[1] + notes)))
+                   **({"exponentformat": "power"} if log_y else {})),
+        **_present(shapes=shapes, annotations=annotations)))
+
+
+def _fixed_x_range(traces: list[dict], shapes: list[dict]) -> dict:
+    """The x range of the data and marks, fixed: plotly's autorange would widen the axis
+    to fit an annotation's words (a hot change's label at the right edge stretched the
+    axis to -200k examples seen)."""
+    xs = [np.asarray(trace["x"], dtype=float) for trace in traces]
+    xs += [np.asarray([shape["x0"], shape["x1"]], dtype=float) for shape in shapes
+           if shape.get("xref") == "x"]
+    values = np.concatenate([np.empty(0), *xs])
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return {}
+    low, high = float(values.min()), float(values.max())
+    pad = 0.02 * (high - low) or 0.5
+    return {"range": [low - pad, high + pad], "autorange": False}
 
 
 def _present(**parts: list) -> dict:
