@@ -32,23 +32,33 @@ from .play import play_controls
 INTERVAL_HOLD_S = 10.0
 FIRST_POINT_POLL_S = 0.2  # the refresh while a just-started run has no epoch yet
 FIRST_POINT_WAIT_S = 30.0  # ... for at most this long after it started
-def run_picker(prefix: str, candidates: list[dict], title: str = "Runs on the charts"
-               ) -> list[int]:
-    """Multiselect of run ids (state "<prefix>_shown"); unknown ids are dropped."""
-    shown_key = f"{prefix}_shown"
+def run_picker(prefix: str, candidates: list[dict], title: str = "Runs on the charts",
+               placeholder: str = "Start a run, or pick stored runs to overlay") -> list[int]:
+    """Multiselect of run ids (state "<prefix>_shown"); unknown ids are dropped. The first
+    picker of a session opened by a link (`?runs=`) shows the link's runs, and names
+    those it cannot show."""
+    shown_key, note_key = f"{prefix}_shown", f"{prefix}_link_note"
     labels = {run["id"]: run_label(run) for run in candidates}  # stable: no status in it
     if shown_key not in st.session_state:  # the link's runs, else the active ones
         linked = [i for i in st.session_state.get("linked_runs", []) if i in labels]
         st.session_state[shown_key] = linked or [r["id"] for r in candidates
                                                  if r["status"] in ACTIVE_STATUSES]
+        refused = st.session_state.pop("linked_runs_refused", [])
+        refused += [f"#{i}" for i in st.session_state.get("linked_runs", [])
+                    if i not in labels]  # in the store, but not of this page's problems
+        if refused:
+            st.session_state[note_key] = (
+                f"This link names run(s) not shown here: {', '.join(refused)} (not in this "
+                f"server's store, not run ids, or not of this page's problems).")
     st.session_state[shown_key] = [i for i in st.session_state[shown_key] if i in labels]
+    if st.session_state.get(note_key):
+        st.warning(st.session_state[note_key])
     return st.multiselect(title, list(labels), key=shown_key, format_func=labels.get,
-                          persist_state="session",
-                          placeholder="Start a run, or pick stored runs to overlay")
+                          persist_state="session", placeholder=placeholder)
 
 
 def chart_options(prefix: str) -> ChartOptions:
-    cols = st.columns([2, 2, 1, 2])
+    cols = st.columns([3, 3, 2, 3] if instructor_mode() else [2, 2, 1, 2])
     x_axis = cols[0].selectbox("x axis", list(plots.X_AXES), key=f"{prefix}_x_axis",
                                format_func=plots.X_AXES.get, persist_state="session",
                                help="Training time is the summed training seconds, "
@@ -107,6 +117,8 @@ def _charts(prefix: str, statuses: dict[int, str], options: ChartOptions,
                            max_age_s=0.0 if every == FIRST_POINT_POLL_S else None)
     runs = list(snap.runs)
     if _statuses_changed(statuses, {run["id"]: run["status"] for run in runs}, every):
+        if len(runs) > 1 and not shared.any_active(runs):  # a race ended: land on its
+            st.session_state[f"{prefix}_scroll"] = True    # verdict and charts
         st.rerun()  # a run started, ended or vanished: redraw controls and charts together
     if every and _interval_changed(prefix, every, snap):
         st.rerun()  # a new timer needs a full rerun
@@ -190,6 +202,7 @@ def draw_charts(prefix: str, snap: shared.Snapshot, options: ChartOptions) -> No
     """The shared legend, the charts two by two, and a line for each chart whose value
     never changed."""
     legend, charts = shared.charts(snap, options)
+    verdict(prefix, snap)
     st.plotly_chart(legend, key=f"{prefix}_chart_legend", config={"displayModeBar": False})
     if st.session_state.get(f"{prefix}_scroll"):  # instructor mode's scroll to the charts
         st.session_state[f"{prefix}_scroll"] = "drawn"
@@ -207,6 +220,17 @@ def draw_charts(prefix: str, snap: shared.Snapshot, options: ChartOptions) -> No
                             config=plots.png_config(name, data))
 
 
+def verdict(prefix: str, snap: shared.Snapshot) -> None:
+    """The comparison's verdict above the charts, so that both are on screen together
+    (its table, below the charts, says how it was reached)."""
+    if len(snap.runs) < 2 or not any(snap.records.values()):
+        return
+    table = shared.target_table(list(snap.runs), {run_id: list(rows) for run_id, rows
+                                                  in snap.records.items()}).table
+    if table.verdict:
+        st.container(key=f"{prefix}_verdict").markdown(f"**Verdict:** {table.verdict}")
+
+
 def preload_chart_code(prefix: str) -> None:
     """An empty chart 10 pixels high: the browser loads and compiles plotly.js (Streamlit fetches
     it with the first chart of a page, about a second) before the first epoch arrives."""
@@ -222,8 +246,6 @@ def comparison(runs: list[dict], records: dict[int, list[dict]]) -> None:
     st.markdown("**Time to target** (★ first to the common target)" if table.winner is not None
                 else "**Time to target**")
     st.dataframe(tables.rows, hide_index=True, placeholder="—")
-    if table.verdict:
-        st.markdown(f"**Verdict:** {table.verdict}")
     st.caption(table.caption + (f" While runs train, this table is updated every "
                                 f"{shared.TABLE_EVERY_S:g} s." if shared.any_active(runs)
                                 else ""))
