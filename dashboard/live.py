@@ -58,23 +58,32 @@ def run_picker(prefix: str, candidates: list[dict], title: str = "Runs on the ch
 
 
 def chart_options(prefix: str) -> ChartOptions:
-    cols = st.columns([3, 3, 2, 3] if instructor_mode() else [2, 2, 1, 2])
+    """The x axis, log y, the diversity's reading and the smoothing; instructor mode shows
+    the first two only (the others keep their values), so no label is cut at 1280x720."""
+    st.session_state.setdefault(f"{prefix}_log_y", True)
+    st.session_state.setdefault(f"{prefix}_diversity_view", "diversity")
+    st.session_state.setdefault(f"{prefix}_smoothing", 0.0)
+    projector = instructor_mode()
+    cols = st.columns([3, 1] if projector else [2, 2, 1, 2], vertical_alignment="bottom")
     x_axis = cols[0].selectbox("x axis", list(plots.X_AXES), key=f"{prefix}_x_axis",
                                format_func=plots.X_AXES.get, persist_state="session",
                                help="Training time is the summed training seconds, "
                                     "evaluation excluded (the paper's clock).")
-    view = cols[1].selectbox("Diversity shown as", list(plots.DIVERSITY_VIEWS),
-                             key=f"{prefix}_diversity_view", persist_state="session",
-                             format_func=plots.DIVERSITY_VIEWS.get,
-                             help="n·Δ̂ is Yin's batch-size bound; n·Δ̂ − 1 reads it as "
-                                  "McCandlish's gradient noise scale B_simple.")
-    st.session_state.setdefault(f"{prefix}_log_y", True)
-    log_y = cols[2].toggle("log y", key=f"{prefix}_log_y", persist_state="session",
-                           help="Log-scale y on every chart but accuracy.")
-    smoothing = cols[3].slider("Smoothing (EMA)", 0.0, 0.95, step=0.05,
-                               key=f"{prefix}_smoothing", persist_state="session")
-    return ChartOptions(x_axis=x_axis, log_y=log_y, smoothing=smoothing,
-                        diversity_view=view, projector=instructor_mode())
+    log_y = cols[1 if projector else 2].toggle(
+        "log y", key=f"{prefix}_log_y", persist_state="session",
+        help="Log-scale y on every chart but accuracy.")
+    if not projector:
+        cols[1].selectbox("Diversity shown as", list(plots.DIVERSITY_VIEWS),
+                          key=f"{prefix}_diversity_view", persist_state="session",
+                          format_func=plots.DIVERSITY_VIEWS.get,
+                          help="n·Δ̂ is Yin's batch-size bound; n·Δ̂ − 1 reads it as "
+                               "McCandlish's gradient noise scale B_simple.")
+        cols[3].slider("Smoothing (EMA)", 0.0, 0.95, step=0.05, key=f"{prefix}_smoothing",
+                       persist_state="session")
+    return ChartOptions(x_axis=x_axis, log_y=log_y,
+                        smoothing=st.session_state[f"{prefix}_smoothing"],
+                        diversity_view=st.session_state[f"{prefix}_diversity_view"],
+                        projector=projector)
 
 
 def live_panel(prefix: str, run_ids: list[int]) -> None:
@@ -126,7 +135,7 @@ def _charts(prefix: str, statuses: dict[int, str], options: ChartOptions,
     for run in runs:
         if run["status"] == "running":
             fraction, text = plots.progress(run, snap.records[run["id"]],
-                                            snap.progress[run["id"]])
+                                            snap.progress[run["id"]], snap.events[run["id"]])
             st.progress(fraction, text=text)
     if snap.has_points:
         draw_charts(prefix, snap, options)
@@ -269,7 +278,8 @@ def run_controls(prefix: str, active: list[dict], snap: shared.Snapshot) -> None
         st.session_state[pick_key] = next(
             (run["id"] for run in active if run["status"] == "running"), active[0]["id"])
     with st.container(border=True):
-        col_pick, col_stop, col_all = st.columns([4, 1, 1], vertical_alignment="bottom")
+        col_pick, col_stop, col_all = st.columns([2, 1, 1] if instructor_mode() else [4, 1, 1],
+                                                 vertical_alignment="bottom")
         picked = col_pick.selectbox("Control the active run", list(by_id), key=pick_key,
                                     format_func=lambda i: run_label(by_id[i]))
         col_stop.button("Stop", key=f"{prefix}_stop", width="stretch", on_click=_stop,

@@ -16,6 +16,7 @@ from divebatch.runs import jobs
 from divebatch.runs.store import RunStore
 
 from . import pacing, roles
+from .instructor import instructor_mode
 from .common import open_store
 
 CLASSROOM_S = 60.0  # a classroom-paced run lasts about this long in all
@@ -64,7 +65,10 @@ def _play_row(prefix: str, run: dict) -> None:
     store, run_id = open_store(), run["id"]
     progress = store.get_progress(run_id) or {}
     paused = bool(progress.get("paused"))
-    cols = st.columns([1, 1, 1, 3, 3], vertical_alignment="bottom")
+    if instructor_mode():  # larger type: the pace and the state on a row of their own
+        cols = [*st.columns(3), *st.columns(2, vertical_alignment="bottom")]
+    else:
+        cols = st.columns([4, 4, 3, 8, 8], vertical_alignment="bottom")  # "Resume" uncut
     cols[0].button("Pause", key=f"{prefix}_play_pause", width="stretch", disabled=paused,
                    on_click=_play, args=(prefix, run_id, "pause"), icon=":material/pause:",
                    help="Pauses at the end of the epoch under way.")

@@ -108,11 +108,13 @@ def run_label(run: dict) -> str:
     return f"#{run['id']} {name}"
 
 
-def progress(run: dict, records: list[dict], live: dict | None) -> tuple[float, str]:
-    """(fraction of the run done, words) from finished epochs plus the live mid-epoch row."""
+def progress(run: dict, records: list[dict], live: dict | None, events=()
+             ) -> tuple[float, str]:
+    """(fraction of the run done, words) from finished epochs plus the live mid-epoch row;
+    the run named with its hot values in force, as in the legend."""
     total = max(int((run.get("config") or {}).get("epochs") or 1), 1)
     done = len(records)
-    text = f"{run_label(run)}: {done}/{total} epochs"
+    text = f"{chart_label(RunData(run, records, list(events)))}: {done}/{total} epochs"
     fraction = done / total
     if live and live.get("paused"):
         return min(fraction, 1.0), text + f" · paused after epoch {live.get('epoch') or done}"
@@ -185,7 +187,8 @@ def _figure(title: str, y_title: str, options: ChartOptions, log_y: bool, traces
         xaxis=dict(title=dict(text=X_AXES[options.x_axis]),
                    **(_fixed_x_range(traces, shapes) if annotations else {})),
         yaxis=dict(title=dict(text=y_title), type="log" if log_y else "linear",
-                   **({"exponentformat": "power"} if log_y else {})),
+                   **({"exponentformat": "power", "nticks": 4 if options.projector else 6}
+                      if log_y else {})),
         **_present(shapes=shapes, annotations=annotations)))
 
 

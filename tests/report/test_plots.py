@@ -199,6 +199,9 @@ def test_the_legend_label_follows_a_hot_change_made_while_paused():
     assert plots.chart_label(data) == "#1 DiveBatch (delta=0.3)"
     legend = plots.legend_spec([data])
     assert legend["data"][0]["name"] == "#1 DiveBatch (delta=0.3)"
+    assert plots.progress(data.run, records,
+                          {"epoch": 2, "paused": True}, events)[1].startswith(
+        "#1 DiveBatch (delta=0.3): 2/3 epochs")  # the progress line names it the same
     older = [{**events[1], "epoch": 1, "payload": {"delta": 0.7}}]  # since overridden
     assert plots.chart_label(RunData(run(), records, older)) == "#1 DiveBatch (delta=0.02)"
 
