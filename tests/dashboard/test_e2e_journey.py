@@ -1,7 +1,7 @@
 """Every page through the life of its runs, in a real browser (Debian's chromium through
 playwright), as a class would see it: an empty store, a lab before Start, a run paused,
 stepped, hot-changed, finished, deleted while viewed and killed; a race from first point to
-verdict; a reproduction running and done. Normal mode at 1440x900, instructor mode at
+verdict; a reproduction and a sweep, running and done. Normal mode at 1440x900, instructor mode at
 1280x720.
 
 Every page visited is checked for what a class must never see: an exception element, a
@@ -57,6 +57,8 @@ CUT_LABELS = """() => [...document.querySelectorAll(
     '[data-testid=stMain] button *, [data-testid=stMain] [data-testid=stWidgetLabel] *')]
   .filter(e => e.offsetParent && e.clientWidth > 0 && e.scrollWidth > e.clientWidth + 1)
   .map(e => e.innerText)"""
+# The page's script run is over (Streamlit's header shows "Running..." / Stop while it runs).
+SCRIPT_DONE = "() => !document.querySelector('[data-testid=stStatusWidget]')"
 BOX = "(e) => { const r = e.getBoundingClientRect(); return [r.top, r.bottom]; }"
 HEADER = "() => document.querySelector('header').getBoundingClientRect().bottom"
 PLOTS_DRAWN = ("() => [...document.querySelectorAll('[data-testid=stPlotlyChart]')]"
@@ -118,6 +120,7 @@ class Viewer:
         flag = "instructor=1" if self.instructor else "instructor=0"
         self.page.goto(f"{self.url}/{path}{'&' if '?' in path else '?'}{flag}")
         self.main.get_by_text(marker, exact=True).first.wait_for()
+        self.page.wait_for_function(SCRIPT_DONE)
 
     @property
     def main(self):
@@ -126,6 +129,7 @@ class Viewer:
     def check(self, state: str) -> None:
         """What no page may show, in any state; then its picture."""
         page = self.page
+        page.wait_for_function(SCRIPT_DONE)
         page.wait_for_function(PLOTS_DRAWN)
         assert page.locator("[data-testid=stException]").count() == 0, \
             page.locator("[data-testid=stException]").first.inner_text()
@@ -310,5 +314,19 @@ def test_instructor_mode_race_and_reproduction(fresh, browser):
     viewer.main.get_by_text(re.compile(rf"{total} of {total} runs finished")).wait_for()
     viewer.main.locator("[data-testid=stPlotlyChart]").nth(2).wait_for()
     viewer.check("reproduce_finished")
-    viewer.open("sweep", "Sweep")
-    viewer.check("sweep_after_runs")
+
+    from divebatch.runs import sweeps
+    sweep = sweeps.SweepSpec(base={"problem": "least_squares", "n_samples": 400, "dim": 8,
+                                   "epochs": 3, "batch_size": 8, "max_batch_size": 64},
+                             deltas=(0.1, 0.5), max_batch_sizes=(64,), resize_everys=(1,))
+    trainer = threading.Thread(target=sweeps.run_here, args=(store, sweep))
+    trainer.start()
+    try:
+        wait_until(lambda: store.list_runs(group=sweep.group), "the sweep's first run")
+        viewer.open("sweep", "Sweep")
+        viewer.check("sweep_running")
+    finally:
+        trainer.join()
+    total = len(sweep.plan())
+    viewer.main.get_by_text(re.compile(rf"{total} of {total} runs finished")).wait_for()
+    viewer.check("sweep_finished")

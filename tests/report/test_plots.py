@@ -269,6 +269,14 @@ def test_hot_change_limits_say_why_a_change_waits():
     assert notes[1].startswith("The next resize is at the end of epoch 8, 2 epochs away")
 
 
+def test_sweep_curves_name_the_metric_once():
+    runs = [{"label": "cell · run 1", "records": [record(1)], "method": "divebatch"}]
+    titles = [a.text for a in sweep_plots.curves(runs, "validation loss").layout.annotations]
+    assert titles[0] == "validation loss vs training time"
+    titles = [a.text for a in sweep_plots.curves(runs, "accuracy").layout.annotations]
+    assert titles[0] == "validation accuracy vs training time"
+
+
 def test_sweep_and_reproduce_curves_use_the_method_styles():
     runs = [{"label": "cell · run 1", "records": [record(1)], "method": "divebatch"},
             {"label": "SGD, small batch B0", "records": [record(1)]}]
