@@ -57,8 +57,11 @@ CUT_LABELS = """() => [...document.querySelectorAll(
     '[data-testid=stMain] button *, [data-testid=stMain] [data-testid=stWidgetLabel] *')]
   .filter(e => e.offsetParent && e.clientWidth > 0 && e.scrollWidth > e.clientWidth + 1)
   .map(e => e.innerText)"""
-# The page's script run is over (Streamlit's header shows "Running..." / Stop while it runs).
-SCRIPT_DONE = "() => !document.querySelector('[data-testid=stStatusWidget]')"
+# The page's script run is over and the browser has drawn all it sent (no skeleton left:
+# a busy browser draws the elements seconds after the script ended).
+SCRIPT_DONE = """() => document.querySelector('[data-testid=stApp]')
+    ?.getAttribute('data-test-script-state') === 'notRunning'
+  && !document.querySelector('[data-testid=stSkeleton], [data-testid=stStatusWidget]')"""
 BOX = "(e) => { const r = e.getBoundingClientRect(); return [r.top, r.bottom]; }"
 HEADER = "() => document.querySelector('header').getBoundingClientRect().bottom"
 PLOTS_DRAWN = ("() => [...document.querySelectorAll('[data-testid=stPlotlyChart]')]"
