@@ -240,6 +240,8 @@ def test_unknown_runs_in_a_link_are_named(store):
     at = open_app("app_pages/runs.py", query={"runs": f"{known},999,abc"})
     assert at.multiselect(key="runs_shown").value == [known]
     assert "not shown here: #999, 'abc'" in texts(at.warning)
+    # the Runs page has no Start: its empty picker does not offer one
+    assert "Start" not in at.multiselect(key="runs_shown").proto.placeholder
 
 
 def test_sgd_large_link_selects_the_large_batch_variant():
