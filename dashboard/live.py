@@ -57,9 +57,13 @@ def run_picker(prefix: str, candidates: list[dict], title: str = "Runs on the ch
                           persist_state="session", placeholder=placeholder)
 
 
-def chart_options(prefix: str) -> ChartOptions:
+def chart_options(prefix: str, comparing: bool = False) -> ChartOptions:
     """The x axis, log y, the diversity's reading and the smoothing; instructor mode shows
-    the first two only (the others keep their values), so no label is cut at 1280x720."""
+    the first two only (the others keep their values), so no label is cut at 1280x720.
+    Runs compared (a race, or runs opened by a link) start on training time, the clock
+    their time-to-target verdict is about."""
+    st.session_state.setdefault(f"{prefix}_x_axis", "train_time" if comparing
+                                else "samples_seen")
     st.session_state.setdefault(f"{prefix}_log_y", True)
     st.session_state.setdefault(f"{prefix}_diversity_view", "diversity")
     st.session_state.setdefault(f"{prefix}_smoothing", 0.0)
@@ -100,7 +104,7 @@ def live_panel(prefix: str, run_ids: list[int]) -> None:
         run_controls(prefix, active, snap)
     elif active:
         st.caption(roles.READ_ONLY_NOTE)
-    options = chart_options(prefix)
+    options = chart_options(prefix, comparing=len(snap.runs) > 1)
     statuses = {run["id"]: run["status"] for run in snap.runs}
     shown_every = st.session_state.get(f"{prefix}_every")
     every = _interval(snap, shown_every)

@@ -237,9 +237,12 @@ def test_a_link_field_that_conflicts_with_a_default_is_refused_alone():
 
 def test_unknown_runs_in_a_link_are_named(store):
     known = store.create_run({"problem": "sine", "method": "sgd"}, status="completed")
-    at = open_app("app_pages/runs.py", query={"runs": f"{known},999,abc"})
-    assert at.multiselect(key="runs_shown").value == [known]
+    other = store.create_run({"problem": "sine", "method": "divebatch"}, status="completed")
+    at = open_app("app_pages/runs.py", query={"runs": f"{known},999,abc,{other}"})
+    assert at.multiselect(key="runs_shown").value == [known, other]
     assert "not shown here: #999, 'abc'" in texts(at.warning)
+    # runs compared open on training time, the clock of their verdict
+    assert at.selectbox(key="runs_x_axis").value == "train_time"
     # the Runs page has no Start: its empty picker does not offer one
     assert "Start" not in at.multiselect(key="runs_shown").proto.placeholder
 
