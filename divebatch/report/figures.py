@@ -136,14 +136,33 @@ def _figure(title: str, y_title: str, options: ChartOptions, log_y: bool, traces
     marks, notes = _hot_change_marks(runs, options)
     if options.projector:  # half a 1280 px screen: the short title says it all
         title, y_title = title.split(" (")[0], ""
+    shapes, annotations = shapes[0] + marks, shapes[1] + notes
     return dict(data=traces, layout=dict(
         template=TEMPLATE, title=dict(text=title, x=0.0, font=dict(size=options.font_size(15))),
         font=dict(size=options.font_size(12)),
         height=options.height, margin=dict(l=10, r=10, t=40, b=10), showlegend=False,
-        xaxis=dict(title=dict(text=X_AXES[options.x_axis])),
+        xaxis=dict(title=dict(text=X_AXES[options.x_axis]),
+                   **(_fixed_x_range(traces, shapes) if annotations else {})),
         yaxis=dict(title=dict(text=y_title), type="log" if log_y else "linear",
-                   **({"dtick": 1, "exponentformat": "power"} if log_y else {})),
-        **_present(shapes=shapes[0] + marks, annotations=shapes[1] + notes)))
+                   **({"exponentformat": "power", "nticks": 4 if options.projector else 6}
+                      if log_y else {})),
+        **_present(shapes=shapes, annotations=annotations)))
+
+
+def _fixed_x_range(traces: list[dict], shapes: list[dict]) -> dict:
+    """The x range of the data and marks, fixed: plotly's autorange would widen the axis
+    to fit an annotation's words (a hot change's label at the right edge stretched the
+    axis to -200k examples seen)."""
+    xs = [np.asarray(trace["x"], dtype=float) for trace in traces]
+    xs += [np.asarray([shape["x0"], shape["x1"]], dtype=float) for shape in shapes
+           if shape.get("xref") == "x"]
+    values = np.concatenate([np.empty(0), *xs])
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return {}
+    low, high = float(values.min()), float(values.max())
+    pad = 0.02 * (high - low) or 0.5
+    return {"range": [low - pad, high + pad], "autorange": False}
 
 
 def _present(**parts: list) -> dict:

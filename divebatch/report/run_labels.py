@@ -9,7 +9,7 @@ at its last epoch), its progress in words, and the words of a hot change.
 
 from __future__ import annotations
 
-from divebatch.config import HOT_FIELDS
+from divebatch.report.hot_limits import hot_values_in_force
 from divebatch.runs import analysis
 
 
@@ -19,12 +19,16 @@ def run_label(run: dict) -> str:
     return f"#{run['id']} {name}"
 
 
-def progress(run: dict, records: list[dict], live: dict | None) -> tuple[float, str]:
-    """(fraction of the run done, words) from finished epochs plus the live mid-epoch row."""
+def progress(run: dict, records: list[dict], live: dict | None, events=()
+             ) -> tuple[float, str]:
+    """(fraction of the run done, words) from finished epochs plus the live mid-epoch row;
+    the run named with its hot values in force, as in the legend."""
     total = max(int((run.get("config") or {}).get("epochs") or 1), 1)
     done = len(records)
-    text = f"{run_label(run)}: {done}/{total} epochs"
+    text = f"{labelled_with_hot_values(run, records, list(events))}: {done}/{total} epochs"
     fraction = done / total
+    if live and live.get("paused"):
+        return min(fraction, 1.0), text + f" · paused after epoch {live.get('epoch') or done}"
     if live and live.get("epoch") == done + 1 and live.get("n_batches"):
         within = live["batch"] / live["n_batches"]
         fraction += within / total
@@ -32,17 +36,21 @@ def progress(run: dict, records: list[dict], live: dict | None) -> tuple[float, 
     return min(fraction, 1.0), text
 
 
-def current_config(data) -> dict:
-    """The run's config with the hot parameters in force at its last recorded epoch."""
-    config = dict(data.run.get("config") or {})
-    last = data.records[-1] if data.records else {}
-    config.update({name: last[name] for name in HOT_FIELDS if last.get(name) is not None})
+def current_config(run: dict, records: list[dict], events: list[dict]) -> dict:
+    """The run's config with the hot parameters in force now (hot_values_in_force)."""
+    config = dict(run.get("config") or {})
+    config.update(hot_values_in_force(config, records, events))
     return config
 
 
-def chart_label(data) -> str:
+def labelled_with_hot_values(run: dict, records: list[dict], events: list[dict]) -> str:
     """run_label with the hot values in force: after delta 0.1 -> 0.5 it says delta=0.5."""
-    return run_label({**data.run, "config": current_config(data)})
+    return run_label({**run, "config": current_config(run, records, events)})
+
+
+def chart_label(data) -> str:
+    """labelled_with_hot_values of a figures.RunData."""
+    return labelled_with_hot_values(data.run, data.records, data.events)
 
 
 def hot_change_text(event: dict, records: list[dict], config: dict) -> str:
