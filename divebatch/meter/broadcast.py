@@ -36,21 +36,25 @@ def shared_call(module: nn.Module, args: tuple, kwargs: dict, output: Tensor,
                 ) -> tuple[tuple, dict, Tensor] | None:
     """(args, kwargs, output) of a shared call expanded over the batch, or None if the call is
     not a shared one (see the module docstring)."""
-    if batch_size is None or batch_size == 1:
+    if batch_size is None:
         return None
-    if any(_batched(value, batch_size) for value in (*args, *kwargs.values())):
-        return None
-    if _leading_one(output):
-        def expand(value: object) -> object:
-            return value.expand(batch_size, *value.shape[1:]) if _leading_one(value) else value
-        return (tuple(map(expand, args)), {k: expand(v) for k, v in kwargs.items()},
-                expand(output))
-    if (isinstance(module, nn.Embedding) and len(input_shape) == 2 and args
-            and isinstance(args[0], Tensor) and tuple(args[0].shape) == input_shape[1:]):
+    if is_position_lookup(module, args, input_shape):
         index = args[0]
         return ((index.expand(batch_size, *index.shape), *args[1:]), kwargs,
                 output.expand(batch_size, *output.shape))
-    return None
+    if batch_size == 1 or not _leading_one(output) or any(
+            _batched(value, batch_size) for value in (*args, *kwargs.values())):
+        return None
+
+    def expand(value: object) -> object:
+        return value.expand(batch_size, *value.shape[1:]) if _leading_one(value) else value
+    return tuple(map(expand, args)), {k: expand(v) for k, v in kwargs.items()}, expand(output)
+
+
+def is_position_lookup(module: nn.Module, args: tuple, input_shape: tuple[int, ...]) -> bool:
+    """``nn.Embedding`` on a 1-D index shaped like the positions of the (N, T) model input."""
+    return (isinstance(module, nn.Embedding) and len(input_shape) == 2 and bool(args)
+            and isinstance(args[0], Tensor) and tuple(args[0].shape) == input_shape[1:])
 
 
 def verify_unchanged(model: nn.Module, args: tuple, kwargs: dict, output: object,

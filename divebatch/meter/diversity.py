@@ -62,10 +62,10 @@ def _norms_and_gradient(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Te
                         inputs: Tensor, targets: Tensor, allow_batchnorm: bool,
                         ) -> tuple[Tensor, list[Tensor | None]]:
     """(N,) ||g_i||^2 and the batch gradient sum_i g_i per trainable parameter, one backward."""
-    check_batchnorm(batchnorm_layers(model), allow_batchnorm)
+    approximate = check_batchnorm(batchnorm_layers(model), allow_batchnorm)
     owners = parameter_owners(model)
     params = list(owners)
-    with SqNormHooks(model, owners, check=True) as hooks, hooks.expansions_named():
+    with SqNormHooks(model, owners, check=True, mixing_allowed=approximate) as hooks, hooks.expansions_named():
         losses = loss_fn(model(inputs), targets)
         if losses.dim() != 1:
             raise ValueError("loss_fn should return per-sample losses of shape [N] "
@@ -231,10 +231,9 @@ class DiversityMeter:
         check = not self._checked and samples in (None, batch_size)
         if self.seen_batches % self.sample_every == 0:
             self.approximate |= check_batchnorm(self._batchnorms, self.allow_batchnorm)
-            # a checked batch backpropagates once more (divebatch.meter.sample_weights), which
-            # needs every weight in the graph: nothing fused
             hooks = self._hooks = SqNormHooks(self.model, self._owners, check=check,
-                                              fuse=self.fuse_weight_grads and not check)
+                                              fuse=self.fuse_weight_grads,
+                                              mixing_allowed=self.approximate)
         try:
             with hooks.expansions_named() if hooks is not None else nullcontext():
                 yield

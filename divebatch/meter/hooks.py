@@ -56,7 +56,7 @@ class SqNormHooks:
     """
 
     def __init__(self, model: nn.Module, owners: dict[Tensor, list[Owner]], fuse: bool = False,
-                 check: bool = False) -> None:
+                 check: bool = False, mixing_allowed: bool = False) -> None:
         self._pass_norms: list[Tensor | None] = []  # per forward pass: (n_pass,) once measured
         self._shared_uses: dict[int, list[Use]] = {}  # per forward pass, until sq_norms
         self._in_this_pass: set[nn.Module] = set()
@@ -75,7 +75,8 @@ class SqNormHooks:
         self._batch_size: int | None = None  # of the model call now running
         self._input_shape: tuple[int, ...] = ()
         self._sample_weights: Tensor | None = None  # c_i of the model call now running
-        self._weights = SampleWeights(list(owners)) if check else None
+        # mixing_allowed: BatchNorm's batch statistics, allowed as an approximation
+        self._weights = SampleWeights(list(owners)) if check and not mixing_allowed else None
         self._model_random: RandomState | None = None  # before the model call (check only)
         self._random_before: dict[nn.Module, RandomState] = {}  # calls of rule-less modules
         self.expanded: list[str] = []  # modules whose output was expanded over the batch
@@ -131,12 +132,13 @@ class SqNormHooks:
         self._batch_size = None if first is None else first.shape[0]
         self._input_shape = () if first is None else tuple(first.shape)
         if self._check and first is not None:
-            self._sample_weights = self._weights.draw(first.shape[0])
             self._model_random = RandomState.now(first.device)
+            if self._weights is not None:
+                self._sample_weights = self._weights.draw(first.shape[0])
 
     def _after_model_call(self, model: nn.Module, args: tuple, kwargs: dict,
                           output: object) -> None:
-        if self._replaying or self._sample_weights is None:
+        if self._replaying or self._model_random is None:
             return
         if self.expanded:
             self._replaying = True
@@ -144,7 +146,8 @@ class SqNormHooks:
                 verify_unchanged(model, args, kwargs, output, self._model_random, self.expanded)
             finally:
                 self._replaying = False
-        self._weights.watch(output, self._sample_weights)
+        if self._weights is not None:
+            self._weights.watch(output, self._sample_weights)
 
     def _before_rule_less_call(self, module: nn.Module, args: tuple) -> None:
         if not self._replaying and torch.is_grad_enabled():
@@ -192,7 +195,7 @@ class SqNormHooks:
                              "parameters to return a tensor (or a tuple whose first element "
                              "is the only one that needs a gradient)")
         expanded = None
-        if result.shape[:1] != (self._batch_size,):
+        if result.shape[:1] != (self._batch_size,) or isinstance(module, nn.Embedding):
             shared = shared_call(module, args, kwargs, result, self._batch_size,
                                  self._input_shape)
             if shared is not None:
@@ -319,10 +322,12 @@ class SqNormHooks:
             for module, (args, kwargs, weights, random), grad_out in self._checked_calls:
                 dim = 1 if isinstance(module, nn.MultiheadAttention) and \
                     not module.batch_first else 0
-                grad_outs = [grad_out, scale_rows(grad_out, weights, dim)]
+                grad_outs = [grad_out] if weights is None else \
+                    [grad_out, scale_rows(grad_out, weights, dim)]
                 with replayed(random) if random is not None else nullcontext():
-                    plain, scaled = explained_grads(module, self._params[module], args, kwargs,
-                                                    grad_outs)
+                    plain, *scaled = explained_grads(module, self._params[module], args,
+                                                     kwargs, grad_outs)
+                scaled = scaled[0] if scaled else plain
                 for name in plain:
                     param = self._params[module][name]
                     tolerances[param] = max(tolerances.get(param, 0.0), tolerance(grad_out))
@@ -373,7 +378,7 @@ class SqNormHooks:
                     "functional call), which per-sample norms would miss; make every use a "
                     "module call (a tied head: an nn.Linear whose weight is this Parameter) or "
                     "freeze the parameter")
-        if self._weights.complete:
+        if self._weights is not None and self._weights.complete:
             check_weighted(self._weights.weighted_grads, weighted, tolerances, order,
                            self._owners)
 
