@@ -7,7 +7,6 @@ hooks the module's output; when backward reaches that output, the layer's rule
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from functools import partial
@@ -16,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from divebatch.meter import conv, sequence_rules  # noqa: F401  (sequence_rules registers its rules)
+from divebatch.meter.calls import bind, main_output, refuse_inside_backward
 from divebatch.meter.broadcast import failed_after_expansion, shared_call, verify_unchanged
 from divebatch.meter.functional import RandomState, functional_sq_norms, replayed
 from divebatch.meter.grad_check import explained_grads, relative_difference, tolerance
@@ -168,7 +168,7 @@ class SqNormHooks:
     def _before_forward(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
         if self._replaying or not torch.is_grad_enabled():
             return
-        args, _ = _bind(module, args, kwargs)
+        args, _ = bind(module, args, kwargs)
         if args and FUSED_RULES[type(module)][0](module, args[0]):
             module.weight.requires_grad_(False)
             self._frozen.append(module)
@@ -186,9 +186,9 @@ class SqNormHooks:
                 self._ran_without_grad.add(module)
             return None
         path = self._paths[module]
-        _refuse_inside_backward(module, path)
-        args, kwargs = _bind(module, args, kwargs)
-        result = _main_output(module, output)
+        refuse_inside_backward(module, path)
+        args, kwargs = bind(module, args, kwargs)
+        result = main_output(module, output)
         if not isinstance(result, Tensor):
             raise ValueError(f"{path} ({type(module).__name__}) returns "
                              f"{type(result).__name__}; per-sample norms need modules with "
@@ -304,6 +304,11 @@ class SqNormHooks:
             with torch.no_grad():
                 for pass_index, uses in self._shared_uses.items():
                     self._add_norms(pass_index, shared_sq_norms(uses))
+        except UnsupportedCall as error:
+            paths = " and ".join(dict.fromkeys(
+                f"{self._paths[use.module]} ({type(use.module).__name__})" for uses in
+                self._shared_uses.values() for use in uses))
+            raise ValueError(f"{paths}: {error}") from None
         finally:
             self._replaying = False
         self._shared_uses.clear()
@@ -383,34 +388,5 @@ class SqNormHooks:
                            self._owners)
 
 
-def _main_output(module: nn.Module, output: object) -> object:
-    """The output that carries the gradient: a tensor, the first of a tuple whose other
-    elements need none, the attention output of nn.MultiheadAttention."""
-    if isinstance(output, tuple) and output and (isinstance(module, nn.MultiheadAttention) or not any(
-            isinstance(o, Tensor) and o.requires_grad for o in output[1:])):
-        return output[0]
-    return output
-
-
 def _name(owner: Owner) -> str:
     return f"{owner.path}.{owner.name}" if owner.path else owner.name
-
-
-def _bind(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
-    """Keyword arguments that can be positional made positional: ``fc(input=x)`` -> ``(x,)``."""
-    if not kwargs:
-        return args, kwargs
-    try:
-        bound = inspect.signature(module.forward).bind(*args, **kwargs)
-    except TypeError:
-        return args, kwargs
-    return bound.args, bound.kwargs
-
-
-def _refuse_inside_backward(module: nn.Module, path: str) -> None:
-    if torch._C._current_graph_task_id() != -1:
-        raise ValueError(
-            f"{path} ({type(module).__name__}) ran its forward during the backward pass: "
-            "activation checkpointing (torch.utils.checkpoint) recomputes checkpointed layers "
-            "there, and the recomputed call cannot be paired with the gradient of the original "
-            "one; measure without checkpointing (turn it off on measured batches)")
