@@ -38,3 +38,9 @@ def refuse_inside_backward(module: nn.Module, path: str) -> None:
             "activation checkpointing (torch.utils.checkpoint) recomputes checkpointed layers "
             "there, and the recomputed call cannot be paired with the gradient of the original "
             "one; measure without checkpointing (turn it off on measured batches)")
+
+
+def rule_failed(path: str, module: nn.Module, error: Exception) -> ValueError:
+    return ValueError(f"{path} ({type(module).__name__}): taking its per-sample gradients failed "
+                      f"({type(error).__name__}: {error}); freeze its parameters "
+                      "(requires_grad_(False)) or measure without this module")

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from divebatch.meter import conv, sequence_rules  # noqa: F401  (sequence_rules registers its rules)
-from divebatch.meter.calls import bind, main_output, refuse_inside_backward
+from divebatch.meter.calls import bind, main_output, refuse_inside_backward, rule_failed
 from divebatch.meter.broadcast import failed_after_expansion, shared_call, verify_unchanged
 from divebatch.meter.functional import RandomState, functional_sq_norms, replayed
 from divebatch.meter.grad_check import explained_grads, relative_difference, tolerance
@@ -279,6 +279,8 @@ class SqNormHooks:
                 norms = self._rule_sq_norms(module, saved, fused, grad_out)
         except UnsupportedCall as error:
             raise ValueError(f"{self._paths[module]} ({type(module).__name__}): {error}") from None
+        except Exception as error:  # noqa: BLE001  (a refusal by name, never another error)
+            raise rule_failed(self._paths[module], module, error) from error
         finally:
             self._replaying = False
         self._add_norms(pass_index, norms)
@@ -329,9 +331,12 @@ class SqNormHooks:
                     not module.batch_first else 0
                 grad_outs = [grad_out] if weights is None else \
                     [grad_out, scale_rows(grad_out, weights, dim)]
-                with replayed(random) if random is not None else nullcontext():
-                    plain, *scaled = explained_grads(module, self._params[module], args,
-                                                     kwargs, grad_outs)
+                try:
+                    with replayed(random) if random is not None else nullcontext():
+                        plain, *scaled = explained_grads(module, self._params[module], args,
+                                                         kwargs, grad_outs)
+                except Exception as error:  # noqa: BLE001
+                    raise rule_failed(self._paths[module], module, error) from error
                 scaled = scaled[0] if scaled else plain
                 for name in plain:
                     param = self._params[module][name]

@@ -111,12 +111,12 @@ def build(case: Case) -> tuple[nn.Module, Tensor, Tensor]:
     return model, inputs, torch.randn(shape, generator=generator)
 
 
-def refusal(call) -> ValueError | None:
+def outcome(call) -> tuple[object, ValueError | None]:
+    """(what ``call`` returned, None) or (None, the ValueError it raised)."""
     try:
-        call()
+        return call(), None
     except ValueError as error:
-        return error
-    return None
+        return None, error
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
@@ -128,8 +128,8 @@ def test_zoo_case_is_exact_or_refused_by_name(case: Case):
         torch.manual_seed(SEED)
         return per_sample_grad_sq_norms(model, per_sample_loss, inputs, targets)
 
-    function_refusal = refusal(norms)
-    meter_refusal = refusal(lambda: meter_step(model, inputs, targets))
+    sq_norms, function_refusal = outcome(norms)
+    meter_result, meter_refusal = outcome(lambda: meter_step(model, inputs, targets))
     verdict = "refused" if function_refusal else "exact"
     assert (meter_refusal is None) == (function_refusal is None), (function_refusal,
                                                                    meter_refusal)
@@ -142,8 +142,8 @@ def test_zoo_case_is_exact_or_refused_by_name(case: Case):
         assert torch.equal(outputs, plain_outputs)
         return
     expected_norms, grad_sum = oracle(model, inputs, targets, random=case.train)
-    assert relative_error(norms(), expected_norms) <= REL_TOL
-    outputs, grads, diversity = meter_step(model, inputs, targets)
+    assert relative_error(sq_norms, expected_norms) <= REL_TOL
+    outputs, grads, diversity = meter_result
     assert torch.equal(outputs, plain_outputs)
     for grad, plain_grad in zip(grads, plain_grads):
         assert (grad is None) == (plain_grad is None)
