@@ -249,14 +249,14 @@ class SqNormHooks:
     def _capture(self, module: nn.Module, path: str, args: tuple, kwargs: dict,
                  output: Tensor, random: RandomState | None) -> object:
         capture, _ = RULES.get(type(module), (None, None))
-        if module in self._shared:
-            return args, kwargs
         if capture is None:  # re-run by divebatch.meter.functional
-            return args, kwargs, output.detach(), random
-        try:
-            return capture(module, args, kwargs, output)
-        except UnsupportedCall as error:
-            raise ValueError(f"{path} ({type(module).__name__}): {error}") from None
+            saved = args, kwargs, output.detach(), random
+        else:
+            try:
+                saved = capture(module, args, kwargs, output)
+            except UnsupportedCall as error:
+                raise ValueError(f"{path} ({type(module).__name__}): {error}") from None
+        return (args, kwargs) if module in self._shared else saved
 
     def _start_pass(self) -> None:
         self._pass_norms.append(None)

@@ -66,3 +66,10 @@ def test_a_direct_use_besides_the_submodule_is_refused_as_such():
     with pytest.raises(ValueError, match=r"lm_head\.decoder\.bias: .*does not come from the "
                                          r"calls of lm_head\.decoder"):
         per_sample_grad_sq_norms(model, cross_entropy, inputs, targets)
+
+
+def test_a_tied_embedding_is_still_checked_by_its_capture():
+    model, (inputs, targets) = TiedLM(), token_batch()
+    model.embed.scale_grad_by_freq = True
+    with pytest.raises(ValueError, match=r"embed \(Embedding\): scale_grad_by_freq"):
+        per_sample_grad_sq_norms(model, cross_entropy, inputs, targets)
