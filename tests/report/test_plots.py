@@ -269,6 +269,19 @@ def test_hot_change_limits_say_why_a_change_waits():
     assert notes[1].startswith("The next resize is at the end of epoch 8, 2 epochs away")
 
 
+def test_a_heatmap_of_one_value_draws_no_colour_scale():
+    def cell(name, delta, final):
+        return {"cell": name, "label": name, "delta": delta, "max_batch_size": 64,
+                "resize_every": 1, "final": final, "final_se": None, "finished": 1,
+                "planned": 1}
+    cells = [cell("baseline", None, 0.0046), cell("a", 0.1, 0.0046), cell("b", 0.5, None)]
+    one = sweep_plots.heatmap(cells, "final", "delta", "max_batch_size", {}, "validation loss")
+    assert one.data[0].showscale is False
+    cells[2]["final"] = 0.005
+    two = sweep_plots.heatmap(cells, "final", "delta", "max_batch_size", {}, "validation loss")
+    assert two.data[0].showscale is True
+
+
 def test_sweep_curves_name_the_metric_once():
     runs = [{"label": "cell · run 1", "records": [record(1)], "method": "divebatch"}]
     titles = [a.text for a in sweep_plots.curves(runs, "validation loss").layout.annotations]
