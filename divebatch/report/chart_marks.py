@@ -1,33 +1,20 @@
 """What the charts draw over their lines: a dotted line where each hot change landed, with
 its words ("delta 0.1 → 0.5 at epoch 7"), the stretches where an adaptive run's batch is
 capped at B_max (shaded), and the fixed x range that keeps those words from widening the
-axis. Shapes and annotations are plain plotly dicts; `colors` gives each run's colour."""
+axis. Shapes and annotations are plain plotly dicts; `colors` gives each run's colour and
+`runs` are figures.RunData."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from divebatch.report.hot_limits import ADAPTIVE
+from divebatch.report.run_labels import hot_change_text
 from divebatch.report.series import Columns, epoch_ends, epoch_starts
 
 
-def hot_change_text(event: dict, records: list[dict], config: dict) -> str:
-    """'delta 0.1 → 0.5 at epoch 7': the old value is the one the epoch before used."""
-    payload, epoch = event.get("payload") or {}, event.get("epoch")
-    before = next((r for r in reversed(records) if epoch and r["epoch"] < epoch), {})
-    changes = [f"{name} {short_number(before.get(name, config.get(name)))} → "
-               f"{short_number(value)}" for name, value in sorted(payload.items())]
-    where = f" at epoch {epoch}" if epoch else ""
-    return (", ".join(changes) or event["message"]) + where
-
-
-def short_number(value) -> str:
-    return "?" if value is None else f"{value:g}" if isinstance(value, (int, float)) \
-        else str(value)
-
-
 def hot_change_marks(runs: list, colors: list[str], x_axis: str) -> tuple[list, list]:
-    """(shapes, annotations) for `runs` (figures.RunData): a dotted vertical line at the end of the epoch in which each hot change landed, and
+    """A dotted vertical line at the end of the epoch in which each hot change landed, and
     its words ("delta 0.1 → 0.5 at epoch 7") stacked at the top of the chart."""
     shapes, notes = [], []
     if not any(event.get("kind") == "hot_change" for d in runs for event in d.events):
