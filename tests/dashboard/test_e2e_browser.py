@@ -211,7 +211,7 @@ def test_warm_start_step_by_step_pause_pace_and_delete_one(server, page):
         picker.click()
         page.get_by_role("option", name=re.compile(rf"^#{run_id} ")).click()
     page.keyboard.press("Escape")
-    page.get_by_text("different problems").wait_for(timeout=WAIT_MS)
+    page.get_by_text("different problems").first.wait_for(timeout=WAIT_MS)  # warning, verdict
     page.get_by_text(f"Yes, delete run #{run['id']}").click()
     page.get_by_role("button", name="Delete").click()
     page.get_by_text(f"Deleted run #{run['id']} and its records.").wait_for(timeout=WAIT_MS)
