@@ -146,9 +146,20 @@ def _figure(title: str, y_title: str, options: ChartOptions, log_y: bool, traces
         xaxis=dict(title=dict(text=X_AXES[options.x_axis]),
                    **(fixed_x_range(traces, shapes) if annotations else {})),
         yaxis=dict(title=dict(text=y_title), type="log" if log_y else "linear",
-                   **({"exponentformat": "power", "nticks": 4 if options.projector else 6}
-                      if log_y else {})),
+                   **(_log_ticks(traces, options) if log_y else {})),
         **_present(shapes=shapes, annotations=annotations)))
+
+
+def _log_ticks(traces: list[dict], options: ChartOptions) -> dict:
+    """A log axis's ticks: one per power of ten where the data span a decade (such a range
+    holds one), else plotly's own, which label a range under a decade (2, 3, 5 ...): a
+    tick per decade alone left that with no label, and plotly's own minor labels crowd a
+    chart that spans decades."""
+    ys = np.concatenate([np.empty(0), *(np.asarray(t["y"], dtype=float) for t in traces)])
+    ys = ys[np.isfinite(ys) & (ys > 0)]
+    spans_a_decade = len(ys) > 0 and ys.max() >= 10 * ys.min()
+    return {"exponentformat": "power",
+            **({"dtick": 1} if spans_a_decade else {"nticks": 4 if options.projector else 6})}
 
 
 def _present(**parts: list) -> dict:
