@@ -22,7 +22,8 @@ import plotly.graph_objects as go
 
 from divebatch.runs import analysis
 from divebatch.report.chart_style import styles_for
-from divebatch.report.hot_limits import ADAPTIVE
+from divebatch.report.chart_marks import (capped_shading, capped_spans,  # noqa: F401
+                                          fixed_x_range, hot_change_marks)
 from divebatch.report.run_labels import (chart_label, format_value, hot_change_text,  # noqa: F401
                                          progress, run_label)  # progress, run_label: re-exported
 from divebatch.report.series import (X_AXES, Columns, diversity_values, effective_lr, ema,
@@ -133,7 +134,8 @@ def _styles(runs: list[RunData]) -> list[_Style]:
 
 def _figure(title: str, y_title: str, options: ChartOptions, log_y: bool, traces: list[dict],
             runs: list[RunData], shapes: tuple[list, list] = ([], [])) -> dict:
-    marks, notes = _hot_change_marks(runs, options)
+    marks, notes = hot_change_marks(runs, [style.color for style in _styles(runs)],
+                                    options.x_axis)
     if options.projector:  # half a 1280 px screen: the short title says it all
         title, y_title = title.split(" (")[0], ""
     shapes, annotations = shapes[0] + marks, shapes[1] + notes
@@ -142,27 +144,22 @@ def _figure(title: str, y_title: str, options: ChartOptions, log_y: bool, traces
         font=dict(size=options.font_size(12)),
         height=options.height, margin=dict(l=10, r=10, t=40, b=10), showlegend=False,
         xaxis=dict(title=dict(text=X_AXES[options.x_axis]),
-                   **(_fixed_x_range(traces, shapes) if annotations else {})),
+                   **(fixed_x_range(traces, shapes) if annotations else {})),
         yaxis=dict(title=dict(text=y_title), type="log" if log_y else "linear",
-                   **({"exponentformat": "power", "nticks": 4 if options.projector else 6}
-                      if log_y else {})),
+                   **(_log_ticks(traces, options) if log_y else {})),
         **_present(shapes=shapes, annotations=annotations)))
 
 
-def _fixed_x_range(traces: list[dict], shapes: list[dict]) -> dict:
-    """The x range of the data and marks, fixed: plotly's autorange would widen the axis
-    to fit an annotation's words (a hot change's label at the right edge stretched the
-    axis to -200k examples seen)."""
-    xs = [np.asarray(trace["x"], dtype=float) for trace in traces]
-    xs += [np.asarray([shape["x0"], shape["x1"]], dtype=float) for shape in shapes
-           if shape.get("xref") == "x"]
-    values = np.concatenate([np.empty(0), *xs])
-    values = values[np.isfinite(values)]
-    if not len(values):
-        return {}
-    low, high = float(values.min()), float(values.max())
-    pad = 0.02 * (high - low) or 0.5
-    return {"range": [low - pad, high + pad], "autorange": False}
+def _log_ticks(traces: list[dict], options: ChartOptions) -> dict:
+    """A log axis's ticks: one per power of ten where the data span a decade (such a range
+    holds one), else plotly's own, which label a range under a decade (2, 3, 5 ...): a
+    tick per decade alone left that with no label, and plotly's own minor labels crowd a
+    chart that spans decades."""
+    ys = np.concatenate([np.empty(0), *(np.asarray(t["y"], dtype=float) for t in traces)])
+    ys = ys[np.isfinite(ys) & (ys > 0)]
+    spans_a_decade = len(ys) > 0 and ys.max() >= 10 * ys.min()
+    return {"exponentformat": "power",
+            **({"dtick": 1} if spans_a_decade else {"nticks": 4 if options.projector else 6})}
 
 
 def _present(**parts: list) -> dict:
@@ -186,32 +183,6 @@ def _trace(x, y, name: str, style: _Style, *, y_label: str, step: bool = False,
                               "<extra></extra>")
 
 
-def _hot_change_marks(runs: list[RunData], options: ChartOptions) -> tuple[list, list]:
-    """A dotted vertical line at the end of the epoch in which each hot change landed, and
-    its words ("delta 0.1 → 0.5 at epoch 7") stacked at the top of the chart."""
-    shapes, notes = [], []
-    if not any(event.get("kind") == "hot_change" for d in runs for event in d.events):
-        return shapes, notes
-    right_half = max((np.nanmax(epoch_ends(d.record_columns, options.x_axis), initial=0.0)
-                      for d in runs), default=0.0) / 2
-    for data, style in zip(runs, _styles(runs)):
-        changes = [event for event in data.events if event.get("kind") == "hot_change"]
-        if not changes:
-            continue
-        ends = epoch_ends(data.record_columns, options.x_axis).tolist()
-        by_epoch = {r["epoch"]: x for r, x in zip(data.records, ends)}
-        for event in changes:
-            x = by_epoch.get(event.get("epoch"), ends[-1] if ends else 0)
-            shapes.append(dict(type="line", xref="x", yref="y domain", x0=x, x1=x, y0=0, y1=1,
-                               line=dict(color=style.color, dash="dot", width=1.5)))
-            notes.append(dict(
-                x=x, xref="x", y=1 - 0.1 * (len(notes) % 6), yref="y domain", showarrow=False,
-                text=hot_change_text(event, data.records, data.run.get("config") or {}),
-                xanchor="right" if x > right_half else "left", yanchor="top",
-                bgcolor="rgba(255,255,255,0.75)", font=dict(size=11, color=style.color)))
-    return shapes, notes
-
-
 def _steps(data: RunData, key: str, options: ChartOptions) -> tuple[np.ndarray, np.ndarray]:
     """A per-epoch setting as a step line: its value from each epoch's start to its end."""
     columns = data.columns
@@ -233,36 +204,6 @@ def _diversity(runs: list[RunData], options: ChartOptions) -> dict:
                    traces, runs)
 
 
-def capped_spans(columns: Columns, config: dict, x_axis: str) -> list[tuple[float, float]]:
-    """(start, end) on the x axis of each stretch of epochs whose batch size is at B_max
-    (the record's own B_max, after a hot change, else the config's)."""
-    cap = columns["max_batch_size"]
-    cap = np.where(np.isnan(cap) | (cap == 0), config.get("max_batch_size") or np.nan, cap)
-    capped = np.nan_to_num(columns["batch_size"]) >= cap  # (epochs,); NaN caps compare False
-    edges = np.diff(np.concatenate([[0], capped.astype(np.int8), [0]]))
-    first, last = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1
-    starts, ends = epoch_starts(columns, x_axis), epoch_ends(columns, x_axis)
-    return list(zip(starts[first].tolist(), ends[last].tolist()))
-
-
-def _capped_shading(runs: list[RunData], options: ChartOptions) -> tuple[list, list]:
-    """Shade where an adaptive run's batch is capped at B_max (SGD at B_max always is)."""
-    shapes, notes = [], []
-    for data, style in zip(runs, _styles(runs)):
-        config = data.run.get("config") or {}
-        if config.get("method") not in ADAPTIVE:
-            continue
-        for start, end in capped_spans(data.record_columns, config, options.x_axis):
-            shapes.append(dict(type="rect", xref="x", yref="y domain", x0=start, x1=end,
-                               y0=0, y1=1, fillcolor=style.color, opacity=0.1, layer="below",
-                               line=dict(width=0)))
-            if not notes:
-                notes.append(dict(x=start, xref="x", y=0, yref="y domain", showarrow=False,
-                                  text="capped at B_max", xanchor="left", yanchor="bottom",
-                                  font=dict(size=11, color=style.color)))
-    return shapes, notes
-
-
 def _batch_size(runs: list[RunData], options: ChartOptions) -> dict:
     """Batch size per epoch as steps; DiveBatch's proposal delta * n * Delta_hat as dots;
     shaded where the batch is capped at B_max."""
@@ -277,7 +218,8 @@ def _batch_size(runs: list[RunData], options: ChartOptions) -> dict:
                                  f"{label}: δ·n·Δ̂ proposal", style, y_label="proposal",
                                  markers_only=True))
     return _figure(CHARTS["batch_size"], "batch size", options, options.log_y, traces, runs,
-                   _capped_shading(runs, options))
+                   capped_shading(runs, [style.color for style in _styles(runs)],
+                                  options.x_axis))
 
 
 def _lr(runs: list[RunData], options: ChartOptions) -> dict:

@@ -47,7 +47,10 @@ def heatmap(cells: list[dict], metric_key: str, x_field: str, y_field: str,
     colors = HEATMAP_METRICS[metric_key][1]
     title = metric_title(metric_key, metric_name) + _narrow_scale_note(z, metric_key, scale)
     x_text, y_text = [_tick(v) for v in xs], [_tick(v) for v in ys]
-    colour_axis = {"colorbar": {"title": {"text": ""}}}
+    values = {v for row in z for v in row if v is not None}
+    # one value (a sweep whose first cell just finished) has no scale: plotly would invent
+    # one around it (-0.4 to 0.4 for a loss of 0.0046); the cell's own text says it
+    colour_axis = {"colorbar": {"title": {"text": ""}}, "showscale": len(values) > 1}
     if metric_key == "speedup":
         colour_axis = {"zmid": 0.0, "colorbar": {"tickvals": SPEEDUP_TICKS, "ticktext": [
             f"{2.0 ** t:g}x" for t in SPEEDUP_TICKS]}}

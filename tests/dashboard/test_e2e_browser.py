@@ -75,11 +75,15 @@ def page():
             browser.close()
 
 
-def screenshot(page, name: str, height: int = 900, width: int = 1440) -> None:
-    """The whole page: Streamlit scrolls inside its main area, so grow the viewport."""
+def screenshot(page, name: str, height: int = 900, width: int = 1440,
+               from_top: bool = True) -> None:
+    """The whole page: Streamlit scrolls inside its main area, so grow the viewport (and,
+    `from_top`, scroll that area back to the top: Start scrolls it to the charts)."""
     SHOTS.mkdir(parents=True, exist_ok=True)
     before = page.viewport_size
     page.set_viewport_size({"width": width, "height": height})
+    if from_top:
+        page.evaluate("() => document.querySelector('[data-testid=stMain]').scrollTo(0, 0)")
     page.mouse.move(0, 0)  # no tooltip in the picture
     time.sleep(1.5)  # let plotly finish drawing
     page.screenshot(path=str(SHOTS / f"{name}.png"))
@@ -176,7 +180,8 @@ def test_warm_start_step_by_step_pause_pace_and_delete_one(server, page):
     [run] = store.list_runs()
     assert run["worker_pid"] == warm_pid  # the warm worker took it: no start-up to wait for
     assert_the_chart_grid_fits_the_projector(page)
-    screenshot(page, "synthetic_lab_instructor_1280x720", height=720, width=1280)
+    screenshot(page, "synthetic_lab_instructor_1280x720", height=720, width=1280,
+               from_top=False)
 
     from divebatch.runs.jobs import is_paused
     wait_until(lambda: is_paused(store, run["id"]), "the pause after epoch 1")
@@ -206,7 +211,7 @@ def test_warm_start_step_by_step_pause_pace_and_delete_one(server, page):
         picker.click()
         page.get_by_role("option", name=re.compile(rf"^#{run_id} ")).click()
     page.keyboard.press("Escape")
-    page.get_by_text("different problems").wait_for(timeout=WAIT_MS)
+    page.get_by_text("different problems").first.wait_for(timeout=WAIT_MS)  # warning, verdict
     page.get_by_text(f"Yes, delete run #{run['id']}").click()
     page.get_by_role("button", name="Delete").click()
     page.get_by_text(f"Deleted run #{run['id']} and its records.").wait_for(timeout=WAIT_MS)

@@ -43,8 +43,8 @@ PAGES = {"home": ("", "How it works"), "learn": ("learn", "Learn: gradient diver
          "reproduce": ("reproduce", "Reproduce the paper")}
 TINY = "n_samples=400&dim=8&batch_size=16&max_batch_size=256"
 LONG = "n_samples=2000&dim=20&batch_size=8&max_batch_size=256&epochs=2000&progress_every=0.5"
-RACE = ("problem=classification&n_samples=1600&epochs=6&batch_size=16&max_batch_size=256&delta=0.02"
-        "&resize_every=2&lr=0.05&momentum=0.9&schedule=cosine")
+RACE = ("problem=classification&n_samples=1600&epochs=16&batch_size=16&max_batch_size=256"
+        "&delta=0.02&resize_every=2&lr=0.05&momentum=0.9&schedule=cosine")
 
 # Charts drawn (not the 10 px preload, not the legend) whose y axis shows no tick label.
 CHARTS_WITHOUT_Y_TICKS = """() => [...document.querySelectorAll('.js-plotly-plot')]

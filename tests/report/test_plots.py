@@ -247,11 +247,13 @@ def test_hot_change_words_never_change_the_x_range():
 def test_log_axes_let_plotly_choose_ticks_at_any_range():
     """A fixed one-tick-per-decade (dtick=1) left a range under a decade with no tick
     label at all (a learning rate under cosine from 0.1 to 0.05)."""
-    cosine = [record(e, lr=0.1 * (0.5 + 0.5 * math.cos(e / 4))) for e in (1, 2, 3)]
-    for chart in plots.figure_specs([RunData(run(), cosine)],
-                                    ChartOptions(log_y=True)).values():
-        if not isinstance(chart, str) and chart["layout"]["yaxis"]["type"] == "log":
-            assert "dtick" not in chart["layout"]["yaxis"]
+    cosine = [record(e, lr=0.1 * (0.8 + 0.2 * math.cos(e / 4)), diversity=0.05 + 0.01 * e)
+              for e in range(1, 13)]
+    charts = plots.figure_specs([RunData(run(), cosine)], ChartOptions(log_y=True))
+    assert "dtick" not in charts["lr"]["layout"]["yaxis"]  # 0.1 to 0.06: plotly's ticks
+    assert "dtick" not in charts["diversity"]["layout"]["yaxis"]
+    # a span over a decade (loss 1.2 to 0.1): a tick per power of ten, no crowded minor labels
+    assert charts["loss"]["layout"]["yaxis"]["dtick"] == 1
 
 
 def test_progress_says_when_a_run_is_paused():
@@ -287,6 +289,19 @@ def test_hot_change_limits_say_why_a_change_waits():
     new_r = [{"kind": "hot_change", "epoch": 6, "payload": {"resize_every": 4}}]
     notes = hot_change_limits(config, capped, new_r)
     assert notes[1].startswith("The next resize is at the end of epoch 8, 2 epochs away")
+
+
+def test_a_heatmap_of_one_value_draws_no_colour_scale():
+    def cell(name, delta, final):
+        return {"cell": name, "label": name, "delta": delta, "max_batch_size": 64,
+                "resize_every": 1, "final": final, "final_se": None, "finished": 1,
+                "planned": 1}
+    cells = [cell("baseline", None, 0.0046), cell("a", 0.1, 0.0046), cell("b", 0.5, None)]
+    one = sweep_plots.heatmap(cells, "final", "delta", "max_batch_size", {}, "validation loss")
+    assert one.data[0].showscale is False
+    cells[2]["final"] = 0.005
+    two = sweep_plots.heatmap(cells, "final", "delta", "max_batch_size", {}, "validation loss")
+    assert two.data[0].showscale is True
 
 
 def test_sweep_curves_name_the_metric_once():
