@@ -13,6 +13,7 @@ import torch
 from divebatch.runs import jobs, processes
 from divebatch.config import RunConfig
 from divebatch.runs.store import RunStore
+from tests.helpers.gates import HELD
 
 
 @pytest.fixture
@@ -170,7 +171,7 @@ def test_a_warm_worker_takes_queued_runs_and_a_dead_one_is_replaced(
     wait_for(lambda: store.get_run(first)["status"] == "completed", 60, "the first run")
     assert len(store.records(first)) == 3
     assert store.get_run(first)["info"]["background"]
-    slow = jobs.submit(store, tiny.replace(epochs=5, pace_s=30.0))  # waits after epoch 1
+    slow = jobs.submit(store, tiny.replace(epochs=5, pace_s=HELD))  # held after epoch 1
     wait_for(lambda: store.records(slow), 60, "the slow run's first epoch")
     assert store.get_run(slow)["worker_pid"] == warm["pid"]  # the same warm process
     assert niceness(warm["pid"]) == max(os.nice(0), jobs.WORKER_NICENESS)  # below the server
@@ -317,8 +318,8 @@ def test_a_warm_worker_interleaves_a_race_and_its_kill_interrupts_every_run(
         isolated_store, monkeypatch):
     import signal
     store, warm = one_ready_warm_worker(isolated_store, monkeypatch)
-    paced = [config.replace(epochs=5, pace_s=60.0) for config in RACE_RUNS]
-    run_ids = jobs.submit_race(store, paced)  # each waits after its first epoch
+    held = [config.replace(epochs=5, pace_s=HELD) for config in RACE_RUNS]
+    run_ids = jobs.submit_race(store, held)  # each waits after its first epoch until killed
     wait_for(lambda: all(store.records(run_id) for run_id in run_ids), 60, "first epochs")
     running = store.list_runs(status="running")
     assert {run["worker_pid"] for run in running} == {warm["pid"]}
