@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import stop_runs_and_wait
+from tests.helpers.gates import stop_runs_and_wait
 from benchmarks.serve import (CHROMIUM, FIRST_POINT, dashboard_server, launch_chromium,
                               server_pid)
 from divebatch.runs.store import RunStore

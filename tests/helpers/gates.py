@@ -52,3 +52,13 @@ def releasing_every_run(store):
     finally:
         done.set()
         releaser.join()
+
+
+def stop_runs_and_wait(store, timeout: float = 30.0) -> None:
+    """Stop every queued or running run in `store` and wait for their workers to exit."""
+    for run in store.list_runs(status=("queued", "running")):
+        jobs.request_stop(store, run["id"])
+    deadline = time.monotonic() + timeout
+    while store.list_runs(status="running") and time.monotonic() < deadline:
+        jobs.reap(store)
+        time.sleep(0.1)

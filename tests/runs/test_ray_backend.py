@@ -10,14 +10,14 @@ import time
 import pytest
 import ray  # scripts/test.sh installs the [ray] extra: these tests must run in CI, never skip
 
-from conftest import ROOT, run_cli
+from tests.helpers.cli import ROOT, run_cli
 from divebatch import cli
 from divebatch.training import checkpoint
 from divebatch.runs import sweeps
 from divebatch.runs.ray_backend import RayBackend, RayOptions
 from divebatch.runs.store import RunStore
-from divebatch.training.trainer import TIMING_FIELDS
 from tests.helpers.gates import HELD, release, releasing_every_run, wait_for
+from tests.helpers.records import comparable
 
 BASE = {"problem": "least_squares", "n_samples": 320, "dim": 8, "epochs": 3,
         "batch_size": 16, **sweeps.SWEEP_DEFAULTS}
@@ -53,14 +53,10 @@ def on_ray() -> RayBackend:
     return RayBackend(RayOptions())
 
 
-def untimed(records: list[dict]) -> list[dict]:
-    return [{k: v for k, v in r.items() if k not in TIMING_FIELDS} for r in records]
-
-
 def outcome(store: RunStore, sweep: sweeps.SweepSpec) -> list[tuple]:
     """Per planned run: status, config and records without timing fields."""
     matched = sweeps.match_runs(store, sweep.group, sweep.plan())
-    return [(run["status"], run["config"], untimed(store.records(run["id"])))
+    return [(run["status"], run["config"], comparable(store.records(run["id"])))
             for run in matched]
 
 

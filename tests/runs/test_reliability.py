@@ -12,14 +12,14 @@ import time
 
 import pytest
 
-from conftest import ROOT, cli_in_process, run_cli
+from tests.helpers.cli import ROOT, cli_in_process
 from divebatch.training import checkpoint
 from divebatch import cli
 from divebatch.runs import jobs, processes
 from divebatch.config import RunConfig
 from divebatch.runs.store import RunStore
 from divebatch.training.trainer import train
-from test_resume import comparable
+from tests.helpers.records import comparable
 from tests.helpers.gates import HELD, release
 
 # ~200 short epochs: a kill 0-0.6 s after a worker's first record lands mid-epoch, in a

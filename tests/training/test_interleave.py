@@ -5,15 +5,12 @@ import pytest
 from divebatch.config import RunConfig
 from divebatch.training.controls import LocalControl
 from divebatch.training.interleave import interleave
-from divebatch.training.trainer import TIMING_FIELDS, Trainer, train
+from divebatch.training.trainer import Trainer, train
+from tests.helpers.records import comparable
 
 TINY = RunConfig(problem="least_squares", n_samples=64, dim=4, epochs=3, batch_size=4,
                  max_batch_size=32, lr=0.05, seed=5, progress_every=60.0)
 METHODS = ("divebatch", "sgd", "adabatch")
-
-
-def comparable(records):
-    return [{k: v for k, v in r.to_dict().items() if k not in TIMING_FIELDS} for r in records]
 
 
 def trainer(method: str, order: list, control=None, **changes) -> Trainer:
