@@ -22,7 +22,8 @@ the dashboard: Streamlit's own cost per update, what sending the charts adds, an
 reading and building them adds; and each server's CPU per second before any viewer came.
 
 Reported per N: how many viewers loaded (and the slowest), the gaps between each viewer's
-updates (median, 95th percentile, worst), and the server process's CPU seconds (from /proc) per viewer update.
+updates (median, 95th percentile, worst), and the server process's CPU seconds (from /proc)
+per viewer update.
 Targets (issue #18): at most 0.02 CPU-s per viewer update, and every viewer loads and sees an
 update at least every 2 s.
 """

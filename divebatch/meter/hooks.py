@@ -45,9 +45,9 @@ class SqNormHooks:
     A hook on ``model`` itself records the batch size and inputs of each call: a layer whose
     output does not have the batch as its first dimension is refused, except an ``nn.Embedding``
     on positions (consecutive indices made inside the forward, with fewer dimensions than the
-    model's input or a first dimension of 1), whose output is expanded over the batch so that each sample's
-    share of its gradient arrives separately. A parameter held by several modules (tied
-    weights) is measured by ``divebatch.meter.shared_params``.
+    model's input or a first dimension of 1), whose output is expanded over the batch so that
+    each sample's share of its gradient arrives separately. A parameter held by several modules
+    (tied weights) is measured by ``divebatch.meter.shared_params``.
 
     ``fuse``: layers with a fused rule (``FUSED_RULES``) whose call it suits have their weight
     frozen during that forward call; their rule then writes the weight's batch gradient into
