@@ -14,6 +14,7 @@ from tests.helpers.cli import ROOT, run_cli
 from divebatch import cli
 from divebatch.training import checkpoint
 from divebatch.runs import sweeps
+from divebatch.runs import ray_backend
 from divebatch.runs.ray_backend import RayBackend, RayOptions
 from divebatch.runs.store import RunStore
 from tests.helpers.gates import HELD, release, releasing_every_run, wait_for
@@ -70,6 +71,22 @@ def test_ray_sweep_stores_the_same_runs_as_the_local_backend(tmp_path):
     run = on_cluster.list_runs()[0]
     assert run["info"]["backend"] == "ray" and run["info"]["n_train"] == 256
     assert run["worker_pid"] is None and run["group"] == sweep.group
+
+
+def test_the_driver_submits_no_more_tasks_than_the_cluster_trains_at_once(tmp_path,
+                                                                          monkeypatch):
+    assert [ray_backend.slots(RayOptions(cpus_per_run=cpus)) for cpus in (1, 0.5, 2, 3)] == \
+        [2, 4, 1, 1]  # the cluster has 2 CPUs
+    in_flight = []
+    submit = ray_backend.Driver.submit
+
+    def counted_submit(driver, run_id):
+        in_flight.append(len(driver.refs) + 1)
+        submit(driver, run_id)
+    monkeypatch.setattr(ray_backend.Driver, "submit", counted_submit)
+    assert sweeps.run_here(RunStore(tmp_path / "runs.db"), spec(seeds=(0,)),
+                           backend=on_ray()) == 5
+    assert len(in_flight) == 5 and max(in_flight) == 2  # each next task to a warm worker
 
 
 def in_background(work, store, group: str) -> threading.Thread:
