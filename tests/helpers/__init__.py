@@ -1,3 +1,4 @@
-"""What several test modules share: subprocess and in-process CLI calls, gated runs, the
-per-sample gradient oracles and files in the real dataset formats. Imported as
-`tests.helpers.<module>` (pytest.ini puts the repository root on sys.path)."""
+"""What several test modules share: subprocess and in-process CLI calls (cli), runs held until
+the test releases them (gates), files in the real dataset formats (dataset_files) and records
+compared without their timings (records). Imported as `tests.helpers.<module>` (pytest.ini
+puts the repository root on sys.path)."""
