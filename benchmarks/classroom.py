@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks import protocol_viewers  # noqa: E402
 from benchmarks.dashboard import LAST_UPDATE, METHODS, N_TRAIN, synthetic_records  # noqa: E402
-from benchmarks.serve import dashboard_server, launch_chromium, server_pid  # noqa: E402
+from tests.helpers.serve import dashboard_server, launch_chromium, server_pid  # noqa: E402
 from divebatch.runs.store import RunStore  # noqa: E402
 
 LIVE_EPOCHS, EPOCH_EVERY_S, WATCH_S = 600, 1.0, 30.0

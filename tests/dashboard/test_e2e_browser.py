@@ -17,11 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.gates import stop_runs_and_wait
-from benchmarks.serve import (CHROMIUM, FIRST_POINT, dashboard_server, launch_chromium,
-                              server_pid)
 from divebatch.runs.store import RunStore
-from tests.helpers.gates import HELD
+from tests.helpers.gates import HELD, stop_runs_and_wait
+from tests.helpers.serve import (CHROMIUM, FIRST_POINT, dashboard_server, launch_chromium,
+                                 server_pid)
 
 pytestmark = pytest.mark.browser
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -211,7 +210,8 @@ def test_warm_start_step_by_step_pause_pace_and_delete_one(server, page):
         picker.click()
         page.get_by_role("option", name=re.compile(rf"^#{run_id} ")).click()
     page.keyboard.press("Escape")
-    page.get_by_text("different problems").wait_for(timeout=WAIT_MS)
+    page.get_by_test_id("stAlertContentWarning").get_by_text("different problems").wait_for(
+        timeout=WAIT_MS)
     page.get_by_text(f"Yes, delete run #{run['id']}").click()
     page.get_by_role("button", name="Delete").click()
     page.get_by_text(f"Deleted run #{run['id']} and its records.").wait_for(timeout=WAIT_MS)
