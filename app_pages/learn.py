@@ -91,10 +91,10 @@ st.markdown(
 # --- 2. closer to the optimum
 st.header("2. Closer to the optimum, more diverse")
 st.markdown(
-    "Follow gradient descent from w (the dotted grey path above). The sum Σgᵢ shrinks towards zero at "
-    "the optimum w*, while the individual gᵢ do not (the samples do not all fit exactly), so "
-    "Δ and the batch-size bound grow as training converges. That is why DiveBatch starts "
-    "small and grows.")
+    "Follow gradient descent from w (the dotted grey path above). The sum Σgᵢ shrinks towards "
+    "zero at the optimum w*, while the individual gᵢ do not (the samples do not all fit "
+    "exactly), so Δ and the batch-size bound grow as training converges. That is why "
+    "DiveBatch starts small and grows.")
 st.plotly_chart(learn_plots.diversity_along_path(along), key="learn_path_chart",
                 width="stretch")
 

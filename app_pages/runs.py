@@ -114,7 +114,8 @@ for kind, note in st.session_state.pop("runs_resume_notes", []):
 
 if selected:
     with st.container(border=True):
-        export_id = st.selectbox("Run to resume, delete or export" if roles.can_change() else "Run to export",
+        export_id = st.selectbox("Run to resume, delete or export" if roles.can_change()
+                                 else "Run to export",
                                  [run["id"] for run in selected], key="runs_export_run",
                                  format_func=lambda i: run_label(by_id[i]))
         chosen = by_id[export_id]

@@ -22,7 +22,8 @@ the dashboard: Streamlit's own cost per update, what sending the charts adds, an
 reading and building them adds; and each server's CPU per second before any viewer came.
 
 Reported per N: how many viewers loaded (and the slowest), the gaps between each viewer's
-updates (median, 95th percentile, worst), and the server process's CPU seconds (from /proc) per viewer update.
+updates (median, 95th percentile, worst), and the server process's CPU seconds (from /proc)
+per viewer update.
 Targets (issue #18): at most 0.02 CPU-s per viewer update, and every viewer loads and sees an
 update at least every 2 s.
 """
@@ -46,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks import protocol_viewers  # noqa: E402
 from benchmarks.dashboard import LAST_UPDATE, METHODS, N_TRAIN, synthetic_records  # noqa: E402
-from benchmarks.serve import dashboard_server, launch_chromium, server_pid  # noqa: E402
+from tests.helpers.serve import dashboard_server, launch_chromium, server_pid  # noqa: E402
 from divebatch.runs.store import RunStore  # noqa: E402
 
 LIVE_EPOCHS, EPOCH_EVERY_S, WATCH_S = 600, 1.0, 30.0

@@ -48,7 +48,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.serve import FIRST_POINT, dashboard_server, launch_chromium  # noqa: E402
+from tests.helpers.serve import FIRST_POINT, dashboard_server, launch_chromium  # noqa: E402
 from divebatch.runs.store import RunStore  # noqa: E402
 
 N_RUNS, N_EPOCHS, N_TRAIN = 100, 200, 8000

@@ -1,6 +1,7 @@
 """How often must DiversityMeter measure? Epoch time and Delta_hat error against sample_every.
 
-The digits CNN of ``divebatch.models.registry`` (three 3x3 conv + GroupNorm blocks and a linear head)
+The digits CNN of ``divebatch.models.registry`` (three 3x3 conv + GroupNorm blocks and a linear
+head)
 trains with SGD on sklearn's 8x8 digits (1437 training images) at several batch sizes.
 
 Accuracy: one training run per seed and batch size carries one meter per candidate k

@@ -7,7 +7,8 @@ target and speed-up over SGD at B0, plus the checks the presets were chosen by.
 
 Each seed's race is judged on its own (its common target: the lowest best accuracy among its
 four runs minus 1 point). The chart-only diversity probe is off here: it is excluded from
-training time anyway (tests/training/test_trainer.py), so the table equals what the Lab's race measures.
+training time anyway (tests/training/test_trainer.py), so the table equals what the Lab's race
+measures.
 Prints a markdown table and the checks; --json keeps every run's records.
 """
 

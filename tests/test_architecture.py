@@ -19,7 +19,8 @@ MODULES = {module_name(path): path for path in sorted(PACKAGE.rglob("*.py"))}
 
 def imported_names(path: Path) -> set[str]:
     """Every dotted name an import statement of `path` reaches (relative imports resolved)."""
-    package = module_name(path) if path.name == "__init__.py" else module_name(path).rpartition(".")[0]
+    package = (module_name(path) if path.name == "__init__.py"
+               else module_name(path).rpartition(".")[0])
     names = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):

@@ -12,9 +12,9 @@ from divebatch.links import config_from_query, config_to_query, read_query
 from divebatch.presets import (IMAGE_PROBLEMS, PRESETS, SYNTHETIC_PROBLEMS, paper_config,
                                presets_for, race_configs, race_sorted, variant_of,
                                variant_uses, with_variant)
-from test_images import make_cifar10_binary
+from tests.helpers.dataset_files import make_cifar10_binary
 
-from conftest import cli_in_process
+from tests.helpers.cli import cli_in_process
 
 
 @pytest.mark.parametrize("key", sorted(PRESETS))

@@ -4,13 +4,9 @@ opening the store, plain-text tables."""
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
-import io
 import json
 import math
-import os
-import sys
 
 from divebatch.config import RunConfig, allowed_range, config_fields, short_repr
 

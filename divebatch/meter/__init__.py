@@ -1,1 +1,2 @@
-"""meter: per-sample gradient norms and gradient diversity (the meter, its hooks, one rule module per layer family)."""
+"""meter: per-sample gradient norms and gradient diversity (the meter, its hooks, one rule
+module per layer family)."""

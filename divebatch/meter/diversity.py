@@ -150,7 +150,8 @@ class DiversityMeter:
     accumulated ``param.grad``, and S sums the norms of every pass. Several processes
     (DistributedDataParallel): each runs ``samples`` of the batch, ``param.grad`` must be the
     gradient of the whole batch's loss (DDP summing, not averaging, the processes' gradients,
-    see ``divebatch.training.distributed``), and ``reduce`` sums S over processes in ``diversity()``.
+    see ``divebatch.training.distributed``), and ``reduce`` sums S over processes in
+    ``diversity()``.
     BatchNorm in training mode raises ``ValueError`` unless ``allow_batchnorm=True``, which makes
     the estimate approximate (``approximate`` becomes True; see the module docstring). The
     first measured batch also checks that the layers' calls explain ``param.grad`` (the module

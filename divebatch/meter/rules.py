@@ -62,9 +62,9 @@ def _layer_input(layer: nn.Module, args: tuple, kwargs: dict, output: Tensor) ->
 
 # A capture runs in the forward hook with the call's arguments (bound to the forward's
 # signature: positional where they can be) and returns what the rule will need (by default the
-# layer input); it raises UnsupportedCall for a call it cannot measure. A rule maps (layer, what its capture kept, gradient of the loss w.r.t. the layer
-# output) to the squared norm, per sample, of the gradient w.r.t. the layer's trainable direct
-# parameters: (N,).
+# layer input); it raises UnsupportedCall for a call it cannot measure. A rule maps (layer,
+# what its capture kept, gradient of the loss w.r.t. the layer output) to the squared norm,
+# per sample, of the gradient w.r.t. the layer's trainable direct parameters: (N,).
 Capture = Callable[[nn.Module, tuple, dict, Tensor], object]
 Rule = Callable[[nn.Module, object, Tensor], Tensor]
 RULES: dict[type[nn.Module], tuple[Capture, Rule]] = {}

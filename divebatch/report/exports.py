@@ -1,4 +1,5 @@
-"""A run's epoch records as CSV or JSON documents (the CLI's `export`, the Runs page's downloads)."""
+"""A run's epoch records as CSV or JSON documents (the CLI's `export`, the Runs page's
+downloads)."""
 
 from __future__ import annotations
 

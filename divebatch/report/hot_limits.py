@@ -7,7 +7,8 @@ only moves the batch size at the next resize, at the end of epochs R, 2R, ...
 ...         "resize_every": 4}
 >>> for line in hot_change_limits({"method": "divebatch"}, [last]): print(line)
 The batch is already at B_max = 64: a larger delta cannot grow it until B_max is raised.
-The next resize is at the end of epoch 8, 3 epochs away: delta and B_max act on the batch size only then.
+The next resize is at the end of epoch 8, 3 epochs away: delta and B_max act on the batch size
+only then.
 """
 
 from __future__ import annotations

@@ -8,8 +8,9 @@ import platform
 from pathlib import Path
 
 from divebatch.runs import sweeps
-from divebatch.runs.reproduce import (BENCHMARKS, METHODS, PAPER, PAPER_BASELINE, ReproResults, curves_records,
-                        explanation, finding_line, findings, paper_change, paper_speedup)
+from divebatch.runs.reproduce import (BENCHMARKS, METHODS, PAPER, PAPER_BASELINE, ReproResults,
+                                      curves_records, explanation, finding_line, findings,
+                                      paper_change, paper_speedup)
 
 
 # --- tables

@@ -1,7 +1,7 @@
 """Plotly figures for sweeps and the reproduction: heatmaps, curves, speed-up bars.
 
-Built from the plain rows of divebatch.runs.sweeps / divebatch.runs.reproduce; no numerics here beyond
-arranging those rows on axes.
+Built from the plain rows of divebatch.runs.sweeps / divebatch.runs.reproduce; no numerics here
+beyond arranging those rows on axes.
 """
 
 from __future__ import annotations
@@ -174,7 +174,8 @@ def method_bars(result, value: str) -> go.Figure:
                                 error_y={"type": "data", "array": errors, "visible": True}))
     reference = 1.0 if value == "speedup" else 0.0
     figure.add_trace(go.Scatter(x=[names[0], names[-1]], y=[reference, reference], mode="lines",
-                                line={"dash": "dot", "color": "gray"}, name="SGD, small batch (reference)"))
+                                line={"dash": "dot", "color": "gray"},
+                                name="SGD, small batch (reference)"))
     title = ("speed-up over SGD at the small batch (time to own-1pt, x, log scale)"
              if value == "speedup" else "final accuracy minus SGD's at the small batch (points)")
     figure.update_layout(title=title, barmode="group", height=460,

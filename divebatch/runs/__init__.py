@@ -1,1 +1,2 @@
-"""runs: the run store, background workers, sweeps, the paper reproduction, the Ray backend and run metrics."""
+"""runs: the run store, background workers, sweeps, the paper reproduction, the Ray backend and
+run metrics."""

@@ -8,10 +8,13 @@ to the real store in order. Workers on other machines never open the SQLite file
 
 Runs are claimed in the store (status running, worker pid = the driver's) before their
 tasks are submitted, so local dispatchers leave them alone and `jobs.reap` marks them
-interrupted if the driver dies. A task lost with its worker or node is marked interrupted
-and retried once, from its checkpoint when the driver can see it (one machine, or a file
-system shared at the same path); Stop cancels tasks that have not started and asks running
-ones to stop, cancelling them after `STOP_GRACE_S`.
+interrupted if the driver dies. The driver submits no more tasks than the cluster trains at
+once (`slots`), so each task goes to a worker process that has just finished one, with torch
+and divebatch already imported; a pending task would make Ray start a fresh worker that
+imports them again (seconds per run). A task lost with its worker or node is marked
+interrupted and retried once, from its checkpoint when the driver can see it (one machine,
+or a file system shared at the same path); Stop ends runs not yet submitted, cancels tasks
+that have not started and asks running ones to stop, cancelling them after `STOP_GRACE_S`.
 """
 
 from __future__ import annotations
@@ -113,6 +116,15 @@ def session(options: RayOptions):
         ray.shutdown()
 
 
+def slots(options: RayOptions) -> int:
+    """How many runs the cluster trains at once: its CPUs (and GPUs) over one run's."""
+    total = import_ray().cluster_resources()
+    fits = [total.get("CPU", 0.0) / options.cpus_per_run]
+    if options.gpus_per_run:
+        fits.append(total.get("GPU", 0.0) / options.gpus_per_run)
+    return max(1, int(min(fits)))
+
+
 def check_fits(options: RayOptions, configs) -> None:
     """RayBackendError if a run needs more than the largest node has, or several processes."""
     for config in configs:
@@ -154,6 +166,8 @@ class Driver:
         self.task = ray.remote(max_retries=0)(train_task).options(
             num_cpus=options.cpus_per_run, num_gpus=options.gpus_per_run)
         self.refs: dict[int, object] = {}      # run id -> the ObjectRef of its task
+        self.waiting: list[int] = []           # claimed runs not yet submitted, in order
+        self.slots = slots(options)            # tasks in flight at most
         self.started: set[int] = set()         # runs whose task has begun training
         self.retried: set[int] = set()
         self.stop_asked: dict[int, float] = {}  # run id -> when stop was forwarded
@@ -162,7 +176,7 @@ class Driver:
         """Train `run_ids` (claimed runs) to their ends; Ctrl-C stops them all, records kept."""
         for run_id in run_ids:
             self.store.mark_running(run_id, os.getpid())
-            self.submit(run_id)
+        self.waiting = list(run_ids)
         try:
             self.loop(on_done)
         except KeyboardInterrupt:
@@ -177,18 +191,20 @@ class Driver:
 
     def loop(self, on_done) -> None:
         next_controls = 0.0
-        while self.refs:
+        while self.refs or self.waiting:
+            while self.waiting and len(self.refs) < self.slots:
+                self.submit(self.waiting.pop(0))
             ready, _ = self.ray.wait(list(self.refs.values()), num_returns=len(self.refs),
                                      timeout=POLL_S)
             self.apply_reports()
+            settled = []
             if time.monotonic() >= next_controls:
-                self.forward_controls()
+                settled += self.forward_controls()
                 next_controls = time.monotonic() + CONTROL_POLL_S
             by_ref = {ref: run_id for run_id, ref in self.refs.items()}
-            for ref in ready:
-                run_id = by_ref[ref]
-                if self.finish(run_id, ref) and on_done:
-                    on_done(run_id)
+            settled += [by_ref[ref] for ref in ready if self.finish(by_ref[ref], ref)]
+            for run_id in settled if on_done else ():
+                on_done(run_id)
 
     def apply_reports(self) -> None:
         for run_id, method, args, kwargs in self.ray.get(self.mailbox.drain.remote()):
@@ -198,13 +214,19 @@ class Driver:
             elif method in RELAYED_WRITES:
                 getattr(self.store, method)(run_id, *args, **kwargs)
 
-    def forward_controls(self) -> None:
-        """Stop / set requests from the store to the tasks; overdue stops become cancels."""
-        for run_id, ref in self.refs.items():
+    def forward_controls(self) -> list[int]:
+        """Stop / set requests from the store to the tasks (the mailbox keeps those of runs
+        not yet submitted); overdue stops become cancels. A stop ends a run not yet
+        submitted here: returns the ids of those runs."""
+        stopped = []
+        for run_id in [*self.waiting, *self.refs]:
             for control in self.store.take_controls(run_id):
+                if control["kind"] == "stop" and run_id in self.waiting:
+                    stopped.append(run_id)
+                    break
                 if control["kind"] == "stop" and run_id not in self.started:
                     # force: an interrupt could land mid-import and spoil a reused worker
-                    self.ray.cancel(ref, force=True)
+                    self.ray.cancel(self.refs[run_id], force=True)
                     continue
                 if control["kind"] == "stop":
                     self.stop_asked.setdefault(run_id, time.monotonic())
@@ -212,7 +234,11 @@ class Driver:
                                                   "payload": control["payload"]})
             asked = self.stop_asked.get(run_id)
             if asked is not None and time.monotonic() - asked > STOP_GRACE_S:
-                self.ray.cancel(ref, force=True)
+                self.ray.cancel(self.refs[run_id], force=True)
+        for run_id in stopped:
+            self.waiting.remove(run_id)
+            self.end_if_running(run_id, "stopped", "cancelled before it started")
+        return stopped
 
     def finish(self, run_id: int, ref) -> bool:
         """Settle a task that ended; False when the run goes on (retried)."""
@@ -270,9 +296,10 @@ class Driver:
         for ref in self.refs.values():
             self.ray.cancel(ref, force=True)
         self.apply_reports()
-        for run_id in list(self.refs):
+        for run_id in [*self.refs, *self.waiting]:
             self.end_if_running(run_id, "stopped", reason)
         self.refs.clear()
+        self.waiting.clear()
 
 
 def drive(store, run_ids: list[int], options: RayOptions,

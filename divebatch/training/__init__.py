@@ -1,1 +1,2 @@
-"""training: one run's epoch loop (trainer), its checkpoints, multi-process training and pre-flight checks."""
+"""training: one run's epoch loop (trainer), its checkpoints, multi-process training and
+pre-flight checks."""

@@ -9,7 +9,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from conftest import run_cli
+from tests.helpers.cli import run_cli
 from divebatch import cli
 from divebatch.runs import jobs
 from divebatch.config import RunConfig, allowed_range, config_fields

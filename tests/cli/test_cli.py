@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, cli_in_process, run_cli
+from tests.helpers.cli import ROOT, cli_in_process, run_cli
 
 SMALL = ["--epochs", "3", "--n-samples", "400", "--dim", "8", "--quiet"]
 

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import stop_runs_and_wait
-from benchmarks.serve import (CHROMIUM, FIRST_POINT, dashboard_server, launch_chromium,
-                              server_pid)
 from divebatch.runs.store import RunStore
+from tests.helpers.gates import HELD, stop_runs_and_wait
+from tests.helpers.serve import (CHROMIUM, FIRST_POINT, dashboard_server, launch_chromium,
+                                 server_pid)
 
 pytestmark = pytest.mark.browser
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -183,7 +183,7 @@ def test_warm_start_step_by_step_pause_pace_and_delete_one(server, page):
     screenshot(page, "synthetic_lab_instructor_1280x720", height=720, width=1280,
                from_top=False)
 
-    from divebatch.runs.jobs import is_paused
+    from divebatch.runs.jobs import is_paused, request_pace
     wait_until(lambda: is_paused(store, run["id"]), "the pause after epoch 1")
     assert len(store.records(run["id"])) == 1
     page.reload()  # the buttons show the state of the last page run
@@ -198,10 +198,14 @@ def test_warm_start_step_by_step_pause_pace_and_delete_one(server, page):
     page.get_by_role("option", name=re.compile(r"^Slow")).click()
     wait_until(lambda: any(e["kind"] == "pace" for e in store.events(run["id"])),
                "the pace change")
+    # the test's gate: once resumed, the run waits out this pace, so Stop finds it unfinished
+    request_pace(store, run["id"], HELD)
     resume.click()
-    wait_until(lambda: len(store.records(run["id"])) >= 3, "the run to go on")
+    wait_until(lambda: [e["kind"] for e in store.events(run["id"])].count("resumed") == 2
+               and not is_paused(store, run["id"]), "the resume after epoch 2")
     page.locator(".st-key-syn_stop button").click()
     wait_until(lambda: store.get_run(run["id"])["status"] == "stopped", "the stop")
+    assert len(store.records(run["id"])) == 2
 
     other = store.create_run({"problem": "sine", "method": "sgd"}, status="completed")
     page.goto(f"{url}/runs?instructor=0")
@@ -211,7 +215,8 @@ def test_warm_start_step_by_step_pause_pace_and_delete_one(server, page):
         picker.click()
         page.get_by_role("option", name=re.compile(rf"^#{run_id} ")).click()
     page.keyboard.press("Escape")
-    page.get_by_text("different problems").first.wait_for(timeout=WAIT_MS)  # warning, verdict
+    page.get_by_test_id("stAlertContentWarning").get_by_text("different problems").wait_for(
+        timeout=WAIT_MS)
     page.get_by_text(f"Yes, delete run #{run['id']}").click()
     page.get_by_role("button", name="Delete").click()
     page.get_by_text(f"Deleted run #{run['id']} and its records.").wait_for(timeout=WAIT_MS)

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import stop_runs_and_wait
-from benchmarks.serve import CHROMIUM, FIRST_POINT, dashboard_server, launch_chromium
+from tests.helpers.gates import stop_runs_and_wait
+from tests.helpers.serve import CHROMIUM, FIRST_POINT, dashboard_server, launch_chromium
 from divebatch.runs.store import RunStore
 
 pytestmark = pytest.mark.browser

@@ -13,6 +13,8 @@ import torch
 from divebatch.runs import jobs, processes
 from divebatch.config import RunConfig
 from divebatch.runs.store import RunStore
+from tests.helpers.gates import HELD
+from tests.helpers.records import comparable
 
 
 @pytest.fixture
@@ -170,7 +172,7 @@ def test_a_warm_worker_takes_queued_runs_and_a_dead_one_is_replaced(
     wait_for(lambda: store.get_run(first)["status"] == "completed", 60, "the first run")
     assert len(store.records(first)) == 3
     assert store.get_run(first)["info"]["background"]
-    slow = jobs.submit(store, tiny.replace(epochs=5, pace_s=30.0))  # waits after epoch 1
+    slow = jobs.submit(store, tiny.replace(epochs=5, pace_s=HELD))  # held after epoch 1
     wait_for(lambda: store.records(slow), 60, "the slow run's first epoch")
     assert store.get_run(slow)["worker_pid"] == warm["pid"]  # the same warm process
     assert niceness(warm["pid"]) == max(os.nice(0), jobs.WORKER_NICENESS)  # below the server
@@ -196,11 +198,6 @@ def queue_race(store, configs=RACE_RUNS, group="race least_squares seed 5 12:00:
                              names=[""] * len(configs), group=group)
 
 
-def results_of(records):
-    from divebatch.training.trainer import TIMING_FIELDS
-    return [{k: v for k, v in record.items() if k not in TIMING_FIELDS} for record in records]
-
-
 def test_a_group_trains_each_run_as_it_would_train_alone(isolated_store):
     from divebatch.training.trainer import train
     store = RunStore(isolated_store)
@@ -211,7 +208,7 @@ def test_a_group_trains_each_run_as_it_would_train_alone(isolated_store):
         alone = [record.to_dict() for record in train(config).records]
         assert store.get_run(run_id)["status"] == "completed"
         assert store.get_run(run_id)["worker_pid"] is None  # cleared when it finished
-        assert results_of(store.records(run_id)) == results_of(alone)
+        assert comparable(store.records(run_id)) == comparable(alone)
 
 
 def test_an_error_in_one_run_of_a_group_fails_only_that_run(isolated_store, monkeypatch):
@@ -231,7 +228,8 @@ def test_an_error_in_one_run_of_a_group_fails_only_that_run(isolated_store, monk
     assert failed["status"] == "failed" and failed["error"] == "RuntimeError: lost the disk"
     assert len(store.records(bad)) == 1 and results[1] is None
     assert "Traceback" in store.events(bad)[-1]["payload"]["traceback"]
-    assert store.get_run(broken)["status"] == "failed" and "epochs" in store.get_run(broken)["error"]
+    assert store.get_run(broken)["status"] == "failed"
+    assert "epochs" in store.get_run(broken)["error"]
     for run_id in (run_ids[0], *run_ids[2:]):
         assert store.get_run(run_id)["status"] == "completed"
         assert len(store.records(run_id)) == 3
@@ -317,8 +315,8 @@ def test_a_warm_worker_interleaves_a_race_and_its_kill_interrupts_every_run(
         isolated_store, monkeypatch):
     import signal
     store, warm = one_ready_warm_worker(isolated_store, monkeypatch)
-    paced = [config.replace(epochs=5, pace_s=60.0) for config in RACE_RUNS]
-    run_ids = jobs.submit_race(store, paced)  # each waits after its first epoch
+    held = [config.replace(epochs=5, pace_s=HELD) for config in RACE_RUNS]
+    run_ids = jobs.submit_race(store, held)  # each waits after its first epoch until killed
     wait_for(lambda: all(store.records(run_id) for run_id in run_ids), 60, "first epochs")
     running = store.list_runs(status="running")
     assert {run["worker_pid"] for run in running} == {warm["pid"]}

@@ -1,5 +1,6 @@
 """The Ray backend on a two-CPU local cluster started here (no network): the same records as
-the local backend, Stop, re-runs, a lost worker retried from its checkpoint, and errors."""
+the local backend, Stop, re-runs, a lost worker retried from its checkpoint, and errors.
+Runs that a stop or a kill must find unfinished are held after each epoch (tests.helpers.gates)."""
 
 import os
 import signal
@@ -9,12 +10,15 @@ import time
 import pytest
 import ray  # scripts/test.sh installs the [ray] extra: these tests must run in CI, never skip
 
-from conftest import ROOT, run_cli
+from tests.helpers.cli import ROOT, run_cli
 from divebatch import cli
+from divebatch.training import checkpoint
 from divebatch.runs import sweeps
+from divebatch.runs import ray_backend
 from divebatch.runs.ray_backend import RayBackend, RayOptions
 from divebatch.runs.store import RunStore
-from divebatch.training.trainer import TIMING_FIELDS
+from tests.helpers.gates import HELD, release, releasing_every_run, wait_for
+from tests.helpers.records import comparable
 
 BASE = {"problem": "least_squares", "n_samples": 320, "dim": 8, "epochs": 3,
         "batch_size": 16, **sweeps.SWEEP_DEFAULTS}
@@ -50,14 +54,10 @@ def on_ray() -> RayBackend:
     return RayBackend(RayOptions())
 
 
-def untimed(records: list[dict]) -> list[dict]:
-    return [{k: v for k, v in r.items() if k not in TIMING_FIELDS} for r in records]
-
-
 def outcome(store: RunStore, sweep: sweeps.SweepSpec) -> list[tuple]:
     """Per planned run: status, config and records without timing fields."""
     matched = sweeps.match_runs(store, sweep.group, sweep.plan())
-    return [(run["status"], run["config"], untimed(store.records(run["id"])))
+    return [(run["status"], run["config"], comparable(store.records(run["id"])))
             for run in matched]
 
 
@@ -73,58 +73,107 @@ def test_ray_sweep_stores_the_same_runs_as_the_local_backend(tmp_path):
     assert run["worker_pid"] is None and run["group"] == sweep.group
 
 
+def test_the_driver_submits_no_more_tasks_than_the_cluster_trains_at_once(tmp_path,
+                                                                          monkeypatch):
+    assert [ray_backend.slots(RayOptions(cpus_per_run=cpus)) for cpus in (1, 0.5, 2, 3)] == \
+        [2, 4, 1, 1]  # the cluster has 2 CPUs
+    in_flight = []
+    submit = ray_backend.Driver.submit
+
+    def counted_submit(driver, run_id):
+        in_flight.append(len(driver.refs) + 1)
+        submit(driver, run_id)
+    monkeypatch.setattr(ray_backend.Driver, "submit", counted_submit)
+    assert sweeps.run_here(RunStore(tmp_path / "runs.db"), spec(seeds=(0,)),
+                           backend=on_ray()) == 5
+    assert len(in_flight) == 5 and max(in_flight) == 2  # each next task to a warm worker
+
+
+def in_background(work, store, group: str) -> threading.Thread:
+    """Run `work()` in a thread; if it fails, stop the group (its held runs would otherwise
+    wait forever) and keep the error for `settle`."""
+    def guarded():
+        try:
+            work()
+        except BaseException as error:  # noqa: BLE001 (re-raised by settle)
+            thread.error = error
+            sweeps.stop_group(store, group)
+    thread = threading.Thread(target=guarded, daemon=True)
+    thread.error = None
+    thread.start()
+    return thread
+
+
+def settle(thread: threading.Thread) -> None:
+    thread.join()
+    if thread.error:
+        raise thread.error
+
+
 def test_stop_keeps_finished_runs_and_a_rerun_trains_only_the_rest(tmp_path):
-    store = RunStore(tmp_path / "runs.db")  # runs long enough to be stopped while going
+    store = RunStore(tmp_path / "runs.db")  # every run is held after its first epoch
     sweep = spec(deltas=(0.1,), max_batch_sizes=(64,), seeds=(0, 1, 2),
-                 base={"epochs": 8, "n_samples": 2000})
-    finished = []
+                 base={"epochs": 2, "pace_s": HELD})
+    released, finished = [], []
+
+    def release_the_first_held_run():
+        run_id = wait_for(lambda: next((run["id"] for run in store.list_runs(status="running")
+                                        if store.records(run["id"])), None), "a first epoch")
+        release(store, run_id)
+        released.append(run_id)
 
     def stop_after_the_first(planned, run):
         finished.append(run["id"])
         if len(finished) == 1:
             sweeps.stop_group(store, sweep.group)
+    releaser = in_background(release_the_first_held_run, store, sweep.group)
     sweeps.run_here(store, sweep, on_run_done=stop_after_the_first, backend=on_ray())
+    settle(releaser)
     statuses = {run["id"]: run["status"] for run in store.list_runs()}
-    assert set(statuses.values()) == {"completed", "stopped"}
     kept = [run_id for run_id, status in statuses.items() if status == "completed"]
-    assert store.records(kept[0]) and len(store.records(kept[0])) == 8
+    assert kept == released == finished[:1]  # the others were held when the stop came
+    assert sorted(statuses.values()) == ["completed"] + ["stopped"] * (len(statuses) - 1)
+    assert len(store.records(kept[0])) == 2
 
-    rerun = sweeps.run_here(store, sweep, backend=on_ray())
-    assert rerun == len(statuses) - len(kept)
+    with releasing_every_run(store):
+        rerun = sweeps.run_here(store, sweep, backend=on_ray())
+    assert rerun == len(statuses) - 1
     matched = sweeps.match_runs(store, sweep.group, sweep.plan())
     assert all(run["status"] == "completed" for run in matched)
     assert set(kept) <= {run["id"] for run in matched}  # reused, not trained again
 
 
 def test_a_lost_worker_is_interrupted_then_resumed_from_its_checkpoint(tmp_path):
-    store = RunStore(tmp_path / "runs.db")
+    store = RunStore(tmp_path / "runs.db")  # held after epochs 1 and 2 until released
     sweep = spec(deltas=(0.1,), max_batch_sizes=(64,), seeds=(0,),
-                 base={"epochs": 12, "n_samples": 2000})
+                 base={"epochs": 3, "pace_s": HELD})
     killed = []
 
-    def kill_a_worker_after_its_second_epoch():
-        deadline = time.monotonic() + 120
-        while not killed and time.monotonic() < deadline:
-            for run in store.list_runs(status="running"):
-                # after epoch 2's record, epoch 1's checkpoint is surely written
-                if "ray_pid" in run["info"] and len(store.records(run["id"])) >= 2:
-                    os.kill(run["info"]["ray_pid"], signal.SIGKILL)
-                    killed.append(run["id"])
-                    break
-            time.sleep(0.02)
-    killer = threading.Thread(target=kill_a_worker_after_its_second_epoch)
-    killer.start()
+    def kill_a_held_worker_then_release_its_retry():
+        def held_with_a_checkpoint():  # written after epoch 1's record, before the wait
+            return next((run for run in store.list_runs(status="running")
+                         if "ray_pid" in run["info"] and checkpoint.run_checkpoint_path(
+                             store.path, run["id"]).exists()), None)
+        run = wait_for(held_with_a_checkpoint, "a held run with its checkpoint")
+        os.kill(run["info"]["ray_pid"], signal.SIGKILL)
+        killed.append(run["id"])
+        wait_for(lambda: any(e["kind"] == "resumed" for e in store.events(run["id"])),
+                 "the retry")  # requeued: controls sent before it would have been dropped
+        for each in store.list_runs(status="running"):
+            release(store, each["id"])
+    killer = in_background(kill_a_held_worker_then_release_its_retry, store, sweep.group)
     sweeps.run_here(store, sweep, backend=on_ray())
-    killer.join()
+    settle(killer)
 
-    assert killed, "no worker was running long enough to be killed"
     kinds = [event["kind"] for event in store.events(killed[0])
              if event["kind"] in ("interrupted", "resumed")]  # not DiveBatch's resizes
-    assert kinds[:2] == ["interrupted", "resumed"]
+    assert kinds == ["interrupted", "resumed"]
     resumed = next(e for e in store.events(killed[0]) if e["kind"] == "resumed")
-    assert resumed["epoch"] is not None  # continued from its checkpoint, not from scratch
+    assert resumed["epoch"] == 1  # continued from its checkpoint, not from scratch
+    assert all(run["status"] == "completed" for run in store.list_runs())
     here = RunStore(tmp_path / "local.db")
-    sweeps.run_here(here, sweep)
+    with releasing_every_run(here):
+        sweeps.run_here(here, sweep)
     assert outcome(store, sweep) == outcome(here, sweep)  # the checkpoint kept every RNG
 
 

@@ -12,19 +12,22 @@ import time
 
 import pytest
 
-from conftest import ROOT, cli_in_process, run_cli
+from tests.helpers.cli import ROOT, cli_in_process
 from divebatch.training import checkpoint
 from divebatch import cli
 from divebatch.runs import jobs, processes
 from divebatch.config import RunConfig
 from divebatch.runs.store import RunStore
 from divebatch.training.trainer import train
-from test_resume import comparable
+from tests.helpers.records import comparable
+from tests.helpers.gates import HELD, release
 
 # ~200 short epochs: a kill 0-0.6 s after a worker's first record lands mid-epoch, in a
-# record write or in a checkpoint write, long before the run would end.
+# record write or in a checkpoint write, long before the run would end; whatever the speed of
+# the machine, a worker is killed by KILL_WITHIN_EPOCHS epochs past the point it waits for.
 KILL_CONFIG = RunConfig(problem="least_squares", n_samples=300, dim=8, epochs=200,
                         batch_size=8, max_batch_size=64, method="divebatch", progress_every=0.1)
+KILL_WITHIN_EPOCHS = 20
 DEADLINE_S = 150.0
 
 
@@ -44,26 +47,31 @@ def last_epoch(store, run_id) -> int:
 def kill_at_random_points(store, workers: dict, rng: random.Random, *, early_share: float,
                           after: dict | None = None) -> list[int]:
     """SIGKILL each worker {run_id: pid} at a random moment: `early_share` of them 0-4 s
-    after the start (starting up, loading, first epoch), the others 0-0.6 s after their
-    first record past epoch `after[run_id]`. Returns the run ids actually killed."""
+    after the start (starting up, loading, first epoch) but before their first record, the
+    others 0-0.6 s after their first record past epoch `after[run_id]` but within
+    KILL_WITHIN_EPOCHS epochs of it. Returns the run ids killed: every one of them, since no
+    worker can reach the end of its run before its kill."""
     after = after or {}
     started = time.monotonic()
     plan = {run_id: rng.random() < early_share for run_id in workers}
     kill_at: dict[int, float] = {}
+    kill_by_epoch = {run_id: 1 if plan[run_id] else after.get(run_id, 0) + KILL_WITHIN_EPOCHS
+                     for run_id in workers}
     pending, killed = dict(workers), []
     while pending:
         assert time.monotonic() - started < DEADLINE_S, "workers did not start"
         now = time.monotonic()
         for run_id, pid in list(pending.items()):
+            epoch = last_epoch(store, run_id)
             if run_id not in kill_at:
                 if plan[run_id]:
                     kill_at[run_id] = started + rng.uniform(0.0, 4.0)
-                elif last_epoch(store, run_id) > after.get(run_id, 0):
+                elif epoch > after.get(run_id, 0):
                     kill_at[run_id] = now + rng.uniform(0.0, 0.6)
-            elif now >= kill_at[run_id]:
-                if store.get_run(run_id)["status"] == "running":
-                    os.kill(pid, signal.SIGKILL)
-                    killed.append(run_id)
+            if run_id in kill_at and (now >= kill_at[run_id] or epoch >= kill_by_epoch[run_id]):
+                assert store.get_run(run_id)["status"] == "running"
+                os.kill(pid, signal.SIGKILL)
+                killed.append(run_id)
                 del pending[run_id]
         time.sleep(0.005)
     return killed
@@ -173,7 +181,7 @@ PARENT = textwrap.dedent("""
     from divebatch.runs.store import RunStore
     store = RunStore(sys.argv[1])
     config = RunConfig(problem="least_squares", n_samples=300, dim=8, epochs=60,
-                       batch_size=16, method="sgd")
+                       batch_size=16, method="sgd", pace_s=float(sys.argv[2]))
     print(jobs.submit(store, config), flush=True)
     time.sleep(600)  # the "dashboard" keeps serving until it is killed
 """)
@@ -181,14 +189,17 @@ PARENT = textwrap.dedent("""
 
 def test_killing_the_dashboard_leaves_its_runs_going(isolated_store):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "DIVEBATCH_MAX_WORKERS": "1"}
-    parent = subprocess.Popen([sys.executable, "-c", PARENT, str(isolated_store)], env=env,
-                              stdout=subprocess.PIPE, text=True, start_new_session=True)
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, str(isolated_store), str(HELD)],
+                              env=env, stdout=subprocess.PIPE, text=True,
+                              start_new_session=True)
     run_id = int(parent.stdout.readline())
     store = RunStore(isolated_store)
     worker = wait_until(lambda: store.get_run(run_id)["worker_pid"], 30.0, "the worker")
+    wait_until(lambda: store.records(run_id), 60.0, "the first epoch (then held)")
     os.killpg(parent.pid, signal.SIGKILL)  # the dashboard and its whole process group
     parent.wait()
     assert processes.pid_alive(worker)
+    release(store, run_id)
     wait_until(lambda: store.get_run(run_id)["status"] != "running", 60.0,
                "the run to end", poll=0.1)
     assert store.get_run(run_id)["status"] == "completed"

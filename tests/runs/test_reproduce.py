@@ -4,7 +4,7 @@ import doctest
 
 import pytest
 
-from conftest import cli_in_process
+from tests.helpers.cli import cli_in_process
 from divebatch.runs import reproduce
 from divebatch.runs.store import RunStore
 

@@ -321,7 +321,8 @@ def test_controls_are_taken_once_oldest_first(store):
 
 def test_unknown_control_kind_is_rejected(store):
     run_id = store.create_run({})
-    with pytest.raises(ValueError, match=r"kind should be one of stop, set, .*, but got kind=.explode."):
+    with pytest.raises(ValueError,
+                       match=r"kind should be one of stop, set, .*, but got kind=.explode."):
         store.send_control(run_id, "explode")
 
 

@@ -12,7 +12,7 @@ from divebatch.training import trainer as trainer_module
 from divebatch.config import RunConfig
 from divebatch.device_options import make_optimizer, to_device
 from divebatch.training.trainer import Trainer, train
-from test_images import make_cifar10_python
+from tests.helpers.dataset_files import make_cifar10_python
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 HOST_READS = ("item", "tolist", "__bool__", "__float__", "__int__", "__index__", "nonzero")

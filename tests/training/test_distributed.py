@@ -13,7 +13,7 @@ import time
 import pytest
 import torch
 
-from conftest import ROOT, run_cli
+from tests.helpers.cli import ROOT, run_cli
 from divebatch.runs import jobs
 from divebatch.config import RunConfig
 from divebatch.training.distributed import Distributed

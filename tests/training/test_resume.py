@@ -7,24 +7,18 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from conftest import cli_in_process
+from tests.helpers.cli import cli_in_process
 from divebatch.training import checkpoint
 from divebatch.runs import jobs
 from divebatch.config import RunConfig
 from divebatch.runs.store import RunStore
 from divebatch.training.controls import LocalControl
 from divebatch.training.trainer import Trainer, train
-from divebatch.training.trainer import TIMING_FIELDS
-from test_images import make_cifar10_binary
+from tests.helpers.dataset_files import make_cifar10_binary
+from tests.helpers.records import comparable
 
 TINY = dict(problem="least_squares", n_samples=300, dim=8, epochs=7, batch_size=4,
             max_batch_size=64, resize_every=2)
-
-
-def comparable(records):
-    """Records without their timings, as dicts (EpochRecords or stored rows)."""
-    rows = [r if isinstance(r, dict) else r.to_dict() for r in records]
-    return [{k: v for k, v in row.items() if k not in TIMING_FIELDS} for row in rows]
 
 
 def hot_change_at(epoch, control, **hot):

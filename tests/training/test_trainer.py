@@ -8,15 +8,10 @@ from divebatch.config import RunConfig
 from divebatch.training.probe import DiversityProbe
 from divebatch.training.controls import LocalControl
 from divebatch.training.trainer import Trainer, train
+from tests.helpers.records import comparable
 
 TINY = dict(problem="least_squares", n_samples=600, dim=10, epochs=4, batch_size=16,
             max_batch_size=256, lr=0.05)
-
-
-def comparable(records):
-    return [{k: v for k, v in r.to_dict().items()
-             if k not in ("train_time", "wall_time", "step_ms", "instrument_time")}
-            for r in records]
 
 
 def test_records_are_cumulative_and_consistent():

@@ -14,7 +14,7 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the repository
 CHROMIUM = "/usr/bin/chromium"
 # In the browser: some chart shows a finite point. plotly.js's decoded traces (_fullData):
 # the figures send numpy arrays base64-encoded, so the raw `e.data` holds {dtype, bdata}, not
