@@ -63,9 +63,8 @@ def frame_epochs(last_epoch: int, max_frames: int = MAX_FRAMES) -> list[int]:
     return np.unique(np.linspace(1, last_epoch, max_frames).round().astype(int)).tolist()
 
 
-def load_runs(store, run_ids: list[int]) -> list[RunData]:
-    """The stored runs, their records and events; AnimationError for an empty list or an
-    unknown id."""
+def stored_runs(store, run_ids: list[int]) -> list[dict]:
+    """The runs' store rows; AnimationError for an empty list or an unknown id."""
     if not run_ids:
         raise AnimationError("runs: pick at least one stored run to animate")
     runs = [store.get_run(run_id) for run_id in run_ids]
@@ -73,13 +72,20 @@ def load_runs(store, run_ids: list[int]) -> list[RunData]:
     if unknown:
         raise AnimationError(f"run_id should be the id of a stored run, but got "
                              f"run_id={', '.join(unknown)}")
+    return runs
+
+
+def load_runs(store, run_ids: list[int]) -> list[RunData]:
+    """The stored runs, their records and events (stored_runs' errors)."""
+    runs = stored_runs(store, run_ids)
     records = store.records_many(run_ids)
     return [RunData(run, records.get(run["id"], []), store.events(run["id"])) for run in runs]
 
 
-def check_race(runs: list[dict]) -> None:
+def check_race(runs: list[dict], last_epochs: list[int] | None = None) -> None:
     """AnimationError unless the runs (store rows) are one or more runs of one problem and
-    dataset: runs of different problems do not race."""
+    dataset (runs of different problems do not race) and, where their last recorded epochs
+    are given, one of them has an epoch to draw."""
     if not runs:
         raise AnimationError("runs: pick at least one stored run to animate")
     groups = verdicts.group_by_data(runs)
@@ -89,6 +95,10 @@ def check_race(runs: list[dict]) -> None:
                   for name, group in zip(verdicts.group_names(groups), groups)]
         raise AnimationError(f"runs should be of one problem and dataset to race, but got "
                              f"{' and '.join(listed)}")
+    if last_epochs is not None and max(last_epochs, default=0) < 1:
+        raise AnimationError("runs: no epoch recorded yet in "
+                             + ", ".join(f"#{run['id']}" for run in runs)
+                             + ": nothing to animate")
 
 
 def build_race(runs: list[RunData], options: ChartOptions | None = None,
@@ -96,12 +106,9 @@ def build_race(runs: list[RunData], options: ChartOptions | None = None,
     """Every frame's specs. The charts are the dashboard's grid of the finished race (a
     setting that never changed is a note instead, as on the dashboard), in the same order."""
     options = options or ChartOptions()
-    check_race([data.run for data in runs])
-    last_epoch = max((r["epoch"] for data in runs for r in data.records), default=0)
-    if last_epoch < 1:
-        raise AnimationError("runs: no epoch recorded yet in "
-                             + ", ".join(f"#{data.run['id']}" for data in runs)
-                             + ": nothing to animate")
+    last_epochs = [max((r["epoch"] for r in data.records), default=0) for data in runs]
+    check_race([data.run for data in runs], last_epochs)
+    last_epoch = max(last_epochs)
     final = figures.figure_specs(runs, options)
     names = sorted((name for name, spec in final.items() if not isinstance(spec, str)),
                    key=lambda name: name == "lr")[:CHARTS_SHOWN]  # lr last, as projected
