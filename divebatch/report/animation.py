@@ -39,11 +39,10 @@ class AnimationError(ValueError):
 
 @dataclass
 class Frame:
-    """What one frame draws: the plotly spec of each chart and of the legend, as the dashboard
-    would build them from the records up to `epoch`."""
+    """What one frame draws: the plotly spec of each chart, as the dashboard would build it
+    from the records up to `epoch`."""
     epoch: int
     charts: dict[str, dict]   # chart name -> plotly spec (figures.SPECS)
-    legend: dict              # figures.legend_spec
     title: str
     verdict: str = ""         # the last frame only
 
@@ -51,6 +50,7 @@ class Frame:
 @dataclass
 class Race:
     frames: list[Frame]
+    legend: dict              # figures.legend_spec of the finished race (every frame's)
     notes: list[str]          # settings that never changed ("Learning rate: 0.1 in every ...")
     last_epoch: int
 
@@ -118,7 +118,7 @@ def build_race(runs: list[RunData], options: ChartOptions | None = None,
     frames = [_frame(runs, epoch, last_epoch, names, options, title)
               for epoch in frame_epochs(last_epoch, max_frames)]
     frames[-1].verdict = race_verdict(runs)
-    return Race(frames, notes, last_epoch)
+    return Race(frames, figures.legend_spec(runs, options), notes, last_epoch)
 
 
 def _frame(runs: list[RunData], epoch: int, last_epoch: int, names: list[str],
@@ -127,7 +127,6 @@ def _frame(runs: list[RunData], epoch: int, last_epoch: int, names: list[str],
                      [e for e in data.events if (e.get("epoch") or 0) <= epoch])
              for data in runs]
     return Frame(epoch, {name: figures.SPECS[name](shown, options) for name in names},
-                 figures.legend_spec(shown, options),
                  f"{title} · epoch {epoch} of {last_epoch}")
 
 

@@ -9,8 +9,6 @@ charts instead of rescaling.
 
 from __future__ import annotations
 
-import textwrap
-
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -22,8 +20,8 @@ from PIL import Image
 WIDTH_PX, HEIGHT_PX, DPI = 1024, 640, 100  # 16:10; both sides multiples of 16 (H.264 blocks)
 DASHES = {"solid": "-", "dash": (0, (5, 3)), "dot": (0, (1, 2)), "dashdot": "-.",
           "longdash": (0, (9, 3))}
-CHARTS_TOP, CHARTS_BOTTOM = 0.80, 0.26  # figure fractions; the verdict sits below
-VERDICT_WRAP = 165                      # characters per line of the verdict
+CHARTS_BOTTOM = 0.26     # figure fraction; the verdict sits below
+CHART_TITLE_ROOM = 0.06  # figure fraction between the legend and the charts' frames
 
 
 def shown(text: str) -> str:
@@ -40,17 +38,20 @@ def points(px: float) -> float:
 class FrameImages:
     """The frames as RGB images, drawn one at a time while iterated; `last` is drawn first.
 
-    The charts' frames (titles, axes, ticks, grid) are the same in every frame: they are
-    drawn once, on the axis ranges of the finished race, and kept as a background; each
-    frame restores it and draws only its own lines, marks, title, legend and verdict
-    (matplotlib's blitting), which costs a tenth of drawing the whole figure."""
+    The legend and the charts' frames (titles, axes, ticks, grid) are the same in every
+    frame: they are drawn once, on the axis ranges of the finished race, and kept as a
+    background; each frame restores it and draws only its own lines, marks, title and
+    verdict (matplotlib's blitting), which costs a tenth of drawing the whole figure."""
 
     def __init__(self, race):
         self.race = race
         self.figure = Figure(figsize=(WIDTH_PX / DPI, HEIGHT_PX / DPI), dpi=DPI,
                              facecolor="white")
         self.canvas = FigureCanvasAgg(self.figure)
-        self.axes = _chart_axes(self.figure, race.frames[-1].charts)
+        legend = _legend(self.figure, race.legend)
+        legend_bottom = legend.get_window_extent(self.canvas.get_renderer()).y0 / HEIGHT_PX
+        self.axes = _chart_axes(self.figure, race.frames[-1].charts,
+                                top=legend_bottom - CHART_TITLE_ROOM)
         self.canvas.draw()
         self.background = self.canvas.copy_from_bbox(self.figure.bbox)
         self.last = self._draw(race.frames[-1])
@@ -71,7 +72,7 @@ class FrameImages:
         self.canvas.restore_region(self.background)
         figure = self.figure
         artists = [figure.text(0.01, 0.985, shown(frame.title), ha="left", va="top",
-                               fontsize=13, fontweight="bold"), _legend(figure, frame.legend)]
+                               fontsize=13, fontweight="bold")]
         for name, spec in frame.charts.items():
             artists += _chart_data(self.axes[name], spec)
         artists += _footer(figure, frame.verdict, self.race.notes)
@@ -82,10 +83,11 @@ class FrameImages:
         return Image.fromarray(rgba[..., :3].copy())
 
 
-def _chart_axes(figure: Figure, charts: dict[str, dict]) -> dict:
-    """An Axes per chart, two by two, titled and ranged as the finished race's charts."""
+def _chart_axes(figure: Figure, charts: dict[str, dict], top: float) -> dict:
+    """An Axes per chart, two by two below `top` (a figure fraction), titled and ranged as
+    the finished race's charts."""
     rows = (len(charts) + 1) // 2
-    grid = figure.add_gridspec(rows, 2, left=0.07, right=0.985, top=CHARTS_TOP,
+    grid = figure.add_gridspec(rows, 2, left=0.07, right=0.985, top=top,
                                bottom=CHARTS_BOTTOM, hspace=0.55, wspace=0.2)
     axes = {}
     for index, (name, spec) in enumerate(charts.items()):
@@ -177,9 +179,8 @@ def _annotation(ax, note: dict):
 def _footer(figure: Figure, verdict: str, notes: list[str]) -> list:
     """The verdict (last frame), else the settings that never changed, under the charts."""
     if verdict:
-        text = "\n".join(textwrap.wrap("Verdict: " + shown(verdict), VERDICT_WRAP))
-        return [figure.text(0.01, CHARTS_BOTTOM - 0.1, text, ha="left", va="top",
-                            fontsize=9)]
+        return [figure.text(0.01, CHARTS_BOTTOM - 0.1, "Verdict: " + shown(verdict),
+                            ha="left", va="top", fontsize=9, wrap=True)]
     if notes:
         return [figure.text(0.01, CHARTS_BOTTOM - 0.1, shown("\n".join(notes)), ha="left",
                             va="top", fontsize=8.5, color="#555555")]

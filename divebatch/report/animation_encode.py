@@ -30,27 +30,44 @@ def video_frame_count(count: int, fps: float, hold_s: float) -> int:
     return count - 1 + max(1, round(hold_s * fps))
 
 
-def gif_palette(image: Image.Image, colours: int = GIF_COLOURS) -> np.ndarray:
-    """The image's most frequent colours, shape (colours, 3), most frequent first."""
-    counts = sorted(image.getcolors(image.width * image.height), reverse=True)[:colours]
-    return np.array([colour for _, colour in counts], dtype=np.int32)
+class GifPalette:
+    """One palette for every frame: the last frame's most frequent colours, most frequent
+    first; each pixel is mapped to its nearest entry (exact when present)."""
+
+    def __init__(self, image: Image.Image, colours: int = GIF_COLOURS):
+        counts = sorted(image.getcolors(image.width * image.height), reverse=True)[:colours]
+        self.rgb = np.array([colour for _, colour in counts], dtype=np.int32)  # (colours, 3)
+        self.known = np.unique(_packed(image))  # the last frame's colours, sorted
+        self.index_of_known = self._nearest(self.known)
+
+    def _nearest(self, packed: np.ndarray) -> np.ndarray:
+        channels = np.stack([packed >> 16, (packed >> 8) & 255, packed & 255], axis=1)
+        distance = ((channels[:, None, :] - self.rgb[None, :, :]) ** 2).sum(axis=2)
+        return distance.argmin(axis=1).astype(np.uint8)
+
+    def apply(self, image: Image.Image) -> Image.Image:
+        """The image in mode P on this palette."""
+        packed = _packed(image)  # (H, W)
+        where = np.searchsorted(self.known, packed).clip(max=len(self.known) - 1)
+        index = self.index_of_known[where]
+        new = self.known[where] != packed  # colours the last frame lacks: a few pixels
+        if new.any():
+            colours, inverse = np.unique(packed[new], return_inverse=True)
+            index[new] = self._nearest(colours)[inverse]
+        out = Image.fromarray(index, "P")
+        out.putpalette(self.rgb.astype(np.uint8).ravel().tolist())
+        return out
 
 
-def on_palette(image: Image.Image, palette: np.ndarray) -> Image.Image:
-    """The image in mode P: each pixel the nearest palette colour (exact when present)."""
+def _packed(image: Image.Image) -> np.ndarray:
+    """Each pixel's colour as one int, shape (H, W)."""
     rgb = np.asarray(image, dtype=np.int32)  # (H, W, 3)
-    packed = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
-    colours, pixel_colour = np.unique(packed, return_inverse=True)  # a thousand or so
-    channels = np.stack([colours >> 16, (colours >> 8) & 255, colours & 255], axis=1)
-    nearest = ((channels[:, None, :] - palette[None, :, :]) ** 2).sum(axis=2).argmin(axis=1)
-    out = Image.fromarray(nearest.astype(np.uint8)[pixel_colour].reshape(packed.shape), "P")
-    out.putpalette(palette.astype(np.uint8).ravel().tolist())
-    return out
+    return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
 
 
 def write_gif(images, path: Path, fps: float, hold_s: float) -> None:
-    palette = gif_palette(images.last)
-    frames = [on_palette(image, palette) for image in images]
+    palette = GifPalette(images.last)
+    frames = [palette.apply(image) for image in images]
     frames[0].save(path, save_all=True, append_images=frames[1:], loop=0,
                    duration=frame_durations_ms(len(frames), fps, hold_s), optimize=True)
 
