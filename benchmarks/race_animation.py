@@ -5,7 +5,7 @@ MP4, at the default speed, against the 30 s budget of issue #31.
     python3 benchmarks/race_animation.py                      # trains the race first
     python3 benchmarks/race_animation.py --db runs.db --runs 1 2 3 4   # stored runs
 
-Without --db it trains the preset on 1,000 samples (drawing cost depends on the epochs and
+Without --db it trains the preset on 400 samples (drawing cost depends on the epochs and
 runs shown, not on the data size) into a temporary store. Prints, per format, the wall and
 CPU seconds of `animation.build_race` + `animation.export` (what `divebatch export ...
 --format gif` runs after opening the store), the frames, the file size, and the machine's
@@ -56,7 +56,7 @@ def main() -> None:
     parser.add_argument("--db", help="a run store holding the race (default: train one)")
     parser.add_argument("--runs", type=int, nargs="+", help="the race's run ids (with --db)")
     parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--n-samples", type=int, default=1000)
+    parser.add_argument("--n-samples", type=int, default=400)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         store = RunStore(args.db or Path(folder) / "runs.db")
