@@ -37,14 +37,14 @@ def download_panel(prefix: str, run_ids: list[int]) -> None:
         columns = st.columns(len(FORMATS))
         for column, fmt in zip(columns, FORMATS):
             column.download_button(
-                f"{fmt.upper()}", file_maker(str(store.path), run_ids, options, fmt, speed),
+                f"Download {fmt.upper()}", file_maker(str(store.path), run_ids, options, fmt, speed),
                 file_name=animation.file_name(run_ids, fmt), mime=MIME[fmt],
                 key=f"{prefix}_animation_{fmt}", on_click="ignore", width="stretch")
         st.caption(f"One frame per epoch (at most {animation.MAX_FRAMES}), drawn from the "
                    f"stored records with the charts' x axis and scale; the verdict stays on "
                    f"the last frame for {animation.HOLD_S:g} s. Made when you click (a few "
                    f"seconds). From a terminal: `divebatch export "
-                   f"{' '.join(map(str, run_ids))} --format gif`.")
+                   f"{' '.join(map(str, run_ids))} --format gif --speed {speed}`.")
 
 
 def _chart_options(prefix: str) -> ChartOptions:
