@@ -74,6 +74,7 @@ def test_findings_agree_differ_or_stay_unclear_by_the_numbers():
     claims = reproduce.findings(fake_result(1.1, 0.3, 0.001, None, (None, None)))
     assert [f["agrees"] for f in claims] == [None, False, None]
     assert claims[2]["ours"] == "no finished runs yet"
+    assert all(f.keys() == claims[0].keys() for f in claims)  # pages read every key
     # the paper's "slightly lower" against our "about the same": a difference in DiveBatch's
     # favour, which must not read as a failure
     assert claims[1]["favourable"] and not claims[0]["favourable"]
