@@ -31,13 +31,15 @@ def download_panel(prefix: str, run_ids: list[int]) -> None:
             st.info("The animation can be made once an epoch is recorded.")
             return
         speed = st.segmented_control(
-            "Speed", list(SPEEDS), default=DEFAULT_SPEED, required=True, key=f"{prefix}_animation_speed",
+            "Speed", list(SPEEDS), default=DEFAULT_SPEED, required=True,
+            key=f"{prefix}_animation_speed",
             format_func=lambda name: f"{name} ({SPEEDS[name]} epochs/s)")
         options = _chart_options(prefix)
         columns = st.columns(len(FORMATS))
         for column, fmt in zip(columns, FORMATS):
             column.download_button(
-                f"Download {fmt.upper()}", file_maker(str(store.path), run_ids, options, fmt, speed),
+                f"Download {fmt.upper()}",
+                file_maker(str(store.path), run_ids, options, fmt, speed),
                 file_name=animation.file_name(run_ids, fmt), mime=MIME[fmt],
                 key=f"{prefix}_animation_{fmt}", on_click="ignore", width="stretch")
         st.caption(f"One frame per epoch (at most {animation.MAX_FRAMES}), drawn from the "

@@ -120,13 +120,15 @@ def add_export(sub) -> None:
                                       "as an animated GIF or MP4 of its charts", cmd_export)
     parser.add_argument("run_ids", type=int, nargs="+", metavar="run_id",
                         help="the run (csv, json), or the runs to race (gif, mp4)")
-    parser.add_argument("--format", choices=("csv", "json", *animation_settings.FORMATS), default="csv")
+    parser.add_argument("--format", choices=("csv", "json", *animation_settings.FORMATS),
+                        default="csv")
     parser.add_argument("--output", "-o", help="file to write (default: standard output for "
                                                 "csv and json, divebatch-race-IDS.FORMAT for "
                                                 "gif and mp4)")
-    parser.add_argument("--speed", choices=tuple(animation_settings.SPEEDS),
+    speeds = animation_settings.SPEEDS
+    parser.add_argument("--speed", choices=tuple(speeds),
                         help=f"gif, mp4: epochs per second "
-                             f"({', '.join(f'{k} {v}' for k, v in animation_settings.SPEEDS.items())}; "
+                             f"({', '.join(f'{k} {v}' for k, v in speeds.items())}; "
                              f"default {animation_settings.DEFAULT_SPEED})")
     parser.add_argument("--x-axis", default="samples_seen",
                         help="gif, mp4: the charts' x axis: samples_seen, step, epoch or "

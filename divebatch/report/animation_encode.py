@@ -4,9 +4,9 @@ GIF: Pillow, every frame on one palette, the last frame's most frequent colours 
 finished race holds every colour the earlier frames use; white and the method colours come
 first), each pixel mapped to its nearest entry. Exact colours stay exact (Pillow's own
 mapping looks colours up by boxes of nearby values and turned white into light grey), lines
-keep their colours from frame to frame, and Pillow stores only what changed. MP4: H.264 through the ffmpeg binary that the imageio-ffmpeg wheel
-ships (nothing to install beside pip). Each frame lasts 1 / fps seconds; the last one
-`hold_s` seconds.
+keep their colours from frame to frame, and Pillow stores only what changed.
+MP4: H.264 through the ffmpeg binary that the imageio-ffmpeg wheel ships (nothing to install
+beside pip). Each frame lasts 1 / fps seconds; the last one `hold_s` seconds.
 """
 
 from __future__ import annotations
