@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from dashboard import live, roles
+from dashboard import live, race_export, roles
 from dashboard.common import open_store, run_rows
 from divebatch.runs import jobs
 from divebatch.report.exports import records_csv, records_json
@@ -144,5 +144,6 @@ if len(problems) > 1:
                f"to target and speed-ups do not compare with each other.")
 if selected:
     live.live_panel(PREFIX, [run["id"] for run in selected])
+    race_export.download_panel(PREFIX, [run["id"] for run in selected])
 else:
     st.info("No run on the charts yet: pick runs in the list above to overlay them here.")

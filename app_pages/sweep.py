@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from dashboard import roles
+from dashboard import race_export, roles
 from dashboard.common import open_store
 from dashboard.instructor import instructor_mode
 from dashboard.experiment import (backend_controls, chosen_backend, form_and_message,
@@ -193,6 +193,7 @@ def draw_cell_curves(result: sweeps.SweepResults) -> None:
         return
     st.plotly_chart(sweep_plots.curves(runs, result.metric), key="sweep_curves",
                     width="stretch")
+    race_export.download_panel("sweep", baseline_ids + cell_ids)
 
 
 show_results()

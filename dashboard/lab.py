@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import form, live, roles
+from dashboard import form, live, race_export, roles
 from dashboard.common import open_store
 from dashboard.instructor import LIVE_ANCHOR, instructor_mode, scroll_to_charts
 from dashboard.play import pace_picker
@@ -47,7 +47,10 @@ def form_and_live_panel(prefix: str, problems: tuple[str, ...],
               if run and run["id"] not in {r["id"] for r in newest}]
     candidates = [run for run in newest + linked
                   if run["config"].get("problem") in problems]
-    live.live_panel(prefix, live.run_picker(prefix, candidates))
+    picked = live.run_picker(prefix, candidates)
+    live.live_panel(prefix, picked)
+    if picked:
+        race_export.download_panel(prefix, picked)
 
 
 def _folding_setup(prefix: str, problems: tuple[str, ...], hidden: tuple[str, ...]):

@@ -9,6 +9,7 @@ import sys
 from divebatch.runs import analysis, verdicts
 from divebatch.cli.common import (UsageError, add_config_flags, check_runnable, config_from_args,
                                   format_table, get_run_or_fail, open_store, subparser)
+from divebatch.report import animation_settings
 from divebatch.report.exports import records_csv, records_json
 from divebatch.report.tables import COMPARE_COLUMNS, LIST_COLUMNS
 
@@ -114,18 +115,40 @@ def cmd_show(args) -> int:
 
 
 def add_export(sub) -> None:
-    parser = subparser(sub, "export", "a run's epoch records as CSV or JSON", cmd_export)
-    parser.add_argument("run_id", type=int)
-    parser.add_argument("--format", choices=("csv", "json"), default="csv")
-    parser.add_argument("--output", "-o", help="file to write (default: standard output)")
+    parser = subparser(sub, "export", "a run's epoch records as CSV or JSON, or a race of runs "
+                                      "as an animated GIF or MP4 of its charts", cmd_export)
+    parser.add_argument("run_ids", type=int, nargs="+", metavar="run_id",
+                        help="the run (csv, json), or the runs to race (gif, mp4)")
+    parser.add_argument("--format", choices=("csv", "json", *animation_settings.FORMATS),
+                        default="csv")
+    parser.add_argument("--output", "-o", help="file to write (default: standard output for "
+                                                "csv and json, divebatch-race-IDS.FORMAT for "
+                                                "gif and mp4)")
+    speeds = animation_settings.SPEEDS
+    parser.add_argument("--speed", choices=tuple(speeds),
+                        help=f"gif, mp4: epochs per second "
+                             f"({', '.join(f'{k} {v}' for k, v in speeds.items())}; "
+                             f"default {animation_settings.DEFAULT_SPEED})")
+    parser.add_argument("--x-axis", default="samples_seen",
+                        help="gif, mp4: the charts' x axis: samples_seen, step, epoch or "
+                             "train_time (default samples_seen)")
+    parser.add_argument("--log-y", action=argparse.BooleanOptionalAction, default=True,
+                        help="gif, mp4: log-scale y on every chart but accuracy (default on)")
 
 
 def cmd_export(args) -> int:
     store = open_store(args)
-    run = get_run_or_fail(store, args.run_id)
-    records = store.records(args.run_id)
+    runs = [get_run_or_fail(store, run_id) for run_id in args.run_ids]
+    if args.format in animation_settings.FORMATS:
+        return _export_animation(store, args)
+    if len(runs) > 1 or args.speed:
+        raise UsageError(f"--format {args.format} exports one run's records, but got "
+                         + (f"{len(runs)} run ids" if len(runs) > 1 else "--speed")
+                         + f"; --format {' or '.join(animation_settings.FORMATS)} animates a race")
+    run_id = args.run_ids[0]
+    records = store.records(run_id)
     text = (records_csv(records) if args.format == "csv"
-            else records_json(run, records, store.events(args.run_id)))
+            else records_json(runs[0], records, store.events(run_id)))
     if args.output:
         try:
             with open(args.output, "w", encoding="utf-8", newline="") as handle:
@@ -134,6 +157,28 @@ def cmd_export(args) -> int:
             raise UsageError(f"--output: cannot write {args.output}: {error.strerror}")
     else:
         sys.stdout.write(text)
+    return 0
+
+
+def _export_animation(store, args) -> int:
+    """The race as a GIF or MP4 file; its path on standard output."""
+    from divebatch.report import animation
+    from divebatch.report.figures import ChartOptions
+    output = args.output or animation.file_name(args.run_ids, args.format)
+    try:
+        options = ChartOptions(x_axis=args.x_axis, log_y=args.log_y)
+    except ValueError as error:
+        raise UsageError(f"--x-axis: {error}") from None
+    try:
+        race = animation.build_race(animation.load_runs(store, args.run_ids), options)
+        animation.export(race, output, args.format,
+                         args.speed or animation_settings.DEFAULT_SPEED)
+    except animation.AnimationError as error:
+        raise UsageError(str(error)) from None
+    except OSError as error:
+        raise UsageError(f"--output: cannot write {output}: {error.strerror or error}") \
+            from None
+    print(output)
     return 0
 
 
