@@ -4,6 +4,7 @@ Each `add_X(subparsers)` declares one subcommand and points at its handler."""
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from divebatch.runs import analysis, verdicts

@@ -65,7 +65,8 @@ def _norms_and_gradient(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Te
     approximate = check_batchnorm(batchnorm_layers(model), allow_batchnorm)
     owners = parameter_owners(model)
     params = list(owners)
-    with SqNormHooks(model, owners, check=True, mixing_allowed=approximate) as hooks, hooks.expansions_named():
+    hooks = SqNormHooks(model, owners, check=True, mixing_allowed=approximate)
+    with hooks, hooks.expansions_named():
         losses = loss_fn(model(inputs), targets)
         if losses.dim() != 1:
             raise ValueError("loss_fn should return per-sample losses of shape [N] "

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from benchmarks.serve import CHROMIUM, dashboard_server, launch_chromium
+from tests.helpers.serve import CHROMIUM, dashboard_server, launch_chromium
 from divebatch.runs.store import RunStore
 from report.test_animation import stored_race  # tests/report/test_animation.py
 
