@@ -164,7 +164,8 @@ class SqNormHooks:
         if result.requires_grad:
             call = (args, kwargs) if self._check else None
             self._waiting[module] = (len(self._pass_norms) - 1, saved, fused, call)
-            self._handles.append(result.register_hook(partial(self._on_output_grad, module)))
+            # not kept in _handles: remove() empties _waiting, which silences this hook
+            result.register_hook(partial(self._on_output_grad, module))
         return expanded
 
     def _is_position_index(self, index: Tensor) -> bool:
@@ -257,7 +258,12 @@ class SqNormHooks:
 
     def _add_norms(self, pass_index: int, norms: Tensor) -> None:
         previous = self._pass_norms[pass_index]
-        self._pass_norms[pass_index] = norms if previous is None else previous + norms
+        if previous is None:
+            self._pass_norms[pass_index] = norms
+        elif previous.dtype == torch.promote_types(previous.dtype, norms.dtype):
+            previous.add_(norms)  # rules return fresh tensors: no allocation per layer
+        else:
+            self._pass_norms[pass_index] = previous + norms
 
     def _add_shared_norms(self) -> None:
         self._replaying = True
