@@ -168,6 +168,13 @@ def fuses_weight_grad(conv: nn.Conv2d, x: Tensor) -> bool:
     return not rules._gram_is_cheaper(costs.gram, costs.explicit - costs.weight_grad)
 
 
+def fused_excess_share(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -> float:
+    """The share of ``conv2d_fused_sq_norms``'s work beyond the batch weight gradient, which
+    autograd skipped (by the cost model): what measuring added on that call."""
+    costs = _weight_costs(conv, *x.shape[:2], *grad_out.shape[2:], device=x.device)
+    return max(0.0, 1.0 - costs.weight_grad / costs.explicit)
+
+
 def _output_size(conv: nn.Conv2d, height: int, width: int) -> tuple[int, int]:
     """(H_out, W_out) from the padding the module applies ('same' and 'valid' included)."""
     pad_left, pad_right, pad_top, pad_bottom = conv._reversed_padding_repeated_twice

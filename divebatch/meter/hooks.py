@@ -8,6 +8,7 @@ hooks the module's output; when backward reaches that output, the layer's rule
 from __future__ import annotations
 
 import inspect
+import time
 from collections.abc import Sequence
 from functools import partial
 from typing import NamedTuple
@@ -23,6 +24,9 @@ from divebatch.meter.rules import (RULES, UnsupportedCall, _accumulation_dtype,
 
 # Layer type -> (whether a call on this input should fuse, the fused rule): see SqNormHooks.
 FUSED_RULES = {nn.Conv2d: (conv.fuses_weight_grad, conv.conv2d_fused_sq_norms)}
+# Layer type -> the share of its fused rule's time that measuring adds (the rest is the batch
+# weight gradient that autograd skipped): see SqNormHooks.seconds.
+FUSED_EXCESS = {nn.Conv2d: conv.fused_excess_share}
 # Layers whose rule covers the parameters of their children too (they use them functionally).
 COMPOSITE_LAYERS = (nn.MultiheadAttention,)
 
@@ -56,6 +60,10 @@ class SqNormHooks:
     ``check``: every call also keeps its arguments, and ``check_batch_gradient`` compares the
     batch gradient these calls explain with autograd's (``divebatch.meter.grad_check``).
     """
+
+    # wall seconds spent in the rules (``_timed_output_grad``); host time, so on CUDA only what
+    # launching their kernels took
+    seconds = 0.0
 
     def __init__(self, model: nn.Module, owners: dict[Tensor, list[Owner]], fuse: bool = False,
                  check: bool = False) -> None:
@@ -165,7 +173,7 @@ class SqNormHooks:
             call = (args, kwargs) if self._check else None
             self._waiting[module] = (len(self._pass_norms) - 1, saved, fused, call)
             # not kept in _handles: remove() empties _waiting, which silences this hook
-            result.register_hook(partial(self._on_output_grad, module))
+            result.register_hook(partial(self._timed_output_grad, module))
         return expanded
 
     def _is_position_index(self, index: Tensor) -> bool:
@@ -227,6 +235,17 @@ class SqNormHooks:
         self._pass_norms.append(None)
         self._in_this_pass = set()
         self._waiting.clear()  # outputs of the previous pass that backward never reached
+
+    def _timed_output_grad(self, module: nn.Module, grad_out: Tensor) -> None:
+        """``_on_output_grad``, its time added to ``seconds``: for a fused call only the share
+        beyond the weight gradient that autograd skipped (``FUSED_EXCESS``)."""
+        started = time.perf_counter()
+        waiting = self._waiting.get(module)
+        self._on_output_grad(module, grad_out)
+        elapsed = time.perf_counter() - started
+        if waiting is not None and waiting[2]:
+            elapsed *= FUSED_EXCESS[type(module)](module, waiting[1], grad_out)
+        self.seconds += elapsed
 
     def _on_output_grad(self, module: nn.Module, grad_out: Tensor) -> None:
         if module not in self._waiting:

@@ -45,3 +45,12 @@ def test_unreached_and_empty_runs_read_as_words():
     assert table.rows[1][target_table.TIME_COLUMN] == "not reached"
     assert table.rows[1]["speed-up"] == target_table.MISSING
     assert "never reached" in table.verdict
+
+
+def test_details_say_how_much_of_a_run_was_measuring():
+    measured = [{**r, "diversity": 0.1, "measure_time": 0.25} for r in recs([0.6, 0.9], [1, 1])]
+    table = target_table.build([run(1, "divebatch"), run(2, "sgd")],
+                               {1: measured, 2: recs([0.6, 0.9], [1, 1])})
+    by_method = {row["method"]: row[target_table.MEASURING_COLUMN] for row in table.details}
+    assert by_method["DiveBatch (B=16)"] == "0.50 s (25 %)"
+    assert by_method["SGD, small batch (B=16)"] == "0.00 s (0 %)"

@@ -7,7 +7,7 @@ import torch
 from divebatch.config import RunConfig
 from divebatch.training.probe import DiversityProbe
 from divebatch.training.controls import LocalControl
-from divebatch.training.trainer import Trainer, train
+from divebatch.training.trainer import TIMING_FIELDS, Trainer, train
 
 TINY = dict(problem="least_squares", n_samples=600, dim=10, epochs=4, batch_size=16,
             max_batch_size=256, lr=0.05)
@@ -15,7 +15,7 @@ TINY = dict(problem="least_squares", n_samples=600, dim=10, epochs=4, batch_size
 
 def comparable(records):
     return [{k: v for k, v in r.to_dict().items()
-             if k not in ("train_time", "wall_time", "step_ms", "instrument_time")}
+             if k not in TIMING_FIELDS}
             for r in records]
 
 
@@ -48,6 +48,15 @@ def test_divebatch_grows_the_batch_from_measured_diversity():
         expected = int(min(max(1.0 * 480 * before.diversity, before.batch_size), 256))
         assert before.next_batch_size == expected
     assert records[-1].batch_size > 16
+
+
+def test_measured_epochs_record_the_meters_time_within_their_training_time():
+    records = train(RunConfig(**TINY, method="divebatch", resize_every=2)).records
+    measured = [r for r in records if r.diversity is not None]
+    assert [r.epoch for r in measured] == [2, 4]
+    assert all(0 < r.measure_time <= r.train_time for r in measured)
+    assert all(r.measure_time == 0.0 for r in records if r.diversity is None)
+    assert all(r.measure_time == 0.0 for r in train(RunConfig(**TINY, method="sgd")).records)
 
 
 def test_linear_lr_scaling_follows_the_batch():
