@@ -285,6 +285,8 @@ class SqNormHooks:
             self._pass_norms[pass_index] = previous + norms
 
     def _add_shared_norms(self) -> None:
+        if not self._shared_uses:
+            return
         self._replaying = True
         try:
             with torch.no_grad():
@@ -313,6 +315,8 @@ class SqNormHooks:
 
     def check_grads_seen(self, params: Sequence[Tensor], grads: Sequence[Tensor | None]) -> None:
         """Raise if a parameter got a gradient although no module holding it ran."""
+        if len(self._called) == len(self._params):
+            return  # every module holding a parameter ran
         for param, param_grad in zip(params, grads):
             held = self._owners[param]
             if any(o.module in self._called for o in held):
