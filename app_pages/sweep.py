@@ -7,7 +7,7 @@ from dashboard.common import open_store
 from dashboard.experiment import (backend_controls, chosen_backend, form_and_message,
                                   group_progress)
 from divebatch.report import sweep_figures as sweep_plots
-from divebatch.runs import sweeps
+from divebatch.runs import sweeps, verdicts
 from divebatch.config import PROBLEMS
 from divebatch.data.problems import check_available
 
@@ -126,7 +126,7 @@ def show_results():
     draw_heatmaps(result)
     st.dataframe(sweeps.cell_table(result), key="sweep_table", hide_index=True,
                  placeholder="—", width="stretch")
-    line = sweeps.verdict(result)
+    line = verdicts.sweep_verdict(result)
     if line:
         st.markdown(f"**Verdict:** {line}")
     draw_cell_curves(result)

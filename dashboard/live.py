@@ -205,6 +205,8 @@ def draw_charts(prefix: str, snap: shared.Snapshot, options: ChartOptions) -> No
         with columns[index % 2]:
             st.plotly_chart(figure, key=f"{prefix}_chart_{name}",
                             config=plots.png_config(name, data))
+            if name in plots.CHART_NOTES:
+                st.caption(plots.CHART_NOTES[name])
 
 
 def preload_chart_code(prefix: str) -> None:

@@ -16,6 +16,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from divebatch.runs import jobs
+from divebatch.report import learn, learn_noise
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 TINY = {"n_samples": 400, "dim": 8, "batch_size": 16, "max_batch_size": 256}
@@ -179,7 +180,8 @@ def test_race_overlays_four_methods_with_the_time_to_target_table(store, monkeyp
     assert "**Verdict:**" in texts(at.markdown)
     charts = {chart.key for chart in at.get("plotly_chart")}
     assert charts == {"syn_chart_legend", "syn_chart_diversity", "syn_chart_loss",
-                      "syn_chart_batch_size"}  # regression: no accuracy chart
+                      "syn_chart_batch_size", "syn_chart_effective_lr"}  # no accuracy chart
+    assert "Seesaw" in texts(at.caption)  # the sentence under LR / B
     assert "in every epoch of every run shown" in texts(at.caption)  # LR: a line, no chart
 
 
@@ -254,6 +256,17 @@ def test_instructor_mode_simplifies_home_and_learn():
     at.switch_page("app_pages/learn.py").run()
     assert not [h for h in at.header if h.value.startswith("3.")]
     assert not [e for e in at.expander if e.label.startswith("Show the library code")]
+
+
+def test_learn_links_diversity_noise_scale_and_critical_batch():
+    at = open_app("app_pages/learn.py")
+    at.slider(key="learn_w1").set_value(0.5).run()
+    at.slider(key="learn_w2").set_value(-1.0).run()
+    scales = learn_noise.noise_scales(learn.toy_problem(), (0.5, -1.0))
+    shown = {metric.label: metric.value for metric in at.metric}
+    assert shown["B_simple = n·Δ − 1"] == f"{scales.b_simple:.4g}"
+    assert shown["critical batch B_noise"] == f"{scales.b_noise:.4g}"
+    assert "learn_critical_chart" in {chart.key for chart in at.get("plotly_chart")}
 
 
 def test_learn_links_its_setting_to_the_lab():

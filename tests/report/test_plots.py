@@ -57,7 +57,7 @@ def started(records, **config):
 
 def test_a_measured_start_is_drawn_at_zero_before_the_first_epoch():
     charts = plots.figures([started([])], ChartOptions())
-    assert set(charts) == {"diversity", "batch_size", "lr", "loss", "val_acc"}
+    assert set(charts) == {"diversity", "batch_size", "lr", "loss", "val_acc", "effective_lr"}
     assert list(charts["diversity"].data[0].x) == [0] and charts["diversity"].data[0].y[0] == 0.5
     assert list(charts["val_acc"].data[0].y) == [10.0]
     validation, train = charts["loss"].data
@@ -128,6 +128,26 @@ def test_constant_learning_rate_collapses_to_a_note():
     assert charts["lr"] == "Learning rate: 0.1 in every epoch of every run shown."
     changing = [record(1), record(2, lr=0.05)]
     assert not isinstance(plots.figures([RunData(run(), changing)], ChartOptions())["lr"], str)
+
+
+def test_effective_lr_chart_is_lr_over_b_as_steps_on_a_log_axis():
+    small = [record(1, batch_size=16, lr=0.1), record(2, batch_size=16, lr=0.1)]
+    grown = [record(1, batch_size=16, lr=0.1), record(2, batch_size=64, lr=0.1)]
+    figure = plots.figures([RunData(run(1, method="sgd"), small), RunData(run(2), grown)],
+                           ChartOptions(x_axis="epoch"))["effective_lr"]
+    assert figure.layout.yaxis.type == "log"
+    sgd, dive = figure.data
+    assert list(sgd.x) == [0, 1, 2] and list(sgd.y) == pytest.approx([0.00625] * 3)
+    assert list(dive.y) == pytest.approx([0.00625, 0.0015625, 0.0015625])  # B x4: LR / 4
+    assert dive.line.shape == "hv"
+    assert "Seesaw" in plots.CHART_NOTES["effective_lr"]
+
+
+def test_a_constant_effective_lr_collapses_to_a_note():
+    records = [record(1, batch_size=16), record(2, batch_size=16)]  # lr 0.1
+    charts = plots.figures([RunData(run(), records)], ChartOptions())
+    assert charts["effective_lr"] == \
+        "Effective learning rate LR / B: 0.00625 in every epoch of every run shown."
 
 
 def test_batch_size_chart_shades_the_epochs_capped_at_b_max():
