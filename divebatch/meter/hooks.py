@@ -8,7 +8,6 @@ hooks the module's output; when backward reaches that output, the layer's rule
 from __future__ import annotations
 
 import inspect
-import time
 from collections.abc import Sequence
 from functools import partial
 from typing import NamedTuple
@@ -19,14 +18,12 @@ from torch import Tensor, nn
 from divebatch.meter import conv, sequence_rules  # noqa: F401  (sequence_rules registers its rules)
 from divebatch.meter.grad_check import explained_grads, relative_difference, tolerance
 from divebatch.meter.shared_params import Use, shared_sq_norms
+from divebatch.meter.timing import timed_output_grad
 from divebatch.meter.rules import (RULES, UnsupportedCall, _accumulation_dtype,
                             _uses_batch_statistics, functional_sq_norms)
 
 # Layer type -> (whether a call on this input should fuse, the fused rule): see SqNormHooks.
 FUSED_RULES = {nn.Conv2d: (conv.fuses_weight_grad, conv.conv2d_fused_sq_norms)}
-# Layer type -> the share of its fused rule's time that measuring adds (the rest is the batch
-# weight gradient that autograd skipped): see SqNormHooks.seconds.
-FUSED_EXCESS = {nn.Conv2d: conv.fused_excess_share}
 # Layers whose rule covers the parameters of their children too (they use them functionally).
 COMPOSITE_LAYERS = (nn.MultiheadAttention,)
 
@@ -61,9 +58,7 @@ class SqNormHooks:
     batch gradient these calls explain with autograd's (``divebatch.meter.grad_check``).
     """
 
-    # wall seconds spent in the rules (``_timed_output_grad``); host time, so on CUDA only what
-    # launching their kernels took
-    seconds = 0.0
+    seconds = 0.0  # in the rules: divebatch.meter.timing
 
     def __init__(self, model: nn.Module, owners: dict[Tensor, list[Owner]], fuse: bool = False,
                  check: bool = False) -> None:
@@ -173,7 +168,7 @@ class SqNormHooks:
             call = (args, kwargs) if self._check else None
             self._waiting[module] = (len(self._pass_norms) - 1, saved, fused, call)
             # not kept in _handles: remove() empties _waiting, which silences this hook
-            result.register_hook(partial(self._timed_output_grad, module))
+            result.register_hook(partial(timed_output_grad, self, module))
         return expanded
 
     def _is_position_index(self, index: Tensor) -> bool:
@@ -236,17 +231,6 @@ class SqNormHooks:
         self._in_this_pass = set()
         self._waiting.clear()  # outputs of the previous pass that backward never reached
 
-    def _timed_output_grad(self, module: nn.Module, grad_out: Tensor) -> None:
-        """``_on_output_grad``, its time added to ``seconds``: for a fused call only the share
-        beyond the weight gradient that autograd skipped (``FUSED_EXCESS``)."""
-        started = time.perf_counter()
-        waiting = self._waiting.get(module)
-        self._on_output_grad(module, grad_out)
-        elapsed = time.perf_counter() - started
-        if waiting is not None and waiting[2]:
-            elapsed *= FUSED_EXCESS[type(module)](module, waiting[1], grad_out)
-        self.seconds += elapsed
-
     def _on_output_grad(self, module: nn.Module, grad_out: Tensor) -> None:
         if module not in self._waiting:
             return  # a stale output of an earlier pass
@@ -277,12 +261,10 @@ class SqNormHooks:
 
     def _add_norms(self, pass_index: int, norms: Tensor) -> None:
         previous = self._pass_norms[pass_index]
-        if previous is None:
-            self._pass_norms[pass_index] = norms
-        elif previous.dtype == torch.promote_types(previous.dtype, norms.dtype):
-            previous.add_(norms)  # rules return fresh tensors: no allocation per layer
+        if previous is None or previous.dtype != torch.promote_types(previous.dtype, norms.dtype):
+            self._pass_norms[pass_index] = norms if previous is None else previous + norms
         else:
-            self._pass_norms[pass_index] = previous + norms
+            previous.add_(norms)  # rules return fresh tensors: no allocation per layer
 
     def _add_shared_norms(self) -> None:
         if not self._shared_uses:
