@@ -29,8 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from divebatch.meter import rules as rules
-from divebatch.meter.rules import (ELEMENTWISE_COST, OPERATION_COST, SMALL_MATMUL_POSITIONS,
-                            _accumulation_dtype,
+from divebatch.meter.rules import (ELEMENTWISE_COST, OPERATION_COST, _accumulation_dtype,
                             _frobenius_dots, _in_chunks, _is_trainable, _sq_norms,
                             register_rule, sample_chunks)
 
@@ -57,7 +56,13 @@ class DeviceCosts(NamedTuple):
 # CPU: measured (see divebatch.meter.rules). CUDA: from an H200's data sheet, not yet measured
 # here: ~33 T fp32 multiply-adds/s against ~0.6 T elements/s of an elementwise pass (read and
 # write, 4.8 TB/s), and ~5 us per kernel launch; batched products of small matrices run well.
-DEVICE_COSTS = {"cpu": DeviceCosts(ELEMENTWISE_COST, OPERATION_COST, SMALL_MATMUL_POSITIONS),
+# On a CPU the weight-gradient convolution with one group per sample runs small products far
+# below peak: on a 64-channel 3x3 layer with an 8x8 output (the small CNN's last convolution)
+# it took 3.7 to 4.2 times the batch weight gradient at B = 32 and 128, which 64 extra
+# positions put at 2 (issue 32); 160 makes the pixel-Gram path serve that layer.
+GROUPED_CONV_SMALL_POSITIONS = 160
+DEVICE_COSTS = {"cpu": DeviceCosts(ELEMENTWISE_COST, OPERATION_COST,
+                                   GROUPED_CONV_SMALL_POSITIONS),
                 "cuda": DeviceCosts(elementwise=50, operation=150_000_000, small_matmul=0)}
 
 
@@ -161,6 +166,13 @@ def fuses_weight_grad(conv: nn.Conv2d, x: Tensor) -> bool:
     costs = _weight_costs(conv, *x.shape[:2], *_output_size(conv, x.shape[2], x.shape[3]),
                           device=x.device)
     return not rules._gram_is_cheaper(costs.gram, costs.explicit - costs.weight_grad)
+
+
+def fused_excess_share(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -> float:
+    """The share of ``conv2d_fused_sq_norms``'s work beyond the batch weight gradient, which
+    autograd skipped (by the cost model): what measuring added on that call."""
+    costs = _weight_costs(conv, *x.shape[:2], *grad_out.shape[2:], device=x.device)
+    return max(0.0, 1.0 - costs.weight_grad / costs.explicit)
 
 
 def _output_size(conv: nn.Conv2d, height: int, width: int) -> tuple[int, int]:

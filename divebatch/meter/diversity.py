@@ -31,6 +31,7 @@ call of the functions here, the batch gradient the layers' calls explain must eq
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 
@@ -212,6 +213,7 @@ class DiversityMeter:
         self.measured_batches = 0
         self.samples_seen = 0
         self.samples_measured = 0
+        self.seconds = 0.0  # wall seconds of the meter's own work since reset() (see track)
         # running sums live where the parameters (and so the gradients and the norms) live
         device = self._params[0].device if self._params else torch.device("cpu")
         self._sq_norm_sum = torch.zeros((), dtype=torch.float64, device=device)  # S, measured
@@ -226,7 +228,13 @@ class DiversityMeter:
         process runs ``samples`` (default: all of them; fewer under DDP).
 
         ``param.grad`` must hold only this batch's gradient (zero it before the forward).
+
+        Adds to ``seconds`` the time of the meter's own work: attaching the hooks, the layers'
+        rules during backward (for a fused Conv2d only their share beyond the weight gradient
+        autograd skipped) and the sums afterwards. The forward hooks' bookkeeping (microseconds
+        per layer) is not counted; on CUDA the time is the host's, without synchronising.
         """
+        started = time.perf_counter()
         hooks = None
         # under DDP param.grad also holds the other processes' share: checked when this
         # process runs the whole batch
@@ -236,9 +244,11 @@ class DiversityMeter:
             hooks = self._hooks = SqNormHooks(self.model, self._owners, check=check,
                                               fuse=self.fuse_weight_grads,
                                               mixing_allowed=self.approximate)
+        self.seconds += time.perf_counter() - started
         try:
             with hooks.expansions_named() if hooks is not None else nullcontext():
                 yield
+            finishing = time.perf_counter()
             grads = [p.grad for p in self._params]
             scale = batch_size if self.reduction == "mean" else 1
             if hooks is not None:
@@ -253,6 +263,7 @@ class DiversityMeter:
             self._add_grad_sum(grads, scale)
             self.seen_batches += 1
             self.samples_seen += batch_size
+            self.seconds += time.perf_counter() - finishing + (hooks.seconds if hooks else 0.0)
         finally:
             self.detach()
 

@@ -23,6 +23,7 @@ from divebatch.meter.owners import Owner
 from divebatch.meter.rules import RULES, UnsupportedCall, _accumulation_dtype
 from divebatch.meter.sample_weights import SampleWeights, check_weighted, scale_rows
 from divebatch.meter.shared_params import Use, shared_sq_norms
+from divebatch.meter.timing import timed_output_grad
 
 # Layer type -> (whether a call on this input should fuse, the fused rule): see SqNormHooks.
 FUSED_RULES = {nn.Conv2d: (conv.fuses_weight_grad, conv.conv2d_fused_sq_norms)}
@@ -54,6 +55,8 @@ class SqNormHooks:
     weighted loss (``divebatch.meter.sample_weights``); a model call in which an output was
     expanded is run again without the expansion, and must give the same outputs.
     """
+
+    seconds = 0.0  # in the rules: divebatch.meter.timing
 
     def __init__(self, model: nn.Module, owners: dict[Tensor, list[Owner]], fuse: bool = False,
                  check: bool = False, mixing_allowed: bool = False) -> None:
@@ -210,7 +213,7 @@ class SqNormHooks:
         if result.requires_grad:
             call = (args, kwargs, self._sample_weights, random) if self._check else None
             self._waiting[module] = (len(self._pass_norms) - 1, saved, fused, call)
-            self._handles.append(result.register_hook(partial(self._on_output_grad, module)))
+            self._handles.append(result.register_hook(partial(timed_output_grad, self, module)))
         if expanded is not None and isinstance(output, tuple):
             return (expanded, *output[1:])
         return expanded
@@ -298,9 +301,14 @@ class SqNormHooks:
 
     def _add_norms(self, pass_index: int, norms: Tensor) -> None:
         previous = self._pass_norms[pass_index]
-        self._pass_norms[pass_index] = norms if previous is None else previous + norms
+        if previous is None or previous.dtype != torch.promote_types(previous.dtype, norms.dtype):
+            self._pass_norms[pass_index] = norms if previous is None else previous + norms
+        else:
+            previous.add_(norms)  # rules return fresh tensors: no allocation per layer
 
     def _add_shared_norms(self) -> None:
+        if not self._shared_uses:
+            return
         self._replaying = True
         try:
             with torch.no_grad():
@@ -350,6 +358,8 @@ class SqNormHooks:
 
     def check_grads_seen(self, params: Sequence[Tensor], grads: Sequence[Tensor | None]) -> None:
         """Raise if a parameter got a gradient although no module holding it ran."""
+        if len(self._called) == len(self._params):
+            return  # every module holding a parameter ran
         for param, param_grad in zip(params, grads):
             held = self._owners[param]
             if any(o.module in self._called for o in held):

@@ -109,6 +109,18 @@ def batch_notes(result: ReproResults) -> list[str]:
     return notes
 
 
+def measuring_note(result: ReproResults, key: str) -> str:
+    """A sentence for the "why" line: the share of DiveBatch's training time spent measuring
+    diversity (mean over seeds), so that a slowdown it causes is named as such; "" if unknown."""
+    cell = result.cells[(key, "divebatch")]
+    share = cell.get("measure_share")
+    if share is None:
+        return ""
+    return (f" Measuring diversity took {100 * share:.0f} % of DiveBatch's training time "
+            f"(mean over seeds): that part of its time is the price of the measurement, not "
+            f"of training at its batch sizes.")
+
+
 def machine_summary() -> str:
     import torch
     device = (torch.cuda.get_device_name(0) if torch.cuda.is_available()
@@ -149,7 +161,8 @@ def report_blocks(result: ReproResults, figures: dict | None = None) -> list[tup
                         f"within two standard errors of 1, or no finished runs)."))
     blocks.append(("ul", [finding_line(f) for f in checks]))
     blocks += [("h2", "Why the verdicts came out this way"),
-               ("ul", [explanation(result, key) for key in result.benchmarks()])]
+               ("ul", [explanation(result, key) + measuring_note(result, key)
+                       for key in result.benchmarks()])]
     blocks += [("h2", "What the batch size did"), ("ul", batch_notes(result))]
     if result.skipped:
         blocks += [("h2", "Skipped here"), ("ul", skipped_notes(result.skipped))]

@@ -16,7 +16,7 @@ COMPARE_COLUMNS = [("id", "run"), ("method", "method"), ("status", "status"),
                    ("speedup_own_shown", "speed-up own-1pt"), ("train_time", "train s total"),
                    ("samples_seen", "samples"), ("final_batch_size", "final B"),
                    ("step_ms_measured", "ms/step measured"), ("step_ms_plain", "ms/step plain"),
-                   ("speedup_own_flag", "note")]
+                   ("measure_time", "measuring s"), ("speedup_own_flag", "note")]
 LIST_COLUMNS = [("id", "id"), ("name", "name"), ("problem", "problem"),
                 ("method", "method"), ("status", "status"), ("epochs", "epochs"),
                 ("final_acc", "final acc"), ("final_val_loss", "val loss"),

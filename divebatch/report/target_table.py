@@ -115,8 +115,20 @@ def _details(row: dict, accuracy: bool) -> dict:
         "final B": MISSING if row["final_batch_size"] is None else str(row["final_batch_size"]),
         "ms/step measured": _number(row["step_ms_measured"]),
         "ms/step plain": _number(row["step_ms_plain"]),
+        MEASURING_COLUMN: measuring_cell(row),
         "note": row["flag"] or ""})
     return out
+
+
+MEASURING_COLUMN = "measuring s (share of train s)"
+
+
+def measuring_cell(row: dict) -> str:
+    """How much of the run's training time went to measuring diversity, e.g. '3.20 s (31 %)'."""
+    share = row.get("measure_share")
+    if share is None:
+        return MISSING
+    return f"{row['measure_time']:.2f} s ({100 * share:.0f} %)"
 
 
 def _speedup(value: float | None, baseline: bool) -> str:

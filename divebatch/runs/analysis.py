@@ -93,6 +93,19 @@ def measurement_cost(records: list[dict]) -> tuple[float | None, float | None]:
     return _mean_ms(by_kind[True], shared), _mean_ms(by_kind[False], shared)
 
 
+def measuring_time(records: list[dict]) -> float:
+    """Seconds the diversity meter's own work took over these epochs (``measure_time``)."""
+    return sum(float(r.get("measure_time") or 0.0) for r in records)
+
+
+def measuring_share(records: list[dict]) -> float | None:
+    """The share of the training time that measuring diversity took; None when unknown (no
+    training time, or a measured epoch stored before ``measure_time`` was recorded)."""
+    train = sum(float(r.get("train_time") or 0.0) for r in records)
+    unknown = any(r.get("diversity") is not None and "measure_time" not in r for r in records)
+    return None if unknown or train <= 0 else measuring_time(records) / train
+
+
 def _mean_ms(groups: dict[int, list[float]], shared: set) -> float | None:
     values = [v for key, group in groups.items() if not shared or key in shared for v in group]
     return sum(values) / len(values) if values else None
@@ -168,6 +181,7 @@ def summarize(run: dict, records: list[dict], common: float | None = None) -> di
         "final_batch_size": records[-1].get("next_batch_size") if records else None,
         "batch_sizes": (sizes[0], sizes[-1]) if sizes else None,  # trained with: first, last
         "step_ms_measured": step_ms_measured, "step_ms_plain": step_ms_plain,
+        "measure_time": measuring_time(records), "measure_share": measuring_share(records),
     }
 
 

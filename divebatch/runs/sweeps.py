@@ -280,6 +280,7 @@ def seed_results(planned: list[PlannedRun], matched: list[dict | None],
             "train_time": sum(float(r.get("train_time") or 0.0) for r in records),
             "final_batch_size": records[-1].get("batch_size") if records else None,
             "drop_points": drop, "flagged": bool(analysis.flag_note(drop)),
+            "measure_share": analysis.measuring_share(records),
         })
     return rows
 
@@ -312,7 +313,7 @@ def with_speedups(rows: list[dict],
 
 
 AGGREGATED = ("speedup", "final", "final_change", "time_to_target", "epochs_to_target",
-              "samples_to_target", "final_batch_size")
+              "samples_to_target", "final_batch_size", "measure_share")
 
 
 def aggregate(rows: list[dict], cells: list[Hashable], planned_per_cell: int) -> list[dict]:

@@ -34,7 +34,7 @@ EVAL_CHUNK = 4096  # validation samples per forward pass
 
 
 # EpochRecord fields that measure the clock: they differ between two runs with equal results.
-TIMING_FIELDS = ("train_time", "wall_time", "step_ms", "instrument_time")
+TIMING_FIELDS = ("train_time", "wall_time", "step_ms", "instrument_time", "measure_time")
 
 
 @dataclass
@@ -61,6 +61,8 @@ class EpochRecord:
     probe_diversity: float | None = None  # chart-only Delta_hat of a fixed probe after the
                                           # epoch (divebatch.training.probe); None when off
     instrument_time: float = 0.0  # seconds the probe took (in wall_time, not in train_time)
+    measure_time: float = 0.0     # seconds of the diversity meter's own work in this epoch
+                                  # (part of train_time; DiversityMeter.seconds)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -319,7 +321,7 @@ class Trainer(RunControls, ChartInstruments):
             next_batch_size=next_batch, **hot,
             step_ms=1000.0 * train_time / max(n_batches, 1),
             measured_batches=measured_batches, probe_diversity=probe_diversity,
-            instrument_time=instrument_time)
+            instrument_time=instrument_time, measure_time=self.meter.seconds if measure else 0.0)
 
     def _measures(self, epoch: int) -> bool:
         return self.scheduler.measures_diversity(epoch)

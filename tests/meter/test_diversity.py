@@ -6,6 +6,7 @@ rules must agree to 1e-8 relative error.
 """
 
 import math
+import time
 
 import pytest
 import torch
@@ -367,6 +368,34 @@ def test_micro_batches_in_one_track_equal_one_pass():
         for part in (slice(0, 4), slice(4, 6)):
             (cross_entropy(model(inputs[part]), targets[part]).sum() / 6).backward()
     assert_close(meter.diversity(), whole)
+
+
+def test_seconds_count_the_rules_and_only_the_excess_of_fused_ones(monkeypatch):
+    """A clock that moves one second per layer rule and stands still otherwise: seconds counts
+    every rule of a measured batch, a fused Conv2d's at its share beyond the weight gradient
+    that autograd skipped, nothing of an unmeasured batch, and reset() forgets it."""
+    from divebatch.meter import conv as conv_rules, hooks as sq_norm_hooks
+    now = [0.0]
+    monkeypatch.setattr(time, "perf_counter", lambda: now[0])
+    monkeypatch.setattr(sq_norm_rules, "_gram_is_cheaper", lambda gram, explicit: False)
+    on_output_grad = sq_norm_hooks.SqNormHooks._on_output_grad
+
+    def one_second_rule(self, module, grad_out):
+        now[0] += 1.0
+        on_output_grad(self, module, grad_out)
+    monkeypatch.setattr(sq_norm_hooks.SqNormHooks, "_on_output_grad", one_second_rule)
+    model, (inputs, targets) = conv_model(kernel_size=3), image_batch()
+    fused = model[3]  # its input requires grad: the fused path; the stem's conv is not fused
+    costs = conv_rules._weight_costs(fused, len(inputs), 4, 4, 4)
+    per_batch = 3 + (1 - costs.weight_grad / costs.explicit)  # stem conv, GroupNorm, head
+    meter = DiversityMeter(model, sample_every=2)
+    for _ in range(3):  # measured, unmeasured, measured
+        model.zero_grad()
+        with meter.track(len(inputs)):
+            cross_entropy(model(inputs), targets).mean().backward()
+    assert meter.seconds == pytest.approx(2 * per_batch)
+    meter.reset()
+    assert meter.seconds == 0.0
 
 
 def all_hooks(model):

@@ -186,3 +186,11 @@ def test_a_common_target_near_chance_is_flagged_before_anything_else(store):
         "SGD, small batch (B 16) reached 89.0 % (its final accuracy less 1 point) in 3.0 s "
         "and 30 steps; DiveBatch (B 16 -> 64) in 1.5 s and 18 steps (2.0x sooner); SGD, "
         "large batch (B 256) never reached it.")
+
+
+def test_details_say_how_much_of_a_run_was_measuring():
+    measured = [{**r, "diversity": 0.1, "measure_time": 0.25} for r in recs([0.6, 0.9], [1, 1])]
+    table = target_table.build([run(1, "divebatch"), run(2, "sgd")],
+                               {1: measured, 2: recs([0.6, 0.9], [1, 1])})
+    by_run = {row["run"]: row[target_table.MEASURING_COLUMN] for row in table.details}
+    assert by_run == {"1": "0.50 s (25 %)", "2": "0.00 s (0 %)"}

@@ -67,6 +67,20 @@ def test_measurement_cost_compares_like_with_like():
     assert analysis.measurement_cost([]) == (None, None)
 
 
+def test_measuring_share_is_meter_seconds_over_training_seconds():
+    records = [{"epoch": 1, "train_time": 4.0, "diversity": 0.1, "measure_time": 1.0},
+               {"epoch": 2, "train_time": 3.0, "diversity": None, "measure_time": 0.0},
+               {"epoch": 3, "train_time": 3.0, "diversity": 0.2, "measure_time": 1.5}]
+    assert analysis.measuring_time(records) == 2.5
+    assert analysis.measuring_share(records) == pytest.approx(0.25)
+    summary = analysis.summarize({"id": 1, "config": {"method": "divebatch"}}, records)
+    assert (summary["measure_time"], summary["measure_share"]) == (2.5, pytest.approx(0.25))
+    # a measured epoch stored before measure_time existed: the share is unknown, not 0
+    legacy = [{k: v for k, v in r.items() if k != "measure_time"} for r in records]
+    assert analysis.measuring_share(legacy) is None
+    assert analysis.measuring_share([]) is None
+
+
 def test_common_target_is_lowest_best_minus_one_point():
     records = {1: recs([0.5, 0.9, 0.7], [1, 1, 1]), 2: recs([0.6, 0.95], [1, 1])}
     assert analysis.common_target(records) == pytest.approx(0.89)

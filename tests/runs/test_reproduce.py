@@ -142,6 +142,7 @@ def test_cli_reproduce_tiny_prints_the_table_and_writes_the_report(tmp_path):
     assert any(word in out for word in ("AGREES", "DIFFERS", "UNCLEAR"))
     markdown = (tmp_path / "out" / "reproduce.md").read_text()
     assert "## Side by side" in markdown and "| paper | CIFAR-10" in markdown
+    assert "Measuring diversity took" in markdown  # the "why" line names the meter's share
     html = (tmp_path / "out" / "reproduce.html").read_text()
     assert "<table>" in html and "plotly" in html.lower()
     store = RunStore(RunStore.default_path())

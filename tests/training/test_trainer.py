@@ -45,6 +45,15 @@ def test_divebatch_grows_the_batch_from_measured_diversity():
     assert records[-1].batch_size > 16
 
 
+def test_measured_epochs_record_the_meters_time_within_their_training_time():
+    records = train(RunConfig(**TINY, method="divebatch", resize_every=2)).records
+    measured = [r for r in records if r.diversity is not None]
+    assert [r.epoch for r in measured] == [2, 4]
+    assert all(0 < r.measure_time <= r.train_time for r in measured)
+    assert all(r.measure_time == 0.0 for r in records if r.diversity is None)
+    assert all(r.measure_time == 0.0 for r in train(RunConfig(**TINY, method="sgd")).records)
+
+
 def test_linear_lr_scaling_follows_the_batch():
     result = train(RunConfig(**TINY, method="adabatch", resize_every=1, lr_scaling="linear"))
     for before, after in zip(result.records, result.records[1:]):
