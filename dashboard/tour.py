@@ -1,0 +1,152 @@
+"""The guided tour of a lab page: a card in the sidebar that walks through a real run of the
+tour preset, step by step, with the step's chart highlighted on the page.
+
+The tour's state (its run and the step shown) lives in the store (`RunStore.set_tour`), so
+every viewer of the page, the read-only twin's included, shows the instructor's step within
+one refresh. Only the instructor's page moves it (Start, Next, Back, Leave) and drives the
+run to the next step's moment with the pause / step controls; the rest of the page stays
+usable throughout. Which steps a run has reached, and their words, come from
+`divebatch.report.tour`.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from divebatch.presets import PRESETS
+from divebatch.report import tour
+from divebatch.runs import jobs
+from divebatch.runs.store import ACTIVE_STATUSES
+
+from . import pacing, roles
+from .common import open_store
+from .play import start_paced
+
+HIGHLIGHT = ("<style>.st-key-{prefix}_chart_{chart} {{ outline: 4px solid #f59e0b; "
+             "outline-offset: 4px; border-radius: 6px; }}</style>")
+SCROLL = ("<script>(() => {{ let tries = 0; const go = () => {{ const chart = "
+          "document.querySelector('.st-key-{prefix}_chart_{chart}');"
+          " if (chart) chart.scrollIntoView({{block: 'center'}});"
+          " else if (tries++ < 100) setTimeout(go, 100); }}; go(); }})();</script>")
+
+
+def tour_panel(prefix: str) -> None:
+    """The tour card in the sidebar; call before the page's run picker, which it sets to the
+    toured run when a tour begins."""
+    _follow(prefix, open_store().get_tour(prefix))
+    with st.sidebar:
+        st.fragment(run_every=pacing.refresh_interval())(_card)(prefix)
+
+
+def _follow(prefix: str, state: dict | None) -> None:
+    """Put the toured run on this session's charts once per tour."""
+    followed_key = f"{prefix}_tour_followed"
+    if state and state["run_id"] != st.session_state.get(followed_key):
+        st.session_state[f"{prefix}_shown"] = [state["run_id"]]
+        st.session_state[followed_key] = state["run_id"]
+
+
+def _card(prefix: str) -> None:
+    store = open_store()
+    state = store.get_tour(prefix)
+    run = store.get_run(state["run_id"]) if state else None
+    with st.container(border=True, key=f"{prefix}_tour"):
+        if run is None:
+            _invitation(prefix)
+            return
+        if run["id"] != st.session_state.get(f"{prefix}_tour_followed"):
+            st.rerun(scope="app")  # a tour began elsewhere: put its run on the charts
+        finished = run["status"] not in ACTIVE_STATUSES
+        steps = tour.reached_steps(run["config"], int(run["info"].get("n_train") or 0),
+                                   store.records(run["id"]), store.events(run["id"]), finished)
+        index = min(int(state["index"]), len(steps))
+        if roles.can_change():
+            _drive(prefix, store, state, run, steps, finished)
+        _show(prefix, steps, index, finished)
+        if roles.can_change():
+            _buttons(prefix, state, steps, index, finished)
+        else:
+            st.caption("The instructor moves the tour; this page follows it.")
+
+
+def _invitation(prefix: str) -> None:
+    st.markdown("**Guided tour**")
+    if roles.can_change():
+        st.caption(f"Five short steps over a real run of the "
+                   f"'{PRESETS[tour.TOUR_PRESET].title}' preset, pausing at each.")
+        st.button("Take the guided tour", key=f"{prefix}_tour_start", width="stretch",
+                  icon=":material/tour:", on_click=_start, args=(prefix,))
+    else:
+        st.caption("No guided tour under way.")
+
+
+def _show(prefix: str, steps: list[tour.Step], index: int, finished: bool) -> None:
+    total = tour.steps_in_all(steps, finished)
+    if index >= len(steps):
+        st.markdown(f"**Guided tour · step {index + 1} of {total}**")
+        st.caption("The run trains on to the next step's moment…")
+        return
+    step = steps[index]
+    st.markdown(f"**Guided tour · step {index + 1} of {total}**  \n**{step.title}**")
+    st.markdown(step.text)
+    st.caption(f"Epoch {step.epoch} of the run; the highlighted chart shows it.")
+    st.html(HIGHLIGHT.format(prefix=prefix, chart=step.chart))
+    shown_key = f"{prefix}_tour_scrolled"
+    if st.session_state.get(shown_key) != (step.key, index):
+        st.session_state[shown_key] = (step.key, index)
+        st.html(SCROLL.format(prefix=prefix, chart=step.chart), unsafe_allow_javascript=True)
+
+
+def _drive(prefix, store, state: dict, run: dict, steps: list[tour.Step],
+           finished: bool) -> None:
+    """Send the run what it needs to reach the step shown (once per paused epoch)."""
+    progress = store.get_progress(run["id"]) or {}
+    paused_after = int(progress["epoch"]) if progress.get("paused") else None
+    action = tour.run_action(steps, int(state["index"]), finished, paused_after,
+                             state.get("stepped_after"))
+    if action:
+        jobs.request_play(store, run["id"], action)
+        store.set_tour(prefix, {**state, "stepped_after": tour.RESUMED if action == "resume"
+                                else paused_after})
+
+
+def _buttons(prefix: str, state: dict, steps: list[tour.Step], index: int,
+             finished: bool) -> None:
+    back, forward, leave = st.columns(3)
+    back.button("Back", key=f"{prefix}_tour_back", disabled=index == 0, width="stretch",
+                on_click=_move, args=(prefix, state, index - 1))
+    last = finished and index >= len(steps) - 1
+    forward.button("Next", key=f"{prefix}_tour_next", type="primary", width="stretch",
+                   disabled=last or index >= len(steps), on_click=_move,
+                   args=(prefix, state, index + 1))
+    leave.button("Leave", key=f"{prefix}_tour_leave", width="stretch", on_click=_leave,
+                 args=(prefix, state))
+
+
+def _start(prefix: str) -> None:
+    if not roles.require_instructor("tour"):
+        return
+    store = open_store()
+    config = PRESETS[tour.TOUR_PRESET].config()
+    run_id = jobs.submit(store, config, name="Guided tour")
+    start_paced(store, [run_id], "step")  # paused after its first epoch: the first step
+    store.set_tour(prefix, {"run_id": run_id, "index": 0, "stepped_after": None})
+    st.session_state[f"{prefix}_shown"] = [run_id]
+    st.session_state[f"{prefix}_tour_followed"] = run_id
+
+
+def _move(prefix: str, state: dict, index: int) -> None:
+    if roles.require_instructor("tour"):
+        store = open_store()
+        current = store.get_tour(prefix) or state
+        store.set_tour(prefix, {**current, "index": max(index, 0)})
+
+
+def _leave(prefix: str, state: dict) -> None:
+    if not roles.require_instructor("tour"):
+        return
+    store = open_store()
+    store.set_tour(prefix, None)
+    run = store.get_run(state["run_id"])
+    if run and run["status"] in ACTIVE_STATUSES:
+        jobs.request_play(store, run["id"], "resume")  # the run goes on in real time
