@@ -24,6 +24,9 @@ from .play import start_paced
 
 HIGHLIGHT = ("<style>.st-key-{prefix}_chart_{chart} {{ outline: 4px solid #f59e0b; "
              "outline-offset: 4px; border-radius: 6px; }}</style>")
+# the card's text and buttons smaller than the page's (instructor mode enlarges everything)
+COMPACT = ("<style>.st-key-{prefix}_tour p {{ font-size: 0.85rem; line-height: 1.35; }} "
+           ".st-key-{prefix}_tour button {{ min-height: 2.2rem; font-size: 0.85rem; }}</style>")
 SCROLL = ("<script>(() => {{ let tries = 0; const go = () => {{ const chart = "
           "document.querySelector('.st-key-{prefix}_chart_{chart}');"
           " if (chart) chart.scrollIntoView({{block: 'center'}});"
@@ -60,13 +63,13 @@ def _card(prefix: str) -> None:
         steps = tour.reached_steps(run["config"], int(run["info"].get("n_train") or 0),
                                    store.records(run["id"]), store.events(run["id"]), finished)
         index = min(int(state["index"]), len(steps))
+        st.html(COMPACT.format(prefix=prefix))
         if roles.can_change():
             _drive(prefix, store, state, run, steps, finished)
-        _show(prefix, steps, index, finished)
-        if roles.can_change():
             _buttons(prefix, state, steps, index, finished)
         else:
             st.caption("The instructor moves the tour; this page follows it.")
+        _show(prefix, steps, index, finished)
 
 
 def _invitation(prefix: str) -> None:
@@ -112,27 +115,30 @@ def _drive(prefix, store, state: dict, run: dict, steps: list[tour.Step],
 
 def _buttons(prefix: str, state: dict, steps: list[tour.Step], index: int,
              finished: bool) -> None:
-    back, forward, leave = st.columns(3)
+    back, forward = st.columns(2)  # the sidebar is narrow: Leave on a row of its own
     back.button("Back", key=f"{prefix}_tour_back", disabled=index == 0, width="stretch",
                 on_click=_move, args=(prefix, state, index - 1))
     last = finished and index >= len(steps) - 1
     forward.button("Next", key=f"{prefix}_tour_next", type="primary", width="stretch",
                    disabled=last or index >= len(steps), on_click=_move,
                    args=(prefix, state, index + 1))
-    leave.button("Leave", key=f"{prefix}_tour_leave", width="stretch", on_click=_leave,
-                 args=(prefix, state))
+    st.button("Leave the tour", key=f"{prefix}_tour_leave", width="stretch",
+              on_click=_leave, args=(prefix, state))
 
 
 def _start(prefix: str) -> None:
     if not roles.require_instructor("tour"):
         return
     store = open_store()
-    config = PRESETS[tour.TOUR_PRESET].config()
-    run_id = jobs.submit(store, config, name="Guided tour")
-    start_paced(store, [run_id], "step")  # paused after its first epoch: the first step
-    store.set_tour(prefix, {"run_id": run_id, "index": 0, "stepped_after": None})
-    st.session_state[f"{prefix}_shown"] = [run_id]
-    st.session_state[f"{prefix}_tour_followed"] = run_id
+    under_way = store.get_tour(prefix)
+    if under_way and store.get_run(under_way["run_id"]):  # a second click, another tab
+        run_id = under_way["run_id"]
+    else:
+        run_id = jobs.submit(store, PRESETS[tour.TOUR_PRESET].config(), name="Guided tour")
+        start_paced(store, [run_id], "step")  # paused after its first epoch: the first step
+        store.set_tour(prefix, {"run_id": run_id, "index": 0, "stepped_after": None})
+    # the card's next run sees a run it does not follow yet and reruns the whole page, which
+    # puts it on the charts (a button in a fragment reruns only the fragment)
 
 
 def _move(prefix: str, state: dict, index: int) -> None:

@@ -17,7 +17,7 @@ TOUR_PRESET = "convex"  # the preset the tour runs: it grows the batch to B_max 
 
 # key: (title, the chart it highlights, by the chart names of report.figures.CHARTS)
 STEPS = {
-    "start": ("Start small", "batch_size"),
+    "start": ("Start small", "loss"),  # a flat batch size is a note, not a chart
     "diversity": ("Diversity rises as the loss falls", "diversity"),
     "grows": ("The bound crosses the batch size: the batch grows", "batch_size"),
     "cap": ("The cap at B_max", "batch_size"),

@@ -31,7 +31,7 @@ def test_moments_come_from_the_records_and_events_in_tour_order():
     steps = tour.reached_steps(CONFIG, N_TRAIN, RECORDS, EVENTS, finished=True)
     assert keys(steps) == [("start", 1), ("diversity", 3), ("grows", 3), ("cap", 4),
                            ("end", 5)]
-    assert [step.chart for step in steps] == ["batch_size", "diversity", "batch_size",
+    assert [step.chart for step in steps] == ["loss", "diversity", "batch_size",
                                               "batch_size", "loss"]
 
 
