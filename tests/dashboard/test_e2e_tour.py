@@ -6,6 +6,7 @@ $DIVEBATCH_SCREENSHOTS (docs/screenshots/tour_*.png come from them)."""
 
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,20 @@ def wait_for_step(page, number: int) -> None:
     page.locator(f".st-key-syn_chart_{CHARTS[number - 1]} .js-plotly-plot").wait_for()
 
 
+def chart_in_view(page, chart: str) -> bool:
+    box = page.locator(f".st-key-syn_chart_{chart}").bounding_box()
+    return bool(box) and box["y"] >= 0 and box["y"] + box["height"] <= 720
+
+
+def wait_until(condition, what: str, timeout: float = WAIT_MS / 1000) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 def highlighted(page, chart: str) -> bool:
     return page.locator(f".st-key-syn_chart_{chart}").evaluate(
         "e => getComputedStyle(e).outlineStyle") == "solid"
@@ -69,11 +84,14 @@ def test_tour_from_first_step_to_last_with_a_viewer_following(tmp_path):
                     card(teacher).get_by_role("button", name="Next").click()
                 wait_for_step(teacher, number)
                 assert highlighted(teacher, CHARTS[number - 1])
-                box = teacher.locator(f".st-key-syn_chart_{CHARTS[number - 1]}").bounding_box()
-                assert box and box["y"] < 720 and box["y"] + box["height"] > 0  # in view
+                wait_until(lambda: chart_in_view(teacher, CHARTS[number - 1]),
+                           f"step {number}'s chart scrolled into the 1280x720 window")
                 teacher.mouse.move(0, 0)
                 teacher.screenshot(path=str(SHOTS / f"tour_{number}.png"))
                 wait_for_step(viewer, number)  # the class follows, on its own refresh
+                if number == 3:
+                    viewer.mouse.move(0, 0)
+                    viewer.screenshot(path=str(SHOTS / "tour_viewer.png"))
                 assert card(viewer).get_by_role("button").count() == 0
                 if number == 4:  # Back shows step 3 again, Next returns to 4
                     card(teacher).get_by_role("button", name="Back").click()
