@@ -27,15 +27,20 @@ HIGHLIGHT = ("<style>.st-key-{prefix}_chart_{chart} {{ outline: 4px solid #f59e0
 # the card's text and buttons smaller than the page's (instructor mode enlarges everything)
 COMPACT = ("<style>.st-key-{prefix}_tour p {{ font-size: 0.85rem; line-height: 1.35; }} "
            ".st-key-{prefix}_tour button {{ min-height: 2.2rem; font-size: 0.85rem; }}</style>")
-# Centre the step's chart, and keep it there while the page around it settles (a run that
-# ends removes its controls above the charts): until it has stayed put for 2 s, at most 20 s.
-SCROLL = ("<script>(() => {{ let tries = 0, still = 0; const go = () => {{ const chart = "
-          "document.querySelector('.st-key-{prefix}_chart_{chart}');"
-          " if (chart) {{ const box = chart.getBoundingClientRect();"
-          " const off = Math.abs(box.top + box.height / 2 - window.innerHeight / 2);"
-          " if (off > 40 && (box.top < 60 || box.bottom > window.innerHeight)) {{"
-          " chart.scrollIntoView({{block: 'center'}}); still = 0; }} else {{ still++; }} }}"
-          " if (still < 20 && tries++ < 200) setTimeout(go, 100); }}; go(); }})();</script>")
+# Bring the step's chart into view once drawn (within 2 minutes), and back whenever the page
+# moves it out (a run that ends reruns the page without its controls above the charts), for
+# 30 s from then or until the user scrolls.
+SCROLL = ("<script>(() => {{ let waited = 0, kept = 0, user = false;"
+          " const stop = () => {{ user = true; }};"
+          " for (const kind of ['wheel', 'touchmove', 'keydown']) "
+          "window.addEventListener(kind, stop, {{once: true}});"
+          " const go = () => {{ if (user) return; const chart = document.querySelector("
+          "'.st-key-{prefix}_chart_{chart}');"
+          " if (!chart) {{ if (waited++ < 1200) setTimeout(go, 100); return; }}"
+          " const box = chart.getBoundingClientRect();"
+          " if (box.top < 60 || box.bottom > window.innerHeight)"
+          " chart.scrollIntoView({{block: 'center'}});"
+          " if (kept++ < 300) setTimeout(go, 100); }}; go(); }})();</script>")
 
 
 def tour_panel(prefix: str) -> None:

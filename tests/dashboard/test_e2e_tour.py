@@ -39,11 +39,11 @@ def wait_for_step(page, number: int) -> None:
     highlighted on the page."""
     card(page).get_by_text(f"step {number} of").wait_for()
     card(page).get_by_text(TITLES[number - 1], exact=True).wait_for()
-    page.locator(f".st-key-syn_chart_{CHARTS[number - 1]} .js-plotly-plot").wait_for()
+    page.locator(f".st-key-syn_chart_{CHARTS[number - 1]} .js-plotly-plot").first.wait_for()
 
 
 def chart_in_view(page, chart: str) -> bool:
-    box = page.locator(f".st-key-syn_chart_{chart}").bounding_box()
+    box = page.locator(f".st-key-syn_chart_{chart}").first.bounding_box()
     return bool(box) and box["y"] >= 0 and box["y"] + box["height"] <= 720
 
 
@@ -57,7 +57,7 @@ def wait_until(condition, what: str, timeout: float = WAIT_MS / 1000) -> None:
 
 
 def highlighted(page, chart: str) -> bool:
-    return page.locator(f".st-key-syn_chart_{chart}").evaluate(
+    return page.locator(f".st-key-syn_chart_{chart}").first.evaluate(
         "e => getComputedStyle(e).outlineStyle") == "solid"
 
 
