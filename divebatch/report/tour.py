@@ -88,14 +88,21 @@ def steps_in_all(steps: list[Step], finished: bool) -> int:
 # --- moments
 
 def _diversity_moment(records: list[dict], after: int) -> int | None:
-    """The first epoch after `after` whose measured diversity is above the first measured
-    one while the training loss is below the first epoch's."""
-    measured = [r for r in records if _number(r.get("diversity")) is not None]
+    """The first epoch after `after` whose diversity reading is above the first one while
+    the training loss is below the first epoch's."""
+    measured = [r for r in records if _reading(r) is not None]
     if not measured:
         return None
-    first_diversity, first_loss = measured[0]["diversity"], records[0]["train_loss"]
+    first_diversity, first_loss = _reading(measured[0]), records[0]["train_loss"]
     return next((int(r["epoch"]) for r in measured if int(r["epoch"]) > after
-                 and r["diversity"] > first_diversity and r["train_loss"] < first_loss), None)
+                 and _reading(r) > first_diversity and r["train_loss"] < first_loss), None)
+
+
+def _reading(record: dict) -> float | None:
+    """The diversity the chart draws: the fixed probe's when the run has one (the same
+    points every epoch), else the rule's own Δ̂ from the epoch's batches."""
+    probe = _number(record.get("probe_diversity"))
+    return probe if probe is not None else _number(record.get("diversity"))
 
 
 def _first_resize(resizes: list[dict], after: int) -> int | None:
@@ -122,11 +129,13 @@ def _start_text(config, n_train, records, record, resizes) -> str:
 
 
 def _diversity_text(config, n_train, records, record, resizes) -> str:
-    first = next(r for r in records if _number(r.get("diversity")) is not None)
+    first = next(r for r in records if _reading(r) is not None)
+    probe = _number(record.get("probe_diversity")) is not None
     return (f"As the loss falls (from {records[0]['train_loss']:.4g} to "
             f"{record['train_loss']:.4g} by epoch {int(record['epoch'])}), the per-sample "
-            f"gradients agree less: the diversity Δ̂ rose from {first['diversity']:.3g} to "
-            f"{record['diversity']:.3g}.")
+            f"gradients agree less: the diversity Δ̂ "
+            + ("on the chart (a fixed probe after each epoch) " if probe else "")
+            + f"rose from {_reading(first):.3g} to {_reading(record):.3g}.")
 
 
 def _grows_text(config, n_train, records, record, resizes) -> str:

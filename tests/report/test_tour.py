@@ -74,3 +74,11 @@ def test_the_run_is_stepped_epoch_by_epoch_to_the_next_moment_then_resumed_to_it
     assert tour.run_action(to_cap, 4, False, paused_after=5, stepped_after=4) == "resume"
     assert tour.run_action(to_cap, 4, False, 5, stepped_after=tour.RESUMED) is None
     assert tour.run_action(to_cap, 4, True, 5, stepped_after=4) is None  # ended
+
+
+def test_the_diversity_step_reads_the_probe_the_chart_draws_when_there_is_one():
+    probed = [dict(r, probe_diversity=p) for r, p in zip(RECORDS, (0.3, 0.2, 0.25, 0.4, 0.5))]
+    steps = {s.key: s for s in tour.reached_steps(CONFIG, N_TRAIN, probed, EVENTS, True)}
+    assert steps["diversity"].epoch == 4  # the probe first rose above 0.3 at epoch 4
+    assert "on the chart (a fixed probe after each epoch) rose from 0.3 to 0.4" \
+        in steps["diversity"].text
