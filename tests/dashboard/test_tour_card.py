@@ -81,3 +81,23 @@ def test_a_viewer_sees_the_instructors_step_and_cannot_move_it(isolated_store, m
     assert "Start small" in card_text(at)
     assert store.take_controls(run_id) == []  # a viewer's page never drives the run
     assert not at.exception
+
+
+def test_a_viewer_server_refuses_each_tour_button_when_a_crafted_click_arrives(
+        isolated_store, monkeypatch):
+    """Each button is drawn for the instructor, then the server turns read-only before the
+    click arrives: the tour does not move and the run gets no control."""
+    store = RunStore(isolated_store)
+    run_id = toured_run(store)
+    tour_state = {"run_id": run_id, "index": 1, "stepped_after": None}
+    for key in ("syn_tour_back", "syn_tour_next", "syn_tour_leave", "syn_tour_start"):
+        store.set_tour("syn", None if key == "syn_tour_start" else tour_state)
+        monkeypatch.delenv("DIVEBATCH_ROLE", raising=False)
+        at = open_lab()
+        button = at.button(key=key)
+        monkeypatch.setenv("DIVEBATCH_ROLE", "viewer")
+        button.click().run()
+        assert at.session_state["refused_action"] == "tour", key
+        assert store.get_tour("syn") == (None if key == "syn_tour_start" else tour_state)
+        assert [run["id"] for run in store.list_runs()] == [run_id]  # no new tour run
+        assert store.take_controls(run_id) == []
