@@ -22,6 +22,7 @@ from . import pacing, roles
 from .common import open_store
 from .play import start_paced
 
+IDLE_POLL_S = 5.0  # how often a page with no tour under way looks for one (the class's pages)
 HIGHLIGHT = ("<style>.st-key-{prefix}_chart_{chart} {{ outline: 4px solid #f59e0b; "
              "outline-offset: 4px; border-radius: 6px; }}</style>")
 # the card's text and buttons smaller than the page's (instructor mode enlarges everything)
@@ -46,9 +47,11 @@ SCROLL = ("<script>(() => {{ let waited = 0, kept = 0, user = false;"
 def tour_panel(prefix: str) -> None:
     """The tour card in the sidebar; call before the page's run picker, which it sets to the
     toured run when a tour begins."""
-    _follow(prefix, open_store().get_tour(prefix))
+    state = open_store().get_tour(prefix)
+    _follow(prefix, state)
+    every = pacing.refresh_interval() if state else IDLE_POLL_S  # a page rerun follows a start
     with st.sidebar:
-        st.fragment(run_every=pacing.refresh_interval())(_card)(prefix)
+        st.fragment(run_every=every)(_card)(prefix)
 
 
 def _follow(prefix: str, state: dict | None) -> None:
