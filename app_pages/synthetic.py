@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from dashboard import form, lab
+from dashboard import form, lab, tour
 from divebatch.presets import SYNTHETIC_PROBLEMS
 
 
@@ -16,4 +16,5 @@ st.markdown("Convex (least squares, logistic) and non-convex (sine with an MLP, 
             "problem) problems that train in seconds on a CPU. Pick a preset or set the knobs, "
             "then start a run or race the four methods.")
 
+tour.tour_panel(PREFIX)  # before the run picker: the toured run goes on the charts
 lab.form_and_live_panel(PREFIX, SYNTHETIC_PROBLEMS, hidden=IRRELEVANT)

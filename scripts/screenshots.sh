@@ -6,4 +6,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DIVEBATCH_SCREENSHOTS="$PWD/docs/screenshots" .venv/bin/python -m pytest \
-    tests/dashboard/test_e2e_browser.py tests/dashboard/test_e2e_journey.py -m browser -q -p no:randomly "$@"
+    tests/dashboard/test_e2e_browser.py tests/dashboard/test_e2e_journey.py \
+    tests/dashboard/test_e2e_tour.py -m browser -q -p no:randomly "$@"

@@ -68,6 +68,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             run_id INTEGER                   -- the run it trains now; NULL while idle
         )""",
     ),
+    (
+        """CREATE TABLE tours (               -- a page's guided tour, which the class follows
+            page TEXT PRIMARY KEY,
+            data TEXT NOT NULL,              -- JSON object: the run toured and the step shown
+            updated_at REAL NOT NULL
+        )""",
+    ),
 )
 
 

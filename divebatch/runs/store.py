@@ -351,6 +351,22 @@ class RunStore:
             "SELECT data, updated_at FROM progress WHERE run_id = ?", (run_id,)).fetchone())
         return None if row is None else {**json.loads(row["data"]), "updated_at": row["updated_at"]}
 
+    def set_tour(self, page: str, state: dict | None) -> None:
+        """Replace the guided tour of `page` (its run and step); None ends it."""
+        def write(db: sqlite3.Connection) -> None:
+            if state is None:
+                db.execute("DELETE FROM tours WHERE page = ?", (page,))
+            else:
+                db.execute("INSERT OR REPLACE INTO tours (page, data, updated_at) "
+                           "VALUES (?, ?, ?)", (page, _dumps(state), time.time()))
+        self._write(write)
+
+    def get_tour(self, page: str) -> dict | None:
+        """The guided tour of `page` under way, or None."""
+        row = self._read(lambda db: db.execute(
+            "SELECT data FROM tours WHERE page = ?", (page,)).fetchone())
+        return None if row is None else json.loads(row["data"])
+
     # --- events and controls
 
     def add_event(self, run_id: int, kind: str, message: str, epoch: int | None = None,

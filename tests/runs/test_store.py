@@ -546,3 +546,14 @@ def test_worker_rows_are_reserved_up_to_the_pool_size(store):
     assert not store.update_worker(second, run_id=None)
     with pytest.raises(ValueError, match="worker columns are pid, ready_at, run_id"):
         store.update_worker(first, status="idle")
+
+
+def test_a_pages_tour_is_set_replaced_and_ended(tmp_path):
+    store = RunStore(tmp_path / "runs.db")
+    assert store.get_tour("syn") is None
+    store.set_tour("syn", {"run_id": 3, "index": 0})
+    store.set_tour("syn", {"run_id": 3, "index": 1})
+    store.set_tour("learn", {"run_id": 4, "index": 0})
+    assert store.get_tour("syn") == {"run_id": 3, "index": 1}
+    store.set_tour("syn", None)
+    assert store.get_tour("syn") is None and store.get_tour("learn")["run_id"] == 4
