@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import stop_runs_and_wait
-from benchmarks.serve import CHROMIUM, dashboard_server, launch_chromium
+from tests.helpers.serve import CHROMIUM, dashboard_server, launch_chromium
 from divebatch.runs.store import RunStore
 
 pytestmark = pytest.mark.browser
