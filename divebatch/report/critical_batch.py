@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import math
 
+from divebatch.presets import VARIANTS, variant_of
+from divebatch.report.figures import RunData, run_label
+from divebatch.report.series import proposals
+
 
 def critical_label(summary: dict) -> str:
     """B_crit of one checkpoint in words a table can hold: "~ 24", "> 1024" (steps still fell
@@ -23,3 +27,111 @@ def critical_label(summary: dict) -> str:
     if fit["bound"] == "below":
         return f"< {min(sizes)}"
     return f"~ {fit['critical_batch']:.3g}" if math.isfinite(fit["critical_batch"]) else ""
+
+
+def measured_points(summaries: list[dict]) -> list[dict]:
+    """The checkpoints with a B_crit to draw: epoch, value (the fit's B_crit, or the range
+    end it lies beyond), bound and label."""
+    points = []
+    for summary in summaries:
+        label, fit = critical_label(summary), summary.get("fit")
+        if not fit or label in ("", "no decrease"):
+            continue
+        reached = [b["batch_size"] for b in summary["branches"] if b["steps_to_target"] is not None]
+        value = {"above": max(reached), "below": min(reached)}.get(fit["bound"],
+                                                                  fit["critical_batch"])
+        points.append({"epoch": summary["epoch"], "value": float(value), "bound": fit["bound"],
+                       "label": label})
+    return points
+
+
+def batch_used(run: RunData, epoch: int) -> int | None:
+    """The batch size `run` trained with just after `epoch` (its last one if it ended)."""
+    sizes = [r["batch_size"] for r in run.records if r["epoch"] == epoch + 1]
+    if sizes:
+        return int(sizes[0])
+    return int(run.records[-1]["next_batch_size"]) if run.records else None
+
+
+def proposal_at(run: RunData, epoch: int) -> float | None:
+    """DiveBatch's proposal delta * n * Delta_hat from its last measurement up to `epoch`."""
+    if not run.n_train or variant_of(run.run["config"]) != "divebatch":
+        return None
+    values = proposals(run.record_columns, run.n_train)
+    epochs = run.record_columns["epoch"]
+    seen = [v for e, v in zip(epochs.tolist(), values.tolist()) if e <= max(epoch, 1)
+            and math.isfinite(v)]
+    return seen[-1] if seen else None
+
+
+def critical_batch_sentence(summaries: list[dict], runs: list[RunData]) -> str:
+    """What the chart shows for this problem, in plain words: how the measured critical batch
+    size moved over training, where each method's batch sat against it, and how DiveBatch's
+    proposal and the noise scale B_simple compare with it."""
+    points = measured_points(summaries)
+    if not points:
+        if summaries and all(critical_label(s) == "no decrease" for s in summaries):
+            return ("At every measured checkpoint the smallest batch no longer lowered the "
+                    "loss within its budget (its noise floor): there was no decrease to "
+                    "measure the critical batch size on. Branch from earlier epochs.")
+        return "No critical batch size measured yet: start a measurement."
+    first, last = points[0], points[-1]
+    trend = (f"The measured critical batch size was {first['label']} at epoch "
+             f"{first['epoch']}" + (f" and {last['label']} at epoch {last['epoch']}"
+                                    if last is not first else ""))
+    parts = [trend + _trend_word(first, last) + "."]
+    if all(p["bound"] == "below" for p in points):
+        parts.append("The steps to the target hardly fell as the batch grew: at this learning "
+                     "rate the step size, not the gradient noise, limits progress.")
+    elif all(p["bound"] == "above" for p in points):
+        parts.append("The steps fell in proportion to 1/B up to the largest batch tried: "
+                     "gradient noise limits progress, and every larger batch was worth it.")
+    placed = [_placement(run, last) for run in runs]
+    parts += [" ".join(p for p in placed if p)]
+    parts.append(_estimates(summaries, runs, last))
+    return " ".join(p for p in parts if p)
+
+
+def _trend_word(first: dict, last: dict) -> str:
+    if last is first or first["bound"] != "inside" and first["bound"] == last["bound"]:
+        return ""
+    ratio = last["value"] / first["value"] if first["value"] > 0 else math.inf
+    return (": it grew as the loss fell, as Merrill et al. found" if ratio > 1.5 else
+            ": it shrank" if ratio < 1 / 1.5 else ": about flat")
+
+
+def _placement(run: RunData, point: dict) -> str:
+    used = batch_used(run, point["epoch"])
+    if used is None:
+        return ""
+    name = VARIANTS.get(variant_of(run.run["config"]), run_label(run.run))
+    if point["bound"] == "above" and used <= point["value"] or used < point["value"] / 2:
+        where = "below it: a larger batch would have cut its steps nearly in proportion"
+    elif point["bound"] == "below" and used >= point["value"] or used > 2 * point["value"]:
+        where = ("at or above it: a larger batch cuts few steps there and costs more examples "
+                 "per step, so it pays off only where a large step takes little more time "
+                 "than a small one")
+    else:
+        where = "near it"
+    return f"{name} trained at B = {used} at epoch {point['epoch']}, {where}."
+
+
+def _estimates(summaries: list[dict], runs: list[RunData], point: dict) -> str:
+    """How B_simple and DiveBatch's proposal compare with the measured value there."""
+    if point["bound"] != "inside":
+        return ""
+    words = []
+    summary = next(s for s in summaries if s["epoch"] == point["epoch"])
+    if summary.get("noise_scale") is not None:
+        words.append(f"the noise scale B_simple read {summary['noise_scale']:.3g} "
+                     f"({_times(summary['noise_scale'] / point['value'])})")
+    proposal = next((p for run in runs if (p := proposal_at(run, point["epoch"])) is not None),
+                    None)
+    if proposal is not None:
+        words.append(f"DiveBatch's proposal δ·n·Δ̂ was {proposal:.3g} "
+                     f"({_times(proposal / point['value'])})")
+    return f"At epoch {point['epoch']} {' and '.join(words)}." if words else ""
+
+
+def _times(ratio: float) -> str:
+    return f"{ratio:.2g}x the measured value"
