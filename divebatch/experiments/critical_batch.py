@@ -142,29 +142,38 @@ class CheckpointWork:
         self.on_row(batch_size, row)
 
     def _start(self) -> dict | None:
-        """The checkpoint's facts and the reference branch that sets the target."""
+        """The checkpoint's facts and the reference branch that sets the target: the
+        smallest batch size whose budget lowers the loss (smaller ones, at their noise floor
+        with this LR, are stored as never reaching it)."""
         point, settings = self.point, self.settings
-        smallest = self.sizes[0]
         budget = settings.budget_epochs * point.n_train
-        reference_steps = max(1, math.ceil(budget / smallest))
         diversity = point.diversity()
-        reference = point.branch(smallest, lr_factor=1.0, max_steps=reference_steps,
-                                 target=-math.inf, eval_every=budget / settings.eval_points,
-                                 seed=self._seed(smallest, 1.0), should_stop=self.should_stop)
-        if reference is None:
-            return None
-        start_loss, end_loss = reference.curve[0][1], _settled_loss(reference.curve)
-        fell = math.isfinite(end_loss) and end_loss < start_loss
+        floored = []
+        for size in self.sizes:
+            reference_steps = max(1, math.ceil(budget / size))
+            reference = point.branch(size, lr_factor=1.0, max_steps=reference_steps,
+                                     target=-math.inf, eval_every=budget / settings.eval_points,
+                                     seed=self._seed(size, 1.0), should_stop=self.should_stop)
+            if reference is None:
+                return None
+            start_loss, end_loss = reference.curve[0][1], _settled_loss(reference.curve)
+            fell = math.isfinite(end_loss) and end_loss < start_loss
+            if fell:
+                break
+            floored.append(reference)
         row = {"epoch": point.epoch, "loss": start_loss, "diversity": diversity,
                "noise_scale": noise_scale(len(point.eval_indices), diversity),
                "eval_samples": len(point.eval_indices), "batch_size": point.batch_size,
                "lr": point.group_lrs[0], "n_train": point.n_train,
                "target": start_loss - settings.decrease_fraction * (start_loss - end_loss)
-               if fell else None, "reference_steps": reference_steps,
-               "budget_examples": budget}
+               if fell else None, "reference_batch": size if fell else None,
+               "reference_steps": reference_steps, "budget_examples": budget}
         self._store(START, row)
+        for branch in floored:
+            self._store(branch.batch_size, {**_branch_row(branch, -math.inf, branch.seconds),
+                                            "floor": True})
         if fell and settings.lr_rule == "run" and settings.repeats == 1:
-            self._store(smallest, _branch_row(reference, row["target"], reference.seconds))
+            self._store(size, _branch_row(reference, row["target"], reference.seconds))
         return row
 
     def _measure(self, batch_size: int, start: dict) -> dict | None:

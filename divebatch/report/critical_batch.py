@@ -12,12 +12,12 @@ from divebatch.report.series import proposals
 
 def critical_label(summary: dict) -> str:
     """B_crit of one checkpoint in words a table can hold: "~ 24", "> 1024" (steps still fell
-    as 1 / B at the largest batch), "< 8" (they did not fall from the smallest), , "no decrease" when the
-    smallest batch did not lower the loss (no target), "" with fewer than two branches
+    as 1 / B at the largest batch), "< 8" (they did not fall from the smallest), , "no decrease" when no
+    batch size lowered the loss (no target), "" with fewer than two branches
     reaching the target."""
     fit = summary.get("fit")
     if summary.get("loss") is not None and summary.get("target") is None:
-        return "no decrease"  # the smallest batch did not lower the loss: nothing to reach
+        return "no decrease"  # no batch size lowered the loss: nothing to reach
     if not fit:
         return ""
     sizes = [branch["batch_size"] for branch in summary["branches"]
@@ -71,9 +71,10 @@ def critical_batch_sentence(summaries: list[dict], runs: list[RunData]) -> str:
     points = measured_points(summaries)
     if not points:
         if summaries and all(critical_label(s) == "no decrease" for s in summaries):
-            return ("At every measured checkpoint the smallest batch no longer lowered the "
-                    "loss within its budget (its noise floor): there was no decrease to "
-                    "measure the critical batch size on. Branch from earlier epochs.")
+            return ("At every measured checkpoint no batch size lowered the loss within its "
+                    "budget at this learning rate (each sat at its noise floor): there was no "
+                    "decrease to measure the critical batch size on. Branch from earlier "
+                    "epochs.")
         return "No critical batch size measured yet: start a measurement."
     first, last = points[0], points[-1]
     trend = (f"The measured critical batch size was {first['label']} at epoch "
