@@ -87,6 +87,13 @@ def critical_batch_sentence(summaries: list[dict], runs: list[RunData]) -> str:
     elif all(p["bound"] == "above" for p in points):
         parts.append("The steps fell in proportion to 1/B up to the largest batch tried: "
                      "gradient noise limits progress, and every larger batch was worth it.")
+    floored = [b["batch_size"] for s in summaries if s["epoch"] == last["epoch"]
+               for b in s["branches"] if b.get("floor")]
+    if floored:
+        parts.append(f"At epoch {last['epoch']} batches below {max(floored) * 2} could not "
+                     f"lower the loss at all in their budget: at this learning rate their "
+                     f"gradient noise holds them at a higher loss (a noise floor), which only a "
+                     f"larger batch (or a smaller LR) gets under.")
     placed = [_placement(run, last) for run in runs]
     parts += [" ".join(p for p in placed if p)]
     parts.append(_estimates(summaries, runs, last))

@@ -50,6 +50,15 @@ def test_the_sentence_names_the_trend_each_batch_and_the_estimates():
     assert "DiveBatch's proposal δ·n·Δ̂ was 40 (0.6" in text  # 40 / 64
 
 
+def test_the_sentence_names_the_batches_held_at_their_noise_floor():
+    late = summary(20, {64: 30.0, 128: 30.0})
+    late["branches"][:0] = [{"batch_size": 16, "steps_to_target": None, "floor": True},
+                            {"batch_size": 32, "steps_to_target": None, "floor": True}]
+    text = critical_batch_sentence([EARLY, late], [run(1, "sgd", [8] * 21)])
+    assert "< 64 at epoch 20" in text
+    assert "At epoch 20 batches below 64 could not lower the loss at all" in text
+
+
 def test_the_sentence_when_steps_never_fall_or_nothing_is_measured():
     flat = summary(0, {8: 9.0, 16: 9.0, 32: 9.0})
     assert "the step size, not the gradient noise, limits progress" in \
