@@ -77,10 +77,14 @@ def critical_batch_sentence(summaries: list[dict], runs: list[RunData]) -> str:
                     "epochs.")
         return "No critical batch size measured yet: start a measurement."
     first, last = points[0], points[-1]
+    peak = max(points, key=lambda p: p["value"])
+    middle = (f", {peak['label']} at epoch {peak['epoch']}"
+              if peak is not first and peak is not last and peak["value"] > last["value"]
+              else "")
     trend = (f"The measured critical batch size was {first['label']} at epoch "
-             f"{first['epoch']}" + (f" and {last['label']} at epoch {last['epoch']}"
+             f"{first['epoch']}" + (f"{middle} and {last['label']} at epoch {last['epoch']}"
                                     if last is not first else ""))
-    parts = [trend + _trend_word(first, last) + "."]
+    parts = [trend + _trend_word(first, last, bool(middle)) + "."]
     if all(p["bound"] == "below" for p in points):
         parts.append("The steps to the target hardly fell as the batch grew: at this learning "
                      "rate the step size, not the gradient noise, limits progress.")
@@ -100,11 +104,13 @@ def critical_batch_sentence(summaries: list[dict], runs: list[RunData]) -> str:
     return " ".join(p for p in parts if p)
 
 
-def _trend_word(first: dict, last: dict) -> str:
+def _trend_word(first: dict, last: dict, middle: bool) -> str:
     if last is first or first["bound"] != "inside" and first["bound"] == last["bound"]:
         return ""
     ratio = last["value"] / first["value"] if first["value"] > 0 else math.inf
-    return (": it grew as the loss fell, as Merrill et al. found" if ratio > 1.5 else
+    return (": it grew as the loss fell, as Merrill et al. found (a decaying learning rate "
+            "lowers it again)" if ratio > 1.5 and middle else
+            ": it grew as the loss fell, as Merrill et al. found" if ratio > 1.5 else
             ": it shrank" if ratio < 1 / 1.5 else ": about flat")
 
 

@@ -50,6 +50,13 @@ def test_the_sentence_names_the_trend_each_batch_and_the_estimates():
     assert "DiveBatch's proposal δ·n·Δ̂ was 40 (0.6" in text  # 40 / 64
 
 
+def test_the_sentence_names_a_peak_in_the_middle():
+    peak = summary(5, {b: 10 * (1 + 128 / b) for b in SIZES})  # B_crit 128
+    text = critical_batch_sentence([EARLY, peak, LATE], [])
+    assert "was ~ 16 at epoch 0, ~ 128 at epoch 5 and ~ 64 at epoch 10: it grew" in text
+    assert "(a decaying learning rate lowers it again)" in text
+
+
 def test_the_sentence_names_the_batches_held_at_their_noise_floor():
     late = summary(20, {64: 30.0, 128: 30.0})
     late["branches"][:0] = [{"batch_size": 16, "steps_to_target": None, "floor": True},
