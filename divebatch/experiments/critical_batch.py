@@ -49,6 +49,7 @@ class CriticalBatchSettings:
     lr_rule: str = "run"                # run: the run's lr_scaling; tuned: best of a grid
     budget_epochs: float = 1.0          # examples the reference trains, in epochs
     decrease_fraction: float = 0.5      # the target: this fraction of the reference's decrease
+    min_decrease: float = 0.01          # a reference lowers the loss if by this fraction of it
     max_steps_factor: float = 2.0       # a branch's step limit, times the reference's steps
     eval_points: int = 32               # loss evaluations over the reference's budget
     repeats: int = 1                    # branches per (batch size, LR), differently seeded;
@@ -85,6 +86,9 @@ def check_settings(settings: CriticalBatchSettings, config: RunConfig,
     if settings.lr_rule not in LR_RULES:
         raise ValueError(f"lr_rule should be one of {', '.join(LR_RULES)}, but got "
                          f"lr_rule={settings.lr_rule!r}")
+    if not 0.0 <= settings.min_decrease < 1.0:
+        raise ValueError(f"min_decrease should be a float >= 0 and < 1, but got "
+                         f"min_decrease={settings.min_decrease}")
     if not 0.0 < settings.decrease_fraction <= 1.0:
         raise ValueError(f"decrease_fraction should be a float > 0 and <= 1, but got "
                          f"decrease_fraction={settings.decrease_fraction}")
@@ -157,7 +161,7 @@ class CheckpointWork:
             if reference is None:
                 return None
             start_loss, end_loss = reference.curve[0][1], _settled_loss(reference.curve)
-            fell = math.isfinite(end_loss) and end_loss < start_loss
+            fell = math.isfinite(end_loss) and end_loss < start_loss * (1 - settings.min_decrease)
             if fell:
                 break
             floored.append(reference)

@@ -111,7 +111,8 @@ def _trend_word(first: dict, last: dict, middle: bool) -> str:
     return (": it grew as the loss fell, as Merrill et al. found (a decaying learning rate "
             "lowers it again)" if ratio > 1.5 and middle else
             ": it grew as the loss fell, as Merrill et al. found" if ratio > 1.5 else
-            ": it shrank" if ratio < 1 / 1.5 else ": about flat")
+            ": it shrank" if ratio < 1 / 1.5 else
+            ": it rose, then fell back" if middle else ": about flat")
 
 
 def _placement(run: RunData, point: dict) -> str:
