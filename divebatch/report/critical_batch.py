@@ -98,6 +98,12 @@ def critical_batch_sentence(summaries: list[dict], runs: list[RunData]) -> str:
                      f"lower the loss at all in their budget: at this learning rate their "
                      f"gradient noise holds them at a higher loss (a noise floor), which only a "
                      f"larger batch (or a smaller LR) gets under.")
+    stalled = [s["epoch"] for s in summaries if critical_label(s) == "no decrease"]
+    if stalled:
+        parts.append(f"At epoch{'s' if len(stalled) > 1 else ''} "
+                     f"{', '.join(map(str, stalled))} no batch size lowered the loss by 1 % "
+                     f"within its budget: at this learning rate the run had nothing left to "
+                     f"gain there, whatever the batch.")
     placed = [_placement(run, last) for run in runs]
     parts += [" ".join(p for p in placed if p)]
     parts.append(_estimates(summaries, runs, last))

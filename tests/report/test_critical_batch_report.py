@@ -70,6 +70,9 @@ def test_the_sentence_when_steps_never_fall_or_nothing_is_measured():
     flat = summary(0, {8: 9.0, 16: 9.0, 32: 9.0})
     assert "the step size, not the gradient noise, limits progress" in \
         critical_batch_sentence([flat], [run(1, "sgd", [8])])
+    stalled = critical_batch_sentence([EARLY, summary(5, {}, target=None),
+                                       summary(9, {}, target=None)], [])
+    assert "At epochs 5, 9 no batch size lowered the loss by 1 %" in stalled
     assert "no decrease to measure" in critical_batch_sentence(
         [summary(0, {}, target=None)], [run(1, "sgd", [8])])
     assert critical_batch_sentence([], []).startswith("No critical batch size measured yet")
