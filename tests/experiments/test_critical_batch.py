@@ -128,3 +128,14 @@ def test_keeping_checkpoints_changes_no_result(store):
                                                           "instrument_time")}
                 for r in store.records(run_id)]
     assert records(0) == records(2)
+
+
+def test_deleting_a_run_deletes_its_measurements_and_kept_checkpoints(store):
+    run_id = stored_run(store, REGRESSION)
+    rows = measure(store, run_id, CriticalBatchSettings(batch_sizes=(4, 16), budget_epochs=0.2))
+    assert rows
+    store.delete_run(run_id)
+    jobs.remove_run_files(store, [run_id])
+    assert Measurements(store).of_run(run_id) == []
+    assert store.read(lambda db: db.execute("SELECT COUNT(*) FROM measurement_rows").fetchone()[0]) == 0
+    assert checkpoint.kept_epochs(checkpoint.run_checkpoint_path(store.path, run_id)) == []
