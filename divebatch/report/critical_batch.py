@@ -54,7 +54,8 @@ def batch_used(run: RunData, epoch: int) -> int | None:
 
 
 def proposal_at(run: RunData, epoch: int) -> float | None:
-    """DiveBatch's proposal delta * n * Delta_hat from its last measurement up to `epoch`."""
+    """DiveBatch's proposal delta * n * Delta_hat from its last measurement up to `epoch`
+    (at epoch 0: its first, at the end of epoch 1)."""
     if not run.n_train or variant_of(run.run["config"]) != "divebatch":
         return None
     values = proposals(run.record_columns, run.n_train)
