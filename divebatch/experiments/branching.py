@@ -27,6 +27,7 @@ from divebatch.config import RunConfig
 from divebatch.meter.diversity import DiversityMeter
 
 EVAL_CHUNK = 4096  # samples per forward pass of the loss evaluation
+DIVERSITY_CHUNK = 256  # samples per forward/backward of the noise-scale pass (as the probe's)
 
 
 @dataclass
@@ -99,10 +100,10 @@ class BranchPoint:
         self.model.eval()
         try:
             m = len(self.eval_indices)
-            for start in range(0, m, EVAL_CHUNK):
-                chunk = self.eval_indices[start:start + EVAL_CHUNK]
+            for start in range(0, m, DIVERSITY_CHUNK):
+                chunk = self.eval_indices[start:start + DIVERSITY_CHUNK]
                 self.optimizer.zero_grad()
-                with meter.track(len(chunk)):
+                with meter.track(len(chunk)):  # G and S sum over the chunks
                     outputs = self.model(self.problem.inputs(self.problem.x_train[chunk], False))
                     (self.loss_fn(outputs, self.problem.y_train[chunk]).sum() / len(chunk)).backward()
             return meter.diversity()
