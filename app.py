@@ -1,6 +1,8 @@
 """DiveBatch Lab dashboard: the router. One line per page (app_pages/, a folder not named
 pages/ so that Streamlit's legacy pages-folder router never runs a page without this file)."""
 
+from pathlib import Path
+
 import streamlit as st
 
 from dashboard import remember_linked_runs
@@ -8,8 +10,9 @@ from dashboard.common import foreground_runs, open_store, queue_summary
 from dashboard.instructor import apply_style
 from divebatch.runs import jobs
 
-st.set_page_config(page_title="DiveBatch Lab", page_icon=":material/scuba_diving:",
-                   layout="wide")
+# The icon is a file here: a Material icon name makes the browser fetch it from Google.
+st.set_page_config(page_title="DiveBatch Lab", layout="wide",
+                   page_icon=str(Path(__file__).parent / "dashboard" / "favicon.png"))
 
 PAGES = [
     st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
@@ -37,5 +40,6 @@ cli_ids = ", ".join(f"#{run['id']}" for run in foreground_runs(store))
 st.sidebar.caption(f"Workers: {busy} of {slots} slot(s) busy, {queued} run(s) queued"
                    + (f" · running from the command line: {cli_ids}" if cli_ids else ""))
 
-remember_linked_runs()  # before a lab form rewrites the address bar
+remember_linked_runs(lambda run_id: store.get_run(run_id) is not None)  # before a lab
+# form rewrites the address bar
 page.run()

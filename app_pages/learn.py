@@ -5,7 +5,7 @@ from urllib.parse import urlencode
 import streamlit as st
 
 from dashboard.instructor import instructor_mode
-from divebatch.report import learn, learn_figures as learn_plots
+from divebatch.report import learn, learn_figures as learn_plots, learn_noise
 from divebatch.config import RunConfig
 from divebatch.links import config_to_query
 
@@ -160,6 +160,34 @@ else:
                    icon=":material/science:",
                    help="Opens the Synthetic lab (new tab) on least squares with this δ, B_old "
                         "as the initial batch size and this B_max.")
+
+# --- 5. the critical batch size
+st.header("5. Where a bigger batch stops being free")
+scales = learn_noise.noise_scales(problem, w)
+st.markdown(
+    "Three numbers at w, each from the last: the diversity Δ; the gradient noise scale "
+    "**B_simple = n·Δ − 1**, the batch at which a mini-batch gradient's noise is about as "
+    "large as the gradient itself; and the **critical batch size B_noise = tr(HΣ) / GᵀHG** of "
+    "McCandlish et al. (2018), the same ratio with each direction weighted by the curvature H "
+    "of the loss. On this quadratic their model is exact: a step with a batch of B, at its best "
+    "step size, makes 1 / (1 + B_noise/B) of the progress of a full-gradient step.")
+numbers = st.columns(4)
+numbers[0].metric("Δ", f"{scales.diversity:.4g}")
+numbers[1].metric("n·Δ", f"{scales.yin_bound:.4g}")
+numbers[2].metric("B_simple = n·Δ − 1", f"{scales.b_simple:.4g}")
+numbers[3].metric("critical batch B_noise", f"{scales.b_noise:.4g}")
+st.plotly_chart(learn_plots.critical_batch_chart(
+    learn_noise.batch_trade_off(scales, learn_noise.batch_range(scales)), scales.b_simple,
+    scales.b_noise), key="learn_critical_chart", width="stretch")
+st.caption(
+    "For the same progress: well below B_noise, doubling the batch nearly halves the steps "
+    "(examples barely grow: the bigger batch is almost free); above it, the steps hardly fall "
+    "and the examples double; the two curves cross at B_noise, where both are twice their "
+    "minimum. B_simple equals B_noise when the curvature is the same in every "
+    "direction; here the inputs are stretched along w1, so the loss is steeper there and the "
+    "two differ. DiveBatch moves the batch to δ·n·Δ = δ·(1 + B_simple): a fraction of the "
+    "noise scale, which the meter gets for free from the two sums it keeps anyway. Move w to "
+    "see all three change together.")
 
 if not instructor_mode():
     with st.expander("Show the library code behind these numbers"):

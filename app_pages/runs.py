@@ -30,18 +30,32 @@ group = col_group.selectbox("Group", ["(any)", *groups], key="runs_group_filter"
                             persist_state="session", help="Races and sweeps share a group.")
 runs = [run for run in all_runs if group == "(any)" or run["group"] == group]
 
+def rows_clicked() -> None:
+    """Rows ticked in the table join the selected runs; rows unticked leave them (the
+    picker below can also add and remove runs: only the table's own changes apply)."""
+    ids = st.session_state.runs_table_ids
+    now = {ids[row] for row in st.session_state.runs_table.selection.rows if row < len(ids)}
+    before = st.session_state.get("runs_table_picked", set())
+    shown = [i for i in st.session_state.get("runs_shown", []) if i not in before - now]
+    st.session_state.runs_shown = shown + sorted(now - before - set(shown))
+    st.session_state.runs_table_picked = now
+
+
 if not runs:
     st.info("No runs stored yet: start one on a lab page, or with "
             "`python -m divebatch run ...` (same store).")
 else:
+    st.session_state.runs_table_ids = [run["id"] for run in runs]
     st.dataframe(run_rows(store, runs), hide_index=True, placeholder="—", width="stretch",
+                 key="runs_table", on_select=rows_clicked, selection_mode="multi-row",
                  column_config={
                      "final acc": st.column_config.NumberColumn(format="percent"),
                      "final val loss": st.column_config.NumberColumn(format="%.4g"),
                      "duration s": st.column_config.NumberColumn(format="%.1f"),
                      "train s to own-1pt": st.column_config.NumberColumn(format="%.2f")})
 
-picked = live.run_picker(PREFIX, runs, title="Selected runs (overlaid below)")
+picked = live.run_picker(PREFIX, runs, title="Selected runs (overlaid below)",
+                         placeholder="Pick runs here or click rows of the table")
 by_id = {run["id"]: run for run in runs}
 selected = [by_id[i] for i in picked if i in by_id]
 

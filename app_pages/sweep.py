@@ -4,10 +4,11 @@ import streamlit as st
 
 from dashboard import roles
 from dashboard.common import open_store
+from dashboard.instructor import instructor_mode
 from dashboard.experiment import (backend_controls, chosen_backend, form_and_message,
                                   group_progress)
 from divebatch.report import sweep_figures as sweep_plots
-from divebatch.runs import sweeps
+from divebatch.runs import sweeps, verdicts
 from divebatch.config import PROBLEMS
 from divebatch.data.problems import check_available
 
@@ -126,7 +127,7 @@ def show_results():
     draw_heatmaps(result)
     st.dataframe(sweeps.cell_table(result), key="sweep_table", hide_index=True,
                  placeholder="—", width="stretch")
-    line = sweeps.verdict(result)
+    line = verdicts.sweep_verdict(result)
     if line:
         st.markdown(f"**Verdict:** {line}")
     draw_cell_curves(result)
@@ -149,7 +150,8 @@ def draw_heatmaps(result: sweeps.SweepResults) -> None:
     other_value = controls[2].selectbox(f"at {names[other]}", sweeps.grid_values(spec)[other],
                                         key=f"sweep_slice_{other}")
     controls[3].caption("Click a cell to see its curves below.")
-    columns = st.columns(3)
+    # a projector's larger type leaves a third of the page too narrow for a heatmap
+    columns = [st.container()] * 3 if instructor_mode() else st.columns(3)
     for column, metric in zip(columns, sweep_plots.HEATMAP_METRICS):
         if not any(cell[metric] is not None for cell in result.cells
                    if cell["cell"] != sweeps.BASELINE):

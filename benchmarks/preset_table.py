@@ -22,66 +22,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from divebatch.runs import analysis  # noqa: E402
 from divebatch.config import RunConfig  # noqa: E402
+from divebatch.experiments.seed_races import checks, judge, level_table, table, trade_off  # noqa: E402
 from divebatch.presets import PRESETS, RACE_ORDER, VARIANTS, with_variant  # noqa: E402
-from divebatch.runs.sweeps import mean_se  # noqa: E402
 from divebatch.training.trainer import train  # noqa: E402
-
-STABLE_POINTS = 3.0  # a preset is stable when no run ends more than this below its best
 
 
 def race(config: RunConfig) -> dict[str, list[dict]]:
     """{variant: records} for the four methods, baseline (SGD at B0) first."""
     return {variant: [r.to_dict() for r in train(with_variant(config, variant)).records]
             for variant in RACE_ORDER}
-
-
-def judge(records: dict[str, list[dict]], batch_size: int) -> dict[str, dict]:
-    """Per variant: final, drop, time to common, speed-up; DiveBatch's batch sizes."""
-    runs = [{"id": i, "config": {"method": v}} for i, v in enumerate(records)]
-    rows, common = analysis.compare(runs, dict(enumerate(records.values())))
-    out = {}
-    for variant, row in zip(records, rows):
-        sizes = [r["batch_size"] for r in records[variant]]
-        out[variant] = {**row, "common": common, "sizes": sorted(set(sizes)),
-                        "starts_at_b0": sizes[0] == batch_size}
-    return out
-
-
-def fmt(values, scale=1.0, suffix="", digits=2) -> str:
-    mean, se = mean_se(None if v is None else v * scale for v in values)
-    if mean is None:
-        return "not reached"
-    reached = sum(v is not None for v in values)
-    text = f"{mean:.{digits}f}" + ("" if se is None else f" ± {se:.{digits}f}") + suffix
-    return text if reached == len(values) else f"{text} ({reached}/{len(values)} reached)"
-
-
-def table(judged: list[dict[str, dict]]) -> str:
-    lines = ["| method | final accuracy % | time to common target (s) | epochs to it | "
-             "speed-up vs SGD at B0 |", "| --- | --- | --- | --- | --- |"]
-    for variant in RACE_ORDER:
-        rows = [seed[variant] for seed in judged]
-        lines.append(f"| {VARIANTS[variant]} | {fmt([r['final_acc'] for r in rows], 100)} | "
-                     f"{fmt([r['time_to_common'] for r in rows])} | "
-                     f"{fmt([r['epochs_to_common'] for r in rows], digits=1)} | "
-                     f"{fmt([r['speedup'] for r in rows], suffix='x')} |")
-    return "\n".join(lines)
-
-
-def checks(judged: list[dict[str, dict]]) -> list[str]:
-    drops = [r["drop_points"] or 0.0 for seed in judged for r in seed.values()]
-    dive = [seed["divebatch"] for seed in judged]
-    faster = sum((r["speedup"] or 0) > 1.0 for r in dive)
-    sizes = [len(r["sizes"]) for r in dive]
-    return [f"stable: largest drop below a run's best = {max(drops):.1f} points "
-            f"({'ok' if max(drops) <= STABLE_POINTS else 'FAILS'}, limit {STABLE_POINTS:g})",
-            f"DiveBatch distinct batch sizes per seed: {sizes}, starting at B0 in "
-            f"{sum(r['starts_at_b0'] for r in dive)}/{len(dive)} seeds; "
-            f"sizes of the first seed: {dive[0]['sizes']}",
-            f"DiveBatch reached the common target sooner than SGD at B0 in {faster}/{len(dive)} "
-            f"seeds; common targets: {[round(100 * r['common'], 1) for r in dive]} %"]
 
 
 def parse_sets(pairs: list[str], base: RunConfig) -> dict:
@@ -124,7 +74,9 @@ def main() -> None:
             f"t_common {r['time_to_common'] or float('nan'):.2f} s"
             for v, r in judged[-1].items()), file=sys.stderr, flush=True)
     print(table(judged))
-    print("\n".join(checks(judged)))
+    print()
+    print(level_table(judged))
+    print("\n".join([*checks(judged), trade_off(judged)]))
 
 
 if __name__ == "__main__":

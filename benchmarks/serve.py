@@ -35,19 +35,22 @@ def free_port() -> int:
 
 @contextmanager
 def dashboard_server(db_path: str | os.PathLike, env: dict | None = None,
-                     timeout: float = 60.0, app: str = "app.py"):
+                     timeout: float = 60.0, app: str = "app.py",
+                     log: str | os.PathLike | None = None):
     """`python -m streamlit run app.py` (or another script of this repository) on 127.0.0.1
     and a free port with DIVEBATCH_DB set; yields the base URL; the server's process group
-    is killed on exit, whatever happened."""
+    is killed on exit, whatever happened. `log`: a file that receives the server's standard
+    output and error (its tracebacks and warnings), else they are dropped."""
     port = free_port()
     full_env = {**os.environ, "DIVEBATCH_DB": str(db_path), **(env or {})}
     command = [sys.executable, "-m", "streamlit", "run", app,
                "--server.address", "127.0.0.1", "--server.port", str(port),
                "--server.headless", "true", "--server.fileWatcherType", "none",
                "--browser.gatherUsageStats", "false"]
+    log_file = open(log, "ab") if log else None  # noqa: SIM115 (closed below)
     server = subprocess.Popen(command, cwd=ROOT, env=full_env, stdin=subprocess.DEVNULL,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              start_new_session=True)
+                              stdout=log_file or subprocess.DEVNULL,
+                              stderr=log_file or subprocess.PIPE, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(server, url, timeout)
@@ -59,15 +62,19 @@ def dashboard_server(db_path: str | os.PathLike, env: dict | None = None,
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait(10)
-        server.stderr.close()
+        if log_file:
+            log_file.close()
+        else:
+            server.stderr.close()
 
 
 def _wait_healthy(server: subprocess.Popen, url: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise RuntimeError(f"the dashboard exited with code {server.returncode}: "
-                               f"{server.stderr.read().decode(errors='replace')[-2000:]}")
+            said = server.stderr.read().decode(errors="replace")[-2000:] if server.stderr \
+                else "see its log"
+            raise RuntimeError(f"the dashboard exited with code {server.returncode}: {said}")
         try:
             with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
                 if response.status == 200:

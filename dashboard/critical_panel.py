@@ -13,7 +13,8 @@ from divebatch.experiments import critical_jobs
 from divebatch.experiments.critical_batch import CriticalBatchSettings, summarize
 from divebatch.report.critical_batch import critical_batch_sentence
 from divebatch.report.critical_figure import critical_batch_figure
-from divebatch.report.figures import RunData, run_label
+from divebatch.report.figures import RunData
+from divebatch.report.run_labels import run_label
 from divebatch.runs.jobs import RACE_GROUP_PREFIX
 from divebatch.runs.measurements import Measurements
 from divebatch.runs.store import ACTIVE_STATUSES

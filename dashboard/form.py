@@ -39,7 +39,7 @@ FLOAT_STEPS = {"delta": 0.01, "lr": 0.01, "momentum": 0.05, "weight_decay": 1e-4
                "noise": 0.05, "val_fraction": 0.05, "lr_multiplier": 0.1,
                "adabatch_lr_decay": 0.05, "progress_every": 0.5}
 HOT_NOTE = ("(hot) marks the hot parameters: delta, max batch size, resize interval and the LR "
-            "multiplier change while a run is going (panel below the Start button). "
+            "multiplier change while a run is going (the panel above the charts). "
             "Everything else needs a new run.")
 
 
@@ -185,20 +185,48 @@ def _grid(prefix: str, names: list[str], problems: tuple[str, ...], columns: int
 
 
 def preset_picker(prefix: str, problems: tuple[str, ...]) -> None:
-    """Pick one of the presets for these problems and load it into the form."""
+    """Pick one of the presets for these problems: picking loads it into the form (what
+    Start and Race run is always what the form shows); Reset loads it again after edits."""
     choices = [p.key for p in presets_for(problems)]
     picked = st.session_state.setdefault(key(prefix, "preset"), choices[0])
     col_pick, col_load = st.columns([4, 1], vertical_alignment="bottom")
     with col_pick:
         st.selectbox("Preset", choices, key=key(prefix, "preset"),
                      format_func=lambda k: PRESETS[k].title, persist_state="session",
-                     help="A ready-made setup with something to look at. Load it, then Start "
-                          "(or Race).")
+                     on_change=load_preset, args=(prefix,),
+                     help="A ready-made setup with something to look at: picking one loads "
+                          "its settings into the form.")
     with col_load:
-        st.button("Load preset", key=key(prefix, "load_preset"), width="stretch",
-                  on_click=lambda: load_into_state(prefix, PRESETS[
-                      st.session_state[key(prefix, "preset")]].config()))
-    st.caption(PRESETS[picked].lesson)
+        st.button("Reset", key=key(prefix, "load_preset"), width="stretch",
+                  on_click=load_preset, args=(prefix,),
+                  help="Put the preset's settings back into the form.")
+    st.caption(PRESETS[picked].lesson if form_is_preset(prefix) else
+               f"The form differs from this preset (set by a link or by hand): "
+               f"{describe_setup(prefix)} will run. Reset loads the preset.")
+
+
+def load_preset(prefix: str) -> None:
+    load_into_state(prefix, PRESETS[st.session_state[key(prefix, "preset")]].config())
+
+
+def form_is_preset(prefix: str) -> bool:
+    """Whether the form holds the picked preset, but for the hot parameters (changed
+    freely during a lesson), the run name and the pace."""
+    preset = PRESETS.get(st.session_state.get(key(prefix, "preset")))
+    if preset is None:
+        return False
+    free = set(HOT_FIELDS) | {"name", "pace_s"}
+    form, wanted = config_from_state(prefix).to_dict(), preset.config().to_dict()
+    return all(form[name] == wanted[name] for name in wanted if name not in free)
+
+
+def describe_setup(prefix: str) -> str:
+    """What Start runs, in a few words: the preset's title when the form holds it, else
+    the problem and method ("sine, AdaBatch")."""
+    if form_is_preset(prefix):
+        return PRESETS[st.session_state[key(prefix, "preset")]].title
+    variant = st.session_state[key(prefix, "method")]
+    return f"{st.session_state[key(prefix, 'problem')]}, {VARIANTS[variant]}"
 
 
 def config_form(prefix: str, problems: tuple[str, ...], hidden: tuple[str, ...] = ()
@@ -238,11 +266,18 @@ def runnable_problem(config: RunConfig) -> str | None:
 
 # --- starting runs
 
-def start_buttons(prefix: str, config: RunConfig | None, blocked: str | None) -> None:
-    """Start one run, or race the four methods; new runs go onto this page's charts."""
+def start_buttons(prefix: str, config: RunConfig | None, blocked: str | None,
+                  with_pace: bool = True) -> None:
+    """Start one run, or race the four methods; new runs go onto this page's charts.
+    Instructor mode: two big buttons side by side (the pace is then in the setup)."""
     disabled = config is None or blocked is not None
-    pace_picker(prefix)
-    col_start, col_race, col_note = st.columns([1, 1, 3], vertical_alignment="center")
+    if with_pace:
+        pace_picker(prefix)
+    if instructor_mode():
+        col_start, col_race = st.columns(2, vertical_alignment="center")
+        col_note = None
+    else:
+        col_start, col_race, col_note = st.columns([1, 1, 3], vertical_alignment="center")
     col_start.button("Start run", key=key(prefix, "start"), type="primary",
                      disabled=disabled, width="stretch",
                      on_click=_start, args=(prefix, False))
@@ -251,8 +286,9 @@ def start_buttons(prefix: str, config: RunConfig | None, blocked: str | None) ->
                     help="DiveBatch, SGD at the small batch, SGD at the large batch (B_max) "
                          "and AdaBatch on the same problem and seed, overlaid, with the "
                          "paper's time-to-target table.")
-    col_note.caption("Runs train in background worker processes: they keep going if you "
-                     "reload, close the tab or restart the dashboard.")
+    if col_note is not None:
+        col_note.caption("Runs train in background worker processes: they keep going if "
+                         "you reload, close the tab or restart the dashboard.")
     if blocked:
         st.error(f"This setup cannot run here: {blocked}")
     note = st.session_state.pop(key(prefix, "start_note"), None)
@@ -287,7 +323,9 @@ def _start(prefix: str, race: bool) -> None:
     await_first_points(store, ids)  # so that this click's page update brings the charts
     if race:
         st.session_state[key(prefix, "start_note")] = race_note(store, runs)
-    st.session_state[key(prefix, "scroll")] = instructor_mode()
+    st.session_state[key(prefix, "scroll")] = True  # the charts in view, whatever the mode
+    if race:  # the race's verdict is about training time: show the axis it is about
+        st.session_state[key(prefix, "x_axis")] = "train_time"
     shown = [] if race else st.session_state.get(key(prefix, "shown"), [])
     st.session_state[key(prefix, "shown")] = [*shown, *ids]
 

@@ -5,7 +5,6 @@ and the page scrolled to the charts. On with the sidebar toggle or `?instructor=
 from __future__ import annotations
 
 import streamlit as st
-import streamlit.components.v1 as components
 
 FIELDS = ("delta", "max_batch_size", "resize_every")  # the lab form's only knobs
 LIVE_ANCHOR = "live"  # the live panel's header
@@ -14,7 +13,6 @@ LIVE_ANCHOR = "live"  # the live panel's header
 STYLE = """<style>
 html { font-size: 22px; }
 .stButton button, .stFormSubmitButton button { min-height: 3.2rem; font-size: 1.15rem; }
-[class*="_chart_legend"] { scroll-margin-top: 4.5rem; }  /* clear of Streamlit's header */
 </style>"""
 
 
@@ -29,15 +27,20 @@ def apply_style() -> None:
 
 
 def scroll_to_charts(anchor: str) -> None:
-    """Scroll the page to the charts' legend once it is drawn, and keep it there while the
-    controls above it appear (until it has stayed put for 3 s, for at most a minute; until
-    the legend exists, to the element with id `anchor`, a header's anchor)."""
-    components.html(
-        "<script>const doc = window.parent.document; let tries = 0, still = 0;"
-        "const go = () => { const legend = doc.querySelector('[class*=_chart_legend]');"
-        f" const target = legend || doc.getElementById('{anchor}');"
-        " if (target) { const margin = parseFloat(getComputedStyle(target).scrollMarginTop)"
-        " || 0; const off = Math.abs(target.getBoundingClientRect().top - margin);"
+    """Scroll the page to the verdict above the charts, else their legend, once drawn, and
+    keep it there while the controls above it appear (until it has stayed put for 3 s, for
+    at most a minute; until then, to the element with id `anchor`, a header's anchor).
+    The target's top lands just under Streamlit's header."""
+    st.html(
+        "<script>(() => { let tries = 0, still = 0;"
+        "const go = () => { const drawn = document.querySelector("
+        "'[class*=_verdict], [class*=_chart_legend]');"
+        f" const target = drawn || document.getElementById('{anchor}');"
+        " if (target) { const header = document.querySelector('header');"
+        " const margin = header ? header.getBoundingClientRect().bottom : 0;"
+        " target.style.scrollMarginTop = margin + 'px';"
+        " const off = Math.abs(target.getBoundingClientRect().top - margin);"
         " if (off > 3) { target.scrollIntoView({block: 'start'}); still = 0; }"
-        " else if (legend) { still++; } }"
-        " if (still < 30 && tries++ < 600) setTimeout(go, 100); }; go();</script>", height=0)
+        " else if (drawn) { still++; } }"
+        " if (still < 30 && tries++ < 600) setTimeout(go, 100); }; go(); })();</script>",
+        unsafe_allow_javascript=True)

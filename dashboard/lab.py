@@ -7,7 +7,7 @@ import streamlit as st
 from dashboard import form, live, roles
 from dashboard.common import open_store
 from dashboard.instructor import LIVE_ANCHOR, instructor_mode, scroll_to_charts
-from divebatch.presets import PRESETS
+from dashboard.play import pace_picker
 
 RUNS_TO_PICK_FROM = 60  # the newest runs of the lab's problems offered for the charts
 
@@ -17,12 +17,19 @@ def form_and_live_panel(prefix: str, problems: tuple[str, ...],
     """Everything below a lab page's header, for runs of `problems`; `hidden` fields do not
     apply to them and stay off the form."""
     if roles.can_change():
-        if instructor_mode():
+        if instructor_mode():  # the buttons first: in view at 1280x720 before a run
+            buttons = st.container()
             config = _folding_setup(prefix, problems, hidden)
-        else:
+            with buttons:
+                form.start_buttons(prefix, config, form.runnable_problem(config)
+                                   if config else None, with_pace=False)
+        else:  # the preset, then Start / Race (in view at 1440x900), then the details
             form.preset_picker(prefix, problems)
+            buttons = st.container()
             config = form.config_form(prefix, problems, hidden=hidden)
-        form.start_buttons(prefix, config, form.runnable_problem(config) if config else None)
+            with buttons:
+                form.start_buttons(prefix, config,
+                                   form.runnable_problem(config) if config else None)
     else:
         roles.read_only_banner()
     if not instructor_mode():
@@ -44,12 +51,13 @@ def form_and_live_panel(prefix: str, problems: tuple[str, ...],
 
 
 def _folding_setup(prefix: str, problems: tuple[str, ...], hidden: tuple[str, ...]):
-    """Instructor mode: the preset and the three knobs in an expander that folds once runs
-    are on the charts (a new label makes Streamlit draw it folded)."""
+    """Instructor mode: the preset, the three knobs and the pace in an expander that folds
+    once runs are on the charts (a new label makes Streamlit draw it folded); its label
+    names what Start and Race run."""
     started = bool(st.session_state.get(form.key(prefix, "shown")))
-    preset = PRESETS[st.session_state[form.key(prefix, "preset")]].title \
-        if st.session_state.get(form.key(prefix, "preset")) in PRESETS else "Setup"
-    label = f"Setup: {preset} (open to change)" if started else "Setup"
+    label = f"Setup: {form.describe_setup(prefix)} (open to change)" if started else "Setup"
     with st.expander(label, expanded=not started):
         form.preset_picker(prefix, problems)
-        return form.config_form(prefix, problems, hidden=hidden)
+        config = form.config_form(prefix, problems, hidden=hidden)
+        pace_picker(prefix)
+        return config

@@ -18,7 +18,7 @@ import streamlit as st
 from divebatch.runs import jobs
 from divebatch.report import figures as plots
 from divebatch.config import HOT_FIELDS, RunConfig, method_uses
-from divebatch.report.hot_limits import hot_change_limits
+from divebatch.report.hot_limits import hot_change_limits, hot_values_in_force
 from divebatch.report.figures import ChartOptions, run_label
 
 from divebatch.runs.store import ACTIVE_STATUSES
@@ -32,39 +32,62 @@ from .play import play_controls
 INTERVAL_HOLD_S = 10.0
 FIRST_POINT_POLL_S = 0.2  # the refresh while a just-started run has no epoch yet
 FIRST_POINT_WAIT_S = 30.0  # ... for at most this long after it started
-def run_picker(prefix: str, candidates: list[dict], title: str = "Runs on the charts"
-               ) -> list[int]:
-    """Multiselect of run ids (state "<prefix>_shown"); unknown ids are dropped."""
-    shown_key = f"{prefix}_shown"
+def run_picker(prefix: str, candidates: list[dict], title: str = "Runs on the charts",
+               placeholder: str = "Start a run, or pick stored runs to overlay") -> list[int]:
+    """Multiselect of run ids (state "<prefix>_shown"); unknown ids are dropped. The first
+    picker of a session opened by a link (`?runs=`) shows the link's runs, and names
+    those it cannot show."""
+    shown_key, note_key = f"{prefix}_shown", f"{prefix}_link_note"
     labels = {run["id"]: run_label(run) for run in candidates}  # stable: no status in it
     if shown_key not in st.session_state:  # the link's runs, else the active ones
         linked = [i for i in st.session_state.get("linked_runs", []) if i in labels]
         st.session_state[shown_key] = linked or [r["id"] for r in candidates
                                                  if r["status"] in ACTIVE_STATUSES]
+        refused = st.session_state.pop("linked_runs_refused", [])
+        refused += [f"#{i}" for i in st.session_state.get("linked_runs", [])
+                    if i not in labels]  # in the store, but not of this page's problems
+        if refused:
+            st.session_state[note_key] = (
+                f"This link names run(s) not shown here: {', '.join(refused)} (not in this "
+                f"server's store, not run ids, or not of this page's problems).")
     st.session_state[shown_key] = [i for i in st.session_state[shown_key] if i in labels]
+    if st.session_state.get(note_key):
+        st.warning(st.session_state[note_key])
     return st.multiselect(title, list(labels), key=shown_key, format_func=labels.get,
-                          persist_state="session",
-                          placeholder="Start a run, or pick stored runs to overlay")
+                          persist_state="session", placeholder=placeholder)
 
 
-def chart_options(prefix: str) -> ChartOptions:
-    cols = st.columns([2, 2, 1, 2])
+def chart_options(prefix: str, comparing: bool = False) -> ChartOptions:
+    """The x axis, log y, the diversity's reading and the smoothing; instructor mode shows
+    the first two only (the others keep their values), so no label is cut at 1280x720.
+    Runs compared (a race, or runs opened by a link) start on training time, the clock
+    their time-to-target verdict is about."""
+    st.session_state.setdefault(f"{prefix}_x_axis", "train_time" if comparing
+                                else "samples_seen")
+    st.session_state.setdefault(f"{prefix}_log_y", True)
+    st.session_state.setdefault(f"{prefix}_diversity_view", "diversity")
+    st.session_state.setdefault(f"{prefix}_smoothing", 0.0)
+    projector = instructor_mode()
+    cols = st.columns([3, 1] if projector else [2, 2, 1, 2], vertical_alignment="bottom")
     x_axis = cols[0].selectbox("x axis", list(plots.X_AXES), key=f"{prefix}_x_axis",
                                format_func=plots.X_AXES.get, persist_state="session",
                                help="Training time is the summed training seconds, "
                                     "evaluation excluded (the paper's clock).")
-    view = cols[1].selectbox("Diversity shown as", list(plots.DIVERSITY_VIEWS),
-                             key=f"{prefix}_diversity_view", persist_state="session",
-                             format_func=plots.DIVERSITY_VIEWS.get,
-                             help="n·Δ̂ is Yin's batch-size bound; n·Δ̂ − 1 reads it as "
-                                  "McCandlish's gradient noise scale B_simple.")
-    st.session_state.setdefault(f"{prefix}_log_y", True)
-    log_y = cols[2].toggle("log y", key=f"{prefix}_log_y", persist_state="session",
-                           help="Log-scale y on every chart but accuracy.")
-    smoothing = cols[3].slider("Smoothing (EMA)", 0.0, 0.95, step=0.05,
-                               key=f"{prefix}_smoothing", persist_state="session")
-    return ChartOptions(x_axis=x_axis, log_y=log_y, smoothing=smoothing,
-                        diversity_view=view, projector=instructor_mode())
+    log_y = cols[1 if projector else 2].toggle(
+        "log y", key=f"{prefix}_log_y", persist_state="session",
+        help="Log-scale y on every chart but accuracy.")
+    if not projector:
+        cols[1].selectbox("Diversity shown as", list(plots.DIVERSITY_VIEWS),
+                          key=f"{prefix}_diversity_view", persist_state="session",
+                          format_func=plots.DIVERSITY_VIEWS.get,
+                          help="n·Δ̂ is Yin's batch-size bound; n·Δ̂ − 1 reads it as "
+                               "McCandlish's gradient noise scale B_simple.")
+        cols[3].slider("Smoothing (EMA)", 0.0, 0.95, step=0.05, key=f"{prefix}_smoothing",
+                       persist_state="session")
+    return ChartOptions(x_axis=x_axis, log_y=log_y,
+                        smoothing=st.session_state[f"{prefix}_smoothing"],
+                        diversity_view=st.session_state[f"{prefix}_diversity_view"],
+                        projector=projector)
 
 
 def live_panel(prefix: str, run_ids: list[int]) -> None:
@@ -81,7 +104,7 @@ def live_panel(prefix: str, run_ids: list[int]) -> None:
         run_controls(prefix, active, snap)
     elif active:
         st.caption(roles.READ_ONLY_NOTE)
-    options = chart_options(prefix)
+    options = chart_options(prefix, comparing=len(snap.runs) > 1)
     statuses = {run["id"]: run["status"] for run in snap.runs}
     shown_every = st.session_state.get(f"{prefix}_every")
     every = _interval(snap, shown_every)
@@ -107,6 +130,8 @@ def _charts(prefix: str, statuses: dict[int, str], options: ChartOptions,
                            max_age_s=0.0 if every == FIRST_POINT_POLL_S else None)
     runs = list(snap.runs)
     if _statuses_changed(statuses, {run["id"]: run["status"] for run in runs}, every):
+        if len(runs) > 1 and not shared.any_active(runs):  # a race ended: land on its
+            st.session_state[f"{prefix}_scroll"] = True    # verdict and charts
         st.rerun()  # a run started, ended or vanished: redraw controls and charts together
     if every and _interval_changed(prefix, every, snap):
         st.rerun()  # a new timer needs a full rerun
@@ -114,7 +139,7 @@ def _charts(prefix: str, statuses: dict[int, str], options: ChartOptions,
     for run in runs:
         if run["status"] == "running":
             fraction, text = plots.progress(run, snap.records[run["id"]],
-                                            snap.progress[run["id"]])
+                                            snap.progress[run["id"]], snap.events[run["id"]])
             st.progress(fraction, text=text)
     if snap.has_points:
         draw_charts(prefix, snap, options)
@@ -190,6 +215,7 @@ def draw_charts(prefix: str, snap: shared.Snapshot, options: ChartOptions) -> No
     """The shared legend, the charts two by two, and a line for each chart whose value
     never changed."""
     legend, charts = shared.charts(snap, options)
+    verdict(prefix, snap)
     st.plotly_chart(legend, key=f"{prefix}_chart_legend", config={"displayModeBar": False})
     if st.session_state.get(f"{prefix}_scroll"):  # instructor mode's scroll to the charts
         st.session_state[f"{prefix}_scroll"] = "drawn"
@@ -205,6 +231,19 @@ def draw_charts(prefix: str, snap: shared.Snapshot, options: ChartOptions) -> No
         with columns[index % 2]:
             st.plotly_chart(figure, key=f"{prefix}_chart_{name}",
                             config=plots.png_config(name, data))
+            if name in plots.CHART_NOTES:
+                st.caption(plots.CHART_NOTES[name])
+
+
+def verdict(prefix: str, snap: shared.Snapshot) -> None:
+    """The comparison's verdict above the charts, so that both are on screen together
+    (its table, below the charts, says how it was reached)."""
+    if len(snap.runs) < 2 or not any(snap.records.values()):
+        return
+    table = shared.target_table(list(snap.runs), {run_id: list(rows) for run_id, rows
+                                                  in snap.records.items()}).table
+    if table.verdict:
+        st.container(key=f"{prefix}_verdict").markdown(f"**Verdict:** {table.verdict}")
 
 
 def preload_chart_code(prefix: str) -> None:
@@ -222,8 +261,6 @@ def comparison(runs: list[dict], records: dict[int, list[dict]]) -> None:
     st.markdown("**Time to target** (★ first to the common target)" if table.winner is not None
                 else "**Time to target**")
     st.dataframe(tables.rows, hide_index=True, placeholder="—")
-    if table.verdict:
-        st.markdown(f"**Verdict:** {table.verdict}")
     st.caption(table.caption + (f" While runs train, this table is updated every "
                                 f"{shared.TABLE_EVERY_S:g} s." if shared.any_active(runs)
                                 else ""))
@@ -247,14 +284,16 @@ def run_controls(prefix: str, active: list[dict], snap: shared.Snapshot) -> None
         st.session_state[pick_key] = next(
             (run["id"] for run in active if run["status"] == "running"), active[0]["id"])
     with st.container(border=True):
-        col_pick, col_stop, col_all = st.columns([4, 1, 1], vertical_alignment="bottom")
+        col_pick, col_stop, col_all = st.columns([2, 1, 1] if instructor_mode() else [4, 1, 1],
+                                                 vertical_alignment="bottom")
         picked = col_pick.selectbox("Control the active run", list(by_id), key=pick_key,
                                     format_func=lambda i: run_label(by_id[i]))
         col_stop.button("Stop", key=f"{prefix}_stop", width="stretch", on_click=_stop,
                         args=(prefix, [picked]))
         col_all.button(f"Stop all {len(active)}", key=f"{prefix}_stop_all", width="stretch",
                        disabled=len(active) < 2, on_click=_stop, args=(prefix, list(by_id)))
-        hot_change_form(prefix, by_id[picked], list(snap.records[picked]))
+        hot_change_form(prefix, by_id[picked], list(snap.records[picked]),
+                        list(snap.events[picked]))
         play_controls(prefix, by_id[picked])
     message = st.session_state.pop(f"{prefix}_control_message", None)
     if message:
@@ -273,20 +312,18 @@ def _stop(prefix: str, run_ids: list[int]) -> None:
                 f"queued one is cancelled at once.")
 
 
-def current_hot_values(run: dict, records: list[dict]) -> dict:
-    """The hot parameters in force: the last epoch's record, else the stored config."""
-    config = {**RunConfig().to_dict(), **run["config"]}
-    last = records[-1] if records else {}
+def current_hot_values(run: dict, records: list[dict], events: list[dict] = ()) -> dict:
+    """The hot parameters in force (config, last record, hot changes since)."""
+    values = hot_values_in_force({**RunConfig().to_dict(), **run["config"]}, records, events)
     kinds = {name: type(getattr(RunConfig, name)) for name in HOT_FIELDS}  # int or float
-    return {name: kinds[name](config[name] if last.get(name) is None else last[name])
-            for name in HOT_FIELDS}
+    return {name: kinds[name](values[name]) for name in HOT_FIELDS}
 
 
-def hot_change_form(prefix: str, run: dict, records: list[dict]) -> None:
+def hot_change_form(prefix: str, run: dict, records: list[dict], events: list[dict]) -> None:
     """The four hot parameters of `run`, preset to the values in force, Apply, and what may
     keep a change from showing at once."""
     run_id, method = run["id"], run["config"].get("method", "sgd")
-    current = current_hot_values(run, records)
+    current = current_hot_values(run, records, events)
     cols = st.columns(len(HOT_FIELDS) + 1, vertical_alignment="bottom")
     for col, name in zip(cols, HOT_FIELDS):
         widget_key = f"{prefix}_hot_{name}_{run_id}"
@@ -305,8 +342,9 @@ def hot_change_form(prefix: str, run: dict, records: list[dict]) -> None:
 
 def _hot_limits(run_id: int, config: dict) -> None:
     """Why a hot change may not show yet, kept current while the run goes on."""
-    records = shared.snapshot(open_store(), [run_id]).records.get(run_id, ())
-    for note in hot_change_limits(config, list(records[-1:])):
+    snap = shared.snapshot(open_store(), [run_id])
+    for note in hot_change_limits(config, list(snap.records.get(run_id, ())[-1:]),
+                                  list(snap.events.get(run_id, ()))):
         st.warning(note, icon=":material/hourglass_top:")
 
 

@@ -8,16 +8,20 @@ run's.
 
 from __future__ import annotations
 
+import time
+
 import streamlit as st
 
 from divebatch.runs import jobs
 from divebatch.runs.store import RunStore
 
-from . import roles
+from . import pacing, roles
+from .instructor import instructor_mode
 from .common import open_store
 
 CLASSROOM_S = 60.0  # a classroom-paced run lasts about this long in all
 SLOW_EPOCH_S = 3.0
+MESSAGE_SHOWN_S = 8.0  # how long "Pause sent to run #3 ..." stays under the buttons
 START_PACES = {"real": "Real time", "classroom": "Classroom pace (about 1 minute)",
                "step": "Step by step (pauses after each epoch)"}
 RUN_PACES = {"real": "Real time", "classroom": "Classroom (about 1 minute in all)",
@@ -49,17 +53,26 @@ def start_paced(store: RunStore, run_ids: list[int], choice: str) -> None:
 
 
 def play_controls(prefix: str, run: dict) -> None:
-    """Pause, Resume, Step one epoch and the pace of running run `run` (no timer of its own:
-    the state shown is that of this page run, and every click reruns the page)."""
+    """Pause, Resume, Step one epoch and the pace of running run `run`, in a fragment that
+    follows the run's paused state on every refresh while it runs (the state shown is at
+    most one refresh old; every click reruns it at once)."""
     if run["status"] != "running":
         return
+    st.fragment(run_every=pacing.refresh_interval())(_play_row)(prefix, run)
+
+
+def _play_row(prefix: str, run: dict) -> None:
     store, run_id = open_store(), run["id"]
-    paused = jobs.is_paused(store, run_id)
-    cols = st.columns([1, 1, 1, 3, 3], vertical_alignment="bottom")
+    progress = store.get_progress(run_id) or {}
+    paused = bool(progress.get("paused"))
+    if instructor_mode():  # larger type: the pace and the state on a row of their own
+        cols = [*st.columns(3), *st.columns(2, vertical_alignment="bottom")]
+    else:
+        cols = st.columns([4, 4, 3, 8, 8], vertical_alignment="bottom")  # "Resume" uncut
     cols[0].button("Pause", key=f"{prefix}_play_pause", width="stretch", disabled=paused,
                    on_click=_play, args=(prefix, run_id, "pause"), icon=":material/pause:",
                    help="Pauses at the end of the epoch under way.")
-    cols[1].button("Resume", key=f"{prefix}_play_resume", width="stretch",
+    cols[1].button("Resume", key=f"{prefix}_play_resume", width="stretch", disabled=not paused,
                    on_click=_play, args=(prefix, run_id, "resume"),
                    icon=":material/play_arrow:", type="primary" if paused else "secondary")
     cols[2].button("Step", key=f"{prefix}_play_step", width="stretch",
@@ -70,11 +83,12 @@ def play_controls(prefix: str, run: dict) -> None:
     cols[3].selectbox("Pace of this run", list(RUN_PACES), format_func=RUN_PACES.get,
                       key=f"{prefix}_play_pace_{run_id}", index=_pace_index(run, epochs),
                       on_change=_pace, args=(prefix, run_id, epochs))
-    state = f"paused after epoch {_paused_epoch(store, run_id)}" if paused else "running"
+    state = (f"paused after epoch {int(progress.get('epoch') or 0)}" if paused
+             else "running")
     cols[4].caption(f"Run #{run_id} is {state}. Pause and pace wait between epochs; the "
                     f"waiting is not training time.")
-    message = st.session_state.pop(f"{prefix}_play_message", None)
-    if message:
+    sent_at, message = st.session_state.get(f"{prefix}_play_message", (0.0, ""))
+    if time.monotonic() - sent_at < MESSAGE_SHOWN_S:
         st.caption(message)
 
 
@@ -84,18 +98,14 @@ def _pace_index(run: dict, epochs: int) -> int:
     return list(RUN_PACES).index(matches[0]) if matches else 0
 
 
-def _paused_epoch(store: RunStore, run_id: int) -> int:
-    return int((store.get_progress(run_id) or {}).get("epoch") or 0)
-
-
 def _play(prefix: str, run_id: int, kind: str) -> None:
     if not roles.require_instructor(kind):
         return
     jobs.request_play(open_store(), run_id, kind)
-    st.session_state[f"{prefix}_play_message"] = {
+    st.session_state[f"{prefix}_play_message"] = (time.monotonic(), {
         "pause": f"Pause sent to run #{run_id}: it pauses when this epoch ends.",
         "resume": f"Resume sent to run #{run_id}.",
-        "step": f"Step sent to run #{run_id}: one epoch, then it pauses."}[kind]
+        "step": f"Step sent to run #{run_id}: one epoch, then it pauses."}[kind])
 
 
 def _pace(prefix: str, run_id: int, epochs: int) -> None:
@@ -104,6 +114,6 @@ def _pace(prefix: str, run_id: int, epochs: int) -> None:
     choice = st.session_state[f"{prefix}_play_pace_{run_id}"]
     seconds = pace_seconds(choice, epochs)
     jobs.request_pace(open_store(), run_id, seconds)
-    st.session_state[f"{prefix}_play_message"] = (
+    st.session_state[f"{prefix}_play_message"] = (time.monotonic(), (
         f"Pace sent to run #{run_id}: " + (f"each epoch lasts at least {seconds:g} s."
-                                           if seconds else "real time."))
+                                           if seconds else "real time.")))

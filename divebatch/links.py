@@ -81,12 +81,27 @@ def read_query(query: Mapping[str, str], ignore: Iterable[str] = ()
             config.validate()
             return config, refused
         except ValueError as error:
-            named = _fields_named(str(error), values)
+            named = _fields_named(str(error), values) or _conflicting(str(error), values)
             if not named:
                 raise
             for key, why in named.items():
                 refused[key] = why
                 del values[key]
+
+
+def _conflicting(message: str, values: dict) -> dict[str, str]:
+    """{field of `values`: why} for the first error line that names no field of `values`
+    (batch_size=4096 in a link against the default max_batch_size=1024): the link's field
+    whose removal makes that error go away."""
+    line = message.splitlines()[0]
+    for key in values:
+        try:
+            RunConfig.from_dict({k: v for k, v in values.items() if k != key}).validate()
+        except ValueError as error:
+            if line in str(error).splitlines():
+                continue
+        return {key: f"conflicts with a default: {line}"}
+    return {}
 
 
 def _fields_named(message: str, values: dict) -> dict[str, str]:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from divebatch.config import RunConfig, config_fields
-from divebatch.links import config_from_query, config_to_query
+from divebatch.links import config_from_query, config_to_query, read_query
 from divebatch.presets import (IMAGE_PROBLEMS, PRESETS, SYNTHETIC_PROBLEMS, paper_config,
                                presets_for, race_configs, race_sorted, variant_of,
                                variant_uses, with_variant)
@@ -117,6 +117,15 @@ def test_every_bad_parameter_is_listed_at_once():
     with pytest.raises(ValueError) as info:
         config_from_query({"epochs": "ten", "delta": "x", "seed": "3"})
     assert [line.split()[0] for line in str(info.value).splitlines()] == ["epochs", "delta"]
+
+
+def test_a_field_that_conflicts_with_a_default_is_refused_alone():
+    """batch_size=4096 against the default B_max (1024): that one field is left out, the
+    rest of the link applies (it used to discard the whole link)."""
+    config, refused = read_query({"batch_size": "4096", "epochs": "5", "delta": "ten"})
+    assert config == RunConfig(epochs=5)
+    assert set(refused) == {"batch_size", "delta"}
+    assert refused["batch_size"].startswith("conflicts with a default: max_batch_size")
 
 
 def test_ignored_keys_are_skipped():

@@ -110,7 +110,7 @@ def sweep_spec(args):
 
 
 def cmd_sweep(args) -> int:
-    from divebatch.runs import sweeps
+    from divebatch.runs import sweeps, verdicts
     if not hasattr(args, "diversity_every_epoch"):
         args.diversity_every_epoch = False  # sweeps time runs: measure only where needed
     spec = sweep_spec(args)
@@ -126,7 +126,7 @@ def cmd_sweep(args) -> int:
     columns = [(key, title.format(metric="acc" if result.metric == "accuracy" else "val loss"))
                for key, title in SWEEP_COLUMNS]
     print(format_table(sweep_table_rows(result), columns))
-    line = sweeps.verdict(result)
+    line = verdicts.sweep_verdict(result)
     if line:
         print(line)
     counts = result.progress
@@ -141,7 +141,7 @@ def cmd_sweep(args) -> int:
 def run_with_progress(store, group, planned, run, quiet: bool) -> int:
     """Call `run(on_run_done)` under a progress bar; 130 after Ctrl-C, else 0."""
     from tqdm import tqdm
-    from divebatch.runs import sweeps
+    from divebatch.runs import sweeps, verdicts
     todo = sweeps.missing(planned, sweeps.match_runs(store, group, planned))
     reused = len(planned) - len(todo)
     if reused:

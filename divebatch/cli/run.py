@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from divebatch.runs import analysis
+from divebatch.runs import analysis, verdicts
 from divebatch.cli.common import (UsageError, add_config_flags, check_runnable, config_from_args,
                                   format_table, get_run_or_fail, open_store, subparser)
 from divebatch.report.exports import records_csv, records_json
@@ -151,24 +151,34 @@ def cmd_compare(args) -> int:
     store = open_store(args)
     runs = [get_run_or_fail(store, run_id) for run_id in args.run_ids]
     records = store.records_many(args.run_ids)
-    rows, common = analysis.compare(runs, records, args.target)
+    groups = verdicts.group_by_data(runs)
+    named = [(name, *analysis.compare(group, records, args.target))
+             for name, group in zip(verdicts.group_names(groups), groups)]
+    rows = [row for _, group_rows, _ in named for row in group_rows]
     for row in rows:
         row["speedup_own_shown"] = None if row["speedup_own"] is None else \
             f"{row['speedup_own']:.3g}x" + (" (see note)" if row["speedup_own_flag"] else "")
-    print(format_table(rows, COMPARE_COLUMNS))
-    measure = "accuracy" if any(analysis.uses_accuracy(r) for r in records.values()) \
+    columns = COMPARE_COLUMNS if len(named) == 1 else \
+        COMPARE_COLUMNS[:1] + [("problem", "problem")] + COMPARE_COLUMNS[1:]
+    print(format_table(rows, columns))
+    for name, group_rows, common in named:
+        print(("" if len(named) == 1 else f"{name}: ") + _target_line(group_rows, common, args))
+    line = verdicts.groups_verdict(named)
+    if line:
+        print(line)
+    return 0
+
+
+def _target_line(rows: list[dict], common: float | None, args) -> str:
+    measure = "accuracy" if any(row["final_acc"] is not None for row in rows) \
         else "validation loss"
     origin = ("--target" if args.target is not None
               else "lowest best among the runs, less 1 point" if measure == "accuracy"
               else "highest best among the runs, plus 5 %")
-    print(f"common target: {'none' if common is None else f'{common:.4g}'} {measure} "
-          f"({origin}); speed-up: the first run's training time to it over each run's (evaluation "
-          f"excluded); own-1pt: the paper's metric, first epoch within 1 point of the run's "
-          f"own final {measure}")
-    line = analysis.verdict(rows, common)
-    if line:
-        print(line)
-    return 0
+    return (f"common target: {'none' if common is None else f'{common:.4g}'} {measure} "
+            f"({origin}); speed-up: the first run's training time to it over each run's "
+            f"(evaluation excluded); own-1pt: the paper's metric, first epoch within 1 point "
+            f"of the run's own final {measure}")
 
 
 def add_worker(sub) -> None:

@@ -1,1 +1,2 @@
-"""The science of many runs: measurements that branch from stored runs (critical batch size)."""
+"""The science of many runs: sweeps, reproductions, critical batch sizes, statistics and their
+formatting. Sits above divebatch.runs (the machinery of runs)."""

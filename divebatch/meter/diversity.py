@@ -32,13 +32,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import torch
 from torch import Tensor, nn
 
-from divebatch.meter.hooks import FUSED_RULES, SqNormHooks, batchnorm_layers, check_batchnorm, \
-    parameter_owners
+from divebatch.meter.hooks import FUSED_RULES, SqNormHooks
+from divebatch.meter.owners import batchnorm_layers, check_batchnorm, parameter_owners
 from divebatch.meter.rules import RULES, register_rule
 
 __all__ = ["DiversityMeter", "FUSED_RULES", "gradient_diversity", "per_sample_grad_sq_norms",
@@ -62,10 +62,10 @@ def _norms_and_gradient(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Te
                         inputs: Tensor, targets: Tensor, allow_batchnorm: bool,
                         ) -> tuple[Tensor, list[Tensor | None]]:
     """(N,) ||g_i||^2 and the batch gradient sum_i g_i per trainable parameter, one backward."""
-    check_batchnorm(batchnorm_layers(model), allow_batchnorm)
+    approximate = check_batchnorm(batchnorm_layers(model), allow_batchnorm)
     owners = parameter_owners(model)
     params = list(owners)
-    with SqNormHooks(model, owners, check=True) as hooks:
+    with SqNormHooks(model, owners, check=True, mixing_allowed=approximate) as hooks, hooks.expansions_named():
         losses = loss_fn(model(inputs), targets)
         if losses.dim() != 1:
             raise ValueError("loss_fn should return per-sample losses of shape [N] "
@@ -232,9 +232,11 @@ class DiversityMeter:
         if self.seen_batches % self.sample_every == 0:
             self.approximate |= check_batchnorm(self._batchnorms, self.allow_batchnorm)
             hooks = self._hooks = SqNormHooks(self.model, self._owners, check=check,
-                                              fuse=self.fuse_weight_grads)
+                                              fuse=self.fuse_weight_grads,
+                                              mixing_allowed=self.approximate)
         try:
-            yield
+            with hooks.expansions_named() if hooks is not None else nullcontext():
+                yield
             grads = [p.grad for p in self._params]
             scale = batch_size if self.reduction == "mean" else 1
             if hooks is not None:

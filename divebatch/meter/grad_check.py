@@ -21,8 +21,8 @@ LOW_PRECISION_TOLERANCE = 5e-2
 
 
 def explained_grads(module: torch.nn.Module, params: dict[str, Tensor], args: tuple,
-                    kwargs: dict, grad_out: Tensor) -> dict[str, Tensor]:
-    """{name: gradient} of one module call's own parameters, for this output gradient."""
+                    kwargs: dict, grad_outs: list[Tensor]) -> list[dict[str, Tensor]]:
+    """{name: gradient} of one module call's own parameters, for each output gradient."""
     leaves = {name: p.detach().requires_grad_() for name, p in params.items()}
     # copies, so that a re-run in training mode leaves running statistics alone
     buffers = {name: b.clone() for name, b in module.named_buffers()}
@@ -30,13 +30,19 @@ def explained_grads(module: torch.nn.Module, params: dict[str, Tensor], args: tu
     # input (torch 2.13); the layout does not change the values
     detach = lambda value: (value.detach().contiguous()  # noqa: E731
                             if isinstance(value, Tensor) else value)
+    explained = []
     with torch.enable_grad():
         output = functional_call(module, {**buffers, **leaves}, tuple(map(detach, args)),
                                  {k: detach(v) for k, v in kwargs.items()})
         output = output[0] if isinstance(output, tuple) else output
-        grad_out = torch.empty_like(output).copy_(grad_out)  # laid out like the output
-        grads = torch.autograd.grad(output, list(leaves.values()), grad_out, allow_unused=True)
-    return {name: g for name, g in zip(leaves, grads) if g is not None}
+        if output.shape != grad_outs[0].shape:  # a shared call's output, expanded over the batch
+            output = output.expand(grad_outs[0].shape)
+        for grad_out in grad_outs:
+            grad_out = torch.empty_like(output).copy_(grad_out)  # laid out like the output
+            grads = torch.autograd.grad(output, list(leaves.values()), grad_out,
+                                        allow_unused=True, retain_graph=True)
+            explained.append({name: g for name, g in zip(leaves, grads) if g is not None})
+    return explained
 
 
 def relative_difference(explained: Tensor | None, actual: Tensor) -> float:

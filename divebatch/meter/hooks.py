@@ -7,31 +7,25 @@ hooks the module's output; when backward reaches that output, the layer's rule
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from functools import partial
-from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 
 from divebatch.meter import conv, sequence_rules  # noqa: F401  (sequence_rules registers its rules)
+from divebatch.meter.calls import bind, main_output, refuse_inside_backward, rule_failed
+from divebatch.meter.broadcast import failed_after_expansion, shared_call, verify_unchanged
+from divebatch.meter.functional import RandomState, functional_sq_norms, replayed
 from divebatch.meter.grad_check import explained_grads, relative_difference, tolerance
+from divebatch.meter.owners import Owner
+from divebatch.meter.rules import RULES, UnsupportedCall, _accumulation_dtype
+from divebatch.meter.sample_weights import SampleWeights, check_weighted, scale_rows
 from divebatch.meter.shared_params import Use, shared_sq_norms
-from divebatch.meter.rules import (RULES, UnsupportedCall, _accumulation_dtype,
-                            _uses_batch_statistics, functional_sq_norms)
 
 # Layer type -> (whether a call on this input should fuse, the fused rule): see SqNormHooks.
 FUSED_RULES = {nn.Conv2d: (conv.fuses_weight_grad, conv.conv2d_fused_sq_norms)}
-# Layers whose rule covers the parameters of their children too (they use them functionally).
-COMPOSITE_LAYERS = (nn.MultiheadAttention,)
-
-
-class Owner(NamedTuple):
-    """A module that holds a trainable parameter directly (or through a composite layer)."""
-    path: str  # e.g. "transformer.h.0.attn.c_attn"
-    module: nn.Module
-    name: str  # the parameter's name inside that module
 
 
 class SqNormHooks:
@@ -43,22 +37,26 @@ class SqNormHooks:
     ``sq_norms`` lists their samples in order. Use as a context manager, or call ``remove()``.
 
     A hook on ``model`` itself records the batch size and inputs of each call: a layer whose
-    output does not have the batch as its first dimension is refused, except an ``nn.Embedding``
-    on positions (consecutive indices made inside the forward, with fewer dimensions than the
-    model's input or a first dimension of 1), whose output is expanded over the batch so that each sample's
+    output does not have the batch as its first dimension is refused, except a call that every
+    sample shares (a position embedding on positions, a relative-position bias table), whose
+    output is expanded over the batch (``divebatch.meter.broadcast``) so that each sample's
     share of its gradient arrives separately. A parameter held by several modules (tied
-    weights) is measured by ``divebatch.meter.shared_params``.
+    weights) is measured by ``divebatch.meter.shared_params``. A module without a rule is
+    re-run (``divebatch.meter.functional``) from the random state its call started from.
 
     ``fuse``: layers with a fused rule (``FUSED_RULES``) whose call it suits have their weight
     frozen during that forward call; their rule then writes the weight's batch gradient into
     ``weight.grad`` itself (see ``divebatch.meter.conv``).
 
     ``check``: every call also keeps its arguments, and ``check_batch_gradient`` compares the
-    batch gradient these calls explain with autograd's (``divebatch.meter.grad_check``).
+    batch gradient these calls explain with autograd's (``divebatch.meter.grad_check``), and the
+    gradient they explain with random weights per sample with autograd's of the equally
+    weighted loss (``divebatch.meter.sample_weights``); a model call in which an output was
+    expanded is run again without the expansion, and must give the same outputs.
     """
 
     def __init__(self, model: nn.Module, owners: dict[Tensor, list[Owner]], fuse: bool = False,
-                 check: bool = False) -> None:
+                 check: bool = False, mixing_allowed: bool = False) -> None:
         self._pass_norms: list[Tensor | None] = []  # per forward pass: (n_pass,) once measured
         self._shared_uses: dict[int, list[Use]] = {}  # per forward pass, until sq_norms
         self._in_this_pass: set[nn.Module] = set()
@@ -75,8 +73,13 @@ class SqNormHooks:
         # checked calls with their output gradients, re-run once backward is done
         self._checked_calls: list[tuple[nn.Module, tuple, Tensor]] = []
         self._batch_size: int | None = None  # of the model call now running
-        self._input_dim = 0
-        self._input_storages: set[int] = set()
+        self._input_shape: tuple[int, ...] = ()
+        self._sample_weights: Tensor | None = None  # c_i of the model call now running
+        # mixing_allowed: BatchNorm's batch statistics, allowed as an approximation
+        self._weights = SampleWeights(list(owners)) if check and not mixing_allowed else None
+        self._model_random: RandomState | None = None  # before the model call (check only)
+        self._random_before: dict[nn.Module, RandomState] = {}  # calls of rule-less modules
+        self.expanded: list[str] = []  # modules whose output was expanded over the batch
         self._paths = {o.module: o.path or "model" for held in owners.values() for o in held}
         self._params: dict[nn.Module, dict[str, Tensor]] = {}
         for param, held in owners.items():
@@ -91,6 +94,11 @@ class SqNormHooks:
             self._handles += [layer.register_forward_pre_hook(self._before_forward,
                                                               with_kwargs=True)
                               for layer in layers if type(layer) in FUSED_RULES]
+        self._handles += [layer.register_forward_pre_hook(self._before_rule_less_call)
+                          for layer in layers if type(layer) not in RULES]
+        if check:
+            self._handles.append(model.register_forward_hook(self._after_model_call,
+                                                             with_kwargs=True))
 
     def __enter__(self) -> SqNormHooks:
         return self
@@ -122,13 +130,45 @@ class SqNormHooks:
         tensors = [v for v in (*args, *kwargs.values()) if isinstance(v, Tensor)]
         first = tensors[0] if tensors and tensors[0].dim() > 0 else None
         self._batch_size = None if first is None else first.shape[0]
-        self._input_dim = 0 if first is None else first.dim()
-        self._input_storages = {t.untyped_storage().data_ptr() for t in tensors}
+        self._input_shape = () if first is None else tuple(first.shape)
+        if self._check and first is not None:
+            self._model_random = RandomState.now(first.device)
+            if self._weights is not None:
+                self._sample_weights = self._weights.draw(first.shape[0])
+
+    def _after_model_call(self, model: nn.Module, args: tuple, kwargs: dict,
+                          output: object) -> None:
+        if self._replaying or self._model_random is None:
+            return
+        if self.expanded:
+            self._replaying = True
+            try:
+                verify_unchanged(model, args, kwargs, output, self._model_random, self.expanded)
+            finally:
+                self._replaying = False
+        if self._weights is not None:
+            self._weights.watch(output, self._sample_weights)
+
+    def _before_rule_less_call(self, module: nn.Module, args: tuple) -> None:
+        if not self._replaying and torch.is_grad_enabled():
+            device = next(iter(self._params[module].values())).device
+            self._random_before[module] = RandomState.now(device)
+
+    @contextmanager
+    def expansions_named(self) -> Iterator[None]:
+        """A failure (other than a refusal) after an output was expanded over the batch is
+        raised as a refusal naming the expanded modules (``divebatch.meter.broadcast``)."""
+        try:
+            yield
+        except Exception as error:
+            if self.expanded and not isinstance(error, ValueError):
+                raise failed_after_expansion(self.expanded, error) from error
+            raise
 
     def _before_forward(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
         if self._replaying or not torch.is_grad_enabled():
             return
-        args, _ = _bind(module, args, kwargs)
+        args, _ = bind(module, args, kwargs)
         if args and FUSED_RULES[type(module)][0](module, args[0]):
             module.weight.requires_grad_(False)
             self._frozen.append(module)
@@ -146,47 +186,34 @@ class SqNormHooks:
                 self._ran_without_grad.add(module)
             return None
         path = self._paths[module]
-        _refuse_inside_backward(module, path)
-        args, kwargs = _bind(module, args, kwargs)
-        result = output[0] if isinstance(module, nn.MultiheadAttention) else output
+        refuse_inside_backward(module, path)
+        args, kwargs = bind(module, args, kwargs)
+        result = main_output(module, output)
         if not isinstance(result, Tensor):
             raise ValueError(f"{path} ({type(module).__name__}) returns "
                              f"{type(result).__name__}; per-sample norms need modules with "
-                             "parameters to return a tensor")
+                             "parameters to return a tensor (or a tuple whose first element "
+                             "is the only one that needs a gradient)")
         expanded = None
-        if isinstance(module, nn.Embedding) and self._is_position_index(args[0]):
-            args, expanded = self._expand_over_batch(args, result)
-            result = expanded
-        saved = self._capture(module, path, args, kwargs, result) if result.requires_grad \
-            else None
+        if result.shape[:1] != (self._batch_size,) or isinstance(module, nn.Embedding):
+            shared = shared_call(module, args, kwargs, result, self._batch_size,
+                                 self._input_shape)
+            if shared is not None:
+                args, kwargs, expanded = shared
+                result = expanded
+                self.expanded.append(f"{path} ({type(module).__name__})")
+        random = self._random_draws(module, result)
+        saved = self._capture(module, path, args, kwargs, result, random) \
+            if result.requires_grad else None
         self._check_batch_dimension(module, path, result)
         self._start_call(module, path)
         if result.requires_grad:
-            call = (args, kwargs) if self._check else None
+            call = (args, kwargs, self._sample_weights, random) if self._check else None
             self._waiting[module] = (len(self._pass_norms) - 1, saved, fused, call)
             self._handles.append(result.register_hook(partial(self._on_output_grad, module)))
+        if expanded is not None and isinstance(output, tuple):
+            return (expanded, *output[1:])
         return expanded
-
-    def _is_position_index(self, index: Tensor) -> bool:
-        """Positions: consecutive indices made inside the forward, shaped to broadcast against
-        the batch."""
-        if self._batch_size is None:
-            return False
-        if index.untyped_storage().data_ptr() in self._input_storages:
-            return False  # indices from the model's input: one row per sample
-        broadcasts = index.dim() < self._input_dim or (index.dim() == self._input_dim
-                                                       and index.shape[0] == 1)
-        return broadcasts and index.dim() > 0 and bool((index.diff(dim=-1) == 1).all())
-
-    def _expand_over_batch(self, args: tuple, output: Tensor) -> tuple[tuple, Tensor]:
-        """Position indices and the embedding's output with the batch as first dimension, as
-        broadcasting would see them: (T,) -> (N, T) or (1, T) -> (N, T)."""
-        index, n_samples = args[0], self._batch_size
-        if index.dim() == self._input_dim:  # a leading 1 stands for the batch
-            return ((index.expand(n_samples, *index.shape[1:]), *args[1:]),
-                    output.expand(n_samples, *output.shape[1:]))
-        return ((index.expand(n_samples, *index.shape), *args[1:]),
-                output.expand(n_samples, *output.shape))
 
     def _check_batch_dimension(self, module: nn.Module, path: str, output: Tensor) -> None:
         if self._batch_size is None:
@@ -213,13 +240,22 @@ class SqNormHooks:
         self._in_this_pass.add(module)
         self._called.add(module)
 
+    def _random_draws(self, module: nn.Module, output: Tensor) -> RandomState | None:
+        """Where the random draws of this call of a rule-less module started, if it drew."""
+        before = self._random_before.pop(module, None)
+        drew = before is not None and before.differs(RandomState.now(output.device))
+        return before if drew else None
+
     def _capture(self, module: nn.Module, path: str, args: tuple, kwargs: dict,
-                 output: Tensor) -> object:
+                 output: Tensor, random: RandomState | None) -> object:
         capture, _ = RULES.get(type(module), (None, None))
-        try:
-            saved = (args, kwargs) if capture is None else capture(module, args, kwargs, output)
-        except UnsupportedCall as error:
-            raise ValueError(f"{path} ({type(module).__name__}): {error}") from None
+        if capture is None:  # re-run by divebatch.meter.functional
+            saved = args, kwargs, output.detach(), random
+        else:
+            try:
+                saved = capture(module, args, kwargs, output)
+            except UnsupportedCall as error:
+                raise ValueError(f"{path} ({type(module).__name__}): {error}") from None
         return (args, kwargs) if module in self._shared else saved
 
     def _start_pass(self) -> None:
@@ -228,8 +264,8 @@ class SqNormHooks:
         self._waiting.clear()  # outputs of the previous pass that backward never reached
 
     def _on_output_grad(self, module: nn.Module, grad_out: Tensor) -> None:
-        if module not in self._waiting:
-            return  # a stale output of an earlier pass
+        if module not in self._waiting or (self._weights is not None and self._weights.running):
+            return  # a stale output of an earlier pass, or the weighted check's backward
         pass_index, saved, fused, call = self._waiting.pop(module)
         if call is not None:
             self._checked_calls.append((module, call, grad_out.detach()))
@@ -241,6 +277,10 @@ class SqNormHooks:
         try:
             with torch.no_grad():
                 norms = self._rule_sq_norms(module, saved, fused, grad_out)
+        except UnsupportedCall as error:
+            raise ValueError(f"{self._paths[module]} ({type(module).__name__}): {error}") from None
+        except Exception as error:  # noqa: BLE001  (a refusal by name, never another error)
+            raise rule_failed(self._paths[module], module, error) from error
         finally:
             self._replaying = False
         self._add_norms(pass_index, norms)
@@ -253,7 +293,8 @@ class SqNormHooks:
             return FUSED_RULES[type(module)][1](module, saved, grad_out)
         if type(module) in RULES:
             return RULES[type(module)][1](module, saved, grad_out)
-        return functional_sq_norms(module, *saved, grad_out)
+        args, kwargs, output, random_state = saved
+        return functional_sq_norms(module, args, kwargs, grad_out, output, random_state)
 
     def _add_norms(self, pass_index: int, norms: Tensor) -> None:
         previous = self._pass_norms[pass_index]
@@ -265,26 +306,47 @@ class SqNormHooks:
             with torch.no_grad():
                 for pass_index, uses in self._shared_uses.items():
                     self._add_norms(pass_index, shared_sq_norms(uses))
+        except UnsupportedCall as error:
+            paths = " and ".join(dict.fromkeys(
+                f"{self._paths[use.module]} ({type(use.module).__name__})" for uses in
+                self._shared_uses.values() for use in uses))
+            raise ValueError(f"{paths}: {error}") from None
         finally:
             self._replaying = False
         self._shared_uses.clear()
 
-    def _explained_grads(self) -> tuple[dict[Tensor, Tensor], dict[Tensor, float]]:
-        """Parameter -> the batch gradient the checked calls explain, and its tolerance (by
-        the precision of those calls); after backward, outside autograd's engine."""
+    def _explained_grads(self) -> tuple[dict[Tensor, Tensor], dict[Tensor, Tensor],
+                                        dict[Tensor, float], list[Tensor]]:
+        """Parameter -> the batch gradient the checked calls explain, the same with each
+        sample's output rows scaled by its weight c_i, and its tolerance (by the precision of
+        those calls); the parameters in the order backward reached them. After backward,
+        outside autograd's engine."""
         explained: dict[Tensor, Tensor] = {}
+        weighted: dict[Tensor, Tensor] = {}
         tolerances: dict[Tensor, float] = {}
         self._replaying = True
         try:
-            for module, call, grad_out in self._checked_calls:
-                grads = explained_grads(module, self._params[module], *call, grad_out)
-                for name, grad in grads.items():
+            for module, (args, kwargs, weights, random), grad_out in self._checked_calls:
+                dim = 1 if isinstance(module, nn.MultiheadAttention) and \
+                    not module.batch_first else 0
+                grad_outs = [grad_out] if weights is None else \
+                    [grad_out, scale_rows(grad_out, weights, dim)]
+                try:
+                    with replayed(random) if random is not None else nullcontext():
+                        plain, *scaled = explained_grads(module, self._params[module], args,
+                                                         kwargs, grad_outs)
+                except Exception as error:  # noqa: BLE001
+                    raise rule_failed(self._paths[module], module, error) from error
+                scaled = scaled[0] if scaled else plain
+                for name in plain:
                     param = self._params[module][name]
                     tolerances[param] = max(tolerances.get(param, 0.0), tolerance(grad_out))
-                    explained[param] = grad + explained[param] if param in explained else grad
+                    for total, grads in ((explained, plain), (weighted, scaled)):
+                        total[param] = grads[name] + total[param] if param in total \
+                            else grads[name]
         finally:
             self._replaying = False
-        return explained, tolerances
+        return explained, weighted, tolerances, list(explained)
 
     def check_grads_seen(self, params: Sequence[Tensor], grads: Sequence[Tensor | None]) -> None:
         """Raise if a parameter got a gradient although no module holding it ran."""
@@ -310,7 +372,7 @@ class SqNormHooks:
         """Raise if the calls the hooks saw do not explain a parameter's batch gradient (needs
         ``check=True``): then some of its gradient comes from elsewhere, which the per-sample
         norms would miss."""
-        explained, tolerances = self._explained_grads()
+        explained, weighted, tolerances, order = self._explained_grads()
         self._checked_calls.clear()
         for param, param_grad in zip(params, grads):
             if param_grad is None:
@@ -326,71 +388,10 @@ class SqNormHooks:
                     "functional call), which per-sample norms would miss; make every use a "
                     "module call (a tied head: an nn.Linear whose weight is this Parameter) or "
                     "freeze the parameter")
+        if self._weights is not None and self._weights.complete:
+            check_weighted(self._weights.weighted_grads, weighted, tolerances, order,
+                           self._owners)
 
 
 def _name(owner: Owner) -> str:
     return f"{owner.path}.{owner.name}" if owner.path else owner.name
-
-
-def _bind(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
-    """Keyword arguments that can be positional made positional: ``fc(input=x)`` -> ``(x,)``."""
-    if not kwargs:
-        return args, kwargs
-    try:
-        bound = inspect.signature(module.forward).bind(*args, **kwargs)
-    except TypeError:
-        return args, kwargs
-    return bound.args, bound.kwargs
-
-
-def _refuse_inside_backward(module: nn.Module, path: str) -> None:
-    if torch._C._current_graph_task_id() != -1:
-        raise ValueError(
-            f"{path} ({type(module).__name__}) ran its forward during the backward pass: "
-            "activation checkpointing (torch.utils.checkpoint) recomputes checkpointed layers "
-            "there, and the recomputed call cannot be paired with the gradient of the original "
-            "one; measure without checkpointing (turn it off on measured batches)")
-
-
-def batchnorm_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    return [(name or type(model).__name__, m) for name, m in model.named_modules()
-            if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-
-
-def check_batchnorm(batchnorms: list[tuple[str, nn.Module]], allow_batchnorm: bool) -> bool:
-    """True if some BatchNorm uses batch statistics (allowed); ValueError if not allowed."""
-    offenders = [name for name, m in batchnorms if _uses_batch_statistics(m)]
-    if offenders and not allow_batchnorm:
-        raise ValueError(
-            f"BatchNorm in training mode ({', '.join(offenders)}): samples interact through the "
-            "batch statistics, so per-sample gradients are not defined. Use GroupNorm, call "
-            "model.eval(), or pass allow_batchnorm=True for an approximation that holds the "
-            "batch statistics fixed")
-    return bool(offenders)
-
-
-def parameter_owners(model: nn.Module) -> dict[Tensor, list[Owner]]:
-    """Each trainable parameter -> the modules that hold it (several for tied weights).
-
-    A composite layer (``COMPOSITE_LAYERS``) holds its children's parameters too. Recurrent
-    layers (nn.RNN, nn.LSTM, nn.GRU) with trainable parameters are refused.
-    """
-    owners: dict[Tensor, list[Owner]] = {}
-    composites: list[str] = []
-    for path, module in model.named_modules():
-        if any(path.startswith(f"{prefix}.") for prefix in composites):
-            continue
-        composite = isinstance(module, COMPOSITE_LAYERS)
-        if composite:
-            composites.append(path)
-        params = [(name, p) for name, p in module.named_parameters(recurse=composite)
-                  if p.requires_grad]
-        if params and isinstance(module, nn.RNNBase):
-            raise ValueError(
-                f"{path or type(model).__name__} ({type(module).__name__}): recurrent layers "
-                "are not supported (their parameters are applied at every time step inside one "
-                "call, which the per-layer rules cannot see); freeze them "
-                "(requires_grad_(False)) or measure a model without them")
-        for name, param in params:
-            owners.setdefault(param, []).append(Owner(path, module, name))
-    return owners

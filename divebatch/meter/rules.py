@@ -14,8 +14,8 @@ at once, and for most layers they never exist at all:
   BatchNorm in training mode holds the batch statistics fixed, which ignores the cross-sample
   terms: an approximation (see ``divebatch.meter.diversity``).
 - Embedding, EmbeddingBag and MultiheadAttention: in ``divebatch.meter.sequence_rules``.
-- Any other module with parameters of its own: ``functional_sq_norms`` (``vmap`` of ``grad`` of
-  the module re-run on one sample at a time) for those parameters only.
+- Any other module with parameters of its own: ``divebatch.meter.functional`` (``vmap`` of
+  ``grad`` of the module re-run on one sample at a time) for those parameters only.
 
 Temporaries are computed in chunks of samples so that they stay within ``TEMP_BUDGET`` times
 the layer's own input or output (or ``MIN_TEMP_ELEMENTS``). Frozen parameters
@@ -30,7 +30,6 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.func import functional_call, grad, vmap
 
 # Gram-vs-explicit cost model, in multiply-adds per sample. An elementwise pass over one element
 # costs about this many multiply-adds of a matrix product (measured on CPU)...
@@ -267,48 +266,3 @@ def _layer_norm_sq_norms(norm: nn.LayerNorm, x: Tensor, grad_out: Tensor) -> Ten
     if _is_trainable(norm.bias):
         norms.append(_sq_norms(grad_out.sum(1)))
     return sum(norms)
-
-
-# ----------------------------------------------------------------------------- torch.func
-
-def functional_sq_norms(module: nn.Module, args: tuple, kwargs: dict,
-                         grad_out: Tensor) -> Tensor:
-    """Squared norms of ``functional_per_sample_grads``."""
-    return sum(_sq_norms(g) for g in functional_per_sample_grads(module, args, kwargs,
-                                                                  grad_out).values())
-
-
-def functional_per_sample_grads(module: nn.Module, args: tuple, kwargs: dict,
-                                grad_out: Tensor) -> dict[str, Tensor]:
-    """Per-sample gradients of the module's own trainable parameters by vmap(grad(...)):
-    {name: (N, *param.shape)}.
-
-    The module is re-run on one sample at a time; its gradient w.r.t. its parameters, contracted
-    with that sample's output gradient, is that sample's parameter gradient. Tensor arguments
-    whose first dimension is N are split by sample, all others are shared. Assumes the module
-    treats samples independently.
-    """
-    n_samples = grad_out.shape[0]
-    params = {name: p.detach() for name, p in _trainable_direct_params(module)}
-
-    def batched_dims(value: object) -> int | None:
-        is_batched = isinstance(value, Tensor) and value.dim() > 0 and value.shape[0] == n_samples
-        return 0 if is_batched else None
-
-    args_dims = tuple(batched_dims(a) for a in args)
-    kwargs_dims = {key: batched_dims(v) for key, v in kwargs.items()}
-
-    def as_batch_of_one(value: object, dim: int | None) -> object:
-        return value.unsqueeze(0) if dim == 0 else value
-
-    def output_dot_grad(params: dict, sample_args: tuple, sample_kwargs: dict,
-                        sample_grad: Tensor) -> Tensor:
-        one_args = tuple(as_batch_of_one(a, d) for a, d in zip(sample_args, args_dims))
-        one_kwargs = {k: as_batch_of_one(v, kwargs_dims[k]) for k, v in sample_kwargs.items()}
-        output = functional_call(module, params, one_args, one_kwargs)
-        return (output * sample_grad.unsqueeze(0)).sum()
-
-    detach = lambda value: value.detach() if isinstance(value, Tensor) else value  # noqa: E731
-    return vmap(grad(output_dot_grad), in_dims=(None, args_dims, kwargs_dims, 0))(
-        params, tuple(map(detach, args)), {k: detach(v) for k, v in kwargs.items()},
-        grad_out.detach())

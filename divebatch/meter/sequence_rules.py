@@ -22,9 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from divebatch.meter.functional import functional_sq_norms
 from divebatch.meter.rules import (UnsupportedCall, _accumulation_dtype, _is_trainable,
                             _linear_sq_norms, _linear_weight_sq_norms,
-                            _sq_norms, functional_sq_norms, register_rule)
+                            _sq_norms, register_rule)
 
 
 # ----------------------------------------------------------------------------- Embedding

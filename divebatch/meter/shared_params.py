@@ -15,8 +15,8 @@ import torch
 from torch import Tensor, nn
 
 from divebatch.meter.sequence_rules import embedding_per_sample_grads
-from divebatch.meter.rules import MIN_TEMP_ELEMENTS, _accumulation_dtype, _sq_norms, \
-    functional_per_sample_grads
+from divebatch.meter.functional import functional_per_sample_grads
+from divebatch.meter.rules import MIN_TEMP_ELEMENTS, _accumulation_dtype, _sq_norms
 
 
 class Use(NamedTuple):

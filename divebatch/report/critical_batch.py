@@ -6,7 +6,8 @@ from __future__ import annotations
 import math
 
 from divebatch.presets import VARIANTS, variant_of
-from divebatch.report.figures import RunData, run_label
+from divebatch.report.figures import RunData
+from divebatch.report.run_labels import run_label
 from divebatch.report.series import proposals
 
 

@@ -10,7 +10,8 @@ import plotly.graph_objects as go
 from divebatch.presets import VARIANTS, variant_of
 from divebatch.report.chart_style import styles_for
 from divebatch.report.critical_batch import measured_points
-from divebatch.report.figures import RunData, run_label
+from divebatch.report.figures import RunData
+from divebatch.report.run_labels import run_label
 from divebatch.report.series import diversity_values, proposals
 
 SYMBOLS = {"inside": "circle", "above": "triangle-up", "below": "triangle-down"}

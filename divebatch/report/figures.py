@@ -22,10 +22,11 @@ import plotly.graph_objects as go
 
 from divebatch.runs import analysis
 from divebatch.report.chart_style import styles_for
-from divebatch.config import HOT_FIELDS
 from divebatch.report.hot_limits import ADAPTIVE
-from divebatch.report.series import (X_AXES, Columns, diversity_values, ema, epoch_ends,
-                                     epoch_starts, proposals)
+from divebatch.report.run_labels import (chart_label, format_value, hot_change_text,  # noqa: F401
+                                         progress, run_label)  # progress, run_label: re-exported
+from divebatch.report.series import (X_AXES, Columns, diversity_values, effective_lr, ema,
+                                     epoch_ends, epoch_starts, proposals)
 from divebatch.report.thinning import change_points, thin_indices
 
 DIVERSITY_VIEWS = {"diversity": "Δ̂  gradient diversity",
@@ -33,7 +34,12 @@ DIVERSITY_VIEWS = {"diversity": "Δ̂  gradient diversity",
                    "noise_scale": "n·Δ̂ − 1  gradient noise scale"}
 CHARTS = {"diversity": "Gradient diversity (fixed probe after each epoch, not timed)",
           "batch_size": "Batch size", "lr": "Learning rate", "loss": "Loss",
-          "val_acc": "Validation accuracy"}
+          "val_acc": "Validation accuracy",
+          "effective_lr": "Effective learning rate LR / B (log scale)"}
+CHART_NOTES = {"effective_lr": (  # a sentence drawn under the chart: what to read in it
+    "A batch increase without LR rescaling acts like an LR cut: LR / B, the step each example "
+    "gets, falls the same way, and for SGD on noisy linear regression the two are equivalent "
+    "(Meterez et al., \"Seesaw\", arXiv 2510.14717).")}
 
 CHART_HEIGHT = 320
 # A projector (1280x720) shows the 2x2 grid whole: lower charts, larger type.
@@ -103,53 +109,6 @@ class ChartOptions:
                              f"but got smoothing={self.smoothing!r}")
 
 
-def run_label(run: dict) -> str:
-    """'#12 DiveBatch (delta=0.1)', or the run's name when it has one."""
-    name = run.get("name") or analysis.method_label(run.get("config") or {})
-    return f"#{run['id']} {name}"
-
-
-def progress(run: dict, records: list[dict], live: dict | None) -> tuple[float, str]:
-    """(fraction of the run done, words) from finished epochs plus the live mid-epoch row."""
-    total = max(int((run.get("config") or {}).get("epochs") or 1), 1)
-    done = len(records)
-    text = f"{run_label(run)}: {done}/{total} epochs"
-    fraction = done / total
-    if live and live.get("epoch") == done + 1 and live.get("n_batches"):
-        within = live["batch"] / live["n_batches"]
-        fraction += within / total
-        text += f" · epoch {done + 1}: batch {live['batch']}/{live['n_batches']}"
-    return min(fraction, 1.0), text
-
-
-def current_config(data: RunData) -> dict:
-    """The run's config with the hot parameters in force at its last recorded epoch."""
-    config = dict(data.run.get("config") or {})
-    last = data.records[-1] if data.records else {}
-    config.update({name: last[name] for name in HOT_FIELDS if last.get(name) is not None})
-    return config
-
-
-def chart_label(data: RunData) -> str:
-    """run_label with the hot values in force: after delta 0.1 -> 0.5 it says delta=0.5."""
-    return run_label({**data.run, "config": current_config(data)})
-
-
-def hot_change_text(event: dict, records: list[dict], config: dict) -> str:
-    """'delta 0.1 → 0.5 at epoch 7': the old value is the one the epoch before used."""
-    payload, epoch = event.get("payload") or {}, event.get("epoch")
-    before = next((r for r in reversed(records) if epoch and r["epoch"] < epoch), {})
-    changes = [f"{name} {_g(before.get(name, config.get(name)))} → {_g(value)}"
-               for name, value in sorted(payload.items())]
-    where = f" at epoch {epoch}" if epoch else ""
-    return (", ".join(changes) or event["message"]) + where
-
-
-def _g(value) -> str:
-    return "?" if value is None else f"{value:g}" if isinstance(value, (int, float)) \
-        else str(value)
-
-
 # --- figures (traces are plain dicts and the Figure is built once: add_trace and add_vline
 # deep-copy the figure on every call, which made a refresh of 4 runs cost 0.2 s). Values are
 # numpy arrays (sent as base64, not as JSON lists) and the template is small: Streamlit's
@@ -177,14 +136,33 @@ def _figure(title: str, y_title: str, options: ChartOptions, log_y: bool, traces
     marks, notes = _hot_change_marks(runs, options)
     if options.projector:  # half a 1280 px screen: the short title says it all
         title, y_title = title.split(" (")[0], ""
+    shapes, annotations = shapes[0] + marks, shapes[1] + notes
     return dict(data=traces, layout=dict(
         template=TEMPLATE, title=dict(text=title, x=0.0, font=dict(size=options.font_size(15))),
         font=dict(size=options.font_size(12)),
         height=options.height, margin=dict(l=10, r=10, t=40, b=10), showlegend=False,
-        xaxis=dict(title=dict(text=X_AXES[options.x_axis])),
+        xaxis=dict(title=dict(text=X_AXES[options.x_axis]),
+                   **(_fixed_x_range(traces, shapes) if annotations else {})),
         yaxis=dict(title=dict(text=y_title), type="log" if log_y else "linear",
-                   **({"dtick": 1, "exponentformat": "power"} if log_y else {})),
-        **_present(shapes=shapes[0] + marks, annotations=shapes[1] + notes)))
+                   **({"exponentformat": "power", "nticks": 4 if options.projector else 6}
+                      if log_y else {})),
+        **_present(shapes=shapes, annotations=annotations)))
+
+
+def _fixed_x_range(traces: list[dict], shapes: list[dict]) -> dict:
+    """The x range of the data and marks, fixed: plotly's autorange would widen the axis
+    to fit an annotation's words (a hot change's label at the right edge stretched the
+    axis to -200k examples seen)."""
+    xs = [np.asarray(trace["x"], dtype=float) for trace in traces]
+    xs += [np.asarray([shape["x0"], shape["x1"]], dtype=float) for shape in shapes
+           if shape.get("xref") == "x"]
+    values = np.concatenate([np.empty(0), *xs])
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return {}
+    low, high = float(values.min()), float(values.max())
+    pad = 0.02 * (high - low) or 0.5
+    return {"range": [low - pad, high + pad], "autorange": False}
 
 
 def _present(**parts: list) -> dict:
@@ -241,7 +219,8 @@ def _steps(data: RunData, key: str, options: ChartOptions) -> tuple[np.ndarray, 
         return np.empty(0), np.empty(0)
     x = np.concatenate([epoch_starts(columns, options.x_axis),
                         epoch_ends(columns, options.x_axis)[-1:]])
-    return x, np.concatenate([columns[key], columns[key][-1:]])
+    values = STEP_VALUES[key](columns)
+    return x, np.concatenate([values, values[-1:]])
 
 
 def _diversity(runs: list[RunData], options: ChartOptions) -> dict:
@@ -305,6 +284,13 @@ def _lr(runs: list[RunData], options: ChartOptions) -> dict:
     traces = [_trace(*_steps(data, "lr", options), chart_label(data), style, y_label="lr",
                      step=True) for data, style in zip(runs, _styles(runs))]
     return _figure(CHARTS["lr"], "learning rate", options, options.log_y, traces, runs)
+
+
+def _effective_lr(runs: list[RunData], options: ChartOptions) -> dict:
+    """LR / B per epoch as steps, on a log axis (B spans powers of two)."""
+    traces = [_trace(*_steps(data, "effective_lr", options), chart_label(data), style,
+                     y_label="LR / B", step=True) for data, style in zip(runs, _styles(runs))]
+    return _figure(CHARTS["effective_lr"], "LR / B", options, True, traces, runs)
 
 
 def _loss(runs: list[RunData], options: ChartOptions) -> dict:
@@ -389,17 +375,19 @@ def legend_figure(runs: list[RunData]) -> go.Figure:
 
 # name -> spec builder: plain dicts with numpy arrays, which go.Figure validates (slowly)
 SPECS = {"diversity": _diversity, "batch_size": _batch_size, "lr": _lr, "loss": _loss,
-         "val_acc": _accuracy}
-STEP_CHARTS = {"batch_size": "batch_size", "lr": "lr"}  # chart -> record key
+         "val_acc": _accuracy, "effective_lr": _effective_lr}
+STEP_VALUES = {"batch_size": lambda columns: columns["batch_size"],
+               "lr": lambda columns: columns["lr"], "effective_lr": effective_lr}  # per epoch
 
 
 def constant_note(runs: list[RunData], key: str) -> str | None:
     """'Learning rate: 0.1 in every epoch of every run.' when a setting never changed
     (a flat line tells nothing a sentence cannot), else None."""
-    values = np.concatenate([np.empty(0), *(d.columns[key] for d in runs)])
+    values = np.concatenate([np.empty(0), *(STEP_VALUES[key](d.columns) for d in runs)])
     if not len(values) or np.isnan(values).any() or (values != values[0]).any():
         return None
-    return f"{CHARTS[key]}: {_g(values[0].item())} in every epoch of every run shown."
+    name = CHARTS[key].split(" (")[0]
+    return f"{name}: {format_value(values[0].item())} in every epoch of every run shown."
 
 
 def figure_specs(runs: list[RunData], options: ChartOptions) -> dict[str, dict | str]:
@@ -411,7 +399,7 @@ def figure_specs(runs: list[RunData], options: ChartOptions) -> dict[str, dict |
     for name, build in SPECS.items():
         if name == "val_acc" and not has_accuracy:
             continue
-        note = constant_note(runs, STEP_CHARTS[name]) if name in STEP_CHARTS else None
+        note = constant_note(runs, name) if name in STEP_VALUES else None
         out[name] = note or build(runs, options)
     return out
 

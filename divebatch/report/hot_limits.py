@@ -12,14 +12,37 @@ The next resize is at the end of epoch 8, 3 epochs away: delta and B_max act on 
 
 from __future__ import annotations
 
+from divebatch.config import HOT_FIELDS
+
 ADAPTIVE = ("divebatch", "adabatch")
 
 
-def hot_change_limits(config: dict, records: list[dict]) -> list[str]:
-    """Sentences (maybe none) on what keeps a hot change from acting on the next epoch."""
+def hot_values_in_force(config: dict, records: list[dict], events=()) -> dict:
+    """The hot parameters a run uses now: its config, then its last epoch's record, then
+    every hot change applied since that epoch began (a change made while the run waits
+    after an epoch, paused or paced, is in no record yet).
+
+    >>> hot_values_in_force({"delta": 0.1, "resize_every": 2}, [{"epoch": 3, "delta": 0.2}],
+    ...     [{"kind": "hot_change", "epoch": 3, "payload": {"resize_every": 5}}])
+    {'delta': 0.2, 'resize_every': 5}
+    """
+    values = {name: config[name] for name in HOT_FIELDS if config.get(name) is not None}
+    last = records[-1] if records else {}
+    values.update({name: last[name] for name in HOT_FIELDS if last.get(name) is not None})
+    since = last.get("epoch", 0)
+    for event in events:
+        if event.get("kind") == "hot_change" and (event.get("epoch") or 0) >= since:
+            values.update((name, value) for name, value in (event.get("payload") or {}).items()
+                          if name in HOT_FIELDS)
+    return values
+
+
+def hot_change_limits(config: dict, records: list[dict], events=()) -> list[str]:
+    """Sentences (maybe none) on what keeps a hot change from acting on the next epoch,
+    with the hot values in force (`events`: the run's events, hot changes among them)."""
     if config.get("method") not in ADAPTIVE or not records:
         return []
-    last = records[-1]
+    last = {**records[-1], **hot_values_in_force(config, records, events)}
     notes = []
     cap = last.get("max_batch_size") or config.get("max_batch_size")
     batch = last.get("next_batch_size") or last.get("batch_size")

@@ -111,3 +111,29 @@ def batch_along_path(steps: list[int], proposals: list[float], batch_sizes: list
                          yaxis={"title": "batch size", "type": "log", "dtick": 0.30103},
                          legend={"orientation": "h", "y": -0.25})
     return figure
+
+
+def critical_batch_chart(trade_off: dict[str, np.ndarray], b_simple: float,
+                         b_noise: float) -> go.Figure:
+    """Steps and examples for the same progress against B (log-log), relative to their
+    minima, with B_simple and the critical batch size B_noise marked."""
+    figure = go.Figure()
+    batches = trade_off["batch_size"]
+    figure.add_trace(go.Scatter(x=batches, y=trade_off["steps"], name="steps S(B) / S_min",
+                                mode="lines+markers"))
+    figure.add_trace(go.Scatter(x=batches, y=trade_off["examples"], mode="lines+markers",
+                                name="examples E(B) / E_min"))
+    marks = ((b_simple, "B_simple", "dot", "right", 1.0), (b_noise, "B_noise", "dash", "left", 0.9))
+    for value, name, dash, side, height in marks:
+        if np.isfinite(value):  # on a log axis a shape takes B, an annotation log10(B)
+            figure.add_shape(type="line", x0=value, x1=value, y0=0, y1=1, yref="y domain",
+                             line={"dash": dash, "color": "gray"})
+            figure.add_annotation(x=np.log10(value), y=height, yref="y domain",
+                                  text=f" {name} = {value:.3g} ", showarrow=False,
+                                  xanchor=side, yanchor="top")
+    figure.update_layout(height=340, margin={"l": 50, "r": 10, "t": 30, "b": 40},
+                         xaxis={"title": "batch size B", "type": "log", "dtick": 0.30103},
+                         yaxis={"title": "relative to the minimum", "type": "log",
+                                "dtick": 0.30103},
+                         legend={"orientation": "h", "y": -0.25})
+    return figure

@@ -140,7 +140,9 @@ def report_blocks(result: ReproResults, figures: dict | None = None) -> list[tup
     agree = sum(f["agrees"] is True for f in checks)
     differ = sum(f["agrees"] is False for f in checks)
     favourable = sum(bool(f.get("favourable")) for f in checks)
-    blocks.append(("p", f"Of {len(checks)} checks, {agree} agree with the paper, {differ} "
+    so_far = (f"So far ({counts['finished']} of {counts['total']} runs finished): "
+              if counts["finished"] < counts["total"] else "")
+    blocks.append(("p", f"{so_far}Of {len(checks)} checks, {agree} agree with the paper, {differ} "
                         f"differ ({favourable} of them in DiveBatch's favour: no accuracy "
                         f"loss) and {len(checks) - agree - differ} are unclear (a speed-up "
                         f"within two standard errors of 1, or no finished runs)."))

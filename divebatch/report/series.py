@@ -143,3 +143,17 @@ def proposals(columns: Columns, n_train: int | None) -> np.ndarray:
     if not n_train:
         return np.full(len(columns), np.nan)
     return columns["delta"] * n_train * columns["diversity"]
+
+
+def effective_lr(columns: Columns) -> np.ndarray:
+    """LR / B per epoch, shape (epochs,): SGD's noise temperature, the step size per example.
+    A batch doubled with the LR kept halves it, as halving the LR would (Meterez et al.,
+    "Seesaw", arXiv 2510.14717). NaN where either is missing or B is not positive.
+
+    >>> effective_lr(Columns([{"lr": 0.1, "batch_size": 16}, {"lr": 0.1, "batch_size": 32},
+    ...                       {"lr": 0.1, "batch_size": 0}])).tolist()
+    [0.00625, 0.003125, nan]
+    """
+    batch = columns["batch_size"]
+    positive = np.where(batch > 0, batch, np.nan)
+    return columns["lr"] / positive

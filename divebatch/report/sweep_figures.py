@@ -99,6 +99,11 @@ def _cell_text(cell: dict | None, key: str, scale: float) -> str:
     return text
 
 
+# A legend under the plot, clear of the x tick labels and title above it (plotly pushes the
+# bottom margin to fit it); nearer, it covered them under a projector's larger type.
+LEGEND_BELOW = {"orientation": "h", "yanchor": "top", "y": -0.18, "x": 0}
+
+
 def curves(runs: list[dict], metric_name: str = "accuracy") -> go.Figure:
     """Validation metric against cumulative training time, and batch size per epoch.
 
@@ -106,8 +111,9 @@ def curves(runs: list[dict], metric_name: str = "accuracy") -> go.Figure:
     "sgd_small" for a baseline; a reproduce.METHODS label also names its method).
     """
     key = "val_acc" if metric_name == "accuracy" else "val_loss"
+    shown = metric_name if metric_name.startswith("validation") else f"validation {metric_name}"
     figure = make_subplots(rows=1, cols=2, subplot_titles=(
-        f"validation {metric_name} vs training time", "batch size per epoch"))
+        f"{shown} vs training time", "batch size per epoch"))
     seen: dict[str, int] = {}
     for run in runs:
         records = run["records"]
@@ -128,8 +134,8 @@ def curves(runs: list[dict], metric_name: str = "accuracy") -> go.Figure:
     figure.update_xaxes(title_text="epoch", row=1, col=2)
     figure.update_yaxes(title_text=metric_name, row=1, col=1)
     figure.update_yaxes(title_text="batch size", type="log", dtick=LOG10_2, row=1, col=2)
-    figure.update_layout(height=380, margin={"l": 60, "r": 20, "t": 50, "b": 50},
-                         legend={"orientation": "h", "y": -0.25})
+    figure.update_layout(height=420, margin={"l": 60, "r": 20, "t": 50, "b": 50},
+                         legend={**LEGEND_BELOW, "y": -0.3})
     return figure
 
 
@@ -168,9 +174,9 @@ def method_bars(result, value: str) -> go.Figure:
                                 line={"dash": "dot", "color": "gray"}, name="SGD, small batch (reference)"))
     title = ("speed-up over SGD at the small batch (time to own-1pt, x, log scale)"
              if value == "speedup" else "final accuracy minus SGD's at the small batch (points)")
-    figure.update_layout(title=title, barmode="group", height=430,
+    figure.update_layout(title=title, barmode="group", height=460,
                          margin={"l": 60, "r": 20, "t": 50, "b": 40},
-                         legend={"orientation": "h", "y": -0.12}, xaxis={"tickangle": 0})
+                         legend=LEGEND_BELOW, xaxis={"tickangle": 0})
     if value == "speedup":
         figure.update_yaxes(type="log", tickvals=[0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100])
     return figure

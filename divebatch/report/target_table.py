@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from divebatch.runs import analysis
+from divebatch.runs import analysis, verdicts
 from divebatch.presets import VARIANTS, race_sorted, variant_of
 
 MISSING = "—"
@@ -28,34 +28,66 @@ TIME_COLUMN = "train s to common target"
 class TargetTable:
     rows: list[dict]       # the four main columns, formatted
     details: list[dict]    # every other column, formatted (the same runs, same order)
-    winner: int | None     # index of the row that reached the common target first
-    verdict: str           # one plain-words line (analysis.verdict)
+    winner: int | None     # index of the row that reached the common target first (None
+                           # when the runs are of several problems: they do not compare)
+    verdict: str           # plain words (verdicts.verdict / groups_verdict)
     caption: str           # what the columns mean
-    common: float | None   # the common target
+    common: float | None   # the common target (of the first problem's runs)
+
+
+def run_label(run: dict, row: dict) -> str:
+    """A run named by what it did: 'DiveBatch (B 16 -> 541)', 'SGD, small batch (B 16)'."""
+    name = VARIANTS.get(variant_of(run["config"]), row["method"])
+    sizes = row.get("batch_sizes") or (run["config"].get("batch_size"),) * 2
+    first, last = sizes
+    return f"{name} (B {first})" if first == last else f"{name} (B {first} -> {last})"
 
 
 def labelled_rows(runs: list[dict], records_by_run: dict[int, list[dict]],
                   target: float | None = None) -> tuple[list[dict], float | None]:
     """analysis.compare with SGD at the small batch first (the speed-up baseline) and each
-    method named as in a race, e.g. 'SGD, small batch (B=16)'."""
+    method named as in a race, by the batch sizes it trained with (run_label). The runs
+    should be of one problem and dataset (verdicts.group_by_data)."""
     ordered = race_sorted(runs)
     rows, common = analysis.compare(ordered, records_by_run, target)
     for row, run in zip(rows, ordered):
-        row["method"] = f"{VARIANTS.get(variant_of(run['config']), row['method'])} " \
-                        f"(B={run['config'].get('batch_size')})"
+        row["method"] = run_label(run, row)
     return rows, common
 
 
 def build(runs: list[dict], records_by_run: dict[int, list[dict]],
           target: float | None = None) -> TargetTable:
-    rows, common = labelled_rows(runs, records_by_run, target)
-    accuracy = any(analysis.uses_accuracy(r) for r in records_by_run.values())
+    """The table, measured within each problem: runs of different problems or data get
+    their own baseline, common target and verdict, no star, and their problem before the
+    method."""
+    groups = verdicts.group_by_data(runs)
+    names = verdicts.group_names(groups)
+    named = [(name, *labelled_rows(group, records_by_run, target))
+             for name, group in zip(names, groups)]
+    verdict = verdicts.groups_verdict(named)
+    main, details, captions = [], [], []
+    for name, rows, common in named:
+        accuracy = any(row["final_acc"] is not None for row in rows)
+        shown = [{**row, "method": f"{name} · {row['method']}"} if len(named) > 1 else row
+                 for row in rows]
+        main += [_main(row, i == 0, accuracy) for i, row in enumerate(shown)]
+        details += [_details(row, accuracy) for row in shown]
+        text = caption(common, accuracy, any(row["flag"] for row in rows))
+        captions.append(text if len(named) == 1 else f"{name}: {text}")
+    rows = named[0][1] if named else []
     reached = [i for i, row in enumerate(rows) if row["time_to_common"] is not None]
-    winner = min(reached, key=lambda i: rows[i]["time_to_common"]) if reached else None
-    return TargetTable([_main(row, i == 0, accuracy) for i, row in enumerate(rows)],
-                       [_details(row, accuracy) for row in rows], winner,
-                       analysis.verdict(rows, common),
-                       caption(common, accuracy, any(row["flag"] for row in rows)), common)
+    winner = min(reached, key=lambda i: rows[i]["time_to_common"]) \
+        if reached and len(named) == 1 else None
+    return TargetTable(_filled(main), _filled(details), winner, verdict,
+                       " ".join(captions) if captions else caption(None, False),
+                       named[0][2] if named else None)
+
+
+def _filled(rows: list[dict]) -> list[dict]:
+    """Every row with every column (runs of a regression problem beside a classification
+    one: each has the other's column, as MISSING)."""
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    return [{key: row.get(key, MISSING) for key in columns} for row in rows]
 
 
 def _main(row: dict, baseline: bool, accuracy: bool) -> dict:

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import math
 
+from divebatch.runs.store import ACTIVE_STATUSES
+
 ACC_TOLERANCE = 0.01   # one accuracy point
 LOSS_TOLERANCE = 0.05  # regression: within 5% of the final validation loss
 FLAG_POINTS = 2.0      # a run ending more than this many points below its best is flagged
@@ -133,39 +135,54 @@ def common_target(records_by_run: dict[int, list[dict]]) -> float | None:
     return min(bests) - ACC_TOLERANCE if accuracy else max(bests) * (1.0 + LOSS_TOLERANCE)
 
 
+def steps_at(records: list[dict], epoch: int | None) -> int | None:
+    """Optimizer steps taken up to the end of `epoch` (the records' cumulative `step`)."""
+    record = next((r for r in records if r.get("epoch") == epoch), None)
+    return None if record is None or record.get("step") is None else int(record["step"])
+
+
 def summarize(run: dict, records: list[dict], common: float | None = None) -> dict:
-    """One row of the comparison table."""
+    """One row of the comparison table. `active`: the run is still queued or training, so
+    its numbers are so far, not final."""
     config = run.get("config") or {}
     epoch, seconds = time_to_own_final(records)
     step_ms_measured, step_ms_plain = measurement_cost(records)
     common_epoch, common_seconds = time_to_value(records, common)
     drop = drop_points(records)
+    sizes = [r["batch_size"] for r in records if r.get("batch_size") is not None]
     return {
         "id": run.get("id"), "name": run.get("name") or "", "status": run.get("status"),
-        "problem": config.get("problem"), "method": method_label(config),
-        "epochs": len(records),
+        "active": run.get("status") in ACTIVE_STATUSES,
+        "problem": config.get("problem"),
+        "method": method_label(config, (sizes[0], sizes[-1]) if sizes else None),
+        "epochs": len(records), "planned_epochs": config.get("epochs"),
         "final_acc": _number(records[-1].get("val_acc")) if records else None,
         "final_val_loss": _number(records[-1].get("val_loss")) if records else None,
         "best_acc": best_value(records) if uses_accuracy(records) else None,
         "drop_points": drop, "flag": flag_note(drop),
         "epochs_to_target": epoch, "time_to_target": seconds,
         "epochs_to_common": common_epoch, "time_to_common": common_seconds,
+        "steps_to_common": steps_at(records, common_epoch),
         "train_time": sum(float(r.get("train_time") or 0.0) for r in records),
         "samples_seen": records[-1].get("samples_seen") if records else 0,
         "final_batch_size": records[-1].get("next_batch_size") if records else None,
+        "batch_sizes": (sizes[0], sizes[-1]) if sizes else None,  # trained with: first, last
         "step_ms_measured": step_ms_measured, "step_ms_plain": step_ms_plain,
     }
 
 
-def method_label(config: dict) -> str:
-    """e.g. 'DiveBatch (delta=0.1)', 'SGD B=128', 'AdaBatch'."""
+def method_label(config: dict, batch_sizes: tuple[int, int] | None = None) -> str:
+    """e.g. 'DiveBatch (delta=0.1)', 'SGD B=128', 'AdaBatch'; with the first and last batch
+    sizes a run trained with, what it did: 'DiveBatch (delta=0.1, B 16 -> 541)'."""
     method = config.get("method")
     if method == "sgd":
         return f"SGD B={config.get('batch_size')}"
+    first, last = batch_sizes or (None, None)
+    path = f"B {first} -> {last}" if first != last else ""
     if method == "adabatch":
-        return "AdaBatch"
+        return f"AdaBatch ({path})" if path else "AdaBatch"
     if method == "divebatch":
-        return f"DiveBatch (delta={config.get('delta')})"
+        return f"DiveBatch (delta={config.get('delta')}" + (f", {path})" if path else ")")
     return str(method)
 
 
@@ -176,15 +193,24 @@ def compare(runs: list[dict], records_by_run: dict[int, list[dict]],
     The first run is the baseline (as SGD at the small batch is in the paper). `speedup`: the
     baseline's time to the common target over each run's. `speedup_own`: the same with the
     paper's own-final times; its `flag` says when either run's own-final target is not
-    meaningful.
+    meaningful. `base_level`: the baseline's own target (its final accuracy minus 1 point),
+    and per run the epoch, training time and optimizer steps to it (None: not reached).
+    Runs should be of one problem and dataset (verdicts.group_by_data).
     """
-    common = target if target is not None else common_target(records_by_run)
-    rows = [summarize(run, records_by_run.get(run["id"], []), common) for run in runs]
+    records_of = [records_by_run.get(run["id"], []) for run in runs]
+    common = target if target is not None else common_target(
+        {run["id"]: records for run, records in zip(runs, records_of)})
+    rows = [summarize(run, records, common) for run, records in zip(runs, records_of)]
     base = rows[0] if rows else {}
-    for row in rows:
+    base_level = own_target(records_of[0]) if rows else None
+    higher = uses_accuracy(records_of[0]) if rows else True
+    for row, records in zip(rows, records_of):
         row["speedup"] = _ratio(base.get("time_to_common"), row["time_to_common"])
         row["speedup_own"] = _ratio(base.get("time_to_target"), row["time_to_target"])
         row["speedup_own_flag"] = _speedup_flag(row, base)
+        epoch, seconds = time_to_value(records, base_level, higher)
+        row.update(base_level=base_level, epochs_to_base_level=epoch,
+                   time_to_base_level=seconds, steps_to_base_level=steps_at(records, epoch))
     return rows, common
 
 
@@ -198,69 +224,3 @@ def _speedup_flag(row: dict, base: dict) -> str:
         return row["flag"]
     flagged = [r for r in (row, base) if r["flag"]]
     return "; ".join(f"{r['method']} {r['flag']}" for r in flagged)
-
-
-def verdict(rows: list[dict], common: float | None) -> str:
-    """One plain-words line for a comparison: how the fastest other method (DiveBatch when
-    present) did against the baseline (the first row) at the common target, and at the end.
-
-    >>> rows = [{"method": "SGD B=16", "time_to_common": 5.0, "final_acc": 0.95, "flag": ""},
-    ...         {"method": "DiveBatch", "time_to_common": 2.1, "final_acc": 0.942, "flag": ""}]
-    >>> verdict(rows, 0.9)
-    'DiveBatch reached 90.0 % in 2.1 s, 2.4x sooner than SGD B=16, and ended 0.8 points lower.'
-    """
-    if len(rows) < 2 or common is None:
-        return ""
-    base, others = rows[0], rows[1:]
-    dive = [r for r in others if str(r["method"]).startswith("DiveBatch")]
-    subject = (dive or sorted(others, key=_time_key))[0]
-    accuracy = subject.get("final_acc") is not None or base.get("final_acc") is not None
-    level = f"{100 * common:.1f} %" if accuracy else f"a validation loss of {common:.4g}"
-    parts = [_race_clause(subject, base, level)]
-    ending = _ending_clause(subject, base, accuracy)
-    if ending:
-        parts.append(ending)
-    line = ", and ".join(parts) + "."
-    winner = min(rows, key=_time_key)
-    if winner is not subject and winner is not base and winner["time_to_common"] is not None:
-        line += f" Fastest: {winner['method']}, in {winner['time_to_common']:.1f} s."
-    flagged = [r for r in (subject, base) if r.get("flag")]
-    line += "".join(f" Note: {r['method']} {r['flag']}." for r in flagged)
-    return line
-
-
-def _time_key(row: dict) -> float:
-    return row["time_to_common"] if row["time_to_common"] is not None else math.inf
-
-
-def _race_clause(subject: dict, base: dict, level: str) -> str:
-    own, ref = subject["time_to_common"], base["time_to_common"]
-    if own is None:
-        return f"{subject['method']} never reached {level}" + (
-            "" if ref is None else f" ({base['method']} did in {ref:.1f} s)")
-    if ref is None:
-        return f"{subject['method']} reached {level} in {own:.1f} s, which " \
-               f"{base['method']} never did"
-    ratio = ref / own if own > 0 else math.inf
-    if ratio >= 1.0:
-        speed = f"{ratio:.1f}x sooner than {base['method']}"
-    else:
-        speed = f"{1.0 / ratio:.1f}x later than {base['method']}"
-    return f"{subject['method']} reached {level} in {own:.1f} s, {speed}"
-
-
-def _ending_clause(subject: dict, base: dict, accuracy: bool) -> str:
-    if accuracy:
-        own, ref = subject.get("final_acc"), base.get("final_acc")
-        if own is None or ref is None:
-            return ""
-        change = 100.0 * (own - ref)
-        if abs(change) < 0.05:
-            return "ended level with it"
-        return f"ended {abs(change):.1f} points {'higher' if change > 0 else 'lower'}"
-    own, ref = subject.get("final_val_loss"), base.get("final_val_loss")
-    if own is None or ref is None or ref == 0:
-        return ""
-    change = 100.0 * (own - ref) / abs(ref)
-    return f"ended with a {abs(change):.0f} % {'higher' if change > 0 else 'lower'} " \
-           f"validation loss"

@@ -322,10 +322,10 @@ def findings(result: ReproResults) -> list[dict]:
         speeds = [paper_speedup(d, "divebatch") for d in datasets]
         flag = (f" (⚠ {dive['flagged']} of {dive['finished']} seeds compare a run that ended "
                 f"more than 2 points below its best)" if dive.get("flagged") else "")
-        out.append(_finding(key, "DiveBatch is faster than SGD at the small batch",
-                            _one_word([speed_verdict(s) for s in speeds]),
-                            f"{_range(speeds, '.2f')}x", dive["speedup"], dive["speedup_se"],
-                            speed_verdict, "{:.2f}", "x" + flag))
+        out.append(_over_collapse(result.cells[(key, "sgd_small")], _finding(
+            key, "DiveBatch is faster than SGD at the small batch",
+            _one_word([speed_verdict(s) for s in speeds]), f"{_range(speeds, '.2f')}x",
+            dive["speedup"], dive["speedup_se"], speed_verdict, "{:.2f}", "x" + flag)))
         changes = [paper_change(d, "divebatch") for d in datasets]
         out.append(_finding(key, "DiveBatch's final accuracy is slightly lower than SGD's at "
                                  "the small batch",
@@ -339,7 +339,27 @@ def findings(result: ReproResults) -> list[dict]:
                             _one_word([speed_verdict(r) for r in ratios]),
                             f"{_range(ratios, '.2f')}x", mean, se, speed_verdict, "{:.2f}",
                             "x (AdaBatch's time / DiveBatch's)"))
-    return out
+    return [_so_far(result.cells[(f["benchmark"], "divebatch")], f) for f in out]
+
+
+def _over_collapse(base: dict, finding: dict) -> dict:
+    """A speed-up over SGD at the small batch, opened by a warning and left unclear when
+    some of its seeds collapsed (diverged, or ended more than 2 points below their best)."""
+    collapsed = base.get("diverged", 0) + base.get("flagged", 0)
+    if not collapsed or finding["ours"] == NO_RUNS:
+        return finding
+    return {**finding, "agrees": None, "favourable": False,
+            "ours": f"⚠ SGD at the small batch collapsed in {collapsed} of "
+                    f"{base['finished']} seeds, so speed-ups over it are not meaningful; "
+                    + finding["ours"]}
+
+
+def _so_far(dive: dict, finding: dict) -> dict:
+    """A finding from DiveBatch runs not all finished says so."""
+    done, planned = dive.get("finished"), dive.get("planned")
+    if done is None or planned is None or not done or done >= planned:
+        return finding
+    return {**finding, "ours": f"{finding['ours']} (so far: {done} of {planned} seeds)"}
 
 
 def finding_line(finding: dict) -> str:
@@ -351,6 +371,7 @@ def finding_line(finding: dict) -> str:
 
 
 VERDICT_WORDS = {True: "AGREES", False: "DIFFERS", None: "UNCLEAR"}
+NO_RUNS = "no finished runs yet"
 
 
 def _points(fraction: float | None) -> float | None:
@@ -364,7 +385,8 @@ def _finding(benchmark: str, claim: str, paper_word: str, paper_numbers: str,
     finding = {"benchmark": benchmark, "claim": claim,
                "paper": f"{paper_word}, {paper_numbers}"}
     if mean is None:
-        return {**finding, "ours": "no finished runs yet", "agrees": None}
+        return {**finding, "ours": NO_RUNS, "agrees": None,
+                "favourable": False}
     word = verdict(mean, se)
     numbers = fmt.format(mean) + ("" if se is None else f" ± {se:.2g}")
     agrees = None if word == UNCLEAR else word == paper_word

@@ -458,27 +458,6 @@ def run_here(store, spec: SweepSpec, on_run_done=None, backend=None) -> int:
                on_run_done=on_run_done)
 
 
-def verdict(result: SweepResults) -> str:
-    """One plain-words line under a sweep: its fastest DiveBatch cell against the baseline."""
-    base = result.cells[0] if result.cells else None
-    cells = [c for c in result.cells[1:] if c["speedup"] is not None]
-    if base is None or not cells:
-        return ""
-    best = max(cells, key=lambda c: c["speedup"])
-    speed = format_mean_se(best["speedup"], best["speedup_se"], suffix="x")
-    line = (f"The fastest cell, {best['label']}, reached its own target at {speed} the "
-            f"speed of {base['label']}")
-    if result.metric == "accuracy" and best["final_change"] is not None:
-        change = 100 * best["final_change"]
-        line += f" and ended {abs(change):.1f} points {'higher' if change >= 0 else 'lower'}"
-    line += f" (mean over {best['finished']} seeds)."
-    if best.get("flagged"):
-        line += (f" ⚠ {best['flagged']} of its seeds compare a run that ended more than "
-                 f"{analysis.FLAG_POINTS:g} points below its best: those speed-ups are not "
-                 f"meaningful.")
-    return line
-
-
 def format_speedup(cell: dict) -> str:
     """A cell's mean speed-up, with a warning when some seeds' speed-ups came from a run
     that ended more than analysis.FLAG_POINTS below its best."""

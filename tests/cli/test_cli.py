@@ -54,9 +54,44 @@ def test_digits_three_methods_then_compare():
     table = cli_in_process("compare", *map(str, ids))
     assert table.returncode == 0, table.stderr
     assert "SGD B=32" in table.stdout and "AdaBatch" in table.stdout
-    assert "DiveBatch (delta=0.1)" in table.stdout and "train s to own-1pt" in table.stdout
+    assert "DiveBatch (delta=0.1" in table.stdout and "train s to own-1pt" in table.stdout
     assert "train s to common" in table.stdout
-    assert "DiveBatch (delta=0.1) reached" in table.stdout or "never reached" in table.stdout
+    verdict = table.stdout.splitlines()[-1]
+    assert "was first to" in verdict and "SGD B=32 reached" in verdict
+
+
+def test_compare_keeps_runs_of_different_problems_apart():
+    from divebatch.config import RunConfig
+    from divebatch.runs.store import RunStore
+    store = RunStore(RunStore.default_path())
+    ids = []
+    for problem, method, accs, losses, seconds in (
+            ("classification", "sgd", [0.5, 0.9], [1.0, 0.5], 1.0),
+            ("classification", "divebatch", [0.8, 0.9], [0.6, 0.4], 0.5),
+            ("least_squares", "sgd", [None, None], [0.5, 0.1], 0.01)):
+        config = RunConfig(problem=problem, method=method, batch_size=16, epochs=2)
+        run_id = store.create_run(config.to_dict(), status="running")
+        for epoch, (acc, loss) in enumerate(zip(accs, losses), 1):
+            store.append_record(run_id, {"epoch": epoch, "step": 10 * epoch, "train_time": seconds,
+                                         "batch_size": 16, "val_acc": acc, "val_loss": loss})
+        store.mark_finished(run_id, "completed")
+        ids.append(run_id)
+    result = cli_in_process("compare", *map(str, ids))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:3] == ["run", "problem", "method"]
+    column = lines[0].index("speed-up")  # each problem is measured against its own baseline
+    speedups = [line[column:].split()[0] for line in lines[2:5]]
+    assert speedups == ["1", "2", "1"]
+    assert lines[-3].startswith("classification: common target: 0.89 accuracy")
+    assert lines[-2].startswith("least_squares: common target: 0.105 validation loss")
+    assert lines[-1] == (
+        "These runs are of different problems or data, which do not compare: classification "
+        "(runs 1, 2) and least_squares (run 3). No speed-up, star or verdict crosses them. "
+        "classification: DiveBatch (delta=0.1) was first to 89.0 %, in 1.0 s, 2.0x sooner than "
+        "SGD B=16, and ended level with it. SGD B=16 reached 89.0 % (its final accuracy less 1 "
+        "point) in 2.0 s and 20 steps; DiveBatch (delta=0.1) in 1.0 s and 20 steps (2.0x "
+        "sooner).")
 
 
 @pytest.mark.parametrize("args,needle", [

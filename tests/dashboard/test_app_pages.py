@@ -16,6 +16,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from divebatch.runs import jobs
+from divebatch.report import learn, learn_noise
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 TINY = {"n_samples": 400, "dim": 8, "batch_size": 16, "max_batch_size": 256}
@@ -164,6 +165,8 @@ def test_race_overlays_four_methods_with_the_time_to_target_table(store, monkeyp
     at = open_app("app_pages/synthetic.py")
     set_numbers(at, "syn", **TINY, epochs=3, seed=4)
     at.button(key="syn_race").click().run()
+    # the verdict is about training time: the race shows that axis
+    assert at.selectbox(key="syn_x_axis").value == "train_time"
     runs = store.list_runs()
     assert len(runs) == 4 and len({run["group"] for run in runs}) == 1
     assert {run["config"]["seed"] for run in runs} == {4}
@@ -179,7 +182,8 @@ def test_race_overlays_four_methods_with_the_time_to_target_table(store, monkeyp
     assert "**Verdict:**" in texts(at.markdown)
     charts = {chart.key for chart in at.get("plotly_chart")}
     assert charts == {"syn_chart_legend", "syn_chart_diversity", "syn_chart_loss",
-                      "syn_chart_batch_size"}  # regression: no accuracy chart
+                      "syn_chart_batch_size", "syn_chart_effective_lr"}  # no accuracy chart
+    assert "Seesaw" in texts(at.caption)  # the sentence under LR / B
     assert "in every epoch of every run shown" in texts(at.caption)  # LR: a line, no chart
 
 
@@ -227,6 +231,24 @@ def test_a_bad_value_in_a_link_is_named_by_its_label_and_the_rest_kept():
     assert at.number_input(key="syn_delta").value == 0.25  # the good parameter applies
 
 
+def test_a_link_field_that_conflicts_with_a_default_is_refused_alone():
+    at = open_app("app_pages/synthetic.py", query={"delta": "0.25", "batch_size": "4096"})
+    assert "**initial batch size B0** conflicts with a default" in texts(at.error)
+    assert at.number_input(key="syn_delta").value == 0.25  # the rest of the link applies
+
+
+def test_unknown_runs_in_a_link_are_named(store):
+    known = store.create_run({"problem": "sine", "method": "sgd"}, status="completed")
+    other = store.create_run({"problem": "sine", "method": "divebatch"}, status="completed")
+    at = open_app("app_pages/runs.py", query={"runs": f"{known},999,abc,{other}"})
+    assert at.multiselect(key="runs_shown").value == [known, other]
+    assert "not shown here: #999, 'abc'" in texts(at.warning)
+    # runs compared open on training time, the clock of their verdict
+    assert at.selectbox(key="runs_x_axis").value == "train_time"
+    # the Runs page has no Start: its empty picker does not offer one
+    assert "Start" not in at.multiselect(key="runs_shown").proto.placeholder
+
+
 def test_sgd_large_link_selects_the_large_batch_variant():
     at = open_app("app_pages/synthetic.py", query={"method": "sgd", "batch_size": "1024"})
     assert at.selectbox(key="syn_method").value == "sgd_large"
@@ -242,8 +264,34 @@ def test_instructor_flag_hides_advanced_controls():
     assert [e.label for e in at.expander] == ["Setup"]  # no "Show the code" either
     set_numbers(at, "syn", delta=0.2)  # the preset's other settings stay
     at.button(key="syn_start").click().run()
-    assert at.expander[0].label.startswith("Setup: ")  # folded: a new label, drawn closed
-    assert any("scrollIntoView" in str(e.proto) for e in at.get("iframe"))
+    assert at.expander[0].label == ("Setup: Convex: diversity rises as the loss falls "
+                                    "(open to change)")  # folded: a new label, drawn closed
+    assert any("scrollIntoView" in str(e.proto) for e in at.get("html"))
+
+
+def test_picking_a_preset_loads_it_and_the_folded_header_names_what_runs(store):
+    """Instructor mode hides the problem field: what Race runs must be what the header
+    says, so picking a preset loads it at once (no separate Load button to forget)."""
+    at = open_app("app_pages/synthetic.py", query={"instructor": "1"})
+    at.selectbox(key="syn_preset").set_value("classification_race").run()
+    assert at.session_state["syn_problem"] == "classification"
+    assert at.number_input(key="syn_delta").value == 0.02
+    at.number_input(key="syn_max_batch_size").set_value(256).run()  # a hot knob: still it
+    at.button(key="syn_start").click().run()
+    assert at.expander[0].label == "Setup: Race on a 4-class problem (open to change)"
+    [run] = store.list_runs()
+    assert run["config"]["problem"] == "classification"
+    assert run["config"]["max_batch_size"] == 256
+    jobs.request_stop(store, run["id"])
+
+
+def test_a_form_set_by_a_link_says_it_is_not_the_preset():
+    at = open_app("app_pages/synthetic.py", query={"problem": "sine", "method": "adabatch"})
+    assert "The form differs from this preset" in texts(at.caption)
+    assert "sine, AdaBatch" in texts(at.caption)
+    at.button(key="syn_load_preset").click().run()  # Reset: the preset again
+    assert at.session_state["syn_problem"] == "least_squares"
+    assert "The form differs" not in texts(at.caption)
 
 
 def test_instructor_mode_simplifies_home_and_learn():
@@ -254,6 +302,17 @@ def test_instructor_mode_simplifies_home_and_learn():
     at.switch_page("app_pages/learn.py").run()
     assert not [h for h in at.header if h.value.startswith("3.")]
     assert not [e for e in at.expander if e.label.startswith("Show the library code")]
+
+
+def test_learn_links_diversity_noise_scale_and_critical_batch():
+    at = open_app("app_pages/learn.py")
+    at.slider(key="learn_w1").set_value(0.5).run()
+    at.slider(key="learn_w2").set_value(-1.0).run()
+    scales = learn_noise.noise_scales(learn.toy_problem(), (0.5, -1.0))
+    shown = {metric.label: metric.value for metric in at.metric}
+    assert shown["B_simple = n·Δ − 1"] == f"{scales.b_simple:.4g}"
+    assert shown["critical batch B_noise"] == f"{scales.b_noise:.4g}"
+    assert "learn_critical_chart" in {chart.key for chart in at.get("plotly_chart")}
 
 
 def test_learn_links_its_setting_to_the_lab():

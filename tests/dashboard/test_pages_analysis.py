@@ -118,6 +118,22 @@ def test_reproduce_page_shows_a_finished_reproduction(store):
     assert not at.exception and "benchmarks should be some of" in at.error[0].value
 
 
+def test_reproduce_page_while_no_run_has_finished_shows_no_exception(store):
+    """A reproduction whose runs are all still queued (a benchmark with no finished run)
+    draws its progress and 'no finished runs yet', never an exception."""
+    spec = reproduce.ReproSpec(scale="tiny", benchmarks=("convex",), seeds=(0,))
+    for planned in spec.plan():
+        run_id = store.create_run(planned.config.to_dict(), name=planned.config.name,
+                                  group=spec.group)
+        store.update_info(run_id, reproduce=spec.to_dict())
+    at = open_page("app_pages/reproduce.py")
+    assert not at.exception, at.exception
+    assert "0 of" in at.get("progress")[0].proto.text
+    texts = " ".join(m.value for m in at.markdown)
+    assert "Ours: no finished runs yet" in texts
+    store.delete_runs()  # no worker is left to start them
+
+
 def test_a_heatmap_whose_colours_span_under_one_point_says_so():
     from divebatch.report import sweep_figures as sweep_plots
 

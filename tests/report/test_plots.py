@@ -57,7 +57,7 @@ def started(records, **config):
 
 def test_a_measured_start_is_drawn_at_zero_before_the_first_epoch():
     charts = plots.figures([started([])], ChartOptions())
-    assert set(charts) == {"diversity", "batch_size", "lr", "loss", "val_acc"}
+    assert set(charts) == {"diversity", "batch_size", "lr", "loss", "val_acc", "effective_lr"}
     assert list(charts["diversity"].data[0].x) == [0] and charts["diversity"].data[0].y[0] == 0.5
     assert list(charts["val_acc"].data[0].y) == [10.0]
     validation, train = charts["loss"].data
@@ -130,6 +130,26 @@ def test_constant_learning_rate_collapses_to_a_note():
     assert not isinstance(plots.figures([RunData(run(), changing)], ChartOptions())["lr"], str)
 
 
+def test_effective_lr_chart_is_lr_over_b_as_steps_on_a_log_axis():
+    small = [record(1, batch_size=16, lr=0.1), record(2, batch_size=16, lr=0.1)]
+    grown = [record(1, batch_size=16, lr=0.1), record(2, batch_size=64, lr=0.1)]
+    figure = plots.figures([RunData(run(1, method="sgd"), small), RunData(run(2), grown)],
+                           ChartOptions(x_axis="epoch"))["effective_lr"]
+    assert figure.layout.yaxis.type == "log"
+    sgd, dive = figure.data
+    assert list(sgd.x) == [0, 1, 2] and list(sgd.y) == pytest.approx([0.00625] * 3)
+    assert list(dive.y) == pytest.approx([0.00625, 0.0015625, 0.0015625])  # B x4: LR / 4
+    assert dive.line.shape == "hv"
+    assert "Seesaw" in plots.CHART_NOTES["effective_lr"]
+
+
+def test_a_constant_effective_lr_collapses_to_a_note():
+    records = [record(1, batch_size=16), record(2, batch_size=16)]  # lr 0.1
+    charts = plots.figures([RunData(run(), records)], ChartOptions())
+    assert charts["effective_lr"] == \
+        "Effective learning rate LR / B: 0.00625 in every epoch of every run shown."
+
+
 def test_batch_size_chart_shades_the_epochs_capped_at_b_max():
     records = [record(1, batch_size=16), record(2, batch_size=64), record(3, batch_size=64)]
     assert plots.capped_spans(Columns(records), {}, "epoch") == [(1, 3)]
@@ -189,6 +209,57 @@ def test_the_legend_label_follows_a_hot_change():
     assert plots.chart_label(RunData(run(), after)) == "#1 DiveBatch (delta=0.5)"
 
 
+def test_the_legend_label_follows_a_hot_change_made_while_paused():
+    """delta 0.02 -> 0.3 sent while the run waits after epoch 2: no record has it yet."""
+    records = [record(1, delta=0.02), record(2, delta=0.02)]
+    events = [{"kind": "paused", "epoch": 2, "message": "paused after epoch 2"},
+              {"kind": "hot_change", "epoch": 2, "message": "changed delta=0.3",
+               "payload": {"delta": 0.3}}]
+    data = RunData(run(delta=0.02), records, events)
+    assert plots.chart_label(data) == "#1 DiveBatch (delta=0.3)"
+    legend = plots.legend_spec([data])
+    assert legend["data"][0]["name"] == "#1 DiveBatch (delta=0.3)"
+    assert plots.progress(data.run, records,
+                          {"epoch": 2, "paused": True}, events)[1].startswith(
+        "#1 DiveBatch (delta=0.3): 2/3 epochs")  # the progress line names it the same
+    older = [{**events[1], "epoch": 1, "payload": {"delta": 0.7}}]  # since overridden
+    assert plots.chart_label(RunData(run(), records, older)) == "#1 DiveBatch (delta=0.02)"
+
+
+def test_hot_change_words_never_change_the_x_range():
+    """A label at the right edge of a short run: plotly's autorange would widen the axis
+    to fit its words; the range is the data's, fixed."""
+    events = [{"kind": "hot_change", "epoch": 3, "message": "changed max_batch_size=512",
+               "payload": {"max_batch_size": 512, "delta": 0.3, "resize_every": 4}}]
+    for axis in ("samples_seen", "train_time", "epoch"):
+        spec = plots.figure_specs([RunData(run(), RECORDS, events)],
+                                  ChartOptions(x_axis=axis))
+        for name, chart in spec.items():
+            if isinstance(chart, str):
+                continue
+            xs = [x for trace in chart["data"] for x in trace["x"] if math.isfinite(x)]
+            low, high = chart["layout"]["xaxis"]["range"]
+            assert chart["layout"]["xaxis"]["autorange"] is False
+            assert low <= min(xs) and max(xs) <= high, name
+            assert high - low <= 1.05 * (max(xs) - min(xs)), name
+
+
+def test_log_axes_let_plotly_choose_ticks_at_any_range():
+    """A fixed one-tick-per-decade (dtick=1) left a range under a decade with no tick
+    label at all (a learning rate under cosine from 0.1 to 0.05)."""
+    cosine = [record(e, lr=0.1 * (0.5 + 0.5 * math.cos(e / 4))) for e in (1, 2, 3)]
+    for chart in plots.figure_specs([RunData(run(), cosine)],
+                                    ChartOptions(log_y=True)).values():
+        if not isinstance(chart, str) and chart["layout"]["yaxis"]["type"] == "log":
+            assert "dtick" not in chart["layout"]["yaxis"]
+
+
+def test_progress_says_when_a_run_is_paused():
+    fraction, text = plots.progress(run(), RECORDS[:2], {"epoch": 2, "paused": True})
+    assert fraction == pytest.approx(2 / 3)
+    assert text.endswith("2/3 epochs · paused after epoch 2")
+
+
 def test_progress_adds_the_live_part_of_the_epoch():
     fraction, text = plots.progress(run(), RECORDS[:1], {"epoch": 2, "batch": 5,
                                                          "n_batches": 10})
@@ -212,6 +283,18 @@ def test_hot_change_limits_say_why_a_change_waits():
     assert notes[1].startswith("The next resize is at the end of epoch 9, 3 epochs away")
     assert hot_change_limits(config, [record(2, batch_size=16, resize_every=1)]) == []
     assert hot_change_limits({"method": "sgd"}, capped) == []
+    # R changed to 4 after epoch 6 (no record has it yet): the note uses the new R
+    new_r = [{"kind": "hot_change", "epoch": 6, "payload": {"resize_every": 4}}]
+    notes = hot_change_limits(config, capped, new_r)
+    assert notes[1].startswith("The next resize is at the end of epoch 8, 2 epochs away")
+
+
+def test_sweep_curves_name_the_metric_once():
+    runs = [{"label": "cell · run 1", "records": [record(1)], "method": "divebatch"}]
+    titles = [a.text for a in sweep_plots.curves(runs, "validation loss").layout.annotations]
+    assert titles[0] == "validation loss vs training time"
+    titles = [a.text for a in sweep_plots.curves(runs, "accuracy").layout.annotations]
+    assert titles[0] == "validation accuracy vs training time"
 
 
 def test_sweep_and_reproduce_curves_use_the_method_styles():

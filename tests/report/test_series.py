@@ -75,6 +75,20 @@ def test_a_columns_view_reads_missing_and_non_finite_values_as_nan():
     assert columns.present("lr").tolist() == [True, False, True, False]
 
 
+def test_effective_lr_is_lr_over_batch_size():
+    # DiveBatch with no LR rescaling: 0.1 at B = 16, 16, 64, then cosine-like 0.05 at B = 64
+    columns = Columns([record(1, lr=0.1, batch_size=16), record(2, lr=0.1, batch_size=16),
+                       record(3, lr=0.1, batch_size=64), record(4, lr=0.05, batch_size=64)])
+    assert series.effective_lr(columns).tolist() == pytest.approx(
+        [0.00625, 0.00625, 0.0015625, 0.00078125])
+
+
+def test_effective_lr_is_nan_without_a_batch_size_or_lr():
+    columns = Columns([record(1, lr=0.1, batch_size=0), record(2, lr=None, batch_size=8),
+                       record(3, lr=0.1, batch_size=None)])
+    assert np.isnan(series.effective_lr(columns)).all()
+
+
 def test_proposal_is_delta_times_yins_bound():
     proposed = series.proposals(Columns([record(1, diversity=0.5, delta=0.2)]), 100)
     assert proposed.tolist() == [pytest.approx(10.0)]

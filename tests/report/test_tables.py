@@ -13,7 +13,8 @@ def run(run_id, **config):
 
 
 RECORDS = [{"epoch": e, "step": 10 * e, "samples_seen": 100 * e, "train_time": 0.5,
-            "batch_size": 8, "val_loss": 1.2 / e, "val_acc": 0.5 + 0.1 * e} for e in (1, 2, 3)]
+            "batch_size": 8 * e, "val_loss": 1.2 / e, "val_acc": 0.5 + 0.1 * e}
+           for e in (1, 2, 3)]
 
 
 def test_run_row_has_duration_and_time_to_target():
@@ -21,6 +22,7 @@ def test_run_row_has_duration_and_time_to_target():
     assert set(row) == set(tables.RUN_COLUMNS)
     assert row["duration s"] == pytest.approx(10.0)
     assert row["epochs"] == "3/3"
+    assert row["method"] == "DiveBatch (delta=0.1, B 8 -> 24)"  # what it did, not its start
     assert row["final acc"] == pytest.approx(0.8)
     assert row["train s to own-1pt"] == pytest.approx(1.5)
     active = {**run(2), "status": "running", "finished_at": None}

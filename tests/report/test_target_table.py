@@ -1,9 +1,12 @@
+import pytest
+
 from divebatch.report import target_table
+from divebatch.runs.store import RunStore
 
 
-def recs(accs, times):
+def recs(accs, times, batch=16):
     return [{"epoch": i + 1, "train_time": t, "val_acc": a, "val_loss": 1.0 - a,
-             "samples_seen": 10 * (i + 1), "next_batch_size": 16, "batch_size": 16}
+             "samples_seen": 10 * (i + 1), "next_batch_size": batch, "batch_size": batch}
             for i, (a, t) in enumerate(zip(accs, times))]
 
 
@@ -15,7 +18,7 @@ def run(run_id, method, batch_size=16):
 RUNS = [run(1, "divebatch"), run(2, "sgd"), run(3, "sgd", 256), run(4, "adabatch")]
 RECORDS = {1: recs([0.6, 0.9, 0.92], [0.5, 0.5, 0.5]),     # target 89 %: 1.0 s
            2: recs([0.7, 0.95, 0.60], [1.0, 1.0, 1.0]),    # collapses: flagged
-           3: recs([0.5, 0.6, 0.7], [0.1, 0.1, 0.1]),      # never reaches 89 %... best 70
+           3: recs([0.5, 0.6, 0.7], [0.1, 0.1, 0.1], batch=256),  # best 70 %
            4: recs([0.8, 0.93, 0.93], [0.4, 0.4, 0.4])}
 
 
@@ -26,8 +29,8 @@ def test_four_main_columns_no_empty_cells_and_the_winner():
     assert [list(r) for r in table.rows] == [
         ["method", "final accuracy", target_table.TIME_COLUMN, "speed-up"]] * 4
     assert [r["method"] for r in table.rows] == [
-        "SGD, small batch (B=16) ⚠", "DiveBatch (B=16)", "AdaBatch (B=16)",
-        "SGD, large batch (B=256)"]
+        "SGD, small batch (B 16) ⚠", "DiveBatch (B 16)", "AdaBatch (B 16)",
+        "SGD, large batch (B 256)"]
     assert table.rows[0][target_table.TIME_COLUMN] == "1.00 s (epoch 1)"
     assert table.rows[0]["speed-up"] == "1.00x (baseline)"
     assert table.rows[2]["speed-up"] == "2.50x"     # AdaBatch 0.4 s
@@ -36,7 +39,8 @@ def test_four_main_columns_no_empty_cells_and_the_winner():
         assert all(isinstance(v, str) and v != "None" for v in row.values())
     assert "35.0 points below its best" in table.details[0]["note"]
     assert "⚠" in table.details[1]["speed-up to own-1pt"]  # baseline flagged
-    assert table.verdict.startswith("DiveBatch (B=16) reached 69.0 % in 1.0 s")
+    assert table.verdict.startswith("SGD, large batch (B 256) was first to 69.0 %, in 0.30 s")
+    assert "DiveBatch (B 16) reached it in 1.0 s, 1.0x sooner" in table.verdict
 
 
 def test_unreached_and_empty_runs_read_as_words():
@@ -45,3 +49,140 @@ def test_unreached_and_empty_runs_read_as_words():
     assert table.rows[1][target_table.TIME_COLUMN] == "not reached"
     assert table.rows[1]["speed-up"] == target_table.MISSING
     assert "never reached" in table.verdict
+
+
+# --- the verdict rules, on stored runs built for each case (docs/user-guide.md, "Verdicts")
+
+@pytest.fixture
+def store(tmp_path):
+    return RunStore(tmp_path / "runs.db")
+
+
+def stored(store, method, accs, times, steps, sizes, status="completed", losses=None,
+           **fields):
+    """A stored run of the 4-class problem (unless `fields` say otherwise) with these epochs:
+    validation accuracy, training seconds, cumulative optimizer steps, batch size."""
+    config = {"problem": "classification", "epochs": len(accs), "batch_size": 16,
+              "max_batch_size": 256, "method": method, **fields}
+    run_id = store.create_run(config, status="running")
+    for epoch, (acc, seconds, step, size) in enumerate(zip(accs, times, steps, sizes), 1):
+        store.append_record(run_id, {
+            "epoch": epoch, "step": step, "samples_seen": 100 * epoch, "train_time": seconds,
+            "batch_size": size, "next_batch_size": size, "val_acc": acc,
+            "val_loss": losses[epoch - 1] if losses else 1.0 - acc})
+    if status != "running":
+        store.mark_finished(run_id, status)
+    return run_id
+
+
+def table_of(store, ids):
+    return target_table.build([store.get_run(i) for i in ids], store.records_many(ids))
+
+
+def test_runs_of_different_problems_get_no_shared_star_speedup_or_verdict(store):
+    ids = [stored(store, "sgd", [0.5, 0.8, 0.9], [1, 1, 1], [100, 200, 300], [16] * 3),
+           stored(store, "divebatch", [0.6, 0.85, 0.895], [0.5] * 3, [100, 150, 175],
+                  [16, 64, 128]),
+           stored(store, "sgd", [None] * 3, [0.05] * 3, [10, 20, 30], [32] * 3,
+                  losses=[0.5, 0.2, 0.1], problem="least_squares", batch_size=32)]
+    table = table_of(store, ids)
+    assert table.winner is None  # no star across problems
+    assert [(r["method"], r["speed-up"]) for r in table.rows] == [
+        ("classification · SGD, small batch (B 16)", "1.00x (baseline)"),
+        ("classification · DiveBatch (B 16 -> 128)", "2.00x"),
+        ("least_squares · SGD, small batch (B 32)", "1.00x (baseline)")]
+    assert table.rows[2]["final accuracy"] == target_table.MISSING
+    assert table.rows[2]["final val loss"] == "0.1"
+    assert table.verdict == (
+        "These runs are of different problems or data, which do not compare: classification "
+        "(runs 1, 2) and least_squares (run 3). No speed-up, star or verdict crosses them. "
+        "classification: DiveBatch (B 16 -> 128) was first to 88.5 %, in 1.5 s, 2.0x sooner "
+        "than SGD, small batch (B 16), and ended 0.5 points lower. SGD, small batch (B 16) "
+        "reached 89.0 % (its final accuracy less 1 point) in 3.0 s and 300 steps; DiveBatch "
+        "(B 16 -> 128) in 1.5 s and 175 steps (2.0x sooner).")
+    assert table.caption.startswith("classification: Common target: 88.5 %")
+    assert "least_squares: Common target: a validation loss of 0.105" in table.caption
+
+
+def test_the_same_problem_with_other_data_does_not_compare_either(store):
+    ids = [stored(store, "sgd", [0.5, 0.9], [1, 1], [10, 20], [16] * 2),
+           stored(store, "divebatch", [0.5, 0.9], [1, 1], [10, 20], [16] * 2, noise=0.3)]
+    table = table_of(store, ids)
+    assert table.winner is None
+    assert table.verdict == (
+        "These runs are of different problems or data, which do not compare: classification "
+        "(noise=0.1) (run 1) and classification (noise=0.3) (run 2). No speed-up, star or "
+        "verdict crosses them.")
+
+
+FOUR_CLASS_RACE = [  # method, accuracies, seconds, steps, batch sizes, fields
+    ("sgd", [0.80, 0.90, 0.95], [2, 2, 2], [400, 800, 1200], [16] * 3, {}),
+    ("divebatch", [0.70, 0.88, 0.92], [1, 1, 1], [400, 450, 462], [16, 128, 541], {}),
+    ("adabatch", [0.85, 0.93, 0.94], [0.8] * 3, [400, 600, 700], [16, 32, 64], {}),
+    ("sgd", [0.60, 0.68, 0.70], [0.1] * 3, [25, 50, 75], [256] * 3, {"batch_size": 256})]
+
+
+def test_the_verdict_names_the_best_method_whoever_it_is(store):
+    ids = [stored(store, m, a, t, s, b, **f) for m, a, t, s, b, f in FOUR_CLASS_RACE]
+    table = table_of(store, ids)
+    assert [r["method"] for r in table.rows] == [
+        "SGD, small batch (B 16)", "DiveBatch (B 16 -> 541)", "AdaBatch (B 16 -> 64)",
+        "SGD, large batch (B 256)"]
+    assert table.winner == 3
+    # common target: lowest best (SGD large, 70 %) - 1 point = 69 %
+    assert table.verdict == (
+        "SGD, large batch (B 256) was first to 69.0 %, in 0.30 s, 6.7x sooner than SGD, small "
+        "batch (B 16), and ended 25.0 points lower. DiveBatch (B 16 -> 541) reached it in "
+        "1.0 s, 2.0x sooner than SGD, small batch (B 16), and ended 3.0 points lower. "
+        "AdaBatch (B 16 -> 64) did better than DiveBatch (B 16 -> 541) on both counts: it "
+        "reached the target sooner (0.80 s) and ended higher (94.0 %). SGD, small batch (B 16) "
+        "ended highest, at 95.0 %. SGD, small batch (B 16) reached 94.0 % (its final accuracy "
+        "less 1 point) in 6.0 s and 1200 steps; AdaBatch (B 16 -> 64) in 2.4 s and 700 steps "
+        "(2.5x sooner); DiveBatch (B 16 -> 541) and SGD, large batch (B 256) never reached "
+        "it.")
+
+
+def test_while_a_run_goes_the_verdict_says_so_far_and_claims_no_final(store):
+    ids = [stored(store, "sgd", [0.50, 0.60], [1, 1], [100, 200], [16] * 2,
+                  status="running", epochs=30),
+           stored(store, "divebatch", [0.55, 0.62, 0.646], [0.5] * 3, [100, 150, 175],
+                  [16, 32, 64], status="running", epochs=30)]
+    table = table_of(store, ids)
+    assert table.verdict == (
+        "So far (runs still training): DiveBatch (B 16 -> 64) was first to 59.0 %, in 1.0 s, "
+        "2.0x sooner than SGD, small batch (B 16), and is 4.6 points higher. SGD, small batch "
+        "(B 16) reached 59.0 % (its latest accuracy less 1 point) in 2.0 s and 200 steps; "
+        "DiveBatch (B 16 -> 64) in 1.0 s and 150 steps (2.0x sooner).")
+    assert "ended" not in table.verdict
+
+
+def test_one_finished_run_beside_a_running_one_is_still_so_far(store):
+    ids = [stored(store, "sgd", [0.80, 0.90, 0.95], [2, 2, 2], [400, 800, 1200], [16] * 3),
+           stored(store, "sgd", [0.60, 0.65], [0.1] * 2, [25, 50], [256] * 2,
+                  status="running", batch_size=256, epochs=3)]
+    table = table_of(store, ids)
+    assert table.verdict == (
+        "So far (runs still training): SGD, large batch (B 256) was first to 64.0 %, in "
+        "0.20 s, 10.0x sooner than SGD, small batch (B 16), and is 30.0 points lower. SGD, "
+        "small batch (B 16) reached 94.0 % (its final accuracy less 1 point) in 6.0 s and "
+        "1200 steps; SGD, large batch (B 256) has not reached it yet.")
+
+
+def test_a_common_target_near_chance_is_flagged_before_anything_else(store):
+    logistic = {"problem": "logistic"}
+    ids = [stored(store, "sgd", [0.6, 0.8, 0.9], [1, 1, 1], [10, 20, 30], [16] * 3,
+                  **logistic),
+           stored(store, "divebatch", [0.7, 0.85, 0.9], [0.5] * 3, [10, 15, 18],
+                  [16, 32, 64], **logistic),
+           stored(store, "sgd", [0.51, 0.535, 0.52], [0.1] * 3, [1, 2, 3], [256] * 3,
+                  batch_size=256, **logistic)]  # never learns: best 53.5 %
+    table = table_of(store, ids)
+    assert table.verdict.startswith(
+        "⚠ The common target, 52.5 %, is near chance (50.0 % on a 2-class problem), so "
+        "reaching it does not separate learning from guessing: SGD, large batch (B 256) set "
+        "it, its best accuracy being 53.5 %. Compare the final accuracies. SGD, large batch "
+        "(B 256) was first to 52.5 %, in 0.20 s")
+    assert table.verdict.endswith(
+        "SGD, small batch (B 16) reached 89.0 % (its final accuracy less 1 point) in 3.0 s "
+        "and 30 steps; DiveBatch (B 16 -> 64) in 1.5 s and 18 steps (2.0x sooner); SGD, "
+        "large batch (B 256) never reached it.")

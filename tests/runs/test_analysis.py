@@ -48,6 +48,11 @@ def test_compare_speedup_and_common_target_by_hand():
     assert rows[0]["time_to_common"] == 6 and rows[1]["time_to_common"] == 2
     assert rows[0]["method"] == "SGD B=32" and rows[1]["method"] == "DiveBatch (delta=0.1)"
     assert rows[1]["train_time"] == 3 and rows[1]["samples_seen"] == 300
+    # the baseline's own target, 0.95: SGD at epoch 3 (6 s); DiveBatch's best is 0.94
+    assert rows[1]["base_level"] == pytest.approx(0.95)
+    assert (rows[0]["epochs_to_base_level"], rows[0]["time_to_base_level"]) == (3, 6.0)
+    assert rows[1]["time_to_base_level"] is None and rows[1]["epochs_to_base_level"] is None
+    assert not rows[0]["active"] and not rows[1]["active"]
 
 
 def test_measurement_cost_compares_like_with_like():
@@ -97,26 +102,14 @@ def test_drop_within_two_points_is_not_flagged():
     assert analysis.drop_points(recs([None], [1], losses=[0.3])) is None
 
 
-def row(method, time, final, flag=""):
-    return {"method": method, "time_to_common": time, "final_acc": final,
-            "final_val_loss": None, "flag": flag}
-
-
-def test_verdict_sentences_by_hand():
-    sgd = row("SGD at B0", 5.04, 0.950)
-    assert analysis.verdict([sgd, row("DiveBatch", 2.1, 0.942)], 0.9) == (
-        "DiveBatch reached 90.0 % in 2.1 s, 2.4x sooner than SGD at B0, and ended 0.8 "
-        "points lower.")
-    assert analysis.verdict([sgd, row("DiveBatch", 10.08, 0.96)], 0.9) == (
-        "DiveBatch reached 90.0 % in 10.1 s, 2.0x later than SGD at B0, and ended 1.0 "
-        "points higher.")
-    assert analysis.verdict([sgd, row("DiveBatch", 4.0, 0.95),
-                             row("AdaBatch", 1.0, 0.93)], 0.9).endswith(
-        "ended level with it. Fastest: AdaBatch, in 1.0 s.")
-    flagged = row("SGD at B0", 1.0, 0.5, flag="ended 40.0 points below its best: its "
-                                               "own-final target is not meaningful")
-    assert analysis.verdict([flagged, row("DiveBatch", 2.0, 0.9)], 0.85) == (
-        "DiveBatch reached 85.0 % in 2.0 s, 2.0x later than SGD at B0, and ended 40.0 points "
-        "higher. Note: SGD at B0 ended 40.0 points below its best: its own-final target is "
-        "not meaningful.")
-    assert analysis.verdict([sgd], 0.9) == ""
+def test_method_label_names_what_the_run_did():
+    dive = {"method": "divebatch", "delta": 0.1, "batch_size": 16}
+    assert analysis.method_label(dive) == "DiveBatch (delta=0.1)"
+    assert analysis.method_label(dive, (16, 541)) == "DiveBatch (delta=0.1, B 16 -> 541)"
+    assert analysis.method_label(dive, (16, 16)) == "DiveBatch (delta=0.1)"
+    assert analysis.method_label({"method": "adabatch"}, (16, 64)) == "AdaBatch (B 16 -> 64)"
+    assert analysis.method_label({"method": "sgd", "batch_size": 32}, (32, 32)) == "SGD B=32"
+    records = [{"epoch": e, "train_time": 1.0, "val_acc": 0.5, "batch_size": b}
+               for e, b in ((1, 16), (2, 128), (3, 541))]
+    assert analysis.summarize({"id": 1, "config": dive}, records)["method"] == (
+        "DiveBatch (delta=0.1, B 16 -> 541)")

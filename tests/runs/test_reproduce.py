@@ -74,11 +74,37 @@ def test_findings_agree_differ_or_stay_unclear_by_the_numbers():
     claims = reproduce.findings(fake_result(1.1, 0.3, 0.001, None, (None, None)))
     assert [f["agrees"] for f in claims] == [None, False, None]
     assert claims[2]["ours"] == "no finished runs yet"
+    assert all(f.keys() == claims[0].keys() for f in claims)  # pages read every key
     # the paper's "slightly lower" against our "about the same": a difference in DiveBatch's
     # favour, which must not read as a failure
     assert claims[1]["favourable"] and not claims[0]["favourable"]
     assert reproduce.finding_line(claims[1]).startswith("DIFFERS, in DiveBatch's favour")
     assert "no accuracy loss" in reproduce.finding_line(claims[1])
+    assert not claims[2]["favourable"]  # no finished runs: a finding all the same
+
+
+def test_a_collapsed_baseline_leaves_the_speed_claim_unclear_and_warns_first():
+    result = fake_result(2.0, 0.1, -0.02, 0.002, (0.5, 0.1))
+    result.cells[("digits", "sgd_small")].update(diverged=1, flagged=0, finished=2)
+    claims = reproduce.findings(result)
+    assert claims[0]["agrees"] is None and not claims[0]["favourable"]
+    assert claims[0]["ours"] == (
+        "⚠ SGD at the small batch collapsed in 1 of 2 seeds, so speed-ups over it are not "
+        "meaningful; faster, 2.00 ± 0.1x")
+    assert reproduce.finding_line(claims[0]).startswith(
+        "UNCLEAR - digits 8x8, small CNN: DiveBatch is faster than SGD at the small batch? "
+        "Paper: faster, 1.50 to 5.00x. Ours: ⚠ SGD at the small batch collapsed")
+    assert claims[1]["agrees"] is True  # final accuracies still compare
+
+
+def test_findings_from_unfinished_runs_say_so_far():
+    result = fake_result(2.0, 0.1, -0.02, 0.002, (0.5, 0.1))
+    result.cells[("digits", "divebatch")].update(finished=1, planned=2)
+    claims = reproduce.findings(result)
+    assert [c["ours"] for c in claims] == [
+        "faster, 2.00 ± 0.1x (so far: 1 of 2 seeds)",
+        "slightly lower, -2.00 ± 0.2 points (so far: 1 of 2 seeds)",
+        "slower, 0.50 ± 0.1x (AdaBatch's time / DiveBatch's) (so far: 1 of 2 seeds)"]
 
 
 def explained(final_batch, epochs_to_target, peak):

@@ -5,7 +5,7 @@ import math
 import pytest
 
 from conftest import cli_in_process
-from divebatch.runs import jobs, sweeps
+from divebatch.runs import jobs, sweeps, verdicts
 from divebatch.runs.store import RunStore
 
 TINY_BASE = {"problem": "least_squares", "n_samples": 320, "dim": 8, "epochs": 3,
@@ -100,7 +100,7 @@ def test_aggregation_matches_hand_computed_speedups_means_and_errors(store):
     assert cell["label"] == "delta=0.5, B_max=64, R=1"
     table = sweeps.cell_table(result)
     assert table[1]["speed-up"] == pytest.approx(3.0) and table[1]["final acc (%)"] == 87.5
-    assert sweeps.verdict(result) == (
+    assert verdicts.sweep_verdict(result) == (
         "The fastest cell, delta=0.5, B_max=64, R=1, reached its own target at 3 ± 1x the "
         "speed of SGD B=16 (baseline) and ended 2.5 points lower (mean over 2 seeds).")
     assert cell["flagged"] == 0 and "⚠" not in sweeps.format_speedup(cell)
@@ -116,7 +116,30 @@ def test_speedup_from_a_run_that_collapsed_is_flagged(store):
     assert cell["flagged"] == 1 and result.cells[0]["flagged"] == 1
     assert sweeps.format_speedup(cell) == (
         "0.5x ⚠ 1 of 1 seeds: a run ended more than 2 points below its best")
-    assert "those speed-ups are not meaningful" in sweeps.verdict(result)
+    assert verdicts.sweep_verdict(result) == (
+        "⚠ The baseline, SGD B=16, collapsed in 1 of 1 seeds (ended more than 2 points below "
+        "its best in 1): a speed-up over a collapsed run is not meaningful (it meets its own "
+        "low final target early, or never has one). Compare the final accuracies instead. "
+        "The fastest cell, delta=0.5, B_max=64, R=1, reached its own target at 0.5x the speed "
+        "of SGD B=16 (baseline) and ended 38.0 points higher (mean over 1 seeds). ⚠ 1 of its "
+        "seeds compare a run that ended more than 2 points below its best: those speed-ups "
+        "are not meaningful.")
+
+
+def test_a_diverged_baseline_opens_the_verdict_and_unfinished_runs_make_it_so_far(store):
+    spec = tiny_spec(deltas=(0.5,), max_batch_sizes=(64,))
+    base0, base1, cell0, cell1 = (p.config for p in spec.plan())
+    store_finished_run(store, spec.group, base0, [0.5, float("nan")], [1, 1],
+                       status="diverged")
+    store_finished_run(store, spec.group, base1, [0.80, 0.90, 0.90], [1, 1, 1])  # 2 s
+    store_finished_run(store, spec.group, cell1, [0.86, 0.87, 0.87], [0.5] * 3)  # 0.5 s
+    store.create_run(cell0.to_dict(), group=spec.group, status="running")
+    assert verdicts.sweep_verdict(sweeps.results(store, spec)) == (
+        "⚠ The baseline, SGD B=16, collapsed in 1 of 2 seeds (diverged in 1): a speed-up over "
+        "a collapsed run is not meaningful (it meets its own low final target early, or never "
+        "has one). Compare the final accuracies instead. So far (3 of 4 runs finished), the "
+        "fastest cell, delta=0.5, B_max=64, R=1, reached its own target at 4x the speed of "
+        "SGD B=16 (baseline) and ended 3.0 points lower (mean over 1 seeds).")
 
 
 def test_diverged_and_unfinished_runs_do_not_count_towards_speedups(store):

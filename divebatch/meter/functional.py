@@ -1,0 +1,176 @@
+"""Modules without a rule of their own: per-sample gradients of their own parameters by re-running
+the module (a layer scale, a class token, a custom norm, a parametrization).
+
+- Deterministic calls: ``vmap`` of ``grad`` of the module re-run on one sample at a time
+  (torch.func). Tensor arguments whose first dimension is N are split by sample, all others are
+  shared. The re-run must reproduce the module's recorded output: a module whose output rows are
+  not computed from their own samples alone (a statistic over the batch, a tensor that has N rows
+  by coincidence) does not, and is refused.
+- Calls that drew random numbers (dropout, stochastic depth in training mode): the module is
+  re-run on the whole batch from the random state its forward started from, so that it draws
+  the same masks (checked: it must reproduce its output), and each sample's gradient is the
+  vector-Jacobian product of its own output rows.
+
+Anything that fails in a re-run is raised as ``UnsupportedCall``; the hooks add the module's path.
+Buffers are copied for the re-run, so running statistics are left alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, grad, vmap
+
+from divebatch.meter.grad_check import relative_difference, tolerance
+from divebatch.meter.rules import MIN_TEMP_ELEMENTS, UnsupportedCall, _sq_norms, \
+    _trainable_direct_params
+
+
+class RandomState(NamedTuple):
+    """The random number generators a module call may draw from: the CPU's and its device's."""
+    cpu: Tensor
+    cuda: tuple[int, Tensor] | None
+
+    @classmethod
+    def now(cls, device: torch.device) -> RandomState:
+        if device.type != "cuda":
+            return cls(torch.get_rng_state(), None)
+        index = torch.cuda.current_device() if device.index is None else device.index
+        return cls(torch.get_rng_state(), (index, torch.cuda.get_rng_state(index)))
+
+    def differs(self, other: RandomState) -> bool:
+        cuda_differs = self.cuda is not None and other.cuda is not None and not torch.equal(
+            self.cuda[1], other.cuda[1])
+        return cuda_differs or not torch.equal(self.cpu, other.cpu)
+
+
+@contextmanager
+def replayed(state: RandomState) -> Iterator[None]:
+    """Draw from ``state``; the generators are restored afterwards."""
+    devices = [] if state.cuda is None else [state.cuda[0]]
+    with torch.random.fork_rng(devices=devices):
+        torch.set_rng_state(state.cpu)
+        if state.cuda is not None:
+            torch.cuda.set_rng_state(state.cuda[1], state.cuda[0])
+        yield
+
+
+def functional_sq_norms(module: nn.Module, args: tuple, kwargs: dict, grad_out: Tensor,
+                        output: Tensor | None = None,
+                        random_state: RandomState | None = None) -> Tensor:
+    """Squared norms of ``functional_per_sample_grads``."""
+    grads = functional_per_sample_grads(module, args, kwargs, grad_out, output, random_state)
+    return sum(_sq_norms(g) for g in grads.values())
+
+
+def functional_per_sample_grads(module: nn.Module, args: tuple, kwargs: dict, grad_out: Tensor,
+                                output: Tensor | None = None,
+                                random_state: RandomState | None = None) -> dict[str, Tensor]:
+    """{name: (N, *param.shape)}: every sample's gradient of the module's own trainable
+    parameters. ``output``: the call's recorded output (the re-run must reproduce it);
+    ``random_state``: where the call's random draws started, if it drew any."""
+    try:
+        if random_state is not None:
+            with replayed(random_state):
+                return _replayed_per_sample_grads(module, args, kwargs, grad_out, output)
+        return _vmapped_per_sample_grads(module, args, kwargs, grad_out, output)
+    except UnsupportedCall:
+        raise
+    except Exception as error:  # noqa: BLE001  (any failure of a re-run is a refusal)
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise UnsupportedCall(
+            f"re-running it to take per-sample gradients failed ({type(error).__name__}: "
+            f"{reason}); it may mix the samples (a statistic over the batch, a buffer updated in "
+            "place) or do what torch.func cannot; freeze its parameters "
+            "(requires_grad_(False)) or measure without this module") from None
+
+
+def _detached(value: object) -> object:
+    return value.detach() if isinstance(value, Tensor) else value
+
+
+def _state(module: nn.Module, params: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The parameters given, over copies of the module's buffers."""
+    return {**{name: b.clone() for name, b in module.named_buffers()}, **params}
+
+
+def _check_reproduced(rerun: Tensor, output: Tensor | None, how: str) -> None:
+    if output is None:
+        return
+    if rerun.numel() != output.numel():
+        difference = 1.0
+    else:
+        difference = relative_difference(rerun.reshape(output.shape), output.detach())
+    if difference > tolerance(output):
+        raise UnsupportedCall(
+            f"{how}, it does not reproduce its output ({difference:.1%} off): its output rows "
+            "are not computed from their own samples alone (a statistic over the batch, as in "
+            "a normalisation over the batch; a tensor with as many rows as the batch by "
+            "coincidence) or it draws random numbers it cannot replay, so per-sample gradients "
+            "cannot be taken from it; freeze its parameters (requires_grad_(False)) or make it "
+            "treat every sample on its own")
+
+
+def _vmapped_per_sample_grads(module: nn.Module, args: tuple, kwargs: dict, grad_out: Tensor,
+                              output: Tensor | None) -> dict[str, Tensor]:
+    n_samples = grad_out.shape[0]
+    params = {name: p.detach() for name, p in _trainable_direct_params(module)}
+
+    def batched_dims(value: object) -> int | None:
+        is_batched = isinstance(value, Tensor) and value.dim() > 0 and value.shape[0] == n_samples
+        return 0 if is_batched else None
+
+    args_dims = tuple(batched_dims(a) for a in args)
+    kwargs_dims = {key: batched_dims(v) for key, v in kwargs.items()}
+
+    def as_batch_of_one(value: object, dim: int | None) -> object:
+        return value.unsqueeze(0) if dim == 0 else value
+
+    def output_dot_grad(state: dict, sample_args: tuple, sample_kwargs: dict,
+                        sample_grad: Tensor) -> tuple[Tensor, Tensor]:
+        one_args = tuple(as_batch_of_one(a, d) for a, d in zip(sample_args, args_dims))
+        one_kwargs = {k: as_batch_of_one(v, kwargs_dims[k]) for k, v in sample_kwargs.items()}
+        one_output = functional_call(module, state, one_args, one_kwargs)
+        one_output = one_output[0] if isinstance(one_output, tuple) else one_output
+        return (one_output * sample_grad.unsqueeze(0)).sum(), one_output
+
+    def per_sample(params: dict, buffers: dict, *call: object) -> tuple[dict, Tensor]:
+        return grad(lambda p, *rest: output_dot_grad({**buffers, **p}, *rest),
+                    has_aux=True)(params, *call)
+
+    buffers = _state(module, {})
+    grads, outputs = vmap(per_sample, in_dims=(None, None, args_dims, kwargs_dims, 0))(
+        params, buffers, tuple(map(_detached, args)), {k: _detached(v) for k, v in kwargs.items()},
+        grad_out.detach())
+    _check_reproduced(outputs, output, "re-run one sample at a time")
+    return grads
+
+
+def _replayed_per_sample_grads(module: nn.Module, args: tuple, kwargs: dict, grad_out: Tensor,
+                               output: Tensor | None) -> dict[str, Tensor]:
+    leaves = {name: p.detach().requires_grad_() for name, p in _trainable_direct_params(module)}
+    with torch.enable_grad():
+        rerun = functional_call(module, _state(module, leaves), tuple(map(_detached, args)),
+                                {k: _detached(v) for k, v in kwargs.items()})
+        rerun = rerun[0] if isinstance(rerun, tuple) else rerun
+        if rerun.shape != grad_out.shape:  # a shared call's output, expanded over the batch
+            rerun = rerun.expand(grad_out.shape)
+        _check_reproduced(rerun.detach(), output, "re-run from the random state of its call")
+        grads: dict[str, list[Tensor]] = {name: [] for name in leaves}
+        rows = max(1, MIN_TEMP_ELEMENTS // max(1, grad_out.numel()))
+        for start in range(0, grad_out.shape[0], rows):
+            chunk = slice(start, start + rows)
+            one_hot = grad_out.new_zeros(min(rows, grad_out.shape[0] - start), *grad_out.shape)
+            for k, i in enumerate(range(*chunk.indices(grad_out.shape[0]))):
+                one_hot[k, i] = grad_out[i]
+            per_sample = torch.autograd.grad(rerun, list(leaves.values()), one_hot,
+                                             retain_graph=True, is_grads_batched=True,
+                                             allow_unused=True)
+            for (name, leaf), g in zip(leaves.items(), per_sample):
+                grads[name].append(torch.zeros(len(one_hot), *leaf.shape, dtype=leaf.dtype,
+                                               device=leaf.device) if g is None else g)
+    return {name: torch.cat(parts) for name, parts in grads.items()}

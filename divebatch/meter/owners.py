@@ -1,0 +1,78 @@
+"""Which modules hold the model's trainable parameters, and the layers the meter refuses up front.
+
+A parameter can be held by several modules: tied weights (``lm_head.weight = wte.weight``,
+measured by ``divebatch.meter.shared_params``), or a module and one of its submodules
+(RoBERTa's LM head: ``lm_head.bias`` is ``lm_head.decoder.bias``). In the second case the
+submodule's calls, which run inside the module's own, account for the parameter: the enclosing
+module is not counted as a holder. If it also uses the parameter directly, the batch gradient
+check (``divebatch.meter.grad_check``) finds that part unexplained and refuses it.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from torch import Tensor, nn
+
+from divebatch.meter.rules import _uses_batch_statistics
+
+# Layers whose rule covers the parameters of their children too (they use them functionally).
+COMPOSITE_LAYERS = (nn.MultiheadAttention,)
+
+
+class Owner(NamedTuple):
+    """A module that holds a trainable parameter directly (or through a composite layer)."""
+    path: str  # e.g. "transformer.h.0.attn.c_attn"
+    module: nn.Module
+    name: str  # the parameter's name inside that module
+
+
+def batchnorm_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    return [(name or type(model).__name__, m) for name, m in model.named_modules()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+def check_batchnorm(batchnorms: list[tuple[str, nn.Module]], allow_batchnorm: bool) -> bool:
+    """True if some BatchNorm uses batch statistics (allowed); ValueError if not allowed."""
+    offenders = [name for name, m in batchnorms if _uses_batch_statistics(m)]
+    if offenders and not allow_batchnorm:
+        raise ValueError(
+            f"BatchNorm in training mode ({', '.join(offenders)}): samples interact through the "
+            "batch statistics, so per-sample gradients are not defined. Use GroupNorm, call "
+            "model.eval(), or pass allow_batchnorm=True for an approximation that holds the "
+            "batch statistics fixed")
+    return bool(offenders)
+
+
+def parameter_owners(model: nn.Module) -> dict[Tensor, list[Owner]]:
+    """Each trainable parameter -> the modules that hold it (several for tied weights).
+
+    A composite layer (``COMPOSITE_LAYERS``) holds its children's parameters too. Recurrent
+    layers (nn.RNN, nn.LSTM, nn.GRU) with trainable parameters are refused.
+    """
+    owners: dict[Tensor, list[Owner]] = {}
+    composites: list[str] = []
+    for path, module in model.named_modules():
+        if any(path.startswith(f"{prefix}.") for prefix in composites):
+            continue
+        composite = isinstance(module, COMPOSITE_LAYERS)
+        if composite:
+            composites.append(path)
+        params = [(name, p) for name, p in module.named_parameters(recurse=composite)
+                  if p.requires_grad]
+        if params and isinstance(module, nn.RNNBase):
+            raise ValueError(
+                f"{path or type(model).__name__} ({type(module).__name__}): recurrent layers "
+                "are not supported (their parameters are applied at every time step inside one "
+                "call, which the per-layer rules cannot see); freeze them "
+                "(requires_grad_(False)) or measure a model without them")
+        for name, param in params:
+            owners.setdefault(param, []).append(Owner(path, module, name))
+    return {param: _innermost(held) for param, held in owners.items()}
+
+
+def _innermost(held: list[Owner]) -> list[Owner]:
+    """The holders of one parameter, less those that enclose another holder."""
+    return [owner for owner in held
+            if not any(other.path.startswith(f"{owner.path}.") or (not owner.path and other.path)
+                       for other in held if other is not owner)]

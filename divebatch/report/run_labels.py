@@ -1,0 +1,68 @@
+"""How a run is named on the charts and progress bars: its label (with the hot values in force
+at its last epoch), its progress in words, and the words of a hot change.
+
+`data` arguments are figures.RunData (or anything with `.run` and `.records`).
+
+>>> run_label({"id": 12, "config": {"method": "divebatch", "delta": 0.1}})
+'#12 DiveBatch (delta=0.1)'
+"""
+
+from __future__ import annotations
+
+from divebatch.report.hot_limits import hot_values_in_force
+from divebatch.runs import analysis
+
+
+def run_label(run: dict) -> str:
+    """'#12 DiveBatch (delta=0.1)', or the run's name when it has one."""
+    name = run.get("name") or analysis.method_label(run.get("config") or {})
+    return f"#{run['id']} {name}"
+
+
+def progress(run: dict, records: list[dict], live: dict | None, events=()
+             ) -> tuple[float, str]:
+    """(fraction of the run done, words) from finished epochs plus the live mid-epoch row;
+    the run named with its hot values in force, as in the legend."""
+    total = max(int((run.get("config") or {}).get("epochs") or 1), 1)
+    done = len(records)
+    text = f"{labelled_with_hot_values(run, records, list(events))}: {done}/{total} epochs"
+    fraction = done / total
+    if live and live.get("paused"):
+        return min(fraction, 1.0), text + f" · paused after epoch {live.get('epoch') or done}"
+    if live and live.get("epoch") == done + 1 and live.get("n_batches"):
+        within = live["batch"] / live["n_batches"]
+        fraction += within / total
+        text += f" · epoch {done + 1}: batch {live['batch']}/{live['n_batches']}"
+    return min(fraction, 1.0), text
+
+
+def current_config(run: dict, records: list[dict], events: list[dict]) -> dict:
+    """The run's config with the hot parameters in force now (hot_values_in_force)."""
+    config = dict(run.get("config") or {})
+    config.update(hot_values_in_force(config, records, events))
+    return config
+
+
+def labelled_with_hot_values(run: dict, records: list[dict], events: list[dict]) -> str:
+    """run_label with the hot values in force: after delta 0.1 -> 0.5 it says delta=0.5."""
+    return run_label({**run, "config": current_config(run, records, events)})
+
+
+def chart_label(data) -> str:
+    """labelled_with_hot_values of a figures.RunData."""
+    return labelled_with_hot_values(data.run, data.records, data.events)
+
+
+def hot_change_text(event: dict, records: list[dict], config: dict) -> str:
+    """'delta 0.1 → 0.5 at epoch 7': the old value is the one the epoch before used."""
+    payload, epoch = event.get("payload") or {}, event.get("epoch")
+    before = next((r for r in reversed(records) if epoch and r["epoch"] < epoch), {})
+    changes = [f"{name} {format_value(before.get(name, config.get(name)))} → "
+               f"{format_value(value)}" for name, value in sorted(payload.items())]
+    where = f" at epoch {epoch}" if epoch else ""
+    return (", ".join(changes) or event["message"]) + where
+
+
+def format_value(value) -> str:
+    return "?" if value is None else f"{value:g}" if isinstance(value, (int, float)) \
+        else str(value)

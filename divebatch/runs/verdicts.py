@@ -1,0 +1,346 @@
+"""Which runs compare, and the plain-words verdict under a comparison or a sweep
+(docs/user-guide.md, "Verdicts").
+
+- Runs compare only with runs of the same problem and dataset (`data_key`): a table of mixed
+  runs is measured group by group, and the verdict says that the groups do not compare.
+- The verdict names whoever reached the common target first, says how DiveBatch did, which
+  run ended highest, and any method that beat DiveBatch on both counts.
+- While a compared run is still queued or training it says "So far" and claims no final.
+- A common target near chance (`near_chance`) is flagged before anything else.
+- It says who reached the baseline's accuracy (its final minus 1 point) and how soon, in
+  training time and optimizer steps, and which runs never did.
+- A sweep whose baseline collapsed (diverged, or ended more than FLAG_POINTS below its best)
+  opens its verdict with that warning, not with a speed-up.
+
+Rows are `analysis.compare` rows, the baseline first.
+
+>>> rows = [{"method": "SGD B=16", "time_to_common": 5.0, "final_acc": 0.95},
+...         {"method": "DiveBatch", "time_to_common": 2.1, "final_acc": 0.942}]
+>>> verdict(rows, 0.9)
+'DiveBatch was first to 90.0 %, in 2.1 s, 2.4x sooner than SGD B=16, and ended 0.8 points lower.'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from divebatch.config import IMAGE_DATASETS, SYNTHETIC_DEFAULTS, RunConfig
+from divebatch.runs import sweeps
+from divebatch.runs.analysis import ACC_TOLERANCE, FLAG_POINTS
+
+# The fields that decide a problem's data, beside the problem (the seed aside: every seed
+# draws from the same distribution, and the paper's comparisons average over seeds).
+DATA_FIELDS = {**{name: ("n_samples", "dim", "noise", "val_fraction")
+                  for name in SYNTHETIC_DEFAULTS},
+               "digits": ("val_fraction",), **{name: ("n_samples",) for name in IMAGE_DATASETS}}
+# Classes of each classification problem (regression problems have no accuracy); a test
+# checks them against the data.
+CLASSES = {"logistic": 2, "classification": 4, "digits": 10, "cifar10": 10, "cifar100": 100,
+           "tiny_imagenet": 200}
+# A target less than this share of the way from chance (1 / classes) to 100 % is near chance:
+# 60 % on 2 classes, 40 % on 4, 28 % on 10.
+NEAR_CHANCE_SHARE = 0.2
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(RunConfig)}
+
+
+# --- which runs compare
+
+def data_key(config: dict) -> tuple:
+    """(problem, (field, value), ...): equal keys train on the same problem and data."""
+    problem = config.get("problem", _DEFAULTS["problem"])
+    values = []
+    for name in DATA_FIELDS.get(problem, ()):
+        value = config.get(name, _DEFAULTS[name])
+        if name in ("n_samples", "dim") and not value and problem in SYNTHETIC_DEFAULTS:
+            value = SYNTHETIC_DEFAULTS[problem][name == "dim"]  # 0 means the default
+        values.append((name, value))
+    return (problem, *values)
+
+
+def group_by_data(runs: list[dict]) -> list[list[dict]]:
+    """The runs in groups of one problem and dataset, in order of first appearance."""
+    groups: dict[tuple, list[dict]] = {}
+    for run in runs:
+        groups.setdefault(data_key(run.get("config") or {}), []).append(run)
+    return list(groups.values())
+
+
+def group_names(groups: list[list[dict]]) -> list[str]:
+    """A short name per group: its problem, and the data fields in which groups of the same
+    problem differ, e.g. 'classification (noise=0.3)'."""
+    keys = [data_key(group[0].get("config") or {}) for group in groups]
+    names = []
+    for key in keys:
+        same_problem = [k for k in keys if k[0] == key[0]]
+        differ = [f"{name}={value:g}" if isinstance(value, float) else f"{name}={value}"
+                  for i, (name, value) in enumerate(key[1:], start=1)
+                  if len({k[i] for k in same_problem}) > 1]
+        names.append(key[0] + (f" ({', '.join(differ)})" if differ else ""))
+    return names
+
+
+def chance_level(problem: str | None) -> float | None:
+    """Accuracy of guessing among equally likely classes; None for regression."""
+    classes = CLASSES.get(problem or "")
+    return 1.0 / classes if classes else None
+
+
+def near_chance(target: float | None, problem: str | None) -> bool:
+    chance = chance_level(problem)
+    return None not in (target, chance) and target < chance + NEAR_CHANCE_SHARE * (1 - chance)
+
+
+# --- the verdict
+
+def verdict(rows: list[dict], common: float | None) -> str:
+    """The verdict for runs of one problem (the baseline first); '' for fewer than two."""
+    if len(rows) < 2 or common is None:
+        return ""
+    accuracy = any(r.get("final_acc") is not None for r in rows)
+    level = f"{100 * common:.1f} %" if accuracy else f"a validation loss of {common:.4g}"
+    live = any(r.get("active") for r in rows)
+    sentences = [_chance_warning(rows, common)] if accuracy else []
+    sentences += _race(rows, level, accuracy, live)
+    sentences.append(_highest(rows, accuracy, live))
+    sentences.append(_baseline_level(rows, accuracy))
+    text = " ".join(s for s in sentences if s)
+    text += "".join(f" Note: {r['method']} {r['flag']}." for r in (rows[0], *_subjects(rows))
+                    if r.get("flag"))
+    return ("So far (runs still training): " + text) if live else text
+
+
+def groups_verdict(named: list[tuple[str, list[dict], float | None]]) -> str:
+    """The verdict for runs of several problems: (group name, rows, common target) per
+    group. Groups do not compare; each of two runs or more gets its own verdict."""
+    if len(named) == 1:
+        return verdict(named[0][1], named[0][2])
+    listed = [f"{name} (run{'s' if len(rows) > 1 else ''} "
+              f"{', '.join(str(r['id']) for r in rows)})" for name, rows, _ in named]
+    text = (f"These runs are of different problems or data, which do not compare: "
+            f"{_and(listed)}. No speed-up, star or verdict crosses them.")
+    for name, rows, common in named:
+        line = verdict(rows, common)
+        if line:
+            text += f" {name}: {line}"
+    return text
+
+
+def _subjects(rows: list[dict]) -> list[dict]:
+    """The runs a race verdict speaks of: the first to the target and DiveBatch."""
+    first = min(rows, key=_time_key)
+    if first["time_to_common"] is None:
+        first = rows[0]
+    dive = [r for r in rows[1:] if _is_dive(r) and r is not first]
+    return ([] if first is rows[0] else [first]) + dive
+
+
+def _race(rows: list[dict], level: str, accuracy: bool, live: bool) -> list[str]:
+    base = rows[0]
+    first = min(rows, key=_time_key)
+    if first["time_to_common"] is None:
+        return [f"No run {'has reached' if live else 'reached'} {level}."]
+    head = f"{first['method']} was first to {level}, in {_seconds(first['time_to_common'])}"
+    if first is base:
+        sentences = [head + "."]
+    else:
+        ending = _ending(first, base, accuracy)
+        sentences = [head + f", {_speed(first, base)}" + (f", and {ending}" if ending else "")
+                     + "."]
+    for dive in [r for r in rows[1:] if _is_dive(r) and r is not first]:
+        sentences.append(_reached(dive, base, accuracy) + ".")
+        sentences += [_beat(other, dive, accuracy, live) for other in rows[1:]
+                      if not _is_dive(other) and _beats(other, dive, accuracy)]
+    return sentences
+
+
+def _reached(row: dict, base: dict, accuracy: bool) -> str:
+    if row["time_to_common"] is None:
+        return f"{row['method']} {_never(row)} reached it"
+    ending = _ending(row, base, accuracy)
+    return (f"{row['method']} reached it in {_seconds(row['time_to_common'])}, "
+            f"{_speed(row, base)}" + (f", and {ending}" if ending else ""))
+
+
+def _speed(row: dict, base: dict) -> str:
+    own, ref = row["time_to_common"], base["time_to_common"]
+    if ref is None:
+        return f"which {base['method']} {_never(base)} did"
+    ratio = ref / own if own > 0 else math.inf
+    if ratio >= 1.0:
+        return f"{ratio:.1f}x sooner than {base['method']}"
+    return f"{1.0 / ratio:.1f}x later than {base['method']}"
+
+
+def _ending(row: dict, base: dict, accuracy: bool) -> str:
+    """How the row's last value compares with the baseline's: 'ended 0.8 points lower', or
+    'is ...' while a run trains."""
+    verb = "is" if row.get("active") or base.get("active") else "ended"
+    if accuracy:
+        own, ref = row.get("final_acc"), base.get("final_acc")
+        if own is None or ref is None:
+            return ""
+        change = 100.0 * (own - ref)
+        if abs(change) < 0.05:
+            return f"{verb} level with it"
+        return f"{verb} {abs(change):.1f} points {'higher' if change > 0 else 'lower'}"
+    own, ref = row.get("final_val_loss"), base.get("final_val_loss")
+    if own is None or ref is None or ref == 0:
+        return ""
+    change = 100.0 * (own - ref) / abs(ref)
+    return (f"{'has' if verb == 'is' else 'ended with'} a {abs(change):.0f} % "
+            f"{'higher' if change > 0 else 'lower'} validation loss")
+
+
+def _beats(other: dict, dive: dict, accuracy: bool) -> bool:
+    """Whether `other` reached the target sooner than `dive` and ended better."""
+    own, ref = _final(other, accuracy), _final(dive, accuracy)
+    if other["time_to_common"] is None or own is None or ref is None:
+        return False
+    better = own > ref if accuracy else own < ref
+    return _time_key(other) < _time_key(dive) and better
+
+
+def _beat(other: dict, dive: dict, accuracy: bool, live: bool) -> str:
+    final = _final(other, accuracy)
+    shown = f"{100 * final:.1f} %" if accuracy else f"a validation loss of {final:.4g}"
+    return (f"{other['method']} did better than {dive['method']} on both counts: it reached "
+            f"the target sooner ({_seconds(other['time_to_common'])}) and "
+            f"{'is' if live else 'ended'} {'higher' if accuracy else 'lower'} ({shown}).")
+
+
+def _highest(rows: list[dict], accuracy: bool, live: bool) -> str:
+    """Which run ended best, said when there are three runs or more."""
+    known = [r for r in rows if _final(r, accuracy) is not None]
+    if len(rows) < 3 or not known:
+        return ""
+    pick = max if accuracy else min
+    best = pick(known, key=lambda r: _final(r, accuracy))
+    value = _final(best, accuracy)
+    shown = f"{100 * value:.1f} %" if accuracy else f"a validation loss of {value:.4g}"
+    verb = "is" if live else "ended"
+    return f"{best['method']} {verb} {'highest' if accuracy else 'lowest'}, at {shown}."
+
+
+def _baseline_level(rows: list[dict], accuracy: bool) -> str:
+    """Who reached the baseline's own target (its final minus 1 point), how soon, and who
+    never did."""
+    base = rows[0]
+    level = base.get("base_level")
+    if level is None or base.get("time_to_base_level") is None:
+        return ""
+    last = "latest" if base.get("active") else "final"
+    what = (f"{100 * level:.1f} % (its {last} accuracy less 1 point)" if accuracy
+            else f"a validation loss of {level:.4g} (its {last} one plus 5 %)")
+    reached = sorted((r for r in rows[1:] if r.get("time_to_base_level") is not None),
+                     key=lambda r: r["time_to_base_level"])
+    parts = [f"{base['method']} reached {what} in {_cost(base)}"]
+    parts += [f"{r['method']} in {_cost(r)}{_sooner(r, base)}" for r in reached]
+    missing = [r for r in rows[1:] if r.get("time_to_base_level") is None]
+    never = [r["method"] for r in missing if not r.get("active")]
+    not_yet = [r["method"] for r in missing if r.get("active")]
+    if never:
+        parts.append(f"{_and(never)} never reached it")
+    if not_yet:
+        parts.append(f"{_and(not_yet)} {'has' if len(not_yet) == 1 else 'have'} not "
+                     f"reached it yet")
+    return "; ".join(parts) + "."
+
+
+def _cost(row: dict) -> str:
+    steps = row.get("steps_to_base_level")
+    return _seconds(row["time_to_base_level"]) + (f" and {steps} steps" if steps else "")
+
+
+def _sooner(row: dict, base: dict) -> str:
+    ref, own = base.get("time_to_base_level"), row["time_to_base_level"]
+    if not ref or not own:
+        return ""
+    ratio = ref / own
+    return f" ({ratio:.1f}x sooner)" if ratio >= 1.0 else f" ({1 / ratio:.1f}x later)"
+
+
+def _chance_warning(rows: list[dict], common: float) -> str:
+    problem = rows[0].get("problem")
+    if not near_chance(common, problem):
+        return ""
+    text = (f"⚠ The common target, {100 * common:.1f} %, is near chance ("
+            f"{100 * chance_level(problem):.1f} % on a {CLASSES[problem]}-class problem), so "
+            f"reaching it does not separate learning from guessing")
+    bests = [r for r in rows if r.get("best_acc") is not None]
+    setter = min(bests, key=lambda r: r["best_acc"]) if bests else None
+    if setter is not None and abs(setter["best_acc"] - ACC_TOLERANCE - common) < 1e-9:
+        text += (f": {setter['method']} set it, its best accuracy being "
+                 f"{100 * setter['best_acc']:.1f} %")
+    return text + ". Compare the final accuracies."
+
+
+def _seconds(value: float) -> str:
+    """Training seconds as the table shows them below 1 s (0.07 s), else to 0.1 s."""
+    return f"{value:.2f} s" if value < 1.0 else f"{value:.1f} s"
+
+
+def _final(row: dict, accuracy: bool) -> float | None:
+    return row.get("final_acc") if accuracy else row.get("final_val_loss")
+
+
+def _never(row: dict) -> str:
+    return "has not yet" if row.get("active") else "never"
+
+
+def _is_dive(row: dict) -> bool:
+    return str(row["method"]).startswith("DiveBatch")
+
+
+def _time_key(row: dict) -> float:
+    return row["time_to_common"] if row["time_to_common"] is not None else math.inf
+
+
+def _and(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+# --- a sweep
+
+def sweep_verdict(result: sweeps.SweepResults) -> str:
+    """Plain words under a sweep: first a warning when the baseline collapsed, then its
+    fastest DiveBatch cell against the baseline, "so far" until every planned run finished."""
+    base = result.cells[0] if result.cells else None
+    if base is None:
+        return ""
+    cells = [c for c in result.cells[1:] if c["speedup"] is not None]
+    counts = result.progress
+    so_far = counts["finished"] < counts["total"]
+    lines = [_collapse_warning(base, result.metric)]
+    if cells:
+        best = max(cells, key=lambda c: c["speedup"])
+        speed = sweeps.format_mean_se(best["speedup"], best["speedup_se"], suffix="x")
+        line = (f"{'the' if so_far else 'The'} fastest cell, {best['label']}, reached its own "
+                f"target at {speed} the speed of {base['label']}")
+        if result.metric == "accuracy" and best["final_change"] is not None:
+            change = 100 * best["final_change"]
+            line += f" and ended {abs(change):.1f} points {'higher' if change >= 0 else 'lower'}"
+        line += f" (mean over {best['finished']} seeds)."
+        if best.get("flagged"):
+            line += (f" ⚠ {best['flagged']} of its seeds compare a run that ended more than "
+                     f"{FLAG_POINTS:g} points below its best: those speed-ups are "
+                     f"not meaningful.")
+        lines.append((f"So far ({counts['finished']} of {counts['total']} runs finished), "
+                      if so_far else "") + line)
+    return " ".join(line for line in lines if line)
+
+
+def _collapse_warning(base: dict, metric: str) -> str:
+    """'' unless some seeds of the baseline diverged or ended more than FLAG_POINTS below
+    their best: then every speed-up over them is not meaningful (or not measured)."""
+    how = [f"diverged in {base['diverged']}"] if base["diverged"] else []
+    if base["flagged"]:
+        how.append(f"ended more than {FLAG_POINTS:g} points below its best in "
+                   f"{base['flagged']}")
+    if not how:
+        return ""
+    name = base["label"].removesuffix(" (baseline)")
+    return (f"⚠ The baseline, {name}, collapsed in {base['diverged'] + base['flagged']} of "
+            f"{base['finished']} seeds ({' and '.join(how)}): a speed-up over a collapsed run "
+            f"is not meaningful (it meets its own low final target early, or never has one). "
+            f"Compare the final {'accuracies' if metric == 'accuracy' else 'losses'} instead.")

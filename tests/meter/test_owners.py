@@ -1,0 +1,75 @@
+"""Failure class 5 of issue 26: a bias held by a module and by its submodule (RoBERTa's and BERT's
+LM head: ``lm_head.bias`` is ``lm_head.decoder.bias``) is exact; a direct use besides the
+submodule's is refused with a message that says so."""
+
+import pytest
+import torch
+from torch import nn
+
+from divebatch.meter.diversity import DiversityMeter, per_sample_grad_sq_norms
+from divebatch.meter.owners import parameter_owners
+from test_diversity import float64  # noqa: F401  (the autouse float64 fixture)
+from test_diversity import assert_close, cross_entropy, loop_oracle
+
+
+class LMHead(nn.Module):
+    def __init__(self, dim, vocab, direct_use=False):
+        super().__init__()
+        self.dense = nn.Linear(dim, dim)
+        self.decoder = nn.Linear(dim, vocab)
+        self.bias = nn.Parameter(torch.randn(vocab))
+        self.decoder.bias = self.bias
+        self.direct_use = direct_use
+
+    def forward(self, h):
+        logits = self.decoder(torch.tanh(self.dense(h)))
+        return logits + self.bias if self.direct_use else logits
+
+
+class TiedLM(nn.Module):
+    """Token embedding tied to the head's decoder weight, and the head's tied bias."""
+
+    def __init__(self, direct_use=False, vocab=7, dim=4):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, dim)
+        self.lm_head = LMHead(dim, vocab, direct_use)
+        self.lm_head.decoder.weight = self.embed.weight
+
+    def forward(self, x):  # (N, T) -> (N, vocab)
+        return self.lm_head(self.embed(x).mean(1))
+
+
+def token_batch(n=5):
+    return torch.randint(0, 7, (n, 3)), torch.randint(0, 7, (n,))
+
+
+def test_the_submodule_holds_a_bias_shared_with_its_parent():
+    model = TiedLM()
+    owners = parameter_owners(model)
+    assert [o.path for o in owners[model.lm_head.bias]] == ["lm_head.decoder"]
+    assert [o.path for o in owners[model.embed.weight]] == ["embed", "lm_head.decoder"]
+
+
+def test_tied_bias_and_weight_match_loop():
+    model, (inputs, targets) = TiedLM(), token_batch()
+    expected, grad_sum = loop_oracle(model, cross_entropy, inputs, targets)
+    assert_close(per_sample_grad_sq_norms(model, cross_entropy, inputs, targets), expected)
+    with DiversityMeter(model) as meter:
+        with meter.track(len(inputs)):
+            cross_entropy(model(inputs), targets).mean().backward()
+        assert_close(meter.diversity(),
+                     expected.sum() / sum(g.square().sum() for g in grad_sum))
+
+
+def test_a_direct_use_besides_the_submodule_is_refused_as_such():
+    model, (inputs, targets) = TiedLM(direct_use=True), token_batch()
+    with pytest.raises(ValueError, match=r"lm_head\.decoder\.bias: .*does not come from the "
+                                         r"calls of lm_head\.decoder"):
+        per_sample_grad_sq_norms(model, cross_entropy, inputs, targets)
+
+
+def test_a_tied_embedding_is_still_checked_by_its_capture():
+    model, (inputs, targets) = TiedLM(), token_batch()
+    model.embed.scale_grad_by_freq = True
+    with pytest.raises(ValueError, match=r"embed \(Embedding\): scale_grad_by_freq"):
+        per_sample_grad_sq_norms(model, cross_entropy, inputs, targets)
