@@ -3,6 +3,7 @@
 import streamlit as st
 
 from dashboard import live, race_export, roles
+from dashboard.critical_panel import critical_batch_panel
 from dashboard.common import open_store, run_rows
 from divebatch.runs import jobs
 from divebatch.report.exports import records_csv, records_json
@@ -145,5 +146,6 @@ if len(problems) > 1:
 if selected:
     live.live_panel(PREFIX, [run["id"] for run in selected])
     race_export.download_panel(PREFIX, [run["id"] for run in selected])
+    critical_batch_panel(PREFIX, selected)
 else:
     st.info("No run on the charts yet: pick runs in the list above to overlay them here.")

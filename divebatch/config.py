@@ -138,6 +138,10 @@ class RunConfig:
     max_micro_batch: int = knob(0, "largest forward/backward per process; a larger share of "
                                    "the batch accumulates gradients over micro-batches "
                                    "(0 = never split)", low=0, high=1_000_000)
+    keep_checkpoints: int = knob(4, "checkpoints kept for the critical-batch measurement: "
+                                    "the start and k - 1 evenly spaced epochs (0 = none; "
+                                    "each is one model + optimizer state on disk)",
+                                 low=0, high=1000)
     nproc: int = knob(1, "processes training this run together (DDP; > 1 launches "
                          "torchrun, one process per GPU)", low=1, high=1024)
 
@@ -168,6 +172,16 @@ class RunConfig:
 
     def replace(self, **changes) -> "RunConfig":
         return dataclasses.replace(self, **changes)
+
+    def kept_checkpoint_epochs(self) -> tuple[int, ...]:
+        """Epochs whose checkpoints a stored run keeps: 0 (the start) and every
+        (epochs / keep_checkpoints)-th epoch before the last, keep_checkpoints in all at most.
+
+        >>> RunConfig(epochs=20, keep_checkpoints=4).kept_checkpoint_epochs()
+        (0, 5, 10, 15)
+        """
+        k = self.keep_checkpoints
+        return tuple(sorted({(j * self.epochs) // k for j in range(k)})) if k else ()
 
 
 def config_fields() -> tuple[dataclasses.Field, ...]:

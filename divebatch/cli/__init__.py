@@ -10,13 +10,14 @@ import argparse
 import os
 import sys
 
-from divebatch.cli import experiments, maintenance, run
+from divebatch.cli import critical_batch, experiments, maintenance, run
 from divebatch.cli.common import Parser, UsageError, add_db_flag
 
 COMMANDS = (run.add_run, run.add_presets, run.add_list, run.add_show, run.add_export,
             run.add_compare, run.add_worker, run.add_download,
             experiments.add_sweep, experiments.add_reproduce, maintenance.add_resume,
-            maintenance.add_prune, experiments.add_ray_driver)
+            maintenance.add_prune, experiments.add_ray_driver,
+            critical_batch.add_critical_batch, critical_batch.add_measure_worker)
 
 
 def build_parser() -> argparse.ArgumentParser:

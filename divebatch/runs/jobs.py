@@ -191,6 +191,7 @@ def remove_run_files(store: RunStore, run_ids) -> None:
     """Delete the checkpoints and worker logs of runs that are no longer in the store."""
     for run_id in run_ids:
         checkpoint.remove(checkpoint.run_checkpoint_path(store.path, run_id))
+        checkpoint.remove_kept(checkpoint.run_checkpoint_path(store.path, run_id))
         (store.path.parent / "logs" / f"run-{int(run_id)}.log").unlink(missing_ok=True)
 
 
@@ -300,7 +301,7 @@ def keep_warm(store: RunStore, gpus: list[str] | None = None) -> None:
         return  # the common case costs one read, not the write lock
     while (worker_id := store.reserve_worker(pool)) is not None:
         try:
-            pid = _spawn(store, ["worker", "--warm", str(worker_id)], "warm-worker.log")
+            pid = spawn_process(store, ["worker", "--warm", str(worker_id)], "warm-worker.log")
         except OSError:
             store.remove_worker(worker_id)
             return
@@ -500,14 +501,14 @@ def _fail(store: RunStore, run_id: int, message: str) -> None:
 
 
 def spawn_worker(store: RunStore, run_id: int, gpus: list[str] | None = None) -> int:
-    """`python -m divebatch --db PATH worker RUN_ID` (see `_spawn`); under
+    """`python -m divebatch --db PATH worker RUN_ID` (see `spawn_process`); under
     `torch.distributed.run --nproc_per_node=N --standalone` when the run's config has
     nproc = N > 1; with CUDA_VISIBLE_DEVICES set to `gpus` when given."""
     nproc = store.get_run(run_id)["config"].get("nproc", 1)
-    return _spawn(store, ["worker", str(run_id)], f"run-{run_id}.log", nproc, gpus)
+    return spawn_process(store, ["worker", str(run_id)], f"run-{run_id}.log", nproc, gpus)
 
 
-def _spawn(store: RunStore, args: list[str], log_name: str, nproc: int = 1,
+def spawn_process(store: RunStore, args: list[str], log_name: str, nproc: int = 1,
            gpus: list[str] | None = None) -> int:
     """`python -m divebatch --db PATH ARGS` in its own session (it outlives the dashboard),
     with an argument list, never a shell, its output appended to logs/`log_name`."""

@@ -75,6 +75,30 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             updated_at REAL NOT NULL
         )""",
     ),
+    (
+        """CREATE TABLE measurements (       -- work that branches from a stored run's checkpoints
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+            kind TEXT NOT NULL,              -- what is measured: critical_batch
+            settings TEXT NOT NULL,          -- JSON object: the measurement's settings
+            status TEXT NOT NULL,            -- as a run's: queued, running, completed, ...
+            created_at REAL NOT NULL,
+            started_at REAL,
+            finished_at REAL,
+            error TEXT,
+            worker_pid INTEGER,
+            stop_requested INTEGER NOT NULL DEFAULT 0,
+            progress TEXT                    -- JSON object: rows done, rows planned, now
+        )""",
+        "CREATE INDEX measurements_by_run ON measurements (run_id, id)",
+        """CREATE TABLE measurement_rows (
+            measurement_id INTEGER NOT NULL REFERENCES measurements (id) ON DELETE CASCADE,
+            epoch INTEGER NOT NULL,          -- the checkpoint branched from
+            batch_size INTEGER NOT NULL,     -- the branch's; 0: the checkpoint's own facts
+            data TEXT NOT NULL,              -- JSON object
+            PRIMARY KEY (measurement_id, epoch, batch_size)
+        ) WITHOUT ROWID""",
+    ),
 )
 
 

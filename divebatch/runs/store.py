@@ -489,6 +489,15 @@ class RunStore:
 
     # --- plumbing
 
+    def read(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
+        """work(connection) as `_read` runs it: for the tables of this file that other modules
+        keep (runs/measurements.py), which then share its locking and retries."""
+        return self._read(work)
+
+    def write(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
+        """work(connection) as one write transaction (see `read`)."""
+        return self._write(work)
+
     def _connect(self) -> sqlite3.Connection:
         """A new connection for one call (autocommit: transactions are explicit)."""
         _hold_open(str(self.path), self.timeout)

@@ -7,7 +7,10 @@ of one. It is read with `torch.load(weights_only=True)`, which rebuilds only ten
 plain containers, numbers and strings, so a crafted file cannot run code.
 
 Runs of a store keep their checkpoint next to the store file:
-`<store folder>/checkpoints/run-<id>.pt`, only the latest epoch's.
+`<store folder>/checkpoints/run-<id>.pt`, only the latest epoch's. A run also keeps copies at
+the epochs `config.kept_checkpoint_epochs` names (`run-<id>-epoch-<e>.pt`, hard links to the
+file just written, so keeping one costs no write): the critical-batch measurement
+(`divebatch.experiments.critical_batch`) branches from them after the run has ended.
 
 >>> import tempfile, torch
 >>> path = Path(tempfile.mkdtemp()) / "demo.pt"
@@ -22,6 +25,7 @@ import operator
 import os
 import pickle
 import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -82,6 +86,40 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
             or not isinstance(content.get("state"), dict):
         raise CheckpointError(f"{path} is not a divebatch checkpoint of format {FORMAT_VERSION}")
     return content["state"]
+
+
+def kept_path(path: str | os.PathLike, epoch: int) -> Path:
+    """Where the copy of checkpoint `path` kept at `epoch` lives."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}-epoch-{operator.index(epoch)}{path.suffix}")
+
+
+def keep(path: str | os.PathLike, epoch: int) -> Path:
+    """Keep the checkpoint now at `path` as the one of `epoch` (a hard link: the next `save`
+    replaces `path`'s name, not this file; a copy where links are not allowed)."""
+    kept = kept_path(path, epoch)
+    temporary = kept.with_name(f".{kept.name}.link.tmp")
+    temporary.unlink(missing_ok=True)
+    try:
+        os.link(path, temporary)
+    except OSError:
+        shutil.copyfile(path, temporary)
+    os.replace(temporary, kept)
+    return kept
+
+
+def kept_epochs(path: str | os.PathLike) -> list[int]:
+    """The epochs whose copies of checkpoint `path` are kept, in order."""
+    path = Path(path)
+    found = (re.fullmatch(rf"{re.escape(path.stem)}-epoch-(\d+){re.escape(path.suffix)}",
+                          kept.name) for kept in path.parent.glob(f"{path.stem}-epoch-*"))
+    return sorted(int(match.group(1)) for match in found if match)
+
+
+def remove_kept(path: str | os.PathLike) -> None:
+    """Delete every kept copy of checkpoint `path`."""
+    for epoch in kept_epochs(path):
+        kept_path(path, epoch).unlink(missing_ok=True)
 
 
 def remove(path: str | os.PathLike) -> None:

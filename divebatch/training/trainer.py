@@ -203,6 +203,8 @@ class Trainer(RunControls, ChartInstruments):
         try:
             if self.epochs_done == 0 and self.probe is not None:
                 yield from self._initial_point()
+            if self.epochs_done == 0:
+                self._save_checkpoint(0)
             for epoch in range(self.epochs_done + 1, self.config.epochs + 1):
                 epoch_started = time.perf_counter()
                 try:
@@ -228,8 +230,7 @@ class Trainer(RunControls, ChartInstruments):
                     break
                 self._handle_controls(epoch, epoch_end=True)
                 # after on_epoch, so a killed run resumes at or before its last stored record
-                if self.checkpoint_path and self.dist.is_main:
-                    checkpoint.save(self.checkpoint_path, self.state_dict())
+                self._save_checkpoint(epoch)
                 yield record
                 if epoch < self.config.epochs:
                     yield from self._waits_between_epochs(epoch, epoch_started)
@@ -241,6 +242,17 @@ class Trainer(RunControls, ChartInstruments):
             self.dist.close()
         self.result = RunResult(status, self.records, message, self.problem.n_train,
                                 self.meter.approximate, self.events, self.initial)
+
+    def _save_checkpoint(self, epoch: int) -> None:
+        """Rewrite the run's checkpoint after `epoch` (0: the start, only when it is kept),
+        and keep a copy where `config.kept_checkpoint_epochs()` names the epoch."""
+        if not (self.checkpoint_path and self.dist.is_main):
+            return
+        kept = epoch in self.config.kept_checkpoint_epochs()
+        if epoch > 0 or kept:
+            checkpoint.save(self.checkpoint_path, self.state_dict())
+        if kept:
+            checkpoint.keep(self.checkpoint_path, epoch)
 
     def state_dict(self) -> dict:
         """Everything needed to continue this run exactly after its last finished epoch, as

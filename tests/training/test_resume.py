@@ -93,7 +93,10 @@ def test_checkpoint_holds_every_piece_of_state_as_plain_values(tmp_path):
     assert state["initial"]["epoch"] == 0  # the charts' starting point survives a resume
     assert set(state["rng"]) == {"shuffle", "torch", "cuda", "problem"}
     assert state["epoch"] == 2 and len(state["records"]) == 2
-    assert list(tmp_path.iterdir()) == [path]  # no temp file left behind
+    # the latest, the copies kept for the critical-batch measurement, no temp file
+    assert {p.name for p in tmp_path.iterdir()} == {"run.pt", "run-epoch-0.pt",
+                                                    "run-epoch-1.pt"}
+    assert checkpoint.load(checkpoint.kept_path(path, 0))["epoch"] == 0
 
 
 def test_atomic_save_keeps_the_old_checkpoint_when_writing_fails(tmp_path, monkeypatch):
