@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from conftest import cli_in_process, run_cli
+from tests.helpers.cli import cli_in_process, run_cli
 from divebatch.config import RunConfig
 from divebatch.runs import jobs
 from divebatch.runs.measurements import Measurements

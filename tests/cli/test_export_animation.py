@@ -5,7 +5,7 @@ import imageio_ffmpeg
 import pytest
 from PIL import Image
 
-from conftest import cli_in_process, run_cli
+from tests.helpers.cli import cli_in_process, run_cli
 from report.test_animation import RACE, stored_race  # tests/report/test_animation.py
 
 

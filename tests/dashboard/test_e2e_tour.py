@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import stop_runs_and_wait
+from tests.helpers.gates import stop_runs_and_wait
 from tests.helpers.serve import CHROMIUM, dashboard_server, launch_chromium
 from divebatch.runs.store import RunStore
 
