@@ -373,7 +373,9 @@ def test_micro_batches_in_one_track_equal_one_pass():
 def test_seconds_count_the_rules_and_only_the_excess_of_fused_ones(monkeypatch):
     """A clock that moves one second per layer rule and stands still otherwise: seconds counts
     every rule of a measured batch, a fused Conv2d's at its share beyond the weight gradient
-    that autograd skipped, nothing of an unmeasured batch, and reset() forgets it."""
+    that autograd skipped, nothing of an unmeasured batch, and reset() forgets it. The first
+    measured batch is also checked (divebatch.meter.sample_weights runs every rule again with
+    random per-sample weights): that is the meter's work too, and counts."""
     from divebatch.meter import conv as conv_rules, hooks as sq_norm_hooks
     now = [0.0]
     monkeypatch.setattr(time, "perf_counter", lambda: now[0])
@@ -393,7 +395,7 @@ def test_seconds_count_the_rules_and_only_the_excess_of_fused_ones(monkeypatch):
         model.zero_grad()
         with meter.track(len(inputs)):
             cross_entropy(model(inputs), targets).mean().backward()
-    assert meter.seconds == pytest.approx(2 * per_batch)
+    assert meter.seconds == pytest.approx((2 + 1) * per_batch)  # two batches, one check
     meter.reset()
     assert meter.seconds == 0.0
 

@@ -34,4 +34,4 @@ def test_too_few_points_are_refused():
 def test_doctests():
     assert doctest.testmod(thinning).failed == 0
     assert doctest.testmod(chart_style).failed == 0
-    assert doctest.testmod(hot_limits).failed == 0
+    assert doctest.testmod(hot_limits, optionflags=doctest.NORMALIZE_WHITESPACE).failed == 0

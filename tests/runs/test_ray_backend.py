@@ -146,7 +146,7 @@ def test_stop_keeps_finished_runs_and_a_rerun_trains_only_the_rest(tmp_path):
 def test_a_lost_worker_is_interrupted_then_resumed_from_its_checkpoint(tmp_path):
     store = RunStore(tmp_path / "runs.db")  # held after epochs 1 and 2 until released
     sweep = spec(deltas=(0.1,), max_batch_sizes=(64,), seeds=(0,),
-                 base={"epochs": 3, "pace_s": HELD})
+                 base={"epochs": 3, "pace_s": HELD, "keep_checkpoints": 0})  # none at epoch 0
     killed = []
 
     def kill_a_held_worker_then_release_its_retry():
