@@ -10,7 +10,6 @@ buttons, in instructor mode at 1280x720, and deleted alone from the Runs page.
 import os
 import re
 import signal
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -19,17 +18,12 @@ import pytest
 
 from divebatch.runs.store import RunStore
 from tests.helpers.gates import HELD, stop_runs_and_wait
-from tests.helpers.serve import (CHROMIUM, FIRST_POINT, dashboard_server, launch_chromium,
-                                 server_pid)
+from tests.helpers.serve import (SHOTS, FIRST_POINT, browser_or_skip, dashboard_server,
+                                 launch_chromium, server_pid)
 
 pytestmark = pytest.mark.browser
-sync_api = pytest.importorskip("playwright.sync_api")
-if not Path(CHROMIUM).exists():
-    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)",
-                allow_module_level=True)
+sync_api = browser_or_skip()
 
-SHOTS = Path(os.environ.get("DIVEBATCH_SCREENSHOTS")
-             or Path(tempfile.gettempdir()) / "divebatch-screenshots")
 # Long enough to still be running while we interact; the test stops it.
 SETUP = "n_samples=2000&dim=20&batch_size=8&max_batch_size=256&epochs=2000&progress_every=0.5"
 WAIT_MS = 90_000

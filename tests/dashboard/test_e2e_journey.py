@@ -25,14 +25,11 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.gates import stop_runs_and_wait
-from tests.helpers.serve import CHROMIUM, FIRST_POINT, dashboard_server, launch_chromium
+from tests.helpers.serve import browser_or_skip, FIRST_POINT, dashboard_server, launch_chromium
 from divebatch.runs.store import RunStore
 
 pytestmark = pytest.mark.browser
-sync_api = pytest.importorskip("playwright.sync_api")
-if not Path(CHROMIUM).exists():
-    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)",
-                allow_module_level=True)
+sync_api = browser_or_skip()
 
 SHOTS = os.environ.get("DIVEBATCH_SCREENSHOTS")
 WAIT_MS = 60_000

@@ -4,25 +4,17 @@
 step. Every wait is on something the page shows. Screenshots of each step go to
 $DIVEBATCH_SCREENSHOTS (docs/screenshots/tour_*.png come from them)."""
 
-import os
-import tempfile
 import time
-from pathlib import Path
 
 import pytest
 
 from tests.helpers.gates import stop_runs_and_wait
-from tests.helpers.serve import CHROMIUM, dashboard_server, launch_chromium
+from tests.helpers.serve import browser_or_skip, SHOTS, dashboard_server, launch_chromium
 from divebatch.runs.store import RunStore
 
 pytestmark = pytest.mark.browser
-sync_api = pytest.importorskip("playwright.sync_api")
-if not Path(CHROMIUM).exists():
-    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)",
-                allow_module_level=True)
+sync_api = browser_or_skip()
 
-SHOTS = Path(os.environ.get("DIVEBATCH_SCREENSHOTS")
-             or Path(tempfile.gettempdir()) / "divebatch-screenshots")
 WAIT_MS = 120_000
 TITLES = ("Start small", "Diversity rises as the loss falls",
           "The bound crosses the batch size: the batch grows", "The cap at B_max",

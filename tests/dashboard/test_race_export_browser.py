@@ -2,20 +2,16 @@
 GIF button download the race's GIF, made on click by the server (Streamlit's deferred
 download), at the chosen speed."""
 
-from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from tests.helpers.serve import CHROMIUM, dashboard_server, launch_chromium
+from tests.helpers.serve import browser_or_skip, dashboard_server, launch_chromium
 from divebatch.runs.store import RunStore
 from report.test_animation import stored_race  # tests/report/test_animation.py
 
 pytestmark = pytest.mark.browser
-sync_api = pytest.importorskip("playwright.sync_api")
-if not Path(CHROMIUM).exists():
-    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)",
-                allow_module_level=True)
+sync_api = browser_or_skip()
 
 WAIT_MS = 120_000  # a busy 2-core machine: the page, then the file made on click
 

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from contextlib import contextmanager
@@ -16,6 +17,19 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository
 CHROMIUM = "/usr/bin/chromium"
+SHOTS = Path(os.environ.get("DIVEBATCH_SCREENSHOTS")  # where browser tests save screenshots
+             or Path(tempfile.gettempdir()) / "divebatch-screenshots")
+
+
+def browser_or_skip():
+    """playwright's sync API; the calling test module is skipped without playwright or
+    Debian's chromium."""
+    import pytest
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)",
+                    allow_module_level=True)
+    return sync_api
 # In the browser: some chart shows a finite point. plotly.js's decoded traces (_fullData):
 # the figures send numpy arrays base64-encoded, so the raw `e.data` holds {dtype, bdata}, not
 # a list; the shared legend's points are NaN.
