@@ -4,6 +4,10 @@ epochs each grow by an epoch a second (this process writes them, as workers woul
 
     python benchmarks/classroom.py --clients 1,10,30   # viewers on their own machines
     python benchmarks/classroom.py --browsers 1,5,10   # chromium pages on this machine
+    python benchmarks/classroom.py --browsers 1 --paths full,grow  # old and new charts
+    (--paths: the live charts' paths, each on its own server in turn, side by side in one run:
+    "grow", the charts growing in the browser (dashboard/growing_panel.py), and "full", the
+    former path that resends and redraws every chart each update, DIVEBATCH_LIVE_CHARTS=full)
     python benchmarks/classroom.py --floor             # Streamlit's own cost per update
     python benchmarks/classroom.py --in-process        # the fragment's CPU, no server
 
@@ -55,6 +59,7 @@ ARRIVE_S, SETTLE_S = 5.0, 15.0  # clients: the class arrives, then the page load
 IDLE_S = 10.0
 PER_UPDATE_TARGET_S, GAP_TARGET_S = 0.02, 2.0
 VIEWER_ROLE = {"DIVEBATCH_ROLE": "viewer"}
+CHARTS = "[class*=_chart_legend]"  # the live charts' top, on either path
 
 # In each viewer's page: the browser-clock times at which the "Last update" line changed.
 RECORD_UPDATES = f"""() => {{ window.updates = []; window.cpus = []; let seen = null;
@@ -99,23 +104,31 @@ def server_cpu_seconds(url: str) -> float:
 
 
 def browser_cpu_seconds() -> float:
-    """utime + stime of every chromium process on this machine (Linux /proc): the viewers'
+    """utime + stime of the chromium processes this benchmark started (Linux /proc: this
+    process's descendants; other chromium on a shared machine is not counted): the viewers'
     own work, which shares the cores with the server here."""
-    total = 0.0
+    parents, stats = {}, {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            name, fields = stat.read_text().split(") ", 1)
+            name, fields = stat.read_text().rsplit(") ", 1)
         except OSError:
             continue
-        if "chrom" in name.rsplit("(", 1)[1]:
-            fields = fields.split()
-            total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
+        fields = fields.split()
+        pid = int(stat.parent.name)
+        parents[pid] = int(fields[1])
+        stats[pid] = (name.split("(", 1)[1], int(fields[11]) + int(fields[12]))
+    ours, grown = {os.getpid()}, True
+    while grown:
+        grown = {pid for pid, parent in parents.items() if parent in ours} - ours
+        ours |= grown
+    ticks = sum(stats[pid][1] for pid in ours if pid in stats and "chrom" in stats[pid][0])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def watch_in_browsers(url: str, viewers: int, run_ids: list[int]) -> dict:
     """Open `viewers` pages on the Runs page with the live runs linked, wait until each shows
-    its first update (load time), then count every viewer's updates for WATCH_S seconds."""
+    its first update (load time), scroll its charts into view (the legend at the top: a page
+    draws the charts it shows), then count every viewer's updates for WATCH_S seconds."""
     from playwright.sync_api import sync_playwright
     link = f"{url}/runs?runs={','.join(map(str, run_ids))}"
     with sync_playwright() as playwright:
@@ -132,6 +145,9 @@ def watch_in_browsers(url: str, viewers: int, run_ids: list[int]) -> dict:
                                        polling=100)
                 loads.append(time.perf_counter() - started)
                 page.evaluate(RECORD_UPDATES)
+                page.wait_for_selector(CHARTS, timeout=150_000)
+                page.evaluate(f"() => document.querySelector('{CHARTS}')"
+                              ".scrollIntoView({block: 'start'})")
             except Exception:  # a viewer that never loads is counted, not fatal
                 loads.append(None)
         cpu_before, wall_before = server_cpu_seconds(url), time.perf_counter()
@@ -168,10 +184,12 @@ def live_runs():
                 store.mark_finished(run_id, "stopped")
 
 
-def watch_as_clients(url: str, viewers: int, page: str = "runs", query: str = "") -> dict:
+def watch_as_clients(url: str, viewers: int, run_ids: list[int] = (), page: str = "runs",
+                     query: str = "") -> dict:
     """`viewers` protocol-level viewers of url/page?query, arriving over ARRIVE_S seconds;
     SETTLE_S after all of them show a first update (the page loads' CPU has passed out of
     the refresh's load window), WATCH_S seconds of their updates."""
+    query = query or _runs_query(run_ids)
     seen = protocol_viewers.watch(url, page, query, viewers, WATCH_S,
                                   lambda: server_cpu_seconds(url), arrive_over_s=ARRIVE_S,
                                   settle_s=SETTLE_S)
@@ -202,21 +220,23 @@ def _gaps_and_cost(viewers: int, loads: list, stamps: list[list[float]], cpu: fl
             "gap_worst_s": max(worst)}
 
 
-def measure_clients(counts: list[int]) -> list[dict]:
-    rows = []
-    for viewers in counts:
-        with live_runs() as (db, run_ids), dashboard_server(db, env=VIEWER_ROLE) as url:
-            rows.append(watch_as_clients(url, viewers, query=_runs_query(run_ids)))
-        report_class(rows[-1], "client(s)")
-    return rows
+def measure_clients(counts: list[int], paths: tuple[str, ...] = ("grow",)) -> list[dict]:
+    return _measure(counts, paths, watch_as_clients, "client(s)")
 
 
-def measure_browsers(counts: list[int]) -> list[dict]:
+def measure_browsers(counts: list[int], paths: tuple[str, ...] = ("grow",)) -> list[dict]:
+    return _measure(counts, paths, watch_in_browsers, "browser(s)")
+
+
+def _measure(counts: list[int], paths: tuple[str, ...], watch, kind: str) -> list[dict]:
+    """Per count, each live-chart path in turn on a fresh server and store."""
     rows = []
     for viewers in counts:
-        with live_runs() as (db, run_ids), dashboard_server(db, env=VIEWER_ROLE) as url:
-            rows.append(watch_in_browsers(url, viewers, run_ids))
-        report_class(rows[-1], "browser(s)")
+        for path in paths:
+            env = {**VIEWER_ROLE, "DIVEBATCH_LIVE_CHARTS": path}
+            with live_runs() as (db, run_ids), dashboard_server(db, env=env) as url:
+                rows.append(watch(url, viewers, run_ids))
+            report_class(rows[-1], f"{kind}, charts {path}")
     return rows
 
 
@@ -234,7 +254,7 @@ def measure_floor(viewers: int) -> None:
             page, query = ("runs", _runs_query(run_ids)) if app == "app.py" else ("", "")
             with dashboard_server(db, env=env, app=app) as url:
                 idle = idle_cpu_per_second(url)
-                rows.append(watch_as_clients(url, viewers, page, query))
+                rows.append(watch_as_clients(url, viewers, page=page, query=query))
         print(f"{name}: {rows[-1]['cpu_per_update_s']:.4f} server CPU-s per viewer update "
               f"({viewers} clients, {rows[-1]['updates']} updates, "
               f"{rows[-1]['kb_per_update']:.0f} kB each); with no viewer {idle:.4f} CPU-s "
@@ -331,6 +351,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", default="", help="e.g. 1,10,30 protocol-level viewers")
     parser.add_argument("--browsers", default="", help="e.g. 1,5,10 chromium viewers")
+    parser.add_argument("--paths", default="full,grow",
+                        help="live-chart paths measured side by side: full, grow (both)")
     parser.add_argument("--floor", type=int, nargs="?", const=10, default=0,
                         help="Streamlit's own cost per update, with this many clients (10)")
     parser.add_argument("--in-process", action="store_true",
@@ -339,9 +361,9 @@ def main() -> int:
     if not (args.clients or args.browsers or args.floor or args.in_process):
         parser.error("choose --clients, --browsers, --floor or --in-process")
     if args.clients:
-        measure_clients([int(n) for n in args.clients.split(",")])
+        measure_clients([int(n) for n in args.clients.split(",")], args.paths.split(","))
     if args.browsers:
-        measure_browsers([int(n) for n in args.browsers.split(",")])
+        measure_browsers([int(n) for n in args.browsers.split(",")], args.paths.split(","))
     if args.floor:
         measure_floor(args.floor)
     if args.in_process:

@@ -10,12 +10,20 @@ ForwardMsg, and note when each "Last update" line arrives. Like the frontend, a 
 one timer per fragment, restarts it only when its interval changes, and drops them all when
 a full run of the page starts. Many of them fit in one asyncio loop, so the server's cost
 and the gaps between updates can be measured for 30 viewers instead of extrapolated.
+
+On a page with growing live charts (dashboard/growing_panel.py) no fragment reruns: a viewer
+that receives the charts' component does what its script does, asking the read-only route
+for the points after the version it holds every `every` s as the answer says; each answer
+is an update.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass, field
 
 from streamlit.proto.BackMsg_pb2 import BackMsg
@@ -62,6 +70,44 @@ def _rerun(query: str, page: str, page_hash: str = "", fragment_id: str = "") ->
         state.fragment_id = fragment_id
         state.is_auto_rerun = True
     return message.SerializeToString()
+
+
+def _growing_data(message: ForwardMsg) -> dict | None:
+    """The growing charts' mount data, if `message` draws them."""
+    if message.WhichOneof("type") != "delta" or \
+            message.delta.new_element.WhichOneof("type") != "bidi_component":
+        return None
+    component = message.delta.new_element.bidi_component
+    if "growing" not in component.component_name or not component.json:
+        return None
+    data = json.loads(component.json)
+    return data.get("data", data)
+
+
+async def _poll_growing(url: str, data: dict, until: list[float], seen: Viewer) -> None:
+    """What growing_charts.js does: ask for the points after those it holds, every `every` s
+    (from each request's start), until no run is active."""
+    have, every = None, None
+    while time.monotonic() < until[0]:
+        started = time.monotonic()
+        query = {"runs": ",".join(map(str, data["runs"])), "viewer": data["viewer"],
+                 "options": json.dumps(data["options"]), "every": every or ""}
+        if have:
+            query["have"] = have
+        address = f"{url}{data['route']}?{urllib.parse.urlencode(query)}"
+        body = await asyncio.to_thread(lambda: urllib.request.urlopen(address, timeout=30).read())
+        seen.received_bytes += len(body)
+        answer = json.loads(body)
+        charts, state = answer["charts"], answer["state"]
+        if charts and (charts["base"] is None or charts["base"] == have):
+            have = charts["serial"]
+        seen.updates.append(time.monotonic())
+        seen.lines.append(f"{UPDATE_PREFIX} (took {state['took']:.2f} s, "
+                          f"{state['cpu']:.3f} CPU-s)")
+        every = state["every"]
+        if not every:
+            return
+        await asyncio.sleep(max(0.0, started + every - time.monotonic()))
 
 
 def _update_line(message: ForwardMsg) -> str:
@@ -117,6 +163,9 @@ async def _watch(url: str, page: str, query: str, until: list[float], seen: View
                     stop(set(timers) & set(message.stop_auto_rerun.fragment_ids))
                 elif kind == "delta" and message.delta.new_element.HasField("exception"):
                     raise RuntimeError(message.delta.new_element.exception.message)
+                elif (data := _growing_data(message)) is not None and "growing" not in timers:
+                    timers["growing"] = (0.0, asyncio.create_task(
+                        _poll_growing(url, data, until, seen)))
                 elif line := _update_line(message):
                     seen.updates.append(time.monotonic())
                     seen.lines.append(line)
@@ -127,6 +176,8 @@ async def _watch(url: str, page: str, query: str, until: list[float], seen: View
 async def _watch_all(url: str, page: str, query: str, viewers: int, seconds: float,
                      server_cpu, load_timeout: float, arrive_over_s: float,
                      settle_s: float) -> Watched:
+    from concurrent.futures import ThreadPoolExecutor
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max(viewers, 4)))
     until = [time.monotonic() + load_timeout + settle_s + seconds]  # moved once all loaded
     seen = [Viewer() for _ in range(viewers)]
 

@@ -23,7 +23,7 @@ from divebatch.report.figures import ChartOptions, run_label
 
 from divebatch.runs.store import ACTIVE_STATUSES
 
-from . import pacing, roles, shared, stale
+from . import growing_panel, pacing, roles, shared, stale
 from .common import open_store, show_run_problems
 from .form import field_widget
 from .instructor import instructor_mode
@@ -112,7 +112,11 @@ def live_panel(prefix: str, run_ids: list[int]) -> None:
         st.session_state[f"{prefix}_every"] = every
         st.session_state[f"{prefix}_every_since"] = time.monotonic()
     stale.watch()
-    st.fragment(run_every=every)(_charts)(prefix, statuses, options, every)
+    if growing_panel.enabled():  # the charts grow in the browser: no rerun per update
+        show_run_problems(list(snap.runs), open_store())
+        growing_panel.panel(prefix, statuses, options, every)
+    else:
+        st.fragment(run_every=every)(_charts)(prefix, statuses, options, every)
     if len(statuses) > 1:
         st.fragment(run_every=every and max(every, shared.TABLE_EVERY_S))(_table)(
             list(statuses))

@@ -16,6 +16,6 @@ if [[ "${1:-}" == "--viewer" ]]; then
 fi
 python=.venv/bin/python
 if [ -n "${DIVEBATCH_NO_SETUP:-}" ]; then python=${PYTHON:-python3}; else install_into_venv ""; fi
-exec "$python" -m streamlit run app.py --server.address "${DIVEBATCH_ADDRESS:-127.0.0.1}" \
+exec "$python" -m streamlit run server.py --server.address "${DIVEBATCH_ADDRESS:-127.0.0.1}" \
     --server.port "${DIVEBATCH_PORT:-$port}" --server.headless true \
     --browser.gatherUsageStats false "$@"

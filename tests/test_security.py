@@ -176,7 +176,7 @@ def test_dashboard_script_serves_a_read_only_twin_with_viewer(tmp_path):
     script = str(ROOT / "scripts" / "dashboard.sh")
     viewer = subprocess.run(["bash", script, "--viewer"], env=env, capture_output=True,
                             text=True, check=True).stdout.splitlines()[-1]
-    assert viewer.startswith("role=viewer -m streamlit run app.py")
+    assert viewer.startswith("role=viewer -m streamlit run server.py")
     assert "--server.port 8502" in viewer and "--server.address 127.0.0.1" in viewer
     plain = subprocess.run(["bash", script], env=env, capture_output=True, text=True,
                            check=True).stdout.splitlines()[-1]

@@ -49,9 +49,10 @@ def free_port() -> int:
 
 @contextmanager
 def dashboard_server(db_path: str | os.PathLike, env: dict | None = None,
-                     timeout: float = 60.0, app: str = "app.py",
+                     timeout: float = 60.0, app: str = "server.py",
                      log: str | os.PathLike | None = None):
-    """`python -m streamlit run app.py` (or another script of this repository) on 127.0.0.1
+    """`python -m streamlit run server.py` (app.py with the growing charts' read-only routes;
+    or another script of this repository, such as app.py alone) on 127.0.0.1
     and a free port with DIVEBATCH_DB set; yields the base URL; the server's process group
     is killed on exit, whatever happened. `log`: a file that receives the server's standard
     output and error (its tracebacks and warnings), else they are dropped."""

@@ -1,0 +1,235 @@
+// The live panel's charts, grown in the page (a Streamlit v2 component: dashboard/live.py
+// mounts it, dashboard/live_route.py answers its requests, dashboard/growing.py says what a
+// page holding one version of the charts needs to hold the next).
+// Once mounted it asks the server itself every `every` s for the points after those it has
+// and appends them, so the page never reruns while runs only grow; it asks Streamlit for a
+// rerun when a run's status changes (the controls above the charts change with it).
+// Its elements carry the classes and test ids of Streamlit's own (st-key-<prefix>_chart_<name>
+// on each chart's cell, stCaptionContainer on the "Last update" line): the guided tour's
+// highlight, the stale-charts banner, the tests and the benchmarks find the charts either way.
+"use strict";
+
+function loadPlotly(route) {  // the plotly package's plotly.js, once per page
+  if (!window.divebatchPlotly) {
+    window.divebatchPlotly = window.Plotly ? Promise.resolve(window.Plotly)
+      : new Promise((resolve, reject) => {
+        const script = document.createElement("script");
+        script.src = `${route}/plotly.min.js`;
+        script.onload = () => resolve(window.Plotly);
+        script.onerror = () => {
+          window.divebatchPlotly = null;
+          reject(new Error("plotly.js did not load"));
+        };
+        document.head.append(script);
+      });
+  }
+  return window.divebatchPlotly;
+}
+
+function element(tag, className, parent) {
+  const made = document.createElement(tag);
+  if (className) made.className = className;
+  if (parent) parent.append(made);
+  return made;
+}
+
+// Streamlit's plotly theme, as its own charts on this page carry it (the preload chart).
+function themeTemplate(prefix) {
+  const chart = document.querySelector(`.st-key-${prefix}_chart_preload .js-plotly-plot`);
+  return chart && chart.layout && chart.layout.template || null;
+}
+
+class GrowingCharts {
+  constructor(parent, data, rerun) {
+    this.data = data;
+    this.rerun = rerun;
+    this.charts = {};  // name -> {cell, div, caption, traces, layout, config, dirty, drawn}
+    this.have = null;
+    this.stopped = false;
+    this.root = element("div", "growing-charts", parent);
+    this.progress = element("div", "growing-progress", this.root);
+    this.verdict = element("div", `growing-verdict st-key-${data.prefix}_verdict`, this.root);
+    this.legend = element("div", "growing-legend", this.root);
+    this.notes = element("div", "growing-caption", this.root);
+    this.grid = element("div", "growing-grid", this.root);
+    this.line = element("div", "growing-caption", this.root);
+    this.line.setAttribute("data-testid", "stCaptionContainer");
+    this.visible = new IntersectionObserver((entries) => {
+      for (const entry of entries) {
+        const chart = entry.target.chart;
+        chart.inView = entry.isIntersecting;
+        if (chart.inView && chart.dirty) this.draw(chart);
+      }
+    }, {rootMargin: "200px"});
+    window.growingStats = window.growingStats || {whole: 0, grown: 0, drawn: 0, fetched: 0};
+  }
+
+  stop() {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    this.visible.disconnect();
+    for (const chart of Object.values(this.charts)) window.Plotly && Plotly.purge(chart.div);
+    this.root.remove();
+  }
+
+  url() {
+    const query = new URLSearchParams({runs: this.data.runs.join(","),
+                                       options: JSON.stringify(this.data.options),
+                                       viewer: this.data.viewer, every: this.every || ""});
+    if (this.have) query.set("have", this.have);
+    return `${this.data.route}?${query}`;
+  }
+
+  async poll() {
+    if (this.stopped) return;
+    const started = performance.now();
+    let next = 2.0;
+    try {
+      const response = await fetch(this.url(), {cache: "no-store"});
+      const answer = await response.json();
+      if (!response.ok) throw new Error(answer.error || response.statusText);
+      if (this.stopped) return;
+      window.growingStats.fetched += 1;
+      await this.apply(answer);
+      next = this.every;
+    } catch (error) {
+      console.error("growing charts:", error);  // the stale banner tells the viewer
+    }
+    if (next && !this.stopped && !this.held) {  // held: a test asks for each update
+      const wait = Math.max(0, next * 1000 - (performance.now() - started));
+      this.timer = setTimeout(() => this.poll(), wait);
+    }
+  }
+
+  async apply(answer) {
+    const state = answer.state;
+    if (answer.charts) await this.applyCharts(answer.charts);
+    this.showState(state);
+    const changed = Object.keys(state.statuses).length !== Object.keys(this.data.statuses).length
+      || Object.entries(state.statuses).some(([id, status]) => this.data.statuses[id] !== status);
+    this.every = changed ? null : state.every;
+    if (changed) this.rerun();  // a run started, ended or vanished: the page redraws
+  }
+
+  async applyCharts(message) {
+    if (message.base !== null && message.base !== this.have) {
+      this.have = null;  // this page holds another version: everything comes next time
+      this.every = 0.05;
+      return;
+    }
+    const Plotly = await loadPlotly(this.data.route);
+    for (const name of Object.keys(this.charts)) {
+      if (!message.order.includes(name)) this.remove(name);
+    }
+    for (const name of message.order) {
+      const entry = message.figures[name];
+      if (!entry) continue;
+      if (entry.full) { window.growingStats.whole += 1; this.replace(name, entry.full); }
+      else { window.growingStats.grown += 1; this.extend(this.charts[name], entry); }
+    }
+    this.grid.replaceChildren(...message.order.filter((name) => name !== "legend")
+      .map((name) => this.charts[name].cell));
+    this.notes.textContent = message.notes.join(" ");
+    this.notes.style.display = message.notes.length ? "" : "none";
+    this.have = message.serial;
+    this.root.dataset.serial = message.serial;
+    await Promise.all(Object.values(this.charts).filter((c) => c.dirty && c.inView !== false)
+      .map((chart) => this.draw(chart, Plotly)));
+  }
+
+  remove(name) {
+    const chart = this.charts[name];
+    this.visible.unobserve(chart.cell);
+    window.Plotly.purge(chart.div);
+    chart.cell.remove();
+    delete this.charts[name];
+  }
+
+  replace(name, full) {
+    let chart = this.charts[name];
+    if (!chart) {
+      const cell = element("div", `growing-cell st-key-${this.data.prefix}_chart_${name}`);
+      cell.setAttribute("data-testid", "stPlotlyChart");
+      cell.dataset.name = name;
+      chart = this.charts[name] = {cell, div: element("div", "", cell),
+                                   caption: element("div", "growing-caption", cell)};
+      cell.chart = chart;
+      (name === "legend" ? this.legend : this.grid).append(cell);
+      this.visible.observe(cell);
+    }
+    Object.assign(chart, {traces: full.data, layout: full.layout, config: full.config,
+                          dirty: "react"});
+    chart.caption.textContent = full.caption || "";
+    chart.caption.style.display = full.caption ? "" : "none";
+  }
+
+  extend(chart, entry) {
+    entry.traces.forEach(([keep, xs, ys], i) => {
+      const trace = chart.traces[i];
+      if (keep < trace.x.length) chart.dirty = "react";  // points changed, not only added
+      trace.x = trace.x.slice(0, keep).concat(xs);
+      trace.y = trace.y.slice(0, keep).concat(ys);
+    });
+    if (entry.layout) { chart.layout = entry.layout; chart.dirty = "react"; }
+    chart.dirty = chart.dirty || "append";
+  }
+
+  draw(chart, Plotly = window.Plotly) {  // plotly's own append when points were only added
+    const how = chart.dirty, drawn = chart.div.data;
+    chart.dirty = null;
+    window.growingStats.drawn += 1;
+    if (how === "append" && drawn && drawn.length === chart.traces.length) {
+      const tails = {x: [], y: []}, indices = [];
+      chart.traces.forEach((trace, i) => {
+        if (trace.x.length > drawn[i].x.length) {
+          tails.x.push(trace.x.slice(drawn[i].x.length));
+          tails.y.push(trace.y.slice(drawn[i].y.length));
+          indices.push(i);
+        }
+      });
+      return indices.length ? Plotly.extendTraces(chart.div, tails, indices) : null;
+    }
+    this.template = this.template || themeTemplate(this.data.prefix);
+    const own = chart.layout.template && chart.layout.template.layout || {};
+    const layout = this.template ? {...own, ...chart.layout, template: this.template}
+      : chart.layout;
+    const copies = chart.traces.map((t) => ({...t, x: t.x.slice(), y: t.y.slice()}));
+    return Plotly.react(chart.div, copies, layout, {responsive: true, ...chart.config});
+  }
+
+  showState(state) {
+    this.progress.replaceChildren(...state.progress.map(([fraction, text]) => {
+      const row = element("div", "growing-progress-row");
+      element("div", "growing-progress-text", row).textContent = text;
+      const bar = element("div", "growing-progress-bar", row);
+      element("div", "growing-progress-done", bar).style.width = `${100 * fraction}%`;
+      return row;
+    }));
+    this.verdict.replaceChildren();
+    if (state.verdict) {
+      element("strong", "", this.verdict).textContent = "Verdict:";
+      this.verdict.append(` ${state.verdict}`);
+    }
+    this.verdict.style.display = state.verdict ? "" : "none";
+    const now = new Date();
+    const stamp = now.toTimeString().slice(0, 8) + `.${String(now.getMilliseconds()).padStart(3, "0")}`;
+    this.line.textContent = `Last update ${stamp} (took ${state.took.toFixed(2)} s, `
+      + `${state.cpu.toFixed(3)} CPU-s) · ` + (state.every
+        ? `refreshing every ${state.every} s while a run is active`
+        : "idle: no run on the charts is active");
+  }
+}
+
+export default function (component) {
+  const {data, parentElement, setTriggerValue} = component;
+  const signature = JSON.stringify(data);
+  const current = parentElement.growingCharts;
+  if (current && current.signature === signature && !current.stopped) return;
+  if (current) current.stop();
+  const charts = new GrowingCharts(parentElement, data,
+                                   () => setTriggerValue("changed", Date.now()));
+  charts.signature = signature;
+  parentElement.growingCharts = charts;
+  loadPlotly(data.route);
+  charts.poll();
+}
