@@ -48,7 +48,7 @@ class GrowingCharts {
     this.stopped = false;
     this.root = element("div", "growing-charts", parent);
     this.progress = element("div", "growing-progress", this.root);
-    this.verdict = element("div", `growing-verdict st-key-${data.prefix}_verdict`, this.root);
+    this.verdict = element("div", "growing-verdict", this.root);  // then st-key-..._verdict
     this.legend = element("div", "growing-legend", this.root);
     this.notes = element("div", "growing-caption", this.root);
     this.grid = element("div", "growing-grid", this.root);
@@ -197,20 +197,25 @@ class GrowingCharts {
     return Plotly.react(chart.div, copies, layout, {responsive: true, ...chart.config});
   }
 
-  showState(state) {
-    this.progress.replaceChildren(...state.progress.map(([fraction, text]) => {
-      const row = element("div", "growing-progress-row");
-      element("div", "growing-progress-text", row).textContent = text;
-      const bar = element("div", "growing-progress-bar", row);
-      element("div", "growing-progress-done", bar).style.width = `${100 * fraction}%`;
-      return row;
-    }));
-    this.verdict.replaceChildren();
-    if (state.verdict) {
-      element("strong", "", this.verdict).textContent = "Verdict:";
-      this.verdict.append(` ${state.verdict}`);
+  showState(state) {  // the page's layout changes only where the text does
+    const shown = JSON.stringify([state.progress, state.verdict]);
+    if (shown !== this.shownState) {
+      this.shownState = shown;
+      this.progress.replaceChildren(...state.progress.map(([fraction, text]) => {
+        const row = element("div", "growing-progress-row");
+        element("div", "growing-progress-text", row).textContent = text;
+        const bar = element("div", "growing-progress-bar", row);
+        element("div", "growing-progress-done", bar).style.width = `${100 * fraction}%`;
+        return row;
+      }));
+      this.verdict.replaceChildren();
+      if (state.verdict) {
+        element("strong", "", this.verdict).textContent = "Verdict:";
+        this.verdict.append(` ${state.verdict}`);
+      }
+      this.verdict.style.display = state.verdict ? "" : "none";  // the instructor's scroll
+      this.verdict.classList.toggle(`st-key-${this.data.prefix}_verdict`, !!state.verdict);
     }
-    this.verdict.style.display = state.verdict ? "" : "none";
     const now = new Date();
     const stamp = now.toTimeString().slice(0, 8) + `.${String(now.getMilliseconds()).padStart(3, "0")}`;
     this.line.textContent = `Last update ${stamp} (took ${state.took.toFixed(2)} s, `

@@ -48,15 +48,17 @@ def panel(prefix: str, statuses: dict[int, str], options: ChartOptions,
     controls), refreshing while some run is active."""
     if roles.can_change() and every:
         st.fragment(run_every=max(every, HOUSEKEEPING_EVERY_S))(_housekeeping)(statuses)
-    st.plotly_chart(plots.BLANK, key=f"{prefix}_chart_preload",  # Streamlit's chart theme,
-                    config={"staticPlot": True, "displayModeBar": False})  # for the look
     refreshes = st.session_state.get(f"{prefix}_refreshes", 0)
     data = {"route": _route(), "prefix": prefix, "runs": list(statuses),
             "statuses": {str(run_id): status for run_id, status in statuses.items()},
             "options": dataclasses.asdict(options), "refreshes": refreshes,
             "viewer": st.session_state.setdefault("viewer_id", uuid.uuid4().hex)}
     _component()(key=f"{prefix}_growing", data=data, on_changed_change=_changed)
+    if st.session_state.get(f"{prefix}_scroll"):  # instructor mode's scroll to the charts:
+        st.session_state[f"{prefix}_scroll"] = "drawn"  # it finds them once they are drawn
     st.button("Refresh", key=f"{prefix}_refresh", on_click=_refresh, args=(prefix,))
+    st.plotly_chart(plots.BLANK, key=f"{prefix}_chart_preload",  # Streamlit's chart theme,
+                    config={"staticPlot": True, "displayModeBar": False})  # for the look
 
 
 def _route() -> str:

@@ -341,6 +341,8 @@ def hot_change_form(prefix: str, run: dict, records: list[dict], events: list[di
                "B0, LR, schedule, momentum, weight decay, epochs, seed and device need a new "
                "run.")
     every = pacing.refresh_interval() if run["status"] == "running" else None
+    if every and growing_panel.enabled():  # no rerun a second while the charts grow
+        every = max(every, growing_panel.HOUSEKEEPING_EVERY_S)
     st.fragment(run_every=every)(_hot_limits)(run_id, run["config"])
 
 

@@ -33,6 +33,8 @@ PATH = "/api/live"
 FRESH_ENV = "DIVEBATCH_LIVE_FRESH"  # "1": every answer reads the store anew (tests)
 MAX_RUNS = 64
 PLOTLY_JS = Path(plotly.__file__).with_name("package_data") / "plotly.min.js"
+STATES_KEPT = 64
+_states: dict = {}  # (store, runs, snapshot read at) -> page_state as JSON members
 SERVED = False  # whether this process serves the routes (serve() sets it)
 _OPTION_FIELDS = {field.name for field in dataclasses.fields(ChartOptions)}
 
@@ -66,11 +68,23 @@ def live(request: Request) -> Response:
     have = growing.held(request.query_params.get("have"))
     charts = growing.encoded_message(have, growing.latest(snap, options, fresh)) \
         if snap.has_points else "null"
-    state = json.dumps({**page_state(snap), "every": next_interval(snap, every),
+    state = json.dumps({"every": next_interval(snap, every),
                         "took": time.perf_counter() - started,
-                        "cpu": time.thread_time() - started_cpu}, allow_nan=False)
-    return Response(f'{{"charts":{charts},"state":{state}}}', media_type="application/json",
-                    headers={"Cache-Control": "no-store"})
+                        "cpu": time.thread_time() - started_cpu})
+    return Response(f'{{"charts":{charts},"state":{{{shared_state(snap)},{state[1:]}}}',
+                    media_type="application/json", headers={"Cache-Control": "no-store"})
+
+
+def shared_state(snap: shared.Snapshot) -> str:
+    """page_state(snap) as JSON members, encoded once per snapshot for every page."""
+    key = (snap.source, tuple(run["id"] for run in snap.runs), snap.read_at)
+    text = _states.get(key)
+    if text is None:
+        text = json.dumps(page_state(snap), allow_nan=False)[1:-1]
+        _states[key] = text
+        while len(_states) > STATES_KEPT:
+            _states.pop(next(iter(_states)), None)
+    return text
 
 
 def parse(query) -> tuple[list[int], ChartOptions, float | None]:
