@@ -103,7 +103,7 @@ async def _poll_growing(url: str, data: dict, until: list[float], seen: Viewer) 
             have = charts["serial"]
         seen.updates.append(time.monotonic())
         seen.lines.append(f"{UPDATE_PREFIX} (took {state['took']:.2f} s, "
-                          f"{state['cpu']:.3f} CPU-s)")
+                          f"{state['cpu']:.4f} CPU-s)")
         every = state["every"]
         if not every:
             return

@@ -114,7 +114,6 @@ class GrowingCharts {
   async applyCharts(message) {
     if (message.base !== null && message.base !== this.have) {
       this.have = null;  // this page holds another version: everything comes next time
-      this.every = 0.05;
       return;
     }
     const Plotly = await loadPlotly(this.data.route);

@@ -4,9 +4,11 @@ them to the charts it has drawn, so a page watching runs grow never reruns. The 
 when a run's status changes (the component asks for it), when the viewer changes the runs or
 the chart options (the component then draws everything anew), or on Refresh.
 
-Used when this process serves the route (server.py) and DIVEBATCH_LIVE_CHARTS is not
-"full"; otherwise, and for `streamlit run app.py` alone, the live panel redraws Streamlit's
-own charts in a fragment every second (dashboard/live.py), as before.
+Used when this process serves the route (server.py) and DIVEBATCH_LIVE_CHARTS=grow;
+otherwise ("full", the default for now: a page still spends 0.18 CPU-s per update here,
+against issue #29's target of 0.05, docs/performance.md), and for `streamlit run app.py`
+alone, the live panel redraws Streamlit's own charts in a fragment every second
+(dashboard/live.py), as before.
 """
 
 from __future__ import annotations
@@ -25,14 +27,16 @@ from divebatch.report.figures import ChartOptions
 from . import live_route, roles, shared
 from .common import open_store
 
-MODE_ENV = "DIVEBATCH_LIVE_CHARTS"  # "full": the former path, every chart resent each update
+MODE_ENV = "DIVEBATCH_LIVE_CHARTS"  # "grow", or "full": every chart resent each update
+DEFAULT_MODE = "full"
 HOUSEKEEPING_EVERY_S = 5.0  # the instructor's page starts queued runs, reaps dead workers
 FOLDER = Path(__file__).parent
 
 
 def enabled() -> bool:
     """Whether the live panel draws growing charts (see the module's docstring)."""
-    return live_route.SERVED and os.environ.get(MODE_ENV, "grow").strip().lower() != "full"
+    mode = os.environ.get(MODE_ENV, "").strip().lower() or DEFAULT_MODE
+    return live_route.SERVED and mode == "grow"
 
 
 @functools.cache

@@ -74,7 +74,7 @@ def test_drawn_points_are_the_stored_records_after_growing(tmp_path):
     store, rng = RunStore(tmp_path / "runs.db"), random.Random(4)
     run_ids = live_runs(store, 3)
     env = {"DIVEBATCH_ROLE": "viewer", "DIVEBATCH_WARM_WORKERS": "0",
-           "DIVEBATCH_LIVE_FRESH": "1"}
+           "DIVEBATCH_LIVE_CHARTS": "grow", "DIVEBATCH_LIVE_FRESH": "1"}
     try:
         with dashboard_server(tmp_path / "runs.db", env=env) as url, \
                 sync_api.sync_playwright() as playwright:
