@@ -151,13 +151,16 @@ def watch_in_browsers(url: str, viewers: int, run_ids: list[int]) -> dict:
                               ".scrollIntoView({block: 'start'})")
             except Exception:  # a viewer that never loads is counted, not fatal
                 loads.append(None)
+        now = "() => performance.now() / 1000"  # each page's own clock
+        starts = [page.evaluate(now) for page, _ in pages]
         cpu_before, wall_before = server_cpu_seconds(url), time.perf_counter()
         browser_before = browser_cpu_seconds()
         time.sleep(WATCH_S)
         cpu = server_cpu_seconds(url) - cpu_before
         browser_cpu = browser_cpu_seconds() - browser_before
         wall = time.perf_counter() - wall_before
-        stamps = [page.evaluate("() => window.updates || []") for page, _ in pages]
+        stamps = [[t for t in page.evaluate("() => window.updates || []") if t >= start]
+                  for (page, _), start in zip(pages, starts)]  # the window's updates only
         script_cpu = [c for page, _ in pages for c in page.evaluate("() => window.cpus || []")]
         browser.close()
     loads_and_cost = _gaps_and_cost(viewers, loads, stamps, cpu, wall)

@@ -27,7 +27,7 @@ CHARTS = "(document.querySelector('.growing-charts') || {}).parentElement?.growi
 HOLD = f"() => {{ const g = {CHARTS}; g.held = true; clearTimeout(g.timer); return g.have; }}"
 UPDATE = f"async () => {{ const g = {CHARTS}; await g.poll(); return g.have; }}"
 RUNS_SHOWN = (f"(runs) => {{ const g = {CHARTS}; "
-              "return g && g.have && g.data.runs.join() === runs; }}")
+              "return g && g.have && g.data.runs.join() === runs; }")
 DRAWN = """() => Object.fromEntries([...document.querySelectorAll('.growing-charts [data-name]')]
   .map(cell => [cell.dataset.name, cell.querySelector('.js-plotly-plot').data.map(
     t => [t.name, Array.from(t.x), Array.from(t.y)])]))"""
