@@ -20,7 +20,8 @@ from divebatch.meter.broadcast import failed_after_expansion, shared_call, verif
 from divebatch.meter.functional import RandomState, functional_sq_norms, replayed
 from divebatch.meter.grad_check import explained_grads, relative_difference, tolerance
 from divebatch.meter.owners import Owner
-from divebatch.meter.rules import RULES, UnsupportedCall, _accumulation_dtype
+from divebatch.meter.kernels import accumulation_dtype
+from divebatch.meter.rules import RULES, UnsupportedCall
 from divebatch.meter.sample_weights import SampleWeights, check_weighted, scale_rows
 from divebatch.meter.shared_params import Use, shared_sq_norms
 from divebatch.meter.timing import timed_output_grad
@@ -291,7 +292,7 @@ class SqNormHooks:
     @staticmethod
     def _rule_sq_norms(module: nn.Module, saved: object, fused: bool, grad_out: Tensor) -> Tensor:
         if grad_out.shape[0] == 0:  # no samples (a process's empty share of a DDP batch)
-            return grad_out.new_zeros(0, dtype=_accumulation_dtype(grad_out))
+            return grad_out.new_zeros(0, dtype=accumulation_dtype(grad_out))
         if fused:
             return FUSED_RULES[type(module)][1](module, saved, grad_out)
         if type(module) in RULES:

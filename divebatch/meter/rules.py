@@ -17,39 +17,22 @@ at once, and for most layers they never exist at all:
 - Any other module with parameters of its own: ``divebatch.meter.functional`` (``vmap`` of
   ``grad`` of the module re-run on one sample at a time) for those parameters only.
 
-Temporaries are computed in chunks of samples so that they stay within ``TEMP_BUDGET`` times
-the layer's own input or output (or ``MIN_TEMP_ELEMENTS``). Frozen parameters
-(``requires_grad=False``) are ignored.
+Shared tensor helpers and the cost model's constants live in ``divebatch.meter.kernels``. Frozen
+parameters (``requires_grad=False``) are ignored.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-# Gram-vs-explicit cost model, in multiply-adds per sample. An elementwise pass over one element
-# costs about this many multiply-adds of a matrix product (measured on CPU)...
-ELEMENTWISE_COST = 20
-# ...and a per-sample matrix product whose inner dimension (positions) is small runs far below
-# peak: it is charged this many positions more than it has.
-SMALL_MATMUL_POSITIONS = 64
-# The fixed cost of one tensor operation (dispatch, allocation), in multiply-adds per batch: about
-# 10 us of CPU time. It decides between paths only where the tensors are tiny.
-OPERATION_COST = 200_000
-# Chunks of samples keep the temporaries of a rule within this many times the larger of the
-# layer's input and output...
-TEMP_BUDGET = 2
-# ...or within this many elements (16 MiB of float32), if that is more: small layers are not
-# split, since every chunk costs a round of operations and memory is no concern there.
-MIN_TEMP_ELEMENTS = 2 ** 22
-# On CUDA a round of operations costs more (kernel launches from Python) and a GPU has more
-# memory: up to 128 MiB of float32 temporaries before splitting.
-CUDA_MIN_TEMP_ELEMENTS = 2 ** 25
-
+from divebatch.meter import kernels
+from divebatch.meter.kernels import (ELEMENTWISE_COST, SMALL_MATMUL_POSITIONS, accumulation_dtype,
+                                     frobenius_dots, in_chunks, is_trainable, sq_norms)
 
 class UnsupportedCall(ValueError):
     """Raised by a capture for a call its rule cannot measure exactly; the hooks add the
@@ -80,62 +63,6 @@ def register_rule(*layer_types: type[nn.Module],
     return register
 
 
-# ----------------------------------------------------------------------------- small helpers
-
-def _is_trainable(param: Tensor | None) -> bool:
-    return param is not None and param.requires_grad
-
-
-def _trainable_direct_params(module: nn.Module) -> list[tuple[str, nn.Parameter]]:
-    return [(name, p) for name, p in module.named_parameters(recurse=False) if p.requires_grad]
-
-
-def _accumulation_dtype(tensor: Tensor) -> torch.dtype:
-    # float32 at least, so that bf16/fp16 activations under autocast are summed accurately
-    return torch.promote_types(tensor.dtype, torch.float32)
-
-
-def _sq_norms(per_sample: Tensor) -> Tensor:
-    """(N, ...) -> (N,) squared Euclidean norm of each sample's slice."""
-    flat = per_sample.reshape(per_sample.shape[0], -1).to(_accumulation_dtype(per_sample))
-    return torch.linalg.vecdot(flat, flat)
-
-
-def _frobenius_dots(a: Tensor, b: Tensor) -> Tensor:
-    """(B, ...) x (B, ...) -> (B,): sum of the elementwise product, without a temporary."""
-    a, b = a.reshape(a.shape[0], 1, -1), b.reshape(b.shape[0], -1, 1)
-    return torch.bmm(a, b).view(-1)
-
-
-def _gram_is_cheaper(gram_cost: float, explicit_cost: float) -> bool:
-    """The Gram-vs-explicit choice; tests replace it to force either branch."""
-    return gram_cost < explicit_cost
-
-
-def sample_chunks(tensors: Sequence[Tensor], temp_per_sample: int) -> list[tuple[Tensor, ...]]:
-    """Slices of samples of ``tensors`` (which share their first dimension) small enough that
-    ``temp_per_sample`` temporary elements per sample stay within ``TEMP_BUDGET`` times the
-    largest of them (or ``MIN_TEMP_ELEMENTS``, on CUDA ``CUDA_MIN_TEMP_ELEMENTS``); one slice
-    (the tensors themselves) when everything fits."""
-    n_samples = tensors[0].shape[0]
-    least = CUDA_MIN_TEMP_ELEMENTS if tensors[0].is_cuda else MIN_TEMP_ELEMENTS
-    budget = max(TEMP_BUDGET * max(t.numel() for t in tensors), least)
-    chunk = max(1, budget // max(1, temp_per_sample))
-    if chunk >= n_samples:
-        return [tuple(tensors)]
-    return [tuple(t[start:start + chunk] for t in tensors) for start in range(0, n_samples, chunk)]
-
-
-def _in_chunks(per_sample_fn: Callable[..., Tensor], tensors: Sequence[Tensor],
-               temp_per_sample: int) -> Tensor:
-    """Apply ``per_sample_fn`` to slices of samples so temporaries stay within the inputs' size
-    (see ``sample_chunks``) and concatenate its (n,) results."""
-    chunks = sample_chunks(tensors, temp_per_sample)
-    if len(chunks) == 1:
-        return per_sample_fn(*chunks[0])
-    return torch.cat([per_sample_fn(*chunk) for chunk in chunks])
-
-
 # ----------------------------------------------------------------------------- Linear
 
 @register_rule(nn.Linear)
@@ -143,13 +70,13 @@ def _linear_sq_norms(linear: nn.Linear, x: Tensor, grad_out: Tensor) -> Tensor:
     if x.dim() == 2:  # (N, d_in), (N, d_out): rank one, ||dy a^T||^2 = ||dy||^2 ||a||^2
         return _linear_2d_sq_norms(linear, x, grad_out)
     n_samples = x.shape[0]
-    x = x.reshape(n_samples, -1, x.shape[-1]).to(_accumulation_dtype(x))  # (N, T, d_in)
+    x = x.reshape(n_samples, -1, x.shape[-1]).to(accumulation_dtype(x))  # (N, T, d_in)
     grad_out = grad_out.reshape(n_samples, -1, grad_out.shape[-1]).to(x.dtype)  # (N, T, d_out)
     norms = []
-    if _is_trainable(linear.weight):
+    if is_trainable(linear.weight):
         norms.append(_linear_weight_sq_norms(x, grad_out))
-    if _is_trainable(linear.bias):
-        norms.append(_sq_norms(grad_out.sum(1)))
+    if is_trainable(linear.bias):
+        norms.append(sq_norms(grad_out.sum(1)))
     return sum(norms)
 
 
@@ -157,13 +84,13 @@ def _linear_2d_sq_norms(linear: nn.Linear, x: Tensor, grad_out: Tensor) -> Tenso
     """(||a_i||^2 + 1) ||dy_i||^2 with a bias, in as few operations as possible: small MLPs
     measure every step, and there each operation costs more than its arithmetic."""
     if x.dtype != grad_out.dtype or x.dtype not in (torch.float32, torch.float64):
-        x = x.to(_accumulation_dtype(x))
+        x = x.to(accumulation_dtype(x))
         grad_out = grad_out.to(x.dtype)
     grad_sq = torch.linalg.vecdot(grad_out, grad_out)  # (N,)
-    if not _is_trainable(linear.weight):
+    if not is_trainable(linear.weight):
         return grad_sq
     input_sq = torch.linalg.vecdot(x, x)
-    if _is_trainable(linear.bias):  # one operation; adding the Python scalar 1 costs more
+    if is_trainable(linear.bias):  # one operation; adding the Python scalar 1 costs more
         return torch.addcmul(grad_sq, input_sq, grad_sq)
     return input_sq.mul_(grad_sq)
 
@@ -173,20 +100,20 @@ def _linear_weight_sq_norms(x: Tensor, grad_out: Tensor) -> Tensor:
     positions, d_in, d_out = x.shape[1], x.shape[2], grad_out.shape[2]
     gram_cost = positions ** 2 * (d_in + d_out + ELEMENTWISE_COST)
     explicit_cost = d_in * d_out * (positions + SMALL_MATMUL_POSITIONS)
-    if _gram_is_cheaper(gram_cost, explicit_cost):
-        return _in_chunks(_sequence_gram_dots, (x, grad_out), 2 * positions ** 2)
-    return _in_chunks(_sequence_explicit_sq_norms, (x, grad_out), 2 * d_in * d_out)
+    if kernels.gram_is_cheaper(gram_cost, explicit_cost):
+        return in_chunks(_sequence_gram_dots, (x, grad_out), 2 * positions ** 2)
+    return in_chunks(_sequence_explicit_sq_norms, (x, grad_out), 2 * d_in * d_out)
 
 
 def _sequence_gram_dots(x: Tensor, grad_out: Tensor) -> Tensor:
     """sum_{t,s} (a_t.a_s)(dy_t.dy_s) per sample."""
     x_gram = torch.bmm(x, x.transpose(1, 2))  # (N, T, T)
     grad_gram = torch.bmm(grad_out, grad_out.transpose(1, 2))  # (N, T, T)
-    return _frobenius_dots(x_gram, grad_gram)
+    return frobenius_dots(x_gram, grad_gram)
 
 
 def _sequence_explicit_sq_norms(x: Tensor, grad_out: Tensor) -> Tensor:
-    return _sq_norms(torch.bmm(grad_out.transpose(1, 2), x))  # (N, d_out, d_in)
+    return sq_norms(torch.bmm(grad_out.transpose(1, 2), x))  # (N, d_out, d_in)
 
 
 # ----------------------------------------------------------------------------- normalisation
@@ -198,15 +125,15 @@ def _affine_sq_norms(layer: nn.Module, x: Tensor, grad_out: Tensor, mean: Tensor
     x, grad_out: (N, C, L); mean, rstd: broadcastable to (N, C). The weight gradient
     sum_l dy * x_hat is rstd * (sum_l dy * x - mean * sum_l dy), which needs no x_hat tensor.
     """
-    x = x.to(_accumulation_dtype(x))
+    x = x.to(accumulation_dtype(x))
     grad_out = grad_out.to(x.dtype)
     grad_bias = grad_out.sum(2)  # (N, C)
     norms = []
-    if _is_trainable(layer.weight):
+    if is_trainable(layer.weight):
         grad_dot_x = torch.linalg.vecdot(grad_out, x, dim=2)  # (N, C)
-        norms.append(_sq_norms(rstd * (grad_dot_x - mean * grad_bias)))
-    if _is_trainable(layer.bias):
-        norms.append(_sq_norms(grad_bias))
+        norms.append(sq_norms(rstd * (grad_dot_x - mean * grad_bias)))
+    if is_trainable(layer.bias):
+        norms.append(sq_norms(grad_bias))
     return sum(norms)
 
 
@@ -224,11 +151,11 @@ def _group_norm_sq_norms(norm: nn.GroupNorm, saved: tuple[Tensor, Tensor | None,
     n_samples, channels = x.shape[:2]
     groups = norm.num_groups
     if mean is None or rstd is None or mean.shape != (n_samples, groups):
-        var, mean = torch.var_mean(x.reshape(n_samples, groups, -1).to(_accumulation_dtype(x)),
+        var, mean = torch.var_mean(x.reshape(n_samples, groups, -1).to(accumulation_dtype(x)),
                                    dim=2, correction=0)  # (N, G)
         rstd = (var + norm.eps).rsqrt()
     per_channel = channels // groups
-    rstd = rstd.to(_accumulation_dtype(x)).repeat_interleave(per_channel, dim=1)  # (N, C)
+    rstd = rstd.to(accumulation_dtype(x)).repeat_interleave(per_channel, dim=1)  # (N, C)
     mean = mean.to(rstd.dtype).repeat_interleave(per_channel, dim=1)
     return _affine_sq_norms(norm, x.reshape(n_samples, channels, -1),
                             grad_out.reshape(n_samples, channels, -1), mean, rstd)
@@ -243,7 +170,7 @@ def _uses_batch_statistics(module: nn.Module) -> bool:
 def _batch_norm_sq_norms(norm: nn.modules.batchnorm._BatchNorm, x: Tensor,
                          grad_out: Tensor) -> Tensor:
     n_samples, channels = x.shape[:2]
-    x = x.reshape(n_samples, channels, -1).to(_accumulation_dtype(x))  # (N, C, L)
+    x = x.reshape(n_samples, channels, -1).to(accumulation_dtype(x))  # (N, C, L)
     if _uses_batch_statistics(norm):  # approximate: batch statistics held fixed
         var, mean = torch.var_mean(x, dim=(0, 2), correction=0)  # (C,)
     else:
@@ -255,14 +182,14 @@ def _batch_norm_sq_norms(norm: nn.modules.batchnorm._BatchNorm, x: Tensor,
 @register_rule(nn.LayerNorm)
 def _layer_norm_sq_norms(norm: nn.LayerNorm, x: Tensor, grad_out: Tensor) -> Tensor:
     n_samples, features = x.shape[0], math.prod(norm.normalized_shape)
-    x = x.to(_accumulation_dtype(x))
+    x = x.to(accumulation_dtype(x))
     x_hat = F.layer_norm(x, norm.normalized_shape, eps=norm.eps)
     x_hat = x_hat.reshape(n_samples, -1, features)  # (N, positions, features)
     grad_out = grad_out.reshape(n_samples, -1, features).to(x.dtype)
     norms = []
-    if _is_trainable(norm.weight):
-        norms.append(_sq_norms(torch.linalg.vecdot(grad_out.transpose(1, 2),
+    if is_trainable(norm.weight):
+        norms.append(sq_norms(torch.linalg.vecdot(grad_out.transpose(1, 2),
                                                    x_hat.transpose(1, 2))))  # (N, features)
-    if _is_trainable(norm.bias):
-        norms.append(_sq_norms(grad_out.sum(1)))
+    if is_trainable(norm.bias):
+        norms.append(sq_norms(grad_out.sum(1)))
     return sum(norms)

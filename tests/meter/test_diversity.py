@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from divebatch.meter import diversity, rules as sq_norm_rules
+from divebatch.meter import diversity, kernels, rules as sq_norm_rules
 from divebatch.meter.diversity import DiversityMeter, gradient_diversity, per_sample_grad_sq_norms
 
 REL_TOL = 1e-8
@@ -144,7 +144,7 @@ def gram_choice(request, monkeypatch):
     """Run a test with the cost model's choice, and with each branch forced."""
     if request.param != "auto":
         forced = request.param == "gram"
-        monkeypatch.setattr(sq_norm_rules, "_gram_is_cheaper", lambda gram, explicit: forced)
+        monkeypatch.setattr(kernels, "gram_is_cheaper", lambda gram, explicit: forced)
     return request.param
 
 
@@ -379,7 +379,7 @@ def test_seconds_count_the_rules_and_only_the_excess_of_fused_ones(monkeypatch):
     from divebatch.meter import conv as conv_rules, hooks as sq_norm_hooks
     now = [0.0]
     monkeypatch.setattr(time, "perf_counter", lambda: now[0])
-    monkeypatch.setattr(sq_norm_rules, "_gram_is_cheaper", lambda gram, explicit: False)
+    monkeypatch.setattr(kernels, "gram_is_cheaper", lambda gram, explicit: False)
     on_output_grad = sq_norm_hooks.SqNormHooks._on_output_grad
 
     def one_second_rule(self, module, grad_out):
