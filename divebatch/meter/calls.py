@@ -1,5 +1,6 @@
 """What a hooked module call looks like to the meter: its arguments bound to the forward's
-signature, the output that carries its gradient, and when it runs."""
+signature, the output that carries its gradient, when it runs, and the refusal of a call that
+cannot be measured (``UnsupportedCall``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,11 @@ import inspect
 
 import torch
 from torch import Tensor, nn
+
+
+class UnsupportedCall(ValueError):
+    """Raised by a capture or rule for a call it cannot measure exactly; the hooks add the
+    module's path to the message."""
 
 
 def main_output(module: nn.Module, output: object) -> object:

@@ -27,7 +27,7 @@ from torch.func import functional_call, grad, vmap
 
 from divebatch.meter.grad_check import relative_difference, tolerance
 from divebatch.meter.kernels import MIN_TEMP_ELEMENTS, sq_norms, trainable_direct_params
-from divebatch.meter.rules import UnsupportedCall
+from divebatch.meter.calls import UnsupportedCall
 
 
 class RandomState(NamedTuple):

@@ -2,7 +2,7 @@
 
 A forward hook on each module with trainable direct parameters keeps what its rule needs and
 hooks the module's output; when backward reaches that output, the layer's rule
-(``divebatch.meter.rules``, ``divebatch.meter.conv``) turns it into (N,) squared norms.
+(``divebatch.meter.rules``) turns it into (N,) squared norms.
 """
 
 from __future__ import annotations
@@ -14,14 +14,13 @@ from functools import partial
 import torch
 from torch import Tensor, nn
 
-from divebatch.meter import conv, sequence_rules  # noqa: F401  (sequence_rules registers its rules)
 from divebatch.meter.calls import bind, main_output, refuse_inside_backward, rule_failed
 from divebatch.meter.broadcast import failed_after_expansion, shared_call, verify_unchanged
 from divebatch.meter.functional import RandomState, functional_sq_norms, replayed
 from divebatch.meter.grad_check import explained_grads, relative_difference, tolerance
 from divebatch.meter.owners import Owner
 from divebatch.meter.kernels import accumulation_dtype
-from divebatch.meter.rules import RULES, UnsupportedCall
+from divebatch.meter.rules import RULES, UnsupportedCall, conv
 from divebatch.meter.sample_weights import SampleWeights, check_weighted, scale_rows
 from divebatch.meter.shared_params import Use, shared_sq_norms
 from divebatch.meter.timing import timed_output_grad
@@ -48,7 +47,7 @@ class SqNormHooks:
 
     ``fuse``: layers with a fused rule (``FUSED_RULES``) whose call it suits have their weight
     frozen during that forward call; their rule then writes the weight's batch gradient into
-    ``weight.grad`` itself (see ``divebatch.meter.conv``).
+    ``weight.grad`` itself (see ``divebatch.meter.rules.conv``).
 
     ``check``: every call also keeps its arguments, and ``check_batch_gradient`` compares the
     batch gradient these calls explain with autograd's (``divebatch.meter.grad_check``), and the

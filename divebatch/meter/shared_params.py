@@ -14,7 +14,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from divebatch.meter.sequence_rules import embedding_per_sample_grads
+from divebatch.meter.rules.sequence import embedding_per_sample_grads
 from divebatch.meter.functional import functional_per_sample_grads
 from divebatch.meter.kernels import MIN_TEMP_ELEMENTS, accumulation_dtype, sq_norms
 

@@ -1,9 +1,9 @@
 """What measuring costs: the time of the layers' rules during backward (``SqNormHooks.seconds``,
 added up by ``DiversityMeter.seconds``).
 
-A fused Conv2d rule (``divebatch.meter.conv``) also forms the batch weight gradient that autograd
-skipped, so only its share beyond that gradient, by the cost model, counts as measuring. The time
-is the host's wall time: on CUDA, what launching the kernels took, without synchronising.
+A fused Conv2d rule (``divebatch.meter.rules.conv``) also forms the batch weight gradient that
+autograd skipped, so only its share beyond that gradient, by the cost model, counts as measuring.
+The time is the host's wall time: on CUDA, what launching the kernels took, without synchronising.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import time
 
 from torch import Tensor, nn
 
-from divebatch.meter import conv
+from divebatch.meter.rules import conv
 
 # Layer type -> the share of its fused rule's time that measuring adds.
 FUSED_EXCESS = {nn.Conv2d: conv.fused_excess_share}

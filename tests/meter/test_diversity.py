@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from divebatch.meter import diversity, kernels, rules as sq_norm_rules
+from divebatch.meter import diversity, kernels
+from divebatch.meter.rules import normalisation
 from divebatch.meter.diversity import DiversityMeter, gradient_diversity, per_sample_grad_sq_norms
 
 REL_TOL = 1e-8
@@ -376,7 +377,8 @@ def test_seconds_count_the_rules_and_only_the_excess_of_fused_ones(monkeypatch):
     that autograd skipped, nothing of an unmeasured batch, and reset() forgets it. The first
     measured batch is also checked (divebatch.meter.sample_weights runs every rule again with
     random per-sample weights): that is the meter's work too, and counts."""
-    from divebatch.meter import conv as conv_rules, hooks as sq_norm_hooks
+    from divebatch.meter import hooks as sq_norm_hooks
+    from divebatch.meter.rules import conv as conv_rules
     now = [0.0]
     monkeypatch.setattr(time, "perf_counter", lambda: now[0])
     monkeypatch.setattr(kernels, "gram_is_cheaper", lambda gram, explicit: False)
@@ -445,7 +447,7 @@ def test_group_norm_rule_without_saved_statistics():
     """The GroupNorm rule recomputes mean and 1/std when autograd did not save them."""
     norm, x, grad_out = nn.GroupNorm(2, 4), torch.randn(3, 4, 5, 5), torch.randn(3, 4, 5, 5)
     output = norm(x.requires_grad_())
-    saved = sq_norm_rules._group_norm_capture(norm, (x,), {}, output)
+    saved = normalisation._group_norm_capture(norm, (x,), {}, output)
     assert saved[1] is not None
-    assert_close(sq_norm_rules._group_norm_sq_norms(norm, (x, None, None), grad_out),
-                 sq_norm_rules._group_norm_sq_norms(norm, saved, grad_out))
+    assert_close(normalisation._group_norm_sq_norms(norm, (x, None, None), grad_out),
+                 normalisation._group_norm_sq_norms(norm, saved, grad_out))

@@ -24,8 +24,8 @@ from torch import Tensor, nn
 
 from divebatch.meter.functional import functional_sq_norms
 from divebatch.meter.kernels import accumulation_dtype, is_trainable, sq_norms
-from divebatch.meter.rules import (UnsupportedCall, _linear_sq_norms, _linear_weight_sq_norms,
-                                   register_rule)
+from divebatch.meter.rules.linear import linear_sq_norms, linear_weight_sq_norms
+from divebatch.meter.rules.registry import UnsupportedCall, register_rule
 
 
 # ----------------------------------------------------------------------------- Embedding
@@ -138,7 +138,7 @@ def _attention_sq_norms(mha: nn.MultiheadAttention, call: dict, grad_out: Tensor
         context = _attention_core(mha, projected, call)  # (N, L, E)
         context_grad = _batch_first(mha, grad_out) @ mha.out_proj.weight.detach()
         projected_grads = torch.autograd.grad(context, projected, context_grad)
-    norms = _linear_sq_norms(mha.out_proj, context.detach(), _batch_first(mha, grad_out))
+    norms = linear_sq_norms(mha.out_proj, context.detach(), _batch_first(mha, grad_out))
     for x, (weight, bias), grad in zip(inputs, _projections(mha), projected_grads):
         norms = norms + _projection_sq_norms(x, grad, is_trainable(weight),
                                              bias is not None and is_trainable(bias))
@@ -164,7 +164,7 @@ def _projection_sq_norms(x: Tensor, grad: Tensor, weight: bool, bias: bool) -> T
     grad = grad.to(x.dtype)
     norms = x.new_zeros(x.shape[0])
     if weight:
-        norms = norms + _linear_weight_sq_norms(x, grad)
+        norms = norms + linear_weight_sq_norms(x, grad)
     if bias:
         norms = norms + sq_norms(grad.sum(1))
     return norms

@@ -32,7 +32,7 @@ from divebatch.meter import kernels
 from divebatch.meter.kernels import (ELEMENTWISE_COST, OPERATION_COST, accumulation_dtype,
                                      frobenius_dots, in_chunks, is_trainable, sample_chunks,
                                      sq_norms)
-from divebatch.meter.rules import register_rule
+from divebatch.meter.rules.registry import register_rule
 
 
 @register_rule(nn.Conv2d)
@@ -54,7 +54,7 @@ class DeviceCosts(NamedTuple):
     small_matmul: float  # extra positions charged to a per-sample product's inner dimension
 
 
-# CPU: measured (see divebatch.meter.rules). CUDA: from an H200's data sheet, not yet measured
+# CPU: measured (see divebatch.meter.kernels). CUDA: from an H200's data sheet, not yet measured
 # here: ~33 T fp32 multiply-adds/s against ~0.6 T elements/s of an elementwise pass (read and
 # write, 4.8 TB/s), and ~5 us per kernel launch; batched products of small matrices run well.
 # On a CPU the weight-gradient convolution with one group per sample runs small products far
