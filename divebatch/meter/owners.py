@@ -26,6 +26,11 @@ class Owner(NamedTuple):
     module: nn.Module
     name: str  # the parameter's name inside that module
 
+    @property
+    def param_path(self) -> str:
+        """The parameter's name in the model, as ``named_parameters`` gives it."""
+        return f"{self.path}.{self.name}" if self.path else self.name
+
 
 def batchnorm_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(name or type(model).__name__, m) for name, m in model.named_modules()

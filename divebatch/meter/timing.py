@@ -19,11 +19,11 @@ FUSED_EXCESS = {nn.Conv2d: conv.fused_excess_share}
 
 
 def timed_output_grad(hooks, module: nn.Module, grad_out: Tensor) -> None:
-    """``hooks._on_output_grad(module, grad_out)``, its time added to ``hooks.seconds``."""
+    """``hooks.on_output_grad(module, grad_out)``, its time added to ``hooks.seconds``."""
     started = time.perf_counter()
-    waiting = hooks._waiting.get(module)  # (pass, what the capture kept, fused, call)
-    hooks._on_output_grad(module, grad_out)
+    fused_input = hooks.fused_input(module)
+    hooks.on_output_grad(module, grad_out)
     elapsed = time.perf_counter() - started
-    if waiting is not None and waiting[2]:
-        elapsed *= FUSED_EXCESS[type(module)](module, waiting[1], grad_out)
+    if fused_input is not None:
+        elapsed *= FUSED_EXCESS[type(module)](module, fused_input, grad_out)
     hooks.seconds += elapsed

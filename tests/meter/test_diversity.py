@@ -382,12 +382,12 @@ def test_seconds_count_the_rules_and_only_the_excess_of_fused_ones(monkeypatch):
     now = [0.0]
     monkeypatch.setattr(time, "perf_counter", lambda: now[0])
     monkeypatch.setattr(kernels, "gram_is_cheaper", lambda gram, explicit: False)
-    on_output_grad = sq_norm_hooks.SqNormHooks._on_output_grad
+    on_output_grad = sq_norm_hooks.SqNormHooks.on_output_grad
 
     def one_second_rule(self, module, grad_out):
         now[0] += 1.0
         on_output_grad(self, module, grad_out)
-    monkeypatch.setattr(sq_norm_hooks.SqNormHooks, "_on_output_grad", one_second_rule)
+    monkeypatch.setattr(sq_norm_hooks.SqNormHooks, "on_output_grad", one_second_rule)
     model, (inputs, targets) = conv_model(kernel_size=3), image_batch()
     fused = model[3]  # its input requires grad: the fused path; the stem's conv is not fused
     costs = conv_rules._weight_costs(fused, len(inputs), 4, 4, 4)
