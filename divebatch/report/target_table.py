@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from divebatch.runs import analysis, verdicts
+from divebatch.runs import verdicts
+from divebatch.experiments import analysis
 from divebatch.presets import VARIANTS, race_sorted, variant_of
 
 MISSING = "—"

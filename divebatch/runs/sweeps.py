@@ -27,7 +27,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Callable, Hashable, Iterable
 
-from divebatch.runs import analysis
+from divebatch.experiments import analysis
 from divebatch.config import RunConfig
 from divebatch.runs.store import ACTIVE_STATUSES
 

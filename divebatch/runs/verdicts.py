@@ -27,7 +27,7 @@ import math
 
 from divebatch.config import IMAGE_DATASETS, SYNTHETIC_DEFAULTS, RunConfig
 from divebatch.runs import sweeps
-from divebatch.runs.analysis import ACC_TOLERANCE, FLAG_POINTS
+from divebatch.experiments.analysis import ACC_TOLERANCE, FLAG_POINTS
 
 # The fields that decide a problem's data, beside the problem (the seed aside: every seed
 # draws from the same distribution, and the paper's comparisons average over seeds).
