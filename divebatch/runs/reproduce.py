@@ -20,7 +20,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
-from divebatch.runs import sweeps
+from divebatch.runs import groups, sweeps
 from divebatch.config import RunConfig
 
 SCALES = ("tiny", "quick", "full")  # tiny: a smoke test in seconds, numbers meaningless
@@ -168,8 +168,8 @@ class ReproSpec:
         skipped = self.skipped()
         return [key for key in self.benchmarks if key not in skipped]
 
-    def plan(self) -> list[sweeps.PlannedRun]:
-        return [sweeps.PlannedRun((key, method), seed, method_config(
+    def plan(self) -> list[groups.PlannedRun]:
+        return [groups.PlannedRun((key, method), seed, method_config(
                     BENCHMARKS[key].scales[self.scale], method, seed))
                 for key in self.runnable() for method in METHODS for seed in self.seeds]
 
@@ -185,20 +185,20 @@ class ReproSpec:
 
 def list_reproductions(store) -> list[ReproSpec]:
     """Reproductions found in the store, newest first."""
-    return sweeps.specs_in_store(store, "reproduce:", "reproduce", ReproSpec.from_dict)
+    return groups.specs_in_store(store, "reproduce:", "reproduce", ReproSpec.from_dict)
 
 
 def launch(store, spec: ReproSpec, backend=None) -> list[int]:
     """Queue the missing runs for background workers (or `backend`, see sweeps.launch)."""
     spec.validate()
-    submit = backend.submit_missing if backend else sweeps.submit_missing
+    submit = backend.submit_missing if backend else groups.submit_missing
     return submit(store, spec.group, spec.plan(), info={"reproduce": spec.to_dict()})
 
 
 def run_here(store, spec: ReproSpec, on_run_done=None, backend=None) -> int:
     """Train the missing runs from this process (here, or on `backend`); how many ran."""
     spec.validate()
-    run = backend.run_missing if backend else sweeps.run_missing
+    run = backend.run_missing if backend else groups.run_missing
     return run(store, spec.group, spec.plan(), info={"reproduce": spec.to_dict()},
                on_run_done=on_run_done)
 
@@ -218,7 +218,7 @@ class ReproResults:
 
     @property
     def progress(self) -> dict:
-        return sweeps.progress(self.matched)
+        return groups.progress(self.matched)
 
     @property
     def done(self) -> bool:
@@ -231,7 +231,7 @@ class ReproResults:
 
 def results(store, spec: ReproSpec) -> ReproResults:
     planned = spec.plan()
-    matched = sweeps.match_runs(store, spec.group, planned)
+    matched = groups.match_runs(store, spec.group, planned)
     records = store.records_many([run["id"] for run in matched if run])
     rows = sweeps.seed_results(planned, matched, records)
     rows = sweeps.with_speedups(rows, is_baseline=lambda r: r["cell"][1] == "sgd_small",
