@@ -1,4 +1,5 @@
-"""`sweep` and `reproduce`: the CLI side of divebatch.runs.sweeps and divebatch.runs.reproduce."""
+"""`sweep` and `reproduce`: the CLI side of divebatch.experiments.sweeps and
+divebatch.runs.reproduce."""
 
 from __future__ import annotations
 
@@ -90,7 +91,7 @@ def set_threads(threads: int) -> None:
 
 
 def sweep_spec(args):
-    from divebatch.runs.sweeps import SWEEP_DEFAULTS, SweepSpec
+    from divebatch.experiments.sweeps import SWEEP_DEFAULTS, SweepSpec
     if getattr(args, "method", "divebatch") != "divebatch":
         raise UsageError(f"method should be divebatch in a sweep (the SGD baseline is "
                          f"added for you), but got method={args.method!r}")
@@ -110,7 +111,8 @@ def sweep_spec(args):
 
 
 def cmd_sweep(args) -> int:
-    from divebatch.runs import sweeps, verdicts
+    from divebatch.runs import verdicts
+    from divebatch.experiments import sweeps
     if not hasattr(args, "diversity_every_epoch"):
         args.diversity_every_epoch = False  # sweeps time runs: measure only where needed
     spec = sweep_spec(args)
@@ -162,7 +164,7 @@ def run_with_progress(store, group, planned, run, quiet: bool) -> int:
 
 
 def sweep_table_rows(result) -> list[dict]:
-    from divebatch.runs.sweeps import format_mean_se, format_speedup
+    from divebatch.experiments.sweeps import format_mean_se, format_speedup
     accuracy = result.metric == "accuracy"
     rows = []
     for cell in result.cells:

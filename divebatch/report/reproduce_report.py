@@ -7,7 +7,7 @@ import os
 import platform
 from pathlib import Path
 
-from divebatch.runs import sweeps
+from divebatch.experiments import sweeps
 from divebatch.runs.reproduce import (BENCHMARKS, METHODS, PAPER, PAPER_BASELINE, ReproResults,
                                       curves_records, explanation, finding_line, findings,
                                       paper_change, paper_speedup)

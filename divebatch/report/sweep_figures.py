@@ -1,7 +1,7 @@
 """Plotly figures for sweeps and the reproduction: heatmaps, curves, speed-up bars.
 
-Built from the plain rows of divebatch.runs.sweeps / divebatch.runs.reproduce; no numerics here
-beyond arranging those rows on axes.
+Built from the plain rows of divebatch.experiments.sweeps / divebatch.runs.reproduce; no
+numerics here beyond arranging those rows on axes.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from divebatch.report.chart_style import style_of_variant
-from divebatch.runs.sweeps import BASELINE, format_mean_se
+from divebatch.experiments.sweeps import BASELINE, format_mean_se
 
 LOG10_2 = 0.30103  # a log axis with dtick = log10(2) has a tick at every power of two
 AXIS_TITLES = {"delta": "delta", "max_batch_size": "B_max", "resize_every": "R (epochs)"}

@@ -20,7 +20,8 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
-from divebatch.runs import groups, sweeps
+from divebatch.runs import groups
+from divebatch.experiments import sweeps
 from divebatch.config import RunConfig
 
 SCALES = ("tiny", "quick", "full")  # tiny: a smoke test in seconds, numbers meaningless

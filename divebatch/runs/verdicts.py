@@ -26,7 +26,7 @@ import dataclasses
 import math
 
 from divebatch.config import IMAGE_DATASETS, SYNTHETIC_DEFAULTS, RunConfig
-from divebatch.runs import sweeps
+from divebatch.experiments import sweeps
 from divebatch.experiments.analysis import ACC_TOLERANCE, FLAG_POINTS
 
 # The fields that decide a problem's data, beside the problem (the seed aside: every seed

@@ -315,7 +315,7 @@ def test_instructor_mode_race_and_reproduction(fresh, browser):
     viewer.main.locator("[data-testid=stPlotlyChart]").nth(2).wait_for()
     viewer.check("reproduce_finished")
 
-    from divebatch.runs import sweeps
+    from divebatch.experiments import sweeps
     sweep = sweeps.SweepSpec(base={"problem": "least_squares", "n_samples": 400, "dim": 8,
                                    "epochs": 3, "batch_size": 8, "max_batch_size": 64},
                              deltas=(0.1, 0.5), max_batch_sizes=(64,), resize_everys=(1,))

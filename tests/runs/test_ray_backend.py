@@ -13,7 +13,8 @@ import ray  # scripts/test.sh installs the [ray] extra: these tests must run in 
 from tests.helpers.cli import ROOT, run_cli
 from divebatch import cli
 from divebatch.training import checkpoint
-from divebatch.runs import groups, sweeps
+from divebatch.runs import groups
+from divebatch.experiments import sweeps
 from divebatch.runs import ray_backend
 from divebatch.runs.ray_backend import RayBackend, RayOptions
 from divebatch.runs.store import RunStore
