@@ -111,8 +111,7 @@ def sweep_spec(args):
 
 
 def cmd_sweep(args) -> int:
-    from divebatch.runs import verdicts
-    from divebatch.experiments import sweeps
+    from divebatch.experiments import sweeps, verdicts
     if not hasattr(args, "diversity_every_epoch"):
         args.diversity_every_epoch = False  # sweeps time runs: measure only where needed
     spec = sweep_spec(args)

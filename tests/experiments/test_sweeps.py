@@ -5,8 +5,8 @@ import math
 import pytest
 
 from tests.helpers.cli import cli_in_process
-from divebatch.runs import groups, jobs, verdicts
-from divebatch.experiments import sweeps
+from divebatch.runs import groups, jobs
+from divebatch.experiments import sweeps, verdicts
 from divebatch.runs.store import RunStore
 
 TINY_BASE = {"problem": "least_squares", "n_samples": 320, "dim": 8, "epochs": 3,
