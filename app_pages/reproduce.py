@@ -6,7 +6,7 @@ from dashboard import roles
 from dashboard.common import open_store
 from dashboard.experiment import (backend_controls, chosen_backend, form_and_message,
                                   group_progress)
-from divebatch.runs import reproduce
+from divebatch.experiments import reproduce
 from divebatch.report import reproduce_report, sweep_figures as sweep_plots
 
 

@@ -1,5 +1,5 @@
 """`sweep` and `reproduce`: the CLI side of divebatch.experiments.sweeps and
-divebatch.runs.reproduce."""
+divebatch.experiments.reproduce."""
 
 from __future__ import annotations
 
@@ -184,7 +184,7 @@ def sweep_table_rows(result) -> list[dict]:
 
 
 def add_reproduce(sub) -> None:
-    from divebatch.runs.reproduce import BENCHMARKS, SCALES
+    from divebatch.experiments.reproduce import BENCHMARKS, SCALES
     parser = sub.add_parser(
         "reproduce", help="the paper's comparison at a scale this machine can run, beside "
                           "the paper's published numbers, with a Markdown + HTML report",
@@ -234,7 +234,7 @@ def run_group(args, store, spec, experiment, then: str) -> int | None:
 
 
 def cmd_reproduce(args) -> int:
-    from divebatch.runs import reproduce
+    from divebatch.experiments import reproduce
     from divebatch.report import reproduce_report
     seeds = args.seeds if args.seeds is not None else reproduce.DEFAULT_SEEDS[args.scale]
     if seeds < 1:

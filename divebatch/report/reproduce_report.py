@@ -8,9 +8,10 @@ import platform
 from pathlib import Path
 
 from divebatch.experiments import sweeps
-from divebatch.runs.reproduce import (BENCHMARKS, METHODS, PAPER, PAPER_BASELINE, ReproResults,
-                                      curves_records, explanation, finding_line, findings,
-                                      paper_change, paper_speedup)
+from divebatch.experiments.reproduce import (BENCHMARKS, METHODS, PAPER, PAPER_BASELINE,
+                                             ReproResults, curves_records, explanation,
+                                             finding_line, findings, paper_change,
+                                             paper_speedup)
 
 
 # --- tables

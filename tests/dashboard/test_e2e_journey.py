@@ -300,7 +300,7 @@ def test_instructor_mode_race_and_reproduction(fresh, browser):
 
     # a reproduction trained by this process (as the CLI would): the page while its runs
     # go, with benchmarks that have no finished run yet, and when it is done
-    from divebatch.runs import reproduce
+    from divebatch.experiments import reproduce
     spec = reproduce.ReproSpec(scale="tiny", benchmarks=("convex",), seeds=(0,))
     trainer = threading.Thread(target=reproduce.run_here, args=(store, spec))
     trainer.start()

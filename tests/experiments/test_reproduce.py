@@ -5,7 +5,7 @@ import doctest
 import pytest
 
 from tests.helpers.cli import cli_in_process
-from divebatch.runs import reproduce
+from divebatch.experiments import reproduce
 from divebatch.runs.store import RunStore
 
 TINY = reproduce.ReproSpec(scale="tiny", benchmarks=("convex",), seeds=(0,))
