@@ -184,7 +184,7 @@ def sweep_table_rows(result) -> list[dict]:
 
 
 def add_reproduce(sub) -> None:
-    from divebatch.experiments.reproduce import BENCHMARKS, SCALES
+    from divebatch.experiments.paper_setup import BENCHMARKS, SCALES
     parser = sub.add_parser(
         "reproduce", help="the paper's comparison at a scale this machine can run, beside "
                           "the paper's published numbers, with a Markdown + HTML report",
@@ -234,9 +234,9 @@ def run_group(args, store, spec, experiment, then: str) -> int | None:
 
 
 def cmd_reproduce(args) -> int:
-    from divebatch.experiments import reproduce
+    from divebatch.experiments import claims, paper_setup, reproduce
     from divebatch.report import reproduce_report
-    seeds = args.seeds if args.seeds is not None else reproduce.DEFAULT_SEEDS[args.scale]
+    seeds = args.seeds if args.seeds is not None else paper_setup.DEFAULT_SEEDS[args.scale]
     if seeds < 1:
         raise UsageError(f"--seeds should be an int >= 1, but got --seeds={seeds}")
     spec = reproduce.ReproSpec(scale=args.scale, benchmarks=tuple(args.benchmarks),
@@ -253,10 +253,10 @@ def cmd_reproduce(args) -> int:
     print(format_table(reproduce_report.side_by_side(result),
                        reproduce_report.SIDE_BY_SIDE_COLUMNS))
     print()
-    for finding in reproduce.findings(result):
-        print(reproduce.finding_line(finding))
+    for finding in claims.findings(result):
+        print(claims.finding_line(finding))
     for key in result.benchmarks():
-        print("why: " + reproduce.explanation(result, key))
+        print("why: " + claims.explanation(result, key))
     print()
     print(format_table(reproduce_report.detail(result), reproduce_report.DETAIL_COLUMNS))
     try:

@@ -8,10 +8,10 @@ import platform
 from pathlib import Path
 
 from divebatch.experiments import sweeps
-from divebatch.experiments.reproduce import (BENCHMARKS, METHODS, PAPER, PAPER_BASELINE,
-                                             ReproResults, curves_records, explanation,
-                                             finding_line, findings, paper_change,
-                                             paper_speedup)
+from divebatch.experiments.claims import explanation, finding_line, findings
+from divebatch.experiments.paper_setup import (BENCHMARKS, METHODS, PAPER, PAPER_BASELINE,
+                                               paper_change, paper_speedup)
+from divebatch.experiments.reproduce import ReproResults, curves_records
 
 
 # --- tables
