@@ -163,7 +163,7 @@ def run_with_progress(store, group, planned, run, quiet: bool) -> int:
 
 
 def sweep_table_rows(result) -> list[dict]:
-    from divebatch.experiments.sweeps import format_mean_se, format_speedup
+    from divebatch.experiments.verdicts import format_mean_se, format_speedup
     accuracy = result.metric == "accuracy"
     rows = []
     for cell in result.cells:

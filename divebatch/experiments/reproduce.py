@@ -17,7 +17,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
-from divebatch.experiments import sweeps
+from divebatch.experiments import seed_stats
 from divebatch.experiments.paper_setup import (BENCHMARKS, DEFAULT_BENCHMARKS, METHODS, SCALES,
                                                availability, method_config)
 from divebatch.runs import groups
@@ -127,13 +127,13 @@ def results(store, spec: ReproSpec) -> ReproResults:
     planned = spec.plan()
     matched = groups.match_runs(store, spec.group, planned)
     records = store.records_many([run["id"] for run in matched if run])
-    rows = sweeps.seed_results(planned, matched, records)
-    rows = sweeps.with_speedups(rows, is_baseline=lambda r: r["cell"][1] == "sgd_small",
+    rows = seed_stats.seed_results(planned, matched, records)
+    rows = seed_stats.with_speedups(rows, is_baseline=lambda r: r["cell"][1] == "sgd_small",
                                 same=lambda r: r["cell"][0])
-    cells = {row["cell"]: row for row in sweeps.aggregate(
+    cells = {row["cell"]: row for row in seed_stats.aggregate(
         rows, [(key, method) for key in spec.runnable() for method in METHODS],
         len(spec.seeds))}
-    dive_vs_ada = {key: sweeps.mean_se(_paired_ratios(rows, key, "adabatch", "divebatch"))
+    dive_vs_ada = {key: seed_stats.mean_se(_paired_ratios(rows, key, "adabatch", "divebatch"))
                    for key in spec.runnable()}
     peak = {key: _peak_bound([records.get(run["id"], []) for p, run in zip(planned, matched)
                               if run and p.cell == (key, "divebatch")])

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from divebatch.presets import RACE_ORDER, VARIANTS
 from divebatch.experiments import analysis
-from divebatch.experiments.sweeps import mean_se
+from divebatch.experiments.seed_stats import mean_se
 
 STABLE_POINTS = 3.0  # a preset is stable when no run ends more than this below its best
 

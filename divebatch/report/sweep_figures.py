@@ -12,7 +12,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from divebatch.report.chart_style import style_of_variant
-from divebatch.experiments.sweeps import BASELINE, format_mean_se
+from divebatch.experiments.sweeps import BASELINE
+from divebatch.experiments.verdicts import format_mean_se
 
 LOG10_2 = 0.30103  # a log axis with dtick = log10(2) has a tick at every power of two
 AXIS_TITLES = {"delta": "delta", "max_batch_size": "B_max", "resize_every": "R (epochs)"}

@@ -1,6 +1,5 @@
 """Sweeps: grid expansion, aggregation by hand, resuming, and the CLI."""
 
-import math
 
 import pytest
 
@@ -57,12 +56,6 @@ def test_bad_specs_name_the_field():
     assert sweeps.parse_values("0.05, 0.1 0.2", float, "delta") == (0.05, 0.1, 0.2)
 
 
-def test_mean_and_standard_error_by_hand():
-    assert sweeps.mean_se([1.0, 2.0, 3.0]) == (2.0, pytest.approx(1.0 / math.sqrt(3)))
-    assert sweeps.mean_se([4.0, None, float("nan")]) == (4.0, None)
-    assert sweeps.mean_se([]) == (None, None)
-
-
 def store_finished_run(store, group, config, accs, times, status="completed"):
     """A run of `group` with hand-made records: val_acc and train_time per epoch."""
     run_id = store.create_run(config.to_dict(), name=config.name, group=group)
@@ -101,7 +94,7 @@ def test_aggregation_matches_hand_computed_speedups_means_and_errors(store):
     assert verdicts.sweep_verdict(result) == (
         "The fastest cell, delta=0.5, B_max=64, R=1, reached its own target at 3 ± 1x the "
         "speed of SGD B=16 (baseline) and ended 2.5 points lower (mean over 2 seeds).")
-    assert cell["flagged"] == 0 and "⚠" not in sweeps.format_speedup(cell)
+    assert cell["flagged"] == 0 and "⚠" not in verdicts.format_speedup(cell)
 
 
 def test_speedup_from_a_run_that_collapsed_is_flagged(store):
@@ -112,7 +105,7 @@ def test_speedup_from_a_run_that_collapsed_is_flagged(store):
     result = sweeps.results(store, spec)
     cell = result.cells[1]
     assert cell["flagged"] == 1 and result.cells[0]["flagged"] == 1
-    assert sweeps.format_speedup(cell) == (
+    assert verdicts.format_speedup(cell) == (
         "0.5x ⚠ 1 of 1 seeds: a run ended more than 2 points below its best")
     assert verdicts.sweep_verdict(result) == (
         "⚠ The baseline, SGD B=16, collapsed in 1 of 1 seeds (ended more than 2 points below "
