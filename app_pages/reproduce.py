@@ -6,7 +6,7 @@ from dashboard import roles
 from dashboard.common import open_store
 from dashboard.experiment import (backend_controls, chosen_backend, form_and_message,
                                   group_progress)
-from divebatch.runs import reproduce
+from divebatch.experiments import claims, reproduce
 from divebatch.report import reproduce_report, sweep_figures as sweep_plots
 
 
@@ -93,13 +93,13 @@ def show_results():
     st.subheader("Where we agree, and where we do not")
     badges = {True: ":green-badge[agrees]", False: ":red-badge[differs]",
               None: ":orange-badge[unclear]"}
-    for finding in reproduce.findings(result):
+    for finding in claims.findings(result):
         title = reproduce.BENCHMARKS[finding["benchmark"]].title
         badge = (":blue-badge[differs: no accuracy loss]" if finding["favourable"]
                  else badges[finding["agrees"]])
         st.markdown(f"{badge} **{title}**: {finding['claim']}? "
                     f"Paper: {finding['paper']}. Ours: {finding['ours']}.")
-    st.markdown("**Why**\n" + "\n".join(f"- {reproduce.explanation(result, key)}"
+    st.markdown("**Why**\n" + "\n".join(f"- {claims.explanation(result, key)}"
                                          for key in result.benchmarks()))
     st.plotly_chart(sweep_plots.method_bars(result, "speedup"), key="repro_speedups",
                     width="stretch")

@@ -8,7 +8,7 @@ from dashboard.instructor import instructor_mode
 from dashboard.experiment import (backend_controls, chosen_backend, form_and_message,
                                   group_progress)
 from divebatch.report import sweep_figures as sweep_plots
-from divebatch.runs import sweeps, verdicts
+from divebatch.experiments import sweeps, verdicts
 from divebatch.config import PROBLEMS
 from divebatch.data.problems import check_available
 

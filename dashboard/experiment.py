@@ -7,7 +7,7 @@ import streamlit as st
 
 from divebatch.runs.ray_backend import LOCAL, RayBackend, RayOptions
 from divebatch.runs.store import RunStore
-from divebatch.runs.sweeps import stop_group
+from divebatch.runs.groups import stop_group
 
 from . import roles
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from divebatch.runs import analysis, verdicts
+from divebatch.experiments import analysis, verdicts
 from divebatch.cli.common import (UsageError, add_config_flags, check_runnable, config_from_args,
                                   format_table, get_run_or_fail, open_store, subparser)
 from divebatch.report import animation_settings

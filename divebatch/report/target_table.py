@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from divebatch.runs import analysis, verdicts
+from divebatch.experiments import analysis, verdicts
 from divebatch.presets import VARIANTS, race_sorted, variant_of
 
 MISSING = "—"

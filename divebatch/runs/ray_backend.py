@@ -316,7 +316,7 @@ def _config(store, run_id: int):
 
 
 class RayBackend:
-    """The Ray counterpart of sweeps.run_missing / sweeps.submit_missing."""
+    """The Ray counterpart of groups.run_missing / groups.submit_missing."""
 
     def __init__(self, options: RayOptions):
         options.validate()
@@ -326,7 +326,7 @@ class RayBackend:
                     on_run_done=None) -> int:
         """Train the missing planned runs on the cluster from this process; how many ran.
         Cluster problems raise RayBackendError before any run is stored."""
-        from divebatch.runs.sweeps import match_runs, missing
+        from divebatch.runs.groups import match_runs, missing
         with session(self.options):
             todo = missing(planned, match_runs(store, group, planned))
             check_fits(self.options, [p.config for p in todo])
@@ -344,7 +344,7 @@ class RayBackend:
     def submit_missing(self, store, group: str, planned, info: dict | None = None
                        ) -> list[int]:
         """Claim the missing planned runs and start a background driver process for them."""
-        from divebatch.runs.sweeps import match_runs, missing
+        from divebatch.runs.groups import match_runs, missing
         import_ray()
         probe(self.options.address)
         todo = missing(planned, match_runs(store, group, planned))

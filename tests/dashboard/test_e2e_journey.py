@@ -300,7 +300,7 @@ def test_instructor_mode_race_and_reproduction(fresh, browser):
 
     # a reproduction trained by this process (as the CLI would): the page while its runs
     # go, with benchmarks that have no finished run yet, and when it is done
-    from divebatch.runs import reproduce
+    from divebatch.experiments import reproduce
     spec = reproduce.ReproSpec(scale="tiny", benchmarks=("convex",), seeds=(0,))
     trainer = threading.Thread(target=reproduce.run_here, args=(store, spec))
     trainer.start()
@@ -315,7 +315,7 @@ def test_instructor_mode_race_and_reproduction(fresh, browser):
     viewer.main.locator("[data-testid=stPlotlyChart]").nth(2).wait_for()
     viewer.check("reproduce_finished")
 
-    from divebatch.runs import sweeps
+    from divebatch.experiments import sweeps
     sweep = sweeps.SweepSpec(base={"problem": "least_squares", "n_samples": 400, "dim": 8,
                                    "epochs": 3, "batch_size": 8, "max_batch_size": 64},
                              deltas=(0.1, 0.5), max_batch_sizes=(64,), resize_everys=(1,))

@@ -11,7 +11,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from divebatch.report import learn
-from divebatch.runs import jobs, reproduce
+from divebatch.runs import jobs
+from divebatch.experiments import reproduce
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 DEADLINE_S = 120

@@ -1,11 +1,11 @@
-"""divebatch.runs.verdicts: which runs compare, the chance level, and verdict sentences
+"""divebatch.experiments.verdicts: which runs compare, the chance level, and verdict sentences
 written out by hand (the stored-run cases are in tests/report/test_target_table.py)."""
 
 import pytest
 
 from divebatch.config import RunConfig
 from divebatch.data.problems import load_problem
-from divebatch.runs import verdicts
+from divebatch.experiments import verdicts
 
 
 def row(method, time, final, flag="", **more):
