@@ -3,7 +3,7 @@
 import streamlit as st
 
 from dashboard import roles
-from dashboard.common import open_store
+from dashboard.store import open_store
 from dashboard.experiment import (backend_controls, chosen_backend, form_and_message,
                                   group_progress)
 from divebatch.experiments import claims, reproduce

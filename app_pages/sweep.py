@@ -3,7 +3,7 @@
 import streamlit as st
 
 from dashboard import race_export, roles
-from dashboard.common import open_store
+from dashboard.store import open_store
 from dashboard.instructor import instructor_mode
 from dashboard.experiment import (backend_controls, chosen_backend, form_and_message,
                                   group_progress)

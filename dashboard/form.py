@@ -18,7 +18,7 @@ from divebatch.presets import (PRESETS, VARIANTS, method_of_variant, presets_for
                                variant_of, variant_uses, with_variant)
 
 from . import roles
-from .common import open_store
+from .store import open_store
 from .first_point import await_first_points
 from .instructor import FIELDS as INSTRUCTOR_FIELDS
 from .instructor import instructor_mode
