@@ -15,7 +15,7 @@ from divebatch.report.critical_batch import critical_batch_sentence
 from divebatch.report.critical_figure import critical_batch_figure
 from divebatch.report.figures import RunData
 from divebatch.report.run_labels import run_label
-from divebatch.runs.jobs import RACE_GROUP_PREFIX
+from divebatch.runs.warm_pool import RACE_GROUP_PREFIX
 from divebatch.runs.measurements import Measurements
 from divebatch.runs.store import ACTIVE_STATUSES
 

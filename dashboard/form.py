@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from divebatch.runs import jobs
+from divebatch.runs import capacity, queue, warm_pool
 from divebatch.training.runnable import check_runnable
 from divebatch.config import ALLOWED_MODELS, HOT_FIELDS, RunConfig, allowed_range, config_fields
 from divebatch.links import config_to_query, read_query
@@ -313,9 +313,9 @@ def _start(prefix: str, race: bool) -> None:
     try:
         if race:
             runs = [variant for _, variant in race_configs(config)]
-            ids = jobs.submit_race(store, runs)
+            ids = queue.submit_race(store, runs)
         else:
-            ids = [jobs.submit(store, config, name=config.name)]
+            ids = [queue.submit(store, config, name=config.name)]
     except ValueError as error:
         st.session_state[key(prefix, "start_error")] = f"Cannot start:\n\n{_bullets(error)}"
         return
@@ -332,13 +332,13 @@ def _start(prefix: str, race: bool) -> None:
 
 def race_note(store, runs: list[RunConfig]) -> str | None:
     """Say plainly how a race's runs share this machine, and about how long it takes."""
-    if jobs.race_interleaves(runs):
+    if warm_pool.race_interleaves(runs):
         return (f"The {len(runs)} runs take turns in one worker, an epoch each, so all curves "
                 f"grow together; each run's training time counts only its own epochs.")
-    slots = jobs.max_workers()
+    slots = capacity.max_workers()
     if slots >= len(runs):
         return None
-    typical = jobs.typical_run_seconds(store, runs[0])
+    typical = queue.typical_run_seconds(store, runs[0])
     rounds = -(-len(runs) // slots)  # ceil
     about = f", about {typical * rounds:.0f} s in all" if typical else ""
     return (f"This machine trains {slots} run(s) at a time, so the {len(runs)} runs go one "

@@ -15,7 +15,7 @@ import uuid
 
 import streamlit as st
 
-from divebatch.runs import jobs
+from divebatch.runs import control_requests
 from divebatch.report import figures as plots
 from divebatch.config import HOT_FIELDS, RunConfig, method_uses
 from divebatch.report.hot_limits import hot_change_limits, hot_values_in_force
@@ -305,7 +305,7 @@ def _stop(prefix: str, run_ids: list[int]) -> None:
         return
     store = open_store()
     for run_id in run_ids:
-        jobs.request_stop(store, run_id)
+        control_requests.request_stop(store, run_id)
     names = ", ".join(f"#{run_id}" for run_id in run_ids)
     st.session_state[f"{prefix}_control_message"] = (
         "info", f"Stop requested for {names}: a running run stops between two steps, a "
@@ -361,7 +361,7 @@ def _apply_hot(prefix: str, run_id: int, current: dict) -> None:
     if all(sent.get(k) == v for k, v in changes.items()):
         return  # already on its way
     try:
-        jobs.request_hot_change(open_store(), run_id, **changes)
+        control_requests.request_hot_change(open_store(), run_id, **changes)
     except ValueError as error:
         st.session_state[f"{prefix}_control_message"] = (
             "error", f"Not sent to run #{run_id}: {error}")

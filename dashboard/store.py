@@ -6,7 +6,7 @@ import functools
 
 import streamlit as st
 
-from divebatch.runs import jobs
+from divebatch.runs import capacity, queue
 from divebatch.report.tables import run_row
 from divebatch.report.figures import run_label
 from divebatch.runs.store import ACTIVE_STATUSES, RunStore
@@ -36,10 +36,10 @@ def queue_summary(store: RunStore) -> tuple[int, int, int]:
     """(busy worker slots, queued runs, worker slots), after marking runs of dead workers
     interrupted; a run with nproc = N holds N slots. Only background runs (the queue's)
     hold slots: runs started from the command line are counted by `foreground_runs`."""
-    jobs.reap(store)
-    busy = jobs.background_busy(store.list_runs(status="running"))
+    queue.reap(store)
+    busy = capacity.background_busy(store.list_runs(status="running"))
     queued = len(store.list_runs(status="queued"))
-    return busy, queued, jobs.max_workers()
+    return busy, queued, capacity.max_workers()
 
 
 def foreground_runs(store: RunStore) -> list[dict]:

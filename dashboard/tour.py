@@ -15,7 +15,7 @@ import streamlit as st
 
 from divebatch.presets import PRESETS
 from divebatch.report import tour
-from divebatch.runs import jobs
+from divebatch.runs import control_requests, queue
 from divebatch.runs.store import ACTIVE_STATUSES
 
 from . import pacing, roles
@@ -121,7 +121,7 @@ def _drive(prefix, store, state: dict, run: dict, steps: list[tour.Step],
     action = tour.run_action(steps, int(state["index"]), finished, paused_after,
                              state.get("stepped_after"))
     if action:
-        jobs.request_play(store, run["id"], action)
+        control_requests.request_play(store, run["id"], action)
         store.set_tour(prefix, {**state, "stepped_after": tour.RESUMED if action == "resume"
                                 else paused_after})
 
@@ -147,7 +147,7 @@ def _start(prefix: str) -> None:
     if under_way and store.get_run(under_way["run_id"]):  # a second click, another tab
         run_id = under_way["run_id"]
     else:
-        run_id = jobs.submit(store, PRESETS[tour.TOUR_PRESET].config(), name="Guided tour")
+        run_id = queue.submit(store, PRESETS[tour.TOUR_PRESET].config(), name="Guided tour")
         start_paced(store, [run_id], "step")  # paused after its first epoch: the first step
         store.set_tour(prefix, {"run_id": run_id, "index": 0, "stepped_after": None})
     # the card's next run sees a run it does not follow yet and reruns the whole page, which
@@ -168,4 +168,4 @@ def _leave(prefix: str, state: dict) -> None:
     store.set_tour(prefix, None)
     run = store.get_run(state["run_id"])
     if run and run["status"] in ACTIVE_STATUSES:
-        jobs.request_play(store, run["id"], "resume")  # the run goes on in real time
+        control_requests.request_play(store, run["id"], "resume")  # the run goes on in real time

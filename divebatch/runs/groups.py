@@ -77,7 +77,7 @@ def progress(matched: list[dict | None]) -> dict:
 def submit_missing(store, group: str, planned: list[PlannedRun], info: dict | None = None
                    ) -> list[int]:
     """Queue every missing planned run in the background queue (jobs.submit); their ids."""
-    from divebatch.runs.jobs import submit
+    from divebatch.runs.queue import submit
     todo = missing(planned, match_runs(store, group, planned))
     ids = []
     for p in todo:
@@ -96,7 +96,7 @@ def run_missing(store, group: str, planned: list[PlannedRun], info: dict | None 
     trains. A KeyboardInterrupt marks the run in progress as stopped, keeping its records,
     and propagates: a later call redoes only that run and the ones after it.
     """
-    from divebatch.runs.jobs import execute_run
+    from divebatch.runs.worker import execute_run
     done = 0
     for p in missing(planned, match_runs(store, group, planned)):
         run_id = store.create_run(p.config.to_dict(), name=p.config.name, group=group)
@@ -117,7 +117,7 @@ def run_missing(store, group: str, planned: list[PlannedRun], info: dict | None 
 
 def stop_group(store, group: str) -> list[int]:
     """Stop the group's running runs and cancel its queued ones; their ids."""
-    from divebatch.runs.jobs import request_stop
+    from divebatch.runs.control_requests import request_stop
     active = store.list_runs(status=ACTIVE_STATUSES, group=group)
     for run in active:
         request_stop(store, run["id"])

@@ -76,7 +76,7 @@ PLOTS_PAINTED = """() => new Promise(done => requestAnimationFrame(() => request
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """One dashboard for the module (one worker slot, one warm worker), its log kept."""
-    from divebatch.runs import jobs
+    from divebatch.runs import warm_pool
     folder = tmp_path_factory.mktemp("journey")
     store, log = RunStore(folder / "runs.db"), folder / "server.log"
     env = {"DIVEBATCH_MAX_WORKERS": "1", "DIVEBATCH_WARM_WORKERS": "1"}
@@ -85,7 +85,7 @@ def served(tmp_path_factory):
             yield url, store, log
         finally:
             stop_runs_and_wait(store)
-            jobs.stop_warm_workers(store)
+            warm_pool.stop_warm_workers(store)
     said = log.read_text(errors="replace")
     assert "Traceback" not in said, said[-4000:]
     assert not re.search(r"deprecat", said, re.IGNORECASE), said[-4000:]

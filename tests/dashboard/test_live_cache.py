@@ -14,7 +14,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from dashboard import live_cache
-from divebatch.runs import jobs
+from divebatch.runs import queue
 from divebatch.report import figures as plots
 from divebatch.report.figures import ChartOptions
 from divebatch.runs.store import RunStore
@@ -33,7 +33,7 @@ def add_epoch(store, run_id, epoch):
 
 def test_dispatch_runs_at_most_once_a_second_whoever_asks(store, monkeypatch):
     calls = []
-    monkeypatch.setattr(jobs, "dispatch", lambda s: calls.append(s))
+    monkeypatch.setattr(queue, "dispatch", lambda s: calls.append(s))
     monkeypatch.setattr(live_cache, "_last_dispatch", {})
     for _ in range(10):  # ten viewers' updates in the same second
         live_cache.dispatch(store)

@@ -4,7 +4,7 @@
 import pytest
 
 from tests.helpers.cli import cli_in_process
-from divebatch.runs import groups, jobs
+from divebatch.runs import groups, worker
 from divebatch.experiments import sweeps, verdicts
 from divebatch.runs.store import RunStore
 
@@ -150,7 +150,7 @@ def test_diverged_and_unfinished_runs_do_not_count_towards_speedups(store):
 
 def test_interrupted_sweep_resumes_without_redoing_finished_cells(store, monkeypatch):
     spec = tiny_spec()
-    real_execute, calls = jobs.execute_run, []
+    real_execute, calls = worker.execute_run, []
 
     def interrupt_fifth(store, run_id, on_epoch=None):
         calls.append(run_id)
@@ -159,7 +159,7 @@ def test_interrupted_sweep_resumes_without_redoing_finished_cells(store, monkeyp
             raise KeyboardInterrupt  # Ctrl-C in the middle of the fifth run
         return real_execute(store, run_id, on_epoch)
 
-    monkeypatch.setattr(jobs, "execute_run", interrupt_fifth)
+    monkeypatch.setattr(worker, "execute_run", interrupt_fifth)
     with pytest.raises(KeyboardInterrupt):
         sweeps.run_here(store, spec)
     runs = store.list_runs(group=spec.group)
