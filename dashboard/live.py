@@ -25,7 +25,7 @@ from divebatch.runs.store import ACTIVE_STATUSES
 
 from . import live_cache, pacing, roles, stale
 from .store import open_store, show_run_problems
-from .form import field_widget
+from .fields import field_widget
 from .instructor import instructor_mode
 from .play import play_controls
 
