@@ -278,11 +278,11 @@ def report_class(row: dict, kind: str) -> None:
 
 
 def measure_fragment_in_process(repeat: int = 20) -> None:
-    """The live fragment's server work per viewer update without a browser: live._charts
+    """The live fragment's server work per viewer update without a browser: live.charts_fragment
     called directly (Streamlit's bare mode: elements are built and serialised, not sent) on
     the same 4 runs x LIVE_EPOCHS, once with the charts already built by another viewer and
     once after a new epoch of every run (store read and chart build included); and the
-    time-to-target table's fragment, live._table, rebuilding the table."""
+    time-to-target table's fragment, live.table_fragment, rebuilding the table."""
     import logging
     logging.disable(logging.WARNING)  # bare mode warns on every element
     with tempfile.TemporaryDirectory() as folder:
@@ -300,7 +300,7 @@ def measure_fragment_in_process(repeat: int = 20) -> None:
             return time.process_time() - started
 
         def update() -> float:
-            return timed(lambda: live._charts("runs", statuses, options, 1.0))
+            return timed(lambda: live.charts_fragment("runs", statuses, options, 1.0))
 
         update()  # imports
         shared_cost = statistics.median(update() for _ in range(repeat))
@@ -309,11 +309,10 @@ def measure_fragment_in_process(repeat: int = 20) -> None:
             for run_id in run_ids:
                 last = store.records(run_id)[-1]
                 store.append_record(run_id, {**last, "epoch": last["epoch"] + 1})
-            live_cache._snapshots.clear()
-            live_cache._latest.clear()
+            live_cache.forget("snapshots", "charts")
             fresh.append(update())
-            live_cache._tables.clear()
-            tables.append(timed(lambda: live._table(run_ids)))
+            live_cache.forget("tables")
+            tables.append(timed(lambda: live.table_fragment(run_ids)))
         for run_id in run_ids:
             store.mark_finished(run_id, "stopped")
     charts, table = statistics.median(fresh), statistics.median(tables)

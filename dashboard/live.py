@@ -25,7 +25,7 @@ from divebatch.runs.store import ACTIVE_STATUSES
 
 from . import live_cache, pacing, roles, stale
 from .store import open_store, show_run_problems
-from .form import field_widget
+from .fields import field_widget
 from .instructor import instructor_mode
 from .play import play_controls
 
@@ -112,16 +112,17 @@ def live_panel(prefix: str, run_ids: list[int]) -> None:
         st.session_state[f"{prefix}_every"] = every
         st.session_state[f"{prefix}_every_since"] = time.monotonic()
     stale.watch()
-    st.fragment(run_every=every)(_charts)(prefix, statuses, options, every)
+    st.fragment(run_every=every)(charts_fragment)(prefix, statuses, options, every)
     if len(statuses) > 1:
-        st.fragment(run_every=every and max(every, live_cache.TABLE_EVERY_S))(_table)(
+        st.fragment(run_every=every and max(every, live_cache.TABLE_EVERY_S))(table_fragment)(
             list(statuses))
     st.caption(f"Share these charts: `/runs?runs={','.join(map(str, statuses))}` on this "
                f"server or on its read-only twin (`scripts/dashboard.sh --viewer`).")
 
 
-def _charts(prefix: str, statuses: dict[int, str], options: ChartOptions,
-            every: float | None) -> None:
+def charts_fragment(prefix: str, statuses: dict[int, str], options: ChartOptions,
+                    every: float | None) -> None:
+    """One update of the live charts (the body of their fragment, every `every` s)."""
     started, started_cpu = time.perf_counter(), time.thread_time()
     pacing.note_update(st.session_state.setdefault("viewer_id", uuid.uuid4().hex))
     store = open_store()
@@ -157,7 +158,7 @@ def _charts(prefix: str, statuses: dict[int, str], options: ChartOptions,
     col_button.button("Refresh", key=f"{prefix}_refresh", width="stretch")
 
 
-def _table(run_ids: list[int]) -> None:
+def table_fragment(run_ids: list[int]) -> None:
     """The time-to-target table, in a fragment of its own: it changes at most every
     TABLE_EVERY_S while runs train, so the charts' updates do not resend it every second
     (a run that starts or ends reruns the whole panel, this table with it)."""

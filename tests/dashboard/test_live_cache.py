@@ -66,6 +66,20 @@ def test_viewers_share_one_snapshot_and_one_chart_build(store, monkeypatch):
     assert unchanged.records[run_id] is grown.records[run_id]  # not decoded again
 
 
+def test_forget_drops_the_named_caches_and_the_next_read_rebuilds(store):
+    run_id = store.create_run({"method": "sgd", "batch_size": 8})
+    add_epoch(store, run_id, 1)
+    snap = live_cache.snapshot(store, [run_id])
+    charts = live_cache.charts(snap, ChartOptions())
+    live_cache.forget("charts")
+    assert live_cache.snapshot(store, [run_id]) is snap
+    assert live_cache.charts(snap, ChartOptions()) is not charts
+    live_cache.forget()
+    assert live_cache.snapshot(store, [run_id]) is not snap
+    with pytest.raises(KeyError):
+        live_cache.forget("figures")
+
+
 def test_viewers_asking_at_the_same_moment_wait_for_one_read_and_one_build(store,
                                                                           monkeypatch):
     run_id = store.create_run({"method": "sgd", "batch_size": 8})

@@ -13,9 +13,9 @@ from torch import nn
 from divebatch.meter import hooks as sq_norm_hooks, kernels
 from divebatch.meter.rules import conv as conv_sq_norms
 from divebatch.meter.diversity import DiversityMeter, per_sample_grad_sq_norms
-from test_diversity import float64  # noqa: F401  (the autouse float64 fixture)
-from test_diversity import (CONV_CASES, assert_close, conv_model, cross_entropy, image_batch,
-                            loop_oracle)
+from tests.helpers.oracles import float64  # noqa: F401  (the autouse float64 fixture)
+from tests.helpers.oracles import (CONV_CASES, assert_close, conv_model, cross_entropy,
+                                   image_batch, loop_oracle)
 
 
 @pytest.fixture

@@ -16,44 +16,13 @@ from torch import nn
 from divebatch.meter import diversity, kernels
 from divebatch.meter.rules import normalisation
 from divebatch.meter.diversity import DiversityMeter, gradient_diversity, per_sample_grad_sq_norms
-
-REL_TOL = 1e-8
-
-
-@pytest.fixture(autouse=True)
-def float64():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    torch.manual_seed(0)
-    yield
-    torch.set_default_dtype(previous)
-
-
-def cross_entropy(outputs, targets):  # (N, K), (N,) -> (N,)
-    return F.cross_entropy(outputs, targets, reduction="none")
+from tests.helpers.oracles import float64  # noqa: F401  (the autouse float64 fixture)
+from tests.helpers.oracles import (CONV_CASES, assert_close, conv_model, cross_entropy,
+                                   image_batch, loop_oracle)
 
 
 def sequence_loss(outputs, targets):  # (N, T, K), (N, T, K) -> (N,)
     return (outputs - targets).square().sum((1, 2))
-
-
-def loop_oracle(model, loss_fn, inputs, targets):
-    """(N,) ||g_i||^2 and [sum_i g_i] over trainable parameters, one sample at a time."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    sq_norms, grad_sum = [], [torch.zeros_like(p) for p in params]
-    for i in range(len(inputs)):
-        loss = loss_fn(model(inputs[i:i + 1]), targets[i:i + 1]).sum()
-        grads = torch.autograd.grad(loss, params)
-        sq_norms.append(sum(g.square().sum() for g in grads))
-        for total, g in zip(grad_sum, grads):
-            total += g
-    return torch.stack(sq_norms), grad_sum
-
-
-def assert_close(actual, expected):
-    actual, expected = torch.as_tensor(actual), torch.as_tensor(expected)
-    error = (actual - expected).abs().max() / expected.abs().max()
-    assert error < REL_TOL, f"relative error {float(error):.2e}: {actual} vs {expected}"
 
 
 class Scale(nn.Module):
@@ -77,31 +46,6 @@ class ScaledLinear(nn.Module):
 
     def forward(self, x):
         return torch.tanh(self.linear(x)) * self.gain
-
-
-def conv_model(**conv_kwargs):
-    """Conv2d under test between a GroupNorm/in-place ReLU stem and a linear head; 6x6 input."""
-    conv = nn.Conv2d(4, 8, **conv_kwargs)
-    with torch.no_grad():
-        features = conv(torch.zeros(1, 4, 6, 6)).numel()
-    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.GroupNorm(2, 4), nn.ReLU(inplace=True),
-                         conv, nn.Tanh(), nn.Flatten(), nn.Linear(features, 5))
-
-
-CONV_CASES = {
-    "plain": dict(kernel_size=3),
-    "padded": dict(kernel_size=3, padding=1),
-    "strided": dict(kernel_size=3, stride=2, padding=1),
-    "dilated": dict(kernel_size=3, padding=2, dilation=2),
-    "grouped": dict(kernel_size=3, padding=1, groups=2, bias=False),
-    "depthwise": dict(kernel_size=(3, 1), padding=(1, 0), groups=4),
-    "reflect_same": dict(kernel_size=2, padding="same", padding_mode="reflect"),
-    "circular_strided": dict(kernel_size=3, stride=(2, 1), padding=1, padding_mode="circular"),
-}
-
-
-def image_batch(n=5):
-    return torch.randn(n, 3, 6, 6), torch.randint(0, 5, (n,))
 
 
 def sequence_model():
