@@ -88,6 +88,7 @@ def test_the_library_never_imports_streamlit():
     assert offenders == []
 
 
-def test_the_store_imports_nothing_of_the_package_but_its_schema():
-    assert module_imports(MODULES["divebatch.runs.store"]) == {"divebatch.runs.schema"}
-    assert module_imports(MODULES["divebatch.runs.schema"]) == set()
+def test_the_store_imports_nothing_of_the_package_but_its_own_modules():
+    own = {"divebatch.runs.schema", "divebatch.runs.sqlite_file", "divebatch.runs.store_rows"}
+    assert module_imports(MODULES["divebatch.runs.store"]) == own
+    assert all(module_imports(MODULES[name]) == set() for name in own)
