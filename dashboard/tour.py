@@ -41,19 +41,26 @@ HIGHLIGHT = ("<style>.st-key-{prefix}_{element} {{ outline: 4px solid #f59e0b; "
 # the card's text and buttons smaller than the page's (instructor mode enlarges everything)
 COMPACT = ("<style>.st-key-{prefix}_tour p {{ font-size: 0.85rem; line-height: 1.35; }} "
            ".st-key-{prefix}_tour button {{ min-height: 2.2rem; font-size: 0.85rem; }}</style>")
-# Bring the step's chart into view once drawn (within 2 minutes), and back whenever the page
-# moves it out (a run that ends reruns the page without its controls above the charts), for
-# 30 s from then or until the user scrolls.
+# Bring the step's element into view once drawn (within 2 minutes), and the card's text
+# (the sidebar scrolls on its own), and back whenever the page moves them out (a run that
+# ends reruns the page without its controls above the charts), for 30 s from then, until the
+# user scrolls or until the next step's script starts.
 SCROLL = ("<script>(() => {{ let waited = 0, kept = 0, user = false;"
+          " const me = window.tourScrollId = (window.tourScrollId || 0) + 1;"
           " const stop = () => {{ user = true; }};"
           " for (const kind of ['wheel', 'touchmove', 'keydown']) "
           "window.addEventListener(kind, stop, {{once: true}});"
-          " const go = () => {{ if (user) return; const chart = document.querySelector("
+          " const go = () => {{ if (user || window.tourScrollId !== me) return;"
+          " const chart = document.querySelector("
           "'.st-key-{prefix}_{element}');"
           " if (!chart) {{ if (waited++ < 1200) setTimeout(go, 100); return; }}"
           " const box = chart.getBoundingClientRect();"
           " if (box.top < 60 || box.bottom > window.innerHeight)"
           " chart.scrollIntoView({{block: 'center'}});"
+          " const card = document.querySelector('.st-key-{prefix}_tour');"
+          " const own = card && card.getBoundingClientRect();"
+          " if (own && (own.top < 0 || own.bottom > window.innerHeight))"
+          " card.scrollIntoView({{block: 'nearest'}});"
           " if (kept++ < 300) setTimeout(go, 100); }}; go(); }})();</script>")
 
 

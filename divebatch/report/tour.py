@@ -66,7 +66,7 @@ def reached_steps(config: dict, n_train: int, records: list[dict], events: list[
         title, element = STEPS[key]
         text = TEXTS[key](config, n_train, records, by_epoch[moment], resizes)
         steps.append(Step(key, title, element, moment, text,
-                          f"Epoch {moment} of the run; the highlighted chart shows it."))
+                          f"Epoch {moment} of the run, on the outlined chart."))
         after = moment
     return steps
 
@@ -181,8 +181,7 @@ def _end_text(config, n_train, records, record, resizes) -> str:
             f"optimizer steps; at B0 = {b0} throughout, the same epochs take "
             f"{small_steps:,} steps ({small_steps / max(int(last['step']), 1):.1f}x as many)"
             + (f", and its validation loss is {loss:.4g}." if loss is not None else ".")
-            + " Next, a race of the same setup against SGD and AdaBatch asks whether fewer "
-              "steps also meant less training time.")
+            + " Next: did fewer steps also mean less time?")
 
 
 TEXTS = {"start": _start_text, "diversity": _diversity_text, "grows": _grows_text,

@@ -71,13 +71,12 @@ def sequel_steps(sequel: Sequel) -> list[Step]:
     last_epoch = max(int(records[-1]["epoch"]) for records in sequel.records.values()
                      if records)
     steps = [Step("race", *STEPS["race"], last_epoch, _race_text(compared, rows, common),
-                  "The race's four runs are on the charts; its verdict, outlined above them, "
-                  "says the same in full.")]
+                  "The race is on the charts; its verdict is outlined above them.")]
     measurement = sequel.measurement
     if measurement and measurement["status"] == "completed" and sequel.summaries:
         steps.append(Step("critical", *STEPS["critical"], last_epoch,
                           _critical_text(sequel.summaries),
-                          "The critical-batch chart is under the race's charts, outlined."))
+                          "The chart is outlined under the race's charts."))
     return steps
 
 
@@ -116,47 +115,41 @@ def _seconds(value: float) -> str:
 
 
 def _critical_text(summaries: list[dict]) -> str:
+    """Two short sentences (the card is narrow): the measured critical batch size at each
+    checkpoint, and the noise scale B_simple beside it."""
     sizes = sorted({branch["batch_size"] for s in summaries for branch in s["branches"]})
     readings: dict[str, list[int]] = {}
     for summary in summaries:
-        readings.setdefault(_plain(critical_label(summary)), []).append(summary["epoch"])
-    said = "; ".join(f"{label} at epoch{'s' if len(epochs) > 1 else ''} {_and(epochs)}"
-                     for label, epochs in readings.items())
-    text = (f"Short branches from the DiveBatch run's checkpoints, at B = {sizes[0]} to "
-            f"{sizes[-1]}, measured its critical batch size, beyond which a bigger batch no "
-            f"longer cuts the steps to the same loss: {said}.")
-    scales = [(s["epoch"], s["noise_scale"]) for s in summaries
-              if s.get("noise_scale") is not None]
-    if scales:
-        (first_epoch, first), (last_epoch, last) = scales[0], scales[-1]
-        text += (f" The noise scale B_simple that DiveBatch's bound follows read "
-                 f"{first:,.0f} at epoch {first_epoch}"
-                 + (f" and {last:,.0f} at epoch {last_epoch}" if last_epoch != first_epoch
-                    else "") + _against_measured(summaries) + ".")
+        readings.setdefault(critical_label(summary) or "no fit", []).append(summary["epoch"])
+    said = "; ".join(_reading(label, epochs) for label, epochs in readings.items())
+    text = (f"Branches at B = {sizes[0]} to {sizes[-1]} measured where a bigger batch stops "
+            f"cutting the steps: {said}.")
+    scales = {s["epoch"]: s["noise_scale"] for s in summaries if s.get("noise_scale")}
+    point = next((p for p in measured_points(summaries) if p["epoch"] in scales), None)
+    if point is not None:
+        text += (f" B_simple, which DiveBatch follows, read {scales[point['epoch']]:,.0f} at "
+                 f"epoch {point['epoch']}: {_against(scales[point['epoch']], point)}.")
+    elif scales:
+        text += (" B_simple, which DiveBatch follows, read " + ", ".join(
+            f"{value:,.0f} at epoch {epoch}" for epoch, value in scales.items()) + ".")
     return text
 
 
-def _against_measured(summaries: list[dict]) -> str:
-    """How B_simple compares with the measured critical batch size at the first checkpoint
-    that has both."""
-    scales = {s["epoch"]: s["noise_scale"] for s in summaries if s.get("noise_scale")}
-    point = next((p for p in measured_points(summaries) if p["epoch"] in scales), None)
-    if point is None:
-        return ""
-    scale, value = scales[point["epoch"]], point["value"]
-    if point["bound"] == "below" and scale > value or scale > 2 * value:
-        where = "far above"
-    elif point["bound"] == "above" and scale < value or scale < value / 2:
-        where = "far below"
-    else:
-        where = "close to"
-    return f": at epoch {point['epoch']}, {where} the measured {point['label']}"
-
-
-def _plain(label: str) -> str:
+def _reading(label: str, epochs: list[int]) -> str:
+    at = f"epoch{'s' if len(epochs) > 1 else ''} {_and(epochs)}"
     if label == "no decrease":
-        return "no decrease (no batch size lowered the loss: nothing left to gain)"
-    return label or "not measurable"
+        return f"at {at} no batch lowered the loss"
+    return f"{label} at {at}"
+
+
+def _against(scale: float, point: dict) -> str:
+    """How B_simple compares with the measured critical batch size `point`."""
+    value = point["value"]
+    if point["bound"] == "below" and scale > value or scale > 2 * value:
+        return "far above it"
+    if point["bound"] == "above" and scale < value or scale < value / 2:
+        return "far below it"
+    return "close to it"
 
 
 def _and(items: list) -> str:

@@ -1,8 +1,9 @@
 """The guided tour in a real browser: the instructor's dashboard in instructor mode at
 1280x720 takes the tour over a real run of the tour preset from its first step to its last
-(Back and Leave included), while a viewer on the read-only twin (same store) follows each
-step. Every wait is on something the page shows. Screenshots of each step go to
-$DIVEBATCH_SCREENSHOTS (docs/screenshots/tour_*.png come from them)."""
+(the race's verdict and the critical-batch chart after the run; Back and Leave included),
+while a viewer on the read-only twin (same store) follows each step. Every wait is on
+something the page shows. Screenshots of each step go to $DIVEBATCH_SCREENSHOTS
+(docs/screenshots/tour_*.png come from them)."""
 
 import time
 
@@ -10,6 +11,7 @@ import pytest
 
 from tests.helpers.gates import stop_runs_and_wait
 from tests.helpers.serve import browser_or_skip, SHOTS, dashboard_server, launch_chromium
+from divebatch.runs import jobs
 from divebatch.runs.store import RunStore
 
 pytestmark = pytest.mark.browser
@@ -18,8 +20,11 @@ sync_api = browser_or_skip()
 WAIT_MS = 120_000
 TITLES = ("Start small", "Diversity rises as the loss falls",
           "The bound crosses the batch size: the batch grows", "The cap at B_max",
-          "What the run gained")
-CHARTS = ("loss", "diversity", "batch_size", "batch_size", "loss")
+          "What the run gained", "What the race verdict says",
+          "What the critical-batch chart says")
+# the page element each step outlines, by its key after "syn_"
+ELEMENTS = ("chart_loss", "chart_diversity", "chart_batch_size", "chart_batch_size",
+            "chart_loss", "verdict", "critical_chart")
 
 
 def card(page):
@@ -27,36 +32,50 @@ def card(page):
 
 
 def wait_for_step(page, number: int) -> None:
-    """The card shows step `number` (1-based) with its title, and its chart is drawn and
-    highlighted on the page."""
+    """The card shows step `number` (1-based) with its title, and its element (a chart
+    drawn, or the verdict) is on the page."""
     card(page).get_by_text(f"step {number} of").wait_for()
     card(page).get_by_text(TITLES[number - 1], exact=True).wait_for()
-    page.locator(f".st-key-syn_chart_{CHARTS[number - 1]} .js-plotly-plot").first.wait_for()
+    element = ELEMENTS[number - 1]
+    page.locator(f".st-key-syn_{element}" + (" .js-plotly-plot" if "chart" in element else "")
+                 ).first.wait_for()
 
 
-def chart_in_view(page, chart: str) -> bool:
-    box = page.locator(f".st-key-syn_chart_{chart}").first.bounding_box()
-    return bool(box) and box["y"] >= 0 and box["y"] + box["height"] <= 720
+def box(page, element: str) -> dict | None:
+    return page.locator(f".st-key-syn_{element}").first.bounding_box()
 
 
-def wait_until(condition, what: str, timeout: float = WAIT_MS / 1000) -> None:
+def in_view(page, element: str) -> bool:
+    where = box(page, element)
+    return bool(where) and where["y"] >= 0 and where["y"] + where["height"] <= 720
+
+
+def step_in_view(page, number: int) -> bool:
+    """The step's element and the whole card (its text and buttons) are in the window."""
+    return in_view(page, ELEMENTS[number - 1]) and in_view(page, "tour")
+
+
+def wait_until(condition, what, timeout: float = WAIT_MS / 1000) -> None:
+    """Poll `condition` until true; `what` (text, or a function giving it) says what was
+    awaited if it never is."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
             return
         time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+    raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
 
 
-def highlighted(page, chart: str) -> bool:
-    return page.locator(f".st-key-syn_chart_{chart}").first.evaluate(
+def highlighted(page, element: str) -> bool:
+    return page.locator(f".st-key-syn_{element}").first.evaluate(
         "e => getComputedStyle(e).outlineStyle") == "solid"
 
 
 def test_tour_from_first_step_to_last_with_a_viewer_following(tmp_path):
     db = tmp_path / "runs.db"
     store = RunStore(db)
-    env = {"DIVEBATCH_MAX_WORKERS": "1", "DIVEBATCH_WARM_WORKERS": "0"}
+    # one warm worker: the race after the run trains interleaved in it (one process start)
+    env = {"DIVEBATCH_MAX_WORKERS": "1", "DIVEBATCH_WARM_WORKERS": "1"}
     SHOTS.mkdir(parents=True, exist_ok=True)
     try:
         with dashboard_server(db, env=env) as url, \
@@ -71,13 +90,14 @@ def test_tour_from_first_step_to_last_with_a_viewer_following(tmp_path):
             viewer.goto(f"{viewer_url}/synthetic")
             card(viewer).get_by_text("No guided tour under way.").wait_for()
             teacher.get_by_role("button", name="Take the guided tour").click()
-            for number in range(1, 6):
+            for number in range(1, len(TITLES) + 1):
                 if number > 1:
                     card(teacher).get_by_role("button", name="Next").click()
                 wait_for_step(teacher, number)
-                assert highlighted(teacher, CHARTS[number - 1])
-                wait_until(lambda: chart_in_view(teacher, CHARTS[number - 1]),
-                           f"step {number}'s chart scrolled into the 1280x720 window")
+                assert highlighted(teacher, ELEMENTS[number - 1])
+                wait_until(lambda: step_in_view(teacher, number), lambda: (
+                    f"step {number}'s element and card in the 1280x720 window: element at "
+                    f"{box(teacher, ELEMENTS[number - 1])}, card at {box(teacher, 'tour')}"))
                 teacher.mouse.move(0, 0)
                 teacher.screenshot(path=str(SHOTS / f"tour_{number}.png"))
                 wait_for_step(viewer, number)  # the class follows, on its own refresh
@@ -91,8 +111,10 @@ def test_tour_from_first_step_to_last_with_a_viewer_following(tmp_path):
                     card(teacher).get_by_role("button", name="Next").click()
                     wait_for_step(teacher, 4)
             assert card(teacher).get_by_role("button", name="Next").is_disabled()
-            run = store.list_runs()[0]
-            assert run["status"] == "completed" and run["name"] == "Guided tour"
+            runs = store.list_runs()
+            assert [run["status"] for run in runs] == ["completed"] * 5  # the run, its race
+            assert [run["name"] for run in runs].count("Guided tour") == 1
+            assert len({run["group"] for run in runs if run["name"] != "Guided tour"}) == 1
             card(teacher).get_by_role("button", name="Leave the tour").click()
             teacher.get_by_role("button", name="Take the guided tour").wait_for()
             card(viewer).get_by_text("No guided tour under way.").wait_for()
@@ -100,3 +122,4 @@ def test_tour_from_first_step_to_last_with_a_viewer_following(tmp_path):
             browser.close()
     finally:
         stop_runs_and_wait(store)
+        jobs.stop_warm_workers(store)

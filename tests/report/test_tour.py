@@ -34,7 +34,7 @@ def test_moments_come_from_the_records_and_events_in_tour_order():
     assert [step.element for step in steps] == ["chart_loss", "chart_diversity",
                                                 "chart_batch_size", "chart_batch_size",
                                                 "chart_loss"]
-    assert steps[1].caption == "Epoch 3 of the run; the highlighted chart shows it."
+    assert steps[1].caption == "Epoch 3 of the run, on the outlined chart."
 
 
 def test_texts_carry_the_runs_own_numbers():

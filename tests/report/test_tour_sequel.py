@@ -72,10 +72,8 @@ def test_the_critical_step_comes_with_the_measurement_and_reads_it_against_b_sim
     race_step, critical = sequel_steps(measured)
     assert (critical.key, critical.element) == ("critical", "critical_chart")
     assert critical.text == (
-        "Short branches from the DiveBatch run's checkpoints, at B = 8 to 64, measured its "
-        "critical batch size, beyond which a bigger batch no longer cuts the steps to the "
-        "same loss: < 8 at epoch 0; no decrease (no batch size lowered the loss: nothing "
-        "left to gain) at epoch 1. The noise scale B_simple that DiveBatch's bound follows "
-        "read 98 at epoch 0 and 4,500 at epoch 1: at epoch 0, far above the measured < 8.")
+        "Branches at B = 8 to 64 measured where a bigger batch stops cutting the steps: < 8 "
+        "at epoch 0; at epoch 1 no batch lowered the loss. B_simple, which DiveBatch follows, "
+        "read 98 at epoch 0: far above it.")
     failed = Sequel(race(), records(), {"id": 7, "status": "failed"})
     assert [step.key for step in sequel_steps(failed)] == ["race"] and sequel_ended(failed)
