@@ -42,13 +42,13 @@ HIGHLIGHT = ("<style>.st-key-{prefix}_{element} {{ outline: 4px solid #f59e0b; "
 COMPACT = ("<style>.st-key-{prefix}_tour p {{ font-size: 0.85rem; line-height: 1.35; }} "
            ".st-key-{prefix}_tour button {{ min-height: 2.2rem; font-size: 0.85rem; }}</style>")
 # Bring the step's element into view once drawn (within 2 minutes), and the card's text
-# (the sidebar scrolls on its own), and back whenever the page moves them out (a run that
-# ends reruns the page without its controls above the charts), for 30 s from then, until the
-# user scrolls or until the next step's script starts.
+# (the sidebar scrolls on its own), and back whenever the page moves them out (a rerun that
+# redraws the charts, a run that ends and loses its controls above them), until the user
+# scrolls or clicks, the next step's script starts, or 5 minutes have passed.
 SCROLL = ("<script>(() => {{ let waited = 0, kept = 0, user = false;"
           " const me = window.tourScrollId = (window.tourScrollId || 0) + 1;"
           " const stop = () => {{ user = true; }};"
-          " for (const kind of ['wheel', 'touchmove', 'keydown']) "
+          " for (const kind of ['wheel', 'touchmove', 'keydown', 'mousedown']) "
           "window.addEventListener(kind, stop, {{once: true}});"
           " const go = () => {{ if (user || window.tourScrollId !== me) return;"
           " const chart = document.querySelector("
@@ -61,7 +61,7 @@ SCROLL = ("<script>(() => {{ let waited = 0, kept = 0, user = false;"
           " const own = card && card.getBoundingClientRect();"
           " if (own && (own.top < 0 || own.bottom > window.innerHeight))"
           " card.scrollIntoView({{block: 'nearest'}});"
-          " if (kept++ < 300) setTimeout(go, 100); }}; go(); }})();</script>")
+          " if (kept++ < 3000) setTimeout(go, 100); }}; go(); }})();</script>")
 
 
 def tour_panel(prefix: str) -> None:
