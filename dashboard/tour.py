@@ -180,7 +180,12 @@ def _show(prefix: str, toured: _Tour) -> None:
         st.markdown(f"**Guided tour · step {index + 1} of {total}**")
         st.caption(WAITING.get(tour.waiting_for(steps, index), WAITING[None]))
         return
-    step = steps[index]
+    show_step(prefix, steps[index], index, total)
+
+
+def show_step(prefix: str, step: tour.Step, index: int, total: int) -> None:
+    """A step in the card: its number, title, words and caption; its element outlined on
+    the page, and scrolled into view once per step shown."""
     st.markdown(f"**Guided tour · step {index + 1} of {total}**  \n**{step.title}**")
     st.markdown(step.text)
     st.caption(step.caption)
