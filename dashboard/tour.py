@@ -44,13 +44,16 @@ COMPACT = ("<style>.st-key-{prefix}_tour p {{ font-size: 0.85rem; line-height: 1
 # Bring the step's element into view once drawn (within 2 minutes), and the card's text
 # (the sidebar scrolls on its own), and back whenever the page moves them out (a rerun that
 # redraws the charts, a run that ends and loses its controls above them), until the user
-# scrolls or clicks, the next step's script starts, or 5 minutes have passed.
-SCROLL = ("<script>(() => {{ let waited = 0, kept = 0, user = false;"
-          " const me = window.tourScrollId = (window.tourScrollId || 0) + 1;"
+# scrolls or clicks, another step is shown, or 5 minutes have passed. The card sends it on
+# every run (a run of the card can be cut short by a rerun of the page): it starts once
+# per step shown.
+SCROLL = ("<script>(() => {{ const step = '{prefix}:{step}';"
+          " if (window.tourStep === step) return; window.tourStep = step;"
+          " let waited = 0, kept = 0, user = false;"
           " const stop = () => {{ user = true; }};"
           " for (const kind of ['wheel', 'touchmove', 'keydown', 'mousedown']) "
           "window.addEventListener(kind, stop, {{once: true}});"
-          " const go = () => {{ if (user || window.tourScrollId !== me) return;"
+          " const go = () => {{ if (user || window.tourStep !== step) return;"
           " const chart = document.querySelector("
           "'.st-key-{prefix}_{element}');"
           " if (!chart) {{ if (waited++ < 1200) setTimeout(go, 100); return; }}"
@@ -177,7 +180,7 @@ def _show(prefix: str, toured: _Tour) -> None:
     index, steps = toured.index, toured.steps
     total = tour.steps_in_all(steps, toured.complete)
     if index >= len(steps):
-        st.markdown(f"**Guided tour · step {index + 1} of {total}**")
+        st.markdown(f"**Step {index + 1} of {total}**")
         st.caption(WAITING.get(tour.waiting_for(steps, index), WAITING[None]))
         return
     show_step(prefix, steps[index], index, total)
@@ -185,16 +188,14 @@ def _show(prefix: str, toured: _Tour) -> None:
 
 def show_step(prefix: str, step: tour.Step, index: int, total: int) -> None:
     """A step in the card: its number, title, words and caption; its element outlined on
-    the page, and scrolled into view once per step shown."""
-    st.markdown(f"**Guided tour · step {index + 1} of {total}**  \n**{step.title}**")
+    the page and scrolled into view."""
+    st.markdown(f"**Step {index + 1} of {total}**  \n**{step.title}**")
     st.markdown(step.text)
-    st.caption(step.caption)
+    if step.caption:
+        st.caption(step.caption)
     st.html(HIGHLIGHT.format(prefix=prefix, element=step.element))
-    shown_key = f"{prefix}_tour_scrolled"
-    if st.session_state.get(shown_key) != (step.key, index):
-        st.session_state[shown_key] = (step.key, index)
-        st.html(SCROLL.format(prefix=prefix, element=step.element),
-                unsafe_allow_javascript=True)
+    st.html(SCROLL.format(prefix=prefix, element=step.element, step=f"{step.key}{index}"),
+            unsafe_allow_javascript=True)
 
 
 def _drive(prefix, store, toured: _Tour) -> None:

@@ -70,8 +70,7 @@ def sequel_steps(sequel: Sequel) -> list[Step]:
     rows, common = labelled_rows(compared, sequel.records)
     last_epoch = max(int(records[-1]["epoch"]) for records in sequel.records.values()
                      if records)
-    steps = [Step("race", *STEPS["race"], last_epoch, _race_text(compared, rows, common),
-                  "The race is on the charts; its verdict is outlined above them.")]
+    steps = [Step("race", *STEPS["race"], last_epoch, _race_text(compared, rows, common))]
     measurement = sequel.measurement
     if measurement and measurement["status"] == "completed" and sequel.summaries:
         steps.append(Step("critical", *STEPS["critical"], last_epoch,
@@ -86,15 +85,15 @@ def _race_text(runs: list[dict], rows: list[dict], common: float | None) -> str:
     level = (f"{100 * common:.1f} % validation accuracy" if accuracy
              else f"a validation loss of {common:.4g}") if common is not None else "a target"
     text = (f"The same setup and seed raced SGD at B0 = {config['batch_size']}, SGD at "
-            f"B_max = {config['max_batch_size']} and AdaBatch to a common target ({level}), "
-            f"timing training only.")
+            f"B_max = {config['max_batch_size']} and AdaBatch to {level}.")
     reached = [row for row in rows if row["time_to_common"] is not None]
     dive = next((row for row, run in zip(rows, _sorted_like(runs, rows))
                  if variant_of(run["config"]) == "divebatch"), None)
     if not reached:
         return text + " No run reached it."
     first = min(reached, key=lambda row: row["time_to_common"])
-    text += f" {first['method']} got there first, in {_seconds(first['time_to_common'])}"
+    text += (f" {first['method']} was first, in {_seconds(first['time_to_common'])} of "
+             f"training")
     if dive is None or dive is first:
         return text + "."
     if dive["time_to_common"] is None:

@@ -29,14 +29,14 @@ def test_the_instructor_walks_the_learn_tour_over_the_pages_figures(isolated_sto
     at = open_learn()
     at.button(key="learn_tour_start").click().run()
     assert store.get_tour("learn") == {"index": 0}
-    assert "step 1 of 5" in card_text(at) and "Each sample pulls its own way" in card_text(at)
+    assert "Step 1 of 5" in card_text(at) and "Each sample pulls its own way" in card_text(at)
     assert at.button(key="learn_tour_back").disabled
     titles = ["Diversity rises as the loss falls",
               "The bound crosses the batch size: the batch grows", "The cap at B_max",
               "Where a bigger batch stops being free"]
     for number, title in enumerate(titles, start=2):
         at.button(key="learn_tour_next").click().run()
-        assert f"step {number} of 5" in card_text(at) and title in card_text(at)
+        assert f"Step {number} of 5" in card_text(at) and title in card_text(at)
         if number == 3:  # the page's defaults: δ 0.5, B_old 1, the batch grows at step 12
             assert "At step 12, δ·n·Δ = 0.5 × 6 ×" in card_text(at)
             assert "so the rule grew it to 2" in card_text(at)
@@ -56,7 +56,7 @@ def test_the_learn_tour_leaves_out_the_batch_steps_when_the_rule_is_invalid(isol
     at.button(key="learn_tour_start").click().run()
     at.button(key="learn_tour_next").click().run()
     at.button(key="learn_tour_next").click().run()
-    assert "step 3 of 3" in card_text(at) and "Where a bigger batch stops" in card_text(at)
+    assert "Step 3 of 3" in card_text(at) and "Where a bigger batch stops" in card_text(at)
     assert not at.exception
 
 
@@ -65,7 +65,7 @@ def test_a_viewer_follows_the_learn_tour_and_cannot_move_it(isolated_store, monk
     store.set_tour("learn", {"index": 1})
     monkeypatch.setenv("DIVEBATCH_ROLE", "viewer")
     at = open_learn()
-    assert "step 2 of 5" in card_text(at) and "Diversity rises" in card_text(at)
+    assert "Step 2 of 5" in card_text(at) and "Diversity rises" in card_text(at)
     assert not [b for b in at.sidebar.button if b.key and b.key.startswith("learn_tour")]
     store.set_tour("learn", {"index": 4})
     at.run()

@@ -51,7 +51,7 @@ def test_the_instructor_moves_the_tour_and_drives_the_run_to_the_next_moment(iso
     store = RunStore(isolated_store)
     run_id = toured_run(store)
     at = open_lab()
-    assert "step 1 of 7" in card_text(at) and "Start small" in card_text(at)
+    assert "Step 1 of 7" in card_text(at) and "Start small" in card_text(at)
     assert at.session_state["syn_shown"] == [run_id]  # the toured run is on the charts
     assert at.button(key="syn_tour_back").disabled
     at.button(key="syn_tour_next").click().run()
@@ -78,7 +78,7 @@ def test_a_viewer_sees_the_instructors_step_and_cannot_move_it(isolated_store, m
     store.set_tour("syn", {"run_id": run_id, "index": 1, "stepped_after": None})
     monkeypatch.setenv("DIVEBATCH_ROLE", "viewer")
     at = open_lab()
-    assert "step 2 of 7" in card_text(at) and "Diversity rises" in card_text(at)
+    assert "Step 2 of 7" in card_text(at) and "Diversity rises" in card_text(at)
     assert not [b for b in at.sidebar.button if b.key and b.key.startswith("syn_tour")]
     store.set_tour("syn", {"run_id": run_id, "index": 0, "stepped_after": None})
     at.run()  # the next refresh follows the instructor
@@ -159,15 +159,15 @@ def test_after_its_run_the_tour_races_the_methods_then_reads_the_verdict_and_the
     assert len(race) == 4 and {store.get_run(i)["config"]["method"] for i in race} == {
         "divebatch", "sgd", "adabatch"}
     at.button(key="syn_tour_next").click().run()
-    assert "step 6 of 7" in card_text(at)
+    assert "Step 6 of 7" in card_text(at)
     assert "The race of the four methods trains on" in " ".join(
         c.value for c in at.sidebar.caption)
     assert at.session_state["syn_shown"] == race  # the race trains on the charts
     end_race(store, race)
     at.run()
     assert "What the race verdict says" in card_text(at)
-    assert ("SGD, small batch (B 8) got there first, in 0.10 s; DiveBatch took 0.40 s "
-            "(4.0x as long)") in card_text(at)
+    assert ("SGD, small batch (B 8) was first, in 0.10 s of training; DiveBatch took "
+            "0.40 s (4.0x as long)") in card_text(at)
     assert any("Verdict:" in m.value for m in at.main.markdown)
     divebatch_run = next(i for i in race if store.get_run(i)["config"]["method"] == "divebatch")
     assert started == [divebatch_run]
@@ -179,7 +179,7 @@ def test_after_its_run_the_tour_races_the_methods_then_reads_the_verdict_and_the
     rows.mark_finished(measurement, "completed")
     at.run()
     at.button(key="syn_tour_next").click().run()
-    assert "step 7 of 7" in card_text(at) and "What the critical-batch chart says" in card_text(at)
+    assert "Step 7 of 7" in card_text(at) and "What the critical-batch chart says" in card_text(at)
     assert "< 8 at epoch 0" in card_text(at)
     assert any(chart.key == "syn_critical_chart" for chart in at.get("plotly_chart"))
     assert at.button(key="syn_tour_next").disabled  # the last step
