@@ -43,7 +43,7 @@ def _card(steps: list[Step]) -> None:
             st.caption("The instructor moves the tour; this page follows it.")
         show_step(PAGE, steps[index], index, len(steps))
         if index == len(steps) - 1:
-            st.page_link(LAB_PAGE, label="The tour on a real run", icon=":material/science:")
+            st.page_link(LAB_PAGE, label="The lab's tour", icon=":material/science:")
 
 
 def _invitation() -> None:
