@@ -11,6 +11,7 @@ from divebatch.experiments import critical_jobs
 from divebatch.experiments.critical_batch import START
 from divebatch.presets import PRESETS
 from divebatch.report import tour
+from divebatch.report.tour_sequel import NOT_MEASURABLE
 from divebatch.runs import jobs
 from divebatch.runs.measurements import Measurements
 from divebatch.runs.store import RunStore
@@ -187,4 +188,21 @@ def test_after_its_run_the_tour_races_the_methods_then_reads_the_verdict_and_the
     assert not any(chart.key == "syn_critical_chart" for chart in at.get("plotly_chart"))
     at.button(key="syn_tour_back").click().run()  # step 5: the toured run alone again
     assert at.session_state["syn_shown"] == [run_id]
+    assert not at.exception
+
+
+def test_a_race_whose_divebatch_run_kept_no_checkpoint_ends_the_tour_at_its_verdict(
+        isolated_store, monkeypatch):
+    """The measurement cannot start (no checkpoint to branch from: the runs here are written
+    by hand): the tour ends at the race's verdict, step 6 of 6."""
+    monkeypatch.setattr(jobs, "dispatch", lambda store, limit=None: [])
+    store = RunStore(isolated_store)
+    finished_tour_run(store)
+    at = open_lab()
+    end_race(store, store.get_tour("syn")["race"])
+    at.button(key="syn_tour_next").click().run()
+    at.run()  # the card's next refresh tries the measurement and gives up
+    assert store.get_tour("syn")["measurement"] == NOT_MEASURABLE
+    assert "Step 6 of 6" in card_text(at) and "What the race verdict says" in card_text(at)
+    assert at.button(key="syn_tour_next").disabled
     assert not at.exception
