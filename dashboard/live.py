@@ -243,8 +243,12 @@ def verdict(prefix: str, snap: live_cache.Snapshot) -> None:
         return
     table = live_cache.target_table(list(snap.runs), {run_id: list(rows) for run_id, rows
                                                   in snap.records.items()}).table
-    if table.verdict:
-        st.container(key=f"{prefix}_verdict").markdown(f"**Verdict:** {table.verdict}")
+    if table.verdict:  # a projector shows its lead, the rest on demand (fits 1280x720)
+        lead = table.verdict_lead if instructor_mode() else table.verdict
+        box = st.container(key=f"{prefix}_verdict")
+        box.markdown(f"**Verdict:** {lead}")
+        if lead != table.verdict:
+            box.expander("The whole verdict").markdown(table.verdict)
 
 
 def preload_chart_code(prefix: str) -> None:

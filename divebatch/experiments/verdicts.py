@@ -93,15 +93,20 @@ def near_chance(target: float | None, problem: str | None) -> bool:
 
 # --- the verdict
 
-def verdict(rows: list[dict], common: float | None) -> str:
-    """The verdict for runs of one problem (the baseline first); '' for fewer than two."""
+def verdict(rows: list[dict], common: float | None, lead: bool = False) -> str:
+    """The verdict for runs of one problem (the baseline first); '' for fewer than two.
+    `lead`: its first two sentences on the race only (who was first to the common target,
+    where DiveBatch got), for a projector."""
     if len(rows) < 2 or common is None:
         return ""
     accuracy = any(r.get("final_acc") is not None for r in rows)
     level = f"{100 * common:.1f} %" if accuracy else f"a validation loss of {common:.4g}"
     live = any(r.get("active") for r in rows)
     sentences = [_chance_warning(rows, common)] if accuracy else []
-    sentences += _race(rows, level, accuracy, live)
+    sentences += _race(rows, level, accuracy, live)[:2 if lead else None]
+    if lead:
+        text = " ".join(s for s in sentences if s)
+        return ("So far (runs still training): " + text) if live else text
     sentences.append(_highest(rows, accuracy, live))
     sentences.append(_baseline_level(rows, accuracy))
     text = " ".join(s for s in sentences if s)
