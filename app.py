@@ -6,7 +6,7 @@ from pathlib import Path
 import streamlit as st
 
 from dashboard import remember_linked_runs
-from dashboard.common import foreground_runs, open_store, queue_summary
+from dashboard.store import foreground_runs, open_store, queue_summary
 from dashboard.instructor import apply_style
 from divebatch.runs import warm_pool
 

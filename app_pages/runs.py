@@ -4,7 +4,7 @@ import streamlit as st
 
 from dashboard import live, race_export, roles
 from dashboard.critical_panel import critical_batch_panel
-from dashboard.common import open_store, run_rows
+from dashboard.store import open_store, run_rows
 from divebatch.runs import queue, worker
 from divebatch.report.exports import records_csv, records_json
 from divebatch.report.figures import run_label

@@ -8,7 +8,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import roles
-from dashboard.common import open_store
+from dashboard.store import open_store
 from divebatch.experiments import critical_jobs
 from divebatch.experiments.critical_batch import CriticalBatchSettings, summarize
 from divebatch.report.critical_batch import critical_batch_sentence

@@ -17,7 +17,7 @@ from divebatch.runs.store import RunStore
 
 from . import pacing, roles
 from .instructor import instructor_mode
-from .common import open_store
+from .store import open_store
 
 CLASSROOM_S = 60.0  # a classroom-paced run lasts about this long in all
 SLOW_EPOCH_S = 3.0

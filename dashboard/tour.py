@@ -19,7 +19,7 @@ from divebatch.runs import control_requests, queue
 from divebatch.runs.store import ACTIVE_STATUSES
 
 from . import pacing, roles
-from .common import open_store
+from .store import open_store
 from .play import start_paced
 
 IDLE_POLL_S = 5.0  # how often a page with no tour under way looks for one (the class's pages)

@@ -5,10 +5,10 @@ Gradient diversity of per-sample gradients g_1..g_N is
     Delta = sum_i ||g_i||^2 / ||sum_i g_i||^2          (1/N when all g_i are equal)
 
 The denominator is the ordinary batch gradient. The numerator comes from per-layer rules
-(``divebatch.meter.rules``, ``divebatch.meter.conv``): a forward hook keeps each layer's
-input (GroupNorm also the statistics autograd saved), a hook on the layer's output receives
-dL/d(output) during the ordinary backward pass, and the layer's rule turns (input, output
-gradient) into the squared norm of every sample's gradient of that layer's own parameters.
+(``divebatch.meter.rules``): a forward hook keeps each layer's input (GroupNorm also the
+statistics autograd saved), a hook on the layer's output receives dL/d(output) during the
+ordinary backward pass, and the layer's rule turns (input, output gradient) into the squared
+norm of every sample's gradient of that layer's own parameters.
 
 BatchNorm in training mode mixes samples through batch statistics, so per-sample gradients are
 not defined and the functions here raise ``ValueError`` unless called with
@@ -160,7 +160,7 @@ class DiversityMeter:
     docstring), so zero the gradients before it.
 
     ``fuse_weight_grads`` (default True): on a measured batch, a Conv2d layer whose per-sample
-    weight gradients are formed anyway (``divebatch.meter.conv``) gets its batch weight
+    weight gradients are formed anyway (``divebatch.meter.rules.conv``) gets its batch weight
     gradient from their sum, written into ``weight.grad`` by the meter, instead of from autograd:
     the same value, computed once. Hooks on those weights' gradients do not fire, so pass False
     under DistributedDataParallel (whose reducer relies on them) or with such hooks.

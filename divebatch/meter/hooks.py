@@ -2,7 +2,7 @@
 
 A forward hook on each module with trainable direct parameters keeps what its rule needs and
 hooks the module's output; when backward reaches that output, the layer's rule
-(``divebatch.meter.rules``, ``divebatch.meter.conv``) turns it into (N,) squared norms.
+(``divebatch.meter.rules``) turns it into (N,) squared norms.
 """
 
 from __future__ import annotations
@@ -14,13 +14,14 @@ from functools import partial
 import torch
 from torch import Tensor, nn
 
-from divebatch.meter import conv, sequence_rules  # noqa: F401  (sequence_rules registers its rules)
-from divebatch.meter.calls import bind, main_output, refuse_inside_backward, rule_failed
+from divebatch.meter.calls import (batch_not_in_output, bind, called_twice, main_output,
+                                   refuse_inside_backward, rule_failed)
 from divebatch.meter.broadcast import failed_after_expansion, shared_call, verify_unchanged
 from divebatch.meter.functional import RandomState, functional_sq_norms, replayed
 from divebatch.meter.grad_check import explained_grads, relative_difference, tolerance
 from divebatch.meter.owners import Owner
-from divebatch.meter.rules import RULES, UnsupportedCall, _accumulation_dtype
+from divebatch.meter.kernels import accumulation_dtype
+from divebatch.meter.rules import RULES, UnsupportedCall, conv
 from divebatch.meter.sample_weights import SampleWeights, check_weighted, scale_rows
 from divebatch.meter.shared_params import Use, shared_sq_norms
 from divebatch.meter.timing import timed_output_grad
@@ -47,7 +48,7 @@ class SqNormHooks:
 
     ``fuse``: layers with a fused rule (``FUSED_RULES``) whose call it suits have their weight
     frozen during that forward call; their rule then writes the weight's batch gradient into
-    ``weight.grad`` itself (see ``divebatch.meter.conv``).
+    ``weight.grad`` itself (see ``divebatch.meter.rules.conv``).
 
     ``check``: every call also keeps its arguments, and ``check_batch_gradient`` compares the
     batch gradient these calls explain with autograd's (``divebatch.meter.grad_check``), and the
@@ -144,11 +145,8 @@ class SqNormHooks:
         if self._replaying or self._model_random is None:
             return
         if self.expanded:
-            self._replaying = True
-            try:
+            with self._quiet():
                 verify_unchanged(model, args, kwargs, output, self._model_random, self.expanded)
-            finally:
-                self._replaying = False
         if self._weights is not None:
             self._weights.watch(output, self._sample_weights)
 
@@ -156,6 +154,15 @@ class SqNormHooks:
         if not self._replaying and torch.is_grad_enabled():
             device = next(iter(self._params[module].values())).device
             self._random_before[module] = RandomState.now(device)
+
+    @contextmanager
+    def _quiet(self) -> Iterator[None]:
+        """The hooks ignore the module calls the meter itself makes (re-runs, checks)."""
+        self._replaying = True
+        try:
+            yield
+        finally:
+            self._replaying = False
 
     @contextmanager
     def expansions_named(self) -> Iterator[None]:
@@ -223,21 +230,11 @@ class SqNormHooks:
             return
         dim = 1 if isinstance(module, nn.MultiheadAttention) and not module.batch_first else 0
         if output.dim() <= dim or output.shape[dim] != self._batch_size:
-            raise ValueError(
-                f"{path} ({type(module).__name__}): its output has shape {list(output.shape)}, "
-                f"whose {('first', 'second')[dim]} dimension is not the batch "
-                f"({self._batch_size} samples), so its parameters' gradient mixes the samples "
-                "and per-sample norms cannot be taken from it; call it on the batch (with the "
-                "samples first), or freeze its parameters (requires_grad_(False))")
+            raise batch_not_in_output(path, module, output, dim, self._batch_size)
 
     def _start_call(self, module: nn.Module, path: str) -> None:
         if module in self._waiting and self._waiting[module][0] == len(self._pass_norms) - 1:
-            raise ValueError(
-                f"{path} ({type(module).__name__}) was called again before backward reached "
-                "its previous call: a module called more than once in one forward pass (a "
-                "shared layer, a loop over time steps) is not supported; give each use its own "
-                "module (tied weights may be shared by several modules), and for micro-batches "
-                "run backward after each forward")
+            raise called_twice(path, module)
         if module in self._in_this_pass or not self._pass_norms:
             self._start_pass()
         self._in_this_pass.add(module)
@@ -266,7 +263,14 @@ class SqNormHooks:
         self._in_this_pass = set()
         self._waiting.clear()  # outputs of the previous pass that backward never reached
 
-    def _on_output_grad(self, module: nn.Module, grad_out: Tensor) -> None:
+    def fused_input(self, module: nn.Module) -> Tensor | None:
+        """The input kept by ``module``'s call that backward has yet to reach, if its weight
+        gradient is fused (its rule then also forms the batch weight gradient)."""
+        waiting = self._waiting.get(module)
+        return waiting[1] if waiting is not None and waiting[2] else None
+
+    def on_output_grad(self, module: nn.Module, grad_out: Tensor) -> None:
+        """The hook on a layer's output: its rule's norms, or what a later check needs."""
         if module not in self._waiting or (self._weights is not None and self._weights.running):
             return  # a stale output of an earlier pass, or the weighted check's backward
         pass_index, saved, fused, call = self._waiting.pop(module)
@@ -276,22 +280,19 @@ class SqNormHooks:
             use = Use(module, self._params[module], *saved, grad_out.detach())
             self._shared_uses.setdefault(pass_index, []).append(use)
             return
-        self._replaying = True  # rules may re-run the module (torch.func)
         try:
-            with torch.no_grad():
+            with self._quiet(), torch.no_grad():  # rules may re-run the module (torch.func)
                 norms = self._rule_sq_norms(module, saved, fused, grad_out)
         except UnsupportedCall as error:
             raise ValueError(f"{self._paths[module]} ({type(module).__name__}): {error}") from None
         except Exception as error:  # noqa: BLE001  (a refusal by name, never another error)
             raise rule_failed(self._paths[module], module, error) from error
-        finally:
-            self._replaying = False
         self._add_norms(pass_index, norms)
 
     @staticmethod
     def _rule_sq_norms(module: nn.Module, saved: object, fused: bool, grad_out: Tensor) -> Tensor:
         if grad_out.shape[0] == 0:  # no samples (a process's empty share of a DDP batch)
-            return grad_out.new_zeros(0, dtype=_accumulation_dtype(grad_out))
+            return grad_out.new_zeros(0, dtype=accumulation_dtype(grad_out))
         if fused:
             return FUSED_RULES[type(module)][1](module, saved, grad_out)
         if type(module) in RULES:
@@ -309,9 +310,8 @@ class SqNormHooks:
     def _add_shared_norms(self) -> None:
         if not self._shared_uses:
             return
-        self._replaying = True
         try:
-            with torch.no_grad():
+            with self._quiet(), torch.no_grad():
                 for pass_index, uses in self._shared_uses.items():
                     self._add_norms(pass_index, shared_sq_norms(uses))
         except UnsupportedCall as error:
@@ -319,8 +319,6 @@ class SqNormHooks:
                 f"{self._paths[use.module]} ({type(use.module).__name__})" for uses in
                 self._shared_uses.values() for use in uses))
             raise ValueError(f"{paths}: {error}") from None
-        finally:
-            self._replaying = False
         self._shared_uses.clear()
 
     def _explained_grads(self) -> tuple[dict[Tensor, Tensor], dict[Tensor, Tensor],
@@ -332,8 +330,7 @@ class SqNormHooks:
         explained: dict[Tensor, Tensor] = {}
         weighted: dict[Tensor, Tensor] = {}
         tolerances: dict[Tensor, float] = {}
-        self._replaying = True
-        try:
+        with self._quiet():
             for module, (args, kwargs, weights, random), grad_out in self._checked_calls:
                 dim = 1 if isinstance(module, nn.MultiheadAttention) and \
                     not module.batch_first else 0
@@ -352,8 +349,6 @@ class SqNormHooks:
                     for total, grads in ((explained, plain), (weighted, scaled)):
                         total[param] = grads[name] + total[param] if param in total \
                             else grads[name]
-        finally:
-            self._replaying = False
         return explained, weighted, tolerances, list(explained)
 
     def check_grads_seen(self, params: Sequence[Tensor], grads: Sequence[Tensor | None]) -> None:
@@ -369,11 +364,11 @@ class SqNormHooks:
                     f"{held[0].path} ({type(held[0].module).__name__}) ran with gradients "
                     "disabled inside the model's forward (reentrant activation checkpointing, "
                     "torch.utils.checkpoint(use_reentrant=True), does this), so the per-sample "
-                    f"gradients of {_name(held[0])} cannot be measured; measure without "
+                    f"gradients of {held[0].param_path} cannot be measured; measure without "
                     "checkpointing, or freeze the parameter if it is not meant to train")
             if param_grad is not None and bool(param_grad.any()):
                 raise ValueError(
-                    f"parameter {_name(held[0])} received a gradient but "
+                    f"parameter {held[0].param_path} received a gradient but "
                     f"{held[0].path} ({type(held[0].module).__name__}).forward never ran; "
                     "parameters used outside their module's forward are not supported")
 
@@ -392,16 +387,12 @@ class SqNormHooks:
                 held = self._owners[param]
                 paths = " and ".join(o.path for o in held)
                 raise ValueError(
-                    f"parameter {_name(held[0])}: {difference:.1%} of its gradient does not "
+                    f"parameter {held[0].param_path}: {difference:.1%} of its gradient does not "
                     f"come from the calls of {paths}: it is also used outside their forward "
-                    f"(weight tying by direct use such as F.linear(h, {_name(held[0])}), or a "
-                    "functional call), which per-sample norms would miss; make every use a "
+                    f"(weight tying by direct use such as F.linear(h, {held[0].param_path}), or "
+                    "a functional call), which per-sample norms would miss; make every use a "
                     "module call (a tied head: an nn.Linear whose weight is this Parameter) or "
                     "freeze the parameter")
         if self._weights is not None and self._weights.complete:
             check_weighted(self._weights.weighted_grads, weighted, tolerances, order,
                            self._owners)
-
-
-def _name(owner: Owner) -> str:
-    return f"{owner.path}.{owner.name}" if owner.path else owner.name

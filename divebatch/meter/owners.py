@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 from torch import Tensor, nn
 
-from divebatch.meter.rules import _uses_batch_statistics
+from divebatch.meter.rules.normalisation import uses_batch_statistics
 
 # Layers whose rule covers the parameters of their children too (they use them functionally).
 COMPOSITE_LAYERS = (nn.MultiheadAttention,)
@@ -26,6 +26,11 @@ class Owner(NamedTuple):
     module: nn.Module
     name: str  # the parameter's name inside that module
 
+    @property
+    def param_path(self) -> str:
+        """The parameter's name in the model, as ``named_parameters`` gives it."""
+        return f"{self.path}.{self.name}" if self.path else self.name
+
 
 def batchnorm_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(name or type(model).__name__, m) for name, m in model.named_modules()
@@ -34,7 +39,7 @@ def batchnorm_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 def check_batchnorm(batchnorms: list[tuple[str, nn.Module]], allow_batchnorm: bool) -> bool:
     """True if some BatchNorm uses batch statistics (allowed); ValueError if not allowed."""
-    offenders = [name for name, m in batchnorms if _uses_batch_statistics(m)]
+    offenders = [name for name, m in batchnorms if uses_batch_statistics(m)]
     if offenders and not allow_batchnorm:
         raise ValueError(
             f"BatchNorm in training mode ({', '.join(offenders)}): samples interact through the "

@@ -62,7 +62,7 @@ class RunData:
 
     @property
     def initial(self) -> dict | None:
-        """The measured starting point (Trainer.initial: diversity, validation loss and
+        """The measured starting point (ChartInstruments.initial: diversity, validation loss and
         accuracy at epoch 0, no training loss), if the run measured one."""
         return (self.run.get("info") or {}).get("initial")
 

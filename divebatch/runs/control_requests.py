@@ -7,7 +7,7 @@ The dashboard and the CLI write a request (`request_stop`, `request_hot_change`,
 
 from __future__ import annotations
 
-from divebatch.config import HOT_FIELDS, RunConfig
+from divebatch.config import PACE_FIELDS, RunConfig, check_hot_change
 from divebatch.runs.store import RunStore
 
 PLAY_CONTROLS = ("pause", "resume", "step")
@@ -32,12 +32,7 @@ def request_stop(store: RunStore, run_id: int) -> None:
 
 def request_hot_change(store: RunStore, run_id: int, **hot) -> None:
     """Change hot parameters (config.HOT_FIELDS) of a running run between epochs."""
-    unknown = sorted(set(hot) - set(HOT_FIELDS))
-    if unknown:
-        raise ValueError(f"hot parameters are {', '.join(HOT_FIELDS)}, but got "
-                         f"{', '.join(unknown)}")
-    run = store.get_run(run_id)
-    RunConfig.from_dict({**run["config"], **hot}).validate()
+    check_hot_change(RunConfig.from_dict(store.get_run(run_id)["config"]), hot)
     store.send_control(run_id, "set", hot)
 
 
@@ -52,7 +47,7 @@ def request_play(store: RunStore, run_id: int, kind: str) -> None:
 
 def request_pace(store: RunStore, run_id: int, pace_s: float) -> None:
     """Set a running run's classroom pace: each epoch lasts at least `pace_s` seconds."""
-    RunConfig(pace_s=pace_s).validate()
+    check_hot_change(RunConfig(), {"pace_s": pace_s}, PACE_FIELDS)
     store.send_control(run_id, "pace", {"pace_s": pace_s})
 
 

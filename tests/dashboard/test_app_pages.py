@@ -9,44 +9,18 @@ import json
 import os
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from divebatch.runs import control_requests, queue, warm_pool
 from divebatch.report import learn, learn_noise
+from tests.helpers.apptest import open_app, poll, texts
 
-APP = str(Path(__file__).resolve().parents[2] / "app.py")
 TINY = {"n_samples": 400, "dim": 8, "batch_size": 16, "max_batch_size": 256}
-DEADLINE_S = 90
 
 
 pytestmark = pytest.mark.usefixtures("no_workers_left_behind")
-
-
-def open_app(page: str | None = None, query: dict | None = None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.query_params.update(query or {})
-    at.run()
-    if page:
-        at.switch_page(page).run()
-    assert not at.exception, at.exception
-    return at
-
-
-def poll(at: AppTest, condition, what: str, timeout: float = DEADLINE_S):
-    """at.run() until condition() is true (the fragment's timer does this in a browser),
-    then once more so that the page shows the state that met the condition."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        at.run()
-        assert not at.exception, at.exception
-        if condition():
-            at.run()
-            return
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def set_numbers(at: AppTest, prefix: str, **values) -> None:
@@ -61,10 +35,6 @@ def chart_notes(at: AppTest, index: int) -> list[str]:
         return []
     layout = json.loads(charts[index].proto.spec)["layout"]
     return [note.get("text", "") for note in layout.get("annotations", [])]
-
-
-def texts(elements) -> str:
-    return "\n".join(str(e.value) for e in elements)
 
 
 def test_home_says_what_each_page_is_for():

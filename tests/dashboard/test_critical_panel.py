@@ -7,7 +7,7 @@ import pytest
 from divebatch.config import RunConfig
 from divebatch.runs import worker
 from divebatch.runs.measurements import Measurements
-from test_app_pages import open_app, poll, texts
+from tests.helpers.apptest import open_app, poll, texts
 
 pytestmark = pytest.mark.usefixtures("no_workers_left_behind")
 

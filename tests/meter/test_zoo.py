@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from divebatch.meter.diversity import DiversityMeter, per_sample_grad_sq_norms
-from zoo_cases import CASES, Case
+from tests.helpers.zoo_cases import CASES, Case
 
 REL_TOL = 1e-6
 SEED = 1234  # every forward draws dropout masks from this seed

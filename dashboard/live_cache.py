@@ -45,6 +45,15 @@ _tables: OrderedDict = OrderedDict()  # (runs, statuses) -> (built at, counts, t
 _flights: dict[tuple, threading.Lock] = {}  # (cache, key) -> held while it is built
 
 
+def forget(*caches: str) -> None:
+    """Drop what viewers share, so that the next read rebuilds it: "snapshots" (store
+    reads), "charts", "tables" (all of them when none is named). For benchmarks that time
+    the rebuild."""
+    kept = {"snapshots": _snapshots, "charts": _latest, "tables": _tables}
+    for name in caches or kept:
+        kept[name].clear()
+
+
 def dispatch(store: RunStore) -> None:
     """queue.dispatch (which also reaps dead workers), at most once per DISPATCH_EVERY_S for
     this store in this process, whoever asks."""

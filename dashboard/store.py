@@ -11,7 +11,7 @@ from divebatch.report.tables import run_row
 from divebatch.report.figures import run_label
 from divebatch.runs.store import ACTIVE_STATUSES, RunStore
 
-from . import shared
+from . import live_cache
 
 
 
@@ -73,7 +73,7 @@ def run_rows(store: RunStore, runs: list[dict]) -> list[dict]:
     active runs' records come from the snapshot every viewer shares (new epochs decoded
     once per server)."""
     active_ids = [run["id"] for run in runs if run["status"] in ACTIVE_STATUSES]
-    active = shared.snapshot(store, active_ids).records if active_ids else {}
+    active = live_cache.snapshot(store, active_ids).records if active_ids else {}
     return [run_row(run, list(active[run["id"]])) if run["id"] in active
             else _finished_row(str(store.path), run) for run in runs]
 
