@@ -282,7 +282,7 @@ class DiversityMeter:
     def _add_sq_norms(self, sq_norms: Tensor | None, batch_size: int, samples: int,
                       scale: int) -> None:
         if sq_norms is not None:
-            if len(sq_norms) != samples:
+            if sq_norms.shape[0] != samples:
                 raise ValueError(f"the model's layers saw {len(sq_norms)} samples, but got "
                                  f"samples={samples}")
             self._sq_norm_sum.add_(torch.sum(sq_norms, dtype=torch.float64), alpha=scale ** 2)

@@ -28,9 +28,6 @@ from divebatch.meter.timing import timed_output_grad
 
 # Layer type -> (whether a call on this input should fuse, the fused rule): see SqNormHooks.
 FUSED_RULES = {nn.Conv2d: (conv.fuses_weight_grad, conv.conv2d_fused_sq_norms)}
-# Layers whose every call needs a closer look: an Embedding may be a position embedding that
-# every sample shares (expanded over the batch), attention may have the batch second.
-INSPECTED_CALLS = (nn.Embedding, nn.MultiheadAttention)
 
 
 class SqNormHooks:
@@ -89,6 +86,7 @@ class SqNormHooks:
         self._random_before: dict[nn.Module, RandomState] = {}  # calls of rule-less modules
         self.expanded: list[str] = []  # modules whose output was expanded over the batch
         self._paths, self._params, self._shared = layers.paths, layers.params, layers.shared
+        self._direct = layers.direct
         self._handles = [model.register_forward_pre_hook(self._on_model_call, with_kwargs=True)]
         self._handles += [layer.register_forward_hook(self._on_forward, with_kwargs=True)
                           for layer in self._paths]
@@ -182,9 +180,8 @@ class SqNormHooks:
             if self._model_grad:
                 self._ran_without_grad.add(module)
             return None
-        if (not kwargs and not self._check and type(output) is Tensor and output.requires_grad
-                and output.shape[:1] == (self._batch_size,) and type(module) in RULES
-                and module not in self._shared and not isinstance(module, INSPECTED_CALLS)):
+        if (module in self._direct and not kwargs and not self._check and type(output) is Tensor
+                and output.requires_grad and output.shape[:1] == (self._batch_size,)):
             self._on_direct_call(module, args, kwargs, output, fused)
             return None
         return self._on_any_call(module, args, kwargs, output, fused)
@@ -279,9 +276,12 @@ class SqNormHooks:
 
     def on_output_grad(self, module: nn.Module, grad_out: Tensor) -> None:
         """The hook on a layer's output: its rule's norms, or what a later check needs."""
-        if module not in self._waiting or (self._weights is not None and self._weights.running):
-            return  # a stale output of an earlier pass, or the weighted check's backward
-        pass_index, saved, fused, call = self._waiting.pop(module)
+        if self._weights is not None and self._weights.running:
+            return  # the weighted check's backward
+        waiting = self._waiting.pop(module, None)
+        if waiting is None:
+            return  # a stale output of an earlier pass
+        pass_index, saved, fused, call = waiting
         if call is not None:
             self._checked_calls.append((module, call, grad_out.detach()))
         if module in self._shared:
@@ -313,10 +313,13 @@ class SqNormHooks:
 
     def _add_norms(self, pass_index: int, norms: Tensor) -> None:
         previous = self._pass_norms[pass_index]
-        if previous is None or previous.dtype != torch.promote_types(previous.dtype, norms.dtype):
-            self._pass_norms[pass_index] = norms if previous is None else previous + norms
-        else:
+        if previous is None:
+            self._pass_norms[pass_index] = norms
+        elif previous.dtype == norms.dtype or \
+                previous.dtype == torch.promote_types(previous.dtype, norms.dtype):
             previous.add_(norms)  # rules return fresh tensors: no allocation per layer
+        else:
+            self._pass_norms[pass_index] = previous + norms
 
     def _add_shared_norms(self) -> None:
         if not self._shared_uses:

@@ -15,8 +15,12 @@ from typing import NamedTuple
 
 from torch import Tensor, nn
 
+from divebatch.meter.rules import RULES
 from divebatch.meter.rules.normalisation import uses_batch_statistics
 
+# Layers whose every call needs a closer look: an Embedding may be a position embedding that
+# every sample shares (expanded over the batch), attention may have the batch second.
+INSPECTED_CALLS = (nn.Embedding, nn.MultiheadAttention)
 # Layers whose rule covers the parameters of their children too (they use them functionally).
 COMPOSITE_LAYERS = (nn.MultiheadAttention,)
 
@@ -35,8 +39,8 @@ class Owner(NamedTuple):
 
 class Layers:
     """The modules the hooks watch, worked out once per model: each module holding trainable
-    parameters, with its path and its parameters by name, and which of them share a parameter
-    (tied weights)."""
+    parameters, with its path and its parameters by name, which of them share a parameter (tied
+    weights), and which may take the hooks' direct path."""
 
     def __init__(self, owners: dict[Tensor, list[Owner]]) -> None:
         self.owners = owners
@@ -46,6 +50,10 @@ class Layers:
             for owner in held:
                 self.params.setdefault(owner.module, {})[owner.name] = param
         self.shared = {o.module for held in owners.values() if len(held) > 1 for o in held}
+        # layers whose unchecked calls may take the hooks' direct path: a rule of their own, no
+        # shared parameter, nothing to inspect in the call
+        self.direct = {m for m in self.paths if type(m) in RULES and m not in self.shared
+                       and not isinstance(m, INSPECTED_CALLS)}
 
     def check_grads_seen(self, called: set[nn.Module], ran_without_grad: set[nn.Module],
                          params: Sequence[Tensor], grads: Sequence[Tensor | None]) -> None:
