@@ -313,6 +313,12 @@ class DiversityMeter:
             return float(measured) * grad_sq_seen / grad_sq_measured
         return float(measured) * self.samples_seen / self.samples_measured
 
+    @property
+    def running_sums(self) -> list[Tensor]:
+        """The tensors the meter keeps between batches: S, the sums C of the ratio estimator,
+        and G (one per parameter); what measuring holds in memory."""
+        return [self._sq_norm_sum, *self._batch_grad_sq_sums, *self._grad_sum]
+
     def detach(self) -> None:
         """Remove every hook this meter placed (only a measured batch has any)."""
         if self._hooks is not None:
