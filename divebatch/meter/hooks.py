@@ -16,10 +16,10 @@ from torch import Tensor, nn
 
 from divebatch.meter.calls import (batch_not_in_output, bind, called_twice, main_output,
                                    refuse_inside_backward, rule_failed)
-from divebatch.meter.broadcast import failed_after_expansion, shared_call, verify_unchanged
+from divebatch.meter.broadcast import shared_call, verify_unchanged
 from divebatch.meter.functional import RandomState, functional_sq_norms, replayed
 from divebatch.meter.grad_check import explained_grads, relative_difference, tolerance
-from divebatch.meter.owners import Owner
+from divebatch.meter.owners import Layers
 from divebatch.meter.kernels import accumulation_dtype
 from divebatch.meter.rules import RULES, UnsupportedCall, conv
 from divebatch.meter.sample_weights import SampleWeights, check_weighted, scale_rows
@@ -59,7 +59,7 @@ class SqNormHooks:
 
     seconds = 0.0  # in the rules: divebatch.meter.timing
 
-    def __init__(self, model: nn.Module, owners: dict[Tensor, list[Owner]], fuse: bool = False,
+    def __init__(self, model: nn.Module, layers: Layers, fuse: bool = False,
                  check: bool = False, mixing_allowed: bool = False) -> None:
         self._pass_norms: list[Tensor | None] = []  # per forward pass: (n_pass,) once measured
         self._shared_uses: dict[int, list[Use]] = {}  # per forward pass, until sq_norms
@@ -72,7 +72,7 @@ class SqNormHooks:
         self._waiting: dict[nn.Module, tuple[int, object, bool, tuple | None]] = {}
         self._frozen: list[nn.Module] = []  # weights frozen for the forward call now running
         self._replaying = False  # inside a re-run of a module: hooks stay quiet
-        self._owners = owners
+        self._layers = layers
         self._check = check
         # checked calls with their output gradients, re-run once backward is done
         self._checked_calls: list[tuple[nn.Module, tuple, Tensor]] = []
@@ -80,26 +80,22 @@ class SqNormHooks:
         self._input_shape: tuple[int, ...] = ()
         self._sample_weights: Tensor | None = None  # c_i of the model call now running
         # mixing_allowed: BatchNorm's batch statistics, allowed as an approximation
-        self._weights = SampleWeights(list(owners)) if check and not mixing_allowed else None
+        self._weights = SampleWeights(list(layers.owners)) if check and not mixing_allowed \
+            else None
         self._model_random: RandomState | None = None  # before the model call (check only)
         self._random_before: dict[nn.Module, RandomState] = {}  # calls of rule-less modules
         self.expanded: list[str] = []  # modules whose output was expanded over the batch
-        self._paths = {o.module: o.path or "model" for held in owners.values() for o in held}
-        self._params: dict[nn.Module, dict[str, Tensor]] = {}
-        for param, held in owners.items():
-            for owner in held:
-                self._params.setdefault(owner.module, {})[owner.name] = param
-        self._shared = {o.module for held in owners.values() if len(held) > 1 for o in held}
-        layers = list(self._paths)
+        self._paths, self._params, self._shared = layers.paths, layers.params, layers.shared
+        self._direct = layers.direct
         self._handles = [model.register_forward_pre_hook(self._on_model_call, with_kwargs=True)]
         self._handles += [layer.register_forward_hook(self._on_forward, with_kwargs=True)
-                          for layer in layers]
+                          for layer in self._paths]
         if fuse:
             self._handles += [layer.register_forward_pre_hook(self._before_forward,
                                                               with_kwargs=True)
-                              for layer in layers if type(layer) in FUSED_RULES]
+                              for layer in self._paths if type(layer) in FUSED_RULES]
         self._handles += [layer.register_forward_pre_hook(self._before_rule_less_call)
-                          for layer in layers if type(layer) not in RULES]
+                          for layer in self._paths if type(layer) not in RULES]
         if check:
             self._handles.append(model.register_forward_hook(self._after_model_call,
                                                              with_kwargs=True))
@@ -164,17 +160,6 @@ class SqNormHooks:
         finally:
             self._replaying = False
 
-    @contextmanager
-    def expansions_named(self) -> Iterator[None]:
-        """A failure (other than a refusal) after an output was expanded over the batch is
-        raised as a refusal naming the expanded modules (``divebatch.meter.broadcast``)."""
-        try:
-            yield
-        except Exception as error:
-            if self.expanded and not isinstance(error, ValueError):
-                raise failed_after_expansion(self.expanded, error) from error
-            raise
-
     def _before_forward(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
         if self._replaying or not torch.is_grad_enabled():
             return
@@ -185,7 +170,7 @@ class SqNormHooks:
 
     def _on_forward(self, module: nn.Module, args: tuple, kwargs: dict,
                     output: object) -> Tensor | None:
-        fused = module in self._frozen
+        fused = bool(self._frozen) and module in self._frozen
         if fused:
             self._frozen.remove(module)
             module.weight.requires_grad_(True)
@@ -195,6 +180,26 @@ class SqNormHooks:
             if self._model_grad:
                 self._ran_without_grad.add(module)
             return None
+        if (module in self._direct and not kwargs and not self._check and type(output) is Tensor
+                and output.requires_grad and output.shape[:1] == (self._batch_size,)):
+            self._on_direct_call(module, args, kwargs, output, fused)
+            return None
+        return self._on_any_call(module, args, kwargs, output, fused)
+
+    def _on_direct_call(self, module: nn.Module, args: tuple, kwargs: dict, output: Tensor,
+                        fused: bool) -> None:
+        """The common call, on an unchecked batch: a layer with a rule and no shared
+        parameter, called on the batch without keywords, returning one tensor with the batch
+        first. What ``_on_any_call`` would do, without the cases that cannot arise."""
+        path = self._paths[module]
+        refuse_inside_backward(module, path)
+        saved = self._capture(module, path, args, kwargs, output, None)
+        self._start_call(module, path)
+        self._waiting[module] = (len(self._pass_norms) - 1, saved, fused, None)
+        self._handles.append(output.register_hook(partial(timed_output_grad, self, module)))
+
+    def _on_any_call(self, module: nn.Module, args: tuple, kwargs: dict, output: object,
+                     fused: bool) -> Tensor | None:
         path = self._paths[module]
         refuse_inside_backward(module, path)
         args, kwargs = bind(module, args, kwargs)
@@ -271,22 +276,28 @@ class SqNormHooks:
 
     def on_output_grad(self, module: nn.Module, grad_out: Tensor) -> None:
         """The hook on a layer's output: its rule's norms, or what a later check needs."""
-        if module not in self._waiting or (self._weights is not None and self._weights.running):
-            return  # a stale output of an earlier pass, or the weighted check's backward
-        pass_index, saved, fused, call = self._waiting.pop(module)
+        if self._weights is not None and self._weights.running:
+            return  # the weighted check's backward
+        waiting = self._waiting.pop(module, None)
+        if waiting is None:
+            return  # a stale output of an earlier pass
+        pass_index, saved, fused, call = waiting
         if call is not None:
             self._checked_calls.append((module, call, grad_out.detach()))
         if module in self._shared:
             use = Use(module, self._params[module], *saved, grad_out.detach())
             self._shared_uses.setdefault(pass_index, []).append(use)
             return
-        try:
-            with self._quiet(), torch.no_grad():  # rules may re-run the module (torch.func)
+        self._replaying = True  # rules may re-run the module (torch.func)
+        try:  # backward runs hooks without grad unless create_graph: no_grad costs ~10 us
+            with torch.no_grad() if torch.is_grad_enabled() else nullcontext():
                 norms = self._rule_sq_norms(module, saved, fused, grad_out)
         except UnsupportedCall as error:
             raise ValueError(f"{self._paths[module]} ({type(module).__name__}): {error}") from None
         except Exception as error:  # noqa: BLE001  (a refusal by name, never another error)
             raise rule_failed(self._paths[module], module, error) from error
+        finally:
+            self._replaying = False
         self._add_norms(pass_index, norms)
 
     @staticmethod
@@ -302,10 +313,13 @@ class SqNormHooks:
 
     def _add_norms(self, pass_index: int, norms: Tensor) -> None:
         previous = self._pass_norms[pass_index]
-        if previous is None or previous.dtype != torch.promote_types(previous.dtype, norms.dtype):
-            self._pass_norms[pass_index] = norms if previous is None else previous + norms
-        else:
+        if previous is None:
+            self._pass_norms[pass_index] = norms
+        elif previous.dtype == norms.dtype or \
+                previous.dtype == torch.promote_types(previous.dtype, norms.dtype):
             previous.add_(norms)  # rules return fresh tensors: no allocation per layer
+        else:
+            self._pass_norms[pass_index] = previous + norms
 
     def _add_shared_norms(self) -> None:
         if not self._shared_uses:
@@ -353,24 +367,7 @@ class SqNormHooks:
 
     def check_grads_seen(self, params: Sequence[Tensor], grads: Sequence[Tensor | None]) -> None:
         """Raise if a parameter got a gradient although no module holding it ran."""
-        if len(self._called) == len(self._params):
-            return  # every module holding a parameter ran
-        for param, param_grad in zip(params, grads):
-            held = self._owners[param]
-            if any(o.module in self._called for o in held):
-                continue
-            if any(o.module in self._ran_without_grad for o in held):
-                raise ValueError(
-                    f"{held[0].path} ({type(held[0].module).__name__}) ran with gradients "
-                    "disabled inside the model's forward (reentrant activation checkpointing, "
-                    "torch.utils.checkpoint(use_reentrant=True), does this), so the per-sample "
-                    f"gradients of {held[0].param_path} cannot be measured; measure without "
-                    "checkpointing, or freeze the parameter if it is not meant to train")
-            if param_grad is not None and bool(param_grad.any()):
-                raise ValueError(
-                    f"parameter {held[0].param_path} received a gradient but "
-                    f"{held[0].path} ({type(held[0].module).__name__}).forward never ran; "
-                    "parameters used outside their module's forward are not supported")
+        self._layers.check_grads_seen(self._called, self._ran_without_grad, params, grads)
 
     def check_batch_gradient(self, params: Sequence[Tensor],
                              grads: Sequence[Tensor | None]) -> None:
@@ -384,7 +381,7 @@ class SqNormHooks:
                 continue
             difference = relative_difference(explained.get(param), param_grad)
             if difference > tolerances.get(param, tolerance(param_grad)):
-                held = self._owners[param]
+                held = self._layers.owners[param]
                 paths = " and ".join(o.path for o in held)
                 raise ValueError(
                     f"parameter {held[0].param_path}: {difference:.1%} of its gradient does not "
@@ -395,4 +392,4 @@ class SqNormHooks:
                     "freeze the parameter")
         if self._weights is not None and self._weights.complete:
             check_weighted(self._weights.weighted_grads, weighted, tolerances, order,
-                           self._owners)
+                           self._layers.owners)

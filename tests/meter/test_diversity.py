@@ -346,6 +346,13 @@ def test_seconds_count_the_rules_and_only_the_excess_of_fused_ones(monkeypatch):
     assert meter.seconds == 0.0
 
 
+def test_running_sums_are_what_the_meter_keeps():
+    model = conv_model(kernel_size=3)
+    sums = DiversityMeter(model).running_sums
+    assert [t.shape for t in sums[3:]] == [p.shape for p in model.parameters()]
+    assert all(t.dim() == 0 for t in sums[:3])
+
+
 def all_hooks(model):
     return [hook for m in model.modules()
             for hook in (*m._forward_hooks.values(), *m._backward_hooks.values(),

@@ -38,11 +38,12 @@ def _linear_2d_sq_norms(linear: nn.Linear, x: Tensor, grad_out: Tensor) -> Tenso
     if x.dtype != grad_out.dtype or x.dtype not in (torch.float32, torch.float64):
         x = x.to(accumulation_dtype(x))
         grad_out = grad_out.to(x.dtype)
+    weight, bias = linear.weight, linear.bias
     grad_sq = torch.linalg.vecdot(grad_out, grad_out)  # (N,)
-    if not is_trainable(linear.weight):
+    if not weight.requires_grad:
         return grad_sq
     input_sq = torch.linalg.vecdot(x, x)
-    if is_trainable(linear.bias):  # one operation; adding the Python scalar 1 costs more
+    if is_trainable(bias):  # one operation; adding the Python scalar 1 costs more
         return torch.addcmul(grad_sq, input_sq, grad_sq)
     return input_sq.mul_(grad_sq)
 
