@@ -6,9 +6,9 @@ from pathlib import Path
 import streamlit as st
 
 from dashboard import remember_linked_runs
-from dashboard.common import foreground_runs, open_store, queue_summary
+from dashboard.store import foreground_runs, open_store, queue_summary
 from dashboard.instructor import apply_style
-from divebatch.runs import jobs
+from divebatch.runs import warm_pool
 
 # The icon is a file here: a Material icon name makes the browser fetch it from Google.
 st.set_page_config(page_title="DiveBatch Lab", layout="wide",
@@ -35,7 +35,7 @@ st.sidebar.toggle("Instructor mode", key="instructor",
 apply_style()
 store = open_store()
 busy, queued, slots = queue_summary(store)
-jobs.keep_warm(store)  # a waiting worker makes the next Start immediate
+warm_pool.keep_warm(store)  # a waiting worker makes the next Start immediate
 cli_ids = ", ".join(f"#{run['id']}" for run in foreground_runs(store))
 st.sidebar.caption(f"Workers: {busy} of {slots} slot(s) busy, {queued} run(s) queued"
                    + (f" · running from the command line: {cli_ids}" if cli_ids else ""))

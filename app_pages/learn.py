@@ -5,7 +5,9 @@ from urllib.parse import urlencode
 import streamlit as st
 
 from dashboard.instructor import instructor_mode
+from dashboard.learn_tour import learn_tour
 from divebatch.report import learn, learn_figures as learn_plots, learn_noise
+from divebatch.report.learn_tour import Rule, learn_steps
 from divebatch.config import RunConfig
 from divebatch.links import config_to_query
 
@@ -142,6 +144,7 @@ rule[1].number_input("B_old", min_value=1, max_value=4096, step=1, key="learn_b_
 rule[2].number_input("B_max", min_value=1, max_value=65_536, step=1, key="learn_b_max")
 delta, b_old, b_max = (st.session_state.learn_delta, st.session_state.learn_b_old,
                        st.session_state.learn_b_max)
+rule = None  # the tour's batch steps need a valid rule
 if b_max < b_old:
     st.error(f"B_max should be at least B_old ({b_old}), but got B_max={b_max}.")
 else:
@@ -150,6 +153,7 @@ else:
               help=f"δ·n·Δ = {delta:g} × {n} × {point.diversity:.4g} = "
                    f"{delta * point.yin_bound:.4g}")
     batches = learn.batch_sizes_along(along["diversity"], n, delta, b_old, b_max)
+    rule = Rule(delta, b_old, b_max, batches)
     proposals = [delta * bound for bound in along["yin_bound"]]
     st.plotly_chart(learn_plots.batch_along_path(along["step"], proposals, batches, b_max),
                     key="learn_batch_chart", width="stretch")
@@ -194,3 +198,5 @@ if not instructor_mode():
         for name, source in learn.library_sources().items():
             st.markdown(f"`{name}`")
             st.code(source, language="python")
+
+learn_tour(learn_steps(point, n, along, rule, scales))  # the sidebar's guided tour

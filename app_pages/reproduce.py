@@ -3,28 +3,22 @@
 import streamlit as st
 
 from dashboard import roles
-from dashboard.common import open_store
-from dashboard.experiment import (backend_controls, chosen_backend, form_and_message,
-                                  group_progress)
-from divebatch.runs import reproduce
+from dashboard.store import open_store
+from dashboard.experiment import (Experiments, backend_controls, chosen_backend,
+                                  experiment_page)
+from divebatch.experiments import claims, reproduce
 from divebatch.report import reproduce_report, sweep_figures as sweep_plots
 
 
 CPU_BENCHMARKS = [key for key, b in reproduce.BENCHMARKS.items() if not b.needs_gpu]
-for key, value in {"repro_scale": "quick", "repro_seeds": 3,
-                   "repro_benchmarks": CPU_BENCHMARKS, "repro_spec": None,
-                   "repro_message": None}.items():
-    st.session_state.setdefault(key, value)
+FORM_DEFAULTS = {"repro_scale": "quick", "repro_seeds": 3, "repro_benchmarks": CPU_BENCHMARKS}
+INTRO = ("DiveBatch against SGD at the small batch B0, SGD at the large batch B_max and "
+         "AdaBatch, each with and without linear LR scaling, several seeds each, scaled down "
+         "to what this machine can run. As in the paper, a method's time is its training time "
+         "to within 1 point of its own final accuracy; we compare **speed-ups over SGD at B0** "
+         "(seconds differ by machine) and **accuracy changes**, beside the paper's published "
+         "numbers.")
 
-store = open_store()
-
-st.title("Reproduce the paper")
-st.markdown(
-    "DiveBatch against SGD at the small batch B0, SGD at the large batch B_max and AdaBatch, "
-    "each with and without linear LR scaling, several seeds each, scaled down to what this "
-    "machine can run. As in the paper, a method's time is its training time to within 1 "
-    "point of its own final accuracy; we compare **speed-ups over SGD at B0** (seconds differ "
-    "by machine) and **accuracy changes**, beside the paper's published numbers.")
 
 def start_reproduction() -> None:
     """on_click: runs before the script, so the click survives a rerun."""
@@ -38,7 +32,7 @@ def start_reproduction() -> None:
         if not spec.runnable():
             raise ValueError("none of the chosen benchmarks can run here: "
                              + "; ".join(spec.skipped().values()))
-        queued = reproduce.launch(store, spec, backend=chosen_backend("repro"))
+        queued = reproduce.launch(open_store(), spec, backend=chosen_backend("repro"))
     except Exception as error:  # bad input: say so, keep the page
         st.session_state.repro_message = ("error", str(error).replace("\n", "; "))
         return
@@ -61,29 +55,8 @@ def repro_form() -> None:
                               on_click=start_reproduction)
 
 
-form_and_message(repro_form, "repro_message")
-
-earlier = reproduce.list_reproductions(store)
-if earlier and st.session_state.repro_spec is None:
-    st.session_state.repro_spec = earlier[0].to_dict()  # the latest one
-if st.session_state.repro_spec is None:
-    st.info("Choose a scale, seeds and benchmarks, then press Start. The quick scale takes a "
-            "few minutes on a laptop CPU.")
-    st.stop()
-
-spec = reproduce.ReproSpec.from_dict(st.session_state.repro_spec)
-running = not reproduce.results(store, spec).done
-
-
-@st.fragment(run_every=2.0 if running else None)
-def show_results():
-    result = reproduce.results(store, spec)
+def draw_results(store, spec: reproduce.ReproSpec, result: reproduce.ReproResults) -> None:
     counts = result.progress
-    group_progress(store, spec.group, counts,
-                   f"{spec.group} ({spec.scale}, seeds {list(spec.seeds)})", done=result.done,
-                   stop_label="Stop", stop_key="repro_stop", redo_with="Start")
-    if running and result.done:
-        st.rerun()
     if result.skipped:
         st.info("Skipped here: " + "; ".join(reproduce_report.skipped_notes(result.skipped)) + ".")
 
@@ -93,19 +66,19 @@ def show_results():
     st.subheader("Where we agree, and where we do not")
     badges = {True: ":green-badge[agrees]", False: ":red-badge[differs]",
               None: ":orange-badge[unclear]"}
-    for finding in reproduce.findings(result):
+    for finding in claims.findings(result):
         title = reproduce.BENCHMARKS[finding["benchmark"]].title
         badge = (":blue-badge[differs: no accuracy loss]" if finding["favourable"]
                  else badges[finding["agrees"]])
         st.markdown(f"{badge} **{title}**: {finding['claim']}? "
                     f"Paper: {finding['paper']}. Ours: {finding['ours']}.")
-    st.markdown("**Why**\n" + "\n".join(f"- {reproduce.explanation(result, key)}"
+    st.markdown("**Why**\n" + "\n".join(f"- {claims.explanation(result, key)}"
                                          for key in result.benchmarks()))
     st.plotly_chart(sweep_plots.method_bars(result, "speedup"), key="repro_speedups",
                     width="stretch")
     st.plotly_chart(sweep_plots.method_bars(result, "final_change"), key="repro_changes",
                     width="stretch")
-    draw_curves(result)
+    draw_curves(store, spec, result)
     st.subheader("Every method")
     st.dataframe(reproduce_report.detail(result), key="repro_detail", hide_index=True,
                  placeholder="—", column_config=dict(reproduce_report.DETAIL_COLUMNS))
@@ -119,7 +92,7 @@ def show_results():
         st.caption("`python -m divebatch reproduce` writes the same report to reports/.")
 
 
-def draw_curves(result: reproduce.ReproResults) -> None:
+def draw_curves(store, spec: reproduce.ReproSpec, result: reproduce.ReproResults) -> None:
     benchmarks = result.benchmarks()
     if not benchmarks:
         return
@@ -134,4 +107,12 @@ def draw_curves(result: reproduce.ReproResults) -> None:
                         key="repro_curves", width="stretch")
 
 
-show_results()
+experiment_page("repro", Experiments(reproduce.ReproSpec.from_dict,
+                                     reproduce.list_reproductions, reproduce.results),
+                title="Reproduce the paper", intro=INTRO, defaults=FORM_DEFAULTS,
+                draw_form=repro_form,
+                empty_note="Choose a scale, seeds and benchmarks, then press Start. The quick "
+                           "scale takes a few minutes on a laptop CPU.",
+                progress_title=lambda spec: (f"{spec.group} ({spec.scale}, seeds "
+                                             f"{list(spec.seeds)})"),
+                stop_label="Stop", redo_with="Start", draw_results=draw_results)

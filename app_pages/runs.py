@@ -4,8 +4,8 @@ import streamlit as st
 
 from dashboard import live, race_export, roles
 from dashboard.critical_panel import critical_batch_panel
-from dashboard.common import open_store, run_rows
-from divebatch.runs import jobs
+from dashboard.store import open_store, run_rows
+from divebatch.runs import queue, worker
 from divebatch.report.exports import records_csv, records_json
 from divebatch.report.figures import run_label
 from divebatch.runs.store import ACTIVE_STATUSES, STATUSES
@@ -70,7 +70,7 @@ def delete_one(run_id: int) -> None:
         return
     run_store = open_store()
     run_store.delete_run(run_id)
-    jobs.remove_run_files(run_store, [run_id])  # its checkpoint and worker log
+    worker.remove_run_files(run_store, [run_id])  # its checkpoint and worker log
     st.session_state.runs_shown = [i for i in st.session_state.runs_shown if i != run_id]
     st.session_state.runs_confirm_delete = False
     st.session_state.runs_delete_message = f"Deleted run #{run_id} and its records."
@@ -82,7 +82,7 @@ def resume_selected(run_ids: list[int]) -> None:
     run_store, notes = open_store(), []
     for run_id in run_ids:
         try:
-            epoch = jobs.resume(run_store, run_id)
+            epoch = queue.resume(run_store, run_id)
             notes.append(("info", f"Run #{run_id} continues after epoch {epoch}." if epoch
                           else f"Run #{run_id} starts again from epoch 1 (no checkpoint)."))
         except ValueError as error:
@@ -94,7 +94,7 @@ def resume_and_delete(chosen: dict) -> None:
     """Resume or delete the one chosen run (instructor only)."""
     run_id = chosen["id"]
     col_resume, col_confirm, col_delete = st.columns([1, 3, 1], vertical_alignment="center")
-    resumable = chosen["status"] in jobs.RESUMABLE_STATUSES
+    resumable = chosen["status"] in queue.RESUMABLE_STATUSES
     col_resume.button("Resume", key="runs_resume", disabled=not resumable,
                       width="stretch", on_click=resume_selected, args=([run_id],),
                       help="Continue an interrupted, failed or stopped run from its "

@@ -3,12 +3,12 @@
 import streamlit as st
 
 from dashboard import race_export, roles
-from dashboard.common import open_store
+from dashboard.store import open_store
 from dashboard.instructor import instructor_mode
-from dashboard.experiment import (backend_controls, chosen_backend, form_and_message,
-                                  group_progress)
+from dashboard.experiment import (Experiments, backend_controls, chosen_backend,
+                                  experiment_page)
 from divebatch.report import sweep_figures as sweep_plots
-from divebatch.runs import sweeps, verdicts
+from divebatch.experiments import sweeps, verdicts
 from divebatch.config import PROBLEMS
 from divebatch.data.problems import check_available
 
@@ -17,19 +17,11 @@ FORM_DEFAULTS = {"sweep_problem": "classification", "sweep_epochs": 10,
                  "sweep_n_samples": 2000, "sweep_batch_size": 16, "sweep_lr": 0.05,
                  "sweep_deltas": "0.1, 0.5", "sweep_max_batch_sizes": "128, 512",
                  "sweep_resize_everys": "1", "sweep_seeds": "0"}  # 4 cells + 1 baseline
-for key, value in {**FORM_DEFAULTS, "sweep_spec": None, "sweep_seen_click": None,
-                   "sweep_message": None}.items():
-    st.session_state.setdefault(key, value)
-
-store = open_store()
-
-st.title("Sweep")
-st.markdown(
-    "What if delta, the maximum batch size B_max or the resize interval R were different? "
-    "Each cell of the grid is a DiveBatch run per seed, judged against SGD at the initial "
-    "batch size with the same seed: **speed-up** is the baseline's training time to within "
-    "1 point of its own final accuracy over the cell's. Runs go to the background queue (or "
-    "a Ray cluster); re-running the same sweep reuses the runs that finished.")
+INTRO = ("What if delta, the maximum batch size B_max or the resize interval R were different? "
+         "Each cell of the grid is a DiveBatch run per seed, judged against SGD at the initial "
+         "batch size with the same seed: **speed-up** is the baseline's training time to within "
+         "1 point of its own final accuracy over the cell's. Runs go to the background queue "
+         "(or a Ray cluster); re-running the same sweep reuses the runs that finished.")
 
 
 def spec_from_form() -> sweeps.SweepSpec:
@@ -56,7 +48,7 @@ def start_sweep() -> None:
         return
     try:
         spec = spec_from_form()
-        queued = sweeps.launch(store, spec, backend=chosen_backend("sweep"))
+        queued = sweeps.launch(open_store(), spec, backend=chosen_backend("sweep"))
     except Exception as error:  # bad input or unavailable data: say so, keep the page
         st.session_state.sweep_message = ("error", str(error).replace("\n", "; "))
         return
@@ -96,10 +88,7 @@ def sweep_form() -> None:
                               on_click=start_sweep)
 
 
-form_and_message(sweep_form, "sweep_message")
-
-earlier = sweeps.list_sweeps(store)
-if earlier:
+def sweep_picker(earlier: list[sweeps.SweepSpec]) -> None:
     labels = {s.group: f"{s.group}: {s.base.get('problem')} delta {list(s.deltas)}, "
                        f"B_max {list(s.max_batch_sizes)}, R {list(s.resize_everys)}, "
                        f"seeds {list(s.seeds)}" for s in earlier}
@@ -107,33 +96,18 @@ if earlier:
                  index=None, placeholder="earlier sweeps", on_change=open_sweep,
                  args=({s.group: s for s in earlier},))
 
-if earlier and st.session_state.sweep_spec is None:
-    st.session_state.sweep_spec = earlier[0].to_dict()  # the latest one
-if st.session_state.sweep_spec is None:
-    st.info("Set up a grid and press Start sweep.")
-    st.stop()
 
-spec = sweeps.SweepSpec.from_dict(st.session_state.sweep_spec)
-running = not sweeps.results(store, spec).done
-
-
-@st.fragment(run_every=2.0 if running else None)
-def show_results():
-    result = sweeps.results(store, spec)
-    group_progress(store, spec.group, result.progress, spec.group, done=result.done,
-                   stop_label="Stop sweep", stop_key="sweep_stop", redo_with="Start sweep")
-    if running and result.done:
-        st.rerun()  # the whole page: timers off, final state
-    draw_heatmaps(result)
+def draw_results(store, spec: sweeps.SweepSpec, result: sweeps.SweepResults) -> None:
+    draw_heatmaps(spec, result)
     st.dataframe(sweeps.cell_table(result), key="sweep_table", hide_index=True,
                  placeholder="—", width="stretch")
     line = verdicts.sweep_verdict(result)
     if line:
         st.markdown(f"**Verdict:** {line}")
-    draw_cell_curves(result)
+    draw_cell_curves(store, result)
 
 
-def draw_heatmaps(result: sweeps.SweepResults) -> None:
+def draw_heatmaps(spec: sweeps.SweepSpec, result: sweeps.SweepResults) -> None:
     default_x, default_y = sweeps.default_axes(spec)
     st.session_state.setdefault("sweep_x", default_x)
     st.session_state.setdefault("sweep_y", default_y)
@@ -175,7 +149,7 @@ def remember_click(event, chart_key: str) -> None:
         st.session_state.sweep_cell = labels[0]
 
 
-def draw_cell_curves(result: sweeps.SweepResults) -> None:
+def draw_cell_curves(store, result: sweeps.SweepResults) -> None:
     by_label = {row["label"]: row["cell"] for row in result.cells}
     labels = [label for label, cell in by_label.items() if cell != sweeps.BASELINE]
     if st.session_state.get("sweep_cell") not in labels:
@@ -196,4 +170,9 @@ def draw_cell_curves(result: sweeps.SweepResults) -> None:
     race_export.download_panel("sweep", baseline_ids + cell_ids)
 
 
-show_results()
+experiment_page("sweep", Experiments(sweeps.SweepSpec.from_dict, sweeps.list_sweeps,
+                                     sweeps.results),
+                title="Sweep", intro=INTRO, defaults={**FORM_DEFAULTS, "sweep_seen_click": None},
+                draw_form=sweep_form, empty_note="Set up a grid and press Start sweep.",
+                progress_title=lambda spec: spec.group, stop_label="Stop sweep",
+                redo_with="Start sweep", draw_results=draw_results, open_earlier=sweep_picker)

@@ -18,3 +18,4 @@ st.markdown("Convex (least squares, logistic) and non-convex (sine with an MLP, 
 
 tour.tour_panel(PREFIX)  # before the run picker: the toured run goes on the charts
 lab.form_and_live_panel(PREFIX, SYNTHETIC_PROBLEMS, hidden=IRRELEVANT)
+tour.tour_figures(PREFIX)  # the critical-batch chart, at the tour's step that reads it

@@ -307,11 +307,11 @@ def report_class(row: dict, kind: str) -> None:
 
 
 def measure_fragment_in_process(repeat: int = 20) -> None:
-    """The live fragment's server work per viewer update without a browser: live._charts
+    """The live fragment's server work per viewer update without a browser: live.charts_fragment
     called directly (Streamlit's bare mode: elements are built and serialised, not sent) on
     the same 4 runs x LIVE_EPOCHS, once with the charts already built by another viewer and
     once after a new epoch of every run (store read and chart build included); and the
-    time-to-target table's fragment, live._table, rebuilding the table."""
+    time-to-target table's fragment, live.table_fragment, rebuilding the table."""
     import logging
     logging.disable(logging.WARNING)  # bare mode warns on every element
     with tempfile.TemporaryDirectory() as folder:
@@ -319,7 +319,7 @@ def measure_fragment_in_process(repeat: int = 20) -> None:
         os.environ["DIVEBATCH_WARM_WORKERS"] = "0"  # the fragment's dispatch would start one
         store = RunStore(os.environ["DIVEBATCH_DB"])
         run_ids = live_store(store)
-        from dashboard import live, shared
+        from dashboard import live, live_cache
         from divebatch.report.figures import ChartOptions
         statuses, options = {i: "running" for i in run_ids}, ChartOptions(log_y=True)
 
@@ -329,7 +329,7 @@ def measure_fragment_in_process(repeat: int = 20) -> None:
             return time.process_time() - started
 
         def update() -> float:
-            return timed(lambda: live._charts("runs", statuses, options, 1.0))
+            return timed(lambda: live.charts_fragment("runs", statuses, options, 1.0))
 
         update()  # imports
         shared_cost = statistics.median(update() for _ in range(repeat))
@@ -338,20 +338,19 @@ def measure_fragment_in_process(repeat: int = 20) -> None:
             for run_id in run_ids:
                 last = store.records(run_id)[-1]
                 store.append_record(run_id, {**last, "epoch": last["epoch"] + 1})
-            shared._snapshots.clear()
-            shared._latest.clear()
+            live_cache.forget("snapshots", "charts")
             fresh.append(update())
-            shared._tables.clear()
-            tables.append(timed(lambda: live._table(run_ids)))
+            live_cache.forget("tables")
+            tables.append(timed(lambda: live.table_fragment(run_ids)))
         for run_id in run_ids:
             store.mark_finished(run_id, "stopped")
     charts, table = statistics.median(fresh), statistics.median(tables)
-    per_second = charts / shared.REBUILD_EVERY_S + table / shared.TABLE_EVERY_S
+    per_second = charts / live_cache.REBUILD_EVERY_S + table / live_cache.TABLE_EVERY_S
     print(f"fragment in process, 4 runs x {LIVE_EPOCHS} epochs, 5 charts: "
           f"{shared_cost:.4f} CPU-s per viewer update when the charts are already built; "
           f"the update that reads the store and builds them (at most once a second per set "
           f"of runs and options): {charts:.4f} CPU-s; the time-to-target table's fragment "
-          f"rebuilding it (at most every {shared.TABLE_EVERY_S:g} s while runs train): "
+          f"rebuilding it (at most every {live_cache.TABLE_EVERY_S:g} s while runs train): "
           f"{table:.4f} CPU-s: {per_second:.4f} CPU-s per second in all; load average "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 

@@ -11,7 +11,7 @@ training seconds, the measurement's wall seconds and how much of them the branch
 took (the rest: opening checkpoints, the noise scale, storing rows), the examples the branches
 trained in epochs of the data, and per checkpoint the measured critical batch size, B_simple
 and the batch size the run used; then the chart's sentence. One torch thread, as a background
-worker gets on 2 cores (jobs.worker_threads).
+worker gets on 2 cores (capacity.worker_threads).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from divebatch.experiments.critical_batch import CriticalBatchSettings, summariz
 from divebatch.presets import PRESETS, SYNTHETIC_PROBLEMS, presets_for  # noqa: E402
 from divebatch.report.critical_batch import critical_batch_sentence, critical_label  # noqa: E402
 from divebatch.report.figures import RunData  # noqa: E402
-from divebatch.runs import jobs  # noqa: E402
+from divebatch.runs import worker  # noqa: E402
 from divebatch.runs.measurements import Measurements  # noqa: E402
 from divebatch.runs.store import RunStore  # noqa: E402
 
@@ -44,7 +44,7 @@ def measure_preset(store: RunStore, key: str, lr_rule: str) -> dict:
     config = PRESETS[key].config().replace(device="cpu")
     run_id = store.create_run(config.to_dict(), name=key, status="queued")
     started = time.perf_counter()
-    jobs.execute_run(store, run_id)
+    worker.execute_run(store, run_id)
     train_s = time.perf_counter() - started
     measurement_id = critical_jobs.create(store, run_id, CriticalBatchSettings(lr_rule=lr_rule))
     started, cpu_started = time.perf_counter(), time.process_time()

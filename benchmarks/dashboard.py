@@ -25,7 +25,7 @@ run). Target: under 2 s with the warm pool.
 
     python benchmarks/dashboard.py --start --repeat 10 --cold 3
 
-`--first-record` leaves the browser out: `jobs.submit` of the convex preset until its first
+`--first-record` leaves the browser out: `queue.submit` of the convex preset until its first
 epoch record is in the store, with a warm worker and then with a worker started for each run,
 in one process (the ratio is what to read on a busy machine).
 
@@ -153,7 +153,7 @@ def measure_start(url: str, path: str, query: dict, repeat: int, db: Path
 
     from playwright.sync_api import sync_playwright
 
-    from divebatch.runs import jobs
+    from divebatch.runs import control_requests
     store = RunStore(db)
     seconds, first_id = [], max((run["id"] for run in store.list_runs(limit=1)), default=0)
     with sync_playwright() as playwright:
@@ -168,7 +168,8 @@ def measure_start(url: str, path: str, query: dict, repeat: int, db: Path
             seconds.append(time_until(page, start.click, FIRST_POINT, timeout_s=300))
             print(f"  {path}: {seconds[-1]:.2f} s", file=sys.stderr, flush=True)
             for run in store.list_runs(status=("queued", "running")):
-                jobs.request_stop(store, run["id"])  # the next Start needs the worker free
+                # the next Start needs the worker free
+                control_requests.request_stop(store, run["id"])
         wait_idle(store)
         browser.close()
     claims = [run["started_at"] - run["created_at"] for run in store.list_runs()
@@ -184,7 +185,7 @@ def wait_idle(store: RunStore, timeout_s: float = 300.0) -> None:
 
 
 def start_latency(repeat: int, cold: int) -> None:
-    from divebatch.runs import jobs
+    from divebatch.runs import warm_pool
     for warm, times in (("1", repeat), ("0", cold)):
         if not times:
             continue
@@ -202,13 +203,13 @@ def start_latency(repeat: int, cold: int) -> None:
                         report("  of which queued until a worker claimed the run", claims,
                                START_TARGET_S)
             finally:
-                jobs.stop_warm_workers(RunStore(db))
+                warm_pool.stop_warm_workers(RunStore(db))
 
 
 def first_record(repeat: int) -> None:
     """Submit to first stored record: `repeat` runs with a warm worker, then `repeat` with a
     worker started for each run (the warm one stopped), on one temporary store."""
-    from divebatch.runs import jobs
+    from divebatch.runs import control_requests, queue, warm_pool
     from divebatch.presets import PRESETS
     config = PRESETS["convex"].config()
     times = {"warm": [], "cold": []}
@@ -218,21 +219,21 @@ def first_record(repeat: int) -> None:
         try:
             for kind in ("warm", "cold"):
                 os.environ["DIVEBATCH_WARM_WORKERS"] = "1" if kind == "warm" else "0"
-                jobs.keep_warm(store)
+                warm_pool.keep_warm(store)
                 while kind == "warm" and not any(w["ready_at"] for w in store.workers()):
                     time.sleep(0.05)
                 for _ in range(repeat):
                     started = time.perf_counter()
-                    run_id = jobs.submit(store, config)
+                    run_id = queue.submit(store, config)
                     while not store.records(run_id):
                         time.sleep(0.01)
                     times[kind].append(time.perf_counter() - started)
                     print(f"  {kind} {times[kind][-1]:.2f} s", file=sys.stderr, flush=True)
-                    jobs.request_stop(store, run_id)
+                    control_requests.request_stop(store, run_id)
                     wait_idle(store)
-                jobs.stop_warm_workers(store)
+                warm_pool.stop_warm_workers(store)
         finally:
-            jobs.stop_warm_workers(store)
+            warm_pool.stop_warm_workers(store)
     for kind, seconds in times.items():
         report(f"submit to first record, convex preset, {kind} worker", seconds,
                START_TARGET_S)

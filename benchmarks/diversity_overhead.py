@@ -272,7 +272,7 @@ def optimizer_and_meter_tensors(step: Step) -> list[Tensor]:
             found += [t for state in value.state.values() for t in state.values()
                       if isinstance(t, Tensor)]
         elif isinstance(value, DiversityMeter):
-            found += value._grad_sum
+            found += value.running_sums
     return found
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # before benchmarks/dashboard.py
-from dashboard import shared  # noqa: E402
-from dashboard.common import open_store  # noqa: E402
+from dashboard import live_cache  # noqa: E402
+from dashboard.store import open_store  # noqa: E402
 from divebatch.report.figures import ChartOptions  # noqa: E402
 
 DRAW_CHARTS = os.environ.get("FLOOR") == "charts"
@@ -25,7 +25,7 @@ DRAW_CHARTS = os.environ.get("FLOOR") == "charts"
 @st.cache_resource
 def built_once():
     run_ids = [int(i) for i in os.environ["FLOOR_RUNS"].split(",")]
-    return shared.charts(shared.snapshot(open_store(), run_ids), ChartOptions(log_y=True))
+    return live_cache.charts(live_cache.snapshot(open_store(), run_ids), ChartOptions(log_y=True))
 
 
 @st.fragment(run_every=1.0)

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from divebatch.presets import PRESETS, race_configs  # noqa: E402
 from divebatch.report import animation  # noqa: E402
 from divebatch.report.figures import ChartOptions  # noqa: E402
-from divebatch.runs.jobs import execute_run  # noqa: E402
+from divebatch.runs.worker import execute_run  # noqa: E402
 from divebatch.runs.store import RunStore  # noqa: E402
 
 BUDGET_S = 30.0

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from divebatch.runs import sweeps  # noqa: E402
+from divebatch.experiments import sweeps  # noqa: E402
 from divebatch.runs.ray_backend import RayBackend, RayOptions  # noqa: E402
 from divebatch.runs.store import RunStore  # noqa: E402
 

@@ -54,7 +54,7 @@ def hand_loop_epoch(model, optimizer, problem: Problem, loss_fn, batch_size: int
 def trainer_epoch(trainer: Trainer, epoch: int) -> float:
     synchronize(trainer.device)
     started = time.perf_counter()
-    trainer._train_epoch(epoch, trainer.scheduler.batch_size, measure=False)
+    trainer.train_pass(epoch, trainer.scheduler.batch_size)
     synchronize(trainer.device)
     return time.perf_counter() - started
 

@@ -1,6 +1,6 @@
 """Streamlit building blocks shared by the pages: the run-config form and the live panel.
 
-Widgets and layout only; every number shown comes from `divebatch` (plots, analysis, jobs).
+Widgets and layout only; every number shown comes from `divebatch` (plots, analysis, the run queue).
 """
 
 import streamlit as st

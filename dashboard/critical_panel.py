@@ -8,14 +8,14 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import roles
-from dashboard.common import open_store
+from dashboard.store import open_store
 from divebatch.experiments import critical_jobs
 from divebatch.experiments.critical_batch import CriticalBatchSettings, summarize
 from divebatch.report.critical_batch import critical_batch_sentence
 from divebatch.report.critical_figure import critical_batch_figure
 from divebatch.report.figures import RunData
 from divebatch.report.run_labels import run_label
-from divebatch.runs.jobs import RACE_GROUP_PREFIX
+from divebatch.runs.warm_pool import RACE_GROUP_PREFIX
 from divebatch.runs.measurements import Measurements
 from divebatch.runs.store import ACTIVE_STATUSES
 
@@ -87,9 +87,14 @@ def _measurement_view(prefix: str, run_id: int, was_active: bool) -> None:
     if was_active and not active:
         st.rerun()  # the page again, without the refresh timer
     _status_line(prefix, measurement, active)
-    summaries = summarize(measurements.rows(measurement["id"]))
-    run = store.get_run(run_id)
-    shown = _race_of(store, run)
+    measurement_chart(prefix, store, run_id, measurement["id"])
+
+
+def measurement_chart(prefix: str, store, run_id: int, measurement_id: int) -> None:
+    """The chart of one measurement of `run_id` (with its race's batch sizes) and the
+    sentence under it; the guided tour draws it on the lab too."""
+    summaries = summarize(Measurements(store).rows(measurement_id))
+    shown = _race_of(store, store.get_run(run_id))
     datas = [RunData(r, store.records(r["id"])) for r in shown]
     measured = next(d for d in datas if d.run["id"] == run_id)
     st.plotly_chart(critical_batch_figure(summaries, measured, datas),

@@ -5,7 +5,7 @@ first points arrive only with a later update, the browser redraws it all again, 
 2-core machine where a worker trains, those two redraws were most of the wait (digits:
 click to first point 3.2 s, 1.7 s when the charts come with the click's update;
 benchmarks/dashboard.py --start). A warm worker claims a run in about 0.1 s and measures its
-starting point (Trainer.initial) in milliseconds, so waiting a moment for it pays.
+starting point (ChartInstruments.initial) in milliseconds, so waiting a moment for it pays.
 """
 
 from __future__ import annotations

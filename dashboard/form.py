@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import streamlit as st
 
-from divebatch.runs import jobs
+from divebatch.runs import capacity, queue, warm_pool
 from divebatch.training.runnable import check_runnable
-from divebatch.config import ALLOWED_MODELS, HOT_FIELDS, RunConfig, allowed_range, config_fields
+from divebatch.config import ALLOWED_MODELS, HOT_FIELDS, RunConfig, config_fields
 from divebatch.links import config_to_query, read_query
 from divebatch.report.code import decision_sources
 from divebatch.presets import (PRESETS, VARIANTS, method_of_variant, presets_for, race_configs,
                                variant_of, variant_uses, with_variant)
 
 from . import roles
-from .common import open_store
+from .fields import field_widget, label_of
+from .store import open_store
 from .first_point import await_first_points
 from .instructor import FIELDS as INSTRUCTOR_FIELDS
 from .instructor import instructor_mode
@@ -28,27 +29,13 @@ from .play import pace_picker, pace_seconds, start_paced
 MAIN_FIELDS = ("problem", "model", "method", "epochs", "batch_size", "max_batch_size", "delta",
                "resize_every", "lr", "lr_scaling", "schedule", "momentum", "weight_decay",
                "seed", "device", "name")
-OPEN_BOUND_STEP = 1e-6  # e.g. delta > 0: the widget's minimum is 0.000001
 CHOSEN_ELSEWHERE = ("pace_s",)  # the Pace control beside Start sets it
-LABELS = {"batch_size": "initial batch size B0", "max_batch_size": "max batch size B_max",
-          "delta": "delta δ", "resize_every": "resize interval R (epochs)",
-          "lr": "learning rate", "lr_scaling": "LR scaling rule", "schedule": "base LR schedule",
-          "weight_decay": "weight decay", "lr_multiplier": "LR multiplier",
-          "n_samples": "samples (n)", "dim": "input dimension", "name": "run name"}
-FLOAT_STEPS = {"delta": 0.01, "lr": 0.01, "momentum": 0.05, "weight_decay": 1e-4,
-               "noise": 0.05, "val_fraction": 0.05, "lr_multiplier": 0.1,
-               "adabatch_lr_decay": 0.05, "progress_every": 0.5}
 HOT_NOTE = ("(hot) marks the hot parameters: delta, max batch size, resize interval and the LR "
             "multiplier change while a run is going (the panel above the charts). "
             "Everything else needs a new run.")
 
 
 NOT_CONFIG = ("instructor", "runs")  # link parameters that are not RunConfig fields
-
-
-def label_of(name: str) -> str:
-    """The label a field's widget shows."""
-    return LABELS.get(name, name.replace("_", " "))
 
 
 def key(prefix: str, name: str) -> str:
@@ -130,36 +117,6 @@ def sync_url(config: RunConfig) -> None:
 
 
 # --- widgets
-
-def field_widget(name: str, widget_key: str, *, options: tuple | None = None,
-                 disabled: bool = False, format_func=str) -> None:
-    """The widget for RunConfig field `name`, with its help text and allowed range."""
-    f = next(f for f in config_fields() if f.name == name)
-    meta, hot = f.metadata, name in HOT_FIELDS
-    label = label_of(name) + (" (hot)" if hot else "")
-    help_text = f"{meta['help']}. Allowed: {allowed_range(f)}." + \
-        (" Hot: can change while the run is going." if hot else " Needs a new run.")
-    common = dict(key=widget_key, help=help_text, disabled=disabled, persist_state="session")
-    if options is not None or meta["choices"]:
-        st.selectbox(label, options or meta["choices"], format_func=format_func, **common)
-    elif f.type == "bool":
-        st.checkbox(label, **common)
-    elif f.type == "int":
-        st.number_input(label, min_value=int(meta["low"]), max_value=int(meta["high"]), step=1,
-                        **common)
-    elif f.type == "float":
-        st.number_input(label, min_value=_inside(meta["low"], meta["low_open"], 1),
-                        max_value=_inside(meta["high"], meta["high_open"], -1),
-                        step=FLOAT_STEPS.get(name, 0.01), format="%g", **common)
-    else:
-        st.text_input(label, max_chars=200, **common)
-
-
-def _inside(bound: float, open_bound: bool, direction: int) -> float:
-    """A widget limit that validation accepts: an open bound moved inwards by a hair."""
-    return float(bound) + (direction * OPEN_BOUND_STEP * max(1.0, abs(bound))
-                           if open_bound else 0.0)
-
 
 def _render_field(prefix: str, name: str, problems: tuple[str, ...]) -> None:
     variant = st.session_state[key(prefix, "method")]
@@ -313,9 +270,9 @@ def _start(prefix: str, race: bool) -> None:
     try:
         if race:
             runs = [variant for _, variant in race_configs(config)]
-            ids = jobs.submit_race(store, runs)
+            ids = queue.submit_race(store, runs)
         else:
-            ids = [jobs.submit(store, config, name=config.name)]
+            ids = [queue.submit(store, config, name=config.name)]
     except ValueError as error:
         st.session_state[key(prefix, "start_error")] = f"Cannot start:\n\n{_bullets(error)}"
         return
@@ -332,13 +289,13 @@ def _start(prefix: str, race: bool) -> None:
 
 def race_note(store, runs: list[RunConfig]) -> str | None:
     """Say plainly how a race's runs share this machine, and about how long it takes."""
-    if jobs.race_interleaves(runs):
+    if warm_pool.race_interleaves(runs):
         return (f"The {len(runs)} runs take turns in one worker, an epoch each, so all curves "
                 f"grow together; each run's training time counts only its own epochs.")
-    slots = jobs.max_workers()
+    slots = capacity.max_workers()
     if slots >= len(runs):
         return None
-    typical = jobs.typical_run_seconds(store, runs[0])
+    typical = queue.typical_run_seconds(store, runs[0])
     rounds = -(-len(runs) // slots)  # ceil
     about = f", about {typical * rounds:.0f} s in all" if typical else ""
     return (f"This machine trains {slots} run(s) at a time, so the {len(runs)} runs go one "

@@ -28,7 +28,7 @@ import numpy as np
 from divebatch.report import figures as plots
 from divebatch.report.figures import ChartOptions
 
-from . import shared
+from . import live_cache
 
 VERSIONS_KEPT = 256   # versions a page may still hold, across every set of runs and options
 MESSAGES_KEPT = 256   # answers kept encoded: pages one version behind share one
@@ -80,16 +80,17 @@ def prepare(spec: dict, config: dict, caption: str | None = None, wide: bool = F
     return Prepared(shape, layout, layout_json, tuple(xs), tuple(ys), config, caption, wide)
 
 
-def latest(snap: shared.Snapshot, options: ChartOptions, fresh: bool = False) -> Version:
+def latest(snap: live_cache.Snapshot, options: ChartOptions, fresh: bool = False
+           ) -> Version:
     """The snapshot's charts as a version, built once per data version and options for
     every page (and, while runs are live and unless `fresh`, at most once per
-    shared.REBUILD_EVERY_S)."""
-    live = shared.any_active(snap.runs) and not fresh
+    live_cache.REBUILD_EVERY_S)."""
+    live = live_cache.any_active(snap.runs) and not fresh
 
     def usable(entry: tuple) -> bool:
         built_at, data_version, _ = entry
         return data_version == snap.version or live and \
-            time.monotonic() - built_at < shared.REBUILD_EVERY_S
+            time.monotonic() - built_at < live_cache.REBUILD_EVERY_S
 
     def build() -> tuple:
         version = _build(snap, options)
@@ -100,10 +101,10 @@ def latest(snap: shared.Snapshot, options: ChartOptions, fresh: bool = False) ->
         return time.monotonic(), snap.version, version
 
     key = (snap.source, tuple(run["id"] for run in snap.runs), astuple(options))
-    return shared._shared(_built, key, usable, build)[2]
+    return live_cache._shared(_built, key, usable, build)[2]
 
 
-def _build(snap: shared.Snapshot, options: ChartOptions) -> Version:
+def _build(snap: live_cache.Snapshot, options: ChartOptions) -> Version:
     data = snap.run_data()
     parts = [("legend", prepare(plots.legend_spec(data, options), {"displayModeBar": False},
                                 wide=True))]

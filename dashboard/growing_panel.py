@@ -24,8 +24,8 @@ import streamlit as st
 from divebatch.report import figures as plots
 from divebatch.report.figures import ChartOptions
 
-from . import live_route, roles, shared
-from .common import open_store
+from . import live_cache, live_route, roles
+from .store import open_store
 
 MODE_ENV = "DIVEBATCH_LIVE_CHARTS"  # "grow", or "full": every chart resent each update
 DEFAULT_MODE = "full"
@@ -83,7 +83,7 @@ def _housekeeping(statuses: dict[int, str]) -> None:
     slots free up and mark dead workers, now every HOUSEKEEPING_EVERY_S; a status change
     reruns the page (the component also asks for that as soon as it sees one)."""
     store = open_store()
-    shared.dispatch(store)
-    snap = shared.snapshot(store, list(statuses))
+    live_cache.dispatch(store)
+    snap = live_cache.snapshot(store, list(statuses))
     if {run["id"]: run["status"] for run in snap.runs} != statuses:
         st.rerun()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import form, live, race_export, roles
-from dashboard.common import open_store
+from dashboard.store import open_store
 from dashboard.instructor import LIVE_ANCHOR, instructor_mode, scroll_to_charts
 from dashboard.play import pace_picker
 

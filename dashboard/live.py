@@ -4,7 +4,7 @@ while a shown run is active.
 
 The fragment reads only the store: workers write records and progress there, so the charts
 follow runs started in another tab, from the CLI, or before the dashboard was restarted.
-Store reads and charts are shared by every viewer (dashboard.shared); the controls show, and
+Store reads and charts are shared by every viewer (dashboard.live_cache); the controls show, and
 act, only for the instructor (dashboard.roles).
 """
 
@@ -15,7 +15,7 @@ import uuid
 
 import streamlit as st
 
-from divebatch.runs import jobs
+from divebatch.runs import control_requests
 from divebatch.report import figures as plots
 from divebatch.config import HOT_FIELDS, RunConfig, method_uses
 from divebatch.report.hot_limits import hot_change_limits, hot_values_in_force
@@ -23,9 +23,9 @@ from divebatch.report.figures import ChartOptions, run_label
 
 from divebatch.runs.store import ACTIVE_STATUSES
 
-from . import growing_panel, pacing, roles, shared, stale
-from .common import open_store, show_run_problems
-from .form import field_widget
+from . import growing_panel, live_cache, pacing, roles, stale
+from .store import open_store, show_run_problems
+from .fields import field_widget
 from .instructor import instructor_mode
 from .play import play_controls
 
@@ -93,7 +93,7 @@ def chart_options(prefix: str, comparing: bool = False) -> ChartOptions:
 def live_panel(prefix: str, run_ids: list[int]) -> None:
     """Controls for the active runs among `run_ids` (instructors only), then the
     auto-refreshing charts, shared with every other viewer of the same runs."""
-    snap = shared.snapshot(open_store(), run_ids)
+    snap = live_cache.snapshot(open_store(), run_ids)
     if not snap.runs:
         st.info("No run on the charts yet. " + ("Start one above, or pick stored runs to "
                 "overlay." if roles.can_change() else "Pick stored runs to watch."))
@@ -116,25 +116,26 @@ def live_panel(prefix: str, run_ids: list[int]) -> None:
         show_run_problems(list(snap.runs), open_store())
         growing_panel.panel(prefix, statuses, options, every)
     else:
-        st.fragment(run_every=every)(_charts)(prefix, statuses, options, every)
+        st.fragment(run_every=every)(charts_fragment)(prefix, statuses, options, every)
     if len(statuses) > 1:
-        st.fragment(run_every=every and max(every, shared.TABLE_EVERY_S))(_table)(
+        st.fragment(run_every=every and max(every, live_cache.TABLE_EVERY_S))(table_fragment)(
             list(statuses))
     st.caption(f"Share these charts: `/runs?runs={','.join(map(str, statuses))}` on this "
                f"server or on its read-only twin (`scripts/dashboard.sh --viewer`).")
 
 
-def _charts(prefix: str, statuses: dict[int, str], options: ChartOptions,
-            every: float | None) -> None:
+def charts_fragment(prefix: str, statuses: dict[int, str], options: ChartOptions,
+                    every: float | None) -> None:
+    """One update of the live charts (the body of their fragment, every `every` s)."""
     started, started_cpu = time.perf_counter(), time.thread_time()
     pacing.note_update(st.session_state.setdefault("viewer_id", uuid.uuid4().hex))
     store = open_store()
-    shared.dispatch(store)  # start queued runs as slots free up; mark dead workers
-    snap = shared.snapshot(store, list(statuses),
+    live_cache.dispatch(store)  # start queued runs as slots free up; mark dead workers
+    snap = live_cache.snapshot(store, list(statuses),
                            max_age_s=0.0 if every == FIRST_POINT_POLL_S else None)
     runs = list(snap.runs)
     if _statuses_changed(statuses, {run["id"]: run["status"] for run in runs}, every):
-        if len(runs) > 1 and not shared.any_active(runs):  # a race ended: land on its
+        if len(runs) > 1 and not live_cache.any_active(runs):  # a race ended: land on its
             st.session_state[f"{prefix}_scroll"] = True    # verdict and charts
         st.rerun()  # a run started, ended or vanished: redraw controls and charts together
     if every and _interval_changed(prefix, every, snap):
@@ -161,11 +162,11 @@ def _charts(prefix: str, statuses: dict[int, str], options: ChartOptions,
     col_button.button("Refresh", key=f"{prefix}_refresh", width="stretch")
 
 
-def _table(run_ids: list[int]) -> None:
+def table_fragment(run_ids: list[int]) -> None:
     """The time-to-target table, in a fragment of its own: it changes at most every
     TABLE_EVERY_S while runs train, so the charts' updates do not resend it every second
     (a run that starts or ends reruns the whole panel, this table with it)."""
-    snap = shared.snapshot(open_store(), run_ids)
+    snap = live_cache.snapshot(open_store(), run_ids)
     if len(snap.runs) > 1 and any(snap.records.values()):
         comparison(list(snap.runs),
                    {run_id: list(rows) for run_id, rows in snap.records.items()})
@@ -182,7 +183,7 @@ def _statuses_changed(shown: dict[int, str], now: dict[int, str], every: float |
     return now != shown
 
 
-def _interval(snap: shared.Snapshot, current: float | None = None) -> float | None:
+def _interval(snap: live_cache.Snapshot, current: float | None = None) -> float | None:
     """Seconds between chart updates: none while no shown run is active, FIRST_POINT_POLL_S
     while a run has just started and has no point yet (so its first point shows at once),
     else the server's load-dependent interval for a page now refreshing every `current` s."""
@@ -195,7 +196,7 @@ def _interval(snap: shared.Snapshot, current: float | None = None) -> float | No
     return FIRST_POINT_POLL_S if awaiting else pacing.refresh_interval(current)
 
 
-def _interval_changed(prefix: str, every: float, snap: shared.Snapshot) -> bool:
+def _interval_changed(prefix: str, every: float, snap: live_cache.Snapshot) -> bool:
     """Whether the refresh interval should change now: into the fast first-point poll at
     once, out of it once the first point is drawn, otherwise at most once per
     INTERVAL_HOLD_S (each change is a full rerun of every viewer's page: a load near a
@@ -215,10 +216,10 @@ def _interval_changed(prefix: str, every: float, snap: shared.Snapshot) -> bool:
     return True
 
 
-def draw_charts(prefix: str, snap: shared.Snapshot, options: ChartOptions) -> None:
+def draw_charts(prefix: str, snap: live_cache.Snapshot, options: ChartOptions) -> None:
     """The shared legend, the charts two by two, and a line for each chart whose value
     never changed."""
-    legend, charts = shared.charts(snap, options)
+    legend, charts = live_cache.charts(snap, options)
     verdict(prefix, snap)
     st.plotly_chart(legend, key=f"{prefix}_chart_legend", config={"displayModeBar": False})
     if st.session_state.get(f"{prefix}_scroll"):  # instructor mode's scroll to the charts
@@ -239,15 +240,19 @@ def draw_charts(prefix: str, snap: shared.Snapshot, options: ChartOptions) -> No
                 st.caption(plots.CHART_NOTES[name])
 
 
-def verdict(prefix: str, snap: shared.Snapshot) -> None:
+def verdict(prefix: str, snap: live_cache.Snapshot) -> None:
     """The comparison's verdict above the charts, so that both are on screen together
     (its table, below the charts, says how it was reached)."""
     if len(snap.runs) < 2 or not any(snap.records.values()):
         return
-    table = shared.target_table(list(snap.runs), {run_id: list(rows) for run_id, rows
+    table = live_cache.target_table(list(snap.runs), {run_id: list(rows) for run_id, rows
                                                   in snap.records.items()}).table
-    if table.verdict:
-        st.container(key=f"{prefix}_verdict").markdown(f"**Verdict:** {table.verdict}")
+    if table.verdict:  # a projector shows its lead, the rest on demand (fits 1280x720)
+        lead = table.verdict_lead if instructor_mode() else table.verdict
+        box = st.container(key=f"{prefix}_verdict")
+        box.markdown(f"**Verdict:** {lead}")
+        if lead != table.verdict:
+            box.expander("The whole verdict").markdown(table.verdict)
 
 
 def preload_chart_code(prefix: str) -> None:
@@ -260,13 +265,13 @@ def preload_chart_code(prefix: str) -> None:
 def comparison(runs: list[dict], records: dict[int, list[dict]]) -> None:
     """The time-to-target table for the shown runs: four columns, the winner highlighted,
     the verdict under it, every other column in an expander."""
-    tables = shared.target_table(runs, records)
+    tables = live_cache.target_table(runs, records)
     table = tables.table
     st.markdown("**Time to target** (★ first to the common target)" if table.winner is not None
                 else "**Time to target**")
     st.dataframe(tables.rows, hide_index=True, placeholder="—")
     st.caption(table.caption + (f" While runs train, this table is updated every "
-                                f"{shared.TABLE_EVERY_S:g} s." if shared.any_active(runs)
+                                f"{live_cache.TABLE_EVERY_S:g} s." if live_cache.any_active(runs)
                                 else ""))
     with st.expander("All columns (the paper's own-final metric, samples, cost of measuring)"):
         st.dataframe(tables.details, hide_index=True, placeholder="—")
@@ -278,7 +283,7 @@ def comparison(runs: list[dict], records: dict[int, list[dict]]) -> None:
 
 # --- stop and hot changes
 
-def run_controls(prefix: str, active: list[dict], snap: shared.Snapshot) -> None:
+def run_controls(prefix: str, active: list[dict], snap: live_cache.Snapshot) -> None:
     """Stop and hot-change the active runs on the charts, one picked run at a time."""
     if not active:
         return
@@ -309,7 +314,7 @@ def _stop(prefix: str, run_ids: list[int]) -> None:
         return
     store = open_store()
     for run_id in run_ids:
-        jobs.request_stop(store, run_id)
+        control_requests.request_stop(store, run_id)
     names = ", ".join(f"#{run_id}" for run_id in run_ids)
     st.session_state[f"{prefix}_control_message"] = (
         "info", f"Stop requested for {names}: a running run stops between two steps, a "
@@ -348,7 +353,7 @@ def hot_change_form(prefix: str, run: dict, records: list[dict], events: list[di
 
 def _hot_limits(run_id: int, config: dict) -> None:
     """Why a hot change may not show yet, kept current while the run goes on."""
-    snap = shared.snapshot(open_store(), [run_id])
+    snap = live_cache.snapshot(open_store(), [run_id])
     for note in hot_change_limits(config, list(snap.records.get(run_id, ())[-1:]),
                                   list(snap.events.get(run_id, ()))):
         st.warning(note, icon=":material/hourglass_top:")
@@ -367,7 +372,7 @@ def _apply_hot(prefix: str, run_id: int, current: dict) -> None:
     if all(sent.get(k) == v for k, v in changes.items()):
         return  # already on its way
     try:
-        jobs.request_hot_change(open_store(), run_id, **changes)
+        control_requests.request_hot_change(open_store(), run_id, **changes)
     except ValueError as error:
         st.session_state[f"{prefix}_control_message"] = (
             "error", f"Not sent to run #{run_id}: {error}")

@@ -5,7 +5,7 @@ panel then draws Streamlit's own charts).
 GET /api/live?runs=1,2&options={...}&have=SERIAL&every=1&viewer=ID answers, as JSON, the
 runs' statuses, progress lines and verdict, the refresh interval, and the charts as the
 points after those of version `have` (dashboard.growing). It only reads the store, through
-the snapshots every page shares (dashboard.shared): no request changes anything, whoever
+the snapshots every page shares (dashboard.live_cache): no request changes anything, whoever
 sends it, so a read-only twin (DIVEBATCH_ROLE=viewer) stays read-only.
 GET /api/live/plotly.min.js serves the plotly package's own plotly.js, cached by browsers.
 """
@@ -26,8 +26,8 @@ from starlette.routing import Route
 from divebatch.report import figures as plots
 from divebatch.report.figures import ChartOptions
 
-from . import growing, pacing, shared
-from .common import open_store
+from . import growing, live_cache, pacing
+from .store import open_store
 
 PATH = "/api/live"
 FRESH_ENV = "DIVEBATCH_LIVE_FRESH"  # "1": every answer reads the store anew (tests)
@@ -64,7 +64,7 @@ def live(request: Request) -> Response:
         return JSONResponse({"error": str(error)}, status_code=400)
     pacing.note_update(request.query_params.get("viewer", "")[:64])
     fresh = os.environ.get(FRESH_ENV) == "1"
-    snap = shared.snapshot(open_store(), run_ids, max_age_s=0.0 if fresh else None)
+    snap = live_cache.snapshot(open_store(), run_ids, max_age_s=0.0 if fresh else None)
     have = growing.held(request.query_params.get("have"))
     charts = growing.encoded_message(have, growing.latest(snap, options, fresh)) \
         if snap.has_points else "null"
@@ -75,7 +75,7 @@ def live(request: Request) -> Response:
                     media_type="application/json", headers={"Cache-Control": "no-store"})
 
 
-def shared_state(snap: shared.Snapshot) -> str:
+def shared_state(snap: live_cache.Snapshot) -> str:
     """page_state(snap) as JSON members, encoded once per snapshot for every page."""
     key = (snap.source, tuple(run["id"] for run in snap.runs), snap.read_at)
     text = _states.get(key)
@@ -116,7 +116,7 @@ def parse(query) -> tuple[list[int], ChartOptions, float | None]:
     return run_ids, options, every
 
 
-def page_state(snap: shared.Snapshot) -> dict:
+def page_state(snap: live_cache.Snapshot) -> dict:
     """The runs' statuses (a page whose runs changed status reruns to redraw its
     controls), a progress line for each running run, and the verdict of a comparison."""
     progress = [plots.progress(run, list(snap.records[run["id"]]), snap.progress[run["id"]],
@@ -124,14 +124,14 @@ def page_state(snap: shared.Snapshot) -> dict:
                 for run in snap.runs if run["status"] == "running"]
     verdict = None
     if len(snap.runs) > 1 and any(snap.records.values()):
-        verdict = shared.target_table(list(snap.runs), {
+        verdict = live_cache.target_table(list(snap.runs), {
             run_id: list(rows) for run_id, rows in snap.records.items()}).table.verdict
     return {"statuses": {str(run["id"]): run["status"] for run in snap.runs},
             "progress": [[fraction, text] for fraction, text in progress],
             "verdict": verdict or None}
 
 
-def next_interval(snap: shared.Snapshot, every: float | None) -> float | None:
+def next_interval(snap: live_cache.Snapshot, every: float | None) -> float | None:
     """Seconds until the page's next request: None once no run shown is active."""
     from .live import _interval  # the live panel's own rule (live imports this module)
     return _interval(snap, every)

@@ -12,12 +12,12 @@ import time
 
 import streamlit as st
 
-from divebatch.runs import jobs
+from divebatch.runs import control_requests
 from divebatch.runs.store import RunStore
 
 from . import pacing, roles
 from .instructor import instructor_mode
-from .common import open_store
+from .store import open_store
 
 CLASSROOM_S = 60.0  # a classroom-paced run lasts about this long in all
 SLOW_EPOCH_S = 3.0
@@ -49,7 +49,7 @@ def start_paced(store: RunStore, run_ids: list[int], choice: str) -> None:
     """Step-by-step runs pause after their first epoch (the rest is in their config)."""
     if choice == "step":
         for run_id in run_ids:
-            jobs.request_play(store, run_id, "pause")
+            control_requests.request_play(store, run_id, "pause")
 
 
 def play_controls(prefix: str, run: dict) -> None:
@@ -101,7 +101,7 @@ def _pace_index(run: dict, epochs: int) -> int:
 def _play(prefix: str, run_id: int, kind: str) -> None:
     if not roles.require_instructor(kind):
         return
-    jobs.request_play(open_store(), run_id, kind)
+    control_requests.request_play(open_store(), run_id, kind)
     st.session_state[f"{prefix}_play_message"] = (time.monotonic(), {
         "pause": f"Pause sent to run #{run_id}: it pauses when this epoch ends.",
         "resume": f"Resume sent to run #{run_id}.",
@@ -113,7 +113,7 @@ def _pace(prefix: str, run_id: int, epochs: int) -> None:
         return
     choice = st.session_state[f"{prefix}_play_pace_{run_id}"]
     seconds = pace_seconds(choice, epochs)
-    jobs.request_pace(open_store(), run_id, seconds)
+    control_requests.request_pace(open_store(), run_id, seconds)
     st.session_state[f"{prefix}_play_message"] = (time.monotonic(), (
         f"Pace sent to run #{run_id}: " + (f"each epoch lasts at least {seconds:g} s."
                                            if seconds else "real time.")))

@@ -12,7 +12,7 @@ from divebatch.report.animation_settings import DEFAULT_SPEED, FORMATS, SPEEDS
 from divebatch.report.figures import ChartOptions
 from divebatch.runs.store import RunStore
 
-from .common import open_store
+from .store import open_store
 
 MIME = {"gif": "image/gif", "mp4": "video/mp4"}
 

@@ -14,8 +14,8 @@ _EXPORTS = {
     "DiversityMeter": "meter.diversity",
     "FixedBatch": "schedulers", "AdaBatch": "schedulers", "DiveBatch": "schedulers",
     "RunConfig": "config",
-    "train": "training.trainer", "EpochRecord": "training.trainer",
-    "RunResult": "training.trainer", "LocalControl": "training.controls",
+    "train": "training.trainer", "EpochRecord": "training.records",
+    "RunResult": "training.records", "LocalControl": "training.controls",
     "RunStore": "runs.store",
 }
 

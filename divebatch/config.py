@@ -8,7 +8,7 @@ metadata here, so a knob is added in exactly one place.
 >>> RunConfig(epochs=0).validate()
 Traceback (most recent call last):
 ...
-ValueError: epochs should be an int >= 1, but got epochs=0
+ValueError: epochs should be an int >= 1 and <= 100000, but got epochs=0
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ MAX_TEXT = 4096  # characters in a text field (name, data_dir)
 
 # Knobs a running run accepts between epochs (the rest need a new run).
 HOT_FIELDS = ("delta", "max_batch_size", "resize_every", "lr_multiplier")
+PACE_FIELDS = ("pace_s",)  # the classroom pace, changed while a run trains by its own control
 # The fields only some methods read; every other field is read by every method.
 METHOD_FIELDS = {"divebatch": ("delta", "min_batch_size", "max_batch_size", "resize_every"),
                  "adabatch": ("max_batch_size", "resize_every", "adabatch_factor",
@@ -182,6 +183,29 @@ class RunConfig:
         """
         k = self.keep_checkpoints
         return tuple(sorted({(j * self.epochs) // k for j in range(k)})) if k else ()
+
+
+def check_hot_change(config: RunConfig, changes: dict,
+                     fields: tuple[str, ...] = HOT_FIELDS) -> RunConfig:
+    """`config` with `changes` made while the run trains, checked: the one check of a hot
+    change (or, with `fields=PACE_FIELDS`, of a pace), used where a request is sent and where
+    the trainer applies it. ValueError naming the fields that cannot change (not in
+    `fields`), or every bad value as `validate` does.
+
+    >>> check_hot_change(RunConfig(), {"delta": 0.5}).delta
+    0.5
+    >>> check_hot_change(RunConfig(), {"epochs": 3}, fields=PACE_FIELDS)
+    Traceback (most recent call last):
+    ...
+    ValueError: hot parameters are pace_s, but got epochs
+    """
+    unknown = sorted(set(changes) - set(fields))
+    if unknown:
+        raise ValueError(f"hot parameters are {', '.join(fields)}, but got "
+                         f"{', '.join(unknown)}")
+    changed = config.replace(**changes)
+    changed.validate()
+    return changed
 
 
 def config_fields() -> tuple[dataclasses.Field, ...]:

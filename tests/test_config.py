@@ -1,11 +1,14 @@
 import dataclasses
+import doctest
 import math
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from divebatch.config import (ALLOWED_MODELS, DEFAULT_MODEL, HOT_FIELDS, PROBLEMS, RunConfig,
-                              allowed_range, config_fields, method_uses)
+from divebatch import config as config_module
+from divebatch.config import (ALLOWED_MODELS, DEFAULT_MODEL, HOT_FIELDS, PACE_FIELDS, PROBLEMS,
+                              RunConfig, allowed_range, check_hot_change, config_fields,
+                              method_uses)
 
 
 def test_defaults_are_valid():
@@ -91,3 +94,27 @@ def test_method_uses_names_the_fields_each_method_reads():
     assert method_uses("adabatch", "adabatch_factor") and not method_uses("divebatch",
                                                                           "adabatch_lr_decay")
     assert method_uses("sgd", "lr") and method_uses("sgd", "epochs")
+
+
+def test_a_hot_change_is_checked_by_name_and_value():
+    config = RunConfig(batch_size=32, max_batch_size=256)
+    changed = check_hot_change(config, {"delta": 0.5, "max_batch_size": 512})
+    assert (changed.delta, changed.max_batch_size) == (0.5, 512) and config.delta == 0.1
+    with pytest.raises(ValueError, match="hot parameters are .*, but got epochs, seed"):
+        check_hot_change(config, {"seed": 1, "epochs": 3, "delta": 0.5})
+    with pytest.raises(ValueError, match=r"max_batch_size should be an int >= batch_size \(32\)"):
+        check_hot_change(config, {"max_batch_size": 16})
+    with pytest.raises(ValueError, match="lr_multiplier should be a float > 0"):
+        check_hot_change(config, {"lr_multiplier": 0.0})
+
+
+def test_a_pace_is_checked_as_a_hot_change_of_its_own_field():
+    assert check_hot_change(RunConfig(), {"pace_s": 2.0}, fields=PACE_FIELDS).pace_s == 2.0
+    with pytest.raises(ValueError, match="pace_s should be"):
+        check_hot_change(RunConfig(), {"pace_s": -1.0}, fields=PACE_FIELDS)
+    with pytest.raises(ValueError, match="hot parameters are pace_s, but got delta"):
+        check_hot_change(RunConfig(), {"delta": 0.5}, fields=PACE_FIELDS)
+
+
+def test_the_module_examples_run():
+    assert doctest.testmod(config_module).failed == 0

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from divebatch.training import checkpoint
-from divebatch.runs import jobs
+from divebatch.runs import processes, queue
 from divebatch.paths import path_in, safe_filename
 from divebatch.runs.store import RunStore
 
@@ -53,7 +53,7 @@ def test_resuming_a_run_with_a_crafted_checkpoint_fails_cleanly(isolated_store, 
     path.parent.mkdir()
     torch.save({"format": 1, "state": {"epoch": WritesMarker(marker)}}, path)
     with pytest.raises(ValueError, match="cannot load the checkpoint .* refused"):
-        jobs.resume(store, run_id)
+        queue.resume(store, run_id)
     assert not marker.exists() and store.get_run(run_id)["status"] == "interrupted"
 
 
@@ -100,7 +100,7 @@ def test_workers_are_spawned_with_an_argument_list_in_their_own_session(
     monkeypatch.setattr(subprocess, "Popen", FakePopen)
     store = RunStore(isolated_store)
     run_id = store.create_run({"name": "; rm -rf / #"})
-    assert jobs.spawn_worker(store, run_id) == 4242
+    assert processes.spawn_worker(store, run_id) == 4242
     args, kwargs = calls[0]
     assert isinstance(args, list) and args[-2:] == ["worker", str(run_id)]
     assert not kwargs.get("shell") and kwargs["start_new_session"] is True

@@ -153,7 +153,7 @@ def _report(store, measurement_id: int) -> str:
 
 def cmd_measure_worker(args) -> int:
     from divebatch.experiments import critical_jobs
-    from divebatch.runs.jobs import lower_priority
+    from divebatch.runs.processes import lower_priority
     store = open_store(args)
     lower_priority()
     return 0 if critical_jobs.execute(store, args.measurement_id) != "failed" else 1

@@ -1,4 +1,5 @@
-"""`sweep` and `reproduce`: the CLI side of divebatch.runs.sweeps and divebatch.runs.reproduce."""
+"""`sweep` and `reproduce`: the CLI side of divebatch.experiments.sweeps and
+divebatch.experiments.reproduce."""
 
 from __future__ import annotations
 
@@ -90,7 +91,7 @@ def set_threads(threads: int) -> None:
 
 
 def sweep_spec(args):
-    from divebatch.runs.sweeps import SWEEP_DEFAULTS, SweepSpec
+    from divebatch.experiments.sweeps import SWEEP_DEFAULTS, SweepSpec
     if getattr(args, "method", "divebatch") != "divebatch":
         raise UsageError(f"method should be divebatch in a sweep (the SGD baseline is "
                          f"added for you), but got method={args.method!r}")
@@ -110,7 +111,7 @@ def sweep_spec(args):
 
 
 def cmd_sweep(args) -> int:
-    from divebatch.runs import sweeps, verdicts
+    from divebatch.experiments import sweeps, verdicts
     if not hasattr(args, "diversity_every_epoch"):
         args.diversity_every_epoch = False  # sweeps time runs: measure only where needed
     spec = sweep_spec(args)
@@ -141,8 +142,8 @@ def cmd_sweep(args) -> int:
 def run_with_progress(store, group, planned, run, quiet: bool) -> int:
     """Call `run(on_run_done)` under a progress bar; 130 after Ctrl-C, else 0."""
     from tqdm import tqdm
-    from divebatch.runs import sweeps
-    todo = sweeps.missing(planned, sweeps.match_runs(store, group, planned))
+    from divebatch.runs import groups
+    todo = groups.missing(planned, groups.match_runs(store, group, planned))
     reused = len(planned) - len(todo)
     if reused:
         print(f"reusing {reused} finished or running runs of {group}", file=sys.stderr)
@@ -162,7 +163,7 @@ def run_with_progress(store, group, planned, run, quiet: bool) -> int:
 
 
 def sweep_table_rows(result) -> list[dict]:
-    from divebatch.runs.sweeps import format_mean_se, format_speedup
+    from divebatch.experiments.verdicts import format_mean_se, format_speedup
     accuracy = result.metric == "accuracy"
     rows = []
     for cell in result.cells:
@@ -183,7 +184,7 @@ def sweep_table_rows(result) -> list[dict]:
 
 
 def add_reproduce(sub) -> None:
-    from divebatch.runs.reproduce import BENCHMARKS, SCALES
+    from divebatch.experiments.paper_setup import BENCHMARKS, SCALES
     parser = sub.add_parser(
         "reproduce", help="the paper's comparison at a scale this machine can run, beside "
                           "the paper's published numbers, with a Markdown + HTML report",
@@ -233,9 +234,9 @@ def run_group(args, store, spec, experiment, then: str) -> int | None:
 
 
 def cmd_reproduce(args) -> int:
-    from divebatch.runs import reproduce
+    from divebatch.experiments import claims, paper_setup, reproduce
     from divebatch.report import reproduce_report
-    seeds = args.seeds if args.seeds is not None else reproduce.DEFAULT_SEEDS[args.scale]
+    seeds = args.seeds if args.seeds is not None else paper_setup.DEFAULT_SEEDS[args.scale]
     if seeds < 1:
         raise UsageError(f"--seeds should be an int >= 1, but got --seeds={seeds}")
     spec = reproduce.ReproSpec(scale=args.scale, benchmarks=tuple(args.benchmarks),
@@ -252,10 +253,10 @@ def cmd_reproduce(args) -> int:
     print(format_table(reproduce_report.side_by_side(result),
                        reproduce_report.SIDE_BY_SIDE_COLUMNS))
     print()
-    for finding in reproduce.findings(result):
-        print(reproduce.finding_line(finding))
+    for finding in claims.findings(result):
+        print(claims.finding_line(finding))
     for key in result.benchmarks():
-        print("why: " + reproduce.explanation(result, key))
+        print("why: " + claims.explanation(result, key))
     print()
     print(format_table(reproduce_report.detail(result), reproduce_report.DETAIL_COLUMNS))
     try:

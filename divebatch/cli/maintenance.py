@@ -21,11 +21,11 @@ def add_resume(sub) -> None:
 
 
 def cmd_resume(args) -> int:
-    from divebatch.runs import jobs
+    from divebatch.runs import queue
     store = open_store(args)
     get_run_or_fail(store, args.run_id)
     try:
-        epoch = jobs.resume(store, args.run_id)
+        epoch = queue.resume(store, args.run_id)
     except ValueError as error:
         raise UsageError(str(error).replace("\n", "; ")) from None
     print(args.run_id, flush=True)
@@ -42,7 +42,7 @@ def cmd_resume(args) -> int:
 
 def follow(store, run_id: int) -> str:
     """Wait until the run has ended (reaping its worker if it dies); its final status."""
-    from divebatch.runs.jobs import reap
+    from divebatch.runs.queue import reap
     while True:
         reap(store)
         status = store.get_run(run_id)["status"]
@@ -64,7 +64,8 @@ def add_prune(sub) -> None:
 
 
 def cmd_prune(args) -> int:
-    from divebatch.runs.jobs import reap, remove_run_files
+    from divebatch.runs.queue import reap
+    from divebatch.runs.worker import remove_run_files
     if args.keep < 0:
         raise UsageError(f"--keep should be an int >= 0, but got --keep={args.keep}")
     if args.older_than is not None and not args.older_than >= 0:

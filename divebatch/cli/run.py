@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from divebatch.runs import analysis, verdicts
+from divebatch.experiments import analysis, verdicts
 from divebatch.cli.common import (UsageError, add_config_flags, check_runnable, config_from_args,
                                   format_table, get_run_or_fail, open_store, subparser)
 from divebatch.report import animation_settings
@@ -22,7 +22,7 @@ def add_run(sub) -> None:
 
 def cmd_run(args) -> int:
     from divebatch.training import distributed
-    from divebatch.runs.jobs import execute_run
+    from divebatch.runs.worker import execute_run
     from divebatch.cli.progress import EpochProgress
     config = config_from_args(args)
     check_runnable(config)
@@ -53,7 +53,7 @@ def run_on_processes(args, config) -> int:
     import subprocess
     import tempfile
     from pathlib import Path
-    from divebatch.runs.jobs import launch_command
+    from divebatch.runs.processes import launch_command
     store = open_store(args)
     with tempfile.TemporaryDirectory() as folder:
         config_file = Path(folder) / "config.json"
@@ -82,7 +82,7 @@ def add_list(sub) -> None:
 
 
 def cmd_list(args) -> int:
-    from divebatch.runs.jobs import reap
+    from divebatch.runs.queue import reap
     store = open_store(args)
     reap(store)  # a worker that died shows as interrupted, not running
     runs = store.list_runs(status=args.status, limit=args.limit)
@@ -98,7 +98,7 @@ def add_show(sub) -> None:
 
 
 def cmd_show(args) -> int:
-    from divebatch.runs.jobs import reap
+    from divebatch.runs.queue import reap
     store = open_store(args)
     reap(store)
     run = get_run_or_fail(store, args.run_id)
@@ -236,7 +236,9 @@ def add_worker(sub) -> None:
 
 def cmd_worker(args) -> int:
     from divebatch.training import distributed
-    from divebatch.runs.jobs import dispatch, execute_run, follow_run, lower_priority
+    from divebatch.runs.processes import lower_priority
+    from divebatch.runs.queue import dispatch
+    from divebatch.runs.worker import execute_run, follow_run
     store = open_store(args)
     lower_priority()
     if args.warm:

@@ -17,7 +17,7 @@ from divebatch.config import RunConfig
 from divebatch.experiments.critical_batch import (START, CheckpointWork, CriticalBatchSettings,
                                                   check_settings, planned_batch_sizes,
                                                   planned_epochs)
-from divebatch.runs import jobs
+from divebatch.runs import processes, worker
 from divebatch.runs.measurements import RESUMABLE, Measurements
 from divebatch.runs.processes import pid_alive, started_after
 from divebatch.runs.store import ACTIVE_STATUSES, RunStore
@@ -60,7 +60,7 @@ def submit(store: RunStore, run_id: int, settings: CriticalBatchSettings) -> int
 def _start_worker(store: RunStore, measurement_id: int) -> None:
     measurements = Measurements(store)
     try:
-        pid = jobs.spawn_process(store, ["measure-worker", str(measurement_id)],
+        pid = processes.spawn_process(store, ["measure-worker", str(measurement_id)],
                                  f"measurement-{measurement_id}.log")
     except OSError as error:
         measurements.mark_finished(measurement_id, "failed", f"could not start a worker: {error}")
@@ -81,7 +81,7 @@ def execute(store: RunStore, measurement_id: int,
     try:
         status = _measure(store, measurement, on_progress)
     except Exception as error:  # the worker must record why it ended, whatever it was
-        measurements.mark_finished(measurement_id, "failed", jobs.one_line(error))
+        measurements.mark_finished(measurement_id, "failed", worker.one_line(error))
         return "failed"
     measurements.mark_finished(measurement_id, status)
     return status

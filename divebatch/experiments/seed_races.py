@@ -6,8 +6,8 @@ them; docs/reproduction.md shows them)."""
 from __future__ import annotations
 
 from divebatch.presets import RACE_ORDER, VARIANTS
-from divebatch.runs import analysis
-from divebatch.runs.sweeps import mean_se
+from divebatch.experiments import analysis
+from divebatch.experiments.seed_stats import mean_se
 
 STABLE_POINTS = 3.0  # a preset is stable when no run ends more than this below its best
 

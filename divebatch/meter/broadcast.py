@@ -15,6 +15,9 @@ A call with a tensor argument whose first dimension is the batch is never shared
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from torch import Tensor, nn
 from torch.utils._pytree import tree_flatten
@@ -91,6 +94,19 @@ def _same(actual: object, expected: object) -> bool:
     if not actual.is_floating_point():
         return torch.equal(actual, expected)
     return relative_difference(actual.detach(), expected) <= tolerance(expected)
+
+
+@contextmanager
+def expansions_named(expanded: list[str]) -> Iterator[None]:
+    """A failure (other than a refusal) once outputs were expanded over the batch (their modules
+    listed in ``expanded``, which the hooks fill as the model runs) is raised as a refusal
+    naming those modules."""
+    try:
+        yield
+    except Exception as error:
+        if expanded and not isinstance(error, ValueError):
+            raise failed_after_expansion(expanded, error) from error
+        raise
 
 
 def failed_after_expansion(expanded: list[str], error: Exception) -> ValueError:

@@ -1,5 +1,6 @@
 """What a hooked module call looks like to the meter: its arguments bound to the forward's
-signature, the output that carries its gradient, and when it runs."""
+signature, the output that carries its gradient, when it runs, and the refusal of a call that
+cannot be measured (``UnsupportedCall``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,11 @@ import inspect
 
 import torch
 from torch import Tensor, nn
+
+
+class UnsupportedCall(ValueError):
+    """Raised by a capture or rule for a call it cannot measure exactly; the hooks add the
+    module's path to the message."""
 
 
 def main_output(module: nn.Module, output: object) -> object:
@@ -38,6 +44,25 @@ def refuse_inside_backward(module: nn.Module, path: str) -> None:
             "activation checkpointing (torch.utils.checkpoint) recomputes checkpointed layers "
             "there, and the recomputed call cannot be paired with the gradient of the original "
             "one; measure without checkpointing (turn it off on measured batches)")
+
+
+def batch_not_in_output(path: str, module: nn.Module, output: Tensor, dim: int,
+                        batch_size: int) -> ValueError:
+    return ValueError(
+        f"{path} ({type(module).__name__}): its output has shape {list(output.shape)}, whose "
+        f"{('first', 'second')[dim]} dimension is not the batch ({batch_size} samples), so its "
+        "parameters' gradient mixes the samples and per-sample norms cannot be taken from it; "
+        "call it on the batch (with the samples first), or freeze its parameters "
+        "(requires_grad_(False))")
+
+
+def called_twice(path: str, module: nn.Module) -> ValueError:
+    return ValueError(
+        f"{path} ({type(module).__name__}) was called again before backward reached its "
+        "previous call: a module called more than once in one forward pass (a shared layer, a "
+        "loop over time steps) is not supported; give each use its own module (tied weights "
+        "may be shared by several modules), and for micro-batches run backward after each "
+        "forward")
 
 
 def rule_failed(path: str, module: nn.Module, error: Exception) -> ValueError:

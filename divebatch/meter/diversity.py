@@ -5,10 +5,10 @@ Gradient diversity of per-sample gradients g_1..g_N is
     Delta = sum_i ||g_i||^2 / ||sum_i g_i||^2          (1/N when all g_i are equal)
 
 The denominator is the ordinary batch gradient. The numerator comes from per-layer rules
-(``divebatch.meter.rules``, ``divebatch.meter.conv``): a forward hook keeps each layer's
-input (GroupNorm also the statistics autograd saved), a hook on the layer's output receives
-dL/d(output) during the ordinary backward pass, and the layer's rule turns (input, output
-gradient) into the squared norm of every sample's gradient of that layer's own parameters.
+(``divebatch.meter.rules``): a forward hook keeps each layer's input (GroupNorm also the
+statistics autograd saved), a hook on the layer's output receives dL/d(output) during the
+ordinary backward pass, and the layer's rule turns (input, output gradient) into the squared
+norm of every sample's gradient of that layer's own parameters.
 
 BatchNorm in training mode mixes samples through batch statistics, so per-sample gradients are
 not defined and the functions here raise ``ValueError`` unless called with
@@ -38,8 +38,9 @@ from contextlib import contextmanager, nullcontext
 import torch
 from torch import Tensor, nn
 
+from divebatch.meter.broadcast import expansions_named
 from divebatch.meter.hooks import FUSED_RULES, SqNormHooks
-from divebatch.meter.owners import batchnorm_layers, check_batchnorm, parameter_owners
+from divebatch.meter.owners import Layers, batchnorm_layers, check_batchnorm, parameter_owners
 from divebatch.meter.rules import RULES, register_rule
 
 __all__ = ["DiversityMeter", "FUSED_RULES", "gradient_diversity", "per_sample_grad_sq_norms",
@@ -64,10 +65,10 @@ def _norms_and_gradient(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Te
                         ) -> tuple[Tensor, list[Tensor | None]]:
     """(N,) ||g_i||^2 and the batch gradient sum_i g_i per trainable parameter, one backward."""
     approximate = check_batchnorm(batchnorm_layers(model), allow_batchnorm)
-    owners = parameter_owners(model)
-    params = list(owners)
-    hooks = SqNormHooks(model, owners, check=True, mixing_allowed=approximate)
-    with hooks, hooks.expansions_named():
+    layers = Layers(parameter_owners(model))
+    params = list(layers.owners)
+    hooks = SqNormHooks(model, layers, check=True, mixing_allowed=approximate)
+    with hooks, expansions_named(hooks.expanded):
         losses = loss_fn(model(inputs), targets)
         if losses.dim() != 1:
             raise ValueError("loss_fn should return per-sample losses of shape [N] "
@@ -160,7 +161,7 @@ class DiversityMeter:
     docstring), so zero the gradients before it.
 
     ``fuse_weight_grads`` (default True): on a measured batch, a Conv2d layer whose per-sample
-    weight gradients are formed anyway (``divebatch.meter.conv``) gets its batch weight
+    weight gradients are formed anyway (``divebatch.meter.rules.conv``) gets its batch weight
     gradient from their sum, written into ``weight.grad`` by the meter, instead of from autograd:
     the same value, computed once. Hooks on those weights' gradients do not fire, so pass False
     under DistributedDataParallel (whose reducer relies on them) or with such hooks.
@@ -201,8 +202,8 @@ class DiversityMeter:
         self.estimator = estimator
         self._batchnorms = batchnorm_layers(model)
         self.approximate = check_batchnorm(self._batchnorms, allow_batchnorm)
-        self._owners = parameter_owners(model)
-        self._params = list(self._owners)
+        self._layers = Layers(parameter_owners(model))  # worked out once, used every batch
+        self._params = list(self._layers.owners)
         self._hooks: SqNormHooks | None = None  # present only inside a measured batch
         self._checked = False  # the batch gradient check, on the first measured whole batch
         self.reset()
@@ -241,12 +242,12 @@ class DiversityMeter:
         check = not self._checked and samples in (None, batch_size)
         if self.seen_batches % self.sample_every == 0:
             self.approximate |= check_batchnorm(self._batchnorms, self.allow_batchnorm)
-            hooks = self._hooks = SqNormHooks(self.model, self._owners, check=check,
+            hooks = self._hooks = SqNormHooks(self.model, self._layers, check=check,
                                               fuse=self.fuse_weight_grads,
                                               mixing_allowed=self.approximate)
         self.seconds += time.perf_counter() - started
         try:
-            with hooks.expansions_named() if hooks is not None else nullcontext():
+            with expansions_named(hooks.expanded) if hooks is not None else nullcontext():
                 yield
             finishing = time.perf_counter()
             grads = [p.grad for p in self._params]
@@ -281,7 +282,7 @@ class DiversityMeter:
     def _add_sq_norms(self, sq_norms: Tensor | None, batch_size: int, samples: int,
                       scale: int) -> None:
         if sq_norms is not None:
-            if len(sq_norms) != samples:
+            if sq_norms.shape[0] != samples:
                 raise ValueError(f"the model's layers saw {len(sq_norms)} samples, but got "
                                  f"samples={samples}")
             self._sq_norm_sum.add_(torch.sum(sq_norms, dtype=torch.float64), alpha=scale ** 2)
@@ -311,6 +312,12 @@ class DiversityMeter:
         if self.estimator == "ratio" and grad_sq_measured > 0:
             return float(measured) * grad_sq_seen / grad_sq_measured
         return float(measured) * self.samples_seen / self.samples_measured
+
+    @property
+    def running_sums(self) -> list[Tensor]:
+        """The tensors the meter keeps between batches: S, the sums C of the ratio estimator,
+        and G (one per parameter); what measuring holds in memory."""
+        return [self._sq_norm_sum, *self._batch_grad_sq_sums, *self._grad_sum]
 
     def detach(self) -> None:
         """Remove every hook this meter placed (only a measured batch has any)."""

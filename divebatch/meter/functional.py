@@ -26,8 +26,8 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
 from divebatch.meter.grad_check import relative_difference, tolerance
-from divebatch.meter.rules import MIN_TEMP_ELEMENTS, UnsupportedCall, _sq_norms, \
-    _trainable_direct_params
+from divebatch.meter.kernels import MIN_TEMP_ELEMENTS, sq_norms, trainable_direct_params
+from divebatch.meter.calls import UnsupportedCall
 
 
 class RandomState(NamedTuple):
@@ -64,7 +64,7 @@ def functional_sq_norms(module: nn.Module, args: tuple, kwargs: dict, grad_out: 
                         random_state: RandomState | None = None) -> Tensor:
     """Squared norms of ``functional_per_sample_grads``."""
     grads = functional_per_sample_grads(module, args, kwargs, grad_out, output, random_state)
-    return sum(_sq_norms(g) for g in grads.values())
+    return sum(sq_norms(g) for g in grads.values())
 
 
 def functional_per_sample_grads(module: nn.Module, args: tuple, kwargs: dict, grad_out: Tensor,
@@ -118,7 +118,7 @@ def _check_reproduced(rerun: Tensor, output: Tensor | None, how: str) -> None:
 def _vmapped_per_sample_grads(module: nn.Module, args: tuple, kwargs: dict, grad_out: Tensor,
                               output: Tensor | None) -> dict[str, Tensor]:
     n_samples = grad_out.shape[0]
-    params = {name: p.detach() for name, p in _trainable_direct_params(module)}
+    params = {name: p.detach() for name, p in trainable_direct_params(module)}
 
     def batched_dims(value: object) -> int | None:
         is_batched = isinstance(value, Tensor) and value.dim() > 0 and value.shape[0] == n_samples
@@ -152,7 +152,7 @@ def _vmapped_per_sample_grads(module: nn.Module, args: tuple, kwargs: dict, grad
 
 def _replayed_per_sample_grads(module: nn.Module, args: tuple, kwargs: dict, grad_out: Tensor,
                                output: Tensor | None) -> dict[str, Tensor]:
-    leaves = {name: p.detach().requires_grad_() for name, p in _trainable_direct_params(module)}
+    leaves = {name: p.detach().requires_grad_() for name, p in trainable_direct_params(module)}
     with torch.enable_grad():
         rerun = functional_call(module, _state(module, leaves), tuple(map(_detached, args)),
                                 {k: _detached(v) for k, v in kwargs.items()})

@@ -2,7 +2,7 @@
 
 A forward hook on each module with trainable direct parameters keeps what its rule needs and
 hooks the module's output; when backward reaches that output, the layer's rule
-(``divebatch.meter.rules``, ``divebatch.meter.conv``) turns it into (N,) squared norms.
+(``divebatch.meter.rules``) turns it into (N,) squared norms.
 """
 
 from __future__ import annotations
@@ -14,13 +14,14 @@ from functools import partial
 import torch
 from torch import Tensor, nn
 
-from divebatch.meter import conv, sequence_rules  # noqa: F401  (sequence_rules registers its rules)
-from divebatch.meter.calls import bind, main_output, refuse_inside_backward, rule_failed
-from divebatch.meter.broadcast import failed_after_expansion, shared_call, verify_unchanged
+from divebatch.meter.calls import (batch_not_in_output, bind, called_twice, main_output,
+                                   refuse_inside_backward, rule_failed)
+from divebatch.meter.broadcast import shared_call, verify_unchanged
 from divebatch.meter.functional import RandomState, functional_sq_norms, replayed
 from divebatch.meter.grad_check import explained_grads, relative_difference, tolerance
-from divebatch.meter.owners import Owner
-from divebatch.meter.rules import RULES, UnsupportedCall, _accumulation_dtype
+from divebatch.meter.owners import Layers
+from divebatch.meter.kernels import accumulation_dtype
+from divebatch.meter.rules import RULES, UnsupportedCall, conv
 from divebatch.meter.sample_weights import SampleWeights, check_weighted, scale_rows
 from divebatch.meter.shared_params import Use, shared_sq_norms
 from divebatch.meter.timing import timed_output_grad
@@ -47,7 +48,7 @@ class SqNormHooks:
 
     ``fuse``: layers with a fused rule (``FUSED_RULES``) whose call it suits have their weight
     frozen during that forward call; their rule then writes the weight's batch gradient into
-    ``weight.grad`` itself (see ``divebatch.meter.conv``).
+    ``weight.grad`` itself (see ``divebatch.meter.rules.conv``).
 
     ``check``: every call also keeps its arguments, and ``check_batch_gradient`` compares the
     batch gradient these calls explain with autograd's (``divebatch.meter.grad_check``), and the
@@ -58,7 +59,7 @@ class SqNormHooks:
 
     seconds = 0.0  # in the rules: divebatch.meter.timing
 
-    def __init__(self, model: nn.Module, owners: dict[Tensor, list[Owner]], fuse: bool = False,
+    def __init__(self, model: nn.Module, layers: Layers, fuse: bool = False,
                  check: bool = False, mixing_allowed: bool = False) -> None:
         self._pass_norms: list[Tensor | None] = []  # per forward pass: (n_pass,) once measured
         self._shared_uses: dict[int, list[Use]] = {}  # per forward pass, until sq_norms
@@ -71,7 +72,7 @@ class SqNormHooks:
         self._waiting: dict[nn.Module, tuple[int, object, bool, tuple | None]] = {}
         self._frozen: list[nn.Module] = []  # weights frozen for the forward call now running
         self._replaying = False  # inside a re-run of a module: hooks stay quiet
-        self._owners = owners
+        self._layers = layers
         self._check = check
         # checked calls with their output gradients, re-run once backward is done
         self._checked_calls: list[tuple[nn.Module, tuple, Tensor]] = []
@@ -79,26 +80,22 @@ class SqNormHooks:
         self._input_shape: tuple[int, ...] = ()
         self._sample_weights: Tensor | None = None  # c_i of the model call now running
         # mixing_allowed: BatchNorm's batch statistics, allowed as an approximation
-        self._weights = SampleWeights(list(owners)) if check and not mixing_allowed else None
+        self._weights = SampleWeights(list(layers.owners)) if check and not mixing_allowed \
+            else None
         self._model_random: RandomState | None = None  # before the model call (check only)
         self._random_before: dict[nn.Module, RandomState] = {}  # calls of rule-less modules
         self.expanded: list[str] = []  # modules whose output was expanded over the batch
-        self._paths = {o.module: o.path or "model" for held in owners.values() for o in held}
-        self._params: dict[nn.Module, dict[str, Tensor]] = {}
-        for param, held in owners.items():
-            for owner in held:
-                self._params.setdefault(owner.module, {})[owner.name] = param
-        self._shared = {o.module for held in owners.values() if len(held) > 1 for o in held}
-        layers = list(self._paths)
+        self._paths, self._params, self._shared = layers.paths, layers.params, layers.shared
+        self._direct = layers.direct
         self._handles = [model.register_forward_pre_hook(self._on_model_call, with_kwargs=True)]
         self._handles += [layer.register_forward_hook(self._on_forward, with_kwargs=True)
-                          for layer in layers]
+                          for layer in self._paths]
         if fuse:
             self._handles += [layer.register_forward_pre_hook(self._before_forward,
                                                               with_kwargs=True)
-                              for layer in layers if type(layer) in FUSED_RULES]
+                              for layer in self._paths if type(layer) in FUSED_RULES]
         self._handles += [layer.register_forward_pre_hook(self._before_rule_less_call)
-                          for layer in layers if type(layer) not in RULES]
+                          for layer in self._paths if type(layer) not in RULES]
         if check:
             self._handles.append(model.register_forward_hook(self._after_model_call,
                                                              with_kwargs=True))
@@ -144,11 +141,8 @@ class SqNormHooks:
         if self._replaying or self._model_random is None:
             return
         if self.expanded:
-            self._replaying = True
-            try:
+            with self._quiet():
                 verify_unchanged(model, args, kwargs, output, self._model_random, self.expanded)
-            finally:
-                self._replaying = False
         if self._weights is not None:
             self._weights.watch(output, self._sample_weights)
 
@@ -158,15 +152,13 @@ class SqNormHooks:
             self._random_before[module] = RandomState.now(device)
 
     @contextmanager
-    def expansions_named(self) -> Iterator[None]:
-        """A failure (other than a refusal) after an output was expanded over the batch is
-        raised as a refusal naming the expanded modules (``divebatch.meter.broadcast``)."""
+    def _quiet(self) -> Iterator[None]:
+        """The hooks ignore the module calls the meter itself makes (re-runs, checks)."""
+        self._replaying = True
         try:
             yield
-        except Exception as error:
-            if self.expanded and not isinstance(error, ValueError):
-                raise failed_after_expansion(self.expanded, error) from error
-            raise
+        finally:
+            self._replaying = False
 
     def _before_forward(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
         if self._replaying or not torch.is_grad_enabled():
@@ -178,7 +170,7 @@ class SqNormHooks:
 
     def _on_forward(self, module: nn.Module, args: tuple, kwargs: dict,
                     output: object) -> Tensor | None:
-        fused = module in self._frozen
+        fused = bool(self._frozen) and module in self._frozen
         if fused:
             self._frozen.remove(module)
             module.weight.requires_grad_(True)
@@ -188,6 +180,26 @@ class SqNormHooks:
             if self._model_grad:
                 self._ran_without_grad.add(module)
             return None
+        if (module in self._direct and not kwargs and not self._check and type(output) is Tensor
+                and output.requires_grad and output.shape[:1] == (self._batch_size,)):
+            self._on_direct_call(module, args, kwargs, output, fused)
+            return None
+        return self._on_any_call(module, args, kwargs, output, fused)
+
+    def _on_direct_call(self, module: nn.Module, args: tuple, kwargs: dict, output: Tensor,
+                        fused: bool) -> None:
+        """The common call, on an unchecked batch: a layer with a rule and no shared
+        parameter, called on the batch without keywords, returning one tensor with the batch
+        first. What ``_on_any_call`` would do, without the cases that cannot arise."""
+        path = self._paths[module]
+        refuse_inside_backward(module, path)
+        saved = self._capture(module, path, args, kwargs, output, None)
+        self._start_call(module, path)
+        self._waiting[module] = (len(self._pass_norms) - 1, saved, fused, None)
+        self._handles.append(output.register_hook(partial(timed_output_grad, self, module)))
+
+    def _on_any_call(self, module: nn.Module, args: tuple, kwargs: dict, output: object,
+                     fused: bool) -> Tensor | None:
         path = self._paths[module]
         refuse_inside_backward(module, path)
         args, kwargs = bind(module, args, kwargs)
@@ -223,21 +235,11 @@ class SqNormHooks:
             return
         dim = 1 if isinstance(module, nn.MultiheadAttention) and not module.batch_first else 0
         if output.dim() <= dim or output.shape[dim] != self._batch_size:
-            raise ValueError(
-                f"{path} ({type(module).__name__}): its output has shape {list(output.shape)}, "
-                f"whose {('first', 'second')[dim]} dimension is not the batch "
-                f"({self._batch_size} samples), so its parameters' gradient mixes the samples "
-                "and per-sample norms cannot be taken from it; call it on the batch (with the "
-                "samples first), or freeze its parameters (requires_grad_(False))")
+            raise batch_not_in_output(path, module, output, dim, self._batch_size)
 
     def _start_call(self, module: nn.Module, path: str) -> None:
         if module in self._waiting and self._waiting[module][0] == len(self._pass_norms) - 1:
-            raise ValueError(
-                f"{path} ({type(module).__name__}) was called again before backward reached "
-                "its previous call: a module called more than once in one forward pass (a "
-                "shared layer, a loop over time steps) is not supported; give each use its own "
-                "module (tied weights may be shared by several modules), and for micro-batches "
-                "run backward after each forward")
+            raise called_twice(path, module)
         if module in self._in_this_pass or not self._pass_norms:
             self._start_pass()
         self._in_this_pass.add(module)
@@ -266,10 +268,20 @@ class SqNormHooks:
         self._in_this_pass = set()
         self._waiting.clear()  # outputs of the previous pass that backward never reached
 
-    def _on_output_grad(self, module: nn.Module, grad_out: Tensor) -> None:
-        if module not in self._waiting or (self._weights is not None and self._weights.running):
-            return  # a stale output of an earlier pass, or the weighted check's backward
-        pass_index, saved, fused, call = self._waiting.pop(module)
+    def fused_input(self, module: nn.Module) -> Tensor | None:
+        """The input kept by ``module``'s call that backward has yet to reach, if its weight
+        gradient is fused (its rule then also forms the batch weight gradient)."""
+        waiting = self._waiting.get(module)
+        return waiting[1] if waiting is not None and waiting[2] else None
+
+    def on_output_grad(self, module: nn.Module, grad_out: Tensor) -> None:
+        """The hook on a layer's output: its rule's norms, or what a later check needs."""
+        if self._weights is not None and self._weights.running:
+            return  # the weighted check's backward
+        waiting = self._waiting.pop(module, None)
+        if waiting is None:
+            return  # a stale output of an earlier pass
+        pass_index, saved, fused, call = waiting
         if call is not None:
             self._checked_calls.append((module, call, grad_out.detach()))
         if module in self._shared:
@@ -277,8 +289,8 @@ class SqNormHooks:
             self._shared_uses.setdefault(pass_index, []).append(use)
             return
         self._replaying = True  # rules may re-run the module (torch.func)
-        try:
-            with torch.no_grad():
+        try:  # backward runs hooks without grad unless create_graph: no_grad costs ~10 us
+            with torch.no_grad() if torch.is_grad_enabled() else nullcontext():
                 norms = self._rule_sq_norms(module, saved, fused, grad_out)
         except UnsupportedCall as error:
             raise ValueError(f"{self._paths[module]} ({type(module).__name__}): {error}") from None
@@ -291,7 +303,7 @@ class SqNormHooks:
     @staticmethod
     def _rule_sq_norms(module: nn.Module, saved: object, fused: bool, grad_out: Tensor) -> Tensor:
         if grad_out.shape[0] == 0:  # no samples (a process's empty share of a DDP batch)
-            return grad_out.new_zeros(0, dtype=_accumulation_dtype(grad_out))
+            return grad_out.new_zeros(0, dtype=accumulation_dtype(grad_out))
         if fused:
             return FUSED_RULES[type(module)][1](module, saved, grad_out)
         if type(module) in RULES:
@@ -301,17 +313,19 @@ class SqNormHooks:
 
     def _add_norms(self, pass_index: int, norms: Tensor) -> None:
         previous = self._pass_norms[pass_index]
-        if previous is None or previous.dtype != torch.promote_types(previous.dtype, norms.dtype):
-            self._pass_norms[pass_index] = norms if previous is None else previous + norms
-        else:
+        if previous is None:
+            self._pass_norms[pass_index] = norms
+        elif previous.dtype == norms.dtype or \
+                previous.dtype == torch.promote_types(previous.dtype, norms.dtype):
             previous.add_(norms)  # rules return fresh tensors: no allocation per layer
+        else:
+            self._pass_norms[pass_index] = previous + norms
 
     def _add_shared_norms(self) -> None:
         if not self._shared_uses:
             return
-        self._replaying = True
         try:
-            with torch.no_grad():
+            with self._quiet(), torch.no_grad():
                 for pass_index, uses in self._shared_uses.items():
                     self._add_norms(pass_index, shared_sq_norms(uses))
         except UnsupportedCall as error:
@@ -319,8 +333,6 @@ class SqNormHooks:
                 f"{self._paths[use.module]} ({type(use.module).__name__})" for uses in
                 self._shared_uses.values() for use in uses))
             raise ValueError(f"{paths}: {error}") from None
-        finally:
-            self._replaying = False
         self._shared_uses.clear()
 
     def _explained_grads(self) -> tuple[dict[Tensor, Tensor], dict[Tensor, Tensor],
@@ -332,8 +344,7 @@ class SqNormHooks:
         explained: dict[Tensor, Tensor] = {}
         weighted: dict[Tensor, Tensor] = {}
         tolerances: dict[Tensor, float] = {}
-        self._replaying = True
-        try:
+        with self._quiet():
             for module, (args, kwargs, weights, random), grad_out in self._checked_calls:
                 dim = 1 if isinstance(module, nn.MultiheadAttention) and \
                     not module.batch_first else 0
@@ -352,30 +363,11 @@ class SqNormHooks:
                     for total, grads in ((explained, plain), (weighted, scaled)):
                         total[param] = grads[name] + total[param] if param in total \
                             else grads[name]
-        finally:
-            self._replaying = False
         return explained, weighted, tolerances, list(explained)
 
     def check_grads_seen(self, params: Sequence[Tensor], grads: Sequence[Tensor | None]) -> None:
         """Raise if a parameter got a gradient although no module holding it ran."""
-        if len(self._called) == len(self._params):
-            return  # every module holding a parameter ran
-        for param, param_grad in zip(params, grads):
-            held = self._owners[param]
-            if any(o.module in self._called for o in held):
-                continue
-            if any(o.module in self._ran_without_grad for o in held):
-                raise ValueError(
-                    f"{held[0].path} ({type(held[0].module).__name__}) ran with gradients "
-                    "disabled inside the model's forward (reentrant activation checkpointing, "
-                    "torch.utils.checkpoint(use_reentrant=True), does this), so the per-sample "
-                    f"gradients of {_name(held[0])} cannot be measured; measure without "
-                    "checkpointing, or freeze the parameter if it is not meant to train")
-            if param_grad is not None and bool(param_grad.any()):
-                raise ValueError(
-                    f"parameter {_name(held[0])} received a gradient but "
-                    f"{held[0].path} ({type(held[0].module).__name__}).forward never ran; "
-                    "parameters used outside their module's forward are not supported")
+        self._layers.check_grads_seen(self._called, self._ran_without_grad, params, grads)
 
     def check_batch_gradient(self, params: Sequence[Tensor],
                              grads: Sequence[Tensor | None]) -> None:
@@ -389,19 +381,15 @@ class SqNormHooks:
                 continue
             difference = relative_difference(explained.get(param), param_grad)
             if difference > tolerances.get(param, tolerance(param_grad)):
-                held = self._owners[param]
+                held = self._layers.owners[param]
                 paths = " and ".join(o.path for o in held)
                 raise ValueError(
-                    f"parameter {_name(held[0])}: {difference:.1%} of its gradient does not "
+                    f"parameter {held[0].param_path}: {difference:.1%} of its gradient does not "
                     f"come from the calls of {paths}: it is also used outside their forward "
-                    f"(weight tying by direct use such as F.linear(h, {_name(held[0])}), or a "
-                    "functional call), which per-sample norms would miss; make every use a "
+                    f"(weight tying by direct use such as F.linear(h, {held[0].param_path}), or "
+                    "a functional call), which per-sample norms would miss; make every use a "
                     "module call (a tied head: an nn.Linear whose weight is this Parameter) or "
                     "freeze the parameter")
         if self._weights is not None and self._weights.complete:
             check_weighted(self._weights.weighted_grads, weighted, tolerances, order,
-                           self._owners)
-
-
-def _name(owner: Owner) -> str:
-    return f"{owner.path}.{owner.name}" if owner.path else owner.name
+                           self._layers.owners)

@@ -10,12 +10,17 @@ check (``divebatch.meter.grad_check``) finds that part unexplained and refuses i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 from torch import Tensor, nn
 
-from divebatch.meter.rules import _uses_batch_statistics
+from divebatch.meter.rules import RULES
+from divebatch.meter.rules.normalisation import uses_batch_statistics
 
+# Layers whose every call needs a closer look: an Embedding may be a position embedding that
+# every sample shares (expanded over the batch), attention may have the batch second.
+INSPECTED_CALLS = (nn.Embedding, nn.MultiheadAttention)
 # Layers whose rule covers the parameters of their children too (they use them functionally).
 COMPOSITE_LAYERS = (nn.MultiheadAttention,)
 
@@ -26,6 +31,53 @@ class Owner(NamedTuple):
     module: nn.Module
     name: str  # the parameter's name inside that module
 
+    @property
+    def param_path(self) -> str:
+        """The parameter's name in the model, as ``named_parameters`` gives it."""
+        return f"{self.path}.{self.name}" if self.path else self.name
+
+
+class Layers:
+    """The modules the hooks watch, worked out once per model: each module holding trainable
+    parameters, with its path and its parameters by name, which of them share a parameter (tied
+    weights), and which may take the hooks' direct path."""
+
+    def __init__(self, owners: dict[Tensor, list[Owner]]) -> None:
+        self.owners = owners
+        self.paths = {o.module: o.path or "model" for held in owners.values() for o in held}
+        self.params: dict[nn.Module, dict[str, Tensor]] = {}
+        for param, held in owners.items():
+            for owner in held:
+                self.params.setdefault(owner.module, {})[owner.name] = param
+        self.shared = {o.module for held in owners.values() if len(held) > 1 for o in held}
+        # layers whose unchecked calls may take the hooks' direct path: a rule of their own, no
+        # shared parameter, nothing to inspect in the call
+        self.direct = {m for m in self.paths if type(m) in RULES and m not in self.shared
+                       and not isinstance(m, INSPECTED_CALLS)}
+
+    def check_grads_seen(self, called: set[nn.Module], ran_without_grad: set[nn.Module],
+                         params: Sequence[Tensor], grads: Sequence[Tensor | None]) -> None:
+        """Raise if a parameter got a gradient although no module holding it ran (``called``);
+        ``ran_without_grad``: modules that ran with gradients disabled inside the model."""
+        if len(called) == len(self.params):
+            return  # every module holding a parameter ran
+        for param, param_grad in zip(params, grads):
+            held = self.owners[param]
+            if any(o.module in called for o in held):
+                continue
+            if any(o.module in ran_without_grad for o in held):
+                raise ValueError(
+                    f"{held[0].path} ({type(held[0].module).__name__}) ran with gradients "
+                    "disabled inside the model's forward (reentrant activation checkpointing, "
+                    "torch.utils.checkpoint(use_reentrant=True), does this), so the per-sample "
+                    f"gradients of {held[0].param_path} cannot be measured; measure without "
+                    "checkpointing, or freeze the parameter if it is not meant to train")
+            if param_grad is not None and bool(param_grad.any()):
+                raise ValueError(
+                    f"parameter {held[0].param_path} received a gradient but "
+                    f"{held[0].path} ({type(held[0].module).__name__}).forward never ran; "
+                    "parameters used outside their module's forward are not supported")
+
 
 def batchnorm_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(name or type(model).__name__, m) for name, m in model.named_modules()
@@ -34,7 +86,7 @@ def batchnorm_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 def check_batchnorm(batchnorms: list[tuple[str, nn.Module]], allow_batchnorm: bool) -> bool:
     """True if some BatchNorm uses batch statistics (allowed); ValueError if not allowed."""
-    offenders = [name for name, m in batchnorms if _uses_batch_statistics(m)]
+    offenders = [name for name, m in batchnorms if uses_batch_statistics(m)]
     if offenders and not allow_batchnorm:
         raise ValueError(
             f"BatchNorm in training mode ({', '.join(offenders)}): samples interact through the "

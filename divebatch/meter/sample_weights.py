@@ -98,7 +98,7 @@ def check_weighted(actual: dict[Tensor, Tensor], explained: dict[Tensor, Tensor]
     # ignores) is compared on the scale of the whole gradient
     floor = NOISE_FLOOR * float(sum(g.double().square().sum() for g in actual.values())) ** 0.5
     for param in order:
-        if param not in actual:  # no weighted gradient: a fused weight (divebatch.meter.conv)
+        if param not in actual:  # no weighted gradient: a fused weight (divebatch.meter.rules.conv)
             continue
         scale = max(float(torch.linalg.vector_norm(actual[param].double())), floor)
         difference = relative_difference(explained[param], actual[param]) * float(

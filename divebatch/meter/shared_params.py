@@ -14,9 +14,9 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from divebatch.meter.sequence_rules import embedding_per_sample_grads
+from divebatch.meter.rules.sequence import embedding_per_sample_grads
 from divebatch.meter.functional import functional_per_sample_grads
-from divebatch.meter.rules import MIN_TEMP_ELEMENTS, _accumulation_dtype, _sq_norms
+from divebatch.meter.kernels import MIN_TEMP_ELEMENTS, accumulation_dtype, sq_norms
 
 
 class Use(NamedTuple):
@@ -30,7 +30,7 @@ class Use(NamedTuple):
 
 def _linear_per_sample_grads(linear: nn.Linear, x: Tensor, grad_out: Tensor) -> dict[str, Tensor]:
     n_samples = x.shape[0]
-    x = x.reshape(n_samples, -1, x.shape[-1]).to(_accumulation_dtype(x))
+    x = x.reshape(n_samples, -1, x.shape[-1]).to(accumulation_dtype(x))
     grad_out = grad_out.reshape(n_samples, -1, grad_out.shape[-1]).to(x.dtype)
     grads = {"weight": torch.bmm(grad_out.transpose(1, 2), x)}
     if linear.bias is not None:
@@ -77,5 +77,5 @@ def shared_sq_norms(uses: list[Use]) -> Tensor:
             for name, grad in per_sample_grads(part).items():
                 key = id(use.params[name])
                 totals[key] = grad if key not in totals else totals[key] + grad
-        norms.append(sum(_sq_norms(g) for g in totals.values()))
+        norms.append(sum(sq_norms(g) for g in totals.values()))
     return torch.cat(norms)

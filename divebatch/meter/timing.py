@@ -1,9 +1,9 @@
 """What measuring costs: the time of the layers' rules during backward (``SqNormHooks.seconds``,
 added up by ``DiversityMeter.seconds``).
 
-A fused Conv2d rule (``divebatch.meter.conv``) also forms the batch weight gradient that autograd
-skipped, so only its share beyond that gradient, by the cost model, counts as measuring. The time
-is the host's wall time: on CUDA, what launching the kernels took, without synchronising.
+A fused Conv2d rule (``divebatch.meter.rules.conv``) also forms the batch weight gradient that
+autograd skipped, so only its share beyond that gradient, by the cost model, counts as measuring.
+The time is the host's wall time: on CUDA, what launching the kernels took, without synchronising.
 """
 
 from __future__ import annotations
@@ -12,18 +12,18 @@ import time
 
 from torch import Tensor, nn
 
-from divebatch.meter import conv
+from divebatch.meter.rules import conv
 
 # Layer type -> the share of its fused rule's time that measuring adds.
 FUSED_EXCESS = {nn.Conv2d: conv.fused_excess_share}
 
 
 def timed_output_grad(hooks, module: nn.Module, grad_out: Tensor) -> None:
-    """``hooks._on_output_grad(module, grad_out)``, its time added to ``hooks.seconds``."""
+    """``hooks.on_output_grad(module, grad_out)``, its time added to ``hooks.seconds``."""
     started = time.perf_counter()
-    waiting = hooks._waiting.get(module)  # (pass, what the capture kept, fused, call)
-    hooks._on_output_grad(module, grad_out)
+    fused_input = hooks.fused_input(module)
+    hooks.on_output_grad(module, grad_out)
     elapsed = time.perf_counter() - started
-    if waiting is not None and waiting[2]:
-        elapsed *= FUSED_EXCESS[type(module)](module, waiting[1], grad_out)
+    if fused_input is not None:
+        elapsed *= FUSED_EXCESS[type(module)](module, fused_input, grad_out)
     hooks.seconds += elapsed

@@ -28,7 +28,7 @@ from divebatch.report.animation_settings import (DEFAULT_SPEED, FORMATS, HOLD_S,
                                                  SPEEDS)
 from divebatch.report.figures import ChartOptions, RunData
 from divebatch.report.target_table import build as build_target_table
-from divebatch.runs import verdicts
+from divebatch.experiments import verdicts
 
 CHARTS_SHOWN = 4   # the dashboard's 2x2 grid
 

@@ -34,8 +34,10 @@ def critical_batch_figure(summaries: list[dict], measured: RunData,
                   diversity_values(measured.record_columns, measured.n_train, "noise_scale"),
                   f"B_simple = n·Δ̂ − 1 ({_short(measured)})", NOISE_COLOUR, "dot")
     _add_measured(figure, summaries)
-    figure.update_layout(title="Critical batch size over training", height=380,
-                         margin=dict(l=50, r=10, t=40, b=40), legend=dict(orientation="h"),
+    # the legend (four rows or more on a narrow page) below the axis title, never over it
+    figure.update_layout(title="Critical batch size over training", height=460,
+                         margin=dict(l=50, r=10, t=40, b=40),
+                         legend=dict(orientation="h", yanchor="top", y=-0.3),
                          xaxis_title="epoch", yaxis_title="batch size (examples)")
     figure.update_yaxes(type="log")
     return figure

@@ -20,7 +20,7 @@ from functools import cached_property
 import numpy as np
 import plotly.graph_objects as go
 
-from divebatch.runs import analysis
+from divebatch.experiments import analysis
 from divebatch.report.chart_style import styles_for
 from divebatch.report.chart_marks import (capped_shading, capped_spans,  # noqa: F401
                                           fixed_x_range, hot_change_marks)
@@ -62,7 +62,7 @@ class RunData:
 
     @property
     def initial(self) -> dict | None:
-        """The measured starting point (Trainer.initial: diversity, validation loss and
+        """The measured starting point (ChartInstruments.initial: diversity, validation loss and
         accuracy at epoch 0, no training loss), if the run measured one."""
         return (self.run.get("info") or {}).get("initial")
 

@@ -92,7 +92,7 @@ def diversity_along_path(along: dict[str, list[float]]) -> go.Figure:
     figure.update_yaxes(type="log", dtick=1, exponentformat="power")  # a tick per decade
     figure.update_xaxes(title_text="gradient-descent step")
     figure.update_layout(height=330, margin={"l": 50, "r": 10, "t": 40, "b": 40},
-                         legend={"orientation": "h", "y": -0.25})
+                         legend={"orientation": "h", "y": -0.4})
     return figure
 
 
@@ -109,7 +109,7 @@ def batch_along_path(steps: list[int], proposals: list[float], batch_sizes: list
     figure.update_layout(height=320, margin={"l": 50, "r": 10, "t": 30, "b": 40},
                          xaxis_title="gradient-descent step (a resize at every step)",
                          yaxis={"title": "batch size", "type": "log", "dtick": 0.30103},
-                         legend={"orientation": "h", "y": -0.25})
+                         legend={"orientation": "h", "y": -0.4})
     return figure
 
 
@@ -135,5 +135,5 @@ def critical_batch_chart(trade_off: dict[str, np.ndarray], b_simple: float,
                          xaxis={"title": "batch size B", "type": "log", "dtick": 0.30103},
                          yaxis={"title": "relative to the minimum", "type": "log",
                                 "dtick": 0.30103},
-                         legend={"orientation": "h", "y": -0.25})
+                         legend={"orientation": "h", "y": -0.4})
     return figure

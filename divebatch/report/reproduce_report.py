@@ -7,10 +7,11 @@ import os
 import platform
 from pathlib import Path
 
-from divebatch.runs import sweeps
-from divebatch.runs.reproduce import (BENCHMARKS, METHODS, PAPER, PAPER_BASELINE, ReproResults,
-                                      curves_records, explanation, finding_line, findings,
-                                      paper_change, paper_speedup)
+from divebatch.experiments import verdicts
+from divebatch.experiments.claims import explanation, finding_line, findings
+from divebatch.experiments.paper_setup import (BENCHMARKS, METHODS, PAPER, PAPER_BASELINE,
+                                               paper_change, paper_speedup)
+from divebatch.experiments.reproduce import ReproResults, curves_records
 
 
 # --- tables
@@ -31,13 +32,13 @@ def side_by_side(result: ReproResults) -> list[dict]:
     for key in result.benchmarks():
         sgd = result.cells[(key, "sgd_small")]
         row = {"source": "ours", "benchmark": BENCHMARKS[key].title,
-               "sgd_acc": sweeps.format_mean_se(sgd["final"], sgd["final_se"], scale=100,
+               "sgd_acc": verdicts.format_mean_se(sgd["final"], sgd["final_se"], scale=100,
                                                 suffix=" %"),
-               "sgd_time": sweeps.format_mean_se(sgd["time_to_target"],
+               "sgd_time": verdicts.format_mean_se(sgd["time_to_target"],
                                                  sgd["time_to_target_se"], suffix=" s")}
         for method in ("adabatch", "divebatch"):
             cell = result.cells[(key, method)]
-            row[f"{method}_speedup"] = sweeps.format_speedup(cell)
+            row[f"{method}_speedup"] = verdicts.format_speedup(cell)
             row[f"{method}_change"] = _signed_points(cell["final_change"],
                                                      cell["final_change_se"])
         rows.append(row)
@@ -69,13 +70,13 @@ def detail(result: ReproResults) -> list[dict]:
                 "benchmark": key, "method": label,
                 "seeds": f"{cell['finished']}/{cell['planned']}"
                          + (f" ({cell['diverged']} diverged)" if cell["diverged"] else ""),
-                "final_acc": sweeps.format_mean_se(cell["final"], cell["final_se"],
+                "final_acc": verdicts.format_mean_se(cell["final"], cell["final_se"],
                                                    scale=100, suffix=" %"),
                 "change": _signed_points(cell["final_change"], cell["final_change_se"]),
-                "time": sweeps.format_mean_se(cell["time_to_target"],
+                "time": verdicts.format_mean_se(cell["time_to_target"],
                                               cell["time_to_target_se"], suffix=" s"),
-                "speedup": sweeps.format_speedup(cell),
-                "final_batch": sweeps.format_mean_se(cell["final_batch_size"], None,
+                "speedup": verdicts.format_speedup(cell),
+                "final_batch": verdicts.format_mean_se(cell["final_batch_size"], None,
                                                      digits=5)})
     return rows
 

@@ -10,7 +10,7 @@ at its last epoch), its progress in words, and the words of a hot change.
 from __future__ import annotations
 
 from divebatch.report.hot_limits import hot_values_in_force
-from divebatch.runs import analysis
+from divebatch.experiments import analysis
 
 
 def run_label(run: dict) -> str:

@@ -1,7 +1,7 @@
 """Plotly figures for sweeps and the reproduction: heatmaps, curves, speed-up bars.
 
-Built from the plain rows of divebatch.runs.sweeps / divebatch.runs.reproduce; no numerics here
-beyond arranging those rows on axes.
+Built from the plain rows of divebatch.experiments.sweeps / divebatch.experiments.reproduce;
+no numerics here beyond arranging those rows on axes.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from divebatch.report.chart_style import style_of_variant
-from divebatch.runs.sweeps import BASELINE, format_mean_se
+from divebatch.experiments.sweeps import BASELINE
+from divebatch.experiments.verdicts import format_mean_se
 
 LOG10_2 = 0.30103  # a log axis with dtick = log10(2) has a tick at every power of two
 AXIS_TITLES = {"delta": "delta", "max_batch_size": "B_max", "resize_every": "R (epochs)"}
@@ -111,7 +112,7 @@ def curves(runs: list[dict], metric_name: str = "accuracy") -> go.Figure:
     """Validation metric against cumulative training time, and batch size per epoch.
 
     `runs`: dicts with "label", "records" and "method" (a chart_style variant key, e.g.
-    "sgd_small" for a baseline; a reproduce.METHODS label also names its method).
+    "sgd_small" for a baseline; a paper_setup.METHODS label also names its method).
     """
     key = "val_acc" if metric_name == "accuracy" else "val_loss"
     shown = metric_name if metric_name.startswith("validation") else f"validation {metric_name}"
@@ -144,7 +145,7 @@ def curves(runs: list[dict], metric_name: str = "accuracy") -> go.Figure:
 
 def _method_style(run: dict, seen: dict[str, int]) -> tuple[str, str]:
     """The run's method's colour and dash (chart_style), the next shade for a repeat."""
-    from divebatch.runs.reproduce import METHODS
+    from divebatch.experiments.paper_setup import METHODS
     variant = run.get("method") or {v: k for k, v in METHODS.items()}.get(run["label"], "")
     seen[variant] = seen.get(variant, 0) + 1
     return style_of_variant(variant, seen[variant] - 1)
@@ -154,7 +155,7 @@ def method_bars(result, value: str) -> go.Figure:
     """Grouped bars per benchmark (the paper's three first), one bar per method, with
     standard-error bars: value "speedup" (x over SGD small batch) or "final_change" (points).
     `result` is a reproduce.ReproResults."""
-    from divebatch.runs.reproduce import METHODS, PAPER, paper_change, paper_speedup
+    from divebatch.experiments.paper_setup import METHODS, PAPER, paper_change, paper_speedup
     paper_value = paper_speedup if value == "speedup" else paper_change
     scale = 1.0 if value == "speedup" else 100.0
     names = [f"paper: {d}" for d in PAPER] + [f"ours: {k}" for k in result.benchmarks()]
@@ -188,7 +189,7 @@ def method_bars(result, value: str) -> go.Figure:
 
 def reproduce_figures(result, curves_by_benchmark: dict) -> dict[str, go.Figure]:
     """Every figure of the reproduction report, by name."""
-    from divebatch.runs.reproduce import BENCHMARKS
+    from divebatch.experiments.paper_setup import BENCHMARKS
     figures = {"speed-ups": method_bars(result, "speedup"),
                "accuracy changes": method_bars(result, "final_change")}
     for key, runs in curves_by_benchmark.items():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from divebatch.runs import analysis
+from divebatch.experiments import analysis
 
 COMPARE_COLUMNS = [("id", "run"), ("method", "method"), ("status", "status"),
                    ("epochs", "epochs"), ("final_acc", "final acc"), ("best_acc", "best acc"),

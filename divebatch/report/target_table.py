@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from divebatch.runs import analysis, verdicts
+from divebatch.experiments import analysis, verdicts
 from divebatch.presets import VARIANTS, race_sorted, variant_of
 
 MISSING = "—"
@@ -31,6 +31,8 @@ class TargetTable:
     winner: int | None     # index of the row that reached the common target first (None
                            # when the runs are of several problems: they do not compare)
     verdict: str           # plain words (verdicts.verdict / groups_verdict)
+    verdict_lead: str      # its first two sentences on the race (the whole verdict for runs
+                           # of several problems), for a projector
     caption: str           # what the columns mean
     common: float | None   # the common target (of the first problem's runs)
 
@@ -65,6 +67,7 @@ def build(runs: list[dict], records_by_run: dict[int, list[dict]],
     named = [(name, *labelled_rows(group, records_by_run, target))
              for name, group in zip(names, groups)]
     verdict = verdicts.groups_verdict(named)
+    lead = verdicts.verdict(named[0][1], named[0][2], lead=True) if len(named) == 1 else verdict
     main, details, captions = [], [], []
     for name, rows, common in named:
         accuracy = any(row["final_acc"] is not None for row in rows)
@@ -78,7 +81,7 @@ def build(runs: list[dict], records_by_run: dict[int, list[dict]],
     reached = [i for i, row in enumerate(rows) if row["time_to_common"] is not None]
     winner = min(reached, key=lambda i: rows[i]["time_to_common"]) \
         if reached and len(named) == 1 else None
-    return TargetTable(_filled(main), _filled(details), winner, verdict,
+    return TargetTable(_filled(main), _filled(details), winner, verdict, lead,
                        " ".join(captions) if captions else caption(None, False),
                        named[0][2] if named else None)
 

@@ -5,7 +5,8 @@ A step's moment is an epoch found in the run itself (the first record, the first
 diversity rose while the loss fell, the first resize, the resize that hit B_max, the last
 record), never a fixed epoch. Moments never go back: each is searched from the previous one,
 so the steps come in the order of `STEPS`, and a run can only add steps to the end of its
-list (a step the run never reaches is left out once it has ended).
+list (a step the run never reaches is left out once it has ended). The last two steps come
+after the run, from a race and a measurement of their own (`report.tour_sequel`).
 """
 
 from __future__ import annotations
@@ -15,13 +16,16 @@ from dataclasses import dataclass
 
 TOUR_PRESET = "convex"  # the preset the tour runs: it grows the batch to B_max in a few epochs
 
-# key: (title, the chart it highlights, by the chart names of report.figures.CHARTS)
+# key: (title, the element of the lab page it highlights, by its key after the page's prefix:
+# chart_<name of report.figures.CHARTS>, the race's verdict, the critical-batch chart)
 STEPS = {
-    "start": ("Start small", "loss"),  # a flat batch size is a note, not a chart
-    "diversity": ("Diversity rises as the loss falls", "diversity"),
-    "grows": ("The bound crosses the batch size: the batch grows", "batch_size"),
-    "cap": ("The cap at B_max", "batch_size"),
-    "end": ("What the run gained", "loss"),
+    "start": ("Start small", "chart_loss"),  # a flat batch size is a note, not a chart
+    "diversity": ("Diversity rises as the loss falls", "chart_diversity"),
+    "grows": ("The bound crosses the batch size: the batch grows", "chart_batch_size"),
+    "cap": ("The cap at B_max", "chart_batch_size"),
+    "end": ("What the run gained", "chart_loss"),
+    "race": ("What the race verdict says", "verdict"),
+    "critical": ("What the critical-batch chart says", "critical_chart"),
 }
 LAST_BEFORE_END = "cap"  # once this step is reached, the run may train on to its end
 RESUMED = -1  # stepped_after once "resume" was sent
@@ -31,9 +35,10 @@ RESUMED = -1  # stepped_after once "resume" was sent
 class Step:
     key: str
     title: str
-    chart: str  # the chart to highlight
+    element: str  # the page element to highlight (a key of STEPS' second column)
     epoch: int  # the moment: the run's epoch at which the step applies
     text: str
+    caption: str = ""  # where to look, under the text
 
 
 def reached_steps(config: dict, n_train: int, records: list[dict], events: list[dict],
@@ -58,9 +63,10 @@ def reached_steps(config: dict, n_train: int, records: list[dict], events: list[
             if finished:
                 continue  # never came: skipped
             break  # not yet: later steps wait for it
-        title, chart = STEPS[key]
+        title, element = STEPS[key]
         text = TEXTS[key](config, n_train, records, by_epoch[moment], resizes)
-        steps.append(Step(key, title, chart, moment, text))
+        steps.append(Step(key, title, element, moment, text,
+                          f"Epoch {moment} of the run, on the outlined chart."))
         after = moment
     return steps
 
@@ -81,8 +87,16 @@ def run_action(steps: list[Step], index: int, finished: bool, paused_after: int 
 
 
 def steps_in_all(steps: list[Step], finished: bool) -> int:
-    """How many steps this tour has: all of STEPS until the run ends, then those it reached."""
+    """How many steps this tour has: all of STEPS until the tour has nothing more to wait
+    for (its run, race and measurement ended), then those it reached."""
     return len(steps) if finished else len(STEPS)
+
+
+def waiting_for(steps: list[Step], index: int) -> str | None:
+    """The key of the step shown at `index` while the tour waits for its moment (the steps
+    before it are all reached); None if it is reached or beyond STEPS."""
+    keys = list(STEPS)
+    return keys[index] if len(steps) <= index < len(keys) else None
 
 
 # --- moments
@@ -167,8 +181,7 @@ def _end_text(config, n_train, records, record, resizes) -> str:
             f"optimizer steps; at B0 = {b0} throughout, the same epochs take "
             f"{small_steps:,} steps ({small_steps / max(int(last['step']), 1):.1f}x as many)"
             + (f", and its validation loss is {loss:.4g}." if loss is not None else ".")
-            + " Press Race to see whether fewer steps also mean less training time: the "
-              "verdict above the charts compares it with SGD and AdaBatch.")
+            + " Next: did fewer steps also mean less time?")
 
 
 TEXTS = {"start": _start_text, "diversity": _diversity_text, "grows": _grows_text,

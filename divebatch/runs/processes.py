@@ -1,4 +1,10 @@
-"""Is a worker process still alive, and is it the process we think it is?
+"""Worker processes: starting them, and whether one is still the process we started.
+
+Workers are `python -m divebatch --db PATH ...` processes in their own session (they outlive
+the dashboard), started with an argument list, never a shell, never `multiprocessing`
+(`spawn_process`, `spawn_worker`), their output appended to a log beside the store. They run
+at a lower priority than the dashboard (`lower_priority`) with fewer torch threads
+(`capacity.worker_threads`).
 
 Workers are recorded by pid; a pid can be reused by a newer process after the worker died, so
 `started_after` compares the process's start time with when the worker was recorded.
@@ -7,8 +13,18 @@ Workers are recorded by pid; a pid can be reused by a newer process after the wo
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
+from divebatch.runs import capacity
+from divebatch.runs.store import RunStore
+
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 PID_CLOCK_SLACK_S = 2.0  # /proc start times are whole-second boot time plus clock ticks
+CLAIM_TIMEOUT_S = 60.0  # a claimed run (or warm-worker row) with no process after this long
+# was abandoned
+WORKER_NICENESS = 10  # background workers yield the CPU to the dashboard ($DIVEBATCH_WORKER_NICE)
 
 
 def pid_alive(pid: int | None) -> bool:
@@ -50,3 +66,59 @@ def started_after(pid: int, moment: float) -> bool:
     except (OSError, IndexError, ValueError, StopIteration):
         return False
     return boot + ticks / os.sysconf("SC_CLK_TCK") > moment + PID_CLOCK_SLACK_S
+
+
+def spawn_worker(store: RunStore, run_id: int, gpus: list[str] | None = None) -> int:
+    """`python -m divebatch --db PATH worker RUN_ID` (see `spawn_process`); under
+    `torch.distributed.run --nproc_per_node=N --standalone` when the run's config has
+    nproc = N > 1; with CUDA_VISIBLE_DEVICES set to `gpus` when given."""
+    nproc = store.get_run(run_id)["config"].get("nproc", 1)
+    return spawn_process(store, ["worker", str(run_id)], f"run-{run_id}.log", nproc, gpus)
+
+
+def spawn_process(store: RunStore, args: list[str], log_name: str, nproc: int = 1,
+                  gpus: list[str] | None = None) -> int:
+    """`python -m divebatch --db PATH ARGS` in its own session (it outlives the dashboard),
+    with an argument list, never a shell, its output appended to logs/`log_name`."""
+    log_dir = store.path.parent / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    env = worker_env()
+    if gpus:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
+    with open(log_dir / log_name, "ab") as log:
+        process = subprocess.Popen(
+            launch_command(nproc, ["--db", str(store.path), *args]),
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, cwd=str(PACKAGE_ROOT), env=env)
+    return process.pid
+
+
+def launch_command(nproc: int, args: list[str]) -> list[str]:
+    """argv running `python -m divebatch ARGS` on `nproc` local processes: torchrun when
+    nproc > 1 (--standalone picks a free rendezvous port, so such runs can share a machine)."""
+    if nproc <= 1:
+        return [sys.executable, "-m", "divebatch", *args]
+    return [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
+            "--standalone", "-m", "divebatch", *args]
+
+
+def worker_env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(PACKAGE_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env.setdefault("OMP_NUM_THREADS", str(capacity.worker_threads()))
+    env.setdefault("DIVEBATCH_WORKER_NICE", str(WORKER_NICENESS))
+    return env
+
+
+def lower_priority() -> int:
+    """Take the niceness worker_env() gave this worker ($DIVEBATCH_WORKER_NICE; 0 or unset:
+    none; not an integer: WORKER_NICENESS), so that the dashboard and its browsers keep the
+    CPU they need to draw while training runs: on 2 cores, a digits run's first point
+    took 2.2 s to appear with the worker at the server's priority and 1.5 s at niceness 10
+    (docs/performance.md). Returns the niceness now."""
+    try:
+        wanted = int(os.environ.get("DIVEBATCH_WORKER_NICE") or 0)
+    except ValueError:
+        wanted = WORKER_NICENESS
+    current = os.nice(0)
+    return os.nice(max(0, min(wanted, 19) - current))

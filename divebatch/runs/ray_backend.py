@@ -2,12 +2,12 @@
 
 The driver (the `sweep` / `reproduce` command, or a background `ray-driver` process started
 for the dashboard) is the only writer of the run store. Each task trains its run with the
-same `jobs.execute_run` as a local worker, handed a `RelayStore`: reads answer from a
+same `worker.execute_run` as a local worker, handed a `RelayStore`: reads answer from a
 snapshot of the run, writes travel through a `Mailbox` actor to the driver, which applies them
 to the real store in order. Workers on other machines never open the SQLite file.
 
 Runs are claimed in the store (status running, worker pid = the driver's) before their
-tasks are submitted, so local dispatchers leave them alone and `jobs.reap` marks them
+tasks are submitted, so local dispatchers leave them alone and `queue.reap` marks them
 interrupted if the driver dies. The driver submits no more tasks than the cluster trains at
 once (`slots`), so each task goes to a worker process that has just finished one, with torch
 and divebatch already imported; a pending task would make Ray start a fresh worker that
@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Callable
 
 from divebatch.training import checkpoint
-from divebatch.runs import jobs
+from divebatch.runs import processes, worker
 from divebatch.runs.ray_tasks import RELAYED_WRITES, Mailbox, train_task
 
 INSTALL_HINT = "the Ray backend needs Ray: pip install .[ray]"
@@ -109,7 +109,7 @@ def session(options: RayOptions):
         ray.init(address=options.address, **kwargs)
     except Exception as error:  # Ray raises bare Exceptions too, e.g. a node start timeout
         raise RayBackendError(f"cannot reach the Ray cluster at {options.address}: "
-                              f"{jobs.one_line(error)}") from None
+                              f"{worker.one_line(error)}") from None
     try:
         yield
     finally:
@@ -253,7 +253,7 @@ class Driver:
             return True
         except exceptions.RayTaskError as error:  # execute_run failed outside training
             self.apply_reports()
-            self.end_if_running(run_id, "failed", jobs.one_line(error.cause or error))
+            self.end_if_running(run_id, "failed", worker.one_line(error.cause or error))
             return True
         except exceptions.RayError as error:  # worker process or node lost
             self.apply_reports()
@@ -278,7 +278,7 @@ class Driver:
         self.started.discard(run_id)
         self.stop_asked.pop(run_id, None)
         try:
-            epoch = jobs._checkpoint_epoch(self.store, run_id)
+            epoch = worker.resumable_epoch(self.store, run_id)
         except checkpoint.CheckpointError:
             epoch = 0
         if not (self.store.requeue(run_id, keep_epochs=epoch, statuses=("interrupted",))
@@ -316,7 +316,7 @@ def _config(store, run_id: int):
 
 
 class RayBackend:
-    """The Ray counterpart of sweeps.run_missing / sweeps.submit_missing."""
+    """The Ray counterpart of groups.run_missing / groups.submit_missing."""
 
     def __init__(self, options: RayOptions):
         options.validate()
@@ -326,7 +326,7 @@ class RayBackend:
                     on_run_done=None) -> int:
         """Train the missing planned runs on the cluster from this process; how many ran.
         Cluster problems raise RayBackendError before any run is stored."""
-        from divebatch.runs.sweeps import match_runs, missing
+        from divebatch.runs.groups import match_runs, missing
         with session(self.options):
             todo = missing(planned, match_runs(store, group, planned))
             check_fits(self.options, [p.config for p in todo])
@@ -344,7 +344,7 @@ class RayBackend:
     def submit_missing(self, store, group: str, planned, info: dict | None = None
                        ) -> list[int]:
         """Claim the missing planned runs and start a background driver process for them."""
-        from divebatch.runs.sweeps import match_runs, missing
+        from divebatch.runs.groups import match_runs, missing
         import_ray()
         probe(self.options.address)
         todo = missing(planned, match_runs(store, group, planned))
@@ -369,7 +369,7 @@ def spawn_driver(store, run_ids: list[int], options: RayOptions) -> int:
     with open(log_dir / f"ray-driver-{run_ids[0]}.log", "ab") as log:
         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
                                    stderr=subprocess.STDOUT, start_new_session=True,
-                                   cwd=str(jobs.PACKAGE_ROOT), env=jobs.worker_env())
+                                   cwd=str(processes.PACKAGE_ROOT), env=processes.worker_env())
     return process.pid
 
 

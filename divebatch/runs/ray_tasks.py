@@ -1,6 +1,6 @@
 """What runs inside Ray for the Ray backend (ray_backend.py is the driver's side).
 
-A task trains one run with `jobs.execute_run`, handed a `RelayStore` instead of the
+A task trains one run with `worker.execute_run`, handed a `RelayStore` instead of the
 RunStore: reads answer from a snapshot of the run, writes go to the `Mailbox` actor, from
 which the driver applies them to the real store in order.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from divebatch.runs import jobs
+from divebatch.runs import worker
 
 RELAYED_WRITES = ("append_record", "add_event", "set_progress", "update_info", "mark_finished")
 
@@ -37,7 +37,7 @@ class Mailbox:
 
 
 class RelayStore:
-    """What `jobs.execute_run` sees as its RunStore inside a Ray task."""
+    """What `worker.execute_run` sees as its RunStore inside a Ray task."""
 
     def __init__(self, run: dict, records: list[dict], store_path: str, mailbox):
         self.run, self.kept_records, self.mailbox = run, records, mailbox
@@ -72,6 +72,6 @@ def train_task(run: dict, records: list[dict], store_path: str, mailbox, threads
     if threads:
         import torch
         torch.set_num_threads(threads)
-    jobs.execute_run(RelayStore(run, records, store_path, mailbox), run["id"])
+    worker.execute_run(RelayStore(run, records, store_path, mailbox), run["id"])
     # waited for: the task's earlier reports, sent before it, are then in the mailbox too
     ray.get(mailbox.report.remote(run["id"], "done", (), {}))

@@ -4,13 +4,13 @@ click on Start gives the first chart point in well under a second of start-up.
 
     python -m divebatch --db PATH worker --warm WORKER_ID
 
-`jobs.keep_warm` reserves WORKER_ID in the store's workers table and starts the process; the
+`warm_pool.keep_warm` reserves WORKER_ID in the store's workers table and starts the process; the
 process polls the queue every POLL_S seconds, claims the oldest queued run it can take with
 `RunStore.claim_many` (one transaction, which also checks the slot limit, so two warm workers
-never take the same run nor exceed the limit) and trains it with `jobs.execute_run`, exactly
+never take the same run nor exceed the limit) and trains it with `worker.execute_run`, exactly
 as a worker started for that run would. When that run belongs to a race it can take whole
-(`jobs.warm_claim`), it claims every queued run of the race and trains them with
-`jobs.execute_group`, an epoch each in turn, holding one worker slot. It leaves after
+(`warm_pool.warm_claim`), it claims every queued run of the race and trains them with
+`worker.execute_group`, an epoch each in turn, holding one worker slot. It leaves after
 IDLE_EXIT_S seconds without a run, or when its row or its store is gone; a dashboard or a CLI
 dispatch starts a new one as needed.
 """
@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import time
 
-from divebatch.runs import jobs
+from divebatch.runs import capacity, queue, warm_pool, worker
 from divebatch.runs.store import RunStore
 
 POLL_S = 0.1  # one small read per poll
@@ -44,11 +44,11 @@ def serve(store: RunStore, worker_id: int) -> None:
         return  # forgotten while starting (its dispatcher thought it dead)
     idle_since = time.monotonic()
     idle_limit = float(os.environ.get("DIVEBATCH_WARM_IDLE_S", IDLE_EXIT_S))
-    gpus = jobs.gpu_ids()
-    limit = jobs.max_workers(gpus)
+    gpus = capacity.gpu_ids()
+    limit = capacity.max_workers(gpus)
 
     def choose(running: list[dict], queued: list[dict]) -> list[int]:
-        return jobs.warm_claim(running, queued, gpus, limit)
+        return warm_pool.warm_claim(running, queued, gpus, limit)
 
     try:
         while time.monotonic() - idle_since < idle_limit and store.path.exists():
@@ -57,12 +57,12 @@ def serve(store: RunStore, worker_id: int) -> None:
                 time.sleep(POLL_S)
                 continue
             if len(run_ids) == 1:
-                jobs.execute_run(store, run_ids[0])
+                worker.execute_run(store, run_ids[0])
             else:
-                jobs.execute_group(store, run_ids)
+                worker.execute_group(store, run_ids)
             if not store.update_worker(worker_id, run_id=None):
                 return  # forgotten meanwhile: a new warm worker has taken its place
-            jobs.dispatch(store)  # the freed slot may suit a run this worker cannot take
+            queue.dispatch(store)  # the freed slot may suit a run this worker cannot take
             idle_since = time.monotonic()
     finally:
         if store.path.exists():

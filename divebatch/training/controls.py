@@ -1,10 +1,12 @@
 """A run's controls between steps: the in-memory control channel, stop / pause / step / pace
 requests, hot parameter changes and the waits between epochs.
 
-`RunControls` is part of `Trainer` (a mixin): it reads the trainer's control channel and
-changes its config, scheduler and optimizer. It never sleeps: while pace or pause holds a run
-between epochs, `_waits_between_epochs` yields a `Wait` per poll and the caller decides what
-to do meanwhile (sleep, or train another run: see interleave.py).
+`RunControls` is an object a `Trainer` owns (`trainer.controls`). Each method is handed the
+trainer it acts for: it reads the trainer's control channel (`control`) and changes the run
+through the trainer's public attributes (config, scheduler, optimizer) and `event()`; every
+change is checked by `config.check_hot_change`. It never sleeps: while pace or pause holds a
+run between epochs, `waits_between_epochs` yields a `Wait` per poll and the caller decides
+what to do meanwhile (sleep, or train another run: see interleave.py).
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import time
 from dataclasses import dataclass
 from typing import Iterator
 
-from divebatch.config import HOT_FIELDS
+import torch
+
+from divebatch.config import PACE_FIELDS, check_hot_change
 
 WAIT_POLL_S = 0.1  # control polls while waiting between epochs (pace, pause)
 
@@ -55,23 +59,37 @@ class LocalControl:
 
 
 class RunControls:
-    """Control handling of a `Trainer`, which provides control, config, scheduler, optimizer,
-    dist, on_progress and _event."""
+    """What a run's control messages ask, and its pause state between epochs."""
 
-    stop_requested = False
-    paused = False  # waiting after an epoch until resume, step or stop
-    pause_requested = False  # pause at the next epoch boundary (or now, if at one)
-    pause_after_epoch = False  # "step" while paused: one more epoch, then pause
+    def __init__(self, wait_poll_s: float = WAIT_POLL_S):
+        self.wait_poll_s = wait_poll_s  # seconds between polls while the run waits
+        self.stop_requested = False
+        self.paused = False  # waiting after an epoch until resume, step or stop
+        self.pause_requested = False  # pause at the next epoch boundary (or now, if at one)
+        self.pause_after_epoch = False  # "step" while paused: one more epoch, then pause
+        self._last_poll = 0.0
 
-    def _handle_controls(self, epoch: int, epoch_end: bool) -> None:
-        if self.control is None:
+    def poll_due(self, run) -> bool:
+        """Whether to poll the controls (and report progress) after this step: at most every
+        `config.progress_every` seconds, at the same step on every rank."""
+        if run.dist.world_size > 1:  # every rank must poll at the same step
+            return run.dist.poll_due(run.step, run.config.progress_every)
+        now = time.perf_counter()
+        if now - self._last_poll < run.config.progress_every:
+            return False
+        self._last_poll = now
+        return True
+
+    def handle(self, run, epoch: int) -> None:
+        """Act on every message waiting on the run's control channel."""
+        if run.control is None:
             return
-        for message in self.control.poll():
+        for message in run.control.poll():
             kind = message.get("kind")
             if kind == "stop":
                 self.stop_requested = True
             elif kind == "set":
-                self.apply_hot_changes(message.get("payload") or {}, epoch)
+                self.apply_hot_changes(run, message.get("payload") or {}, epoch)
             elif kind == "resume":
                 self.paused = self.pause_requested = self.pause_after_epoch = False
             elif kind == "step" and self.paused:
@@ -79,24 +97,24 @@ class RunControls:
             elif kind in ("pause", "step"):  # a step while running pauses at the boundary
                 self.pause_requested = True
             elif kind == "pace":
-                self._set_pace((message.get("payload") or {}).get("pace_s"), epoch)
+                self._set_pace(run, (message.get("payload") or {}).get("pace_s"), epoch)
 
-    def _set_pace(self, pace_s, epoch: int) -> None:
+    def _set_pace(self, run, pace_s, epoch: int) -> None:
         try:
-            self.config.replace(pace_s=pace_s).validate()
+            run.config = check_hot_change(run.config, {"pace_s": pace_s}, PACE_FIELDS)
         except (ValueError, TypeError) as error:
-            self._event("rejected", str(error).splitlines()[0], epoch, {"pace_s": pace_s})
+            run.event("rejected", str(error).splitlines()[0], epoch, {"pace_s": pace_s})
             return
-        self.config = self.config.replace(pace_s=pace_s)
-        self._event("pace", f"pace: each epoch lasts at least {pace_s:g} s" if pace_s
-                    else "pace: real time", epoch, {"pace_s": pace_s})
+        run.event("pace", f"pace: each epoch lasts at least {pace_s:g} s" if pace_s
+                  else "pace: real time", epoch, {"pace_s": pace_s})
 
-    def _waits_between_epochs(self, epoch: int, epoch_started: float) -> Iterator[Wait]:
+    def waits_between_epochs(self, run, epoch: int,
+                             epoch_started: float) -> Iterator[Wait]:
         """Classroom pace and pause: one `Wait` per control poll until the epoch has lasted
         `pace_s` seconds and the run is not paused (or a stop arrives). Waiting happens
         outside every timed span, so it is never training time. Runs on one process only
         (ranks would have to wait in step)."""
-        if self.dist.world_size > 1:
+        if run.dist.world_size > 1:
             return
         if self.pause_after_epoch:
             self.pause_requested, self.pause_after_epoch = True, False
@@ -105,46 +123,44 @@ class RunControls:
             if self.pause_requested:
                 self.paused, self.pause_requested = True, False
             if self.paused != was_paused:
-                self._pause_state(epoch, self.paused)
+                _pause_state(run, epoch, self.paused)
                 was_paused = self.paused
-            remaining = self.config.pace_s - (time.perf_counter() - epoch_started)
+            remaining = run.config.pace_s - (time.perf_counter() - epoch_started)
             if not self.paused and remaining <= 0:
                 return
-            yield Wait(WAIT_POLL_S if self.paused else min(WAIT_POLL_S, remaining))
-            self._handle_controls(epoch, epoch_end=True)
+            yield Wait(self.wait_poll_s if self.paused else min(self.wait_poll_s, remaining))
+            self.handle(run, epoch)
 
-    def _pause_state(self, epoch: int, paused: bool) -> None:
-        """Tell the store (progress row and event) that the run paused or resumed."""
-        if self.on_progress:
-            self.on_progress({"epoch": epoch, "paused": paused})
-        self._event("paused" if paused else "resumed",
-                    f"paused after epoch {epoch}" if paused else f"resumed after epoch {epoch}",
-                    epoch)
-
-    def apply_hot_changes(self, changes: dict, epoch: int) -> None:
+    def apply_hot_changes(self, run, changes: dict, epoch: int) -> None:
         """Apply delta / max_batch_size / resize_every / lr_multiplier between steps; the
         batch size itself only changes at the next epoch boundary."""
-        unknown = sorted(set(changes) - set(HOT_FIELDS))
-        if unknown:
-            self._event("rejected", f"not a hot parameter: {', '.join(unknown)}", epoch)
-            return
-        checked = self.config.replace(**changes)
         try:
-            checked.validate()
+            checked = check_hot_change(run.config, changes)
             scheduler_changes = {k: v for k, v in changes.items()
-                                 if k != "lr_multiplier" and hasattr(self.scheduler, k)}
+                                 if k != "lr_multiplier" and hasattr(run.scheduler, k)}
             if scheduler_changes:
-                self.scheduler.update(**scheduler_changes)
+                run.scheduler.update(**scheduler_changes)
         except ValueError as error:
-            self._event("rejected", str(error).splitlines()[0], epoch, changes)
+            run.event("rejected", str(error).splitlines()[0], epoch, changes)
             return
         if "lr_multiplier" in changes:
-            self._apply_lr_multiplier(self.lr_multiplier, changes["lr_multiplier"])
-            self.lr_multiplier = changes["lr_multiplier"]
-        self.config = checked
+            scale_learning_rates(run.optimizer,
+                                 changes["lr_multiplier"] / run.config.lr_multiplier)
+        run.config = checked
         summary = ", ".join(f"{k}={v}" for k, v in sorted(changes.items()))
-        self._event("hot_change", f"changed {summary}", epoch, changes)
+        run.event("hot_change", f"changed {summary}", epoch, changes)
 
-    def _apply_lr_multiplier(self, old: float, new: float) -> None:
-        for group in self.optimizer.param_groups:
-            group["lr"] *= new / old
+
+def _pause_state(run, epoch: int, paused: bool) -> None:
+    """Tell the store (progress row and event) that the run paused or resumed."""
+    if run.on_progress:
+        run.on_progress({"epoch": epoch, "paused": paused})
+    run.event("paused" if paused else "resumed",
+              f"paused after epoch {epoch}" if paused else f"resumed after epoch {epoch}", epoch)
+
+
+def scale_learning_rates(optimizer: torch.optim.Optimizer, factor: float) -> None:
+    """Multiply every param group's learning rate by `factor` (the hot LR multiplier's
+    change), composing with the base schedule and the batch-size rule."""
+    for group in optimizer.param_groups:
+        group["lr"] *= factor

@@ -26,7 +26,8 @@ import time
 from typing import Callable, Sequence
 
 from divebatch.training.controls import Wait
-from divebatch.training.trainer import RunResult, Trainer
+from divebatch.training.records import RunResult
+from divebatch.training.trainer import Trainer
 
 Outcome = RunResult | Exception  # how a run ended: its result, or the error that ended it
 

@@ -10,106 +10,39 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterator
 
 import torch
 from torch import nn
 
-from divebatch.training import checkpoint
-from divebatch.training.controls import RunControls, Wait
-from divebatch.training.instruments import ChartInstruments
 from divebatch.config import HOT_FIELDS, RunConfig
 from divebatch.data.problem import Problem, correct_predictions, per_sample_loss
 from divebatch.data.problems import load_problem
 from divebatch.device_options import (make_optimizer, out_of_memory, plain_forward_model,
                                       resolve_device, to_device)
-from divebatch.training.distributed import Distributed
 from divebatch.meter.diversity import DiversityMeter
 from divebatch.models.registry import build_model
-from divebatch.training.probe import DiversityProbe
-from divebatch.schedulers import AdaBatch, DiveBatch, FixedBatch
+from divebatch.training import checkpoint
+from divebatch.training.controls import RunControls, Wait, scale_learning_rates
+from divebatch.training.distributed import Distributed
+from divebatch.training.instruments import ChartInstruments
+from divebatch.training.records import TIMING_FIELDS, EpochRecord, RunResult
+from divebatch.training.schedules import make_lr_schedule, make_scheduler
+
+__all__ = ["EpochRecord", "RunResult", "TIMING_FIELDS", "Trainer", "train"]
 
 EVAL_CHUNK = 4096  # validation samples per forward pass
 
 
-# EpochRecord fields that measure the clock: they differ between two runs with equal results.
-TIMING_FIELDS = ("train_time", "wall_time", "step_ms", "instrument_time", "measure_time")
-
-
-@dataclass
-class EpochRecord:
-    epoch: int                    # counted from 1
-    step: int                     # optimizer steps so far (cumulative)
-    samples_seen: int             # training samples so far (cumulative)
-    train_time: float             # seconds of training in this epoch, evaluation excluded
-    wall_time: float              # seconds since the run started, evaluation included
-    batch_size: int               # batch size used in this epoch
-    lr: float                     # learning rate of the first param group in this epoch
-    diversity: float | None       # Delta_hat the method measured while training this epoch
-                                  # (DiveBatch's resize epochs, timed); None otherwise
-    train_loss: float             # mean training loss over this epoch's samples
-    val_loss: float
-    val_acc: float | None         # fraction in [0, 1]; None for regression
-    next_batch_size: int          # batch size the scheduler chose for the next epoch
-    delta: float | None           # hot parameters in force during this epoch
-    max_batch_size: int
-    resize_every: int
-    lr_multiplier: float
-    step_ms: float                # mean wall milliseconds per optimizer step
-    measured_batches: int = 0     # batches whose per-sample norms were measured
-    probe_diversity: float | None = None  # chart-only Delta_hat of a fixed probe after the
-                                          # epoch (divebatch.training.probe); None when off
-    instrument_time: float = 0.0  # seconds the probe took (in wall_time, not in train_time)
-    measure_time: float = 0.0     # seconds of the diversity meter's own work in this epoch
-                                  # (part of train_time; DiversityMeter.seconds)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass
-class RunResult:
-    status: str                   # completed, stopped, diverged or failed (out of memory)
-    records: list[EpochRecord]
-    message: str = ""
-    n_train: int = 0
-    diversity_approximate: bool = False
-    events: list[dict] = field(default_factory=list)
-    initial: dict | None = None   # the starting point the charts draw at epoch 0 (Trainer.initial)
-
-
-def make_scheduler(config: RunConfig, optimizer: torch.optim.Optimizer, n_train: int):
-    if config.method == "sgd":
-        return FixedBatch(optimizer, batch_size=config.batch_size)
-    if config.method == "adabatch":
-        return AdaBatch(optimizer, initial_batch_size=config.batch_size,
-                        max_batch_size=config.max_batch_size,
-                        resize_every=config.resize_every, factor=config.adabatch_factor,
-                        lr_scaling=config.lr_scaling, lr_decay=config.adabatch_lr_decay)
-    return DiveBatch(optimizer, n_samples=n_train, initial_batch_size=config.batch_size,
-                     max_batch_size=config.max_batch_size, delta=config.delta,
-                     resize_every=config.resize_every, lr_scaling=config.lr_scaling,
-                     min_batch_size=config.min_batch_size or None,
-                     monotone=config.min_batch_size == 0)
-
-
-def make_lr_schedule(config: RunConfig, optimizer: torch.optim.Optimizer):
-    """Chainable per-epoch base schedule (multiplies the current LR, so batch-size LR
-    factors and hot multipliers compose with it); None for constant."""
-    if config.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
-    if config.schedule == "step":
-        milestones = sorted({max(1, config.epochs // 2), max(1, (3 * config.epochs) // 4)})
-        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=0.1)
-    return None
-
-
-class Trainer(RunControls, ChartInstruments):
-    """One run's state; `train()` below is the public entry point."""
+class Trainer:
+    """One run's state; `train()` below is the public entry point. It owns its `controls`
+    (what control messages ask: stop, pause, pace, hot changes) and its `instruments` (what
+    the charts alone measure, outside training time): handed in, or made fresh."""
 
     def __init__(self, config: RunConfig, on_epoch=None, control=None, on_progress=None,
-                 on_event=None, on_start=None, checkpoint_path=None, resume_from=None):
+                 on_event=None, on_start=None, checkpoint_path=None, resume_from=None, *,
+                 controls: RunControls | None = None,
+                 instruments: ChartInstruments | None = None):
         config.validate()
         self.config = config
         self.on_epoch, self.on_progress = on_epoch, on_progress
@@ -134,23 +67,18 @@ class Trainer(RunControls, ChartInstruments):
                                     fuse_weight_grads=self.dist.world_size == 1,
                                     **({"sample_every": config.measure_every}
                                        if config.measure_every else {}))
-        self.probe = (DiversityProbe(self.model, self.problem, self.loss_fn, self.dist,
-                                     self._outputs, config.seed + 2,
-                                     allow_batchnorm=config.norm == "batch")
-                      if config.diversity_every_epoch else None)
-        self.probe_small = False  # the probe's passes as small as the epoch's batch
+        self.controls = controls if controls is not None else RunControls()
+        self.instruments = instruments if instruments is not None else ChartInstruments()
+        self.instruments.attach(self)
         self.shuffle = torch.Generator().manual_seed(config.seed + 1)
-        self.lr_multiplier = config.lr_multiplier
         self.records: list[EpochRecord] = []
-        self.initial: dict | None = None  # measured before epoch 1 when the probe is on
         self.events: list[dict] = []
         self.step = self.samples_seen = 0
         self.epochs_done = 0
         self.checkpoint_path = checkpoint_path  # written at the end of every epoch if set
         self.result: RunResult | None = None  # set when epochs() ends
         self.started = time.perf_counter()
-        self._last_poll = 0.0
-        self._apply_lr_multiplier(1.0, config.lr_multiplier)
+        scale_learning_rates(self.optimizer, config.lr_multiplier)
         if resume_from is not None:
             self.load_state_dict(resume_from if isinstance(resume_from, dict)
                                  else checkpoint.load(resume_from))
@@ -178,7 +106,7 @@ class Trainer(RunControls, ChartInstruments):
                          and len(self.problem.input_shape) == 3)
         return torch.channels_last if channels_last else torch.contiguous_format
 
-    def _outputs(self, forward, inputs: torch.Tensor) -> torch.Tensor:
+    def outputs(self, forward, inputs: torch.Tensor) -> torch.Tensor:
         """forward(inputs) under bf16 autocast on CUDA when amp is on; float32 outputs."""
         if self.device.type != "cuda":  # the options are CUDA-only: keep the CPU step lean
             return forward(inputs)
@@ -201,8 +129,8 @@ class Trainer(RunControls, ChartInstruments):
         the caller may train other runs meanwhile. `self.result` holds the outcome at the end."""
         status, message = "completed", ""
         try:
-            if self.epochs_done == 0 and self.probe is not None:
-                yield from self._initial_point()
+            if self.epochs_done == 0 and self.instruments.probe is not None:
+                yield from self.instruments.initial_point(self)
             if self.epochs_done == 0:
                 self._save_checkpoint(0)
             for epoch in range(self.epochs_done + 1, self.config.epochs + 1):
@@ -213,7 +141,7 @@ class Trainer(RunControls, ChartInstruments):
                     if not out_of_memory(error):
                         raise
                     status, message = "failed", self._out_of_memory_message(epoch)
-                    self._event("out_of_memory", message, epoch)
+                    self.event("out_of_memory", message, epoch)
                     break
                 if record is None:
                     status, message = "stopped", f"stopped during epoch {epoch}"
@@ -226,22 +154,22 @@ class Trainer(RunControls, ChartInstruments):
                     status = "diverged"
                     message = (f"training loss became {record.train_loss} in epoch {epoch}; "
                                f"try a smaller lr or max_batch_size")
-                    self._event("diverged", message, epoch)
+                    self.event("diverged", message, epoch)
                     break
-                self._handle_controls(epoch, epoch_end=True)
+                self.controls.handle(self, epoch)
                 # after on_epoch, so a killed run resumes at or before its last stored record
                 self._save_checkpoint(epoch)
                 yield record
                 if epoch < self.config.epochs:
-                    yield from self._waits_between_epochs(epoch, epoch_started)
-                if self.stop_requested:
+                    yield from self.controls.waits_between_epochs(self, epoch, epoch_started)
+                if self.controls.stop_requested:
                     status, message = "stopped", f"stopped after epoch {epoch}"
                     break
         finally:
             self.meter.detach()
             self.dist.close()
         self.result = RunResult(status, self.records, message, self.problem.n_train,
-                                self.meter.approximate, self.events, self.initial)
+                                self.meter.approximate, self.events, self.instruments.initial)
 
     def _save_checkpoint(self, epoch: int) -> None:
         """Rewrite the run's checkpoint after `epoch` (0: the start, only when it is kept),
@@ -259,14 +187,15 @@ class Trainer(RunControls, ChartInstruments):
         tensors and plain python values (what `torch.load(weights_only=True)` reads back).
         The diversity meter has no state to keep: it is reset before every measured epoch."""
         return {"epoch": self.epochs_done, "config": self.config.to_dict(),
-                "lr_multiplier": self.lr_multiplier,
+                "lr_multiplier": self.config.lr_multiplier,
                 "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "lr_schedule": self.lr_schedule.state_dict() if self.lr_schedule else None,
                 "step": self.step, "samples_seen": self.samples_seen,
                 "wall_time": time.perf_counter() - self.started,
                 "records": [record.to_dict() for record in self.records],
-                "initial": self.initial, "events": list(self.events), "rng": self._rng_state()}
+                "initial": self.instruments.initial, "events": list(self.events),
+                "rng": self._rng_state()}
 
     def load_state_dict(self, state: dict) -> None:
         """Continue from `state` (of a run with this config, hot fields aside): the next
@@ -283,12 +212,11 @@ class Trainer(RunControls, ChartInstruments):
         self.scheduler.load_state_dict(state["scheduler"])
         if self.lr_schedule is not None:
             self.lr_schedule.load_state_dict(state["lr_schedule"])
-        self.lr_multiplier = state["lr_multiplier"]
         self.epochs_done, self.step = state["epoch"], state["step"]
         self.samples_seen = state["samples_seen"]
         self.started = time.perf_counter() - state["wall_time"]
         self.records = [EpochRecord(**record) for record in state["records"]]
-        self.initial = state.get("initial")  # checkpoints before it was measured lack it
+        self.instruments.initial = state.get("initial")  # older checkpoints lack it
         self.events = list(state["events"])
         self._set_rng_state(state["rng"])
 
@@ -308,22 +236,22 @@ class Trainer(RunControls, ChartInstruments):
     def _out_of_memory_message(self, epoch: int) -> str:
         return (f"out of memory in epoch {epoch} at batch size {self.scheduler.batch_size}; "
                 f"start a new run with a smaller max_batch_size (now "
-                f"{self._hot_values()['max_batch_size']}) or batch_size")
+                f"{self.hot_values()['max_batch_size']}) or batch_size")
 
     def _run_epoch(self, epoch: int) -> EpochRecord | None:
         batch_size = self.scheduler.batch_size
         lr = self.optimizer.param_groups[0]["lr"]
-        measure = self._measures(epoch)
+        measure = self.scheduler.measures_diversity(epoch)
         if measure:
             self.meter.reset()
-        loss_sum, n_batches, train_time = self._train_epoch(epoch, batch_size, measure)
+        loss_sum, n_batches, train_time = self.train_pass(epoch, batch_size, measure)
         if loss_sum is None:
             return None
         diversity = self.meter.diversity() if measure else None
-        hot = self._hot_values()
+        hot = self.hot_values()
         measured_batches = self.meter.measured_batches if measure else 0
         next_batch = self._advance_schedules(epoch, diversity)
-        probe_diversity, instrument_time = self._probe(batch_size)
+        probe_diversity, instrument_time = self.instruments.measure(self, batch_size)
         val_loss, val_acc = self.evaluate()
         return EpochRecord(
             epoch=epoch, step=self.step, samples_seen=self.samples_seen,
@@ -335,11 +263,10 @@ class Trainer(RunControls, ChartInstruments):
             measured_batches=measured_batches, probe_diversity=probe_diversity,
             instrument_time=instrument_time, measure_time=self.meter.seconds if measure else 0.0)
 
-    def _measures(self, epoch: int) -> bool:
-        return self.scheduler.measures_diversity(epoch)
-
-    def _train_epoch(self, epoch: int, batch_size: int, measure: bool):
-        """One pass over a fresh shuffle; returns (loss sum, batches, seconds) or Nones."""
+    def train_pass(self, epoch: int, batch_size: int, measure: bool = False):
+        """Epoch `epoch`'s pass over a fresh shuffle at `batch_size` (diversity measured if
+        `measure`), training alone: no evaluation, no schedule step, no record. Returns (loss
+        sum, batches, seconds), or Nones when a stop arrived during the pass."""
         problem, n = self.problem, self.problem.n_train
         order = to_device(torch.randperm(n, generator=self.shuffle), self.device)
         n_batches = math.ceil(n / batch_size)
@@ -352,10 +279,10 @@ class Trainer(RunControls, ChartInstruments):
                                          measure)
             self.step += 1
             self.samples_seen += len(batch)
-            if self._poll_due():
+            if self.controls.poll_due(self):
                 self._report_progress(epoch, index + 1, n_batches, started)
-                self._handle_controls(epoch, epoch_end=False)
-                if self.stop_requested:
+                self.controls.handle(self, epoch)
+                if self.controls.stop_requested:
                     return None, 0, 0.0
         loss_total = float(self.dist.all_sum(loss_sum))  # the epoch's one host sync
         return loss_total, n_batches, time.perf_counter() - started
@@ -388,7 +315,7 @@ class Trainer(RunControls, ChartInstruments):
         over micro-batches of at most max_micro_batch samples (summed over ranks by DDP)."""
         loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
         for part in self.dist.micro_batches(len(y), self.config.max_micro_batch):
-            outputs = self._outputs(lambda x: self.dist.forward(model, x), inputs[part])
+            outputs = self.outputs(lambda x: self.dist.forward(model, x), inputs[part])
             losses = self.loss_fn(outputs, y[part])  # (b,)
             (losses.sum() / batch_size).backward()
             loss_sum += losses.detach().sum()  # accumulated in float64
@@ -403,7 +330,7 @@ class Trainer(RunControls, ChartInstruments):
         for start in range(0, len(problem.y_val), EVAL_CHUNK):
             x = problem.inputs(problem.x_val[start:start + EVAL_CHUNK], training=False)
             y = problem.y_val[start:start + EVAL_CHUNK]
-            outputs = self._outputs(self.model, x)
+            outputs = self.outputs(self.model, x)
             loss_sum += self.loss_fn(outputs, y).double().sum()
             hits = correct_predictions(problem.task, outputs, y)
             if hits is not None:
@@ -419,25 +346,17 @@ class Trainer(RunControls, ChartInstruments):
         if self.lr_schedule is not None:
             self.lr_schedule.step()
         if next_batch != old_batch:
-            self._event("batch_size", f"batch size {old_batch} -> {next_batch}", epoch,
+            self.event("batch_size", f"batch size {old_batch} -> {next_batch}", epoch,
                         {"old": old_batch, "new": next_batch})
         return next_batch
 
-    def _hot_values(self) -> dict:
+    def hot_values(self) -> dict:
+        """The hot parameters in force (config.HOT_FIELDS), as the scheduler applies them."""
         return {"delta": getattr(self.scheduler, "delta", None),
                 "max_batch_size": getattr(self.scheduler, "max_batch_size",
                                           self.scheduler.batch_size),
                 "resize_every": getattr(self.scheduler, "resize_every", 1),
-                "lr_multiplier": self.lr_multiplier}
-
-    def _poll_due(self) -> bool:
-        if self.dist.world_size > 1:  # every rank must poll at the same step
-            return self.dist.poll_due(self.step, self.config.progress_every)
-        now = time.perf_counter()
-        if now - self._last_poll < self.config.progress_every:
-            return False
-        self._last_poll = now
-        return True
+                "lr_multiplier": self.config.lr_multiplier}
 
     def _report_progress(self, epoch: int, batch: int, n_batches: int, started: float):
         if self.on_progress:
@@ -445,7 +364,8 @@ class Trainer(RunControls, ChartInstruments):
                               "samples_seen": self.samples_seen, "step": self.step,
                               "epoch_seconds": time.perf_counter() - started})
 
-    def _event(self, kind: str, message: str, epoch: int | None, payload=None) -> None:
+    def event(self, kind: str, message: str, epoch: int | None, payload=None) -> None:
+        """Log what happened to the run (kept in the checkpoint and the result; on_event)."""
         event = {"kind": kind, "message": message, "epoch": epoch, "payload": payload}
         self.events.append(event)
         if self.on_event:

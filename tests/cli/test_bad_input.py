@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from tests.helpers.cli import run_cli
 from divebatch import cli
-from divebatch.runs import jobs
+from divebatch.runs import control_requests, queue, worker
 from divebatch.config import RunConfig, allowed_range, config_fields
 from divebatch.runs.store import RunStore
 from divebatch.training.trainer import train
@@ -108,7 +108,7 @@ def cli_text(value) -> str:
 @given(case=field_and_bad_value())
 def test_cli_refuses_bad_flags_with_one_line_and_code_2(case, capsys, isolated_store,
                                                         monkeypatch):
-    monkeypatch.setattr(jobs, "execute_run", lambda *a, **k: pytest.fail("a run started"))
+    monkeypatch.setattr(worker, "execute_run", lambda *a, **k: pytest.fail("a run started"))
     f, value = case
     flag = "--" + f.name.replace("_", "-")
     text = cli_text(value)
@@ -173,13 +173,13 @@ def test_malformed_config_file_is_refused_and_nothing_is_stored(tmp_path, capsys
 def test_library_entry_points_refuse_bad_configs_before_storing(isolated_store):
     store = RunStore(isolated_store)
     with pytest.raises(ValueError, match="epochs should be an int >= 1"):
-        jobs.submit(store, RunConfig(epochs=0))
+        queue.submit(store, RunConfig(epochs=0))
     assert store.list_runs() == []
     run_id = store.create_run(RunConfig().to_dict(), status="running")
     with pytest.raises(ValueError, match="delta should be a float > 0"):
-        jobs.request_hot_change(store, run_id, delta=math.nan)
+        control_requests.request_hot_change(store, run_id, delta=math.nan)
     with pytest.raises(ValueError, match="hot parameters are"):
-        jobs.request_hot_change(store, run_id, epochs=5)
+        control_requests.request_hot_change(store, run_id, epochs=5)
 
 
 # --- out of memory: the run ends as failed with advice, its records kept
@@ -215,7 +215,7 @@ def test_out_of_memory_ends_the_run_as_failed_with_advice(tight_memory):
 def test_out_of_memory_in_a_stored_run_is_a_clean_failure(tight_memory, isolated_store):
     store = RunStore(isolated_store)
     run_id = store.create_run(OOM_CONFIG.to_dict())
-    jobs.execute_run(store, run_id)
+    worker.execute_run(store, run_id)
     run = store.get_run(run_id)
     assert run["status"] == "failed" and "smaller max_batch_size" in run["error"]
     assert [r["epoch"] for r in store.records(run_id)] == [1, 2, 3]
@@ -227,6 +227,6 @@ def test_other_runtime_errors_still_fail_loudly(monkeypatch, isolated_store):
     monkeypatch.setattr(torch.nn.Linear, "forward", broken)
     store = RunStore(isolated_store)
     run_id = store.create_run(OOM_CONFIG.to_dict())
-    jobs.execute_run(store, run_id)
+    worker.execute_run(store, run_id)
     assert store.get_run(run_id)["error"] == ("RuntimeError: mat1 and mat2 shapes cannot be "
                                               "multiplied")

@@ -7,7 +7,7 @@ import pytest
 
 from tests.helpers.cli import cli_in_process, run_cli
 from divebatch.config import RunConfig
-from divebatch.runs import jobs
+from divebatch.runs import worker
 from divebatch.runs.measurements import Measurements
 
 SMALL = RunConfig(problem="least_squares", n_samples=600, dim=8, method="sgd", epochs=2,
@@ -18,7 +18,7 @@ SMALL = RunConfig(problem="least_squares", n_samples=600, dim=8, method="sgd", e
 @pytest.fixture
 def finished_run(store):
     run_id = store.create_run(SMALL.to_dict(), status="queued")
-    jobs.execute_run(store, run_id)
+    worker.execute_run(store, run_id)
     return run_id
 
 
@@ -55,7 +55,7 @@ def test_a_run_still_going_or_without_checkpoints_is_refused(store):
     assert result.returncode == 2
     assert "RUN_ID: run" in result.stderr and "still running" in result.stderr
     bare = store.create_run(SMALL.replace(keep_checkpoints=0).to_dict(), status="queued")
-    jobs.execute_run(store, bare)
+    worker.execute_run(store, bare)
     result = cli_in_process("critical-batch", str(bare))
     assert result.returncode == 2 and "--at-epochs: the run kept no checkpoint" in result.stderr
 

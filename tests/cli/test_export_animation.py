@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from tests.helpers.cli import cli_in_process, run_cli
-from report.test_animation import RACE, stored_race  # tests/report/test_animation.py
+from tests.helpers.races import RACE, stored_race
 
 
 @pytest.fixture

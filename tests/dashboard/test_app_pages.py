@@ -1,52 +1,26 @@
 """Every dashboard page through Streamlit's AppTest, widgets found by their keys.
 
-Runs are real: the page queues them and `jobs` starts `python -m divebatch worker` processes
-that write to the test's own store (DIVEBATCH_DB, set by conftest). Fragment timers never fire
-in AppTest, so the tests poll with `at.run()` until a deadline.
+Runs are real: the page queues them and `queue.dispatch` starts `python -m divebatch worker`
+processes that write to the test's own store (DIVEBATCH_DB, set by conftest). Fragment timers
+never fire in AppTest, so the tests poll with `at.run()` until a deadline.
 """
 
 import json
 import os
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from divebatch.runs import jobs
+from divebatch.runs import control_requests, queue, warm_pool
 from divebatch.report import learn, learn_noise
+from tests.helpers.apptest import open_app, poll, texts
 
-APP = str(Path(__file__).resolve().parents[2] / "app.py")
 TINY = {"n_samples": 400, "dim": 8, "batch_size": 16, "max_batch_size": 256}
-DEADLINE_S = 90
 
 
 pytestmark = pytest.mark.usefixtures("no_workers_left_behind")
-
-
-def open_app(page: str | None = None, query: dict | None = None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.query_params.update(query or {})
-    at.run()
-    if page:
-        at.switch_page(page).run()
-    assert not at.exception, at.exception
-    return at
-
-
-def poll(at: AppTest, condition, what: str, timeout: float = DEADLINE_S):
-    """at.run() until condition() is true (the fragment's timer does this in a browser),
-    then once more so that the page shows the state that met the condition."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        at.run()
-        assert not at.exception, at.exception
-        if condition():
-            at.run()
-            return
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def set_numbers(at: AppTest, prefix: str, **values) -> None:
@@ -61,10 +35,6 @@ def chart_notes(at: AppTest, index: int) -> list[str]:
         return []
     layout = json.loads(charts[index].proto.spec)["layout"]
     return [note.get("text", "") for note in layout.get("annotations", [])]
-
-
-def texts(elements) -> str:
-    return "\n".join(str(e.value) for e in elements)
 
 
 def test_home_says_what_each_page_is_for():
@@ -147,16 +117,17 @@ def test_step_by_step_pace_then_step_resume_and_pace_change(store):
     at.button(key="syn_start").click().run()
     [run] = store.list_runs()
     run_id = run["id"]
-    poll(at, lambda: jobs.is_paused(store, run_id), "the run to pause after its first epoch")
+    poll(at, lambda: control_requests.is_paused(store, run_id),
+         "the run to pause after its first epoch")
     assert len(store.records(run_id)) == 1 and "paused after epoch 1" in texts(at.caption)
     at.button(key="syn_play_step").click().run()
-    poll(at, lambda: len(store.records(run_id)) == 2 and jobs.is_paused(store, run_id),
+    poll(at, lambda: len(store.records(run_id)) == 2 and control_requests.is_paused(store, run_id),
          "one more epoch, then paused again")
     at.selectbox(key=f"syn_play_pace_{run_id}").set_value("slow").run()
     at.button(key="syn_play_resume").click().run()
     poll(at, lambda: any(e["kind"] == "pace" for e in store.events(run_id)),
          "the pace change")
-    assert not jobs.is_paused(store, run_id)
+    assert not control_requests.is_paused(store, run_id)
     assert store.get_run(run_id)["status"] == "running"  # 3 s per epoch from now on
 
 
@@ -193,8 +164,8 @@ def test_race_overlays_four_methods_with_the_time_to_target_table(store, monkeyp
     (False, "This machine trains 1 run(s) at a time, so the 4 runs go one after another")])
 def test_race_note_says_how_the_runs_share_the_machine(store, monkeypatch, interleaves, note):
     monkeypatch.setenv("DIVEBATCH_MAX_WORKERS", "1")
-    monkeypatch.setattr(jobs, "race_interleaves", lambda runs: interleaves)
-    monkeypatch.setattr(jobs, "dispatch", lambda store, limit=None: [])  # runs stay queued
+    monkeypatch.setattr(warm_pool, "race_interleaves", lambda runs: interleaves)
+    monkeypatch.setattr(queue, "dispatch", lambda store, limit=None: [])  # runs stay queued
     at = open_app("app_pages/synthetic.py")
     at.button(key="syn_race").click().run()
     assert note in texts(at.info)
@@ -282,7 +253,7 @@ def test_picking_a_preset_loads_it_and_the_folded_header_names_what_runs(store):
     [run] = store.list_runs()
     assert run["config"]["problem"] == "classification"
     assert run["config"]["max_batch_size"] == 256
-    jobs.request_stop(store, run["id"])
+    control_requests.request_stop(store, run["id"])
 
 
 def test_a_form_set_by_a_link_says_it_is_not_the_preset():
@@ -368,7 +339,7 @@ def test_failures_are_shown_in_plain_words(store):
     finally:
         del os.environ["DIVEBATCH_MAX_WORKERS"]
         store.mark_finished(busy, "stopped")
-        jobs.request_stop(store, queued)
+        control_requests.request_stop(store, queued)
     assert f"#{diverged}" in errors and "diverged: training loss became nan" in errors
     assert "failed: ValueError: out of memory" in errors
     assert f"#{dead}" in warnings and "interrupted" in warnings

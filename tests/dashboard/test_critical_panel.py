@@ -5,9 +5,9 @@ no control."""
 import pytest
 
 from divebatch.config import RunConfig
-from divebatch.runs import jobs
+from divebatch.runs import worker
 from divebatch.runs.measurements import Measurements
-from test_app_pages import open_app, poll, texts
+from tests.helpers.apptest import open_app, poll, texts
 
 pytestmark = pytest.mark.usefixtures("no_workers_left_behind")
 
@@ -18,7 +18,7 @@ SMALL = RunConfig(problem="least_squares", n_samples=600, dim=8, method="sgd", e
 
 def finished(store, config: RunConfig) -> int:
     run_id = store.create_run(config.to_dict(), status="queued")
-    jobs.execute_run(store, run_id)
+    worker.execute_run(store, run_id)
     return run_id
 
 

@@ -33,7 +33,7 @@ WAIT_MS = 90_000
 def dashboard(tmp_path_factory):
     """One dashboard (one worker slot, one warm worker) for the tests of this module that
     use those settings: a server's start-up and first page cost about 15 s on 2 cores."""
-    from divebatch.runs import jobs
+    from divebatch.runs import warm_pool
     db = tmp_path_factory.mktemp("dashboard") / "runs.db"
     store = RunStore(db)
     env = {"DIVEBATCH_MAX_WORKERS": "1", "DIVEBATCH_WARM_WORKERS": "1"}
@@ -42,7 +42,7 @@ def dashboard(tmp_path_factory):
             yield url, store
         finally:  # never leave workers training into a deleted folder
             stop_runs_and_wait(store)
-            jobs.stop_warm_workers(store)
+            warm_pool.stop_warm_workers(store)
 
 
 @pytest.fixture
@@ -177,7 +177,7 @@ def test_warm_start_step_by_step_pause_pace_and_delete_one(server, page):
     screenshot(page, "synthetic_lab_instructor_1280x720", height=720, width=1280,
                from_top=False)
 
-    from divebatch.runs.jobs import is_paused, request_pace
+    from divebatch.runs.control_requests import is_paused, request_pace
     wait_until(lambda: is_paused(store, run["id"]), "the pause after epoch 1")
     assert len(store.records(run["id"])) == 1
     page.reload()  # the buttons show the state of the last page run

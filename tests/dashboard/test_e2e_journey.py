@@ -76,7 +76,7 @@ PLOTS_PAINTED = """() => new Promise(done => requestAnimationFrame(() => request
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """One dashboard for the module (one worker slot, one warm worker), its log kept."""
-    from divebatch.runs import jobs
+    from divebatch.runs import warm_pool
     folder = tmp_path_factory.mktemp("journey")
     store, log = RunStore(folder / "runs.db"), folder / "server.log"
     env = {"DIVEBATCH_MAX_WORKERS": "1", "DIVEBATCH_WARM_WORKERS": "1"}
@@ -85,7 +85,7 @@ def served(tmp_path_factory):
             yield url, store, log
         finally:
             stop_runs_and_wait(store)
-            jobs.stop_warm_workers(store)
+            warm_pool.stop_warm_workers(store)
     said = log.read_text(errors="replace")
     assert "Traceback" not in said, said[-4000:]
     assert not re.search(r"deprecat", said, re.IGNORECASE), said[-4000:]
@@ -300,7 +300,7 @@ def test_instructor_mode_race_and_reproduction(fresh, browser):
 
     # a reproduction trained by this process (as the CLI would): the page while its runs
     # go, with benchmarks that have no finished run yet, and when it is done
-    from divebatch.runs import reproduce
+    from divebatch.experiments import reproduce
     spec = reproduce.ReproSpec(scale="tiny", benchmarks=("convex",), seeds=(0,))
     trainer = threading.Thread(target=reproduce.run_here, args=(store, spec))
     trainer.start()
@@ -315,7 +315,7 @@ def test_instructor_mode_race_and_reproduction(fresh, browser):
     viewer.main.locator("[data-testid=stPlotlyChart]").nth(2).wait_for()
     viewer.check("reproduce_finished")
 
-    from divebatch.runs import sweeps
+    from divebatch.experiments import sweeps
     sweep = sweeps.SweepSpec(base={"problem": "least_squares", "n_samples": 400, "dim": 8,
                                    "epochs": 3, "batch_size": 8, "max_batch_size": 64},
                              deltas=(0.1, 0.5), max_batch_sizes=(64,), resize_everys=(1,))

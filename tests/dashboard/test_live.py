@@ -4,12 +4,12 @@ import time
 
 import pytest
 
-from dashboard import live, pacing, shared
+from dashboard import live, live_cache, pacing
 from divebatch.report.series import Columns
 
 
 def snap(*runs):
-    return shared.Snapshot(read_at=0.0, runs=tuple(run for run, _ in runs),
+    return live_cache.Snapshot(read_at=0.0, runs=tuple(run for run, _ in runs),
                            records={run["id"]: records for run, records in runs},
                            columns={run["id"]: Columns(records) for run, records in runs},
                            events={}, progress={}, version=())

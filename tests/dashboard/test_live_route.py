@@ -53,13 +53,13 @@ def test_the_route_answers_the_charts_then_only_what_is_new(client, tmp_path):
     assert first["state"]["statuses"] == {str(run_id): "running"}
     assert first["state"]["progress"][0][1].endswith("1/9 epochs")
     store.append_record(run_id, {**row, "epoch": 2, "train_time": 2.0, "val_loss": 0.5})
-    live_route.shared.SNAPSHOT_TTL_S, ttl = 0.0, live_route.shared.SNAPSHOT_TTL_S
-    live_route.shared.REBUILD_EVERY_S, rebuild = 0.0, live_route.shared.REBUILD_EVERY_S
+    live_route.live_cache.SNAPSHOT_TTL_S, ttl = 0.0, live_route.live_cache.SNAPSHOT_TTL_S
+    live_route.live_cache.REBUILD_EVERY_S, rebuild = 0.0, live_route.live_cache.REBUILD_EVERY_S
     try:
         second = client.get(live_route.PATH, params={"runs": str(run_id),
                                                      "have": first["charts"]["serial"]}).json()
     finally:
-        live_route.shared.SNAPSHOT_TTL_S, live_route.shared.REBUILD_EVERY_S = ttl, rebuild
+        live_route.live_cache.SNAPSHOT_TTL_S, live_route.live_cache.REBUILD_EVERY_S = ttl, rebuild
     loss = second["charts"]["figures"]["loss"]["traces"]
     assert second["charts"]["base"] == first["charts"]["serial"]
     assert [keep for keep, _, _ in loss] == [1, 1] and loss[0][2] == [0.5]  # val, then train

@@ -1,7 +1,8 @@
 """The Learn, Sweep and Reproduce pages through AppTest, widgets found by their keys.
 
-The sweep runs are real: the page queues them and `jobs` starts worker processes writing to
-the test's own store. Fragment timers never fire in AppTest, so the test polls `at.run()`.
+The sweep runs are real: the page queues them and `queue.dispatch` starts worker processes
+writing to the test's own store. Fragment timers never fire in AppTest, so the test polls
+`at.run()`.
 """
 
 import time
@@ -11,7 +12,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from divebatch.report import learn
-from divebatch.runs import jobs, reproduce
+from divebatch.runs import warm_pool
+from divebatch.experiments import reproduce
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 DEADLINE_S = 120
@@ -61,7 +63,7 @@ def test_sweep_page_runs_a_two_by_two_sweep_with_two_seeds(store, monkeypatch):
     try:
         sweep_two_by_two_with_two_seeds(store)
     finally:
-        jobs.stop_warm_workers(store)
+        warm_pool.stop_warm_workers(store)
 
 
 def sweep_two_by_two_with_two_seeds(store):

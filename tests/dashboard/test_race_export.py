@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard import race_export
 from divebatch.report.figures import ChartOptions
-from report.test_animation import RACE, stored_race  # tests/report/test_animation.py
+from tests.helpers.races import RACE, stored_race
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 

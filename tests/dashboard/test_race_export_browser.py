@@ -8,7 +8,7 @@ from PIL import Image
 
 from tests.helpers.serve import browser_or_skip, dashboard_server, launch_chromium
 from divebatch.runs.store import RunStore
-from report.test_animation import stored_race  # tests/report/test_animation.py
+from tests.helpers.races import stored_race
 
 pytestmark = pytest.mark.browser
 sync_api = browser_or_skip()

@@ -7,8 +7,13 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
+from divebatch.experiments import critical_jobs
+from divebatch.experiments.critical_batch import START
 from divebatch.presets import PRESETS
 from divebatch.report import tour
+from divebatch.report.tour_sequel import NOT_MEASURABLE
+from divebatch.runs import queue
+from divebatch.runs.measurements import Measurements
 from divebatch.runs.store import RunStore
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
@@ -47,7 +52,7 @@ def test_the_instructor_moves_the_tour_and_drives_the_run_to_the_next_moment(iso
     store = RunStore(isolated_store)
     run_id = toured_run(store)
     at = open_lab()
-    assert "step 1 of 5" in card_text(at) and "Start small" in card_text(at)
+    assert "Step 1 of 7" in card_text(at) and "Start small" in card_text(at)
     assert at.session_state["syn_shown"] == [run_id]  # the toured run is on the charts
     assert at.button(key="syn_tour_back").disabled
     at.button(key="syn_tour_next").click().run()
@@ -74,7 +79,7 @@ def test_a_viewer_sees_the_instructors_step_and_cannot_move_it(isolated_store, m
     store.set_tour("syn", {"run_id": run_id, "index": 1, "stepped_after": None})
     monkeypatch.setenv("DIVEBATCH_ROLE", "viewer")
     at = open_lab()
-    assert "step 2 of 5" in card_text(at) and "Diversity rises" in card_text(at)
+    assert "Step 2 of 7" in card_text(at) and "Diversity rises" in card_text(at)
     assert not [b for b in at.sidebar.button if b.key and b.key.startswith("syn_tour")]
     store.set_tour("syn", {"run_id": run_id, "index": 0, "stepped_after": None})
     at.run()  # the next refresh follows the instructor
@@ -101,3 +106,103 @@ def test_a_viewer_server_refuses_each_tour_button_when_a_crafted_click_arrives(
         assert store.get_tour("syn") == (None if key == "syn_tour_start" else tour_state)
         assert [run["id"] for run in store.list_runs()] == [run_id]  # no new tour run
         assert store.take_controls(run_id) == []
+
+
+def finished_tour_run(store: RunStore) -> int:
+    """A completed run of the tour preset that grew to B_max at epoch 2 and ended at 3;
+    the tour shows its last step ("What the run gained")."""
+    config = PRESETS[tour.TOUR_PRESET].config().to_dict()
+    run_id = store.create_run(config, name="Guided tour", status="running")
+    store.update_info(run_id, n_train=3200)
+    for epoch, batch, diversity, loss in ((1, 8, 0.17, 0.058), (2, 8, 0.98, 0.0052),
+                                          (3, 2048, 1.1, 0.005)):
+        store.append_record(run_id, {"epoch": epoch, "step": 400 * epoch, "batch_size": batch,
+                                     "diversity": diversity, "train_loss": loss,
+                                     "val_loss": loss, "samples_seen": 3200 * epoch,
+                                     "train_time": 0.1 * epoch, "lr": 0.02})
+    store.add_event(run_id, "batch_size", "8 -> 2048", epoch=2,
+                    payload={"old": 8, "new": 2048})
+    store.mark_finished(run_id, "completed")
+    store.set_tour("syn", {"run_id": run_id, "index": 4, "stepped_after": tour.RESUMED})
+    return run_id
+
+
+def end_race(store: RunStore, race: list[int]) -> None:
+    """Each run of the race (DiveBatch, SGD at B0, SGD at B_max, AdaBatch) trained 2
+    epochs (records by hand) and completed: SGD at B0 reaches the common target (0.03 plus
+    5 %) first, in its first epoch (0.1 s), DiveBatch in its second (0.4 s)."""
+    for run_id, (first, last), seconds in zip(race, ((0.05, 0.01), (0.02, 0.012),
+                                                     (0.06, 0.03), (0.05, 0.011)),
+                                              (0.2, 0.1, 0.3, 0.3)):
+        batch = store.get_run(run_id)["config"]["batch_size"]
+        for epoch, loss in ((1, first), (2, last)):
+            store.append_record(run_id, {"epoch": epoch, "step": 10 * epoch,
+                                         "batch_size": batch, "train_loss": loss,
+                                         "val_loss": loss, "samples_seen": 3200 * epoch,
+                                         "train_time": seconds, "lr": 0.02})
+        store.mark_finished(run_id, "completed")
+
+
+def test_after_its_run_the_tour_races_the_methods_then_reads_the_verdict_and_the_critical_batch(
+        isolated_store, monkeypatch):
+    """The run ended: the card starts the race (no worker: dispatch is off), whose runs go
+    on the charts; once it ended, step 6 reads its verdict and starts the measurement,
+    whose chart (rows by hand) step 7 reads under the charts."""
+    monkeypatch.setattr(queue, "dispatch", lambda store, limit=None: [])
+    started = []
+    monkeypatch.setattr(critical_jobs, "submit", lambda store, run_id, settings: started.append(
+        run_id) or Measurements(store).create(run_id, critical_jobs.KIND, settings.to_dict()))
+    store = RunStore(isolated_store)
+    run_id = finished_tour_run(store)
+    at = open_lab()
+    assert "What the run gained" in card_text(at)
+    race = store.get_tour("syn")["race"]
+    assert len(race) == 4 and {store.get_run(i)["config"]["method"] for i in race} == {
+        "divebatch", "sgd", "adabatch"}
+    at.button(key="syn_tour_next").click().run()
+    assert "Step 6 of 7" in card_text(at)
+    assert "The race of the four methods trains on" in " ".join(
+        c.value for c in at.sidebar.caption)
+    assert at.session_state["syn_shown"] == race  # the race trains on the charts
+    end_race(store, race)
+    at.run()
+    assert "What the race verdict says" in card_text(at)
+    assert ("SGD, small batch (B 8) was first, in 0.10 s of training; DiveBatch took "
+            "0.40 s (4.0x as long)") in card_text(at)
+    assert any("Verdict:" in m.value for m in at.main.markdown)
+    divebatch_run = next(i for i in race if store.get_run(i)["config"]["method"] == "divebatch")
+    assert started == [divebatch_run]
+    measurement = store.get_tour("syn")["measurement"]
+    rows = Measurements(store)
+    rows.put_row(measurement, 0, START, {"loss": 1.0, "target": 0.5, "noise_scale": 98.0})
+    for batch in (8, 16, 32):
+        rows.put_row(measurement, 0, batch, {"batch_size": batch, "steps_to_target": 20.0})
+    rows.mark_finished(measurement, "completed")
+    at.run()
+    at.button(key="syn_tour_next").click().run()
+    assert "Step 7 of 7" in card_text(at) and "What the critical-batch chart says" in card_text(at)
+    assert "< 8 at epoch 0" in card_text(at)
+    assert any(chart.key == "syn_critical_chart" for chart in at.get("plotly_chart"))
+    assert at.button(key="syn_tour_next").disabled  # the last step
+    at.button(key="syn_tour_back").click().run()
+    assert not any(chart.key == "syn_critical_chart" for chart in at.get("plotly_chart"))
+    at.button(key="syn_tour_back").click().run()  # step 5: the toured run alone again
+    assert at.session_state["syn_shown"] == [run_id]
+    assert not at.exception
+
+
+def test_a_race_whose_divebatch_run_kept_no_checkpoint_ends_the_tour_at_its_verdict(
+        isolated_store, monkeypatch):
+    """The measurement cannot start (no checkpoint to branch from: the runs here are written
+    by hand): the tour ends at the race's verdict, step 6 of 6."""
+    monkeypatch.setattr(queue, "dispatch", lambda store, limit=None: [])
+    store = RunStore(isolated_store)
+    finished_tour_run(store)
+    at = open_lab()
+    end_race(store, store.get_tour("syn")["race"])
+    at.button(key="syn_tour_next").click().run()
+    at.run()  # the card's next refresh tries the measurement and gives up
+    assert store.get_tour("syn")["measurement"] == NOT_MEASURABLE
+    assert "Step 6 of 6" in card_text(at) and "What the race verdict says" in card_text(at)
+    assert at.button(key="syn_tour_next").disabled
+    assert not at.exception

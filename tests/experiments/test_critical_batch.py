@@ -10,7 +10,7 @@ from divebatch.config import RunConfig
 from divebatch.data.problems import load_problem
 from divebatch.experiments import critical_jobs
 from divebatch.experiments.critical_batch import CriticalBatchSettings, summarize
-from divebatch.runs import jobs
+from divebatch.runs import worker
 from divebatch.runs.measurements import Measurements
 from divebatch.training import checkpoint
 
@@ -26,7 +26,7 @@ TUNED = CriticalBatchSettings(lr_rule="tuned", budget_epochs=0.1, decrease_fract
 
 def stored_run(store, config: RunConfig) -> int:
     run_id = store.create_run(config.to_dict(), status="queued")
-    jobs.execute_run(store, run_id)
+    worker.execute_run(store, run_id)
     assert store.get_run(run_id)["status"] == "completed"
     return run_id
 
@@ -135,7 +135,7 @@ def test_deleting_a_run_deletes_its_measurements_and_kept_checkpoints(store):
     rows = measure(store, run_id, CriticalBatchSettings(batch_sizes=(4, 16), budget_epochs=0.2))
     assert rows
     store.delete_run(run_id)
-    jobs.remove_run_files(store, [run_id])
+    worker.remove_run_files(store, [run_id])
     assert Measurements(store).of_run(run_id) == []
     count = "SELECT COUNT(*) FROM measurement_rows"
     assert store.read(lambda db: db.execute(count).fetchone()[0]) == 0

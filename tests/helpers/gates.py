@@ -11,7 +11,7 @@ import threading
 import time
 from contextlib import contextmanager
 
-from divebatch.runs import jobs
+from divebatch.runs import control_requests, queue
 
 HELD = 3600.0  # pace_s: the longest RunConfig allows; every test releases its runs long before
 POLL_S = 0.02
@@ -29,7 +29,7 @@ def wait_for(condition, what: str, timeout: float = 120.0):
 
 def release(store, run_id: int) -> None:
     """Let a held run go on at real time, to its end."""
-    jobs.request_pace(store, run_id, 0.0)
+    control_requests.request_pace(store, run_id, 0.0)
 
 
 @contextmanager
@@ -57,8 +57,8 @@ def releasing_every_run(store):
 def stop_runs_and_wait(store, timeout: float = 30.0) -> None:
     """Stop every queued or running run in `store` and wait for their workers to exit."""
     for run in store.list_runs(status=("queued", "running")):
-        jobs.request_stop(store, run["id"])
+        control_requests.request_stop(store, run["id"])
     deadline = time.monotonic() + timeout
     while store.list_runs(status="running") and time.monotonic() < deadline:
-        jobs.reap(store)
+        queue.reap(store)
         time.sleep(0.1)

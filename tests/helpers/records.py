@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from divebatch.training.trainer import TIMING_FIELDS
+from divebatch.training.records import TIMING_FIELDS
 
 
 def comparable(records) -> list[dict]:

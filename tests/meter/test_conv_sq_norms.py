@@ -10,17 +10,18 @@ import pytest
 import torch
 from torch import nn
 
-from divebatch.meter import conv as conv_sq_norms, hooks as sq_norm_hooks, rules as sq_norm_rules
+from divebatch.meter import hooks as sq_norm_hooks, kernels
+from divebatch.meter.rules import conv as conv_sq_norms
 from divebatch.meter.diversity import DiversityMeter, per_sample_grad_sq_norms
-from test_diversity import float64  # noqa: F401  (the autouse float64 fixture)
-from test_diversity import (CONV_CASES, assert_close, conv_model, cross_entropy, image_batch,
-                            loop_oracle)
+from tests.helpers.oracles import float64  # noqa: F401  (the autouse float64 fixture)
+from tests.helpers.oracles import (CONV_CASES, assert_close, conv_model, cross_entropy,
+                                   image_batch, loop_oracle)
 
 
 @pytest.fixture
 def fused_calls(monkeypatch):
     """Count calls of the fused rule; the cost model always prefers the explicit path."""
-    monkeypatch.setattr(sq_norm_rules, "_gram_is_cheaper", lambda gram, explicit: False)
+    monkeypatch.setattr(kernels, "gram_is_cheaper", lambda gram, explicit: False)
     calls = []
     fused_rule = conv_sq_norms.conv2d_fused_sq_norms
 
@@ -69,7 +70,7 @@ def test_no_fusion_when_turned_off(fused_calls):
 
 
 def test_fused_micro_batches_and_chunks_accumulate(fused_calls, monkeypatch):
-    monkeypatch.setattr(sq_norm_rules, "TEMP_BUDGET", 0)  # one sample per chunk
+    monkeypatch.setattr(kernels, "TEMP_BUDGET", 0)  # one sample per chunk
     model, (inputs, targets) = conv_model(kernel_size=3, stride=2, padding=1), image_batch(6)
     expected_grads = plain_gradients(model, inputs, targets)
     model.zero_grad(set_to_none=False)  # the fused rule adds into an existing gradient
@@ -238,5 +239,5 @@ def test_cost_model_picks_unfold_on_small_images_and_pixel_gram_on_larger():
 def test_cuda_splits_resnet18_stage_one_into_fewer_chunks():
     x = torch.zeros(128, 64, 32, 32)  # the input of a 64-channel 3x3 conv at B = 128
     per_sample = 701_000  # patches, padded input and weight gradient of the bmm path
-    assert len(sq_norm_rules.sample_chunks((x,), per_sample)) == 6
-    assert len(sq_norm_rules.sample_chunks((x.cuda(),), per_sample)) == 3
+    assert len(kernels.sample_chunks((x,), per_sample)) == 6
+    assert len(kernels.sample_chunks((x.cuda(),), per_sample)) == 3

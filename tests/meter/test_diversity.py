@@ -13,46 +13,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from divebatch.meter import diversity, rules as sq_norm_rules
+from divebatch.meter import diversity, kernels
+from divebatch.meter.rules import normalisation
 from divebatch.meter.diversity import DiversityMeter, gradient_diversity, per_sample_grad_sq_norms
-
-REL_TOL = 1e-8
-
-
-@pytest.fixture(autouse=True)
-def float64():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    torch.manual_seed(0)
-    yield
-    torch.set_default_dtype(previous)
-
-
-def cross_entropy(outputs, targets):  # (N, K), (N,) -> (N,)
-    return F.cross_entropy(outputs, targets, reduction="none")
+from tests.helpers.oracles import float64  # noqa: F401  (the autouse float64 fixture)
+from tests.helpers.oracles import (CONV_CASES, assert_close, conv_model, cross_entropy,
+                                   image_batch, loop_oracle)
 
 
 def sequence_loss(outputs, targets):  # (N, T, K), (N, T, K) -> (N,)
     return (outputs - targets).square().sum((1, 2))
-
-
-def loop_oracle(model, loss_fn, inputs, targets):
-    """(N,) ||g_i||^2 and [sum_i g_i] over trainable parameters, one sample at a time."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    sq_norms, grad_sum = [], [torch.zeros_like(p) for p in params]
-    for i in range(len(inputs)):
-        loss = loss_fn(model(inputs[i:i + 1]), targets[i:i + 1]).sum()
-        grads = torch.autograd.grad(loss, params)
-        sq_norms.append(sum(g.square().sum() for g in grads))
-        for total, g in zip(grad_sum, grads):
-            total += g
-    return torch.stack(sq_norms), grad_sum
-
-
-def assert_close(actual, expected):
-    actual, expected = torch.as_tensor(actual), torch.as_tensor(expected)
-    error = (actual - expected).abs().max() / expected.abs().max()
-    assert error < REL_TOL, f"relative error {float(error):.2e}: {actual} vs {expected}"
 
 
 class Scale(nn.Module):
@@ -76,31 +46,6 @@ class ScaledLinear(nn.Module):
 
     def forward(self, x):
         return torch.tanh(self.linear(x)) * self.gain
-
-
-def conv_model(**conv_kwargs):
-    """Conv2d under test between a GroupNorm/in-place ReLU stem and a linear head; 6x6 input."""
-    conv = nn.Conv2d(4, 8, **conv_kwargs)
-    with torch.no_grad():
-        features = conv(torch.zeros(1, 4, 6, 6)).numel()
-    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.GroupNorm(2, 4), nn.ReLU(inplace=True),
-                         conv, nn.Tanh(), nn.Flatten(), nn.Linear(features, 5))
-
-
-CONV_CASES = {
-    "plain": dict(kernel_size=3),
-    "padded": dict(kernel_size=3, padding=1),
-    "strided": dict(kernel_size=3, stride=2, padding=1),
-    "dilated": dict(kernel_size=3, padding=2, dilation=2),
-    "grouped": dict(kernel_size=3, padding=1, groups=2, bias=False),
-    "depthwise": dict(kernel_size=(3, 1), padding=(1, 0), groups=4),
-    "reflect_same": dict(kernel_size=2, padding="same", padding_mode="reflect"),
-    "circular_strided": dict(kernel_size=3, stride=(2, 1), padding=1, padding_mode="circular"),
-}
-
-
-def image_batch(n=5):
-    return torch.randn(n, 3, 6, 6), torch.randint(0, 5, (n,))
 
 
 def sequence_model():
@@ -144,7 +89,7 @@ def gram_choice(request, monkeypatch):
     """Run a test with the cost model's choice, and with each branch forced."""
     if request.param != "auto":
         forced = request.param == "gram"
-        monkeypatch.setattr(sq_norm_rules, "_gram_is_cheaper", lambda gram, explicit: forced)
+        monkeypatch.setattr(kernels, "gram_is_cheaper", lambda gram, explicit: forced)
     return request.param
 
 
@@ -376,16 +321,17 @@ def test_seconds_count_the_rules_and_only_the_excess_of_fused_ones(monkeypatch):
     that autograd skipped, nothing of an unmeasured batch, and reset() forgets it. The first
     measured batch is also checked (divebatch.meter.sample_weights runs every rule again with
     random per-sample weights): that is the meter's work too, and counts."""
-    from divebatch.meter import conv as conv_rules, hooks as sq_norm_hooks
+    from divebatch.meter import hooks as sq_norm_hooks
+    from divebatch.meter.rules import conv as conv_rules
     now = [0.0]
     monkeypatch.setattr(time, "perf_counter", lambda: now[0])
-    monkeypatch.setattr(sq_norm_rules, "_gram_is_cheaper", lambda gram, explicit: False)
-    on_output_grad = sq_norm_hooks.SqNormHooks._on_output_grad
+    monkeypatch.setattr(kernels, "gram_is_cheaper", lambda gram, explicit: False)
+    on_output_grad = sq_norm_hooks.SqNormHooks.on_output_grad
 
     def one_second_rule(self, module, grad_out):
         now[0] += 1.0
         on_output_grad(self, module, grad_out)
-    monkeypatch.setattr(sq_norm_hooks.SqNormHooks, "_on_output_grad", one_second_rule)
+    monkeypatch.setattr(sq_norm_hooks.SqNormHooks, "on_output_grad", one_second_rule)
     model, (inputs, targets) = conv_model(kernel_size=3), image_batch()
     fused = model[3]  # its input requires grad: the fused path; the stem's conv is not fused
     costs = conv_rules._weight_costs(fused, len(inputs), 4, 4, 4)
@@ -398,6 +344,13 @@ def test_seconds_count_the_rules_and_only_the_excess_of_fused_ones(monkeypatch):
     assert meter.seconds == pytest.approx((2 + 1) * per_batch)  # two batches, one check
     meter.reset()
     assert meter.seconds == 0.0
+
+
+def test_running_sums_are_what_the_meter_keeps():
+    model = conv_model(kernel_size=3)
+    sums = DiversityMeter(model).running_sums
+    assert [t.shape for t in sums[3:]] == [p.shape for p in model.parameters()]
+    assert all(t.dim() == 0 for t in sums[:3])
 
 
 def all_hooks(model):
@@ -445,7 +398,7 @@ def test_group_norm_rule_without_saved_statistics():
     """The GroupNorm rule recomputes mean and 1/std when autograd did not save them."""
     norm, x, grad_out = nn.GroupNorm(2, 4), torch.randn(3, 4, 5, 5), torch.randn(3, 4, 5, 5)
     output = norm(x.requires_grad_())
-    saved = sq_norm_rules._group_norm_capture(norm, (x,), {}, output)
+    saved = normalisation._group_norm_capture(norm, (x,), {}, output)
     assert saved[1] is not None
-    assert_close(sq_norm_rules._group_norm_sq_norms(norm, (x, None, None), grad_out),
-                 sq_norm_rules._group_norm_sq_norms(norm, saved, grad_out))
+    assert_close(normalisation._group_norm_sq_norms(norm, (x, None, None), grad_out),
+                 normalisation._group_norm_sq_norms(norm, saved, grad_out))

@@ -8,8 +8,8 @@ from torch import nn
 
 from divebatch.meter.diversity import DiversityMeter, per_sample_grad_sq_norms
 from divebatch.meter.owners import parameter_owners
-from test_diversity import float64  # noqa: F401  (the autouse float64 fixture)
-from test_diversity import assert_close, cross_entropy, loop_oracle
+from tests.helpers.oracles import float64  # noqa: F401  (the autouse float64 fixture)
+from tests.helpers.oracles import assert_close, cross_entropy, loop_oracle
 
 
 class LMHead(nn.Module):

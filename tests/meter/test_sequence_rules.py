@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from divebatch.meter.diversity import DiversityMeter, per_sample_grad_sq_norms
-from test_diversity import float64  # noqa: F401  (the autouse float64 fixture)
-from test_diversity import assert_close, loop_oracle
+from tests.helpers.oracles import float64  # noqa: F401  (the autouse float64 fixture)
+from tests.helpers.oracles import assert_close, loop_oracle
 
 
 def token_loss(outputs, targets):  # (N, T, K), (N, T) -> (N,)

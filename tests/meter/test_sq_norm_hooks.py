@@ -8,8 +8,8 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from divebatch.meter.diversity import DiversityMeter, gradient_diversity, per_sample_grad_sq_norms
-from test_diversity import float64  # noqa: F401  (the autouse float64 fixture)
-from test_diversity import assert_close, cross_entropy, loop_oracle
+from tests.helpers.oracles import float64  # noqa: F401  (the autouse float64 fixture)
+from tests.helpers.oracles import assert_close, cross_entropy, loop_oracle
 
 
 class KeywordCall(nn.Module):
@@ -81,6 +81,54 @@ def test_meter_checks_its_first_measured_batch_only():
         model.zero_grad()
         with meter.track(len(inputs)):
             assert (meter._hooks._check, meter.measured_batches) in ((True, 0), (False, 1))
+            cross_entropy(model(inputs), targets).mean().backward()
+
+
+def test_unchecked_batches_take_the_direct_path_with_the_same_result(monkeypatch):
+    """After the checked first batch, plain Linear calls take the hooks' direct path; the
+    estimate of the same batch at the same weights is unchanged."""
+    from divebatch.meter import hooks as sq_norm_hooks
+    direct = []
+    on_direct_call = sq_norm_hooks.SqNormHooks._on_direct_call
+
+    def counting(self, module, *call):
+        direct.append(module)
+        on_direct_call(self, module, *call)
+    monkeypatch.setattr(sq_norm_hooks.SqNormHooks, "_on_direct_call", counting)
+    model = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3))
+    inputs, targets = torch.randn(5, 4), torch.randint(0, 3, (5,))
+    meter, estimates, direct_per_batch = DiversityMeter(model), [], []
+    for _ in range(2):
+        meter.reset()
+        model.zero_grad()
+        with meter.track(len(inputs)):
+            cross_entropy(model(inputs), targets).mean().backward()
+        estimates.append(meter.diversity())
+        direct_per_batch.append(list(direct))
+        direct.clear()
+    assert direct_per_batch == [[], [model[0], model[2]]]
+    assert_close(estimates[1], estimates[0])
+
+
+class CalledTwiceLater(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.twice = False
+
+    def forward(self, x):
+        hidden = self.fc(x)
+        return self.fc(hidden) if self.twice else hidden
+
+
+def test_layer_called_twice_is_refused_on_the_direct_path_too():
+    model, inputs, targets = CalledTwiceLater(), torch.randn(5, 4), torch.randint(0, 4, (5,))
+    meter = DiversityMeter(model)
+    with meter.track(len(inputs)):  # the checked first batch
+        cross_entropy(model(inputs), targets).mean().backward()
+    model.twice = True
+    with pytest.raises(ValueError, match=r"^fc \(Linear\) was called again before backward"):
+        with meter.track(len(inputs)):
             cross_entropy(model(inputs), targets).mean().backward()
 
 

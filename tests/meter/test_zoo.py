@@ -7,7 +7,8 @@ For every case, in float64:
   sample at a time through the model (eval mode), or, where dropout or stochastic depth draw
   random numbers (training mode), differentiates each sample's loss of one seeded batch
   forward, so that it sees the masks the meter sees.
-- ``DiversityMeter`` gives the same verdict; when exact, ``diversity()`` equals the oracle's
+- ``DiversityMeter`` gives the same verdict; when exact, ``diversity()`` of its second measured
+  batch (unchecked: the hooks' direct path) equals the oracle's
   sum_i ||g_i||^2 / ||sum_i g_i||^2, and the outputs and every ``param.grad`` equal those of the
   same step without the meter; when refused, the model afterwards computes what it did before.
 """
@@ -21,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from divebatch.meter.diversity import DiversityMeter, per_sample_grad_sq_norms
-from zoo_cases import CASES, Case
+from tests.helpers.zoo_cases import CASES, Case
 
 REL_TOL = 1e-6
 SEED = 1234  # every forward draws dropout masks from this seed
@@ -93,11 +94,14 @@ def names_a_module(message: str, model: nn.Module) -> bool:
 
 
 def meter_step(model: nn.Module, inputs: Tensor, targets: Tensor):
-    model.zero_grad(set_to_none=True)
+    """The meter's second measured batch (the hooks' direct path), after its first, checked one."""
     with DiversityMeter(model) as meter:
-        with meter.track(len(inputs)):
-            outputs = seeded_forward(model, inputs)
-            per_sample_loss(outputs, targets).mean().backward()
+        for _ in range(2):
+            meter.reset()
+            model.zero_grad(set_to_none=True)
+            with meter.track(len(inputs)):
+                outputs = seeded_forward(model, inputs)
+                per_sample_loss(outputs, targets).mean().backward()
         return outputs.detach(), [p.grad for p in trainable(model)], meter.diversity()
 
 

@@ -8,8 +8,8 @@ from torch.func import functional_call, grad, vmap
 
 from divebatch.meter.diversity import DiversityMeter, per_sample_grad_sq_norms
 from divebatch.models.gpt import GPT, token_losses
-from test_diversity import float64  # noqa: F401  (the autouse float64 fixture)
-from test_diversity import assert_close, loop_oracle
+from tests.helpers.oracles import float64  # noqa: F401  (the autouse float64 fixture)
+from tests.helpers.oracles import assert_close, loop_oracle
 
 VOCAB, BLOCK = 13, 8
 

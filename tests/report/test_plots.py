@@ -50,7 +50,7 @@ INITIAL = {"epoch": 0, "step": 0, "samples_seen": 0, "train_time": 0.0, "batch_s
 
 
 def started(records, **config):
-    """A run whose trainer measured its starting point (Trainer.initial)."""
+    """A run whose trainer measured its starting point (ChartInstruments.initial)."""
     data = run(**config)
     return RunData({**data, "info": {**data["info"], "initial": INITIAL}}, records)
 

@@ -31,8 +31,10 @@ def test_moments_come_from_the_records_and_events_in_tour_order():
     steps = tour.reached_steps(CONFIG, N_TRAIN, RECORDS, EVENTS, finished=True)
     assert keys(steps) == [("start", 1), ("diversity", 3), ("grows", 3), ("cap", 4),
                            ("end", 5)]
-    assert [step.chart for step in steps] == ["loss", "diversity", "batch_size",
-                                              "batch_size", "loss"]
+    assert [step.element for step in steps] == ["chart_loss", "chart_diversity",
+                                                "chart_batch_size", "chart_batch_size",
+                                                "chart_loss"]
+    assert steps[1].caption == "Epoch 3 of the run, on the outlined chart."
 
 
 def test_texts_carry_the_runs_own_numbers():
@@ -55,7 +57,8 @@ def test_a_running_run_reaches_steps_one_by_one_and_waits_for_the_next():
         ("start", 1), ("diversity", 3), ("grows", 3)]
     running = tour.reached_steps(CONFIG, N_TRAIN, RECORDS, EVENTS, finished=False)
     assert [s.key for s in running] == ["start", "diversity", "grows", "cap"]  # no end yet
-    assert tour.steps_in_all(running, finished=False) == 5
+    assert tour.steps_in_all(running, finished=False) == 7  # the race and critical steps
+    assert tour.waiting_for(running, 4) == "end" and tour.waiting_for(running, 3) is None
 
 
 def test_a_run_that_never_reaches_b_max_skips_the_cap_once_it_ended():

@@ -13,7 +13,8 @@ import ray  # scripts/test.sh installs the [ray] extra: these tests must run in 
 from tests.helpers.cli import ROOT, run_cli
 from divebatch import cli
 from divebatch.training import checkpoint
-from divebatch.runs import sweeps
+from divebatch.runs import groups
+from divebatch.experiments import sweeps
 from divebatch.runs import ray_backend
 from divebatch.runs.ray_backend import RayBackend, RayOptions
 from divebatch.runs.store import RunStore
@@ -56,7 +57,7 @@ def on_ray() -> RayBackend:
 
 def outcome(store: RunStore, sweep: sweeps.SweepSpec) -> list[tuple]:
     """Per planned run: status, config and records without timing fields."""
-    matched = sweeps.match_runs(store, sweep.group, sweep.plan())
+    matched = groups.match_runs(store, sweep.group, sweep.plan())
     return [(run["status"], run["config"], comparable(store.records(run["id"])))
             for run in matched]
 
@@ -97,7 +98,7 @@ def in_background(work, store, group: str) -> threading.Thread:
             work()
         except BaseException as error:  # noqa: BLE001 (re-raised by settle)
             thread.error = error
-            sweeps.stop_group(store, group)
+            groups.stop_group(store, group)
     thread = threading.Thread(target=guarded, daemon=True)
     thread.error = None
     thread.start()
@@ -125,7 +126,7 @@ def test_stop_keeps_finished_runs_and_a_rerun_trains_only_the_rest(tmp_path):
     def stop_after_the_first(planned, run):
         finished.append(run["id"])
         if len(finished) == 1:
-            sweeps.stop_group(store, sweep.group)
+            groups.stop_group(store, sweep.group)
     releaser = in_background(release_the_first_held_run, store, sweep.group)
     sweeps.run_here(store, sweep, on_run_done=stop_after_the_first, backend=on_ray())
     settle(releaser)
@@ -138,7 +139,7 @@ def test_stop_keeps_finished_runs_and_a_rerun_trains_only_the_rest(tmp_path):
     with releasing_every_run(store):
         rerun = sweeps.run_here(store, sweep, backend=on_ray())
     assert rerun == len(statuses) - 1
-    matched = sweeps.match_runs(store, sweep.group, sweep.plan())
+    matched = groups.match_runs(store, sweep.group, sweep.plan())
     assert all(run["status"] == "completed" for run in matched)
     assert set(kept) <= {run["id"] for run in matched}  # reused, not trained again
 

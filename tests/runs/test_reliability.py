@@ -15,7 +15,7 @@ import pytest
 from tests.helpers.cli import ROOT, cli_in_process
 from divebatch.training import checkpoint
 from divebatch import cli
-from divebatch.runs import jobs, processes
+from divebatch.runs import processes, queue
 from divebatch.config import RunConfig
 from divebatch.runs.store import RunStore
 from divebatch.training.trainer import train
@@ -80,7 +80,7 @@ def kill_at_random_points(store, workers: dict, rng: random.Random, *, early_sha
 def check_killed_run(store, run_id, reference):
     """Reaped as interrupted within seconds, records 1..k equal to the reference's, and a
     checkpoint of epoch k - 1 or k (a kill between a record and its checkpoint)."""
-    wait_until(lambda: run_id in jobs.reap(store) or
+    wait_until(lambda: run_id in queue.reap(store) or
                store.get_run(run_id)["status"] != "running", 5.0, f"reap of run {run_id}")
     assert store.get_run(run_id)["status"] == "interrupted"
     records = store.records(run_id)
@@ -100,7 +100,7 @@ def test_sigkilled_workers_leave_a_consistent_resumable_store(isolated_store, mo
     run_ids = [store.create_run(KILL_CONFIG.to_dict()) for _ in range(4)]
 
     # round 1: four fresh workers, killed at random points
-    assert sorted(jobs.dispatch(store)) == run_ids
+    assert sorted(queue.dispatch(store)) == run_ids
     workers = {run_id: store.get_run(run_id)["worker_pid"] for run_id in run_ids}
     killed = kill_at_random_points(store, workers, rng, early_share=0.25)
     for run_id in killed:
@@ -109,7 +109,7 @@ def test_sigkilled_workers_leave_a_consistent_resumable_store(isolated_store, mo
 
     # round 2: resume three of them and kill one again; two run to the end
     resumed = rng.sample(killed, 3)
-    after = {run_id: jobs.resume(store, run_id) for run_id in resumed}
+    after = {run_id: queue.resume(store, run_id) for run_id in resumed}
     workers = {run_id: wait_until(lambda: store.get_run(run_id)["worker_pid"], 30.0,
                                   "a resumed worker") for run_id in resumed}
     finishing = resumed[:2]
@@ -176,13 +176,13 @@ def test_eight_concurrent_writers_and_a_reader_lose_nothing(isolated_store):
 
 PARENT = textwrap.dedent("""
     import sys, time
-    from divebatch.runs import jobs
+    from divebatch.runs import queue
     from divebatch.config import RunConfig
     from divebatch.runs.store import RunStore
     store = RunStore(sys.argv[1])
     config = RunConfig(problem="least_squares", n_samples=300, dim=8, epochs=60,
                        batch_size=16, method="sgd", pace_s=float(sys.argv[2]))
-    print(jobs.submit(store, config), flush=True)
+    print(queue.submit(store, config), flush=True)
     time.sleep(600)  # the "dashboard" keeps serving until it is killed
 """)
 
@@ -218,7 +218,7 @@ def test_reap_catches_a_dead_worker_and_a_reused_pid(isolated_store):
         db.execute("UPDATE runs SET started_at = 1000 WHERE id = ?", (reused,))
     alive = store.create_run({}, status="running")
     store.mark_running(alive, os.getpid())
-    assert sorted(jobs.reap(store)) == [dead, reused]
+    assert sorted(queue.reap(store)) == [dead, reused]
     assert store.get_run(alive)["status"] == "running"
 
 
@@ -272,7 +272,7 @@ def test_thousands_of_runs_stay_fast_and_prune_shrinks_the_file(isolated_store):
     started = time.perf_counter()
     runs = store.list_runs(limit=50)
     store.records_many([run["id"] for run in runs])
-    jobs.reap(store)
+    queue.reap(store)
     store.get_run(1500)
     assert time.perf_counter() - started < 1.0
     size = disk_size(store)

@@ -6,7 +6,6 @@ import json
 import math
 import multiprocessing
 import os
-import pickle
 import sqlite3
 import threading
 import time
@@ -361,15 +360,6 @@ def test_a_file_that_is_not_a_database_is_refused(tmp_path):
         RunStore(path)
 
 
-def test_integrity_check_and_vacuum(store):
-    run_id = store.create_run({})
-    for epoch in range(50):
-        store.append_record(run_id, {**RECORD, "epoch": epoch})
-    store.delete_run(run_id)
-    store.vacuum()
-    assert store.integrity_ok()
-
-
 def test_default_path_honours_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("DIVEBATCH_DB", str(tmp_path / "elsewhere.db"))
     assert RunStore.default_path() == tmp_path / "elsewhere.db"
@@ -381,39 +371,7 @@ def test_default_path_is_under_the_working_directory(monkeypatch, tmp_path):
     assert RunStore.default_path() == tmp_path / ".divebatch" / "runs.db"
 
 
-def test_store_pickles_as_its_path(store):
-    copy = pickle.loads(pickle.dumps(store))
-    assert copy.path == store.path and copy.timeout == store.timeout
-
-
-# --- locks, threads, processes
-
-def hold_write_lock(path, seconds):
-    """Another writer that keeps the write lock for `seconds` (released from a timer thread)."""
-    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    holder.execute("BEGIN IMMEDIATE")
-    threading.Timer(seconds, holder.execute, ("COMMIT",)).start()
-
-
-def test_writes_wait_out_a_lock_longer_than_the_busy_timeout(store, monkeypatch):
-    monkeypatch.setattr(store_module, "BUSY_TIMEOUT_S", 0.05)  # so the retry loop is needed
-    run_id = store.create_run({})
-    start = time.perf_counter()
-    hold_write_lock(store.path, 0.4)
-    assert store.get_run(run_id) is not None  # readers never wait for the writer
-    assert time.perf_counter() - start < 0.3
-    store.append_record(run_id, RECORD)
-    assert time.perf_counter() - start >= 0.35
-    assert store.records(run_id) == [RECORD]
-
-
-def test_a_lock_held_past_the_timeout_is_reported(tmp_path):
-    store = RunStore(tmp_path / "runs.db", timeout=0.2)
-    run_id = store.create_run({})
-    hold_write_lock(store.path, 1.0)
-    with pytest.raises(sqlite3.OperationalError, match="locked"):
-        store.append_record(run_id, RECORD)
-
+# --- threads, processes (the file's locking and retries: test_sqlite_file.py)
 
 def test_one_store_shared_by_eight_threads(store):
     shared = store.create_run({})
@@ -509,7 +467,6 @@ def test_two_processes_never_take_the_same_control(store):
 # --- claims and warm workers
 
 def test_concurrent_claims_take_each_queued_run_once_and_respect_a_limit(store):
-    import threading
     run_ids = [store.create_run({}) for _ in range(12)]
     claimed, errors = [], []
 

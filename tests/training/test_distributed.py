@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from tests.helpers.cli import ROOT, run_cli
-from divebatch.runs import jobs
+from divebatch.runs import control_requests, processes, queue
 from divebatch.config import RunConfig
 from divebatch.training.distributed import Distributed
 from divebatch.meter.diversity import DiversityMeter
@@ -90,16 +90,16 @@ def test_dashboard_run_on_two_processes_takes_hot_changes_stops_and_resumes(tmp_
     config = RunConfig(problem="least_squares", n_samples=3000, dim=10, epochs=10,
                        batch_size=8, max_batch_size=8, method="sgd", nproc=2, lr=0.05,
                        progress_every=0.1)
-    run_id = jobs.submit(store, config)
+    run_id = queue.submit(store, config)
     wait_for(lambda: len(store.records(run_id)) >= 1, store, run_id)
-    jobs.request_hot_change(store, run_id, lr_multiplier=0.5)
+    control_requests.request_hot_change(store, run_id, lr_multiplier=0.5)
     # an epoch's lr is the one it started with: wait for a whole epoch at the new LR
     wait_for(lambda: store.records(run_id)[-1]["lr"] == pytest.approx(0.025), store, run_id)
-    jobs.request_stop(store, run_id)
+    control_requests.request_stop(store, run_id)
     wait_for(lambda: store.get_run(run_id)["status"] != "running", store, run_id)
     assert store.get_run(run_id)["status"] == "stopped"
     stopped_after = len(store.records(run_id))
-    assert jobs.resume(store, run_id) == stopped_after  # both ranks continue from rank 0's file
+    assert queue.resume(store, run_id) == stopped_after  # both ranks continue from rank 0's file
     wait_for(lambda: store.get_run(run_id)["status"] == "completed", store, run_id)
     run, records = store.get_run(run_id), store.records(run_id)
     assert run["info"]["processes"] == 2 and run["config"]["nproc"] == 2
@@ -127,8 +127,8 @@ def _log(store, run_id) -> str:
 
 
 def test_spawn_command_uses_torchrun_only_for_several_processes():
-    assert jobs.launch_command(1, ["worker", "3"])[1:] == ["-m", "divebatch", "worker", "3"]
-    assert jobs.launch_command(4, ["worker", "3"])[1:] == [
+    assert processes.launch_command(1, ["worker", "3"])[1:] == ["-m", "divebatch", "worker", "3"]
+    assert processes.launch_command(4, ["worker", "3"])[1:] == [
         "-m", "torch.distributed.run", "--nproc_per_node=4", "--standalone",
         "-m", "divebatch", "worker", "3"]
 

@@ -1,5 +1,5 @@
 """Checkpoints and resume: a run continued from its checkpoint produces the same records as a
-run that was never interrupted (timings aside), in the trainer, through jobs and the CLI."""
+run that was never interrupted (timings aside), in the trainer, through the queue and the CLI."""
 
 from pathlib import Path
 
@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 from tests.helpers.cli import cli_in_process
 from divebatch.training import checkpoint
-from divebatch.runs import jobs
+from divebatch.runs import queue, worker
 from divebatch.config import RunConfig
 from divebatch.runs.store import RunStore
 from divebatch.training.controls import LocalControl
@@ -132,12 +132,12 @@ def test_corrupt_or_missing_checkpoint_is_one_clear_error(tmp_path):
         checkpoint.load(tmp_path / "other.pt")
 
 
-# --- through the store: jobs.resume re-queues, the worker continues
+# --- through the store: queue.resume re-queues, the worker continues
 
 
 @pytest.fixture
 def store(isolated_store, monkeypatch):
-    monkeypatch.setattr(jobs, "dispatch", lambda store, limit=None: [])  # workers in-process
+    monkeypatch.setattr(queue, "dispatch", lambda store, limit=None: [])  # workers in-process
     return RunStore(isolated_store)
 
 
@@ -150,14 +150,14 @@ def test_jobs_resume_continues_a_stopped_run_to_the_reference_records(store):
     config = RunConfig(**TINY, method="divebatch")
     reference = train(config)
     run_id = store.create_run(config.to_dict())
-    jobs.execute_run(store, run_id, on_epoch=stop_at(store, run_id, 3))
+    worker.execute_run(store, run_id, on_epoch=stop_at(store, run_id, 3))
     assert store.get_run(run_id)["status"] == "stopped"
     path = checkpoint.run_checkpoint_path(store.path, run_id)
     assert path == store.path.parent / "checkpoints" / f"run-{run_id}.pt"
     store.send_control(run_id, "stop")  # stale: must not stop the resumed worker
-    assert jobs.resume(store, run_id) == 3
+    assert queue.resume(store, run_id) == 3
     assert store.get_run(run_id)["status"] == "queued"
-    jobs.execute_run(store, run_id)
+    worker.execute_run(store, run_id)
     assert store.get_run(run_id)["status"] == "completed"
     assert comparable(store.records(run_id)) == comparable(reference.records)
     assert "resumed" in [e["kind"] for e in store.events(run_id)]
@@ -168,20 +168,20 @@ def test_resume_drops_records_newer_than_the_checkpoint(store):
     config = RunConfig(**TINY, method="adabatch")
     reference = train(config)
     run_id = store.create_run(config.to_dict())
-    jobs.execute_run(store, run_id, on_epoch=stop_at(store, run_id, 2))
+    worker.execute_run(store, run_id, on_epoch=stop_at(store, run_id, 2))
     store.append_record(run_id, {"epoch": 3, "train_loss": -1.0})  # written, then killed
     store.set_status(run_id, "interrupted")
-    assert jobs.resume(store, run_id) == 2
+    assert queue.resume(store, run_id) == 2
     assert [r["epoch"] for r in store.records(run_id)] == [1, 2]
-    jobs.execute_run(store, run_id)
+    worker.execute_run(store, run_id)
     assert comparable(store.records(run_id)) == comparable(reference.records)
 
 
 def test_resume_without_a_checkpoint_starts_again(store):
     config = RunConfig(**{**TINY, "epochs": 2})
     run_id = store.create_run(config.to_dict(), status="interrupted")
-    assert jobs.resume(store, run_id) == 0
-    jobs.execute_run(store, run_id)
+    assert queue.resume(store, run_id) == 0
+    worker.execute_run(store, run_id)
     assert [r["epoch"] for r in store.records(run_id)] == [1, 2]
 
 
@@ -190,7 +190,7 @@ def test_a_stale_checkpoint_of_another_store_is_never_used(store):
     run_id = store.create_run(config.to_dict(), status="stopped")
     path = checkpoint.run_checkpoint_path(store.path, run_id)
     checkpoint.save(path, {"epoch": 5})  # left by a deleted store's run with the same id
-    assert jobs.resume(store, run_id) == 0  # no records reach epoch 5: start again
+    assert queue.resume(store, run_id) == 0  # no records reach epoch 5: start again
     assert not path.exists()
 
 
@@ -200,9 +200,9 @@ def test_only_interrupted_failed_or_stopped_runs_resume(store, status):
     if status == "running":
         store.mark_running(run_id, 1)  # pid 1 is alive: not reaped
     with pytest.raises(ValueError, match=f"can be resumed, but run {run_id} is {status}"):
-        jobs.resume(store, run_id)
+        queue.resume(store, run_id)
     with pytest.raises(ValueError, match="id of a stored run"):
-        jobs.resume(store, 999)
+        queue.resume(store, 999)
 
 
 def test_cli_resume_refuses_with_one_line(store):
@@ -214,7 +214,7 @@ def test_cli_resume_refuses_with_one_line(store):
 
 def test_runs_page_resume_button_requeues_the_selected_run(store):
     run_id = store.create_run(RunConfig(**TINY).to_dict())
-    jobs.execute_run(store, run_id, on_epoch=stop_at(store, run_id, 2))
+    worker.execute_run(store, run_id, on_epoch=stop_at(store, run_id, 2))
     at = AppTest.from_file(str(Path(__file__).resolve().parents[2] / "app.py"),
                            default_timeout=60).run()
     at.switch_page("app_pages/runs.py").run()

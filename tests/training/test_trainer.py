@@ -6,7 +6,8 @@ import torch
 
 from divebatch.config import RunConfig
 from divebatch.training.probe import DiversityProbe
-from divebatch.training.controls import LocalControl
+from divebatch.training.controls import LocalControl, RunControls
+from divebatch.training.instruments import ChartInstruments
 from divebatch.training.trainer import Trainer, train
 from tests.helpers.records import comparable
 
@@ -96,7 +97,7 @@ def test_the_starting_point_is_measured_before_training_and_changes_nothing():
                        max_batch_size=64, method="divebatch", lr=0.05)
     fresh = Trainer(config)
     expected_val = fresh.evaluate()
-    expected_diversity = fresh.probe.measure(64)
+    expected_diversity = fresh.instruments.probe.measure(64)
     seen = []
     trainer = Trainer(config, on_start=lambda facts: seen.append(("start", facts)),
                       on_epoch=lambda record: seen.append(("epoch", record.epoch)))
@@ -137,7 +138,7 @@ def test_probe_passes_are_as_large_as_the_runs_largest_batch(monkeypatch, cap, e
 def test_probe_matches_diversity_of_its_samples():
     """probe_diversity * n / m equals Delta over the m probe samples at fixed weights."""
     trainer = Trainer(RunConfig(**{**TINY, "epochs": 1}, method="sgd"))
-    probe = trainer.probe
+    probe = trainer.instruments.probe
     value = probe.measure()
     x = trainer.problem.x_train[probe.indices].double()
     y = trainer.problem.y_train[probe.indices].double()
@@ -196,6 +197,29 @@ def test_hot_changes_apply_between_epochs_and_bad_ones_are_rejected():
     assert second.lr == pytest.approx(first.lr * 0.5)
     kinds = [e["kind"] for e in result.events]
     assert "hot_change" in kinds and "rejected" in kinds
+
+
+def test_a_field_that_is_not_hot_is_rejected_in_the_words_of_the_one_check():
+    control = LocalControl()
+    control.set(epochs=9, delta=0.5)
+    result = train(RunConfig(**{**TINY, "epochs": 1}, method="divebatch"), control=control)
+    rejected = [e for e in result.events if e["kind"] == "rejected"]
+    assert [e["message"] for e in rejected] == [
+        "hot parameters are delta, max_batch_size, resize_every, lr_multiplier, but got epochs"]
+    assert result.records[0].delta == 0.1 and len(result.records) == 1
+
+
+def test_the_trainer_uses_the_controls_and_instruments_it_is_handed():
+    controls, instruments = RunControls(wait_poll_s=0.01), ChartInstruments()
+    control = LocalControl()
+    trainer = Trainer(RunConfig(**TINY), control=control, controls=controls,
+                      instruments=instruments)
+    assert trainer.controls is controls and trainer.instruments is instruments
+    assert instruments.probe is not None  # attached to this trainer's model
+    control.stop()
+    result = trainer.run()
+    assert controls.stop_requested and result.status == "stopped"
+    assert result.initial is instruments.initial and result.initial["epoch"] == 0
 
 
 def test_classroom_pace_waits_between_epochs_and_changes_no_result():
@@ -293,4 +317,4 @@ def test_cpu_ignores_the_cuda_only_options():
                                 channels_last=True, device="cpu"))
     assert trainer._memory_format() == __import__("torch").contiguous_format
     x = trainer.problem.x_train[:4]
-    assert trainer._outputs(trainer.model, x).dtype == __import__("torch").float32
+    assert trainer.outputs(trainer.model, x).dtype == __import__("torch").float32

@@ -26,8 +26,8 @@ import dataclasses
 import math
 
 from divebatch.config import IMAGE_DATASETS, SYNTHETIC_DEFAULTS, RunConfig
-from divebatch.runs import sweeps
-from divebatch.runs.analysis import ACC_TOLERANCE, FLAG_POINTS
+from divebatch.experiments import sweeps
+from divebatch.experiments.analysis import ACC_TOLERANCE, FLAG_POINTS
 
 # The fields that decide a problem's data, beside the problem (the seed aside: every seed
 # draws from the same distribution, and the paper's comparisons average over seeds).
@@ -93,15 +93,20 @@ def near_chance(target: float | None, problem: str | None) -> bool:
 
 # --- the verdict
 
-def verdict(rows: list[dict], common: float | None) -> str:
-    """The verdict for runs of one problem (the baseline first); '' for fewer than two."""
+def verdict(rows: list[dict], common: float | None, lead: bool = False) -> str:
+    """The verdict for runs of one problem (the baseline first); '' for fewer than two.
+    `lead`: its first two sentences on the race only (who was first to the common target,
+    where DiveBatch got), for a projector."""
     if len(rows) < 2 or common is None:
         return ""
     accuracy = any(r.get("final_acc") is not None for r in rows)
     level = f"{100 * common:.1f} %" if accuracy else f"a validation loss of {common:.4g}"
     live = any(r.get("active") for r in rows)
     sentences = [_chance_warning(rows, common)] if accuracy else []
-    sentences += _race(rows, level, accuracy, live)
+    sentences += _race(rows, level, accuracy, live)[:2 if lead else None]
+    if lead:
+        text = " ".join(s for s in sentences if s)
+        return ("So far (runs still training): " + text) if live else text
     sentences.append(_highest(rows, accuracy, live))
     sentences.append(_baseline_level(rows, accuracy))
     text = " ".join(s for s in sentences if s)
@@ -302,6 +307,27 @@ def _and(items: list[str]) -> str:
 
 # --- a sweep
 
+def format_speedup(cell: dict) -> str:
+    """A cell's mean speed-up, with a warning when some seeds' speed-ups came from a run
+    that ended more than FLAG_POINTS below its best."""
+    text = format_mean_se(cell["speedup"], cell["speedup_se"], suffix="x")
+    if text and cell.get("flagged"):
+        text += (f" ⚠ {cell['flagged']} of {cell['finished']} seeds: a run ended more than "
+                 f"{FLAG_POINTS:g} points below its best")
+    return text
+
+
+def format_mean_se(mean: float | None, se: float | None, digits: int = 3,
+                   scale: float = 1.0, suffix: str = "") -> str:
+    """'2.31 ± 0.12x', '2.31x' (one seed) or '' (nothing finished)."""
+    if mean is None:
+        return ""
+    text = f"{mean * scale:.{digits}g}"
+    if se is not None:
+        text += f" ± {se * scale:.{max(digits - 1, 1)}g}"
+    return text + suffix
+
+
 def sweep_verdict(result: sweeps.SweepResults) -> str:
     """Plain words under a sweep: first a warning when the baseline collapsed, then its
     fastest DiveBatch cell against the baseline, "so far" until every planned run finished."""
@@ -314,7 +340,7 @@ def sweep_verdict(result: sweeps.SweepResults) -> str:
     lines = [_collapse_warning(base, result.metric)]
     if cells:
         best = max(cells, key=lambda c: c["speedup"])
-        speed = sweeps.format_mean_se(best["speedup"], best["speedup_se"], suffix="x")
+        speed = format_mean_se(best["speedup"], best["speedup_se"], suffix="x")
         line = (f"{'the' if so_far else 'The'} fastest cell, {best['label']}, reached its own "
                 f"target at {speed} the speed of {base['label']}")
         if result.metric == "accuracy" and best["final_change"] is not None:

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from divebatch.runs import analysis
+from divebatch.experiments import analysis
 
 
 def recs(accs, times, losses=None):

@@ -23,9 +23,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from divebatch.meter.functional import functional_sq_norms
-from divebatch.meter.rules import (UnsupportedCall, _accumulation_dtype, _is_trainable,
-                            _linear_sq_norms, _linear_weight_sq_norms,
-                            _sq_norms, register_rule)
+from divebatch.meter.kernels import accumulation_dtype, is_trainable, sq_norms
+from divebatch.meter.rules.linear import linear_sq_norms, linear_weight_sq_norms
+from divebatch.meter.rules.registry import UnsupportedCall, register_rule
 
 
 # ----------------------------------------------------------------------------- Embedding
@@ -43,7 +43,7 @@ def _embedding_capture(embedding: nn.Embedding, args: tuple, kwargs: dict,
 def _embedding_sq_norms(embedding: nn.Embedding, indices: Tensor, grad_out: Tensor) -> Tensor:
     n_samples, dim = indices.shape[0], grad_out.shape[-1]
     indices = indices.reshape(n_samples, -1)
-    grads = grad_out.reshape(n_samples, -1, dim).to(_accumulation_dtype(grad_out))
+    grads = grad_out.reshape(n_samples, -1, dim).to(accumulation_dtype(grad_out))
     if embedding.padding_idx is not None:  # the padding row gets no gradient
         grads = grads * (indices != embedding.padding_idx).unsqueeze(-1)
     sample = torch.arange(n_samples, device=indices.device).unsqueeze(1)
@@ -52,7 +52,7 @@ def _embedding_sq_norms(embedding: nn.Embedding, indices: Tensor, grad_out: Tens
     row_grads = grads.new_zeros(len(rows), dim).index_add_(0, row_of_position,
                                                            grads.reshape(-1, dim))
     norms = grads.new_zeros(n_samples)
-    return norms.index_add_(0, rows // embedding.num_embeddings, _sq_norms(row_grads))
+    return norms.index_add_(0, rows // embedding.num_embeddings, sq_norms(row_grads))
 
 
 def embedding_per_sample_grads(embedding: nn.Embedding, indices: Tensor,
@@ -60,7 +60,7 @@ def embedding_per_sample_grads(embedding: nn.Embedding, indices: Tensor,
     """(N, num_embeddings, dim): every sample's weight gradient, formed explicitly."""
     n_samples, dim = indices.shape[0], grad_out.shape[-1]
     indices = indices.reshape(n_samples, -1)
-    grads = grad_out.reshape(n_samples, -1, dim).to(_accumulation_dtype(grad_out))
+    grads = grad_out.reshape(n_samples, -1, dim).to(accumulation_dtype(grad_out))
     if embedding.padding_idx is not None:
         grads = grads * (indices != embedding.padding_idx).unsqueeze(-1)
     sample = torch.arange(n_samples, device=indices.device).unsqueeze(1)
@@ -138,10 +138,10 @@ def _attention_sq_norms(mha: nn.MultiheadAttention, call: dict, grad_out: Tensor
         context = _attention_core(mha, projected, call)  # (N, L, E)
         context_grad = _batch_first(mha, grad_out) @ mha.out_proj.weight.detach()
         projected_grads = torch.autograd.grad(context, projected, context_grad)
-    norms = _linear_sq_norms(mha.out_proj, context.detach(), _batch_first(mha, grad_out))
+    norms = linear_sq_norms(mha.out_proj, context.detach(), _batch_first(mha, grad_out))
     for x, (weight, bias), grad in zip(inputs, _projections(mha), projected_grads):
-        norms = norms + _projection_sq_norms(x, grad, _is_trainable(weight),
-                                             bias is not None and _is_trainable(bias))
+        norms = norms + _projection_sq_norms(x, grad, is_trainable(weight),
+                                             bias is not None and is_trainable(bias))
     return norms
 
 
@@ -160,11 +160,11 @@ def _attention_core(mha: nn.MultiheadAttention, projected: list[Tensor], call: d
 
 def _projection_sq_norms(x: Tensor, grad: Tensor, weight: bool, bias: bool) -> Tensor:
     """The Linear rule for one slice (rows) of a packed projection weight and bias."""
-    x = x.to(_accumulation_dtype(x))
+    x = x.to(accumulation_dtype(x))
     grad = grad.to(x.dtype)
     norms = x.new_zeros(x.shape[0])
     if weight:
-        norms = norms + _linear_weight_sq_norms(x, grad)
+        norms = norms + linear_weight_sq_norms(x, grad)
     if bias:
-        norms = norms + _sq_norms(grad.sum(1))
+        norms = norms + sq_norms(grad.sum(1))
     return norms

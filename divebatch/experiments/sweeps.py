@@ -8,7 +8,7 @@ its own final accuracy (analysis.time_to_own_final) over the cell's.
 Runs are ordinary stored runs in the group "sweep:<hash of the spec>". A run *is* a planned
 run when it is in that group and its config equals the planned config (the name aside), so a
 re-run of the same sweep reuses every finished run and redoes only the stopped, failed or
-missing ones. The same planning and matching serve `reproduce` (a sweep over methods).
+missing ones (`divebatch.runs.groups`, which serves `reproduce` too).
 
 >>> spec = SweepSpec(base={"problem": "least_squares", "epochs": 3}, deltas=(0.1, 1.0),
 ...                  max_batch_sizes=(64,), resize_everys=(1,), seeds=(0, 1))
@@ -22,14 +22,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
-import statistics
 from dataclasses import dataclass
-from typing import Callable, Hashable, Iterable
+from typing import Hashable
 
-from divebatch.runs import analysis
+from divebatch.experiments import analysis
+from divebatch.experiments.seed_stats import aggregate, seed_results, with_speedups
 from divebatch.config import RunConfig
-from divebatch.runs.store import ACTIVE_STATUSES
+from divebatch.runs.groups import (PlannedRun, match_runs, progress, run_missing,
+                                   specs_in_store, submit_missing)
 
 GRID_FIELDS = ("delta", "max_batch_size", "resize_every")  # the axes of a sweep
 PER_RUN_FIELDS = GRID_FIELDS + ("seed", "method", "name")  # set per run, never by the base
@@ -37,17 +37,6 @@ BASELINE = "baseline"  # the cell of the fixed-batch SGD runs
 # Sweeps compare training times, so diversity is measured only where the method needs it.
 SWEEP_DEFAULTS = {"diversity_every_epoch": False}
 MAX_RUNS = 400  # a bigger plan is almost surely a typo
-
-FINISHED = ("completed", "diverged")   # final results: reused by a re-run
-# Which run stands for a planned run, best first (active ones: neither redone nor counted yet).
-STATUS_PREFERENCE = FINISHED + ACTIVE_STATUSES
-
-
-@dataclass(frozen=True)
-class PlannedRun:
-    cell: Hashable          # the grid cell (a sweep: (delta, B_max, R) or BASELINE)
-    seed: int
-    config: RunConfig       # with a descriptive name; the name is not part of identity
 
 
 @dataclass(frozen=True)
@@ -147,190 +136,6 @@ def parse_values(text: str, kind: type, name: str) -> tuple:
     return tuple(values)
 
 
-# --- cell identity: which stored run stands for which planned run
-
-def identity(config: dict | RunConfig) -> str | None:
-    """Canonical text of a config without its name (None if it is not a valid RunConfig)."""
-    if isinstance(config, RunConfig):
-        values = config.to_dict()
-    else:
-        try:
-            values = RunConfig.from_dict(config).to_dict()  # fills fields added since
-        except (TypeError, ValueError):
-            return None
-    values.pop("name")
-    return json.dumps(values, sort_keys=True)
-
-
-def match_runs(store, group: str, planned: list[PlannedRun]) -> list[dict | None]:
-    """For each planned run, the stored run of `group` that stands for it, or None.
-
-    Finished runs win over queued / running ones, which win over stopped or failed ones;
-    among equals the newest wins.
-    """
-    by_identity: dict[str, list[dict]] = {}
-    for run in store.list_runs(group=group):  # newest first
-        by_identity.setdefault(identity(run["config"]), []).append(run)
-
-    def rank(run: dict) -> int:
-        status = run["status"]
-        return STATUS_PREFERENCE.index(status) if status in STATUS_PREFERENCE else 99
-
-    return [min(by_identity.get(identity(p.config), []), key=rank, default=None)
-            for p in planned]
-
-
-def missing(planned: list[PlannedRun], matched: list[dict | None]) -> list[PlannedRun]:
-    """Planned runs with no finished or in-progress run: what a (re-)run must do."""
-    return [p for p, run in zip(planned, matched)
-            if run is None or run["status"] not in FINISHED + ACTIVE_STATUSES]
-
-
-def progress(matched: list[dict | None]) -> dict:
-    """Counts of the planned runs by state: finished, running, queued, to do, and total."""
-    statuses = [run["status"] if run else None for run in matched]
-    return {"finished": sum(s in FINISHED for s in statuses),
-            "running": statuses.count("running"), "queued": statuses.count("queued"),
-            "to_do": sum(s not in FINISHED + ACTIVE_STATUSES for s in statuses),
-            "total": len(statuses)}
-
-
-def submit_missing(store, group: str, planned: list[PlannedRun], info: dict | None = None
-                   ) -> list[int]:
-    """Queue every missing planned run in the background queue (jobs.submit); their ids."""
-    from divebatch.runs.jobs import submit
-    todo = missing(planned, match_runs(store, group, planned))
-    ids = []
-    for p in todo:
-        run_id = submit(store, p.config, name=p.config.name, group=group)
-        if info:
-            store.update_info(run_id, **info)
-        ids.append(run_id)
-    return ids
-
-
-def run_missing(store, group: str, planned: list[PlannedRun], info: dict | None = None,
-                on_run_done: Callable[[PlannedRun, dict], None] | None = None) -> int:
-    """Train every missing planned run here, one after the other; returns how many ran.
-
-    Each run is stored and claimed (so no background dispatcher starts it too) before it
-    trains. A KeyboardInterrupt marks the run in progress as stopped, keeping its records,
-    and propagates: a later call redoes only that run and the ones after it.
-    """
-    from divebatch.runs.jobs import execute_run
-    done = 0
-    for p in missing(planned, match_runs(store, group, planned)):
-        run_id = store.create_run(p.config.to_dict(), name=p.config.name, group=group)
-        if not store.claim_run(run_id):
-            continue  # a background dispatcher took it: it trains there
-        if info:
-            store.update_info(run_id, **info)
-        try:
-            execute_run(store, run_id)
-        except KeyboardInterrupt:
-            store.mark_finished(run_id, "stopped", "interrupted from the keyboard")
-            raise
-        done += 1
-        if on_run_done:
-            on_run_done(p, store.get_run(run_id))
-    return done
-
-
-def stop_group(store, group: str) -> list[int]:
-    """Stop the group's running runs and cancel its queued ones; their ids."""
-    from divebatch.runs.jobs import request_stop
-    active = store.list_runs(status=ACTIVE_STATUSES, group=group)
-    for run in active:
-        request_stop(store, run["id"])
-    return [run["id"] for run in active]
-
-
-# --- aggregation
-
-def mean_se(values: Iterable[float | None]) -> tuple[float | None, float | None]:
-    """Mean and standard error (sample standard deviation / sqrt(k)) of the known values;
-    the standard error is None with fewer than two values."""
-    known = [float(v) for v in values if v is not None and math.isfinite(float(v))]
-    if not known:
-        return None, None
-    if len(known) == 1:
-        return known[0], None
-    return statistics.fmean(known), statistics.stdev(known) / math.sqrt(len(known))
-
-
-def seed_results(planned: list[PlannedRun], matched: list[dict | None],
-                 records_by_run: dict[int, list[dict]]) -> list[dict]:
-    """One row per planned run that has finished: its metric, time and examples to target."""
-    rows = []
-    for p, run in zip(planned, matched):
-        if run is None or run["status"] not in FINISHED:
-            continue
-        records = records_by_run.get(run["id"], [])
-        epoch, seconds = analysis.time_to_own_final(records)
-        diverged = run["status"] == "diverged"
-        at_target = next((r for r in records if r["epoch"] == epoch), None)
-        drop = None if diverged else analysis.drop_points(records)
-        rows.append({
-            "cell": p.cell, "seed": p.seed, "run_id": run["id"], "status": run["status"],
-            "final": None if diverged else analysis.final_value(records),
-            "time_to_target": None if diverged else seconds,
-            "epochs_to_target": None if diverged else epoch,
-            "samples_to_target": at_target["samples_seen"] if at_target and not diverged
-            else None,
-            "train_time": sum(float(r.get("train_time") or 0.0) for r in records),
-            "final_batch_size": records[-1].get("batch_size") if records else None,
-            "drop_points": drop, "flagged": bool(analysis.flag_note(drop)),
-            "measure_share": analysis.measuring_share(records),
-        })
-    return rows
-
-
-def with_speedups(rows: list[dict],
-                  is_baseline: Callable[[dict], bool] = lambda row: row["cell"] == BASELINE,
-                  same: Callable[[dict], Hashable] = lambda row: None) -> list[dict]:
-    """Add, per row, what it gained over the baseline run of the same seed:
-    `speedup` = the baseline's time to target / the row's, and `final_change` = the row's
-    final value - the baseline's.
-
-    `same(row)` names what else a row shares with its baseline (reproduce: the benchmark).
-    None where either value is unknown.
-    """
-    baseline = {(same(r), r["seed"]): r for r in rows if is_baseline(r)}
-    out = []
-    for row in rows:
-        reference = baseline.get((same(row), row["seed"]))
-        own_time = row["time_to_target"]
-        base_time = reference["time_to_target"] if reference else None
-        base_final = reference["final"] if reference else None
-        out.append({**row,
-                    "speedup": base_time / own_time if base_time and own_time else None,
-                    # from a run whose own-final target is not meaningful (analysis.flag_note)
-                    "speedup_flagged": bool(row.get("flagged") or (reference or {}).get(
-                        "flagged")) and bool(base_time and own_time),
-                    "final_change": row["final"] - base_final
-                    if row["final"] is not None and base_final is not None else None})
-    return out
-
-
-AGGREGATED = ("speedup", "final", "final_change", "time_to_target", "epochs_to_target",
-              "samples_to_target", "final_batch_size", "measure_share")
-
-
-def aggregate(rows: list[dict], cells: list[Hashable], planned_per_cell: int) -> list[dict]:
-    """Per cell: finished / diverged counts and mean and standard error of each metric."""
-    summary = []
-    for cell in cells:
-        mine = [r for r in rows if r["cell"] == cell]
-        row = {"cell": cell, "finished": len(mine), "planned": planned_per_cell,
-               "diverged": sum(r["status"] == "diverged" for r in mine),
-               "flagged": sum(r.get("speedup_flagged", False) for r in mine),
-               "run_ids": [r["run_id"] for r in mine]}
-        for name in AGGREGATED:
-            row[name], row[name + "_se"] = mean_se(r.get(name) for r in mine)
-        summary.append(row)
-    return summary
-
-
 @dataclass
 class SweepResults:
     spec: SweepSpec
@@ -354,7 +159,8 @@ def results(store, spec: SweepSpec) -> SweepResults:
     planned = spec.plan()
     matched = match_runs(store, spec.group, planned)
     records = store.records_many([run["id"] for run in matched if run])
-    seeds = with_speedups(seed_results(planned, matched, records))
+    seeds = with_speedups(seed_results(planned, matched, records),
+                          is_baseline=lambda row: row["cell"] == BASELINE)
     cells = aggregate(seeds, [BASELINE] + spec.cells(), len(spec.seeds))
     for row in cells:
         row.update(cell_fields(spec, row["cell"]))
@@ -423,20 +229,6 @@ def runs_of_cell(result: SweepResults, cell: Hashable) -> list[int]:
             if p.cell == cell and run]
 
 
-def specs_in_store(store, prefix: str, info_key: str, from_dict, limit: int = 500) -> list:
-    """Specs of the groups named `prefix...` found in the store, newest first, read from the
-    spec each of their runs keeps in its info under `info_key`."""
-    found: dict = {}
-    for run in store.list_runs(limit=limit):
-        group = run["group"]
-        if group.startswith(prefix) and group not in found and info_key in run["info"]:
-            try:
-                found[group] = from_dict(run["info"][info_key])
-            except (KeyError, TypeError, ValueError):
-                continue
-    return list(found.values())
-
-
 def list_sweeps(store) -> list[SweepSpec]:
     """Sweeps found in the store, newest first."""
     return specs_in_store(store, "sweep:", "sweep", SweepSpec.from_dict)
@@ -457,24 +249,3 @@ def run_here(store, spec: SweepSpec, on_run_done=None, backend=None) -> int:
     run = backend.run_missing if backend else run_missing
     return run(store, spec.group, spec.plan(), info={"sweep": spec.to_dict()},
                on_run_done=on_run_done)
-
-
-def format_speedup(cell: dict) -> str:
-    """A cell's mean speed-up, with a warning when some seeds' speed-ups came from a run
-    that ended more than analysis.FLAG_POINTS below its best."""
-    text = format_mean_se(cell["speedup"], cell["speedup_se"], suffix="x")
-    if text and cell.get("flagged"):
-        text += (f" ⚠ {cell['flagged']} of {cell['finished']} seeds: a run ended more than "
-                 f"{analysis.FLAG_POINTS:g} points below its best")
-    return text
-
-
-def format_mean_se(mean: float | None, se: float | None, digits: int = 3,
-                   scale: float = 1.0, suffix: str = "") -> str:
-    """'2.31 ± 0.12x', '2.31x' (one seed) or '' (nothing finished)."""
-    if mean is None:
-        return ""
-    text = f"{mean * scale:.{digits}g}"
-    if se is not None:
-        text += f" ± {se * scale:.{max(digits - 1, 1)}g}"
-    return text + suffix

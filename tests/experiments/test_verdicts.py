@@ -1,11 +1,11 @@
-"""divebatch.runs.verdicts: which runs compare, the chance level, and verdict sentences
+"""divebatch.experiments.verdicts: which runs compare, the chance level, and verdict sentences
 written out by hand (the stored-run cases are in tests/report/test_target_table.py)."""
 
 import pytest
 
 from divebatch.config import RunConfig
 from divebatch.data.problems import load_problem
-from divebatch.runs import verdicts
+from divebatch.experiments import verdicts
 
 
 def row(method, time, final, flag="", **more):
@@ -40,6 +40,12 @@ def test_three_runs_name_the_highest_and_who_beat_divebatch():
         "lower. DiveBatch reached it in 2.0 s, 2.0x sooner than SGD, and ended 5.0 points "
         "lower. AdaBatch did better than DiveBatch on both counts: it reached the target "
         "sooner (1.0 s) and ended higher (93.0 %). SGD ended highest, at 95.0 %.")
+    assert verdicts.verdict(rows, 0.89, lead=True) == (  # a projector's: the race alone
+        "AdaBatch was first to 89.0 %, in 1.0 s, 4.0x sooner than SGD, and ended 2.0 points "
+        "lower. DiveBatch reached it in 2.0 s, 2.0x sooner than SGD, and ended 5.0 points "
+        "lower.")
+    live = [dict(r, active=True) for r in rows[:2]]
+    assert verdicts.verdict(live, 0.89, lead=True).startswith("So far (runs still training): ")
 
 
 def test_regression_verdict_speaks_of_validation_loss():

@@ -1,11 +1,11 @@
-"""Sweeps: grid expansion, cell identity, aggregation by hand, resuming, and the CLI."""
+"""Sweeps: grid expansion, aggregation by hand, resuming, and the CLI."""
 
-import math
 
 import pytest
 
 from tests.helpers.cli import cli_in_process
-from divebatch.runs import jobs, sweeps, verdicts
+from divebatch.runs import groups, worker
+from divebatch.experiments import sweeps, verdicts
 from divebatch.runs.store import RunStore
 
 TINY_BASE = {"problem": "least_squares", "n_samples": 320, "dim": 8, "epochs": 3,
@@ -38,12 +38,9 @@ def test_grid_expands_to_baselines_then_cells_per_seed():
     assert cell.n_samples == 320 and cell.diversity_every_epoch is False
 
 
-def test_same_spec_same_group_and_identity_ignores_the_name():
+def test_same_spec_same_group():
     assert tiny_spec().group == tiny_spec(deltas=(0.1, 1)).group  # 1 and 1.0 are one delta
     assert tiny_spec().group != tiny_spec(seeds=(0,)).group
-    config = tiny_spec().plan()[3].config
-    assert sweeps.identity(config) == sweeps.identity(config.replace(name="renamed"))
-    assert sweeps.identity(config) != sweeps.identity(config.replace(seed=9))
     assert sweeps.SweepSpec.from_dict(tiny_spec().to_dict()) == tiny_spec()
 
 
@@ -57,12 +54,6 @@ def test_bad_specs_name_the_field():
     with pytest.raises(ValueError, match=r"B_max values should be a list of ints.*'x'"):
         sweeps.parse_values("64, x", int, "B_max values")
     assert sweeps.parse_values("0.05, 0.1 0.2", float, "delta") == (0.05, 0.1, 0.2)
-
-
-def test_mean_and_standard_error_by_hand():
-    assert sweeps.mean_se([1.0, 2.0, 3.0]) == (2.0, pytest.approx(1.0 / math.sqrt(3)))
-    assert sweeps.mean_se([4.0, None, float("nan")]) == (4.0, None)
-    assert sweeps.mean_se([]) == (None, None)
 
 
 def store_finished_run(store, group, config, accs, times, status="completed"):
@@ -103,7 +94,7 @@ def test_aggregation_matches_hand_computed_speedups_means_and_errors(store):
     assert verdicts.sweep_verdict(result) == (
         "The fastest cell, delta=0.5, B_max=64, R=1, reached its own target at 3 ± 1x the "
         "speed of SGD B=16 (baseline) and ended 2.5 points lower (mean over 2 seeds).")
-    assert cell["flagged"] == 0 and "⚠" not in sweeps.format_speedup(cell)
+    assert cell["flagged"] == 0 and "⚠" not in verdicts.format_speedup(cell)
 
 
 def test_speedup_from_a_run_that_collapsed_is_flagged(store):
@@ -114,7 +105,7 @@ def test_speedup_from_a_run_that_collapsed_is_flagged(store):
     result = sweeps.results(store, spec)
     cell = result.cells[1]
     assert cell["flagged"] == 1 and result.cells[0]["flagged"] == 1
-    assert sweeps.format_speedup(cell) == (
+    assert verdicts.format_speedup(cell) == (
         "0.5x ⚠ 1 of 1 seeds: a run ended more than 2 points below its best")
     assert verdicts.sweep_verdict(result) == (
         "⚠ The baseline, SGD B=16, collapsed in 1 of 1 seeds (ended more than 2 points below "
@@ -159,7 +150,7 @@ def test_diverged_and_unfinished_runs_do_not_count_towards_speedups(store):
 
 def test_interrupted_sweep_resumes_without_redoing_finished_cells(store, monkeypatch):
     spec = tiny_spec()
-    real_execute, calls = jobs.execute_run, []
+    real_execute, calls = worker.execute_run, []
 
     def interrupt_fifth(store, run_id, on_epoch=None):
         calls.append(run_id)
@@ -168,7 +159,7 @@ def test_interrupted_sweep_resumes_without_redoing_finished_cells(store, monkeyp
             raise KeyboardInterrupt  # Ctrl-C in the middle of the fifth run
         return real_execute(store, run_id, on_epoch)
 
-    monkeypatch.setattr(jobs, "execute_run", interrupt_fifth)
+    monkeypatch.setattr(worker, "execute_run", interrupt_fifth)
     with pytest.raises(KeyboardInterrupt):
         sweeps.run_here(store, spec)
     runs = store.list_runs(group=spec.group)
@@ -179,21 +170,10 @@ def test_interrupted_sweep_resumes_without_redoing_finished_cells(store, monkeyp
     runs = store.list_runs(group=spec.group)
     assert len(runs) == 11
     assert sum(r["status"] == "completed" for r in runs) == 10
-    assert finished_ids <= {run["id"] for run in sweeps.match_runs(store, spec.group,
+    assert finished_ids <= {run["id"] for run in groups.match_runs(store, spec.group,
                                                                    spec.plan())}
     assert sweeps.run_here(store, spec) == 0  # nothing left to do
     assert len(store.list_runs(group=spec.group)) == 11
-
-
-def test_stop_cancels_queued_runs_and_keeps_finished_ones(store):
-    spec = tiny_spec()
-    plan = spec.plan()
-    done = store_finished_run(store, spec.group, plan[0].config, [0.5, 0.9], [1, 1])
-    queued = [store.create_run(p.config.to_dict(), group=spec.group) for p in plan[1:3]]
-    assert sorted(sweeps.stop_group(store, spec.group)) == queued
-    assert [store.get_run(i)["status"] for i in queued] == ["stopped", "stopped"]
-    assert store.get_run(done)["status"] == "completed"
-    assert len(sweeps.missing(plan, sweeps.match_runs(store, spec.group, plan))) == 9
 
 
 def test_cli_sweep_two_by_two_with_two_seeds_then_rerun_reuses_everything(store):

@@ -28,21 +28,22 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from divebatch.meter import rules as rules
-from divebatch.meter.rules import (ELEMENTWISE_COST, OPERATION_COST, _accumulation_dtype,
-                            _frobenius_dots, _in_chunks, _is_trainable, _sq_norms,
-                            register_rule, sample_chunks)
+from divebatch.meter import kernels
+from divebatch.meter.kernels import (ELEMENTWISE_COST, OPERATION_COST, accumulation_dtype,
+                                     frobenius_dots, in_chunks, is_trainable, sample_chunks,
+                                     sq_norms)
+from divebatch.meter.rules.registry import register_rule
 
 
 @register_rule(nn.Conv2d)
 def _conv2d_sq_norms(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -> Tensor:
-    x = x.to(_accumulation_dtype(x))  # (N, C_in, H, W)
+    x = x.to(accumulation_dtype(x))  # (N, C_in, H, W)
     grad_out = grad_out.to(x.dtype)  # (N, C_out, H_out, W_out)
     norms = []
-    if _is_trainable(conv.weight):
+    if is_trainable(conv.weight):
         norms.append(_conv2d_weight_sq_norms(conv, x, grad_out))
-    if _is_trainable(conv.bias):
-        norms.append(_sq_norms(grad_out.sum((2, 3))))
+    if is_trainable(conv.bias):
+        norms.append(sq_norms(grad_out.sum((2, 3))))
     return sum(norms)
 
 
@@ -53,7 +54,7 @@ class DeviceCosts(NamedTuple):
     small_matmul: float  # extra positions charged to a per-sample product's inner dimension
 
 
-# CPU: measured (see divebatch.meter.rules). CUDA: from an H200's data sheet, not yet measured
+# CPU: measured (see divebatch.meter.kernels). CUDA: from an H200's data sheet, not yet measured
 # here: ~33 T fp32 multiply-adds/s against ~0.6 T elements/s of an elementwise pass (read and
 # write, 4.8 TB/s), and ~5 us per kernel launch; batched products of small matrices run well.
 # On a CPU the weight-gradient convolution with one group per sample runs small products far
@@ -90,7 +91,7 @@ class PathCosts(NamedTuple):
 
     def choice(self) -> str:
         """The cheapest path: "explicit", "unfold_gram" or "pixel_gram"."""
-        if not rules._gram_is_cheaper(self.gram, self.explicit):
+        if not kernels.gram_is_cheaper(self.gram, self.explicit):
             return "explicit"
         return "unfold_gram" if self.unfold_gram < self.pixel_gram else "pixel_gram"
 
@@ -137,16 +138,16 @@ def _explicit_temp(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -> int:
 def _conv2d_weight_sq_norms(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -> Tensor:
     path = _weight_costs(conv, *x.shape[:2], *grad_out.shape[2:], device=x.device).choice()
     if path == "explicit":
-        return _in_chunks(partial(_conv2d_explicit_sq_norms, conv), (x, grad_out),
+        return in_chunks(partial(_conv2d_explicit_sq_norms, conv), (x, grad_out),
                           _explicit_temp(conv, x, grad_out))
     positions = grad_out.shape[2] * grad_out.shape[3]
     grams = 2 * conv.groups * positions ** 2
     if path == "unfold_gram":
-        return _in_chunks(partial(_conv2d_unfold_gram_sq_norms, conv), (x, grad_out),
+        return in_chunks(partial(_conv2d_unfold_gram_sq_norms, conv), (x, grad_out),
                           _patches_size(conv, grad_out) + grams + _padded_size(conv, x))
     phase_pixels = [rows * cols for rows, cols, _ in _phase_windows(conv, *grad_out.shape[2:])]
     temp = conv.groups * max(phase_pixels) ** 2 + grams + _padded_size(conv, x)
-    return _in_chunks(partial(_conv2d_gram_sq_norms, conv), (x, grad_out), temp)
+    return in_chunks(partial(_conv2d_gram_sq_norms, conv), (x, grad_out), temp)
 
 
 # ----------------------------------------------------------------------------- fused
@@ -160,12 +161,12 @@ def fuses_weight_grad(conv: nn.Conv2d, x: Tensor) -> bool:
     The input must require grad (the output gradient must still reach the layer with the
     weight frozen for the call) and share the weight's dtype (no autocast).
     """
-    if not (_is_trainable(conv.weight) and x.requires_grad and x.dtype == conv.weight.dtype
+    if not (is_trainable(conv.weight) and x.requires_grad and x.dtype == conv.weight.dtype
             and x.dim() == 4):
         return False
     costs = _weight_costs(conv, *x.shape[:2], *_output_size(conv, x.shape[2], x.shape[3]),
                           device=x.device)
-    return not rules._gram_is_cheaper(costs.gram, costs.explicit - costs.weight_grad)
+    return not kernels.gram_is_cheaper(costs.gram, costs.explicit - costs.weight_grad)
 
 
 def fused_excess_share(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -> float:
@@ -188,7 +189,7 @@ def conv2d_fused_sq_norms(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -> Tenso
     """The Conv2d rule through the explicit path, which also adds the batch weight gradient
     (the sum of the per-sample ones) into ``conv.weight.grad``: for a call whose weight was
     frozen during the forward (see ``fuses_weight_grad``), so that autograd skipped it."""
-    x = x.to(_accumulation_dtype(x))
+    x = x.to(accumulation_dtype(x))
     grad_out = grad_out.to(x.dtype)
     weight_norms, weight_grad = [], None
     for x_part, grad_part in sample_chunks((x, grad_out), _explicit_temp(conv, x, grad_out)):
@@ -198,8 +199,8 @@ def conv2d_fused_sq_norms(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -> Tenso
         weight_grad = part_sum if weight_grad is None else weight_grad.add_(part_sum)
     _add_to_grad(conv.weight, weight_grad)
     norms = torch.cat(weight_norms) if len(weight_norms) > 1 else weight_norms[0]
-    if _is_trainable(conv.bias):
-        norms = norms + _sq_norms(grad_out.sum((2, 3)))
+    if is_trainable(conv.bias):
+        norms = norms + sq_norms(grad_out.sum((2, 3)))
     return norms
 
 
@@ -215,7 +216,7 @@ def _add_to_grad(param: Tensor, grad: Tensor) -> None:
 
 
 def _large_sq_norms(per_sample: Tensor) -> Tensor:
-    """(N, ...) -> (N,): faster than ``_sq_norms`` on large slices."""
+    """(N, ...) -> (N,): faster than ``sq_norms`` on large slices."""
     return torch.linalg.vector_norm(per_sample.reshape(len(per_sample), -1), dim=1).square()
 
 
@@ -286,7 +287,7 @@ def _conv2d_unfold_gram_sq_norms(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -
     patch_gram = torch.bmm(patches.transpose(1, 2), patches)  # (N G, T, T)
     grads = grad_out.reshape(n_samples * groups, -1, positions)  # (N G, C_out / G, T)
     grad_gram = torch.bmm(grads.transpose(1, 2), grads)
-    return _frobenius_dots(patch_gram, grad_gram).view(n_samples, groups).sum(1)
+    return frobenius_dots(patch_gram, grad_gram).view(n_samples, groups).sum(1)
 
 
 def _phase_windows(conv: nn.Conv2d, out_height: int,
@@ -335,5 +336,5 @@ def _conv2d_gram_sq_norms(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -> Tenso
             window_x = slice(shift_x, shift_x + out_width)
             window = pixel_gram[:, window_y, window_x, window_y, window_x]
             patch_gram = window.clone() if patch_gram is None else patch_gram.add_(window)
-    return _frobenius_dots(patch_gram, grad_gram).view(n_samples, groups).sum(1)
+    return frobenius_dots(patch_gram, grad_gram).view(n_samples, groups).sum(1)
 

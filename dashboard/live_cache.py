@@ -1,6 +1,6 @@
 """Work every viewer of this server process shares, so that 30 open tabs cost little more
 than one: the store read once per SNAPSHOT_TTL_S for a set of runs, each chart built once per
-data version, and jobs.dispatch run at most once per DISPATCH_EVERY_S.
+data version, and queue.dispatch run at most once per DISPATCH_EVERY_S.
 
 The cached values are read-only by contract: snapshots hold tuples of rows read for the
 cache alone, nothing that draws them mutates them, and figures are never mutated after they
@@ -22,7 +22,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import pyarrow as pa
 
-from divebatch.runs import jobs
+from divebatch.runs import queue
 from divebatch.report import figures as plots
 from divebatch.report.figures import ChartOptions, RunData
 from divebatch.report.series import Columns
@@ -45,8 +45,17 @@ _tables: OrderedDict = OrderedDict()  # (runs, statuses) -> (built at, counts, t
 _flights: dict[tuple, threading.Lock] = {}  # (cache, key) -> held while it is built
 
 
+def forget(*caches: str) -> None:
+    """Drop what viewers share, so that the next read rebuilds it: "snapshots" (store
+    reads), "charts", "tables" (all of them when none is named). For benchmarks that time
+    the rebuild."""
+    kept = {"snapshots": _snapshots, "charts": _latest, "tables": _tables}
+    for name in caches or kept:
+        kept[name].clear()
+
+
 def dispatch(store: RunStore) -> None:
-    """jobs.dispatch (which also reaps dead workers), at most once per DISPATCH_EVERY_S for
+    """queue.dispatch (which also reaps dead workers), at most once per DISPATCH_EVERY_S for
     this store in this process, whoever asks."""
     key = str(store.path)
     with _lock:
@@ -54,7 +63,7 @@ def dispatch(store: RunStore) -> None:
         if now - _last_dispatch.get(key, float("-inf")) < DISPATCH_EVERY_S:
             return
         _last_dispatch[key] = now
-    jobs.dispatch(store)
+    queue.dispatch(store)
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,12 @@ import functools
 
 import streamlit as st
 
-from divebatch.runs import jobs
+from divebatch.runs import capacity, queue
 from divebatch.report.tables import run_row
 from divebatch.report.figures import run_label
 from divebatch.runs.store import ACTIVE_STATUSES, RunStore
 
-from . import shared
+from . import live_cache
 
 
 
@@ -36,10 +36,10 @@ def queue_summary(store: RunStore) -> tuple[int, int, int]:
     """(busy worker slots, queued runs, worker slots), after marking runs of dead workers
     interrupted; a run with nproc = N holds N slots. Only background runs (the queue's)
     hold slots: runs started from the command line are counted by `foreground_runs`."""
-    jobs.reap(store)
-    busy = jobs.background_busy(store.list_runs(status="running"))
+    queue.reap(store)
+    busy = capacity.background_busy(store.list_runs(status="running"))
     queued = len(store.list_runs(status="queued"))
-    return busy, queued, jobs.max_workers()
+    return busy, queued, capacity.max_workers()
 
 
 def foreground_runs(store: RunStore) -> list[dict]:
@@ -73,7 +73,7 @@ def run_rows(store: RunStore, runs: list[dict]) -> list[dict]:
     active runs' records come from the snapshot every viewer shares (new epochs decoded
     once per server)."""
     active_ids = [run["id"] for run in runs if run["status"] in ACTIVE_STATUSES]
-    active = shared.snapshot(store, active_ids).records if active_ids else {}
+    active = live_cache.snapshot(store, active_ids).records if active_ids else {}
     return [run_row(run, list(active[run["id"]])) if run["id"] in active
             else _finished_row(str(store.path), run) for run in runs]
 

@@ -1,0 +1,69 @@
+"""The ``nn.Linear`` rule.
+
+A 2-D input gives ||g_i||^2 = ||a_i||^2 ||dy_i||^2 exactly. A sequence input (N, T, d) gives
+||sum_t dy_t a_t^T||^2, computed either as sum_{t,s} (a_t.a_s)(dy_t.dy_s) (Gram matrices,
+~ T^2 (d_in + d_out) per sample) or by forming each sample's gradient (~ T d_in d_out),
+whichever the shapes make cheaper.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from divebatch.meter import kernels
+from divebatch.meter.kernels import (ELEMENTWISE_COST, SMALL_MATMUL_POSITIONS, accumulation_dtype,
+                                     frobenius_dots, in_chunks, is_trainable, sq_norms)
+from divebatch.meter.rules.registry import register_rule
+
+
+@register_rule(nn.Linear)
+def linear_sq_norms(linear: nn.Linear, x: Tensor, grad_out: Tensor) -> Tensor:
+    if x.dim() == 2:  # (N, d_in), (N, d_out): rank one, ||dy a^T||^2 = ||dy||^2 ||a||^2
+        return _linear_2d_sq_norms(linear, x, grad_out)
+    n_samples = x.shape[0]
+    x = x.reshape(n_samples, -1, x.shape[-1]).to(accumulation_dtype(x))  # (N, T, d_in)
+    grad_out = grad_out.reshape(n_samples, -1, grad_out.shape[-1]).to(x.dtype)  # (N, T, d_out)
+    norms = []
+    if is_trainable(linear.weight):
+        norms.append(linear_weight_sq_norms(x, grad_out))
+    if is_trainable(linear.bias):
+        norms.append(sq_norms(grad_out.sum(1)))
+    return sum(norms)
+
+
+def _linear_2d_sq_norms(linear: nn.Linear, x: Tensor, grad_out: Tensor) -> Tensor:
+    """(||a_i||^2 + 1) ||dy_i||^2 with a bias, in as few operations as possible: small MLPs
+    measure every step, and there each operation costs more than its arithmetic."""
+    if x.dtype != grad_out.dtype or x.dtype not in (torch.float32, torch.float64):
+        x = x.to(accumulation_dtype(x))
+        grad_out = grad_out.to(x.dtype)
+    weight, bias = linear.weight, linear.bias
+    grad_sq = torch.linalg.vecdot(grad_out, grad_out)  # (N,)
+    if not weight.requires_grad:
+        return grad_sq
+    input_sq = torch.linalg.vecdot(x, x)
+    if is_trainable(bias):  # one operation; adding the Python scalar 1 costs more
+        return torch.addcmul(grad_sq, input_sq, grad_sq)
+    return input_sq.mul_(grad_sq)
+
+
+def linear_weight_sq_norms(x: Tensor, grad_out: Tensor) -> Tensor:
+    """||sum_t dy_t a_t^T||^2 per sample; x: (N, T, d_in), grad_out: (N, T, d_out)."""
+    positions, d_in, d_out = x.shape[1], x.shape[2], grad_out.shape[2]
+    gram_cost = positions ** 2 * (d_in + d_out + ELEMENTWISE_COST)
+    explicit_cost = d_in * d_out * (positions + SMALL_MATMUL_POSITIONS)
+    if kernels.gram_is_cheaper(gram_cost, explicit_cost):
+        return in_chunks(_sequence_gram_dots, (x, grad_out), 2 * positions ** 2)
+    return in_chunks(_sequence_explicit_sq_norms, (x, grad_out), 2 * d_in * d_out)
+
+
+def _sequence_gram_dots(x: Tensor, grad_out: Tensor) -> Tensor:
+    """sum_{t,s} (a_t.a_s)(dy_t.dy_s) per sample."""
+    x_gram = torch.bmm(x, x.transpose(1, 2))  # (N, T, T)
+    grad_gram = torch.bmm(grad_out, grad_out.transpose(1, 2))  # (N, T, T)
+    return frobenius_dots(x_gram, grad_gram)
+
+
+def _sequence_explicit_sq_norms(x: Tensor, grad_out: Tensor) -> Tensor:
+    return sq_norms(torch.bmm(grad_out.transpose(1, 2), x))  # (N, d_out, d_in)

@@ -1,0 +1,80 @@
+"""One SQLite file: WAL mode, transactions that commit whole or not at all, reads that never
+wait for a writer, writes that wait out a lock past SQLite's busy timeout, and a clear error
+when the lock outlasts `timeout`."""
+
+import pickle
+import sqlite3
+import threading
+import time
+
+import pytest
+
+from divebatch.runs import sqlite_file
+from divebatch.runs.sqlite_file import SqliteFile
+
+
+@pytest.fixture
+def file(tmp_path):
+    file = SqliteFile(tmp_path / "a" / "b.db")
+    file.write(lambda db: db.execute("CREATE TABLE rows (value INTEGER)"))
+    return file
+
+
+def values(file):
+    return [row[0] for row in file.read(lambda db: db.execute("SELECT value FROM rows").fetchall())]
+
+
+def test_creates_its_folder_in_wal_mode(file):
+    assert file.path.parent.is_dir() and file.path.is_absolute()
+    with sqlite3.connect(file.path) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_write_commits_whole_or_not_at_all(file):
+    file.write(lambda db: db.executemany("INSERT INTO rows VALUES (?)", [(1,), (2,)]))
+
+    def half_then_fail(db):
+        db.execute("INSERT INTO rows VALUES (3)")
+        raise RuntimeError("in the middle")
+    with pytest.raises(RuntimeError, match="in the middle"):
+        file.write(half_then_fail)
+    assert values(file) == [1, 2]
+
+
+def test_integrity_check_and_vacuum(file):
+    file.write(lambda db: db.executemany("INSERT INTO rows VALUES (?)", [(i,) for i in range(500)]))
+    file.write(lambda db: db.execute("DELETE FROM rows"))
+    file.vacuum()
+    assert file.integrity_ok() and values(file) == []
+
+
+def test_pickles_as_its_path(file):
+    copy = pickle.loads(pickle.dumps(file))
+    assert copy.path == file.path and copy.timeout == file.timeout
+
+
+def hold_write_lock(path, seconds):
+    """Another writer that keeps the write lock for `seconds` (released from a timer thread)."""
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    threading.Timer(seconds, holder.execute, ("COMMIT",)).start()
+
+
+def test_writes_wait_out_a_lock_longer_than_the_busy_timeout(file, monkeypatch):
+    monkeypatch.setattr(sqlite_file, "BUSY_TIMEOUT_S", 0.05)  # so the retry loop is needed
+    file.write(lambda db: db.execute("INSERT INTO rows VALUES (1)"))
+    start = time.perf_counter()
+    hold_write_lock(file.path, 0.4)
+    assert values(file) == [1]  # readers never wait for the writer
+    assert time.perf_counter() - start < 0.3
+    file.write(lambda db: db.execute("INSERT INTO rows VALUES (2)"))
+    assert time.perf_counter() - start >= 0.35
+    assert values(file) == [1, 2]
+
+
+def test_a_lock_held_past_the_timeout_is_reported(tmp_path):
+    file = SqliteFile(tmp_path / "runs.db", timeout=0.2)
+    file.write(lambda db: db.execute("CREATE TABLE rows (value INTEGER)"))
+    hold_write_lock(file.path, 1.0)
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        file.write(lambda db: db.execute("INSERT INTO rows VALUES (1)"))
