@@ -3,9 +3,6 @@ hand (no worker): the instructor's card shows the reached step and moves it, dri
 paused run to the next moment, and a read-only server shows the same step without buttons."""
 
 import os
-from pathlib import Path
-
-from streamlit.testing.v1 import AppTest
 
 from divebatch.experiments import critical_jobs
 from divebatch.experiments.critical_batch import START
@@ -15,8 +12,8 @@ from divebatch.report.tour_sequel import NOT_MEASURABLE
 from divebatch.runs import queue
 from divebatch.runs.measurements import Measurements
 from divebatch.runs.store import RunStore
+from tests.helpers.apptest import open_app, sidebar_text
 
-APP = str(Path(__file__).resolve().parents[2] / "app.py")
 PAGE = "app_pages/synthetic.py"
 
 
@@ -36,27 +33,15 @@ def toured_run(store: RunStore) -> int:
     return run_id
 
 
-def open_lab() -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.run()
-    at.switch_page(PAGE).run()
-    assert not at.exception, at.exception
-    return at
-
-
-def card_text(at: AppTest) -> str:
-    return " ".join(m.value for m in at.sidebar.markdown)
-
-
 def test_the_instructor_moves_the_tour_and_drives_the_run_to_the_next_moment(isolated_store):
     store = RunStore(isolated_store)
     run_id = toured_run(store)
-    at = open_lab()
-    assert "Step 1 of 7" in card_text(at) and "Start small" in card_text(at)
+    at = open_app(PAGE)
+    assert "Step 1 of 7" in sidebar_text(at) and "Start small" in sidebar_text(at)
     assert at.session_state["syn_shown"] == [run_id]  # the toured run is on the charts
     assert at.button(key="syn_tour_back").disabled
     at.button(key="syn_tour_next").click().run()
-    assert "Diversity rises as the loss falls" in card_text(at)
+    assert "Diversity rises as the loss falls" in sidebar_text(at)
     assert store.get_tour("syn")["index"] == 1
     at.button(key="syn_tour_next").click().run()  # the batch has not grown yet: step once
     assert "trains on to the next step" in " ".join(c.value for c in at.sidebar.caption)
@@ -65,7 +50,7 @@ def test_the_instructor_moves_the_tour_and_drives_the_run_to_the_next_moment(iso
     at.run()  # still paused after epoch 2: the step is not sent twice
     assert store.take_controls(run_id) == []
     at.button(key="syn_tour_back").click().run()
-    assert "Diversity rises" in card_text(at)
+    assert "Diversity rises" in sidebar_text(at)
     at.button(key="syn_tour_leave").click().run()
     assert store.get_tour("syn") is None
     assert [c["kind"] for c in store.take_controls(run_id)] == ["resume"]
@@ -78,12 +63,12 @@ def test_a_viewer_sees_the_instructors_step_and_cannot_move_it(isolated_store, m
     run_id = toured_run(store)
     store.set_tour("syn", {"run_id": run_id, "index": 1, "stepped_after": None})
     monkeypatch.setenv("DIVEBATCH_ROLE", "viewer")
-    at = open_lab()
-    assert "Step 2 of 7" in card_text(at) and "Diversity rises" in card_text(at)
+    at = open_app(PAGE)
+    assert "Step 2 of 7" in sidebar_text(at) and "Diversity rises" in sidebar_text(at)
     assert not [b for b in at.sidebar.button if b.key and b.key.startswith("syn_tour")]
     store.set_tour("syn", {"run_id": run_id, "index": 0, "stepped_after": None})
     at.run()  # the next refresh follows the instructor
-    assert "Start small" in card_text(at)
+    assert "Start small" in sidebar_text(at)
     assert store.take_controls(run_id) == []  # a viewer's page never drives the run
     assert not at.exception
 
@@ -98,7 +83,7 @@ def test_a_viewer_server_refuses_each_tour_button_when_a_crafted_click_arrives(
     for key in ("syn_tour_back", "syn_tour_next", "syn_tour_leave", "syn_tour_start"):
         store.set_tour("syn", None if key == "syn_tour_start" else tour_state)
         monkeypatch.delenv("DIVEBATCH_ROLE", raising=False)
-        at = open_lab()
+        at = open_app(PAGE)
         button = at.button(key=key)
         monkeypatch.setenv("DIVEBATCH_ROLE", "viewer")
         button.click().run()
@@ -154,21 +139,21 @@ def test_after_its_run_the_tour_races_the_methods_then_reads_the_verdict_and_the
         run_id) or Measurements(store).create(run_id, critical_jobs.KIND, settings.to_dict()))
     store = RunStore(isolated_store)
     run_id = finished_tour_run(store)
-    at = open_lab()
-    assert "What the run gained" in card_text(at)
+    at = open_app(PAGE)
+    assert "What the run gained" in sidebar_text(at)
     race = store.get_tour("syn")["race"]
     assert len(race) == 4 and {store.get_run(i)["config"]["method"] for i in race} == {
         "divebatch", "sgd", "adabatch"}
     at.button(key="syn_tour_next").click().run()
-    assert "Step 6 of 7" in card_text(at)
+    assert "Step 6 of 7" in sidebar_text(at)
     assert "The race of the four methods trains on" in " ".join(
         c.value for c in at.sidebar.caption)
     assert at.session_state["syn_shown"] == race  # the race trains on the charts
     end_race(store, race)
     at.run()
-    assert "What the race verdict says" in card_text(at)
+    assert "What the race verdict says" in sidebar_text(at)
     assert ("SGD, small batch (B 8) was first, in 0.10 s of training; DiveBatch took "
-            "0.40 s (4.0x as long)") in card_text(at)
+            "0.40 s (4.0x as long)") in sidebar_text(at)
     assert any("Verdict:" in m.value for m in at.main.markdown)
     divebatch_run = next(i for i in race if store.get_run(i)["config"]["method"] == "divebatch")
     assert started == [divebatch_run]
@@ -180,8 +165,9 @@ def test_after_its_run_the_tour_races_the_methods_then_reads_the_verdict_and_the
     rows.mark_finished(measurement, "completed")
     at.run()
     at.button(key="syn_tour_next").click().run()
-    assert "Step 7 of 7" in card_text(at) and "What the critical-batch chart says" in card_text(at)
-    assert "< 8 at epoch 0" in card_text(at)
+    card = sidebar_text(at)
+    assert "Step 7 of 7" in card and "What the critical-batch chart says" in card
+    assert "< 8 at epoch 0" in sidebar_text(at)
     assert any(chart.key == "syn_critical_chart" for chart in at.get("plotly_chart"))
     assert at.button(key="syn_tour_next").disabled  # the last step
     at.button(key="syn_tour_back").click().run()
@@ -198,11 +184,11 @@ def test_a_race_whose_divebatch_run_kept_no_checkpoint_ends_the_tour_at_its_verd
     monkeypatch.setattr(queue, "dispatch", lambda store, limit=None: [])
     store = RunStore(isolated_store)
     finished_tour_run(store)
-    at = open_lab()
+    at = open_app(PAGE)
     end_race(store, store.get_tour("syn")["race"])
     at.button(key="syn_tour_next").click().run()
     at.run()  # the card's next refresh tries the measurement and gives up
     assert store.get_tour("syn")["measurement"] == NOT_MEASURABLE
-    assert "Step 6 of 6" in card_text(at) and "What the race verdict says" in card_text(at)
+    assert "Step 6 of 6" in sidebar_text(at) and "What the race verdict says" in sidebar_text(at)
     assert at.button(key="syn_tour_next").disabled
     assert not at.exception

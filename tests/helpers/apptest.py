@@ -35,3 +35,8 @@ def poll(at: AppTest, condition, what: str, timeout: float = DEADLINE_S):
 
 def texts(elements) -> str:
     return "\n".join(str(e.value) for e in elements)
+
+
+def sidebar_text(at: AppTest) -> str:
+    """The sidebar's markdown as one line (a tour card's step, title and words)."""
+    return " ".join(m.value for m in at.sidebar.markdown)

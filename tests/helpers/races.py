@@ -1,5 +1,6 @@
-"""A finished race written straight into a run store (no training): four runs of known batch
-sizes and accuracies per epoch, for the animation, its export and the dashboard's download."""
+"""Races for tests. A finished race written straight into a run store (no training): four runs
+of known batch sizes and accuracies per epoch, for the animation, its export and the
+dashboard's download. A tiny race queued for workers to train (TINY_RACE_RUNS, queue_race)."""
 
 from divebatch.config import RunConfig
 from divebatch.runs.store import RunStore
@@ -27,3 +28,17 @@ def stored_race(store: RunStore, race=RACE, problem: str = "classification") -> 
         store.mark_finished(run_id, "completed")
         ids.append(run_id)
     return ids
+
+
+TINY_RACE = RunConfig(problem="least_squares", n_samples=64, dim=4, epochs=3, batch_size=4,
+                      max_batch_size=32, lr=0.05, seed=5, progress_every=60.0)
+TINY_RACE_RUNS = [TINY_RACE.replace(method="divebatch"), TINY_RACE.replace(method="sgd"),
+                  TINY_RACE.replace(method="sgd", batch_size=32),
+                  TINY_RACE.replace(method="adabatch")]
+
+
+def queue_race(store: RunStore, configs=TINY_RACE_RUNS,
+               group: str = "race least_squares seed 5 12:00:00") -> list[int]:
+    """Queue `configs` as one group (a race unless `group` says otherwise); their ids."""
+    return store.create_runs([config.to_dict() for config in configs],
+                             names=[""] * len(configs), group=group)

@@ -7,16 +7,7 @@ from divebatch.config import RunConfig
 from divebatch.runs import capacity, processes, queue, warm_pool
 from divebatch.runs.store import RunStore
 from tests.helpers.gates import HELD
-
-RACE = RunConfig(problem="least_squares", n_samples=64, dim=4, epochs=3, batch_size=4,
-                 max_batch_size=32, lr=0.05, seed=5, progress_every=60.0)
-RACE_RUNS = [RACE.replace(method="divebatch"), RACE.replace(method="sgd"),
-             RACE.replace(method="sgd", batch_size=32), RACE.replace(method="adabatch")]
-
-
-def queue_race(store, configs=RACE_RUNS, group="race least_squares seed 5 12:00:00"):
-    return store.create_runs([config.to_dict() for config in configs],
-                             names=[""] * len(configs), group=group)
+from tests.helpers.races import TINY_RACE as RACE, TINY_RACE_RUNS as RACE_RUNS, queue_race
 
 
 def queued_run(store, **config):

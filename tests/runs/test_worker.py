@@ -1,21 +1,11 @@
 """The worker body: a group of runs in one process, an epoch each in turn, each trained and
 recorded as it would be alone; an error or a pause in one run leaves the others alone."""
 
-from divebatch.config import RunConfig
 from divebatch.runs import control_requests, worker
 from divebatch.runs.store import RunStore
 from tests.helpers.gates import wait_for
 from tests.helpers.records import comparable
-
-RACE = RunConfig(problem="least_squares", n_samples=64, dim=4, epochs=3, batch_size=4,
-                 max_batch_size=32, lr=0.05, seed=5, progress_every=60.0)
-RACE_RUNS = [RACE.replace(method="divebatch"), RACE.replace(method="sgd"),
-             RACE.replace(method="sgd", batch_size=32), RACE.replace(method="adabatch")]
-
-
-def queue_race(store, configs=RACE_RUNS, group="race least_squares seed 5 12:00:00"):
-    return store.create_runs([config.to_dict() for config in configs],
-                             names=[""] * len(configs), group=group)
+from tests.helpers.races import TINY_RACE as RACE, TINY_RACE_RUNS as RACE_RUNS, queue_race
 
 
 def test_a_group_trains_each_run_as_it_would_train_alone(isolated_store):
