@@ -12,12 +12,13 @@ import re
 import signal
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
 
 from divebatch.runs.store import RunStore
-from tests.helpers.gates import HELD, stop_runs_and_wait
+from tests.helpers.gates import HELD, stop_runs_and_wait, wait_for
 from tests.helpers.serve import (SHOTS, FIRST_POINT, browser_or_skip, dashboard_server,
                                  launch_chromium, server_pid)
 
@@ -27,6 +28,7 @@ sync_api = browser_or_skip()
 # Long enough to still be running while we interact; the test stops it.
 SETUP = "n_samples=2000&dim=20&batch_size=8&max_batch_size=256&epochs=2000&progress_every=0.5"
 WAIT_MS = 90_000
+wait_until = partial(wait_for, timeout=WAIT_MS / 1000, poll_s=0.2)  # page polls
 
 
 @pytest.fixture(scope="module")
@@ -89,15 +91,6 @@ def epochs_done(page, run_id: int) -> int:
     the legend, which also names the run."""
     progress = re.compile(rf"^#{run_id} .*: (\d+)/\d+ epochs")
     return int(progress.search(page.get_by_text(progress).first.inner_text()).group(1))
-
-
-def wait_until(condition, what: str, timeout: float = WAIT_MS / 1000):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_race_live_hot_change_stop_and_export(server, page):

@@ -19,12 +19,12 @@ import os
 import re
 import signal
 import threading
-import time
+from functools import partial
 from pathlib import Path
 
 import pytest
 
-from tests.helpers.gates import stop_runs_and_wait
+from tests.helpers.gates import stop_runs_and_wait, wait_for
 from tests.helpers.serve import browser_or_skip, FIRST_POINT, dashboard_server, launch_chromium
 from divebatch.runs.store import RunStore
 
@@ -33,6 +33,7 @@ sync_api = browser_or_skip()
 
 SHOTS = os.environ.get("DIVEBATCH_SCREENSHOTS")
 WAIT_MS = 60_000
+wait_until = partial(wait_for, timeout=WAIT_MS / 1000, poll_s=0.1)  # page polls
 NORMAL, PROJECTOR = (1440, 900), (1280, 720)
 PAGES = {"home": ("", "How it works"), "learn": ("learn", "Learn: gradient diversity"),
          "synthetic": ("synthetic", "Synthetic lab"), "images": ("images", "Image lab"),
@@ -168,15 +169,6 @@ class Viewer:
 
     def legend(self):
         return self.main.locator("[class*=_chart_legend]")
-
-
-def wait_until(condition, what: str, timeout: float = WAIT_MS / 1000):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture

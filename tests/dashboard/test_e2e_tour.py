@@ -6,12 +6,12 @@ read-only twin (same store) follows each step. Every wait is on something the pa
 Screenshots of each step go to $DIVEBATCH_SCREENSHOTS (docs/screenshots/tour_*.png and
 learn_tour_*.png come from them)."""
 
-import time
 from dataclasses import dataclass
+from functools import partial
 
 import pytest
 
-from tests.helpers.gates import stop_runs_and_wait
+from tests.helpers.gates import stop_runs_and_wait, wait_for
 from tests.helpers.serve import browser_or_skip, SHOTS, dashboard_server, launch_chromium
 from divebatch.runs import warm_pool
 from divebatch.runs.store import RunStore
@@ -20,6 +20,7 @@ pytestmark = pytest.mark.browser
 sync_api = browser_or_skip()
 
 WAIT_MS = 120_000
+wait_until = partial(wait_for, timeout=WAIT_MS / 1000, poll_s=0.2)  # page polls
 
 
 @dataclass(frozen=True)
@@ -73,17 +74,6 @@ def in_view(page, tour: Tour, element: str) -> bool:
 def step_in_view(page, tour: Tour, number: int) -> bool:
     """The step's element and the whole card (its text and buttons) are in the window."""
     return in_view(page, tour, tour.elements[number - 1]) and in_view(page, tour, "tour")
-
-
-def wait_until(condition, what, timeout: float = WAIT_MS / 1000) -> None:
-    """Poll `condition` until true; `what` (text, or a function giving it) says what was
-    awaited if it never is."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
 
 
 def highlighted(page, tour: Tour, element: str) -> bool:

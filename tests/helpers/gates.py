@@ -17,13 +17,15 @@ HELD = 3600.0  # pace_s: the longest RunConfig allows; every test releases its r
 POLL_S = 0.02
 
 
-def wait_for(condition, what: str, timeout: float = 120.0):
+def wait_for(condition, what, timeout: float = 120.0, poll_s: float = POLL_S):
     """`condition()`'s first true value; AssertionError after `timeout` s (a failure, not a
-    hang: the event the test waits for did not happen)."""
+    hang: the event the test waits for did not happen). `what` is text, or a function giving
+    it when the wait fails."""
     deadline = time.monotonic() + timeout
     while not (value := condition()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(POLL_S)
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
+        time.sleep(poll_s)
     return value
 
 
