@@ -5,6 +5,11 @@ every browser work that no one can see. `thin_indices` keeps, per bucket of neig
 points, the lowest and the highest value (so spikes survive), plus the first and last point
 and every index the caller names (batch-size changes, hot changes).
 
+A bucket's width is a power of two, so a trace that grows by a point keeps the points it
+had chosen, except in its last bucket, until the width doubles: a live chart in the
+browser then appends or replaces a few points at the end instead of moving points all along
+the line (dashboard/growing.py sends only what changed).
+
 >>> thin_indices([1.0, 5.0, 2.0, 2.0, 9.0, 0.0, 3.0], max_points=6)  # 2 buckets of 4
 [0, 1, 4, 5, 6]
 >>> thin_indices([8, 8, 8, 16, 16, 16], max_points=2, keep=change_points([8, 8, 8, 16, 16, 16]))
@@ -39,8 +44,9 @@ def thin_indices(values, max_points: int = MAX_POINTS, keep=()) -> list[int]:
     if n <= max_points:
         return list(range(n))
     y = np.array(values, dtype=float)  # (n,)
-    buckets = max(max_points // 2 - 1, 1)  # two points per bucket, plus the two ends
-    width = math.ceil(n / buckets)
+    buckets = max(max_points // 2 - 1, 1)  # at most; two points per bucket, plus the ends
+    width = 1 << math.ceil(math.log2(n / buckets))
+    buckets = math.ceil(n / width)
     grid = np.full(buckets * width, math.nan)
     grid[:n] = y
     grid = grid.reshape(buckets, width)  # (buckets, width); the last bucket NaN-padded

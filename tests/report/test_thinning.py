@@ -22,6 +22,22 @@ def test_long_trace_keeps_its_ends_extremes_and_named_indices():
     assert {0, 7, 4321, 8765, 9_999} <= set(kept)
 
 
+def test_a_growing_trace_keeps_its_points_but_the_last_buckets():
+    """What a live chart relies on to append: one more point changes only the points chosen
+    in the last bucket (or every point, when the bucket width doubles: at most log2 times)."""
+    rng = random.Random(1)
+    values = [rng.random() for _ in range(3_000)]
+    moved = 0
+    for n in range(201, 3_000):
+        before, after = (thinning.thin_indices(values[:m], max_points=100) for m in (n, n + 1))
+        assert len(after) <= 100
+        shared = next((i for i, (a, b) in enumerate(zip(before, after)) if a != b),
+                      len(before))
+        if shared < len(before) - 3:
+            moved += 1  # the width doubled: 256, 512, 1024, 2048 points per 49 buckets
+    assert moved <= 4
+
+
 def test_change_points_are_both_ends_of_each_step():
     assert thinning.change_points([1, 1, 2, 2, 2, 4]) == [1, 2, 4, 5]
 
