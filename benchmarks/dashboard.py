@@ -107,7 +107,7 @@ def time_until(page, action, condition, timeout_s: float = 30.0) -> float:
 
 
 LAST_UPDATE = "() => [...document.querySelectorAll('[data-testid=stCaptionContainer]')]" \
-              ".map(e => e.innerText).find(t => t.startsWith('Last update')) || ''"
+              ".map(e => e.textContent).find(t => t.startsWith('Last update')) || ''"
 
 
 def _changed(before: str) -> str:

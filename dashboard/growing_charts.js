@@ -26,6 +26,11 @@ function loadPlotly(route) {  // the plotly package's plotly.js, once per page
   return window.divebatchPlotly;
 }
 
+function setText(node, text) {  // shown only with some text; untouched when unchanged
+  if (node.textContent !== text) node.textContent = text;
+  node.style.display = text ? "" : "none";
+}
+
 function element(tag, className, parent) {
   const made = document.createElement(tag);
   if (className) made.className = className;
@@ -54,6 +59,7 @@ class GrowingCharts {
     this.grid = element("div", "growing-grid", this.root);
     this.line = element("div", "growing-caption", this.root);
     this.line.setAttribute("data-testid", "stCaptionContainer");
+    this.table = element("div", `growing-table st-key-${data.prefix}_table`, this.root);
     this.visible = new IntersectionObserver((entries) => {
       for (const entry of entries) {
         const chart = entry.target.chart;
@@ -61,7 +67,8 @@ class GrowingCharts {
         if (chart.inView && chart.dirty) this.draw(chart);
       }
     }, {rootMargin: "200px"});
-    window.growingStats = window.growingStats || {whole: 0, grown: 0, drawn: 0, fetched: 0};
+    window.growingStats = window.growingStats
+      || {whole: 0, grown: 0, drawn: 0, inPlace: 0, redrawn: 0, fetched: 0};
   }
 
   stop() {
@@ -103,6 +110,7 @@ class GrowingCharts {
 
   async apply(answer) {
     const state = answer.state;
+    this.live = !!state.every;  // while runs train, the axes get room to grow into
     if (answer.charts) await this.applyCharts(answer.charts);
     this.showState(state);
     const changed = Object.keys(state.statuses).length !== Object.keys(this.data.statuses).length
@@ -126,10 +134,13 @@ class GrowingCharts {
       if (entry.full) { window.growingStats.whole += 1; this.replace(name, entry.full); }
       else { window.growingStats.grown += 1; this.extend(this.charts[name], entry); }
     }
-    this.grid.replaceChildren(...message.order.filter((name) => name !== "legend")
-      .map((name) => this.charts[name].cell));
-    this.notes.textContent = message.notes.join(" ");
-    this.notes.style.display = message.notes.length ? "" : "none";
+    const cells = message.order.filter((name) => name !== "legend")
+      .map((name) => this.charts[name].cell);
+    if (cells.some((cell, i) => this.grid.children[i] !== cell)
+        || this.grid.children.length !== cells.length) {
+      this.grid.replaceChildren(...cells);  // moving a chart lays out and paints it anew
+    }
+    setText(this.notes, message.notes.join(" "));
     this.have = message.serial;
     this.root.dataset.serial = message.serial;
     await Promise.all(Object.values(this.charts).filter((c) => c.dirty && c.inView !== false)
@@ -153,67 +164,97 @@ class GrowingCharts {
       chart = this.charts[name] = {cell, div: element("div", "", cell),
                                    caption: element("div", "growing-caption", cell)};
       cell.chart = chart;
+      cell.addEventListener("mouseenter", () => this.catchUp(chart));  // before a hover or zoom
       (name === "legend" ? this.legend : this.grid).append(cell);
       this.visible.observe(cell);
     }
     Object.assign(chart, {traces: full.data, layout: full.layout, config: full.config,
                           dirty: "react"});
-    chart.caption.textContent = full.caption || "";
-    chart.caption.style.display = full.caption ? "" : "none";
+    setText(chart.caption, full.caption || "");
   }
 
-  extend(chart, entry) {
+  extend(chart, entry) {  // the points after the first `keep` of each trace are new
+    chart.changed = chart.changed || new Set();
     entry.traces.forEach(([keep, xs, ys], i) => {
       const trace = chart.traces[i];
-      if (keep < trace.x.length) chart.dirty = "react";  // points changed, not only added
+      if (keep === trace.x.length && !xs.length) return;
       trace.x = trace.x.slice(0, keep).concat(xs);
       trace.y = trace.y.slice(0, keep).concat(ys);
+      chart.changed.add(i);
     });
-    if (entry.layout) { chart.layout = entry.layout; chart.dirty = "react"; }
-    chart.dirty = chart.dirty || "append";
+    if (entry.layout && !layoutGrows(chart.layout, entry.layout)) chart.dirty = "react";
+    if (entry.layout) chart.layout = entry.layout;
+    chart.dirty = chart.dirty || "grow";
   }
 
-  draw(chart, Plotly = window.Plotly) {  // plotly's own append when points were only added
-    const how = chart.dirty, drawn = chart.div.data;
+  draw(chart, Plotly = window.Plotly) {  // only the lines when the new points fit the axes
+    const how = chart.dirty, changed = [...(chart.changed || [])];
     chart.dirty = null;
+    chart.changed = null;
     window.growingStats.drawn += 1;
-    if (how === "append" && drawn && drawn.length === chart.traces.length) {
-      const tails = {x: [], y: []}, indices = [];
-      chart.traces.forEach((trace, i) => {
-        if (trace.x.length > drawn[i].x.length) {
-          tails.x.push(trace.x.slice(drawn[i].x.length));
-          tails.y.push(trace.y.slice(drawn[i].y.length));
-          indices.push(i);
-        }
-      });
-      return indices.length ? Plotly.extendTraces(chart.div, tails, indices) : null;
+    if (how === "grow" && growInPlace(chart.div, chart.traces, changed, chart.layout)) {
+      window.growingStats.inPlace += 1;  // plotly's hover data: brought up to date when the
+      chart.stale = chart.stale || changed.length > 0;  // pointer comes
+      return null;
     }
+    window.growingStats.redrawn += 1;
+    chart.stale = false;
     this.template = this.template || themeTemplate(this.data.prefix);
     const own = chart.layout.template && chart.layout.template.layout || {};
-    const layout = this.template ? {...own, ...chart.layout, template: this.template}
+    const themed = this.template ? {...own, ...chart.layout, template: this.template}
       : chart.layout;
+    const layout = this.live ? withRoom(themed, chart.traces) : themed;
     const copies = chart.traces.map((t) => ({...t, x: t.x.slice(), y: t.y.slice()}));
-    return Plotly.react(chart.div, copies, layout, {responsive: true, ...chart.config});
+    return Plotly.react(chart.div, copies, layout, {responsive: true, ...chart.config})
+      .then(() => {
+        if (chart.listening) return;  // a resize redraws plotly's own data: the lines grown
+        chart.listening = true;       // in place since then too
+        chart.div.on("plotly_relayout", () => this.catchUp(chart));
+      });
+  }
+
+  catchUp(chart) {  // plotly's own data for the lines grown in place (hover, zoom, resize)
+    if (chart.stale && !chart.dirty) {
+      chart.dirty = "react";
+      this.draw(chart);
+    }
+  }
+
+  showProgress(lines) {  // one row per running run: its text and bar, changed in place
+    while (this.progress.children.length > lines.length) this.progress.lastChild.remove();
+    while (this.progress.children.length < lines.length) {
+      const row = element("div", "growing-progress-row", this.progress);
+      element("div", "growing-progress-text", row);
+      element("div", "growing-progress-done", element("div", "growing-progress-bar", row));
+    }
+    lines.forEach(([fraction, text], i) => {
+      const [label, bar] = this.progress.children[i].children;
+      if (label.textContent !== text) label.textContent = text;
+      bar.firstChild.style.width = `${100 * fraction}%`;
+    });
   }
 
   showState(state) {  // the page's layout changes only where the text does
-    const shown = JSON.stringify([state.progress, state.verdict]);
-    if (shown !== this.shownState) {
-      this.shownState = shown;
-      this.progress.replaceChildren(...state.progress.map(([fraction, text]) => {
-        const row = element("div", "growing-progress-row");
-        element("div", "growing-progress-text", row).textContent = text;
-        const bar = element("div", "growing-progress-bar", row);
-        element("div", "growing-progress-done", bar).style.width = `${100 * fraction}%`;
-        return row;
-      }));
+    const progress = JSON.stringify(state.progress);
+    if (progress !== this.shownProgress) {
+      this.shownProgress = progress;
+      this.showProgress(state.progress);
+    }
+    const verdict = state.verdict || "";
+    if (verdict !== this.shownVerdict) {
+      this.shownVerdict = verdict;
       this.verdict.replaceChildren();
-      if (state.verdict) {
+      if (verdict) {
         element("strong", "", this.verdict).textContent = "Verdict:";
-        this.verdict.append(` ${state.verdict}`);
+        this.verdict.append(` ${verdict}`);
       }
-      this.verdict.style.display = state.verdict ? "" : "none";  // the instructor's scroll
-      this.verdict.classList.toggle(`st-key-${this.data.prefix}_verdict`, !!state.verdict);
+      this.verdict.style.display = verdict ? "" : "none";  // the instructor's scroll
+      this.verdict.classList.toggle(`st-key-${this.data.prefix}_verdict`, !!verdict);
+    }
+    const table = JSON.stringify(state.table || null);
+    if (table !== this.shownTable) {
+      this.shownTable = table;
+      showTable(this.table, state.table);
     }
     const now = new Date();
     const stamp = now.toTimeString().slice(0, 8) + `.${String(now.getMilliseconds()).padStart(3, "0")}`;
@@ -222,6 +263,32 @@ class GrowingCharts {
         ? `refreshing every ${state.every} s while a run is active`
         : "idle: no run on the charts is active");
   }
+}
+
+function gridTable(rows) {  // [header, ...rows] of text
+  const table = element("table", "growing-table-grid");
+  rows.forEach((cells, index) => {
+    const row = element("tr", "", table);
+    for (const text of cells) element(index ? "td" : "th", "", row).textContent = text;
+  });
+  return table;
+}
+
+// The time-to-target table (dashboard/target_view.py's parts), or nothing; the "All columns"
+// section stays open or closed as the viewer left it.
+function showTable(box, parts) {
+  const open = !!box.querySelector("details[open]");
+  box.replaceChildren();
+  box.style.display = parts ? "" : "none";
+  if (!parts) return;
+  element("p", "growing-table-title", box).textContent = parts.title;
+  box.append(gridTable(parts.rows));
+  element("div", "growing-caption", box).textContent = parts.caption;
+  const details = element("details", "growing-table-details", box);
+  details.open = open;
+  element("summary", "", details).textContent = parts.details_title;
+  details.append(gridTable(parts.details));
+  element("div", "growing-caption", details).textContent = parts.details_caption;
 }
 
 export default function (component) {

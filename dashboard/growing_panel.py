@@ -42,7 +42,8 @@ def enabled() -> bool:
 @functools.cache
 def _component():
     return st.components.v2.component(
-        "divebatch_growing_charts", js=(FOLDER / "growing_charts.js").read_text(),
+        "divebatch_growing_charts", js="\n".join(
+            (FOLDER / name).read_text() for name in ("growing_lines.js", "growing_charts.js")),
         css=(FOLDER / "growing_charts.css").read_text(), isolate_styles=False)
 
 

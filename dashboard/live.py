@@ -23,7 +23,7 @@ from divebatch.report.figures import ChartOptions, run_label
 
 from divebatch.runs.store import ACTIVE_STATUSES
 
-from . import growing_panel, live_cache, pacing, roles, stale
+from . import growing_panel, live_cache, pacing, roles, stale, target_view
 from .store import open_store, show_run_problems
 from .fields import field_widget
 from .instructor import instructor_mode
@@ -117,7 +117,7 @@ def live_panel(prefix: str, run_ids: list[int]) -> None:
         growing_panel.panel(prefix, statuses, options, every)
     else:
         st.fragment(run_every=every)(charts_fragment)(prefix, statuses, options, every)
-    if len(statuses) > 1:
+    if len(statuses) > 1 and not growing_panel.enabled():  # growing: the page draws it
         st.fragment(run_every=every and max(every, live_cache.TABLE_EVERY_S))(table_fragment)(
             list(statuses))
     st.caption(f"Share these charts: `/runs?runs={','.join(map(str, statuses))}` on this "
@@ -266,19 +266,12 @@ def comparison(runs: list[dict], records: dict[int, list[dict]]) -> None:
     """The time-to-target table for the shown runs: four columns, the winner highlighted,
     the verdict under it, every other column in an expander."""
     tables = live_cache.target_table(runs, records)
-    table = tables.table
-    st.markdown("**Time to target** (★ first to the common target)" if table.winner is not None
-                else "**Time to target**")
+    st.markdown(target_view.title(tables.table))
     st.dataframe(tables.rows, hide_index=True, placeholder="—")
-    st.caption(table.caption + (f" While runs train, this table is updated every "
-                                f"{live_cache.TABLE_EVERY_S:g} s." if live_cache.any_active(runs)
-                                else ""))
-    with st.expander("All columns (the paper's own-final metric, samples, cost of measuring)"):
+    st.caption(target_view.caption(tables.table, runs))
+    with st.expander(target_view.DETAILS_TITLE):
         st.dataframe(tables.details, hide_index=True, placeholder="—")
-        st.caption("own-1pt: the paper's metric, the first epoch within 1 point of the run's "
-                   "own final accuracy. ms/step measured / plain: the cost of DiveBatch's own "
-                   "diversity measurement, from its epochs with and without it at equal "
-                   "batch size.")
+        st.caption(target_view.DETAILS_CAPTION)
 
 
 # --- stop and hot changes

@@ -3,10 +3,10 @@
 panel then draws Streamlit's own charts).
 
 GET /api/live?runs=1,2&options={...}&have=SERIAL&every=1&viewer=ID answers, as JSON, the
-runs' statuses, progress lines and verdict, the refresh interval, and the charts as the
-points after those of version `have` (dashboard.growing). It only reads the store, through
-the snapshots every page shares (dashboard.live_cache): no request changes anything, whoever
-sends it, so a read-only twin (DIVEBATCH_ROLE=viewer) stays read-only.
+runs' statuses, progress lines, verdict and time-to-target table, the refresh interval, and
+the charts as the points after those of version `have` (dashboard.growing). It only reads the
+store, through the snapshots every page shares (dashboard.live_cache): no request changes
+anything, whoever sends it, so a read-only twin (DIVEBATCH_ROLE=viewer) stays read-only.
 GET /api/live/plotly.min.js serves the plotly package's own plotly.js, cached by browsers.
 """
 
@@ -26,7 +26,7 @@ from starlette.routing import Route
 from divebatch.report import figures as plots
 from divebatch.report.figures import ChartOptions
 
-from . import growing, live_cache, pacing
+from . import growing, live_cache, pacing, target_view
 from .store import open_store
 
 PATH = "/api/live"
@@ -118,17 +118,19 @@ def parse(query) -> tuple[list[int], ChartOptions, float | None]:
 
 def page_state(snap: live_cache.Snapshot) -> dict:
     """The runs' statuses (a page whose runs changed status reruns to redraw its
-    controls), a progress line for each running run, and the verdict of a comparison."""
+    controls), a progress line for each running run, and the verdict and time-to-target
+    table of a comparison (target_view.parts)."""
     progress = [plots.progress(run, list(snap.records[run["id"]]), snap.progress[run["id"]],
                                list(snap.events[run["id"]]))
                 for run in snap.runs if run["status"] == "running"]
-    verdict = None
+    verdict = table = None
     if len(snap.runs) > 1 and any(snap.records.values()):
-        verdict = live_cache.target_table(list(snap.runs), {
-            run_id: list(rows) for run_id, rows in snap.records.items()}).table.verdict
+        records = {run_id: list(rows) for run_id, rows in snap.records.items()}
+        verdict = live_cache.target_table(list(snap.runs), records).table.verdict
+        table = target_view.parts(list(snap.runs), records)
     return {"statuses": {str(run["id"]): run["status"] for run in snap.runs},
             "progress": [[fraction, text] for fraction, text in progress],
-            "verdict": verdict or None}
+            "verdict": verdict or None, "table": table}
 
 
 def next_interval(snap: live_cache.Snapshot, every: float | None) -> float | None:

@@ -25,7 +25,7 @@ WATCH_JS = """
   let seen = null, changedAt = Date.now();
   setInterval(function () {
     const note = [...document.querySelectorAll("[data-testid=stCaptionContainer]")]
-      .map(function (e) { return e.innerText; })
+      .map(function (e) { return e.textContent; })
       .find(function (t) { return t.startsWith("Last update"); });
     const now = Date.now();
     if (note !== seen) { seen = note; changedAt = now; }

@@ -23,26 +23,47 @@ sync_api = browser_or_skip()
 
 WAIT_MS = 90_000
 UPDATES, HOT_CHANGE_AT, DELETE_AT = 60, 20, 40
+EPOCHS = 45  # to start with: lines without markers (figures draws those from 40 points)
+CAP = 64     # B_max in the records: the adaptive runs reach it at epoch 40 (shaded, growing)
 CHARTS = "(document.querySelector('.growing-charts') || {}).parentElement?.growingCharts"
 HOLD = f"() => {{ const g = {CHARTS}; g.held = true; clearTimeout(g.timer); return g.have; }}"
 UPDATE = f"async () => {{ const g = {CHARTS}; await g.poll(); return g.have; }}"
 RUNS_SHOWN = (f"(runs) => {{ const g = {CHARTS}; "
               "return g && g.have && g.data.runs.join() === runs; }")
+# Each chart that the page grew in place, as the bounding boxes of its traces (lines and
+# markers) and shapes, then of plotly's own drawing of the same figure on the same axes:
+# [[name, mine, plotly's], ...].
+LINES = """async () => {
+  const boxes = (gd) => [...gd.querySelectorAll('.scatterlayer .trace, .shapelayer path')]
+    .map((p) => { const b = p.getBBox(); return [b.x, b.y, b.width, b.height]; });
+  const out = [];
+  for (const [name, chart] of Object.entries(%s.charts)) {
+    if (!chart.stale) continue;
+    const mine = boxes(chart.div);
+    const gd = chart.div, layout = {...gd.layout};
+    for (const axis of ['xaxis', 'yaxis']) {
+      layout[axis] = {...layout[axis], range: gd._fullLayout[axis].range.slice(), autorange: false};
+    }
+    await Plotly.react(gd, gd.data.map((t) => ({...t, x: t.x.slice(), y: t.y.slice()})), layout);
+    chart.stale = false;
+    out.push([name, mine, boxes(chart.div)]);
+  }
+  return out; }""" % CHARTS
 DRAWN = """() => Object.fromEntries([...document.querySelectorAll('.growing-charts [data-name]')]
   .map(cell => [cell.dataset.name, cell.querySelector('.js-plotly-plot').data.map(
     t => [t.name, Array.from(t.x), Array.from(t.y)])]))"""
 
 
 def live_runs(store: RunStore, count: int) -> list[int]:
-    """`count` runs of the race's methods, 5 epochs each, marked running by this process."""
+    """`count` runs of the race's methods, EPOCHS each, marked running by this process."""
     rng, ids = random.Random(3), []
     for method in METHODS[:count]:
         config = {"problem": "classification", "epochs": 500, "max_batch_size": 1024,
                   "delta": 0.1, "seed": 0, **method}
         run_id = store.create_run(config, group="grow")
         store.update_info(run_id, n_train=N_TRAIN)
-        for record in synthetic_records(rng, method["batch_size"], 5):
-            store.append_record(run_id, record)
+        for record in synthetic_records(rng, method["batch_size"], EPOCHS):
+            store.append_record(run_id, {**record, "max_batch_size": CAP})
         store.mark_running(run_id, os.getpid())
         ids.append(run_id)
     return ids
@@ -81,10 +102,15 @@ def test_drawn_points_are_the_stored_records_after_growing(tmp_path):
             browser = launch_chromium(playwright)
             page = browser.new_page(viewport={"width": 1440, "height": 4000})
             page.set_default_timeout(WAIT_MS)
+            errors = []
+            page.on("console", lambda message: message.type == "error"
+                    and "growing charts" in message.text and errors.append(message.text))
             page.goto(f"{url}/runs?runs={','.join(map(str, run_ids))}")
             page.wait_for_function(RUNS_SHOWN, arg=",".join(map(str, run_ids)))
-            have = page.evaluate(HOLD)
+            have, grown_lines = page.evaluate(HOLD), []
             for update in range(UPDATES):
+                if update < HOT_CHANGE_AT:
+                    grown_lines += page.evaluate(LINES)
                 if update == HOT_CHANGE_AT:  # as the worker logs a hot change of delta
                     last = store.records(run_ids[1])[-1]["epoch"]
                     store.add_event(run_ids[1], "hot_change", "changed delta=0.5",
@@ -105,9 +131,15 @@ def test_drawn_points_are_the_stored_records_after_growing(tmp_path):
     finally:
         for run_id in run_ids:
             store.mark_finished(run_id, "stopped")
+    assert not errors, errors
     expected = stored_charts(store, run_ids)
     assert set(drawn) == set(expected)
     for name, traces in expected.items():
         assert drawn[name] == traces, name
-    assert [len(t[2]) for t in expected["loss"]] == [5 + UPDATES] * 4  # two runs, two losses
+    assert [len(t[2]) for t in expected["loss"]] == [EPOCHS + UPDATES] * 4  # two runs, two losses
     assert stats["grown"] >= UPDATES, stats  # the charts grew: most updates were increments
+    assert stats["inPlace"] >= HOT_CHANGE_AT, stats  # and most were drawn in place
+    assert {name for name, _, _ in grown_lines} >= {"batch_size", "loss"}, stats
+    for name, mine, plotlys in grown_lines:
+        assert len(mine) == len(plotlys) > 0, name
+        assert np.allclose(mine, plotlys, atol=1.5), (name, mine, plotlys)
