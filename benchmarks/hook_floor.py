@@ -18,12 +18,15 @@ step) once made a minimal meter look 0.1x slower than it is. Medians over rounds
 per step (CPU time of this process) against plain.
 
     python benchmarks/hook_floor.py --batch-size 32 --rounds 15
+    python benchmarks/hook_floor.py --calls    # Python function calls per step instead
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import cProfile
+import pstats
 import resource
 import statistics
 import sys
@@ -126,15 +129,31 @@ def variant(kind: str, base: nn.Module, inputs: Tensor, targets: Tensor):
 KINDS = ("plain", "meter", "minimal", "grad", "retain", "deferred")
 
 
+def calls_per_step(step, steps: int = 100) -> float:
+    """Function calls (Python and built-in) per step, counted by cProfile."""
+    profile = cProfile.Profile()
+    profile.enable()
+    for _ in range(steps):
+        step()
+    profile.disable()
+    return pstats.Stats(profile).total_calls / steps
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--kinds", default=",".join(KINDS))
+    parser.add_argument("--calls", action="store_true", help="count function calls per step")
     args = parser.parse_args()
     torch.set_num_threads(1)
     base, inputs, targets = overhead.workload("mlp", args.batch_size, torch.device("cpu"))
     steps = {kind: variant(kind, base, inputs, targets) for kind in args.kinds.split(",")}
+    if args.calls:
+        for kind, step in steps.items():
+            step(), step()  # warm-up (the meter's checked batch)
+            print(f"{kind}: {calls_per_step(step):.0f} function calls per step")
+        return
     counts = {}
     for kind, step in steps.items():  # warm-up (the meter's checked batch), steps per block
         step()
