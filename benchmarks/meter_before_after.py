@@ -6,7 +6,8 @@ The earlier ``divebatch/meter`` is taken from git (``git archive``) into a tempo
 imported as the package ``meter_before`` (its own imports renamed to match); both meters then
 measure every batch of the same SGD step as ``benchmarks/diversity_overhead.py``, round-robin
 with the plain step, each timed over blocks of steps (CPU time of this process with
-``--clock cpu``). The table gives medians over rounds of the time per step against plain.
+``--clock cpu``). The table gives medians over rounds of the time per step against plain, and
+of the minor page faults per step (see ``page_faults``).
 
     python benchmarks/meter_before_after.py --before 7094add --models mlp,cnn --rounds 15
 """
@@ -17,6 +18,7 @@ import argparse
 import copy
 import importlib
 import io
+import resource
 import statistics
 import subprocess
 import sys
@@ -73,15 +75,25 @@ def compare(name: str, batch_size: int, before: type, rounds: int, clock) -> str
         counts[method] = max(1, round(overhead.BLOCK_SECONDS / overhead.time_block(
             step, 1, torch.device("cpu"), clock)))
     samples = {method: [] for method in steps}
+    faults = {method: [] for method in steps}
     for _ in range(rounds):
         for method, step in steps.items():
+            started = page_faults()
             samples[method].append(overhead.time_block(step, counts[method],
                                                        torch.device("cpu"), clock))
+            faults[method].append((page_faults() - started) / counts[method])
     plain = statistics.median(samples["plain"])
     before_ratio = statistics.median(samples["before"]) / plain
     after_ratio = statistics.median(samples["after"]) / plain
+    fault_cells = " / ".join(f"{statistics.median(faults[method]):.0f}" for method in steps)
     return (f"| {name} | {batch_size} | {plain * 1000:.2f} | {before_ratio:.2f}x | "
-            f"{after_ratio:.2f}x |")
+            f"{after_ratio:.2f}x | {fault_cells} |")
+
+
+def page_faults() -> int:
+    """Minor page faults of this process so far: memory the allocator gave back to the system
+    and takes again (glibc does so by the heap's history, so a step may pay for it or not)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def main() -> None:
@@ -99,8 +111,9 @@ def main() -> None:
         before = meter_of_commit(args.before, Path(folder))
         print(f"before: {args.before}, after: this tree; {torch.get_num_threads()} threads, "
               f"{args.rounds} rounds, {args.clock} clock, medians")
-        print("| model | batch | plain ms / step | before: time vs plain | after |")
-        print("| --- | ---: | ---: | ---: | ---: |")
+        print("| model | batch | plain ms / step | before: time vs plain | after | "
+              "page faults / step: plain / before / after |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: |")
         for name in args.models.split(","):
             print(compare(name, args.batch_size, before, args.rounds, clock), flush=True)
 

@@ -33,12 +33,12 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
 
-from divebatch.meter.broadcast import expansions_named
+from divebatch.meter.broadcast import expansions_named, failed_after_expansion
 from divebatch.meter.hooks import FUSED_RULES, SqNormHooks
 from divebatch.meter.owners import Layers, batchnorm_layers, check_batchnorm, parameter_owners
 from divebatch.meter.rules import RULES, register_rule
@@ -247,8 +247,12 @@ class DiversityMeter:
                                               mixing_allowed=self.approximate)
         self.seconds += time.perf_counter() - started
         try:
-            with expansions_named(hooks.expanded) if hooks is not None else nullcontext():
+            try:
                 yield
+            except Exception as error:  # what expansions_named does, without its frames
+                if hooks is not None and hooks.expanded and not isinstance(error, ValueError):
+                    raise failed_after_expansion(hooks.expanded, error) from error
+                raise
             finishing = time.perf_counter()
             grads = [p.grad for p in self._params]
             scale = batch_size if self.reduction == "mean" else 1

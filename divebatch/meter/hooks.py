@@ -7,8 +7,9 @@ hooks the module's output; when backward reaches that output, the layer's rule
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from functools import partial
 
 import torch
@@ -17,14 +18,15 @@ from torch import Tensor, nn
 from divebatch.meter.calls import (batch_not_in_output, bind, called_twice, main_output,
                                    refuse_inside_backward, rule_failed)
 from divebatch.meter.broadcast import shared_call, verify_unchanged
-from divebatch.meter.functional import RandomState, functional_sq_norms, replayed
-from divebatch.meter.grad_check import explained_grads, relative_difference, tolerance
+from divebatch.meter.checked_calls import explained_by_calls, unexplained_gradient
+from divebatch.meter.functional import RandomState, functional_sq_norms
+from divebatch.meter.grad_check import relative_difference, tolerance
 from divebatch.meter.owners import Layers
 from divebatch.meter.kernels import accumulation_dtype
 from divebatch.meter.rules import RULES, UnsupportedCall, conv
-from divebatch.meter.sample_weights import SampleWeights, check_weighted, scale_rows
+from divebatch.meter.sample_weights import SampleWeights, check_weighted
 from divebatch.meter.shared_params import Use, shared_sq_norms
-from divebatch.meter.timing import timed_output_grad
+from divebatch.meter.timing import measuring_share, timed_output_grad
 
 # Layer type -> (whether a call on this input should fuse, the fused rule): see SqNormHooks.
 FUSED_RULES = {nn.Conv2d: (conv.fuses_weight_grad, conv.conv2d_fused_sq_norms)}
@@ -88,8 +90,10 @@ class SqNormHooks:
         self._paths, self._params, self._shared = layers.paths, layers.params, layers.shared
         self._direct = layers.direct
         self._handles = [model.register_forward_pre_hook(self._on_model_call, with_kwargs=True)]
-        self._handles += [layer.register_forward_hook(self._on_forward, with_kwargs=True)
-                          for layer in self._paths]
+        direct = set() if check else self._direct
+        self._handles += [layer.register_forward_hook(
+            self._on_direct_forward if layer in direct else self._on_forward, with_kwargs=True)
+            for layer in self._paths]
         if fuse:
             self._handles += [layer.register_forward_pre_hook(self._before_forward,
                                                               with_kwargs=True)
@@ -168,6 +172,17 @@ class SqNormHooks:
             module.weight.requires_grad_(False)
             self._frozen.append(module)
 
+    def _on_direct_forward(self, module: nn.Module, args: tuple, kwargs: dict,
+                           output: object) -> Tensor | None:
+        """The forward hook of a layer that may take the direct path (unchecked batches): the
+        common call goes straight there, any other to ``_on_forward``."""
+        if (kwargs or self._frozen or self._replaying or type(output) is not Tensor
+                or not output.requires_grad or output.shape[:1] != (self._batch_size,)
+                or not torch.is_grad_enabled()):
+            return self._on_forward(module, args, kwargs, output)
+        self._on_direct_call(module, args, kwargs, output, False)
+        return None
+
     def _on_forward(self, module: nn.Module, args: tuple, kwargs: dict,
                     output: object) -> Tensor | None:
         fused = bool(self._frozen) and module in self._frozen
@@ -193,10 +208,30 @@ class SqNormHooks:
         first. What ``_on_any_call`` would do, without the cases that cannot arise."""
         path = self._paths[module]
         refuse_inside_backward(module, path)
-        saved = self._capture(module, path, args, kwargs, output, None)
+        try:
+            saved = RULES[type(module)][0](module, args, kwargs, output)
+        except UnsupportedCall as error:
+            raise ValueError(f"{path} ({type(module).__name__}): {error}") from None
         self._start_call(module, path)
         self._waiting[module] = (len(self._pass_norms) - 1, saved, fused, None)
-        self._handles.append(output.register_hook(partial(timed_output_grad, self, module)))
+        node = output.grad_fn
+        if node is None:  # a leaf output
+            self._handles.append(output.register_hook(partial(timed_output_grad, self, module)))
+        else:  # cheaper than a tensor hook; goes with the graph (a stale one finds nothing)
+            node.register_prehook(partial(self._on_direct_grads, module, output.output_nr))
+
+    def _on_direct_grads(self, module: nn.Module, output_nr: int,
+                         grad_outputs: tuple[Tensor | None, ...]) -> None:
+        """A direct call's output gradient has reached its node: the layer's rule, timed."""
+        grad_out = grad_outputs[output_nr]
+        waiting = self._waiting.pop(module, None)
+        if waiting is None or grad_out is None:
+            return  # a stale output of an earlier pass, or an output without a gradient
+        started = time.perf_counter()
+        pass_index, saved, fused, _ = waiting
+        self._add_norms(pass_index, self._run_rule(module, saved, fused, grad_out))
+        self.seconds += (time.perf_counter() - started) * (
+            measuring_share(module, saved, grad_out) if fused else 1.0)
 
     def _on_any_call(self, module: nn.Module, args: tuple, kwargs: dict, output: object,
                      fused: bool) -> Tensor | None:
@@ -288,17 +323,23 @@ class SqNormHooks:
             use = Use(module, self._params[module], *saved, grad_out.detach())
             self._shared_uses.setdefault(pass_index, []).append(use)
             return
+        self._add_norms(pass_index, self._run_rule(module, saved, fused, grad_out))
+
+    def _run_rule(self, module: nn.Module, saved: object, fused: bool,
+                  grad_out: Tensor) -> Tensor:
+        """The layer's (N,) squared norms; a failure names the layer."""
         self._replaying = True  # rules may re-run the module (torch.func)
         try:  # backward runs hooks without grad unless create_graph: no_grad costs ~10 us
-            with torch.no_grad() if torch.is_grad_enabled() else nullcontext():
-                norms = self._rule_sq_norms(module, saved, fused, grad_out)
+            if torch.is_grad_enabled():
+                with torch.no_grad():
+                    return self._rule_sq_norms(module, saved, fused, grad_out)
+            return self._rule_sq_norms(module, saved, fused, grad_out)
         except UnsupportedCall as error:
             raise ValueError(f"{self._paths[module]} ({type(module).__name__}): {error}") from None
         except Exception as error:  # noqa: BLE001  (a refusal by name, never another error)
             raise rule_failed(self._paths[module], module, error) from error
         finally:
             self._replaying = False
-        self._add_norms(pass_index, norms)
 
     @staticmethod
     def _rule_sq_norms(module: nn.Module, saved: object, fused: bool, grad_out: Tensor) -> Tensor:
@@ -335,36 +376,6 @@ class SqNormHooks:
             raise ValueError(f"{paths}: {error}") from None
         self._shared_uses.clear()
 
-    def _explained_grads(self) -> tuple[dict[Tensor, Tensor], dict[Tensor, Tensor],
-                                        dict[Tensor, float], list[Tensor]]:
-        """Parameter -> the batch gradient the checked calls explain, the same with each
-        sample's output rows scaled by its weight c_i, and its tolerance (by the precision of
-        those calls); the parameters in the order backward reached them. After backward,
-        outside autograd's engine."""
-        explained: dict[Tensor, Tensor] = {}
-        weighted: dict[Tensor, Tensor] = {}
-        tolerances: dict[Tensor, float] = {}
-        with self._quiet():
-            for module, (args, kwargs, weights, random), grad_out in self._checked_calls:
-                dim = 1 if isinstance(module, nn.MultiheadAttention) and \
-                    not module.batch_first else 0
-                grad_outs = [grad_out] if weights is None else \
-                    [grad_out, scale_rows(grad_out, weights, dim)]
-                try:
-                    with replayed(random) if random is not None else nullcontext():
-                        plain, *scaled = explained_grads(module, self._params[module], args,
-                                                         kwargs, grad_outs)
-                except Exception as error:  # noqa: BLE001
-                    raise rule_failed(self._paths[module], module, error) from error
-                scaled = scaled[0] if scaled else plain
-                for name in plain:
-                    param = self._params[module][name]
-                    tolerances[param] = max(tolerances.get(param, 0.0), tolerance(grad_out))
-                    for total, grads in ((explained, plain), (weighted, scaled)):
-                        total[param] = grads[name] + total[param] if param in total \
-                            else grads[name]
-        return explained, weighted, tolerances, list(explained)
-
     def check_grads_seen(self, params: Sequence[Tensor], grads: Sequence[Tensor | None]) -> None:
         """Raise if a parameter got a gradient although no module holding it ran."""
         self._layers.check_grads_seen(self._called, self._ran_without_grad, params, grads)
@@ -374,22 +385,16 @@ class SqNormHooks:
         """Raise if the calls the hooks saw do not explain a parameter's batch gradient (needs
         ``check=True``): then some of its gradient comes from elsewhere, which the per-sample
         norms would miss."""
-        explained, weighted, tolerances, order = self._explained_grads()
+        with self._quiet():
+            explained, weighted, tolerances, order = explained_by_calls(
+                self._checked_calls, self._params, self._paths)
         self._checked_calls.clear()
         for param, param_grad in zip(params, grads):
             if param_grad is None:
                 continue
             difference = relative_difference(explained.get(param), param_grad)
             if difference > tolerances.get(param, tolerance(param_grad)):
-                held = self._layers.owners[param]
-                paths = " and ".join(o.path for o in held)
-                raise ValueError(
-                    f"parameter {held[0].param_path}: {difference:.1%} of its gradient does not "
-                    f"come from the calls of {paths}: it is also used outside their forward "
-                    f"(weight tying by direct use such as F.linear(h, {held[0].param_path}), or "
-                    "a functional call), which per-sample norms would miss; make every use a "
-                    "module call (a tied head: an nn.Linear whose weight is this Parameter) or "
-                    "freeze the parameter")
+                raise unexplained_gradient(self._layers.owners[param], difference)
         if self._weights is not None and self._weights.complete:
             check_weighted(self._weights.weighted_grads, weighted, tolerances, order,
                            self._layers.owners)

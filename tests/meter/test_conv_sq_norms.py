@@ -127,7 +127,13 @@ def explicit_by_conv(conv, x, grad_out):
         conv_sq_norms._per_sample_weight_grads_by_conv(conv, x, grad_out))
 
 
+def explicit_by_windows(conv, x, grad_out):
+    return conv_sq_norms._large_sq_norms(
+        conv_sq_norms._per_sample_weight_grads_by_windows(conv, x, grad_out))
+
+
 WEIGHT_PATHS = {"explicit_by_conv": explicit_by_conv, "explicit_by_bmm": explicit_by_bmm,
+                "explicit_by_windows": explicit_by_windows,
                 "pixel_gram": conv_sq_norms._conv2d_gram_sq_norms,
                 "unfold_gram": conv_sq_norms._conv2d_unfold_gram_sq_norms}
 
@@ -149,15 +155,35 @@ def test_every_weight_path_matches_the_loop(case, path):
 
 
 @pytest.mark.parametrize("case", CONV_CASES)
-def test_per_sample_weight_grads_agree_between_conv_and_bmm(case):
+def test_per_sample_weight_grads_agree_between_conv_bmm_and_windows(case):
     conv = conv_without_bias(case)
     x = torch.randn(3, 4, 7, 6)
     grad_out = torch.randn_like(conv(x))
     with torch.no_grad():
         by_conv = conv_sq_norms._per_sample_weight_grads_by_conv(conv, x, grad_out)
         by_bmm = conv_sq_norms._per_sample_weight_grads_by_bmm(conv, x, grad_out)
-    assert by_bmm.shape == by_conv.shape == (3, *conv.weight.shape)
+        by_windows = conv_sq_norms._per_sample_weight_grads_by_windows(conv, x, grad_out)
+        patches = conv_sq_norms._unfold_by_windows(conv, x, *grad_out.shape[2:])
+    assert by_bmm.shape == by_conv.shape == by_windows.shape == (3, *conv.weight.shape)
     assert_close(by_bmm, by_conv)
+    assert_close(by_windows, by_conv)
+    assert_close(patches, conv_sq_norms._unfold_like_conv(conv, x))
+
+
+def test_short_patches_take_the_windows_on_a_cpu(monkeypatch):
+    """An RGB stem (27 per patch) takes the stacked windows, a wider layer the grouped
+    weight-gradient convolution; both inside the fused rule too."""
+    taken = []
+    for name in ("_per_sample_weight_grads_by_windows", "_per_sample_weight_grads_by_conv"):
+        way = getattr(conv_sq_norms, name)
+        monkeypatch.setattr(conv_sq_norms, name,
+                            lambda *args, way=way, name=name: taken.append(name) or way(*args))
+    for channels in (3, 4):
+        conv = nn.Conv2d(channels, 5, 3, padding=1)
+        x = torch.randn(2, channels, 5, 5)
+        with torch.no_grad():
+            conv_sq_norms._conv2d_per_sample_weight_grads(conv, x, torch.randn(2, 5, 5, 5))
+    assert taken == ["_per_sample_weight_grads_by_windows", "_per_sample_weight_grads_by_conv"]
 
 
 @pytest.fixture

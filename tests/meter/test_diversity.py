@@ -326,12 +326,20 @@ def test_seconds_count_the_rules_and_only_the_excess_of_fused_ones(monkeypatch):
     now = [0.0]
     monkeypatch.setattr(time, "perf_counter", lambda: now[0])
     monkeypatch.setattr(kernels, "gram_is_cheaper", lambda gram, explicit: False)
+    rule_sq_norms = sq_norm_hooks.SqNormHooks._rule_sq_norms
     on_output_grad = sq_norm_hooks.SqNormHooks.on_output_grad
 
-    def one_second_rule(self, module, grad_out):
+    def one_second_rule(*call):  # a rule, on the general or the direct path
         now[0] += 1.0
+        return rule_sq_norms(*call)
+
+    def one_second_check(self, module, grad_out):  # the weighted check's backward, per layer
+        if self._weights is not None and self._weights.running:
+            now[0] += 1.0
         on_output_grad(self, module, grad_out)
-    monkeypatch.setattr(sq_norm_hooks.SqNormHooks, "on_output_grad", one_second_rule)
+    monkeypatch.setattr(sq_norm_hooks.SqNormHooks, "_rule_sq_norms",
+                        staticmethod(one_second_rule))
+    monkeypatch.setattr(sq_norm_hooks.SqNormHooks, "on_output_grad", one_second_check)
     model, (inputs, targets) = conv_model(kernel_size=3), image_batch()
     fused = model[3]  # its input requires grad: the fused path; the stem's conv is not fused
     costs = conv_rules._weight_costs(fused, len(inputs), 4, 4, 4)

@@ -95,7 +95,7 @@ def test_unchecked_batches_take_the_direct_path_with_the_same_result(monkeypatch
         direct.append(module)
         on_direct_call(self, module, *call)
     monkeypatch.setattr(sq_norm_hooks.SqNormHooks, "_on_direct_call", counting)
-    model = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3))
+    model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(inplace=True), nn.Linear(6, 3))
     inputs, targets = torch.randn(5, 4), torch.randint(0, 3, (5,))
     meter, estimates, direct_per_batch = DiversityMeter(model), [], []
     for _ in range(2):

@@ -71,10 +71,22 @@ def _device_costs(device: torch.device) -> DeviceCosts:
     return DEVICE_COSTS.get(device.type, DEVICE_COSTS["cpu"])
 
 
+# On a CPU, a layer whose patches are short (C_in / G kh kw at most this: an RGB or grayscale
+# stem, 27 for 3x3 on RGB) gets its per-sample weight gradients from one batched product over
+# patches unfolded by stacking the kernel offsets' strided windows. On the small CNN's stem
+# (3 -> 32, 32x32) that took 1.1 ms against 2.9 ms for the grouped weight-gradient convolution
+# at B = 32 (6.8 against 11.6 at B = 128); with 8 input channels (72) it lost, 3.3 against 2.3.
+SHORT_PATCH = 32
+
+
 def _uses_batched_matmul(device: torch.device) -> bool:
     """Whether per-sample weight gradients come from a batched product over unfolded patches
     (CUDA) rather than from the weight-gradient convolution with one group per sample."""
     return device.type == "cuda"
+
+
+def _short_patches(conv: nn.Conv2d) -> bool:
+    return conv.weight[0].numel() <= SHORT_PATCH
 
 
 class PathCosts(NamedTuple):
@@ -130,7 +142,7 @@ def _patches_size(conv: nn.Conv2d, grad_out: Tensor) -> int:
 
 
 def _explicit_temp(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -> int:
-    if _uses_batched_matmul(x.device):
+    if _uses_batched_matmul(x.device) or _short_patches(conv):
         return conv.weight.numel() + _patches_size(conv, grad_out) + _padded_size(conv, x)
     return 2 * conv.weight.numel() + (0 if _kernel_pads(conv) else _padded_size(conv, x))
 
@@ -217,7 +229,7 @@ def _add_to_grad(param: Tensor, grad: Tensor) -> None:
 
 def _large_sq_norms(per_sample: Tensor) -> Tensor:
     """(N, ...) -> (N,): faster than ``sq_norms`` on large slices."""
-    return torch.linalg.vector_norm(per_sample.reshape(len(per_sample), -1), dim=1).square()
+    return torch.linalg.vector_norm(per_sample, dim=tuple(range(1, per_sample.dim()))).square()
 
 
 def _kernel_pads(conv: nn.Conv2d) -> bool:
@@ -238,6 +250,8 @@ def _conv2d_per_sample_weight_grads(conv: nn.Conv2d, x: Tensor, grad_out: Tensor
     """(N, C_out, C_in / G, kh, kw): every sample's weight gradient, the device's way."""
     if _uses_batched_matmul(x.device):
         return _per_sample_weight_grads_by_bmm(conv, x, grad_out)
+    if _short_patches(conv):
+        return _per_sample_weight_grads_by_windows(conv, x, grad_out)
     return _per_sample_weight_grads_by_conv(conv, x, grad_out)
 
 
@@ -265,6 +279,32 @@ def _per_sample_weight_grads_by_bmm(conv: nn.Conv2d, x: Tensor, grad_out: Tensor
     grads = grad_out.reshape(n_samples * groups, -1, positions)  # (N G, C_out / G, T)
     weight_grads = torch.bmm(grads, patches.transpose(1, 2))  # (N G, C_out / G, C_in / G kh kw)
     return weight_grads.view(n_samples, conv.out_channels, -1, *conv.kernel_size)
+
+
+def _per_sample_weight_grads_by_windows(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -> Tensor:
+    """p dy^T for each sample and group, the patches p stacked from strided windows; the
+    product in this order ran in two thirds of the time of dy p^T on a CPU."""
+    n_samples, groups = x.shape[0], conv.groups
+    patches = _unfold_by_windows(conv, x, *grad_out.shape[2:])  # (N, C_in kh kw, T)
+    positions = patches.shape[2]
+    patches = patches.reshape(n_samples * groups, -1, positions)  # (N G, C_in / G kh kw, T)
+    grads = grad_out.reshape(n_samples * groups, -1, positions)  # (N G, C_out / G, T)
+    weight_grads = torch.bmm(patches, grads.transpose(1, 2))  # (N G, C_in / G kh kw, C_out / G)
+    weight_grads = weight_grads.view(n_samples, groups, -1, conv.out_channels // groups)
+    return weight_grads.transpose(2, 3).reshape(n_samples, conv.out_channels, -1,
+                                                *conv.kernel_size)
+
+
+def _unfold_by_windows(conv: nn.Conv2d, x: Tensor, out_height: int, out_width: int) -> Tensor:
+    """``_unfold_like_conv`` by stacking one strided window of the padded input per kernel
+    offset: one copy, where ``F.unfold`` took 4 to 7 times as long on short patches."""
+    x = _pad_like_conv(conv, x)  # (N, C_in, Hp, Wp)
+    (stride_y, stride_x), (dilation_y, dilation_x) = conv.stride, conv.dilation
+    rows, cols = stride_y * (out_height - 1) + 1, stride_x * (out_width - 1) + 1
+    windows = [x[:, :, i:i + rows:stride_y, j:j + cols:stride_x]
+               for i in range(0, dilation_y * conv.kernel_size[0], dilation_y)
+               for j in range(0, dilation_x * conv.kernel_size[1], dilation_x)]
+    return torch.stack(windows, 2).reshape(x.shape[0], -1, out_height * out_width)
 
 
 def _unfold_like_conv(conv: nn.Conv2d, x: Tensor) -> Tensor:

@@ -1,0 +1,56 @@
+"""What the calls of a checked batch explain (``divebatch.meter.grad_check``): each call re-run on
+its arguments and output gradient, summed per parameter; and the refusal of a parameter whose
+batch gradient they do not explain."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+
+from torch import Tensor, nn
+
+from divebatch.meter.calls import rule_failed
+from divebatch.meter.functional import replayed
+from divebatch.meter.grad_check import explained_grads, tolerance
+from divebatch.meter.owners import Owner
+from divebatch.meter.sample_weights import scale_rows
+
+
+def explained_by_calls(calls: list[tuple[nn.Module, tuple, Tensor]],
+                       params: dict[nn.Module, dict[str, Tensor]],
+                       paths: dict[nn.Module, str],
+                       ) -> tuple[dict[Tensor, Tensor], dict[Tensor, Tensor], dict[Tensor, float],
+                                  list[Tensor]]:
+    """Parameter -> the batch gradient the checked calls explain, the same with each sample's
+    output rows scaled by its weight c_i, and its tolerance (by the precision of those calls);
+    the parameters in the order backward reached them. After backward, outside autograd's
+    engine, with the hooks quiet."""
+    explained: dict[Tensor, Tensor] = {}
+    weighted: dict[Tensor, Tensor] = {}
+    tolerances: dict[Tensor, float] = {}
+    for module, (args, kwargs, weights, random), grad_out in calls:
+        dim = 1 if isinstance(module, nn.MultiheadAttention) and not module.batch_first else 0
+        grad_outs = [grad_out] if weights is None else \
+            [grad_out, scale_rows(grad_out, weights, dim)]
+        try:
+            with replayed(random) if random is not None else nullcontext():
+                plain, *scaled = explained_grads(module, params[module], args, kwargs,
+                                                 grad_outs)
+        except Exception as error:  # noqa: BLE001
+            raise rule_failed(paths[module], module, error) from error
+        scaled = scaled[0] if scaled else plain
+        for name in plain:
+            param = params[module][name]
+            tolerances[param] = max(tolerances.get(param, 0.0), tolerance(grad_out))
+            for total, grads in ((explained, plain), (weighted, scaled)):
+                total[param] = grads[name] + total[param] if param in total else grads[name]
+    return explained, weighted, tolerances, list(explained)
+
+
+def unexplained_gradient(held: list[Owner], difference: float) -> ValueError:
+    paths = " and ".join(o.path for o in held)
+    return ValueError(
+        f"parameter {held[0].param_path}: {difference:.1%} of its gradient does not come from "
+        f"the calls of {paths}: it is also used outside their forward (weight tying by direct "
+        f"use such as F.linear(h, {held[0].param_path}), or a functional call), which "
+        "per-sample norms would miss; make every use a module call (a tied head: an nn.Linear "
+        "whose weight is this Parameter) or freeze the parameter")
