@@ -174,29 +174,33 @@ class GrowingCharts {
   }
 
   extend(chart, entry) {  // the points after the first `keep` of each trace are new
-    chart.changed = chart.changed || new Set();
+    chart.changed = chart.changed || new Map();  // trace index -> its first changed point
     entry.traces.forEach(([keep, xs, ys], i) => {
       const trace = chart.traces[i];
       if (keep === trace.x.length && !xs.length) return;
       trace.x = trace.x.slice(0, keep).concat(xs);
       trace.y = trace.y.slice(0, keep).concat(ys);
-      chart.changed.add(i);
+      chart.changed.set(i, Math.min(keep, chart.changed.get(i) ?? keep));
     });
     if (entry.layout && !layoutGrows(chart.layout, entry.layout)) chart.dirty = "react";
     if (entry.layout) chart.layout = entry.layout;
     chart.dirty = chart.dirty || "grow";
   }
 
-  draw(chart, Plotly = window.Plotly) {  // only the lines when the new points fit the axes
-    const how = chart.dirty, changed = [...(chart.changed || [])];
+  draw(chart, Plotly = window.Plotly) {  // only the traces when the new points fit the axes
+    const how = chart.dirty, changed = chart.changed || new Map();
     chart.dirty = null;
     chart.changed = null;
     window.growingStats.drawn += 1;
-    if (how === "grow" && growInPlace(chart.div, chart.traces, changed, chart.layout)) {
+    chart.tails = chart.tails || new WeakMap();
+    if (how === "grow" && growInPlace(chart.div, chart.traces, changed, chart.layout,
+                                      chart.tails)) {
       window.growingStats.inPlace += 1;  // plotly's hover data: brought up to date when the
-      chart.stale = chart.stale || changed.length > 0;  // pointer comes
+      chart.stale = chart.stale || changed.size > 0;  // pointer comes
       return null;
     }
+    chart.div.querySelectorAll(".growing-tail").forEach((tail) => tail.remove());
+    chart.tails = new WeakMap();
     window.growingStats.redrawn += 1;
     chart.stale = false;
     this.template = this.template || themeTemplate(this.data.prefix);

@@ -78,17 +78,53 @@ function markersPlan(group, points, xAxis, yAxis) {
   };
 }
 
-function tracePlan(gd, index, group, points) {
+// A line's newest points are drawn as a path of their own (its tail, at most TAIL_POINTS
+// points): a new point then repaints the tail's few pixels, not the whole chart (most of a
+// growing page's CPU was the software raster of whole charts). Past TAIL_POINTS, or when a
+// point before the tail changed, plotly's own path takes every point that holds.
+const TAIL_POINTS = 24;
+
+function present(value) {
+  return value !== null && value !== undefined;
+}
+
+function linePlan(line, points, from, xAxis, yAxis, trace, tails) {
+  const shape = trace.line.shape || "linear", gaps = trace.connectgaps;
+  const draw = (start, stop) => linePath(points.x.slice(start, stop), points.y.slice(start, stop),
+                                         xAxis, yAxis, shape, gaps);
+  const count = points.x.length, held = tails.get(line);
+  let end = held ? held.end : null;  // plotly's path holds points 0..end, the tail end..
+  const body = end === null || from <= end || count - 1 - end > TAIL_POINTS;
+  if (body) {  // the last point that holds and is drawn (a missing one draws nothing)
+    end = Math.min(from, count) - 1;
+    while (end > 0 && !(present(points.x[end]) && present(points.y[end]))) end -= 1;
+    end = Math.max(end, 0);
+  }
+  const bodyPath = body ? draw(0, end + 1) : null, tailPath = draw(end, count);
+  return () => {
+    let tail = held && held.tail;
+    if (!tail) {
+      tail = line.cloneNode(false);  // the line's stroke, width and dashes
+      tail.setAttribute("class", "growing-tail");
+      line.after(tail);
+    }
+    if (body) {
+      line.setAttribute("d", bodyPath);
+      tail.style.strokeDashoffset = `${line.getTotalLength()}px`;  // the dashes go on
+    }
+    tail.setAttribute("d", tailPath);
+    tails.set(line, {end, tail});
+  };
+}
+
+function tracePlan(gd, index, group, points, from, tails) {
   const trace = gd._fullData[index], layout = gd._fullLayout;
   if (!trace || !group || !growable(trace)) return null;
   const xAxis = axisOf(layout, trace.xaxis, "x"), yAxis = axisOf(layout, trace.yaxis, "y");
   if (!inside(xAxis, points.x) || !inside(yAxis, points.y)) return null;
   if (trace.mode === "markers") return markersPlan(group, points, xAxis, yAxis);
   const line = group.querySelector("path.js-line");
-  if (!line) return null;
-  const path = linePath(points.x, points.y, xAxis, yAxis, trace.line.shape || "linear",
-                        trace.connectgaps);
-  return () => line.setAttribute("d", path);
+  return line && linePlan(line, points, from, xAxis, yAxis, trace, tails);
 }
 
 const RECT = /^M([-\d.e]+),([-\d.e]+)H([-\d.e]+)V([-\d.e]+)H([-\d.e]+)Z$/;
@@ -126,19 +162,21 @@ function layoutGrows(before, after) {
     && still(before) === still(after);
 }
 
-// Redraw the traces `changed` (indices) as `traces` (arrays x, y) and the shapes as in
-// `layout` (a version that layoutGrows from the drawn one) in plotly's SVG; false, with
-// nothing changed, where plotly has to redraw.
-function growInPlace(gd, traces, changed, layout) {
+// Redraw the traces in `changed` (index -> the first of its points that changed) as
+// `traces` (arrays x, y) and the shapes as in `layout` (a version that layoutGrows from the
+// drawn one) in plotly's SVG; `tails`: the chart's WeakMap of line tails, new after each
+// plotly redraw. False, with nothing changed, where plotly has to redraw.
+function growInPlace(gd, traces, changed, layout, tails) {
   if (!gd._fullData || !gd._fullLayout || !gd.data || gd.data.length !== traces.length) {
     return false;
   }
   const groups = tracesDrawn(gd);
-  const plans = changed.map((index) => tracePlan(gd, index, groups[index], traces[index]));
+  const plans = [...changed].map(([index, from]) => tracePlan(gd, index, groups[index],
+                                                                traces[index], from, tails));
   plans.push(shapesPlan(gd, layout));
   if (plans.some((plan) => !plan)) return false;
   plans.forEach((plan) => plan());
-  for (const index of changed) {
+  for (const index of changed.keys()) {
     gd.data[index].x = traces[index].x.slice();
     gd.data[index].y = traces[index].y.slice();
   }

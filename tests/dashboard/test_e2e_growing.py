@@ -41,6 +41,8 @@ LINES = """async () => {
     if (!chart.stale) continue;
     const mine = boxes(chart.div);
     const gd = chart.div, layout = {...gd.layout};
+    gd.querySelectorAll('.growing-tail').forEach((tail) => tail.remove());
+    chart.tails = new WeakMap();
     for (const axis of ['xaxis', 'yaxis']) {
       layout[axis] = {...layout[axis], range: gd._fullLayout[axis].range.slice(), autorange: false};
     }
