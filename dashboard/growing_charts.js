@@ -218,7 +218,7 @@ class GrowingCharts {
   }
 
   catchUp(chart) {  // plotly's own data for the lines grown in place (hover, zoom, resize)
-    if (chart.stale && !chart.dirty) {
+    if (chart.stale || chart.dirty) {  // pending points too: plotly has just drawn old ones
       chart.dirty = "react";
       this.draw(chart);
     }

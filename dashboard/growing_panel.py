@@ -28,7 +28,7 @@ from . import live_cache, live_route, roles
 from .store import open_store
 
 MODE_ENV = "DIVEBATCH_LIVE_CHARTS"  # "grow", or "full": every chart resent each update
-DEFAULT_MODE = "full"
+DEFAULT_MODE = "grow"
 HOUSEKEEPING_EVERY_S = 5.0  # the instructor's page starts queued runs, reaps dead workers
 FOLDER = Path(__file__).parent
 

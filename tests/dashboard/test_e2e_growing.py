@@ -7,6 +7,7 @@ every chart to be drawn (a page draws only the charts in view)."""
 
 import os
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ import pytest
 from benchmarks.dashboard import METHODS, N_TRAIN, synthetic_records
 from dashboard.growing import listed
 from divebatch.report import figures as plots
+from divebatch.report import target_table
 from divebatch.report.figures import ChartOptions, RunData
 from divebatch.runs.store import RunStore
 from tests.helpers.serve import browser_or_skip, dashboard_server, launch_chromium
@@ -30,27 +32,11 @@ HOLD = f"() => {{ const g = {CHARTS}; g.held = true; clearTimeout(g.timer); retu
 UPDATE = f"async () => {{ const g = {CHARTS}; await g.poll(); return g.have; }}"
 RUNS_SHOWN = (f"(runs) => {{ const g = {CHARTS}; "
               "return g && g.have && g.data.runs.join() === runs; }")
-# Each chart that the page grew in place, as the bounding boxes of its traces (lines and
-# markers) and shapes, then of plotly's own drawing of the same figure on the same axes:
-# [[name, mine, plotly's], ...].
-LINES = """async () => {
-  const boxes = (gd) => [...gd.querySelectorAll('.scatterlayer .trace, .shapelayer path')]
-    .map((p) => { const b = p.getBBox(); return [b.x, b.y, b.width, b.height]; });
-  const out = [];
-  for (const [name, chart] of Object.entries(%s.charts)) {
-    if (!chart.stale) continue;
-    const mine = boxes(chart.div);
-    const gd = chart.div, layout = {...gd.layout};
-    gd.querySelectorAll('.growing-tail').forEach((tail) => tail.remove());
-    chart.tails = new WeakMap();
-    for (const axis of ['xaxis', 'yaxis']) {
-      layout[axis] = {...layout[axis], range: gd._fullLayout[axis].range.slice(), autorange: false};
-    }
-    await Plotly.react(gd, gd.data.map((t) => ({...t, x: t.x.slice(), y: t.y.slice()})), layout);
-    chart.stale = false;
-    out.push([name, mine, boxes(chart.div)]);
-  }
-  return out; }""" % CHARTS
+# Each chart grown in place against plotly's own drawing (tests/helpers/drawn_in_place.js).
+LINES = (f"() => ({(Path(__file__).parents[1] / 'helpers' / 'drawn_in_place.js').read_text()})"
+         f"({CHARTS})")
+TABLE = """() => [...document.querySelectorAll('.growing-table table')[0].rows]
+  .map((row) => [...row.cells].map((cell) => cell.textContent))"""
 DRAWN = """() => Object.fromEntries([...document.querySelectorAll('.growing-charts [data-name]')]
   .map(cell => [cell.dataset.name, cell.querySelector('.js-plotly-plot').data.map(
     t => [t.name, Array.from(t.x), Array.from(t.y)])]))"""
@@ -129,11 +115,16 @@ def test_drawn_points_are_the_stored_records_after_growing(tmp_path):
                 assert seen != have, f"update {update} brought nothing new"
                 have = seen
             drawn, stats = page.evaluate(DRAWN), page.evaluate("() => window.growingStats")
+            table = page.evaluate(TABLE)
             browser.close()
     finally:
         for run_id in run_ids:
             store.mark_finished(run_id, "stopped")
     assert not errors, errors
+    rows = target_table.build([store.get_run(i) for i in run_ids],
+                              {i: store.records(i) for i in run_ids}).rows
+    assert table[0] == list(rows[0])  # the time-to-target table, drawn by the page
+    assert [cells[0].removesuffix(" ★") for cells in table[1:]] == [r["method"] for r in rows]
     expected = stored_charts(store, run_ids)
     assert set(drawn) == set(expected)
     for name, traces in expected.items():
@@ -141,7 +132,8 @@ def test_drawn_points_are_the_stored_records_after_growing(tmp_path):
     assert [len(t[2]) for t in expected["loss"]] == [EPOCHS + UPDATES] * 4  # two runs, two losses
     assert stats["grown"] >= UPDATES, stats  # the charts grew: most updates were increments
     assert stats["inPlace"] >= HOT_CHANGE_AT, stats  # and most were drawn in place
-    assert {name for name, _, _ in grown_lines} >= {"batch_size", "loss"}, stats
-    for name, mine, plotlys in grown_lines:
-        assert len(mine) == len(plotlys) > 0, name
-        assert np.allclose(mine, plotlys, atol=1.5), (name, mine, plotlys)
+    assert {line[0] for line in grown_lines} >= {"batch_size", "loss"}, stats
+    for name, checked, off, markers, plotlys_markers, shapes, plotlys_shapes in grown_lines:
+        assert checked > 0 and off == 0, (name, checked, off)
+        assert np.allclose(sorted(markers), sorted(plotlys_markers), atol=0.6), name
+        assert np.allclose(shapes, plotlys_shapes, atol=1.0), name
