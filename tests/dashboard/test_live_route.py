@@ -65,6 +65,23 @@ def test_the_route_answers_the_charts_then_only_what_is_new(client, tmp_path):
     assert [keep for keep, _, _ in loss] == [1, 1] and loss[0][2] == [0.5]  # val, then train
 
 
+def test_two_runs_bring_their_verdict_and_time_to_target_table(client, tmp_path):
+    store = RunStore(tmp_path / "runs.db")
+    row = {"epoch": 1, "step": 10, "samples_seen": 100, "train_time": 1.0, "val_loss": 1.0,
+           "train_loss": 1.2, "val_acc": 0.5, "batch_size": 32, "lr": 0.1}
+    run_ids = [store.create_run({"problem": "classification", "epochs": 9, "seed": 0,
+                                 "method": method, "batch_size": 32})
+               for method in ("sgd", "divebatch")]
+    for run_id in run_ids:
+        store.append_record(run_id, row)
+    one = client.get(live_route.PATH, params={"runs": str(run_ids[0])}).json()["state"]
+    both = client.get(live_route.PATH, params={"runs": ",".join(map(str, run_ids))}).json()
+    assert one["table"] is None and one["verdict"] is None
+    table = both["state"]["table"]
+    assert table["title"].startswith("Time to target") and len(table["rows"]) == 3
+    assert table["rows"][0][:2] == ["method", "final accuracy"] and both["state"]["verdict"]
+
+
 def test_a_bad_query_is_a_400_naming_the_field(client):
     answer = client.get(live_route.PATH, params={"runs": "1", "options": '{"log": 1}'})
     assert answer.status_code == 400 and "options should be" in answer.json()["error"]
