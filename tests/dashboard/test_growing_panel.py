@@ -9,9 +9,9 @@ from dashboard import growing_panel, live_route
 @pytest.mark.parametrize("served, mode, grows", [
     (False, "grow", False),  # `streamlit run app.py`, AppTest: no route to poll
     (True, "grow", True), (True, " Grow ", True),
-    (True, "full", False), (True, "", False), (True, None, False),
+    (True, "full", False), (True, "", True), (True, None, True),  # grow: the default
 ])
-def test_enabled_needs_the_route_and_the_switch(monkeypatch, served, mode, grows):
+def test_enabled_needs_the_route_and_not_the_former_path(monkeypatch, served, mode, grows):
     monkeypatch.setattr(live_route, "SERVED", served)
     if mode is None:
         monkeypatch.delenv(growing_panel.MODE_ENV, raising=False)
