@@ -4,11 +4,9 @@ them to the charts it has drawn, so a page watching runs grow never reruns. The 
 when a run's status changes (the component asks for it), when the viewer changes the runs or
 the chart options (the component then draws everything anew), or on Refresh.
 
-Used when this process serves the route (server.py) and DIVEBATCH_LIVE_CHARTS=grow;
-otherwise ("full", the default for now: a page still spends 0.18 CPU-s per update here,
-against issue #29's target of 0.05, docs/performance.md), and for `streamlit run app.py`
-alone, the live panel redraws Streamlit's own charts in a fragment every second
-(dashboard/live.py), as before.
+Used when this process serves the route (server.py), unless DIVEBATCH_LIVE_CHARTS=full; then,
+and for `streamlit run app.py` alone, the live panel redraws Streamlit's own charts in a
+fragment every second (dashboard/live.py), the former path.
 """
 
 from __future__ import annotations
