@@ -1,9 +1,11 @@
 // The live panel's charts, grown in the page (a Streamlit v2 component: dashboard/live.py
 // mounts it, dashboard/live_route.py answers its requests, dashboard/growing.py says what a
 // page holding one version of the charts needs to hold the next).
-// Once mounted it asks the server itself every `every` s for the points after those it has
-// and appends them, so the page never reruns while runs only grow; it asks Streamlit for a
-// rerun when a run's status changes (the controls above the charts change with it).
+// Once mounted it asks the server itself every `every` s for the points after those it has,
+// the progress lines, the verdict and the time-to-target table, and draws the new points
+// into the charts in place where they fit (growing_lines.js, prepended to this file), else
+// with plotly; so the page never reruns while runs only grow. It asks Streamlit for a rerun
+// when a run's status changes (the controls above the charts change with it).
 // Its elements carry the classes and test ids of Streamlit's own (st-key-<prefix>_chart_<name>
 // on each chart's cell, stCaptionContainer on the "Last update" line): the guided tour's
 // highlight, the stale-charts banner, the tests and the benchmarks find the charts either way.
