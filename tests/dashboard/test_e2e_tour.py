@@ -91,7 +91,8 @@ def walk(teacher, viewer, tour: Tour, shots: str, back_at: int) -> None:
         if number > 1:
             card(teacher, tour).get_by_role("button", name="Next").click()
         wait_for_step(teacher, tour, number)
-        assert highlighted(teacher, tour, tour.elements[number - 1])
+        wait_until(lambda: highlighted(teacher, tour, tour.elements[number - 1]), lambda: (
+            f"step {number}'s element outlined"))  # the outline's style may come after the card
         wait_until(lambda: step_in_view(teacher, tour, number), lambda: (
             f"step {number}'s element and card in the 1280x720 window: element at "
             f"{box(teacher, tour, tour.elements[number - 1])}, card at "
