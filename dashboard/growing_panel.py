@@ -27,7 +27,7 @@ from .store import open_store
 
 MODE_ENV = "DIVEBATCH_LIVE_CHARTS"  # "grow", or "full": every chart resent each update
 DEFAULT_MODE = "grow"
-HOUSEKEEPING_EVERY_S = 5.0  # the instructor's page starts queued runs, reaps dead workers
+HOUSEKEEPING_EVERY_S = 2.0  # the instructor's page starts queued runs, reaps dead workers
 FOLDER = Path(__file__).parent
 
 
