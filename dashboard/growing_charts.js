@@ -240,6 +240,22 @@ class GrowingCharts {
     });
   }
 
+  showVerdict(verdict, lead) {  // on a projector its lead, the whole verdict on demand
+    const shown = this.data.projector ? lead : verdict;
+    this.verdict.replaceChildren();
+    if (verdict) {
+      element("strong", "", this.verdict).textContent = "Verdict:";
+      this.verdict.append(` ${shown}`);
+      if (shown !== verdict) {
+        const whole = element("details", "growing-table-details", this.verdict);
+        element("summary", "", whole).textContent = "The whole verdict";
+        element("div", "", whole).textContent = verdict;
+      }
+    }
+    this.verdict.style.display = verdict ? "" : "none";  // the instructor's scroll
+    this.verdict.classList.toggle(`st-key-${this.data.prefix}_verdict`, !!verdict);
+  }
+
   showState(state) {  // the page's layout changes only where the text does
     const progress = JSON.stringify(state.progress);
     if (progress !== this.shownProgress) {
@@ -249,13 +265,7 @@ class GrowingCharts {
     const verdict = state.verdict || "";
     if (verdict !== this.shownVerdict) {
       this.shownVerdict = verdict;
-      this.verdict.replaceChildren();
-      if (verdict) {
-        element("strong", "", this.verdict).textContent = "Verdict:";
-        this.verdict.append(` ${verdict}`);
-      }
-      this.verdict.style.display = verdict ? "" : "none";  // the instructor's scroll
-      this.verdict.classList.toggle(`st-key-${this.data.prefix}_verdict`, !!verdict);
+      this.showVerdict(verdict, state.verdict_lead || verdict);
     }
     const table = JSON.stringify(state.table || null);
     if (table !== this.shownTable) {

@@ -23,6 +23,7 @@ from divebatch.report import figures as plots
 from divebatch.report.figures import ChartOptions
 
 from . import live_cache, live_route, roles
+from .instructor import instructor_mode
 from .store import open_store
 
 MODE_ENV = "DIVEBATCH_LIVE_CHARTS"  # "grow", or "full": every chart resent each update
@@ -55,7 +56,8 @@ def panel(prefix: str, statuses: dict[int, str], options: ChartOptions,
     data = {"route": _route(), "prefix": prefix, "runs": list(statuses),
             "statuses": {str(run_id): status for run_id, status in statuses.items()},
             "options": dataclasses.asdict(options), "refreshes": refreshes,
-            "viewer": st.session_state.setdefault("viewer_id", uuid.uuid4().hex)}
+            "viewer": st.session_state.setdefault("viewer_id", uuid.uuid4().hex),
+            "projector": instructor_mode()}  # the verdict's lead, the rest on demand
     _component()(key=f"{prefix}_growing", data=data, on_changed_change=_changed)
     if st.session_state.get(f"{prefix}_scroll"):  # instructor mode's scroll to the charts:
         st.session_state[f"{prefix}_scroll"] = "drawn"  # it finds them once they are drawn

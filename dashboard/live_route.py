@@ -118,19 +118,20 @@ def parse(query) -> tuple[list[int], ChartOptions, float | None]:
 
 def page_state(snap: live_cache.Snapshot) -> dict:
     """The runs' statuses (a page whose runs changed status reruns to redraw its
-    controls), a progress line for each running run, and the verdict and time-to-target
-    table of a comparison (target_view.parts)."""
+    controls), a progress line for each running run, and the verdict (whole, and its lead for
+    a projector) and time-to-target table of a comparison (target_view.parts)."""
     progress = [plots.progress(run, list(snap.records[run["id"]]), snap.progress[run["id"]],
                                list(snap.events[run["id"]]))
                 for run in snap.runs if run["status"] == "running"]
-    verdict = table = None
+    verdict = lead = table = None
     if len(snap.runs) > 1 and any(snap.records.values()):
         records = {run_id: list(rows) for run_id, rows in snap.records.items()}
-        verdict = live_cache.target_table(list(snap.runs), records).table.verdict
+        built = live_cache.target_table(list(snap.runs), records).table
+        verdict, lead = built.verdict, built.verdict_lead
         table = target_view.parts(list(snap.runs), records)
     return {"statuses": {str(run["id"]): run["status"] for run in snap.runs},
             "progress": [[fraction, text] for fraction, text in progress],
-            "verdict": verdict or None, "table": table}
+            "verdict": verdict or None, "verdict_lead": lead or None, "table": table}
 
 
 def next_interval(snap: live_cache.Snapshot, every: float | None) -> float | None:
