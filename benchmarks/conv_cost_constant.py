@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import argparse
 import copy
-import resource
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -21,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import diversity_overhead as overhead  # noqa: E402
 import meter_before_after  # noqa: E402
+import round_robin  # noqa: E402
 from divebatch.meter.diversity import DiversityMeter  # noqa: E402
 from divebatch.meter.rules import conv  # noqa: E402
 
@@ -52,24 +50,10 @@ def main() -> None:
              "64": with_costs(default._replace(small_matmul=64), model, inputs, targets)}
     for step in steps.values():
         step()
-    seconds = {name: [] for name in steps}
-    faults = {name: [] for name in steps}
-    for _ in range(args.rounds):
-        for name, step in steps.items():
-            started_faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-            seconds[name].append(overhead.time_block(step, args.steps, torch.device("cpu"),
-                                                     time.process_time))
-            faults[name].append((resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-                                 - started_faults) / args.steps)
-    plain = statistics.median(seconds["plain"])
-    print(f"small CNN, B = {args.batch_size}, 1 thread, CPU clock, {args.rounds} rounds, medians")
-    print("| small_matmul | ms / step | vs plain | page faults / step |")
-    print("| --- | ---: | ---: | ---: |")
-    for name in steps:
-        median = statistics.median(seconds[name])
-        print(f"| {name} | {median * 1e3:.2f} | {median / plain:.2f}x | "
-              f"{statistics.median(faults[name]):.0f} |")
-
+    seconds, faults = round_robin.time_steps(steps, dict.fromkeys(steps, args.steps),
+                                             args.rounds)
+    round_robin.print_table(f"small CNN, B = {args.batch_size}, 1 thread, CPU clock, "
+                            f"{args.rounds} rounds, medians", "small_matmul", seconds, faults)
 
 if __name__ == "__main__":
     main()

@@ -27,8 +27,6 @@ import argparse
 import copy
 import cProfile
 import pstats
-import resource
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -39,6 +37,7 @@ from torch import Tensor, nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import diversity_overhead as overhead  # noqa: E402
+import round_robin  # noqa: E402
 from divebatch.meter.diversity import DiversityMeter  # noqa: E402
 
 
@@ -159,24 +158,10 @@ def main() -> None:
         step()
         counts[kind] = max(1, round(overhead.BLOCK_SECONDS / overhead.time_block(
             step, 5, torch.device("cpu"), time.process_time)))
-    seconds = {kind: [] for kind in steps}
-    faults = {kind: [] for kind in steps}
-    for _ in range(args.rounds):
-        for kind, step in steps.items():
-            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-            seconds[kind].append(overhead.time_block(step, counts[kind], torch.device("cpu"),
-                                                     time.process_time))
-            faults[kind].append((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-                                / counts[kind])
-    plain = statistics.median(seconds["plain"])
-    print(f"digits MLP, B = {args.batch_size}, 1 thread, CPU clock, {args.rounds} rounds, medians")
-    print("| variant | us / step | vs plain | page faults / step |")
-    print("| --- | ---: | ---: | ---: |")
-    for kind in steps:
-        median = statistics.median(seconds[kind])
-        print(f"| {kind} | {median * 1e6:.0f} | {median / plain:.2f}x | "
-              f"{statistics.median(faults[kind]):.1f} |")
-
+    seconds, faults = round_robin.time_steps(steps, counts, args.rounds)
+    round_robin.print_table(f"digits MLP, B = {args.batch_size}, 1 thread, CPU clock, "
+                            f"{args.rounds} rounds, medians", "variant", seconds, faults,
+                            unit=1e6, unit_name="us", digits=0, fault_digits=1)
 
 if __name__ == "__main__":
     main()
