@@ -128,7 +128,7 @@ def page_state(snap: live_cache.Snapshot) -> dict:
         records = {run_id: list(rows) for run_id, rows in snap.records.items()}
         built = live_cache.target_table(list(snap.runs), records).table
         verdict, lead = built.verdict, built.verdict_lead
-        table = target_view.parts(list(snap.runs), records)
+        table = target_view.parts(built, list(snap.runs))
     return {"statuses": {str(run["id"]): run["status"] for run in snap.runs},
             "progress": [[fraction, text] for fraction, text in progress],
             "verdict": verdict or None, "verdict_lead": lead or None, "table": table}

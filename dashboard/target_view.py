@@ -27,10 +27,9 @@ def caption(table: TargetTable, runs: list[dict]) -> str:
                             else "")
 
 
-def parts(runs: list[dict], records: dict[int, list[dict]]) -> dict:
-    """The table for a page that draws it itself: {title (plain text), rows, caption,
-    details_title, details, details_caption}; rows as lists of text, the header first."""
-    table = live_cache.target_table(runs, records).table
+def parts(table: TargetTable, runs: list[dict]) -> dict:
+    """`table` (of `runs`) for a page that draws it itself: {title (plain text), rows,
+    caption, details_title, details, details_caption}; rows as lists of text, header first."""
     return {"title": title(table).replace("**", ""),
             "rows": _grid(live_cache.starred(table.rows, table.winner)),
             "caption": caption(table, runs), "details_title": DETAILS_TITLE,

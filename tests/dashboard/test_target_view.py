@@ -15,7 +15,7 @@ RECORDS = {1: [{"epoch": 1, "train_time": 2.0, "val_acc": 0.8},
 
 def test_parts_are_the_tables_cells_as_text_the_winner_starred():
     table = target_table.build(RUNS, RECORDS)
-    parts = target_view.parts(RUNS, RECORDS)
+    parts = target_view.parts(table, RUNS)
     assert parts["title"] == "Time to target (★ first to the common target)"
     header, *rows = parts["rows"]
     assert header == list(table.rows[0])
@@ -28,4 +28,5 @@ def test_parts_are_the_tables_cells_as_text_the_winner_starred():
 
 def test_the_caption_says_nothing_of_updates_once_no_run_trains():
     finished = [{**run, "status": "finished"} for run in RUNS]
-    assert "updated every" not in target_view.parts(finished, RECORDS)["caption"]
+    table = target_table.build(finished, RECORDS)
+    assert "updated every" not in target_view.parts(table, finished)["caption"]
