@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -53,6 +54,9 @@ __all__ = ["DiversityMeter", "FUSED_RULES", "gradient_diversity", "per_sample_gr
 DEFAULT_SAMPLE_EVERY = 1
 # How DiversityMeter scales S over measured batches up to all batches (see its docstring).
 ESTIMATORS = ("ratio", "count")
+# The batches' ||g_i||^2 wait, and are added to S this many measured batches at a time (and
+# whenever S is read): an addition costs a small model's step more than its arithmetic.
+PENDING_BATCHES = 64
 # Added to ||G||^2 in Delta_hat = S / (||G||^2 + EPS), so that a zero gradient gives a huge but
 # finite estimate.
 EPS = 1e-12
@@ -127,7 +131,11 @@ class DiversityMeter:
     S sums ||g_i||^2 and G sums g_i over the samples seen since ``reset()``, each at the
     iterate where it was used. G comes from ``param.grad`` of every batch (no extra work);
     S comes from per-sample norms on every ``sample_every``-th batch, the first batch after
-    ``reset()`` included. Layer hooks exist only during a measured batch.
+    ``reset()`` included. Layer hooks are placed for a measured batch and stay on the model,
+    ignoring its calls, while the next batch is measured too (placing them anew costs a small
+    model a few percent of its step); they are removed before an unmeasured batch, by a batch
+    that fails, by ``detach()``, on leaving ``with meter`` and when the meter is collected.
+    Call ``detach()`` before using the model elsewhere (``torch.compile``, saving it whole).
 
     With ``sample_every`` > 1, S over the measured batches is scaled up to all batches by
     ``estimator``:
@@ -204,7 +212,8 @@ class DiversityMeter:
         self.approximate = check_batchnorm(self._batchnorms, allow_batchnorm)
         self._layers = Layers(parameter_owners(model))  # worked out once, used every batch
         self._params = list(self._layers.owners)
-        self._hooks: SqNormHooks | None = None  # present only inside a measured batch
+        self._hooks: SqNormHooks | None = None  # placed by a measured batch (track)
+        self._release_hooks = None
         self._checked = False  # the batch gradient check, on the first measured whole batch
         self.reset()
 
@@ -218,6 +227,8 @@ class DiversityMeter:
         # running sums live where the parameters (and so the gradients and the norms) live
         device = self._params[0].device if self._params else torch.device("cpu")
         self._sq_norm_sum = torch.zeros((), dtype=torch.float64, device=device)  # S, measured
+        # batches' ||g_i||^2 not yet in S, by (weight, dtype): summed together (_fold_sq_norms)
+        self._pending_sq_norms: dict[tuple[int, torch.dtype], list[Tensor]] = {}
         self._grad_sum = [torch.zeros_like(p) for p in self._params]  # G, one per parameter
         # C = sum of ||G_b||^2 over all batches and over measured ones (estimator "ratio")
         self._batch_grad_sq_sums = (torch.zeros((), dtype=torch.float64, device=device),
@@ -242,10 +253,11 @@ class DiversityMeter:
         check = not self._checked and samples in (None, batch_size)
         if self.seen_batches % self.sample_every == 0:
             self.approximate |= check_batchnorm(self._batchnorms, self.allow_batchnorm)
-            hooks = self._hooks = SqNormHooks(self.model, self._layers, check=check,
-                                              fuse=self.fuse_weight_grads,
-                                              mixing_allowed=self.approximate)
+            hooks = self._hooks_for_batch(check)
+        else:
+            self.detach()
         self.seconds += time.perf_counter() - started
+        kept = False
         try:
             try:
                 yield
@@ -269,8 +281,26 @@ class DiversityMeter:
             self.seen_batches += 1
             self.samples_seen += batch_size
             self.seconds += time.perf_counter() - finishing + (hooks.seconds if hooks else 0.0)
+            kept = hooks is not None and not check and self.seen_batches % self.sample_every == 0
         finally:
-            self.detach()
+            if kept:  # the next batch is measured too: its hooks are already in place
+                hooks.pause()
+            else:
+                self.detach()
+
+    def _hooks_for_batch(self, check: bool) -> SqNormHooks:
+        """The hooks of a measured batch: those the previous measured batch left, or new ones
+        (always for a checked batch, whose hooks also keep every call)."""
+        hooks = self._hooks
+        if hooks is not None and not check and not hooks.checks:
+            hooks.start_batch()
+            return hooks
+        self.detach()
+        hooks = self._hooks = SqNormHooks(self.model, self._layers, check=check,
+                                          fuse=self.fuse_weight_grads,
+                                          mixing_allowed=self.approximate)
+        self._release_hooks = weakref.finalize(self, hooks.remove)  # a meter dropped unexited
+        return hooks
 
     def _add_batch_grad_sq(self, grads: list[Tensor | None], measured: bool,
                            scale: int) -> None:
@@ -289,11 +319,24 @@ class DiversityMeter:
             if sq_norms.shape[0] != samples:
                 raise ValueError(f"the model's layers saw {len(sq_norms)} samples, but got "
                                  f"samples={samples}")
-            self._sq_norm_sum.add_(torch.sum(sq_norms, dtype=torch.float64), alpha=scale ** 2)
+            self._pending_sq_norms.setdefault((scale ** 2, sq_norms.dtype), []).append(sq_norms)
         self.measured_batches += 1
         self.samples_measured += batch_size
+        if self.measured_batches % PENDING_BATCHES == 0:
+            self._fold_sq_norms()
+
+    def _fold_sq_norms(self) -> None:
+        """Add the pending batches' ||g_i||^2 to S: two operations for many batches instead of
+        two per batch."""
+        for (weight, _), norms in self._pending_sq_norms.items():
+            self._sq_norm_sum.add_(torch.sum(torch.cat(norms), dtype=torch.float64),
+                                   alpha=weight)
+        self._pending_sq_norms.clear()
 
     def _add_grad_sum(self, grads: list[Tensor | None], scale: int) -> None:
+        if grads and all(g is not None for g in grads):
+            torch._foreach_add_(self._grad_sum, grads, alpha=scale)
+            return
         present = [(total, g) for total, g in zip(self._grad_sum, grads) if g is not None]
         if present:
             totals, batch_grads = zip(*present)
@@ -310,6 +353,7 @@ class DiversityMeter:
 
     def _estimated_sq_norm_sum(self) -> float:
         """S over all samples seen, from S over the measured ones (see ``estimator``)."""
+        self._fold_sq_norms()
         measured = self._sq_norm_sum if self.reduce is None else self.reduce(self._sq_norm_sum)
         # G_b is the whole batch's gradient on every process: C needs no reduction
         grad_sq_seen, grad_sq_measured = (float(t) for t in self._batch_grad_sq_sums)
@@ -320,13 +364,16 @@ class DiversityMeter:
     @property
     def running_sums(self) -> list[Tensor]:
         """The tensors the meter keeps between batches: S, the sums C of the ratio estimator,
-        and G (one per parameter); what measuring holds in memory."""
-        return [self._sq_norm_sum, *self._batch_grad_sq_sums, *self._grad_sum]
+        G (one per parameter), then the batches' ||g_i||^2 not yet added to S; what measuring
+        holds in memory."""
+        pending = [t for norms in self._pending_sq_norms.values() for t in norms]
+        return [self._sq_norm_sum, *self._batch_grad_sq_sums, *self._grad_sum, *pending]
 
     def detach(self) -> None:
-        """Remove every hook this meter placed (only a measured batch has any)."""
+        """Remove every hook this meter placed (see ``track``): leaving ``with meter`` does
+        this too."""
         if self._hooks is not None:
-            self._hooks.remove()
+            self._release_hooks()
             self._hooks = None
 
     def __enter__(self) -> DiversityMeter:

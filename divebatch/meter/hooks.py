@@ -28,6 +28,11 @@ from divebatch.meter.sample_weights import SampleWeights, check_weighted
 from divebatch.meter.shared_params import Use, shared_sq_norms
 from divebatch.meter.timing import measuring_share, timed_output_grad
 
+def _cause(error: Exception) -> Exception | None:
+    """What a refusal shows as its cause: nothing for a call the rule refused by name."""
+    return None if isinstance(error, UnsupportedCall) else error
+
+
 # Layer type -> (whether a call on this input should fuse, the fused rule): see SqNormHooks.
 FUSED_RULES = {nn.Conv2d: (conv.fuses_weight_grad, conv.conv2d_fused_sq_norms)}
 
@@ -63,32 +68,17 @@ class SqNormHooks:
 
     def __init__(self, model: nn.Module, layers: Layers, fuse: bool = False,
                  check: bool = False, mixing_allowed: bool = False) -> None:
-        self._pass_norms: list[Tensor | None] = []  # per forward pass: (n_pass,) once measured
-        self._shared_uses: dict[int, list[Use]] = {}  # per forward pass, until sq_norms
-        self._in_this_pass: set[nn.Module] = set()
-        self._called: set[nn.Module] = set()  # in any pass
-        self._ran_without_grad: set[nn.Module] = set()  # inside a model call that had grad
-        self._model_grad = False  # whether the model call now running has grad enabled
-        # module -> (pass, what the capture kept, whether its weight gradient is fused, the call
-        # as (args, kwargs) when checking)
-        self._waiting: dict[nn.Module, tuple[int, object, bool, tuple | None]] = {}
         self._frozen: list[nn.Module] = []  # weights frozen for the forward call now running
-        self._replaying = False  # inside a re-run of a module: hooks stay quiet
+        # inside a re-run of a module, or paused between batches: the hooks stay quiet
+        self._replaying = False
         self._layers = layers
         self._check = check
-        # checked calls with their output gradients, re-run once backward is done
-        self._checked_calls: list[tuple[nn.Module, tuple, Tensor]] = []
-        self._batch_size: int | None = None  # of the model call now running
-        self._input_shape: tuple[int, ...] = ()
-        self._sample_weights: Tensor | None = None  # c_i of the model call now running
         # mixing_allowed: BatchNorm's batch statistics, allowed as an approximation
         self._weights = SampleWeights(list(layers.owners)) if check and not mixing_allowed \
             else None
-        self._model_random: RandomState | None = None  # before the model call (check only)
-        self._random_before: dict[nn.Module, RandomState] = {}  # calls of rule-less modules
-        self.expanded: list[str] = []  # modules whose output was expanded over the batch
         self._paths, self._params, self._shared = layers.paths, layers.params, layers.shared
         self._direct = layers.direct
+        self.start_batch()
         self._handles = [model.register_forward_pre_hook(self._on_model_call, with_kwargs=True)]
         direct = set() if check else self._direct
         self._handles += [layer.register_forward_hook(
@@ -103,6 +93,39 @@ class SqNormHooks:
         if check:
             self._handles.append(model.register_forward_hook(self._after_model_call,
                                                              with_kwargs=True))
+
+    @property
+    def checks(self) -> bool:
+        """Whether these hooks check the batch gradient (``check``)."""
+        return self._check
+
+    def start_batch(self) -> None:
+        """Forget the previous batch and listen again: hooks left on the model between
+        measured batches (``pause``) serve the next one without being placed anew."""
+        self._pass_norms: list[Tensor | None] = []  # per forward pass: (n_pass,) once measured
+        self._shared_uses: dict[int, list[Use]] = {}  # per forward pass, until sq_norms
+        self._in_this_pass: set[nn.Module] = set()
+        self._called: set[nn.Module] = set()  # in any pass
+        self._ran_without_grad: set[nn.Module] = set()  # inside a model call that had grad
+        self._model_grad = False  # whether the model call now running has grad enabled
+        # module -> (pass, what the capture kept, whether its weight gradient is fused, the call
+        # as (args, kwargs) when checking)
+        self._waiting: dict[nn.Module, tuple[int, object, bool, tuple | None]] = {}
+        # checked calls with their output gradients, re-run once backward is done
+        self._checked_calls: list[tuple[nn.Module, tuple, Tensor]] = []
+        self._batch_size: int | None = None  # of the model call now running
+        self._input_shape: tuple[int, ...] = ()
+        self._sample_weights: Tensor | None = None  # c_i of the model call now running
+        self._model_random: RandomState | None = None  # before the model call (check only)
+        self._random_before: dict[nn.Module, RandomState] = {}  # calls of rule-less modules
+        self.expanded: list[str] = []  # modules whose output was expanded over the batch
+        self.seconds = 0.0
+        self._replaying = False
+
+    def pause(self) -> None:
+        """Stay on the model, ignoring its calls, until ``start_batch``."""
+        self._replaying = True
+        self._waiting.clear()
 
     def __enter__(self) -> SqNormHooks:
         return self
@@ -158,11 +181,11 @@ class SqNormHooks:
     @contextmanager
     def _quiet(self) -> Iterator[None]:
         """The hooks ignore the module calls the meter itself makes (re-runs, checks)."""
-        self._replaying = True
+        quiet, self._replaying = self._replaying, True
         try:
             yield
         finally:
-            self._replaying = False
+            self._replaying = quiet
 
     def _before_forward(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
         if self._replaying or not torch.is_grad_enabled():
@@ -334,12 +357,16 @@ class SqNormHooks:
                 with torch.no_grad():
                     return self._rule_sq_norms(module, saved, fused, grad_out)
             return self._rule_sq_norms(module, saved, fused, grad_out)
-        except UnsupportedCall as error:
-            raise ValueError(f"{self._paths[module]} ({type(module).__name__}): {error}") from None
         except Exception as error:  # noqa: BLE001  (a refusal by name, never another error)
-            raise rule_failed(self._paths[module], module, error) from error
+            raise self._named(module, error) from _cause(error)
         finally:
             self._replaying = False
+
+    def _named(self, module: nn.Module, error: Exception) -> ValueError:
+        """A rule's failure as the refusal that names the layer."""
+        if isinstance(error, UnsupportedCall):
+            return ValueError(f"{self._paths[module]} ({type(module).__name__}): {error}")
+        return rule_failed(self._paths[module], module, error)
 
     @staticmethod
     def _rule_sq_norms(module: nn.Module, saved: object, fused: bool, grad_out: Tensor) -> Tensor:

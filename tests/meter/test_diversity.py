@@ -239,7 +239,11 @@ def oracle_over_batches(model, data, measured, optimizer=None, estimator="count"
     return sq_norm_estimate / (float(sum(g.square().sum() for g in grad_sum)) + diversity.EPS)
 
 
-def test_meter_every_batch_equals_oracle_at_fixed_weights():
+@pytest.mark.parametrize("pending", [1, 2, diversity.PENDING_BATCHES])
+def test_meter_every_batch_equals_oracle_at_fixed_weights(pending, monkeypatch):
+    """Also when S takes the batches' norms one, two or many at a time (their sizes differ,
+    and so do their weights under a mean loss)."""
+    monkeypatch.setattr(diversity, "PENDING_BATCHES", pending)
     model, data = conv_model(kernel_size=3, padding=1), batches([5, 3, 4])
     expected = oracle_over_batches(model, data, measured={0, 1, 2})
     meter = DiversityMeter(model, sample_every=1)
@@ -359,39 +363,6 @@ def test_running_sums_are_what_the_meter_keeps():
     sums = DiversityMeter(model).running_sums
     assert [t.shape for t in sums[3:]] == [p.shape for p in model.parameters()]
     assert all(t.dim() == 0 for t in sums[:3])
-
-
-def all_hooks(model):
-    return [hook for m in model.modules()
-            for hook in (*m._forward_hooks.values(), *m._backward_hooks.values(),
-                         *m._forward_pre_hooks.values())]
-
-
-def test_hooks_only_during_measured_batches_and_removed():
-    model, (inputs, targets) = conv_model(kernel_size=3), image_batch()
-    with DiversityMeter(model, sample_every=2) as meter:
-        for expect_hooks in (True, False, True):
-            model.zero_grad()
-            with meter.track(len(inputs)):
-                assert bool(all_hooks(model)) == expect_hooks
-                cross_entropy(model(inputs), targets).mean().backward()
-            assert not all_hooks(model)
-        meter.sample_every = 1
-        with meter.track(len(inputs)):
-            model(inputs)
-            meter.detach()
-            assert not all_hooks(model)
-    assert not all_hooks(model)
-
-
-def test_hooks_removed_when_the_batch_fails():
-    model, (inputs, _) = conv_model(kernel_size=3), image_batch()
-    meter = DiversityMeter(model, sample_every=1)
-    with pytest.raises(RuntimeError, match="boom"):
-        with meter.track(len(inputs)):
-            model(inputs)
-            raise RuntimeError("boom")
-    assert not all_hooks(model) and meter.seen_batches == 0
 
 
 @pytest.mark.parametrize("kwargs", [dict(sample_every=0), dict(sample_every=1.5),

@@ -55,6 +55,19 @@ def test_measured_epochs_record_the_meters_time_within_their_training_time():
     assert all(r.measure_time == 0.0 for r in train(RunConfig(**TINY, method="sgd")).records)
 
 
+def test_the_meters_hooks_leave_the_model_with_each_training_pass():
+    """The meter's hooks stay between measured batches, not beyond the pass: evaluation and
+    the epochs that measure nothing run the model bare."""
+    trainer = Trainer(RunConfig(**TINY, method="divebatch", resize_every=2))
+    batch_size = TINY["batch_size"]
+    for epoch, measure in ((1, True), (2, False), (3, True)):
+        trainer.meter.reset()
+        trainer.train_pass(epoch, batch_size, measure)
+        assert trainer.meter.measured_batches == (480 // batch_size if measure else 0)
+        assert not any(m._forward_hooks or m._forward_pre_hooks
+                       for m in trainer.model.modules())
+
+
 def test_linear_lr_scaling_follows_the_batch():
     result = train(RunConfig(**TINY, method="adabatch", resize_every=1, lr_scaling="linear"))
     for before, after in zip(result.records, result.records[1:]):

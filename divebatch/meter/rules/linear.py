@@ -17,6 +17,10 @@ from divebatch.meter.kernels import (ELEMENTWISE_COST, SMALL_MATMUL_POSITIONS, a
 from divebatch.meter.rules.registry import register_rule
 
 
+# Dtypes the 2-D rule sums in as they come (others are promoted: accumulation_dtype).
+NATIVE_DTYPES = (torch.float32, torch.float64)
+
+
 @register_rule(nn.Linear)
 def linear_sq_norms(linear: nn.Linear, x: Tensor, grad_out: Tensor) -> Tensor:
     if x.dim() == 2:  # (N, d_in), (N, d_out): rank one, ||dy a^T||^2 = ||dy||^2 ||a||^2
@@ -33,17 +37,18 @@ def linear_sq_norms(linear: nn.Linear, x: Tensor, grad_out: Tensor) -> Tensor:
 
 
 def _linear_2d_sq_norms(linear: nn.Linear, x: Tensor, grad_out: Tensor) -> Tensor:
-    """(||a_i||^2 + 1) ||dy_i||^2 with a bias, in as few operations as possible: small MLPs
-    measure every step, and there each operation costs more than its arithmetic."""
-    if x.dtype != grad_out.dtype or x.dtype not in (torch.float32, torch.float64):
+    """(||a_i||^2 + 1) ||dy_i||^2 with a bias, in as few operations and Python steps as
+    possible: small MLPs measure every step, and there each costs more than its arithmetic."""
+    if x.dtype is not grad_out.dtype or x.dtype not in NATIVE_DTYPES:
         x = x.to(accumulation_dtype(x))
         grad_out = grad_out.to(x.dtype)
-    weight, bias = linear.weight, linear.bias
+    params = linear._parameters  # nn.Module.__getattr__ costs as much as an operation here
     grad_sq = torch.linalg.vecdot(grad_out, grad_out)  # (N,)
-    if not weight.requires_grad:
+    if not params["weight"].requires_grad:
         return grad_sq
     input_sq = torch.linalg.vecdot(x, x)
-    if is_trainable(bias):  # one operation; adding the Python scalar 1 costs more
+    bias = params["bias"]
+    if bias is not None and bias.requires_grad:  # one operation; adding the scalar 1 costs more
         return torch.addcmul(grad_sq, input_sq, grad_sq)
     return input_sq.mul_(grad_sq)
 
