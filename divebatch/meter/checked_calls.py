@@ -4,15 +4,16 @@ batch gradient they do not explain."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import nullcontext
 
 from torch import Tensor, nn
 
 from divebatch.meter.calls import rule_failed
 from divebatch.meter.functional import replayed
-from divebatch.meter.grad_check import explained_grads, tolerance
-from divebatch.meter.owners import Owner
-from divebatch.meter.sample_weights import scale_rows
+from divebatch.meter.grad_check import explained_grads, relative_difference, tolerance
+from divebatch.meter.owners import Layers, Owner
+from divebatch.meter.sample_weights import SampleWeights, check_weighted, scale_rows
 
 
 def explained_by_calls(calls: list[tuple[nn.Module, tuple, Tensor]],
@@ -54,3 +55,20 @@ def unexplained_gradient(held: list[Owner], difference: float) -> ValueError:
         f"use such as F.linear(h, {held[0].param_path}), or a functional call), which "
         "per-sample norms would miss; make every use a module call (a tied head: an nn.Linear "
         "whose weight is this Parameter) or freeze the parameter")
+
+
+def check_explained(calls: list[tuple[nn.Module, tuple, Tensor]], layers: Layers,
+                    params: Sequence[Tensor], grads: Sequence[Tensor | None],
+                    weights: SampleWeights | None) -> None:
+    """Raise if ``calls`` do not explain a parameter's batch gradient ``grads``, or (with
+    ``weights``) the gradient of the randomly weighted loss (``SqNormHooks.check_batch_gradient``,
+    with the hooks quiet)."""
+    explained, weighted, tolerances, order = explained_by_calls(calls, layers.params, layers.paths)
+    for param, param_grad in zip(params, grads):
+        if param_grad is None:
+            continue
+        difference = relative_difference(explained.get(param), param_grad)
+        if difference > tolerances.get(param, tolerance(param_grad)):
+            raise unexplained_gradient(layers.owners[param], difference)
+    if weights is not None and weights.complete:
+        check_weighted(weights.weighted_grads, weighted, tolerances, order, layers.owners)

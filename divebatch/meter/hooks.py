@@ -1,9 +1,5 @@
-"""The hooks behind per-sample norms: which layers to watch, and what they keep.
-
-A forward hook on each module with trainable direct parameters keeps what its rule needs and
-hooks the module's output; when backward reaches that output, the layer's rule
-(``divebatch.meter.rules``) turns it into (N,) squared norms.
-"""
+"""The hooks behind per-sample norms: which layers to watch, and what they keep
+(``SqNormHooks``)."""
 
 from __future__ import annotations
 
@@ -15,23 +11,17 @@ from functools import partial
 import torch
 from torch import Tensor, nn
 
+from divebatch.meter.checked_calls import check_explained
 from divebatch.meter.calls import (batch_not_in_output, bind, called_twice, main_output,
                                    refuse_inside_backward, rule_failed)
 from divebatch.meter.broadcast import shared_call, verify_unchanged
-from divebatch.meter.checked_calls import explained_by_calls, unexplained_gradient
 from divebatch.meter.functional import RandomState, functional_sq_norms
-from divebatch.meter.grad_check import relative_difference, tolerance
 from divebatch.meter.owners import Layers
 from divebatch.meter.kernels import accumulation_dtype
 from divebatch.meter.rules import RULES, UnsupportedCall, conv
-from divebatch.meter.sample_weights import SampleWeights, check_weighted
+from divebatch.meter.sample_weights import SampleWeights
 from divebatch.meter.shared_params import Use, shared_sq_norms
 from divebatch.meter.timing import measuring_share, timed_output_grad
-
-def _cause(error: Exception) -> Exception | None:
-    """What a refusal shows as its cause: nothing for a call the rule refused by name."""
-    return None if isinstance(error, UnsupportedCall) else error
-
 
 # Layer type -> (whether a call on this input should fuse, the fused rule): see SqNormHooks.
 FUSED_RULES = {nn.Conv2d: (conv.fuses_weight_grad, conv.conv2d_fused_sq_norms)}
@@ -72,7 +62,7 @@ class SqNormHooks:
         # inside a re-run of a module, or paused between batches: the hooks stay quiet
         self._replaying = False
         self._layers = layers
-        self._check = check
+        self.checks = check  # whether these hooks check the batch gradient
         # mixing_allowed: BatchNorm's batch statistics, allowed as an approximation
         self._weights = SampleWeights(list(layers.owners)) if check and not mixing_allowed \
             else None
@@ -93,11 +83,6 @@ class SqNormHooks:
         if check:
             self._handles.append(model.register_forward_hook(self._after_model_call,
                                                              with_kwargs=True))
-
-    @property
-    def checks(self) -> bool:
-        """Whether these hooks check the batch gradient (``check``)."""
-        return self._check
 
     def start_batch(self) -> None:
         """Forget the previous batch and listen again: hooks left on the model between
@@ -158,7 +143,7 @@ class SqNormHooks:
         first = tensors[0] if tensors and tensors[0].dim() > 0 else None
         self._batch_size = None if first is None else first.shape[0]
         self._input_shape = () if first is None else tuple(first.shape)
-        if self._check and first is not None:
+        if self.checks and first is not None:
             self._model_random = RandomState.now(first.device)
             if self._weights is not None:
                 self._sample_weights = self._weights.draw(first.shape[0])
@@ -218,7 +203,7 @@ class SqNormHooks:
             if self._model_grad:
                 self._ran_without_grad.add(module)
             return None
-        if (module in self._direct and not kwargs and not self._check and type(output) is Tensor
+        if (module in self._direct and not kwargs and not self.checks and type(output) is Tensor
                 and output.requires_grad and output.shape[:1] == (self._batch_size,)):
             self._on_direct_call(module, args, kwargs, output, fused)
             return None
@@ -281,7 +266,7 @@ class SqNormHooks:
         self._check_batch_dimension(module, path, result)
         self._start_call(module, path)
         if result.requires_grad:
-            call = (args, kwargs, self._sample_weights, random) if self._check else None
+            call = (args, kwargs, self._sample_weights, random) if self.checks else None
             self._waiting[module] = (len(self._pass_norms) - 1, saved, fused, call)
             self._handles.append(result.register_hook(partial(timed_output_grad, self, module)))
         if expanded is not None and isinstance(output, tuple):
@@ -357,16 +342,12 @@ class SqNormHooks:
                 with torch.no_grad():
                     return self._rule_sq_norms(module, saved, fused, grad_out)
             return self._rule_sq_norms(module, saved, fused, grad_out)
+        except UnsupportedCall as error:
+            raise ValueError(f"{self._paths[module]} ({type(module).__name__}): {error}") from None
         except Exception as error:  # noqa: BLE001  (a refusal by name, never another error)
-            raise self._named(module, error) from _cause(error)
+            raise rule_failed(self._paths[module], module, error) from error
         finally:
             self._replaying = False
-
-    def _named(self, module: nn.Module, error: Exception) -> ValueError:
-        """A rule's failure as the refusal that names the layer."""
-        if isinstance(error, UnsupportedCall):
-            return ValueError(f"{self._paths[module]} ({type(module).__name__}): {error}")
-        return rule_failed(self._paths[module], module, error)
 
     @staticmethod
     def _rule_sq_norms(module: nn.Module, saved: object, fused: bool, grad_out: Tensor) -> Tensor:
@@ -413,15 +394,5 @@ class SqNormHooks:
         ``check=True``): then some of its gradient comes from elsewhere, which the per-sample
         norms would miss."""
         with self._quiet():
-            explained, weighted, tolerances, order = explained_by_calls(
-                self._checked_calls, self._params, self._paths)
+            check_explained(self._checked_calls, self._layers, params, grads, self._weights)
         self._checked_calls.clear()
-        for param, param_grad in zip(params, grads):
-            if param_grad is None:
-                continue
-            difference = relative_difference(explained.get(param), param_grad)
-            if difference > tolerances.get(param, tolerance(param_grad)):
-                raise unexplained_gradient(self._layers.owners[param], difference)
-        if self._weights is not None and self._weights.complete:
-            check_weighted(self._weights.weighted_grads, weighted, tolerances, order,
-                           self._layers.owners)

@@ -245,6 +245,7 @@ class Trainer:
         if measure:
             self.meter.reset()
         loss_sum, n_batches, train_time = self.train_pass(epoch, batch_size, measure)
+        self.meter.detach()  # its hooks stay between measured batches, not beyond the pass
         if loss_sum is None:
             return None
         diversity = self.meter.diversity() if measure else None
@@ -273,20 +274,17 @@ class Trainer:
         self.model.train()
         loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
         started = time.perf_counter()
-        try:
-            for index in range(n_batches):
-                batch = order[index * batch_size:(index + 1) * batch_size]  # (B,)
-                loss_sum += self._train_step(problem.x_train[batch], problem.y_train[batch],
-                                             measure)
-                self.step += 1
-                self.samples_seen += len(batch)
-                if self.controls.poll_due(self):
-                    self._report_progress(epoch, index + 1, n_batches, started)
-                    self.controls.handle(self, epoch)
-                    if self.controls.stop_requested:
-                        return None, 0, 0.0
-        finally:
-            self.meter.detach()  # its hooks stay between measured batches, not beyond the pass
+        for index in range(n_batches):
+            batch = order[index * batch_size:(index + 1) * batch_size]  # (B,)
+            loss_sum += self._train_step(problem.x_train[batch], problem.y_train[batch],
+                                         measure)
+            self.step += 1
+            self.samples_seen += len(batch)
+            if self.controls.poll_due(self):
+                self._report_progress(epoch, index + 1, n_batches, started)
+                self.controls.handle(self, epoch)
+                if self.controls.stop_requested:
+                    return None, 0, 0.0
         loss_total = float(self.dist.all_sum(loss_sum))  # the epoch's one host sync
         return loss_total, n_batches, time.perf_counter() - started
 

@@ -80,7 +80,7 @@ def test_meter_checks_its_first_measured_batch_only():
     for _ in range(2):
         model.zero_grad()
         with meter.track(len(inputs)):
-            assert (meter._hooks._check, meter.measured_batches) in ((True, 0), (False, 1))
+            assert (meter._hooks.checks, meter.measured_batches) in ((True, 0), (False, 1))
             cross_entropy(model(inputs), targets).mean().backward()
 
 

@@ -55,17 +55,24 @@ def test_measured_epochs_record_the_meters_time_within_their_training_time():
     assert all(r.measure_time == 0.0 for r in train(RunConfig(**TINY, method="sgd")).records)
 
 
-def test_the_meters_hooks_leave_the_model_with_each_training_pass():
+def test_the_meters_hooks_leave_the_model_with_each_training_pass(monkeypatch):
     """The meter's hooks stay between measured batches, not beyond the pass: evaluation and
     the epochs that measure nothing run the model bare."""
     trainer = Trainer(RunConfig(**TINY, method="divebatch", resize_every=2))
-    batch_size = TINY["batch_size"]
-    for epoch, measure in ((1, True), (2, False), (3, True)):
-        trainer.meter.reset()
-        trainer.train_pass(epoch, batch_size, measure)
-        assert trainer.meter.measured_batches == (480 // batch_size if measure else 0)
-        assert not any(m._forward_hooks or m._forward_pre_hooks
-                       for m in trainer.model.modules())
+    calls = []  # (method, whether it measures, whether the model had hooks when it began)
+
+    def watch(method, measures):
+        def watched(*args):
+            hooked = any(m._forward_hooks for m in trainer.model.modules())
+            calls.append((method.__name__, measures(args), hooked))
+            return method(*args)
+        monkeypatch.setattr(trainer, method.__name__, watched)
+    watch(trainer._train_step, lambda args: args[-1])
+    watch(trainer.evaluate, lambda args: False)
+    trainer.run()
+    bare = {(name, hooked) for name, measures, hooked in calls if not measures}
+    assert bare == {("_train_step", False), ("evaluate", False)}
+    assert any(hooked for _, measures, hooked in calls if measures)
 
 
 def test_linear_lr_scaling_follows_the_batch():
