@@ -56,7 +56,7 @@ DEFAULT_SAMPLE_EVERY = 1
 ESTIMATORS = ("ratio", "count")
 # The batches' ||g_i||^2 wait, and are added to S this many measured batches at a time (and
 # whenever S is read): an addition costs a small model's step more than its arithmetic.
-PENDING_BATCHES = 64
+PENDING_BATCHES = 16
 # Added to ||G||^2 in Delta_hat = S / (||G||^2 + EPS), so that a zero gradient gives a huge but
 # finite estimate.
 EPS = 1e-12
