@@ -1,8 +1,13 @@
-"""Epoch records as a test compares them: everything but the timings."""
+"""Epoch records as tests write and compare them."""
 
 from __future__ import annotations
 
 from divebatch.training.records import TIMING_FIELDS
+
+# One epoch's record as the store keeps it.
+RECORD = {"epoch": 1, "step": 40, "samples_seen": 5120, "train_time": 0.8, "wall_time": 1.1,
+          "batch_size": 128, "lr": 0.1, "diversity": None, "train_loss": 0.71,
+          "val_loss": 0.74, "val_acc": 0.81}
 
 
 def comparable(records) -> list[dict]:
