@@ -4,7 +4,8 @@ Each method does one full SGD step (forward, backward, optimizer step) on the sa
 batch and initial weights, and also obtains ||g_i||^2 for every sample of the batch:
 
   plain      forward + backward + step, no per-sample norms (the reference, ratio 1.00)
-  divebatch  the same inside DiversityMeter(sample_every=1).track(): the per-layer rules
+  divebatch  the same inside DiversityMeter(sample_every=1, keep_hooks=True).track(), as the
+             trainer measures: the per-layer rules
   vmap       torch.func: vmap(grad(loss of one sample)) materialises every g_i; their mean
              is the step's gradient
   loop       one forward/backward per sample; their mean is the step's gradient
@@ -141,7 +142,8 @@ def plain_step(model, inputs, targets) -> Step:
 
 
 def divebatch_step(model, inputs, targets) -> Step:
-    optimizer, meter = sgd(model), DiversityMeter(model, sample_every=1)
+    """The trainer's measured step (its meter keeps its hooks between measured batches)."""
+    optimizer, meter = sgd(model), DiversityMeter(model, sample_every=1, keep_hooks=True)
 
     def step() -> None:
         optimizer.zero_grad()

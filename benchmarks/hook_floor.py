@@ -72,7 +72,7 @@ def variant(kind: str, base: nn.Module, inputs: Tensor, targets: Tensor):
     model = copy.deepcopy(base)
     optimizer, sums = overhead.sgd(model), Sums(model, len(inputs))
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    meter = DiversityMeter(model) if kind == "meter" else None
+    meter = DiversityMeter(model, keep_hooks=True) if kind == "meter" else None  # the trainer's
 
     def loss() -> Tensor:
         return overhead.per_sample_loss(model(inputs), targets).mean()

@@ -131,11 +131,15 @@ class DiversityMeter:
     S sums ||g_i||^2 and G sums g_i over the samples seen since ``reset()``, each at the
     iterate where it was used. G comes from ``param.grad`` of every batch (no extra work);
     S comes from per-sample norms on every ``sample_every``-th batch, the first batch after
-    ``reset()`` included. Layer hooks are placed for a measured batch and stay on the model,
-    ignoring its calls, while the next batch is measured too (placing them anew costs a small
-    model a few percent of its step); they are removed before an unmeasured batch, by a batch
-    that fails, by ``detach()``, on leaving ``with meter`` and when the meter is collected.
-    Call ``detach()`` before using the model elsewhere (``torch.compile``, saving it whole).
+    ``reset()`` included. Layer hooks exist only during a measured batch, unless
+    ``keep_hooks``.
+
+    ``keep_hooks`` (default False): the hooks of a measured batch stay on the model, ignoring
+    its calls, while the next batch is measured too, instead of being placed anew (which costs
+    a small model a few percent of its step: the trainer keeps them). They are removed before an
+    unmeasured batch, by a batch that fails, by ``detach()``, on leaving ``with meter`` and when
+    the meter is collected. Call ``detach()`` before using the model otherwise between batches
+    (copying it, pickling it whole, ``torch.compile``): a copy would take the hooks along.
 
     With ``sample_every`` > 1, S over the measured batches is scaled up to all batches by
     ``estimator``:
@@ -191,7 +195,8 @@ class DiversityMeter:
     def __init__(self, model: nn.Module, *, sample_every: int = DEFAULT_SAMPLE_EVERY,
                  reduction: str = "mean", allow_batchnorm: bool = False,
                  reduce: Callable[[Tensor], Tensor] | None = None,
-                 fuse_weight_grads: bool = True, estimator: str = "ratio") -> None:
+                 fuse_weight_grads: bool = True, estimator: str = "ratio",
+                 keep_hooks: bool = False) -> None:
         if not isinstance(sample_every, int) or sample_every < 1:
             raise ValueError(f"sample_every should be an int >= 1, but got "
                              f"sample_every={sample_every!r}")
@@ -208,6 +213,7 @@ class DiversityMeter:
         self.reduce = reduce  # sums a tensor over processes (all-reduce); None: one process
         self.fuse_weight_grads = fuse_weight_grads
         self.estimator = estimator
+        self.keep_hooks = keep_hooks
         self._batchnorms = batchnorm_layers(model)
         self.approximate = check_batchnorm(self._batchnorms, allow_batchnorm)
         self._layers = Layers(parameter_owners(model))  # worked out once, used every batch
@@ -281,7 +287,8 @@ class DiversityMeter:
             self.seen_batches += 1
             self.samples_seen += batch_size
             self.seconds += time.perf_counter() - finishing + (hooks.seconds if hooks else 0.0)
-            kept = hooks is not None and not check and self.seen_batches % self.sample_every == 0
+            kept = (self.keep_hooks and hooks is not None and not check
+                    and self.seen_batches % self.sample_every == 0)
         finally:
             if kept:  # the next batch is measured too: its hooks are already in place
                 hooks.pause()

@@ -63,7 +63,7 @@ class Trainer:
         self.scheduler = make_scheduler(config, self.optimizer, self.problem.n_train)
         self.lr_schedule = make_lr_schedule(config, self.optimizer)
         self.meter = DiversityMeter(self.model, allow_batchnorm=config.norm == "batch",
-                                    reduce=self.dist.all_sum,
+                                    reduce=self.dist.all_sum, keep_hooks=True,
                                     fuse_weight_grads=self.dist.world_size == 1,
                                     **({"sample_every": config.measure_every}
                                        if config.measure_every else {}))
@@ -245,7 +245,7 @@ class Trainer:
         if measure:
             self.meter.reset()
         loss_sum, n_batches, train_time = self.train_pass(epoch, batch_size, measure)
-        self.meter.detach()  # its hooks stay between measured batches, not beyond the pass
+        self.meter.detach()  # keep_hooks: between measured batches, not beyond the pass
         if loss_sum is None:
             return None
         diversity = self.meter.diversity() if measure else None

@@ -251,14 +251,16 @@ def test_meter_every_batch_equals_oracle_at_fixed_weights(pending, monkeypatch):
     assert (meter.seen_batches, meter.measured_batches, meter.samples_seen) == (3, 3, 12)
 
 
-def test_meter_every_batch_equals_oracle_along_sgd_trajectory():
+@pytest.mark.parametrize("keep_hooks", [False, True])
+def test_meter_every_batch_equals_oracle_along_sgd_trajectory(keep_hooks):
+    """keep_hooks: the last two batches reuse the hooks the one before them left."""
     data = batches([4, 6, 5, 3])
     oracle_model = conv_model(kernel_size=3, stride=2, padding=1)
     model = conv_model(kernel_size=3, stride=2, padding=1)
     model.load_state_dict(oracle_model.state_dict())
     expected = oracle_over_batches(oracle_model, data, measured={0, 1, 2, 3},
                                    optimizer=torch.optim.SGD(oracle_model.parameters(), lr=0.5))
-    meter = DiversityMeter(model, sample_every=1)
+    meter = DiversityMeter(model, sample_every=1, keep_hooks=keep_hooks)
     delta_hat = train_with_meter(meter, model, data, "mean",
                                  optimizer=torch.optim.SGD(model.parameters(), lr=0.5))
     assert_close(delta_hat, expected)

@@ -1,6 +1,7 @@
-"""When DiversityMeter's hooks are on the model: placed for a measured batch, left in place
-(doing nothing) while the next batch is measured too, and removed before an unmeasured batch, by
-a failing batch, by ``detach()``, on leaving ``with meter`` and when the meter is collected."""
+"""When DiversityMeter's hooks are on the model: only during a measured batch; with
+``keep_hooks``, left in place (doing nothing) while the next batch is measured too, and removed
+before an unmeasured batch, by a failing batch, by ``detach()``, on leaving ``with meter`` and
+when the meter is collected."""
 
 import gc
 
@@ -25,9 +26,10 @@ def measure(meter, model, inputs, targets):
         cross_entropy(model(inputs), targets).mean().backward()
 
 
-def test_hooks_only_during_measured_batches_and_removed():
+@pytest.mark.parametrize("keep_hooks", [False, True])
+def test_hooks_only_during_measured_batches_and_removed(keep_hooks):
     model, (inputs, targets) = conv_model(kernel_size=3), image_batch()
-    with DiversityMeter(model, sample_every=2) as meter:
+    with DiversityMeter(model, sample_every=2, keep_hooks=keep_hooks) as meter:
         for expect_hooks in (True, False, True):
             model.zero_grad()
             with meter.track(len(inputs)):
@@ -40,6 +42,14 @@ def test_hooks_only_during_measured_batches_and_removed():
             meter.detach()
             assert not all_hooks(model)
     assert not all_hooks(model)
+
+
+def test_by_default_hooks_leave_with_every_batch():
+    model, (inputs, targets) = conv_model(kernel_size=3), image_batch()
+    meter = DiversityMeter(model, sample_every=1)
+    for _ in range(3):
+        measure(meter, model, inputs, targets)
+        assert not all_hooks(model)
 
 
 def test_hooks_stay_between_measured_batches_and_ignore_the_model_there(monkeypatch):
@@ -55,7 +65,7 @@ def test_hooks_stay_between_measured_batches_and_ignore_the_model_there(monkeypa
     other_inputs, other_targets = image_batch(3)
     estimates = []
     for between in (False, True):
-        meter = DiversityMeter(model, sample_every=1)
+        meter = DiversityMeter(model, sample_every=1, keep_hooks=True)
         measure(meter, model, inputs, targets)  # checked: its hooks go
         assert not all_hooks(model)
         measure(meter, model, inputs, targets)
@@ -77,7 +87,7 @@ def test_hooks_stay_between_measured_batches_and_ignore_the_model_there(monkeypa
 
 def test_hooks_removed_before_an_unmeasured_batch():
     model, (inputs, targets) = conv_model(kernel_size=3), image_batch()
-    meter = DiversityMeter(model, sample_every=1)
+    meter = DiversityMeter(model, sample_every=1, keep_hooks=True)
     for _ in range(2):
         measure(meter, model, inputs, targets)
     assert all_hooks(model)
@@ -89,12 +99,12 @@ def test_hooks_removed_before_an_unmeasured_batch():
 
 def test_hooks_removed_with_the_meter():
     model, (inputs, targets) = conv_model(kernel_size=3), image_batch()
-    with DiversityMeter(model, sample_every=1) as meter:
+    with DiversityMeter(model, sample_every=1, keep_hooks=True) as meter:
         for _ in range(2):
             measure(meter, model, inputs, targets)
         assert all_hooks(model)
     assert not all_hooks(model)
-    meter = DiversityMeter(model, sample_every=1)
+    meter = DiversityMeter(model, sample_every=1, keep_hooks=True)
     for _ in range(2):
         measure(meter, model, inputs, targets)
     assert all_hooks(model)
@@ -106,7 +116,7 @@ def test_hooks_removed_with_the_meter():
 @pytest.mark.parametrize("measured_before", [0, 2])
 def test_hooks_removed_when_the_batch_fails(measured_before):
     model, (inputs, targets) = conv_model(kernel_size=3), image_batch()
-    meter = DiversityMeter(model, sample_every=1)
+    meter = DiversityMeter(model, sample_every=1, keep_hooks=True)
     for _ in range(measured_before):
         measure(meter, model, inputs, targets)
     with pytest.raises(RuntimeError, match="boom"):

@@ -7,8 +7,8 @@ For every case, in float64:
   sample at a time through the model (eval mode), or, where dropout or stochastic depth draw
   random numbers (training mode), differentiates each sample's loss of one seeded batch
   forward, so that it sees the masks the meter sees.
-- ``DiversityMeter`` gives the same verdict; when exact, ``diversity()`` of its second measured
-  batch (unchecked: the hooks' direct path) equals the oracle's
+- ``DiversityMeter`` gives the same verdict; when exact, ``diversity()`` of its third measured
+  batch (unchecked: the hooks' direct path, on hooks kept from the second) equals the oracle's
   sum_i ||g_i||^2 / ||sum_i g_i||^2, and the outputs and every ``param.grad`` equal those of the
   same step without the meter; when refused, the model afterwards computes what it did before.
 """
@@ -94,9 +94,10 @@ def names_a_module(message: str, model: nn.Module) -> bool:
 
 
 def meter_step(model: nn.Module, inputs: Tensor, targets: Tensor):
-    """The meter's second measured batch (the hooks' direct path), after its first, checked one."""
-    with DiversityMeter(model) as meter:
-        for _ in range(2):
+    """The meter's third measured batch as the trainer measures it (keep_hooks): on the hooks'
+    direct path, with the hooks the second batch left, after the first, checked batch."""
+    with DiversityMeter(model, keep_hooks=True) as meter:
+        for _ in range(3):
             meter.reset()
             model.zero_grad(set_to_none=True)
             with meter.track(len(inputs)):
