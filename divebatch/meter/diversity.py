@@ -306,7 +306,9 @@ class DiversityMeter:
         hooks = self._hooks = SqNormHooks(self.model, self._layers, check=check,
                                           fuse=self.fuse_weight_grads,
                                           mixing_allowed=self.approximate)
-        self._release_hooks = weakref.finalize(self, hooks.remove)  # a meter dropped unexited
+        # kept hooks outlive track(): a meter dropped without detach() still removes them
+        self._release_hooks = (weakref.finalize(self, hooks.remove) if self.keep_hooks
+                               else hooks.remove)
         return hooks
 
     def _add_batch_grad_sq(self, grads: list[Tensor | None], measured: bool,
