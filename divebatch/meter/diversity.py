@@ -343,13 +343,12 @@ class DiversityMeter:
         self._pending_sq_norms.clear()
 
     def _add_grad_sum(self, grads: list[Tensor | None], scale: int) -> None:
-        if grads and all(g is not None for g in grads):
-            torch._foreach_add_(self._grad_sum, grads, alpha=scale)
-            return
-        present = [(total, g) for total, g in zip(self._grad_sum, grads) if g is not None]
-        if present:
-            totals, batch_grads = zip(*present)
-            torch._foreach_add_(totals, batch_grads, alpha=scale)  # one call for all parameters
+        totals = self._grad_sum
+        if not all(g is not None for g in grads):  # parameters without a gradient this batch
+            totals = [total for total, g in zip(totals, grads) if g is not None]
+            grads = [g for g in grads if g is not None]
+        if grads:
+            torch._foreach_add_(totals, grads, alpha=scale)  # one call for all parameters
 
     def diversity(self) -> float:
         """Delta_hat since ``reset()``; NaN before any measured batch."""
