@@ -59,8 +59,6 @@ class SqNormHooks:
     def __init__(self, model: nn.Module, layers: Layers, fuse: bool = False,
                  check: bool = False, mixing_allowed: bool = False) -> None:
         self._frozen: list[nn.Module] = []  # weights frozen for the forward call now running
-        # inside a re-run of a module, or paused between batches: the hooks stay quiet
-        self._replaying = False
         self._layers = layers
         self.checks = check  # whether these hooks check the batch gradient
         # mixing_allowed: BatchNorm's batch statistics, allowed as an approximation
@@ -105,6 +103,7 @@ class SqNormHooks:
         self._random_before: dict[nn.Module, RandomState] = {}  # calls of rule-less modules
         self.expanded: list[str] = []  # modules whose output was expanded over the batch
         self.seconds = 0.0
+        # inside a re-run of a module, or paused between batches: the hooks stay quiet
         self._replaying = False
 
     def pause(self) -> None:
@@ -222,10 +221,12 @@ class SqNormHooks:
             raise ValueError(f"{path} ({type(module).__name__}): {error}") from None
         self._start_call(module, path)
         self._waiting[module] = (len(self._pass_norms) - 1, saved, fused, None)
+        # The output hooks' handles are not kept: they go with the graph, and a stale one
+        # (an earlier batch's, under keep_hooks) finds nothing waiting.
         node = output.grad_fn
         if node is None:  # a leaf output
-            self._handles.append(output.register_hook(partial(timed_output_grad, self, module)))
-        else:  # cheaper than a tensor hook; goes with the graph (a stale one finds nothing)
+            output.register_hook(partial(timed_output_grad, self, module))
+        else:  # cheaper than a tensor hook
             node.register_prehook(partial(self._on_direct_grads, module, output.output_nr))
 
     def _on_direct_grads(self, module: nn.Module, output_nr: int,
@@ -268,7 +269,7 @@ class SqNormHooks:
         if result.requires_grad:
             call = (args, kwargs, self._sample_weights, random) if self.checks else None
             self._waiting[module] = (len(self._pass_norms) - 1, saved, fused, call)
-            self._handles.append(result.register_hook(partial(timed_output_grad, self, module)))
+            result.register_hook(partial(timed_output_grad, self, module))  # see _on_direct_call
         if expanded is not None and isinstance(output, tuple):
             return (expanded, *output[1:])
         return expanded

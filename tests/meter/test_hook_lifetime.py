@@ -124,3 +124,17 @@ def test_hooks_removed_when_the_batch_fails(measured_before):
             model(inputs)
             raise RuntimeError("boom")
     assert not all_hooks(model) and meter.seen_batches == measured_before
+
+
+def test_kept_hooks_hold_no_more_with_every_batch():
+    """An embedding takes the hooks' general path, which hooks each call's output: kept hooks
+    do not pile up the handles of earlier batches' output hooks."""
+    model = torch.nn.Sequential(torch.nn.Embedding(7, 3), torch.nn.Flatten(),
+                                torch.nn.Linear(12, 2))
+    tokens, targets = torch.randint(0, 7, (5, 4)), torch.randint(0, 2, (5,))
+    meter, held = DiversityMeter(model, sample_every=1, keep_hooks=True), []
+    measure(meter, model, tokens, targets)  # checked: its hooks go
+    for _ in range(4):
+        measure(meter, model, tokens, targets)
+        held.append(len(meter._hooks._handles))
+    assert held == [held[0]] * 4
