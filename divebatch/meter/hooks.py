@@ -45,7 +45,7 @@ class SqNormHooks:
 
     ``fuse``: layers with a fused rule (``FUSED_RULES``) whose call it suits have their weight
     frozen during that forward call; their rule then writes the weight's batch gradient into
-    ``weight.grad`` itself (see ``divebatch.meter.rules.conv``).
+    ``weight.grad`` itself (see ``divebatch.meter.rules.conv``); never a layer with tied weights.
 
     ``check``: every call also keeps its arguments, and ``check_batch_gradient`` compares the
     batch gradient these calls explain with autograd's (``divebatch.meter.grad_check``), and the
@@ -75,7 +75,8 @@ class SqNormHooks:
         if fuse:
             self._handles += [layer.register_forward_pre_hook(self._before_forward,
                                                               with_kwargs=True)
-                              for layer in self._paths if type(layer) in FUSED_RULES]
+                              for layer in self._paths
+                              if type(layer) in FUSED_RULES and layer not in self._shared]
         self._handles += [layer.register_forward_pre_hook(self._before_rule_less_call)
                           for layer in self._paths if type(layer) not in RULES]
         if check:

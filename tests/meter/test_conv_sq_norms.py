@@ -64,7 +64,7 @@ def test_no_fusion_when_turned_off(fused_calls):
     model, (inputs, targets) = conv_model(kernel_size=3, padding=1), image_batch()
     expected_grads = plain_gradients(model, inputs, targets)
     grads, _ = metered_gradients(model, inputs, targets, fuse_weight_grads=False)
-    assert fused_calls == []
+    assert fused_calls == []  # the stem's input needs no gradient, the pair is tied
     for got, expected in zip(grads, expected_grads):
         assert_close(got, expected)
 
@@ -90,6 +90,35 @@ def test_failed_forward_unfreezes_the_weight(fused_calls):
     with pytest.raises(RuntimeError, match="boom"), meter.track(len(inputs)):
         model(inputs)
     assert all(p.requires_grad for p in model.parameters())
+
+
+class TiedConvs(nn.Module):
+    """Two convolutions sharing one weight, on features and on their mirror (after a stem, so
+    that their input needs a gradient, as fusing requires)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 3, 1)
+        self.a, self.b = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(3, 4, 3, padding=1)
+        self.b.weight = self.a.weight
+        self.head = nn.Linear(4, 5)
+
+    def forward(self, x):
+        x = torch.tanh(self.stem(x))
+        return self.head((self.a(x) + self.b(x.flip(3))).mean((2, 3)))
+
+
+def test_a_tied_weight_is_measured_unfused(fused_calls):
+    """A conv weight tied to another's is measured after backward from both of its modules
+    (divebatch.meter.shared_params), never fused: fusing it crashed the meter in backward."""
+    model, (inputs, targets) = TiedConvs(), image_batch()
+    expected_grads = plain_gradients(model, inputs, targets)
+    grads, meter = metered_gradients(model, inputs, targets)
+    assert fused_calls == []  # the stem's input needs no gradient, the pair is tied
+    for got, expected in zip(grads, expected_grads):
+        assert_close(got, expected)
+    sq_norms, grad_sum = loop_oracle(model, cross_entropy, inputs, targets)
+    assert_close(meter.diversity(), sq_norms.sum() / sum(g.square().sum() for g in grad_sum))
 
 
 @pytest.mark.parametrize("case", CONV_CASES)
