@@ -28,14 +28,15 @@ def explained_by_calls(calls: list[tuple[nn.Module, tuple, Tensor]],
     explained: dict[Tensor, Tensor] = {}
     weighted: dict[Tensor, Tensor] = {}
     tolerances: dict[Tensor, float] = {}
-    for module, (args, kwargs, weights, random), grad_out in calls:
+    for module, (args, kwargs, weights, start), grad_out in calls:
         dim = 1 if isinstance(module, nn.MultiheadAttention) and not module.batch_first else 0
         grad_outs = [grad_out] if weights is None else \
             [grad_out, scale_rows(grad_out, weights, dim)]
         try:
+            random, buffers = (None, None) if start is None else start
             with replayed(random) if random is not None else nullcontext():
                 plain, *scaled = explained_grads(module, params[module], args, kwargs,
-                                                 grad_outs)
+                                                 grad_outs, buffers)
         except Exception as error:  # noqa: BLE001
             raise rule_failed(paths[module], module, error) from error
         scaled = scaled[0] if scaled else plain

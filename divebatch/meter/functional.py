@@ -48,6 +48,26 @@ class RandomState(NamedTuple):
         return cuda_differs or not torch.equal(self.cpu, other.cpu)
 
 
+class CallStart(NamedTuple):
+    """Where a call of a module without a rule started: the random generators (None once the
+    call turned out not to draw) and copies of the module's buffers, which a call may update in
+    place (a spectral norm's power iteration): a re-run starts from both."""
+    random: RandomState | None
+    buffers: dict[str, Tensor]
+
+    @classmethod
+    def now(cls, module: nn.Module, device: torch.device) -> CallStart:
+        return cls(RandomState.now(device), {n: b.clone() for n, b in module.named_buffers()})
+
+
+class RecordedCall(NamedTuple):
+    """What the hooks keep of a call of a module without a rule, for ``functional_sq_norms``."""
+    args: tuple
+    kwargs: dict
+    output: Tensor  # detached: the re-run must reproduce it
+    start: CallStart | None
+
+
 @contextmanager
 def replayed(state: RandomState) -> Iterator[None]:
     """Draw from ``state``; the generators are restored afterwards."""
@@ -60,24 +80,26 @@ def replayed(state: RandomState) -> Iterator[None]:
 
 
 def functional_sq_norms(module: nn.Module, args: tuple, kwargs: dict, grad_out: Tensor,
-                        output: Tensor | None = None,
-                        random_state: RandomState | None = None) -> Tensor:
+                        output: Tensor | None = None, start: CallStart | None = None) -> Tensor:
     """Squared norms of ``functional_per_sample_grads``."""
-    grads = functional_per_sample_grads(module, args, kwargs, grad_out, output, random_state)
+    grads = functional_per_sample_grads(module, args, kwargs, grad_out, output, start)
     return sum(sq_norms(g) for g in grads.values())
 
 
 def functional_per_sample_grads(module: nn.Module, args: tuple, kwargs: dict, grad_out: Tensor,
                                 output: Tensor | None = None,
-                                random_state: RandomState | None = None) -> dict[str, Tensor]:
+                                start: CallStart | None = None) -> dict[str, Tensor]:
     """{name: (N, *param.shape)}: every sample's gradient of the module's own trainable
     parameters. ``output``: the call's recorded output (the re-run must reproduce it);
-    ``random_state``: where the call's random draws started, if it drew any."""
+    ``start``: the random state the call's draws started from (if it drew) and its buffers
+    before the call (default: the buffers as they are)."""
+    buffers = None if start is None else start.buffers
     try:
-        if random_state is not None:
-            with replayed(random_state):
-                return _replayed_per_sample_grads(module, args, kwargs, grad_out, output)
-        return _vmapped_per_sample_grads(module, args, kwargs, grad_out, output)
+        if start is not None and start.random is not None:
+            with replayed(start.random):
+                return _replayed_per_sample_grads(module, args, kwargs, grad_out, output,
+                                                  buffers)
+        return _vmapped_per_sample_grads(module, args, kwargs, grad_out, output, buffers)
     except UnsupportedCall:
         raise
     except Exception as error:  # noqa: BLE001  (any failure of a re-run is a refusal)
@@ -93,9 +115,11 @@ def _detached(value: object) -> object:
     return value.detach() if isinstance(value, Tensor) else value
 
 
-def _state(module: nn.Module, params: dict[str, Tensor]) -> dict[str, Tensor]:
-    """The parameters given, over copies of the module's buffers."""
-    return {**{name: b.clone() for name, b in module.named_buffers()}, **params}
+def _state(module: nn.Module, params: dict[str, Tensor],
+           buffers: dict[str, Tensor] | None) -> dict[str, Tensor]:
+    """The parameters given, over copies of ``buffers`` (default: the module's)."""
+    buffers = dict(module.named_buffers()) if buffers is None else buffers
+    return {**{name: b.clone() for name, b in buffers.items()}, **params}
 
 
 def _check_reproduced(rerun: Tensor, output: Tensor | None, how: str) -> None:
@@ -116,7 +140,7 @@ def _check_reproduced(rerun: Tensor, output: Tensor | None, how: str) -> None:
 
 
 def _vmapped_per_sample_grads(module: nn.Module, args: tuple, kwargs: dict, grad_out: Tensor,
-                              output: Tensor | None) -> dict[str, Tensor]:
+                              output: Tensor | None, buffers: dict | None) -> dict[str, Tensor]:
     n_samples = grad_out.shape[0]
     params = {name: p.detach() for name, p in trainable_direct_params(module)}
 
@@ -142,7 +166,7 @@ def _vmapped_per_sample_grads(module: nn.Module, args: tuple, kwargs: dict, grad
         return grad(lambda p, *rest: output_dot_grad({**buffers, **p}, *rest),
                     has_aux=True)(params, *call)
 
-    buffers = _state(module, {})
+    buffers = _state(module, {}, buffers)
     grads, outputs = vmap(per_sample, in_dims=(None, None, args_dims, kwargs_dims, 0))(
         params, buffers, tuple(map(_detached, args)), {k: _detached(v) for k, v in kwargs.items()},
         grad_out.detach())
@@ -151,10 +175,11 @@ def _vmapped_per_sample_grads(module: nn.Module, args: tuple, kwargs: dict, grad
 
 
 def _replayed_per_sample_grads(module: nn.Module, args: tuple, kwargs: dict, grad_out: Tensor,
-                               output: Tensor | None) -> dict[str, Tensor]:
+                               output: Tensor | None, buffers: dict | None) -> dict[str, Tensor]:
     leaves = {name: p.detach().requires_grad_() for name, p in trainable_direct_params(module)}
     with torch.enable_grad():
-        rerun = functional_call(module, _state(module, leaves), tuple(map(_detached, args)),
+        rerun = functional_call(module, _state(module, leaves, buffers),
+                                tuple(map(_detached, args)),
                                 {k: _detached(v) for k, v in kwargs.items()})
         rerun = rerun[0] if isinstance(rerun, tuple) else rerun
         if rerun.shape != grad_out.shape:  # a shared call's output, expanded over the batch

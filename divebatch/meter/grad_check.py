@@ -21,11 +21,14 @@ LOW_PRECISION_TOLERANCE = 5e-2
 
 
 def explained_grads(module: torch.nn.Module, params: dict[str, Tensor], args: tuple,
-                    kwargs: dict, grad_outs: list[Tensor]) -> list[dict[str, Tensor]]:
-    """{name: gradient} of one module call's own parameters, for each output gradient."""
+                    kwargs: dict, grad_outs: list[Tensor],
+                    buffers: dict[str, Tensor] | None = None) -> list[dict[str, Tensor]]:
+    """{name: gradient} of one module call's own parameters, for each output gradient;
+    ``buffers``: the module's buffers before the call (default: as they are)."""
     leaves = {name: p.detach().requires_grad_() for name, p in params.items()}
     # copies, so that a re-run in training mode leaves running statistics alone
-    buffers = {name: b.clone() for name, b in module.named_buffers()}
+    buffers = dict(module.named_buffers()) if buffers is None else buffers
+    buffers = {name: b.clone() for name, b in buffers.items()}
     # contiguous: GroupNorm's CPU backward for the parameters alone crashes on a channels-last
     # input (torch 2.13); the layout does not change the values
     detach = lambda value: (value.detach().contiguous()  # noqa: E731

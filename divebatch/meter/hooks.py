@@ -15,7 +15,7 @@ from divebatch.meter.checked_calls import check_explained
 from divebatch.meter.calls import (batch_not_in_output, bind, called_twice, main_output,
                                    refuse_inside_backward, rule_failed)
 from divebatch.meter.broadcast import shared_call, verify_unchanged
-from divebatch.meter.functional import RandomState, functional_sq_norms
+from divebatch.meter.functional import CallStart, RandomState, RecordedCall, functional_sq_norms
 from divebatch.meter.owners import Layers
 from divebatch.meter.kernels import accumulation_dtype
 from divebatch.meter.rules import RULES, UnsupportedCall, conv
@@ -45,7 +45,8 @@ class SqNormHooks:
 
     ``fuse``: layers with a fused rule (``FUSED_RULES``) whose call it suits have their weight
     frozen during that forward call; their rule then writes the weight's batch gradient into
-    ``weight.grad`` itself (see ``divebatch.meter.rules.conv``); never a layer with tied weights.
+    ``weight.grad`` itself (see ``divebatch.meter.rules.conv``); never a layer with tied weights
+    or one without its class's rule (``Layers.ruled``).
 
     ``check``: every call also keeps its arguments, and ``check_batch_gradient`` compares the
     batch gradient these calls explain with autograd's (``divebatch.meter.grad_check``), and the
@@ -72,13 +73,11 @@ class SqNormHooks:
         self._handles += [layer.register_forward_hook(
             self._on_direct_forward if layer in direct else self._on_forward, with_kwargs=True)
             for layer in self._paths]
-        if fuse:
-            self._handles += [layer.register_forward_pre_hook(self._before_forward,
-                                                              with_kwargs=True)
-                              for layer in self._paths
-                              if type(layer) in FUSED_RULES and layer not in self._shared]
-        self._handles += [layer.register_forward_pre_hook(self._before_rule_less_call)
-                          for layer in self._paths if type(layer) not in RULES]
+        fused = [m for m in layers.ruled if type(m) in FUSED_RULES and m not in self._shared]
+        self._handles += [m.register_forward_pre_hook(self._before_forward, with_kwargs=True)
+                          for m in (fused if fuse else ())]
+        self._handles += [layer.register_forward_pre_hook(self._before_rule_less_call, prepend=True)
+                          for layer in self._paths if layer not in layers.ruled]
         if check:
             self._handles.append(model.register_forward_hook(self._after_model_call,
                                                              with_kwargs=True))
@@ -101,7 +100,7 @@ class SqNormHooks:
         self._input_shape: tuple[int, ...] = ()
         self._sample_weights: Tensor | None = None  # c_i of the model call now running
         self._model_random: RandomState | None = None  # before the model call (check only)
-        self._random_before: dict[nn.Module, RandomState] = {}  # calls of rule-less modules
+        self._call_starts: dict[nn.Module, CallStart] = {}  # calls of rule-less modules
         self.expanded: list[str] = []  # modules whose output was expanded over the batch
         self.seconds = 0.0
         # inside a re-run of a module, or paused between batches: the hooks stay quiet
@@ -161,7 +160,7 @@ class SqNormHooks:
     def _before_rule_less_call(self, module: nn.Module, args: tuple) -> None:
         if not self._replaying and torch.is_grad_enabled():
             device = next(iter(self._params[module].values())).device
-            self._random_before[module] = RandomState.now(device)
+            self._call_starts[module] = CallStart.now(module, device)
 
     @contextmanager
     def _quiet(self) -> Iterator[None]:
@@ -262,13 +261,13 @@ class SqNormHooks:
                 args, kwargs, expanded = shared
                 result = expanded
                 self.expanded.append(f"{path} ({type(module).__name__})")
-        random = self._random_draws(module, result)
-        saved = self._capture(module, path, args, kwargs, result, random) \
+        start = self._call_start(module, result)
+        saved = self._capture(module, path, args, kwargs, result, start) \
             if result.requires_grad else None
         self._check_batch_dimension(module, path, result)
         self._start_call(module, path)
         if result.requires_grad:
-            call = (args, kwargs, self._sample_weights, random) if self.checks else None
+            call = (args, kwargs, self._sample_weights, start) if self.checks else None
             self._waiting[module] = (len(self._pass_norms) - 1, saved, fused, call)
             result.register_hook(partial(timed_output_grad, self, module))  # see _on_direct_call
         if expanded is not None and isinstance(output, tuple):
@@ -290,20 +289,20 @@ class SqNormHooks:
         self._in_this_pass.add(module)
         self._called.add(module)
 
-    def _random_draws(self, module: nn.Module, output: Tensor) -> RandomState | None:
-        """Where the random draws of this call of a rule-less module started, if it drew."""
-        before = self._random_before.pop(module, None)
-        drew = before is not None and before.differs(RandomState.now(output.device))
-        return before if drew else None
+    def _call_start(self, module: nn.Module, output: Tensor) -> CallStart | None:
+        """Where this call of a rule-less module started (its random state only if it drew)."""
+        start = self._call_starts.pop(module, None)
+        if start is None or start.random.differs(RandomState.now(output.device)):
+            return start
+        return start._replace(random=None)
 
     def _capture(self, module: nn.Module, path: str, args: tuple, kwargs: dict,
-                 output: Tensor, random: RandomState | None) -> object:
-        capture, _ = RULES.get(type(module), (None, None))
-        if capture is None:  # re-run by divebatch.meter.functional
-            saved = args, kwargs, output.detach(), random
+                 output: Tensor, start: CallStart | None) -> object:
+        if module not in self._layers.ruled:  # re-run by divebatch.meter.functional
+            saved = RecordedCall(args, kwargs, output.detach(), start)
         else:
             try:
-                saved = capture(module, args, kwargs, output)
+                saved = RULES[type(module)][0](module, args, kwargs, output)
             except UnsupportedCall as error:
                 raise ValueError(f"{path} ({type(module).__name__}): {error}") from None
         return (args, kwargs) if module in self._shared else saved
@@ -357,10 +356,10 @@ class SqNormHooks:
             return grad_out.new_zeros(0, dtype=accumulation_dtype(grad_out))
         if fused:
             return FUSED_RULES[type(module)][1](module, saved, grad_out)
-        if type(module) in RULES:
+        if not isinstance(saved, RecordedCall):
             return RULES[type(module)][1](module, saved, grad_out)
-        args, kwargs, output, random_state = saved
-        return functional_sq_norms(module, args, kwargs, grad_out, output, random_state)
+        return functional_sq_norms(module, saved.args, saved.kwargs, grad_out, saved.output,
+                                   saved.start)
 
     def _add_norms(self, pass_index: int, norms: Tensor) -> None:
         previous = self._pass_norms[pass_index]

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 
 # Gram-vs-explicit cost model, in multiply-adds per sample. An elementwise pass over one element
 # costs about this many multiply-adds of a matrix product (measured on CPU)...
@@ -38,7 +39,11 @@ def is_trainable(param: Tensor | None) -> bool:
 
 
 def trainable_direct_params(module: nn.Module) -> list[tuple[str, nn.Parameter]]:
-    return [(name, p) for name, p in module.named_parameters(recurse=False) if p.requires_grad]
+    """The module's own trainable parameters; a parametrized module's (weight_norm,
+    spectral_norm, ``torch.nn.utils.parametrize``) include the originals its weights are
+    computed from (``parametrizations.weight.original``)."""
+    recurse = parametrize.is_parametrized(module)
+    return [(name, p) for name, p in module.named_parameters(recurse=recurse) if p.requires_grad]
 
 
 def accumulation_dtype(tensor: Tensor) -> torch.dtype:

@@ -14,8 +14,9 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 
-from divebatch.meter.rules import RULES
+from divebatch.meter.rules import has_rule
 from divebatch.meter.rules.normalisation import uses_batch_statistics
 
 # Layers whose every call needs a closer look: an Embedding may be a position embedding that
@@ -52,7 +53,8 @@ class Layers:
         self.shared = {o.module for held in owners.values() if len(held) > 1 for o in held}
         # layers whose unchecked calls may take the hooks' direct path: a rule of their own, no
         # shared parameter, nothing to inspect in the call
-        self.direct = {m for m in self.paths if type(m) in RULES and m not in self.shared
+        self.ruled = {m for m in self.paths if has_rule(m)}  # the others: torch.func
+        self.direct = {m for m in self.ruled if m not in self.shared
                        and not isinstance(m, INSPECTED_CALLS)}
 
     def check_grads_seen(self, called: set[nn.Module], ran_without_grad: set[nn.Module],
@@ -107,7 +109,7 @@ def parameter_owners(model: nn.Module) -> dict[Tensor, list[Owner]]:
     for path, module in model.named_modules():
         if any(path.startswith(f"{prefix}.") for prefix in composites):
             continue
-        composite = isinstance(module, COMPOSITE_LAYERS)
+        composite = isinstance(module, COMPOSITE_LAYERS) or parametrize.is_parametrized(module)
         if composite:
             composites.append(path)
         params = [(name, p) for name, p in module.named_parameters(recurse=composite)

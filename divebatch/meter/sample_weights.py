@@ -3,10 +3,10 @@
 The rules read sample i's gradient of a layer from row i of its output gradient. That is right
 only if row i of the layer's output belongs to sample i alone: computed from that sample and
 used by that sample's loss only. A (T, T) table of relative-position buckets with T equal to the
-batch size, or a weight computed by a parametrization with as many rows as the batch, has the
-batch's size without being the batch; a normalisation over the batch mixes the samples after the
-layer. The batch gradient (``divebatch.meter.grad_check``) cannot see either: the rows still add
-up to it.
+batch size, or a weight computed by a submodule (a hypernetwork) with as many rows as the batch,
+has the batch's size without being the batch; a normalisation over the batch mixes the samples
+after the layer. The batch gradient (``divebatch.meter.grad_check``) cannot see either: the rows
+still add up to it.
 
 Random weights c_i can: on a checked batch, a second backward pass from the model's outputs,
 each sample's output gradient scaled by c_i, gives the gradient of sum_i c_i l_i; the layers'
@@ -111,7 +111,7 @@ def check_weighted(actual: dict[Tensor, Tensor], explained: dict[Tensor, Tensor]
                 f"{owner.name} do not add up to the gradient of a randomly weighted sum of the "
                 f"samples' losses ({difference:.1%} off): the rows of its output are not the "
                 "samples (a tensor whose first dimension equals the batch size by coincidence, "
-                "such as a (T, T) table with T = N, or a weight made by a parametrization), or "
+                "such as a (T, T) table with T = N, or a weight made by a submodule), or "
                 "the samples are mixed after it (a statistic over the batch, as in a "
                 "normalisation over the batch), so per-sample norms would be wrong; freeze its "
                 "parameters (requires_grad_(False)) or make the layers after it treat every "

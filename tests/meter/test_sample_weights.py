@@ -53,25 +53,6 @@ def test_bucket_table_of_another_size_is_refused_by_shape():
         per_sample_grad_sq_norms(BucketBias(), cross_entropy, inputs, targets)
 
 
-class WeightNormHead(nn.Module):
-    """A weight-norm parametrization whose output (the weight) has as many rows as the batch."""
-
-    def __init__(self, d_in, d_out):
-        super().__init__()
-        self.body = nn.Linear(d_in, d_in)
-        self.head = nn.utils.parametrizations.weight_norm(nn.Linear(d_in, d_out))
-
-    def forward(self, x):
-        return self.head(torch.tanh(self.body(x)))
-
-
-@pytest.mark.parametrize("n", [4, 3])  # 4 rows of weight: equal to the batch, or not
-def test_parametrization_output_is_refused_whatever_the_batch_size(n):
-    inputs, targets = torch.randn(n, 5), torch.randint(0, 4, (n,))
-    with pytest.raises(ValueError, match=r"head\.parametrizations\.weight \(ParametrizationList\)"):
-        per_sample_grad_sq_norms(WeightNormHead(5, 4), cross_entropy, inputs, targets)
-
-
 class BatchCentred(nn.Module):
     """Linear -> a custom normalisation with a batch mean and no parameters -> Linear."""
 

@@ -18,6 +18,7 @@ Frozen parameters (``requires_grad=False``) are ignored.
 """
 
 from divebatch.meter.rules import conv, linear, normalisation, sequence  # noqa: F401  (registers)
-from divebatch.meter.rules.registry import RULES, Capture, Rule, UnsupportedCall, register_rule
+from divebatch.meter.rules.registry import (RULES, Capture, Rule, UnsupportedCall, has_rule,
+                                            register_rule)
 
-__all__ = ["Capture", "RULES", "Rule", "UnsupportedCall", "register_rule"]
+__all__ = ["Capture", "RULES", "Rule", "UnsupportedCall", "has_rule", "register_rule"]

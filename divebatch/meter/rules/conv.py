@@ -35,7 +35,7 @@ from divebatch.meter.kernels import (ELEMENTWISE_COST, OPERATION_COST, accumulat
 from divebatch.meter.rules.registry import register_rule
 
 
-@register_rule(nn.Conv2d)
+@register_rule(nn.Conv2d, params=("weight", "bias"))
 def _conv2d_sq_norms(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -> Tensor:
     x = x.to(accumulation_dtype(x))  # (N, C_in, H, W)
     grad_out = grad_out.to(x.dtype)  # (N, C_out, H_out, W_out)

@@ -21,7 +21,7 @@ from divebatch.meter.rules.registry import register_rule
 NATIVE_DTYPES = (torch.float32, torch.float64)
 
 
-@register_rule(nn.Linear)
+@register_rule(nn.Linear, params=("weight", "bias"))
 def linear_sq_norms(linear: nn.Linear, x: Tensor, grad_out: Tensor) -> Tensor:
     if x.dim() == 2:  # (N, d_in), (N, d_out): rank one, ||dy a^T||^2 = ||dy||^2 ||a||^2
         return _linear_2d_sq_norms(linear, x, grad_out)

@@ -40,7 +40,7 @@ def _group_norm_capture(norm: nn.GroupNorm, args: tuple, kwargs: dict,
     return args[0], getattr(node, "_saved_result1", None), getattr(node, "_saved_result2", None)
 
 
-@register_rule(nn.GroupNorm, capture=_group_norm_capture)
+@register_rule(nn.GroupNorm, capture=_group_norm_capture, params=("weight", "bias"))
 def _group_norm_sq_norms(norm: nn.GroupNorm, saved: tuple[Tensor, Tensor | None, Tensor | None],
                          grad_out: Tensor) -> Tensor:
     x, mean, rstd = saved
@@ -62,7 +62,7 @@ def uses_batch_statistics(module: nn.Module) -> bool:
         module.training or module.running_mean is None)
 
 
-@register_rule(nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+@register_rule(nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, params=("weight", "bias"))
 def _batch_norm_sq_norms(norm: nn.modules.batchnorm._BatchNorm, x: Tensor,
                          grad_out: Tensor) -> Tensor:
     n_samples, channels = x.shape[:2]
@@ -75,7 +75,7 @@ def _batch_norm_sq_norms(norm: nn.modules.batchnorm._BatchNorm, x: Tensor,
     return _affine_sq_norms(norm, x, grad_out.reshape(n_samples, channels, -1), mean, rstd)
 
 
-@register_rule(nn.LayerNorm)
+@register_rule(nn.LayerNorm, params=("weight", "bias"))
 def _layer_norm_sq_norms(norm: nn.LayerNorm, x: Tensor, grad_out: Tensor) -> Tensor:
     n_samples, features = x.shape[0], math.prod(norm.normalized_shape)
     x = x.to(accumulation_dtype(x))

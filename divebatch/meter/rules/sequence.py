@@ -39,7 +39,7 @@ def _embedding_capture(embedding: nn.Embedding, args: tuple, kwargs: dict,
     return args[0]
 
 
-@register_rule(nn.Embedding, capture=_embedding_capture)
+@register_rule(nn.Embedding, capture=_embedding_capture, params=("weight",))
 def _embedding_sq_norms(embedding: nn.Embedding, indices: Tensor, grad_out: Tensor) -> Tensor:
     n_samples, dim = indices.shape[0], grad_out.shape[-1]
     indices = indices.reshape(n_samples, -1)
@@ -83,7 +83,7 @@ def _embedding_bag_capture(bag: nn.EmbeddingBag, args: tuple, kwargs: dict,
     return args, kwargs
 
 
-@register_rule(nn.EmbeddingBag, capture=_embedding_bag_capture)
+@register_rule(nn.EmbeddingBag, capture=_embedding_bag_capture, params=("weight",))
 def _embedding_bag_sq_norms(bag: nn.EmbeddingBag, saved: tuple[tuple, dict],
                             grad_out: Tensor) -> Tensor:
     return functional_sq_norms(bag, *saved, grad_out)
@@ -92,6 +92,8 @@ def _embedding_bag_sq_norms(bag: nn.EmbeddingBag, saved: tuple[tuple, dict],
 # ----------------------------------------------------------------------------- attention
 
 MHA_ARGUMENTS = inspect.signature(nn.MultiheadAttention.forward)
+MHA_PARAMS = ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight", "in_proj_bias",
+              "bias_k", "bias_v")
 
 
 def _attention_capture(mha: nn.MultiheadAttention, args: tuple, kwargs: dict,
@@ -128,7 +130,7 @@ def _batch_first(mha: nn.MultiheadAttention, tensor: Tensor) -> Tensor:
     return tensor if mha.batch_first else tensor.transpose(0, 1)
 
 
-@register_rule(nn.MultiheadAttention, capture=_attention_capture)
+@register_rule(nn.MultiheadAttention, capture=_attention_capture, params=MHA_PARAMS)
 def _attention_sq_norms(mha: nn.MultiheadAttention, call: dict, grad_out: Tensor) -> Tensor:
     """grad_out: the gradient of the attention output (the first of the returned pair)."""
     inputs = [_batch_first(mha, call[name]).detach() for name in ("query", "key", "value")]
