@@ -105,6 +105,17 @@ def test_scale_grad_by_freq_is_refused_by_name():
         per_sample_grad_sq_norms(model, token_loss, *token_batch(3, 4))
 
 
+def test_sparse_gradients_are_refused_by_name():
+    model = Embedded()
+    model.tok.sparse = True
+    with pytest.raises(ValueError, match=r"^tok \(Embedding\): sparse=True"):
+        per_sample_grad_sq_norms(model, token_loss, *token_batch(3, 4))
+    bag = nn.Sequential(nn.EmbeddingBag(10, 4, sparse=True), nn.Linear(4, 3))
+    with pytest.raises(ValueError, match=r"^0 \(EmbeddingBag\): sparse=True"):
+        per_sample_grad_sq_norms(bag, vector_loss, torch.randint(0, 10, (3, 5)),
+                                 torch.randint(0, 3, (3,)))
+
+
 class Attention(nn.Module):
     """Linear -> MultiheadAttention (causal mask, padding mask, keyword call) -> Linear.
 

@@ -30,8 +30,16 @@ from divebatch.meter.rules.registry import UnsupportedCall, register_rule
 
 # ----------------------------------------------------------------------------- Embedding
 
+def _refuse_sparse(embedding: nn.Embedding | nn.EmbeddingBag) -> None:
+    if embedding.sparse:
+        raise UnsupportedCall("sparse=True makes its weight's gradient a sparse tensor, which "
+                              "the meter's sums and checks do not take; construct the embedding "
+                              "with sparse=False (the default)")
+
+
 def _embedding_capture(embedding: nn.Embedding, args: tuple, kwargs: dict,
                        output: Tensor) -> Tensor:
+    _refuse_sparse(embedding)
     if embedding.scale_grad_by_freq:
         raise UnsupportedCall("scale_grad_by_freq=True scales each row's gradient by its "
                               "count in the whole batch, so samples interact; construct the "
@@ -74,6 +82,7 @@ def embedding_per_sample_grads(embedding: nn.Embedding, indices: Tensor,
 
 def _embedding_bag_capture(bag: nn.EmbeddingBag, args: tuple, kwargs: dict,
                            output: Tensor) -> tuple[tuple, dict]:
+    _refuse_sparse(bag)
     offsets = args[1] if len(args) > 1 else kwargs.get("offsets")
     if offsets is not None or args[0].dim() != 2:
         raise UnsupportedCall("EmbeddingBag called with offsets (a 1-D input): its bags are "
