@@ -34,16 +34,30 @@ MIN_TEMP_ELEMENTS = 2 ** 22
 CUDA_MIN_TEMP_ELEMENTS = 2 ** 25
 
 
+PARAMETER_CONTAINERS = (nn.ParameterList, nn.ParameterDict)
+
+
 def is_trainable(param: Tensor | None) -> bool:
     return param is not None and param.requires_grad
 
 
+def own_parameters(module: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    """The parameters a module uses as its own: those it holds directly, those of its
+    ``nn.ParameterList`` and ``nn.ParameterDict`` children (``ws.0``), and, for a parametrized
+    module (weight_norm, spectral_norm: ``torch.nn.utils.parametrize``), the originals its
+    weights are computed from (``parametrizations.weight.original``)."""
+    if parametrize.is_parametrized(module):
+        return list(module.named_parameters())
+    params = list(module.named_parameters(recurse=False))
+    for child_name, child in module.named_children():
+        if isinstance(child, PARAMETER_CONTAINERS):
+            params += [(f"{child_name}.{name}", p) for name, p in child.named_parameters()]
+    return params
+
+
 def trainable_direct_params(module: nn.Module) -> list[tuple[str, nn.Parameter]]:
-    """The module's own trainable parameters; a parametrized module's (weight_norm,
-    spectral_norm, ``torch.nn.utils.parametrize``) include the originals its weights are
-    computed from (``parametrizations.weight.original``)."""
-    recurse = parametrize.is_parametrized(module)
-    return [(name, p) for name, p in module.named_parameters(recurse=recurse) if p.requires_grad]
+    """``own_parameters`` that require grad."""
+    return [(name, p) for name, p in own_parameters(module) if p.requires_grad]
 
 
 def accumulation_dtype(tensor: Tensor) -> torch.dtype:

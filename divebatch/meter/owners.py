@@ -16,6 +16,7 @@ from typing import NamedTuple
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
+from divebatch.meter.kernels import PARAMETER_CONTAINERS, own_parameters
 from divebatch.meter.rules import has_rule
 from divebatch.meter.rules.normalisation import uses_batch_statistics
 
@@ -101,19 +102,23 @@ def check_batchnorm(batchnorms: list[tuple[str, nn.Module]], allow_batchnorm: bo
 def parameter_owners(model: nn.Module) -> dict[Tensor, list[Owner]]:
     """Each trainable parameter -> the modules that hold it (several for tied weights).
 
-    A composite layer (``COMPOSITE_LAYERS``) holds its children's parameters too. Recurrent
-    layers (nn.RNN, nn.LSTM, nn.GRU) with trainable parameters are refused.
+    A composite layer (``COMPOSITE_LAYERS``) holds its children's parameters too, a
+    parametrized one the originals of its weights, and a module those of its ParameterList and
+    ParameterDict children (``own_parameters``). Recurrent layers (nn.RNN, nn.LSTM, nn.GRU)
+    with trainable parameters are refused.
     """
     owners: dict[Tensor, list[Owner]] = {}
     composites: list[str] = []
     for path, module in model.named_modules():
         if any(path.startswith(f"{prefix}.") for prefix in composites):
             continue
-        composite = isinstance(module, COMPOSITE_LAYERS) or parametrize.is_parametrized(module)
-        if composite:
+        if isinstance(module, PARAMETER_CONTAINERS):
+            continue  # the module holding it uses its parameters (own_parameters)
+        if isinstance(module, COMPOSITE_LAYERS) or parametrize.is_parametrized(module):
             composites.append(path)
-        params = [(name, p) for name, p in module.named_parameters(recurse=composite)
-                  if p.requires_grad]
+        params = (module.named_parameters() if isinstance(module, COMPOSITE_LAYERS)
+                  else own_parameters(module))
+        params = [(name, p) for name, p in params if p.requires_grad]
         if params and isinstance(module, nn.RNNBase):
             raise ValueError(
                 f"{path or type(model).__name__} ({type(module).__name__}): recurrent layers "

@@ -73,3 +73,32 @@ def test_a_tied_embedding_is_still_checked_by_its_capture():
     model.embed.scale_grad_by_freq = True
     with pytest.raises(ValueError, match=r"embed \(Embedding\): scale_grad_by_freq"):
         per_sample_grad_sq_norms(model, cross_entropy, inputs, targets)
+
+
+class Containers(nn.Module):
+    """Weights kept in a ParameterList and a ParameterDict, used by the module holding them
+    (research code's custom layers), and a Linear that also holds a ParameterList."""
+
+    def __init__(self):
+        super().__init__()
+        self.weights = nn.ParameterList([nn.Parameter(torch.randn(4, 4) / 2) for _ in range(2)])
+        self.gains = nn.ParameterDict({"out": nn.Parameter(torch.randn(3))})
+        self.head = nn.Linear(4, 3)
+        self.head.extra = nn.ParameterList([nn.Parameter(torch.randn(3))])
+        self.head.forward = lambda x: nn.functional.linear(x, self.head.weight, self.head.bias) \
+            * self.head.extra[0]
+
+    def forward(self, x):
+        for weight in self.weights:
+            x = torch.tanh(x @ weight)
+        return self.head(x) * self.gains["out"]
+
+
+def test_parameter_containers_belong_to_the_module_that_holds_them():
+    model = Containers()
+    held = {o.param_path: o.path for owners in parameter_owners(model).values() for o in owners}
+    assert held == {"weights.0": "", "weights.1": "", "gains.out": "", "head.weight": "head",
+                    "head.bias": "head", "head.extra.0": "head"}
+    inputs, targets = torch.randn(5, 4), torch.randint(0, 3, (5,))
+    expected, _ = loop_oracle(model, cross_entropy, inputs, targets)
+    assert_close(per_sample_grad_sq_norms(model, cross_entropy, inputs, targets), expected)

@@ -7,6 +7,7 @@ from collections.abc import Callable, Collection
 from torch import Tensor, nn
 
 from divebatch.meter.calls import UnsupportedCall
+from divebatch.meter.kernels import own_parameters
 
 __all__ = ["Capture", "RULES", "Rule", "UnsupportedCall", "has_rule", "register_rule"]
 
@@ -45,8 +46,9 @@ def has_rule(layer: nn.Module) -> bool:
     the layer holds no parameter the rule does not read. ``torch.nn.utils.weight_norm`` and
     ``spectral_norm`` (the hook-based ones) replace a Linear's ``weight`` by ``weight_g`` and
     ``weight_v`` (or ``weight_orig``), from which a pre-hook computes it: such a layer is
-    re-run through torch.func, which differentiates that computation too."""
+    re-run through torch.func, which differentiates that computation too. So is a layer with
+    a ParameterList or ParameterDict of its own (``own_parameters``)."""
     if type(layer) not in RULES:
         return False
     names = RULE_PARAMS.get(type(layer))
-    return names is None or set(layer._parameters) <= names
+    return names is None or {name for name, _ in own_parameters(layer)} <= names
