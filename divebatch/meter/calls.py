@@ -69,3 +69,9 @@ def rule_failed(path: str, module: nn.Module, error: Exception) -> ValueError:
     return ValueError(f"{path} ({type(module).__name__}): taking its per-sample gradients failed "
                       f"({type(error).__name__}: {error}); freeze its parameters "
                       "(requires_grad_(False)) or measure without this module")
+
+
+def not_a_tensor(path: str, module: nn.Module, result: object) -> ValueError:
+    return ValueError(f"{path} ({type(module).__name__}) returns {type(result).__name__}; "
+                      "per-sample norms need modules with parameters to return a tensor (or a "
+                      "tuple whose first element is the only one that needs a gradient)")

@@ -61,11 +61,38 @@ class CallStart(NamedTuple):
 
 
 class RecordedCall(NamedTuple):
-    """What the hooks keep of a call of a module without a rule, for ``functional_sq_norms``."""
+    """What the hooks keep of a call of a module without a rule (``recorded_sq_norms``)."""
     args: tuple
     kwargs: dict
     output: Tensor  # detached: the re-run must reproduce it
     start: CallStart | None
+    autocast: Autocast | None  # the autocast it ran under
+
+
+Autocast = tuple[str, torch.dtype]  # device type, dtype
+
+
+def autocast_state(device: torch.device) -> Autocast | None:
+    """The autocast a call on ``device`` runs under now (None: none), for its re-runs."""
+    kind = device.type
+    return (kind, torch.get_autocast_dtype(kind)) if torch.is_autocast_enabled(kind) else None
+
+
+@contextmanager
+def autocast_as(state: Autocast | None) -> Iterator[None]:
+    """Run under the autocast ``state`` recorded (None: as things are)."""
+    if state is None:
+        yield
+        return
+    with torch.autocast(state[0], dtype=state[1]):
+        yield
+
+
+def recorded_sq_norms(module: nn.Module, call: RecordedCall, grad_out: Tensor) -> Tensor:
+    """``functional_sq_norms`` of a recorded call, re-run under the autocast it ran under."""
+    with autocast_as(call.autocast):
+        return functional_sq_norms(module, call.args, call.kwargs, grad_out, call.output,
+                                   call.start)
 
 
 @contextmanager

@@ -13,9 +13,10 @@ from torch import Tensor, nn
 
 from divebatch.meter.checked_calls import check_explained
 from divebatch.meter.calls import (batch_not_in_output, bind, called_twice, main_output,
-                                   refuse_inside_backward, rule_failed)
+                                   not_a_tensor, refuse_inside_backward, rule_failed)
 from divebatch.meter.broadcast import shared_call, verify_unchanged
-from divebatch.meter.functional import CallStart, RandomState, RecordedCall, functional_sq_norms
+from divebatch.meter.functional import (CallStart, RandomState, RecordedCall, autocast_state,
+                                        recorded_sq_norms)
 from divebatch.meter.owners import Layers
 from divebatch.meter.kernels import accumulation_dtype
 from divebatch.meter.rules import RULES, UnsupportedCall, conv
@@ -91,6 +92,7 @@ class SqNormHooks:
         self._called: set[nn.Module] = set()  # in any pass
         self._ran_without_grad: set[nn.Module] = set()  # inside a model call that had grad
         self._model_grad = False  # whether the model call now running has grad enabled
+        self._autocast = False  # whether it runs under autocast (the rules turn it off)
         # module -> (pass, what the capture kept, whether its weight gradient is fused, the call
         # as (args, kwargs) when checking)
         self._waiting: dict[nn.Module, tuple[int, object, bool, tuple | None]] = {}
@@ -142,6 +144,7 @@ class SqNormHooks:
         first = tensors[0] if tensors and tensors[0].dim() > 0 else None
         self._batch_size = None if first is None else first.shape[0]
         self._input_shape = () if first is None else tuple(first.shape)
+        self._autocast = first is not None and torch.is_autocast_enabled(first.device.type)
         if self.checks and first is not None:
             self._model_random = RandomState.now(first.device)
             if self._weights is not None:
@@ -249,10 +252,7 @@ class SqNormHooks:
         args, kwargs = bind(module, args, kwargs)
         result = main_output(module, output)
         if not isinstance(result, Tensor):
-            raise ValueError(f"{path} ({type(module).__name__}) returns "
-                             f"{type(result).__name__}; per-sample norms need modules with "
-                             "parameters to return a tensor (or a tuple whose first element "
-                             "is the only one that needs a gradient)")
+            raise not_a_tensor(path, module, result)
         expanded = None
         if result.shape[:1] != (self._batch_size,) or isinstance(module, nn.Embedding):
             shared = shared_call(module, args, kwargs, result, self._batch_size,
@@ -267,7 +267,8 @@ class SqNormHooks:
         self._check_batch_dimension(module, path, result)
         self._start_call(module, path)
         if result.requires_grad:
-            call = (args, kwargs, self._sample_weights, start) if self.checks else None
+            call = (args, kwargs, self._sample_weights, start, autocast_state(result.device)) \
+                if self.checks else None
             self._waiting[module] = (len(self._pass_norms) - 1, saved, fused, call)
             result.register_hook(partial(timed_output_grad, self, module))  # see _on_direct_call
         if expanded is not None and isinstance(output, tuple):
@@ -299,7 +300,8 @@ class SqNormHooks:
     def _capture(self, module: nn.Module, path: str, args: tuple, kwargs: dict,
                  output: Tensor, start: CallStart | None) -> object:
         if module not in self._layers.ruled:  # re-run by divebatch.meter.functional
-            saved = RecordedCall(args, kwargs, output.detach(), start)
+            saved = RecordedCall(args, kwargs, output.detach(), start,
+                                 autocast_state(output.device))
         else:
             try:
                 saved = RULES[type(module)][0](module, args, kwargs, output)
@@ -338,9 +340,9 @@ class SqNormHooks:
                   grad_out: Tensor) -> Tensor:
         """The layer's (N,) squared norms; a failure names the layer."""
         self._replaying = True  # rules may re-run the module (torch.func)
-        try:  # backward runs hooks without grad unless create_graph: no_grad costs ~10 us
-            if torch.is_grad_enabled():
-                with torch.no_grad():
+        try:  # grad and autocast off only where on (each costs ~10 us): rules sum in float32
+            if torch.is_grad_enabled() or self._autocast:
+                with torch.no_grad(), torch.autocast(grad_out.device.type, enabled=False):
                     return self._rule_sq_norms(module, saved, fused, grad_out)
             return self._rule_sq_norms(module, saved, fused, grad_out)
         except UnsupportedCall as error:
@@ -358,8 +360,7 @@ class SqNormHooks:
             return FUSED_RULES[type(module)][1](module, saved, grad_out)
         if not isinstance(saved, RecordedCall):
             return RULES[type(module)][1](module, saved, grad_out)
-        return functional_sq_norms(module, saved.args, saved.kwargs, grad_out, saved.output,
-                                   saved.start)
+        return recorded_sq_norms(module, saved, grad_out)
 
     def _add_norms(self, pass_index: int, norms: Tensor) -> None:
         previous = self._pass_norms[pass_index]
