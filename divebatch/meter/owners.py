@@ -71,10 +71,12 @@ class Layers:
             if any(o.module in ran_without_grad for o in held):
                 raise ValueError(
                     f"{held[0].path} ({type(held[0].module).__name__}) ran with gradients "
-                    "disabled inside the model's forward (reentrant activation checkpointing, "
-                    "torch.utils.checkpoint(use_reentrant=True), does this), so the per-sample "
-                    f"gradients of {held[0].param_path} cannot be measured; measure without "
-                    "checkpointing, or freeze the parameter if it is not meant to train")
+                    "disabled inside the model's forward (under torch.no_grad(), or in "
+                    "reentrant activation checkpointing, torch.utils.checkpoint("
+                    "use_reentrant=True)), so the per-sample gradients of "
+                    f"{held[0].param_path} cannot be measured; freeze it "
+                    "(requires_grad_(False)) if it is not meant to train, else measure "
+                    "without checkpointing")
             if param_grad is not None and bool(param_grad.any()):
                 raise ValueError(
                     f"parameter {held[0].param_path} received a gradient but "

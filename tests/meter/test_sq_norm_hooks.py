@@ -174,12 +174,35 @@ def test_reentrant_checkpointing_is_refused_by_name():
     model, inputs, targets = Checkpointed(True), torch.randn(3, 4, requires_grad=True), \
         torch.randint(0, 2, (3,))
     with pytest.raises(ValueError, match=r"^body\.0 \(Linear\) ran with gradients disabled "
-                                         r"inside the model's forward \(reentrant"):
+                                         r"inside the model's forward \(.*reentrant"):
         per_sample_grad_sq_norms(model, cross_entropy, inputs, targets)
     with pytest.raises(ValueError, match=r"^body\.0 \(Linear\) ran its forward during the "
                                          r"backward pass"):
         with DiversityMeter(model).track(3):
             cross_entropy(model(inputs), targets).mean().backward()
+
+
+class NoGradStem(nn.Module):
+    """A trainable feature extractor run under torch.no_grad() inside the forward."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem, self.head = nn.Linear(4, 6), nn.Linear(6, 2)
+
+    def forward(self, x):
+        with torch.no_grad():
+            features = torch.tanh(self.stem(x))
+        return self.head(features)
+
+
+def test_a_layer_run_without_grad_is_refused_with_both_causes_and_freezing_then_measures():
+    model, inputs, targets = NoGradStem(), torch.randn(5, 4), torch.randint(0, 2, (5,))
+    with pytest.raises(ValueError, match=r"^stem \(Linear\) ran with gradients disabled .*"
+                                         r"torch\.no_grad\(\).*freeze it"):
+        per_sample_grad_sq_norms(model, cross_entropy, inputs, targets)
+    model.stem.requires_grad_(False)  # what the message says to do
+    expected, _ = loop_oracle(model, cross_entropy, inputs, targets)
+    assert_close(per_sample_grad_sq_norms(model, cross_entropy, inputs, targets), expected)
 
 
 @pytest.mark.parametrize("layer", [nn.LSTM, nn.GRU, nn.RNN])
