@@ -37,6 +37,22 @@ def loop_oracle(model, loss_fn, inputs, targets):
     return torch.stack(sq_norms), grad_sum
 
 
+def batch_oracle(model, loss_fn, inputs, targets):
+    """(N,) ||g_i||^2 and [sum_i g_i] over trainable parameters from one batch forward, each
+    sample's loss differentiated: for models that do not mix samples but whose every call
+    changes their state (a spectral norm's power iteration), where ``loop_oracle``'s one forward
+    per sample would see a different model each time."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    losses = loss_fn(model(inputs), targets)
+    sq_norms, grad_sum = [], [torch.zeros_like(p) for p in params]
+    for loss in losses:
+        grads = torch.autograd.grad(loss, params, retain_graph=True)
+        sq_norms.append(sum(g.square().sum() for g in grads))
+        for total, g in zip(grad_sum, grads):
+            total += g
+    return torch.stack(sq_norms), grad_sum
+
+
 def assert_close(actual, expected):
     actual, expected = torch.as_tensor(actual), torch.as_tensor(expected)
     error = (actual - expected).abs().max() / expected.abs().max()

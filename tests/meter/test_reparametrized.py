@@ -18,7 +18,7 @@ from divebatch.meter.diversity import DiversityMeter, per_sample_grad_sq_norms
 from divebatch.meter.owners import Layers, parameter_owners
 from divebatch.meter.rules import has_rule
 from tests.helpers.oracles import float64  # noqa: F401  (the autouse float64 fixture)
-from tests.helpers.oracles import assert_close
+from tests.helpers.oracles import assert_close, batch_oracle
 
 # torch.nn.utils.weight_norm and spectral_norm warn that they are deprecated: third-party code
 # uses them all the same
@@ -67,19 +67,6 @@ def build(case):
     return CASES[case][0]()
 
 
-def batch_oracle(model, inputs, targets):
-    """(N,) ||g_i||^2 and sum_i g_i from one batch forward, each sample's loss differentiated."""
-    params = list(model.parameters())
-    losses = squared_error(model(inputs), targets)
-    sq_norms, grad_sum = [], [torch.zeros_like(p) for p in params]
-    for loss in losses:
-        grads = torch.autograd.grad(loss, params, retain_graph=True)
-        sq_norms.append(sum(g.square().sum() for g in grads))
-        for total, g in zip(grad_sum, grads):
-            total += g
-    return torch.stack(sq_norms), grad_sum
-
-
 def twin_at(twin, case):
     """A copy of ``twin`` (weights and buffers) made by state dict: the hook-based weight norm
     cannot be deep-copied after a forward."""
@@ -92,7 +79,7 @@ def twin_at(twin, case):
 @pytest.mark.parametrize("case", CASES)
 def test_per_sample_norms_match_the_oracle(case, n):
     inputs, targets = CASES[case][1](n)
-    expected, _ = batch_oracle(build(case), inputs, targets)
+    expected, _ = batch_oracle(build(case), squared_error, inputs, targets)
     assert_close(per_sample_grad_sq_norms(build(case), squared_error, inputs, targets), expected)
 
 
@@ -102,7 +89,8 @@ def test_the_meter_is_exact_and_leaves_gradients_and_buffers_as_a_plain_step(cas
     meter = DiversityMeter(model, keep_hooks=True)
     for _ in range(3):  # the checked batch, then two on kept hooks
         inputs, targets = CASES[case][1](4)
-        expected_norms, grad_sum = batch_oracle(twin_at(twin, case), inputs, targets)
+        expected_norms, grad_sum = batch_oracle(twin_at(twin, case), squared_error, inputs,
+                                                   targets)
         twin.zero_grad()
         squared_error(twin(inputs), targets).mean().backward()
         meter.reset()

@@ -14,7 +14,7 @@ from torch import nn
 
 from divebatch.meter.diversity import DiversityMeter, per_sample_grad_sq_norms
 from tests.helpers.oracles import float64  # noqa: F401  (the autouse float64 fixture)
-from tests.helpers.oracles import assert_close
+from tests.helpers.oracles import assert_close, batch_oracle
 
 
 class Bilinear(nn.Module):
@@ -121,25 +121,11 @@ def build(case):
     return CASES[case][0]()
 
 
-def batch_oracle(model, inputs, targets):
-    """(N,) ||g_i||^2 and ||sum_i g_i||^2 from one batch forward, each sample's loss
-    differentiated (none of these models mixes samples)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    losses = squared_error(model(inputs), targets)
-    sq_norms, grad_sum = [], [torch.zeros_like(p) for p in params]
-    for loss in losses:
-        grads = torch.autograd.grad(loss, params, retain_graph=True)
-        sq_norms.append(sum(g.square().sum() for g in grads))
-        for total, g in zip(grad_sum, grads):
-            total += g
-    return torch.stack(sq_norms), sum(g.square().sum() for g in grad_sum)
-
-
 @pytest.mark.parametrize("case", CASES)
 def test_third_party_blocks_are_exact(case):
     torch.manual_seed(1)
     inputs, targets = CASES[case][1](5)
-    expected, grad_sum_sq = batch_oracle(build(case), inputs, targets)
+    expected, grad_sum = batch_oracle(build(case), squared_error, inputs, targets)
     assert_close(per_sample_grad_sq_norms(build(case), squared_error, inputs, targets), expected)
     model, plain = build(case), build(case)
     meter = DiversityMeter(model, keep_hooks=True)
@@ -155,7 +141,7 @@ def test_third_party_blocks_are_exact(case):
         assert (param.grad is None) == (plain_param.grad is None)
         if param.grad is not None:
             assert_close(param.grad, plain_param.grad)
-    assert_close(meter.diversity(), expected.sum() / grad_sum_sq)
+    assert_close(meter.diversity(), expected.sum() / sum(g.square().sum() for g in grad_sum))
 
 
 class SequenceFirst(nn.Module):
