@@ -84,8 +84,7 @@ def _layer_norm_sq_norms(norm: nn.LayerNorm, x: Tensor, grad_out: Tensor) -> Ten
     grad_out = grad_out.reshape(n_samples, -1, features).to(x.dtype)
     norms = []
     if is_trainable(norm.weight):
-        norms.append(sq_norms(torch.linalg.vecdot(grad_out.transpose(1, 2),
-                                                   x_hat.transpose(1, 2))))  # (N, features)
+        norms.append(sq_norms((grad_out * x_hat).sum(1)))  # (N, features)
     if is_trainable(norm.bias):
         norms.append(sq_norms(grad_out.sum(1)))
     return sum(norms)
