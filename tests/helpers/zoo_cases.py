@@ -13,6 +13,7 @@ purpose: a check of the batch dimension that compares sizes only would pass them
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -196,3 +197,15 @@ CASES = [
                                           layer_scale_init_value=0.5, drop_path_rate=0.3),
          (3, 3, 8, 8), "exact", train=True),
 ]
+
+
+def names_a_module(message: str, model: nn.Module) -> bool:
+    """The message names a module of the model: ``path (Type)``, or a listed path of a module
+    with parameters of its own (``BatchNorm in training mode (a.b, a.c)``)."""
+    modules = dict(model.named_modules())
+    for path, type_name in re.findall(r"([\w.]+) \((\w+)\)", message):
+        if path in modules and type(modules[path]).__name__ == type_name:
+            return True
+    tokens = set(re.split(r"[\s,():;]+", message))
+    return any(path in tokens for path, m in modules.items()
+               if path and any(True for _ in m.parameters(recurse=False)))

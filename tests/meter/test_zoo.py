@@ -15,14 +15,12 @@ For every case, in float64:
 
 from __future__ import annotations
 
-import re
-
 import pytest
 import torch
 from torch import Tensor, nn
 
 from divebatch.meter.diversity import DiversityMeter, per_sample_grad_sq_norms
-from tests.helpers.zoo_cases import CASES, Case
+from tests.helpers.zoo_cases import CASES, Case, names_a_module
 
 REL_TOL = 1e-6
 SEED = 1234  # every forward draws dropout masks from this seed
@@ -79,18 +77,6 @@ def relative_error(actual: Tensor, expected: Tensor) -> float:
     if torch.equal(actual, expected):  # zeros too (an unused mask token's gradient)
         return 0.0
     return float((actual - expected).abs().max() / expected.abs().max())
-
-
-def names_a_module(message: str, model: nn.Module) -> bool:
-    """The message names a module of the model: ``path (Type)``, or a listed path of a module
-    with parameters of its own (``BatchNorm in training mode (a.b, a.c)``)."""
-    modules = dict(model.named_modules())
-    for path, type_name in re.findall(r"([\w.]+) \((\w+)\)", message):
-        if path in modules and type(modules[path]).__name__ == type_name:
-            return True
-    tokens = set(re.split(r"[\s,():;]+", message))
-    return any(path in tokens for path, m in modules.items()
-               if path and any(True for _ in m.parameters(recurse=False)))
 
 
 def meter_step(model: nn.Module, inputs: Tensor, targets: Tensor):
