@@ -16,7 +16,7 @@ from typing import NamedTuple
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from divebatch.meter.kernels import PARAMETER_CONTAINERS, own_parameters
+from divebatch.meter.kernels import PARAMETER_CONTAINERS, trainable_direct_params
 from divebatch.meter.rules import has_rule
 from divebatch.meter.rules.normalisation import uses_batch_statistics
 
@@ -118,9 +118,8 @@ def parameter_owners(model: nn.Module) -> dict[Tensor, list[Owner]]:
             continue  # the module holding it uses its parameters (own_parameters)
         if isinstance(module, COMPOSITE_LAYERS) or parametrize.is_parametrized(module):
             composites.append(path)
-        params = (module.named_parameters() if isinstance(module, COMPOSITE_LAYERS)
-                  else own_parameters(module))
-        params = [(name, p) for name, p in params if p.requires_grad]
+        params = ([(name, p) for name, p in module.named_parameters() if p.requires_grad]
+                  if isinstance(module, COMPOSITE_LAYERS) else trainable_direct_params(module))
         if params and isinstance(module, nn.RNNBase):
             raise ValueError(
                 f"{path or type(model).__name__} ({type(module).__name__}): recurrent layers "
