@@ -22,6 +22,7 @@ from divebatch.meter.kernels import accumulation_dtype
 from divebatch.meter.rules import RULES, UnsupportedCall, conv
 from divebatch.meter.sample_weights import SampleWeights
 from divebatch.meter.shared_params import Use, shared_sq_norms
+from divebatch.meter.tap import unfreeze
 from divebatch.meter.timing import measuring_share, timed_output_grad
 
 # Layer type -> (whether a call on this input should fuse, the fused rule): see SqNormHooks.
@@ -198,7 +199,7 @@ class SqNormHooks:
         fused = bool(self._frozen) and module in self._frozen
         if fused:
             self._frozen.remove(module)
-            module.weight.requires_grad_(True)
+            unfreeze(module, output)
         if self._replaying:
             return None
         if not torch.is_grad_enabled():
@@ -315,8 +316,7 @@ class SqNormHooks:
         self._waiting.clear()  # outputs of the previous pass that backward never reached
 
     def fused_input(self, module: nn.Module) -> Tensor | None:
-        """The input kept by ``module``'s call that backward has yet to reach, if its weight
-        gradient is fused (its rule then also forms the batch weight gradient)."""
+        """The input kept by a fused call of ``module`` that backward has yet to reach."""
         waiting = self._waiting.get(module)
         return waiting[1] if waiting is not None and waiting[2] else None
 

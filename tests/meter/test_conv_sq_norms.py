@@ -36,7 +36,7 @@ def fused_calls(monkeypatch):
 def plain_gradients(model, inputs, targets):
     model.zero_grad()
     cross_entropy(model(inputs), targets).mean().backward()
-    return [p.grad.clone() for p in model.parameters()]
+    return [None if p.grad is None else p.grad.clone() for p in model.parameters()]
 
 
 def metered_gradients(model, inputs, targets, **meter_kwargs):
@@ -52,7 +52,7 @@ def test_fused_gradients_and_diversity_match_autograd_and_oracle(case, fused_cal
     model, (inputs, targets) = conv_model(**CONV_CASES[case]), image_batch()
     expected_grads = plain_gradients(model, inputs, targets)
     grads, meter = metered_gradients(model, inputs, targets)
-    assert fused_calls == [model[3]]  # the stem's input needs no gradient: not fused
+    assert fused_calls == [model[3], model[0]]  # in backward's order
     for got, expected in zip(grads, expected_grads):
         assert_close(got, expected)
     sq_norms, grad_sum = loop_oracle(model, cross_entropy, inputs, targets)
@@ -64,7 +64,7 @@ def test_no_fusion_when_turned_off(fused_calls):
     model, (inputs, targets) = conv_model(kernel_size=3, padding=1), image_batch()
     expected_grads = plain_gradients(model, inputs, targets)
     grads, _ = metered_gradients(model, inputs, targets, fuse_weight_grads=False)
-    assert fused_calls == []  # the stem's input needs no gradient, the pair is tied
+    assert fused_calls == []
     for got, expected in zip(grads, expected_grads):
         assert_close(got, expected)
 
@@ -78,7 +78,7 @@ def test_fused_micro_batches_and_chunks_accumulate(fused_calls, monkeypatch):
     with meter.track(6):
         for part in (slice(0, 4), slice(4, 6)):
             (cross_entropy(model(inputs[part]), targets[part]).sum() / 6).backward()
-    assert len(fused_calls) == 2
+    assert len(fused_calls) == 4  # two convolutions, two micro-batches
     for got, expected in zip([p.grad for p in model.parameters()], expected_grads):
         assert_close(got, expected)
 
@@ -91,6 +91,43 @@ def test_failed_forward_unfreezes_the_weight(fused_calls):
         model(inputs)
     assert all(p.requires_grad for p in model.parameters())
 
+
+
+def bias_free_stems():
+    """A first convolution without bias on an input that needs no gradient: autograd would not
+    record its output once its weight is frozen, so the meter taps it (divebatch.meter.tap);
+    an in-place ReLU after it (as in VGG) must still work, and so must a stem that is the
+    only trainable layer."""
+    torch.manual_seed(0)
+    vgg_like = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.ReLU(inplace=True),
+                             nn.Conv2d(4, 4, 3, bias=False), nn.Flatten(), nn.Linear(64, 5))
+    only_stem = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.GroupNorm(2, 4),
+                              nn.ReLU(inplace=True), nn.Flatten(), nn.Linear(144, 5))
+    for param in only_stem[1:].parameters():
+        param.requires_grad_(False)
+    return {"vgg_like": vgg_like, "only_stem": only_stem}
+
+
+@pytest.mark.parametrize("name", ["vgg_like", "only_stem"])
+def test_a_bias_free_stem_is_fused_through_a_tap(name, fused_calls):
+    model, (inputs, targets) = bias_free_stems()[name], image_batch()
+    expected_grads = plain_gradients(model, inputs, targets)
+    sq_norms, grad_sum = loop_oracle(model, cross_entropy, inputs, targets)
+    meter = DiversityMeter(model, keep_hooks=True)  # the checked batch, then kept hooks
+    for _ in range(3):
+        model.zero_grad()
+        with meter.track(len(inputs)):
+            cross_entropy(model(inputs), targets).mean().backward()
+        for param, expected in zip(model.parameters(), expected_grads):
+            if expected is None:
+                assert param.grad is None
+            else:
+                assert_close(param.grad, expected)
+    assert fused_calls.count(model[0]) == 3
+    three_batches = 3 * sq_norms.sum() / sum((3 * g).square().sum() for g in grad_sum)
+    assert_close(meter.diversity(), three_batches)
+    meter.detach()
+    assert model[0].weight.requires_grad and model[0](inputs).requires_grad
 
 class TiedConvs(nn.Module):
     """Two convolutions sharing one weight, on features and on their mirror (after a stem, so
@@ -114,7 +151,7 @@ def test_a_tied_weight_is_measured_unfused(fused_calls):
     model, (inputs, targets) = TiedConvs(), image_batch()
     expected_grads = plain_gradients(model, inputs, targets)
     grads, meter = metered_gradients(model, inputs, targets)
-    assert fused_calls == []  # the stem's input needs no gradient, the pair is tied
+    assert fused_calls == [model.stem]  # the pair is tied
     for got, expected in zip(grads, expected_grads):
         assert_close(got, expected)
     sq_norms, grad_sum = loop_oracle(model, cross_entropy, inputs, targets)
@@ -129,12 +166,14 @@ def test_output_size_matches_the_convolution(case):
         assert conv_sq_norms._output_size(conv, height, width) == tuple(output.shape[2:])
 
 
-def test_fusion_needs_an_input_gradient_and_a_shared_dtype(fused_calls):
+def test_fusion_needs_a_trainable_weight_and_a_shared_dtype(fused_calls):
     conv = nn.Conv2d(3, 4, 3)
     x = torch.randn(2, 3, 6, 6)
-    assert not conv_sq_norms.fuses_weight_grad(conv, x)
+    assert conv_sq_norms.fuses_weight_grad(conv, x)
     assert conv_sq_norms.fuses_weight_grad(conv, x.requires_grad_())
     assert not conv_sq_norms.fuses_weight_grad(conv, x.float())
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # an input autocast has not cast yet
+        assert not conv_sq_norms.fuses_weight_grad(conv, x)
     conv.weight.requires_grad_(False)
     assert not conv_sq_norms.fuses_weight_grad(conv, x)
 
@@ -236,7 +275,7 @@ def test_fused_bmm_path_writes_the_autograd_gradient(cuda_choices, fused_calls):
     model, (inputs, targets) = conv_model(kernel_size=3, stride=2, padding=1), image_batch()
     expected_grads = plain_gradients(model, inputs, targets)
     grads, _ = metered_gradients(model, inputs, targets)
-    assert fused_calls == [model[3]]
+    assert fused_calls == [model[3], model[0]]
     for got, expected in zip(grads, expected_grads):
         assert_close(got, expected)
 

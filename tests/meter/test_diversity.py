@@ -347,9 +347,10 @@ def test_seconds_count_the_rules_and_only_the_excess_of_fused_ones(monkeypatch):
                         staticmethod(one_second_rule))
     monkeypatch.setattr(sq_norm_hooks.SqNormHooks, "on_output_grad", one_second_check)
     model, (inputs, targets) = conv_model(kernel_size=3), image_batch()
-    fused = model[3]  # its input requires grad: the fused path; the stem's conv is not fused
-    costs = conv_rules._weight_costs(fused, len(inputs), 4, 4, 4)
-    per_batch = 3 + (1 - costs.weight_grad / costs.explicit)  # stem conv, GroupNorm, head
+    stem, fused = (conv_rules._weight_costs(conv, len(inputs), channels, size, size)
+                   for conv, channels, size in ((model[0], 3, 6), (model[3], 4, 4)))
+    per_batch = 2 + sum(1 - costs.weight_grad / costs.explicit  # GroupNorm, head; fused convs
+                        for costs in (stem, fused))
     meter = DiversityMeter(model, sample_every=2)
     for _ in range(3):  # measured, unmeasured, measured
         model.zero_grad()

@@ -170,11 +170,12 @@ def fuses_weight_grad(conv: nn.Conv2d, x: Tensor) -> bool:
     The explicit path forms every sample's weight gradient; their sum is the batch weight
     gradient, so autograd need not compute it again. That makes the explicit path cost only
     its excess over the weight gradient, which the choice against the Gram path accounts for.
-    The input must require grad (the output gradient must still reach the layer with the
-    weight frozen for the call) and share the weight's dtype (no autocast).
+    The input must share the weight's dtype, and no autocast may run. If neither the input
+    nor the bias needs a gradient, the hooks tap the output so that its gradient still
+    reaches the layer (``divebatch.meter.tap``).
     """
-    if not (is_trainable(conv.weight) and x.requires_grad and x.dtype == conv.weight.dtype
-            and x.dim() == 4):
+    if not (is_trainable(conv.weight) and x.dtype == conv.weight.dtype and x.dim() == 4
+            and not torch.is_autocast_enabled(x.device.type)):
         return False
     costs = _weight_costs(conv, *x.shape[:2], *_output_size(conv, x.shape[2], x.shape[3]),
                           device=x.device)
