@@ -3,7 +3,14 @@ weight frozen for the call, ``divebatch.meter.rules.conv``) on an input that nee
 and without a trainable bias, as the first convolution of most image models. ``tap`` makes
 autograd record the output, in place (the same tensor, so later in-place layers such as
 ``ReLU(inplace=True)`` still work), and its gradient then reaches the meter's hooks like any
-layer's; nothing flows further back."""
+layer's; nothing flows further back.
+
+Only outputs in the plain (not channels-last) layout are tapped (``fuses_weight_grad``): with
+torch 2.13 on a CPU, GroupNorm's backward in channels-last layout crashes the process
+(segmentation fault) when its input's gradient is not wanted, and after a tapped stem the
+meter's weighted check (``divebatch.meter.sample_weights``) asks for exactly that. A digits
+batch (N, 64) viewed as (N, 1, 8, 8) has channel stride 1, so its stem's output comes out
+channels-last: that stem is not fused."""
 
 from __future__ import annotations
 

@@ -129,6 +129,24 @@ def test_a_bias_free_stem_is_fused_through_a_tap(name, fused_calls):
     meter.detach()
     assert model[0].weight.requires_grad and model[0](inputs).requires_grad
 
+
+def test_a_stem_on_a_channels_last_input_is_not_tapped(fused_calls):
+    """A one-channel batch with channel stride 1 (as digits come) makes the stem's output
+    channels-last; tapped, GroupNorm's backward crashed the process in the weighted check
+    (torch 2.13, CPU). Such a stem is measured unfused; the checked batch runs."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1, bias=False), nn.GroupNorm(2, 4),
+                          nn.ReLU(), nn.Flatten(), nn.Linear(256, 5))
+    inputs = torch.randn(5, 8, 8, 1).permute(0, 3, 1, 2)  # strides (64, 1, 8, 1)
+    targets = torch.randint(0, 5, (5,))
+    expected_grads = plain_gradients(model, inputs, targets)
+    grads, meter = metered_gradients(model, inputs, targets)
+    assert fused_calls == []
+    for got, expected in zip(grads, expected_grads):
+        assert_close(got, expected)
+    sq_norms, grad_sum = loop_oracle(model, cross_entropy, inputs, targets)
+    assert_close(meter.diversity(), sq_norms.sum() / sum(g.square().sum() for g in grad_sum))
+
 class TiedConvs(nn.Module):
     """Two convolutions sharing one weight, on features and on their mirror (after a stem, so
     that their input needs a gradient, as fusing requires)."""
@@ -167,13 +185,16 @@ def test_output_size_matches_the_convolution(case):
 
 
 def test_fusion_needs_a_trainable_weight_and_a_shared_dtype(fused_calls):
-    conv = nn.Conv2d(3, 4, 3)
+    conv = nn.Conv2d(3, 4, 3, bias=False)
     x = torch.randn(2, 3, 6, 6)
     assert conv_sq_norms.fuses_weight_grad(conv, x)
     assert conv_sq_norms.fuses_weight_grad(conv, x.requires_grad_())
     assert not conv_sq_norms.fuses_weight_grad(conv, x.float())
     with torch.autocast("cpu", dtype=torch.bfloat16):  # an input autocast has not cast yet
         assert not conv_sq_norms.fuses_weight_grad(conv, x)
+    channels_last = x.detach().contiguous(memory_format=torch.channels_last)
+    assert not conv_sq_norms.fuses_weight_grad(conv, channels_last)  # it would be tapped
+    assert conv_sq_norms.fuses_weight_grad(conv, channels_last.requires_grad_())
     conv.weight.requires_grad_(False)
     assert not conv_sq_norms.fuses_weight_grad(conv, x)
 

@@ -172,14 +172,22 @@ def fuses_weight_grad(conv: nn.Conv2d, x: Tensor) -> bool:
     its excess over the weight gradient, which the choice against the Gram path accounts for.
     The input must share the weight's dtype, and no autocast may run. If neither the input
     nor the bias needs a gradient, the hooks tap the output so that its gradient still
-    reaches the layer (``divebatch.meter.tap``).
+    reaches the layer (``divebatch.meter.tap``), if input and weight are laid out plainly.
     """
     if not (is_trainable(conv.weight) and x.dtype == conv.weight.dtype and x.dim() == 4
             and not torch.is_autocast_enabled(x.device.type)):
         return False
+    tapped = not x.requires_grad and not is_trainable(conv.bias)
+    if tapped and not (_plain_layout(x) and _plain_layout(conv.weight)):
+        return False  # the output would be tapped in channels-last layout (divebatch.meter.tap)
     costs = _weight_costs(conv, *x.shape[:2], *_output_size(conv, x.shape[2], x.shape[3]),
                           device=x.device)
     return not kernels.gram_is_cheaper(costs.gram, costs.explicit - costs.weight_grad)
+
+
+def _plain_layout(tensor: Tensor) -> bool:
+    """Contiguous and not also channels-last (as one channel, or a 1x1 kernel, makes it)."""
+    return tensor.is_contiguous() and not tensor.is_contiguous(memory_format=torch.channels_last)
 
 
 def fused_excess_share(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -> float:
