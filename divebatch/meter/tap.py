@@ -10,7 +10,9 @@ torch 2.13 on a CPU, GroupNorm's backward in channels-last layout crashes the pr
 (segmentation fault) when its input's gradient is not wanted, and after a tapped stem the
 meter's weighted check (``divebatch.meter.sample_weights``) asks for exactly that. A digits
 batch (N, 64) viewed as (N, 1, 8, 8) has channel stride 1, so its stem's output comes out
-channels-last: that stem is not fused."""
+channels-last: that stem is not fused. Nor is a stem on CUDA, where this has not been measured
+(no GPU was at hand) and a mistake would go unseen: the meter's checks cannot compare a fused
+weight's gradient with autograd's, since autograd did not compute it."""
 
 from __future__ import annotations
 

@@ -199,6 +199,15 @@ def test_fusion_needs_a_trainable_weight_and_a_shared_dtype(fused_calls):
     assert not conv_sq_norms.fuses_weight_grad(conv, x)
 
 
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_stem_is_tapped_only_on_a_cpu(fused_calls):
+    conv = nn.Conv2d(3, 4, 3, bias=False, device="cuda")
+    x = torch.randn(2, 3, 6, 6, device="cuda")
+    assert not conv_sq_norms.fuses_weight_grad(conv, x)  # not measured on a GPU
+    assert conv_sq_norms.fuses_weight_grad(conv, x.requires_grad_())
+
+
 def weight_sq_norms_by_loop(conv, x, grad_out):
     """||d/dW sum(conv(x_i) * grad_out_i)||^2 for each sample i, one at a time."""
     return torch.stack([

@@ -172,14 +172,15 @@ def fuses_weight_grad(conv: nn.Conv2d, x: Tensor) -> bool:
     its excess over the weight gradient, which the choice against the Gram path accounts for.
     The input must share the weight's dtype, and no autocast may run. If neither the input
     nor the bias needs a gradient, the hooks tap the output so that its gradient still
-    reaches the layer (``divebatch.meter.tap``), if input and weight are laid out plainly.
+    reaches the layer (``divebatch.meter.tap``): on a CPU, with input and weight laid out
+    plainly.
     """
     if not (is_trainable(conv.weight) and x.dtype == conv.weight.dtype and x.dim() == 4
             and not torch.is_autocast_enabled(x.device.type)):
         return False
     tapped = not x.requires_grad and not is_trainable(conv.bias)
-    if tapped and not (_plain_layout(x) and _plain_layout(conv.weight)):
-        return False  # the output would be tapped in channels-last layout (divebatch.meter.tap)
+    if tapped and not (x.device.type == "cpu" and _plain_layout(x) and _plain_layout(conv.weight)):
+        return False  # a tap only where measured: CPU, plain layout (divebatch.meter.tap)
     costs = _weight_costs(conv, *x.shape[:2], *_output_size(conv, x.shape[2], x.shape[3]),
                           device=x.device)
     return not kernels.gram_is_cheaper(costs.gram, costs.explicit - costs.weight_grad)
