@@ -103,7 +103,8 @@ def page_faults() -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--before", default="main", help="the earlier commit (git revision)")
-    parser.add_argument("--models", default="mlp,cnn", help="of mlp, cnn, resnet18, gpt")
+    parser.add_argument("--models", default="mlp,cnn",
+                        help="of mlp, cnn, digits_cnn, resnet18, gpt")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")

@@ -25,7 +25,7 @@ from divebatch.meter.diversity import DiversityMeter  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="cnn", help="of mlp, cnn, resnet18, gpt")
+    parser.add_argument("--model", default="cnn", help="of mlp, cnn, digits_cnn, resnet18, gpt")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=10)
     args = parser.parse_args()
