@@ -80,5 +80,17 @@ CONV_CASES = {
 }
 
 
+def conv_without_bias(case):
+    return nn.Conv2d(4, 8, bias=False, **{k: v for k, v in CONV_CASES[case].items()
+                                          if k != "bias"})
+
+
+def weight_sq_norms_by_loop(conv, x, grad_out):
+    """||d/dW sum(conv(x_i) * grad_out_i)||^2 for each sample i, one at a time."""
+    return torch.stack([
+        torch.autograd.grad((conv(x[i:i + 1]) * grad_out[i:i + 1]).sum(), conv.weight)[0]
+        .square().sum() for i in range(len(x))])
+
+
 def image_batch(n=5):
     return torch.randn(n, 3, 6, 6), torch.randint(0, 5, (n,))

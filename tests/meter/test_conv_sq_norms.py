@@ -14,8 +14,9 @@ from divebatch.meter import hooks as sq_norm_hooks, kernels
 from divebatch.meter.rules import conv as conv_sq_norms
 from divebatch.meter.diversity import DiversityMeter, per_sample_grad_sq_norms
 from tests.helpers.oracles import float64  # noqa: F401  (the autouse float64 fixture)
-from tests.helpers.oracles import (CONV_CASES, assert_close, conv_model, cross_entropy,
-                                   image_batch, loop_oracle)
+from tests.helpers.oracles import (CONV_CASES, assert_close, conv_model, conv_without_bias,
+                                   cross_entropy, image_batch, loop_oracle,
+                                   weight_sq_norms_by_loop)
 
 
 @pytest.fixture
@@ -207,13 +208,6 @@ def test_a_stem_is_tapped_only_on_a_cpu(fused_calls):
     assert not conv_sq_norms.fuses_weight_grad(conv, x)  # not measured on a GPU
 
 
-def weight_sq_norms_by_loop(conv, x, grad_out):
-    """||d/dW sum(conv(x_i) * grad_out_i)||^2 for each sample i, one at a time."""
-    return torch.stack([
-        torch.autograd.grad((conv(x[i:i + 1]) * grad_out[i:i + 1]).sum(), conv.weight)[0]
-        .square().sum() for i in range(len(x))])
-
-
 def explicit_by_bmm(conv, x, grad_out):
     return conv_sq_norms._large_sq_norms(
         conv_sq_norms._per_sample_weight_grads_by_bmm(conv, x, grad_out))
@@ -233,11 +227,6 @@ WEIGHT_PATHS = {"explicit_by_conv": explicit_by_conv, "explicit_by_bmm": explici
                 "explicit_by_windows": explicit_by_windows,
                 "pixel_gram": conv_sq_norms._conv2d_gram_sq_norms,
                 "unfold_gram": conv_sq_norms._conv2d_unfold_gram_sq_norms}
-
-
-def conv_without_bias(case):
-    return nn.Conv2d(4, 8, bias=False, **{k: v for k, v in CONV_CASES[case].items()
-                                          if k != "bias"})
 
 
 @pytest.mark.parametrize("path", WEIGHT_PATHS)
@@ -260,11 +249,9 @@ def test_per_sample_weight_grads_agree_between_conv_bmm_and_windows(case):
         by_conv = conv_sq_norms._per_sample_weight_grads_by_conv(conv, x, grad_out)
         by_bmm = conv_sq_norms._per_sample_weight_grads_by_bmm(conv, x, grad_out)
         by_windows = conv_sq_norms._per_sample_weight_grads_by_windows(conv, x, grad_out)
-        patches = conv_sq_norms._unfold_by_windows(conv, x, *grad_out.shape[2:])
     assert by_bmm.shape == by_conv.shape == by_windows.shape == (3, *conv.weight.shape)
     assert_close(by_bmm, by_conv)
     assert_close(by_windows, by_conv)
-    assert_close(patches, conv_sq_norms._unfold_like_conv(conv, x))
 
 
 def test_short_patches_take_the_windows_on_a_cpu(monkeypatch):

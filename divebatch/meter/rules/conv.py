@@ -25,13 +25,14 @@ from functools import partial
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from divebatch.meter import kernels
 from divebatch.meter.kernels import (ELEMENTWISE_COST, OPERATION_COST, accumulation_dtype,
                                      frobenius_dots, in_chunks, is_trainable, sample_chunks,
                                      sq_norms)
+from divebatch.meter.rules.conv_patches import (kernel_pads, pad_like_conv, patches_last,
+                                                unfold_by_windows, unfold_like_conv)
 from divebatch.meter.rules.registry import register_rule
 
 
@@ -144,7 +145,7 @@ def _patches_size(conv: nn.Conv2d, grad_out: Tensor) -> int:
 def _explicit_temp(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -> int:
     if _uses_batched_matmul(x.device) or _short_patches(conv):
         return conv.weight.numel() + _patches_size(conv, grad_out) + _padded_size(conv, x)
-    return 2 * conv.weight.numel() + (0 if _kernel_pads(conv) else _padded_size(conv, x))
+    return 2 * conv.weight.numel() + (0 if kernel_pads(conv) else _padded_size(conv, x))
 
 
 def _conv2d_weight_sq_norms(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -> Tensor:
@@ -242,16 +243,6 @@ def _large_sq_norms(per_sample: Tensor) -> Tensor:
     return torch.linalg.vector_norm(per_sample, dim=tuple(range(1, per_sample.dim()))).square()
 
 
-def _kernel_pads(conv: nn.Conv2d) -> bool:
-    """Whether the convolution kernels can apply the padding (zeros, same on both sides)."""
-    return conv.padding_mode == "zeros" and not isinstance(conv.padding, str)
-
-
-def _pad_like_conv(conv: nn.Conv2d, x: Tensor) -> Tensor:
-    mode = "constant" if conv.padding_mode == "zeros" else conv.padding_mode
-    return F.pad(x, conv._reversed_padding_repeated_twice, mode=mode)
-
-
 def _conv2d_explicit_sq_norms(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -> Tensor:
     return _large_sq_norms(_conv2d_per_sample_weight_grads(conv, x, grad_out))
 
@@ -268,10 +259,10 @@ def _conv2d_per_sample_weight_grads(conv: nn.Conv2d, x: Tensor, grad_out: Tensor
 def _per_sample_weight_grads_by_conv(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -> Tensor:
     """The weight-gradient kernel with one group per sample."""
     n_samples, channels_in = x.shape[:2]
-    if _kernel_pads(conv):
+    if kernel_pads(conv):
         padding = conv.padding
     else:
-        x, padding = _pad_like_conv(conv, x), 0  # x: (N, C_in, Hp, Wp)
+        x, padding = pad_like_conv(conv, x), 0  # x: (N, C_in, Hp, Wp)
     weight_shape = (n_samples * conv.out_channels, channels_in // conv.groups, *conv.kernel_size)
     weight_grads = torch.nn.grad.conv2d_weight(
         x.reshape(1, n_samples * channels_in, *x.shape[2:]), weight_shape,
@@ -283,7 +274,7 @@ def _per_sample_weight_grads_by_conv(conv: nn.Conv2d, x: Tensor, grad_out: Tenso
 def _per_sample_weight_grads_by_bmm(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -> Tensor:
     """dy p^T for each sample and group, one batched product over the unfolded patches p."""
     n_samples, groups = x.shape[0], conv.groups
-    patches = _unfold_like_conv(conv, x)  # (N, C_in kh kw, T), channels outermost
+    patches = unfold_like_conv(conv, x)  # (N, C_in kh kw, T), channels outermost
     positions = patches.shape[2]
     patches = patches.reshape(n_samples * groups, -1, positions)  # (N G, C_in / G kh kw, T)
     grads = grad_out.reshape(n_samples * groups, -1, positions)  # (N G, C_out / G, T)
@@ -295,7 +286,7 @@ def _per_sample_weight_grads_by_windows(conv: nn.Conv2d, x: Tensor, grad_out: Te
     """p dy^T for each sample and group, the patches p stacked from strided windows; the
     product in this order ran in two thirds of the time of dy p^T on a CPU."""
     n_samples, groups = x.shape[0], conv.groups
-    patches = _unfold_by_windows(conv, x, *grad_out.shape[2:])  # (N, C_in kh kw, T)
+    patches = unfold_by_windows(conv, x, *grad_out.shape[2:])  # (N, C_in kh kw, T)
     positions = patches.shape[2]
     patches = patches.reshape(n_samples * groups, -1, positions)  # (N G, C_in / G kh kw, T)
     grads = grad_out.reshape(n_samples * groups, -1, positions)  # (N G, C_out / G, T)
@@ -305,37 +296,13 @@ def _per_sample_weight_grads_by_windows(conv: nn.Conv2d, x: Tensor, grad_out: Te
                                                 *conv.kernel_size)
 
 
-def _unfold_by_windows(conv: nn.Conv2d, x: Tensor, out_height: int, out_width: int) -> Tensor:
-    """``_unfold_like_conv`` by stacking one strided window of the padded input per kernel
-    offset: one copy, where ``F.unfold`` took 4 to 7 times as long on short patches."""
-    x = _pad_like_conv(conv, x)  # (N, C_in, Hp, Wp)
-    (stride_y, stride_x), (dilation_y, dilation_x) = conv.stride, conv.dilation
-    rows, cols = stride_y * (out_height - 1) + 1, stride_x * (out_width - 1) + 1
-    windows = [x[:, :, i:i + rows:stride_y, j:j + cols:stride_x]
-               for i in range(0, dilation_y * conv.kernel_size[0], dilation_y)
-               for j in range(0, dilation_x * conv.kernel_size[1], dilation_x)]
-    return torch.stack(windows, 2).reshape(x.shape[0], -1, out_height * out_width)
-
-
-def _unfold_like_conv(conv: nn.Conv2d, x: Tensor) -> Tensor:
-    """(N, C_in, H, W) -> (N, C_in kh kw, T): the patch each output position reads."""
-    if _kernel_pads(conv):
-        padding = conv.padding
-    else:
-        x, padding = _pad_like_conv(conv, x), 0
-    return F.unfold(x, conv.kernel_size, dilation=conv.dilation, padding=padding,
-                    stride=conv.stride)
-
-
 def _conv2d_unfold_gram_sq_norms(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -> Tensor:
     """sum_{t,s} (p_t.p_s)(dy_t.dy_s) from the unfolded patches p_t: kernel-size copies of the
     input, but only a handful of operations, which is what counts on small images."""
     n_samples, groups = x.shape[0], conv.groups
-    patches = _unfold_like_conv(conv, x)  # (N, C_in kh kw, T), channels outermost
-    positions = patches.shape[2]
-    patches = patches.view(n_samples * groups, -1, positions)  # (N G, C_in / G kh kw, T)
-    patch_gram = torch.bmm(patches.transpose(1, 2), patches)  # (N G, T, T)
-    grads = grad_out.reshape(n_samples * groups, -1, positions)  # (N G, C_out / G, T)
+    patches = patches_last(conv, x, *grad_out.shape[2:])  # (N G, T, kh kw C_in / G)
+    patch_gram = torch.bmm(patches, patches.transpose(1, 2))  # (N G, T, T)
+    grads = grad_out.reshape(n_samples * groups, -1, patches.shape[1])  # (N G, C_out / G, T)
     grad_gram = torch.bmm(grads.transpose(1, 2), grads)
     return frobenius_dots(patch_gram, grad_gram).view(n_samples, groups).sum(1)
 
@@ -370,7 +337,7 @@ def _conv2d_gram_sq_norms(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -> Tenso
     that phase's pixel Gram matrix x^T x over the offsets.
     """
     n_samples, groups = x.shape[0], conv.groups
-    x = _pad_like_conv(conv, x)  # (N, C_in, Hp, Wp)
+    x = pad_like_conv(conv, x)  # (N, C_in, Hp, Wp)
     out_height, out_width = grad_out.shape[2:]
     grads = grad_out.reshape(n_samples * groups, -1, out_height * out_width)  # (N G, C_out / G, T)
     grad_gram = torch.bmm(grads.transpose(1, 2), grads)  # (N G, T, T)
