@@ -19,15 +19,21 @@ def pad_like_conv(conv: nn.Conv2d, x: Tensor) -> Tensor:
     return F.pad(x, conv._reversed_padding_repeated_twice, mode=mode)
 
 
-def unfold_by_windows(conv: nn.Conv2d, x: Tensor, out_height: int, out_width: int) -> Tensor:
-    """``unfold_like_conv`` by stacking one strided window of the padded input per kernel
-    offset: one copy, where ``F.unfold`` took 4 to 7 times as long on short patches."""
+def kernel_windows(conv: nn.Conv2d, x: Tensor, out_height: int, out_width: int) -> list[Tensor]:
+    """(N, C_in, H_out, W_out) views of the padded input, one per kernel offset: what that
+    offset of the kernel reads at each output position."""
     x = pad_like_conv(conv, x)  # (N, C_in, Hp, Wp)
     (stride_y, stride_x), (dilation_y, dilation_x) = conv.stride, conv.dilation
     rows, cols = stride_y * (out_height - 1) + 1, stride_x * (out_width - 1) + 1
-    windows = [x[:, :, i:i + rows:stride_y, j:j + cols:stride_x]
-               for i in range(0, dilation_y * conv.kernel_size[0], dilation_y)
-               for j in range(0, dilation_x * conv.kernel_size[1], dilation_x)]
+    return [x[:, :, i:i + rows:stride_y, j:j + cols:stride_x]
+            for i in range(0, dilation_y * conv.kernel_size[0], dilation_y)
+            for j in range(0, dilation_x * conv.kernel_size[1], dilation_x)]
+
+
+def unfold_by_windows(conv: nn.Conv2d, x: Tensor, out_height: int, out_width: int) -> Tensor:
+    """``unfold_like_conv`` by stacking the kernel offsets' windows: one copy, where
+    ``F.unfold`` took 4 to 7 times as long on short patches."""
+    windows = kernel_windows(conv, x, out_height, out_width)
     return torch.stack(windows, 2).reshape(x.shape[0], -1, out_height * out_width)
 
 
@@ -49,12 +55,8 @@ def patches_last(conv: nn.Conv2d, x: Tensor, out_height: int, out_width: int) ->
     rules took 214 and 113 us against 420 and 303 with ``F.unfold`` (B = 32), and 304 and 195
     against 376 and 289 in the plain layout (docs/performance.md)."""
     n_samples, groups = x.shape[0], conv.groups
-    x = pad_like_conv(conv, x).permute(0, 2, 3, 1)  # (N, Hp, Wp, C_in)
-    (stride_y, stride_x), (dilation_y, dilation_x) = conv.stride, conv.dilation
-    rows, cols = stride_y * (out_height - 1) + 1, stride_x * (out_width - 1) + 1
-    windows = [x[:, i:i + rows:stride_y, j:j + cols:stride_x]
-               for i in range(0, dilation_y * conv.kernel_size[0], dilation_y)
-               for j in range(0, dilation_x * conv.kernel_size[1], dilation_x)]
+    windows = [window.permute(0, 2, 3, 1)  # (N, H_out, W_out, C_in)
+               for window in kernel_windows(conv, x, out_height, out_width)]
     patches = torch.stack(windows, 3).view(n_samples, out_height * out_width, -1, groups,
-                                           x.shape[3] // groups)  # (N, T, kh kw, G, C_in / G)
+                                           x.shape[1] // groups)  # (N, T, kh kw, G, C_in / G)
     return patches.permute(0, 3, 1, 2, 4).reshape(n_samples * groups, out_height * out_width, -1)
