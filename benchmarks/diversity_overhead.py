@@ -52,6 +52,8 @@ from torch.func import functional_call, grad, vmap
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from divebatch.config import RunConfig  # noqa: E402
+from divebatch.data.problems import load_problem  # noqa: E402
 from divebatch.device_options import make_optimizer  # noqa: E402
 from divebatch.meter.diversity import DiversityMeter  # noqa: E402
 from divebatch.models.gpt import GPT, token_losses  # noqa: E402
@@ -109,10 +111,11 @@ def workload(name: str, batch_size: int, device: torch.device):
     if name == "mlp":
         return (build_model("mlp", input_shape=(64,), n_outputs=10, hidden=128).to(device),
                 *digits_batch(batch_size, device))
-    if name == "digits_cnn":  # the races' CNN on the images as the trainer lays them out
-        inputs, targets = digits_batch(batch_size, device)
-        images = inputs.view(-1, 8, 8, 1).permute(0, 3, 1, 2)  # strides (64, 1, 8, 1)
-        return build_model("cnn", input_shape=(1, 8, 8), n_outputs=10).to(device), images, targets
+    if name == "digits_cnn":  # the races' CNN on the trainer's own digits tensors (layout too)
+        problem = load_problem(RunConfig(problem="digits", model="cnn"), device)
+        batch = torch.arange(batch_size, device=device)
+        return (build_model("cnn", input_shape=(1, 8, 8), n_outputs=10).to(device),
+                problem.x_train[batch], problem.y_train[batch])
     model = build_model(name, input_shape=(3, 32, 32), n_outputs=10)
     return model.to(device), *image_batch(batch_size, device)
 
