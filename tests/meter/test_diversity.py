@@ -56,19 +56,35 @@ def sequence_batch(n=4):
     return torch.randn(n, 7, 6), torch.randn(n, 7, 3)
 
 
+def group_norm_model():
+    return nn.Sequential(nn.Conv2d(3, 6, 3), nn.GroupNorm(3, 6), nn.ReLU(), nn.Flatten(),
+                         nn.Linear(6 * 16, 5))
+
+
+def batch_norm_model():
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(64, 6),
+                         nn.BatchNorm1d(6), nn.Linear(6, 5)).eval()
+
+
+def channels_last_image_batch():
+    inputs, targets = image_batch()
+    return inputs.contiguous(memory_format=torch.channels_last), targets
+
+
 MODELS = {
     "linear_2d": (lambda: nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 4)),
                   lambda: (torch.randn(6, 6), torch.randint(0, 4, (6,))), cross_entropy),
     "linear_sequence": (sequence_model, sequence_batch, sequence_loss),
     "layer_norm_2d": (lambda: nn.Sequential(nn.Linear(6, 5), nn.LayerNorm(5), nn.Linear(5, 4)),
                       lambda: (torch.randn(6, 6), torch.randint(0, 4, (6,))), cross_entropy),
-    "group_norm": (lambda: nn.Sequential(nn.Conv2d(3, 6, 3), nn.GroupNorm(3, 6), nn.ReLU(),
-                                         nn.Flatten(), nn.Linear(6 * 16, 5)),
-                   image_batch, cross_entropy),
-    "batch_norm_eval": (lambda: nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(),
-                                              nn.Linear(64, 6), nn.BatchNorm1d(6),
-                                              nn.Linear(6, 5)).eval(),
-                        image_batch, cross_entropy),
+    "group_norm": (group_norm_model, image_batch, cross_entropy),
+    "group_norm_channels_last": (
+        lambda: group_norm_model().to(memory_format=torch.channels_last),
+        channels_last_image_batch, cross_entropy),
+    "batch_norm_eval": (batch_norm_model, image_batch, cross_entropy),
+    "batch_norm_eval_channels_last": (
+        lambda: batch_norm_model().to(memory_format=torch.channels_last),
+        channels_last_image_batch, cross_entropy),
     "torch_func_fallback": (lambda: nn.Sequential(nn.Conv2d(3, 4, 3), Scale(4), nn.Flatten(2),
                                                   nn.Conv1d(4, 2, 2), nn.Flatten(),
                                                   ScaledLinear(2 * 7, 5)),
@@ -374,6 +390,24 @@ def test_meter_rejects_bad_arguments(kwargs):
     name = next(iter(kwargs))
     with pytest.raises(ValueError, match=name):
         DiversityMeter(nn.Linear(2, 2), **kwargs)
+
+
+@pytest.mark.parametrize("kind", ["group", "batch"])
+def test_normalisation_rules_read_a_channels_last_pair_in_its_own_order(kind):
+    """The rules' channels-last branch gives the plain branch's norms (both layouts of one
+    input and output gradient)."""
+    norm = nn.GroupNorm(2, 4) if kind == "group" else nn.BatchNorm2d(4).eval()
+    x, grad_out = torch.randn(3, 4, 5, 5), torch.randn(3, 4, 5, 5)
+    saved = normalisation._group_norm_capture(norm, (x.requires_grad_(),), {}, norm(x)) \
+        if isinstance(norm, nn.GroupNorm) else x.detach()
+    rule = normalisation._group_norm_sq_norms if isinstance(norm, nn.GroupNorm) \
+        else normalisation._batch_norm_sq_norms
+    channels_last = [t.detach().contiguous(memory_format=torch.channels_last)
+                     for t in (x, grad_out)]
+    assert normalisation._channels_last(channels_last[0])
+    cl_saved = (channels_last[0], *saved[1:]) if isinstance(saved, tuple) else channels_last[0]
+    with torch.no_grad():
+        assert_close(rule(norm, cl_saved, channels_last[1]), rule(norm, saved, grad_out))
 
 
 def test_group_norm_rule_without_saved_statistics():
