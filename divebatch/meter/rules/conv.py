@@ -21,6 +21,7 @@ explicit path then costs only its excess over the ordinary weight gradient.
 
 from __future__ import annotations
 
+import functools
 from functools import partial
 from typing import NamedTuple
 
@@ -116,12 +117,20 @@ class PathCosts(NamedTuple):
 
 def _weight_costs(conv: nn.Conv2d, n_samples: int, channels_in: int, out_height: int,
                   out_width: int, device: torch.device = torch.device("cpu")) -> PathCosts:
-    groups = conv.groups
-    c_in, c_out = channels_in // groups, conv.out_channels // groups  # per group
-    kernel = conv.kernel_size[0] * conv.kernel_size[1]
+    return _path_costs(_device_costs(device), _uses_batched_matmul(device), conv.groups,
+                       channels_in, conv.out_channels, conv.kernel_size, conv.stride,
+                       conv.dilation, n_samples, out_height, out_width)
+
+
+@functools.lru_cache(maxsize=4096)  # a pure function of its numbers: called on every batch
+def _path_costs(costs: DeviceCosts, batched_matmul: bool, groups: int, channels_in: int,
+                channels_out: int, kernel_size: tuple[int, int], stride: tuple[int, int],
+                dilation: tuple[int, int], n_samples: int, out_height: int,
+                out_width: int) -> PathCosts:
+    c_in, c_out = channels_in // groups, channels_out // groups  # per group
+    kernel = kernel_size[0] * kernel_size[1]
     positions = out_height * out_width
-    phases = _phase_windows(conv, out_height, out_width)
-    costs = _device_costs(device)
+    phases = _phases(kernel_size, stride, dilation, out_height, out_width)
     per_op = costs.operation / max(n_samples, 1)
     grad_gram = positions ** 2 * c_out
     unfold_pass = c_in * kernel * positions * costs.elementwise  # copying the patches
@@ -131,7 +140,7 @@ def _weight_costs(conv: nn.Conv2d, n_samples: int, channels_in: int, out_height:
     unfold_gram = positions ** 2 * c_in * kernel + grad_gram + unfold_pass + per_op * 6
     weight_grad = c_in * kernel * c_out * positions
     explicit = c_in * kernel * c_out * (positions + costs.small_matmul)
-    if _uses_batched_matmul(device):
+    if batched_matmul:
         explicit += unfold_pass + per_op * 4
     return PathCosts(pixel_gram, unfold_gram, explicit, weight_grad)
 
@@ -321,14 +330,23 @@ def _conv2d_unfold_gram_sq_norms(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -
     return frobenius_dots(patch_gram, grad_gram).view(n_samples, groups).sum(1)
 
 
-def _phase_windows(conv: nn.Conv2d, out_height: int,
-                   out_width: int) -> list[tuple[int, int, list[tuple[int, int, int, int]]]]:
+Phases = tuple[tuple[int, int, tuple[tuple[int, int, int, int], ...]], ...]
+
+
+def _phase_windows(conv: nn.Conv2d, out_height: int, out_width: int) -> Phases:
+    return _phases(conv.kernel_size, conv.stride, conv.dilation, out_height, out_width)
+
+
+@functools.lru_cache(maxsize=4096)
+def _phases(kernel_size: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int],
+            out_height: int, out_width: int) -> Phases:
     """The stride phases of the padded input that the kernel reads, with their kernel offsets.
 
     Kernel offset (i, j) at output position (y, x) reads padded pixel (s y + d i, s x + d j),
     which is pixel (y + (d i) // s, x + (d j) // s) of phase ((d i) % s, (d j) % s), the
     sub-image x[:, :, (d i) % s::s, (d j) % s::s]. For each phase that some offset reads:
-    (rows, cols) of it that are read, and [(phase_y, phase_x, shift_y, shift_x)] per offset.
+    (rows, cols) of it that are read, and ((phase_y, phase_x, shift_y, shift_x), ...) per
+    offset.
     """
     def by_phase(kernel: int, dilation: int, stride: int) -> dict[int, list[int]]:
         shifts: dict[int, list[int]] = {}
@@ -336,12 +354,13 @@ def _phase_windows(conv: nn.Conv2d, out_height: int,
             shifts.setdefault(offset % stride, []).append(offset // stride)
         return shifts
 
-    rows_by_phase = by_phase(conv.kernel_size[0], conv.dilation[0], conv.stride[0])
-    cols_by_phase = by_phase(conv.kernel_size[1], conv.dilation[1], conv.stride[1])
-    return [(out_height + max(shifts_y), out_width + max(shifts_x),
-             [(phase_y, phase_x, shift_y, shift_x) for shift_y in shifts_y for shift_x in shifts_x])
-            for phase_y, shifts_y in rows_by_phase.items()
-            for phase_x, shifts_x in cols_by_phase.items()]
+    rows_by_phase = by_phase(kernel_size[0], dilation[0], stride[0])
+    cols_by_phase = by_phase(kernel_size[1], dilation[1], stride[1])
+    return tuple((out_height + max(shifts_y), out_width + max(shifts_x),
+                  tuple((phase_y, phase_x, shift_y, shift_x)
+                        for shift_y in shifts_y for shift_x in shifts_x))
+                 for phase_y, shifts_y in rows_by_phase.items()
+                 for phase_x, shifts_x in cols_by_phase.items())
 
 
 def _conv2d_gram_sq_norms(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -> Tensor:
