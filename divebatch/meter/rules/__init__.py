@@ -7,8 +7,8 @@ at once, and for most layers they never exist at all. One module per layer famil
 registering its rules in the table of ``registry`` (importing this package registers them all):
 
 - ``linear``: ``nn.Linear`` on 2-D and sequence inputs.
-- ``conv``: ``nn.Conv2d`` (explicit, pixel-Gram or unfold-Gram, by cost; the fused path), with
-  the input patches it reads from ``conv_patches``.
+- ``conv``: ``nn.Conv2d`` (explicit, pixel-Gram or unfold-Gram, by the cost model of
+  ``conv_costs``; the fused path), with the input patches it reads from ``conv_patches``.
 - ``normalisation``: GroupNorm, LayerNorm and BatchNorm (affine weight and bias).
 - ``sequence``: Embedding, EmbeddingBag and MultiheadAttention.
 

@@ -8,9 +8,10 @@ gets the patch Gram matrix from pixel Gram matrices x^T x of the padded input's 
 summed over the kernel offsets, without unfolding the input into patches (which would copy it
 kernel-size times); the unfold-Gram one does unfold it, which pays
 on small images, where the number of operations matters more than their size. The cost model
-(``_weight_costs``) counts multiply-adds per sample plus each device's price of an elementwise
-pass and of one tensor operation (``DEVICE_COSTS``): a GPU launch is worth far more arithmetic
-than a CPU dispatch, so on CUDA the few-operation paths win. Everything is summed in float32 at
+(``divebatch.meter.rules.conv_costs``) counts multiply-adds per sample plus each device's price
+of an elementwise pass and of one tensor operation (``DEVICE_COSTS``), and on a channels-last
+input the patches' cheaper copy: a GPU launch is worth far more arithmetic than a CPU dispatch,
+so on CUDA the few-operation paths win. Everything is summed in float32 at
 least (bf16 inputs under autocast are upcast).
 
 Fused: a ``DiversityMeter`` may freeze a layer's weight for one forward call when the explicit
@@ -21,17 +22,16 @@ explicit path then costs only its excess over the ordinary weight gradient.
 
 from __future__ import annotations
 
-import functools
 from functools import partial
-from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 
 from divebatch.meter import kernels
-from divebatch.meter.kernels import (ELEMENTWISE_COST, OPERATION_COST, accumulation_dtype,
-                                     frobenius_dots, in_chunks, is_trainable, sample_chunks,
-                                     sq_norms)
+from divebatch.meter.kernels import (accumulation_dtype, frobenius_dots, in_chunks,
+                                     is_trainable, sample_chunks, sq_norms)
+from divebatch.meter.rules.conv_costs import (DEVICE_COSTS, DeviceCosts, PathCosts, Phases,
+                                             is_channels_last, path_costs, phases)
 from divebatch.meter.rules.conv_patches import (kernel_pads, pad_like_conv, patches_last,
                                                 unfold_by_windows, unfold_like_conv)
 from divebatch.meter.rules.registry import register_rule
@@ -49,35 +49,16 @@ def _conv2d_sq_norms(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -> Tensor:
     return norms[0].add_(norms[1]) if len(norms) == 2 else sum(norms)
 
 
-class DeviceCosts(NamedTuple):
-    """What a device charges, in multiply-adds of a matrix product."""
-    elementwise: float   # one elementwise pass over one element
-    operation: float     # the fixed cost of one tensor operation, per batch
-    small_matmul: float  # extra positions charged to a per-sample product's inner dimension
-
-
-# CPU: measured (see divebatch.meter.kernels). CUDA: from an H200's data sheet, not yet measured
-# here: ~33 T fp32 multiply-adds/s against ~0.6 T elements/s of an elementwise pass (read and
-# write, 4.8 TB/s), and ~5 us per kernel launch; batched products of small matrices run well.
-# On a CPU the weight-gradient convolution with one group per sample runs small products far
-# below peak: on a 64-channel 3x3 layer with an 8x8 output (the small CNN's last convolution)
-# it took 3.7 to 4.2 times the batch weight gradient at B = 32 and 128, which 64 extra
-# positions put at 2 (issue 32); 160 makes the pixel-Gram path serve that layer.
-GROUPED_CONV_SMALL_POSITIONS = 160
-DEVICE_COSTS = {"cpu": DeviceCosts(ELEMENTWISE_COST, OPERATION_COST,
-                                   GROUPED_CONV_SMALL_POSITIONS),
-                "cuda": DeviceCosts(elementwise=50, operation=150_000_000, small_matmul=0)}
-
-
 def _device_costs(device: torch.device) -> DeviceCosts:
     return DEVICE_COSTS.get(device.type, DEVICE_COSTS["cpu"])
 
 
 # On a CPU, a layer whose patches are short (C_in / G kh kw at most this: an RGB or grayscale
 # stem, 27 for 3x3 on RGB) gets its per-sample weight gradients from one batched product over
-# patches unfolded by stacking the kernel offsets' strided windows. On the small CNN's stem
-# (3 -> 32, 32x32) that took 1.1 ms against 2.9 ms for the grouped weight-gradient convolution
-# at B = 32 (6.8 against 11.6 at B = 128); with 8 input channels (72) it lost, 3.3 against 2.3.
+# patches copied once from a strided view of the padded input (conv_patches.patch_view). On the
+# small CNN's stem (3 -> 32, 32x32) that took 1.1 ms against 2.9 ms for the grouped
+# weight-gradient convolution at B = 32 (6.8 against 11.6 at B = 128); with 8 input channels
+# (72) it lost, 3.3 against 2.3.
 SHORT_PATCH = 32
 
 
@@ -96,53 +77,14 @@ def _patch_length(conv: nn.Conv2d) -> int:
     return conv.weight.shape[1] * conv.kernel_size[0] * conv.kernel_size[1]
 
 
-class PathCosts(NamedTuple):
-    """Multiply-adds per sample of each way to the weight's per-sample norms, and of the batch
-    weight gradient that autograd computes anyway."""
-    pixel_gram: float
-    unfold_gram: float
-    explicit: float
-    weight_grad: float
-
-    @property
-    def gram(self) -> float:
-        return min(self.pixel_gram, self.unfold_gram)
-
-    def choice(self) -> str:
-        """The cheapest path: "explicit", "unfold_gram" or "pixel_gram"."""
-        if not kernels.gram_is_cheaper(self.gram, self.explicit):
-            return "explicit"
-        return "unfold_gram" if self.unfold_gram < self.pixel_gram else "pixel_gram"
-
-
 def _weight_costs(conv: nn.Conv2d, n_samples: int, channels_in: int, out_height: int,
-                  out_width: int, device: torch.device = torch.device("cpu")) -> PathCosts:
-    return _path_costs(_device_costs(device), _uses_batched_matmul(device), conv.groups,
-                       channels_in, conv.out_channels, conv.kernel_size, conv.stride,
-                       conv.dilation, n_samples, out_height, out_width)
-
-
-@functools.lru_cache(maxsize=4096)  # a pure function of its numbers: called on every batch
-def _path_costs(costs: DeviceCosts, batched_matmul: bool, groups: int, channels_in: int,
-                channels_out: int, kernel_size: tuple[int, int], stride: tuple[int, int],
-                dilation: tuple[int, int], n_samples: int, out_height: int,
-                out_width: int) -> PathCosts:
-    c_in, c_out = channels_in // groups, channels_out // groups  # per group
-    kernel = kernel_size[0] * kernel_size[1]
-    positions = out_height * out_width
-    phases = _phases(kernel_size, stride, dilation, out_height, out_width)
-    per_op = costs.operation / max(n_samples, 1)
-    grad_gram = positions ** 2 * c_out
-    unfold_pass = c_in * kernel * positions * costs.elementwise  # copying the patches
-    pixel_gram = (sum((rows * cols) ** 2 for rows, cols, _ in phases) * c_in + grad_gram
-                  + positions ** 2 * kernel * costs.elementwise
-                  + per_op * (6 + 5 * len(phases) + 2 * kernel))
-    unfold_gram = positions ** 2 * c_in * kernel + grad_gram + unfold_pass + per_op * 6
-    weight_grad = c_in * kernel * c_out * positions
-    explicit = c_in * kernel * c_out * (positions + costs.small_matmul)
-    if batched_matmul:
-        explicit += unfold_pass + per_op * 4
-    return PathCosts(pixel_gram, unfold_gram, explicit, weight_grad)
+                  out_width: int, device: torch.device = torch.device("cpu"),
+                  channels_last: bool = False) -> PathCosts:
+    """The paths' costs for an input of ``n_samples`` x ``channels_in`` channels laid out
+    plainly or ``channels_last`` (``is_channels_last``)."""
+    return path_costs(_device_costs(device), _uses_batched_matmul(device), channels_last,
+                       conv.groups, channels_in, conv.out_channels, conv.kernel_size,
+                       conv.stride, conv.dilation, n_samples, out_height, out_width)
 
 
 def _padded_size(conv: nn.Conv2d, x: Tensor) -> int:
@@ -163,7 +105,8 @@ def _explicit_temp(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -> int:
 
 
 def _conv2d_weight_sq_norms(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -> Tensor:
-    path = _weight_costs(conv, *x.shape[:2], *grad_out.shape[2:], device=x.device).choice()
+    path = _weight_costs(conv, *x.shape[:2], *grad_out.shape[2:], device=x.device,
+                         channels_last=is_channels_last(x)).choice()
     if path == "explicit":
         return in_chunks(partial(_conv2d_explicit_sq_norms, conv), (x, grad_out),
                           _explicit_temp(conv, x, grad_out))
@@ -197,7 +140,7 @@ def fuses_weight_grad(conv: nn.Conv2d, x: Tensor) -> bool:
     if tapped and not (x.device.type == "cpu" and _plain_layout(x) and _plain_layout(conv.weight)):
         return False  # a tap only where measured: CPU, plain layout (divebatch.meter.tap)
     costs = _weight_costs(conv, *x.shape[:2], *_output_size(conv, x.shape[2], x.shape[3]),
-                          device=x.device)
+                          device=x.device, channels_last=is_channels_last(x))
     return not kernels.gram_is_cheaper(costs.gram, costs.explicit - costs.weight_grad)
 
 
@@ -209,7 +152,8 @@ def _plain_layout(tensor: Tensor) -> bool:
 def fused_excess_share(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -> float:
     """The share of ``conv2d_fused_sq_norms``'s work beyond the batch weight gradient, which
     autograd skipped (by the cost model): what measuring added on that call."""
-    costs = _weight_costs(conv, *x.shape[:2], *grad_out.shape[2:], device=x.device)
+    costs = _weight_costs(conv, *x.shape[:2], *grad_out.shape[2:], device=x.device,
+                          channels_last=is_channels_last(x))
     return max(0.0, 1.0 - costs.weight_grad / costs.explicit)
 
 
@@ -330,37 +274,8 @@ def _conv2d_unfold_gram_sq_norms(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -
     return frobenius_dots(patch_gram, grad_gram).view(n_samples, groups).sum(1)
 
 
-Phases = tuple[tuple[int, int, tuple[tuple[int, int, int, int], ...]], ...]
-
-
 def _phase_windows(conv: nn.Conv2d, out_height: int, out_width: int) -> Phases:
-    return _phases(conv.kernel_size, conv.stride, conv.dilation, out_height, out_width)
-
-
-@functools.lru_cache(maxsize=4096)
-def _phases(kernel_size: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int],
-            out_height: int, out_width: int) -> Phases:
-    """The stride phases of the padded input that the kernel reads, with their kernel offsets.
-
-    Kernel offset (i, j) at output position (y, x) reads padded pixel (s y + d i, s x + d j),
-    which is pixel (y + (d i) // s, x + (d j) // s) of phase ((d i) % s, (d j) % s), the
-    sub-image x[:, :, (d i) % s::s, (d j) % s::s]. For each phase that some offset reads:
-    (rows, cols) of it that are read, and ((phase_y, phase_x, shift_y, shift_x), ...) per
-    offset.
-    """
-    def by_phase(kernel: int, dilation: int, stride: int) -> dict[int, list[int]]:
-        shifts: dict[int, list[int]] = {}
-        for offset in range(0, kernel * dilation, dilation):
-            shifts.setdefault(offset % stride, []).append(offset // stride)
-        return shifts
-
-    rows_by_phase = by_phase(kernel_size[0], dilation[0], stride[0])
-    cols_by_phase = by_phase(kernel_size[1], dilation[1], stride[1])
-    return tuple((out_height + max(shifts_y), out_width + max(shifts_x),
-                  tuple((phase_y, phase_x, shift_y, shift_x)
-                        for shift_y in shifts_y for shift_x in shifts_x))
-                 for phase_y, shifts_y in rows_by_phase.items()
-                 for phase_x, shifts_x in cols_by_phase.items())
+    return phases(conv.kernel_size, conv.stride, conv.dilation, out_height, out_width)
 
 
 def _conv2d_gram_sq_norms(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -> Tensor:
