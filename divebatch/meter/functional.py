@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
 from divebatch.meter.grad_check import LOW_PRECISION_TOLERANCE, relative_difference, tolerance
-from divebatch.meter.kernels import MIN_TEMP_ELEMENTS, sq_norms, trainable_direct_params
+from divebatch.meter.kernels import PER_SAMPLE_GRADS_ELEMENTS, sq_norms, trainable_direct_params
 from divebatch.meter.calls import UnsupportedCall
 
 
@@ -216,7 +216,7 @@ def _replayed_per_sample_grads(module: nn.Module, args: tuple, kwargs: dict, gra
             rerun = rerun.expand(grad_out.shape)
         _check_reproduced(rerun.detach(), output, "re-run from the random state of its call")
         grads: dict[str, list[Tensor]] = {name: [] for name in leaves}
-        rows = max(1, MIN_TEMP_ELEMENTS // max(1, grad_out.numel()))
+        rows = max(1, PER_SAMPLE_GRADS_ELEMENTS // max(1, grad_out.numel()))
         for start in range(0, grad_out.shape[0], rows):
             chunk = slice(start, start + rows)
             one_hot = grad_out.new_zeros(min(rows, grad_out.shape[0] - start), *grad_out.shape)

@@ -26,9 +26,15 @@ OPERATION_COST = 200_000
 # Chunks of samples keep the temporaries of a rule within this many times the larger of the
 # layer's input and output...
 TEMP_BUDGET = 2
-# ...or within this many elements (16 MiB of float32), if that is more: small layers are not
-# split, since every chunk costs a round of operations and memory is no concern there.
-MIN_TEMP_ELEMENTS = 2 ** 22
+# ...or within this many elements (1 MiB of float32), if that is more: tiny layers are not
+# split, since every chunk costs a round of operations. With 16 MiB the digits CNN's unfold-Gram
+# patches at B = 128 (2.3 MiB, and the padded input beside them) put its measured step's peak
+# memory at 1.50x a plain step's; with 1 MiB 1.11x (docs/performance.md, seventh pass).
+MIN_TEMP_ELEMENTS = 2 ** 18
+# Rules that form per-sample gradients a few samples at a time (tied weights, the torch.func
+# re-run) take this many elements (16 MiB of float32) per round: a round there is a whole
+# batched backward, far dearer than a rule's few operations.
+PER_SAMPLE_GRADS_ELEMENTS = 2 ** 22
 # On CUDA a round of operations costs more (kernel launches from Python) and a GPU has more
 # memory: up to 128 MiB of float32 temporaries before splitting.
 CUDA_MIN_TEMP_ELEMENTS = 2 ** 25

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from divebatch.meter.rules.sequence import embedding_per_sample_grads
 from divebatch.meter.functional import functional_per_sample_grads
-from divebatch.meter.kernels import MIN_TEMP_ELEMENTS, accumulation_dtype, sq_norms
+from divebatch.meter.kernels import PER_SAMPLE_GRADS_ELEMENTS, accumulation_dtype, sq_norms
 
 
 class Use(NamedTuple):
@@ -68,7 +68,7 @@ def shared_sq_norms(uses: list[Use]) -> Tensor:
     n_samples = uses[0].grad_out.shape[0]
     distinct = {id(p): p for use in uses for p in use.params.values()}
     per_sample = sum(p.numel() for p in distinct.values())
-    chunk = max(1, MIN_TEMP_ELEMENTS // max(1, per_sample))
+    chunk = max(1, PER_SAMPLE_GRADS_ELEMENTS // max(1, per_sample))
     norms = []
     for start in range(0, n_samples, chunk):
         totals: dict[int, Tensor] = {}

@@ -1,0 +1,21 @@
+"""Chunks of samples (divebatch.meter.kernels.sample_chunks): a rule's temporaries stay within
+TEMP_BUDGET times its layer's input or output, or MIN_TEMP_ELEMENTS if that is more."""
+
+import torch
+
+from divebatch.meter import kernels
+
+
+def test_temporaries_beyond_the_budget_and_the_floor_are_split():
+    x = torch.zeros(128, 32, 8, 8)  # the digits CNN's 32 -> 64 input at B = 128
+    per_sample = 8_320  # its unfold-Gram path: patches, two Gram matrices, the padded input
+    chunks = kernels.sample_chunks((x,), per_sample)
+    assert len(chunks) > 1 and sum(len(c[0]) for c in chunks) == 128
+    budget = max(kernels.TEMP_BUDGET * x.numel(), kernels.MIN_TEMP_ELEMENTS)
+    assert all(len(c[0]) * per_sample <= budget for c in chunks)
+
+
+def test_tiny_temporaries_are_not_split():
+    x = torch.zeros(32, 64)
+    (only,) = kernels.sample_chunks((x,), 100)
+    assert only[0] is x
