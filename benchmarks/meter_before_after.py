@@ -9,7 +9,9 @@ with the plain step, each timed over blocks of steps (CPU time of this process w
 ``--clock cpu``). This tree's meter runs twice: as the trainer measures ("after":
 ``keep_hooks=True``, the hooks stay between measured batches) and with the default (hooks
 placed for every batch). The table gives medians over rounds of the time per step against
-plain, and of the minor page faults per step (see ``page_faults``).
+plain, and of the minor page faults per step (see ``page_faults``). The earlier meter places
+its hooks for every batch, or keeps them too with ``--before-kept-hooks`` (a commit whose meter
+has that option).
 
     python benchmarks/meter_before_after.py --before 7094add --models mlp,cnn --rounds 15
 """
@@ -66,10 +68,11 @@ def meter_step(meter_class: type, model, inputs, targets, **options):
     return step
 
 
-def compare(name: str, batch_size: int, before: type, rounds: int, clock) -> str:
+def compare(name: str, batch_size: int, before: type, rounds: int, clock,
+            before_options: dict) -> str:
     model, inputs, targets = overhead.workload(name, batch_size, torch.device("cpu"))
     steps = {"plain": overhead.plain_step(copy.deepcopy(model), inputs, targets),
-             "before": meter_step(before, model, inputs, targets),
+             "before": meter_step(before, model, inputs, targets, **before_options),
              "after": meter_step(DiversityMeter, model, inputs, targets, keep_hooks=True),
              "after, hooks per batch": meter_step(DiversityMeter, model, inputs, targets)}
     counts = {}
@@ -103,6 +106,8 @@ def page_faults() -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--before", default="main", help="the earlier commit (git revision)")
+    parser.add_argument("--before-kept-hooks", action="store_true",
+                        help="the earlier meter keeps its hooks between batches too")
     parser.add_argument("--models", default="mlp,cnn",
                         help="of mlp, cnn, digits_cnn, resnet18, gpt")
     parser.add_argument("--batch-size", type=int, default=32)
@@ -114,13 +119,15 @@ def main() -> None:
     clock = time.perf_counter if args.clock == "wall" else time.process_time
     with tempfile.TemporaryDirectory() as folder:
         before = meter_of_commit(args.before, Path(folder))
-        print(f"before: {args.before}, after: this tree; {torch.get_num_threads()} threads, "
+        kept = ", kept hooks" if args.before_kept_hooks else ""
+        print(f"before: {args.before}{kept}, after: this tree; {torch.get_num_threads()} threads, "
               f"{args.rounds} rounds, {args.clock} clock, medians")
         print("| model | batch | plain ms / step | before: time vs plain | after | "
               "after, hooks per batch | page faults / step: plain / before / after / per batch |")
         print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
         for name in args.models.split(","):
-            print(compare(name, args.batch_size, before, args.rounds, clock), flush=True)
+            print(compare(name, args.batch_size, before, args.rounds, clock,
+                          {"keep_hooks": True} if args.before_kept_hooks else {}), flush=True)
 
 
 if __name__ == "__main__":
