@@ -14,7 +14,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from divebatch.meter import diversity, kernels
-from divebatch.meter.rules import normalisation
 from divebatch.meter.diversity import DiversityMeter, gradient_diversity, per_sample_grad_sq_norms
 from tests.helpers.oracles import float64  # noqa: F401  (the autouse float64 fixture)
 from tests.helpers.oracles import (CONV_CASES, assert_close, conv_model, cross_entropy,
@@ -390,31 +389,3 @@ def test_meter_rejects_bad_arguments(kwargs):
     name = next(iter(kwargs))
     with pytest.raises(ValueError, match=name):
         DiversityMeter(nn.Linear(2, 2), **kwargs)
-
-
-@pytest.mark.parametrize("kind", ["group", "batch"])
-def test_normalisation_rules_read_a_channels_last_pair_in_its_own_order(kind):
-    """The rules' channels-last branch gives the plain branch's norms (both layouts of one
-    input and output gradient)."""
-    norm = nn.GroupNorm(2, 4) if kind == "group" else nn.BatchNorm2d(4).eval()
-    x, grad_out = torch.randn(3, 4, 5, 5), torch.randn(3, 4, 5, 5)
-    saved = normalisation._group_norm_capture(norm, (x.requires_grad_(),), {}, norm(x)) \
-        if isinstance(norm, nn.GroupNorm) else x.detach()
-    rule = normalisation._group_norm_sq_norms if isinstance(norm, nn.GroupNorm) \
-        else normalisation._batch_norm_sq_norms
-    channels_last = [t.detach().contiguous(memory_format=torch.channels_last)
-                     for t in (x, grad_out)]
-    assert normalisation._channels_last(channels_last[0])
-    cl_saved = (channels_last[0], *saved[1:]) if isinstance(saved, tuple) else channels_last[0]
-    with torch.no_grad():
-        assert_close(rule(norm, cl_saved, channels_last[1]), rule(norm, saved, grad_out))
-
-
-def test_group_norm_rule_without_saved_statistics():
-    """The GroupNorm rule recomputes mean and 1/std when autograd did not save them."""
-    norm, x, grad_out = nn.GroupNorm(2, 4), torch.randn(3, 4, 5, 5), torch.randn(3, 4, 5, 5)
-    output = norm(x.requires_grad_())
-    saved = normalisation._group_norm_capture(norm, (x,), {}, output)
-    assert saved[1] is not None
-    assert_close(normalisation._group_norm_sq_norms(norm, (x, None, None), grad_out),
-                 normalisation._group_norm_sq_norms(norm, saved, grad_out))

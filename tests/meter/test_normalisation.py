@@ -1,0 +1,42 @@
+"""The normalisation rules (divebatch.meter.rules.normalisation) on their own: both layouts'
+branches agree, and GroupNorm's statistics are recomputed when autograd did not save them.
+Whole models with these layers, in both layouts, meet the per-sample loop in
+tests/meter/test_diversity.py."""
+
+import torch
+from torch import nn
+
+from divebatch.meter.rules import normalisation
+from tests.helpers.oracles import float64  # noqa: F401  (the autouse float64 fixture)
+from tests.helpers.oracles import assert_close
+
+
+def channels_last(*tensors):
+    return [t.detach().contiguous(memory_format=torch.channels_last) for t in tensors]
+
+
+def test_group_norm_rule_reads_a_channels_last_pair_in_its_own_order():
+    norm, x, grad_out = nn.GroupNorm(2, 4), torch.randn(3, 4, 5, 5), torch.randn(3, 4, 5, 5)
+    _, mean, rstd = normalisation._group_norm_capture(norm, (x,), {}, norm(x.requires_grad_()))
+    x_last, grad_last = channels_last(x, grad_out)
+    assert normalisation._channels_last(x_last)
+    with torch.no_grad():
+        assert_close(normalisation._group_norm_sq_norms(norm, (x_last, mean, rstd), grad_last),
+                     normalisation._group_norm_sq_norms(norm, (x.detach(), mean, rstd), grad_out))
+
+
+def test_batch_norm_rule_reads_a_channels_last_pair_in_its_own_order():
+    norm, x, grad_out = nn.BatchNorm2d(4).eval(), torch.randn(3, 4, 5, 5), torch.randn(3, 4, 5, 5)
+    with torch.no_grad():
+        assert_close(normalisation._batch_norm_sq_norms(norm, *channels_last(x, grad_out)),
+                     normalisation._batch_norm_sq_norms(norm, x, grad_out))
+
+
+def test_group_norm_rule_without_saved_statistics():
+    """The GroupNorm rule recomputes mean and 1/std when autograd did not save them."""
+    norm, x, grad_out = nn.GroupNorm(2, 4), torch.randn(3, 4, 5, 5), torch.randn(3, 4, 5, 5)
+    output = norm(x.requires_grad_())
+    saved = normalisation._group_norm_capture(norm, (x,), {}, output)
+    assert saved[1] is not None
+    assert_close(normalisation._group_norm_sq_norms(norm, (x, None, None), grad_out),
+                 normalisation._group_norm_sq_norms(norm, saved, grad_out))
