@@ -71,6 +71,11 @@ def accumulation_dtype(tensor: Tensor) -> torch.dtype:
     return torch.promote_types(tensor.dtype, torch.float32)
 
 
+def is_channels_last(x: Tensor) -> bool:
+    """Laid out channels-last, and not also plainly (as one channel or one pixel makes it)."""
+    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+
+
 def sq_norms(per_sample: Tensor) -> Tensor:
     """(N, ...) -> (N,) squared Euclidean norm of each sample's slice."""
     flat = per_sample.reshape(per_sample.shape[0], -1).to(accumulation_dtype(per_sample))

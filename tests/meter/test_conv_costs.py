@@ -1,21 +1,13 @@
-"""The Conv2d paths' cost model (divebatch.meter.rules.conv_costs): it reads the input's layout,
-and its cache never hides a different device's costs."""
+"""The Conv2d paths' cost model (divebatch.meter.rules.conv_costs): it reads the input's layout
+(kernels.is_channels_last), and its cache never hides a different device's costs."""
 
 import torch
 from torch import nn
 
 from divebatch.meter.rules import conv as conv_rules
-from divebatch.meter.rules.conv_costs import is_channels_last
 
 DIGITS_STRIDED = dict(in_channels=32, out_channels=64, kernel_size=3, stride=2, padding=1,
                       bias=False)  # the digits CNN's 32 -> 64 layer: 8x8 in, 4x4 out
-
-
-def test_layouts_are_told_apart():
-    x = torch.randn(2, 3, 4, 4)
-    assert not is_channels_last(x)
-    assert is_channels_last(x.contiguous(memory_format=torch.channels_last))
-    assert not is_channels_last(torch.randn(2, 1, 4, 4))  # one channel: both layouts at once
 
 
 def test_a_channels_last_input_makes_the_patches_cheaper_and_the_pixels_dearer():

@@ -1,5 +1,6 @@
-"""Chunks of samples (divebatch.meter.kernels.sample_chunks): a rule's temporaries stay within
-TEMP_BUDGET times its layer's input or output, or MIN_TEMP_ELEMENTS if that is more."""
+"""The rules' shared helpers (divebatch.meter.kernels): chunks of samples keep a rule's
+temporaries within TEMP_BUDGET times its layer's input or output, or MIN_TEMP_ELEMENTS if that
+is more; layouts told apart."""
 
 import torch
 
@@ -19,3 +20,10 @@ def test_tiny_temporaries_are_not_split():
     x = torch.zeros(32, 64)
     (only,) = kernels.sample_chunks((x,), 100)
     assert only[0] is x
+
+
+def test_layouts_are_told_apart():
+    x = torch.randn(2, 3, 4, 4)
+    assert not kernels.is_channels_last(x)
+    assert kernels.is_channels_last(x.contiguous(memory_format=torch.channels_last))
+    assert not kernels.is_channels_last(torch.randn(2, 1, 4, 4))  # one channel: both layouts

@@ -6,6 +6,7 @@ tests/meter/test_diversity.py."""
 import torch
 from torch import nn
 
+from divebatch.meter import kernels
 from divebatch.meter.rules import normalisation
 from tests.helpers.oracles import float64  # noqa: F401  (the autouse float64 fixture)
 from tests.helpers.oracles import assert_close
@@ -19,7 +20,7 @@ def test_group_norm_rule_reads_a_channels_last_pair_in_its_own_order():
     norm, x, grad_out = nn.GroupNorm(2, 4), torch.randn(3, 4, 5, 5), torch.randn(3, 4, 5, 5)
     _, mean, rstd = normalisation._group_norm_capture(norm, (x,), {}, norm(x.requires_grad_()))
     x_last, grad_last = channels_last(x, grad_out)
-    assert normalisation._channels_last(x_last)
+    assert kernels.is_channels_last(x_last)
     with torch.no_grad():
         assert_close(normalisation._group_norm_sq_norms(norm, (x_last, mean, rstd), grad_last),
                      normalisation._group_norm_sq_norms(norm, (x.detach(), mean, rstd), grad_out))

@@ -29,9 +29,9 @@ from torch import Tensor, nn
 
 from divebatch.meter import kernels
 from divebatch.meter.kernels import (accumulation_dtype, frobenius_dots, in_chunks,
-                                     is_trainable, sample_chunks, sq_norms)
+                                     is_channels_last, is_trainable, sample_chunks, sq_norms)
 from divebatch.meter.rules.conv_costs import (DEVICE_COSTS, DeviceCosts, PathCosts, Phases,
-                                             is_channels_last, path_costs, phases)
+                                             path_costs, phases)
 from divebatch.meter.rules.conv_patches import (kernel_pads, pad_like_conv, patches_last,
                                                 unfold_by_windows, unfold_like_conv)
 from divebatch.meter.rules.registry import register_rule

@@ -7,9 +7,6 @@ from __future__ import annotations
 import functools
 from typing import NamedTuple
 
-import torch
-from torch import Tensor
-
 from divebatch.meter import kernels
 from divebatch.meter.kernels import ELEMENTWISE_COST, OPERATION_COST
 
@@ -61,11 +58,6 @@ class PathCosts(NamedTuple):
         if not kernels.gram_is_cheaper(self.gram, self.explicit):
             return "explicit"
         return "unfold_gram" if self.unfold_gram < self.pixel_gram else "pixel_gram"
-
-
-def is_channels_last(x: Tensor) -> bool:
-    """Laid out channels-last, and not also plainly (as one channel or one pixel makes it)."""
-    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
 
 
 @functools.lru_cache(maxsize=4096)  # a pure function of its numbers: called on every batch

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from divebatch.meter.kernels import accumulation_dtype, is_trainable, sq_norms
+from divebatch.meter.kernels import accumulation_dtype, is_channels_last, is_trainable, sq_norms
 from divebatch.meter.rules.registry import register_rule
 
 
@@ -20,17 +20,13 @@ def _channel_sums(x: Tensor, grad_out: Tensor) -> tuple[Tensor, Tensor]:
     than the strided per-channel dot products on the digits CNN's GroupNorms."""
     dtype = accumulation_dtype(x)
     n_samples, channels = x.shape[:2]
-    if x.dim() == 4 and _channels_last(x) and _channels_last(grad_out):
+    if x.dim() == 4 and is_channels_last(x) and is_channels_last(grad_out):
         x = x.permute(0, 2, 3, 1).reshape(n_samples, -1, channels).to(dtype)  # (N, L, C)
         grad_out = grad_out.permute(0, 2, 3, 1).reshape(n_samples, -1, channels).to(dtype)
         return grad_out.sum(1), (grad_out * x).sum(1)
     x = x.reshape(n_samples, channels, -1).to(dtype)  # (N, C, L)
     grad_out = grad_out.reshape(n_samples, channels, -1).to(dtype)
     return grad_out.sum(2), torch.linalg.vecdot(grad_out, x, dim=2)
-
-
-def _channels_last(tensor: Tensor) -> bool:
-    return tensor.is_contiguous(memory_format=torch.channels_last) and not tensor.is_contiguous()
 
 
 def _affine_sq_norms(layer: nn.Module, grad_bias: Tensor, grad_dot_x: Tensor, mean: Tensor,
