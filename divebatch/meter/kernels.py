@@ -82,6 +82,16 @@ def sq_norms(per_sample: Tensor) -> Tensor:
     return torch.linalg.vecdot(flat, flat)
 
 
+def total(norms: list[Tensor]) -> Tensor | int:
+    """The sum of a rule's fresh (N,) norm tensors, added in place (``sum`` would allocate
+    for ``0 + norms[0]`` too); 0 when the layer has nothing trainable."""
+    if not norms:
+        return 0
+    for more in norms[1:]:
+        norms[0].add_(more)
+    return norms[0]
+
+
 def frobenius_dots(a: Tensor, b: Tensor) -> Tensor:
     """(B, ...) x (B, ...) -> (B,): sum of the elementwise product, without a temporary."""
     a, b = a.reshape(a.shape[0], 1, -1), b.reshape(b.shape[0], -1, 1)

@@ -27,3 +27,10 @@ def test_layouts_are_told_apart():
     assert not kernels.is_channels_last(x)
     assert kernels.is_channels_last(x.contiguous(memory_format=torch.channels_last))
     assert not kernels.is_channels_last(torch.randn(2, 1, 4, 4))  # one channel: both layouts
+
+
+def test_a_rules_norms_add_up_in_the_first_tensor():
+    first, second, third = torch.tensor([1.0, 2.0]), torch.tensor([3.0, 4.0]), torch.ones(2)
+    assert kernels.total([first, second, third]) is first
+    assert first.tolist() == [5.0, 7.0]
+    assert kernels.total([]) == 0

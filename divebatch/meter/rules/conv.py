@@ -29,7 +29,8 @@ from torch import Tensor, nn
 
 from divebatch.meter import kernels
 from divebatch.meter.kernels import (accumulation_dtype, frobenius_dots, in_chunks,
-                                     is_channels_last, is_trainable, sample_chunks, sq_norms)
+                                     is_channels_last, is_trainable, sample_chunks, sq_norms,
+                                     total)
 from divebatch.meter.rules.conv_costs import (DEVICE_COSTS, DeviceCosts, PathCosts, Phases,
                                              path_costs, phases)
 from divebatch.meter.rules.conv_patches import (kernel_pads, pad_like_conv, patches_last,
@@ -46,7 +47,7 @@ def _conv2d_sq_norms(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -> Tensor:
         norms.append(_conv2d_weight_sq_norms(conv, x, grad_out))
     if is_trainable(conv.bias):
         norms.append(sq_norms(grad_out.sum((2, 3))))
-    return norms[0].add_(norms[1]) if len(norms) == 2 else sum(norms)
+    return total(norms)
 
 
 def _device_costs(device: torch.device) -> DeviceCosts:

@@ -13,7 +13,8 @@ from torch import Tensor, nn
 
 from divebatch.meter import kernels
 from divebatch.meter.kernels import (ELEMENTWISE_COST, SMALL_MATMUL_POSITIONS, accumulation_dtype,
-                                     frobenius_dots, in_chunks, is_trainable, sq_norms)
+                                     frobenius_dots, in_chunks, is_trainable, sq_norms,
+                                     total)
 from divebatch.meter.rules.registry import register_rule
 
 
@@ -33,7 +34,7 @@ def linear_sq_norms(linear: nn.Linear, x: Tensor, grad_out: Tensor) -> Tensor:
         norms.append(linear_weight_sq_norms(x, grad_out))
     if is_trainable(linear.bias):
         norms.append(sq_norms(grad_out.sum(1)))
-    return sum(norms)
+    return total(norms)
 
 
 def _linear_2d_sq_norms(linear: nn.Linear, x: Tensor, grad_out: Tensor) -> Tensor:

@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from divebatch.meter.kernels import accumulation_dtype, is_channels_last, is_trainable, sq_norms
+from divebatch.meter.kernels import (accumulation_dtype, is_channels_last, is_trainable,
+                                     sq_norms, total)
 from divebatch.meter.rules.registry import register_rule
 
 
@@ -40,7 +41,7 @@ def _affine_sq_norms(layer: nn.Module, grad_bias: Tensor, grad_dot_x: Tensor, me
         norms.append(sq_norms((grad_dot_x - mean * grad_bias).mul_(rstd)))
     if is_trainable(layer.bias):
         norms.append(sq_norms(grad_bias))
-    return norms[0].add_(norms[1]) if len(norms) == 2 else sum(norms)
+    return total(norms)
 
 
 def _group_norm_capture(norm: nn.GroupNorm, args: tuple, kwargs: dict,
@@ -97,4 +98,4 @@ def _layer_norm_sq_norms(norm: nn.LayerNorm, x: Tensor, grad_out: Tensor) -> Ten
         norms.append(sq_norms((grad_out * x_hat).sum(1)))  # (N, features)
     if is_trainable(norm.bias):
         norms.append(sq_norms(grad_out.sum(1)))
-    return sum(norms)
+    return total(norms)
