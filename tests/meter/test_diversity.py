@@ -76,6 +76,10 @@ MODELS = {
     "linear_sequence": (sequence_model, sequence_batch, sequence_loss),
     "layer_norm_2d": (lambda: nn.Sequential(nn.Linear(6, 5), nn.LayerNorm(5), nn.Linear(5, 4)),
                       lambda: (torch.randn(6, 6), torch.randint(0, 4, (6,))), cross_entropy),
+    "layer_norm_image": (lambda: nn.Sequential(nn.Conv2d(3, 4, 3), nn.LayerNorm([4, 4]),
+                                               nn.Flatten(), nn.Linear(64, 5),
+                                               nn.LayerNorm(5, bias=False), nn.Linear(5, 5)),
+                         image_batch, cross_entropy),
     "group_norm": (group_norm_model, image_batch, cross_entropy),
     "group_norm_channels_last": (
         lambda: group_norm_model().to(memory_format=torch.channels_last),

@@ -1,8 +1,10 @@
 """The normalisation rules (divebatch.meter.rules.normalisation) on their own: both layouts'
-branches agree, and GroupNorm's statistics are recomputed when autograd did not save them.
+branches agree, and GroupNorm's and LayerNorm's statistics are recomputed when autograd did not
+save them.
 Whole models with these layers, in both layouts, meet the per-sample loop in
 tests/meter/test_diversity.py."""
 
+import pytest
 import torch
 from torch import nn
 
@@ -41,3 +43,23 @@ def test_group_norm_rule_without_saved_statistics():
     assert saved[1] is not None
     assert_close(normalisation._group_norm_sq_norms(norm, (x, None, None), grad_out),
                  normalisation._group_norm_sq_norms(norm, saved, grad_out))
+
+
+@pytest.mark.parametrize("shape, normalized", [((3, 5), (5,)), ((3, 4, 5), (5,)),
+                                               ((3, 2, 4, 5), (4, 5))])
+def test_layer_norm_rule_with_and_without_saved_statistics(shape, normalized):
+    """autograd's saved mean and 1/std (one per position) give the rule's x_hat; without them
+    it is recomputed, with the same norms."""
+    norm, x, grad_out = nn.LayerNorm(normalized), torch.randn(shape), torch.randn(shape)
+    output = norm(x.requires_grad_())
+    saved = normalisation._layer_norm_capture(norm, (x,), {}, output)
+    assert saved[1] is not None and saved[1].shape == shape[:-len(normalized)] + (1,) * len(
+        normalized)
+    with torch.no_grad():
+        assert_close(normalisation._layer_norm_sq_norms(norm, saved, grad_out),
+                     normalisation._layer_norm_sq_norms(norm, (x, None, None), grad_out))
+
+
+def test_layer_norm_capture_without_its_backward_node():
+    norm, x = nn.LayerNorm(5, elementwise_affine=False), torch.randn(3, 5)
+    assert normalisation._layer_norm_capture(norm, (x,), {}, norm(x))[1:] == (None, None)

@@ -86,16 +86,36 @@ def _batch_norm_sq_norms(norm: nn.modules.batchnorm._BatchNorm, x: Tensor,
     return _affine_sq_norms(norm, *_channel_sums(x, grad_out), mean, rstd)
 
 
-@register_rule(nn.LayerNorm, params=("weight", "bias"))
-def _layer_norm_sq_norms(norm: nn.LayerNorm, x: Tensor, grad_out: Tensor) -> Tensor:
+def _layer_norm_capture(norm: nn.LayerNorm, args: tuple, kwargs: dict,
+                        output: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """The input, and the mean and 1/std that autograd saved for backward (one per position,
+    shaped to broadcast against the input), if it did."""
+    node = output.grad_fn
+    if type(node).__name__ != "NativeLayerNormBackward0":
+        return args[0], None, None
+    return args[0], node._saved_result1, node._saved_result2
+
+
+def _normalised(norm: nn.LayerNorm, x: Tensor, mean: Tensor | None,
+                rstd: Tensor | None) -> Tensor:
+    """x_hat, from autograd's saved statistics where they fit x: (x - mean) * rstd is two
+    elementwise passes, a fresh ``F.layer_norm`` about six times their time (GPT, B = 128)."""
+    if mean is None or rstd is None or mean.shape != rstd.shape or mean.dim() != x.dim():
+        return F.layer_norm(x, norm.normalized_shape, eps=norm.eps)
+    return (x - mean.to(x.dtype)).mul_(rstd.to(x.dtype))
+
+
+@register_rule(nn.LayerNorm, capture=_layer_norm_capture, params=("weight", "bias"))
+def _layer_norm_sq_norms(norm: nn.LayerNorm, saved: tuple[Tensor, Tensor | None, Tensor | None],
+                         grad_out: Tensor) -> Tensor:
+    x, mean, rstd = saved
     n_samples, features = x.shape[0], math.prod(norm.normalized_shape)
     x = x.to(accumulation_dtype(x))
-    x_hat = F.layer_norm(x, norm.normalized_shape, eps=norm.eps)
-    x_hat = x_hat.reshape(n_samples, -1, features)  # (N, positions, features)
+    x_hat = _normalised(norm, x, mean, rstd).reshape(n_samples, -1, features)  # (N, L, F)
     grad_out = grad_out.reshape(n_samples, -1, features).to(x.dtype)
     norms = []
     if is_trainable(norm.weight):
-        norms.append(sq_norms((grad_out * x_hat).sum(1)))  # (N, features)
+        norms.append(sq_norms(x_hat.mul_(grad_out).sum(1)))  # (N, features)
     if is_trainable(norm.bias):
         norms.append(sq_norms(grad_out.sum(1)))
     return total(norms)
