@@ -11,8 +11,14 @@ gradient into G; none checks anything:
             parameters and the outputs replaces backward (no tensor hooks), .grad set by hand
   retain    forward hooks keep inputs and call retain_grad() on the outputs; rules after backward
   deferred  tensor hooks only keep the output gradients; rules after backward
+  by_hand   no hooks at all: the Sequential's layers called one by one keep each Linear's
+            input and output, then the capture of "grad" (what a meter that ran the forward
+            itself would pay; eighth pass)
+  captured  by_hand without the rules: the capture alone
 
-Each step clears what it kept: a reference cycle through the hooks would keep every batch's
+Inputs are kept detached: a rule run after backward on an input that requires a gradient builds
+an autograd graph, which made "grad", "retain" and "deferred" 0.1-0.2x slower before the eighth
+pass. Each step clears what it kept: a reference cycle through the hooks would keep every batch's
 graph alive until the garbage collector runs, and the page faults of that memory (shown per
 step) once made a minimal meter look 0.1x slower than it is. Medians over rounds of the time
 per step (CPU time of this process) against plain.
@@ -77,6 +83,23 @@ def variant(kind: str, base: nn.Module, inputs: Tensor, targets: Tensor):
     def loss() -> Tensor:
         return overhead.per_sample_loss(model(inputs), targets).mean()
 
+    def hooked_loss(forward_hook) -> Tensor:
+        handles = [layer.register_forward_hook(forward_hook) for layer in linears]
+        batch_loss = loss()
+        for handle in handles:
+            handle.remove()
+        return batch_loss
+
+    def by_hand(kept_in: list[Tensor], kept_out: list[Tensor]) -> Tensor:
+        hidden = inputs
+        for layer in model:
+            output = layer(hidden)
+            if isinstance(layer, nn.Linear):
+                kept_in.append(hidden.detach())  # the rules run outside backward's no-grad
+                kept_out.append(output)
+            hidden = output
+        return overhead.per_sample_loss(hidden, targets).mean()
+
     def measured() -> None:
         kept_in, kept_out, grads, norms = [], [], [], []
 
@@ -85,7 +108,7 @@ def variant(kind: str, base: nn.Module, inputs: Tensor, targets: Tensor):
             norms.append(rule_norms) if not norms else norms[0].add_(rule_norms)
 
         def forward_hook(layer, args, output) -> None:
-            kept_in.append(args[0])
+            kept_in.append(args[0].detach())  # rules run after backward: no graph on them
             if kind == "minimal":
                 output.register_hook(lambda grad_out, x=args[0]: on_grad(x, grad_out))
             elif kind == "deferred":
@@ -94,15 +117,13 @@ def variant(kind: str, base: nn.Module, inputs: Tensor, targets: Tensor):
                 kept_out.append(output)
                 if kind == "retain":
                     output.retain_grad()
-        handles = [layer.register_forward_hook(forward_hook) for layer in linears]
-        batch_loss = loss()
-        for handle in handles:
-            handle.remove()
-        if kind == "grad":
+        batch_loss = by_hand(kept_in, kept_out) if kind in BY_HAND else hooked_loss(forward_hook)
+        if kind in ("grad", *BY_HAND):
             all_grads = torch.autograd.grad(batch_loss, sums.params + kept_out)
             for param, grad in zip(sums.params, all_grads):
                 param.grad = grad
-            total = summed(zip(kept_in, all_grads[len(sums.params):]))
+            total = (summed(zip(kept_in, all_grads[len(sums.params):])) if kind != "captured"
+                     else inputs.new_zeros(len(inputs)))
         else:
             batch_loss.backward()
             total = {"minimal": lambda: norms[0],
@@ -125,7 +146,8 @@ def variant(kind: str, base: nn.Module, inputs: Tensor, targets: Tensor):
     return step
 
 
-KINDS = ("plain", "meter", "minimal", "grad", "retain", "deferred")
+BY_HAND = ("by_hand", "captured")
+KINDS = ("plain", "meter", "minimal", "grad", "retain", "deferred", *BY_HAND)
 
 
 def calls_per_step(step, steps: int = 100) -> float:
