@@ -44,11 +44,19 @@ def _affine_sq_norms(layer: nn.Module, grad_bias: Tensor, grad_dot_x: Tensor, me
     return total(norms)
 
 
+def _saved_statistics(output: Tensor, node_name: str) -> tuple[Tensor | None, Tensor | None]:
+    """The mean and 1/std that autograd saved for the backward of the normalisation that made
+    ``output`` (node ``node_name``), or None twice where another op made it."""
+    node = output.grad_fn
+    if type(node).__name__ != node_name:
+        return None, None
+    return node._saved_result1, node._saved_result2
+
+
 def _group_norm_capture(norm: nn.GroupNorm, args: tuple, kwargs: dict,
                         output: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:
     """The input, and the (N, G) mean and 1/std that autograd saved for backward, if it did."""
-    node = output.grad_fn
-    return args[0], getattr(node, "_saved_result1", None), getattr(node, "_saved_result2", None)
+    return args[0], *_saved_statistics(output, "NativeGroupNormBackward0")
 
 
 @register_rule(nn.GroupNorm, capture=_group_norm_capture, params=("weight", "bias"))
@@ -90,10 +98,7 @@ def _layer_norm_capture(norm: nn.LayerNorm, args: tuple, kwargs: dict,
                         output: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:
     """The input, and the mean and 1/std that autograd saved for backward (one per position,
     shaped to broadcast against the input), if it did."""
-    node = output.grad_fn
-    if type(node).__name__ != "NativeLayerNormBackward0":
-        return args[0], None, None
-    return args[0], node._saved_result1, node._saved_result2
+    return args[0], *_saved_statistics(output, "NativeLayerNormBackward0")
 
 
 def _normalised(norm: nn.LayerNorm, x: Tensor, mean: Tensor | None,
