@@ -86,6 +86,11 @@ def test_wheel_installs_and_its_console_script_runs(tmp_path):
     script = str(venv / "bin" / "divebatch")
     help_text = run([script, "--help"], env=env, cwd=work).stdout
     assert "run" in help_text and "sweep" in help_text
+    assert help_text.startswith("usage: divebatch ")  # named as typed, not `python -m`
+    version = wheel.name.split("-")[1]
+    assert run([script, "--version"], env=env, cwd=work).stdout.strip() == f"divebatch {version}"
+    typo = subprocess.run([script, "rn"], capture_output=True, text=True, env=env, cwd=work)
+    assert typo.returncode == 2 and typo.stderr.startswith("error: divebatch: argument COMMAND")
     assert "--max-batch-size" in run([script, "run", "--help"], env=env, cwd=work).stdout
     trained = run([script, "run", "--problem", "least_squares", "--epochs", "1",
                    "--n-samples", "200", "--dim", "4", "--quiet"], env=env, cwd=work)

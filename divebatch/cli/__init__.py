@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from importlib import metadata
+from pathlib import Path
 
 from divebatch.cli import critical_batch, experiments, maintenance, run
 from divebatch.cli.common import Parser, UsageError, add_db_flag
@@ -20,9 +22,23 @@ COMMANDS = (run.add_run, run.add_presets, run.add_list, run.add_show, run.add_ex
             critical_batch.add_critical_batch, critical_batch.add_measure_worker)
 
 
+def invoked_as() -> str:
+    """The command as the user typed it: the installed ``divebatch`` or ``python -m divebatch``
+    (usage lines and error messages name it)."""
+    return "divebatch" if Path(sys.argv[0]).name == "divebatch" else "python -m divebatch"
+
+
+def installed_version() -> str:
+    try:
+        return metadata.version("divebatch")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "(not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="python -m divebatch",
+    parser = Parser(prog=invoked_as(),
                     description="DiveBatch Lab: adaptive batch-size SGD experiments")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {installed_version()}")
     add_db_flag(parser)
     sub = parser.add_subparsers(metavar="COMMAND")
     for add in COMMANDS:

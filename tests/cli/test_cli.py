@@ -3,6 +3,7 @@ import io
 import json
 import subprocess
 import sys
+from importlib import metadata
 
 import pytest
 
@@ -150,3 +151,9 @@ def test_output_into_a_closed_pipe_ends_quietly():
     process.stdout.close()
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 0 and b"Traceback" not in stderr and b"Broken" not in stderr
+
+
+def test_version_is_the_installed_package_version():
+    result = cli_in_process("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"python -m divebatch {metadata.version('divebatch')}"
