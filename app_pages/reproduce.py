@@ -72,7 +72,7 @@ def draw_results(store, spec: reproduce.ReproSpec, result: reproduce.ReproResult
                  else badges[finding["agrees"]])
         st.markdown(f"{badge} **{title}**: {finding['claim']}? "
                     f"Paper: {finding['paper']}. Ours: {finding['ours']}.")
-    st.markdown("**Why**\n" + "\n".join(f"- {claims.explanation(result, key)}"
+    st.markdown("**Why**\n" + "\n".join(f"- {reproduce_report.why_line(result, key)}"
                                          for key in result.benchmarks()))
     st.plotly_chart(sweep_plots.method_bars(result, "speedup"), key="repro_speedups",
                     width="stretch")

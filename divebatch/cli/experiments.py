@@ -256,7 +256,7 @@ def cmd_reproduce(args) -> int:
     for finding in claims.findings(result):
         print(claims.finding_line(finding))
     for key in result.benchmarks():
-        print("why: " + claims.explanation(result, key))
+        print("why: " + reproduce_report.why_line(result, key))
     print()
     print(format_table(reproduce_report.detail(result), reproduce_report.DETAIL_COLUMNS))
     try:

@@ -122,6 +122,12 @@ def measuring_note(result: ReproResults, key: str) -> str:
             f"of training at its batch sizes.")
 
 
+def why_line(result: ReproResults, key: str) -> str:
+    """The "why" line of a benchmark, as the report, the CLI and the dashboard show it: why the
+    verdicts came out so, and how much of DiveBatch's time was measuring."""
+    return explanation(result, key) + measuring_note(result, key)
+
+
 def machine_summary() -> str:
     import torch
     device = (torch.cuda.get_device_name(0) if torch.cuda.is_available()
@@ -162,8 +168,7 @@ def report_blocks(result: ReproResults, figures: dict | None = None) -> list[tup
                         f"within two standard errors of 1, or no finished runs)."))
     blocks.append(("ul", [finding_line(f) for f in checks]))
     blocks += [("h2", "Why the verdicts came out this way"),
-               ("ul", [explanation(result, key) + measuring_note(result, key)
-                       for key in result.benchmarks()])]
+               ("ul", [why_line(result, key) for key in result.benchmarks()])]
     blocks += [("h2", "What the batch size did"), ("ul", batch_notes(result))]
     if result.skipped:
         blocks += [("h2", "Skipped here"), ("ul", skipped_notes(result.skipped))]

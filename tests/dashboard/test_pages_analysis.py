@@ -113,6 +113,7 @@ def test_reproduce_page_shows_a_finished_reproduction(store):
     assert any(info.value.startswith("Skipped here: CIFAR-10") for info in at.info)
     texts = " ".join(m.value for m in at.markdown)
     assert "DiveBatch is faster than SGD at the small batch?" in texts
+    assert "Measuring diversity took" in texts  # the "why" line names the meter's share
     assert len(at.get("plotly_chart")) == 3
 
     at.multiselect(key="repro_benchmarks").set_value([])

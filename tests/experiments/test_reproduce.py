@@ -46,6 +46,8 @@ def test_cli_reproduce_tiny_prints_the_table_and_writes_the_report(tmp_path):
                  "DiveBatch speed-up", "SGD, large batch, linear LR"):
         assert text in out
     assert any(word in out for word in ("AGREES", "DIFFERS", "UNCLEAR"))
+    why = next(line for line in out.splitlines() if line.startswith("why: "))
+    assert "Measuring diversity took" in why  # as in the report, not only there
     markdown = (tmp_path / "out" / "reproduce.md").read_text()
     assert "## Side by side" in markdown and "| paper | CIFAR-10" in markdown
     assert "Measuring diversity took" in markdown  # the "why" line names the meter's share
