@@ -35,10 +35,22 @@ def installed_version() -> str:
         return "(not installed)"
 
 
+class PrintVersion(argparse.Action):
+    """``--version``, looked up only when asked (reading the metadata costs every start 20 ms)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help="print the installed version and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print(f"{parser.prog} {installed_version()}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog=invoked_as(),
                     description="DiveBatch Lab: adaptive batch-size SGD experiments")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {installed_version()}")
+    parser.add_argument("--version", action=PrintVersion)
     add_db_flag(parser)
     sub = parser.add_subparsers(metavar="COMMAND")
     for add in COMMANDS:
