@@ -252,3 +252,46 @@ def test_batch_gradient_check_on_channels_last_group_norm():
     targets = torch.randint(0, 2, (3,))
     expected, _ = loop_oracle(model, cross_entropy, inputs, targets)
     assert_close(per_sample_grad_sq_norms(model, cross_entropy, inputs, targets), expected)
+
+
+class ScaledOutputGradient(nn.Module):
+    """A model that hooks a Linear layer's output in its forward: the hook triples the gradient
+    reaching the layer, so the layer's own gradients triple too."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 6)
+        self.head = nn.Linear(6, 3)
+
+    def forward(self, x):
+        hidden = self.fc(x)
+        if hidden.requires_grad:
+            hidden.register_hook(lambda grad: grad * 3)
+        return self.head(torch.tanh(hidden))
+
+
+def triple_output_grad(module, args, output):
+    output.register_hook(lambda grad: grad * 3)
+
+
+@pytest.mark.parametrize("hooked_by", ["forward", "forward hook"])
+def test_hooks_on_a_layer_output_that_change_its_gradient_match_loop(hooked_by):
+    """The meter sees a layer's output gradient after the model's own hooks on that output,
+    on the checked first batch and on the direct path after it."""
+    if hooked_by == "forward":
+        model = ScaledOutputGradient()
+    else:
+        model = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3))
+        model[0].register_forward_hook(triple_output_grad)
+    inputs, targets = torch.randn(5, 4), torch.randint(0, 3, (5,))
+    sq_norms, grad_sum = loop_oracle(model, cross_entropy, inputs, targets)
+    expected = sq_norms.sum() / sum(g.square().sum() for g in grad_sum)
+    meter, direct = DiversityMeter(model, keep_hooks=True), []
+    for _ in range(3):
+        meter.reset()
+        model.zero_grad()
+        with meter.track(len(inputs)):
+            direct.append(not meter._hooks.checks)
+            cross_entropy(model(inputs), targets).mean().backward()
+        assert_close(meter.diversity(), expected)
+    assert direct == [False, True, True]
