@@ -8,6 +8,7 @@ import inspect
 
 import torch
 from torch import Tensor, nn
+from torch.func import functional_call
 
 
 class UnsupportedCall(ValueError):
@@ -35,6 +36,33 @@ def bind(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
     except TypeError:
         return args, kwargs
     return bound.args, bound.kwargs
+
+
+class _ForwardOnly(nn.Module):
+    """Calls ``module``'s forward pre-hooks for what they set on it, then its forward."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, *args: object, **kwargs: object) -> object:
+        module = self.module
+        for hook_id, hook in module._forward_pre_hooks.items():
+            if hook_id in module._forward_pre_hooks_with_kwargs:
+                hook(module, args, kwargs)
+            else:
+                hook(module, args)
+        return module.forward(*args, **kwargs)
+
+
+def rerun(module: nn.Module, state: dict[str, Tensor], args: tuple, kwargs: dict) -> object:
+    """``torch.func.functional_call`` of the call the meter saw: its arguments as the forward
+    got them and its output as the forward returned it. The module's forward pre-hooks run for
+    what they set on the module (a hook-based weight norm computes its weight), their returned
+    arguments dropped (the recorded ones are already theirs); its forward hooks and backward
+    hooks do not run (the output gradient the meter kept has been through them)."""
+    wrapped = {f"module.{name}": value for name, value in state.items()}
+    return functional_call(_ForwardOnly(module), wrapped, args, kwargs)
 
 
 def refuse_inside_backward(module: nn.Module, path: str) -> None:

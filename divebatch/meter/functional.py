@@ -23,11 +23,11 @@ from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, grad, vmap
+from torch.func import grad, vmap
 
 from divebatch.meter.grad_check import LOW_PRECISION_TOLERANCE, relative_difference, tolerance
 from divebatch.meter.kernels import PER_SAMPLE_GRADS_ELEMENTS, sq_norms, trainable_direct_params
-from divebatch.meter.calls import UnsupportedCall
+from divebatch.meter.calls import UnsupportedCall, rerun
 
 
 class RandomState(NamedTuple):
@@ -149,13 +149,13 @@ def _state(module: nn.Module, params: dict[str, Tensor],
     return {**{name: b.clone() for name, b in buffers.items()}, **params}
 
 
-def _check_reproduced(rerun: Tensor, output: Tensor | None, how: str) -> None:
+def _check_reproduced(again: Tensor, output: Tensor | None, how: str) -> None:
     if output is None:
         return
-    if rerun.numel() != output.numel():
+    if again.numel() != output.numel():
         difference = 1.0
     else:
-        difference = relative_difference(rerun.reshape(output.shape), output.detach())
+        difference = relative_difference(again.reshape(output.shape), output.detach())
     # a call under autocast rounds in bf16/fp16 where the batch and a sample may differ
     limit = LOW_PRECISION_TOLERANCE if torch.is_autocast_enabled(output.device.type) \
         else tolerance(output)
@@ -188,7 +188,7 @@ def _vmapped_per_sample_grads(module: nn.Module, args: tuple, kwargs: dict, grad
                         sample_grad: Tensor) -> tuple[Tensor, Tensor]:
         one_args = tuple(as_batch_of_one(a, d) for a, d in zip(sample_args, args_dims))
         one_kwargs = {k: as_batch_of_one(v, kwargs_dims[k]) for k, v in sample_kwargs.items()}
-        one_output = functional_call(module, state, one_args, one_kwargs)
+        one_output = rerun(module, state, one_args, one_kwargs)
         one_output = one_output[0] if isinstance(one_output, tuple) else one_output
         return (one_output * sample_grad.unsqueeze(0)).sum(), one_output
 
@@ -208,13 +208,12 @@ def _replayed_per_sample_grads(module: nn.Module, args: tuple, kwargs: dict, gra
                                output: Tensor | None, buffers: dict | None) -> dict[str, Tensor]:
     leaves = {name: p.detach().requires_grad_() for name, p in trainable_direct_params(module)}
     with torch.enable_grad():
-        rerun = functional_call(module, _state(module, leaves, buffers),
-                                tuple(map(_detached, args)),
-                                {k: _detached(v) for k, v in kwargs.items()})
-        rerun = rerun[0] if isinstance(rerun, tuple) else rerun
-        if rerun.shape != grad_out.shape:  # a shared call's output, expanded over the batch
-            rerun = rerun.expand(grad_out.shape)
-        _check_reproduced(rerun.detach(), output, "re-run from the random state of its call")
+        again = rerun(module, _state(module, leaves, buffers), tuple(map(_detached, args)),
+                      {k: _detached(v) for k, v in kwargs.items()})
+        again = again[0] if isinstance(again, tuple) else again
+        if again.shape != grad_out.shape:  # a shared call's output, expanded over the batch
+            again = again.expand(grad_out.shape)
+        _check_reproduced(again.detach(), output, "re-run from the random state of its call")
         grads: dict[str, list[Tensor]] = {name: [] for name in leaves}
         rows = max(1, PER_SAMPLE_GRADS_ELEMENTS // max(1, grad_out.numel()))
         for start in range(0, grad_out.shape[0], rows):
@@ -222,7 +221,7 @@ def _replayed_per_sample_grads(module: nn.Module, args: tuple, kwargs: dict, gra
             one_hot = grad_out.new_zeros(min(rows, grad_out.shape[0] - start), *grad_out.shape)
             for k, i in enumerate(range(*chunk.indices(grad_out.shape[0]))):
                 one_hot[k, i] = grad_out[i]
-            per_sample = torch.autograd.grad(rerun, list(leaves.values()), one_hot,
+            per_sample = torch.autograd.grad(again, list(leaves.values()), one_hot,
                                              retain_graph=True, is_grads_batched=True,
                                              allow_unused=True)
             for (name, leaf), g in zip(leaves.items(), per_sample):

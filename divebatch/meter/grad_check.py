@@ -9,12 +9,10 @@ gives the batch gradient those calls explain, which must equal ``param.grad``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import torch
 from torch import Tensor
-from torch.func import functional_call
+
+from divebatch.meter.calls import rerun
 
 # Relative difference ||explained - param.grad|| / ||param.grad|| above which a parameter is
 # refused, by the dtype of the output gradients its calls received: rounding in float64 and
@@ -38,33 +36,17 @@ def explained_grads(module: torch.nn.Module, params: dict[str, Tensor], args: tu
                             if isinstance(value, Tensor) else value)
     explained = []
     with torch.enable_grad():
-        output = functional_call(module, {**buffers, **leaves}, tuple(map(detach, args)),
-                                 {k: detach(v) for k, v in kwargs.items()})
+        output = rerun(module, {**buffers, **leaves}, tuple(map(detach, args)),
+                       {k: detach(v) for k, v in kwargs.items()})
         output = output[0] if isinstance(output, tuple) else output
         if output.shape != grad_outs[0].shape:  # a shared call's output, expanded over the batch
             output = output.expand(grad_outs[0].shape)
-        with output_hooks_off(output):
-            for grad_out in grad_outs:
-                grad_out = torch.empty_like(output).copy_(grad_out)  # laid out like the output
-                grads = torch.autograd.grad(output, list(leaves.values()), grad_out,
-                                            allow_unused=True, retain_graph=True)
-                explained.append({name: g for name, g in zip(leaves, grads) if g is not None})
+        for grad_out in grad_outs:
+            grad_out = torch.empty_like(output).copy_(grad_out)  # laid out like the output
+            grads = torch.autograd.grad(output, list(leaves.values()), grad_out,
+                                        allow_unused=True, retain_graph=True)
+            explained.append({name: g for name, g in zip(leaves, grads) if g is not None})
     return explained
-
-
-@contextmanager
-def output_hooks_off(output: Tensor) -> Iterator[None]:
-    """Without the gradient hooks that the module's forward hooks put on the re-run's output:
-    the output gradient the meter kept has been through the original call's already."""
-    hooks = output._backward_hooks  # the dict autograd reads when the gradient arrives
-    kept = dict(hooks or {})
-    if hooks:
-        hooks.clear()
-    try:
-        yield
-    finally:
-        if kept:
-            hooks.update(kept)
 
 
 def relative_difference(explained: Tensor | None, actual: Tensor) -> float:

@@ -37,7 +37,10 @@ class SqNormHooks:
     """Hooks that add up every sample's squared gradient norm, layer by layer.
 
     A forward hook on each module with trainable direct parameters keeps its inputs and puts a
-    hook on its output; that hook runs the layer's rule when backward reaches the output.
+    hook on its output; that hook runs the layer's rule when backward reaches the output. The
+    forward hook runs before the module's other forward hooks (it sees the output as the
+    forward returned it, the arguments as the forward got them), and the rule gets the output
+    gradient after every hook the model puts on that output (test_module_hooks).
     Several forward passes (micro-batches), each followed by its own backward, are allowed:
     ``sq_norms`` lists their samples in order. Use as a context manager, or call ``remove()``.
 
@@ -78,9 +81,10 @@ class SqNormHooks:
         self.start_batch()
         self._handles = [model.register_forward_pre_hook(self._on_model_call, with_kwargs=True)]
         direct = set() if check else self._direct
+        # first among the layer's forward hooks: the output as its forward returned it
         self._handles += [layer.register_forward_hook(
-            self._on_direct_forward if layer in direct else self._on_forward, with_kwargs=True)
-            for layer in self._paths]
+            self._on_direct_forward if layer in direct else self._on_forward, with_kwargs=True,
+            prepend=True) for layer in self._paths]
         fused = [m for m in layers.ruled if type(m) in FUSED_RULES and m not in self._shared]
         self._handles += [m.register_forward_pre_hook(self._before_forward, with_kwargs=True)
                           for m in (fused if fuse else ())]

@@ -17,6 +17,9 @@ the model's random numbers (dropout) are not disturbed.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from torch import Tensor
 from torch.utils._pytree import tree_flatten
@@ -56,6 +59,13 @@ class SampleWeights:
         if any(t.dim() == 0 or t.shape[0] != len(weights) for t in tensors):
             self.complete = False  # an output without the batch first: rows unknown
             return
+        if len(tensors) == 1 and tensors[0].grad_fn is not None:
+            # on the node: its hooks run after the tensor's, which the model (or its caller)
+            # may put on its output to change the gradient
+            output_nr = tensors[0].output_nr
+            tensors[0].grad_fn.register_prehook(
+                lambda grads: self._backward(tensors, (grads[output_nr],), weights))
+            return
         torch.autograd.graph.register_multi_grad_hook(
             tensors, lambda grads: self._backward(tensors, grads, weights), mode="all")
 
@@ -68,8 +78,9 @@ class SampleWeights:
         self.running = True
         try:
             outputs, weighted = zip(*used)
-            grads = torch.autograd.grad(outputs, self._params, weighted, retain_graph=True,
-                                        allow_unused=True)
+            with tensor_hooks_off(outputs):  # the gradients have been through them already
+                grads = torch.autograd.grad(outputs, self._params, weighted, retain_graph=True,
+                                            allow_unused=True)
         except RuntimeError:  # part of the graph already freed (an output used by another)
             self.complete = False
             return
@@ -79,6 +90,19 @@ class SampleWeights:
             if grad is not None:
                 total = self.weighted_grads.get(param)
                 self.weighted_grads[param] = grad if total is None else total + grad
+
+
+@contextmanager
+def tensor_hooks_off(tensors: tuple[Tensor, ...]) -> Iterator[None]:
+    """Without the gradient hooks on ``tensors`` (their hooks dicts emptied, then restored)."""
+    kept = [(hooks, dict(hooks)) for hooks in (t._backward_hooks for t in tensors) if hooks]
+    for hooks, _ in kept:
+        hooks.clear()
+    try:
+        yield
+    finally:
+        for hooks, entries in kept:
+            hooks.update(entries)
 
 
 def scale_rows(grad: Tensor, weights: Tensor, dim: int) -> Tensor:
