@@ -29,6 +29,7 @@ import diversity_overhead as overhead  # noqa: E402
 import round_robin  # noqa: E402
 from divebatch.meter.diversity import DiversityMeter  # noqa: E402
 from divebatch.meter.hooks import SqNormHooks  # noqa: E402
+from divebatch.meter.output_hooks import OutputHooks  # noqa: E402
 
 
 def zero_norms(module, saved, fused, grad_out):
@@ -46,7 +47,7 @@ SWITCHED_OFF = {
                        (DiversityMeter, "_add_grad_sum", skip)],
     "forward side only": [(SqNormHooks, "_rule_sq_norms", staticmethod(zero_norms)),
                           (DiversityMeter, "_add_grad_sum", skip),
-                          (SqNormHooks, "_hook_output", skip)],
+                          (OutputHooks, "hook", skip)],
 }
 
 

@@ -7,7 +7,7 @@ with the output's gradient obtained (or not) by:
   node       ``output.grad_fn.register_prehook`` (what the meter's direct path used)
   tensor     ``output.register_hook`` (what its checked path used)
   dict       the output's hooks dict registered on its node directly, as ``register_hook`` does
-             it but without the ``RemovableHandle`` (``SqNormHooks._hook_output``)
+             it but without the ``RemovableHandle`` (``divebatch.meter.output_hooks``)
   retain     ``output.retain_grad()`` (a C++ hook; the gradient is read after backward)
 
 Each hook does nothing. CPU time of this process, one thread, round-robin, medians:

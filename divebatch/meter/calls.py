@@ -74,6 +74,16 @@ def refuse_inside_backward(module: nn.Module, path: str) -> None:
             "one; measure without checkpointing (turn it off on measured batches)")
 
 
+def check_batch_dimension(module: nn.Module, path: str, output: Tensor,
+                          batch_size: int | None) -> None:
+    """Raise if ``output`` does not have the batch where the module's kind puts it."""
+    if batch_size is None:
+        return
+    dim = 1 if isinstance(module, nn.MultiheadAttention) and not module.batch_first else 0
+    if output.dim() <= dim or output.shape[dim] != batch_size:
+        raise batch_not_in_output(path, module, output, dim, batch_size)
+
+
 def batch_not_in_output(path: str, module: nn.Module, output: Tensor, dim: int,
                         batch_size: int) -> ValueError:
     return ValueError(

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
@@ -13,11 +12,12 @@ import torch
 from torch import Tensor, nn
 
 from divebatch.meter.checked_calls import check_explained
-from divebatch.meter.calls import (batch_not_in_output, bind, called_twice, main_output,
+from divebatch.meter.calls import (bind, called_twice, check_batch_dimension, main_output,
                                    not_a_tensor, refuse_inside_backward, rule_failed)
 from divebatch.meter.broadcast import shared_call, verify_unchanged
 from divebatch.meter.functional import (CallStart, RandomState, RecordedCall, autocast_state,
                                         recorded_sq_norms)
+from divebatch.meter.output_hooks import OutputHooks
 from divebatch.meter.owners import Layers
 from divebatch.meter.kernels import accumulation_dtype
 from divebatch.meter.rules import RULES, UnsupportedCall, conv
@@ -25,9 +25,6 @@ from divebatch.meter.sample_weights import SampleWeights
 from divebatch.meter.shared_params import Use, shared_sq_norms
 from divebatch.meter.tap import unfreeze
 from divebatch.meter.timing import measuring_share, timed_output_grad
-
-# Our key in a layer output's hooks dict; RemovableHandle's keys are ints.
-OUTPUT_HOOK_KEY = "divebatch.meter"
 
 # Layer type -> (whether a call on this input should fuse, the fused rule): see SqNormHooks.
 FUSED_RULES = {nn.Conv2d: (conv.fuses_weight_grad, conv.conv2d_fused_sq_norms)}
@@ -76,8 +73,8 @@ class SqNormHooks:
             else None
         self._paths, self._params, self._shared = layers.paths, layers.params, layers.shared
         self._direct = layers.direct
-        self._output_hooks = {layer: partial(self._on_output_hooks, layer)
-                              for layer in self._direct}  # _hook_output
+        self._direct_outputs = OutputHooks(self._on_direct_grad, self._direct)
+        self._checked_outputs = OutputHooks(partial(timed_output_grad, self))
         self.start_batch()
         self._handles = [model.register_forward_pre_hook(self._on_model_call, with_kwargs=True)]
         direct = set() if check else self._direct
@@ -107,8 +104,6 @@ class SqNormHooks:
         # module -> (pass, what the capture kept, whether its weight gradient is fused, the call
         # as (args, kwargs) when checking)
         self._waiting: dict[nn.Module, tuple[int, object, bool, tuple | None]] = {}
-        # module -> (its output's hooks dict, the output's node and index): _hook_output
-        self._hooked_outputs: dict[nn.Module, tuple[dict, object, int]] = {}
         # checked calls with their output gradients, re-run once backward is done
         self._checked_calls: list[tuple[nn.Module, tuple, Tensor]] = []
         self._batch_size: int | None = None  # of the model call now running
@@ -125,7 +120,7 @@ class SqNormHooks:
         """Stay on the model, ignoring its calls, until ``start_batch``."""
         self._replaying = True
         self._waiting.clear()
-        self._hooked_outputs.clear()
+        self._direct_outputs.clear()
 
     def __enter__(self) -> SqNormHooks:
         return self
@@ -138,7 +133,7 @@ class SqNormHooks:
             handle.remove()
         self._handles.clear()
         self._waiting.clear()
-        self._hooked_outputs.clear()
+        self._direct_outputs.clear()
         while self._frozen:  # a forward that failed before its forward hook ran
             self._frozen.pop().weight.requires_grad_(True)
 
@@ -239,41 +234,14 @@ class SqNormHooks:
             raise ValueError(f"{path} ({type(module).__name__}): {error}") from None
         self._start_call(module, path)
         self._waiting[module] = (len(self._pass_norms) - 1, saved, fused, None)
-        # The output hooks' handles are not kept: they go with the graph, and a stale one
-        # (an earlier batch's, under keep_hooks) finds nothing waiting.
-        node = output.grad_fn
-        if node is None:  # a leaf output
-            output.register_hook(partial(timed_output_grad, self, module))
-        elif output._backward_hooks is None:  # the usual case: nothing hooks this output yet
-            self._hook_output(module, output, node)
-        else:
-            node.register_prehook(partial(self._on_direct_grads, module, output.output_nr))
+        # a stale hook (an earlier batch's, under keep_hooks) finds nothing waiting
+        self._direct_outputs.hook(module, output)
 
-    def _hook_output(self, module: nn.Module, output: Tensor, node: object) -> None:
-        """What ``output.register_hook`` does, without the removable handle it makes (half its
-        cost, ~5 us a layer): the output's hooks dict, holding our hook, is registered on its
-        node. Hooks a user puts on this output later join the same dict, after ours: then ours
-        hands over to a hook on the node (``_on_output_hooks``), which sees their result."""
-        hooks = OrderedDict({OUTPUT_HOOK_KEY: self._output_hooks[module]})  # a user's handle
-        # on the output takes a weak reference to it: a dict cannot have one
-        output._backward_hooks = hooks
-        node._register_hook_dict(output)
-        self._hooked_outputs[module] = (hooks, node, output.output_nr)
-
-    def _on_output_hooks(self, module: nn.Module, grad_out: Tensor) -> None:
-        hooks, node, output_nr = self._hooked_outputs.pop(module, (None, None, 0))
-        if hooks is not None and len(hooks) > 1:  # a user's hook on the output runs after this
-            node.register_prehook(partial(self._on_direct_grads, module, output_nr))
-        else:
-            self._on_direct_grads(module, 0, (grad_out,))
-
-    def _on_direct_grads(self, module: nn.Module, output_nr: int,
-                         grad_outputs: tuple[Tensor | None, ...]) -> None:
-        """A direct call's output gradient has reached its node: the layer's rule, timed."""
-        grad_out = grad_outputs[output_nr]
+    def _on_direct_grad(self, module: nn.Module, grad_out: Tensor) -> None:
+        """A direct call's output gradient, after the model's hooks on it: the rule, timed."""
         waiting = self._waiting.pop(module, None)
-        if waiting is None or grad_out is None:
-            return  # a stale output of an earlier pass, or an output without a gradient
+        if waiting is None:
+            return  # a stale output of an earlier pass
         started = time.perf_counter()
         pass_index, saved, fused, _ = waiting
         self._add_norms(pass_index, self._run_rule(module, saved, fused, grad_out))
@@ -299,37 +267,16 @@ class SqNormHooks:
         start = self._call_start(module, result)
         saved = self._capture(module, path, args, kwargs, result, start) \
             if result.requires_grad else None
-        self._check_batch_dimension(module, path, result)
+        check_batch_dimension(module, path, result, self._batch_size)
         self._start_call(module, path)
         if result.requires_grad:
             call = (args, kwargs, self._sample_weights, start, autocast_state(result.device)) \
                 if self.checks else None
             self._waiting[module] = (len(self._pass_norms) - 1, saved, fused, call)
-            self._hook_after_output_hooks(module, result)  # handles: see _on_direct_call
+            self._checked_outputs.hook(module, result)
         if expanded is not None and isinstance(output, tuple):
             return (expanded, *output[1:])
         return expanded
-
-    def _hook_after_output_hooks(self, module: nn.Module, output: Tensor) -> None:
-        """A hook that gets the output's gradient after the hooks the model puts on the output
-        (those on the node run after those on its tensors)."""
-        node = output.grad_fn
-        if node is None:
-            output.register_hook(partial(timed_output_grad, self, module))
-        else:
-            node.register_prehook(partial(self._on_node_grads, module, output.output_nr))
-
-    def _on_node_grads(self, module: nn.Module, output_nr: int,
-                       grad_outputs: tuple[Tensor | None, ...]) -> None:
-        if grad_outputs[output_nr] is not None:
-            timed_output_grad(self, module, grad_outputs[output_nr])
-
-    def _check_batch_dimension(self, module: nn.Module, path: str, output: Tensor) -> None:
-        if self._batch_size is None:
-            return
-        dim = 1 if isinstance(module, nn.MultiheadAttention) and not module.batch_first else 0
-        if output.dim() <= dim or output.shape[dim] != self._batch_size:
-            raise batch_not_in_output(path, module, output, dim, self._batch_size)
 
     def _start_call(self, module: nn.Module, path: str) -> None:
         if module in self._waiting and self._waiting[module][0] == len(self._pass_norms) - 1:
@@ -362,7 +309,7 @@ class SqNormHooks:
         self._pass_norms.append(None)
         self._in_this_pass = set()
         self._waiting.clear()  # outputs of the previous pass that backward never reached
-        self._hooked_outputs.clear()
+        self._direct_outputs.clear()
 
     def fused_input(self, module: nn.Module) -> Tensor | None:
         """The input kept by a fused call of ``module`` that backward has yet to reach."""
