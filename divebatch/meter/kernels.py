@@ -8,6 +8,7 @@ layer's own input or output (or ``MIN_TEMP_ELEMENTS``). Everything is summed in 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -31,6 +32,10 @@ TEMP_BUDGET = 2
 # patches at B = 128 (2.3 MiB, and the padded input beside them) put its measured step's peak
 # memory at 1.50x a plain step's; with 1 MiB 1.11x (docs/performance.md, seventh pass).
 MIN_TEMP_ELEMENTS = 2 ** 18
+# Temporaries up to this fraction over the budget are not split, and a split makes chunks of
+# equal size: every chunk costs a round of operations, and the digits CNN's 32 -> 64 layer at
+# B = 32 (1.6 % over the floor) went 31 samples and then 1.
+CHUNK_SLACK = 0.125
 # Rules that form per-sample gradients a few samples at a time (tied weights, the torch.func
 # re-run) take this many elements (16 MiB of float32) per round: a round there is a whole
 # batched backward, far dearer than a rule's few operations.
@@ -107,15 +112,16 @@ def gram_is_cheaper(gram_cost: float, explicit_cost: float) -> bool:
 def sample_chunks(tensors: Sequence[Tensor], temp_per_sample: int) -> list[tuple[Tensor, ...]]:
     """Slices of samples of ``tensors`` (which share their first dimension) small enough that
     ``temp_per_sample`` temporary elements per sample stay within ``TEMP_BUDGET`` times the
-    largest of them (or ``MIN_TEMP_ELEMENTS``, on CUDA ``CUDA_MIN_TEMP_ELEMENTS``); one slice
-    (the tensors themselves) when everything fits."""
+    largest of them (or ``MIN_TEMP_ELEMENTS``, on CUDA ``CUDA_MIN_TEMP_ELEMENTS``), give or take
+    ``CHUNK_SLACK``; as few slices as that allows, of equal size; one slice (the tensors
+    themselves) when everything fits."""
     n_samples = tensors[0].shape[0]
     least = CUDA_MIN_TEMP_ELEMENTS if tensors[0].is_cuda else MIN_TEMP_ELEMENTS
-    budget = max(TEMP_BUDGET * max(t.numel() for t in tensors), least)
-    chunk = max(1, budget // max(1, temp_per_sample))
-    if chunk >= n_samples:
+    budget = max(TEMP_BUDGET * max(t.numel() for t in tensors), least, 1) * (1 + CHUNK_SLACK)
+    n_chunks = min(n_samples, math.ceil(n_samples * temp_per_sample / budget))
+    if n_chunks <= 1:
         return [tuple(tensors)]
-    return [tuple(t[start:start + chunk] for t in tensors) for start in range(0, n_samples, chunk)]
+    return list(zip(*(t.tensor_split(n_chunks) for t in tensors)))  # sizes differ by one at most
 
 
 def in_chunks(per_sample_fn: Callable[..., Tensor], tensors: Sequence[Tensor],

@@ -145,8 +145,10 @@ def test_frozen_parameters_are_ignored(gram_choice):
     assert_close(per_sample_grad_sq_norms(model, cross_entropy, inputs, targets), expected)
 
 
-def test_chunked_temporaries_match_loop(gram_choice):
-    """Wide layers on small inputs: temporaries exceed the activations and are chunked."""
+def test_chunked_temporaries_match_loop(gram_choice, monkeypatch):
+    """Wide layers on small inputs: temporaries exceed the activations and are chunked (without
+    the floor that keeps a small model's layers whole)."""
+    monkeypatch.setattr(kernels, "MIN_TEMP_ELEMENTS", 0)
     model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.Tanh(), nn.Conv2d(16, 32, 3),
                           nn.Flatten(), nn.Linear(32 * 16, 5))
     inputs, targets = image_batch(n=7)

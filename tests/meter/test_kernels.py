@@ -7,13 +7,23 @@ import torch
 from divebatch.meter import kernels
 
 
-def test_temporaries_beyond_the_budget_and_the_floor_are_split():
+def test_temporaries_beyond_the_budget_and_the_floor_are_split_into_equal_chunks():
     x = torch.zeros(128, 32, 8, 8)  # the digits CNN's 32 -> 64 input at B = 128
     per_sample = 8_320  # its unfold-Gram path: patches, two Gram matrices, the padded input
     chunks = kernels.sample_chunks((x,), per_sample)
-    assert len(chunks) > 1 and sum(len(c[0]) for c in chunks) == 128
+    sizes = [len(c[0]) for c in chunks]
+    assert len(chunks) > 1 and sum(sizes) == 128 and max(sizes) - min(sizes) <= 1
     budget = max(kernels.TEMP_BUDGET * x.numel(), kernels.MIN_TEMP_ELEMENTS)
-    assert all(len(c[0]) * per_sample <= budget for c in chunks)
+    assert all(size * per_sample <= budget * (1 + kernels.CHUNK_SLACK) for size in sizes)
+    assert torch.equal(torch.cat([c[0] for c in chunks]), x)
+
+
+def test_temporaries_just_over_the_floor_are_not_split():
+    """The same layer at B = 32 is 1.6 % over the floor: one chunk, not 31 samples and 1."""
+    x = torch.zeros(32, 32, 8, 8)
+    assert 32 * 8_320 > kernels.MIN_TEMP_ELEMENTS
+    (only,) = kernels.sample_chunks((x,), 8_320)
+    assert only[0] is x
 
 
 def test_tiny_temporaries_are_not_split():
