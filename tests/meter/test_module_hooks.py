@@ -117,3 +117,77 @@ def test_a_gradient_hook_the_caller_puts_on_the_models_output_matches_loop():
 
     model, inputs = vectors()
     assert_meter_matches_loop(model, inputs, loss_through_hook)
+
+
+class Tokens(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(7, 4)
+        self.att = nn.MultiheadAttention(4, 2, batch_first=True)
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, idx):
+        h = self.emb(idx)
+        attended, _ = self.att(h, h, h)
+        return self.head(attended.mean(1))
+
+
+def normalised(norm):
+    def build():
+        if norm == "layer":
+            return (nn.Sequential(nn.Linear(4, 6), nn.LayerNorm(6), nn.Tanh(), nn.Linear(6, 3)),
+                    torch.randn(5, 4))
+        return (nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.GroupNorm(2, 4), nn.Tanh(),
+                              nn.Flatten(), nn.Linear(64, 3)), torch.randn(5, 2, 4, 4))
+    return build
+
+
+def tokens():
+    return Tokens(), torch.randint(0, 7, (5, 3))
+
+
+def scale_output(module, args, output):
+    return (output[0] * 2, output[1]) if isinstance(output, tuple) else output * 2
+
+
+def keyword_pre_hook(model):
+    model[0].register_forward_pre_hook(
+        lambda module, args, kwargs: ((args[0] * 2,), kwargs), with_kwargs=True)
+
+
+def keyword_forward_hook(model):
+    model[0].register_forward_hook(
+        lambda module, args, kwargs, output: output * 2, with_kwargs=True)
+
+
+def always_called_forward_hook(model):
+    model[0].register_forward_hook(scale_output, always_call=True)
+
+
+def backward_pre_hook_on_the_model(model):
+    model.register_full_backward_pre_hook(lambda module, grad_output: (grad_output[0] * 2,))
+
+
+def output_replaced(name):
+    return lambda model: getattr(model, name).register_forward_hook(scale_output)
+
+
+MORE_CASES = {
+    "keyword pre-hook scaling a Linear's input": (vectors, keyword_pre_hook),
+    "keyword forward hook replacing a Linear's output": (vectors, keyword_forward_hook),
+    "always-called forward hook replacing a Linear's output":
+        (vectors, always_called_forward_hook),
+    "full backward pre-hook on the whole model": (vectors, backward_pre_hook_on_the_model),
+    "LayerNorm's output replaced": (normalised("layer"), output_replaced("1")),
+    "GroupNorm's output replaced": (normalised("group"), output_replaced("1")),
+    "Embedding's output replaced": (tokens, output_replaced("emb")),
+    "attention's output replaced": (tokens, output_replaced("att")),
+}
+
+
+@pytest.mark.parametrize("case", MORE_CASES)
+def test_more_hooked_layers_match_loop(case):
+    build, place_hook = MORE_CASES[case]
+    model, inputs = build()
+    place_hook(model)
+    assert_meter_matches_loop(model, inputs)
