@@ -1,8 +1,9 @@
 """Layers whose weight is computed from other parameters: ``torch.nn.utils.parametrizations``
-(weight_norm, spectral_norm, orthogonal) and the older hook-based ``weight_norm`` and
-``spectral_norm``, common in third-party code. The meter re-runs such a layer through torch.func
-(``Layers.ruled``, ``has_rule``), so the weight's computation is differentiated too, from the
-buffers the call started with (a spectral norm's power iteration updates them in place).
+(weight_norm, spectral_norm, orthogonal), the older hook-based ``weight_norm`` and
+``spectral_norm``, and pruning's masks (``torch.nn.utils.prune``), common in third-party code.
+The meter re-runs such a layer through torch.func (``Layers.ruled``, ``has_rule``), so the
+weight's computation is differentiated too, from the buffers the call started with (a spectral
+norm's power iteration updates them in place).
 
 Oracle: the per-sample gradients of one batch forward of a twin model in float64 (no layer here
 mixes samples), taken at the third of three batches that the metered model and the twin run in
@@ -12,7 +13,7 @@ step; the meter must also leave gradients and buffers as a plain step leaves the
 import pytest
 import torch
 from torch import nn
-from torch.nn.utils import parametrizations, spectral_norm, weight_norm
+from torch.nn.utils import parametrizations, prune, spectral_norm, weight_norm
 
 from divebatch.meter.diversity import DiversityMeter, per_sample_grad_sq_norms
 from divebatch.meter.owners import Layers, parameter_owners
@@ -55,7 +56,17 @@ CASES = {
     "hook_weight_norm_conv": (lambda: cnn(weight_norm(nn.Conv2d(3, 4, 3))), images),
     "hook_weight_norm_sequence": (lambda: mlp(weight_norm(nn.Linear(4, 5))), sequences),
     "hook_spectral_norm": (lambda: mlp(spectral_norm(nn.Linear(4, 5))), vectors),
+    "pruned": (lambda: mlp(pruned(nn.Linear(4, 5))), vectors),
+    "pruned_conv": (lambda: cnn(pruned(nn.Conv2d(3, 4, 3))), images),
 }
+
+
+def pruned(layer):
+    """``torch.nn.utils.prune``: a forward pre-hook computes ``weight`` from ``weight_orig``
+    and a mask buffer (here 40 % of the weights, the smallest, and one output channel)."""
+    prune.l1_unstructured(layer, "weight", amount=0.4)
+    prune.ln_structured(layer, "weight", amount=1, n=2, dim=0)
+    return layer
 
 
 def squared_error(outputs, targets):  # (N, ...) -> (N,)
