@@ -59,12 +59,24 @@ def unexplained_gradient(held: list[Owner], difference: float) -> ValueError:
         "whose weight is this Parameter) or freeze the parameter")
 
 
+def more_than_one_backward(repeated: list[str]) -> ValueError:
+    return ValueError(
+        f"{' and '.join(dict.fromkeys(repeated))}: "
+        f"{'its output' if len(set(repeated)) == 1 else 'their outputs'} received gradients "
+        "from more than one backward pass over the same forward (several losses, each with its own "
+        "backward(retain_graph=True), or a gradient penalty that differentiates the gradients "
+        "with torch.autograd.grad(..., create_graph=True)), and the parameters' gradient is not "
+        "what one backward gives; per-sample norms are taken from one backward per forward: add "
+        "the losses and call backward once (a penalty on the gradients cannot be measured)")
+
+
 def check_explained(calls: list[tuple[nn.Module, tuple, Tensor]], layers: Layers,
                     params: Sequence[Tensor], grads: Sequence[Tensor | None],
-                    weights: SampleWeights | None) -> None:
+                    weights: SampleWeights | None, repeated: list[str] = ()) -> None:
     """Raise if ``calls`` do not explain a parameter's batch gradient ``grads``, or (with
     ``weights``) the gradient of the randomly weighted loss (``SqNormHooks.check_batch_gradient``,
-    with the hooks quiet)."""
+    with the hooks quiet); ``repeated``: calls whose output got a second backward, named as the
+    cause."""
     explained, weighted, tolerances, order = explained_by_calls(calls, layers.params, layers.paths)
     # one call in low precision (autocast) rounds the output gradients of every layer before it
     tolerances = dict.fromkeys(tolerances, max(tolerances.values(), default=0.0))
@@ -73,6 +85,7 @@ def check_explained(calls: list[tuple[nn.Module, tuple, Tensor]], layers: Layers
             continue
         difference = relative_difference(explained.get(param), param_grad)
         if difference > tolerances.get(param, tolerance(param_grad)):
-            raise unexplained_gradient(layers.owners[param], difference)
+            raise (more_than_one_backward(repeated) if repeated
+                   else unexplained_gradient(layers.owners[param], difference))
     if weights is not None and weights.complete:
         check_weighted(weights.weighted_grads, weighted, tolerances, order, layers.owners)

@@ -112,6 +112,7 @@ class SqNormHooks:
         self._model_random: RandomState | None = None  # before the model call (check only)
         self._call_starts: dict[nn.Module, CallStart] = {}  # calls of rule-less modules
         self.expanded: list[str] = []  # modules whose output was expanded over the batch
+        self.repeated: list[str] = []  # checked calls whose output got a second backward
         self.seconds = 0.0
         # inside a re-run of a module, or paused between batches: the hooks stay quiet
         self._replaying = False
@@ -321,8 +322,10 @@ class SqNormHooks:
         if self._weights is not None and self._weights.running:
             return  # the weighted check's backward
         waiting = self._waiting.pop(module, None)
-        if waiting is None:
-            return  # a stale output of an earlier pass
+        if waiting is None:  # a stale output of an earlier pass, or another backward over it
+            if any(called is module for called, *_ in self._checked_calls):
+                self.repeated.append(f"{self._paths[module]} ({type(module).__name__})")
+            return
         pass_index, saved, fused, call = waiting
         if call is not None:
             self._checked_calls.append((module, call, grad_out.detach()))
@@ -392,5 +395,6 @@ class SqNormHooks:
         ``check=True``): then some of its gradient comes from elsewhere, which the per-sample
         norms would miss."""
         with self._quiet():
-            check_explained(self._checked_calls, self._layers, params, grads, self._weights)
+            check_explained(self._checked_calls, self._layers, params, grads, self._weights,
+                            self.repeated)
         self._checked_calls.clear()

@@ -59,19 +59,22 @@ class SampleWeights:
         if any(t.dim() == 0 or t.shape[0] != len(weights) for t in tensors):
             self.complete = False  # an output without the batch first: rows unknown
             return
+        done = []  # once: a second backward over this output (see SqNormHooks.repeated)
         if len(tensors) == 1 and tensors[0].grad_fn is not None:
             # on the node: its hooks run after the tensor's, which the model (or its caller)
             # may put on its output to change the gradient
             output_nr = tensors[0].output_nr
             tensors[0].grad_fn.register_prehook(
-                lambda grads: self._backward(tensors, (grads[output_nr],), weights))
+                lambda grads: self._backward(tensors, (grads[output_nr],), weights, done))
             return
         torch.autograd.graph.register_multi_grad_hook(
-            tensors, lambda grads: self._backward(tensors, grads, weights), mode="all")
+            tensors, lambda grads: self._backward(tensors, grads, weights, done), mode="all")
 
-    def _backward(self, tensors: list[Tensor], grads: tuple, weights: Tensor) -> None:
-        if self.running:
+    def _backward(self, tensors: list[Tensor], grads: tuple, weights: Tensor,
+                  done: list) -> None:
+        if self.running or done:
             return
+        done.append(True)
         used = [(t, scale_rows(g, weights, 0)) for t, g in zip(tensors, grads) if g is not None]
         if not used:
             return

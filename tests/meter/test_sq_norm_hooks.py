@@ -253,3 +253,44 @@ def test_batch_gradient_check_on_channels_last_group_norm():
     expected, _ = loop_oracle(model, cross_entropy, inputs, targets)
     assert_close(per_sample_grad_sq_norms(model, cross_entropy, inputs, targets), expected)
 
+
+
+def two_backward_passes(model, inputs, targets):
+    outputs = model(inputs)
+    cross_entropy(outputs, targets).mean().backward(retain_graph=True)
+    outputs.square().sum(1).mean().backward()
+
+
+def gradient_penalty(model, inputs, targets):
+    inputs = inputs.clone().requires_grad_()
+    losses = cross_entropy(model(inputs), targets)
+    (grad_inputs,) = torch.autograd.grad(losses.sum(), inputs, create_graph=True)
+    (losses + grad_inputs.square().sum(1)).mean().backward()
+
+
+@pytest.mark.parametrize("backward", [two_backward_passes, gradient_penalty])
+def test_more_than_one_backward_over_one_forward_is_refused_naming_the_cause(backward):
+    model = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3))
+    inputs, targets = torch.randn(5, 4), torch.randint(0, 3, (5,))
+    meter = DiversityMeter(model)
+    with pytest.raises(ValueError, match=r"^2 \(Linear\) and 0 \(Linear\): their outputs received "
+                                         r"gradients from more than one backward pass"):
+        with meter.track(len(inputs)):
+            backward(model, inputs, targets)
+
+
+def test_a_gradient_taken_before_backward_over_the_same_forward_is_measured_exactly():
+    """torch.autograd.grad(loss, params) (to log a gradient norm, say) and then loss.backward():
+    the second backward gives the same gradient, and the meter stays exact."""
+    model = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3))
+    inputs, targets = torch.randn(5, 4), torch.randint(0, 3, (5,))
+    sq_norms, grad_sum = loop_oracle(model, cross_entropy, inputs, targets)
+    meter = DiversityMeter(model, keep_hooks=True)
+    for _ in range(2):
+        meter.reset()
+        model.zero_grad()
+        with meter.track(len(inputs)):
+            loss = cross_entropy(model(inputs), targets).mean()
+            torch.autograd.grad(loss, list(model.parameters()), retain_graph=True)
+            loss.backward()
+        assert_close(meter.diversity(), sq_norms.sum() / sum(g.square().sum() for g in grad_sum))
