@@ -107,11 +107,12 @@ def parameter_owners(model: nn.Module) -> dict[Tensor, list[Owner]]:
     A composite layer (``COMPOSITE_LAYERS``) holds its children's parameters too, a
     parametrized one the originals of its weights, and a module those of its ParameterList and
     ParameterDict children (``own_parameters``). Recurrent layers (nn.RNN, nn.LSTM, nn.GRU)
-    with trainable parameters are refused.
+    with trainable parameters are refused, and so are compiled modules (``refuse_compiled``).
     """
     owners: dict[Tensor, list[Owner]] = {}
     composites: list[str] = []
     for path, module in model.named_modules():
+        refuse_compiled(path or type(model).__name__, module)
         if any(path.startswith(f"{prefix}.") for prefix in composites):
             continue
         if isinstance(module, PARAMETER_CONTAINERS):
@@ -129,6 +130,18 @@ def parameter_owners(model: nn.Module) -> dict[Tensor, list[Owner]]:
         for name, param in params:
             owners.setdefault(param, []).append(Owner(path, module, name))
     return {param: _innermost(held) for param, held in owners.items()}
+
+
+def refuse_compiled(path: str, module: nn.Module) -> None:
+    """A module compiled by ``torch.compile`` runs traced code in which hooks added afterwards
+    do not run: the meter would see none of its layers' calls."""
+    wrapper = type(module).__name__ == "OptimizedModule" and hasattr(module, "_orig_mod")
+    if wrapper or getattr(module, "_compiled_call_impl", None) is not None:
+        raise ValueError(
+            f"{path} ({type(module).__name__}) is compiled with torch.compile, and hooks "
+            "added to a compiled module do not run, so the meter cannot see its layers' calls; "
+            "measure it uncompiled on measured batches (a torch.compile wrapper's model is its "
+            "_orig_mod)")
 
 
 def _innermost(held: list[Owner]) -> list[Owner]:

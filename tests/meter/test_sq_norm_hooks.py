@@ -294,3 +294,29 @@ def test_a_gradient_taken_before_backward_over_the_same_forward_is_measured_exac
             torch.autograd.grad(loss, list(model.parameters()), retain_graph=True)
             loss.backward()
         assert_close(meter.diversity(), sq_norms.sum() / sum(g.square().sum() for g in grad_sum))
+
+
+def compiled_wrapper(model):
+    return model, torch.compile(model, backend="eager"), r"^OptimizedModule \(OptimizedModule\)"
+
+
+def compiled_in_place(model):
+    model.compile(backend="eager")
+    return model, model, r"^Sequential \(Sequential\)"
+
+
+def compiled_block(model):
+    model[2] = torch.compile(model[2], backend="eager")
+    return model, model, r"^2 \(OptimizedModule\)"
+
+
+@pytest.mark.parametrize("compile_", [compiled_wrapper, compiled_in_place, compiled_block])
+def test_a_compiled_model_is_refused_by_name(compile_):
+    """Hooks added to a torch.compile'd module do not run in its compiled code: the meter
+    would see no layer call (it used to say each parameter was 'used outside its module')."""
+    _, model, name = compile_(nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3)))
+    with pytest.raises(ValueError, match=name + r" is compiled with torch\.compile"):
+        DiversityMeter(model)
+    with pytest.raises(ValueError, match=r"is compiled with torch\.compile"):
+        per_sample_grad_sq_norms(model, cross_entropy, torch.randn(5, 4),
+                                 torch.randint(0, 3, (5,)))
