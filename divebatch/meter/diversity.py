@@ -17,15 +17,11 @@ statistics held fixed, which ignores the cross-sample terms: an approximation, f
 ``DiversityMeter.approximate``.
 
 Every parameter gets exact per-sample norms, or the call raises ``ValueError`` naming the module
-(``transformer.h.0.attn.c_attn``), the reason and what to do (``divebatch.meter.hooks``).
-Supported beyond the per-layer rules: keyword calls (``fc(input=x)``), a position embedding
-called on positions (``wpe(arange(T))``), weights tied by several modules (``lm_head.weight =
-wte.weight``, ``divebatch.meter.shared_params``) and ``nn.MultiheadAttention``. Refused: a module
-called more than once in one forward pass, an output whose first dimension is not the batch,
-recurrent layers, activation checkpointing, EmbeddingBag with offsets, and a parameter used
-outside its modules' forward (``F.linear(h, self.wte.weight)``), which the batch gradient
-check catches (``divebatch.meter.grad_check``: on the first measured batch of a meter and on every
-call of the functions here, the batch gradient the layers' calls explain must equal autograd's).
+(``transformer.h.0.attn.c_attn``), the reason and what to do (``divebatch.meter.hooks``; what is
+supported and refused, layer by layer: docs/user-guide.md). On the first measured batch of a
+meter and on every call of the functions here, the batch gradient the layers' calls explain
+must equal autograd's (``divebatch.meter.grad_check``), which catches a parameter used outside
+its modules' forward (``F.linear(h, self.wte.weight)``).
 """
 
 from __future__ import annotations
@@ -41,7 +37,8 @@ from torch import Tensor, nn
 
 from divebatch.meter.broadcast import expansions_named, failed_after_expansion
 from divebatch.meter.hooks import FUSED_RULES, SqNormHooks
-from divebatch.meter.owners import Layers, batchnorm_layers, check_batchnorm, parameter_owners
+from divebatch.meter.owners import (Layers, TrainableParams, batchnorm_layers, check_batchnorm,
+                                    parameter_owners)
 from divebatch.meter.rules import RULES, register_rule
 
 __all__ = ["DiversityMeter", "FUSED_RULES", "gradient_diversity", "per_sample_grad_sq_norms",
@@ -57,8 +54,7 @@ ESTIMATORS = ("ratio", "count")
 # The batches' ||g_i||^2 wait, and are added to S this many measured batches at a time (and
 # whenever S is read): an addition costs a small model's step more than its arithmetic.
 PENDING_BATCHES = 16
-# Added to ||G||^2 in Delta_hat = S / (||G||^2 + EPS), so that a zero gradient gives a huge but
-# finite estimate.
+# Added to ||G||^2 in Delta_hat = S / (||G||^2 + EPS): a zero gradient gives a huge finite one.
 EPS = 1e-12
 
 
@@ -217,6 +213,7 @@ class DiversityMeter:
         self._batchnorms = batchnorm_layers(model)
         self.approximate = check_batchnorm(self._batchnorms, allow_batchnorm)
         self._layers = Layers(parameter_owners(model))  # worked out once, used every batch
+        self._trainable = TrainableParams(model)  # ...until parameters are (un)frozen
         self._params = list(self._layers.owners)
         self._hooks: SqNormHooks | None = None  # placed by a measured batch (track)
         self._release_hooks = None
@@ -253,6 +250,8 @@ class DiversityMeter:
         per layer) is not counted; on CUDA the time is the host's, without synchronising.
         """
         started = time.perf_counter()
+        if self._trainable.changed():
+            self._follow_trainable()
         hooks = None
         # under DDP param.grad also holds the other processes' share: checked when this
         # process runs the whole batch
@@ -294,6 +293,16 @@ class DiversityMeter:
                 hooks.pause()
             else:
                 self.detach()
+
+    def _follow_trainable(self) -> None:
+        """Parameters were frozen or unfrozen: the layers are worked out again and checked, and
+        the sums start over, as after ``reset()`` (S and G must cover the same parameters)."""
+        self.detach()
+        self._layers = Layers(parameter_owners(self.model))
+        self._params = list(self._layers.owners)
+        seconds, self._checked = self.seconds, False
+        self.reset()
+        self.seconds = seconds
 
     def _hooks_for_batch(self, check: bool) -> SqNormHooks:
         """The hooks of a measured batch: those the previous measured batch left, or new ones

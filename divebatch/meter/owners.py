@@ -132,6 +132,20 @@ def parameter_owners(model: nn.Module) -> dict[Tensor, list[Owner]]:
     return {param: _innermost(held) for param, held in owners.items()}
 
 
+class TrainableParams:
+    """Which of a model's parameters train, to notice a change between batches (a layer frozen
+    or unfrozen by a fine-tuning schedule); the parameters are the model's at construction."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self._params = list(model.parameters())
+        self._flags = [p.requires_grad for p in self._params]
+
+    def changed(self) -> bool:
+        flags = [p.requires_grad for p in self._params]
+        changed, self._flags = flags != self._flags, flags
+        return changed
+
+
 def refuse_compiled(path: str, module: nn.Module) -> None:
     """A module compiled by ``torch.compile`` runs traced code in which hooks added afterwards
     do not run: the meter would see none of its layers' calls."""

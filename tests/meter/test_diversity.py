@@ -395,3 +395,28 @@ def test_meter_rejects_bad_arguments(kwargs):
     name = next(iter(kwargs))
     with pytest.raises(ValueError, match=name):
         DiversityMeter(nn.Linear(2, 2), **kwargs)
+
+
+@pytest.mark.parametrize("change", ["unfreeze", "freeze"])
+def test_layers_frozen_or_unfrozen_between_batches_are_followed(change):
+    """A fine-tuning schedule changes which parameters train: the meter works its layers out
+    again, checks them on the next batch, and starts its sums over from it, so that S and G
+    cover the same parameters (it used to keep measuring the first set, silently)."""
+    model = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3))
+    model[0].requires_grad_(change == "freeze")
+    inputs, targets = torch.randn(5, 4), torch.randint(0, 3, (5,))
+    meter = DiversityMeter(model, keep_hooks=True)
+    checked = []
+    for batch in range(4):
+        if batch == 2:
+            model[0].requires_grad_(change == "unfreeze")
+        model.zero_grad()
+        with meter.track(len(inputs)):
+            checked.append(meter._hooks.checks)
+            cross_entropy(model(inputs), targets).mean().backward()
+    assert checked == [True, False, True, False]
+    assert meter.measured_batches == 2  # the two batches since the change
+    sq_norms, grad_sum = loop_oracle(model, cross_entropy, inputs, targets)
+    # the same batch twice at the same weights: S doubles and ||G||^2 quadruples
+    expected = 2 * sq_norms.sum() / (4 * sum(g.square().sum() for g in grad_sum))
+    assert_close(meter.diversity(), expected)
