@@ -44,10 +44,9 @@ from divebatch.meter.rules import RULES, register_rule
 __all__ = ["DiversityMeter", "FUSED_RULES", "gradient_diversity", "per_sample_grad_sq_norms",
            "register_rule", "RULES"]
 
-# DiversityMeter measures every batch by default. Per-sample squared norms are heavy-tailed once
-# training fits most samples (on the digits CNN the top 1 % of samples hold up to 80 % of S), so
-# measuring every k-th batch missed the every-batch Delta_hat by 7-23 % (ratio estimator) at
-# k = 2-4 (benchmarks/diversity_sampling.py, README "Performance"); larger k is a speed knob.
+# DiversityMeter measures every batch by default: per-sample squared norms are heavy-tailed once
+# training fits most samples, and measuring every k-th batch missed the every-batch Delta_hat by
+# 7-23 % at k = 2-4 (benchmarks/diversity_sampling.py); larger k is a speed knob.
 DEFAULT_SAMPLE_EVERY = 1
 # How DiversityMeter scales S over measured batches up to all batches (see its docstring).
 ESTIMATORS = ("ratio", "count")
@@ -213,7 +212,7 @@ class DiversityMeter:
         self._batchnorms = batchnorm_layers(model)
         self.approximate = check_batchnorm(self._batchnorms, allow_batchnorm)
         self._layers = Layers(parameter_owners(model))  # worked out once, used every batch
-        self._trainable = TrainableParams(model)  # ...until parameters are (un)frozen
+        self._trainable = TrainableParams(model)  # ...until that changes (reset, track)
         self._params = list(self._layers.owners)
         self._hooks: SqNormHooks | None = None  # placed by a measured batch (track)
         self._release_hooks = None
@@ -222,6 +221,8 @@ class DiversityMeter:
 
     def reset(self) -> None:
         """Forget S, G and the counters: call at the start of a measured epoch."""
+        if self._trainable.refresh():  # parameters added, removed, frozen or unfrozen
+            self._relayout()
         self.seen_batches = 0
         self.measured_batches = 0
         self.samples_seen = 0
@@ -250,8 +251,10 @@ class DiversityMeter:
         per layer) is not counted; on CUDA the time is the host's, without synchronising.
         """
         started = time.perf_counter()
-        if self._trainable.changed():
-            self._follow_trainable()
+        if self._trainable.changed():  # S and G must cover the same parameters: start over
+            seconds = self.seconds
+            self.reset()
+            self.seconds = seconds
         hooks = None
         # under DDP param.grad also holds the other processes' share: checked when this
         # process runs the whole batch
@@ -294,15 +297,12 @@ class DiversityMeter:
             else:
                 self.detach()
 
-    def _follow_trainable(self) -> None:
-        """Parameters were frozen or unfrozen: the layers are worked out again and checked, and
-        the sums start over, as after ``reset()`` (S and G must cover the same parameters)."""
+    def _relayout(self) -> None:
+        """The layers worked out again, for the parameters that train now; checked again."""
         self.detach()
         self._layers = Layers(parameter_owners(self.model))
         self._params = list(self._layers.owners)
-        seconds, self._checked = self.seconds, False
-        self.reset()
-        self.seconds = seconds
+        self._checked = False
 
     def _hooks_for_batch(self, check: bool) -> SqNormHooks:
         """The hooks of a measured batch: those the previous measured batch left, or new ones

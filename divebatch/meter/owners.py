@@ -133,16 +133,25 @@ def parameter_owners(model: nn.Module) -> dict[Tensor, list[Owner]]:
 
 
 class TrainableParams:
-    """Which of a model's parameters train, to notice a change between batches (a layer frozen
-    or unfrozen by a fine-tuning schedule); the parameters are the model's at construction."""
+    """A model's parameters and which of them train, to notice a change: a layer frozen or
+    unfrozen by a fine-tuning schedule (``changed``, cheap enough for every batch), or a
+    parameter added or removed (``refresh``, which also takes the model's state as it is)."""
 
     def __init__(self, model: nn.Module) -> None:
-        self._params = list(model.parameters())
-        self._flags = [p.requires_grad for p in self._params]
+        self._model = model
+        self._params: list[Tensor] = []
+        self._flags: list[bool] = []
+        self.refresh()
 
     def changed(self) -> bool:
-        flags = [p.requires_grad for p in self._params]
-        changed, self._flags = flags != self._flags, flags
+        return [p.requires_grad for p in self._params] != self._flags
+
+    def refresh(self) -> bool:
+        params = list(self._model.parameters())
+        flags = [p.requires_grad for p in params]
+        changed = (flags != self._flags or len(params) != len(self._params)
+                   or any(new is not old for new, old in zip(params, self._params)))
+        self._params, self._flags = params, flags
         return changed
 
 

@@ -420,3 +420,21 @@ def test_layers_frozen_or_unfrozen_between_batches_are_followed(change):
     # the same batch twice at the same weights: S doubles and ||G||^2 quadruples
     expected = 2 * sq_norms.sum() / (4 * sum(g.square().sum() for g in grad_sum))
     assert_close(meter.diversity(), expected)
+
+
+def test_a_layer_added_to_the_model_is_measured_from_the_next_reset():
+    """A new head attached to a trained body (transfer learning) after the meter was made: the
+    meter takes the model's parameters again at reset()."""
+    model = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3))
+    inputs, targets = torch.randn(5, 4), torch.randint(0, 3, (5,))
+    meter = DiversityMeter(model, keep_hooks=True)
+    with meter.track(len(inputs)):
+        cross_entropy(model(inputs), targets).mean().backward()
+    model[2] = nn.Linear(6, 3)
+    for _ in range(2):
+        meter.reset()
+        model.zero_grad()
+        with meter.track(len(inputs)):
+            cross_entropy(model(inputs), targets).mean().backward()
+    sq_norms, grad_sum = loop_oracle(model, cross_entropy, inputs, targets)
+    assert_close(meter.diversity(), sq_norms.sum() / sum(g.square().sum() for g in grad_sum))
