@@ -53,8 +53,7 @@ ESTIMATORS = ("ratio", "count")
 # The batches' ||g_i||^2 wait, and are added to S this many measured batches at a time (and
 # whenever S is read): an addition costs a small model's step more than its arithmetic.
 PENDING_BATCHES = 16
-# Added to ||G||^2 in Delta_hat = S / (||G||^2 + EPS): a zero gradient gives a huge finite one.
-EPS = 1e-12
+EPS = 1e-12  # added to ||G||^2 in Delta_hat = S / (||G||^2 + EPS): a zero gradient stays finite
 
 
 # ----------------------------------------------------------------------------- public functions
@@ -300,6 +299,7 @@ class DiversityMeter:
     def _relayout(self) -> None:
         """The layers worked out again, for the parameters that train now; checked again."""
         self.detach()
+        self._batchnorms = batchnorm_layers(self.model)  # a new one is refused in training
         self._layers = Layers(parameter_owners(self.model))
         self._params = list(self._layers.owners)
         self._checked = False

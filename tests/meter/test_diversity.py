@@ -438,3 +438,14 @@ def test_a_layer_added_to_the_model_is_measured_from_the_next_reset():
             cross_entropy(model(inputs), targets).mean().backward()
     sq_norms, grad_sum = loop_oracle(model, cross_entropy, inputs, targets)
     assert_close(meter.diversity(), sq_norms.sum() / sum(g.square().sum() for g in grad_sum))
+
+
+def test_a_batchnorm_layer_added_to_the_model_is_refused_from_the_next_reset():
+    model = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3))
+    inputs, targets = torch.randn(5, 4), torch.randint(0, 3, (5,))
+    meter = DiversityMeter(model)
+    model[2] = nn.Sequential(nn.BatchNorm1d(6), nn.Linear(6, 3))
+    meter.reset()
+    with pytest.raises(ValueError, match=r"^BatchNorm in training mode \(2\.0\)"):
+        with meter.track(len(inputs)):
+            cross_entropy(model(inputs), targets).mean().backward()
