@@ -59,10 +59,11 @@ def unexplained_gradient(held: list[Owner], difference: float) -> ValueError:
         "whose weight is this Parameter) or freeze the parameter")
 
 
-def more_than_one_backward(repeated: list[str]) -> ValueError:
+def more_than_one_backward(repeated: Sequence[str]) -> ValueError:
+    names = list(dict.fromkeys(repeated))
     return ValueError(
-        f"{' and '.join(dict.fromkeys(repeated))}: "
-        f"{'its output' if len(set(repeated)) == 1 else 'their outputs'} received gradients "
+        f"{' and '.join(names)}: {'its output' if len(names) == 1 else 'their outputs'} "
+        "received gradients "
         "from more than one backward pass over the same forward (several losses, each with its own "
         "backward(retain_graph=True), or a gradient penalty that differentiates the gradients "
         "with torch.autograd.grad(..., create_graph=True)), and the parameters' gradient is not "
@@ -72,7 +73,7 @@ def more_than_one_backward(repeated: list[str]) -> ValueError:
 
 def check_explained(calls: list[tuple[nn.Module, tuple, Tensor]], layers: Layers,
                     params: Sequence[Tensor], grads: Sequence[Tensor | None],
-                    weights: SampleWeights | None, repeated: list[str] = ()) -> None:
+                    weights: SampleWeights | None, repeated: Sequence[str] = ()) -> None:
     """Raise if ``calls`` do not explain a parameter's batch gradient ``grads``, or (with
     ``weights``) the gradient of the randomly weighted loss (``SqNormHooks.check_batch_gradient``,
     with the hooks quiet); ``repeated``: calls whose output got a second backward, named as the
