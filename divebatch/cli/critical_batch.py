@@ -156,4 +156,8 @@ def cmd_measure_worker(args) -> int:
     from divebatch.runs.processes import lower_priority
     store = open_store(args)
     lower_priority()
-    return 0 if critical_jobs.execute(store, args.measurement_id) != "failed" else 1
+    try:
+        status = critical_jobs.execute(store, args.measurement_id)
+    except ValueError as error:  # no such measurement: nothing was started
+        raise UsageError(str(error)) from None
+    return 0 if status != "failed" else 1

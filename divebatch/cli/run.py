@@ -13,6 +13,7 @@ from divebatch.cli.common import (UsageError, add_config_flags, check_runnable, 
 from divebatch.report import animation_settings
 from divebatch.report.exports import records_csv, records_json
 from divebatch.report.tables import COMPARE_COLUMNS, LIST_COLUMNS
+from divebatch.runs.store import STATUSES
 
 def add_run(sub) -> None:
     parser = subparser(sub, "run", "train one run in the foreground and store it", cmd_run)
@@ -77,19 +78,31 @@ def cmd_presets(args) -> int:
 
 def add_list(sub) -> None:
     parser = subparser(sub, "list", "list stored runs, newest first", cmd_list)
-    parser.add_argument("--status", help="only runs with this status")
-    parser.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    parser.add_argument("--status", choices=STATUSES, help="only runs with this status")
+    parser.add_argument("--limit", type=int, default=50,
+                        help="at most this many, an int >= 0 (default 50)")
 
 
 def cmd_list(args) -> int:
     from divebatch.runs.queue import reap
+    if args.limit < 0:
+        raise UsageError(f"--limit should be an int >= 0, but got --limit={args.limit}")
     store = open_store(args)
     reap(store)  # a worker that died shows as interrupted, not running
     runs = store.list_runs(status=args.status, limit=args.limit)
     records = store.records_many([r["id"] for r in runs])
     rows = [analysis.summarize(run, records.get(run["id"], [])) for run in runs]
-    print(format_table(rows, LIST_COLUMNS) if rows else "no runs stored yet")
+    print(format_table(rows, LIST_COLUMNS) if rows else _no_runs_line(store, args))
     return 0
+
+
+def _no_runs_line(store, args) -> str:
+    """Why `list` shows nothing: an empty store, or filters that no stored run matches."""
+    if not store.list_runs(limit=1):
+        return "no runs stored yet"
+    filters = ([f"--status {args.status}"] if args.status else []) \
+        + ([f"--limit {args.limit}"] if args.limit == 0 else [])
+    return f"no runs match {' '.join(filters)} (the store holds other runs)"
 
 
 def add_show(sub) -> None:

@@ -49,6 +49,13 @@ def test_bad_input_exits_2_with_one_line(finished_run, args, message):
     assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr
 
 
+def test_measure_worker_of_no_stored_measurement_exits_2_with_one_line():
+    result = cli_in_process("measure-worker", "9999")
+    assert result.returncode == 2 and result.stdout == "" and "Traceback" not in result.stderr
+    assert result.stderr == ("error: measurement_id should be the id of a stored measurement, "
+                             "but got measurement_id=9999\n")
+
+
 def test_a_run_still_going_or_without_checkpoints_is_refused(store):
     going = store.create_run(SMALL.to_dict(), status="running")
     result = cli_in_process("critical-batch", str(going))
