@@ -99,6 +99,7 @@ def verdict(rows: list[dict], common: float | None, lead: bool = False) -> str:
     where DiveBatch got), for a projector."""
     if len(rows) < 2 or common is None:
         return ""
+    rows = distinct_labels(rows)
     accuracy = any(r.get("final_acc") is not None for r in rows)
     level = f"{100 * common:.1f} %" if accuracy else f"a validation loss of {common:.4g}"
     live = any(r.get("active") for r in rows)
@@ -131,6 +132,14 @@ def groups_verdict(named: list[tuple[str, list[dict], float | None]]) -> str:
     return text
 
 
+def distinct_labels(rows: list[dict]) -> list[dict]:
+    """The rows, those whose label another row shares named with their run id as well
+    ('SGD B=8 #3'), so that no sentence of a verdict could be about either run."""
+    labels = [r["method"] for r in rows]
+    return [{**r, "method": f"{r['method']} #{r['id']}"}
+            if labels.count(r["method"]) > 1 and r.get("id") is not None else r for r in rows]
+
+
 def _subjects(rows: list[dict]) -> list[dict]:
     """The runs a race verdict speaks of: the first to the target and DiveBatch."""
     first = min(rows, key=_time_key)
@@ -153,17 +162,19 @@ def _race(rows: list[dict], level: str, accuracy: bool, live: bool) -> list[str]
         sentences = [head + f", {_speed(first, base)}" + (f", and {ending}" if ending else "")
                      + "."]
     for dive in [r for r in rows[1:] if _is_dive(r) and r is not first]:
-        sentences.append(_reached(dive, base, accuracy) + ".")
-        sentences += [_beat(other, dive, accuracy, live) for other in rows[1:]
+        sentences.append(_reached(dive, base, accuracy, level) + ".")
+        sentences += [_beat(other, dive, accuracy, live, level) for other in rows[1:]
                       if not _is_dive(other) and _beats(other, dive, accuracy)]
     return sentences
 
 
-def _reached(row: dict, base: dict, accuracy: bool) -> str:
+def _reached(row: dict, base: dict, accuracy: bool, level: str) -> str:
+    """How a DiveBatch run did in the race, the target named again (never 'it': the
+    baseline's own target comes later in the verdict)."""
     if row["time_to_common"] is None:
-        return f"{row['method']} {_never(row)} reached it"
+        return f"{row['method']} {_never(row)} reached {level}"
     ending = _ending(row, base, accuracy)
-    return (f"{row['method']} reached it in {_seconds(row['time_to_common'])}, "
+    return (f"{row['method']} reached {level} in {_seconds(row['time_to_common'])}, "
             f"{_speed(row, base)}" + (f", and {ending}" if ending else ""))
 
 
@@ -185,12 +196,15 @@ def _ending(row: dict, base: dict, accuracy: bool) -> str:
         own, ref = row.get("final_acc"), base.get("final_acc")
         if own is None or ref is None:
             return ""
-        change = 100.0 * (own - ref)
+        change = _shown_percent(own) - _shown_percent(ref)  # the table's subtraction
         if abs(change) < 0.05:
             return f"{verb} level with it"
         return f"{verb} {abs(change):.1f} points {'higher' if change > 0 else 'lower'}"
     own, ref = row.get("final_val_loss"), base.get("final_val_loss")
     if own is None or ref is None or ref == 0:
+        return ""
+    own, ref = float(f"{own:.4g}"), float(f"{ref:.4g}")  # as the table shows them
+    if ref == 0:
         return ""
     change = 100.0 * (own - ref) / abs(ref)
     return (f"{'has' if verb == 'is' else 'ended with'} a {abs(change):.0f} % "
@@ -206,11 +220,11 @@ def _beats(other: dict, dive: dict, accuracy: bool) -> bool:
     return _time_key(other) < _time_key(dive) and better
 
 
-def _beat(other: dict, dive: dict, accuracy: bool, live: bool) -> str:
+def _beat(other: dict, dive: dict, accuracy: bool, live: bool, level: str) -> str:
     final = _final(other, accuracy)
     shown = f"{100 * final:.1f} %" if accuracy else f"a validation loss of {final:.4g}"
     return (f"{other['method']} did better than {dive['method']} on both counts: it reached "
-            f"the target sooner ({_seconds(other['time_to_common'])}) and "
+            f"{level} sooner ({_seconds(other['time_to_common'])}) and "
             f"{'is' if live else 'ended'} {'higher' if accuracy else 'lower'} ({shown}).")
 
 
@@ -235,8 +249,9 @@ def _baseline_level(rows: list[dict], accuracy: bool) -> str:
     if level is None or base.get("time_to_base_level") is None:
         return ""
     last = "latest" if base.get("active") else "final"
-    what = (f"{100 * level:.1f} % (its {last} accuracy less 1 point)" if accuracy
-            else f"a validation loss of {level:.4g} (its {last} one plus 5 %)")
+    named = f"{100 * level:.1f} %" if accuracy else f"a validation loss of {level:.4g}"
+    what = named + (f" (its {last} accuracy less 1 point)" if accuracy
+                    else f" (its {last} one plus 5 %)")
     reached = sorted((r for r in rows[1:] if r.get("time_to_base_level") is not None),
                      key=lambda r: r["time_to_base_level"])
     parts = [f"{base['method']} reached {what} in {_cost(base)}"]
@@ -244,11 +259,11 @@ def _baseline_level(rows: list[dict], accuracy: bool) -> str:
     missing = [r for r in rows[1:] if r.get("time_to_base_level") is None]
     never = [r["method"] for r in missing if not r.get("active")]
     not_yet = [r["method"] for r in missing if r.get("active")]
-    if never:
-        parts.append(f"{_and(never)} never reached it")
+    if never:  # the level named again: 'it' could be read as the race's common target
+        parts.append(f"{_and(never)} never reached {named}")
     if not_yet:
         parts.append(f"{_and(not_yet)} {'has' if len(not_yet) == 1 else 'have'} not "
-                     f"reached it yet")
+                     f"reached {named} yet")
     return "; ".join(parts) + "."
 
 
@@ -283,6 +298,12 @@ def _chance_warning(rows: list[dict], common: float) -> str:
 def _seconds(value: float) -> str:
     """Training seconds as the table shows them below 1 s (0.07 s), else to 0.1 s."""
     return f"{value:.2f} s" if value < 1.0 else f"{value:.1f} s"
+
+
+def _shown_percent(value: float) -> float:
+    """An accuracy in points as the table shows it (one decimal): gaps in the text are
+    subtractions of the shown values, so a reader's own subtraction agrees."""
+    return round(100.0 * value, 1)
 
 
 def _final(row: dict, accuracy: bool) -> float | None:

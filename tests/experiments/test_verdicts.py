@@ -1,6 +1,8 @@
 """divebatch.experiments.verdicts: which runs compare, the chance level, and verdict sentences
 written out by hand (the stored-run cases are in tests/report/test_target_table.py)."""
 
+import re
+
 import pytest
 
 from divebatch.config import RunConfig
@@ -19,14 +21,14 @@ def test_two_runs_sentences_by_hand():
         "DiveBatch was first to 90.0 %, in 2.1 s, 2.4x sooner than SGD at B0, and ended 0.8 "
         "points lower.")
     assert verdicts.verdict([sgd, row("DiveBatch", 10.08, 0.96)], 0.9) == (
-        "SGD at B0 was first to 90.0 %, in 5.0 s. DiveBatch reached it in 10.1 s, 2.0x later "
+        "SGD at B0 was first to 90.0 %, in 5.0 s. DiveBatch reached 90.0 % in 10.1 s, 2.0x later "
         "than SGD at B0, and ended 1.0 points higher.")
     assert verdicts.verdict([sgd, row("DiveBatch", None, 0.5)], 0.9) == (
-        "SGD at B0 was first to 90.0 %, in 5.0 s. DiveBatch never reached it.")
+        "SGD at B0 was first to 90.0 %, in 5.0 s. DiveBatch never reached 90.0 %.")
     flagged = row("SGD at B0", 1.0, 0.5, flag="ended 40.0 points below its best: its "
                                                "own-final target is not meaningful")
     assert verdicts.verdict([flagged, row("DiveBatch", 2.0, 0.9)], 0.85) == (
-        "SGD at B0 was first to 85.0 %, in 1.0 s. DiveBatch reached it in 2.0 s, 2.0x later "
+        "SGD at B0 was first to 85.0 %, in 1.0 s. DiveBatch reached 85.0 % in 2.0 s, 2.0x later "
         "than SGD at B0, and ended 40.0 points higher. Note: SGD at B0 ended 40.0 points below "
         "its best: its own-final target is not meaningful.")
     assert verdicts.verdict([sgd], 0.9) == ""
@@ -37,12 +39,12 @@ def test_three_runs_name_the_highest_and_who_beat_divebatch():
     rows = [row("SGD", 4.0, 0.95), row("DiveBatch", 2.0, 0.90), row("AdaBatch", 1.0, 0.93)]
     assert verdicts.verdict(rows, 0.89) == (
         "AdaBatch was first to 89.0 %, in 1.0 s, 4.0x sooner than SGD, and ended 2.0 points "
-        "lower. DiveBatch reached it in 2.0 s, 2.0x sooner than SGD, and ended 5.0 points "
-        "lower. AdaBatch did better than DiveBatch on both counts: it reached the target "
+        "lower. DiveBatch reached 89.0 % in 2.0 s, 2.0x sooner than SGD, and ended 5.0 points "
+        "lower. AdaBatch did better than DiveBatch on both counts: it reached 89.0 % "
         "sooner (1.0 s) and ended higher (93.0 %). SGD ended highest, at 95.0 %.")
     assert verdicts.verdict(rows, 0.89, lead=True) == (  # a projector's: the race alone
         "AdaBatch was first to 89.0 %, in 1.0 s, 4.0x sooner than SGD, and ended 2.0 points "
-        "lower. DiveBatch reached it in 2.0 s, 2.0x sooner than SGD, and ended 5.0 points "
+        "lower. DiveBatch reached 89.0 % in 2.0 s, 2.0x sooner than SGD, and ended 5.0 points "
         "lower.")
     live = [dict(r, active=True) for r in rows[:2]]
     assert verdicts.verdict(live, 0.89, lead=True).startswith("So far (runs still training): ")
@@ -56,7 +58,8 @@ def test_regression_verdict_speaks_of_validation_loss():
     assert verdicts.verdict([base, dive], 0.126) == (
         "DiveBatch was first to a validation loss of 0.126, in 1.0 s, 2.0x sooner than SGD, "
         "and ended with a 20 % higher validation loss. SGD reached a validation loss of 0.105 "
-        "(its final one plus 5 %) in 2.0 s and 40 steps; DiveBatch never reached it.")
+        "(its final one plus 5 %) in 2.0 s and 40 steps; DiveBatch never reached a "
+        "validation loss of 0.105.")
 
 
 def test_near_chance_threshold_from_the_number_of_classes():
@@ -89,3 +92,63 @@ def test_data_key_groups_by_problem_and_data_but_not_seed():
     groups = verdicts.group_by_data(runs)
     assert [[r["id"] for r in g] for g in groups] == [[0, 2], [1]]
     assert verdicts.group_names(groups) == ["logistic", "digits"]
+
+
+# --- every sentence agrees with the others and with the table beside it
+
+def race_of_the_four_class_preset():
+    """A race like #2-#5 of the '4-class problem' preset: SGD at the large batch is first to
+    the common target but never reaches the baseline's own (higher) target."""
+    base = row("SGD, small batch (B 16)", 5.36, 0.9363, id=3, base_level=0.9263,
+               time_to_base_level=5.9, steps_to_base_level=8000)
+    return [base,
+            row("DiveBatch (B 16 -> 496)", 1.6, 0.9275, id=2, time_to_base_level=1.8,
+                steps_to_base_level=1404),
+            row("AdaBatch (B 16 -> 1024)", 0.89, 0.938, id=5, time_to_base_level=1.2,
+                steps_to_base_level=1900),
+            row("SGD, large batch (B 1024)", 0.40, 0.9203, id=4, time_to_base_level=None)]
+
+
+def claims(text: str) -> tuple[set, set]:
+    """(run, target) pairs the text says were reached, and those it says were never
+    reached."""
+    reached, never = set(), set()
+    for sentence in text.split(". "):
+        for clause in sentence.split("; "):
+            for who, target in re.findall(r"^(.+?) (?:was first to|reached) ([\d.]+ %)",
+                                          clause):
+                reached.add((who, target))
+            for who, target in re.findall(r"^(.+?) never reached ([\d.]+ %)", clause):
+                never |= {(name, target) for name in who.split(" and ")}
+    return reached, never
+
+
+def test_no_run_is_said_to_reach_a_target_and_never_to_reach_it():
+    text = verdicts.verdict(race_of_the_four_class_preset(), 0.913)
+    assert "reached it" not in text and "the target" not in text  # each target named
+    assert text.startswith("SGD, large batch (B 1024) was first to 91.3 %")
+    assert "SGD, large batch (B 1024) never reached 92.6 %." in text  # the baseline's own
+    assert "DiveBatch (B 16 -> 496) reached 91.3 % in 1.6 s" in text
+    assert "it reached 91.3 % sooner (0.89 s)" in text
+    reached, never = claims(text)
+    assert ("SGD, large batch (B 1024)", "91.3 %") in reached
+    assert ("SGD, large batch (B 1024)", "92.6 %") in never
+    assert not reached & never
+
+
+def test_point_gaps_subtract_the_values_the_table_shows():
+    # 93.63 % and 92.75 % show as 93.6 % and 92.8 %: 0.8 points, not the raw 0.88 -> 0.9
+    text = verdicts.verdict(race_of_the_four_class_preset()[:2], 0.913)
+    assert "and ended 0.8 points lower." in text
+    base, dive = row("SGD", 5.0, 0.9049), row("DiveBatch", 2.0, 0.9051)  # 90.5 % both
+    assert "ended level with it" in verdicts.verdict([base, dive], 0.9)
+
+
+def test_runs_sharing_a_label_are_told_apart_by_their_id():
+    rows = [row("SGD B=8", 4.0, 0.95, id=3), row("SGD B=8", 2.0, 0.93, id=7),
+            row("DiveBatch", 3.0, 0.94, id=9)]
+    text = verdicts.verdict(rows, 0.9)
+    assert text.startswith("SGD B=8 #7 was first to 90.0 %, in 2.0 s, 2.0x sooner than "
+                           "SGD B=8 #3")
+    assert "#9" not in text  # a label no other run shares stays as it is
+    assert "#" not in verdicts.verdict(rows[1:], 0.9)

@@ -40,7 +40,7 @@ def test_four_main_columns_no_empty_cells_and_the_winner():
     assert "35.0 points below its best" in table.details[0]["note"]
     assert "⚠" in table.details[1]["speed-up to own-1pt"]  # baseline flagged
     assert table.verdict.startswith("SGD, large batch (B 256) was first to 69.0 %, in 0.30 s")
-    assert "DiveBatch (B 16) reached it in 1.0 s, 1.0x sooner" in table.verdict
+    assert "DiveBatch (B 16) reached 69.0 % in 1.0 s, 1.0x sooner" in table.verdict
 
 
 def test_unreached_and_empty_runs_read_as_words():
@@ -132,14 +132,14 @@ def test_the_verdict_names_the_best_method_whoever_it_is(store):
     # common target: lowest best (SGD large, 70 %) - 1 point = 69 %
     assert table.verdict == (
         "SGD, large batch (B 256) was first to 69.0 %, in 0.30 s, 6.7x sooner than SGD, small "
-        "batch (B 16), and ended 25.0 points lower. DiveBatch (B 16 -> 541) reached it in "
-        "1.0 s, 2.0x sooner than SGD, small batch (B 16), and ended 3.0 points lower. "
+        "batch (B 16), and ended 25.0 points lower. DiveBatch (B 16 -> 541) reached 69.0 % "
+        "in 1.0 s, 2.0x sooner than SGD, small batch (B 16), and ended 3.0 points lower. "
         "AdaBatch (B 16 -> 64) did better than DiveBatch (B 16 -> 541) on both counts: it "
-        "reached the target sooner (0.80 s) and ended higher (94.0 %). SGD, small batch (B 16) "
+        "reached 69.0 % sooner (0.80 s) and ended higher (94.0 %). SGD, small batch (B 16) "
         "ended highest, at 95.0 %. SGD, small batch (B 16) reached 94.0 % (its final accuracy "
         "less 1 point) in 6.0 s and 1200 steps; AdaBatch (B 16 -> 64) in 2.4 s and 700 steps "
         "(2.5x sooner); DiveBatch (B 16 -> 541) and SGD, large batch (B 256) never reached "
-        "it.")
+        "94.0 %.")
 
 
 def test_while_a_run_goes_the_verdict_says_so_far_and_claims_no_final(store):
@@ -165,7 +165,7 @@ def test_one_finished_run_beside_a_running_one_is_still_so_far(store):
         "So far (runs still training): SGD, large batch (B 256) was first to 64.0 %, in "
         "0.20 s, 10.0x sooner than SGD, small batch (B 16), and is 30.0 points lower. SGD, "
         "small batch (B 16) reached 94.0 % (its final accuracy less 1 point) in 6.0 s and "
-        "1200 steps; SGD, large batch (B 256) has not reached it yet.")
+        "1200 steps; SGD, large batch (B 256) has not reached 94.0 % yet.")
 
 
 def test_a_common_target_near_chance_is_flagged_before_anything_else(store):
@@ -185,7 +185,7 @@ def test_a_common_target_near_chance_is_flagged_before_anything_else(store):
     assert table.verdict.endswith(
         "SGD, small batch (B 16) reached 89.0 % (its final accuracy less 1 point) in 3.0 s "
         "and 30 steps; DiveBatch (B 16 -> 64) in 1.5 s and 18 steps (2.0x sooner); SGD, "
-        "large batch (B 256) never reached it.")
+        "large batch (B 256) never reached 89.0 %.")
 
 
 def test_details_say_how_much_of_a_run_was_measuring():
