@@ -100,12 +100,27 @@ def read_config_file(path: str) -> dict:
 
 
 def open_store(args: argparse.Namespace):
+    """The store at --db, else $DIVEBATCH_DB, else .divebatch/runs.db (its folder created).
+    A store the user named must be in an existing folder: a mistyped path stores nothing."""
+    import os
+    from pathlib import Path
     from divebatch.runs.store import RunStore
-    path = getattr(args, "db", None) or RunStore.default_path()
+    named_by = "--db" if getattr(args, "db", None) else \
+        "$DIVEBATCH_DB" if os.environ.get("DIVEBATCH_DB") else None
+    path = Path(getattr(args, "db", None) or RunStore.default_path()).expanduser()
+    folder = path.parent
+    instead = ("leave out --db" if named_by == "--db" else "unset DIVEBATCH_DB") \
+        + " for .divebatch/runs.db"
+    if named_by and folder.exists() and not folder.is_dir():
+        raise UsageError(f"{named_by}: {folder} is not a folder ({instead})")
+    if named_by and not folder.exists():
+        raise UsageError(f"{named_by}: the folder {folder} does not exist (create it first, "
+                         f"or {instead})")
     try:
         return RunStore(path)
     except Exception as error:  # sqlite3 errors, permission errors, a non-database file
-        raise UsageError(f"--db: cannot open run store {path}: {error}") from None
+        raise UsageError(f"{named_by or 'run store'}: cannot open run store {path}: "
+                         f"{error}") from None
 
 
 def get_run_or_fail(store, run_id: int) -> dict:
