@@ -67,8 +67,8 @@ def _play_row(prefix: str, run: dict) -> None:
     paused = bool(progress.get("paused"))
     if instructor_mode():  # larger type: the pace and the state on a row of their own
         cols = [*st.columns(3), *st.columns(2, vertical_alignment="bottom")]
-    else:
-        cols = st.columns([4, 4, 3, 8, 8], vertical_alignment="bottom")  # "Resume" uncut
+    else:  # at 1280 px the buttons and the pace's longest choice uncut, the state below
+        cols = [*st.columns([3, 3, 3, 7], vertical_alignment="bottom"), st.container()]
     cols[0].button("Pause", key=f"{prefix}_play_pause", width="stretch", disabled=paused,
                    on_click=_play, args=(prefix, run_id, "pause"), icon=":material/pause:",
                    help="Pauses at the end of the epoch under way.")
