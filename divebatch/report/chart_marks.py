@@ -1,21 +1,22 @@
 """What the charts draw over their lines: a dotted line where each hot change landed, with
-its words ("delta 0.1 → 0.5 at epoch 7"), the stretches where an adaptive run's batch is
-capped at B_max (shaded), and the fixed x range that keeps those words from widening the
-axis. Shapes and annotations are plain plotly dicts; `colors` gives each run's colour and
-`runs` are figures.RunData."""
+its new values ("δ 0.5"; "delta 0.1 → 0.5 at epoch 7" on hover), the stretches where an
+adaptive run's batch is capped at B_max (shaded, named by the legend), and the fixed x range
+that keeps those words from widening the axis. Shapes and annotations are plain plotly
+dicts; `colors` gives each run's colour and `runs` are figures.RunData."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from divebatch.report.hot_limits import ADAPTIVE
-from divebatch.report.run_labels import hot_change_text
+from divebatch.report.run_labels import hot_change_short, hot_change_text
 from divebatch.report.series import Columns, epoch_ends, epoch_starts
 
 
 def hot_change_marks(runs: list, colors: list[str], x_axis: str) -> tuple[list, list]:
     """A dotted vertical line at the end of the epoch in which each hot change landed, and
-    its words ("delta 0.1 → 0.5 at epoch 7") stacked at the top of the chart."""
+    its new values ("δ 0.5") stacked at the top of the chart, inside it; the whole change
+    ("delta 0.1 → 0.5 at epoch 7") shows on hover."""
     shapes, notes = [], []
     if not any(event.get("kind") == "hot_change" for d in runs for event in d.events):
         return shapes, notes
@@ -33,7 +34,8 @@ def hot_change_marks(runs: list, colors: list[str], x_axis: str) -> tuple[list, 
                                line=dict(color=color, dash="dot", width=1.5)))
             notes.append(dict(
                 x=x, xref="x", y=1 - 0.1 * (len(notes) % 6), yref="y domain", showarrow=False,
-                text=hot_change_text(event, data.records, data.run.get("config") or {}),
+                text=hot_change_short(event),
+                hovertext=hot_change_text(event, data.records, data.run.get("config") or {}),
                 xanchor="right" if x > right_half else "left", yanchor="top",
                 bgcolor="rgba(255,255,255,0.75)", font=dict(size=11, color=color)))
     return shapes, notes
@@ -52,8 +54,10 @@ def capped_spans(columns: Columns, config: dict, x_axis: str) -> list[tuple[floa
 
 
 def capped_shading(runs: list, colors: list[str], x_axis: str) -> tuple[list, list]:
-    """Shade where an adaptive run's batch is capped at B_max (SGD at B_max always is)."""
-    shapes, notes = [], []
+    """Shade where an adaptive run's batch is capped at B_max (SGD at B_max always is).
+    No words on the chart: the legend's "shaded: capped at B_max" says it (words at the
+    foot of the band lay over the small batches' line and markers)."""
+    shapes = []
     for data, color in zip(runs, colors):
         config = data.run.get("config") or {}
         if config.get("method") not in ADAPTIVE:
@@ -62,11 +66,7 @@ def capped_shading(runs: list, colors: list[str], x_axis: str) -> tuple[list, li
             shapes.append(dict(type="rect", xref="x", yref="y domain", x0=start, x1=end,
                                y0=0, y1=1, fillcolor=color, opacity=0.1, layer="below",
                                line=dict(width=0)))
-            if not notes:
-                notes.append(dict(x=start, xref="x", y=0, yref="y domain", showarrow=False,
-                                  text="capped at B_max", xanchor="left", yanchor="bottom",
-                                  font=dict(size=11, color=color)))
-    return shapes, notes
+    return shapes, []
 
 
 def fixed_x_range(traces: list[dict], shapes: list[dict]) -> dict:

@@ -63,6 +63,23 @@ def hot_change_text(event: dict, records: list[dict], config: dict) -> str:
     return (", ".join(changes) or event["message"]) + where
 
 
+SHORT_NAMES = {"delta": "δ", "max_batch_size": "B_max", "resize_every": "R",
+               "lr_multiplier": "LR ×"}  # a hot change's mark on a chart
+
+
+def hot_change_short(event: dict) -> str:
+    """'δ 0.05 · B_max 256': the new values alone, short enough for a mark inside a chart
+    half a 1280 px page wide (hot_change_text says the rest, on hover)."""
+    payload = event.get("payload") or {}
+    parts = [f"{SHORT_NAMES.get(name, name)} {format_value(value)}"
+             for name, value in sorted(payload.items(), key=lambda item: _order(item[0]))]
+    return " · ".join(parts) or "hot change"
+
+
+def _order(name: str) -> int:
+    return list(SHORT_NAMES).index(name) if name in SHORT_NAMES else len(SHORT_NAMES)
+
+
 def format_value(value) -> str:
     return "?" if value is None else f"{value:g}" if isinstance(value, (int, float)) \
         else str(value)

@@ -34,7 +34,7 @@ def chart_notes(at: AppTest, index: int) -> list[str]:
     if len(charts) <= index:
         return []
     layout = json.loads(charts[index].proto.spec)["layout"]
-    return [note.get("text", "") for note in layout.get("annotations", [])]
+    return [note.get("hovertext", note.get("text", "")) for note in layout.get("annotations", [])]
 
 
 def test_home_says_what_each_page_is_for():

@@ -156,7 +156,7 @@ def test_batch_size_chart_shades_the_epochs_capped_at_b_max():
     fig = plots.batch_size_figure([RunData(run(), records)], ChartOptions(x_axis="epoch"))
     [band] = [s for s in fig.layout.shapes if s.type == "rect"]
     assert (band.x0, band.x1) == (1, 3)
-    assert [a.text for a in fig.layout.annotations] == ["capped at B_max"]
+    assert not fig.layout.annotations  # the legend names the band: no words over the lines
     sgd_large = run(method="sgd", batch_size=64)  # always at B_max: nothing to point out
     fig = plots.batch_size_figure([RunData(sgd_large, records)], ChartOptions())
     assert not fig.layout.shapes
@@ -201,7 +201,24 @@ def test_hot_changes_are_marked_at_their_epoch():
     fig = plots.lr_figure([RunData(run(), RECORDS, events)],
                           ChartOptions(x_axis="train_time"))
     assert [shape.x0 for shape in fig.layout.shapes] == [pytest.approx(1.0)]
-    assert fig.layout.annotations[0].text == "delta 0.1 → 0.5 at epoch 2"
+    assert fig.layout.annotations[0].text == "δ 0.5"  # short, inside the chart
+    assert fig.layout.annotations[0].hovertext == "delta 0.1 → 0.5 at epoch 2"
+
+
+def test_a_hot_change_of_three_values_is_marked_in_a_few_words():
+    """delta 0.02 -> 0.05, B_max 1024 -> 256, R 3 -> 2 in one change: each chart carried the
+    whole sentence, cut at its right edge; now the new values alone, the rest on hover."""
+    events = [{"kind": "hot_change", "epoch": 2, "message": "changed",
+               "payload": {"resize_every": 2, "delta": 0.05, "max_batch_size": 256}}]
+    specs = plots.figure_specs([RunData(run(), RECORDS, events)], ChartOptions())
+    for name, chart in specs.items():
+        if isinstance(chart, str):
+            continue
+        [note] = chart["layout"]["annotations"]
+        assert note["text"] == "δ 0.05 · B_max 256 · R 2", name
+        assert len(note["text"]) <= 30 and note["yref"] == "y domain" and note["y"] <= 1
+        assert note["hovertext"] == ("delta 0.1 → 0.05, max_batch_size 64 → 256, "
+                                     "resize_every 1 → 2 at epoch 2")
 
 
 def test_the_legend_label_follows_a_hot_change():
