@@ -233,10 +233,14 @@ def _target_line(rows: list[dict], common: float | None, args) -> str:
     origin = ("--target" if args.target is not None
               else "lowest best among the runs, less 1 point" if measure == "accuracy"
               else "highest best among the runs, plus 5 %")
+    own = ("the paper's metric, first epoch within 1 point of the run's own final accuracy"
+           if measure == "accuracy" else
+           f"first epoch with a validation loss at most the run's own final one plus "
+           f"{100 * analysis.LOSS_TOLERANCE:g} % (analysis.own_target)")
     return (f"common target: {'none' if common is None else f'{common:.4g}'} {measure} "
             f"({origin}); speed-up: the first run's training time to it over each run's "
-            f"(evaluation excluded); own-1pt: the paper's metric, first epoch within 1 point "
-            f"of the run's own final {measure}")
+            f"(evaluation excluded); own-1pt: {own}; next B: the batch size the schedule set "
+            f"after the last epoch")
 
 
 def add_worker(sub) -> None:

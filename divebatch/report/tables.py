@@ -14,7 +14,7 @@ COMPARE_COLUMNS = [("id", "run"), ("method", "method"), ("status", "status"),
                    ("epochs_to_target", "epochs to own-1pt"),
                    ("time_to_target", "train s to own-1pt"),
                    ("speedup_own_shown", "speed-up own-1pt"), ("train_time", "train s total"),
-                   ("samples_seen", "samples"), ("final_batch_size", "final B"),
+                   ("samples_seen", "samples"), ("final_batch_size", "next B"),
                    ("step_ms_measured", "ms/step measured"), ("step_ms_plain", "ms/step plain"),
                    ("measure_time", "measuring s"), ("speedup_own_flag", "note")]
 LIST_COLUMNS = [("id", "id"), ("name", "name"), ("problem", "problem"),

@@ -115,7 +115,7 @@ def _details(row: dict, accuracy: bool) -> dict:
         "speed-up to own-1pt": _flagged(row["speedup_own"], row["speedup_own_flag"]),
         "train s total": f"{row['train_time']:.2f}",
         "samples": str(row["samples_seen"] or 0),
-        "final B": MISSING if row["final_batch_size"] is None else str(row["final_batch_size"]),
+        "next B": MISSING if row["final_batch_size"] is None else str(row["final_batch_size"]),
         "ms/step measured": _number(row["step_ms_measured"]),
         "ms/step plain": _number(row["step_ms_plain"]),
         MEASURING_COLUMN: measuring_cell(row),
