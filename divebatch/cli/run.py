@@ -5,6 +5,7 @@ Each `add_X(subparsers)` declares one subcommand and points at its handler."""
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from divebatch.experiments import analysis, verdicts
@@ -201,8 +202,9 @@ def add_compare(sub) -> None:
                                        "(the first run is the speed-up baseline)", cmd_compare)
     parser.add_argument("run_ids", type=int, nargs="+")
     parser.add_argument("--target", type=float,
-                        help="common target accuracy (fraction; default: the lowest of the "
-                             "runs' own targets)")
+                        help="common target: an accuracy as a fraction > 0 and <= 1 for "
+                             "classification runs, a validation loss > 0 for regression runs "
+                             "(default: from the runs' best values)")
 
 
 def cmd_compare(args) -> int:
@@ -210,6 +212,8 @@ def cmd_compare(args) -> int:
     runs = [get_run_or_fail(store, run_id) for run_id in args.run_ids]
     records = store.records_many(args.run_ids)
     groups = verdicts.group_by_data(runs)
+    for group in groups:
+        _check_target(args.target, group, records)
     named = [(name, *analysis.compare(group, records, args.target))
              for name, group in zip(verdicts.group_names(groups), groups)]
     rows = [row for _, group_rows, _ in named for row in group_rows]
@@ -225,6 +229,21 @@ def cmd_compare(args) -> int:
     if line:
         print(line)
     return 0
+
+
+def _check_target(target: float | None, runs: list[dict], records: dict) -> None:
+    """--target is a fraction of accuracy for runs that measure it (classification), else a
+    validation loss: UsageError naming the range that fits these runs."""
+    if target is None:
+        return
+    problem = runs[0]["config"].get("problem")
+    if any(analysis.uses_accuracy(records.get(run["id"], [])) for run in runs):
+        if not 0 < target <= 1:  # NaN is refused too
+            raise UsageError(f"--target should be a fraction > 0 and <= 1 for accuracy ({problem} "
+                             f"runs measure accuracy), but got --target={target}")
+    elif not (target > 0 and math.isfinite(target)):
+        raise UsageError(f"--target should be a validation loss > 0 and finite ({problem} runs "
+                         f"measure no accuracy), but got --target={target}")
 
 
 def _target_line(rows: list[dict], common: float | None, args) -> str:
