@@ -82,9 +82,28 @@ def ray_backend_from_args(args):
         raise UsageError(str(error)) from None
 
 
+def check_execution_flags(args) -> None:
+    """--threads and the Ray flags, checked before anything is printed or trained."""
+    if args.threads < 0:
+        raise UsageError(f"--threads should be an int >= 0, but got --threads={args.threads}")
+    ray_backend_from_args(args)
+
+
+def check_report_folder(folder: str) -> None:
+    """The report's folder exists (made now if need be) and takes new files: checked before
+    the runs train, not after."""
+    import tempfile
+    from pathlib import Path
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+    except OSError as error:
+        raise UsageError(f"--output: cannot write the report to {folder}: "
+                         f"{error.strerror or error}") from None
+
+
 def set_threads(threads: int) -> None:
-    if threads < 0:
-        raise UsageError(f"--threads should be an int >= 0, but got --threads={threads}")
     if threads:
         import torch
         torch.set_num_threads(threads)
@@ -115,6 +134,7 @@ def cmd_sweep(args) -> int:
     if not hasattr(args, "diversity_every_epoch"):
         args.diversity_every_epoch = False  # sweeps time runs: measure only where needed
     spec = sweep_spec(args)
+    check_execution_flags(args)
     check_runnable(spec.baseline_config(spec.seeds[0]))
     store = open_store(args)
     print(f"sweep {spec.group}: {len(spec.cells())} cells x {len(spec.seeds)} seeds "
@@ -241,6 +261,9 @@ def cmd_reproduce(args) -> int:
         raise UsageError(f"--seeds should be an int >= 1, but got --seeds={seeds}")
     spec = reproduce.ReproSpec(scale=args.scale, benchmarks=tuple(args.benchmarks),
                                seeds=tuple(range(seeds)))
+    check_execution_flags(args)
+    if not args.background:  # the report is written by the run that trains
+        check_report_folder(args.output)
     store = open_store(args)
     for note in reproduce_report.skipped_notes(spec.skipped()):
         print(f"skipped: {note}", file=sys.stderr)

@@ -1,0 +1,52 @@
+"""`reproduce` and `sweep` (divebatch/cli/experiments.py): every option and the report's folder
+are checked before anything is printed or trained."""
+
+import pytest
+
+from tests.helpers.cli import cli_in_process
+from divebatch.runs import worker
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    monkeypatch.setattr(worker, "execute_run", lambda *a, **k: pytest.fail("a run trained"))
+
+
+def assert_refused_before_anything(result, store, message: str) -> None:
+    assert result.returncode == 2 and result.stdout == "" and "Traceback" not in result.stderr
+    assert result.stderr == f"error: {message}\n"  # no "skipped:" notes, no progress
+    assert store.list_runs() == []
+
+
+def test_reproduce_refuses_an_unwritable_output_before_training(tmp_path, store, no_training):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("kept")
+    output = blocker / "reports"
+    result = cli_in_process("reproduce", "--scale", "tiny", "--output", str(output), "--quiet")
+    assert_refused_before_anything(result, store, f"--output: cannot write the report to "
+                                                  f"{output}: Not a directory")
+    assert blocker.read_text() == "kept"
+
+
+@pytest.mark.parametrize("command", [["reproduce", "--scale", "tiny"],
+                                     ["sweep", "--problem", "least_squares"]])
+def test_bad_threads_refused_before_any_note(command, store, no_training):
+    result = cli_in_process(*command, "--threads", "-1", "--quiet")
+    assert_refused_before_anything(result, store, "--threads should be an int >= 0, but got "
+                                                  "--threads=-1")
+
+
+def test_ray_flags_without_ray_refused_before_any_note(store, no_training):
+    result = cli_in_process("reproduce", "--scale", "tiny", "--gpus-per-run", "1")
+    assert_refused_before_anything(result, store, "--gpus-per-run should be used with "
+                                                  "--backend ray, but got --backend local")
+
+
+def test_background_reproduce_leaves_the_report_folder_alone(tmp_path, store, monkeypatch):
+    from divebatch.experiments import reproduce
+    monkeypatch.setattr(reproduce, "launch", lambda *a, **k: [])
+    output = tmp_path / "reports"
+    result = cli_in_process("reproduce", "--scale", "tiny", "--background", "--output",
+                            str(output))
+    assert result.returncode == 0, result.stderr
+    assert not output.exists()
