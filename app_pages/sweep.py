@@ -17,6 +17,10 @@ FORM_DEFAULTS = {"sweep_problem": "classification", "sweep_epochs": 10,
                  "sweep_n_samples": 2000, "sweep_batch_size": 16, "sweep_lr": 0.05,
                  "sweep_deltas": "0.1, 0.5", "sweep_max_batch_sizes": "128, 512",
                  "sweep_resize_everys": "1", "sweep_seeds": "0"}  # 4 cells + 1 baseline
+# RunConfig field -> the label of its widget here, which errors name
+LABELS = {"problem": "problem", "epochs": "epochs", "n_samples": "samples",
+          "batch_size": "initial batch size B0", "lr": "learning rate", "delta": "delta",
+          "max_batch_size": "B_max", "resize_every": "R (epochs)", "seed": "seeds"}
 INTRO = ("What if delta, the maximum batch size B_max or the resize interval R were different? "
          "Each cell of the grid is a DiveBatch run per seed, judged against SGD at the initial "
          "batch size with the same seed: **speed-up** is the baseline's training time to within "
@@ -31,13 +35,13 @@ def spec_from_form() -> sweeps.SweepSpec:
             "batch_size": st.session_state.sweep_batch_size, "lr": st.session_state.sweep_lr}
     spec = sweeps.SweepSpec(
         base=base,
-        deltas=sweeps.parse_values(st.session_state.sweep_deltas, float, "delta values"),
+        deltas=sweeps.parse_values(st.session_state.sweep_deltas, float, LABELS["delta"]),
         max_batch_sizes=sweeps.parse_values(st.session_state.sweep_max_batch_sizes, int,
-                                            "B_max values"),
+                                            LABELS["max_batch_size"]),
         resize_everys=sweeps.parse_values(st.session_state.sweep_resize_everys, int,
-                                          "R values"),
-        seeds=sweeps.parse_values(st.session_state.sweep_seeds, int, "seeds"))
-    spec.validate()
+                                          LABELS["resize_every"]),
+        seeds=sweeps.parse_values(st.session_state.sweep_seeds, int, LABELS["seed"]))
+    spec.validate(name_of=lambda name: LABELS.get(name, name))
     check_available(spec.baseline_config(spec.seeds[0]))
     return spec
 
@@ -71,18 +75,19 @@ def sweep_form() -> None:
         left, middle, right = st.columns(3)
         left.selectbox("problem", PROBLEMS, key="sweep_problem")
         left.number_input("epochs", min_value=1, max_value=1000, step=1, key="sweep_epochs")
-        middle.number_input("samples (synthetic; 0 = default)", min_value=0, step=100,
+        middle.number_input(f"{LABELS['n_samples']} (synthetic; 0 = default)", min_value=0,
+                            step=100,
                             key="sweep_n_samples")
-        middle.number_input("initial batch size B0 (also the SGD baseline's)", min_value=1,
+        middle.number_input(f"{LABELS['batch_size']} (also the SGD baseline's)", min_value=1,
                             step=1, key="sweep_batch_size")
         right.number_input("learning rate", min_value=1e-5, max_value=10.0, format="%.4f",
                            key="sweep_lr")
         st.markdown("**Grid** (comma-separated values)")
         grid = st.columns(4)
-        grid[0].text_input("delta", key="sweep_deltas")
-        grid[1].text_input("B_max", key="sweep_max_batch_sizes")
-        grid[2].text_input("R (epochs)", key="sweep_resize_everys")
-        grid[3].text_input("seeds", key="sweep_seeds")
+        grid[0].text_input(LABELS["delta"], key="sweep_deltas")
+        grid[1].text_input(LABELS["max_batch_size"], key="sweep_max_batch_sizes")
+        grid[2].text_input(LABELS["resize_every"], key="sweep_resize_everys")
+        grid[3].text_input(LABELS["seed"], key="sweep_seeds")
         backend_controls("sweep")
         st.form_submit_button("Start sweep", type="primary", key="sweep_start",
                               on_click=start_sweep)

@@ -8,7 +8,6 @@ import streamlit as st
 
 from divebatch.config import HOT_FIELDS, allowed_range, config_fields
 
-OPEN_BOUND_STEP = 1e-6  # e.g. delta > 0: the widget's minimum is 0.000001
 LABELS = {"batch_size": "initial batch size B0", "max_batch_size": "max batch size B_max",
           "delta": "delta δ", "resize_every": "resize interval R (epochs)",
           "lr": "learning rate", "lr_scaling": "LR scaling rule", "schedule": "base LR schedule",
@@ -37,18 +36,10 @@ def field_widget(name: str, widget_key: str, *, options: tuple | None = None,
         st.selectbox(label, options or meta["choices"], format_func=format_func, **common)
     elif f.type == "bool":
         st.checkbox(label, **common)
-    elif f.type == "int":
-        st.number_input(label, min_value=int(meta["low"]), max_value=int(meta["high"]), step=1,
-                        **common)
+    elif f.type == "int":  # no min/max: a value out of range must reach validation's error
+        st.number_input(label, step=1, **common)
     elif f.type == "float":
-        st.number_input(label, min_value=_inside(meta["low"], meta["low_open"], 1),
-                        max_value=_inside(meta["high"], meta["high_open"], -1),
-                        step=FLOAT_STEPS.get(name, 0.01), format="%g", **common)
+        st.number_input(label, step=FLOAT_STEPS.get(name, 0.01), format="%g", **common)
     else:
         st.text_input(label, max_chars=200, **common)
 
-
-def _inside(bound: float, open_bound: bool, direction: int) -> float:
-    """A widget limit that validation accepts: an open bound moved inwards by a hair."""
-    return float(bound) + (direction * OPEN_BOUND_STEP * max(1.0, abs(bound))
-                           if open_bound else 0.0)

@@ -73,6 +73,9 @@ def init_form(prefix: str, problems: tuple[str, ...], default_preset: str) -> No
     st.session_state.url_read = True
     if set(query) - set(NOT_CONFIG):
         config = _config_from_link(prefix, query, problems, config)
+        matching = [p.key for p in presets_for(problems) if _is_preset(config, p.key)]
+        if matching:  # a reload, or a preset's link: the picker names it again
+            st.session_state[key(prefix, "preset")] = matching[0]
     load_into_state(prefix, config)
 
 
@@ -80,7 +83,7 @@ def _config_from_link(prefix: str, query: dict, problems: tuple[str, ...],
                       preset: RunConfig) -> RunConfig:
     """The link's setup, keeping its good parameters; the notice names the refused ones."""
     try:
-        config, refused = read_query(query, ignore=NOT_CONFIG)
+        config, refused = read_query(query, ignore=NOT_CONFIG, name_of=label_of)
     except ValueError as error:  # a conflict between fields the link did not set
         st.session_state[key(prefix, "notice")] = (
             "error", f"The settings in this link were refused:\n\n{_bullets(error)}")
@@ -169,11 +172,15 @@ def load_preset(prefix: str) -> None:
 def form_is_preset(prefix: str) -> bool:
     """Whether the form holds the picked preset, but for the hot parameters (changed
     freely during a lesson), the run name and the pace."""
-    preset = PRESETS.get(st.session_state.get(key(prefix, "preset")))
+    return _is_preset(config_from_state(prefix), st.session_state.get(key(prefix, "preset")))
+
+
+def _is_preset(config: RunConfig, preset_key: str | None) -> bool:
+    preset = PRESETS.get(preset_key)
     if preset is None:
         return False
     free = set(HOT_FIELDS) | {"name", "pace_s"}
-    form, wanted = config_from_state(prefix).to_dict(), preset.config().to_dict()
+    form, wanted = config.to_dict(), preset.config().to_dict()
     return all(form[name] == wanted[name] for name in wanted if name not in free)
 
 
@@ -204,7 +211,7 @@ def config_form(prefix: str, problems: tuple[str, ...], hidden: tuple[str, ...] 
         st.caption(HOT_NOTE)
     config = config_from_state(prefix)
     try:
-        config.validate()
+        config.validate(name_of=label_of)
     except ValueError as error:
         st.error(f"These settings are not valid, so no run can start:\n\n{_bullets(error)}")
         return None
@@ -248,6 +255,9 @@ def start_buttons(prefix: str, config: RunConfig | None, blocked: str | None,
                          "you reload, close the tab or restart the dashboard.")
     if blocked:
         st.error(f"This setup cannot run here: {blocked}")
+    if config is None:  # the form's error box, under the form, names the bad fields
+        st.warning("Start and Race are off until the settings named in the red box under the "
+                   "form are fixed.", icon=":material/block:")
     note = st.session_state.pop(key(prefix, "start_note"), None)
     if note:
         st.info(note)

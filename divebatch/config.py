@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -146,10 +147,11 @@ class RunConfig:
     nproc: int = knob(1, "processes training this run together (DDP; > 1 launches "
                          "torchrun, one process per GPU)", low=1, high=1024)
 
-    def validate(self) -> None:
-        """Raise ValueError listing every bad field, one per line."""
-        errors = [e for f in dataclasses.fields(self) if (e := _field_error(self, f))]
-        errors += _cross_field_errors(self)
+    def validate(self, name_of: Callable[[str], str] = str) -> None:
+        """Raise ValueError listing every bad field, one per line; `name_of` gives each field
+        the name its user sees (the CLI's flag, the dashboard's label)."""
+        errors = [e for f in dataclasses.fields(self) if (e := _field_error(self, f, name_of))]
+        errors += _cross_field_errors(self, name_of)
         if errors:
             raise ValueError("\n".join(errors))
 
@@ -185,12 +187,12 @@ class RunConfig:
         return tuple(sorted({(j * self.epochs) // k for j in range(k)})) if k else ()
 
 
-def check_hot_change(config: RunConfig, changes: dict,
-                     fields: tuple[str, ...] = HOT_FIELDS) -> RunConfig:
+def check_hot_change(config: RunConfig, changes: dict, fields: tuple[str, ...] = HOT_FIELDS,
+                     name_of: Callable[[str], str] = str) -> RunConfig:
     """`config` with `changes` made while the run trains, checked: the one check of a hot
     change (or, with `fields=PACE_FIELDS`, of a pace), used where a request is sent and where
     the trainer applies it. ValueError naming the fields that cannot change (not in
-    `fields`), or every bad value as `validate` does.
+    `fields`), or every bad value as `validate` does (fields named by `name_of`).
 
     >>> check_hot_change(RunConfig(), {"delta": 0.5}).delta
     0.5
@@ -204,7 +206,7 @@ def check_hot_change(config: RunConfig, changes: dict,
         raise ValueError(f"hot parameters are {', '.join(fields)}, but got "
                          f"{', '.join(unknown)}")
     changed = config.replace(**changes)
-    changed.validate()
+    changed.validate(name_of)
     return changed
 
 
@@ -239,10 +241,12 @@ def _kind_name(f: dataclasses.Field) -> str:
             "str": "a string"}[f.type]
 
 
-def _field_error(cfg: RunConfig, f: dataclasses.Field) -> str | None:
+def _field_error(cfg: RunConfig, f: dataclasses.Field,
+                 name_of: Callable[[str], str] = str) -> str | None:
     value = getattr(cfg, f.name)
     if not _type_ok(f.type, value) or not _value_ok(f, value):
-        return f"{f.name} should be {allowed_range(f)}, but got {f.name}={short_repr(value)}"
+        return f"{name_of(f.name)} should be {allowed_range(f)}, but got " \
+               f"{name_of(f.name)}={short_repr(value)}"
     return None
 
 
@@ -282,26 +286,28 @@ def _value_ok(f: dataclasses.Field, value: Any) -> bool:
     return True
 
 
-def _cross_field_errors(cfg: RunConfig) -> list[str]:
+def _cross_field_errors(cfg: RunConfig, name_of: Callable[[str], str] = str) -> list[str]:
     """Rules between fields, checked only where those fields are valid on their own."""
     valid = {f.name for f in dataclasses.fields(cfg) if _field_error(cfg, f) is None}
+    b0, b_max, b_min = name_of("batch_size"), name_of("max_batch_size"), name_of("min_batch_size")
     errors = []
     if {"batch_size", "max_batch_size"} <= valid and cfg.max_batch_size < cfg.batch_size:
-        errors.append(f"max_batch_size should be an int >= batch_size ({cfg.batch_size}), "
-                      f"but got max_batch_size={cfg.max_batch_size}")
+        errors.append(f"{b_max} should be an int >= {b0} ({cfg.batch_size}), "
+                      f"but got {b_max}={cfg.max_batch_size}")
     if {"batch_size", "min_batch_size"} <= valid and cfg.min_batch_size > cfg.batch_size:
-        errors.append(f"min_batch_size should be an int <= batch_size ({cfg.batch_size}), "
-                      f"but got min_batch_size={cfg.min_batch_size}")
+        errors.append(f"{b_min} should be an int <= {b0} ({cfg.batch_size}), "
+                      f"but got {b_min}={cfg.min_batch_size}")
     if {"problem", "model"} <= valid and cfg.model != "auto" \
             and cfg.model not in ALLOWED_MODELS[cfg.problem]:
         allowed = ", ".join(("auto",) + ALLOWED_MODELS[cfg.problem])
-        errors.append(f"model should be one of {allowed} for problem {cfg.problem}, "
-                      f"but got model={cfg.model!r}")
+        errors.append(f"{name_of('model')} should be one of {allowed} for {name_of('problem')} "
+                      f"{cfg.problem}, but got {name_of('model')}={cfg.model!r}")
     if {"problem", "n_samples", "dim"} <= valid and cfg.problem in SYNTHETIC_DEFAULTS:
         n_default, dim_default = SYNTHETIC_DEFAULTS[cfg.problem]
         values = (cfg.n_samples or n_default) * (cfg.dim or dim_default)
+        n, dim = name_of("n_samples"), name_of("dim")
         if values > MAX_SYNTHETIC_VALUES:
-            errors.append(f"n_samples * dim should be <= {MAX_SYNTHETIC_VALUES} for a "
-                          f"synthetic problem (800 MB of inputs), but got n_samples="
-                          f"{cfg.n_samples}, dim={cfg.dim} ({values} values)")
+            errors.append(f"{n} * {dim} should be <= {MAX_SYNTHETIC_VALUES} for a "
+                          f"synthetic problem (800 MB of inputs), but got {n}="
+                          f"{cfg.n_samples}, {dim}={cfg.dim} ({values} values)")
     return errors

@@ -19,7 +19,7 @@ ValueError: epochs should be an int, but got epochs='ten'
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from divebatch.config import RunConfig, config_fields
 
@@ -58,11 +58,13 @@ def config_from_query(query: Mapping[str, str], ignore: Iterable[str] = ()) -> R
     return config
 
 
-def read_query(query: Mapping[str, str], ignore: Iterable[str] = ()
-               ) -> tuple[RunConfig, dict[str, str]]:
+def read_query(query: Mapping[str, str], ignore: Iterable[str] = (),
+               name_of: Callable[[str], str] = str) -> tuple[RunConfig, dict[str, str]]:
     """The valid RunConfig made of the good parameters of `query`, and {parameter: why it
     was left out} for the others ("should be a number, but got 'ten'"), without the
-    parameter's name so that a page can put its own label in front."""
+    parameter's name so that a page can put its own label in front. `name_of` names the
+    other fields a reason mentions (a page's labels); one the link does not set is "the
+    default" one, which is what a link leaves unset."""
     types = {f.name: f.type for f in config_fields()}
     values, refused = {}, {}
     for key, text in query.items():
@@ -81,7 +83,11 @@ def read_query(query: Mapping[str, str], ignore: Iterable[str] = ()
             config.validate()
             return config, refused
         except ValueError as error:
-            named = _fields_named(str(error), values) or _conflicting(str(error), values)
+            raw = str(error).splitlines()
+            shown = _errors(values, lambda n: name_of(n) if n in values
+                            else f"the default {name_of(n)}")
+            named = _fields_named(list(zip(raw, shown)), values, name_of) or _conflicting(
+                (raw[0], _errors(values, name_of)[0]), values)
             if not named:
                 raise
             for key, why in named.items():
@@ -89,28 +95,40 @@ def read_query(query: Mapping[str, str], ignore: Iterable[str] = ()
                 del values[key]
 
 
-def _conflicting(message: str, values: dict) -> dict[str, str]:
-    """{field of `values`: why} for the first error line that names no field of `values`
-    (batch_size=4096 in a link against the default max_batch_size=1024): the link's field
-    whose removal makes that error go away."""
-    line = message.splitlines()[0]
+def _errors(values: dict, name_of: Callable[[str], str]) -> list[str]:
+    """The lines of validate()'s error for `values`, fields named by `name_of`."""
+    try:
+        RunConfig.from_dict(values).validate(name_of)
+    except ValueError as error:
+        return str(error).splitlines()
+    return []
+
+
+def _conflicting(line: tuple[str, str], values: dict) -> dict[str, str]:
+    """{field of `values`: why} for an error line, (as validate words it, as shown), that
+    names no field of `values` (batch_size=4096 in a link against the default
+    max_batch_size=1024): the link's field whose removal makes that error go away."""
+    raw, shown = line
     for key in values:
         try:
             RunConfig.from_dict({k: v for k, v in values.items() if k != key}).validate()
         except ValueError as error:
-            if line in str(error).splitlines():
+            if raw in str(error).splitlines():
                 continue
-        return {key: f"conflicts with a default: {line}"}
+        return {key: f"conflicts with a default: {shown}"}
     return {}
 
 
-def _fields_named(message: str, values: dict) -> dict[str, str]:
-    """{field: its error without the field's name} for the error lines about `values`."""
+def _fields_named(lines: list[tuple[str, str]], values: dict,
+                  name_of: Callable[[str], str]) -> dict[str, str]:
+    """{field: its error without the field's name} for the error lines about `values`;
+    `lines`: (as validate words it, as shown)."""
     named = {}
-    for line in message.splitlines():
-        key = line.split(" ", 1)[0]
+    for raw, shown in lines:
+        key = raw.split(" ", 1)[0]
         if key in values and key not in named:
-            named[key] = line[len(key):].strip().replace(f"{key}=", "")
+            name = name_of(key)
+            named[key] = shown[len(name):].strip().replace(f"{name}=", "")
     return named
 
 

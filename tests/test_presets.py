@@ -128,6 +128,17 @@ def test_a_field_that_conflicts_with_a_default_is_refused_alone():
     assert refused["batch_size"].startswith("conflicts with a default: max_batch_size")
 
 
+def test_reasons_name_fields_by_the_pages_labels_and_unset_ones_as_defaults():
+    """B_max=4 in a link whose B0 is refused: the reason names B0 by its label, as the
+    default a link leaves unset (the value it was checked against), never the raw field."""
+    labels = {"batch_size": "initial batch size B0", "max_batch_size": "max batch size B_max"}
+    _, refused = read_query({"batch_size": "ten", "max_batch_size": "4"}, name_of=labels.get)
+    assert refused["max_batch_size"] == \
+        "should be an int >= the default initial batch size B0 (32), but got 4"
+    _, refused = read_query({"batch_size": "8", "max_batch_size": "4"}, name_of=labels.get)
+    assert refused["max_batch_size"] == "should be an int >= initial batch size B0 (8), but got 4"
+
+
 def test_ignored_keys_are_skipped():
     assert config_from_query({"instructor": "1", "seed": "4"}, ignore=("instructor",)) == \
         RunConfig(seed=4)

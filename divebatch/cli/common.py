@@ -36,7 +36,7 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
                              "digits_race; see `python -m divebatch presets`); the config "
                              "file and flags override it")
     for f in config_fields():
-        flag = "--" + f.name.replace("_", "-")
+        flag = flag_name(f.name)
         text = f"{f.metadata['help']} ({allowed_range(f)}; default {f.default!r})"
         if f.type == "bool":
             parser.add_argument(flag, action=argparse.BooleanOptionalAction,
@@ -44,6 +44,11 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         else:
             parser.add_argument(flag, type=flag_type(f), default=argparse.SUPPRESS,
                                 help=text, metavar=f.name.upper())
+
+
+def flag_name(field_name: str) -> str:
+    """The `run` flag of a RunConfig field: what the user types, so what errors name."""
+    return "--" + field_name.replace("_", "-")
 
 
 def flag_type(f: dataclasses.Field):
@@ -54,8 +59,8 @@ def flag_type(f: dataclasses.Field):
         try:
             return kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{f.name} should be {allowed_range(f)}, but "
-                                             f"got {f.name}={short_repr(text)}") from None
+            raise argparse.ArgumentTypeError(f"should be {allowed_range(f)}, but got "
+                                             f"{short_repr(text)}") from None
     convert.__name__ = f.type  # argparse names the type in some messages
     return convert
 
@@ -63,12 +68,17 @@ def flag_type(f: dataclasses.Field):
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     """RunConfig from `--config FILE` and flags; raises UsageError listing bad fields."""
     values = preset_fields(args.preset) if hasattr(args, "preset") else {}
-    values.update(read_config_file(args.config) if hasattr(args, "config") else {})
-    values.update({f.name: getattr(args, f.name) for f in config_fields()
-                   if hasattr(args, f.name)})
+    from_file = read_config_file(args.config) if hasattr(args, "config") else {}
+    flags = {f.name: getattr(args, f.name) for f in config_fields() if hasattr(args, f.name)}
+    values.update(from_file)
+    values.update(flags)
+    in_file_only = set(from_file) - set(flags)
+
+    def name_of(field_name: str) -> str:  # as the user wrote it: a key of the file, or a flag
+        return field_name if field_name in in_file_only else flag_name(field_name)
     try:
         config = RunConfig.from_dict(values)
-        config.validate()
+        config.validate(name_of=name_of)
     except (TypeError, ValueError) as error:
         raise UsageError(str(error).replace("\n", "; ")) from None
     return config

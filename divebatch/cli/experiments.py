@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 
 from divebatch.cli.common import (UsageError, add_config_flags, add_db_flag, check_runnable,
-                                  config_from_args, format_table, open_store)
+                                  config_from_args, flag_name, format_table, open_store)
 
 SWEEP_COLUMNS = [("label", "cell"), ("seeds", "seeds"), ("speedup", "speed-up"),
                  ("final", "final {metric}"), ("time_to_target", "train s to own-1pt"),
@@ -123,7 +123,7 @@ def sweep_spec(args):
                      max_batch_sizes=tuple(grid["max_batch_size"]),
                      resize_everys=tuple(grid["resize_every"]), seeds=tuple(grid["seed"]))
     try:
-        spec.validate()
+        spec.validate(name_of=flag_name)
     except ValueError as error:
         raise UsageError(str(error).replace("\n", "; ")) from None
     return spec

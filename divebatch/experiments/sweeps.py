@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Hashable
+from typing import Callable, Hashable
 
 from divebatch.experiments import analysis
 from divebatch.experiments.seed_stats import aggregate, seed_results, with_speedups
@@ -90,11 +90,14 @@ class SweepSpec:
                  for cell in self.cells() for s in self.seeds]
         return runs
 
-    def validate(self) -> None:
-        """Raise ValueError listing every problem, one per line."""
-        errors = [f"{name} should list at least one value, but got {name}=()"
-                  for name in ("deltas", "max_batch_sizes", "resize_everys", "seeds")
-                  if not getattr(self, name)]
+    def validate(self, name_of: Callable[[str], str] = str) -> None:
+        """Raise ValueError listing every problem, one per line; `name_of` names a RunConfig
+        field as its user sees it (RunConfig.validate)."""
+        errors = [f"{name_of(field)} should list at least one value, but got none"
+                  for field, values in (("delta", self.deltas),
+                                        ("max_batch_size", self.max_batch_sizes),
+                                        ("resize_every", self.resize_everys),
+                                        ("seed", self.seeds)) if not values]
         if errors:
             raise ValueError("\n".join(errors))
         size = (len(self.cells()) + 1) * len(self.seeds)
@@ -103,7 +106,7 @@ class SweepSpec:
                              f"has {size}")
         for planned in self.plan():
             try:
-                planned.config.validate()
+                planned.config.validate(name_of)
             except ValueError as error:
                 errors += [e for e in str(error).splitlines() if e not in errors]
         if errors:

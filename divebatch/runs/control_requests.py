@@ -7,6 +7,8 @@ The dashboard and the CLI write a request (`request_stop`, `request_hot_change`,
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from divebatch.config import PACE_FIELDS, RunConfig, check_hot_change
 from divebatch.runs.store import RunStore
 
@@ -30,9 +32,12 @@ def request_stop(store: RunStore, run_id: int) -> None:
     store.send_control(run_id, "stop")
 
 
-def request_hot_change(store: RunStore, run_id: int, **hot) -> None:
-    """Change hot parameters (config.HOT_FIELDS) of a running run between epochs."""
-    check_hot_change(RunConfig.from_dict(store.get_run(run_id)["config"]), hot)
+def request_hot_change(store: RunStore, run_id: int, name_of: Callable[[str], str] = str,
+                       **hot) -> None:
+    """Change hot parameters (config.HOT_FIELDS) of a running run between epochs; a bad
+    value raises ValueError naming its field by `name_of` (a page's label)."""
+    check_hot_change(RunConfig.from_dict(store.get_run(run_id)["config"]), hot,
+                     name_of=name_of)
     store.send_control(run_id, "set", hot)
 
 

@@ -125,12 +125,14 @@ def test_cli_refuses_bad_flags_with_one_line_and_code_2(case, capsys, isolated_s
 
 
 @pytest.mark.parametrize("argv, expected", [
-    (["--epochs", "1e3"], "epochs should be an int >= 1 and <= 100000, but got epochs='1e3'"),
-    (["--lr", "nan"], "lr should be a float > 0 and <= 100, but got lr=nan"),
-    (["--lr=-inf"], "lr should be a float > 0 and <= 100, but got lr=-inf"),
-    (["--momentum", "1"], "momentum should be a float >= 0 and < 1"),
-    (["--seed", "9" * 6000], "seed should be an int >= 0 and <= 2147483647, but got seed='999"),
-    (["--n-samples", "10000000", "--dim", "1000"], "n_samples * dim should be <= 200000000"),
+    (["--epochs", "1e3"], "--epochs: should be an int >= 1 and <= 100000, but got '1e3'"),
+    (["--lr", "nan"], "--lr should be a float > 0 and <= 100, but got --lr=nan"),
+    (["--lr=-inf"], "--lr should be a float > 0 and <= 100, but got --lr=-inf"),
+    (["--momentum", "1"], "--momentum should be a float >= 0 and < 1"),
+    (["--seed", "9" * 6000], "--seed: should be an int >= 0 and <= 2147483647, but got '999"),
+    (["--n-samples", "10000000", "--dim", "1000"], "--n-samples * --dim should be <= 200000000"),
+    (["--batch-size", "64", "--max-batch-size", "8"],
+     "--max-batch-size should be an int >= --batch-size (64), but got --max-batch-size=8"),
 ])
 def test_cli_names_field_and_range_in_one_line(argv, expected, capsys, isolated_store):
     assert cli.main(["run", *argv]) == 2
@@ -142,12 +144,13 @@ def test_cli_names_field_and_range_in_one_line(argv, expected, capsys, isolated_
 def test_cli_process_exits_2_without_a_traceback():
     result = run_cli("run", "--lr", "nan", "--epochs", "-3")
     assert result.returncode == 2 and result.stdout == "" and "Traceback" not in result.stderr
-    assert result.stderr == ("error: epochs should be an int >= 1 and <= 100000, but got "
-                             "epochs=-3; lr should be a float > 0 and <= 100, but got lr=nan\n")
+    assert result.stderr == ("error: --epochs should be an int >= 1 and <= 100000, but got "
+                             "--epochs=-3; --lr should be a float > 0 and <= 100, but got "
+                             "--lr=nan\n")
 
 
 @pytest.mark.parametrize("content, expected", [
-    ('{"epochs": 3, "lr": NaN}', "lr should be a float > 0"),
+    ('{"epochs": 3, "lr": NaN}', "error: lr should be a float > 0"),  # the file's key
     ('{"epochs": 3, "problem": ["x"]}', "problem should be one of"),
     ('{"epochs": 3, "learning_rate": 0.1}', "unknown config field(s): learning_rate"),
     ('{"epochs": 3, "batch_size": 1e999}', "batch_size should be an int"),

@@ -96,11 +96,11 @@ def test_compare_keeps_runs_of_different_problems_apart():
 
 
 @pytest.mark.parametrize("args,needle", [
-    (["run", "--epochs", "0"], "epochs should be an int >= 1"),
-    (["run", "--epochs", "abc"], "--epochs: epochs should be an int >= 1"),
-    (["run", "--problem", "mnist"], "problem should be one of"),
-    (["run", "--lr", "nan"], "lr should be a float > 0"),
-    (["run", "--batch-size", "64", "--max-batch-size", "8"], "max_batch_size should be"),
+    (["run", "--epochs", "0"], "--epochs should be an int >= 1"),
+    (["run", "--epochs", "abc"], "--epochs: should be an int >= 1"),
+    (["run", "--problem", "mnist"], "--problem should be one of"),
+    (["run", "--lr", "nan"], "--lr should be a float > 0"),
+    (["run", "--batch-size", "64", "--max-batch-size", "8"], "--max-batch-size should be"),
     (["show", "999"], "run_id should be the id of a stored run"),
     (["export", "999"], "run_id should be the id of a stored run"),
     (["run", "--config", "/nonexistent.json"], "--config: cannot read"),

@@ -13,6 +13,8 @@ import sys
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from divebatch.links import config_to_query
+from divebatch.presets import PRESETS
 from divebatch.runs import control_requests, queue, warm_pool
 from divebatch.report import learn, learn_noise
 from tests.helpers.apptest import open_app, poll, texts
@@ -180,10 +182,24 @@ def test_race_note_says_how_the_runs_share_the_machine(store, monkeypatch, inter
 def test_invalid_values_show_an_error_and_block_start():
     at = open_app("app_pages/synthetic.py")
     set_numbers(at, "syn", batch_size=64, max_batch_size=32)
-    assert "max_batch_size should be an int >= batch_size (64)" in texts(at.error)
+    assert "max batch size B_max should be an int >= initial batch size B0 (64), but got max " \
+           "batch size B_max=32" in texts(at.error)
     assert at.button(key="syn_start").disabled and at.button(key="syn_race").disabled
     set_numbers(at, "syn", max_batch_size=128)
     assert not at.error and not at.button(key="syn_start").disabled
+
+
+def test_values_out_of_a_fields_range_reach_the_error_not_an_older_value(store):
+    """The widgets take any number (a browser would otherwise refuse it silently and keep the
+    last good one, which Start then ran): validation names each bad field by its label."""
+    at = open_app("app_pages/synthetic.py")
+    set_numbers(at, "syn", batch_size=-5, delta=0.0)
+    error = texts(at.error)
+    assert "initial batch size B0 should be an int >= 1" in error and "B0=-5" in error
+    assert "delta δ should be a float > 0" in error
+    assert at.button(key="syn_start").disabled and at.button(key="syn_race").disabled
+    assert "Start and Race are off until the settings named" in texts(at.warning)
+    assert store.list_runs() == []
 
 
 def test_a_link_reproduces_a_setup():
@@ -243,6 +259,15 @@ def test_instructor_flag_hides_advanced_controls():
     assert at.expander[0].label == ("Setup: Convex: diversity rises as the loss falls "
                                     "(open to change)")  # folded: a new label, drawn closed
     assert any("scrollIntoView" in str(e.proto) for e in at.get("html"))
+
+
+def test_a_reload_of_a_presets_setup_names_that_preset_again():
+    """A reload opens a new session on the address bar's link: the picker shows the preset
+    the link's setup is, not the page's first one beside "the form differs"."""
+    query = config_to_query(PRESETS["classification_race"].config())
+    at = open_app("app_pages/synthetic.py", query=query)
+    assert at.selectbox(key="syn_preset").value == "classification_race"
+    assert "The form differs from this preset" not in texts(at.caption)
 
 
 def test_picking_a_preset_loads_it_and_the_folded_header_names_what_runs(store):
@@ -308,7 +333,7 @@ def test_show_the_code_renders_the_deciding_function():
 
 def test_image_lab_shows_datasets_device_and_refuses_a_missing_dataset():
     at = open_app("app_pages/images.py")
-    table = at.dataframe[0].value
+    table = at.table[0].value  # a static table: its details wrap instead of being cut
     present = dict(zip(table["dataset"], table["present"]))
     assert present["digits"] == "yes" and present["cifar10"] == "missing"
     assert "python -m divebatch download cifar10" in texts(at.code)

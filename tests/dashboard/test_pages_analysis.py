@@ -70,7 +70,12 @@ def sweep_two_by_two_with_two_seeds(store):
     at = open_page("app_pages/sweep.py")
     at.text_input(key="sweep_deltas").set_value("0.1, nonsense")
     at.button(key="sweep_start").click().run()
-    assert not at.exception and "delta values should be a list of numbers" in at.error[0].value
+    assert not at.exception and "delta should be a list of numbers" in at.error[0].value
+    at.text_input(key="sweep_deltas").set_value("0.1")
+    at.text_input(key="sweep_max_batch_sizes").set_value("4")
+    at.button(key="sweep_start").click().run()  # errors name the fields by their labels
+    assert not at.exception and at.error[0].value.startswith(
+        "B_max should be an int >= initial batch size B0 (16), but got B_max=4")
 
     at.selectbox(key="sweep_problem").set_value("least_squares")
     for key, value in (("sweep_epochs", 3), ("sweep_n_samples", 320),

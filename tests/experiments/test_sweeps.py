@@ -47,12 +47,12 @@ def test_same_spec_same_group():
 def test_bad_specs_name_the_field():
     with pytest.raises(ValueError, match="max_batch_size should be an int >= batch_size"):
         tiny_spec(max_batch_sizes=(8,)).validate()
-    with pytest.raises(ValueError, match="deltas should list at least one value"):
+    with pytest.raises(ValueError, match="delta should list at least one value"):
         tiny_spec(deltas=()).validate()
     with pytest.raises(ValueError, match="delta should be a float > 0"):
         tiny_spec(deltas=(-1.0,)).validate()
-    with pytest.raises(ValueError, match=r"B_max values should be a list of ints.*'x'"):
-        sweeps.parse_values("64, x", int, "B_max values")
+    with pytest.raises(ValueError, match=r"B_max should be a list of ints.*'x'"):
+        sweeps.parse_values("64, x", int, "B_max")
     assert sweeps.parse_values("0.05, 0.1 0.2", float, "delta") == (0.05, 0.1, 0.2)
 
 
@@ -211,6 +211,6 @@ def test_cli_sweep_in_the_background_queues_its_runs_and_names_the_group(
 def test_cli_sweep_bad_input_is_one_line_exit_2():
     result = cli_in_process("sweep", *TINY_FLAGS, "--max-batch-size", "8")
     assert result.returncode == 2
-    assert result.stderr.count("\n") == 1 and "max_batch_size should be" in result.stderr
+    assert result.stderr.count("\n") == 1 and "--max-batch-size should be" in result.stderr
     result = cli_in_process("sweep", *TINY_FLAGS, "--method", "sgd")
     assert result.returncode == 2 and "method should be divebatch" in result.stderr
