@@ -153,15 +153,32 @@ def _diversity_text(config, n_train, records, record, resizes) -> str:
 
 
 def _grows_text(config, n_train, records, record, resizes) -> str:
+    """The resize in the run's own numbers. Its Δ̂ is the rule's: summed over the epoch's own
+    training batches (the record's `diversity`), which the diversity chart does not draw when
+    the run has a probe: the text then gives the chart's value beside it, and points at the
+    batch-size chart's dots, which draw δ·n·Δ̂ with the rule's Δ̂."""
     epoch = int(record["epoch"])
     event = next(e for e in resizes if int(e["epoch"]) == epoch)
     old, new = event["payload"]["old"], event["payload"]["new"]
     delta = record.get("delta") or config.get("delta")
-    bound = f"δ·n·Δ̂ = {delta:g} × {n_train:,} × {record['diversity']:.3g} = " \
-            f"{delta * n_train * record['diversity']:,.0f}" if _number(
-                record.get("diversity")) is not None and delta else "the bound δ·n·Δ̂"
-    return (f"At the end of epoch {epoch}, {bound} was above the batch size {old}, so "
-            f"DiveBatch grew the batch to {new}. It never shrinks.")
+    rule = _number(record.get("diversity"))
+    if rule is None or not delta:
+        return (f"At the end of epoch {epoch}, the bound δ·n·Δ̂ was above the batch size "
+                f"{old}, so DiveBatch grew the batch to {new}. It never shrinks.")
+    shown = float(f"{rule:.4g}")  # the product is of the numbers the text shows
+    bound = delta * n_train * shown
+    text = (f"At the end of epoch {epoch}, δ·n·Δ̂ = {delta:g} × {n_train:,} × {shown:.4g} = "
+            f"{bound:,.1f} was above the batch size {old}, so DiveBatch grew the batch to "
+            f"{new}" + (" (whole samples, rounded down)" if new == math.floor(bound)
+                        else f" (capped at B_max = {new})" if new < bound else "") + ". ")
+    probe = _number(record.get("probe_diversity"))
+    if probe is not None:
+        text += (f"This Δ̂ ({shown:.4g}) is the rule's own, summed over epoch {epoch}'s "
+                 f"training batches as the weights moved; the diversity chart plots another "
+                 f"reading, {probe:.3g} at epoch {epoch} (a fixed probe at the epoch's end). "
+                 f"The batch-size chart's dot at the end of epoch {epoch} marks δ·n·Δ̂ = "
+                 f"{bound:,.1f}. ")
+    return text + "The batch never shrinks."
 
 
 def _cap_text(config, n_train, records, record, resizes) -> str:

@@ -41,7 +41,7 @@ def test_texts_carry_the_runs_own_numbers():
     steps = {s.key: s.text for s in tour.reached_steps(CONFIG, N_TRAIN, RECORDS, EVENTS, True)}
     assert "B0 = 8: 13 noisy steps per epoch over its 100 training samples" in steps["start"]
     assert "from 0.1 to 0.2" in steps["diversity"]
-    assert "δ·n·Δ̂ = 0.1 × 100 × 0.2 = 2 was above the batch size 10" in steps["grows"]
+    assert "δ·n·Δ̂ = 0.1 × 100 × 0.2 = 2.0 was above the batch size 10" in steps["grows"]
     assert "grew the batch to 20" in steps["grows"]
     assert "After 3 resize(s) the batch reached the cap B_max = 64 at the end of epoch 4" \
         in steps["cap"]
