@@ -1,11 +1,13 @@
 """Why a hot change may show no effect yet, in words for the hot-change panel.
 
-A larger delta cannot grow a batch that is already at B_max, and a change to delta or B_max
-only moves the batch size at the next resize, at the end of epochs R, 2R, ...
+A larger delta cannot grow a batch that is already at B_max, a B_max lowered under the batch
+caps it from the next epoch, and a change to delta (or a higher B_max) only moves the batch
+size at the next resize, at the end of epochs R, 2R, ...
 
 >>> last = {"epoch": 5, "batch_size": 64, "next_batch_size": 64, "max_batch_size": 64,
 ...         "resize_every": 4}
->>> for line in hot_change_limits({"method": "divebatch"}, [last]): print(line)
+>>> delta_up = [{"kind": "hot_change", "epoch": 5, "payload": {"delta": 0.5}}]
+>>> for line in hot_change_limits({"method": "divebatch"}, [last], delta_up): print(line)
 The batch is already at B_max = 64: a larger delta cannot grow it until B_max is raised.
 The next resize is at the end of epoch 8, 3 epochs away: delta and B_max act on the batch size
 only then.
@@ -40,14 +42,24 @@ def hot_values_in_force(config: dict, records: list[dict], events=()) -> dict:
 
 def hot_change_limits(config: dict, records: list[dict], events=()) -> list[str]:
     """Sentences (maybe none) on what keeps a hot change from acting on the next epoch,
-    with the hot values in force (`events`: the run's events, hot changes among them)."""
+    with the hot values in force (`events`: the run's events, hot changes among them). Only
+    once delta, B_max or R has been changed: the panel explains a change the instructor
+    made, never one nobody made (a race reaching B_max in the guided tour)."""
     if config.get("method") not in ADAPTIVE or not records:
+        return []
+    changed = {name for event in events if event.get("kind") == "hot_change"
+               for name in event.get("payload") or {}}
+    if not changed & {"delta", "max_batch_size", "resize_every"}:
         return []
     last = {**records[-1], **hot_values_in_force(config, records, events)}
     notes = []
     cap = last.get("max_batch_size") or config.get("max_batch_size")
     batch = last.get("next_batch_size") or last.get("batch_size")
-    if cap is not None and batch is not None and batch >= cap:
+    above = cap is not None and batch is not None and batch > cap
+    if above:  # a lowered cap clamps the batch at the next step, resize epoch or not
+        notes.append(f"The batch ({batch}) is above the new B_max = {cap}: it is capped at "
+                     f"{cap} from the next epoch.")
+    elif cap is not None and batch == cap and "delta" in changed:
         grow = "a larger delta" if config["method"] == "divebatch" else "AdaBatch"
         notes.append(f"The batch is already at B_max = {cap}: {grow} cannot grow it until "
                      f"B_max is raised.")
@@ -55,7 +67,8 @@ def hot_change_limits(config: dict, records: list[dict], events=()) -> list[str]
     done = int(last["epoch"])
     next_resize = (done // every + 1) * every
     if next_resize - done > 1:
+        acting = "delta acts" if above else "delta and B_max act"
         notes.append(f"The next resize is at the end of epoch {next_resize}, "
-                     f"{next_resize - done} epochs away: delta and B_max act on the batch "
-                     f"size only then.")
+                     f"{next_resize - done} epochs away: {acting} on the batch size only "
+                     f"then.")
     return notes

@@ -297,15 +297,41 @@ def test_png_download_has_a_telling_filename():
 def test_hot_change_limits_say_why_a_change_waits():
     config = {"method": "divebatch", "max_batch_size": 64}
     capped = [record(6, batch_size=64, next_batch_size=64, resize_every=3)]
-    notes = hot_change_limits(config, capped)
+    delta_up = [{"kind": "hot_change", "epoch": 6, "payload": {"delta": 0.5}}]
+    notes = hot_change_limits(config, capped, delta_up)
     assert notes[0].startswith("The batch is already at B_max = 64")
     assert notes[1].startswith("The next resize is at the end of epoch 9, 3 epochs away")
-    assert hot_change_limits(config, [record(2, batch_size=16, resize_every=1)]) == []
-    assert hot_change_limits({"method": "sgd"}, capped) == []
+    assert hot_change_limits(config, [record(2, batch_size=16, resize_every=1)],
+                             delta_up) == []
+    assert hot_change_limits({"method": "sgd"}, capped, delta_up) == []
     # R changed to 4 after epoch 6 (no record has it yet): the note uses the new R
     new_r = [{"kind": "hot_change", "epoch": 6, "payload": {"resize_every": 4}}]
     notes = hot_change_limits(config, capped, new_r)
-    assert notes[1].startswith("The next resize is at the end of epoch 8, 2 epochs away")
+    assert notes == ["The next resize is at the end of epoch 8, 2 epochs away: delta and "
+                     "B_max act on the batch size only then."]  # delta unchanged: no cap note
+
+
+def test_hot_change_limits_say_nothing_before_a_change():
+    """A race reaching B_max in the guided tour: nobody changed anything, nothing to explain."""
+    config = {"method": "divebatch", "max_batch_size": 64}
+    capped = [record(6, batch_size=64, next_batch_size=64, resize_every=3)]
+    assert hot_change_limits(config, capped) == []
+    lr_only = [{"kind": "hot_change", "epoch": 6, "payload": {"lr_multiplier": 2.0}}]
+    assert hot_change_limits(config, capped, lr_only) == []
+
+
+def test_a_b_max_lowered_under_the_batch_caps_it_from_the_next_epoch():
+    """B_max 1024 -> 256 with the batch at 386: it is above the new cap, not 'already at'."""
+    config = {"method": "divebatch", "max_batch_size": 1024, "resize_every": 3}
+    records = [record(4, batch_size=386, next_batch_size=386, max_batch_size=1024,
+                      resize_every=3)]
+    change = [{"kind": "hot_change", "epoch": 4,
+               "payload": {"delta": 0.05, "max_batch_size": 256, "resize_every": 2}}]
+    assert hot_change_limits(config, records, change) == [
+        "The batch (386) is above the new B_max = 256: it is capped at 256 from the next "
+        "epoch.",
+        "The next resize is at the end of epoch 6, 2 epochs away: delta acts on the batch "
+        "size only then."]  # the lowered cap acts at once: only delta waits
 
 
 def test_a_heatmap_of_one_value_draws_no_colour_scale():
