@@ -8,6 +8,8 @@ from dashboard import form, live, race_export, roles
 from dashboard.store import open_store
 from dashboard.instructor import LIVE_ANCHOR, instructor_mode, scroll_to_charts
 from dashboard.play import pace_picker
+from divebatch.runs.store import ACTIVE_STATUSES
+from divebatch.runs.warm_pool import RACE_GROUP_PREFIX
 
 RUNS_TO_PICK_FROM = 60  # the newest runs of the lab's problems offered for the charts
 
@@ -47,10 +49,27 @@ def form_and_live_panel(prefix: str, problems: tuple[str, ...],
               if run and run["id"] not in {r["id"] for r in newest}]
     candidates = [run for run in newest + linked
                   if run["config"].get("problem") in problems]
-    picked = live.run_picker(prefix, candidates)
+    latest = last_runs(candidates)
+    picked = live.run_picker(prefix, candidates, latest=latest)
+    if picked and picked == latest and not any(
+            run["status"] in ACTIVE_STATUSES for run in candidates if run["id"] in latest):
+        what = f"race ({len(latest)} runs)" if len(latest) > 1 else "run"
+        st.info(f"Your last {what} here, finished: start a new one above, or pick other "
+                f"stored runs to overlay.", icon=":material/history:")
     live.live_panel(prefix, picked)
     if picked:
         race_export.download_panel(prefix, picked)
+
+
+def last_runs(candidates: list[dict]) -> list[int]:
+    """The lab's most recent run (`candidates` newest first), with the rest of its race:
+    what a viewer returning to the page expects on the charts once it has finished."""
+    if not candidates:
+        return []
+    group = candidates[0]["group"]
+    if not group.startswith(RACE_GROUP_PREFIX):  # a lone run, or one of a sweep
+        return [candidates[0]["id"]]
+    return sorted(run["id"] for run in candidates if run["group"] == group)
 
 
 def _folding_setup(prefix: str, problems: tuple[str, ...], hidden: tuple[str, ...]):

@@ -4,8 +4,8 @@ while a shown run is active.
 
 The fragment reads only the store: workers write records and progress there, so the charts
 follow runs started in another tab, from the CLI, or before the dashboard was restarted.
-Store reads and charts are shared by every viewer (dashboard.live_cache); the controls show, and
-act, only for the instructor (dashboard.roles).
+Store reads and charts are shared by every viewer (dashboard.live_cache); the controls
+(dashboard.live_controls) show, and act, only for the instructor (dashboard.roles).
 """
 
 from __future__ import annotations
@@ -15,46 +15,64 @@ import uuid
 
 import streamlit as st
 
-from divebatch.runs import control_requests
 from divebatch.report import figures as plots
-from divebatch.config import HOT_FIELDS, RunConfig, method_uses
-from divebatch.report.hot_limits import hot_change_limits, hot_values_in_force
 from divebatch.report.figures import ChartOptions, run_label
+from divebatch.report.run_labels import labelled_with_hot_values
 
 from divebatch.runs.store import ACTIVE_STATUSES
 
 from . import growing_panel, live_cache, pacing, roles, stale, target_view
 from .store import open_store, show_run_problems
-from .fields import field_widget
 from .instructor import instructor_mode
-from .play import play_controls
+from .live_controls import run_controls
 
 INTERVAL_HOLD_S = 10.0
 FIRST_POINT_POLL_S = 0.2  # the refresh while a just-started run has no epoch yet
 FIRST_POINT_WAIT_S = 30.0  # ... for at most this long after it started
+
+
 def run_picker(prefix: str, candidates: list[dict], title: str = "Runs on the charts",
-               placeholder: str = "Start a run, or pick stored runs to overlay") -> list[int]:
+               placeholder: str = "Start a run, or pick stored runs to overlay",
+               latest: list[int] = ()) -> list[int]:
     """Multiselect of run ids (state "<prefix>_shown"); unknown ids are dropped. The first
     picker of a session opened by a link (`?runs=`) shows the link's runs, and names
-    those it cannot show."""
+    those it cannot show; else the active runs, else `latest`."""
+    init_shown(prefix, candidates, latest)
     shown_key, note_key = f"{prefix}_shown", f"{prefix}_link_note"
-    labels = {run["id"]: run_label(run) for run in candidates}  # stable: no status in it
-    if shown_key not in st.session_state:  # the link's runs, else the active ones
-        linked = [i for i in st.session_state.get("linked_runs", []) if i in labels]
-        st.session_state[shown_key] = linked or [r["id"] for r in candidates
-                                                 if r["status"] in ACTIVE_STATUSES]
-        refused = st.session_state.pop("linked_runs_refused", [])
-        refused += [f"#{i}" for i in st.session_state.get("linked_runs", [])
-                    if i not in labels]  # in the store, but not of this page's problems
-        if refused:
-            st.session_state[note_key] = (
-                f"This link names run(s) not shown here: {', '.join(refused)} (not in this "
-                f"server's store, not run ids, or not of this page's problems).")
+    labels = {run["id"]: run_label(run) for run in candidates}  # no status in it
     st.session_state[shown_key] = [i for i in st.session_state[shown_key] if i in labels]
+    labels.update(hot_labels(st.session_state[shown_key]))
     if st.session_state.get(note_key):
         st.warning(st.session_state[note_key])
     return st.multiselect(title, list(labels), key=shown_key, format_func=labels.get,
                           persist_state="session", placeholder=placeholder)
+
+
+def init_shown(prefix: str, candidates: list[dict], latest: list[int] = ()) -> None:
+    """The runs a session's first picker shows (state "<prefix>_shown", set once): the
+    link's, else the active ones, else `latest` (a lab's last race, finished)."""
+    shown_key, note_key = f"{prefix}_shown", f"{prefix}_link_note"
+    ids = {run["id"] for run in candidates}
+    if shown_key not in st.session_state:
+        linked = [i for i in st.session_state.get("linked_runs", []) if i in ids]
+        active = [r["id"] for r in candidates if r["status"] in ACTIVE_STATUSES]
+        st.session_state[shown_key] = linked or active or list(latest)
+        refused = st.session_state.pop("linked_runs_refused", [])
+        refused += [f"#{i}" for i in st.session_state.get("linked_runs", [])
+                    if i not in ids]  # in the store, but not of this page's problems
+        if refused:
+            st.session_state[note_key] = (
+                f"This link names run(s) not shown here: {', '.join(refused)} (not in this "
+                f"server's store, not run ids, or not of this page's problems).")
+
+
+def hot_labels(run_ids: list[int]) -> dict[int, str]:
+    """The runs' labels with the hot values in force, as the legend names them (from the
+    snapshot the charts read: no store read of its own)."""
+    snap = live_cache.snapshot(open_store(), run_ids)
+    return {run["id"]: labelled_with_hot_values(run, list(snap.records[run["id"]]),
+                                                list(snap.events[run["id"]]))
+            for run in snap.runs}
 
 
 def chart_options(prefix: str, comparing: bool = False) -> ChartOptions:
@@ -272,105 +290,3 @@ def comparison(runs: list[dict], records: dict[int, list[dict]]) -> None:
     with st.expander(target_view.DETAILS_TITLE):
         st.dataframe(tables.details, hide_index=True, placeholder="—")
         st.caption(target_view.DETAILS_CAPTION)
-
-
-# --- stop and hot changes
-
-def run_controls(prefix: str, active: list[dict], snap: live_cache.Snapshot) -> None:
-    """Stop and hot-change the active runs on the charts, one picked run at a time."""
-    if not active:
-        return
-    by_id = {run["id"]: run for run in active}
-    pick_key = f"{prefix}_control_run"
-    if st.session_state.get(pick_key) not in by_id:  # prefer a running run
-        st.session_state[pick_key] = next(
-            (run["id"] for run in active if run["status"] == "running"), active[0]["id"])
-    with st.container(border=True):
-        col_pick, col_stop, col_all = st.columns([2, 1, 1] if instructor_mode() else [4, 1, 1],
-                                                 vertical_alignment="bottom")
-        picked = col_pick.selectbox("Control the active run", list(by_id), key=pick_key,
-                                    format_func=lambda i: run_label(by_id[i]))
-        col_stop.button("Stop", key=f"{prefix}_stop", width="stretch", on_click=_stop,
-                        args=(prefix, [picked]))
-        col_all.button(f"Stop all {len(active)}", key=f"{prefix}_stop_all", width="stretch",
-                       disabled=len(active) < 2, on_click=_stop, args=(prefix, list(by_id)))
-        hot_change_form(prefix, by_id[picked], list(snap.records[picked]),
-                        list(snap.events[picked]))
-        play_controls(prefix, by_id[picked])
-    message = st.session_state.pop(f"{prefix}_control_message", None)
-    if message:
-        getattr(st, message[0])(message[1])
-
-
-def _stop(prefix: str, run_ids: list[int]) -> None:
-    if not roles.require_instructor("stop"):
-        return
-    store = open_store()
-    for run_id in run_ids:
-        control_requests.request_stop(store, run_id)
-    names = ", ".join(f"#{run_id}" for run_id in run_ids)
-    st.session_state[f"{prefix}_control_message"] = (
-        "info", f"Stop requested for {names}: a running run stops between two steps, a "
-                f"queued one is cancelled at once.")
-
-
-def current_hot_values(run: dict, records: list[dict], events: list[dict] = ()) -> dict:
-    """The hot parameters in force (config, last record, hot changes since)."""
-    values = hot_values_in_force({**RunConfig().to_dict(), **run["config"]}, records, events)
-    kinds = {name: type(getattr(RunConfig, name)) for name in HOT_FIELDS}  # int or float
-    return {name: kinds[name](values[name]) for name in HOT_FIELDS}
-
-
-def hot_change_form(prefix: str, run: dict, records: list[dict], events: list[dict]) -> None:
-    """The four hot parameters of `run`, preset to the values in force, Apply, and what may
-    keep a change from showing at once."""
-    run_id, method = run["id"], run["config"].get("method", "sgd")
-    current = current_hot_values(run, records, events)
-    cols = st.columns(len(HOT_FIELDS) + 1, vertical_alignment="bottom")
-    for col, name in zip(cols, HOT_FIELDS):
-        widget_key = f"{prefix}_hot_{name}_{run_id}"
-        st.session_state.setdefault(widget_key, current[name])
-        with col:
-            field_widget(name, widget_key, disabled=not method_uses(method, name))
-    cols[-1].button("Apply", key=f"{prefix}_hot_apply", type="primary", width="stretch",
-                    on_click=_apply_hot, args=(prefix, run_id, current))
-    st.caption("Hot changes reach the run between two steps (a new batch size starts at the "
-               "next epoch) and show as dotted lines on the charts. Problem, model, method, "
-               "B0, LR, schedule, momentum, weight decay, epochs, seed and device need a new "
-               "run.")
-    every = pacing.refresh_interval() if run["status"] == "running" else None
-    if every and growing_panel.enabled():  # no rerun a second while the charts grow
-        every = max(every, growing_panel.HOUSEKEEPING_EVERY_S)
-    st.fragment(run_every=every)(_hot_limits)(run_id, run["config"])
-
-
-def _hot_limits(run_id: int, config: dict) -> None:
-    """Why a hot change may not show yet, kept current while the run goes on."""
-    snap = live_cache.snapshot(open_store(), [run_id])
-    for note in hot_change_limits(config, list(snap.records.get(run_id, ())[-1:]),
-                                  list(snap.events.get(run_id, ()))):
-        st.warning(note, icon=":material/hourglass_top:")
-
-
-def _apply_hot(prefix: str, run_id: int, current: dict) -> None:
-    if not roles.require_instructor("hot change"):
-        return
-    sent_key = f"{prefix}_hot_sent_{run_id}"  # a repeated click must not resend the change
-    sent = st.session_state.setdefault(sent_key, {})
-    changes = {name: st.session_state[f"{prefix}_hot_{name}_{run_id}"] for name in HOT_FIELDS}
-    changes = {k: v for k, v in changes.items() if v != current[k]}
-    if not changes:
-        st.session_state[f"{prefix}_control_message"] = ("info", "Nothing changed.")
-        return
-    if all(sent.get(k) == v for k, v in changes.items()):
-        return  # already on its way
-    try:
-        control_requests.request_hot_change(open_store(), run_id, **changes)
-    except ValueError as error:
-        st.session_state[f"{prefix}_control_message"] = (
-            "error", f"Not sent to run #{run_id}: {error}")
-        return
-    sent.update(changes)
-    summary = ", ".join(f"{k}={v}" for k, v in changes.items())
-    st.session_state[f"{prefix}_control_message"] = (
-        "success", f"Sent to run #{run_id}: {summary}.")

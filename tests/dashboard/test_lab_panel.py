@@ -1,0 +1,74 @@
+"""What the lab pages and the Runs page show on opening, through Streamlit's AppTest: pickers
+named with the hot values in force, a lab's last race back on the charts, and a link's runs
+ticked in the Runs table."""
+
+import os
+
+import pytest
+
+from tests.helpers.apptest import open_app, texts
+
+pytestmark = pytest.mark.usefixtures("no_workers_left_behind")
+
+RECORD = {"samples_seen": 10, "step": 2, "train_time": 0.1, "batch_size": 8, "val_loss": 1.0,
+          "train_loss": 1.0, "lr": 0.1, "delta": 0.02}
+CONFIG = {"problem": "least_squares", "method": "divebatch", "epochs": 9, "batch_size": 8,
+          "delta": 0.02}
+
+
+def stored(store, status="completed", group="", config=CONFIG) -> int:
+    run_id = store.create_run(config, group=group)
+    store.append_record(run_id, {"epoch": 1, **RECORD})
+    if status == "running":
+        store.mark_running(run_id, os.getpid())  # this process stands in for its worker
+    else:
+        store.mark_finished(run_id, status)
+    return run_id
+
+
+def test_pickers_name_a_run_with_its_hot_values(store):
+    """delta 0.02 -> 0.05 sent to a running run: the legend said delta=0.05, the pickers
+    still said delta=0.02."""
+    run_id = stored(store, "running")
+    store.add_event(run_id, "hot_change", "changed delta=0.05", epoch=1,
+                    payload={"delta": 0.05})
+    try:
+        at = open_app("app_pages/synthetic.py")
+        picker = at.multiselect(key="syn_shown")
+        assert picker.value == [run_id]
+        assert f"#{run_id} DiveBatch (delta=0.05)" in picker.options
+        assert at.selectbox(key="syn_control_run").options == [
+            f"#{run_id} DiveBatch (delta=0.05)"]
+    finally:
+        store.mark_finished(run_id, "stopped")
+
+
+def test_a_lab_shows_its_last_race_once_finished(store):
+    stored(store)  # an older lone run
+    race = [stored(store, group="race least_squares seed 0 10:55:50",
+                   config={**CONFIG, "method": method}) for method in ("divebatch", "sgd")]
+    at = open_app("app_pages/synthetic.py")
+    assert at.multiselect(key="syn_shown").value == race
+    assert "Your last race (2 runs) here, finished" in texts(at.info)
+    assert "No run on the charts yet" not in texts(at.info)
+    at.multiselect(key="syn_shown").set_value([race[0]]).run()
+    assert "Your last race" not in texts(at.info)  # the viewer's own pick: no note
+
+
+def test_a_lab_with_no_run_of_its_problems_shows_none(store):
+    stored(store, config={**CONFIG, "problem": "digits"})  # an image lab's run
+    at = open_app("app_pages/synthetic.py")
+    assert at.multiselect(key="syn_shown").value == []
+    assert "No run on the charts yet" in texts(at.info)
+
+
+def test_a_link_ticks_its_runs_in_the_runs_table(store):
+    ids = [stored(store) for _ in range(4)]
+    at = open_app("app_pages/runs.py", query={"runs": f"{ids[3]},{ids[1]}"})
+    assert at.multiselect(key="runs_shown").value == [ids[3], ids[1]]
+    table_ids = at.session_state["runs_table_ids"]  # newest first
+    ticked = at.session_state["runs_table"]["selection"]["rows"]
+    assert sorted(table_ids[row] for row in ticked) == [ids[1], ids[3]]
+    at.multiselect(key="runs_shown").set_value([ids[0]]).run()  # the picker moves the ticks
+    assert [table_ids[row] for row in at.session_state["runs_table"]["selection"]["rows"]] \
+        == [ids[0]]
