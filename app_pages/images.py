@@ -23,9 +23,9 @@ with st.container(border=True):
     col_data, col_device = st.columns([3, 1])
     with col_data:
         st.markdown("**Datasets**")
-        st.dataframe([{"dataset": name, "present": "yes" if info["present"] else "missing",
-                       "details": info["message"]} for name, info in status.items()],
-                     hide_index=True, width="stretch")
+        st.table([{"dataset": name, "present": "yes" if info["present"] else "missing",
+                   "details": info["message"]} for name, info in status.items()],
+                 hide_index=True)  # a table wraps the details: a dataframe cut them at 1280 px
     with col_device:
         st.markdown("**Device**")
         st.metric("auto picks", str(device).upper(),

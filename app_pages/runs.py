@@ -12,6 +12,19 @@ from divebatch.runs.store import ACTIVE_STATUSES, STATUSES
 
 
 PREFIX = "runs"
+# what tells runs apart first, so that it is in view at 1280 px; the rest scrolls
+RUN_COLUMNS_SHOWN = ("run", "status", "method", "problem", "epochs", "final acc",
+                     "final val loss", "train s to own-1pt", "duration s", "note", "name",
+                     "group", "started")
+RUN_COLUMN_CONFIG = {
+    "run": st.column_config.NumberColumn(width=40),
+    "method": st.column_config.TextColumn(width="medium"),
+    "epochs": st.column_config.TextColumn(width=60),
+    "final acc": st.column_config.NumberColumn(format="percent", width=70),
+    "final val loss": st.column_config.NumberColumn(format="%.4g", width=90),
+    "duration s": st.column_config.NumberColumn(format="%.1f", width=80),
+    "train s to own-1pt": st.column_config.NumberColumn(format="%.2f", width=120),
+    "group": st.column_config.TextColumn(width="small")}
 
 st.session_state.setdefault("runs_delete_message", None)
 
@@ -31,28 +44,25 @@ group = col_group.selectbox("Group", ["(any)", *groups], key="runs_group_filter"
 runs = [run for run in all_runs if group == "(any)" or run["group"] == group]
 
 def rows_clicked() -> None:
-    """Rows ticked in the table join the selected runs; rows unticked leave them (the
-    picker below can also add and remove runs: only the table's own changes apply)."""
+    """The rows ticked in the table are the selected runs among its rows (runs it does not
+    list, filtered out, stay selected); the table shows the picker's runs ticked."""
     ids = st.session_state.runs_table_ids
-    now = {ids[row] for row in st.session_state.runs_table.selection.rows if row < len(ids)}
-    before = st.session_state.get("runs_table_picked", set())
-    shown = [i for i in st.session_state.get("runs_shown", []) if i not in before - now]
-    st.session_state.runs_shown = shown + sorted(now - before - set(shown))
-    st.session_state.runs_table_picked = now
+    ticked = [ids[row] for row in st.session_state.runs_table.selection.rows if row < len(ids)]
+    kept = [i for i in st.session_state.get("runs_shown", []) if i not in ids or i in ticked]
+    st.session_state.runs_shown = kept + [i for i in ticked if i not in kept]
 
 
 if not runs:
     st.info("No runs stored yet: start one on a lab page, or with "
             "`python -m divebatch run ...` (same store).")
 else:
-    st.session_state.runs_table_ids = [run["id"] for run in runs]
+    ids = st.session_state.runs_table_ids = [run["id"] for run in runs]
+    live.init_shown(PREFIX, runs)  # a link's runs (?runs=) are ticked from the first view
+    st.session_state.runs_table = {"selection": {"rows": [
+        ids.index(i) for i in st.session_state.runs_shown if i in ids]}}
     st.dataframe(run_rows(store, runs), hide_index=True, placeholder="—", width="stretch",
                  key="runs_table", on_select=rows_clicked, selection_mode="multi-row",
-                 column_config={
-                     "final acc": st.column_config.NumberColumn(format="percent"),
-                     "final val loss": st.column_config.NumberColumn(format="%.4g"),
-                     "duration s": st.column_config.NumberColumn(format="%.1f"),
-                     "train s to own-1pt": st.column_config.NumberColumn(format="%.2f")})
+                 column_order=RUN_COLUMNS_SHOWN, column_config=RUN_COLUMN_CONFIG)
 
 picked = live.run_picker(PREFIX, runs, title="Selected runs (overlaid below)",
                          placeholder="Pick runs here or click rows of the table")
