@@ -237,11 +237,13 @@ def run_group(args, store, spec, experiment, then: str) -> int | None:
     module). With --background they are queued for workers: prints the group's name and
     returns None, as there is nothing to tabulate yet. Otherwise they run here with a progress
     bar, and the exit status is returned."""
+    from divebatch.runs import warm_pool
     from divebatch.runs.ray_backend import RayBackendError
     backend = ray_backend_from_args(args)
     try:
         if args.background:
-            ids = experiment.launch(store, spec, backend=backend)
+            with warm_pool.leaving_when_idle():  # workers leave once the queue is empty
+                ids = experiment.launch(store, spec, backend=backend)
             print(f"queued {len(ids)} runs; run the same command without --background "
                   f"{then}", file=sys.stderr)
             print(spec.group)

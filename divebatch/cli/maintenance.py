@@ -14,18 +14,20 @@ FOLLOW_POLL_S = 0.5  # seconds between store reads while `resume --wait` follows
 
 def add_resume(sub) -> None:
     parser = subparser(sub, "resume", "continue an interrupted, failed or stopped run from its "
-                                      "last checkpoint in a background worker", cmd_resume)
+                                      "last checkpoint in a background worker (which leaves "
+                                      "once the queue is empty)", cmd_resume)
     parser.add_argument("run_id", type=int)
     parser.add_argument("--wait", action="store_true",
                         help="follow the run until it ends (exit 0 if it completes)")
 
 
 def cmd_resume(args) -> int:
-    from divebatch.runs import queue
+    from divebatch.runs import queue, warm_pool
     store = open_store(args)
     get_run_or_fail(store, args.run_id)
     try:
-        epoch = queue.resume(store, args.run_id)
+        with warm_pool.leaving_when_idle():  # the worker leaves once the queue is empty
+            epoch = queue.resume(store, args.run_id)
     except ValueError as error:
         raise UsageError(str(error).replace("\n", "; ")) from None
     print(args.run_id, flush=True)

@@ -9,9 +9,11 @@ whole, its runs taking turns an epoch at a time, when a warm worker can take eac
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
+from collections.abc import Iterator
 
 from divebatch.config import RunConfig
 from divebatch.runs import capacity
@@ -20,6 +22,7 @@ from divebatch.runs.store import RunStore
 
 WARM_POOL_DEFAULT = 1  # warm workers kept waiting ($DIVEBATCH_WARM_WORKERS; 0: none)
 RACE_GROUP_PREFIX = "race "  # a group named so is a race: one warm worker interleaves it
+IDLE_ENV = "DIVEBATCH_WARM_IDLE_S"  # seconds a warm worker waits without a run (warm_worker.py)
 
 
 def warm_pool_size(gpus: list[str] | None = None) -> int:
@@ -91,6 +94,22 @@ def keep_warm(store: RunStore, gpus: list[str] | None = None) -> None:
             store.remove_worker(worker_id)
             return
         store.update_worker(worker_id, pid=pid)
+
+
+@contextlib.contextmanager
+def leaving_when_idle() -> Iterator[None]:
+    """Warm workers started inside this block, and the workers they start, leave as soon as
+    the queue is empty ($DIVEBATCH_WARM_IDLE_S=0 in their environment, unless it is set): a
+    command-line command leaves no process behind it, while the dashboard's warm workers wait
+    15 minutes for the next click."""
+    if IDLE_ENV in os.environ:
+        yield
+        return
+    os.environ[IDLE_ENV] = "0"
+    try:
+        yield
+    finally:
+        os.environ.pop(IDLE_ENV, None)
 
 
 def stop_warm_workers(store: RunStore) -> None:

@@ -1,6 +1,8 @@
 """`reproduce` and `sweep` (divebatch/cli/experiments.py): every option and the report's folder
 are checked before anything is printed or trained."""
 
+import os
+
 import pytest
 
 from tests.helpers.cli import cli_in_process
@@ -42,11 +44,17 @@ def test_ray_flags_without_ray_refused_before_any_note(store, no_training):
                                                   "--backend ray, but got --backend local")
 
 
-def test_background_reproduce_leaves_the_report_folder_alone(tmp_path, store, monkeypatch):
+def test_background_reproduce_queues_for_workers_that_leave_when_idle(tmp_path, store,
+                                                                     monkeypatch):
     from divebatch.experiments import reproduce
-    monkeypatch.setattr(reproduce, "launch", lambda *a, **k: [])
+    from divebatch.runs import warm_pool
+    monkeypatch.delenv(warm_pool.IDLE_ENV, raising=False)
+    idle_while_queueing = []
+    monkeypatch.setattr(reproduce, "launch", lambda *a, **k: idle_while_queueing.append(
+        os.environ.get(warm_pool.IDLE_ENV)) or [])
     output = tmp_path / "reports"
     result = cli_in_process("reproduce", "--scale", "tiny", "--background", "--output",
                             str(output))
     assert result.returncode == 0, result.stderr
-    assert not output.exists()
+    assert idle_while_queueing == ["0"] and warm_pool.IDLE_ENV not in os.environ
+    assert not output.exists()  # the report is written by the command that trains
