@@ -11,6 +11,7 @@ from divebatch.presets import VARIANTS, variant_of
 from divebatch.report.chart_style import styles_for
 from divebatch.report.critical_batch import measured_points
 from divebatch.report.figures import RunData
+from divebatch.report.log_ticks import log_ticks
 from divebatch.report.run_labels import run_label
 from divebatch.report.series import diversity_values, proposals
 
@@ -39,7 +40,9 @@ def critical_batch_figure(summaries: list[dict], measured: RunData,
                          margin=dict(l=50, r=10, t=40, b=40),
                          legend=dict(orientation="h", yanchor="top", y=-0.3),
                          xaxis_title="epoch", yaxis_title="batch size (examples)")
-    figure.update_yaxes(type="log")
+    ys = np.concatenate([np.empty(0), *(np.asarray(t.y, dtype=float) for t in figure.data)])
+    ys = ys[np.isfinite(ys) & (ys > 0)]  # ticks written out: "2000", not a bare "2"
+    figure.update_yaxes(type="log", **(log_ticks(ys.min(), ys.max()) if len(ys) else {}))
     return figure
 
 

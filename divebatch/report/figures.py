@@ -21,6 +21,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from divebatch.experiments import analysis
+from divebatch.report.log_ticks import log_ticks
 from divebatch.report.chart_style import styles_for
 from divebatch.report.chart_marks import (capped_shading, capped_spans,  # noqa: F401
                                           fixed_x_range, hot_change_marks)
@@ -151,15 +152,15 @@ def _figure(title: str, y_title: str, options: ChartOptions, log_y: bool, traces
 
 
 def _log_ticks(traces: list[dict], options: ChartOptions) -> dict:
-    """A log axis's ticks: one per power of ten where the data span a decade (such a range
-    holds one), else plotly's own, which label a range under a decade (2, 3, 5 ...): a
-    tick per decade alone left that with no label, and plotly's own minor labels crowd a
-    chart that spans decades."""
+    """A log axis's ticks: a few labelled values (1, 2, 5 ... times a power of ten) written
+    out in full (log_ticks), fewer on a projector's lower charts; plotly's own where the
+    data leave no room for two (a nearly flat line)."""
     ys = np.concatenate([np.empty(0), *(np.asarray(t["y"], dtype=float) for t in traces)])
     ys = ys[np.isfinite(ys) & (ys > 0)]
-    spans_a_decade = len(ys) > 0 and ys.max() >= 10 * ys.min()
+    ticks = log_ticks(float(ys.min()), float(ys.max()),
+                      max_ticks=5 if options.projector else 8) if len(ys) else {}
     return {"exponentformat": "power",
-            **({"dtick": 1} if spans_a_decade else {"nticks": 4 if options.projector else 6})}
+            **(ticks or {"nticks": 4 if options.projector else 6})}
 
 
 def _present(**parts: list) -> dict:

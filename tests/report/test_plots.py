@@ -6,6 +6,7 @@ import pytest
 
 from divebatch.report import figures as plots, series, sweep_figures as sweep_plots, tables
 from divebatch.report.hot_limits import hot_change_limits
+from divebatch.report.log_ticks import log_ticks
 from divebatch.report.chart_style import style_of, style_of_variant
 from divebatch.report.figures import ChartOptions, RunData
 from divebatch.report.series import Columns
@@ -261,16 +262,35 @@ def test_hot_change_words_never_change_the_x_range():
             assert high - low <= 1.05 * (max(xs) - min(xs)), name
 
 
-def test_log_axes_let_plotly_choose_ticks_at_any_range():
-    """A fixed one-tick-per-decade (dtick=1) left a range under a decade with no tick
-    label at all (a learning rate under cosine from 0.1 to 0.05)."""
-    cosine = [record(e, lr=0.1 * (0.8 + 0.2 * math.cos(e / 4)), diversity=0.05 + 0.01 * e)
+def test_log_axes_label_a_few_ticks_written_out_at_any_range():
+    """One tick per decade left a curve from 0.02 to 0.6 with one label (10^-1) and a range
+    under a decade with none; plotly's own labels crowd or say a bare '2' for 2000."""
+    cosine = [record(e, lr=0.1 * (0.8 + 0.2 * math.cos(e / 4)), diversity=0.02 + 0.05 * e)
               for e in range(1, 13)]
+    for projector in (False, True):
+        charts = plots.figure_specs([RunData(run(), cosine)],
+                                    ChartOptions(log_y=True, projector=projector))
+        for name in ("lr", "diversity", "loss", "batch_size"):
+            axis = charts[name]["layout"]["yaxis"]
+            assert 3 <= len(axis["tickvals"]) <= (5 if projector else 8), name
+            assert all(text[0].isdigit() for text in axis["ticktext"]), name
     charts = plots.figure_specs([RunData(run(), cosine)], ChartOptions(log_y=True))
-    assert "dtick" not in charts["lr"]["layout"]["yaxis"]  # 0.1 to 0.06: plotly's ticks
-    assert "dtick" not in charts["diversity"]["layout"]["yaxis"]
-    # a span over a decade (loss 1.2 to 0.1): a tick per power of ten, no crowded minor labels
-    assert charts["loss"]["layout"]["yaxis"]["dtick"] == 1
+    assert charts["diversity"]["layout"]["yaxis"]["ticktext"] == ["0.1", "0.2", "0.5"]
+    assert charts["lr"]["layout"]["yaxis"]["ticktext"] == ["0.06", "0.07", "0.08", "0.09",
+                                                           "0.1"]  # 0.1 to 0.06
+    flat = [record(e, lr=0.1, val_loss=0.5, train_loss=0.5) for e in (1, 2)]
+    axis = plots.figure_specs([RunData(run(), flat)], ChartOptions(log_y=True))["loss"][
+        "layout"]["yaxis"]
+    assert "tickvals" not in axis and axis["nticks"] == 6  # no room for two: plotly's own
+
+
+def test_log_ticks_write_large_and_small_values_out():
+    assert log_ticks(800, 6000)["ticktext"] == ["1000", "2000", "5000"]
+    assert log_ticks(20, 3e5)["ticktext"] == ["100", "1000", "10k", "100k"]
+    assert log_ticks(2e-5, 1e-3)["ticktext"] == ["2·10⁻⁵", "5·10⁻⁵", "10⁻⁴", "2·10⁻⁴",
+                                                 "5·10⁻⁴", "10⁻³"]
+    assert len(log_ticks(1e-9, 1e9)["tickvals"]) <= 8
+    assert log_ticks(0.5, 0.5) == {} and log_ticks(0, 1) == {}
 
 
 def test_progress_says_when_a_run_is_paused():
