@@ -12,7 +12,8 @@ from divebatch.report.series import proposals
 
 
 def critical_label(summary: dict) -> str:
-    """B_crit of one checkpoint in words a table can hold: "~ 24", "> 1024" (steps still fell
+    """B_crit of one checkpoint in words a table can hold: "~ 24" (a batch size: a whole
+    number, "< 1" below one sample), "> 1024" (steps still fell
     as 1 / B at the largest batch), "< 8" (they did not fall from the smallest), "no decrease"
     when no batch size lowered the loss (no target), "" with fewer than two branches
     reaching the target."""
@@ -27,7 +28,10 @@ def critical_label(summary: dict) -> str:
         return f"> {max(sizes)}"
     if fit["bound"] == "below":
         return f"< {min(sizes)}"
-    return f"~ {fit['critical_batch']:.3g}" if math.isfinite(fit["critical_batch"]) else ""
+    value = fit["critical_batch"]
+    if not math.isfinite(value):
+        return ""
+    return f"~ {round(value)}" if value >= 0.5 else "< 1"
 
 
 def measured_points(summaries: list[dict]) -> list[dict]:
@@ -80,13 +84,10 @@ def critical_batch_sentence(summaries: list[dict], runs: list[RunData]) -> str:
         return "No critical batch size measured yet: start a measurement."
     first, last = points[0], points[-1]
     peak = max(points, key=lambda p: p["value"])
-    middle = (f", {peak['label']} at epoch {peak['epoch']}"
-              if peak is not first and peak is not last and peak["value"] > last["value"]
-              else "")
-    trend = (f"The measured critical batch size was {first['label']} at epoch "
-             f"{first['epoch']}" + (f"{middle} and {last['label']} at epoch {last['epoch']}"
-                                    if last is not first else ""))
-    parts = [trend + _trend_word(first, last, bool(middle)) + "."]
+    middle = peak is not first and peak is not last and peak["value"] > last["value"]
+    trend = ("The measured critical batch size was "  # every point the chart draws
+             + _and([f"{p['label']} at epoch {p['epoch']}" for p in points]))
+    parts = [trend + _trend_word(first, last, middle) + "."]
     if all(p["bound"] == "below" for p in points):
         parts.append("The steps to the target hardly fell as the batch grew: at this learning "
                      "rate the step size, not the gradient noise, limits progress.")
@@ -106,28 +107,47 @@ def critical_batch_sentence(summaries: list[dict], runs: list[RunData]) -> str:
                      f"{', '.join(map(str, stalled))} no batch size lowered the loss by 1 % "
                      f"within its budget: at this learning rate the run had nothing left to "
                      f"gain there, whatever the batch.")
-    placed = [_placement(run, last) for run in runs]
-    parts += [" ".join(p for p in placed if p)]
+    parts += _placements(runs, last)
     parts.append(_estimates(summaries, runs, last))
-    return " ".join(p for p in parts if p)
+    return " ".join(dict.fromkeys(p for p in parts if p))  # no sentence said twice
 
 
 def _trend_word(first: dict, last: dict, middle: bool) -> str:
     if last is first or first["bound"] != "inside" and first["bound"] == last["bound"]:
         return ""
     ratio = last["value"] / first["value"] if first["value"] > 0 else math.inf
-    return (": it grew as the loss fell, as Merrill et al. found (a decaying learning rate "
-            "lowers it again)" if ratio > 1.5 and middle else
+    return (": it grew as the loss fell, as Merrill et al. found, then fell back (a decaying "
+            "learning rate lowers it again)" if ratio > 1.5 and middle else
             ": it grew as the loss fell, as Merrill et al. found" if ratio > 1.5 else
             ": it shrank" if ratio < 1 / 1.5 else
             ": it rose, then fell back" if middle else ": about flat")
 
 
-def _placement(run: RunData, point: dict) -> str:
-    used = batch_used(run, point["epoch"])
-    if used is None:
-        return ""
-    name = VARIANTS.get(variant_of(run.run["config"]), run_label(run.run))
+def _placements(runs: list[RunData], point: dict) -> list[str]:
+    """Where each method's batch sat against the measured value at `point`: one sentence per
+    place, naming every method there (so no explanation is said twice)."""
+    by_place: dict[str, list[tuple[str, int]]] = {}
+    for run in runs:
+        used = batch_used(run, point["epoch"])
+        if used is not None:
+            name = VARIANTS.get(variant_of(run.run["config"]), run_label(run.run))
+            by_place.setdefault(_place(used, point), []).append((name, used))
+    sentences = []
+    for where, methods in by_place.items():
+        sizes = {used for _, used in methods}
+        if len(methods) > 1:
+            where = where.replace("its steps", "their steps")
+        if len(sizes) == 1:
+            sentences.append(f"{_and([name for name, _ in methods])} trained at B = "
+                             f"{sizes.pop()} at epoch {point['epoch']}, {where}.")
+        else:
+            sentences.append(f"At epoch {point['epoch']} "
+                             + _and([f"{name} (B = {used})" for name, used in methods])
+                             + f" trained {where}.")
+    return sentences
+
+
+def _place(used: int, point: dict) -> str:
     if point["bound"] == "above" and used <= point["value"] or used < point["value"] / 2:
         where = "below it: a larger batch would have cut its steps nearly in proportion"
     elif point["bound"] == "below" and used >= point["value"] or used > 2 * point["value"]:
@@ -136,7 +156,7 @@ def _placement(run: RunData, point: dict) -> str:
                  "than a small one")
     else:
         where = "near it"
-    return f"{name} trained at B = {used} at epoch {point['epoch']}, {where}."
+    return where
 
 
 def _estimates(summaries: list[dict], runs: list[RunData], point: dict) -> str:
@@ -146,15 +166,19 @@ def _estimates(summaries: list[dict], runs: list[RunData], point: dict) -> str:
     words = []
     summary = next(s for s in summaries if s["epoch"] == point["epoch"])
     if summary.get("noise_scale") is not None:
-        words.append(f"the noise scale B_simple read {summary['noise_scale']:.3g} "
+        words.append(f"the noise scale B_simple read {summary['noise_scale']:,.0f} "
                      f"({_times(summary['noise_scale'] / point['value'])})")
     proposal = next((p for run in runs if (p := proposal_at(run, point["epoch"])) is not None),
                     None)
     if proposal is not None:
-        words.append(f"DiveBatch's proposal δ·n·Δ̂ was {proposal:.3g} "
+        words.append(f"DiveBatch's proposal δ·n·Δ̂ was {proposal:,.0f} "
                      f"({_times(proposal / point['value'])})")
     return f"At epoch {point['epoch']} {' and '.join(words)}." if words else ""
 
 
 def _times(ratio: float) -> str:
     return f"{ratio:.2g}x the measured value"
+
+
+def _and(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]

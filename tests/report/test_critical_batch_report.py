@@ -1,5 +1,7 @@
 """The critical-batch chart and its sentence, on summaries and records written out by hand."""
 
+import re
+
 import pytest
 
 from divebatch.report.critical_batch import critical_batch_sentence, critical_label
@@ -92,3 +94,30 @@ def test_the_figure_draws_every_series_with_the_bound_as_the_marker():
     assert list(by_name["B_simple = n·Δ̂ − 1 (DiveBatch)"].y) == [399.0] * 12
     assert list(by_name["batch used: SGD, small batch"].y) == [8.0] * 13
     assert figure.layout.yaxis.type == "log"
+
+
+def test_the_sentence_names_every_plotted_point_in_whole_batches_and_says_nothing_twice():
+    # the classification race of the Runs page: < 16, ~ 249, ~ 322 and ~ 69.5 (drawn ~ 70)
+    wide = (16, 32, 64, 128, 256, 512, 1024)
+    summaries = [summary(0, {b: 9.0 for b in wide})] + [
+        summary(epoch, {b: 10 * (1 + crit / b) for b in wide})
+        for epoch, crit in ((7, 249.0), (15, 322.0), (22, 69.5))]
+    runs = [run(1, "sgd", [16] * 30), run(2, "sgd", [1024] * 30, batch_size=1024,
+                                          max_batch_size=1024),
+            run(3, "adabatch", [16] * 3 + [1024] * 27, max_batch_size=1024),
+            run(4, "divebatch", [16] * 3 + [435] * 27, delta=0.02, diversity=21.8)]
+    text = critical_batch_sentence(summaries, runs)
+    drawn = critical_batch_figure(summaries, runs[3], runs).data
+    labels = next(t for t in drawn if t.name == "critical batch size (measured)").text
+    assert list(labels) == ["< 16", "~ 249", "~ 322", "~ 70"]
+    assert text.startswith("The measured critical batch size was < 16 at epoch 0, ~ 249 at "
+                           "epoch 7, ~ 322 at epoch 15 and ~ 70 at epoch 22: it grew as the "
+                           "loss fell, as Merrill et al. found, then fell back")
+    assert "69.5" not in text and not re.search(r"B = \d+\.\d", text)
+    sentences = re.split(r"(?<=\.) ", text)
+    assert len(sentences) == len(set(sentences))
+    assert text.count("a larger batch cuts few steps there") == 1
+    assert ("At epoch 22 SGD, large batch (B = 1024), AdaBatch (B = 1024) and DiveBatch "
+            "(B = 435) trained at or above it: a larger batch cuts few steps" in text)
+    assert "SGD, small batch trained at B = 16 at epoch 22, below it" in text
+    assert "DiveBatch's proposal δ·n·Δ̂ was 436 (6.3x the measured value)" in text
