@@ -19,10 +19,22 @@ _EXPORTS = {
     "RunStore": "runs.store",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = sorted(_EXPORTS)  # and __version__, the installed version
+
+
+def _installed_version() -> str:
+    """This package's installed version, "(not installed)" in a source tree never installed."""
+    from importlib import metadata
+    try:
+        return metadata.version("divebatch")
+    except metadata.PackageNotFoundError:
+        return "(not installed)"
 
 
 def __getattr__(name: str):
+    if name == "__version__":  # read from the metadata only when asked (20 ms)
+        globals()[name] = _installed_version()
+        return globals()[name]
     if name not in _EXPORTS:
         raise AttributeError(f"module 'divebatch' has no attribute {name!r}")
     value = getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
@@ -31,4 +43,4 @@ def __getattr__(name: str):
 
 
 def __dir__():
-    return sorted(list(globals()) + __all__)
+    return sorted({*globals(), *__all__, "__version__"})

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from importlib import metadata
 from pathlib import Path
 
 from divebatch.cli import critical_batch, experiments, maintenance, run
@@ -28,13 +27,6 @@ def invoked_as() -> str:
     return "divebatch" if Path(sys.argv[0]).name == "divebatch" else "python -m divebatch"
 
 
-def installed_version() -> str:
-    try:
-        return metadata.version("divebatch")
-    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
-        return "(not installed)"
-
-
 class PrintVersion(argparse.Action):
     """``--version``, looked up only when asked (reading the metadata costs every start 20 ms)."""
 
@@ -43,7 +35,8 @@ class PrintVersion(argparse.Action):
                          help="print the installed version and exit")
 
     def __call__(self, parser, namespace, values, option_string=None) -> None:
-        print(f"{parser.prog} {installed_version()}")
+        import divebatch
+        print(f"divebatch {divebatch.__version__}")  # the package, however it was invoked
         parser.exit()
 
 

@@ -153,7 +153,31 @@ def test_output_into_a_closed_pipe_ends_quietly():
     assert process.returncode == 0 and b"Traceback" not in stderr and b"Broken" not in stderr
 
 
-def test_version_is_the_installed_package_version():
+def test_version_names_the_package_however_it_is_invoked():
+    import divebatch
+    version = metadata.version("divebatch")
+    assert divebatch.__version__ == version and "__version__" in dir(divebatch)
     result = cli_in_process("--version")
-    assert result.returncode == 0
-    assert result.stdout.strip() == f"python -m divebatch {metadata.version('divebatch')}"
+    assert result.returncode == 0 and result.stdout == f"divebatch {version}\n"
+    as_module = run_cli("--version")  # `python -m divebatch --version`
+    assert as_module.returncode == 0 and as_module.stdout == f"divebatch {version}\n"
+
+
+def test_version_of_a_source_tree_never_installed(monkeypatch):
+    import divebatch
+
+    def not_installed(name):
+        raise metadata.PackageNotFoundError(name)
+    monkeypatch.setattr(metadata, "version", not_installed)
+    assert divebatch._installed_version() == "(not installed)"
+
+
+def test_data_flags_a_problem_ignores_are_refused(isolated_store):
+    result = cli_in_process("run", "--problem", "digits", "--n-samples", "5")
+    assert result.returncode == 2 and result.stdout == "" and "Traceback" not in result.stderr
+    assert result.stderr == ("error: --n-samples is not used by problem digits (only by "
+                             "least_squares, logistic, sine, classification, cifar10, "
+                             "cifar100, tiny_imagenet); leave it out\n")
+    dim = cli_in_process("run", "--problem", "digits", "--dim", "5")
+    assert dim.returncode == 2 and "--dim is not used by problem digits" in dim.stderr
+    assert not isolated_store.exists()
