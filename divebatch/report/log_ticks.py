@@ -3,11 +3,13 @@
 plotly's own ticks on a log axis either label one power of ten per decade (a curve from 0.02
 to 0.6 then has one label, 10^-1) or, over a decade or two, label the values between powers
 with a bare digit ("2", "5" above 1000 meaning 2000 and 5000). These ticks step through
-1, 2, 5 (or finer) times a power of ten, as coarse as still gives a few labels in the range,
+1, 3 or 1, 2, 5 (or finer) times a power of ten, as coarse as still gives a few labels in the range,
 and write every label out in full.
 
 >>> log_ticks(0.02, 0.6)["ticktext"]
-['0.02', '0.05', '0.1', '0.2', '0.5']
+['0.03', '0.1', '0.3']
+>>> log_ticks(0.03, 0.2)["ticktext"]
+['0.05', '0.1', '0.2']
 >>> log_ticks(800, 6000)["ticktext"]
 ['1000', '2000', '5000']
 >>> log_ticks(1e-7, 1e-3)["ticktext"]
@@ -19,8 +21,8 @@ from __future__ import annotations
 import math
 
 # the values between powers of ten worth a tick, coarsest first
-MANTISSAS = ((1,), (1, 2, 5), (1, 2, 3, 5), (1, 2, 3, 4, 5, 6, 7, 8, 9))
-MIN_TICKS, MAX_TICKS = 3, 8
+MANTISSAS = ((1,), (1, 3), (1, 2, 5), (1, 2, 3, 5), (1, 2, 3, 4, 5, 6, 7, 8, 9))
+MIN_TICKS, MAX_TICKS = 3, 7
 AXIS_PAD = 0.05  # of the range's decades, on each side
 SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
 

@@ -287,8 +287,8 @@ def test_log_axes_label_a_few_ticks_written_out_at_any_range():
 def test_log_ticks_write_large_and_small_values_out():
     assert log_ticks(800, 6000)["ticktext"] == ["1000", "2000", "5000"]
     assert log_ticks(20, 3e5)["ticktext"] == ["100", "1000", "10k", "100k"]
-    assert log_ticks(2e-5, 1e-3)["ticktext"] == ["2·10⁻⁵", "5·10⁻⁵", "10⁻⁴", "2·10⁻⁴",
-                                                 "5·10⁻⁴", "10⁻³"]
+    assert log_ticks(2e-5, 1e-3)["ticktext"] == ["3·10⁻⁵", "10⁻⁴", "3·10⁻⁴", "10⁻³"]
+    assert log_ticks(1.3e-4, 0.05)["ticktext"] == ["10⁻⁴", "10⁻³", "10⁻²"]  # not 8 crowded
     assert len(log_ticks(1e-9, 1e9)["tickvals"]) <= 8
     assert log_ticks(0.5, 0.5) == {} and log_ticks(0, 1) == {}
 
