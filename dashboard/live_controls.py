@@ -86,14 +86,22 @@ def hot_change_form(prefix: str, run: dict, records: list[dict], events: list[di
     every = pacing.refresh_interval() if run["status"] == "running" else None
     if every and growing_panel.enabled():  # no rerun a second while the charts grow
         every = max(every, growing_panel.HOUSEKEEPING_EVERY_S)
-    st.fragment(run_every=every)(_hot_limits)(run_id, run["config"])
+    st.fragment(run_every=every)(_hot_limits)(run_id, run["config"], _hot_changes(events))
 
 
-def _hot_limits(run_id: int, config: dict) -> None:
-    """Why a hot change may not show yet, kept current while the run goes on."""
+def _hot_changes(events) -> int:
+    return sum(event.get("kind") == "hot_change" for event in events)
+
+
+def _hot_limits(run_id: int, config: dict, changes_drawn: int) -> None:
+    """Why a hot change may not show yet, kept current while the run goes on; once the run
+    has applied a hot change that the page's pickers and form do not show yet, the page
+    reruns (they name the run by its values in force)."""
     snap = live_cache.snapshot(open_store(), [run_id])
-    for note in hot_change_limits(config, list(snap.records.get(run_id, ())[-1:]),
-                                  list(snap.events.get(run_id, ()))):
+    events = list(snap.events.get(run_id, ()))
+    if _hot_changes(events) > changes_drawn:  # (a snapshot older than the page's: fewer)
+        st.rerun()
+    for note in hot_change_limits(config, list(snap.records.get(run_id, ())[-1:]), events):
         st.warning(note, icon=":material/hourglass_top:")
 
 
