@@ -18,12 +18,14 @@ RUN_COLUMNS_SHOWN = ("run", "status", "method", "problem", "epochs", "final acc"
                      "group", "started")
 RUN_COLUMN_CONFIG = {
     "run": st.column_config.NumberColumn(width=40),
-    "method": st.column_config.TextColumn(width="medium"),
+    "status": st.column_config.TextColumn(width=85),
+    "method": st.column_config.TextColumn(width=235),
+    "problem": st.column_config.TextColumn(width=90),
     "epochs": st.column_config.TextColumn(width=60),
     "final acc": st.column_config.NumberColumn(format="percent", width=70),
-    "final val loss": st.column_config.NumberColumn(format="%.4g", width=90),
+    "final val loss": st.column_config.NumberColumn(format="%.4g", width=85),
     "duration s": st.column_config.NumberColumn(format="%.1f", width=80),
-    "train s to own-1pt": st.column_config.NumberColumn(format="%.2f", width=120),
+    "train s to own-1pt": st.column_config.NumberColumn(format="%.2f", width=115),
     "group": st.column_config.TextColumn(width="small")}
 
 st.session_state.setdefault("runs_delete_message", None)
@@ -125,10 +127,11 @@ for kind, note in st.session_state.pop("runs_resume_notes", []):
 
 if selected:
     with st.container(border=True):
+        labels = {run["id"]: run_label(run) for run in selected}
+        labels.update(live.hot_labels(list(labels)))  # as the legend: the values in force
         export_id = st.selectbox("Run to resume, delete or export" if roles.can_change()
                                  else "Run to export",
-                                 [run["id"] for run in selected], key="runs_export_run",
-                                 format_func=lambda i: run_label(by_id[i]))
+                                 list(labels), key="runs_export_run", format_func=labels.get)
         chosen = by_id[export_id]
         if roles.can_change():
             resume_and_delete(chosen)
