@@ -24,15 +24,19 @@ def run_controls(prefix: str, active: list[dict], snap: live_cache.Snapshot) -> 
         return
     by_id = {run["id"]: run for run in active}
     pick_key = f"{prefix}_control_run"
+    labels = {run["id"]: labelled_with_hot_values(run, list(snap.records[run["id"]]),
+                                                  list(snap.events[run["id"]]))
+              for run in active}
     if st.session_state.get(pick_key) not in by_id:  # prefer a running run
         st.session_state[pick_key] = next(
             (run["id"] for run in active if run["status"] == "running"), active[0]["id"])
+    shown_key = f"{pick_key}_label"  # the browser shows the label it was sent: resend it
+    if st.session_state.get(shown_key) != labels[st.session_state[pick_key]]:
+        st.session_state[pick_key] = st.session_state[pick_key]  # a changed label
+        st.session_state[shown_key] = labels[st.session_state[pick_key]]
     with st.container(border=True):
         col_pick, col_stop, col_all = st.columns([2, 1, 1] if instructor_mode() else [4, 1, 1],
                                                  vertical_alignment="bottom")
-        labels = {run["id"]: labelled_with_hot_values(run, list(snap.records[run["id"]]),
-                                                      list(snap.events[run["id"]]))
-                  for run in active}
         picked = col_pick.selectbox("Control the active run", list(by_id), key=pick_key,
                                     format_func=labels.get)
         col_stop.button("Stop", key=f"{prefix}_stop", width="stretch", on_click=_stop,
