@@ -23,9 +23,11 @@ with st.container(border=True):
     col_data, col_device = st.columns([3, 1])
     with col_data:
         st.markdown("**Datasets**")
-        st.table([{"dataset": name, "present": "yes" if info["present"] else "missing",
-                   "details": info["message"]} for name, info in status.items()],
-                 hide_index=True)  # a table wraps the details: a dataframe cut them at 1280 px
+        # one short line per dataset keeps Start in view; where to place one is below
+        st.dataframe([{"dataset": name, "present": "yes" if info["present"] else "missing",
+                       "details": info["message"] if info["present"]
+                       else "not found: see 'How to add' below"}
+                      for name, info in status.items()], hide_index=True, width="stretch")
     with col_device:
         st.markdown("**Device**")
         st.metric("auto picks", str(device).upper(),
@@ -44,6 +46,7 @@ with st.container(border=True):
                     language="bash")
             st.markdown("Offline: fetch the archive elsewhere and extract it into the data "
                         "folder; `data/README.md` lists the archives, checksums and the "
-                        "folder layout each dataset needs.")
+                        "folder layout each dataset needs:")
+            st.markdown("\n".join(f"- {status[name]['message']}" for name in missing))
 
 lab.form_and_live_panel(PREFIX, IMAGE_PROBLEMS, hidden=IRRELEVANT)

@@ -46,25 +46,28 @@ group = col_group.selectbox("Group", ["(any)", *groups], key="runs_group_filter"
 runs = [run for run in all_runs if group == "(any)" or run["group"] == group]
 
 def rows_clicked() -> None:
-    """The rows ticked in the table are the selected runs among its rows (runs it does not
-    list, filtered out, stay selected); the table shows the picker's runs ticked."""
+    """Rows ticked in the table join the selected runs; rows unticked leave them (the
+    picker below can also add and remove runs: only the table's own changes apply; the
+    table's ticks are never set from here, which made the browser drop the picker's next
+    choice)."""
     ids = st.session_state.runs_table_ids
-    ticked = [ids[row] for row in st.session_state.runs_table.selection.rows if row < len(ids)]
-    kept = [i for i in st.session_state.get("runs_shown", []) if i not in ids or i in ticked]
-    st.session_state.runs_shown = kept + [i for i in ticked if i not in kept]
+    now = {ids[row] for row in st.session_state.runs_table.selection.rows if row < len(ids)}
+    before = st.session_state.get("runs_table_picked", set())
+    shown = [i for i in st.session_state.get("runs_shown", []) if i not in before - now]
+    st.session_state.runs_shown = shown + sorted(now - before - set(shown))
+    st.session_state.runs_table_picked = now
 
 
 if not runs:
     st.info("No runs stored yet: start one on a lab page, or with "
             "`python -m divebatch run ...` (same store).")
 else:
-    ids = st.session_state.runs_table_ids = [run["id"] for run in runs]
-    live.init_shown(PREFIX, runs)  # a link's runs (?runs=) are ticked from the first view
-    st.session_state.runs_table = {"selection": {"rows": [
-        ids.index(i) for i in st.session_state.runs_shown if i in ids]}}
+    st.session_state.runs_table_ids = [run["id"] for run in runs]
     st.dataframe(run_rows(store, runs), hide_index=True, placeholder="—", width="stretch",
                  key="runs_table", on_select=rows_clicked, selection_mode="multi-row",
                  column_order=RUN_COLUMNS_SHOWN, column_config=RUN_COLUMN_CONFIG)
+    st.caption("Tick rows to add runs to the selection below, untick them to take them out; "
+               "the selection also holds the runs picked there or named by a link.")
 
 picked = live.run_picker(PREFIX, runs, title="Selected runs (overlaid below)",
                          placeholder="Pick runs here or click rows of the table")

@@ -333,10 +333,11 @@ def test_show_the_code_renders_the_deciding_function():
 
 def test_image_lab_shows_datasets_device_and_refuses_a_missing_dataset():
     at = open_app("app_pages/images.py")
-    table = at.table[0].value  # a static table: its details wrap instead of being cut
+    table = at.dataframe[0].value  # one short line per dataset: Start stays in view
     present = dict(zip(table["dataset"], table["present"]))
     assert present["digits"] == "yes" and present["cifar10"] == "missing"
     assert "python -m divebatch download cifar10" in texts(at.code)
+    assert "CIFAR-10 not found: place the folder cifar-10-batches-py" in texts(at.markdown)
     assert at.metric[0].value == "CPU"
     at.selectbox(key="img_problem").set_value("cifar10").run()
     assert "cannot run here" in texts(at.error) and "CIFAR-10" in texts(at.error)
