@@ -169,15 +169,12 @@ def _grows_text(config, n_train, records, record, resizes) -> str:
     bound = delta * n_train * shown
     text = (f"At the end of epoch {epoch}, δ·n·Δ̂ = {delta:g} × {n_train:,} × {shown:.4g} = "
             f"{bound:,.1f} was above the batch size {old}, so DiveBatch grew the batch to "
-            f"{new}" + (" (whole samples, rounded down)" if new == math.floor(bound)
-                        else f" (capped at B_max = {new})" if new < bound else "") + ". ")
+            f"{new}" + (f" (capped at B_max = {new})" if new < math.floor(bound) else "")
+            + ". ")
     probe = _number(record.get("probe_diversity"))
     if probe is not None:
-        text += (f"This Δ̂ ({shown:.4g}) is the rule's own, summed over epoch {epoch}'s "
-                 f"training batches as the weights moved; the diversity chart plots another "
-                 f"reading, {probe:.3g} at epoch {epoch} (a fixed probe at the epoch's end). "
-                 f"The batch-size chart's dot at the end of epoch {epoch} marks δ·n·Δ̂ = "
-                 f"{bound:,.1f}. ")
+        text += (f"This Δ̂ is summed over the epoch's batches; the diversity chart's fixed "
+                 f"probe reads {probe:.3g} here. ")
     return text + "The batch never shrinks."
 
 
