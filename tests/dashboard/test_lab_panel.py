@@ -62,13 +62,14 @@ def test_a_lab_with_no_run_of_its_problems_shows_none(store):
     assert "No run on the charts yet" in texts(at.info)
 
 
-def test_a_link_ticks_its_runs_in_the_runs_table(store):
+def test_a_links_runs_are_selected_and_the_table_says_how_ticks_add_to_them(store):
+    """The table's ticks are the rows clicked, never set from the code (a browser then
+    dropped the picker's next choice: test_e2e_browser's export); a link's runs are in the
+    picker, and the caption under the table says so."""
     ids = [stored(store) for _ in range(4)]
     at = open_app("app_pages/runs.py", query={"runs": f"{ids[3]},{ids[1]}"})
     assert at.multiselect(key="runs_shown").value == [ids[3], ids[1]]
-    table_ids = at.session_state["runs_table_ids"]  # newest first
-    ticked = at.session_state["runs_table"]["selection"]["rows"]
-    assert sorted(table_ids[row] for row in ticked) == [ids[1], ids[3]]
-    at.multiselect(key="runs_shown").set_value([ids[0]]).run()  # the picker moves the ticks
-    assert [table_ids[row] for row in at.session_state["runs_table"]["selection"]["rows"]] \
-        == [ids[0]]
+    assert "the selection also holds the runs picked there or named by a link" \
+        in texts(at.caption)
+    assert [b.label for b in at.get("download_button")][:2] == ["CSV (records)",
+                                                                "JSON (config + records)"]
