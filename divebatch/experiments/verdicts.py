@@ -204,8 +204,6 @@ def _ending(row: dict, base: dict, accuracy: bool) -> str:
     if own is None or ref is None or ref == 0:
         return ""
     own, ref = float(f"{own:.4g}"), float(f"{ref:.4g}")  # as the table shows them
-    if ref == 0:
-        return ""
     change = 100.0 * (own - ref) / abs(ref)
     return (f"{'has' if verb == 'is' else 'ended with'} a {abs(change):.0f} % "
             f"{'higher' if change > 0 else 'lower'} validation loss")
