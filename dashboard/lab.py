@@ -50,12 +50,18 @@ def form_and_live_panel(prefix: str, problems: tuple[str, ...],
     candidates = [run for run in newest + linked
                   if run["config"].get("problem") in problems]
     latest = last_runs(candidates)
+    first_view = form.key(prefix, "shown") not in st.session_state
     picked = live.run_picker(prefix, candidates, latest=latest)
-    if picked and picked == latest and not any(
-            run["status"] in ACTIVE_STATUSES for run in candidates if run["id"] in latest):
+    reopened = form.key(prefix, "reopened")  # the session opened on its last, finished race
+    if first_view:
+        st.session_state[reopened] = bool(picked) and picked == latest and not any(
+            run["status"] in ACTIVE_STATUSES for run in candidates if run["id"] in latest)
+    if st.session_state.get(reopened) and picked == latest:
         what = f"race ({len(latest)} runs)" if len(latest) > 1 else "run"
         st.info(f"Your last {what} here, finished: start a new one above, or pick other "
                 f"stored runs to overlay.", icon=":material/history:")
+    else:  # a race of this session's, finished, needs no note (it would push the charts down)
+        st.session_state[reopened] = False
     live.live_panel(prefix, picked)
     if picked:
         race_export.download_panel(prefix, picked)

@@ -1,6 +1,6 @@
 """What the lab pages and the Runs page show on opening, through Streamlit's AppTest: pickers
 named with the hot values in force, a lab's last race back on the charts, and a link's runs
-ticked in the Runs table."""
+in the Runs page's selection."""
 
 import os
 
@@ -53,6 +53,21 @@ def test_a_lab_shows_its_last_race_once_finished(store):
     assert "No run on the charts yet" not in texts(at.info)
     at.multiselect(key="syn_shown").set_value([race[0]]).run()
     assert "Your last race" not in texts(at.info)  # the viewer's own pick: no note
+
+
+def test_a_race_watched_to_its_end_gets_no_note(store):
+    """The note is for a session that opens on a finished race; under a race it watched, it
+    would push the charts below a projector's window once the race ends."""
+    race = [stored(store, status="running", group="race least_squares seed 0 11:00:00",
+                   config={**CONFIG, "method": method}) for method in ("divebatch", "sgd")]
+    at = open_app("app_pages/synthetic.py")
+    assert sorted(at.multiselect(key="syn_shown").value) == race
+    at.multiselect(key="syn_shown").set_value(race).run()  # as Start puts them
+    for run_id in race:
+        store.mark_finished(run_id, "completed")
+    at.run()
+    assert at.multiselect(key="syn_shown").value == race
+    assert "Your last race" not in texts(at.info)
 
 
 def test_a_lab_with_no_run_of_its_problems_shows_none(store):
