@@ -17,7 +17,6 @@ import streamlit as st
 
 from divebatch.report import figures as plots
 from divebatch.report.figures import ChartOptions, run_label
-from divebatch.report.run_labels import labelled_with_hot_values
 
 from divebatch.runs.store import ACTIVE_STATUSES
 
@@ -69,10 +68,7 @@ def init_shown(prefix: str, candidates: list[dict], latest: list[int] = ()) -> N
 def hot_labels(run_ids: list[int]) -> dict[int, str]:
     """The runs' labels with the hot values in force, as the legend names them (from the
     snapshot the charts read: no store read of its own)."""
-    snap = live_cache.snapshot(open_store(), run_ids)
-    return {run["id"]: labelled_with_hot_values(run, list(snap.records[run["id"]]),
-                                                list(snap.events[run["id"]]))
-            for run in snap.runs}
+    return live_cache.snapshot(open_store(), run_ids).labels_in_force()
 
 
 def chart_options(prefix: str, comparing: bool = False) -> ChartOptions:

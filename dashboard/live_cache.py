@@ -25,6 +25,7 @@ import pyarrow as pa
 from divebatch.runs import queue
 from divebatch.report import figures as plots
 from divebatch.report.figures import ChartOptions, RunData
+from divebatch.report.run_labels import labelled_with_hot_values
 from divebatch.report.series import Columns
 from divebatch.runs.store import ACTIVE_STATUSES, RunStore
 from divebatch.report.target_table import TargetTable, build as build_target_table
@@ -77,6 +78,12 @@ class Snapshot:
     progress: dict[int, dict | None]
     version: tuple                          # changes whenever a chart would
     source: str = ""                        # the store's path
+
+    def labels_in_force(self) -> dict[int, str]:
+        """Each run's label with the hot values in force, as the charts' legend names it."""
+        return {run["id"]: labelled_with_hot_values(run, list(self.records[run["id"]]),
+                                                    list(self.events[run["id"]]))
+                for run in self.runs}
 
     def has_point(self, run: dict) -> bool:
         """Whether the run has anything to chart: an epoch, or its measured start."""

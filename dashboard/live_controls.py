@@ -8,7 +8,6 @@ import streamlit as st
 
 from divebatch.config import HOT_FIELDS, RunConfig, method_uses
 from divebatch.report.hot_limits import hot_change_limits, hot_values_in_force
-from divebatch.report.run_labels import labelled_with_hot_values
 from divebatch.runs import control_requests
 
 from . import growing_panel, live_cache, pacing, roles
@@ -24,9 +23,7 @@ def run_controls(prefix: str, active: list[dict], snap: live_cache.Snapshot) -> 
         return
     by_id = {run["id"]: run for run in active}
     pick_key = f"{prefix}_control_run"
-    labels = {run["id"]: labelled_with_hot_values(run, list(snap.records[run["id"]]),
-                                                  list(snap.events[run["id"]]))
-              for run in active}
+    labels = snap.labels_in_force()  # as the legend
     if st.session_state.get(pick_key) not in by_id:  # prefer a running run
         st.session_state[pick_key] = next(
             (run["id"] for run in active if run["status"] == "running"), active[0]["id"])
