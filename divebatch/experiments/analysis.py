@@ -167,7 +167,8 @@ def summarize(run: dict, records: list[dict], common: float | None = None) -> di
         "id": run.get("id"), "name": run.get("name") or "", "status": run.get("status"),
         "active": run.get("status") in ACTIVE_STATUSES,
         "problem": config.get("problem"),
-        "method": method_label(config, (sizes[0], sizes[-1]) if sizes else None),
+        "method": method_label(config, (sizes[0], sizes[-1]) if sizes else None,
+                               [r["delta"] for r in records if r.get("delta") is not None]),
         "epochs": len(records), "planned_epochs": config.get("epochs"),
         "final_acc": _number(records[-1].get("val_acc")) if records else None,
         "final_val_loss": _number(records[-1].get("val_loss")) if records else None,
@@ -185,9 +186,11 @@ def summarize(run: dict, records: list[dict], common: float | None = None) -> di
     }
 
 
-def method_label(config: dict, batch_sizes: tuple[int, int] | None = None) -> str:
+def method_label(config: dict, batch_sizes: tuple[int, int] | None = None,
+                 deltas: list[float] = ()) -> str:
     """e.g. 'DiveBatch (delta=0.1)', 'SGD B=128', 'AdaBatch'; with the first and last batch
-    sizes a run trained with, what it did: 'DiveBatch (delta=0.1, B 16 -> 541)'."""
+    sizes a run trained with, what it did: 'DiveBatch (delta=0.1, B 16 -> 541)'; with the
+    delta each epoch used, a hot change of it: 'DiveBatch (delta=0.1 -> 0.5, B 16 -> 541)'."""
     method = config.get("method")
     if method == "sgd":
         return f"SGD B={config.get('batch_size')}"
@@ -196,7 +199,9 @@ def method_label(config: dict, batch_sizes: tuple[int, int] | None = None) -> st
     if method == "adabatch":
         return f"AdaBatch ({path})" if path else "AdaBatch"
     if method == "divebatch":
-        return f"DiveBatch (delta={config.get('delta')}" + (f", {path})" if path else ")")
+        delta = config.get("delta")
+        changed = f"{delta} -> {deltas[-1]}" if deltas and deltas[-1] != delta else f"{delta}"
+        return f"DiveBatch (delta={changed}" + (f", {path})" if path else ")")
     return str(method)
 
 

@@ -127,3 +127,14 @@ def test_method_label_names_what_the_run_did():
                for e, b in ((1, 16), (2, 128), (3, 541))]
     assert analysis.summarize({"id": 1, "config": dive}, records)["method"] == (
         "DiveBatch (delta=0.1, B 16 -> 541)")
+
+
+def test_method_label_names_a_delta_changed_while_the_run_trained():
+    dive = {"method": "divebatch", "delta": 0.1, "batch_size": 16}
+    records = [{"epoch": e, "train_time": 1.0, "batch_size": b, "delta": d}
+               for e, b, d in ((1, 16, 0.1), (2, 16, 0.5), (3, 64, 0.5))]
+    assert analysis.summarize({"id": 1, "config": dive}, records)["method"] == (
+        "DiveBatch (delta=0.1 -> 0.5, B 16 -> 64)")
+    unchanged = [{**record, "delta": 0.1} for record in records]
+    assert analysis.summarize({"id": 1, "config": dive}, unchanged)["method"] == (
+        "DiveBatch (delta=0.1, B 16 -> 64)")
