@@ -179,3 +179,15 @@ def check_runnable(config) -> None:
         runnable.check_runnable(config)
     except ValueError as error:
         raise UsageError(str(error)) from None
+
+
+def check_data_flags_apply(args, config) -> None:
+    """A data flag typed for a problem that ignores it is refused rather than silently unused
+    (digits always has its 1797 images; only synthetic problems have a dimension or noise)."""
+    from divebatch.config import IMAGE_DATASETS, SYNTHETIC_DEFAULTS
+    used_by = {"n_samples": (*SYNTHETIC_DEFAULTS, *IMAGE_DATASETS),
+               "dim": tuple(SYNTHETIC_DEFAULTS), "noise": tuple(SYNTHETIC_DEFAULTS)}
+    for name, problems in used_by.items():
+        if hasattr(args, name) and config.problem not in problems:
+            raise UsageError(f"{flag_name(name)} is not used by problem {config.problem} (only "
+                             f"by {', '.join(problems)}); leave it out")

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import sys
 
-from divebatch.cli.common import (UsageError, add_config_flags, add_db_flag, check_runnable,
-                                  config_from_args, flag_name, format_table, open_store)
+from divebatch.cli.common import (UsageError, add_config_flags, add_db_flag,
+                                  check_data_flags_apply, check_runnable, config_from_args,
+                                  flag_name, format_table, open_store)
 
 SWEEP_COLUMNS = [("label", "cell"), ("seeds", "seeds"), ("speedup", "speed-up"),
                  ("final", "final {metric}"), ("time_to_target", "train s to own-1pt"),
@@ -118,7 +119,9 @@ def sweep_spec(args):
                                                    "resize_every", "seed")}
     for name in grid:
         delattr(args, name)  # config_from_args must not see the lists
-    base = {**SWEEP_DEFAULTS, **config_from_args(args).to_dict()}
+    config = config_from_args(args)
+    check_data_flags_apply(args, config)
+    base = {**SWEEP_DEFAULTS, **config.to_dict()}
     spec = SweepSpec(base=base, deltas=tuple(grid["delta"]),
                      max_batch_sizes=tuple(grid["max_batch_size"]),
                      resize_everys=tuple(grid["resize_every"]), seeds=tuple(grid["seed"]))

@@ -9,9 +9,9 @@ import math
 import sys
 
 from divebatch.experiments import analysis, verdicts
-from divebatch.cli.common import (UsageError, add_config_flags, check_runnable, config_from_args,
-                                  flag_name, format_table, get_run_or_fail, open_store,
-                                  subparser)
+from divebatch.cli.common import (UsageError, add_config_flags, check_data_flags_apply,
+                                  check_runnable, config_from_args, format_table,
+                                  get_run_or_fail, open_store, subparser)
 from divebatch.report import animation_settings
 from divebatch.report.exports import records_csv, records_json
 from divebatch.report.tables import COMPARE_COLUMNS, LIST_COLUMNS
@@ -50,18 +50,6 @@ def cmd_run(args) -> int:
           + (f" ({run['error']})" if run["error"] else ""), file=sys.stderr)
     print(run_id, flush=True)
     return 0 if run["status"] in ("completed", "stopped") else 1
-
-
-def check_data_flags_apply(args, config) -> None:
-    """A data flag typed for a problem that ignores it is refused rather than silently unused
-    (digits always has its 1797 images; only synthetic problems have a dimension or noise)."""
-    from divebatch.config import IMAGE_DATASETS, SYNTHETIC_DEFAULTS
-    used_by = {"n_samples": (*SYNTHETIC_DEFAULTS, *IMAGE_DATASETS),
-               "dim": tuple(SYNTHETIC_DEFAULTS), "noise": tuple(SYNTHETIC_DEFAULTS)}
-    for name, problems in used_by.items():
-        if hasattr(args, name) and config.problem not in problems:
-            raise UsageError(f"{flag_name(name)} is not used by problem {config.problem} (only "
-                             f"by {', '.join(problems)}); leave it out")
 
 
 def run_on_processes(args, config) -> int:

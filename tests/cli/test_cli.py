@@ -180,4 +180,7 @@ def test_data_flags_a_problem_ignores_are_refused(isolated_store):
                              "cifar100, tiny_imagenet); leave it out\n")
     dim = cli_in_process("run", "--problem", "digits", "--dim", "5")
     assert dim.returncode == 2 and "--dim is not used by problem digits" in dim.stderr
+    sweep = cli_in_process("sweep", "--problem", "digits", "--noise", "0.5")
+    assert sweep.returncode == 2 and "Traceback" not in sweep.stderr
+    assert sweep.stderr.startswith("error: --noise is not used by problem digits")
     assert not isolated_store.exists()
