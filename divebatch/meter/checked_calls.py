@@ -49,14 +49,23 @@ def explained_by_calls(calls: list[tuple[nn.Module, tuple, Tensor]],
     return explained, weighted, tolerances, list(explained)
 
 
-def unexplained_gradient(held: list[Owner], difference: float) -> ValueError:
+def unexplained_gradient(held: list[Owner], difference: float, param: Tensor) -> ValueError:
     paths = " and ".join(o.path for o in held)
+    name = held[0].param_path
+    start = (f"parameter {name}: {difference:.1%} of its gradient does not come from the calls "
+             f"of {paths}")
+    if getattr(param, "_backward_hooks", None):
+        return ValueError(
+            f"{start}: the parameter has a gradient hook (register_hook), which changes its "
+            "gradient after the calls, where per-sample norms cannot follow; remove the hook "
+            "(mask or scale the loss instead) or freeze the parameter")
     return ValueError(
-        f"parameter {held[0].param_path}: {difference:.1%} of its gradient does not come from "
-        f"the calls of {paths}: it is also used outside their forward (weight tying by direct "
-        f"use such as F.linear(h, {held[0].param_path}), or a functional call), which "
-        "per-sample norms would miss; make every use a module call (a tied head: an nn.Linear "
-        "whose weight is this Parameter) or freeze the parameter")
+        f"{start}: something else adds to it or changes it, which per-sample norms would "
+        f"miss: a use outside their forward (weight tying by direct use such as "
+        f"F.linear(h, {name}), a functional call: make every use a module call, e.g. a tied "
+        "head as an nn.Linear whose weight is this Parameter), a penalty on the parameter in "
+        "the loss (use the optimizer's weight_decay), or a change to .grad inside "
+        "`with meter.track()` (clip_grad_norm_: clip after the block); or freeze the parameter")
 
 
 def more_than_one_backward(repeated: Sequence[str]) -> ValueError:
@@ -87,6 +96,6 @@ def check_explained(calls: list[tuple[nn.Module, tuple, Tensor]], layers: Layers
         difference = relative_difference(explained.get(param), param_grad)
         if difference > tolerances.get(param, tolerance(param_grad)):
             raise (more_than_one_backward(repeated) if repeated
-                   else unexplained_gradient(layers.owners[param], difference))
+                   else unexplained_gradient(layers.owners[param], difference, param))
     if weights is not None and weights.complete:
         check_weighted(weights.weighted_grads, weighted, tolerances, order, layers.owners)

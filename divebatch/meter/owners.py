@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
+import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
@@ -93,11 +94,16 @@ def check_batchnorm(batchnorms: list[tuple[str, nn.Module]], allow_batchnorm: bo
     """True if some BatchNorm uses batch statistics (allowed); ValueError if not allowed."""
     offenders = [name for name, m in batchnorms if uses_batch_statistics(m)]
     if offenders and not allow_batchnorm:
+        without_stats = [name for name, m in batchnorms if m.running_mean is None]
+        why = (f"BatchNorm without running statistics ({', '.join(without_stats)}; "
+               "track_running_stats=False uses batch statistics even in eval mode)"
+               if without_stats else f"BatchNorm in training mode ({', '.join(offenders)})")
+        cure = ("track_running_stats=True and model.eval()" if without_stats
+                else "model.eval()")
         raise ValueError(
-            f"BatchNorm in training mode ({', '.join(offenders)}): samples interact through the "
-            "batch statistics, so per-sample gradients are not defined. Use GroupNorm, call "
-            "model.eval(), or pass allow_batchnorm=True for an approximation that holds the "
-            "batch statistics fixed")
+            f"{why}: samples interact through the batch statistics, so per-sample gradients "
+            f"are not defined. Use GroupNorm, {cure}, or pass allow_batchnorm=True for an "
+            "approximation that holds the batch statistics fixed")
     return bool(offenders)
 
 
@@ -112,7 +118,7 @@ def parameter_owners(model: nn.Module) -> dict[Tensor, list[Owner]]:
     owners: dict[Tensor, list[Owner]] = {}
     composites: list[str] = []
     for path, module in model.named_modules():
-        refuse_compiled(path or type(model).__name__, module)
+        refuse_compiled(path or "the model", module)
         if any(path.startswith(f"{prefix}.") for prefix in composites):
             continue
         if isinstance(module, PARAMETER_CONTAINERS):
@@ -165,6 +171,11 @@ def refuse_compiled(path: str, module: nn.Module) -> None:
             "added to a compiled module do not run, so the meter cannot see its layers' calls; "
             "measure it uncompiled on measured batches (a torch.compile wrapper's model is its "
             "_orig_mod)")
+    if isinstance(module, torch.jit.ScriptModule):
+        raise ValueError(
+            f"{path} ({type(module).__name__}) is a TorchScript module "
+            "(torch.jit.script or torch.jit.trace), which takes no Python hooks, so the meter "
+            "cannot see its layers' calls; measure the model before scripting it")
 
 
 def _innermost(held: list[Owner]) -> list[Owner]:

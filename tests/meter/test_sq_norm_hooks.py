@@ -69,6 +69,20 @@ def test_weight_used_outside_its_module_is_refused_by_name():
         per_sample_grad_sq_norms(model, cross_entropy, inputs, targets)
 
 
+def test_a_parameter_gradient_hook_or_clipping_inside_track_is_named_as_the_cause():
+    model = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3))
+    model[0].weight.register_hook(lambda grad: grad * 0.5)
+    inputs, targets = torch.randn(5, 4), torch.randint(0, 3, (5,))
+    with pytest.raises(ValueError, match=r"^parameter 0\.weight: .* the parameter has a "
+                                         r"gradient hook \(register_hook\)"):
+        per_sample_grad_sq_norms(model, cross_entropy, inputs, targets)
+    model = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3))
+    with pytest.raises(ValueError, match=r"clip_grad_norm_: clip after the block"):
+        with DiversityMeter(model).track(len(inputs)):
+            cross_entropy(model(inputs), targets).mean().backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 0.01)
+
+
 def test_meter_checks_its_first_measured_batch_only():
     model, (inputs, targets) = TiedHead("functional"), token_batch()
     meter = DiversityMeter(model)
@@ -297,12 +311,12 @@ def test_a_gradient_taken_before_backward_over_the_same_forward_is_measured_exac
 
 
 def compiled_wrapper(model):
-    return model, torch.compile(model, backend="eager"), r"^OptimizedModule \(OptimizedModule\)"
+    return model, torch.compile(model, backend="eager"), r"^the model \(OptimizedModule\)"
 
 
 def compiled_in_place(model):
     model.compile(backend="eager")
-    return model, model, r"^Sequential \(Sequential\)"
+    return model, model, r"^the model \(Sequential\)"
 
 
 def compiled_block(model):
@@ -320,3 +334,15 @@ def test_a_compiled_model_is_refused_by_name(compile_):
     with pytest.raises(ValueError, match=r"is compiled with torch\.compile"):
         per_sample_grad_sq_norms(model, cross_entropy, torch.randn(5, 4),
                                  torch.randint(0, 3, (5,)))
+
+
+@pytest.mark.parametrize("script", [torch.jit.script,
+                                    lambda model: torch.jit.trace(model, torch.randn(2, 4))])
+def test_a_torchscript_model_is_refused_by_name(script):
+    """A ScriptModule takes no Python hooks (register_forward_pre_hook raised RuntimeError)."""
+    model = script(nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3)))
+    for measure in (lambda: DiversityMeter(model),
+                    lambda: per_sample_grad_sq_norms(model, cross_entropy, torch.randn(5, 4),
+                                                     torch.randint(0, 3, (5,)))):
+        with pytest.raises(ValueError, match=r"^the model \(\w+\) is a TorchScript module"):
+            measure()
