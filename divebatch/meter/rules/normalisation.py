@@ -48,9 +48,17 @@ def _saved_statistics(output: Tensor, node_name: str) -> tuple[Tensor | None, Te
     """The mean and 1/std that autograd saved for the backward of the normalisation that made
     ``output`` (node ``node_name``), or None twice where another op made it."""
     node = output.grad_fn
-    if type(node).__name__ != node_name:
+    if type(node).__name__ != node_name or _saved_tensors_hooked():
         return None, None
     return node._saved_result1, node._saved_result2
+
+
+def _saved_tensors_hooked() -> bool:
+    """Whether saved tensors go through hooks now (activation checkpointing, offloading):
+    reading one back would run its unpack hook, which checkpointing answers by recomputing
+    the whole block inside the forward."""
+    top = getattr(torch._C._autograd, "_top_saved_tensors_default_hooks", None)
+    return top is None or top(False) is not None
 
 
 def _group_norm_capture(norm: nn.GroupNorm, args: tuple, kwargs: dict,
