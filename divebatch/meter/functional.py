@@ -60,11 +60,41 @@ class CallStart(NamedTuple):
         return cls(RandomState.now(device), {n: b.clone() for n, b in module.named_buffers()})
 
 
+class RecordedOutput(NamedTuple):
+    """A call's output as the call returned it, which its re-run must reproduce: the tensor
+    (detached), its version then, and a weighted sum of squares per sample, which still
+    holds after the caller changed the tensor in place (``out += residual``)."""
+    tensor: Tensor
+    version: int
+    row_sums: Tensor  # (N,)
+
+    @classmethod
+    def of(cls, output: Tensor) -> RecordedOutput:
+        output = output.detach()
+        return cls(output, output._version, _weighted_row_sums(output))
+
+    def difference(self, again: Tensor) -> float:
+        """Relative difference of a re-run's output from this one."""
+        if again.numel() != self.tensor.numel():
+            return 1.0
+        again = again.reshape(self.tensor.shape)
+        if self.tensor._version == self.version:
+            return relative_difference(again, self.tensor)
+        return relative_difference(_weighted_row_sums(again), self.row_sums)
+
+
+def _weighted_row_sums(output: Tensor) -> Tensor:
+    """sum_j w_j y_ij^2 per sample i, weights rising along the row (a moved value counts)."""
+    rows = output.detach().reshape(max(output.shape[0], 1) if output.dim() else 1, -1)
+    weights = torch.linspace(1.0, 2.0, rows.shape[1], dtype=rows.dtype, device=rows.device)
+    return torch.linalg.vecdot(rows, rows * weights)
+
+
 class RecordedCall(NamedTuple):
     """What the hooks keep of a call of a module without a rule (``recorded_sq_norms``)."""
     args: tuple
     kwargs: dict
-    output: Tensor  # detached: the re-run must reproduce it
+    output: RecordedOutput  # the re-run must reproduce it
     start: CallStart | None
     autocast: Autocast | None  # the autocast it ran under
 
@@ -107,14 +137,15 @@ def replayed(state: RandomState) -> Iterator[None]:
 
 
 def functional_sq_norms(module: nn.Module, args: tuple, kwargs: dict, grad_out: Tensor,
-                        output: Tensor | None = None, start: CallStart | None = None) -> Tensor:
+                        output: RecordedOutput | None = None,
+                        start: CallStart | None = None) -> Tensor:
     """Squared norms of ``functional_per_sample_grads``."""
     grads = functional_per_sample_grads(module, args, kwargs, grad_out, output, start)
     return sum(sq_norms(g) for g in grads.values())
 
 
 def functional_per_sample_grads(module: nn.Module, args: tuple, kwargs: dict, grad_out: Tensor,
-                                output: Tensor | None = None,
+                                output: RecordedOutput | None = None,
                                 start: CallStart | None = None) -> dict[str, Tensor]:
     """{name: (N, *param.shape)}: every sample's gradient of the module's own trainable
     parameters. ``output``: the call's recorded output (the re-run must reproduce it);
@@ -149,16 +180,13 @@ def _state(module: nn.Module, params: dict[str, Tensor],
     return {**{name: b.clone() for name, b in buffers.items()}, **params}
 
 
-def _check_reproduced(again: Tensor, output: Tensor | None, how: str) -> None:
+def _check_reproduced(again: Tensor, output: RecordedOutput | None, how: str) -> None:
     if output is None:
         return
-    if again.numel() != output.numel():
-        difference = 1.0
-    else:
-        difference = relative_difference(again.reshape(output.shape), output.detach())
+    difference = output.difference(again)
     # a call under autocast rounds in bf16/fp16 where the batch and a sample may differ
-    limit = LOW_PRECISION_TOLERANCE if torch.is_autocast_enabled(output.device.type) \
-        else tolerance(output)
+    limit = LOW_PRECISION_TOLERANCE if torch.is_autocast_enabled(output.tensor.device.type) \
+        else tolerance(output.tensor)
     if difference > limit:
         raise UnsupportedCall(
             f"{how}, it does not reproduce its output ({difference:.1%} off): its output rows "
@@ -170,7 +198,8 @@ def _check_reproduced(again: Tensor, output: Tensor | None, how: str) -> None:
 
 
 def _vmapped_per_sample_grads(module: nn.Module, args: tuple, kwargs: dict, grad_out: Tensor,
-                              output: Tensor | None, buffers: dict | None) -> dict[str, Tensor]:
+                              output: RecordedOutput | None, buffers: dict | None
+                              ) -> dict[str, Tensor]:
     n_samples = grad_out.shape[0]
     params = {name: p.detach() for name, p in trainable_direct_params(module)}
 
@@ -205,7 +234,8 @@ def _vmapped_per_sample_grads(module: nn.Module, args: tuple, kwargs: dict, grad
 
 
 def _replayed_per_sample_grads(module: nn.Module, args: tuple, kwargs: dict, grad_out: Tensor,
-                               output: Tensor | None, buffers: dict | None) -> dict[str, Tensor]:
+                               output: RecordedOutput | None, buffers: dict | None
+                              ) -> dict[str, Tensor]:
     leaves = {name: p.detach().requires_grad_() for name, p in trainable_direct_params(module)}
     with torch.enable_grad():
         again = rerun(module, _state(module, leaves, buffers), tuple(map(_detached, args)),

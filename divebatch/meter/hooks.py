@@ -15,8 +15,8 @@ from divebatch.meter.checked_calls import check_explained
 from divebatch.meter.calls import (bind, called_twice, check_batch_dimension, main_output,
                                    not_a_tensor, refuse_inside_backward, rule_failed)
 from divebatch.meter.broadcast import shared_call, verify_unchanged
-from divebatch.meter.functional import (CallStart, RandomState, RecordedCall, autocast_state,
-                                        recorded_sq_norms)
+from divebatch.meter.functional import (CallStart, RandomState, RecordedCall, RecordedOutput,
+                                        autocast_state, recorded_sq_norms)
 from divebatch.meter.output_hooks import OutputHooks
 from divebatch.meter.owners import Layers
 from divebatch.meter.kernels import accumulation_dtype
@@ -297,7 +297,7 @@ class SqNormHooks:
     def _capture(self, module: nn.Module, path: str, args: tuple, kwargs: dict,
                  output: Tensor, start: CallStart | None) -> object:
         if module not in self._layers.ruled:  # re-run by divebatch.meter.functional
-            saved = RecordedCall(args, kwargs, output.detach(), start,
+            saved = RecordedCall(args, kwargs, RecordedOutput.of(output), start,
                                  autocast_state(output.device))
         else:
             try:

@@ -10,7 +10,7 @@ from torch import nn
 
 from divebatch.meter.diversity import DiversityMeter, per_sample_grad_sq_norms
 from tests.helpers.oracles import float64  # noqa: F401  (the autouse float64 fixture)
-from tests.helpers.oracles import assert_close, cross_entropy
+from tests.helpers.oracles import assert_close, cross_entropy, loop_oracle
 
 
 class ScaledBlock(nn.Module):
@@ -126,3 +126,43 @@ def test_a_refused_rerun_leaves_running_statistics_alone():
     with pytest.raises(ValueError):
         per_sample_grad_sq_norms(model, cross_entropy, inputs, targets)
     assert torch.equal(model[1].running_var, after_one_forward)  # the real forward's update only
+
+
+class SubclassedLinear(nn.Linear):
+    """An nn.Linear subclass with its own forward (as Hugging Face's FalconLinear): no rule,
+    so it is re-run by torch.func."""
+
+    def forward(self, x):
+        return x @ self.weight.T + self.bias
+
+
+class InPlaceResidual(nn.Module):
+    """Re-run modules whose output the caller then changes in place (`out += h`)."""
+
+    def __init__(self, mixing=False):
+        super().__init__()
+        self.a, self.norm, self.head = nn.Linear(4, 5), nn.RMSNorm(5), nn.Linear(5, 3)
+        self.b = BatchMeanNorm(5) if mixing else SubclassedLinear(5, 5)
+
+    def forward(self, x):
+        h = self.a(x)
+        out = self.b(torch.tanh(h))
+        out += h
+        normed = self.norm(out)
+        normed.relu_()
+        return self.head(normed)
+
+
+def test_a_rerun_modules_output_changed_in_place_afterwards_is_exact():
+    """The re-run is compared with the output as the call returned it: the refusal said the
+    module mixed samples (every Falcon model was refused)."""
+    model, inputs, targets = InPlaceResidual(), torch.randn(5, 4), torch.randint(0, 3, (5,))
+    expected, _ = loop_oracle(model, cross_entropy, inputs, targets)
+    assert_close(per_sample_grad_sq_norms(model, cross_entropy, inputs, targets), expected)
+
+
+def test_a_mixing_module_whose_output_is_changed_in_place_is_still_refused():
+    model = InPlaceResidual(mixing=True)
+    with pytest.raises(ValueError, match=r"^b \(BatchMeanNorm\): re-run one sample at a time"):
+        per_sample_grad_sq_norms(model, cross_entropy, torch.randn(5, 4),
+                                 torch.randint(0, 3, (5,)))
