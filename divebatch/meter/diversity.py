@@ -16,12 +16,10 @@ not defined and the functions here raise ``ValueError`` unless called with
 statistics held fixed, which ignores the cross-sample terms: an approximation, flagged by
 ``DiversityMeter.approximate``.
 
-Every parameter gets exact per-sample norms, or the call raises ``ValueError`` naming the module
-(``transformer.h.0.attn.c_attn``), the reason and what to do (``divebatch.meter.hooks``; what is
-supported and refused, layer by layer: docs/user-guide.md). On the first measured batch of a
-meter and on every call of the functions here, the batch gradient the layers' calls explain
-must equal autograd's (``divebatch.meter.grad_check``), which catches a parameter used outside
-its modules' forward (``F.linear(h, self.wte.weight)``).
+Every parameter gets exact per-sample norms, or the call raises ``ValueError`` naming the module,
+the reason and what to do (layer by layer: docs/user-guide.md). The first measured batch of a
+meter and every call of the functions here check the split into samples
+(``divebatch.meter.grad_check``, ``divebatch.meter.sample_weights``).
 """
 
 from __future__ import annotations
@@ -56,8 +54,6 @@ PENDING_BATCHES = 16
 EPS = 1e-12  # added to ||G||^2 in Delta_hat = S / (||G||^2 + EPS): a zero gradient stays finite
 
 
-# ----------------------------------------------------------------------------- public functions
-
 def _norms_and_gradient(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor],
                         inputs: Tensor, targets: Tensor, allow_batchnorm: bool,
                         ) -> tuple[Tensor, list[Tensor | None]]:
@@ -66,11 +62,15 @@ def _norms_and_gradient(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Te
     layers = Layers(parameter_owners(model))
     params = list(layers.owners)
     hooks = SqNormHooks(model, layers, check=True, mixing_allowed=approximate)
+    if hooks.weighing is not None:
+        hooks.weighing.on_losses = True
     with hooks, expansions_named(hooks.expanded):
         losses = loss_fn(model(inputs), targets)
-        if losses.dim() != 1:
-            raise ValueError("loss_fn should return per-sample losses of shape [N] "
+        if losses.dim() != 1 or len(losses) != len(inputs):
+            raise ValueError(f"loss_fn should return per-sample losses of shape [{len(inputs)}] "
                              f"(reduction='none'), but got shape {list(losses.shape)}")
+        if hooks.weighing is not None:
+            hooks.weighing.watch_losses(losses)
         grads = (list(torch.autograd.grad(losses.sum(), params, allow_unused=True))
                  if params else [])
         hooks.check_grads_seen(params, grads)

@@ -69,7 +69,7 @@ class SqNormHooks:
         self._layers = layers
         self.checks = check  # whether these hooks check the batch gradient
         # mixing_allowed: BatchNorm's batch statistics, allowed as an approximation
-        self._weights = SampleWeights(list(layers.owners)) if check and not mixing_allowed \
+        self.weighing = SampleWeights(list(layers.owners)) if check and not mixing_allowed \
             else None
         self._paths, self._params, self._shared = layers.paths, layers.params, layers.shared
         self._direct = layers.direct
@@ -158,8 +158,8 @@ class SqNormHooks:
         self._autocast = first is not None and torch.is_autocast_enabled(first.device.type)
         if self.checks and first is not None:
             self._model_random = RandomState.now(first.device)
-            if self._weights is not None:
-                self._sample_weights = self._weights.draw(first.shape[0])
+            if self.weighing is not None:
+                self._sample_weights = self.weighing.draw(first.shape[0])
 
     def _after_model_call(self, model: nn.Module, args: tuple, kwargs: dict,
                           output: object) -> None:
@@ -168,8 +168,8 @@ class SqNormHooks:
         if self.expanded:
             with self._quiet():
                 verify_unchanged(model, args, kwargs, output, self._model_random, self.expanded)
-        if self._weights is not None:
-            self._weights.watch(output, self._sample_weights)
+        if self.weighing is not None:
+            self.weighing.watch(output, self._sample_weights)
 
     def _before_rule_less_call(self, module: nn.Module, args: tuple) -> None:
         if not self._replaying and torch.is_grad_enabled():
@@ -319,7 +319,7 @@ class SqNormHooks:
 
     def on_output_grad(self, module: nn.Module, grad_out: Tensor) -> None:
         """The hook on a layer's output: its rule's norms, or what a later check needs."""
-        if self._weights is not None and self._weights.running:
+        if self.weighing is not None and self.weighing.running:
             return  # the weighted check's backward
         waiting = self._waiting.pop(module, None)
         if waiting is None:  # a stale output of an earlier pass, or another backward over it
@@ -395,6 +395,6 @@ class SqNormHooks:
         ``check=True``): then some of its gradient comes from elsewhere, which the per-sample
         norms would miss."""
         with self._quiet():
-            check_explained(self._checked_calls, self._layers, params, grads, self._weights,
+            check_explained(self._checked_calls, self._layers, params, grads, self.weighing,
                             self.repeated)
         self._checked_calls.clear()

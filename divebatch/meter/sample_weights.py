@@ -45,20 +45,40 @@ class SampleWeights:
         self.weighted_grads: dict[Tensor, Tensor] = {}
         self.running = False  # inside the weighted backward: the layers' hooks stay quiet
         self.complete = True  # False if some model output could not be weighted
+        # weigh each sample's loss (watch_losses) rather than the model's outputs: any output
+        # layout, and a loss that mixes the samples shows too
+        self.on_losses = False
+        self._last_weights: Tensor | None = None
 
     def draw(self, batch_size: int) -> Tensor:
         return torch.rand(batch_size, generator=self._generator, dtype=torch.float64) + WEIGHT_LOW
 
     def watch(self, output: object, weights: Tensor) -> None:
         """Hook the model's outputs: once backward has their gradients, backpropagate them again
-        with each sample's rows scaled by its weight."""
+        with each sample's rows scaled by its weight. A scalar output (a loss the model
+        computes) is left out: its gradient reaches the parameters through the other outputs."""
+        if self.on_losses:
+            self._last_weights = weights
+            return
         tensors = [t for t in tree_flatten(output)[0]
-                   if isinstance(t, Tensor) and t.requires_grad]
+                   if isinstance(t, Tensor) and t.requires_grad and t.dim() > 0]
         if not tensors:
+            self.complete = False  # nothing to weigh: rows unknown
             return
-        if any(t.dim() == 0 or t.shape[0] != len(weights) for t in tensors):
-            self.complete = False  # an output without the batch first: rows unknown
+        for tensor in tensors:
+            if tensor.shape[0] != len(weights):
+                raise output_without_batch_first(tensor, len(weights))
+        self._hook(tensors, weights)
+
+    def watch_losses(self, losses: Tensor) -> None:
+        """Weigh the per-sample losses of the last model call (``on_losses``)."""
+        weights = self._last_weights
+        if weights is None or not losses.requires_grad or losses.shape != weights.shape:
+            self.complete = False
             return
+        self._hook([losses], weights)
+
+    def _hook(self, tensors: list[Tensor], weights: Tensor) -> None:
         done = []  # once: a second backward over this output (see SqNormHooks.repeated)
         if len(tensors) == 1 and tensors[0].grad_fn is not None:
             # on the node: its hooks run after the tensor's, which the model (or its caller)
@@ -93,6 +113,15 @@ class SampleWeights:
             if grad is not None:
                 total = self.weighted_grads.get(param)
                 self.weighted_grads[param] = grad if total is None else total + grad
+
+
+def output_without_batch_first(output: Tensor, batch_size: int) -> ValueError:
+    return ValueError(
+        f"the model's output has shape {list(output.shape)}, whose first dimension is not the "
+        f"batch ({batch_size} samples): the meter checks its split into samples by weighting "
+        "each sample's rows of the model's outputs, so outputs must have the batch first; "
+        "return them batch-first and permute them in the loss (logits.transpose(0, 1) for "
+        "F.ctc_loss)")
 
 
 @contextmanager
@@ -140,6 +169,7 @@ def check_weighted(actual: dict[Tensor, Tensor], explained: dict[Tensor, Tensor]
                 "samples (a tensor whose first dimension equals the batch size by coincidence, "
                 "such as a (T, T) table with T = N, or a weight made by a submodule), or "
                 "the samples are mixed after it (a statistic over the batch, as in a "
-                "normalisation over the batch), so per-sample norms would be wrong; freeze its "
-                "parameters (requires_grad_(False)) or make the layers after it treat every "
-                "sample on its own")
+                "normalisation over the batch, or a loss over pairs of samples, as in a "
+                "contrastive loss), so per-sample norms would be wrong; freeze its "
+                "parameters (requires_grad_(False)) or make the layers after it and the loss "
+                "treat every sample on its own")

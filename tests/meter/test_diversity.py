@@ -370,7 +370,7 @@ def test_seconds_count_the_rules_and_only_the_excess_of_fused_ones(monkeypatch):
         return rule_sq_norms(*call)
 
     def one_second_check(self, module, grad_out):  # the weighted check's backward, per layer
-        if self._weights is not None and self._weights.running:
+        if self.weighing is not None and self.weighing.running:
             now[0] += 1.0
         on_output_grad(self, module, grad_out)
     monkeypatch.setattr(sq_norm_hooks.SqNormHooks, "_rule_sq_norms",

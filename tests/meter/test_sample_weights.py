@@ -87,3 +87,53 @@ def test_the_check_leaves_the_models_random_numbers_alone():
     torch.manual_seed(3)
     F.cross_entropy(model(inputs), targets).backward()
     assert torch.equal(after_meter, torch.rand(3))
+
+
+class TimeFirst(nn.Module):
+    """(N, T, 4) -> (T, N, 3), the layout F.ctc_loss takes; `mix` subtracts the batch mean
+    between the two layers."""
+
+    def __init__(self, mix):
+        super().__init__()
+        self.a, self.b, self.mix = nn.Linear(4, 6), nn.Linear(6, 3), mix
+
+    def forward(self, x):
+        h = torch.tanh(self.a(x))
+        if self.mix:
+            h = h - h.mean(0, keepdim=True)
+        return self.b(h).transpose(0, 1)
+
+
+def time_first_loss(outputs, targets):  # (N,)
+    return 0.5 * (outputs.transpose(0, 1) - targets).square().flatten(1).sum(1)
+
+
+def test_the_functions_weigh_the_losses_whatever_the_outputs_layout():
+    """The check weighed the model's output rows: with time first it was skipped (mixing gave
+    15-35 % wrong norms) or, with T == N, weighed time steps and refused an exact model."""
+    inputs, targets = torch.randn(5, 5, 4), torch.randn(5, 5, 3)
+    model = TimeFirst(mix=False)
+    expected, _ = loop_oracle(model, time_first_loss, inputs, targets)
+    assert_close(per_sample_grad_sq_norms(model, time_first_loss, inputs, targets), expected)
+    with pytest.raises(ValueError, match=r"^a \(Linear\): .*randomly weighted sum"):
+        per_sample_grad_sq_norms(TimeFirst(mix=True), time_first_loss, torch.randn(5, 2, 4),
+                                 torch.randn(5, 2, 3))
+
+
+def test_a_loss_that_mixes_the_samples_is_refused_by_the_functions():
+    """A contrastive loss over the batch's own outputs: each sample's loss depends on the
+    others, which the output rows' gradients cannot split (values were up to 25x off)."""
+    def contrastive(outputs, targets):
+        unit = F.normalize(outputs, dim=1)
+        return F.cross_entropy(unit @ unit.T / 0.5, targets, reduction="none")
+    model = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3))
+    with pytest.raises(ValueError, match=r"loss over pairs of samples"):
+        per_sample_grad_sq_norms(model, contrastive, torch.randn(5, 4), torch.arange(5))
+
+
+def test_the_meter_refuses_outputs_without_the_batch_first():
+    model, inputs = TimeFirst(mix=True), torch.randn(5, 2, 4)
+    with pytest.raises(ValueError, match=r"^the model's output has shape \[2, 5, 3\], whose "
+                                         r"first dimension is not the batch \(5 samples\)"):
+        with DiversityMeter(model).track(len(inputs)):
+            time_first_loss(model(inputs), torch.randn(5, 2, 3)).mean().backward()
