@@ -116,7 +116,7 @@ def gradient_diversity(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Ten
     """
     sq_norms, grads = _norms_and_gradient(model, loss_fn, inputs, targets, allow_batchnorm)
     grad_sq_norm = sum(g.double().square().sum() for g in grads if g is not None)
-    return float(sq_norms.double().sum() / grad_sq_norm)
+    return float(sq_norms.double().sum() / (grad_sq_norm + EPS))  # as DiversityMeter's
 
 
 class DiversityMeter:
@@ -129,24 +129,21 @@ class DiversityMeter:
     ``keep_hooks``.
 
     ``keep_hooks`` (default False): the hooks of a measured batch stay on the model, ignoring
-    its calls, while the next batch is measured too, instead of being placed anew (which costs
-    a small model a few percent of its step: the trainer keeps them). They are removed before an
-    unmeasured batch, by a batch that fails, by ``detach()``, on leaving ``with meter`` and when
-    the meter is collected. Call ``detach()`` before using the model otherwise between batches
-    (copying it, pickling it whole, ``torch.compile``): a copy would take the hooks along.
+    its calls, while the next batch is measured too (placing them anew costs a small model a few
+    percent of its step: the trainer keeps them). They go before an unmeasured batch, after a
+    failed one, by ``detach()``, on leaving ``with meter`` and when the meter is collected; call
+    ``detach()`` before copying or pickling the model, or ``torch.compile``.
 
     With ``sample_every`` > 1, S over the measured batches is scaled up to all batches by
     ``estimator``:
 
-    - "ratio" (default): by C_seen / C_measured, where C sums ||G_b||^2, the squared norm of
-      each batch's gradient, read from ``param.grad`` of every batch (one fused norm). A few
-      badly fitted samples dominate both S_b and ||G_b||^2 of the batches they fall in, so
-      this ratio estimator (Cochran, Sampling Techniques, ch. 6) follows them where the count
-      ratio misses them: on the digits CNN it cut the error against the every-batch Delta_hat
-      three- to tenfold (``benchmarks/diversity_sampling.py``). Consistent, with a bias of
-      order 1 / measured batches.
+    - "ratio" (default): by C_seen / C_measured, where C sums ||G_b||^2 of every batch (one
+      fused norm of ``param.grad``). A few badly fitted samples dominate both S_b and ||G_b||^2
+      of their batches, so this ratio estimator (Cochran, Sampling Techniques, ch. 6) follows
+      them where the count misses them: on the digits CNN it cut the error against the
+      every-batch Delta_hat three- to tenfold (``benchmarks/diversity_sampling.py``); bias
+      of order 1 / measured batches.
     - "count": by samples seen / samples measured: unbiased over random batch orders.
-
     Change ``sample_every`` only right after ``reset()``.
 
     ``reduction`` says how the batch loss combines per-sample losses: "mean" (then
@@ -154,17 +151,17 @@ class DiversityMeter:
     Weight decay applied by the optimizer is not part of ``param.grad`` and so not of g_i.
 
     Gradient accumulation: one ``track`` may wrap several forward/backward passes over parts
-    of the batch (micro-batches), each backpropagating its share of the batch loss (with
-    "mean": sum of its per-sample losses / ``batch_size``); G is read once, from the
-    accumulated ``param.grad``, and S sums the norms of every pass. Several processes
-    (DistributedDataParallel): each runs ``samples`` of the batch, ``param.grad`` must be the
-    gradient of the whole batch's loss (DDP summing, not averaging, the processes' gradients,
-    see ``divebatch.training.distributed``), and ``reduce`` sums S over processes in
-    ``diversity()``.
+    of the batch (micro-batches), each backpropagating its share of the batch loss ("mean": its
+    per-sample losses' sum / ``batch_size``); G is read once, S sums every pass's norms.
+    Several processes (DistributedDataParallel): each runs ``samples`` of the batch,
+    ``param.grad`` must be the whole batch's gradient (DDP summing, not averaging, the
+    processes' gradients: ``divebatch.training.distributed``); ``reduce`` sums S over them.
     BatchNorm in training mode raises ``ValueError`` unless ``allow_batchnorm=True``, which makes
     the estimate approximate (``approximate`` becomes True; see the module docstring). The
-    first measured batch also checks that the layers' calls explain ``param.grad`` (the module
-    docstring), so zero the gradients before it.
+    first measured batch also checks the split into samples (the module docstring), so zero the
+    gradients before it; so does the first after a parameter is added, removed, frozen,
+    unfrozen or given a gradient hook, and the first after ``recheck()``: call it when the
+    model starts to use its parameters otherwise (a tie, a penalty in the loss).
 
     ``fuse_weight_grads`` (default True): on a measured batch, a Conv2d layer whose per-sample
     weight gradients are formed anyway (``divebatch.meter.rules.conv``) gets its batch weight
@@ -244,10 +241,9 @@ class DiversityMeter:
 
         ``param.grad`` must hold only this batch's gradient (zero it before the forward).
 
-        Adds to ``seconds`` the time of the meter's own work: attaching the hooks, the layers'
-        rules during backward (for a fused Conv2d only their share beyond the weight gradient
-        autograd skipped) and the sums afterwards. The forward hooks' bookkeeping (microseconds
-        per layer) is not counted; on CUDA the time is the host's, without synchronising.
+        Adds to ``seconds`` the meter's own work: attaching the hooks, the layers' rules in
+        backward (a fused Conv2d's share beyond the weight gradient autograd skipped) and the
+        sums; not the forward hooks' bookkeeping; on CUDA the host's time, unsynchronised.
         """
         started = time.perf_counter()
         if self._trainable.changed():  # S and G must cover the same parameters: start over
@@ -295,6 +291,10 @@ class DiversityMeter:
                 hooks.pause()
             else:
                 self.detach()
+
+    def recheck(self) -> None:
+        """Check the split into samples again on the next measured whole batch."""
+        self._checked = False
 
     def _relayout(self) -> None:
         """The layers worked out again, for the parameters that train now; checked again."""

@@ -141,12 +141,14 @@ def parameter_owners(model: nn.Module) -> dict[Tensor, list[Owner]]:
 class TrainableParams:
     """A model's parameters and which of them train, to notice a change: a layer frozen or
     unfrozen by a fine-tuning schedule (``changed``, cheap enough for every batch), or a
-    parameter added or removed (``refresh``, which also takes the model's state as it is)."""
+    parameter added or removed or given a gradient hook (``refresh``, which also takes the
+    model's state as it is)."""
 
     def __init__(self, model: nn.Module) -> None:
         self._model = model
         self._params: list[Tensor] = []
         self._flags: list[bool] = []
+        self._hooked: list[bool] = []
         self.refresh()
 
     def changed(self) -> bool:
@@ -155,9 +157,11 @@ class TrainableParams:
     def refresh(self) -> bool:
         params = list(self._model.parameters())
         flags = [p.requires_grad for p in params]
-        changed = (flags != self._flags or len(params) != len(self._params)
+        hooked = [bool(p._backward_hooks) for p in params]
+        changed = (flags != self._flags or hooked != self._hooked
+                   or len(params) != len(self._params)
                    or any(new is not old for new, old in zip(params, self._params)))
-        self._params, self._flags = params, flags
+        self._params, self._flags, self._hooked = params, flags, hooked
         return changed
 
 
