@@ -4,14 +4,21 @@ save them.
 Whole models with these layers, in both layouts, meet the per-sample loop in
 tests/meter/test_diversity.py."""
 
+import math
+
 import pytest
 import torch
 from torch import nn
 
 from divebatch.meter import kernels
+from divebatch.meter.diversity import per_sample_grad_sq_norms
 from divebatch.meter.rules import normalisation
 from tests.helpers.oracles import float64  # noqa: F401  (the autouse float64 fixture)
-from tests.helpers.oracles import assert_close
+from tests.helpers.oracles import assert_close, loop_oracle
+
+
+def squared_error(outputs, targets):
+    return (outputs - targets).square().sum(1)
 
 
 def channels_last(*tensors):
@@ -63,3 +70,24 @@ def test_layer_norm_rule_with_and_without_saved_statistics(shape, normalized):
 def test_layer_norm_capture_without_its_backward_node():
     norm, x = nn.LayerNorm(5, elementwise_affine=False), torch.randn(3, 5)
     assert normalisation._layer_norm_capture(norm, (x,), {}, norm(x))[1:] == (None, None)
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("track_running_stats", [False, True])
+@pytest.mark.parametrize("norm_class, shape", [(nn.InstanceNorm1d, (5, 3, 6)),
+                                               (nn.InstanceNorm2d, (5, 3, 4, 4)),
+                                               (nn.InstanceNorm3d, (5, 3, 2, 3, 3))])
+def test_instance_norm_is_exact_with_or_without_running_statistics(norm_class, shape,
+                                                                   track_running_stats,
+                                                                   training):
+    """With running statistics in training mode the re-run by torch.func failed on their
+    in-place update, and the meter refused a layer the guide calls exact."""
+    norm = norm_class(3, affine=True, track_running_stats=track_running_stats)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5), norm.bias.uniform_(-0.5, 0.5)
+    model = nn.Sequential(norm, nn.Flatten(), nn.Linear(math.prod(shape[1:]), 2))
+    inputs, targets = torch.randn(*shape), torch.randn(shape[0], 2)
+    model(inputs * 2 + 1)  # running statistics away from (0, 1)
+    model.train(training)
+    expected, _ = loop_oracle(model, squared_error, inputs, targets)
+    assert_close(per_sample_grad_sq_norms(model, squared_error, inputs, targets), expected)

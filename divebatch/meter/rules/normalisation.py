@@ -1,6 +1,7 @@
-"""Normalisation layers: GroupNorm, LayerNorm and BatchNorm, their affine weight and bias in
-closed form. BatchNorm in training mode holds the batch statistics fixed, which ignores the
-cross-sample terms: an approximation, refused unless allowed (``divebatch.meter.owners``)."""
+"""Normalisation layers: GroupNorm, LayerNorm, InstanceNorm and BatchNorm, their affine weight
+and bias in closed form. BatchNorm in training mode holds the batch statistics fixed, which
+ignores the cross-sample terms: an approximation, refused unless allowed
+(``divebatch.meter.owners``)."""
 
 from __future__ import annotations
 
@@ -96,6 +97,23 @@ def _batch_norm_sq_norms(norm: nn.modules.batchnorm._BatchNorm, x: Tensor,
     if uses_batch_statistics(norm):  # approximate: batch statistics held fixed
         var, mean = torch.var_mean(x.reshape(*x.shape[:2], -1).to(dtype), dim=(0, 2),
                                    correction=0)  # (C,)
+    else:
+        var, mean = norm.running_var.to(dtype), norm.running_mean.to(dtype)
+    rstd = (var + norm.eps).rsqrt()
+    return _affine_sq_norms(norm, *_channel_sums(x, grad_out), mean, rstd)
+
+
+@register_rule(nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d,
+               params=("weight", "bias"))
+def _instance_norm_sq_norms(norm: nn.modules.instancenorm._InstanceNorm, x: Tensor,
+                            grad_out: Tensor) -> Tensor:
+    """Each sample's own statistics (training, or no running statistics), else the running
+    ones; the in-place update of running statistics in training (which a re-run by torch.func
+    refused) does not touch the output."""
+    dtype = accumulation_dtype(x)
+    if norm.training or not norm.track_running_stats:
+        var, mean = torch.var_mean(x.reshape(*x.shape[:2], -1).to(dtype), dim=2,
+                                   correction=0)  # (N, C)
     else:
         var, mean = norm.running_var.to(dtype), norm.running_mean.to(dtype)
     rstd = (var + norm.eps).rsqrt()
