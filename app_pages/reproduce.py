@@ -42,7 +42,7 @@ def start_reproduction() -> None:
 
 
 def repro_form() -> None:
-    with st.form("repro_form"):
+    with st.form("repro_form", enter_to_submit=False):  # only Start starts runs
         left, middle, right = st.columns([1, 1, 3])
         left.selectbox("scale", ("quick", "full"), key="repro_scale",
                        help="quick: a few minutes on 2 CPU cores (20 epochs); full: 50 "

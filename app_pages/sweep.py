@@ -8,6 +8,7 @@ from dashboard.instructor import instructor_mode
 from dashboard.experiment import (Experiments, backend_controls, chosen_backend,
                                   experiment_page)
 from divebatch.report import sweep_figures as sweep_plots
+from divebatch.report.tables import why_it_ended
 from divebatch.experiments import sweeps, verdicts
 from divebatch.config import PROBLEMS
 from divebatch.data.problems import check_available
@@ -71,7 +72,7 @@ def open_sweep(specs: dict) -> None:
 
 
 def sweep_form() -> None:
-    with st.form("sweep_form"):
+    with st.form("sweep_form", enter_to_submit=False):  # only Start starts a sweep
         left, middle, right = st.columns(3)
         left.selectbox("problem", PROBLEMS, key="sweep_problem")
         left.number_input("epochs", min_value=1, max_value=1000, step=1, key="sweep_epochs")
@@ -103,6 +104,7 @@ def sweep_picker(earlier: list[sweeps.SweepSpec]) -> None:
 
 
 def draw_results(store, spec: sweeps.SweepSpec, result: sweeps.SweepResults) -> None:
+    why_runs_failed(result)
     draw_heatmaps(spec, result)
     st.dataframe(sweeps.cell_table(result), key="sweep_table", hide_index=True,
                  placeholder="—", width="stretch")
@@ -110,6 +112,19 @@ def draw_results(store, spec: sweeps.SweepSpec, result: sweeps.SweepResults) -> 
     if line:
         st.markdown(f"**Verdict:** {line}")
     draw_cell_curves(store, result)
+
+
+def why_runs_failed(result: sweeps.SweepResults) -> None:
+    """Under the progress line, which only counts them: each failed, diverged or interrupted
+    run of the sweep, its cell and seed, and why (the first line of its stored error)."""
+    labels = {row["cell"]: row["label"] for row in result.cells}
+    lines = [f"- run #{run['id']} ({labels[planned.cell]}, seed {planned.config.seed}): "
+             f"{why_it_ended(run)}" for planned, run in zip(result.spec.plan(), result.matched)
+             if run and why_it_ended(run)]
+    if lines:
+        st.error(f"{len(lines)} run(s) of this sweep ended early (Start sweep redoes failed "
+                 f"and interrupted runs; `divebatch show N` prints a run's whole error):\n\n"
+                 + "\n".join(lines))
 
 
 def draw_heatmaps(spec: sweeps.SweepSpec, result: sweeps.SweepResults) -> None:

@@ -169,12 +169,20 @@ class RunStore(SqliteFile):
                 statuses: Iterable[str] = ("interrupted", "failed", "stopped")) -> bool:
         """A run in one of `statuses` -> queued, dropping (in the same transaction) its records
         after epoch `keep_epochs`, its progress row and its pending controls, and clearing its
-        error, end time and worker; False if it was not in one of `statuses`."""
-        statuses = tuple(statuses)
-        for status in statuses:
+        error, end time and worker; False if it was not in one of `statuses`. Its info keeps
+        its first start and the seconds of its earlier starts (first_started_at, earlier_s)."""
+        for status in (statuses := tuple(statuses)):
             check_choice("status", status, FINISHED_STATUSES)
-
-        return self.write(lambda db: requeue_run(db, run_id, keep_epochs, statuses))
+        def requeue_keeping_times(db: sqlite3.Connection) -> bool:
+            run = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+            requeued = requeue_run(db, run_id, keep_epochs, statuses)
+            if requeued and run["started_at"] is not None:
+                info, start = json.loads(run["info"]), run["started_at"]
+                update_run(db, run_id, info=dumps({
+                    **info, "first_started_at": info.get("first_started_at", start),
+                    "earlier_s": info.get("earlier_s", 0) + (run["finished_at"] or start) - start}))
+            return requeued
+        return self.write(requeue_keeping_times)
 
     def set_status(self, run_id: int, status: str, error: str | None = None) -> None:
         """Set the status and the error text (None clears it); nothing else changes."""
@@ -327,7 +335,6 @@ class RunStore(SqliteFile):
                 "SELECT 1 FROM controls WHERE run_id = ? AND consumed_at IS NULL LIMIT 1",
                 (run_id,)).fetchone()):
             return []  # the common case costs a read, not the write lock
-
         return self.write(lambda db: take_pending_controls(db, run_id))
 
     # --- warm workers

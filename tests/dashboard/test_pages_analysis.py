@@ -155,3 +155,42 @@ def test_a_heatmap_whose_colours_span_under_one_point_says_so():
                                "max_batch_size")
     assert "all cells within 0.40 points" in narrow.layout.title.text
     assert "within" not in wide.layout.title.text
+
+
+def forms(block) -> list:
+    """The st.form blocks under `block` (AppTest has no accessor for them)."""
+    found = [block] if getattr(block, "type", None) == "form" else []
+    for child in getattr(block, "children", {}).values():
+        found += forms(child)
+    return found
+
+
+@pytest.mark.parametrize("page,form_key", [("app_pages/sweep.py", "sweep_form"),
+                                           ("app_pages/reproduce.py", "repro_form")])
+def test_enter_in_a_field_does_not_submit_the_start_form(page, form_key):
+    """A browser submits a form on Enter in any of its fields (four Enters were four
+    sweeps): only the Start button starts runs."""
+    at = open_page(page)
+    [form] = forms(at.main)
+    assert form.proto.form.form_id == form_key
+    assert form.proto.form.enter_to_submit is False
+
+
+def test_a_sweeps_failed_runs_say_why_under_its_progress(store):
+    from divebatch.experiments import sweeps
+    spec = sweeps.SweepSpec(base={**sweeps.SWEEP_DEFAULTS, "problem": "least_squares",
+                                  "epochs": 2}, deltas=(0.1,), max_batch_sizes=(64,),
+                            resize_everys=(1,), seeds=(0,))
+    ids = []
+    for planned in spec.plan():  # the baseline, then the one cell
+        ids.append(store.create_run(planned.config.to_dict(), name=planned.config.name,
+                                    group=spec.group))
+        store.update_info(ids[-1], sweep=spec.to_dict())
+    store.mark_finished(ids[0], "stopped")
+    store.mark_finished(ids[1], "failed", "ValueError: B_max too large\nTraceback (...)")
+    at = open_page("app_pages/sweep.py")
+    assert "2 stopped or failed" in at.get("progress")[0].proto.text
+    [error] = at.error
+    assert (f"run #{ids[1]} (delta=0.1, B_max=64, R=1, seed 0): failed: ValueError: B_max "
+            f"too large") in error.value
+    assert "Traceback" not in error.value and f"#{ids[0]}" not in error.value

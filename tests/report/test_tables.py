@@ -27,3 +27,24 @@ def test_run_row_has_duration_and_time_to_target():
     assert row["train s to own-1pt"] == pytest.approx(1.5)
     active = {**run(2), "status": "running", "finished_at": None}
     assert tables.run_row(active, [], now=1004.0)["duration s"] == pytest.approx(4.0)
+
+
+@pytest.mark.parametrize("status,error,note", [
+    ("failed", "CUDA out of memory\nTraceback ...", "failed: CUDA out of memory"),
+    ("diverged", "loss is nan at epoch 3", "diverged: loss is nan at epoch 3"),
+    ("failed", None, "failed: no details recorded"),
+    ("interrupted", None, "interrupted: its worker process ended unexpectedly"),
+    ("stopped", None, ""), ("completed", None, "")])
+def test_the_note_says_why_a_run_ended_badly(status, error, note):
+    row = tables.run_row({**run(1), "status": status, "error": error}, RECORDS)
+    assert row["note"] == note
+
+
+def test_a_resumed_run_shows_its_first_start_and_all_its_starts_duration():
+    resumed = {**run(1), "started_at": 5000.0, "finished_at": 5004.0,
+               "info": {"first_started_at": 1000.0, "earlier_s": 10.0}}
+    row = tables.run_row(resumed, RECORDS)
+    assert row["duration s"] == pytest.approx(14.0)
+    assert row["started"] == tables.run_row(run(2), RECORDS)["started"]  # the first start
+    waiting = {**resumed, "status": "queued", "finished_at": None}
+    assert tables.run_row(waiting, RECORDS, now=9000.0)["duration s"] == pytest.approx(10.0)

@@ -356,3 +356,16 @@ def test_default_path_is_under_the_working_directory(monkeypatch, tmp_path):
     monkeypatch.delenv("DIVEBATCH_DB", raising=False)
     monkeypatch.chdir(tmp_path)
     assert RunStore.default_path() == tmp_path / ".divebatch" / "runs.db"
+
+
+def test_a_requeued_run_keeps_its_first_start_and_the_seconds_of_its_earlier_starts(store):
+    run_id = store.create_run({"epochs": 3})
+    for first, ended in ((100.0, 110.0), (200.0, 204.0)):  # two starts, then a third
+        store.write(lambda db: db.execute(
+            "UPDATE runs SET status = 'stopped', started_at = ?, finished_at = ? WHERE id = ?",
+            (first, ended, run_id)))
+        assert store.requeue(run_id, keep_epochs=0)
+    info = store.get_run(run_id)["info"]
+    assert info["first_started_at"] == 100.0 and info["earlier_s"] == pytest.approx(14.0)
+    assert not store.requeue(run_id, keep_epochs=0)  # queued: not requeued, info unchanged
+    assert store.get_run(run_id)["info"] == info
