@@ -7,7 +7,7 @@ import streamlit as st
 
 from dashboard import remember_linked_runs
 from dashboard.store import foreground_runs, open_store, queue_summary
-from dashboard.instructor import apply_style
+from dashboard.instructor import apply_style, keep_in_address
 from divebatch.runs import warm_pool
 
 # The icon is a file here: a Material icon name makes the browser fetch it from Google.
@@ -32,6 +32,7 @@ st.sidebar.toggle("Instructor mode", key="instructor",
                   help="For a projector: larger type, only the preset, delta, B_max and R on "
                        "the lab form, charts in view after Start (or open the dashboard with "
                        "?instructor=1).")
+keep_in_address()  # every page's address, so that a reload stays in the mode
 apply_style()
 store = open_store()
 busy, queued, slots = queue_summary(store)

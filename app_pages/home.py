@@ -34,9 +34,10 @@ st.markdown(
     "B ← min(max(δ · n · Δ̂, B), B_max): a fraction δ of Yin's batch-size bound n·Δ.")
 
 cards = [page for page in PAGES if page[0] in FOR_THE_CLASS] if instructor_mode() else PAGES
-for start in range(0, len(cards), CARDS_PER_ROW):
-    row = cards[start:start + CARDS_PER_ROW]
-    for column, (path, title, icon, purpose) in zip(st.columns(CARDS_PER_ROW), row):
+per_row = min(CARDS_PER_ROW, len(cards))  # instructor mode's two cards fill the width
+for start in range(0, len(cards), per_row):
+    row = cards[start:start + per_row]
+    for column, (path, title, icon, purpose) in zip(st.columns(per_row), row):
         with column.container(border=True, height="stretch"):
             st.page_link(path, label=f"**{title}**", icon=icon)
             st.caption(purpose)

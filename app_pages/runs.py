@@ -1,9 +1,13 @@
 """Runs: every stored run; overlay, stop, resume, delete, export."""
 
+import functools
+import hashlib
+
 import streamlit as st
 
 from dashboard import live, race_export, roles
 from dashboard.critical_panel import critical_batch_panel
+from dashboard.instructor import instructor_mode
 from dashboard.store import open_store, run_rows
 from divebatch.runs import queue, worker
 from divebatch.report.exports import records_csv, records_json
@@ -26,7 +30,23 @@ RUN_COLUMN_CONFIG = {
     "final val loss": st.column_config.NumberColumn(format="%.4g", width=85),
     "duration s": st.column_config.NumberColumn(format="%.1f", width=80),
     "train s to own-1pt": st.column_config.NumberColumn(format="%.2f", width=115),
+    "note": st.column_config.TextColumn(width="large"),  # why a run failed, in words
     "group": st.column_config.TextColumn(width="small")}
+# instructor mode's larger type (22 px, not 16): wider columns, and what a class asks first
+INSTRUCTOR_COLUMNS_SHOWN = ("run", "status", "method", "epochs", "final acc", "note",
+                            "train s to own-1pt", "final val loss", "duration s", "problem",
+                            "name", "group", "started")
+INSTRUCTOR_WIDTH_SCALE = 1.4
+
+
+def run_table_columns() -> tuple[tuple[str, ...], dict]:
+    """(column order, column config) of the runs table, for instructor mode or not."""
+    if not instructor_mode():
+        return RUN_COLUMNS_SHOWN, RUN_COLUMN_CONFIG
+    return INSTRUCTOR_COLUMNS_SHOWN, {
+        name: {**config, "width": round(config["width"] * INSTRUCTOR_WIDTH_SCALE)}
+        if isinstance(config["width"], int) else config
+        for name, config in RUN_COLUMN_CONFIG.items()}
 
 st.session_state.setdefault("runs_delete_message", None)
 
@@ -45,14 +65,19 @@ group = col_group.selectbox("Group", ["(any)", *groups], key="runs_group_filter"
                             persist_state="session", help="Races and sweeps share a group.")
 runs = [run for run in all_runs if group == "(any)" or run["group"] == group]
 
-def rows_clicked() -> None:
+def table_key(ids: list[int]) -> str:
+    """The table's key names the run ids of its rows: Streamlit keeps a table's ticks by row
+    position, so a delete or a new run makes a new table, ticked on its runs' new rows."""
+    return "runs_table_" + hashlib.sha1(repr(ids).encode()).hexdigest()[:12]
+
+
+def rows_clicked(key: str, ids: list[int]) -> None:
     """Rows ticked in the table join the selected runs; rows unticked leave them (the
     picker below can also add and remove runs: only the table's own changes apply; the
-    table's ticks are never set from here, which made the browser drop the picker's next
-    choice)."""
-    ids = st.session_state.runs_table_ids
-    now = {ids[row] for row in st.session_state.runs_table.selection.rows if row < len(ids)}
-    before = st.session_state.get("runs_table_picked", set())
+    ticks of a drawn table are never set from here, which made the browser drop the
+    picker's next choice)."""
+    now = {ids[row] for row in st.session_state[key].selection.rows if row < len(ids)}
+    before = st.session_state.get("runs_table_picked", set()) & set(ids)
     shown = [i for i in st.session_state.get("runs_shown", []) if i not in before - now]
     st.session_state.runs_shown = shown + sorted(now - before - set(shown))
     st.session_state.runs_table_picked = now
@@ -62,10 +87,17 @@ if not runs:
     st.info("No runs stored yet: start one on a lab page, or with "
             "`python -m divebatch run ...` (same store).")
 else:
-    st.session_state.runs_table_ids = [run["id"] for run in runs]
+    ids = [run["id"] for run in runs]
+    key = table_key(ids)
+    order, column_config = run_table_columns()
+    ticked = st.session_state.get("runs_table_picked", set()) & set(
+        st.session_state.get("runs_shown", []))
     st.dataframe(run_rows(store, runs), hide_index=True, placeholder="—", width="stretch",
-                 key="runs_table", on_select=rows_clicked, selection_mode="multi-row",
-                 column_order=RUN_COLUMNS_SHOWN, column_config=RUN_COLUMN_CONFIG)
+                 key=key, on_select=functools.partial(rows_clicked, key, ids),
+                 selection_mode="multi-row", column_order=order,
+                 selection_default={"selection": {
+                     "rows": [row for row, run_id in enumerate(ids) if run_id in ticked]}},
+                 column_config=column_config)
     st.caption("Tick rows to add runs to the selection below, untick them to take them out; "
                "the selection also holds the runs picked there or named by a link.")
 

@@ -23,7 +23,7 @@ from .store import open_store
 from .first_point import await_first_points
 from .instructor import FIELDS as INSTRUCTOR_FIELDS
 from .instructor import instructor_mode
-from .play import pace_picker, pace_seconds, start_paced
+from .play import pace_from_link, pace_in_link, pace_picker, pace_seconds, start_paced
 
 # Shown in the main grid (in this order); every other field goes under "Advanced".
 MAIN_FIELDS = ("problem", "model", "method", "epochs", "batch_size", "max_batch_size", "delta",
@@ -35,7 +35,7 @@ HOT_NOTE = ("(hot) marks the hot parameters: delta, max batch size, resize inter
             "Everything else needs a new run.")
 
 
-NOT_CONFIG = ("instructor", "runs")  # link parameters that are not RunConfig fields
+NOT_CONFIG = ("instructor", "runs", "pace")  # link parameters that are not RunConfig fields
 
 
 def key(prefix: str, name: str) -> str:
@@ -71,6 +71,7 @@ def init_form(prefix: str, problems: tuple[str, ...], default_preset: str) -> No
     config = PRESETS[default_preset].config()
     query = {} if st.session_state.get("url_read") else st.query_params.to_dict()
     st.session_state.url_read = True
+    pace_from_link(prefix, query)
     if set(query) - set(NOT_CONFIG):
         config = _config_from_link(prefix, query, problems, config)
         matching = [p.key for p in presets_for(problems) if _is_preset(config, p.key)]
@@ -110,9 +111,10 @@ def _bullets(error: Exception) -> str:
     return "\n".join(f"- {line}" for line in str(error).splitlines())
 
 
-def sync_url(config: RunConfig) -> None:
-    """Mirror a valid setup in the address bar (fields that differ from the defaults)."""
-    wanted = config_to_query(config)
+def sync_url(prefix: str, config: RunConfig) -> None:
+    """Mirror a valid setup in the address bar (fields that differ from the defaults, and
+    the pace of new runs unless it is real time)."""
+    wanted = {**config_to_query(config), **pace_in_link(prefix)}
     if instructor_mode():
         wanted["instructor"] = "1"
     if st.query_params.to_dict() != wanted:
@@ -215,7 +217,7 @@ def config_form(prefix: str, problems: tuple[str, ...], hidden: tuple[str, ...] 
     except ValueError as error:
         st.error(f"These settings are not valid, so no run can start:\n\n{_bullets(error)}")
         return None
-    sync_url(config)
+    sync_url(prefix, config)
     return config
 
 

@@ -1,6 +1,7 @@
 """Instructor mode, for a projector (1280x720): larger type, big Start / Race buttons, only
 the preset and the three DiveBatch knobs on the lab form, the setup folded away after Start
-and the page scrolled to the charts. On with the sidebar toggle or `?instructor=1`."""
+and the page scrolled to the charts. On with the sidebar toggle or `?instructor=1`, which
+every page keeps in its address while the mode is on."""
 
 from __future__ import annotations
 
@@ -18,6 +19,16 @@ html { font-size: 22px; }
 
 def instructor_mode() -> bool:
     return bool(st.session_state.get("instructor"))
+
+
+def keep_in_address() -> None:
+    """`instructor=1` in every page's address while the mode is on, so that a reload (F5)
+    keeps it; out of the address while it is off. Other parameters stay."""
+    if instructor_mode():
+        if st.query_params.get("instructor") != "1":
+            st.query_params["instructor"] = "1"
+    elif "instructor" in st.query_params:
+        del st.query_params["instructor"]
 
 
 def apply_style() -> None:

@@ -36,13 +36,36 @@ def pace_seconds(choice: str, epochs: int) -> float:
 
 
 def pace_picker(prefix: str) -> str:
-    """The pace of the runs Start / Race begins (state "<prefix>_start_pace")."""
+    """The pace of the runs Start / Race begins (state "<prefix>_start_pace"; the page's
+    address holds it as `pace=`)."""
+    refused = st.session_state.pop(f"{prefix}_pace_refused", None)
+    if refused:
+        st.error(refused)
+    st.session_state.setdefault(f"{prefix}_start_pace", "real")
     return st.segmented_control(
         "Pace", list(START_PACES), format_func=START_PACES.get, key=f"{prefix}_start_pace",
-        default="real", persist_state="session",
+        persist_state="session",
         help="Classroom pace spreads a short run over about a minute; step by step waits after "
              "each epoch for Step or Resume. Waiting is never counted as training time and "
              "changes no result.") or "real"
+
+
+def pace_from_link(prefix: str, query: dict) -> None:
+    """The pace a link's `pace=` names (real, classroom, step), into the picker's state;
+    another value is refused with an error by the picker."""
+    pace = query.get("pace")
+    if pace in START_PACES:
+        st.session_state[f"{prefix}_start_pace"] = pace
+    elif pace is not None:
+        st.session_state[f"{prefix}_pace_refused"] = (
+            f"Pace in this link should be one of {', '.join(START_PACES)}, but got {pace!r}: "
+            f"new runs go at real time.")
+
+
+def pace_in_link(prefix: str) -> dict[str, str]:
+    """{"pace": ...} for the address bar, or {} at real time (the default)."""
+    pace = st.session_state.get(f"{prefix}_start_pace") or "real"
+    return {} if pace == "real" else {"pace": pace}
 
 
 def start_paced(store: RunStore, run_ids: list[int], choice: str) -> None:

@@ -112,6 +112,58 @@ def test_delete_acts_on_one_run_and_mixed_problems_warn(store):
     assert at.multiselect(key="runs_shown").value == [ids[0]]
 
 
+def table_ticks(at: AppTest) -> list[int]:
+    """The run ids of the rows the Runs table draws ticked."""
+    [table] = at.dataframe
+    rows = json.loads(table.proto.selection_default or '{"selection": {"rows": []}}')
+    return [int(table.value["run"][row]) for row in rows["selection"]["rows"]]
+
+
+def test_the_tables_ticks_follow_run_ids_after_a_delete_and_a_new_run(store):
+    """Ticks are kept by row position: after deleting #2 of the ticked #3 and #2, run #1
+    (now where #2 was) showed ticked while the selection held only #3."""
+    config = {"method": "sgd", "epochs": 1, "problem": "least_squares"}
+    ids = [store.create_run(config) for _ in range(3)]
+    for run_id in ids:
+        store.mark_finished(run_id, "completed")
+    at = open_app("app_pages/runs.py")
+    at.multiselect(key="runs_shown").set_value([ids[2], ids[1]]).run()
+    at.session_state["runs_table_picked"] = {ids[2], ids[1]}  # as the table's ticks leave it
+    at.run()
+    assert table_ticks(at) == [ids[2], ids[1]]
+    before = at.dataframe[0].key
+    at.selectbox(key="runs_export_run").set_value(ids[1]).run()
+    at.checkbox(key="runs_confirm_delete").check().run()
+    at.button(key="runs_delete").click().run()
+    assert at.dataframe[0].key != before  # a new table: Streamlit drops the old ticks
+    assert table_ticks(at) == [ids[2]] and at.multiselect(key="runs_shown").value == [ids[2]]
+    newer = store.create_run(config)  # a new run above moves every row down
+    at.run()
+    assert table_ticks(at) == [ids[2]] and list(at.dataframe[0].value["run"][:2]) == [
+        newer, ids[2]]
+
+
+def test_a_failed_runs_note_says_why(store):
+    failed = store.create_run({"method": "sgd", "epochs": 1, "problem": "least_squares"})
+    store.mark_finished(failed, "failed", "RuntimeError: CUDA out of memory\nTraceback ...")
+    at = open_app("app_pages/runs.py")
+    assert at.dataframe[0].value["note"][0] == "failed: RuntimeError: CUDA out of memory"
+
+
+def test_instructor_mode_widens_the_runs_columns_for_its_larger_type(store):
+    """At 22 px type the 16 px widths cut "completed" to "complete..." at 1280x720."""
+    store.mark_finished(store.create_run({"problem": "least_squares"}), "completed")
+    widths = {}
+    for query in ({}, {"instructor": "1"}):
+        at = open_app("app_pages/runs.py", query=query)
+        columns = json.loads(at.dataframe[0].proto.columns)
+        widths[bool(query)] = {name: columns[name]["width"] for name in ("status", "epochs")}
+        order = list(at.dataframe[0].proto.column_order)
+    assert widths[True]["status"] >= 1.4 * widths[False]["status"]
+    assert widths[True]["epochs"] >= 1.4 * widths[False]["epochs"]
+    assert order[:6] == ["run", "status", "method", "epochs", "final acc", "note"]
+
+
 def test_step_by_step_pace_then_step_resume_and_pace_change(store):
     at = open_app("app_pages/synthetic.py")
     set_numbers(at, "syn", **TINY, epochs=6)
@@ -241,6 +293,36 @@ def test_unknown_runs_in_a_link_are_named(store):
     assert "Start" not in at.multiselect(key="runs_shown").proto.placeholder
 
 
+def test_instructor_mode_stays_in_every_pages_address():
+    """A reload (F5) opens a new session on the address: every page must keep the mode
+    there, not only the labs."""
+    at = open_app()
+    at.toggle(key="instructor").set_value(True).run()
+    assert at.query_params.get("instructor") in ("1", ["1"])
+    for page in ("app_pages/learn.py", "app_pages/runs.py", "app_pages/sweep.py",
+                 "app_pages/reproduce.py", "app_pages/home.py"):
+        at.query_params.clear()  # a page switch in the browser drops the parameters
+        at.switch_page(page).run()
+        assert at.query_params.get("instructor") in ("1", ["1"]), page
+    at.toggle(key="instructor").set_value(False).run()
+    assert "instructor" not in at.query_params
+
+
+def test_the_pace_is_in_the_address_and_a_link_sets_it():
+    at = open_app("app_pages/synthetic.py")
+    assert "pace" not in at.query_params  # real time, the default, is left out
+    at.button_group(key="syn_start_pace").set_value("classroom").run()
+    assert at.query_params.get("pace") in ("classroom", ["classroom"])
+    at = open_app("app_pages/synthetic.py", query={"pace": "step", "delta": "0.25"})
+    assert at.button_group(key="syn_start_pace").value == "step"
+    assert at.number_input(key="syn_delta").value == 0.25
+    assert not at.error and not at.warning
+    at = open_app("app_pages/synthetic.py", query={"pace": "fast"})
+    assert "Pace in this link should be one of real, classroom, step, but got 'fast'" in (
+        texts(at.error))
+    assert at.button_group(key="syn_start_pace").value == "real"
+
+
 def test_sgd_large_link_selects_the_large_batch_variant():
     at = open_app("app_pages/synthetic.py", query={"method": "sgd", "batch_size": "1024"})
     assert at.selectbox(key="syn_method").value == "sgd_large"
@@ -299,6 +381,7 @@ def test_instructor_mode_simplifies_home_and_learn():
     at = open_app(query={"instructor": "1"})
     assert [link.proto.label for link in at.get("page_link")] == ["**Learn**",
                                                                    "**Synthetic lab**"]
+    assert len(at.columns) == 2  # the two cards fill the row (a third column stood empty)
     assert not [h for h in at.subheader if h.value == "How it works"]
     at.switch_page("app_pages/learn.py").run()
     assert not [h for h in at.header if h.value.startswith("3.")]
