@@ -11,7 +11,7 @@ from dashboard import roles
 from dashboard.store import open_store
 from divebatch.experiments import critical_jobs
 from divebatch.experiments.critical_batch import CriticalBatchSettings, summarize
-from divebatch.report.critical_batch import critical_batch_sentence
+from divebatch.report.critical_batch import critical_batch_sentence, measured_points
 from divebatch.report.critical_figure import critical_batch_figure
 from divebatch.report.figures import RunData
 from divebatch.report.run_labels import run_label
@@ -87,19 +87,25 @@ def _measurement_view(prefix: str, run_id: int, was_active: bool) -> None:
     if was_active and not active:
         st.rerun()  # the page again, without the refresh timer
     _status_line(prefix, measurement, active)
-    measurement_chart(prefix, store, run_id, measurement["id"])
+    measurement_chart(prefix, store, run_id, measurement["id"], active=active)
 
 
-def measurement_chart(prefix: str, store, run_id: int, measurement_id: int) -> None:
+def measurement_chart(prefix: str, store, run_id: int, measurement_id: int,
+                      active: bool = False) -> None:
     """The chart of one measurement of `run_id` (with its race's batch sizes) and the
-    sentence under it; the guided tour draws it on the lab too."""
+    sentence under it; the guided tour draws it on the lab too. While an `active`
+    measurement has no point yet, the sentence says it is being measured."""
     summaries = summarize(Measurements(store).rows(measurement_id))
     shown = _race_of(store, store.get_run(run_id))
     datas = [RunData(r, store.records(r["id"])) for r in shown]
     measured = next(d for d in datas if d.run["id"] == run_id)
     st.plotly_chart(critical_batch_figure(summaries, measured, datas),
                     key=f"{prefix}_critical_chart", width="stretch")
-    st.markdown(critical_batch_sentence(summaries, datas))
+    if active and not measured_points(summaries):
+        st.markdown("Being measured: the critical batch size appears here once the branches "
+                    "of a checkpoint have finished.")
+    else:
+        st.markdown(critical_batch_sentence(summaries, datas))
 
 
 def _status_line(prefix: str, measurement: dict, active: bool) -> None:

@@ -18,9 +18,11 @@ MIME = {"gif": "image/gif", "mp4": "video/mp4"}
 
 
 def download_panel(prefix: str, run_ids: list[int]) -> None:
-    """An expander with a speed choice and a GIF and an MP4 button for `run_ids`; st.error
-    (and no buttons) when they make no race: none, an unknown one, different problems."""
-    with st.expander("Animation of this race (GIF, MP4) for slides"):
+    """An expander with a speed choice and a GIF and an MP4 button for `run_ids` (named for
+    a run, or a race of 2 or more); st.error (and no buttons) when they make no race: none,
+    an unknown one, different problems."""
+    what = "this run" if len(run_ids) == 1 else "this race"
+    with st.expander(f"Animation of {what} (GIF, MP4) for slides"):
         store = open_store()
         try:
             animation.check_race(animation.stored_runs(store, run_ids))

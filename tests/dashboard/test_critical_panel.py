@@ -50,3 +50,15 @@ def test_a_viewer_sees_no_measure_button(store, monkeypatch):
     monkeypatch.setenv("DIVEBATCH_ROLE", "viewer")
     at = open_app("app_pages/runs.py", query={"runs": str(run_id)})
     assert "runs_critical_start" not in {getattr(b, "key", None) for b in at.button}
+
+
+def test_a_measurement_under_way_says_so_not_start_one(store):
+    """It said "Measurement #1: running" above "No critical batch size measured yet: start
+    a measurement."."""
+    from divebatch.experiments import critical_jobs
+    run_id = store.create_run(SMALL.to_dict(), status="completed")
+    Measurements(store).create(run_id, critical_jobs.KIND, {})  # queued: not started here
+    at = open_app("app_pages/runs.py", query={"runs": str(run_id)})
+    assert "Measurement #" in texts(at.caption) and "queued" in texts(at.caption)
+    assert "Being measured" in texts(at.markdown)
+    assert "start a measurement" not in texts(at.markdown)

@@ -34,6 +34,14 @@ def test_a_race_gets_a_speed_choice_and_both_buttons(store):
     for fmt in ("gif", "mp4"):
         assert at.download_button(key=f"runs_animation_{fmt}") is not None
     assert not errors(at)
+    assert [e.label for e in at.expander if e.label.startswith("Animation")] == [
+        "Animation of this race (GIF, MP4) for slides"]
+
+
+def test_one_run_gets_an_animation_of_this_run(store):
+    at = runs_page(stored_race(store, RACE[:1]))
+    assert [e.label for e in at.expander if e.label.startswith("Animation")] == [
+        "Animation of this run (GIF, MP4) for slides"]
 
 
 def test_runs_of_different_problems_get_one_error_and_no_buttons(store):
