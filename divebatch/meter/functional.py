@@ -157,7 +157,7 @@ def functional_per_sample_grads(module: nn.Module, args: tuple, kwargs: dict, gr
             with replayed(start.random):
                 return _replayed_per_sample_grads(module, args, kwargs, grad_out, output,
                                                   buffers)
-        return _vmapped_per_sample_grads(module, args, kwargs, grad_out, output, buffers)
+        return _vmapped_per_sample_grads_of(module, args, kwargs, grad_out, output, buffers)
     except UnsupportedCall:
         raise
     except Exception as error:  # noqa: BLE001  (any failure of a re-run is a refusal)
@@ -195,6 +195,32 @@ def _check_reproduced(again: Tensor, output: RecordedOutput | None, how: str) ->
             "coincidence) or it draws random numbers it cannot replay, so per-sample gradients "
             "cannot be taken from it; freeze its parameters (requires_grad_(False)) or make it "
             "treat every sample on its own")
+
+
+def _vmapped_per_sample_grads_of(module: nn.Module, args: tuple, kwargs: dict,
+                                 grad_out: Tensor, output: RecordedOutput | None,
+                                 buffers: dict | None) -> dict[str, Tensor]:
+    """``_vmapped_per_sample_grads``; where the re-run fails to reproduce the output and the
+    call got the batch size as an int (``latents.expand(batch_size, -1, -1)``, Perceiver's
+    latents), once more with 1 there, as each sample's call would have it: the output must
+    then be reproduced, so a size that only equals the batch's by chance is still refused."""
+    try:
+        return _vmapped_per_sample_grads(module, args, kwargs, grad_out, output, buffers)
+    except UnsupportedCall:
+        n_samples = grad_out.shape[0]
+        one = tuple(1 if _is_size(a, n_samples) else a for a in args)
+        one_kwargs = {k: 1 if _is_size(v, n_samples) else v for k, v in kwargs.items()}
+        if one == args and one_kwargs == kwargs:
+            raise
+        try:
+            return _vmapped_per_sample_grads(module, one, one_kwargs, grad_out, output, buffers)
+        except Exception:  # noqa: BLE001  (the first attempt's reason is the one to give)
+            pass
+        raise
+
+
+def _is_size(value: object, n_samples: int) -> bool:
+    return type(value) is int and value == n_samples and n_samples != 1
 
 
 def _vmapped_per_sample_grads(module: nn.Module, args: tuple, kwargs: dict, grad_out: Tensor,

@@ -166,3 +166,59 @@ def test_a_mixing_module_whose_output_is_changed_in_place_is_still_refused():
     with pytest.raises(ValueError, match=r"^b \(BatchMeanNorm\): re-run one sample at a time"):
         per_sample_grad_sq_norms(model, cross_entropy, torch.randn(5, 4),
                                  torch.randint(0, 3, (5,)))
+
+
+class Latents(nn.Module):
+    """Learned rows broadcast over the batch by a module given the batch size as an int
+    (Perceiver's latents, trainable position encodings)."""
+
+    def __init__(self):
+        super().__init__()
+        self.latents = nn.Parameter(torch.randn(2, 5))
+
+    def forward(self, batch_size):
+        return self.latents.expand(batch_size, -1, -1)
+
+
+class WithLatents(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.inp, self.lat, self.head = nn.Linear(4, 5), Latents(), nn.Linear(5, 3)
+
+    def forward(self, x):
+        hidden = self.lat(x.shape[0]) + torch.tanh(self.inp(x)).unsqueeze(1)  # (N, 2, 5)
+        return self.head(hidden).mean(1)
+
+
+def test_a_module_given_the_batch_size_as_an_int_is_exact():
+    """Re-run one sample at a time with the batch size it was given, it made the whole batch's
+    rows and was refused as mixing the samples."""
+    model, inputs, targets = WithLatents(), torch.randn(5, 4), torch.randint(0, 3, (5,))
+    expected, _ = loop_oracle(model, cross_entropy, inputs, targets)
+    assert_close(per_sample_grad_sq_norms(model, cross_entropy, inputs, targets), expected)
+
+
+class FirstColumns(nn.Module):
+    """Scales the first k columns, k given as an int that equals the batch size by chance."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.rand(6) + 0.5)
+
+    def forward(self, x, k):
+        return x[:, :k] * self.scale[:k]
+
+
+class CallsFirstColumns(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.inp, self.cols, self.head = nn.Linear(4, 6), FirstColumns(), nn.Linear(5, 3)
+
+    def forward(self, x):
+        return self.head(self.cols(torch.tanh(self.inp(x)), 5))
+
+
+def test_an_int_that_equals_the_batch_size_by_chance_is_left_as_it_is():
+    model, inputs, targets = CallsFirstColumns(), torch.randn(5, 4), torch.randint(0, 3, (5,))
+    expected, _ = loop_oracle(model, cross_entropy, inputs, targets)
+    assert_close(per_sample_grad_sq_norms(model, cross_entropy, inputs, targets), expected)
