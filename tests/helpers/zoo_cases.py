@@ -121,6 +121,13 @@ CASES = [
     Case("gpt2_lm_dropout", text(tf.GPT2LMHeadModel, tf.GPT2Config, **GPT2, resid_pdrop=0.2,
                                  embd_pdrop=0.2, attn_pdrop=0.2), (3, 5), "exact", train=True),
     Case("llama_lm", text(tf.LlamaForCausalLM, tf.LlamaConfig, **LLAMA), (3, 5), "exact"),
+    # FalconLinear (an nn.Linear subclass, re-run by torch.func) whose output the decoder
+    # then changes in place (mlp_output += attention_output)
+    Case("falcon_in_place_residual", text(tf.FalconForCausalLM, tf.FalconConfig, hidden_size=8,
+                                          num_hidden_layers=1, num_attention_heads=2,
+                                          new_decoder_architecture=False, multi_query=True,
+                                          alibi=False, hidden_dropout=0.0,
+                                          attention_dropout=0.0), (3, 5), "exact"),
     Case("llama_lm_tied", text(tf.LlamaForCausalLM, tf.LlamaConfig, tie_word_embeddings=True,
                                **LLAMA), (4, 4), "exact"),
     Case("opt_lm", text(tf.OPTForCausalLM, tf.OPTConfig, hidden_size=8, num_hidden_layers=1,
