@@ -86,6 +86,7 @@ class RecordedOutput(NamedTuple):
 def _weighted_row_sums(output: Tensor) -> Tensor:
     """sum_j w_j y_ij^2 per sample i, weights rising along the row (a moved value counts)."""
     rows = output.detach().reshape(max(output.shape[0], 1) if output.dim() else 1, -1)
+    rows = rows.to(torch.promote_types(rows.dtype, torch.float32))  # bf16 sums drift
     weights = torch.linspace(1.0, 2.0, rows.shape[1], dtype=rows.dtype, device=rows.device)
     return torch.linalg.vecdot(rows, rows * weights)
 
