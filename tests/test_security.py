@@ -50,7 +50,7 @@ def test_resuming_a_run_with_a_crafted_checkpoint_fails_cleanly(isolated_store, 
     run_id = store.create_run({"epochs": 3}, status="interrupted")
     store.append_record(run_id, {"epoch": 1})
     marker, path = tmp_path / "pwned", checkpoint.run_checkpoint_path(store.path, run_id)
-    path.parent.mkdir()
+    path.parent.mkdir(parents=True)
     torch.save({"format": 1, "state": {"epoch": WritesMarker(marker)}}, path)
     with pytest.raises(ValueError, match="cannot load the checkpoint .* refused"):
         queue.resume(store, run_id)
@@ -82,7 +82,7 @@ def test_path_in_refuses_names_that_leave_the_folder(tmp_path, name):
 
 
 def test_checkpoint_paths_stay_in_the_checkpoint_folder(tmp_path):
-    folder = (tmp_path / "checkpoints").resolve()
+    folder = (tmp_path / "checkpoints" / "runs.db").resolve()
     assert checkpoint.run_checkpoint_path(tmp_path / "runs.db", 7) == folder / "run-7.pt"
     for bad in ("../../etc/passwd", "7/../../x", 1.5):
         with pytest.raises(TypeError):

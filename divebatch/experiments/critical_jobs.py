@@ -37,6 +37,7 @@ def plan(store: RunStore, run_id: int, settings: CriticalBatchSettings
         raise ValueError(f"run_id: run {run_id} is still {run['status']}; measure its "
                          f"critical batch size once it has ended")
     config = RunConfig.from_dict(run["config"])
+    checkpoint.adopt_shared(store.path, run_id, run["config"], store.records(run_id))
     kept = checkpoint.kept_epochs(checkpoint.run_checkpoint_path(store.path, run_id))
     n_train = run["info"].get("n_train")
     check_settings(settings, config, kept, n_train)

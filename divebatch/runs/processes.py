@@ -79,8 +79,9 @@ def spawn_worker(store: RunStore, run_id: int, gpus: list[str] | None = None) ->
 def spawn_process(store: RunStore, args: list[str], log_name: str, nproc: int = 1,
                   gpus: list[str] | None = None) -> int:
     """`python -m divebatch --db PATH ARGS` in its own session (it outlives the dashboard),
-    with an argument list, never a shell, its output appended to logs/`log_name`."""
-    log_dir = store.path.parent / "logs"
+    with an argument list, never a shell, its output appended to `log_name` in the store's
+    log folder (`log_folder`)."""
+    log_dir = log_folder(store.path)
     log_dir.mkdir(parents=True, exist_ok=True)
     env = worker_env()
     if gpus:
@@ -91,6 +92,13 @@ def spawn_process(store: RunStore, args: list[str], log_name: str, nproc: int = 
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True, cwd=str(PACKAGE_ROOT), env=env)
     return process.pid
+
+
+def log_folder(store_path: str | os.PathLike) -> Path:
+    """The store's own folder of worker logs: `<store folder>/logs/<store file name>/` (two
+    stores in one folder never share a log, and pruning one never deletes another's)."""
+    store_path = Path(store_path).resolve()
+    return store_path.parent / "logs" / store_path.name
 
 
 def launch_command(nproc: int, args: list[str]) -> list[str]:

@@ -359,8 +359,8 @@ class RayBackend:
 
 def spawn_driver(store, run_ids: list[int], options: RayOptions) -> int:
     """`python -m divebatch --db PATH ray-driver ... RUN_IDS` in its own session, logging to
-    <store folder>/logs/ray-driver-<first id>.log; its pid."""
-    log_dir = store.path.parent / "logs"
+    <store folder>/logs/<store file name>/ray-driver-<first id>.log; its pid."""
+    log_dir = processes.log_folder(store.path)
     log_dir.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, "-m", "divebatch", "--db", str(store.path), "ray-driver",
             "--address", options.address, "--gpus-per-run", str(options.gpus_per_run),

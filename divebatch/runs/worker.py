@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from divebatch.config import RunConfig
+from divebatch.runs import processes
 from divebatch.runs.control_requests import StoreControl
 from divebatch.runs.store import RunStore
 from divebatch.training import checkpoint
@@ -114,11 +115,15 @@ def stored_run(store: RunStore, run_id: int) -> dict:
 
 def _resume_state(store: RunStore, run_id: int, path: Path) -> dict | None:
     """The checkpoint to continue from, None for a fresh start (no records yet)."""
-    records = store.records(run_id)
+    run, records = store.get_run(run_id), store.records(run_id)
     if not records:
         checkpoint.remove(path)  # a stale file (e.g. of a deleted store) must not be used
         return None
     state = checkpoint.load(path)
+    reason = checkpoint.mismatch(state, run["config"], records)
+    if reason:
+        raise checkpoint.CheckpointError(f"the checkpoint {path} is not run {run_id}'s: "
+                                         f"{reason}")
     if state["epoch"] != records[-1]["epoch"]:
         raise checkpoint.CheckpointError(
             f"the checkpoint is of epoch {state['epoch']} but the last stored record is of "
@@ -127,25 +132,38 @@ def _resume_state(store: RunStore, run_id: int, path: Path) -> dict | None:
 
 
 def resumable_epoch(store: RunStore, run_id: int) -> int:
-    """Epoch of the run's checkpoint if it fits its stored records, else 0 (file removed):
-    the epoch a resumed run continues after."""
+    """The epoch a resumed run continues after: its checkpoint's, 0 when it has none (it
+    starts again). ValueError, and nothing changed, when the only checkpoint there is belongs
+    to another run: the stored epochs are never dropped for a file that is not the run's."""
+    run, records = stored_run(store, run_id), store.records(run_id)
     path = checkpoint.run_checkpoint_path(store.path, run_id)
-    if not path.exists():
+    if not records:
+        checkpoint.remove(path)  # a stale file (e.g. of a deleted store): nothing to lose
         return 0
-    epoch = checkpoint.load(path)["epoch"]  # CheckpointError (a ValueError) if unusable
-    stored = [record["epoch"] for record in store.records(run_id)]
-    if stored[:epoch] != list(range(1, epoch + 1)):
-        checkpoint.remove(path)  # not this run's: its records do not reach that epoch
+    shared_reason = checkpoint.adopt_shared(store.path, run_id, run["config"], records)
+    if path.exists():
+        reason, where = checkpoint.mismatch(checkpoint.load(path), run["config"], records), \
+            f"delete {path} to start it again from epoch 1"
+    elif shared_reason:
+        reason, where = shared_reason, "it was written by another run store in " \
+            f"{path.parent.parent}, which used to share its checkpoints folder"
+        path = checkpoint.shared_checkpoint_path(store.path, run_id)
+    else:
         return 0
-    return epoch
+    if reason:
+        raise ValueError(f"run {run_id} cannot be resumed from {path}: it is not this run's "
+                         f"checkpoint ({reason}); its {len(records)} stored epochs are kept "
+                         f"({where})")
+    return checkpoint.load(path)["epoch"]
 
 
 def remove_run_files(store: RunStore, run_ids) -> None:
-    """Delete the checkpoints and worker logs of runs that are no longer in the store."""
+    """Delete the checkpoints and worker logs of runs that are no longer in the store: only
+    the store's own files (those in the folder other stores used to share are left alone)."""
     for run_id in run_ids:
         checkpoint.remove(checkpoint.run_checkpoint_path(store.path, run_id))
         checkpoint.remove_kept(checkpoint.run_checkpoint_path(store.path, run_id))
-        (store.path.parent / "logs" / f"run-{int(run_id)}.log").unlink(missing_ok=True)
+        (processes.log_folder(store.path) / f"run-{int(run_id)}.log").unlink(missing_ok=True)
 
 
 def follow_run(store: RunStore, run_id: int) -> None:

@@ -292,12 +292,12 @@ def test_prune_command_keeps_active_runs_and_removes_files(isolated_store, capsy
     newest = store.create_run({}, status="stopped")
     for run_id in old:
         checkpoint.save(checkpoint.run_checkpoint_path(store.path, run_id), {"epoch": 1})
-        (store.path.parent / "logs").mkdir(exist_ok=True)
-        (store.path.parent / "logs" / f"run-{run_id}.log").write_text("log")
+        (processes.log_folder(store.path)).mkdir(parents=True, exist_ok=True)
+        (processes.log_folder(store.path) / f"run-{run_id}.log").write_text("log")
     assert cli.main(["prune"]) == 2  # says which runs, or refuses
     assert "prune needs --keep N" in capsys.readouterr().err
     assert cli.main(["prune", "--keep", "1"]) == 0
     assert "deleted 2 runs" in capsys.readouterr().out
     assert sorted(run["id"] for run in store.list_runs()) == sorted([*active, newest])
-    assert not any((store.path.parent / "checkpoints").iterdir())
-    assert not any((store.path.parent / "logs").iterdir())
+    assert not any(checkpoint.store_folder(store.path).iterdir())
+    assert not any(processes.log_folder(store.path).iterdir())

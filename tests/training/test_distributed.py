@@ -122,7 +122,7 @@ def wait_for(condition, store, run_id, timeout=120.0):
 
 
 def _log(store, run_id) -> str:
-    path = store.path.parent / "logs" / f"run-{run_id}.log"
+    path = store.path.parent / "logs" / store.path.name / f"run-{run_id}.log"
     return path.read_text()[-3000:] if path.exists() else "(no log)"
 
 

@@ -153,7 +153,7 @@ def test_jobs_resume_continues_a_stopped_run_to_the_reference_records(store):
     worker.execute_run(store, run_id, on_epoch=stop_at(store, run_id, 3))
     assert store.get_run(run_id)["status"] == "stopped"
     path = checkpoint.run_checkpoint_path(store.path, run_id)
-    assert path == store.path.parent / "checkpoints" / f"run-{run_id}.pt"
+    assert path == store.path.parent / "checkpoints" / store.path.name / f"run-{run_id}.pt"
     store.send_control(run_id, "stop")  # stale: must not stop the resumed worker
     assert queue.resume(store, run_id) == 3
     assert store.get_run(run_id)["status"] == "queued"
