@@ -267,6 +267,10 @@ class GrowingCharts {
       this.shownVerdict = verdict;
       this.showVerdict(verdict, state.verdict_lead || verdict);
     }
+    // On a projector, while runs train, the verdict goes under the charts: above them it
+    // pushed the lower row below a 1280x720 screen. Once they end it leads again.
+    const after = this.data.projector && state.every ? this.line : this.legend;
+    if (this.verdict.nextSibling !== after) this.root.insertBefore(this.verdict, after);
     const table = JSON.stringify(state.table || null);
     if (table !== this.shownTable) {
       this.shownTable = table;

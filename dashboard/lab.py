@@ -12,6 +12,7 @@ from divebatch.runs.store import ACTIVE_STATUSES
 from divebatch.runs.warm_pool import RACE_GROUP_PREFIX
 
 RUNS_TO_PICK_FROM = 60  # the newest runs of the lab's problems offered for the charts
+FOLLOW_EVERY_S = 5.0    # how often a viewer's page looks for a run or race newer than its own
 
 
 def form_and_live_panel(prefix: str, problems: tuple[str, ...],
@@ -50,6 +51,9 @@ def form_and_live_panel(prefix: str, problems: tuple[str, ...],
     candidates = [run for run in newest + linked
                   if run["config"].get("problem") in problems]
     latest = last_runs(candidates)
+    if not roles.can_change():  # the class follows what the instructor starts
+        follow_newest(prefix, latest)
+        st.fragment(run_every=FOLLOW_EVERY_S)(_look_for_newer)(prefix, problems)
     first_view = form.key(prefix, "shown") not in st.session_state
     picked = live.run_picker(prefix, candidates, latest=latest)
     reopened = form.key(prefix, "reopened")  # the session opened on its last, finished race
@@ -59,12 +63,37 @@ def form_and_live_panel(prefix: str, problems: tuple[str, ...],
     if st.session_state.get(reopened) and picked == latest:
         what = f"race ({len(latest)} runs)" if len(latest) > 1 else "run"
         st.info(f"Your last {what} here, finished: start a new one above, or pick other "
-                f"stored runs to overlay.", icon=":material/history:")
+                f"stored runs to overlay." if roles.can_change() else
+                f"The last {what} here, finished: this page shows the next one the "
+                f"instructor starts.", icon=":material/history:")
     else:  # a race of this session's, finished, needs no note (it would push the charts down)
         st.session_state[reopened] = False
     live.live_panel(prefix, picked)
     if picked:
         race_export.download_panel(prefix, picked)
+
+
+def follow_newest(prefix: str, latest: list[int]) -> None:
+    """A viewer's page puts the lab's newest run or race (`latest`) on its charts once, when
+    it appears (the picker stays the viewer's until the next one); not while a guided tour
+    sets the charts (dashboard/tour.py follows that)."""
+    followed = form.key(prefix, "followed_latest")
+    if st.session_state.get(followed) == latest:
+        return
+    known = followed in st.session_state
+    st.session_state[followed] = latest
+    if known and latest and not st.session_state.get(form.key(prefix, "tour_followed")):
+        st.session_state[form.key(prefix, "shown")] = list(latest)
+        st.session_state.pop(form.key(prefix, "reopened"), None)
+
+
+def _look_for_newer(prefix: str, problems: tuple[str, ...]) -> None:
+    """Every FOLLOW_EVERY_S, a viewer's page reruns when the instructor has started a run or
+    race newer than the one it follows (its charts, sidebar and notes then show it)."""
+    runs = [run for run in open_store().list_runs(limit=RUNS_TO_PICK_FROM)
+            if run["config"].get("problem") in problems]
+    if last_runs(runs) != st.session_state.get(form.key(prefix, "followed_latest")):
+        st.rerun(scope="app")
 
 
 def last_runs(candidates: list[dict]) -> list[int]:

@@ -17,6 +17,7 @@ import streamlit as st
 
 from divebatch.report import figures as plots
 from divebatch.report.figures import ChartOptions, run_label
+from divebatch.report.run_labels import stopped_note
 
 from divebatch.runs.store import ACTIVE_STATUSES
 
@@ -118,6 +119,10 @@ def live_panel(prefix: str, run_ids: list[int]) -> None:
         run_controls(prefix, active, snap)
     elif active:
         st.caption(roles.READ_ONLY_NOTE)
+    if len(snap.runs) == 1:  # a comparison's verdict says it for several runs
+        note = stopped_note(list(snap.runs), snap.records, snap.events)
+        if note:
+            st.caption(note)
     options = chart_options(prefix, comparing=len(snap.runs) > 1)
     statuses = {run["id"]: run["status"] for run in snap.runs}
     shown_every = st.session_state.get(f"{prefix}_every")
@@ -182,8 +187,7 @@ def table_fragment(run_ids: list[int]) -> None:
     (a run that starts or ends reruns the whole panel, this table with it)."""
     snap = live_cache.snapshot(open_store(), run_ids)
     if len(snap.runs) > 1 and any(snap.records.values()):
-        comparison(list(snap.runs),
-                   {run_id: list(rows) for run_id, rows in snap.records.items()})
+        comparison(snap)
 
 
 def _statuses_changed(shown: dict[int, str], now: dict[int, str], every: float | None
@@ -234,7 +238,9 @@ def draw_charts(prefix: str, snap: live_cache.Snapshot, options: ChartOptions) -
     """The shared legend, the charts two by two, and a line for each chart whose value
     never changed."""
     legend, charts = live_cache.charts(snap, options)
-    verdict(prefix, snap)
+    below = options.projector and live_cache.any_active(snap.runs)  # charts first: 1280x720
+    if not below:
+        verdict(prefix, snap)
     st.plotly_chart(legend, key=f"{prefix}_chart_legend", config={"displayModeBar": False})
     if st.session_state.get(f"{prefix}_scroll"):  # instructor mode's scroll to the charts
         st.session_state[f"{prefix}_scroll"] = "drawn"
@@ -252,15 +258,17 @@ def draw_charts(prefix: str, snap: live_cache.Snapshot, options: ChartOptions) -
                             config=plots.png_config(name, data))
             if name in plots.CHART_NOTES:
                 st.caption(plots.CHART_NOTES[name])
+    if below:
+        verdict(prefix, snap)
 
 
 def verdict(prefix: str, snap: live_cache.Snapshot) -> None:
     """The comparison's verdict above the charts, so that both are on screen together
-    (its table, below the charts, says how it was reached)."""
+    (its table, below the charts, says how it was reached); on a projector, under them while
+    runs train."""
     if len(snap.runs) < 2 or not any(snap.records.values()):
         return
-    table = live_cache.target_table(list(snap.runs), {run_id: list(rows) for run_id, rows
-                                                  in snap.records.items()}).table
+    table = snap.table().table
     if table.verdict:  # a projector shows its lead, the rest on demand (fits 1280x720)
         lead = table.verdict_lead if instructor_mode() else table.verdict
         box = st.container(key=f"{prefix}_verdict")
@@ -276,10 +284,10 @@ def preload_chart_code(prefix: str) -> None:
                     config={"staticPlot": True, "displayModeBar": False})
 
 
-def comparison(runs: list[dict], records: dict[int, list[dict]]) -> None:
+def comparison(snap: live_cache.Snapshot) -> None:
     """The time-to-target table for the shown runs: four columns, the winner highlighted,
     the verdict under it, every other column in an expander."""
-    tables = live_cache.target_table(runs, records)
+    tables, runs = snap.table(), list(snap.runs)
     st.markdown(target_view.title(tables.table))
     st.dataframe(tables.rows, hide_index=True, placeholder="—")
     st.caption(target_view.caption(tables.table, runs))

@@ -93,6 +93,11 @@ class Snapshot:
     def has_points(self) -> bool:
         return any(map(self.has_point, self.runs))
 
+    def table(self) -> "SharedTable":
+        """The time-to-target table of these runs (target_table, shared)."""
+        return target_table(list(self.runs), {i: list(rows) for i, rows in self.records.items()},
+                            {i: list(rows) for i, rows in self.events.items()})
+
     def run_data(self) -> list[RunData]:
         return [RunData(run, list(self.records[run["id"]]), list(self.events[run["id"]]),
                         self.columns[run["id"]]) for run in self.runs]
@@ -233,11 +238,13 @@ class SharedTable:
     details: pa.Table   # every other column
 
 
-def target_table(runs: list[dict], records: dict[int, list[dict]]) -> SharedTable:
-    """target_table.build, computed once per runs' statuses and record counts, and while
-    some run is live at most once per TABLE_EVERY_S for the same runs and statuses (a
-    status change, such as a run finishing, shows at once)."""
-    counts = tuple(len(records[run["id"]]) for run in runs)
+def target_table(runs: list[dict], records: dict[int, list[dict]],
+                 events: dict[int, list[dict]] | None = None) -> SharedTable:
+    """target_table.build, computed once per runs' statuses, record and event counts (a hot
+    change names a run anew), and while some run is live at most once per TABLE_EVERY_S for
+    the same runs and statuses (a status change, such as a run finishing, shows at once)."""
+    events = events or {}
+    counts = tuple((len(records[run["id"]]), len(events.get(run["id"], ()))) for run in runs)
     live = any_active(runs)
 
     def usable(entry: tuple) -> bool:
@@ -245,7 +252,7 @@ def target_table(runs: list[dict], records: dict[int, list[dict]]) -> SharedTabl
         return built_counts == counts or live and time.monotonic() - built_at < TABLE_EVERY_S
 
     def build() -> tuple:
-        table = build_target_table(runs, records)
+        table = build_target_table(runs, records, events_by_run=events)
         return time.monotonic(), counts, SharedTable(
             table, _arrow(starred(table.rows, table.winner)), _arrow(table.details))
 

@@ -125,8 +125,7 @@ def page_state(snap: live_cache.Snapshot) -> dict:
                 for run in snap.runs if run["status"] == "running"]
     verdict = lead = table = None
     if len(snap.runs) > 1 and any(snap.records.values()):
-        records = {run_id: list(rows) for run_id, rows in snap.records.items()}
-        built = live_cache.target_table(list(snap.runs), records).table
+        built = snap.table().table
         verdict, lead = built.verdict, built.verdict_lead
         table = target_view.parts(built, list(snap.runs))
     return {"statuses": {str(run["id"]): run["status"] for run in snap.runs},

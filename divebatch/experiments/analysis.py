@@ -2,7 +2,8 @@
 
 Time to the common target (what comparisons lead with): the training time (evaluation
 excluded) until a run's validation accuracy first reaches the lowest best accuracy among the
-compared runs minus 1 point, a level every run reached at some epoch. Regression problems use
+compared runs minus 1 point, a level every run reached at some epoch (runs stopped before their
+planned epochs do not set it unless all were, and may not reach it). Regression problems use
 validation loss: the highest best loss times (1 + LOSS_TOLERANCE).
 
 Time to own final (the DiveBatch paper's metric): the first epoch whose validation accuracy is
@@ -154,6 +155,13 @@ def steps_at(records: list[dict], epoch: int | None) -> int | None:
     return None if record is None or record.get("step") is None else int(record["step"])
 
 
+def stopped_early(run: dict, records: list[dict]) -> bool:
+    """Whether the run was stopped before its planned epochs: its last values are where it
+    stopped, not where it would have ended."""
+    planned = int((run.get("config") or {}).get("epochs") or 0)
+    return run.get("status") == "stopped" and len(records) < planned
+
+
 def summarize(run: dict, records: list[dict], common: float | None = None) -> dict:
     """One row of the comparison table. `active`: the run is still queued or training, so
     its numbers are so far, not final."""
@@ -166,7 +174,8 @@ def summarize(run: dict, records: list[dict], common: float | None = None) -> di
     return {
         "id": run.get("id"), "name": run.get("name") or "", "status": run.get("status"),
         "active": run.get("status") in ACTIVE_STATUSES,
-        "problem": config.get("problem"),
+        "stopped_early": stopped_early(run, records),
+        "problem": config.get("problem"), "kind": config.get("method"),
         "method": method_label(config, (sizes[0], sizes[-1]) if sizes else None,
                                [r["delta"] for r in records if r.get("delta") is not None]),
         "epochs": len(records), "planned_epochs": config.get("epochs"),
@@ -207,7 +216,8 @@ def method_label(config: dict, batch_sizes: tuple[int, int] | None = None,
 
 def compare(runs: list[dict], records_by_run: dict[int, list[dict]],
             target: float | None = None) -> tuple[list[dict], float | None]:
-    """Summary rows for several runs and the common target they were measured against.
+    """Summary rows for several runs and the common target they were measured against
+    (set by the runs not stopped early, when there are some: `_target_setters`).
 
     The first run is the baseline (as SGD at the small batch is in the paper). `speedup`: the
     baseline's time to the common target over each run's. `speedup_own`: the same with the
@@ -217,8 +227,7 @@ def compare(runs: list[dict], records_by_run: dict[int, list[dict]],
     Runs should be of one problem and dataset (verdicts.group_by_data).
     """
     records_of = [records_by_run.get(run["id"], []) for run in runs]
-    common = target if target is not None else common_target(
-        {run["id"]: records for run, records in zip(runs, records_of)})
+    common = target if target is not None else common_target(_target_setters(runs, records_of))
     rows = [summarize(run, records, common) for run, records in zip(runs, records_of)]
     base = rows[0] if rows else {}
     base_level = own_target(records_of[0]) if rows else None
@@ -231,6 +240,16 @@ def compare(runs: list[dict], records_by_run: dict[int, list[dict]],
         row.update(base_level=base_level, epochs_to_base_level=epoch,
                    time_to_base_level=seconds, steps_to_base_level=steps_at(records, epoch))
     return rows, common
+
+
+def _target_setters(runs: list[dict], records_of: list[list[dict]]) -> dict[int, list[dict]]:
+    """The records that set the common target: those of the runs not stopped early when
+    any has an epoch (a run stopped at epoch 6 of 60 would set a target so low that every
+    run meets it at once), else all of them."""
+    every = {run["id"]: records for run, records in zip(runs, records_of)}
+    kept = {run["id"]: records for run, records in zip(runs, records_of)
+            if records and not stopped_early(run, records)}
+    return kept or every
 
 
 def _ratio(base: float | None, own: float | None) -> float | None:

@@ -6,11 +6,13 @@
 - The verdict names whoever reached the common target first, says how DiveBatch did, which
   run ended highest, and any method that beat DiveBatch on both counts.
 - While a compared run is still queued or training it says "So far" and claims no final.
+- A run stopped before its planned epochs is named as stopped (at epoch k of N), first; its
+  last values are where it stopped, never called its end, and it is never named highest.
 - A common target near chance (`near_chance`) is flagged before anything else.
 - It says who reached the baseline's accuracy (its final minus 1 point) and how soon, in
   training time and optimizer steps, and which runs never did.
-- A sweep whose baseline collapsed (diverged, or ended more than FLAG_POINTS below its best)
-  opens its verdict with that warning, not with a speed-up.
+- A sweep's verdict (`sweep_verdict`, in sweep_verdicts.py) opens with a warning when its
+  baseline collapsed, not with a speed-up.
 
 Rows are `analysis.compare` rows, the baseline first.
 
@@ -26,8 +28,9 @@ import dataclasses
 import math
 
 from divebatch.config import IMAGE_DATASETS, SYNTHETIC_DEFAULTS, RunConfig
-from divebatch.experiments import sweeps
-from divebatch.experiments.analysis import ACC_TOLERANCE, FLAG_POINTS
+from divebatch.experiments.analysis import ACC_TOLERANCE
+from divebatch.experiments.sweep_verdicts import (format_mean_se, format_speedup,  # noqa: F401
+                                                  sweep_verdict)  # one import for callers
 
 # The fields that decide a problem's data, beside the problem (the seed aside: every seed
 # draws from the same distribution, and the paper's comparisons average over seeds).
@@ -96,7 +99,8 @@ def near_chance(target: float | None, problem: str | None) -> bool:
 def verdict(rows: list[dict], common: float | None, lead: bool = False) -> str:
     """The verdict for runs of one problem (the baseline first); '' for fewer than two.
     `lead`: its first two sentences on the race only (who was first to the common target,
-    where DiveBatch got), for a projector."""
+    where DiveBatch got), for a projector; while runs train, the first alone (the charts
+    under it stay on a 1280x720 screen)."""
     if len(rows) < 2 or common is None:
         return ""
     rows = distinct_labels(rows)
@@ -104,12 +108,13 @@ def verdict(rows: list[dict], common: float | None, lead: bool = False) -> str:
     level = f"{100 * common:.1f} %" if accuracy else f"a validation loss of {common:.4g}"
     live = any(r.get("active") for r in rows)
     sentences = [_chance_warning(rows, common)] if accuracy else []
-    sentences += _race(rows, level, accuracy, live)[:2 if lead else None]
+    sentences.append(_stopped(rows))
+    sentences += _race(rows, level, accuracy, live)[:(1 if live else 2) if lead else None]
     if lead:
         text = " ".join(s for s in sentences if s)
         return ("So far (runs still training): " + text) if live else text
     sentences.append(_highest(rows, accuracy, live))
-    sentences.append(_baseline_level(rows, accuracy))
+    sentences.append(_baseline_level(rows, accuracy, level))
     text = " ".join(s for s in sentences if s)
     text += "".join(f" Note: {r['method']} {r['flag']}." for r in (rows[0], *_subjects(rows))
                     if r.get("flag"))
@@ -172,7 +177,7 @@ def _reached(row: dict, base: dict, accuracy: bool, level: str) -> str:
     """How a DiveBatch run did in the race, the target named again (never 'it': the
     baseline's own target comes later in the verdict)."""
     if row["time_to_common"] is None:
-        return f"{row['method']} {_never(row)} reached {level}"
+        return _not_reached([row["method"]], _state(row), level)
     ending = _ending(row, base, accuracy)
     return (f"{row['method']} reached {level} in {_seconds(row['time_to_common'])}, "
             f"{_speed(row, base)}" + (f", and {ending}" if ending else ""))
@@ -181,7 +186,9 @@ def _reached(row: dict, base: dict, accuracy: bool, level: str) -> str:
 def _speed(row: dict, base: dict) -> str:
     own, ref = row["time_to_common"], base["time_to_common"]
     if ref is None:
-        return f"which {base['method']} {_never(base)} did"
+        return f"which {base['method']} " + {"active": "has not done yet", "never": "never did",
+                                             "stopped": "had not done when it was stopped"
+                                             }[_state(base)]
     ratio = ref / own if own > 0 else math.inf
     if ratio >= 1.0:
         return f"{ratio:.1f}x sooner than {base['method']}"
@@ -191,6 +198,8 @@ def _speed(row: dict, base: dict) -> str:
 def _ending(row: dict, base: dict, accuracy: bool) -> str:
     """How the row's last value compares with the baseline's: 'ended 0.8 points lower', or
     'is ...' while a run trains."""
+    if row.get("stopped_early") or base.get("stopped_early"):
+        return ""  # a stopped run's last value is no end to set against another's
     verb = "is" if row.get("active") or base.get("active") else "ended"
     if accuracy:
         own, ref = row.get("final_acc"), base.get("final_acc")
@@ -204,15 +213,19 @@ def _ending(row: dict, base: dict, accuracy: bool) -> str:
     if own is None or ref is None or ref == 0:
         return ""
     own, ref = float(f"{own:.4g}"), float(f"{ref:.4g}")  # as the table shows them
+    verb = "has" if verb == "is" else "ended with"
+    if own == ref:
+        return f"{verb} the same validation loss ({own:.4g})"
     change = 100.0 * (own - ref) / abs(ref)
-    return (f"{'has' if verb == 'is' else 'ended with'} a {abs(change):.0f} % "
-            f"{'higher' if change > 0 else 'lower'} validation loss")
+    shown = f"{abs(change):.0f}" if abs(change) >= 1 else f"{abs(change):.1g}"
+    return f"{verb} a {shown} % {'higher' if change > 0 else 'lower'} validation loss"
 
 
 def _beats(other: dict, dive: dict, accuracy: bool) -> bool:
     """Whether `other` reached the target sooner than `dive` and ended better."""
     own, ref = _final(other, accuracy), _final(dive, accuracy)
-    if other["time_to_common"] is None or own is None or ref is None:
+    if other["time_to_common"] is None or own is None or ref is None \
+            or other.get("stopped_early") or dive.get("stopped_early"):
         return False
     better = own > ref if accuracy else own < ref
     return _time_key(other) < _time_key(dive) and better
@@ -228,7 +241,7 @@ def _beat(other: dict, dive: dict, accuracy: bool, live: bool, level: str) -> st
 
 def _highest(rows: list[dict], accuracy: bool, live: bool) -> str:
     """Which run ended best, said when there are three runs or more."""
-    known = [r for r in rows if _final(r, accuracy) is not None]
+    known = [r for r in rows if _final(r, accuracy) is not None and not r.get("stopped_early")]
     if len(rows) < 3 or not known:
         return ""
     pick = max if accuracy else min
@@ -239,12 +252,14 @@ def _highest(rows: list[dict], accuracy: bool, live: bool) -> str:
     return f"{best['method']} {verb} {'highest' if accuracy else 'lowest'}, at {shown}."
 
 
-def _baseline_level(rows: list[dict], accuracy: bool) -> str:
+def _baseline_level(rows: list[dict], accuracy: bool, common_level: str) -> str:
     """Who reached the baseline's own target (its final minus 1 point), how soon, and who
-    never did."""
+    never did; none for a baseline stopped early (its last value is no final). When every
+    run that reached it did so at the epoch it reached the common target, the race's
+    sentences gave those times already: the steps alone."""
     base = rows[0]
     level = base.get("base_level")
-    if level is None or base.get("time_to_base_level") is None:
+    if level is None or base.get("time_to_base_level") is None or base.get("stopped_early"):
         return ""
     last = "latest" if base.get("active") else "final"
     named = f"{100 * level:.1f} %" if accuracy else f"a validation loss of {level:.4g}"
@@ -252,17 +267,30 @@ def _baseline_level(rows: list[dict], accuracy: bool) -> str:
                     else f" (its {last} one plus 5 %)")
     reached = sorted((r for r in rows[1:] if r.get("time_to_base_level") is not None),
                      key=lambda r: r["time_to_base_level"])
-    parts = [f"{base['method']} reached {what} in {_cost(base)}"]
-    parts += [f"{r['method']} in {_cost(r)}{_sooner(r, base)}" for r in reached]
+    first = min(rows, key=_time_key)  # the runs whose time the race's sentences gave
+    said = {id(r) for r in rows if r["time_to_common"] is not None
+            and (r is first or r is not base and _is_dive(r))}
+    parts = [f"{r['method']}{' reached ' + what if r is base else ''}"
+             f"{_cost_again(r, base, id(r) in said, named, common_level)}"
+             for r in (base, *reached)]
     missing = [r for r in rows[1:] if r.get("time_to_base_level") is None]
-    never = [r["method"] for r in missing if not r.get("active")]
-    not_yet = [r["method"] for r in missing if r.get("active")]
-    if never:  # the level named again: 'it' could be read as the race's common target
-        parts.append(f"{_and(never)} never reached {named}")
-    if not_yet:
-        parts.append(f"{_and(not_yet)} {'has' if len(not_yet) == 1 else 'have'} not "
-                     f"reached {named} yet")
+    for state in ("never", "stopped", "active"):  # the level named again, never 'it': it
+        names = [r["method"] for r in missing if _state(r) == state]  # could be read as
+        parts += [_not_reached(names, state, named)] if names else []  # the common target
     return "; ".join(parts) + "."
+
+
+def _cost_again(row: dict, base: dict, said: bool, named: str, common_level: str) -> str:
+    """' in 3.0 s and 300 steps (2.0x sooner)'; when the race's sentences gave the run's
+    time to the common target and it met the baseline's at the same epoch, its steps alone
+    (a two-run verdict said the same time and speed-up twice)."""
+    steps = row.get("steps_to_base_level")
+    if said and row["time_to_base_level"] == row["time_to_common"]:
+        if named == common_level:
+            return f" in {steps} steps, as above" if steps else " as above"
+        return f" at the epoch it reached {common_level}" + (f" ({steps} steps)" if steps
+                                                             else "")
+    return f" in {_cost(row)}" + ("" if row is base else _sooner(row, base))
 
 
 def _cost(row: dict) -> str:
@@ -276,6 +304,17 @@ def _sooner(row: dict, base: dict) -> str:
         return ""
     ratio = ref / own
     return f" ({ratio:.1f}x sooner)" if ratio >= 1.0 else f" ({1 / ratio:.1f}x later)"
+
+
+def _stopped(rows: list[dict]) -> str:
+    """Which runs were stopped before their planned epochs, said before any ranking."""
+    stopped = [f"{r['method']} at epoch {r['epochs']} of {r['planned_epochs']}"
+               for r in rows if r.get("stopped_early")]
+    if not stopped:
+        return ""
+    one = len(stopped) == 1
+    return (f"Stopped before the end: {'; '.join(stopped)}. {'It is' if one else 'They are'} "
+            f"compared only up to where {'it' if one else 'they'} stopped.")
 
 
 def _chance_warning(rows: list[dict], common: float) -> str:
@@ -308,12 +347,24 @@ def _final(row: dict, accuracy: bool) -> float | None:
     return row.get("final_acc") if accuracy else row.get("final_val_loss")
 
 
-def _never(row: dict) -> str:
-    return "has not yet" if row.get("active") else "never"
+def _state(row: dict) -> str:
+    return "active" if row.get("active") else "stopped" if row.get("stopped_early") else "never"
+
+
+def _not_reached(names: list[str], state: str, level: str) -> str:
+    """'X never reached L', or that X has not yet (training) or had not when stopped."""
+    one = len(names) == 1
+    if state == "active":
+        return f"{_and(names)} {'has' if one else 'have'} not reached {level} yet"
+    if state == "stopped":
+        return (f"{_and(names)} had not reached {level} when {'it was' if one else 'they were'}"
+                f" stopped")
+    return f"{_and(names)} never reached {level}"
 
 
 def _is_dive(row: dict) -> bool:
-    return str(row["method"]).startswith("DiveBatch")
+    """By the run's method (`kind`, analysis.summarize), else by a label written out."""
+    return row["kind"] == "divebatch" if "kind" in row else row["method"].startswith("DiveBatch")
 
 
 def _time_key(row: dict) -> float:
@@ -322,70 +373,3 @@ def _time_key(row: dict) -> float:
 
 def _and(items: list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
-
-
-# --- a sweep
-
-def format_speedup(cell: dict) -> str:
-    """A cell's mean speed-up, with a warning when some seeds' speed-ups came from a run
-    that ended more than FLAG_POINTS below its best."""
-    text = format_mean_se(cell["speedup"], cell["speedup_se"], suffix="x")
-    if text and cell.get("flagged"):
-        text += (f" ⚠ {cell['flagged']} of {cell['finished']} seeds: a run ended more than "
-                 f"{FLAG_POINTS:g} points below its best")
-    return text
-
-
-def format_mean_se(mean: float | None, se: float | None, digits: int = 3,
-                   scale: float = 1.0, suffix: str = "") -> str:
-    """'2.31 ± 0.12x', '2.31x' (one seed) or '' (nothing finished)."""
-    if mean is None:
-        return ""
-    text = f"{mean * scale:.{digits}g}"
-    if se is not None:
-        text += f" ± {se * scale:.{max(digits - 1, 1)}g}"
-    return text + suffix
-
-
-def sweep_verdict(result: sweeps.SweepResults) -> str:
-    """Plain words under a sweep: first a warning when the baseline collapsed, then its
-    fastest DiveBatch cell against the baseline, "so far" until every planned run finished."""
-    base = result.cells[0] if result.cells else None
-    if base is None:
-        return ""
-    cells = [c for c in result.cells[1:] if c["speedup"] is not None]
-    counts = result.progress
-    so_far = counts["finished"] < counts["total"]
-    lines = [_collapse_warning(base, result.metric)]
-    if cells:
-        best = max(cells, key=lambda c: c["speedup"])
-        speed = format_mean_se(best["speedup"], best["speedup_se"], suffix="x")
-        line = (f"{'the' if so_far else 'The'} fastest cell, {best['label']}, reached its own "
-                f"target at {speed} the speed of {base['label']}")
-        if result.metric == "accuracy" and best["final_change"] is not None:
-            change = 100 * best["final_change"]
-            line += f" and ended {abs(change):.1f} points {'higher' if change >= 0 else 'lower'}"
-        line += f" (mean over {best['finished']} seeds)."
-        if best.get("flagged"):
-            line += (f" ⚠ {best['flagged']} of its seeds compare a run that ended more than "
-                     f"{FLAG_POINTS:g} points below its best: those speed-ups are "
-                     f"not meaningful.")
-        lines.append((f"So far ({counts['finished']} of {counts['total']} runs finished), "
-                      if so_far else "") + line)
-    return " ".join(line for line in lines if line)
-
-
-def _collapse_warning(base: dict, metric: str) -> str:
-    """'' unless some seeds of the baseline diverged or ended more than FLAG_POINTS below
-    their best: then every speed-up over them is not meaningful (or not measured)."""
-    how = [f"diverged in {base['diverged']}"] if base["diverged"] else []
-    if base["flagged"]:
-        how.append(f"ended more than {FLAG_POINTS:g} points below its best in "
-                   f"{base['flagged']}")
-    if not how:
-        return ""
-    name = base["label"].removesuffix(" (baseline)")
-    return (f"⚠ The baseline, {name}, collapsed in {base['diverged'] + base['flagged']} of "
-            f"{base['finished']} seeds ({' and '.join(how)}): a speed-up over a collapsed run "
-            f"is not meaningful (it meets its own low final target early, or never has one). "
-            f"Compare the final {'accuracies' if metric == 'accuracy' else 'losses'} instead.")

@@ -13,10 +13,20 @@ from divebatch.report.run_labels import hot_change_short, hot_change_text
 from divebatch.report.series import Columns, epoch_ends, epoch_starts
 
 
+NOTE_ROWS = 3     # hot-change labels stacked above a chart's plot area, then again from the first
+NOTE_ROW_PX = 16  # the height of a row of them (11 px type)
+
+
+def notes_margin(notes: list) -> int:
+    """Pixels the labels of `notes` need above the plot area (room in the top margin)."""
+    return NOTE_ROW_PX * min(len(notes), NOTE_ROWS)
+
+
 def hot_change_marks(runs: list, colors: list[str], x_axis: str) -> tuple[list, list]:
     """A dotted vertical line at the end of the epoch in which each hot change landed, and
-    its new values ("δ 0.5") stacked at the top of the chart, inside it; the whole change
-    ("delta 0.1 → 0.5 at epoch 7") shows on hover."""
+    its new values ("δ 0.5") above the plot area, over the line's top (inside the plot they
+    hid the curve's last points); the whole change ("delta 0.1 → 0.5 at epoch 7") shows on
+    hover."""
     shapes, notes = [], []
     if not any(event.get("kind") == "hot_change" for d in runs for event in d.events):
         return shapes, notes
@@ -33,11 +43,11 @@ def hot_change_marks(runs: list, colors: list[str], x_axis: str) -> tuple[list, 
             shapes.append(dict(type="line", xref="x", yref="y domain", x0=x, x1=x, y0=0, y1=1,
                                line=dict(color=color, dash="dot", width=1.5)))
             notes.append(dict(
-                x=x, xref="x", y=1 - 0.1 * (len(notes) % 6), yref="y domain", showarrow=False,
+                x=x, xref="x", y=1, yref="y domain", yanchor="bottom",
+                yshift=NOTE_ROW_PX * (len(notes) % NOTE_ROWS), showarrow=False,
                 text=hot_change_short(event),
                 hovertext=hot_change_text(event, data.records, data.run.get("config") or {}),
-                xanchor="right" if x > right_half else "left", yanchor="top",
-                bgcolor="rgba(255,255,255,0.75)", font=dict(size=11, color=color)))
+                xanchor="right" if x > right_half else "left", font=dict(size=11, color=color)))
     return shapes, notes
 
 

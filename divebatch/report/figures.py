@@ -24,7 +24,7 @@ from divebatch.experiments import analysis
 from divebatch.report.log_ticks import log_ticks
 from divebatch.report.chart_style import styles_for
 from divebatch.report.chart_marks import (capped_shading, capped_spans,  # noqa: F401
-                                          fixed_x_range, hot_change_marks)
+                                          fixed_x_range, hot_change_marks, notes_margin)
 from divebatch.report.run_labels import (chart_label, format_value, hot_change_text,  # noqa: F401
                                          progress, run_label)  # progress, run_label: re-exported
 from divebatch.report.series import (X_AXES, Columns, diversity_values, effective_lr, ema,
@@ -140,10 +140,13 @@ def _figure(title: str, y_title: str, options: ChartOptions, log_y: bool, traces
     if options.projector:  # half a 1280 px screen: the short title says it all
         title, y_title = title.split(" (")[0], ""
     shapes, annotations = shapes[0] + marks, shapes[1] + notes
+    above = notes_margin(notes)  # the hot changes' labels sit between title and plot
     return dict(data=traces, layout=dict(
-        template=TEMPLATE, title=dict(text=title, x=0.0, font=dict(size=options.font_size(15))),
+        template=TEMPLATE, title=dict(text=title, x=0.0, font=dict(size=options.font_size(15)),
+                                      **({"y": 1, "yanchor": "top", "pad": {"t": 6}}
+                                         if above else {})),
         font=dict(size=options.font_size(12)),
-        height=options.height, margin=dict(l=10, r=10, t=40, b=10), showlegend=False,
+        height=options.height, margin=dict(l=10, r=10, t=40 + above, b=10), showlegend=False,
         xaxis=dict(title=dict(text=X_AXES[options.x_axis]),
                    **(fixed_x_range(traces, shapes) if annotations else {})),
         yaxis=dict(title=dict(text=y_title), type="log" if log_y else "linear",

@@ -13,9 +13,11 @@ from divebatch.report.hot_limits import hot_values_in_force
 from divebatch.experiments import analysis
 
 
-def run_label(run: dict) -> str:
-    """'#12 DiveBatch (delta=0.1)', or the run's name when it has one."""
-    name = run.get("name") or analysis.method_label(run.get("config") or {})
+def run_label(run: dict, delta_in_force: float | None = None) -> str:
+    """'#12 DiveBatch (delta=0.1)', or the run's name when it has one; with a delta in force
+    other than the configured one, 'delta=0.1 -> 0.5' (as analysis.method_label names it)."""
+    deltas = () if delta_in_force is None else (delta_in_force,)
+    name = run.get("name") or analysis.method_label(run.get("config") or {}, deltas=deltas)
     return f"#{run['id']} {name}"
 
 
@@ -44,8 +46,23 @@ def current_config(run: dict, records: list[dict], events: list[dict]) -> dict:
 
 
 def labelled_with_hot_values(run: dict, records: list[dict], events: list[dict]) -> str:
-    """run_label with the hot values in force: after delta 0.1 -> 0.5 it says delta=0.5."""
-    return run_label({**run, "config": current_config(run, records, events)})
+    """run_label with the hot values in force: after delta 0.1 -> 0.5 it says
+    'delta=0.1 -> 0.5', as the Runs table and `compare` do (analysis.method_label)."""
+    return run_label(run, current_config(run, records, events).get("delta"))
+
+
+def stopped_note(runs: list[dict], records: dict[int, list[dict]],
+                 events: dict[int, list[dict]]) -> str:
+    """'#3 DiveBatch (delta=0.1) was stopped at epoch 6 of 60.' for the runs stopped before
+    their planned epochs ('' for none): their curves end there, not at a finish."""
+    stopped = [f"{labelled_with_hot_values(run, records[run['id']], events[run['id']])} at "
+               f"epoch {len(records[run['id']])} of {run['config'].get('epochs')}"
+               for run in runs if analysis.stopped_early(run, records[run["id"]])]
+    if not stopped:
+        return ""
+    many = len(stopped) > 1
+    return (f"Stopped before the end: {'; '.join(stopped)}. "
+            f"{'Their curves end' if many else 'Its curves end'} there, not at a finish.")
 
 
 def chart_label(data) -> str:

@@ -17,7 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from divebatch.experiments import analysis, verdicts
-from divebatch.presets import VARIANTS, race_sorted, variant_of
+from divebatch.presets import race_sorted
+from divebatch.report.run_labels import labelled_with_hot_values
 
 MISSING = "—"
 NOT_REACHED = "not reached"
@@ -37,34 +38,38 @@ class TargetTable:
     common: float | None   # the common target (of the first problem's runs)
 
 
-def run_label(run: dict, row: dict) -> str:
-    """A run named by what it did: 'DiveBatch (B 16 -> 541)', 'SGD, small batch (B 16)'."""
-    name = VARIANTS.get(variant_of(run["config"]), row["method"])
-    sizes = row.get("batch_sizes") or (run["config"].get("batch_size"),) * 2
-    first, last = sizes
-    return f"{name} (B {first})" if first == last else f"{name} (B {first} -> {last})"
+def run_label(run: dict, row: dict, records: list[dict] = (), events: list[dict] = ()) -> str:
+    """A run named as the charts' legend names it (its id, the hot values in force), then
+    the batch sizes it trained with when they changed: '#2 DiveBatch (delta=0.1) [B 16 ->
+    541]', '#1 SGD B=16'."""
+    name = labelled_with_hot_values(run, list(records), list(events))
+    first, last = row.get("batch_sizes") or (None, None)
+    return name if first == last else f"{name} [B {first} -> {last}]"
 
 
 def labelled_rows(runs: list[dict], records_by_run: dict[int, list[dict]],
-                  target: float | None = None) -> tuple[list[dict], float | None]:
+                  target: float | None = None, events_by_run: dict[int, list[dict]] | None = None
+                  ) -> tuple[list[dict], float | None]:
     """analysis.compare with SGD at the small batch first (the speed-up baseline) and each
-    method named as in a race, by the batch sizes it trained with (run_label). The runs
-    should be of one problem and dataset (verdicts.group_by_data)."""
+    run named as the legend names it, with the batch sizes it trained with (run_label).
+    The runs should be of one problem and dataset (verdicts.group_by_data)."""
     ordered = race_sorted(runs)
     rows, common = analysis.compare(ordered, records_by_run, target)
     for row, run in zip(rows, ordered):
-        row["method"] = run_label(run, row)
+        row["method"] = run_label(run, row, records_by_run.get(run["id"], []),
+                                  (events_by_run or {}).get(run["id"], []))
     return rows, common
 
 
 def build(runs: list[dict], records_by_run: dict[int, list[dict]],
-          target: float | None = None) -> TargetTable:
+          target: float | None = None, events_by_run: dict[int, list[dict]] | None = None
+          ) -> TargetTable:
     """The table, measured within each problem: runs of different problems or data get
     their own baseline, common target and verdict, no star, and their problem before the
-    method."""
+    method. `events_by_run`: the runs' events, for a hot change made while a run waits."""
     groups = verdicts.group_by_data(runs)
     names = verdicts.group_names(groups)
-    named = [(name, *labelled_rows(group, records_by_run, target))
+    named = [(name, *labelled_rows(group, records_by_run, target, events_by_run))
              for name, group in zip(names, groups)]
     verdict = verdicts.groups_verdict(named)
     lead = verdicts.verdict(named[0][1], named[0][2], lead=True) if len(named) == 1 else verdict
@@ -95,6 +100,8 @@ def _filled(rows: list[dict]) -> list[dict]:
 
 def _main(row: dict, baseline: bool, accuracy: bool) -> dict:
     final = _percent(row["final_acc"]) if accuracy else _number(row["final_val_loss"])
+    if row.get("stopped_early"):  # its last value, not a final one
+        final += f" (stopped, epoch {row['epochs']}/{row['planned_epochs']})"
     time = row["time_to_common"]
     return {"method": row["method"] + (" ⚠" if row["flag"] else ""),
             "final accuracy" if accuracy else "final val loss": final,

@@ -221,7 +221,7 @@ def test_normal_mode_pages_through_a_runs_life(fresh, browser):
         field.fill(value)
         field.press("Enter")
     page.get_by_role("button", name="Apply").click()
-    page.locator("svg text", has_text="delta=0.5").first.wait_for()
+    page.locator("svg text", has_text="-> 0.5)").first.wait_for()  # legend: delta=0.1 -> 0.5
     viewer.main.get_by_text("The next resize is at the end of epoch 4").wait_for()
     viewer.check("synthetic_hot_changed")
 

@@ -36,9 +36,9 @@ def test_pickers_name_a_run_with_its_hot_values(store):
         at = open_app("app_pages/synthetic.py")
         picker = at.multiselect(key="syn_shown")
         assert picker.value == [run_id]
-        assert f"#{run_id} DiveBatch (delta=0.05)" in picker.options
+        assert f"#{run_id} DiveBatch (delta=0.02 -> 0.05)" in picker.options
         assert at.selectbox(key="syn_control_run").options == [
-            f"#{run_id} DiveBatch (delta=0.05)"]
+            f"#{run_id} DiveBatch (delta=0.02 -> 0.05)"]
     finally:
         store.mark_finished(run_id, "stopped")
 
@@ -68,6 +68,31 @@ def test_a_race_watched_to_its_end_gets_no_note(store):
     at.run()
     assert at.multiselect(key="syn_shown").value == race
     assert "Your last race" not in texts(at.info)
+
+
+def test_a_viewer_follows_the_newest_race_and_is_never_told_to_start_one(store, monkeypatch):
+    """The read-only twin kept the old race on its charts after the instructor started a new
+    one (only a reload showed it) and told the class to 'start a new one above'."""
+    monkeypatch.setenv("DIVEBATCH_ROLE", "viewer")
+    old = [stored(store, group="race least_squares seed 0 10:00:00",
+                  config={**CONFIG, "method": method}) for method in ("divebatch", "sgd")]
+    at = open_app("app_pages/synthetic.py")
+    assert at.multiselect(key="syn_shown").value == old
+    assert "The last race (2 runs) here, finished: this page shows the next one the " \
+           "instructor starts." in texts(at.info)
+    assert "start a new one" not in texts(at.info).lower()
+    new = [stored(store, status="running", group="race least_squares seed 0 10:05:00",
+                  config={**CONFIG, "method": method}) for method in ("divebatch", "sgd")]
+    try:
+        at.run()  # the page's look for a newer race (FOLLOW_EVERY_S) reruns it
+        assert at.multiselect(key="syn_shown").value == new
+        assert "The last race" not in texts(at.info)
+        at.multiselect(key="syn_shown").set_value(old).run()  # the viewer's own pick stays
+        at.run()
+        assert at.multiselect(key="syn_shown").value == old
+    finally:
+        for run_id in new:
+            store.mark_finished(run_id, "stopped")
 
 
 def test_a_lab_with_no_run_of_its_problems_shows_none(store):

@@ -152,8 +152,10 @@ def test_after_its_run_the_tour_races_the_methods_then_reads_the_verdict_and_the
     end_race(store, race)
     at.run()
     assert "What the race verdict says" in sidebar_text(at)
-    assert ("SGD, small batch (B 8) was first, in 0.10 s of training; DiveBatch took "
-            "0.40 s (4.0x as long)") in sidebar_text(at)
+    small = next(i for i in race if store.get_run(i)["config"]["method"] == "sgd"
+                 and store.get_run(i)["config"]["batch_size"] == 8)
+    assert (f"#{small} SGD B=8 was first, in 0.10 s of training; DiveBatch took "  # as the
+            "0.40 s (4.0x as long)") in sidebar_text(at)  # legend names it
     assert any("Verdict:" in m.value for m in at.main.markdown)
     divebatch_run = next(i for i in race if store.get_run(i)["config"]["method"] == "divebatch")
     assert started == [divebatch_run]

@@ -152,3 +152,56 @@ def test_runs_sharing_a_label_are_told_apart_by_their_id():
                            "SGD B=8 #3")
     assert "#9" not in text  # a label no other run shares stays as it is
     assert "#" not in verdicts.verdict(rows[1:], 0.9)
+
+
+def test_a_loss_gap_too_small_for_whole_percents_is_never_called_lower():
+    """'ended with a 0 % lower validation loss' read as a gap; equal shown losses are the
+    same, and a gap under 1 % gets the digits that show it."""
+    base = {**row("SGD", 2.0, None), "final_val_loss": 0.10}
+    same = {**row("DiveBatch", 1.0, None), "final_val_loss": 0.100001}  # 0.1 as shown
+    assert "ended with the same validation loss (0.1)." in verdicts.verdict([base, same], 0.11)
+    close = {**row("DiveBatch", 1.0, None), "final_val_loss": 0.0996}
+    assert "ended with a 0.4 % lower validation loss." in verdicts.verdict([base, close], 0.11)
+    assert "0 %" not in verdicts.verdict([base, close], 0.11)
+
+
+def test_a_two_run_verdict_says_each_time_once():
+    """Both runs met the baseline's own target at the epoch they met the common one: the
+    sentence on it repeated DiveBatch's 1.5 s and 2.0x; now its steps alone."""
+    base = row("SGD", 3.0, 0.90, base_level=0.89, time_to_base_level=3.0,
+               steps_to_base_level=300)
+    dive = row("DiveBatch", 1.5, 0.895, time_to_base_level=1.5, steps_to_base_level=175)
+    text = verdicts.verdict([base, dive], 0.885)
+    assert text == (
+        "DiveBatch was first to 88.5 %, in 1.5 s, 2.0x sooner than SGD, and ended 0.5 points "
+        "lower. SGD reached 89.0 % (its final accuracy less 1 point) in 3.0 s and 300 steps; "
+        "DiveBatch at the epoch it reached 88.5 % (175 steps).")
+    assert text.count("1.5 s") == 1 and text.count("2.0x") == 1
+    same = verdicts.verdict([{**base, "base_level": 0.885}, dive], 0.885)
+    assert same.endswith("DiveBatch in 175 steps, as above.")
+    assert same.count("1.5 s") == 1
+
+
+def test_a_stopped_run_is_named_first_and_its_last_value_is_no_end():
+    base = row("SGD", 3.0, 0.90, id=1, epochs=30, planned_epochs=30)
+    stopped = row("DiveBatch", 1.4, 0.70, id=3, epochs=6, planned_epochs=60,
+                  stopped_early=True)
+    text = verdicts.verdict([base, stopped, row("AdaBatch", 2.0, 0.91)], 0.69)
+    assert text.startswith("Stopped before the end: DiveBatch at epoch 6 of 60. It is "
+                           "compared only up to where it stopped. DiveBatch was first to "
+                           "69.0 %, in 1.4 s, 2.1x sooner than SGD.")
+    assert "points lower" not in text.split("AdaBatch")[0]  # no end set against another's
+    assert "AdaBatch ended highest, at 91.0 %." in text
+    never = row("DiveBatch", None, 0.5, stopped_early=True, epochs=2, planned_epochs=60)
+    assert "DiveBatch had not reached 69.0 % when it was stopped." in verdicts.verdict(
+        [base, never], 0.69)
+
+
+def test_a_projectors_lead_while_runs_train_is_one_sentence():
+    """Instructor mode at 1280x720: the 'So far' lead's two sentences pushed the loss and
+    accuracy charts below the screen while a race ran."""
+    rows = [dict(r, active=True) for r in (row("SGD", 4.0, 0.95), row("DiveBatch", 2.0, 0.90),
+                                           row("AdaBatch", 1.0, 0.93))]
+    assert verdicts.verdict(rows, 0.89, lead=True) == (
+        "So far (runs still training): AdaBatch was first to 89.0 %, in 1.0 s, 4.0x sooner "
+        "than SGD, and is 2.0 points lower.")

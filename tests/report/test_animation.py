@@ -62,7 +62,8 @@ def test_only_the_last_frame_has_the_verdict_of_the_table(store, race_ids):
 
 def test_one_run_ends_on_its_final_value(store, race_ids):
     race = animation.build_race(animation.load_runs(store, race_ids[1:2]))
-    assert race.frames[-1].verdict == "DiveBatch (B 16 -> 128): final accuracy 91.0 %."
+    assert race.frames[-1].verdict == (  # named as the legend names it
+        f"#{race_ids[1]} DiveBatch (delta=0.1) [B 16 -> 128]: final accuracy 91.0 %.")
 
 
 def test_gif_decodes_to_one_frame_per_epoch_and_holds_the_last(store, race_ids, tmp_path):

@@ -202,7 +202,7 @@ def test_hot_changes_are_marked_at_their_epoch():
     fig = plots.lr_figure([RunData(run(), RECORDS, events)],
                           ChartOptions(x_axis="train_time"))
     assert [shape.x0 for shape in fig.layout.shapes] == [pytest.approx(1.0)]
-    assert fig.layout.annotations[0].text == "δ 0.5"  # short, inside the chart
+    assert fig.layout.annotations[0].text == "δ 0.5"  # short, above the plot area
     assert fig.layout.annotations[0].hovertext == "delta 0.1 → 0.5 at epoch 2"
 
 
@@ -217,14 +217,14 @@ def test_a_hot_change_of_three_values_is_marked_in_a_few_words():
             continue
         [note] = chart["layout"]["annotations"]
         assert note["text"] == "δ 0.05 · B_max 256 · R 2", name
-        assert len(note["text"]) <= 30 and note["yref"] == "y domain" and note["y"] <= 1
+        assert len(note["text"]) <= 30 and note["yref"] == "y domain" and note["y"] == 1
         assert note["hovertext"] == ("delta 0.1 → 0.05, max_batch_size 64 → 256, "
                                      "resize_every 1 → 2 at epoch 2")
 
 
 def test_the_legend_label_follows_a_hot_change():
     after = [record(1), record(2, delta=0.5)]
-    assert plots.chart_label(RunData(run(), after)) == "#1 DiveBatch (delta=0.5)"
+    assert plots.chart_label(RunData(run(), after)) == "#1 DiveBatch (delta=0.1 -> 0.5)"
 
 
 def test_the_legend_label_follows_a_hot_change_made_while_paused():
@@ -234,14 +234,15 @@ def test_the_legend_label_follows_a_hot_change_made_while_paused():
               {"kind": "hot_change", "epoch": 2, "message": "changed delta=0.3",
                "payload": {"delta": 0.3}}]
     data = RunData(run(delta=0.02), records, events)
-    assert plots.chart_label(data) == "#1 DiveBatch (delta=0.3)"
+    assert plots.chart_label(data) == "#1 DiveBatch (delta=0.02 -> 0.3)"
     legend = plots.legend_spec([data])
-    assert legend["data"][0]["name"] == "#1 DiveBatch (delta=0.3)"
+    assert legend["data"][0]["name"] == "#1 DiveBatch (delta=0.02 -> 0.3)"
     assert plots.progress(data.run, records,
                           {"epoch": 2, "paused": True}, events)[1].startswith(
-        "#1 DiveBatch (delta=0.3): 2/3 epochs")  # the progress line names it the same
+        "#1 DiveBatch (delta=0.02 -> 0.3): 2/3 epochs")  # the progress line names it the same
     older = [{**events[1], "epoch": 1, "payload": {"delta": 0.7}}]  # since overridden
-    assert plots.chart_label(RunData(run(), records, older)) == "#1 DiveBatch (delta=0.02)"
+    assert plots.chart_label(RunData(run(delta=0.02), records, older)) == (
+        "#1 DiveBatch (delta=0.02)")
 
 
 def test_hot_change_words_never_change_the_x_range():

@@ -12,7 +12,8 @@ def recs(accs, times, batch=16):
 
 def run(run_id, method, batch_size=16):
     return {"id": run_id, "status": "completed",
-            "config": {"method": method, "batch_size": batch_size, "max_batch_size": 256}}
+            "config": {"method": method, "batch_size": batch_size, "max_batch_size": 256,
+                       "delta": 0.1}}
 
 
 RUNS = [run(1, "divebatch"), run(2, "sgd"), run(3, "sgd", 256), run(4, "adabatch")]
@@ -28,9 +29,8 @@ def test_four_main_columns_no_empty_cells_and_the_winner():
     assert round(table.common, 4) == 0.69
     assert [list(r) for r in table.rows] == [
         ["method", "final accuracy", target_table.TIME_COLUMN, "speed-up"]] * 4
-    assert [r["method"] for r in table.rows] == [
-        "SGD, small batch (B 16) ⚠", "DiveBatch (B 16)", "AdaBatch (B 16)",
-        "SGD, large batch (B 256)"]
+    assert [r["method"] for r in table.rows] == [  # as the legend names them
+        "#2 SGD B=16 ⚠", "#1 DiveBatch (delta=0.1)", "#4 AdaBatch", "#3 SGD B=256"]
     assert table.rows[0][target_table.TIME_COLUMN] == "1.00 s (epoch 1)"
     assert table.rows[0]["speed-up"] == "1.00x (baseline)"
     assert table.rows[2]["speed-up"] == "2.50x"     # AdaBatch 0.4 s
@@ -39,8 +39,8 @@ def test_four_main_columns_no_empty_cells_and_the_winner():
         assert all(isinstance(v, str) and v != "None" for v in row.values())
     assert "35.0 points below its best" in table.details[0]["note"]
     assert "⚠" in table.details[1]["speed-up to own-1pt"]  # baseline flagged
-    assert table.verdict.startswith("SGD, large batch (B 256) was first to 69.0 %, in 0.30 s")
-    assert "DiveBatch (B 16) reached 69.0 % in 1.0 s, 1.0x sooner" in table.verdict
+    assert table.verdict.startswith("#3 SGD B=256 was first to 69.0 %, in 0.30 s")
+    assert "#1 DiveBatch (delta=0.1) reached 69.0 % in 1.0 s, 1.0x sooner" in table.verdict
 
 
 def test_unreached_and_empty_runs_read_as_words():
@@ -63,7 +63,7 @@ def stored(store, method, accs, times, steps, sizes, status="completed", losses=
     """A stored run of the 4-class problem (unless `fields` say otherwise) with these epochs:
     validation accuracy, training seconds, cumulative optimizer steps, batch size."""
     config = {"problem": "classification", "epochs": len(accs), "batch_size": 16,
-              "max_batch_size": 256, "method": method, **fields}
+              "max_batch_size": 256, "method": method, "delta": 0.1, **fields}
     run_id = store.create_run(config, status="running")
     for epoch, (acc, seconds, step, size) in enumerate(zip(accs, times, steps, sizes), 1):
         store.append_record(run_id, {
@@ -88,18 +88,18 @@ def test_runs_of_different_problems_get_no_shared_star_speedup_or_verdict(store)
     table = table_of(store, ids)
     assert table.winner is None  # no star across problems
     assert [(r["method"], r["speed-up"]) for r in table.rows] == [
-        ("classification · SGD, small batch (B 16)", "1.00x (baseline)"),
-        ("classification · DiveBatch (B 16 -> 128)", "2.00x"),
-        ("least_squares · SGD, small batch (B 32)", "1.00x (baseline)")]
+        ("classification · #1 SGD B=16", "1.00x (baseline)"),
+        ("classification · #2 DiveBatch (delta=0.1) [B 16 -> 128]", "2.00x"),
+        ("least_squares · #3 SGD B=32", "1.00x (baseline)")]
     assert table.rows[2]["final accuracy"] == target_table.MISSING
     assert table.rows[2]["final val loss"] == "0.1"
     assert table.verdict == (
         "These runs are of different problems or data, which do not compare: classification "
         "(runs 1, 2) and least_squares (run 3). No speed-up, star or verdict crosses them. "
-        "classification: DiveBatch (B 16 -> 128) was first to 88.5 %, in 1.5 s, 2.0x sooner "
-        "than SGD, small batch (B 16), and ended 0.5 points lower. SGD, small batch (B 16) "
-        "reached 89.0 % (its final accuracy less 1 point) in 3.0 s and 300 steps; DiveBatch "
-        "(B 16 -> 128) in 1.5 s and 175 steps (2.0x sooner).")
+        "classification: #2 DiveBatch (delta=0.1) [B 16 -> 128] was first to 88.5 %, in 1.5 s, "
+        "2.0x sooner than #1 SGD B=16, and ended 0.5 points lower. #1 SGD B=16 reached 89.0 % "
+        "(its final accuracy less 1 point) in 3.0 s and 300 steps; #2 DiveBatch (delta=0.1) "
+        "[B 16 -> 128] at the epoch it reached 88.5 % (175 steps).")  # 1.5 s, 2.0x: said once
     assert table.caption.startswith("classification: Common target: 88.5 %")
     assert "least_squares: Common target: a validation loss of 0.105" in table.caption
 
@@ -126,20 +126,19 @@ def test_the_verdict_names_the_best_method_whoever_it_is(store):
     ids = [stored(store, m, a, t, s, b, **f) for m, a, t, s, b, f in FOUR_CLASS_RACE]
     table = table_of(store, ids)
     assert [r["method"] for r in table.rows] == [
-        "SGD, small batch (B 16)", "DiveBatch (B 16 -> 541)", "AdaBatch (B 16 -> 64)",
-        "SGD, large batch (B 256)"]
+        "#1 SGD B=16", "#2 DiveBatch (delta=0.1) [B 16 -> 541]", "#3 AdaBatch [B 16 -> 64]",
+        "#4 SGD B=256"]
     assert table.winner == 3
     # common target: lowest best (SGD large, 70 %) - 1 point = 69 %
     assert table.verdict == (
-        "SGD, large batch (B 256) was first to 69.0 %, in 0.30 s, 6.7x sooner than SGD, small "
-        "batch (B 16), and ended 25.0 points lower. DiveBatch (B 16 -> 541) reached 69.0 % "
-        "in 1.0 s, 2.0x sooner than SGD, small batch (B 16), and ended 3.0 points lower. "
-        "AdaBatch (B 16 -> 64) did better than DiveBatch (B 16 -> 541) on both counts: it "
-        "reached 69.0 % sooner (0.80 s) and ended higher (94.0 %). SGD, small batch (B 16) "
-        "ended highest, at 95.0 %. SGD, small batch (B 16) reached 94.0 % (its final accuracy "
-        "less 1 point) in 6.0 s and 1200 steps; AdaBatch (B 16 -> 64) in 2.4 s and 700 steps "
-        "(2.5x sooner); DiveBatch (B 16 -> 541) and SGD, large batch (B 256) never reached "
-        "94.0 %.")
+        "#4 SGD B=256 was first to 69.0 %, in 0.30 s, 6.7x sooner than #1 SGD B=16, and ended "
+        "25.0 points lower. #2 DiveBatch (delta=0.1) [B 16 -> 541] reached 69.0 % in 1.0 s, "
+        "2.0x sooner than #1 SGD B=16, and ended 3.0 points lower. #3 AdaBatch [B 16 -> 64] did "
+        "better than #2 DiveBatch (delta=0.1) [B 16 -> 541] on both counts: it reached 69.0 % "
+        "sooner (0.80 s) and ended higher (94.0 %). #1 SGD B=16 ended highest, at 95.0 %. "
+        "#1 SGD B=16 reached 94.0 % (its final accuracy less 1 point) in 6.0 s and 1200 steps; "
+        "#3 AdaBatch [B 16 -> 64] in 2.4 s and 700 steps (2.5x sooner); #2 DiveBatch "
+        "(delta=0.1) [B 16 -> 541] and #4 SGD B=256 never reached 94.0 %.")
 
 
 def test_while_a_run_goes_the_verdict_says_so_far_and_claims_no_final(store):
@@ -149,10 +148,10 @@ def test_while_a_run_goes_the_verdict_says_so_far_and_claims_no_final(store):
                   [16, 32, 64], status="running", epochs=30)]
     table = table_of(store, ids)
     assert table.verdict == (
-        "So far (runs still training): DiveBatch (B 16 -> 64) was first to 59.0 %, in 1.0 s, "
-        "2.0x sooner than SGD, small batch (B 16), and is 4.6 points higher. SGD, small batch "
-        "(B 16) reached 59.0 % (its latest accuracy less 1 point) in 2.0 s and 200 steps; "
-        "DiveBatch (B 16 -> 64) in 1.0 s and 150 steps (2.0x sooner).")
+        "So far (runs still training): #2 DiveBatch (delta=0.1) [B 16 -> 64] was first to "
+        "59.0 %, in 1.0 s, 2.0x sooner than #1 SGD B=16, and is 4.6 points higher. #1 SGD B=16 "
+        "reached 59.0 % (its latest accuracy less 1 point) in 2.0 s and 200 steps; "
+        "#2 DiveBatch (delta=0.1) [B 16 -> 64] in 150 steps, as above.")
     assert "ended" not in table.verdict
 
 
@@ -162,10 +161,10 @@ def test_one_finished_run_beside_a_running_one_is_still_so_far(store):
                   status="running", batch_size=256, epochs=3)]
     table = table_of(store, ids)
     assert table.verdict == (
-        "So far (runs still training): SGD, large batch (B 256) was first to 64.0 %, in "
-        "0.20 s, 10.0x sooner than SGD, small batch (B 16), and is 30.0 points lower. SGD, "
-        "small batch (B 16) reached 94.0 % (its final accuracy less 1 point) in 6.0 s and "
-        "1200 steps; SGD, large batch (B 256) has not reached 94.0 % yet.")
+        "So far (runs still training): #2 SGD B=256 was first to 64.0 %, in 0.20 s, 10.0x "
+        "sooner than #1 SGD B=16, and is 30.0 points lower. #1 SGD B=16 reached 94.0 % (its "
+        "final accuracy less 1 point) in 6.0 s and 1200 steps; #2 SGD B=256 has not reached "
+        "94.0 % yet.")
 
 
 def test_a_common_target_near_chance_is_flagged_before_anything_else(store):
@@ -179,13 +178,13 @@ def test_a_common_target_near_chance_is_flagged_before_anything_else(store):
     table = table_of(store, ids)
     assert table.verdict.startswith(
         "⚠ The common target, 52.5 %, is near chance (50.0 % on a 2-class problem), so "
-        "reaching it does not separate learning from guessing: SGD, large batch (B 256) set "
-        "it, its best accuracy being 53.5 %. Compare the final accuracies. SGD, large batch "
-        "(B 256) was first to 52.5 %, in 0.20 s")
+        "reaching it does not separate learning from guessing: #3 SGD B=256 set it, its best "
+        "accuracy being 53.5 %. Compare the final accuracies. #3 SGD B=256 was first to "
+        "52.5 %, in 0.20 s")
     assert table.verdict.endswith(
-        "SGD, small batch (B 16) reached 89.0 % (its final accuracy less 1 point) in 3.0 s "
-        "and 30 steps; DiveBatch (B 16 -> 64) in 1.5 s and 18 steps (2.0x sooner); SGD, "
-        "large batch (B 256) never reached 89.0 %.")
+        "#1 SGD B=16 reached 89.0 % (its final accuracy less 1 point) in 3.0 s and 30 steps; "
+        "#2 DiveBatch (delta=0.1) [B 16 -> 64] in 1.5 s and 18 steps (2.0x sooner); #3 SGD "
+        "B=256 never reached 89.0 %.")
 
 
 def test_details_say_how_much_of_a_run_was_measuring():
@@ -194,3 +193,45 @@ def test_details_say_how_much_of_a_run_was_measuring():
                                {1: measured, 2: recs([0.6, 0.9], [1, 1])})
     by_run = {row["run"]: row[target_table.MEASURING_COLUMN] for row in table.details}
     assert by_run == {"1": "0.50 s (25 %)", "2": "0.00 s (0 %)"}
+
+
+def test_the_verdict_names_each_run_as_the_legend_does(store):
+    """Two DiveBatch runs of one delta: the legend said '#2 DiveBatch (delta=0.1)' and '#3
+    ...', the verdict and table 'DiveBatch (B 8 -> 2048)' and 'DiveBatch (B 8 -> 1542)'."""
+    from divebatch.report.run_labels import labelled_with_hot_values
+    ids = [stored(store, "sgd", [0.5, 0.8, 0.9], [1, 1, 1], [10, 20, 30], [8] * 3),
+           stored(store, "divebatch", [0.6, 0.85, 0.9], [0.5] * 3, [10, 15, 18], [8, 64, 2048]),
+           stored(store, "divebatch", [0.6, 0.8, 0.89], [0.6] * 3, [10, 15, 18], [8, 64, 1542])]
+    table = table_of(store, ids)
+    for run_id, path in zip(ids[1:], ("[B 8 -> 2048]", "[B 8 -> 1542]")):
+        legend = labelled_with_hot_values(store.get_run(run_id), store.records(run_id), [])
+        assert legend == f"#{run_id} DiveBatch (delta=0.1)"
+        assert f"{legend} {path}" in table.verdict
+        assert f"{legend} {path}" in [row["method"] for row in table.rows]
+    assert "DiveBatch (B" not in table.verdict
+    # a delta changed while the run trained, and one sent while it waits (no record yet)
+    store.add_event(ids[2], "hot_change", "changed delta=0.5", epoch=3,
+                       payload={"delta": 0.5})
+    events = {run_id: store.events(run_id) for run_id in ids}
+    changed = target_table.build([store.get_run(i) for i in ids], store.records_many(ids),
+                                 events_by_run=events)
+    assert f"#{ids[2]} DiveBatch (delta=0.1 -> 0.5) [B 8 -> 1542]" in changed.verdict
+
+
+def test_a_stopped_run_is_named_and_never_ranked_as_finished(store):
+    """Stopped at epoch 2 of 10 with a low accuracy: it set a common target so low that it
+    was 'first, 2.1x sooner'; now the finished runs set it, and the verdict says it stopped."""
+    ids = [stored(store, "sgd", [0.6, 0.8, 0.9], [1, 1, 1], [10, 20, 30], [16] * 3),
+           stored(store, "divebatch", [0.55, 0.62], [0.4] * 2, [10, 15], [16, 32],
+                  status="stopped", epochs=10),
+           stored(store, "adabatch", [0.7, 0.85, 0.88], [0.8] * 3, [10, 15, 18], [16, 32, 64])]
+    table = table_of(store, ids)
+    assert round(table.common, 4) == 0.87  # the finished runs' lowest best, less 1 point
+    dive = f"#{ids[1]} DiveBatch (delta=0.1) [B 16 -> 32]"
+    assert table.verdict.startswith(
+        f"Stopped before the end: {dive} at epoch 2 of 10. It is compared only up to where it "
+        f"stopped. #{ids[2]} AdaBatch [B 16 -> 64] was first to 87.0 %")
+    assert f"{dive} had not reached 87.0 % when it was stopped." in table.verdict
+    assert "highest" in table.verdict and f"{dive} ended" not in table.verdict
+    assert table.rows[1]["final accuracy"] == "62.0 % (stopped, epoch 2/10)"
+    assert table.verdict_lead.startswith(f"Stopped before the end: {dive} at epoch 2 of 10.")

@@ -63,7 +63,7 @@ def test_the_race_step_comes_with_the_race_end_and_says_who_got_there_first():
     assert (step.key, step.element, step.epoch) == ("race", "verdict", 2)
     assert step.text == (
         "The same setup and seed raced SGD at B0 = 8, SGD at B_max = 64 and AdaBatch to a "
-        "validation loss of 0.315. SGD, small batch (B 8) was first, in 0.50 s of training; "
+        "validation loss of 0.315. #2 SGD B=8 was first, in 0.50 s of training; "
         "DiveBatch took 0.80 s (1.6x as long).")
 
 
