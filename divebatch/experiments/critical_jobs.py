@@ -72,7 +72,8 @@ def _start_worker(store: RunStore, measurement_id: int) -> None:
 def execute(store: RunStore, measurement_id: int,
             on_progress: Callable[[dict], None] | None = None) -> str:
     """Measure in this process until done or stopped; the final status (completed, stopped
-    or failed, with a one-line error stored)."""
+    or failed, with a one-line error stored). A KeyboardInterrupt stores it as stopped (by
+    the user; resumable) and propagates."""
     measurements = Measurements(store)
     measurement = measurements.get(measurement_id)
     if measurement is None:
@@ -81,6 +82,10 @@ def execute(store: RunStore, measurement_id: int,
     measurements.mark_running(measurement_id, os.getpid())
     try:
         status = _measure(store, measurement, on_progress)
+    except KeyboardInterrupt:  # Ctrl-C of a foreground measurement: the user stopped it
+        measurements.mark_finished(measurement_id, "stopped",
+                                   "stopped by the user (Ctrl-C); rows so far are kept")
+        raise
     except Exception as error:  # the worker must record why it ended, whatever it was
         measurements.mark_finished(measurement_id, "failed", worker.one_line(error))
         return "failed"

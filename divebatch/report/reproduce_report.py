@@ -57,7 +57,10 @@ def _signed_points(mean: float | None, se: float | None) -> str:
     if mean is None:
         return ""
     text = f"{100 * mean:+.2f}"
-    return text if se is None else f"{text} ± {100 * se:.2g}"
+    if se is None:
+        return text
+    # an error below the mean's last shown digit is rounding noise (1e-15): it shows as 0
+    return f"{text} ± {0 if 100 * se < 0.005 else f'{100 * se:.2g}'}"
 
 
 def detail(result: ReproResults) -> list[dict]:

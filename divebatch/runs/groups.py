@@ -2,7 +2,8 @@
 
 A group is a set of stored runs sharing a group name. A stored run *is* a planned run when
 it is in the group and its config equals the planned config (the name aside), so a re-run of
-the same plan reuses every finished run and redoes only the stopped, failed or missing ones.
+the same plan reuses every finished run, continues the stopped, failed or interrupted ones
+from their checkpoints and trains the missing ones.
 The plans themselves (which configs, and what their results mean) are the experiments'
 (`divebatch.experiments.sweeps`, `divebatch.experiments.reproduce`).
 """
@@ -61,7 +62,13 @@ def match_runs(store, group: str, planned: list[PlannedRun]) -> list[dict | None
 
 def missing(planned: list[PlannedRun], matched: list[dict | None]) -> list[PlannedRun]:
     """Planned runs with no finished or in-progress run: what a (re-)run must do."""
-    return [p for p, run in zip(planned, matched)
+    return [p for p, _ in missing_with_runs(planned, matched)]
+
+
+def missing_with_runs(planned: list[PlannedRun], matched: list[dict | None]
+                      ) -> list[tuple[PlannedRun, dict | None]]:
+    """`missing`, each with its stopped, failed or interrupted stored run (None: none)."""
+    return [(p, run) for p, run in zip(planned, matched)
             if run is None or run["status"] not in FINISHED + ACTIVE_STATUSES]
 
 
@@ -77,11 +84,14 @@ def progress(matched: list[dict | None]) -> dict:
 def submit_missing(store, group: str, planned: list[PlannedRun], info: dict | None = None
                    ) -> list[int]:
     """Queue every missing planned run in the background queue (jobs.submit); their ids."""
-    from divebatch.runs.queue import submit
-    todo = missing(planned, match_runs(store, group, planned))
+    from divebatch.runs.queue import dispatch, submit
     ids = []
-    for p in todo:
-        run_id = submit(store, p.config, name=p.config.name, group=group)
+    for p, stale in missing_with_runs(planned, match_runs(store, group, planned)):
+        run_id = _resumed(store, stale)
+        if run_id is not None:
+            dispatch(store)
+        else:
+            run_id = submit(store, p.config, name=p.config.name, group=group)
         if info:
             store.update_info(run_id, **info)
         ids.append(run_id)
@@ -94,12 +104,15 @@ def run_missing(store, group: str, planned: list[PlannedRun], info: dict | None 
 
     Each run is stored and claimed (so no background dispatcher starts it too) before it
     trains. A KeyboardInterrupt marks the run in progress as stopped, keeping its records,
-    and propagates: a later call redoes only that run and the ones after it.
+    and propagates: a later call continues that run from its checkpoint (`_resumed`) and
+    trains the ones after it.
     """
     from divebatch.runs.worker import execute_run
     done = 0
-    for p in missing(planned, match_runs(store, group, planned)):
-        run_id = store.create_run(p.config.to_dict(), name=p.config.name, group=group)
+    for p, stale in missing_with_runs(planned, match_runs(store, group, planned)):
+        run_id = _resumed(store, stale)
+        if run_id is None:
+            run_id = store.create_run(p.config.to_dict(), name=p.config.name, group=group)
         if not store.claim_run(run_id):
             continue  # a background dispatcher took it: it trains there
         if info:
@@ -113,6 +126,20 @@ def run_missing(store, group: str, planned: list[PlannedRun], info: dict | None 
         if on_run_done:
             on_run_done(p, store.get_run(run_id))
     return done
+
+
+def _resumed(store, stale: dict | None) -> int | None:
+    """The id of `stale` (the group's stopped, failed or interrupted run of a planned config)
+    queued again to continue from its checkpoint, so that a re-run after Ctrl-C or Stop
+    leaves no partial run beside a fresh one; None when there is none or it cannot resume."""
+    from divebatch.runs.queue import RESUMABLE_STATUSES, requeue_to_resume
+    if stale is None or stale["status"] not in RESUMABLE_STATUSES:
+        return None
+    try:
+        requeue_to_resume(store, stale["id"])
+    except ValueError:  # a checkpoint that is not the run's: the run is kept, a new one trains
+        return None
+    return stale["id"]
 
 
 def stop_group(store, group: str) -> list[int]:

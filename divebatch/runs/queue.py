@@ -50,6 +50,14 @@ def resume(store: RunStore, run_id: int) -> int:
     from the next epoch. Returns the epoch it continues after (0: no usable checkpoint, so
     it starts again from the beginning). ValueError if the run cannot be resumed."""
     reap(store)
+    epoch = requeue_to_resume(store, run_id)
+    dispatch(store)
+    return epoch
+
+
+def requeue_to_resume(store: RunStore, run_id: int) -> int:
+    """`resume` without starting a worker: the run queued to continue from its checkpoint
+    (records after it dropped); the epoch it continues after. ValueError if it cannot be."""
     run = stored_run(store, run_id)
     if run["status"] not in RESUMABLE_STATUSES:
         raise ValueError(f"only {', '.join(RESUMABLE_STATUSES)} runs can be resumed, but run "
@@ -59,7 +67,6 @@ def resume(store: RunStore, run_id: int) -> int:
         raise ValueError(f"run {run_id} changed status meanwhile (resumed twice?)")
     store.add_event(run_id, "resumed", f"resumed after epoch {epoch}" if epoch
                     else "restarted from the beginning (no checkpoint)", epoch=epoch or None)
-    dispatch(store)
     return epoch
 
 

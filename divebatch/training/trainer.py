@@ -391,10 +391,10 @@ def train(config: RunConfig, on_epoch: Callable[[EpochRecord], None] | None = No
     running out of memory ends it as "failed" with a message suggesting a smaller batch.
     `on_start(facts)` gets Trainer.info() at the start, then {"initial": point}: the chart's
     epoch 0, measured before training when the probe is on (diversity_every_epoch).
-    `checkpoint_path`: a file (see `divebatch.training.checkpoint`) rewritten atomically at the
-    end of every epoch. `resume_from`: such a file, or a `Trainer.state_dict()`, to continue
-    after its epoch; the records then equal an uninterrupted run's (timings aside) on the same
-    device.
+    `checkpoint_path`: a file (see `divebatch.training.checkpoint`) rewritten atomically after
+    every epoch and left when the run ends, with copies at `config.kept_checkpoint_epochs()`
+    (run.pt: run-epoch-0.pt, ...). `resume_from`: such a file, or a `Trainer.state_dict()`, to
+    continue after its epoch; records then equal an uninterrupted run's (timings aside; one device).
     """
     return Trainer(config, on_epoch, control, on_progress, on_event, on_start,
                    checkpoint_path, resume_from).run()

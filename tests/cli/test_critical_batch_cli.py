@@ -79,3 +79,19 @@ def test_background_measurement_runs_in_its_own_worker(store, finished_run):
     assert measurements.get(measurement_id)["status"] == "completed"
     assert measurements.get(measurement_id)["worker_pid"] not in (None, 0)
     assert len(measurements.rows(measurement_id)) == 2 * 3  # 2 epochs x (start + 2 sizes)
+
+
+def test_ctrl_c_of_a_foreground_measurement_is_stored_as_stopped_by_the_user(
+        store, finished_run, monkeypatch):
+    """It was stored as "the worker process ended unexpectedly" once reaped."""
+    from divebatch.experiments import critical_jobs
+
+    def ctrl_c(*args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(critical_jobs, "_measure", ctrl_c)
+    result = cli_in_process("critical-batch", str(finished_run), "--batch-sizes", "8,32")
+    assert result.returncode == 130 and result.stderr.endswith("interrupted\n")
+    critical_jobs.reap(store)
+    measurement = Measurements(store).of_run(finished_run, critical_jobs.KIND)[0]
+    assert (measurement["status"], measurement["error"]) == (
+        "stopped", "stopped by the user (Ctrl-C); rows so far are kept")

@@ -69,3 +69,11 @@ def test_cli_reproduce_bad_input_exit_2():
 
 def test_doctest():
     assert doctest.testmod(reproduce).failed == 0
+
+
+def test_a_standard_error_below_the_shown_precision_prints_as_0():
+    """The table showed "-0.28 ± 5.6e-15": seeds that agree leave rounding noise."""
+    from divebatch.report.reproduce_report import _signed_points
+    assert _signed_points(-0.0028, 5.6e-17) == "-0.28 ± 0"
+    assert _signed_points(-0.0028, 0.0012) == "-0.28 ± 0.12"
+    assert _signed_points(0.01, None) == "+1.00" and _signed_points(None, 0.1) == ""

@@ -165,15 +165,39 @@ def test_interrupted_sweep_resumes_without_redoing_finished_cells(store, monkeyp
     runs = store.list_runs(group=spec.group)
     assert sorted(r["status"] for r in runs) == ["completed"] * 4 + ["stopped"]
     finished_ids = {r["id"] for r in runs if r["status"] == "completed"}
+    stopped_id = next(r["id"] for r in runs if r["status"] == "stopped")
 
     assert sweeps.run_here(store, spec) == 6  # the stopped one and the five never started
     runs = store.list_runs(group=spec.group)
-    assert len(runs) == 11
-    assert sum(r["status"] == "completed" for r in runs) == 10
-    assert finished_ids <= {run["id"] for run in groups.match_runs(store, spec.group,
-                                                                   spec.plan())}
+    # the stopped run continued in place: no stale partial run is left beside a fresh one
+    assert len(runs) == 10 and {r["status"] for r in runs} == {"completed"}
+    assert finished_ids | {stopped_id} <= {run["id"] for run in groups.match_runs(
+        store, spec.group, spec.plan())}
     assert sweeps.run_here(store, spec) == 0  # nothing left to do
-    assert len(store.list_runs(group=spec.group)) == 11
+    assert len(store.list_runs(group=spec.group)) == 10
+
+
+def test_a_sweep_stopped_mid_run_continues_that_run_from_its_checkpoint(store, monkeypatch):
+    spec = tiny_spec(deltas=(0.1,), max_batch_sizes=(64,), seeds=(0,))
+    real_execute = worker.execute_run
+
+    def ctrl_c_in_epoch_2(store, run_id, on_epoch=None):
+        def on_epoch_2(record):
+            if record.epoch == 2:
+                raise KeyboardInterrupt
+        return real_execute(store, run_id, on_epoch_2)
+    monkeypatch.setattr(worker, "execute_run", ctrl_c_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        sweeps.run_here(store, spec)
+    monkeypatch.setattr(worker, "execute_run", real_execute)
+    stopped = store.list_runs(group=spec.group)
+    assert [(r["status"], len(store.records(r["id"]))) for r in stopped] == [("stopped", 2)]
+    assert sweeps.run_here(store, spec) == 2
+    runs = store.list_runs(group=spec.group)
+    assert len(runs) == 2 and {r["status"] for r in runs} == {"completed"}
+    assert stopped[0]["id"] in {r["id"] for r in runs}
+    assert [r["epoch"] for r in store.records(stopped[0]["id"])] == [1, 2, 3]
+    assert "resumed" in [e["kind"] for e in store.events(stopped[0]["id"])]
 
 
 def test_cli_sweep_two_by_two_with_two_seeds_then_rerun_reuses_everything(store):
