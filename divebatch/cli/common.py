@@ -66,22 +66,55 @@ def flag_type(f: dataclasses.Field):
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
-    """RunConfig from `--config FILE` and flags; raises UsageError listing bad fields."""
-    values = preset_fields(args.preset) if hasattr(args, "preset") else {}
+    """RunConfig from `--preset`, `--config FILE` and flags; raises UsageError listing bad
+    fields, each named as the user gave it (a flag, a key of the file, the preset's field)."""
+    preset = getattr(args, "preset", None)
+    values = preset_fields(preset) if preset is not None else {}
     from_file = read_config_file(args.config) if hasattr(args, "config") else {}
-    flags = {f.name: getattr(args, f.name) for f in config_fields() if hasattr(args, f.name)}
     values.update(from_file)
-    values.update(flags)
-    in_file_only = set(from_file) - set(flags)
-
-    def name_of(field_name: str) -> str:  # as the user wrote it: a key of the file, or a flag
-        return field_name if field_name in in_file_only else flag_name(field_name)
+    values.update(typed_fields(args))
+    name_of = names_as_given(args)
+    check_preset_model(values, preset, name_of)
     try:
         config = RunConfig.from_dict(values)
         config.validate(name_of=name_of)
     except (TypeError, ValueError) as error:
         raise UsageError(str(error).replace("\n", "; ")) from None
     return config
+
+
+def typed_fields(args: argparse.Namespace) -> dict:
+    """The RunConfig fields the user typed as flags (unset flags are absent from `args`)."""
+    return {f.name: getattr(args, f.name) for f in config_fields() if hasattr(args, f.name)}
+
+
+def names_as_given(args: argparse.Namespace):
+    """name_of(field) as the user gave the field: its flag, its key in the config file, or
+    the preset's field (a value the user never typed is not blamed on a flag)."""
+    from_file = read_config_file(args.config) if hasattr(args, "config") else {}
+    typed = typed_fields(args)
+    preset = getattr(args, "preset", None)
+    preset_only = set(preset_fields(preset)) - set(from_file) - set(typed) if preset else set()
+
+    def name_of(field_name: str) -> str:
+        if field_name in preset_only:
+            return f"the preset {preset}'s {field_name}"
+        return field_name if field_name in set(from_file) - set(typed) else flag_name(field_name)
+    return name_of
+
+
+def check_preset_model(values: dict, preset: str | None, name_of) -> None:
+    """A preset's model that does not fit the problem the user chose instead of the preset's
+    is refused in the user's terms: `--preset digits_race --problem sine` names the preset."""
+    from divebatch.config import ALLOWED_MODELS
+    model, problem = values.get("model", "auto"), values.get("problem")
+    if preset is None or not name_of("model").startswith("the preset") \
+            or model == "auto" or problem not in ALLOWED_MODELS \
+            or model in ALLOWED_MODELS[problem]:
+        return
+    raise UsageError(f"the preset {preset}'s model {model} does not fit {name_of('problem')} "
+                     f"{problem}: add --model auto (or one of "
+                     f"{', '.join(ALLOWED_MODELS[problem])})")
 
 
 def preset_fields(name: str) -> dict:
@@ -109,12 +142,17 @@ def read_config_file(path: str) -> dict:
     return values
 
 
-def open_store(args: argparse.Namespace):
+def open_store(args: argparse.Namespace, writes: bool = True):
     """The store at --db, else $DIVEBATCH_DB, else .divebatch/runs.db (its folder created).
-    A store the user named must be in an existing folder: a mistyped path stores nothing."""
+    A store the user named must be in an existing folder: a mistyped path stores nothing.
+    A store this process cannot write (a read-only file system, no permission) is opened
+    read-only for the commands that only read it (`writes=False`); the others refuse it."""
     import os
     from pathlib import Path
     from divebatch.runs.store import RunStore
+    if hasattr(args, "db") and not args.db.strip():  # "" would silently mean the default
+        raise UsageError(f"--db should be the path of a run store file, but got "
+                         f"--db={args.db!r} (leave out --db for .divebatch/runs.db)")
     named_by = "--db" if getattr(args, "db", None) else \
         "$DIVEBATCH_DB" if os.environ.get("DIVEBATCH_DB") else None
     path = Path(getattr(args, "db", None) or RunStore.default_path()).expanduser()
@@ -127,10 +165,23 @@ def open_store(args: argparse.Namespace):
         raise UsageError(f"{named_by}: the folder {folder} does not exist (create it first, "
                          f"or {instead})")
     try:
-        return RunStore(path)
+        store = RunStore(path)
     except Exception as error:  # sqlite3 errors, permission errors, a non-database file
         raise UsageError(f"{named_by or 'run store'}: cannot open run store {path}: "
                          f"{error}") from None
+    if writes and store.read_only:
+        raise UsageError(f"{named_by or 'run store'}: the run store {store.path} is read-only "
+                         f"(its file or folder cannot be written); list, show, export and "
+                         f"compare can read it")
+    return store
+
+
+def reap_if_writable(store) -> None:
+    """Mark runs whose worker died as interrupted, unless the store is read-only (then they
+    are shown as stored)."""
+    from divebatch.runs.queue import reap
+    if not store.read_only:
+        reap(store)
 
 
 def get_run_or_fail(store, run_id: int) -> dict:
@@ -172,13 +223,16 @@ def subparser(sub, name: str, help_text: str, handler) -> argparse.ArgumentParse
     return parser
 
 
-def check_runnable(config) -> None:
-    """Device and dataset problems are bad input: report them before storing the run."""
+def check_runnable(config, args: argparse.Namespace) -> None:
+    """Device and dataset problems are bad input: report them before storing the run, the
+    field named as the user gave it (see `names_as_given`)."""
+    import re
     from divebatch.training import runnable  # imports torch: only when a command runs
     try:
         runnable.check_runnable(config)
-    except ValueError as error:
-        raise UsageError(str(error)) from None
+    except ValueError as error:  # "device should be ..., but got device='cuda'"
+        message = re.sub(r"\bdevice(?= should|=)", names_as_given(args)("device"), str(error))
+        raise UsageError(message) from None
 
 
 def check_data_flags_apply(args, config) -> None:
@@ -191,3 +245,21 @@ def check_data_flags_apply(args, config) -> None:
         if hasattr(args, name) and config.problem not in problems:
             raise UsageError(f"{flag_name(name)} is not used by problem {config.problem} (only "
                              f"by {', '.join(problems)}); leave it out")
+
+
+def check_method_flags_apply(args, config) -> None:
+    """A method flag typed for a method that ignores it (`--method sgd --delta 0.5`) is
+    refused like a data flag (config.METHOD_FIELDS says which method reads which field); a
+    preset's or config file's value is left alone. SGD takes --max-batch-size only as its
+    batch size (SGD at B_max: `--batch-size B --max-batch-size B`)."""
+    from divebatch.config import METHOD_FIELDS, method_uses
+    for name in sorted({name for fields in METHOD_FIELDS.values() for name in fields}):
+        sgd_at_b_max = name == "max_batch_size" and config.method == "sgd" \
+            and config.max_batch_size == config.batch_size
+        if hasattr(args, name) and not method_uses(config.method, name) and not sgd_at_b_max:
+            users = [method for method, fields in METHOD_FIELDS.items() if name in fields]
+            raise UsageError(f"{flag_name(name)} is not used by method {config.method} (only "
+                             f"by {', '.join(users)}"
+                             + ("; SGD at B_max: --batch-size B --max-batch-size B"
+                                if name == "max_batch_size" and config.method == "sgd" else "")
+                             + "); leave it out")

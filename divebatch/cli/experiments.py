@@ -6,8 +6,9 @@ from __future__ import annotations
 import sys
 
 from divebatch.cli.common import (UsageError, add_config_flags, add_db_flag,
-                                  check_data_flags_apply, check_runnable, config_from_args,
-                                  flag_name, format_table, open_store)
+                                  check_data_flags_apply, check_method_flags_apply,
+                                  check_runnable, config_from_args, flag_name, format_table,
+                                  open_store)
 
 SWEEP_COLUMNS = [("label", "cell"), ("seeds", "seeds"), ("speedup", "speed-up"),
                  ("final", "final {metric}"), ("time_to_target", "train s to own-1pt"),
@@ -54,7 +55,7 @@ def add_execution_flags(parser) -> None:
 def add_ray_flags(parser) -> None:
     parser.add_argument("--backend", choices=("local", "ray"), default="local",
                         help="local: this machine's workers (default); ray: one Ray task per "
-                             "run on a Ray cluster (pip install .[ray])")
+                             'run on a Ray cluster (pip install "divebatch[ray]")')
     parser.add_argument("--address", default=None,
                         help="with --backend ray: local (default: a cluster started for this "
                              "command), auto (the running cluster), HOST:PORT of a head node "
@@ -68,7 +69,7 @@ def add_ray_flags(parser) -> None:
 
 def ray_backend_from_args(args):
     """None for --backend local, else a RayBackend; UsageError on misplaced or bad flags."""
-    from divebatch.runs.ray_backend import RayBackend, RayBackendError, RayOptions
+    from divebatch.runs.ray_backend import RayBackend, RayBackendError, RayOptions, import_ray
     given = {name: getattr(args, name) for name in ("address", "gpus_per_run", "cpus_per_run")
              if getattr(args, name) is not None}
     if args.backend == "local":
@@ -78,9 +79,11 @@ def ray_backend_from_args(args):
                              f"--backend local")
         return None
     try:
-        return RayBackend(RayOptions(**given, threads=args.threads))
+        backend = RayBackend(RayOptions(**given, threads=args.threads))
+        import_ray()  # before any note or progress bar: Ray may not be installed
     except RayBackendError as error:
         raise UsageError(str(error)) from None
+    return backend
 
 
 def check_execution_flags(args) -> None:
@@ -113,14 +116,15 @@ def set_threads(threads: int) -> None:
 def sweep_spec(args):
     from divebatch.experiments.sweeps import SWEEP_DEFAULTS, SweepSpec
     if getattr(args, "method", "divebatch") != "divebatch":
-        raise UsageError(f"method should be divebatch in a sweep (the SGD baseline is "
-                         f"added for you), but got method={args.method!r}")
+        raise UsageError(f"--method should be divebatch in a sweep (the SGD baseline is "
+                         f"added for you), but got --method={args.method}")
     grid = {name: getattr(args, name) for name in ("delta", "max_batch_size",
                                                    "resize_every", "seed")}
     for name in grid:
         delattr(args, name)  # config_from_args must not see the lists
     config = config_from_args(args)
     check_data_flags_apply(args, config)
+    check_method_flags_apply(args, config)
     base = {**SWEEP_DEFAULTS, **config.to_dict()}
     spec = SweepSpec(base=base, deltas=tuple(grid["delta"]),
                      max_batch_sizes=tuple(grid["max_batch_size"]),
@@ -138,10 +142,12 @@ def cmd_sweep(args) -> int:
         args.diversity_every_epoch = False  # sweeps time runs: measure only where needed
     spec = sweep_spec(args)
     check_execution_flags(args)
-    check_runnable(spec.baseline_config(spec.seeds[0]))
+    check_runnable(spec.baseline_config(spec.seeds[0]), args)
     store = open_store(args)
-    print(f"sweep {spec.group}: {len(spec.cells())} cells x {len(spec.seeds)} seeds "
-          f"+ {len(spec.seeds)} baseline runs", file=sys.stderr)
+    cells, seeds = len(spec.cells()), len(spec.seeds)
+    print(f"sweep {spec.group}: {cells} cell{'s' * (cells != 1)} x {seeds} "
+          f"seed{'s' * (seeds != 1)} + {seeds} baseline run{'s' * (seeds != 1)}",
+          file=sys.stderr)
     status = run_group(args, store, spec, sweeps, "to see the table (it waits for nothing "
                                                   "and reuses finished runs)")
     if status is None:
@@ -218,9 +224,9 @@ def add_reproduce(sub) -> None:
                     "each; prints our speed-ups and accuracy changes beside the paper's and "
                     "writes a report. Finished runs are reused: run it again to resume.")
     add_db_flag(parser)
-    parser.add_argument("--quick", action="store_const", const="quick", dest="scale",
-                        help="the quick scale: minutes on 2 CPU cores")
-    parser.add_argument("--scale", choices=SCALES, default="full",
+    parser.add_argument("--quick", action="store_true",
+                        help="the quick scale (--scale quick): minutes on 2 CPU cores")
+    parser.add_argument("--scale", choices=SCALES,
                         help="full (default; tens of minutes on a CPU), quick, or tiny (a "
                              "smoke test in seconds whose numbers mean nothing)")
     parser.add_argument("--benchmarks", nargs="+", choices=list(BENCHMARKS),
@@ -261,10 +267,14 @@ def run_group(args, store, spec, experiment, then: str) -> int | None:
 def cmd_reproduce(args) -> int:
     from divebatch.experiments import claims, paper_setup, reproduce
     from divebatch.report import reproduce_report
-    seeds = args.seeds if args.seeds is not None else paper_setup.DEFAULT_SEEDS[args.scale]
+    if args.quick and args.scale is not None:  # both name the scale: refuse, never guess
+        raise UsageError(f"--quick is not allowed with --scale (--quick is --scale quick), but "
+                         f"got --quick --scale {args.scale}")
+    scale = "quick" if args.quick else args.scale or "full"
+    seeds = args.seeds if args.seeds is not None else paper_setup.DEFAULT_SEEDS[scale]
     if seeds < 1:
         raise UsageError(f"--seeds should be an int >= 1, but got --seeds={seeds}")
-    spec = reproduce.ReproSpec(scale=args.scale, benchmarks=tuple(args.benchmarks),
+    spec = reproduce.ReproSpec(scale=scale, benchmarks=tuple(args.benchmarks),
                                seeds=tuple(range(seeds)))
     check_execution_flags(args)
     if not args.background:  # the report is written by the run that trains

@@ -56,8 +56,9 @@ def follow(store, run_id: int) -> str:
 def add_prune(sub) -> None:
     parser = subparser(sub, "prune", "delete old finished runs (with their checkpoints and "
                                      "logs) and compact the store", cmd_prune)
-    parser.add_argument("--keep", type=int, default=0, metavar="N",
-                        help="spare the newest N of the matching runs (default 0)")
+    parser.add_argument("--keep", type=int, metavar="N",
+                        help="spare the newest N of the matching runs, an int >= 0 (0: spare "
+                             "none; default: spare none, with --older-than or --status)")
     parser.add_argument("--older-than", type=float, metavar="DAYS",
                         help="only runs created more than DAYS days ago")
     parser.add_argument("--status", action="append", choices=FINISHED_STATUSES,
@@ -68,18 +69,19 @@ def add_prune(sub) -> None:
 def cmd_prune(args) -> int:
     from divebatch.runs.queue import reap
     from divebatch.runs.worker import remove_run_files
-    if args.keep < 0:
+    if args.keep is not None and args.keep < 0:
         raise UsageError(f"--keep should be an int >= 0, but got --keep={args.keep}")
     if args.older_than is not None and not args.older_than >= 0:
         raise UsageError(f"--older-than should be days >= 0, but got "
                          f"--older-than={args.older_than}")
-    if args.older_than is None and args.keep == 0 and not args.status:
+    if args.older_than is None and args.keep is None and not args.status:
         raise UsageError("prune needs --keep N, --older-than DAYS or --status to say which "
                          "runs to delete")
     store = open_store(args)
     reap(store)
     older_than = None if args.older_than is None else args.older_than * 86400.0
-    deleted = store.delete_runs(status=args.status, older_than=older_than, keep=args.keep)
+    deleted = store.delete_runs(status=args.status, older_than=older_than,
+                                keep=args.keep or 0)
     remove_run_files(store, deleted)
     store.vacuum()
     size = store.path.stat().st_size / 1e6

@@ -10,8 +10,9 @@ import sys
 
 from divebatch.experiments import analysis, verdicts
 from divebatch.cli.common import (UsageError, add_config_flags, check_data_flags_apply,
-                                  check_runnable, config_from_args, format_table,
-                                  get_run_or_fail, open_store, subparser)
+                                  check_method_flags_apply, check_runnable, config_from_args,
+                                  format_table, get_run_or_fail, open_store, reap_if_writable,
+                                  subparser)
 from divebatch.report import animation_settings
 from divebatch.report.exports import records_csv, records_json
 from divebatch.report.tables import COMPARE_COLUMNS, LIST_COLUMNS
@@ -29,7 +30,8 @@ def cmd_run(args) -> int:
     from divebatch.cli.progress import EpochProgress
     config = config_from_args(args)
     check_data_flags_apply(args, config)
-    check_runnable(config)
+    check_method_flags_apply(args, config)
+    check_runnable(config, args)
     if distributed.launched():  # under torchrun: rank 0 stores and prints, the others train
         config = config.replace(nproc=distributed.world_size())
         if not distributed.is_main_process():
@@ -87,11 +89,10 @@ def add_list(sub) -> None:
 
 
 def cmd_list(args) -> int:
-    from divebatch.runs.queue import reap
     if args.limit < 0:
         raise UsageError(f"--limit should be an int >= 0, but got --limit={args.limit}")
-    store = open_store(args)
-    reap(store)  # a worker that died shows as interrupted, not running
+    store = open_store(args, writes=False)
+    reap_if_writable(store)  # a worker that died shows as interrupted, not running
     runs = store.list_runs(status=args.status, limit=args.limit)
     records = store.records_many([r["id"] for r in runs])
     rows = [analysis.summarize(run, records.get(run["id"], [])) for run in runs]
@@ -114,9 +115,8 @@ def add_show(sub) -> None:
 
 
 def cmd_show(args) -> int:
-    from divebatch.runs.queue import reap
-    store = open_store(args)
-    reap(store)
+    store = open_store(args, writes=False)
+    reap_if_writable(store)
     run = get_run_or_fail(store, args.run_id)
     records = store.records(args.run_id)
     print(f"run {run['id']} {run['name']!s} status={run['status']}"
@@ -154,7 +154,7 @@ def add_export(sub) -> None:
 
 
 def cmd_export(args) -> int:
-    store = open_store(args)
+    store = open_store(args, writes=False)
     runs = [get_run_or_fail(store, run_id) for run_id in args.run_ids]
     if args.format in animation_settings.FORMATS:
         return _export_animation(store, args)
@@ -210,7 +210,7 @@ def add_compare(sub) -> None:
 
 
 def cmd_compare(args) -> int:
-    store = open_store(args)
+    store = open_store(args, writes=False)
     runs = [get_run_or_fail(store, run_id) for run_id in args.run_ids]
     records = store.records_many(args.run_ids)
     groups = verdicts.group_by_data(runs)
@@ -304,13 +304,19 @@ def add_download(sub) -> None:
 def cmd_download(args) -> int:
     from tqdm import tqdm
     from divebatch.data.images import DatasetError, download
-    with tqdm(unit="B", unit_scale=True, file=sys.stderr, desc=args.dataset) as bar:
-        def progress(done, total):
-            bar.total = total
-            bar.update(done - bar.n)
-        try:
-            path = download(args.dataset, args.data_dir or None, progress)
-        except DatasetError as error:
-            raise UsageError(str(error)) from None
+    bars = []  # the bar appears with the first bytes: an offline machine sees the error alone
+
+    def progress(done, total):
+        if not bars:
+            bars.append(tqdm(unit="B", unit_scale=True, file=sys.stderr, desc=args.dataset))
+        bars[0].total = total
+        bars[0].update(done - bars[0].n)
+    try:
+        path = download(args.dataset, args.data_dir or None, progress)
+    except DatasetError as error:
+        raise UsageError(str(error)) from None
+    finally:
+        for bar in bars:
+            bar.close()
     print(path)
     return 0

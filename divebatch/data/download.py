@@ -21,7 +21,8 @@ def download(name: str, root: str | os.PathLike | None = None,
 
     Does nothing when the folder is already there. The archive is streamed to a temp file,
     its md5 checked before anything is extracted, and extracted into a temp folder that is
-    renamed into place at the end, so a failure leaves no partial dataset behind.
+    renamed into place at the end, so a failure leaves no partial dataset behind (nor the
+    data folder, when this call made it and it is still empty).
     """
     if name not in DOWNLOADS:
         raise DatasetError(f"unknown dataset {name!r} to download; "
@@ -31,14 +32,28 @@ def download(name: str, root: str | os.PathLike | None = None,
     target = root / source["folder"]
     if target.is_dir():
         return target
+    made = [folder for folder in (root, *root.parents) if not folder.exists()]
     root.mkdir(parents=True, exist_ok=True)
-    archive = _fetch(source["url"], root, progress)
     try:
-        _verify_md5(archive, source["md5"], source["url"])
-        _extract_into(archive, root, source["folder"])
-    finally:
-        archive.unlink(missing_ok=True)
+        archive = _fetch(source["url"], root, progress)
+        try:
+            _verify_md5(archive, source["md5"], source["url"])
+            _extract_into(archive, root, source["folder"])
+        finally:
+            archive.unlink(missing_ok=True)
+    except BaseException:
+        _remove_empty(made)  # an offline download leaves no empty data/ folder behind
+        raise
     return target
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove the folders this download made (deepest first) that are still empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (another download, a user's file) or already gone
+            return
 
 
 def _fetch(url: str, root: Path, progress: Progress | None) -> Path:

@@ -33,7 +33,7 @@ from divebatch.training import checkpoint
 from divebatch.runs import processes, worker
 from divebatch.runs.ray_tasks import RELAYED_WRITES, Mailbox, train_task
 
-INSTALL_HINT = "the Ray backend needs Ray: pip install .[ray]"
+INSTALL_HINT = 'the Ray backend needs Ray: pip install "divebatch[ray]"'
 LOCAL = "local"                # --address: start a one-machine cluster for this command
 POLL_S = 0.2                   # driver loop period: reports, finished tasks
 CONTROL_POLL_S = 1.0           # how often the store's stop / set requests are read

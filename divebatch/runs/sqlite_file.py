@@ -16,6 +16,11 @@ script threads sharing one RunStore object):
   atomic across processes.
 - "database is locked" / "busy" that outlasts SQLite's busy timeout is retried with jittered
   exponential backoff, for up to `timeout` seconds in all.
+- A file this process cannot write (a read-only file system or folder, a file without write
+  permission) is opened read-only (`read_only`): reads work, writes raise
+  sqlite3.OperationalError. On a read-only file system SQLite cannot create the WAL's shared
+  memory file, so the file is then opened as immutable (nothing can change it there; the
+  WAL of a writer that died without checkpointing is then not read).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 BUSY_TIMEOUT_S = 5.0  # SQLite's own wait for a lock, per attempt; retries go on up to `timeout`
 
@@ -54,15 +60,42 @@ class SqliteFile:
         self.path = Path(path).expanduser().resolve()
         self.timeout = timeout
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.read_only = self.path.exists() and not writable(self.path)
+        self._read_only_uri: str | None = None  # mode=ro, or immutable where that fails
 
     def _connect(self) -> sqlite3.Connection:
         """A new connection for one call (autocommit: transactions are explicit)."""
-        _hold_open(str(self.path), self.timeout)
-        db = sqlite3.connect(self.path, timeout=min(BUSY_TIMEOUT_S, self.timeout),
-                             isolation_level=None)
+        if self.read_only:
+            db = self._connect_read_only()
+        else:
+            _hold_open(str(self.path), self.timeout)
+            db = sqlite3.connect(self.path, timeout=min(BUSY_TIMEOUT_S, self.timeout),
+                                 isolation_level=None)
         db.row_factory = sqlite3.Row
         db.execute("PRAGMA synchronous = NORMAL")
         db.execute("PRAGMA foreign_keys = ON")
+        return db
+
+    def _connect_read_only(self) -> sqlite3.Connection:
+        """A read-only connection: `mode=ro`, or `immutable=1` where SQLite cannot open the
+        WAL's shared memory (a read-only file system); the one that worked is kept."""
+        base = "file:" + quote(str(self.path)) + "?mode=ro"
+        if self._read_only_uri is None:
+            try:
+                return self._open_uri(base)
+            except sqlite3.OperationalError:
+                return self._open_uri(base + "&immutable=1")
+        return self._open_uri(self._read_only_uri)
+
+    def _open_uri(self, uri: str) -> sqlite3.Connection:
+        db = sqlite3.connect(uri, uri=True, timeout=min(BUSY_TIMEOUT_S, self.timeout),
+                             isolation_level=None)
+        try:
+            db.execute("SELECT count(*) FROM sqlite_master").fetchall()
+        except sqlite3.Error:
+            db.close()
+            raise
+        self._read_only_uri = uri
         return db
 
     def _call(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
@@ -107,6 +140,12 @@ class SqliteFile:
         both (as far as readers active at that moment allow)."""
         self._call(lambda db: db.execute("VACUUM"))
         self._call(lambda db: db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall())
+
+
+def writable(path: Path) -> bool:
+    """Can this process write the file at `path` and create files beside it (the WAL's)?
+    A read-only file system says no even to root."""
+    return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
 
 
 def _hold_open(path: str, timeout: float) -> None:

@@ -53,3 +53,47 @@ def test_default_store_folder_is_still_created(tmp_path, monkeypatch):
     result = cli_in_process("list")
     assert result.returncode == 0 and result.stdout == "no runs stored yet\n"
     assert (tmp_path / ".divebatch" / "runs.db").is_file()
+
+
+def test_empty_db_is_refused_rather_than_the_default_store(tmp_path, monkeypatch):
+    monkeypatch.delenv("DIVEBATCH_DB")
+    monkeypatch.chdir(tmp_path)
+    for command in (["--db", "", "list"], ["list", "--db", ""], ["list", "--db", "  "]):
+        result = cli_in_process(*command)
+        assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+        assert result.stderr.startswith("error: --db should be the path of a run store file, "
+                                        "but got --db=")
+    assert not (tmp_path / ".divebatch").exists()
+
+
+@pytest.fixture
+def read_only_store(tmp_path, monkeypatch):
+    """A store with one finished run that this process cannot write (a read-only file system:
+    root writes anything, so the check is patched)."""
+    from divebatch.config import RunConfig
+    from divebatch.runs import sqlite_file
+    from divebatch.runs.store import RunStore
+    store = RunStore(tmp_path / "ro" / "runs.db")
+    run_id = store.create_run(RunConfig(problem="least_squares").to_dict(), status="running")
+    store.append_record(run_id, {"epoch": 1, "train_loss": 0.5, "val_loss": 0.5})
+    store.mark_finished(run_id, "completed")
+    store.create_run(RunConfig(problem="least_squares").to_dict(), status="running")  # lost
+    monkeypatch.setattr(sqlite_file, "writable", lambda path: False)
+    return store.path
+
+
+@pytest.mark.parametrize("command", [["list"], ["show", "1"], ["export", "1"],
+                                     ["compare", "1"]])
+def test_commands_that_read_work_on_a_read_only_store(read_only_store, command):
+    result = cli_in_process("--db", str(read_only_store), *command)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert result.stdout
+
+
+@pytest.mark.parametrize("command", [["run", "--epochs", "1", "--quiet"], ["resume", "1"],
+                                     ["prune", "--keep", "1"]])
+def test_commands_that_write_say_the_store_is_read_only(read_only_store, command):
+    result = cli_in_process("--db", str(read_only_store), *command)
+    assert_refused(result, f"--db: the run store {read_only_store} is read-only (its file or "
+                           f"folder cannot be written); list, show, export and compare can "
+                           f"read it")

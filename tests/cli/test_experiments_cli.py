@@ -58,3 +58,40 @@ def test_background_reproduce_queues_for_workers_that_leave_when_idle(tmp_path, 
     assert result.returncode == 0, result.stderr
     assert idle_while_queueing == ["0"] and warm_pool.IDLE_ENV not in os.environ
     assert not output.exists()  # the report is written by the command that trains
+
+
+@pytest.mark.parametrize("flags", [["--quick", "--scale", "full"], ["--scale", "tiny", "--quick"]])
+def test_reproduce_refuses_quick_with_scale(flags, store, no_training):
+    """--quick --scale full silently ran the full scale (both set one value; the last won)."""
+    result = cli_in_process("reproduce", *flags, "--quiet")
+    scale = flags[flags.index("--scale") + 1]
+    assert_refused_before_anything(result, store, f"--quick is not allowed with --scale "
+                                                  f"(--quick is --scale quick), but got "
+                                                  f"--quick --scale {scale}")
+
+
+def test_sweep_names_the_method_flag(store, no_training):
+    result = cli_in_process("sweep", "--problem", "least_squares", "--method", "sgd", "--quiet")
+    assert_refused_before_anything(result, store, "--method should be divebatch in a sweep (the "
+                                                  "SGD baseline is added for you), but got "
+                                                  "--method=sgd")
+
+
+@pytest.mark.parametrize("command", [["reproduce", "--scale", "tiny"],
+                                     ["sweep", "--problem", "least_squares"]])
+def test_ray_backend_without_ray_is_refused_before_any_progress_bar(command, store,
+                                                                    no_training, monkeypatch):
+    """It printed `0%| | 0/21` before the error, whose `pip install .[ray]` needs a clone."""
+    monkeypatch.setitem(__import__("sys").modules, "ray", None)  # as if not installed
+    result = cli_in_process(*command, "--backend", "ray")
+    assert_refused_before_anything(result, store, 'the Ray backend needs Ray: pip install '
+                                                  '"divebatch[ray]"')
+
+
+def test_sweep_note_counts_in_the_singular(store, monkeypatch):
+    """It said "1 cells x 1 seeds + 1 baseline runs"."""
+    from divebatch.experiments import sweeps
+    monkeypatch.setattr(sweeps, "launch", lambda *args, **kwargs: [])
+    result = cli_in_process("sweep", "--problem", "least_squares", "--background")
+    assert result.returncode == 0, result.stderr
+    assert ": 1 cell x 1 seed + 1 baseline run\n" in result.stderr

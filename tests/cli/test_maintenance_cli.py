@@ -43,3 +43,15 @@ def test_resume_keeps_an_idle_time_the_user_set(store, spawned, monkeypatch):
     monkeypatch.setenv(warm_pool.IDLE_ENV, "600")
     assert cli_in_process("resume", str(failed_run(store))).returncode == 0
     assert [env[warm_pool.IDLE_ENV] for env in spawned] == ["600"]
+
+
+def test_prune_keep_0_spares_none_and_no_flag_is_refused(store):
+    """--keep 0 was taken for "not given" and refused with "prune needs --keep N"."""
+    finished = [store.create_run({}, status=status) for status in ("completed", "stopped")]
+    queued = store.create_run({})
+    refused = cli_in_process("prune")
+    assert refused.returncode == 2 and "prune needs --keep N" in refused.stderr
+    result = cli_in_process("prune", "--keep", "0")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"deleted {len(finished)} runs")
+    assert [run["id"] for run in store.list_runs()] == [queued]

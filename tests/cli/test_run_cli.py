@@ -72,3 +72,65 @@ def test_compare_takes_a_loss_target_above_1_for_regression_runs(store):
     result = cli_in_process("compare", *ids, "--target", "1.5")
     assert result.returncode == 0, result.stderr
     assert "common target: 1.5 validation loss (--target)" in result.stdout
+
+
+def test_a_missing_device_is_named_as_the_flag(monkeypatch):
+    import torch
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert_one_line_error(cli_in_process("run", "--device", "cuda", "--quiet"),
+                          "--device should be auto or cpu on this machine (no CUDA), but got "
+                          "--device='cuda'")
+
+
+def test_a_presets_model_that_does_not_fit_the_typed_problem_names_the_preset():
+    """The user typed --problem sine, not --model: the cnn came from the preset."""
+    result = cli_in_process("run", "--preset", "digits_race", "--problem", "sine", "--quiet")
+    assert_one_line_error(result, "the preset digits_race's model cnn does not fit --problem "
+                                  "sine: add --model auto (or one of mlp)")
+    assert "--model=" not in result.stderr
+
+
+@pytest.mark.parametrize("flags, needle", [
+    (["--method", "sgd", "--delta", "0.5"], "--delta is not used by method sgd (only by "
+                                            "divebatch); leave it out"),
+    (["--method", "sgd", "--max-batch-size", "64"], "--max-batch-size is not used by method "
+                                                    "sgd (only by divebatch, adabatch; SGD at "
+                                                    "B_max: --batch-size B --max-batch-size B)"),
+    (["--method", "adabatch", "--min-batch-size", "4"], "--min-batch-size is not used by "
+                                                        "method adabatch (only by divebatch)"),
+    (["--adabatch-factor", "3"], "--adabatch-factor is not used by method divebatch (only by "
+                                 "adabatch)"),
+])
+def test_method_flags_the_method_ignores_are_refused(flags, needle, store):
+    assert_one_line_error(cli_in_process("run", *flags, "--quiet"), needle)
+    assert store.list_runs() == []
+
+
+@pytest.mark.parametrize("flags", [
+    ["--preset", "classification_race", "--method", "sgd", "--epochs", "1"],  # preset's delta
+    ["--problem", "least_squares", "--method", "sgd", "--batch-size", "64",
+     "--max-batch-size", "64", "--epochs", "1"],  # SGD at B_max
+])
+def test_method_fields_a_preset_sets_or_sgd_at_b_max_are_accepted(flags):
+    result = cli_in_process("run", *flags, "--quiet")
+    assert result.returncode == 0, result.stderr
+
+
+def test_an_offline_download_prints_the_error_alone_and_leaves_no_folder(tmp_path, monkeypatch):
+    """It printed a progress bar, then the error, and left an empty data/ folder behind."""
+    import urllib.error
+    import urllib.request
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    monkeypatch.delenv("DIVEBATCH_DATA")
+    monkeypatch.chdir(tmp_path)
+    result = cli_in_process("download", "cifar10")
+    assert_one_line_error(result, "could not download")
+    assert list(tmp_path.iterdir()) == []
+    kept = tmp_path / "mine"
+    kept.mkdir()
+    result = cli_in_process("download", "cifar10", "--data-dir", str(kept / "a" / "b"))
+    assert_one_line_error(result, "could not download")
+    assert list(tmp_path.iterdir()) == [kept] and list(kept.iterdir()) == []

@@ -186,7 +186,7 @@ def test_errors_are_one_line_with_exit_code_2(monkeypatch, capsys):
     monkeypatch.setitem(__import__("sys").modules, "ray", None)  # as if not installed
     assert cli.main([*FLAGS, "--backend", "ray"]) == 2
     assert capsys.readouterr().err.strip().splitlines()[-1] == \
-        "error: the Ray backend needs Ray: pip install .[ray]"
+        'error: the Ray backend needs Ray: pip install "divebatch[ray]"'
 
 
 def test_an_unreachable_cluster_is_named_with_the_reason():

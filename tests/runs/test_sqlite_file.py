@@ -78,3 +78,34 @@ def test_a_lock_held_past_the_timeout_is_reported(tmp_path):
     hold_write_lock(file.path, 1.0)
     with pytest.raises(sqlite3.OperationalError, match="locked"):
         file.write(lambda db: db.execute("INSERT INTO rows VALUES (1)"))
+
+
+def test_a_file_this_process_cannot_write_is_opened_read_only(file, monkeypatch):
+    """A store on a read-only file system could not even be read ("unable to open database
+    file"): such a file opens with mode=ro, reads work and writes fail."""
+    file.write(lambda db: db.execute("INSERT INTO rows VALUES (7)"))
+    monkeypatch.setattr(sqlite_file, "writable", lambda path: False)  # root writes anything
+    read_only = SqliteFile(file.path)
+    assert read_only.read_only and values(read_only) == [7]
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        read_only.write(lambda db: db.execute("INSERT INTO rows VALUES (8)"))
+    assert values(file) == [7]
+
+
+def test_a_read_only_file_system_opens_the_file_as_immutable(file, monkeypatch):
+    """There SQLite cannot create the WAL's shared memory, so mode=ro alone fails."""
+    file.write(lambda db: db.execute("INSERT INTO rows VALUES (7)"))
+    file.read(lambda db: db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall())
+    monkeypatch.setattr(sqlite_file, "writable", lambda path: False)
+    opened, open_uri = [], SqliteFile._open_uri
+
+    def no_shared_memory(self, uri):
+        opened.append(uri)
+        if "immutable=1" not in uri:
+            raise sqlite3.OperationalError("unable to open database file")
+        return open_uri(self, uri)
+    monkeypatch.setattr(SqliteFile, "_open_uri", no_shared_memory)
+    read_only = SqliteFile(file.path)
+    assert values(read_only) == [7] and values(read_only) == [7]
+    assert [uri.split("?")[1] for uri in opened] == ["mode=ro", "mode=ro&immutable=1",
+                                                    "mode=ro&immutable=1"]
