@@ -169,6 +169,7 @@ def preset_picker(prefix: str, problems: tuple[str, ...]) -> None:
 
 def load_preset(prefix: str) -> None:
     load_into_state(prefix, PRESETS[st.session_state[key(prefix, "preset")]].config())
+    st.session_state[key(prefix, "setup_open")] = True  # picked in it: the setup was open
 
 
 def form_is_preset(prefix: str) -> bool:
@@ -289,6 +290,7 @@ def _start(prefix: str, race: bool) -> None:
         st.session_state[key(prefix, "start_error")] = f"Cannot start:\n\n{_bullets(error)}"
         return
     start_paced(store, ids, pace)
+    st.session_state[key(prefix, "setup_open")] = False  # instructor mode's setup folds
     await_first_points(store, ids)  # so that this click's page update brings the charts
     if race:
         st.session_state[key(prefix, "start_note")] = race_note(store, runs)

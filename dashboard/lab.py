@@ -110,10 +110,12 @@ def last_runs(candidates: list[dict]) -> list[int]:
 def _folding_setup(prefix: str, problems: tuple[str, ...], hidden: tuple[str, ...]):
     """Instructor mode: the preset, the three knobs and the pace in an expander that folds
     once runs are on the charts (a new label makes Streamlit draw it folded); its label
-    names what Start and Race run."""
+    names what Start and Race run. A preset picked inside it (a new label too) leaves it
+    open: ``form.load_preset`` notes that it was open, Start forgets it."""
     started = bool(st.session_state.get(form.key(prefix, "shown")))
     label = f"Setup: {form.describe_setup(prefix)} (open to change)" if started else "Setup"
-    with st.expander(label, expanded=not started):
+    opened = bool(st.session_state.get(form.key(prefix, "setup_open")))
+    with st.expander(label, expanded=not started or opened):
         form.preset_picker(prefix, problems)
         config = form.config_form(prefix, problems, hidden=hidden)
         pace_picker(prefix)

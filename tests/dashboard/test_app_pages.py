@@ -179,9 +179,9 @@ def test_step_by_step_pace_then_step_resume_and_pace_change(store):
          "one more epoch, then paused again")
     at.selectbox(key=f"syn_play_pace_{run_id}").set_value("slow").run()
     at.button(key="syn_play_resume").click().run()
-    poll(at, lambda: any(e["kind"] == "pace" for e in store.events(run_id)),
-         "the pace change")
-    assert not control_requests.is_paused(store, run_id)
+    # the worker takes the pace change and the resume in either order: wait for both
+    poll(at, lambda: any(e["kind"] == "pace" for e in store.events(run_id))
+         and not control_requests.is_paused(store, run_id), "the pace change and the resume")
     assert store.get_run(run_id)["status"] == "running"  # 3 s per epoch from now on
 
 
@@ -367,6 +367,19 @@ def test_picking_a_preset_loads_it_and_the_folded_header_names_what_runs(store):
     assert run["config"]["problem"] == "classification"
     assert run["config"]["max_batch_size"] == 256
     control_requests.request_stop(store, run["id"])
+
+
+def test_the_instructors_setup_stays_open_when_a_preset_is_picked_in_it(store):
+    """Its label names the preset: picking one drew a new expander, folded at once."""
+    at = open_app("app_pages/synthetic.py", query={"instructor": "1"})
+    at.button(key="syn_start").click().run()
+    assert not at.expander[0].proto.expanded  # Start folds it
+    [run] = store.list_runs()
+    control_requests.request_stop(store, run["id"])
+    at.selectbox(key="syn_preset").set_value("classification_race").run()
+    assert at.expander[0].label == "Setup: Race on a 4-class problem (open to change)"
+    assert at.expander[0].proto.expanded
+    assert not at.warning and not at.exception
 
 
 def test_a_form_set_by_a_link_says_it_is_not_the_preset():
