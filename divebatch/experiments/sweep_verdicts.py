@@ -5,9 +5,13 @@ runs, and names these too.)
 
 >>> format_mean_se(2.3125, 0.1234, suffix="x")
 '2.31 ± 0.12x'
+>>> format_mean_se(-0.28, 5.6e-15)  # an error below the mean's last shown digit
+'-0.28 ± 0'
 """
 
 from __future__ import annotations
+
+import math
 
 from divebatch.experiments import sweeps
 from divebatch.experiments.analysis import FLAG_POINTS
@@ -18,7 +22,7 @@ def format_speedup(cell: dict) -> str:
     that ended more than FLAG_POINTS below its best."""
     text = format_mean_se(cell["speedup"], cell["speedup_se"], suffix="x")
     if text and cell.get("flagged"):
-        text += (f" ⚠ {cell['flagged']} of {cell['finished']} seeds: a run ended more than "
+        text += (f" ⚠ {cell['flagged']} of {seeds(cell['finished'])}: a run ended more than "
                  f"{FLAG_POINTS:g} points below its best")
     return text
 
@@ -30,8 +34,15 @@ def format_mean_se(mean: float | None, se: float | None, digits: int = 3,
         return ""
     text = f"{mean * scale:.{digits}g}"
     if se is not None:
-        text += f" ± {se * scale:.{max(digits - 1, 1)}g}"
+        last_digit = 10.0 ** (math.floor(math.log10(abs(mean * scale) or 1.0)) - digits + 1)
+        noise = se * scale < last_digit / 2  # rounding noise at the shown precision
+        text += " ± 0" if noise else f" ± {se * scale:.{max(digits - 1, 1)}g}"
     return text + suffix
+
+
+def seeds(count: int) -> str:
+    """'1 seed', '3 seeds'."""
+    return f"{count} seed{'' if count == 1 else 's'}"
 
 
 def sweep_verdict(result: sweeps.SweepResults) -> str:
@@ -52,7 +63,7 @@ def sweep_verdict(result: sweeps.SweepResults) -> str:
         if result.metric == "accuracy" and best["final_change"] is not None:
             change = 100 * best["final_change"]
             line += f" and ended {abs(change):.1f} points {'higher' if change >= 0 else 'lower'}"
-        line += f" (mean over {best['finished']} seeds)."
+        line += f" (mean over {seeds(best['finished'])})."
         if best.get("flagged"):
             line += (f" ⚠ {best['flagged']} of its seeds compare a run that ended more than "
                      f"{FLAG_POINTS:g} points below its best: those speed-ups are "
@@ -73,6 +84,6 @@ def _collapse_warning(base: dict, metric: str) -> str:
         return ""
     name = base["label"].removesuffix(" (baseline)")
     return (f"⚠ The baseline, {name}, collapsed in {base['diverged'] + base['flagged']} of "
-            f"{base['finished']} seeds ({' and '.join(how)}): a speed-up over a collapsed run "
+            f"{seeds(base['finished'])} ({' and '.join(how)}): a speed-up over a collapsed run "
             f"is not meaningful (it meets its own low final target early, or never has one). "
             f"Compare the final {'accuracies' if metric == 'accuracy' else 'losses'} instead.")

@@ -106,13 +106,13 @@ def test_speedup_from_a_run_that_collapsed_is_flagged(store):
     cell = result.cells[1]
     assert cell["flagged"] == 1 and result.cells[0]["flagged"] == 1
     assert verdicts.format_speedup(cell) == (
-        "0.5x ⚠ 1 of 1 seeds: a run ended more than 2 points below its best")
+        "0.5x ⚠ 1 of 1 seed: a run ended more than 2 points below its best")
     assert verdicts.sweep_verdict(result) == (
-        "⚠ The baseline, SGD B=16, collapsed in 1 of 1 seeds (ended more than 2 points below "
+        "⚠ The baseline, SGD B=16, collapsed in 1 of 1 seed (ended more than 2 points below "
         "its best in 1): a speed-up over a collapsed run is not meaningful (it meets its own "
         "low final target early, or never has one). Compare the final accuracies instead. "
         "The fastest cell, delta=0.5, B_max=64, R=1, reached its own target at 0.5x the speed "
-        "of SGD B=16 (baseline) and ended 38.0 points higher (mean over 1 seeds). ⚠ 1 of its "
+        "of SGD B=16 (baseline) and ended 38.0 points higher (mean over 1 seed). ⚠ 1 of its "
         "seeds compare a run that ended more than 2 points below its best: those speed-ups "
         "are not meaningful.")
 
@@ -130,7 +130,7 @@ def test_a_diverged_baseline_opens_the_verdict_and_unfinished_runs_make_it_so_fa
         "a collapsed run is not meaningful (it meets its own low final target early, or never "
         "has one). Compare the final accuracies instead. So far (3 of 4 runs finished), the "
         "fastest cell, delta=0.5, B_max=64, R=1, reached its own target at 4x the speed of "
-        "SGD B=16 (baseline) and ended 3.0 points lower (mean over 1 seeds).")
+        "SGD B=16 (baseline) and ended 3.0 points lower (mean over 1 seed).")
 
 
 def test_diverged_and_unfinished_runs_do_not_count_towards_speedups(store):
