@@ -40,3 +40,10 @@ def texts(elements) -> str:
 def sidebar_text(at: AppTest) -> str:
     """The sidebar's markdown as one line (a tour card's step, title and words)."""
     return " ".join(m.value for m in at.sidebar.markdown)
+
+
+def set_numbers(at: AppTest, prefix: str, **values) -> None:
+    """Type each value into the number field `<prefix>_<name>`, then rerun the page."""
+    for name, value in values.items():
+        at.number_input(key=f"{prefix}_{name}").set_value(value)
+    at.run()

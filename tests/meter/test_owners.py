@@ -1,6 +1,8 @@
-"""Failure class 5 of issue 26: a bias held by a module and by its submodule (RoBERTa's and BERT's
-LM head: ``lm_head.bias`` is ``lm_head.decoder.bias``) is exact; a direct use besides the
-submodule's is refused with a message that says so."""
+"""Which modules hold each parameter (``divebatch.meter.owners``). Failure class 5 of issue 26:
+a bias held by a module and by its submodule (RoBERTa's and BERT's LM head: ``lm_head.bias`` is
+``lm_head.decoder.bias``) is exact; a direct use besides the submodule's is refused with a
+message that says so. Models refused as a whole (TorchScript, BatchNorm without running
+statistics) are named with the reason."""
 
 import pytest
 import torch
@@ -102,3 +104,24 @@ def test_parameter_containers_belong_to_the_module_that_holds_them():
     inputs, targets = torch.randn(5, 4), torch.randint(0, 3, (5,))
     expected, _ = loop_oracle(model, cross_entropy, inputs, targets)
     assert_close(per_sample_grad_sq_norms(model, cross_entropy, inputs, targets), expected)
+
+
+@pytest.mark.parametrize("script", [torch.jit.script,
+                                    lambda model: torch.jit.trace(model, torch.randn(2, 4))])
+def test_a_torchscript_model_is_refused_by_name(script):
+    """A ScriptModule takes no Python hooks (register_forward_pre_hook raised RuntimeError)."""
+    model = script(nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3)))
+    for measure in (lambda: DiversityMeter(model),
+                    lambda: per_sample_grad_sq_norms(model, cross_entropy, torch.randn(5, 4),
+                                                     torch.randint(0, 3, (5,)))):
+        with pytest.raises(ValueError, match=r"^the model \(\w+\) is a TorchScript module"):
+            measure()
+
+
+def test_batchnorm_without_running_statistics_is_refused_in_eval_mode_too_and_says_why():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4, track_running_stats=False),
+                          nn.Flatten(), nn.Linear(64, 5)).eval()
+    inputs, targets = torch.randn(5, 3, 6, 6), torch.randint(0, 5, (5,))
+    with pytest.raises(ValueError, match=r"^BatchNorm without running statistics \(1; "
+                                         r"track_running_stats=False .* even in eval mode\)"):
+        per_sample_grad_sq_norms(model, cross_entropy, inputs, targets)
