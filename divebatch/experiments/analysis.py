@@ -155,11 +155,16 @@ def steps_at(records: list[dict], epoch: int | None) -> int | None:
     return None if record is None or record.get("step") is None else int(record["step"])
 
 
+# Ends that come before a run's planned epochs without saying anything about the method: the
+# user stopped it, its worker died, or it failed (a diverged run is a result, judged as one).
+EARLY_ENDS = ("stopped", "interrupted", "failed")
+
+
 def stopped_early(run: dict, records: list[dict]) -> bool:
-    """Whether the run was stopped before its planned epochs: its last values are where it
-    stopped, not where it would have ended."""
+    """Whether the run was stopped (or interrupted, or failed) before its planned epochs: its
+    last values are where it stopped, not where it would have ended."""
     planned = int((run.get("config") or {}).get("epochs") or 0)
-    return run.get("status") == "stopped" and len(records) < planned
+    return run.get("status") in EARLY_ENDS and len(records) < planned
 
 
 def summarize(run: dict, records: list[dict], common: float | None = None) -> dict:

@@ -307,8 +307,10 @@ def _sooner(row: dict, base: dict) -> str:
 
 
 def _stopped(rows: list[dict]) -> str:
-    """Which runs were stopped before their planned epochs, said before any ranking."""
+    """Which runs were stopped (or interrupted, or failed) before their planned epochs, said
+    before any ranking."""
     stopped = [f"{r['method']} at epoch {r['epochs']} of {r['planned_epochs']}"
+               + ("" if r.get("status") in (None, "stopped") else f" ({r['status']})")
                for r in rows if r.get("stopped_early")]
     if not stopped:
         return ""

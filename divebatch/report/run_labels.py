@@ -57,6 +57,7 @@ def stopped_note(runs: list[dict], records: dict[int, list[dict]],
     their planned epochs ('' for none): their curves end there, not at a finish."""
     stopped = [f"{labelled_with_hot_values(run, records[run['id']], events[run['id']])} at "
                f"epoch {len(records[run['id']])} of {run['config'].get('epochs')}"
+               + ("" if run["status"] == "stopped" else f" ({run['status']})")
                for run in runs if analysis.stopped_early(run, records[run["id"]])]
     if not stopped:
         return ""

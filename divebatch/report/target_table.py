@@ -101,7 +101,8 @@ def _filled(rows: list[dict]) -> list[dict]:
 def _main(row: dict, baseline: bool, accuracy: bool) -> dict:
     final = _percent(row["final_acc"]) if accuracy else _number(row["final_val_loss"])
     if row.get("stopped_early"):  # its last value, not a final one
-        final += f" (stopped, epoch {row['epochs']}/{row['planned_epochs']})"
+        ended = row.get("status") or "stopped"
+        final += f" ({ended}, epoch {row['epochs']}/{row['planned_epochs']})"
     time = row["time_to_common"]
     return {"method": row["method"] + (" ⚠" if row["flag"] else ""),
             "final accuracy" if accuracy else "final val loss": final,

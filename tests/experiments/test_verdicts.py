@@ -7,7 +7,7 @@ import pytest
 
 from divebatch.config import RunConfig
 from divebatch.data.problems import load_problem
-from divebatch.experiments import verdicts
+from divebatch.experiments import analysis, verdicts
 
 
 def row(method, time, final, flag="", **more):
@@ -195,6 +195,21 @@ def test_a_stopped_run_is_named_first_and_its_last_value_is_no_end():
     never = row("DiveBatch", None, 0.5, stopped_early=True, epochs=2, planned_epochs=60)
     assert "DiveBatch had not reached 69.0 % when it was stopped." in verdicts.verdict(
         [base, never], 0.69)
+
+
+def test_an_interrupted_or_failed_run_is_named_as_ended_early_too():
+    """Only runs the user stopped were named: a run whose worker died at epoch 6 of 60 was
+    ranked as if it had finished."""
+    base = row("SGD", 3.0, 0.90, id=1, epochs=30, planned_epochs=30)
+    failed = row("DiveBatch", 1.4, 0.70, id=3, epochs=6, planned_epochs=60,
+                 stopped_early=True, status="failed")
+    assert verdicts.verdict([base, failed], 0.69).startswith(
+        "Stopped before the end: DiveBatch at epoch 6 of 60 (failed). It is compared only up "
+        "to where it stopped.")
+    for status in ("interrupted", "failed", "stopped"):
+        assert analysis.stopped_early({"status": status, "config": {"epochs": 60}}, [{}] * 6)
+    assert not analysis.stopped_early({"status": "diverged", "config": {"epochs": 60}}, [{}])
+    assert not analysis.stopped_early({"status": "failed", "config": {"epochs": 6}}, [{}] * 6)
 
 
 def test_a_projectors_lead_while_runs_train_is_one_sentence():
