@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from divebatch.runs.store import RunStore
-from tests.helpers.gates import HELD, stop_runs_and_wait, wait_for
+from tests.helpers.gates import HELD, click_until, stop_runs_and_wait, wait_for
 from tests.helpers.serve import (SHOTS, FIRST_POINT, browser_or_skip, dashboard_server,
                                  launch_chromium, server_pid)
 
@@ -110,7 +110,9 @@ def test_race_live_hot_change_stop_and_export(server, page):
     delta = page.locator(f".st-key-syn_hot_delta_{divebatch_id} input")
     delta.fill("0.5")
     delta.press("Enter")
-    page.locator(".st-key-syn_hot_apply button").first.click()  # a rerun may show two
+    click_until(page.locator(".st-key-syn_hot_apply button").first,
+                lambda: any(e["kind"] == "hot_change" for e in store.events(divebatch_id)),
+                "the hot change stored")
     page.get_by_text(f"Sent to run #{divebatch_id}: delta=0.5.").wait_for(timeout=WAIT_MS)
     page.locator("svg text", has_text="-> 0.5)").first.wait_for(timeout=WAIT_MS)  # the legend
     hot = [e for e in store.events(divebatch_id) if e["kind"] == "hot_change"]

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.gates import stop_runs_and_wait, wait_for
+from tests.helpers.gates import click_until, stop_runs_and_wait, wait_for
 from tests.helpers.serve import browser_or_skip, FIRST_POINT, dashboard_server, launch_chromium
 from divebatch.runs.store import RunStore
 
@@ -220,7 +220,9 @@ def test_normal_mode_pages_through_a_runs_life(fresh, browser):
         field = page.locator(f".st-key-syn_hot_{name}_{run_id} input")
         field.fill(value)
         field.press("Enter")
-    page.locator(".st-key-syn_hot_apply button").first.click()  # a rerun may show two
+    click_until(page.locator(".st-key-syn_hot_apply button").first,
+                lambda: any(e["kind"] == "hot_change" for e in store.events(run_id)),
+                "the hot change stored")
     page.locator("svg text", has_text="-> 0.5)").first.wait_for()  # legend: delta=0.1 -> 0.5
     viewer.main.get_by_text("The next resize is at the end of epoch 4").wait_for()
     viewer.check("synthetic_hot_changed")

@@ -29,6 +29,20 @@ def wait_for(condition, what, timeout: float = 120.0, poll_s: float = POLL_S):
     return value
 
 
+def click_until(button, done, what, tries: int = 3, timeout: float = 30.0):
+    """Click a page's `button` until `done()` (read from the store): Streamlit drops a
+    button's trigger when a rerun it requested is interrupted by another (the typed value's,
+    or a fragment's refresh), so on a loaded machine a click can be lost; a click that lands
+    is never repeated, since `done` waits `timeout` s for it first."""
+    for _ in range(tries):
+        button.click()
+        try:
+            return wait_for(done, what, timeout=timeout, poll_s=0.2)
+        except AssertionError:
+            continue
+    raise AssertionError(f"timed out waiting for {what} after {tries} clicks")
+
+
 def release(store, run_id: int) -> None:
     """Let a held run go on at real time, to its end."""
     control_requests.request_pace(store, run_id, 0.0)
