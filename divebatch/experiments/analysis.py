@@ -167,6 +167,13 @@ def stopped_early(run: dict, records: list[dict]) -> bool:
     return run.get("status") in EARLY_ENDS and len(records) < planned
 
 
+def where_it_ended(label: str, epochs: int, planned: int, status: str | None) -> str:
+    """'#3 DiveBatch (delta=0.1) at epoch 6 of 60', '... (failed)' unless the user stopped
+    it: how verdicts and the note above the charts name a run that ended early."""
+    return f"{label} at epoch {epochs} of {planned}" + (
+        "" if status in (None, "stopped") else f" ({status})")
+
+
 def summarize(run: dict, records: list[dict], common: float | None = None) -> dict:
     """One row of the comparison table. `active`: the run is still queued or training, so
     its numbers are so far, not final."""

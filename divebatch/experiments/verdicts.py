@@ -28,7 +28,7 @@ import dataclasses
 import math
 
 from divebatch.config import IMAGE_DATASETS, SYNTHETIC_DEFAULTS, RunConfig
-from divebatch.experiments.analysis import ACC_TOLERANCE
+from divebatch.experiments.analysis import ACC_TOLERANCE, where_it_ended
 from divebatch.experiments.sweep_verdicts import (format_mean_se, format_speedup,  # noqa: F401
                                                   sweep_verdict)  # one import for callers
 
@@ -309,8 +309,7 @@ def _sooner(row: dict, base: dict) -> str:
 def _stopped(rows: list[dict]) -> str:
     """Which runs were stopped (or interrupted, or failed) before their planned epochs, said
     before any ranking."""
-    stopped = [f"{r['method']} at epoch {r['epochs']} of {r['planned_epochs']}"
-               + ("" if r.get("status") in (None, "stopped") else f" ({r['status']})")
+    stopped = [where_it_ended(r["method"], r["epochs"], r["planned_epochs"], r.get("status"))
                for r in rows if r.get("stopped_early")]
     if not stopped:
         return ""

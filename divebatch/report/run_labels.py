@@ -55,9 +55,9 @@ def stopped_note(runs: list[dict], records: dict[int, list[dict]],
                  events: dict[int, list[dict]]) -> str:
     """'#3 DiveBatch (delta=0.1) was stopped at epoch 6 of 60.' for the runs stopped before
     their planned epochs ('' for none): their curves end there, not at a finish."""
-    stopped = [f"{labelled_with_hot_values(run, records[run['id']], events[run['id']])} at "
-               f"epoch {len(records[run['id']])} of {run['config'].get('epochs')}"
-               + ("" if run["status"] == "stopped" else f" ({run['status']})")
+    stopped = [analysis.where_it_ended(
+                   labelled_with_hot_values(run, records[run["id"]], events[run["id"]]),
+                   len(records[run["id"]]), run["config"].get("epochs"), run["status"])
                for run in runs if analysis.stopped_early(run, records[run["id"]])]
     if not stopped:
         return ""
