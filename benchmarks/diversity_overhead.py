@@ -23,8 +23,9 @@ CUDA that is torch.cuda.max_memory_allocated(); on CPU the profiler's allocator 
     python benchmarks/diversity_overhead.py --device cuda   # targets of issue 14 on CUDA
     python benchmarks/diversity_overhead.py --device cuda --models resnet18 --batch-size 512
 
-Models (--models): mlp (digits, 64-128-128-10), cnn (the small CNN on 3x32x32 images: the
-model issue 32's targets were measured on), digits_cnn (the same CNN on digits' 1x8x8 images
+Models (--models): mlp (digits, 64-128-128-10), linear (digits, 64-10: the convex races' kind of
+model, without a target), cnn (the small CNN on 3x32x32 images: the model issue 32's targets
+were measured on), digits_cnn (the same CNN on digits' 1x8x8 images
 laid out as the trainer lays them out: the races' model, without a target), resnet18 (GroupNorm,
 3x32x32), gpt (2 blocks, width 64, 32 tokens).
 
@@ -108,8 +109,8 @@ def workload(name: str, batch_size: int, device: torch.device):
     torch.manual_seed(0)
     if name == "gpt":
         return GPT(**GPT_SHAPE).to(device), *token_batch(batch_size, device)
-    if name == "mlp":
-        return (build_model("mlp", input_shape=(64,), n_outputs=10, hidden=128).to(device),
+    if name in ("mlp", "linear"):
+        return (build_model(name, input_shape=(64,), n_outputs=10, hidden=128).to(device),
                 *digits_batch(batch_size, device))
     if name == "digits_cnn":  # the races' CNN on the trainer's own digits tensors (layout too)
         problem = load_problem(RunConfig(problem="digits", model="cnn"), device)

@@ -2,7 +2,8 @@
 another, against a plain step, in one process, round-robin (issue 32, ninth pass).
 
   meter              as the trainer measures (hooks kept between batches)
-  no rules           each layer's rule replaced by a fresh zero vector (one tiny operation)
+  no rules           each layer's rule replaced by a fresh zero vector (one tiny operation), in
+                     the layer hooks' path and in a plain Sequential's (the MLP's)
   no rules, no G     and the batch gradient not added into G
   forward side only  and no hook on the layers' outputs: what is left is the forward hooks,
                      their bookkeeping and ``track``
@@ -29,6 +30,7 @@ import diversity_overhead as overhead  # noqa: E402
 import round_robin  # noqa: E402
 from divebatch.meter.diversity import DiversityMeter  # noqa: E402
 from divebatch.meter.hooks import SqNormHooks  # noqa: E402
+from divebatch.meter import sequential  # noqa: E402
 from divebatch.meter.output_hooks import OutputHooks  # noqa: E402
 
 
@@ -36,17 +38,22 @@ def zero_norms(module, saved, fused, grad_out):
     return grad_out.new_zeros(grad_out.shape[0])
 
 
+def zero_linear_norms(linear, inputs, grad_out):
+    return grad_out.new_zeros(grad_out.shape[0])
+
+
 def skip(*args, **kwargs):
     return None
 
 
+# the rules of both paths: the layer hooks', and a plain Sequential's (divebatch.meter.sequential)
+NO_RULES = [(SqNormHooks, "_rule_sq_norms", staticmethod(zero_norms)),
+            (sequential, "linear_sq_norms", zero_linear_norms)]
 SWITCHED_OFF = {
     "meter": [],
-    "no rules": [(SqNormHooks, "_rule_sq_norms", staticmethod(zero_norms))],
-    "no rules, no G": [(SqNormHooks, "_rule_sq_norms", staticmethod(zero_norms)),
-                       (DiversityMeter, "_add_grad_sum", skip)],
-    "forward side only": [(SqNormHooks, "_rule_sq_norms", staticmethod(zero_norms)),
-                          (DiversityMeter, "_add_grad_sum", skip),
+    "no rules": NO_RULES,
+    "no rules, no G": [*NO_RULES, (DiversityMeter, "_add_grad_sum", skip)],
+    "forward side only": [*NO_RULES, (DiversityMeter, "_add_grad_sum", skip),
                           (OutputHooks, "hook", skip)],
 }
 

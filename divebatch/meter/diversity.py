@@ -8,7 +8,9 @@ The denominator is the ordinary batch gradient. The numerator comes from per-lay
 (``divebatch.meter.rules``): a forward hook keeps each layer's input (GroupNorm also the
 statistics autograd saved), a hook on the layer's output receives dL/d(output) during the
 ordinary backward pass, and the layer's rule turns (input, output gradient) into the squared
-norm of every sample's gradient of that layer's own parameters.
+norm of every sample's gradient of that layer's own parameters. A plain ``nn.Sequential`` of
+``nn.Linear`` layers (an MLP, a linear model) runs its measured batches without layer hooks
+(``divebatch.meter.sequential``).
 
 BatchNorm in training mode mixes samples through batch statistics, so per-sample gradients are
 not defined and the functions here raise ``ValueError`` unless called with
@@ -33,14 +35,16 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
-from divebatch.meter.broadcast import expansions_named, failed_after_expansion
+from divebatch.meter.broadcast import failed_after_expansion
 from divebatch.meter.hooks import FUSED_RULES, SqNormHooks
+from divebatch.meter.one_batch import EPS, gradient_diversity, per_sample_grad_sq_norms
 from divebatch.meter.owners import (Layers, TrainableParams, batchnorm_layers, check_batchnorm,
                                     parameter_owners)
 from divebatch.meter.rules import RULES, register_rule
+from divebatch.meter.sequential import SequentialForward, plain_linears, runs_plainly
 
-__all__ = ["DiversityMeter", "FUSED_RULES", "gradient_diversity", "per_sample_grad_sq_norms",
-           "register_rule", "RULES"]
+__all__ = ["DiversityMeter", "EPS", "FUSED_RULES", "gradient_diversity",
+           "per_sample_grad_sq_norms", "register_rule", "RULES"]
 
 # DiversityMeter measures every batch by default: per-sample squared norms are heavy-tailed once
 # training fits most samples, and measuring every k-th batch missed the every-batch Delta_hat by
@@ -51,72 +55,6 @@ ESTIMATORS = ("ratio", "count")
 # The batches' ||g_i||^2 wait, and are added to S this many measured batches at a time (and
 # whenever S is read): an addition costs a small model's step more than its arithmetic.
 PENDING_BATCHES = 16
-EPS = 1e-12  # added to ||G||^2 in Delta_hat = S / (||G||^2 + EPS): a zero gradient stays finite
-
-
-def _norms_and_gradient(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor],
-                        inputs: Tensor, targets: Tensor, allow_batchnorm: bool,
-                        ) -> tuple[Tensor, list[Tensor | None]]:
-    """(N,) ||g_i||^2 and the batch gradient sum_i g_i per trainable parameter, one backward."""
-    approximate = check_batchnorm(batchnorm_layers(model), allow_batchnorm)
-    layers = Layers(parameter_owners(model))
-    params = list(layers.owners)
-    hooks = SqNormHooks(model, layers, check=True, mixing_allowed=approximate)
-    if hooks.weighing is not None:
-        hooks.weighing.on_losses = True
-    with hooks, expansions_named(hooks.expanded):
-        losses = loss_fn(model(inputs), targets)
-        if losses.dim() != 1 or len(losses) != len(inputs):
-            raise ValueError(f"loss_fn should return per-sample losses of shape [{len(inputs)}] "
-                             f"(reduction='none'), but got shape {list(losses.shape)}")
-        if hooks.weighing is not None:
-            hooks.weighing.watch_losses(losses)
-        grads = (list(torch.autograd.grad(losses.sum(), params, allow_unused=True))
-                 if params else [])
-        hooks.check_grads_seen(params, grads)
-        hooks.check_batch_gradient(params, grads)
-    sq_norms = hooks.sq_norms if hooks.sq_norms is not None else losses.new_zeros(len(losses))
-    return sq_norms.detach(), grads
-
-
-def per_sample_grad_sq_norms(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor],
-                             inputs: Tensor, targets: Tensor, *,
-                             allow_batchnorm: bool = False) -> Tensor:
-    """||g_i||^2 for each sample i, where g_i is the gradient of ``loss_fn(...)[i]``.
-
-    ``loss_fn(outputs, targets)`` returns per-sample losses of shape [N]. Uses one forward and
-    one backward pass and leaves ``param.grad`` untouched.
-
-    >>> import torch
-    >>> from torch import nn
-    >>> model = nn.Linear(3, 1, bias=False)
-    >>> with torch.no_grad():
-    ...     _ = model.weight.fill_(1.0)
-    >>> loss_fn = lambda out, y: 0.5 * (out.squeeze(1) - y) ** 2
-    >>> inputs, targets = torch.tensor([[1.0, 0.0, 0.0], [0.0, 2.0, 0.0]]), torch.zeros(2)
-    >>> per_sample_grad_sq_norms(model, loss_fn, inputs, targets)  # g_i = (w.x_i) x_i
-    tensor([ 1., 16.])
-    """
-    return _norms_and_gradient(model, loss_fn, inputs, targets, allow_batchnorm)[0]
-
-
-def gradient_diversity(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor],
-                       inputs: Tensor, targets: Tensor, *, allow_batchnorm: bool = False) -> float:
-    """Delta = sum_i ||g_i||^2 / ||sum_i g_i||^2 over this batch (1/N when all g_i are equal).
-
-    >>> import torch
-    >>> from torch import nn
-    >>> model = nn.Linear(2, 1, bias=False)
-    >>> loss_fn = lambda out, y: out.squeeze(1) * y
-    >>> inputs = torch.tensor([[1.0, 0.0], [0.0, 1.0]])  # orthogonal per-sample gradients
-    >>> gradient_diversity(model, loss_fn, inputs, torch.ones(2))
-    1.0
-    >>> gradient_diversity(model, loss_fn, inputs.new_ones(4, 2), torch.ones(4))  # equal ones
-    0.25
-    """
-    sq_norms, grads = _norms_and_gradient(model, loss_fn, inputs, targets, allow_batchnorm)
-    grad_sq_norm = sum(g.double().square().sum() for g in grads if g is not None)
-    return float(sq_norms.double().sum() / (grad_sq_norm + EPS))  # as DiversityMeter's
 
 
 class DiversityMeter:
@@ -210,7 +148,8 @@ class DiversityMeter:
         self._layers = Layers(parameter_owners(model))  # worked out once, used every batch
         self._trainable = TrainableParams(model)  # ...until that changes (reset, track)
         self._params = list(self._layers.owners)
-        self._hooks: SqNormHooks | None = None  # placed by a measured batch (track)
+        self._linears = plain_linears(model, self._layers)  # divebatch.meter.sequential
+        self._hooks: SqNormHooks | SequentialForward | None = None  # placed by track
         self._release_hooks = None
         self._checked = False  # the batch gradient check, on the first measured whole batch
         self.reset()
@@ -302,19 +241,25 @@ class DiversityMeter:
         self._batchnorms = batchnorm_layers(self.model)  # a new one is refused in training
         self._layers = Layers(parameter_owners(self.model))
         self._params = list(self._layers.owners)
+        self._linears = plain_linears(self.model, self._layers)
         self._checked = False
 
-    def _hooks_for_batch(self, check: bool) -> SqNormHooks:
+    def _hooks_for_batch(self, check: bool) -> SqNormHooks | SequentialForward:
         """The hooks of a measured batch: those the previous measured batch left, or new ones
-        (always for a checked batch, whose hooks also keep every call)."""
+        (always for a checked batch, whose hooks also keep every call); a plain Sequential's
+        unchecked batches run its layers themselves (``divebatch.meter.sequential``)."""
         hooks = self._hooks
-        if hooks is not None and not check and not hooks.checks:
+        plain = (not check and self._linears is not None
+                 and runs_plainly(self.model, self._linears))
+        if (hooks is not None and not check and not hooks.checks
+                and plain == isinstance(hooks, SequentialForward)):
             hooks.start_batch()
             return hooks
         self.detach()
-        hooks = self._hooks = SqNormHooks(self.model, self._layers, check=check,
-                                          fuse=self.fuse_weight_grads,
-                                          mixing_allowed=self.approximate)
+        hooks = self._hooks = (
+            SequentialForward(self.model, self._linears, self._layers) if plain else
+            SqNormHooks(self.model, self._layers, check=check, fuse=self.fuse_weight_grads,
+                        mixing_allowed=self.approximate))
         # kept hooks outlive track(): a meter dropped without detach() still removes them
         self._release_hooks = (weakref.finalize(self, hooks.remove) if self.keep_hooks
                                else hooks.remove)

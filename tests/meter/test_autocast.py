@@ -39,12 +39,20 @@ def mlp_case():
     return model, torch.randn(5, 6), torch.randint(0, 3, (5,)), class_losses
 
 
+def plain_mlp_case():
+    """Unchecked batches of a plain Sequential run without layer hooks (meter.sequential); its
+    first layer takes sequences (the rule's batched products)."""
+    model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Flatten(), nn.Linear(32, 8), nn.Tanh(),
+                          nn.Linear(8, 3))
+    return model, torch.randn(5, 4, 6), torch.randint(0, 3, (5,)), class_losses
+
+
 def gpt_case():
     model = GPT(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=16)
     return model, torch.randint(0, 11, (4, 8)), torch.randint(0, 11, (4, 8)), token_losses
 
 
-CASES = {"mlp": mlp_case, "gpt": gpt_case}
+CASES = {"mlp": mlp_case, "plain_mlp": plain_mlp_case, "gpt": gpt_case}
 
 
 def bf16():

@@ -86,7 +86,8 @@ def test_meter_checks_its_first_measured_batch_only():
 
 def test_unchecked_batches_take_the_direct_path_with_the_same_result(monkeypatch):
     """After the checked first batch, plain Linear calls take the hooks' direct path; the
-    estimate of the same batch at the same weights is unchanged."""
+    estimate of the same batch at the same weights is unchanged. (The Sequential is nested: a
+    plain one runs its layers itself, tests/meter/test_sequential.py.)"""
     from divebatch.meter import hooks as sq_norm_hooks
     direct = []
     on_direct_call = sq_norm_hooks.SqNormHooks._on_direct_call
@@ -95,7 +96,8 @@ def test_unchecked_batches_take_the_direct_path_with_the_same_result(monkeypatch
         direct.append(module)
         on_direct_call(self, module, *call)
     monkeypatch.setattr(sq_norm_hooks.SqNormHooks, "_on_direct_call", counting)
-    model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(inplace=True), nn.Linear(6, 3))
+    layers = nn.Sequential(nn.Linear(4, 6), nn.ReLU(inplace=True), nn.Linear(6, 3))
+    model = nn.Sequential(layers)
     inputs, targets = torch.randn(5, 4), torch.randint(0, 3, (5,))
     meter, estimates, direct_per_batch = DiversityMeter(model), [], []
     for _ in range(2):
@@ -106,7 +108,7 @@ def test_unchecked_batches_take_the_direct_path_with_the_same_result(monkeypatch
         estimates.append(meter.diversity())
         direct_per_batch.append(list(direct))
         direct.clear()
-    assert direct_per_batch == [[], [model[0], model[2]]]
+    assert direct_per_batch == [[], [layers[0], layers[2]]]
     assert_close(estimates[1], estimates[0])
 
 
