@@ -11,7 +11,7 @@ from torch import nn
 from divebatch.meter.diversity import DiversityMeter
 from divebatch.meter.sequential import SequentialForward
 from tests.helpers.oracles import float64  # noqa: F401  (the autouse float64 fixture)
-from tests.helpers.oracles import assert_close, cross_entropy, loop_oracle
+from tests.helpers.oracles import assert_close, batch_oracle, cross_entropy, loop_oracle
 
 
 def mlp(bias=True):
@@ -261,3 +261,42 @@ def test_a_backward_that_builds_a_graph_leaves_the_norms_out_of_it():
     assert_close(meter.diversity(), oracle_diversity(model, inputs, targets))
     for param in model.parameters():
         param.grad = None  # the graph create_graph kept
+
+
+def test_dropout_between_the_layers_is_measured_with_the_batchs_own_masks():
+    """The oracle differentiates each sample's loss of the same forward (batch_oracle), its
+    dropout masks drawn from the same seed as the meter's batch."""
+    model = nn.Sequential(nn.Linear(12, 8), nn.ReLU(), nn.Dropout(0.5), nn.Linear(8, 3))
+    inputs, targets = torch.randn(6, 12), torch.randint(0, 3, (6,))
+    meter, estimates = DiversityMeter(model), []
+    for _ in range(2):
+        meter.reset()
+        model.zero_grad()
+        torch.manual_seed(1)
+        with meter.track(len(inputs)):
+            cross_entropy(model(inputs), targets).mean().backward()
+        estimates.append(meter.diversity())
+    torch.manual_seed(1)
+    sq_norms, grad_sum = batch_oracle(model, cross_entropy, inputs, targets)
+    expected = sq_norms.sum() / sum(g.square().sum() for g in grad_sum)
+    assert_close(estimates[0], expected)
+    assert_close(estimates[1], expected)
+
+
+class SequentialMLP(nn.Sequential):
+    """A Sequential subclass that only builds its layers, as torchvision.ops.MLP does: its
+    forward is Sequential's, so it qualifies."""
+
+    def __init__(self, sizes):
+        layers = []
+        for d_in, d_out in zip(sizes, sizes[1:]):
+            layers += [nn.Linear(d_in, d_out), nn.ReLU(inplace=True), nn.Dropout(0.0)]
+        super().__init__(*layers[:-2])
+
+
+def test_a_sequential_subclass_that_only_builds_its_layers_qualifies():
+    model = SequentialMLP([12, 8, 8, 3])
+    inputs, targets = torch.randn(5, 12), torch.randint(0, 3, (5,))
+    estimates, owned = measured(DiversityMeter(model), model, inputs, targets)
+    assert owned == [False, True, True]
+    assert_close(estimates[-1], oracle_diversity(model, inputs, targets))
