@@ -93,7 +93,8 @@ class RunConfig:
     method: str = knob("divebatch", "batch-size method", choices=METHODS, group="basic")
     epochs: int = knob(20, "training epochs", low=1, high=100_000, group="basic")
     batch_size: int = knob(32, "initial batch size B0", low=1, high=1_000_000, group="basic")
-    max_batch_size: int = knob(1024, "largest batch size B_max (>= batch_size)", low=1,
+    max_batch_size: int = knob(1024, "largest batch size B_max (>= batch_size; SGD: follows a "
+                                     "larger batch_size when not given)", low=1,
                                high=1_000_000, group="basic")
     min_batch_size: int = knob(0, "DiveBatch non-monotone floor (0 = paper's monotone rule)",
                                low=0, high=1_000_000)
@@ -208,6 +209,24 @@ def check_hot_change(config: RunConfig, changes: dict, fields: tuple[str, ...] =
     changed = config.replace(**changes)
     changed.validate(name_of)
     return changed
+
+
+def cap_follows_sgd_batch(config: RunConfig, cap_given: bool) -> RunConfig:
+    """`config` with B_max raised to its batch size when it is SGD above B_max and the user
+    gave no B_max: SGD never reads B_max, so the default 1024 must not refuse
+    `--method sgd --batch-size 2048`, and the stored run never claims B_max < its batch size.
+    A B_max the user gave is kept, and `validate` refuses it if it is below the batch size.
+
+    >>> cap_follows_sgd_batch(RunConfig(method="sgd", batch_size=2048), False).max_batch_size
+    2048
+    >>> cap_follows_sgd_batch(RunConfig(method="sgd", batch_size=32), False).max_batch_size
+    1024
+    """
+    batch, cap = config.batch_size, config.max_batch_size
+    if cap_given or config.method != "sgd" or not (_type_ok("int", batch)
+                                                    and _type_ok("int", cap)) or batch <= cap:
+        return config  # a value of the wrong type is left for `validate` to name
+    return config.replace(max_batch_size=batch)
 
 
 def config_fields() -> tuple[dataclasses.Field, ...]:

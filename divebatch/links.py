@@ -1,7 +1,8 @@
 """A RunConfig as URL query parameters, so that a link reproduces a setup.
 
 Only fields that differ from the defaults are written. `config_from_query` reads all or
-nothing: every parameter is parsed by its field's type, then `RunConfig.from_dict` and
+nothing: every parameter is parsed by its field's type, then `RunConfig.from_dict` (an SGD
+link's B_max following its batch size unless the link sets it) and
 `validate()` run; any problem raises one ValueError listing every bad parameter.
 `read_query` keeps what it can: the good parameters, and why each bad one was left out.
 
@@ -21,7 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping
 
-from divebatch.config import RunConfig, config_fields
+from divebatch.config import RunConfig, cap_follows_sgd_batch, config_fields
 
 TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
@@ -53,7 +54,7 @@ def config_from_query(query: Mapping[str, str], ignore: Iterable[str] = ()) -> R
             errors.append(f"{key} should be {_A[types[key]]}, but got {key}={text!r}")
     if errors:
         raise ValueError("\n".join(errors))
-    config = RunConfig.from_dict(values)
+    config = _config(values)
     config.validate()
     return config
 
@@ -79,7 +80,7 @@ def read_query(query: Mapping[str, str], ignore: Iterable[str] = (),
             refused[key] = f"should be {_A[types[key]]}, but got {text!r}"
     while True:  # drop the fields that validation names, until the rest is valid
         try:
-            config = RunConfig.from_dict(values)
+            config = _config(values)
             config.validate()
             return config, refused
         except ValueError as error:
@@ -95,10 +96,17 @@ def read_query(query: Mapping[str, str], ignore: Iterable[str] = (),
                 del values[key]
 
 
+def _config(values: dict) -> RunConfig:
+    """The RunConfig of a link's `values`: missing fields take defaults, and an SGD link's
+    B_max follows its batch size unless the link sets it (`cap_follows_sgd_batch`)."""
+    return cap_follows_sgd_batch(RunConfig.from_dict(values),
+                                 cap_given="max_batch_size" in values)
+
+
 def _errors(values: dict, name_of: Callable[[str], str]) -> list[str]:
     """The lines of validate()'s error for `values`, fields named by `name_of`."""
     try:
-        RunConfig.from_dict(values).validate(name_of)
+        _config(values).validate(name_of)
     except ValueError as error:
         return str(error).splitlines()
     return []
@@ -111,7 +119,7 @@ def _conflicting(line: tuple[str, str], values: dict) -> dict[str, str]:
     raw, shown = line
     for key in values:
         try:
-            RunConfig.from_dict({k: v for k, v in values.items() if k != key}).validate()
+            _config({k: v for k, v in values.items() if k != key}).validate()
         except ValueError as error:
             if raw in str(error).splitlines():
                 continue

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from divebatch.config import IMAGE_DATASETS, RunConfig, method_uses
+from divebatch.config import IMAGE_DATASETS, RunConfig, cap_follows_sgd_batch, method_uses
 
 SYNTHETIC_PROBLEMS = ("least_squares", "logistic", "sine", "classification")
 IMAGE_PROBLEMS = ("digits", *IMAGE_DATASETS)  # the Image lab's problems
@@ -145,7 +145,8 @@ def variant_of(config: RunConfig | dict) -> str:
 
 def with_variant(config: RunConfig, variant: str, small_batch: int | None = None) -> RunConfig:
     """`config` run with one of VARIANTS; SGD large uses batch_size = max_batch_size, SGD
-    small uses `small_batch` (default: config.batch_size)."""
+    small uses `small_batch` (default: config.batch_size), B_max following a larger one (SGD
+    small never reads B_max: the forms grey it out)."""
     if variant not in VARIANTS:
         raise ValueError(f"variant should be one of {', '.join(VARIANTS)}, "
                          f"but got variant={variant!r}")
@@ -153,7 +154,8 @@ def with_variant(config: RunConfig, variant: str, small_batch: int | None = None
     if variant == "sgd_large":
         return config.replace(method="sgd", batch_size=config.max_batch_size)
     if variant == "sgd_small":
-        return config.replace(method="sgd", batch_size=small)
+        return cap_follows_sgd_batch(config.replace(method="sgd", batch_size=small),
+                                     cap_given=False)
     return config.replace(method=variant, batch_size=small)
 
 

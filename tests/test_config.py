@@ -7,8 +7,8 @@ from hypothesis import given, settings, strategies as st
 
 from divebatch import config as config_module
 from divebatch.config import (ALLOWED_MODELS, DEFAULT_MODEL, HOT_FIELDS, PACE_FIELDS, PROBLEMS,
-                              RunConfig, allowed_range, check_hot_change, config_fields,
-                              method_uses)
+                              RunConfig, allowed_range, cap_follows_sgd_batch,
+                              check_hot_change, config_fields, method_uses)
 
 
 def test_defaults_are_valid():
@@ -50,6 +50,22 @@ def test_cross_field_rules():
         RunConfig(batch_size=64, min_batch_size=128).validate()
     with pytest.raises(ValueError, match="model should be one of auto, mlp for problem sine"):
         RunConfig(problem="sine", model="cnn").validate()
+
+
+def test_sgd_b_max_follows_a_larger_batch_unless_the_user_gave_it():
+    """SGD never reads B_max: the default 1024 must not refuse a batch of 2048."""
+    follows = cap_follows_sgd_batch(RunConfig(method="sgd", batch_size=2048), cap_given=False)
+    assert (follows.batch_size, follows.max_batch_size) == (2048, 2048)
+    follows.validate()
+    given = RunConfig(method="sgd", batch_size=2048, max_batch_size=1024)
+    assert cap_follows_sgd_batch(given, cap_given=True) is given
+    with pytest.raises(ValueError, match="max_batch_size should be an int >= batch_size"):
+        given.validate()
+    for method in ("divebatch", "adabatch"):  # they read B_max: a conflict stays one
+        adaptive = RunConfig(method=method, batch_size=2048)
+        assert cap_follows_sgd_batch(adaptive, cap_given=False) is adaptive
+    mistyped = RunConfig(method="sgd", batch_size="2048")  # left for validate to name
+    assert cap_follows_sgd_batch(mistyped, cap_given=False) is mistyped
 
 
 def test_dict_round_trip_and_unknown_fields():

@@ -54,6 +54,15 @@ def test_variants():
         with_variant(base, "adam")
 
 
+def test_sgd_small_above_b_max_takes_its_batch_as_b_max():
+    """The dashboard's SGD small greys B_max out: a batch above it must not block Start."""
+    small = with_variant(RunConfig(batch_size=2048), "sgd_small")
+    assert (small.method, small.batch_size, small.max_batch_size) == ("sgd", 2048, 2048)
+    small.validate()
+    below = with_variant(RunConfig(batch_size=16, max_batch_size=512), "sgd_small")
+    assert (below.batch_size, below.max_batch_size) == (16, 512)
+
+
 def test_race_is_four_methods_on_one_problem_and_seed():
     base = RunConfig(problem="digits", seed=5, batch_size=16, max_batch_size=512)
     race = race_configs(base)
@@ -126,6 +135,16 @@ def test_a_field_that_conflicts_with_a_default_is_refused_alone():
     assert config == RunConfig(epochs=5)
     assert set(refused) == {"batch_size", "delta"}
     assert refused["batch_size"].startswith("conflicts with a default: max_batch_size")
+
+
+def test_an_sgd_link_above_the_default_b_max_applies_whole():
+    """method=sgd&batch_size=2048: B_max follows the batch unless the link sets it."""
+    query = {"method": "sgd", "batch_size": "2048"}
+    assert config_from_query(query) == RunConfig(method="sgd", batch_size=2048,
+                                                 max_batch_size=2048)
+    assert read_query(query) == (config_from_query(query), {})
+    _, refused = read_query({**query, "max_batch_size": "1024"})
+    assert refused == {"max_batch_size": "should be an int >= batch_size (2048), but got 1024"}
 
 
 def test_reasons_name_fields_by_the_pages_labels_and_unset_ones_as_defaults():

@@ -8,7 +8,8 @@ import dataclasses
 import json
 import math
 
-from divebatch.config import RunConfig, allowed_range, config_fields, short_repr
+from divebatch.config import (RunConfig, allowed_range, cap_follows_sgd_batch, config_fields,
+                              short_repr)
 
 MAX_CONFIG_BYTES = 1_000_000  # a config file is a few hundred bytes of JSON
 
@@ -67,16 +68,19 @@ def flag_type(f: dataclasses.Field):
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     """RunConfig from `--preset`, `--config FILE` and flags; raises UsageError listing bad
-    fields, each named as the user gave it (a flag, a key of the file, the preset's field)."""
+    fields, each named as the user gave it (a flag, a key of the file, the preset's field).
+    SGD's B_max follows a larger batch size unless the file or a flag gives it (a preset's
+    B_max is a default, like RunConfig's)."""
     preset = getattr(args, "preset", None)
     values = preset_fields(preset) if preset is not None else {}
-    from_file = read_config_file(args.config) if hasattr(args, "config") else {}
-    values.update(from_file)
-    values.update(typed_fields(args))
+    given = read_config_file(args.config) if hasattr(args, "config") else {}
+    given.update(typed_fields(args))
+    values.update(given)
     name_of = names_as_given(args)
     check_preset_model(values, preset, name_of)
     try:
-        config = RunConfig.from_dict(values)
+        config = cap_follows_sgd_batch(RunConfig.from_dict(values),
+                                       cap_given="max_batch_size" in given)
         config.validate(name_of=name_of)
     except (TypeError, ValueError) as error:
         raise UsageError(str(error).replace("\n", "; ")) from None

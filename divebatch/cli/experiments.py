@@ -122,6 +122,7 @@ def sweep_spec(args):
                                                    "resize_every", "seed")}
     for name in grid:
         delattr(args, name)  # config_from_args must not see the lists
+    args.max_batch_size = max(grid["max_batch_size"])  # shared settings: against the largest
     config = config_from_args(args)
     check_data_flags_apply(args, config)
     check_method_flags_apply(args, config)

@@ -95,3 +95,20 @@ def test_sweep_note_counts_in_the_singular(store, monkeypatch):
     result = cli_in_process("sweep", "--problem", "least_squares", "--background")
     assert result.returncode == 0, result.stderr
     assert ": 1 cell x 1 seed + 1 baseline run\n" in result.stderr
+
+
+def test_sweep_at_a_batch_above_the_default_b_max_takes_its_grid(store, monkeypatch):
+    """--batch-size 2048 --max-batch-size 4096 was refused: the sweep's shared settings were
+    checked against the default B_max (1024), not the grid's."""
+    from divebatch.experiments import sweeps
+    launched = []
+    monkeypatch.setattr(sweeps, "launch", lambda store, spec, **kw: launched.append(spec) or [])
+    flags = ["sweep", "--problem", "least_squares", "--batch-size", "2048", "--background"]
+    result = cli_in_process(*flags, "--max-batch-size", "4096")
+    assert result.returncode == 0, result.stderr
+    baseline = launched[0].baseline_config(0)
+    assert (baseline.method, baseline.batch_size, baseline.max_batch_size) == ("sgd", 2048, 2048)
+    assert [p.config.max_batch_size for p in launched[0].plan()[1:]] == [4096]
+    assert_refused_before_anything(cli_in_process(*flags, "--max-batch-size", "4096", "1024"),
+                                   store, "--max-batch-size should be an int >= --batch-size "
+                                          "(2048), but got --max-batch-size=1024")

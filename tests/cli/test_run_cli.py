@@ -100,6 +100,10 @@ def test_a_presets_model_that_does_not_fit_the_typed_problem_names_the_preset():
                                                         "method adabatch (only by divebatch)"),
     (["--adabatch-factor", "3"], "--adabatch-factor is not used by method divebatch (only by "
                                  "adabatch)"),
+    (["--method", "sgd", "--batch-size", "2048", "--max-batch-size", "1024"],
+     "--max-batch-size should be an int >= --batch-size (2048), but got --max-batch-size=1024"),
+    (["--method", "adabatch", "--batch-size", "2048"],  # B_max is AdaBatch's: no default moves
+     "--max-batch-size should be an int >= --batch-size (2048), but got --max-batch-size=1024"),
 ])
 def test_method_flags_the_method_ignores_are_refused(flags, needle, store):
     assert_one_line_error(cli_in_process("run", *flags, "--quiet"), needle)
@@ -114,6 +118,39 @@ def test_method_flags_the_method_ignores_are_refused(flags, needle, store):
 def test_method_fields_a_preset_sets_or_sgd_at_b_max_are_accepted(flags):
     result = cli_in_process("run", *flags, "--quiet")
     assert result.returncode == 0, result.stderr
+
+
+SMALL_SGD = ["--problem", "least_squares", "--n-samples", "4096", "--dim", "8", "--epochs", "1",
+             "--method", "sgd"]
+
+
+@pytest.mark.parametrize("flags, b_max", [
+    (["--batch-size", "2048"], 2048),  # the default B_max (1024) follows the batch size
+    (["--batch-size", "64"], 1024),  # below the default: B_max is left alone
+    (["--preset", "tradeoff_race", "--batch-size", "1024"], 1024),  # the preset's 512 follows
+])
+def test_sgd_above_the_default_b_max_runs_as_typed_and_is_stored_consistently(flags, b_max,
+                                                                              store):
+    """`run --method sgd --batch-size 2048` was refused: B_max (1024 by default, read only by
+    the adaptive methods) had to be given as 2048 too."""
+    result = cli_in_process("run", *SMALL_SGD, *flags, "--quiet")
+    assert result.returncode == 0, result.stderr
+    config = store.list_runs()[0]["config"]
+    batch = int(flags[flags.index("--batch-size") + 1])
+    assert (config["method"], config["batch_size"], config["max_batch_size"]) == \
+        ("sgd", batch, b_max)
+
+
+def test_a_config_file_without_b_max_runs_sgd_above_the_default(tmp_path, store):
+    path = tmp_path / "sgd.json"
+    path.write_text('{"method": "sgd", "batch_size": 2048}')
+    result = cli_in_process("run", *SMALL_SGD[:-2], "--config", str(path), "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert store.list_runs()[0]["config"]["max_batch_size"] == 2048
+    path.write_text('{"method": "sgd", "batch_size": 2048, "max_batch_size": 1024}')
+    assert_one_line_error(cli_in_process("run", "--config", str(path), "--quiet"),
+                          "max_batch_size should be an int >= batch_size (2048), but got "
+                          "max_batch_size=1024")
 
 
 def test_an_offline_download_prints_the_error_alone_and_leaves_no_folder(tmp_path, monkeypatch):
