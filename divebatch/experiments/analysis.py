@@ -167,11 +167,15 @@ def stopped_early(run: dict, records: list[dict]) -> bool:
     return run.get("status") in EARLY_ENDS and len(records) < planned
 
 
+def how_it_ended(epochs: int, planned: int, status: str | None) -> str:
+    """'stopped at epoch 6 of 60' ('failed at', 'interrupted at'): how verdicts, the note
+    above the charts and the charts' legend say where a run that ended early ended."""
+    return f"{status or 'stopped'} at epoch {epochs} of {planned}"
+
+
 def where_it_ended(label: str, epochs: int, planned: int, status: str | None) -> str:
-    """'#3 DiveBatch (delta=0.1) at epoch 6 of 60', '... (failed)' unless the user stopped
-    it: how verdicts and the note above the charts name a run that ended early."""
-    return f"{label} at epoch {epochs} of {planned}" + (
-        "" if status in (None, "stopped") else f" ({status})")
+    """'#3 DiveBatch (delta=0.1) stopped at epoch 6 of 60' (how_it_ended)."""
+    return f"{label} {how_it_ended(epochs, planned, status)}"
 
 
 def summarize(run: dict, records: list[dict], common: float | None = None) -> dict:

@@ -6,8 +6,9 @@
 - The verdict names whoever reached the common target first, says how DiveBatch did, which
   run ended highest, and any method that beat DiveBatch on both counts.
 - While a compared run is still queued or training it says "So far" and claims no final.
-- A run stopped before its planned epochs is named as stopped (at epoch k of N), first; its
-  last values are where it stopped, never called its end, and it is never named highest.
+- A run stopped (or interrupted, or failed) before its planned epochs is named first, with
+  where it ended as the legend says it ('stopped at epoch k of N'); its last values are where
+  it stopped, never called its end, and it is never named highest.
 - A common target near chance (`near_chance`) is flagged before anything else.
 - It says who reached the baseline's accuracy (its final minus 1 point) and how soon, in
   training time and optimizer steps, and which runs never did.
@@ -314,7 +315,7 @@ def _stopped(rows: list[dict]) -> str:
     if not stopped:
         return ""
     one = len(stopped) == 1
-    return (f"Stopped before the end: {'; '.join(stopped)}. {'It is' if one else 'They are'} "
+    return (f"Ended early: {'; '.join(stopped)}. {'It is' if one else 'They are'} "
             f"compared only up to where {'it' if one else 'they'} stopped.")
 
 

@@ -17,6 +17,8 @@ from matplotlib.ticker import EngFormatter, NullFormatter
 from matplotlib.transforms import blended_transform_factory
 from PIL import Image
 
+from divebatch.report.run_labels import LINE_BREAK
+
 WIDTH_PX, HEIGHT_PX, DPI = 1024, 640, 100  # 16:10; both sides multiples of 16 (H.264 blocks)
 DASHES = {"solid": "-", "dash": (0, (5, 3)), "dot": (0, (1, 2)), "dashdot": "-.",
           "longdash": (0, (9, 3))}
@@ -26,9 +28,9 @@ VERDICT_CHARS = 700      # a verdict this long fills the band under the charts a
 
 
 def shown(text: str) -> str:
-    """Text as matplotlib draws it: a literal $, and Δ̂ (whose combining hat the font
-    lacks) as mathtext."""
-    return text.replace("$", r"\$").replace("Δ̂", r"$\hat{\Delta}$")
+    """Text as matplotlib draws it: a literal $, Δ̂ (whose combining hat the font lacks) as
+    mathtext, and plotly's line break (a legend entry's) as a new line."""
+    return text.replace("$", r"\$").replace("Δ̂", r"$\hat{\Delta}$").replace(LINE_BREAK, "\n")
 
 
 def points(px: float) -> float:

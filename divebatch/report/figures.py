@@ -13,7 +13,6 @@ starting point (RunData.chart_records) begins at epoch 0, x = 0.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -25,7 +24,8 @@ from divebatch.report.log_ticks import log_ticks
 from divebatch.report.chart_style import styles_for
 from divebatch.report.chart_marks import (capped_shading, capped_spans,  # noqa: F401
                                           fixed_x_range, hot_change_marks, notes_margin)
-from divebatch.report.run_labels import (chart_label, format_value, hot_change_text,  # noqa: F401
+from divebatch.report.run_labels import (LINE_BREAK, chart_label, format_value,  # noqa: F401
+                                         hot_change_text, legend_label,
                                          progress, run_label)  # progress, run_label: re-exported
 from divebatch.report.series import (X_AXES, Columns, diversity_values, effective_lr, ema,
                                      epoch_ends, epoch_starts, proposals)
@@ -47,6 +47,11 @@ CHART_HEIGHT = 320
 # A projector (1280x720) shows the 2x2 grid whole: lower charts, larger type.
 PROJECTOR_CHART_HEIGHT = 204
 PROJECTOR_FONT_SCALE = 1.3
+# The legend at 1280 px, sidebar open: its width (instructor mode's margins leave less), a
+# character's mean width in ems of its font (a little over), an entry's line sample and gaps.
+LEGEND_WIDTH_PX = {False: 820, True: 760}  # by ChartOptions.projector
+LEGEND_CHAR_EM = 0.45
+LEGEND_SYMBOL_PX = 45
 
 
 @dataclass
@@ -266,10 +271,11 @@ def _accuracy(runs: list[RunData], options: ChartOptions) -> dict:
 
 def legend_spec(runs: list[RunData], options: ChartOptions | None = None) -> dict:
     """The one legend for every chart of the panel: each run in its method's colour and
-    dash (with the hot values in force), then the keys of the marks the charts use."""
+    dash (with the hot values in force, and where it ended if before its planned epochs),
+    then the keys of the marks the charts use."""
     options = options or ChartOptions()
     grey = _Style("#555555", "solid")
-    traces = [_trace([None], [None], chart_label(d), s, y_label="")
+    traces = [_trace([None], [None], legend_label(d), s, y_label="")
               for d, s in zip(runs, _styles(runs))]
     traces += [_trace([None], [None], "thick: validation loss", grey, y_label="", width=2.5),
                _trace([None], [None], "thin: train loss", grey, y_label="", width=1.2,
@@ -285,14 +291,27 @@ def legend_spec(runs: list[RunData], options: ChartOptions | None = None) -> dic
         trace.update(mode="markers" if trace["mode"] == "markers" else "lines",
                      hoverinfo="skip")
         del trace["hovertemplate"]
-    rows = math.ceil(len(traces) / (3 if options.projector else 4))
     return dict(data=traces, layout=dict(
-        template=TEMPLATE, height=20 + round(1.7 * options.font_size(13)) * rows,
+        template=TEMPLATE, height=legend_height([trace["name"] for trace in traces], options),
         margin=dict(l=0, r=0, t=0, b=0),
         showlegend=True, legend=dict(orientation="h", x=0, y=1, yanchor="top", maxheight=1,
                                      font=dict(size=options.font_size(13)), itemclick=False,
                                      itemdoubleclick=False),
         xaxis=dict(visible=False), yaxis=dict(visible=False)))
+
+
+def legend_height(names: list[str], options: ChartOptions) -> int:
+    """Pixels for the legend's entries: plotly gives each the width of the widest line, as
+    many to a row as fit (at most 3 on a projector, 4 else), and a row with a two-line entry
+    (legend_label) one line more."""
+    font = options.font_size(13)
+    widest = max(len(line) for name in names for line in name.split(LINE_BREAK))
+    entry_px = widest * LEGEND_CHAR_EM * font + LEGEND_SYMBOL_PX
+    per_row = max(1, min(3 if options.projector else 4,
+                         int(LEGEND_WIDTH_PX[options.projector] // entry_px)))
+    rows = [names[i:i + per_row] for i in range(0, len(names), per_row)]
+    extra_lines = sum(max(name.count(LINE_BREAK) for name in row) for row in rows)
+    return 20 + round(1.7 * font) * len(rows) + round(1.3 * font) * extra_lines
 
 
 def diversity_figure(runs: list[RunData], options: ChartOptions) -> go.Figure:

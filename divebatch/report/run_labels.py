@@ -53,8 +53,9 @@ def labelled_with_hot_values(run: dict, records: list[dict], events: list[dict])
 
 def stopped_note(runs: list[dict], records: dict[int, list[dict]],
                  events: dict[int, list[dict]]) -> str:
-    """'#3 DiveBatch (delta=0.1) was stopped at epoch 6 of 60.' for the runs stopped before
-    their planned epochs ('' for none): their curves end there, not at a finish."""
+    """'Ended early: #3 DiveBatch (delta=0.1) stopped at epoch 6 of 60. ...' for the runs
+    stopped (or interrupted, or failed) before their planned epochs ('' for none): their
+    curves end there, not at a finish."""
     stopped = [analysis.where_it_ended(
                    labelled_with_hot_values(run, records[run["id"]], events[run["id"]]),
                    len(records[run["id"]]), run["config"].get("epochs"), run["status"])
@@ -62,13 +63,28 @@ def stopped_note(runs: list[dict], records: dict[int, list[dict]],
     if not stopped:
         return ""
     many = len(stopped) > 1
-    return (f"Stopped before the end: {'; '.join(stopped)}. "
+    return (f"Ended early: {'; '.join(stopped)}. "
             f"{'Their curves end' if many else 'Its curves end'} there, not at a finish.")
 
 
 def chart_label(data) -> str:
     """labelled_with_hot_values of a figures.RunData."""
     return labelled_with_hot_values(data.run, data.records, data.events)
+
+
+def legend_label(data) -> str:
+    """chart_label, then, for a run that ended before its planned epochs, where it ended in
+    the verdict's words on a line of its own: '#3 DiveBatch (delta=0.1)<br>stopped at epoch
+    6 of 60' (two short lines keep a projector's legend three entries wide). Its traces keep
+    chart_label, for their hover."""
+    label = chart_label(data)
+    if not analysis.stopped_early(data.run, data.records):
+        return label
+    return label + LINE_BREAK + analysis.how_it_ended(
+        len(data.records), data.run["config"].get("epochs"), data.run.get("status"))
+
+
+LINE_BREAK = "<br>"  # plotly's, in a legend entry
 
 
 def hot_change_text(event: dict, records: list[dict], config: dict) -> str:

@@ -187,7 +187,7 @@ def test_a_stopped_run_is_named_first_and_its_last_value_is_no_end():
     stopped = row("DiveBatch", 1.4, 0.70, id=3, epochs=6, planned_epochs=60,
                   stopped_early=True)
     text = verdicts.verdict([base, stopped, row("AdaBatch", 2.0, 0.91)], 0.69)
-    assert text.startswith("Stopped before the end: DiveBatch at epoch 6 of 60. It is "
+    assert text.startswith("Ended early: DiveBatch stopped at epoch 6 of 60. It is "
                            "compared only up to where it stopped. DiveBatch was first to "
                            "69.0 %, in 1.4 s, 2.1x sooner than SGD.")
     assert "points lower" not in text.split("AdaBatch")[0]  # no end set against another's
@@ -204,7 +204,7 @@ def test_an_interrupted_or_failed_run_is_named_as_ended_early_too():
     failed = row("DiveBatch", 1.4, 0.70, id=3, epochs=6, planned_epochs=60,
                  stopped_early=True, status="failed")
     assert verdicts.verdict([base, failed], 0.69).startswith(
-        "Stopped before the end: DiveBatch at epoch 6 of 60 (failed). It is compared only up "
+        "Ended early: DiveBatch failed at epoch 6 of 60. It is compared only up "
         "to where it stopped.")
     for status in ("interrupted", "failed", "stopped"):
         assert analysis.stopped_early({"status": status, "config": {"epochs": 60}}, [{}] * 6)

@@ -129,3 +129,11 @@ def test_bad_input_is_one_line_naming_the_problem(store, race_ids):
         animation.export(race, "unused.gif", "gif", "warp")
     with pytest.raises(AnimationError, match="format should be one of gif, mp4"):
         animation.export(race, "unused.avi", "avi")
+
+
+def test_a_two_line_legend_entry_is_drawn_on_two_lines():
+    """A run that ended early is named on two lines in the legend (run_labels.legend_label);
+    matplotlib drew plotly's '<br>' as it is."""
+    from divebatch.report.animation_draw import shown
+    assert shown("#4 AdaBatch<br>stopped at epoch 7 of 60") == (
+        "#4 AdaBatch\nstopped at epoch 7 of 60")

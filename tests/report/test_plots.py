@@ -381,3 +381,14 @@ def test_sweep_and_reproduce_curves_use_the_method_styles():
             {"label": "SGD, small batch B0", "records": [record(1)]}]
     styles = {(t.line.color, t.line.dash) for t in sweep_plots.curves(runs).data}
     assert styles == {style_of_variant("divebatch"), style_of_variant("sgd_small")}
+
+
+def test_a_projectors_legend_stays_three_wide_and_grows_a_line_for_a_two_line_entry():
+    names = ["#3 SGD B=8", "#1 DiveBatch (delta=0.1)", "#2 DiveBatch (delta=0.5)",
+             "thick: validation loss", "thin: train loss", "dotted: hot change"]
+    projector = ChartOptions(projector=True)
+    two_rows = plots.legend_height(names, projector)
+    ended = [names[0] + "<br>stopped at epoch 7 of 60", *names[1:]]
+    assert plots.legend_height(ended, projector) == two_rows + round(1.3 * 17)  # a line more
+    wide = ["#12 DiveBatch (delta=0.125 -> 0.5)", *names[1:]]  # plotly puts 2 to a row
+    assert plots.legend_height(wide, projector) == two_rows + round(1.7 * 17)  # a row more

@@ -229,9 +229,9 @@ def test_a_stopped_run_is_named_and_never_ranked_as_finished(store):
     assert round(table.common, 4) == 0.87  # the finished runs' lowest best, less 1 point
     dive = f"#{ids[1]} DiveBatch (delta=0.1) [B 16 -> 32]"
     assert table.verdict.startswith(
-        f"Stopped before the end: {dive} at epoch 2 of 10. It is compared only up to where it "
+        f"Ended early: {dive} stopped at epoch 2 of 10. It is compared only up to where it "
         f"stopped. #{ids[2]} AdaBatch [B 16 -> 64] was first to 87.0 %")
     assert f"{dive} had not reached 87.0 % when it was stopped." in table.verdict
     assert "highest" in table.verdict and f"{dive} ended" not in table.verdict
     assert table.rows[1]["final accuracy"] == "62.0 % (stopped, epoch 2/10)"
-    assert table.verdict_lead.startswith(f"Stopped before the end: {dive} at epoch 2 of 10.")
+    assert table.verdict_lead.startswith(f"Ended early: {dive} stopped at epoch 2 of 10.")
