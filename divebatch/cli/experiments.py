@@ -173,7 +173,7 @@ def run_with_progress(store, group, planned, run, quiet: bool) -> int:
     """Call `run(on_run_done)` under a progress bar; 130 after Ctrl-C, else 0."""
     from tqdm import tqdm
     from divebatch.runs import groups
-    todo = groups.missing(planned, groups.match_runs(store, group, planned))
+    todo = groups.missing_in_store(store, group, planned)
     reused = len(planned) - len(todo)
     if reused:
         print(f"reusing {reused} finished or running runs of {group}", file=sys.stderr)

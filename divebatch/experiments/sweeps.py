@@ -7,8 +7,9 @@ its own final accuracy (analysis.time_to_own_final) over the cell's.
 
 Runs are ordinary stored runs in the group "sweep:<hash of the spec>". A run *is* a planned
 run when it is in that group and its config equals the planned config (the name aside), so a
-re-run of the same sweep reuses every finished run and redoes only the stopped, failed or
-missing ones (`divebatch.runs.groups`, which serves `reproduce` too).
+re-run of the same sweep, here or on Ray, reuses every finished run, continues the stopped,
+failed or interrupted ones from their checkpoints and trains the missing ones
+(`divebatch.runs.groups`, which serves `reproduce` too).
 
 >>> spec = SweepSpec(base={"problem": "least_squares", "epochs": 3}, deltas=(0.1, 1.0),
 ...                  max_batch_sizes=(64,), resize_everys=(1,), seeds=(0, 1))

@@ -81,17 +81,39 @@ def progress(matched: list[dict | None]) -> dict:
             "total": len(statuses)}
 
 
+def missing_in_store(store, group: str, planned: list[PlannedRun]
+                     ) -> list[tuple[PlannedRun, dict | None]]:
+    """`missing_with_runs` for the runs `group` holds now, once runs whose worker died
+    (a sweep killed mid-run leaves them running) are marked interrupted (`queue.reap`)."""
+    from divebatch.runs.queue import reap
+    reap(store)
+    return missing_with_runs(planned, match_runs(store, group, planned))
+
+
+def queued_run(store, group: str, planned: PlannedRun, stale: dict | None) -> int:
+    """The queued stored run that trains `planned`: `stale` (its stopped, failed or
+    interrupted run) queued again to continue from its checkpoint, so that a re-run after
+    Ctrl-C or Stop leaves no partial run beside a fresh one; else a new run (also where
+    `stale`'s checkpoint is not its own: that run is then kept as it is). Both backends, here
+    and on Ray, take their runs from here."""
+    from divebatch.runs.queue import RESUMABLE_STATUSES, requeue_to_resume
+    if stale is not None and stale["status"] in RESUMABLE_STATUSES:
+        try:
+            requeue_to_resume(store, stale["id"])
+            return stale["id"]
+        except ValueError:  # a checkpoint that is not the run's
+            pass
+    return store.create_run(planned.config.to_dict(), name=planned.config.name, group=group)
+
+
 def submit_missing(store, group: str, planned: list[PlannedRun], info: dict | None = None
                    ) -> list[int]:
-    """Queue every missing planned run in the background queue (jobs.submit); their ids."""
-    from divebatch.runs.queue import dispatch, submit
+    """Queue every missing planned run for the background workers (`queued_run`); their ids."""
+    from divebatch.runs.queue import dispatch
     ids = []
-    for p, stale in missing_with_runs(planned, match_runs(store, group, planned)):
-        run_id = _resumed(store, stale)
-        if run_id is not None:
-            dispatch(store)
-        else:
-            run_id = submit(store, p.config, name=p.config.name, group=group)
+    for p, stale in missing_in_store(store, group, planned):
+        run_id = queued_run(store, group, p, stale)
+        dispatch(store)
         if info:
             store.update_info(run_id, **info)
         ids.append(run_id)
@@ -104,15 +126,13 @@ def run_missing(store, group: str, planned: list[PlannedRun], info: dict | None 
 
     Each run is stored and claimed (so no background dispatcher starts it too) before it
     trains. A KeyboardInterrupt marks the run in progress as stopped, keeping its records,
-    and propagates: a later call continues that run from its checkpoint (`_resumed`) and
+    and propagates: a later call continues that run from its checkpoint (`queued_run`) and
     trains the ones after it.
     """
     from divebatch.runs.worker import execute_run
     done = 0
-    for p, stale in missing_with_runs(planned, match_runs(store, group, planned)):
-        run_id = _resumed(store, stale)
-        if run_id is None:
-            run_id = store.create_run(p.config.to_dict(), name=p.config.name, group=group)
+    for p, stale in missing_in_store(store, group, planned):
+        run_id = queued_run(store, group, p, stale)
         if not store.claim_run(run_id):
             continue  # a background dispatcher took it: it trains there
         if info:
@@ -126,20 +146,6 @@ def run_missing(store, group: str, planned: list[PlannedRun], info: dict | None 
         if on_run_done:
             on_run_done(p, store.get_run(run_id))
     return done
-
-
-def _resumed(store, stale: dict | None) -> int | None:
-    """The id of `stale` (the group's stopped, failed or interrupted run of a planned config)
-    queued again to continue from its checkpoint, so that a re-run after Ctrl-C or Stop
-    leaves no partial run beside a fresh one; None when there is none or it cannot resume."""
-    from divebatch.runs.queue import RESUMABLE_STATUSES, requeue_to_resume
-    if stale is None or stale["status"] not in RESUMABLE_STATUSES:
-        return None
-    try:
-        requeue_to_resume(store, stale["id"])
-    except ValueError:  # a checkpoint that is not the run's: the run is kept, a new one trains
-        return None
-    return stale["id"]
 
 
 def stop_group(store, group: str) -> list[int]:

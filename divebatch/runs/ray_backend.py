@@ -15,6 +15,10 @@ imports them again (seconds per run). A task lost with its worker or node is mar
 interrupted and retried once, from its checkpoint when the driver can see it (one machine,
 or a file system shared at the same path); Stop ends runs not yet submitted, cancels tasks
 that have not started and asks running ones to stop, cancelling them after `STOP_GRACE_S`.
+
+The runs are those the local backend would train (`groups.queued_run`): a re-run of a sweep
+stopped by Ctrl-C or Stop, or whose driver died, continues its stale runs in place, from
+their checkpoints where the driver can see them (as above; else from the beginning).
 """
 
 from __future__ import annotations
@@ -142,12 +146,11 @@ def check_fits(options: RayOptions, configs) -> None:
 
 # --- driver side
 
-def claim(store, group: str, configs, info: dict | None) -> list[int | None]:
-    """Store and claim one run per config for the Ray driver (None where a local
-    dispatcher claimed it first: it trains there)."""
+def claim(store, run_ids: list[int], info: dict | None) -> list[int | None]:
+    """Claim queued runs (`groups.queued_run`) for the Ray driver (None where a local
+    dispatcher claimed one first: it trains there)."""
     ids = []
-    for config in configs:
-        run_id = store.create_run(config.to_dict(), name=config.name, group=group)
+    for run_id in run_ids:
         if not store.claim_run(run_id):
             ids.append(None)
             continue
@@ -316,7 +319,8 @@ def _config(store, run_id: int):
 
 
 class RayBackend:
-    """The Ray counterpart of groups.run_missing / groups.submit_missing."""
+    """The Ray counterpart of groups.run_missing / groups.submit_missing: the same runs, a
+    stale one (stopped, failed, interrupted) continued in place from its checkpoint."""
 
     def __init__(self, options: RayOptions):
         options.validate()
@@ -325,13 +329,13 @@ class RayBackend:
     def run_missing(self, store, group: str, planned, info: dict | None = None,
                     on_run_done=None) -> int:
         """Train the missing planned runs on the cluster from this process; how many ran.
-        Cluster problems raise RayBackendError before any run is stored."""
-        from divebatch.runs.groups import match_runs, missing
+        Cluster problems raise RayBackendError before any run is stored or resumed."""
+        from divebatch.runs.groups import missing_in_store, queued_run
         with session(self.options):
-            todo = missing(planned, match_runs(store, group, planned))
-            check_fits(self.options, [p.config for p in todo])
-            ids = claim(store, group, [p.config for p in todo], info)
-            by_id = {run_id: p for run_id, p in zip(ids, todo) if run_id is not None}
+            todo = missing_in_store(store, group, planned)
+            check_fits(self.options, [p.config for p, _ in todo])
+            ids = claim(store, [queued_run(store, group, p, stale) for p, stale in todo], info)
+            by_id = {run_id: p for run_id, (p, _) in zip(ids, todo) if run_id is not None}
             done = []
 
             def settled(run_id: int) -> None:
@@ -344,12 +348,12 @@ class RayBackend:
     def submit_missing(self, store, group: str, planned, info: dict | None = None
                        ) -> list[int]:
         """Claim the missing planned runs and start a background driver process for them."""
-        from divebatch.runs.groups import match_runs, missing
+        from divebatch.runs.groups import missing_in_store, queued_run
         import_ray()
         probe(self.options.address)
-        todo = missing(planned, match_runs(store, group, planned))
-        ids = [run_id for run_id in claim(store, group, [p.config for p in todo], info)
-               if run_id is not None]
+        queued = [queued_run(store, group, p, stale)
+                  for p, stale in missing_in_store(store, group, planned)]
+        ids = [run_id for run_id in claim(store, queued, info) if run_id is not None]
         if ids:
             pid = spawn_driver(store, ids, self.options)
             for run_id in ids:

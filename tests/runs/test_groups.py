@@ -1,5 +1,7 @@
 """Run groups: which stored run stands for a planned run, what is missing, stopping a group."""
 
+import subprocess
+
 import pytest
 
 from divebatch.config import RunConfig
@@ -57,3 +59,21 @@ def test_stop_cancels_queued_runs_and_keeps_finished_ones(store):
     assert [store.get_run(i)["status"] for i in queued] == ["stopped", "stopped"]
     assert store.get_run(done)["status"] == "completed"
     assert groups.missing(planned, groups.match_runs(store, GROUP, planned)) == planned[1:]
+
+
+def test_a_rerun_continues_runs_left_stopped_or_running_by_a_dead_sweep_in_place(store):
+    """Ctrl-C leaves a run stopped; a sweep killed outright leaves one running with a dead
+    worker: a re-run continues both (reaped first), training none beside them."""
+    planned = plan(seeds=(0, 1))
+    stopped = finished_run(store, planned[0].config, status="stopped")
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    left_running = store.create_run(planned[1].config.to_dict(), group=GROUP)
+    store.claim_run(left_running)
+    store.mark_running(left_running, gone.pid)
+    assert groups.run_missing(store, GROUP, planned) == 2
+    runs = store.list_runs(group=GROUP)
+    assert sorted(run["id"] for run in runs) == sorted([stopped, left_running])
+    assert {run["status"] for run in runs} == {"completed"}
+    assert all("resumed" in [e["kind"] for e in store.events(run_id)]
+               for run_id in (stopped, left_running))

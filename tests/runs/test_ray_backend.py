@@ -4,6 +4,7 @@ Runs that a stop or a kill must find unfinished are held after each epoch (tests
 
 import os
 import signal
+import subprocess
 import threading
 import time
 
@@ -13,7 +14,7 @@ import ray  # scripts/test.sh installs the [ray] extra: these tests must run in 
 from tests.helpers.cli import ROOT, run_cli
 from divebatch import cli
 from divebatch.training import checkpoint
-from divebatch.runs import groups
+from divebatch.runs import groups, worker
 from divebatch.experiments import sweeps
 from divebatch.runs import ray_backend
 from divebatch.runs.ray_backend import RayBackend, RayOptions
@@ -139,6 +140,7 @@ def test_stop_keeps_finished_runs_and_a_rerun_trains_only_the_rest(tmp_path):
     with releasing_every_run(store):
         rerun = sweeps.run_here(store, sweep, backend=on_ray())
     assert rerun == len(statuses) - 1
+    assert len(store.list_runs()) == len(statuses)  # the stopped runs continued in place
     matched = groups.match_runs(store, sweep.group, sweep.plan())
     assert all(run["status"] == "completed" for run in matched)
     assert set(kept) <= {run["id"] for run in matched}  # reused, not trained again
@@ -175,6 +177,39 @@ def test_a_lost_worker_is_interrupted_then_resumed_from_its_checkpoint(tmp_path)
     here = RunStore(tmp_path / "local.db")
     with releasing_every_run(here):
         sweeps.run_here(here, sweep)
+    assert outcome(store, sweep) == outcome(here, sweep)  # the checkpoint kept every RNG
+
+
+def test_a_rerun_on_ray_continues_a_stopped_sweeps_runs_in_place(tmp_path, monkeypatch):
+    """As the local backend does: a run stopped by Ctrl-C continues from its checkpoint and a
+    run left running by a dead driver from the beginning, both in place, none beside them."""
+    store = RunStore(tmp_path / "runs.db")
+    sweep = spec(deltas=(0.1,), max_batch_sizes=(64,), seeds=(0,))  # the baseline, one cell
+    train = worker.execute_run
+
+    def ctrl_c_in_epoch_2(store, run_id, on_epoch=None):
+        def on_epoch_2(record):
+            if record.epoch == 2:
+                raise KeyboardInterrupt
+        return train(store, run_id, on_epoch_2)
+    monkeypatch.setattr(worker, "execute_run", ctrl_c_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        sweeps.run_here(store, sweep)  # the baseline is stopped in epoch 2
+    monkeypatch.undo()
+    stopped = store.list_runs(group=sweep.group)[0]["id"]
+    dead_driver = subprocess.Popen(["true"])
+    dead_driver.wait()
+    left_running = store.create_run(sweep.plan()[1].config.to_dict(), group=sweep.group)
+    store.claim_run(left_running)
+    store.mark_running(left_running, dead_driver.pid)
+
+    assert sweeps.run_here(store, sweep, backend=on_ray()) == 2
+    assert sorted(run["id"] for run in store.list_runs()) == sorted([stopped, left_running])
+    resumed = [e["epoch"] for e in store.events(stopped) if e["kind"] == "resumed"]
+    assert resumed == [1]  # its checkpoint: Ctrl-C came before epoch 2's was written
+    assert store.get_run(stopped)["info"]["backend"] == "ray"
+    here = RunStore(tmp_path / "local.db")
+    sweeps.run_here(here, sweep)
     assert outcome(store, sweep) == outcome(here, sweep)  # the checkpoint kept every RNG
 
 
