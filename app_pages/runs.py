@@ -5,7 +5,7 @@ import hashlib
 
 import streamlit as st
 
-from dashboard import live, race_export, roles
+from dashboard import follow, live, race_export, roles
 from dashboard.critical_panel import critical_batch_panel
 from dashboard.instructor import instructor_mode
 from dashboard.store import open_store, run_rows
@@ -48,6 +48,16 @@ def run_table_columns() -> tuple[tuple[str, ...], dict]:
         if isinstance(config["width"], int) else config
         for name, config in RUN_COLUMN_CONFIG.items()}
 
+FOLLOWING = (f"This selection follows the instructor: the next run or race they start "
+             f"takes its place within {follow.FOLLOW_EVERY_S:g} s.")
+FOLLOWING_STOPPED = "Your own pick: it stays when the instructor starts a new run or race."
+FOLLOWING_HELP = (
+    "On this read-only dashboard the selection follows the newest run or race the "
+    "instructor starts while it holds what the page put there: the runs of the link you "
+    "opened, the runs training when you opened the page, or a race it followed. Once you "
+    "pick or untick runs yourself, in the table or the picker, they are yours and stay; "
+    "reload the page to have it follow again.")
+
 st.session_state.setdefault("runs_delete_message", None)
 
 st.title("Runs")
@@ -64,6 +74,15 @@ groups = sorted({run["group"] for run in all_runs if run["group"]})
 group = col_group.selectbox("Group", ["(any)", *groups], key="runs_group_filter",
                             persist_state="session", help="Races and sweeps share a group.")
 runs = [run for run in all_runs if group == "(any)" or run["group"] == group]
+following = False
+if not roles.can_change():  # a class on the read-only twin: see FOLLOWING_HELP
+    live.init_shown(PREFIX, runs)
+    following = follow.follow_unless_picked(PREFIX, runs)
+    if following:
+        follow.look_for_newer(PREFIX, lambda: store.list_runs(
+            status=statuses or None, group=None if group == "(any)" else group,
+            limit=follow.RUNS_LOOKED_AT))
+
 
 def table_key(ids: list[int]) -> str:
     """The table's key names the run ids of its rows: Streamlit keeps a table's ticks by row
@@ -103,6 +122,8 @@ else:
 
 picked = live.run_picker(PREFIX, runs, title="Selected runs (overlaid below)",
                          placeholder="Pick runs here or click rows of the table")
+if not roles.can_change():
+    st.caption(FOLLOWING if following else FOLLOWING_STOPPED, help=FOLLOWING_HELP)
 by_id = {run["id"]: run for run in runs}
 selected = [by_id[i] for i in picked if i in by_id]
 

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import form, live, race_export, roles
+from dashboard import follow, form, live, race_export, roles
 from dashboard.store import open_store
 from dashboard.instructor import LIVE_ANCHOR, instructor_mode, scroll_to_charts
 from dashboard.play import pace_picker
 from divebatch.runs.store import ACTIVE_STATUSES
-from divebatch.runs.warm_pool import RACE_GROUP_PREFIX
 
 RUNS_TO_PICK_FROM = 60  # the newest runs of the lab's problems offered for the charts
-FOLLOW_EVERY_S = 5.0    # how often a viewer's page looks for a run or race newer than its own
 
 
 def form_and_live_panel(prefix: str, problems: tuple[str, ...],
@@ -50,10 +48,10 @@ def form_and_live_panel(prefix: str, problems: tuple[str, ...],
               if run and run["id"] not in {r["id"] for r in newest}]
     candidates = [run for run in newest + linked
                   if run["config"].get("problem") in problems]
-    latest = last_runs(candidates)
+    latest = follow.last_runs(candidates)
     if not roles.can_change():  # the class follows what the instructor starts
-        follow_newest(prefix, latest)
-        st.fragment(run_every=FOLLOW_EVERY_S)(_look_for_newer)(prefix, problems)
+        follow.follow_newest(prefix, latest)
+        follow.look_for_newer(prefix, lambda: _newest_of(problems))
     first_view = form.key(prefix, "shown") not in st.session_state
     picked = live.run_picker(prefix, candidates, latest=latest)
     reopened = form.key(prefix, "reopened")  # the session opened on its last, finished race
@@ -73,38 +71,9 @@ def form_and_live_panel(prefix: str, problems: tuple[str, ...],
         race_export.download_panel(prefix, picked)
 
 
-def follow_newest(prefix: str, latest: list[int]) -> None:
-    """A viewer's page puts the lab's newest run or race (`latest`) on its charts once, when
-    it appears (the picker stays the viewer's until the next one); not while a guided tour
-    sets the charts (dashboard/tour.py follows that)."""
-    followed = form.key(prefix, "followed_latest")
-    if st.session_state.get(followed) == latest:
-        return
-    known = followed in st.session_state
-    st.session_state[followed] = latest
-    if known and latest and not st.session_state.get(form.key(prefix, "tour_followed")):
-        st.session_state[form.key(prefix, "shown")] = list(latest)
-        st.session_state.pop(form.key(prefix, "reopened"), None)
-
-
-def _look_for_newer(prefix: str, problems: tuple[str, ...]) -> None:
-    """Every FOLLOW_EVERY_S, a viewer's page reruns when the instructor has started a run or
-    race newer than the one it follows (its charts, sidebar and notes then show it)."""
-    runs = [run for run in open_store().list_runs(limit=RUNS_TO_PICK_FROM)
+def _newest_of(problems: tuple[str, ...]) -> list[dict]:
+    return [run for run in open_store().list_runs(limit=RUNS_TO_PICK_FROM)
             if run["config"].get("problem") in problems]
-    if last_runs(runs) != st.session_state.get(form.key(prefix, "followed_latest")):
-        st.rerun(scope="app")
-
-
-def last_runs(candidates: list[dict]) -> list[int]:
-    """The lab's most recent run (`candidates` newest first), with the rest of its race:
-    what a viewer returning to the page expects on the charts once it has finished."""
-    if not candidates:
-        return []
-    group = candidates[0]["group"]
-    if not group.startswith(RACE_GROUP_PREFIX):  # a lone run, or one of a sweep
-        return [candidates[0]["id"]]
-    return sorted(run["id"] for run in candidates if run["group"] == group)
 
 
 def _folding_setup(prefix: str, problems: tuple[str, ...], hidden: tuple[str, ...]):
