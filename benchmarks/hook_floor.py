@@ -1,5 +1,6 @@
 """How cheap can per-layer hooks make the MLP's measured step? Hand-written minimal meters
-against a plain step and DiversityMeter, in one process, round-robin (issue 32, third pass).
+against a plain step and DiversityMeter, in one process, round-robin (issue 32, third pass;
+since the tenth, "meter" on this MLP is its plain-Sequential path, divebatch.meter.sequential).
 
 Every variant runs the same SGD step as ``benchmarks/diversity_overhead.py`` on the digits MLP
 and obtains S = sum_i ||g_i||^2 (Linear layers: (||a_i||^2 + 1) ||dy_i||^2) and adds the batch
@@ -15,6 +16,8 @@ gradient into G; none checks anything:
             input and output, then the capture of "grad" (what a meter that ran the forward
             itself would pay; eighth pass)
   captured  by_hand without the rules: the capture alone
+  own_loop  by_hand with backward(): a tensor hook per Linear output runs the rule (what the
+            meter's plain-Sequential path does, without its bookkeeping; tenth pass)
 
 Inputs are kept detached: a rule run after backward on an input that requires a gradient builds
 an autograd graph, which made "grad", "retain" and "deferred" 0.1-0.2x slower before the eighth
@@ -100,6 +103,21 @@ def variant(kind: str, base: nn.Module, inputs: Tensor, targets: Tensor):
             hidden = output
         return overhead.per_sample_loss(hidden, targets).mean()
 
+    def own_loop() -> None:
+        norms = []
+
+        def on_grad(x: Tensor, grad_out: Tensor) -> None:
+            rule_norms = linear_rule(x, grad_out)
+            norms.append(rule_norms) if not norms else norms[0].add_(rule_norms)
+        hidden = inputs
+        for layer in model:
+            output = layer(hidden)
+            if isinstance(layer, nn.Linear):
+                output.register_hook(lambda grad_out, x=hidden.detach(): on_grad(x, grad_out))
+            hidden = output
+        overhead.per_sample_loss(hidden, targets).mean().backward()
+        sums.add(norms.pop())
+
     def measured() -> None:
         kept_in, kept_out, grads, norms = [], [], [], []
 
@@ -137,6 +155,8 @@ def variant(kind: str, base: nn.Module, inputs: Tensor, targets: Tensor):
         optimizer.zero_grad()
         if kind == "plain":
             loss().backward()
+        elif kind == "own_loop":
+            own_loop()
         elif meter is not None:
             with meter.track(len(inputs)):
                 loss().backward()
@@ -147,7 +167,7 @@ def variant(kind: str, base: nn.Module, inputs: Tensor, targets: Tensor):
 
 
 BY_HAND = ("by_hand", "captured")
-KINDS = ("plain", "meter", "minimal", "grad", "retain", "deferred", *BY_HAND)
+KINDS = ("plain", "meter", "minimal", "grad", "retain", "deferred", *BY_HAND, "own_loop")
 
 
 def calls_per_step(step, steps: int = 100) -> float:
