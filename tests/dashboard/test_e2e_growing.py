@@ -117,15 +117,17 @@ def test_drawn_points_are_the_stored_records_after_growing(tmp_path):
             drawn, stats = page.evaluate(DRAWN), page.evaluate("() => window.growingStats")
             table = page.evaluate(TABLE)
             browser.close()
+        # what the page drew, of the runs as it drew them: running (a stopped run's legend
+        # says where it stopped)
+        rows = target_table.build([store.get_run(i) for i in run_ids],
+                                  {i: store.records(i) for i in run_ids}).rows
+        expected = stored_charts(store, run_ids)
     finally:
         for run_id in run_ids:
             store.mark_finished(run_id, "stopped")
     assert not errors, errors
-    rows = target_table.build([store.get_run(i) for i in run_ids],
-                              {i: store.records(i) for i in run_ids}).rows
     assert table[0] == list(rows[0])  # the time-to-target table, drawn by the page
     assert [cells[0].removesuffix(" ★") for cells in table[1:]] == [r["method"] for r in rows]
-    expected = stored_charts(store, run_ids)
     assert set(drawn) == set(expected)
     for name, traces in expected.items():
         assert drawn[name] == traces, name
