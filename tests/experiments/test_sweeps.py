@@ -4,6 +4,7 @@
 import pytest
 
 from tests.helpers.cli import cli_in_process
+from tests.helpers.interrupts import ctrl_c_in_epoch
 from divebatch.runs import groups, worker
 from divebatch.experiments import sweeps, verdicts
 from divebatch.runs.store import RunStore
@@ -179,14 +180,7 @@ def test_interrupted_sweep_resumes_without_redoing_finished_cells(store, monkeyp
 
 def test_a_sweep_stopped_mid_run_continues_that_run_from_its_checkpoint(store, monkeypatch):
     spec = tiny_spec(deltas=(0.1,), max_batch_sizes=(64,), seeds=(0,))
-    real_execute = worker.execute_run
-
-    def ctrl_c_in_epoch_2(store, run_id, on_epoch=None):
-        def on_epoch_2(record):
-            if record.epoch == 2:
-                raise KeyboardInterrupt
-        return real_execute(store, run_id, on_epoch_2)
-    monkeypatch.setattr(worker, "execute_run", ctrl_c_in_epoch_2)
+    real_execute = ctrl_c_in_epoch(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         sweeps.run_here(store, spec)
     monkeypatch.setattr(worker, "execute_run", real_execute)

@@ -41,6 +41,15 @@ def measured(meter, model, inputs, targets, loss_fn=cross_entropy, passes=1, bat
     return estimates, owned
 
 
+def assert_exact(model, inputs, targets, own_loop=True):
+    """Three measured batches of a new meter: the checked first takes the layer hooks, the
+    others the model's own loop (or the hooks, for a model that does not qualify); the last
+    batch's Delta_hat is the loop oracle's."""
+    estimates, owned = measured(DiversityMeter(model), model, inputs, targets)
+    assert owned == [False, own_loop, own_loop]
+    assert_close(estimates[-1], oracle_diversity(model, inputs, targets))
+
+
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("passes", [1, 2])
 def test_unchecked_batches_run_the_layers_and_match_the_loop(bias, passes):
@@ -58,18 +67,14 @@ def test_frozen_parameters_are_left_out(frozen):
               else [model.get_parameter(frozen)])
     for param in params:
         param.requires_grad_(False)
-    estimates, owned = measured(DiversityMeter(model), model, inputs, targets)
-    assert owned == [False, True, True]
-    assert_close(estimates[-1], oracle_diversity(model, inputs, targets))
+    assert_exact(model, inputs, targets)
 
 
 def test_sequence_inputs_take_the_sequence_rule():
     model = nn.Sequential(nn.Linear(4, 5), nn.GELU(), nn.Linear(5, 3), nn.Flatten(),
                           nn.Linear(21, 2))
     inputs, targets = torch.randn(5, 7, 4), torch.randint(0, 2, (5,))
-    estimates, owned = measured(DiversityMeter(model), model, inputs, targets)
-    assert owned == [False, True, True]
-    assert_close(estimates[-1], oracle_diversity(model, inputs, targets))
+    assert_exact(model, inputs, targets)
 
 
 def test_sum_reduction_and_every_other_batch():
@@ -101,9 +106,7 @@ class ScaleGradient(nn.Module):
 def test_a_later_layer_hooking_a_linear_output_is_seen():
     model = nn.Sequential(nn.Linear(4, 6), ScaleGradient(), nn.Tanh(), nn.Linear(6, 3))
     inputs, targets = torch.randn(5, 4), torch.randint(0, 3, (5,))
-    estimates, owned = measured(DiversityMeter(model), model, inputs, targets)
-    assert owned == [False, True, True]
-    assert_close(estimates[-1], oracle_diversity(model, inputs, targets))
+    assert_exact(model, inputs, targets)
 
 
 def test_kept_hooks_leave_the_forward_alone_between_batches():
@@ -187,12 +190,10 @@ def test_what_changes_a_layers_computation_keeps_the_hooks(change):
     model, inputs, targets = mlp(), torch.randn(5, 12), torch.randint(0, 3, (5,))
     change(model)
     try:
-        estimates, owned = measured(DiversityMeter(model), model, inputs, targets)
+        assert_exact(model, inputs, targets, own_loop=False)
     finally:
         for handle in getattr(model, "handles", []):
             handle.remove()
-    assert owned == [False, False, False]
-    assert_close(estimates[-1], oracle_diversity(model, inputs, targets))
 
 
 @pytest.mark.parametrize("build", [
@@ -202,9 +203,7 @@ def test_what_changes_a_layers_computation_keeps_the_hooks(change):
 ], ids=["subclass", "nested", "layernorm"])
 def test_models_that_do_not_qualify_keep_the_hooks(build):
     model, inputs, targets = build(), torch.randn(5, 4), torch.randint(0, 3, (5,))
-    estimates, owned = measured(DiversityMeter(model), model, inputs, targets)
-    assert owned == [False, False, False]
-    assert_close(estimates[-1], oracle_diversity(model, inputs, targets))
+    assert_exact(model, inputs, targets, own_loop=False)
 
 
 def test_tied_linears_keep_the_hooks():
@@ -212,9 +211,7 @@ def test_tied_linears_keep_the_hooks():
     second.weight = first.weight
     model = nn.Sequential(first, nn.Tanh(), second, nn.Tanh(), nn.Linear(4, 3))
     inputs, targets = torch.randn(5, 4), torch.randint(0, 3, (5,))
-    estimates, owned = measured(DiversityMeter(model), model, inputs, targets)
-    assert owned == [False, False, False]
-    assert_close(estimates[-1], oracle_diversity(model, inputs, targets))
+    assert_exact(model, inputs, targets, own_loop=False)
 
 
 def test_a_hook_added_later_moves_the_next_batch_to_the_hooks():
@@ -297,6 +294,4 @@ class SequentialMLP(nn.Sequential):
 def test_a_sequential_subclass_that_only_builds_its_layers_qualifies():
     model = SequentialMLP([12, 8, 8, 3])
     inputs, targets = torch.randn(5, 12), torch.randint(0, 3, (5,))
-    estimates, owned = measured(DiversityMeter(model), model, inputs, targets)
-    assert owned == [False, True, True]
-    assert_close(estimates[-1], oracle_diversity(model, inputs, targets))
+    assert_exact(model, inputs, targets)

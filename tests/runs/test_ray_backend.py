@@ -14,11 +14,12 @@ import ray  # scripts/test.sh installs the [ray] extra: these tests must run in 
 from tests.helpers.cli import ROOT, run_cli
 from divebatch import cli
 from divebatch.training import checkpoint
-from divebatch.runs import groups, worker
+from divebatch.runs import groups
 from divebatch.experiments import sweeps
 from divebatch.runs import ray_backend
 from divebatch.runs.ray_backend import RayBackend, RayOptions
 from divebatch.runs.store import RunStore
+from tests.helpers.interrupts import ctrl_c_in_epoch
 from tests.helpers.gates import HELD, release, releasing_every_run, wait_for
 from tests.helpers.records import comparable
 
@@ -185,14 +186,7 @@ def test_a_rerun_on_ray_continues_a_stopped_sweeps_runs_in_place(tmp_path, monke
     run left running by a dead driver from the beginning, both in place, none beside them."""
     store = RunStore(tmp_path / "runs.db")
     sweep = spec(deltas=(0.1,), max_batch_sizes=(64,), seeds=(0,))  # the baseline, one cell
-    train = worker.execute_run
-
-    def ctrl_c_in_epoch_2(store, run_id, on_epoch=None):
-        def on_epoch_2(record):
-            if record.epoch == 2:
-                raise KeyboardInterrupt
-        return train(store, run_id, on_epoch_2)
-    monkeypatch.setattr(worker, "execute_run", ctrl_c_in_epoch_2)
+    ctrl_c_in_epoch(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         sweeps.run_here(store, sweep)  # the baseline is stopped in epoch 2
     monkeypatch.undo()
