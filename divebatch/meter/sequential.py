@@ -65,7 +65,7 @@ class SequentialForward:
     (``divebatch.meter.output_hooks``)."""
 
     checks = False  # never the checked batch
-    expanded: list[str] = []  # no output is expanded over the batch
+    expanded: tuple[str, ...] = ()  # no output is expanded over the batch
 
     def __init__(self, model: nn.Sequential, linears: Sequence[nn.Linear], layers: Layers) -> None:
         self._model, self._layers = model, layers
