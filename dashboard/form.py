@@ -22,7 +22,7 @@ from .fields import field_widget, label_of
 from .store import open_store
 from .first_point import await_first_points
 from .instructor import FIELDS as INSTRUCTOR_FIELDS
-from .instructor import instructor_mode
+from .instructor import ask_for_charts, instructor_mode
 from .play import pace_from_link, pace_in_link, pace_picker, pace_seconds, start_paced
 
 # Shown in the main grid (in this order); every other field goes under "Advanced".
@@ -294,7 +294,7 @@ def _start(prefix: str, race: bool) -> None:
     await_first_points(store, ids)  # so that this click's page update brings the charts
     if race:
         st.session_state[key(prefix, "start_note")] = race_note(store, runs)
-    st.session_state[key(prefix, "scroll")] = True  # the charts in view, whatever the mode
+    ask_for_charts(prefix)  # the charts in view, whatever the mode
     if race:  # the race's verdict is about training time: show the axis it is about
         st.session_state[key(prefix, "x_axis")] = "train_time"
     shown = [] if race else st.session_state.get(key(prefix, "shown"), [])

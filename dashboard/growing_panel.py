@@ -59,8 +59,6 @@ def panel(prefix: str, statuses: dict[int, str], options: ChartOptions,
             "viewer": st.session_state.setdefault("viewer_id", uuid.uuid4().hex),
             "projector": instructor_mode()}  # the verdict's lead, the rest on demand
     _component()(key=f"{prefix}_growing", data=data, on_changed_change=_changed)
-    if st.session_state.get(f"{prefix}_scroll"):  # instructor mode's scroll to the charts:
-        st.session_state[f"{prefix}_scroll"] = "drawn"  # it finds them once they are drawn
     st.button("Refresh", key=f"{prefix}_refresh", on_click=_refresh, args=(prefix,))
     st.plotly_chart(plots.BLANK, key=f"{prefix}_chart_preload",  # Streamlit's chart theme,
                     config={"staticPlot": True, "displayModeBar": False})  # for the look

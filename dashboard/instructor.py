@@ -5,10 +5,15 @@ every page keeps in its address while the mode is on."""
 
 from __future__ import annotations
 
+import json
+import uuid
+from pathlib import Path
+
 import streamlit as st
 
 FIELDS = ("delta", "max_batch_size", "resize_every")  # the lab form's only knobs
 LIVE_ANCHOR = "live"  # the live panel's header
+SCROLL_SCRIPT = (Path(__file__).parent / "scroll_to_charts.js").read_text()
 
 # Streamlit sizes its text in rem: a larger root font scales the whole page (about 1.4x).
 STYLE = """<style>
@@ -37,21 +42,23 @@ def apply_style() -> None:
         st.html(STYLE)
 
 
-def scroll_to_charts(anchor: str) -> None:
-    """Scroll the page to the verdict above the charts, else their legend, once drawn, and
-    keep it there while the controls above it appear (until it has stayed put for 3 s, for
-    at most a minute; until then, to the element with id `anchor`, a header's anchor).
-    The target's top lands just under Streamlit's header."""
-    st.html(
-        "<script>(() => { let tries = 0, still = 0;"
-        "const go = () => { const drawn = document.querySelector("
-        "'[class*=_verdict], [class*=_chart_legend]');"
-        f" const target = drawn || document.getElementById('{anchor}');"
-        " if (target) { const header = document.querySelector('header');"
-        " const margin = header ? header.getBoundingClientRect().bottom : 0;"
-        " target.style.scrollMarginTop = margin + 'px';"
-        " const off = Math.abs(target.getBoundingClientRect().top - margin);"
-        " if (off > 3) { target.scrollIntoView({block: 'start'}); still = 0; }"
-        " else if (drawn) { still++; } }"
-        " if (still < 30 && tries++ < 600) setTimeout(go, 100); }; go(); })();</script>",
-        unsafe_allow_javascript=True)
+def ask_for_charts(prefix: str, verdict: bool = False) -> None:
+    """Have the lab page's next run scroll to the charts: after a Start (a new request),
+    or, with `verdict`, to a race's verdict as it ends (the last Start's sequel, which the
+    browser leaves out once the user has clicked, scrolled or typed since that Start)."""
+    start = st.session_state.get(f"{prefix}_scroll_start")
+    if not verdict or start is None:
+        start = uuid.uuid4().hex
+        st.session_state[f"{prefix}_scroll_start"] = start
+    st.session_state[f"{prefix}_scroll"] = {"id": uuid.uuid4().hex, "start": start}
+
+
+def scroll_to_charts(prefix: str, anchor: str) -> None:
+    """The scroll asked for, if any (see scroll_to_charts.js; `anchor`: the id of the
+    element to steer to until the charts are drawn), in this page run only: it goes once
+    Streamlit has taken the script, whose loop lives on in the browser."""
+    request = st.session_state.get(f"{prefix}_scroll")
+    if request:
+        call = json.dumps({**request, "anchor": anchor})
+        st.html(f"<script>({SCROLL_SCRIPT})({call});</script>", unsafe_allow_javascript=True)
+        del st.session_state[f"{prefix}_scroll"]

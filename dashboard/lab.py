@@ -37,11 +37,7 @@ def form_and_live_panel(prefix: str, problems: tuple[str, ...],
         form.show_the_code(prefix)
 
     st.header("Live", anchor=LIVE_ANCHOR)
-    scroll = st.session_state.get(form.key(prefix, "scroll"))
-    if scroll:  # from Start until the page rerun after the charts were first drawn
-        scroll_to_charts(LIVE_ANCHOR)
-    if scroll == "drawn":
-        del st.session_state[form.key(prefix, "scroll")]
+    scroll_to_charts(prefix, LIVE_ANCHOR)
     store = open_store()
     newest = store.list_runs(limit=RUNS_TO_PICK_FROM)
     linked = [run for run in map(store.get_run, st.session_state.get("linked_runs", []))

@@ -23,7 +23,7 @@ from divebatch.runs.store import ACTIVE_STATUSES
 
 from . import growing_panel, live_cache, pacing, roles, stale, target_view
 from .store import open_store, show_run_problems
-from .instructor import instructor_mode
+from .instructor import ask_for_charts, instructor_mode
 from .live_controls import run_controls
 
 INTERVAL_HOLD_S = 10.0
@@ -155,7 +155,7 @@ def charts_fragment(prefix: str, statuses: dict[int, str], options: ChartOptions
     runs = list(snap.runs)
     if _statuses_changed(statuses, {run["id"]: run["status"] for run in runs}, every):
         if len(runs) > 1 and not live_cache.any_active(runs):  # a race ended: land on its
-            st.session_state[f"{prefix}_scroll"] = True    # verdict and charts
+            ask_for_charts(prefix, verdict=True)            # verdict and charts
         st.rerun()  # a run started, ended or vanished: redraw controls and charts together
     if every and _interval_changed(prefix, every, snap):
         st.rerun()  # a new timer needs a full rerun
@@ -242,8 +242,6 @@ def draw_charts(prefix: str, snap: live_cache.Snapshot, options: ChartOptions) -
     if not below:
         verdict(prefix, snap)
     st.plotly_chart(legend, key=f"{prefix}_chart_legend", config={"displayModeBar": False})
-    if st.session_state.get(f"{prefix}_scroll"):  # instructor mode's scroll to the charts
-        st.session_state[f"{prefix}_scroll"] = "drawn"
     notes = [chart for _, chart in charts if isinstance(chart, str)]
     if notes:
         st.caption(" ".join(notes))

@@ -101,6 +101,28 @@ def test_instructor_flag_hides_advanced_controls():
     assert any("scrollIntoView" in str(e.proto) for e in at.get("html"))
 
 
+def scroll_scripts(at) -> list[str]:
+    return [e.proto.body for e in at.get("html") if "scrollIntoView" in e.proto.body]
+
+
+def test_each_start_asks_once_for_the_scroll_to_the_charts(store):
+    """Drawn on the Start's page update only: a later page run (the first point's, a status
+    change's) must not scroll a page whose setup the instructor has opened since; each Start
+    is a request of its own, which the browser runs once."""
+    at = open_app("app_pages/synthetic.py", query={"instructor": "1"})
+    at.button(key="syn_start").click().run()
+    [first] = scroll_scripts(at)
+    at.run()
+    assert scroll_scripts(at) == []
+    at.button(key="syn_race").click().run()
+    [second] = scroll_scripts(at)
+    assert second != first
+    at.run()
+    assert scroll_scripts(at) == []
+    for run in store.list_runs():
+        control_requests.request_stop(store, run["id"])
+
+
 def test_a_reload_of_a_presets_setup_names_that_preset_again():
     """A reload opens a new session on the address bar's link: the picker shows the preset
     the link's setup is, not the page's first one beside "the form differs"."""

@@ -1,0 +1,37 @@
+// The page's scroll to the charts after Start: a function of the request {id, start, anchor}
+// that dashboard/instructor.py's scroll_to_charts calls in a script. It steers the verdict
+// above the charts, else their legend, else the element with id `anchor`, to just under
+// Streamlit's header, and keeps it there while the controls above appear: until it has stayed
+// put for 3 s, for at most a minute, and never once the user has clicked, scrolled or typed
+// since the request of the Start it follows came (the user decides what is in view: a setup
+// they open stays in view). A request runs once in this window: a later page run that draws
+// it again moves nothing.
+(request) => {
+  const state = window.divebatchScroll ??= {served: new Set(), since: {}, input: -Infinity};
+  if (!state.listening) {
+    state.listening = true;
+    for (const type of ["pointerdown", "wheel", "touchstart", "keydown"]) {
+      document.addEventListener(type, () => { state.input = performance.now(); },
+                                {capture: true, passive: true});
+    }
+  }
+  if (state.served.has(request.id)) return;
+  state.served.add(request.id);
+  const since = state.since[request.start] ??= performance.now();
+  let tries = 0, still = 0;
+  const go = () => {
+    if (state.input >= since) return;
+    const drawn = document.querySelector("[class*=_verdict], [class*=_chart_legend]");
+    const target = drawn || document.getElementById(request.anchor);
+    if (target) {
+      const header = document.querySelector("header");
+      const margin = header ? header.getBoundingClientRect().bottom : 0;
+      target.style.scrollMarginTop = margin + "px";
+      const off = Math.abs(target.getBoundingClientRect().top - margin);
+      if (off > 3) { target.scrollIntoView({block: "start"}); still = 0; }
+      else if (drawn) { still++; }
+    }
+    if (still < 30 && tries++ < 600) setTimeout(go, 100);
+  };
+  go();
+}

@@ -1,0 +1,108 @@
+"""The scroll to the charts after Start in a real browser (Debian's chromium through
+playwright), in instructor mode at 1280x720, on both labs: the page lands on the charts, and
+a setup the instructor opens right after stays in view through the page's later updates (the
+run's pause, its stop). Every wait is on an event, never a fixed sleep."""
+
+from functools import partial
+
+import pytest
+
+from divebatch.runs import control_requests
+from divebatch.runs.store import RunStore
+from tests.helpers.gates import stop_runs_and_wait, wait_for
+from tests.helpers.serve import SHOTS, browser_or_skip, dashboard_server, launch_chromium
+
+pytestmark = pytest.mark.browser
+sync_api = browser_or_skip()
+
+PREFIXES = {"synthetic": "syn", "images": "img"}  # lab page: its widgets' key prefix
+WAIT_MS = 90_000
+wait_until = partial(wait_for, timeout=WAIT_MS / 1000, poll_s=0.1)  # page polls
+HEADER = "document.querySelector('header').getBoundingClientRect().bottom"
+# The charts' legend lies just under Streamlit's header: the scroll to the charts landed.
+LANDED = ("() => { const legend = document.querySelector('[class*=_chart_legend]');"
+          f" return !!legend && Math.abs(legend.getBoundingClientRect().top - {HEADER}) <= 3; }}")
+# From now on, note whether the setup's header ever leaves the window (a page scroll moved it).
+WATCH_SETUP = ("(summary) => { window.setupLeftView = false;"
+               " const main = document.querySelector('[data-testid=stMain]');"
+               " main.addEventListener('scroll', () => { const box ="
+               " summary.getBoundingClientRect(); if (box.top < " + HEADER +
+               " || box.bottom > innerHeight) window.setupLeftView = true; }); }")
+
+
+@pytest.fixture(scope="module")
+def dashboard(tmp_path_factory):
+    """One dashboard with a warm worker, so that a Start's first point comes at once."""
+    from divebatch.runs import warm_pool
+    db = tmp_path_factory.mktemp("dashboard") / "runs.db"
+    store = RunStore(db)
+    env = {"DIVEBATCH_MAX_WORKERS": "1", "DIVEBATCH_WARM_WORKERS": "1"}
+    with dashboard_server(db, env=env) as url:
+        try:
+            yield url, store
+        finally:  # never leave workers training into a deleted folder
+            stop_runs_and_wait(store)
+            warm_pool.stop_warm_workers(store)
+
+
+@pytest.fixture
+def server(dashboard):
+    """The shared dashboard, its store emptied of runs for the next test."""
+    url, store = dashboard
+    try:
+        yield url, store
+    finally:
+        stop_runs_and_wait(store)
+        store.delete_runs()
+
+
+@pytest.fixture
+def page():
+    with sync_api.sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 720})
+            page.set_default_timeout(WAIT_MS)
+            yield page
+        finally:
+            browser.close()
+
+
+def setup_in_view(page, summary) -> bool:
+    box = summary.bounding_box()
+    return bool(box) and page.evaluate(HEADER) <= box["y"] and box["y"] + box["height"] <= 720
+
+
+@pytest.mark.parametrize("lab", PREFIXES)
+def test_a_setup_opened_after_start_stays_in_view(server, page, lab):
+    url, store = server
+    page.goto(f"{url}/{lab}?instructor=1&pace=step")  # the run pauses after its first epoch
+    start = page.get_by_role("button", name="Start run")
+    start.wait_for()
+    wait_until(lambda: any(w["ready_at"] for w in store.workers()), "a warm worker",
+               timeout=180)
+    start.click()
+    [run] = wait_until(lambda: store.list_runs(), "the run")
+    wait_until(lambda: store.records(run["id"]), "the run's first stored record")
+    page.wait_for_function(LANDED)
+
+    summary = page.locator("[data-testid=stExpander] summary", has_text="Setup:")
+    page.mouse.move(800, 400)  # the instructor scrolls back up to the folded setup, at once
+    page.mouse.wheel(0, summary.bounding_box()["y"] - 300)
+    wait_until(lambda: setup_in_view(page, summary), "the setup in view after scrolling up",
+               timeout=10)
+    page.evaluate(WATCH_SETUP, summary.element_handle())
+    summary.click()
+    page.wait_for_function("(summary) => summary.parentElement.open",
+                           arg=summary.element_handle())
+
+    stop = page.locator(f".st-key-{PREFIXES[lab]}_stop")
+    stop.wait_for()
+    wait_until(lambda: control_requests.is_paused(store, run["id"]), "the pause after epoch 1")
+    control_requests.request_stop(store, run["id"])  # as from another tab: the page reruns
+    wait_until(lambda: store.get_run(run["id"])["status"] == "stopped", "the stop")
+    stop.wait_for(state="detached")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{lab}_instructor_setup_opened_after_start.png"))
+    assert setup_in_view(page, summary)
+    assert not page.evaluate("window.setupLeftView")
