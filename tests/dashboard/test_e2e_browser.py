@@ -114,7 +114,9 @@ def test_race_live_hot_change_stop_and_export(server, page):
                 lambda: any(e["kind"] == "hot_change" for e in store.events(divebatch_id)),
                 "the hot change stored")
     page.get_by_text(f"Sent to run #{divebatch_id}: delta=0.5.").wait_for(timeout=WAIT_MS)
-    page.locator("svg text", has_text="-> 0.5)").first.wait_for(timeout=WAIT_MS)  # the legend
+    # the charts are drawn where they are in view: look at the legend, as the user would
+    page.locator(".growing-legend, [class*=_chart_legend]").first.scroll_into_view_if_needed()
+    page.locator("svg text", has_text="-> 0.5)").first.wait_for(timeout=WAIT_MS)
     hot = [e for e in store.events(divebatch_id) if e["kind"] == "hot_change"]
     assert [e["payload"] for e in hot] == [{"delta": 0.5}]
 
