@@ -220,6 +220,8 @@ def test_normal_mode_pages_through_a_runs_life(fresh, browser):
         field = page.locator(f".st-key-syn_hot_{name}_{run_id} input")
         field.fill(value)
         field.press("Enter")
+        page.wait_for_function(SCRIPT_DONE)  # the page run Enter started: typing during it
+        assert field.input_value() == value  # could be lost when the form is drawn anew
     click_until(page.locator(".st-key-syn_hot_apply button").first,
                 lambda: any(e["kind"] == "hot_change" for e in store.events(run_id)),
                 "the hot change stored")
