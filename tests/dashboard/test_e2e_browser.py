@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from divebatch.runs.store import RunStore
-from tests.helpers.gates import HELD, click_until, stop_runs_and_wait, wait_for
+from tests.helpers.gates import HELD, click_until, wait_for
 from tests.helpers.serve import (SHOTS, FIRST_POINT, browser_or_skip, dashboard_server,
                                  launch_chromium, server_pid)
 
@@ -29,33 +29,6 @@ sync_api = browser_or_skip()
 SETUP = "n_samples=2000&dim=20&batch_size=8&max_batch_size=256&epochs=2000&progress_every=0.5"
 WAIT_MS = 90_000
 wait_until = partial(wait_for, timeout=WAIT_MS / 1000, poll_s=0.2)  # page polls
-
-
-@pytest.fixture(scope="module")
-def dashboard(tmp_path_factory):
-    """One dashboard (one worker slot, one warm worker) for the tests of this module that
-    use those settings: a server's start-up and first page cost about 15 s on 2 cores."""
-    from divebatch.runs import warm_pool
-    db = tmp_path_factory.mktemp("dashboard") / "runs.db"
-    store = RunStore(db)
-    env = {"DIVEBATCH_MAX_WORKERS": "1", "DIVEBATCH_WARM_WORKERS": "1"}
-    with dashboard_server(db, env=env) as url:
-        try:
-            yield url, store
-        finally:  # never leave workers training into a deleted folder
-            stop_runs_and_wait(store)
-            warm_pool.stop_warm_workers(store)
-
-
-@pytest.fixture
-def server(dashboard):
-    """The shared dashboard, its store emptied of runs for the next test."""
-    url, store = dashboard
-    try:
-        yield url, store
-    finally:
-        stop_runs_and_wait(store)
-        store.delete_runs()
 
 
 @pytest.fixture

@@ -8,9 +8,8 @@ from functools import partial
 import pytest
 
 from divebatch.runs import control_requests
-from divebatch.runs.store import RunStore
-from tests.helpers.gates import stop_runs_and_wait, wait_for
-from tests.helpers.serve import SHOTS, browser_or_skip, dashboard_server, launch_chromium
+from tests.helpers.gates import wait_for
+from tests.helpers.serve import SHOTS, browser_or_skip, launch_chromium
 
 pytestmark = pytest.mark.browser
 sync_api = browser_or_skip()
@@ -28,32 +27,6 @@ WATCH_SETUP = ("(summary) => { window.setupLeftView = false;"
                " main.addEventListener('scroll', () => { const box ="
                " summary.getBoundingClientRect(); if (box.top < " + HEADER +
                " || box.bottom > innerHeight) window.setupLeftView = true; }); }")
-
-
-@pytest.fixture(scope="module")
-def dashboard(tmp_path_factory):
-    """One dashboard with a warm worker, so that a Start's first point comes at once."""
-    from divebatch.runs import warm_pool
-    db = tmp_path_factory.mktemp("dashboard") / "runs.db"
-    store = RunStore(db)
-    env = {"DIVEBATCH_MAX_WORKERS": "1", "DIVEBATCH_WARM_WORKERS": "1"}
-    with dashboard_server(db, env=env) as url:
-        try:
-            yield url, store
-        finally:  # never leave workers training into a deleted folder
-            stop_runs_and_wait(store)
-            warm_pool.stop_warm_workers(store)
-
-
-@pytest.fixture
-def server(dashboard):
-    """The shared dashboard, its store emptied of runs for the next test."""
-    url, store = dashboard
-    try:
-        yield url, store
-    finally:
-        stop_runs_and_wait(store)
-        store.delete_runs()
 
 
 @pytest.fixture
