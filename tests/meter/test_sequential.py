@@ -41,6 +41,14 @@ def measured(meter, model, inputs, targets, loss_fn=cross_entropy, passes=1, bat
     return estimates, owned
 
 
+def past_its_checked_batch():
+    """The MLP, a batch, and a meter whose next measured batch runs the model's own loop."""
+    model, inputs, targets = mlp(), torch.randn(5, 12), torch.randint(0, 3, (5,))
+    meter = DiversityMeter(model)
+    measured(meter, model, inputs, targets, batches=1)
+    return model, inputs, targets, meter
+
+
 def assert_exact(model, inputs, targets, own_loop=True):
     """Three measured batches of a new meter: the checked first takes the layer hooks, the
     others the model's own loop (or the hooks, for a model that does not qualify); the last
@@ -123,9 +131,7 @@ def test_kept_hooks_leave_the_forward_alone_between_batches():
 
 
 def test_a_failing_batch_gives_the_forward_back():
-    model, inputs, targets = mlp(), torch.randn(5, 12), torch.randint(0, 3, (5,))
-    meter = DiversityMeter(model)
-    measured(meter, model, inputs, targets, batches=1)
+    model, inputs, targets, meter = past_its_checked_batch()
     with pytest.raises(RuntimeError, match="boom"):
         with meter.track(len(inputs)):
             model(inputs)
@@ -136,9 +142,7 @@ def test_a_failing_batch_gives_the_forward_back():
 
 
 def test_a_second_call_before_backward_is_refused():
-    model, inputs, targets = mlp(), torch.randn(5, 12), torch.randint(0, 3, (5,))
-    meter = DiversityMeter(model)
-    measured(meter, model, inputs, targets, batches=1)
+    model, inputs, targets, meter = past_its_checked_batch()
     model.zero_grad()
     with pytest.raises(ValueError, match=r"1 \(Linear\) was called again before backward"):
         with meter.track(len(inputs)):
@@ -147,9 +151,7 @@ def test_a_second_call_before_backward_is_refused():
 
 
 def test_a_call_without_gradients_inside_the_batch_is_not_measured():
-    model, inputs, targets = mlp(), torch.randn(5, 12), torch.randint(0, 3, (5,))
-    meter = DiversityMeter(model)
-    measured(meter, model, inputs, targets, batches=1)
+    model, inputs, targets, meter = past_its_checked_batch()
     meter.reset()
     model.zero_grad()
     with meter.track(len(inputs)):
@@ -246,9 +248,7 @@ def test_under_autocast_both_paths_sum_alike():
 def test_a_backward_that_builds_a_graph_leaves_the_norms_out_of_it():
     """backward(create_graph=True) runs the output hooks with gradients on: the rules build
     no graph (their norms would otherwise hold the batch's graph)."""
-    model, inputs, targets = mlp(), torch.randn(5, 12), torch.randint(0, 3, (5,))
-    meter = DiversityMeter(model)
-    measured(meter, model, inputs, targets, batches=1)
+    model, inputs, targets, meter = past_its_checked_batch()
     meter.reset()
     model.zero_grad()
     with meter.track(len(inputs)):
