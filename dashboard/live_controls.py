@@ -72,18 +72,22 @@ def hot_change_form(prefix: str, run: dict, records: list[dict], events: list[di
     keep a change from showing at once."""
     run_id, method = run["id"], run["config"].get("method", "sgd")
     current = current_hot_values(run, records, events)
-    cols = st.columns(len(HOT_FIELDS) + 1, vertical_alignment="bottom")
-    for col, name in zip(cols, HOT_FIELDS):
-        widget_key = f"{prefix}_hot_{name}_{run_id}"
-        st.session_state.setdefault(widget_key, current[name])
-        with col:
-            field_widget(name, widget_key, disabled=not method_uses(method, name))
-    cols[-1].button("Apply", key=f"{prefix}_hot_apply", type="primary", width="stretch",
-                    on_click=_apply_hot, args=(prefix, run_id, current))
-    st.caption("Hot changes reach the run between two steps (a new batch size starts at the "
-               "next epoch) and show as dotted lines on the charts. Problem, model, method, "
-               "B0, LR, schedule, momentum, weight decay, epochs, seed and device need a new "
-               "run.")
+    # A form: typing in a field starts no page run, so a value typed while the page redraws
+    # cannot be lost to it (each Enter used to start one); Apply sends them all at once.
+    with st.form(f"{prefix}_hot_form_{run_id}", border=False, enter_to_submit=False):
+        cols = st.columns(len(HOT_FIELDS) + 1, vertical_alignment="bottom")
+        for col, name in zip(cols, HOT_FIELDS):
+            widget_key = f"{prefix}_hot_{name}_{run_id}"
+            st.session_state.setdefault(widget_key, current[name])
+            with col:
+                field_widget(name, widget_key, disabled=not method_uses(method, name))
+        cols[-1].form_submit_button("Apply", key=f"{prefix}_hot_apply", type="primary",
+                                    width="stretch", on_click=_apply_hot,
+                                    args=(prefix, run_id, current))
+    st.caption("Type the new values, then Apply: hot changes reach the run between two steps "
+               "(a new batch size starts at the next epoch) and show as dotted lines on the "
+               "charts. Problem, model, method, B0, LR, schedule, momentum, weight decay, "
+               "epochs, seed and device need a new run.")
     every = pacing.refresh_interval() if run["status"] == "running" else None
     if every and growing_panel.enabled():  # no rerun a second while the charts grow
         every = max(every, growing_panel.HOUSEKEEPING_EVERY_S)

@@ -215,19 +215,23 @@ def test_normal_mode_pages_through_a_runs_life(fresh, browser):
     assert len(store.records(run_id)) == 2
     viewer.check("synthetic_stepped")
 
-    # a hot change while paused: the legend and the resize note follow it at once
+    # a hot change while paused, two fields typed as a user does (Tab between them: the form
+    # starts no page run until Apply), sent as one change; the legend and the resize note
+    # follow it at once
     for name, value in (("delta", "0.5"), ("resize_every", "4")):
         field = page.locator(f".st-key-syn_hot_{name}_{run_id} input")
-        for _ in range(3):  # a value typed while the previous Enter's page run redraws the
-            field.fill(value)  # form can be lost (the note's open hot-form race): type again
-            field.press("Enter")
-            page.wait_for_function(SCRIPT_DONE)
-            if field.input_value() == value:
-                break
-        assert field.input_value() == value
+        field.fill(value)
+        field.press("Tab")
+    for name, value in (("delta", "0.5"), ("resize_every", "4")):
+        assert page.locator(f".st-key-syn_hot_{name}_{run_id} input").input_value() == value
     click_until(page.locator(".st-key-syn_hot_apply button").first,
                 lambda: any(e["kind"] == "hot_change" for e in store.events(run_id)),
                 "the hot change stored")
+    hot = [e["payload"] for e in store.events(run_id) if e["kind"] == "hot_change"]
+    assert hot == [{"delta": 0.5, "resize_every": 4}]
+    # the legend is drawn where it is in view (a picture taken before leaves the page at its
+    # top): look at it, as the user does
+    viewer.legend().first.scroll_into_view_if_needed()
     page.locator("svg text", has_text="-> 0.5)").first.wait_for()  # legend: delta=0.1 -> 0.5
     viewer.main.get_by_text("The next resize is at the end of epoch 4").wait_for()
     viewer.check("synthetic_hot_changed")
