@@ -23,7 +23,7 @@ from divebatch.report import figures as plots
 from divebatch.report.figures import ChartOptions
 
 from . import live_cache, live_route, roles
-from .instructor import instructor_mode
+from .instructor import ask_for_charts, instructor_mode
 from .store import open_store
 
 MODE_ENV = "DIVEBATCH_LIVE_CHARTS"  # "grow", or "full": every chart resent each update
@@ -51,14 +51,16 @@ def panel(prefix: str, statuses: dict[int, str], options: ChartOptions,
     """The growing charts of the runs in `statuses` (their statuses as this page drew its
     controls), refreshing while some run is active."""
     if roles.can_change() and every:
-        st.fragment(run_every=max(every, HOUSEKEEPING_EVERY_S))(_housekeeping)(statuses)
+        st.fragment(run_every=max(every, HOUSEKEEPING_EVERY_S))(_housekeeping)(prefix,
+                                                                               statuses)
     refreshes = st.session_state.get(f"{prefix}_refreshes", 0)
     data = {"route": _route(), "prefix": prefix, "runs": list(statuses),
             "statuses": {str(run_id): status for run_id, status in statuses.items()},
             "options": dataclasses.asdict(options), "refreshes": refreshes,
             "viewer": st.session_state.setdefault("viewer_id", uuid.uuid4().hex),
             "projector": instructor_mode()}  # the verdict's lead, the rest on demand
-    _component()(key=f"{prefix}_growing", data=data, on_changed_change=_changed)
+    _component()(key=f"{prefix}_growing", data=data,
+                 on_changed_change=functools.partial(_changed, prefix, statuses))
     st.button("Refresh", key=f"{prefix}_refresh", on_click=_refresh, args=(prefix,))
     st.plotly_chart(plots.BLANK, key=f"{prefix}_chart_preload",  # Streamlit's chart theme,
                     config={"staticPlot": True, "displayModeBar": False})  # for the look
@@ -69,15 +71,23 @@ def _route() -> str:
     return f"/{base}{live_route.PATH}" if base else live_route.PATH
 
 
-def _changed() -> None:
-    """A run's status changed: this rerun of the page redraws its controls and charts."""
+def _changed(prefix: str, statuses: dict[int, str]) -> None:
+    """A run's status changed: this rerun of the page redraws its controls and charts, and
+    lands on the verdict of a race that has ended."""
+    store = open_store()
+    _land_on_verdict(prefix, statuses, [run for run in map(store.get_run, statuses) if run])
+
+
+def _land_on_verdict(prefix: str, statuses: dict[int, str], runs: list[dict]) -> None:
+    if live_cache.race_ended(statuses, runs):
+        ask_for_charts(prefix, verdict=True)
 
 
 def _refresh(prefix: str) -> None:
     st.session_state[f"{prefix}_refreshes"] = st.session_state.get(f"{prefix}_refreshes", 0) + 1
 
 
-def _housekeeping(statuses: dict[int, str]) -> None:
+def _housekeeping(prefix: str, statuses: dict[int, str]) -> None:
     """What the charts' fragment did on each update besides drawing: start queued runs as
     slots free up and mark dead workers, now every HOUSEKEEPING_EVERY_S; a status change
     reruns the page (the component also asks for that as soon as it sees one)."""
@@ -85,4 +95,5 @@ def _housekeeping(statuses: dict[int, str]) -> None:
     live_cache.dispatch(store)
     snap = live_cache.snapshot(store, list(statuses))
     if {run["id"]: run["status"] for run in snap.runs} != statuses:
+        _land_on_verdict(prefix, statuses, list(snap.runs))
         st.rerun()

@@ -154,8 +154,8 @@ def charts_fragment(prefix: str, statuses: dict[int, str], options: ChartOptions
                            max_age_s=0.0 if every == FIRST_POINT_POLL_S else None)
     runs = list(snap.runs)
     if _statuses_changed(statuses, {run["id"]: run["status"] for run in runs}, every):
-        if len(runs) > 1 and not live_cache.any_active(runs):  # a race ended: land on its
-            ask_for_charts(prefix, verdict=True)            # verdict and charts
+        if live_cache.race_ended(statuses, runs):  # land on its verdict and charts
+            ask_for_charts(prefix, verdict=True)
         st.rerun()  # a run started, ended or vanished: redraw controls and charts together
     if every and _interval_changed(prefix, every, snap):
         st.rerun()  # a new timer needs a full rerun

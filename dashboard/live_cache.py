@@ -207,6 +207,13 @@ def any_active(runs) -> bool:
     return any(run["status"] in ACTIVE_STATUSES for run in runs)
 
 
+def race_ended(shown: dict[int, str], runs) -> bool:
+    """Whether the runs on the charts (`shown`: their statuses as the page drew them; `runs`:
+    as stored now) are a comparison of several that was going and has ended."""
+    return (len(runs) > 1 and any(status in ACTIVE_STATUSES for status in shown.values())
+            and not any_active(runs))
+
+
 def charts(snap: Snapshot, options: ChartOptions) -> tuple[go.Figure, tuple]:
     """(the shared legend, ((chart name, figure or one-line note), ...)) for the snapshot,
     built once per data version and chart options in this process, and for the same runs

@@ -19,8 +19,9 @@
   state.served.add(request.id);
   const since = state.since[request.start] ??= performance.now();
   let tries = 0, still = 0;
+  state.steering = (state.steering ?? 0) + 1;  // scrolls under way (the tests wait for none)
   const go = () => {
-    if (state.input >= since) return;
+    if (state.input >= since) { state.steering--; return; }
     const drawn = document.querySelector("[class*=_verdict], [class*=_chart_legend]");
     const target = drawn || document.getElementById(request.anchor);
     if (target) {
@@ -31,7 +32,7 @@
       if (off > 3) { target.scrollIntoView({block: "start"}); still = 0; }
       else if (drawn) { still++; }
     }
-    if (still < 30 && tries++ < 600) setTimeout(go, 100);
+    if (still < 30 && tries++ < 600) setTimeout(go, 100); else state.steering--;
   };
   go();
 }

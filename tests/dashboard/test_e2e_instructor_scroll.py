@@ -21,6 +21,12 @@ HEADER = "document.querySelector('header').getBoundingClientRect().bottom"
 # The charts' legend lies just under Streamlit's header: the scroll to the charts landed.
 LANDED = ("() => { const legend = document.querySelector('[class*=_chart_legend]');"
           f" return !!legend && Math.abs(legend.getBoundingClientRect().top - {HEADER}) <= 3; }}")
+# ... on the verdict above the charts, once a race has ended
+ON_VERDICT = ("() => { const verdict = document.querySelector('[class*=_verdict]');"
+              " return !!verdict && verdict.offsetParent !== null &&"
+              f" Math.abs(verdict.getBoundingClientRect().top - {HEADER}) <= 3; }}")
+# No scroll of the page's is under way (scroll_to_charts.js has let go of the page).
+SETTLED = "() => window.divebatchScroll?.steering === 0"
 # From now on, note whether the setup's header ever leaves the window (a page scroll moved it).
 WATCH_SETUP = ("(summary) => { window.setupLeftView = false;"
                " const main = document.querySelector('[data-testid=stMain]');"
@@ -79,3 +85,25 @@ def test_a_setup_opened_after_start_stays_in_view(server, page, lab):
     page.screenshot(path=str(SHOTS / f"{lab}_instructor_setup_opened_after_start.png"))
     assert setup_in_view(page, summary)
     assert not page.evaluate("window.setupLeftView")
+
+
+def test_a_race_that_ends_after_the_scroll_settled_lands_on_its_verdict(server, page):
+    """A race longer than the Start's scroll (it lets go once the charts stay put): its end
+    still brings the verdict above the charts into view, the user having touched nothing."""
+    url, store = server
+    page.goto(f"{url}/synthetic?instructor=1&pace=step&epochs=3")  # each pauses after epoch 1
+    wait_until(lambda: any(w["ready_at"] for w in store.workers()), "a warm worker",
+               timeout=180)
+    page.get_by_role("button", name="Race the 4 methods").click()
+    runs = wait_until(lambda: len(store.list_runs()) == 4 and store.list_runs(), "the race")
+    wait_until(lambda: all(control_requests.is_paused(store, run["id"]) for run in runs),
+               "each run paused after epoch 1")
+    page.wait_for_function(LANDED)
+    page.wait_for_function(SETTLED)
+    for run in runs:  # as from another tab: nothing the page's user did
+        control_requests.request_play(store, run["id"], "resume")
+    wait_until(lambda: all(store.get_run(run["id"])["status"] == "completed" for run in runs),
+               "the race's end")
+    page.wait_for_function(ON_VERDICT)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "synthetic_instructor_verdict_after_a_long_race.png"))
