@@ -311,8 +311,9 @@ def _cross_field_errors(cfg: RunConfig, name_of: Callable[[str], str] = str) -> 
     b0, b_max, b_min = name_of("batch_size"), name_of("max_batch_size"), name_of("min_batch_size")
     errors = []
     if {"batch_size", "max_batch_size"} <= valid and cfg.max_batch_size < cfg.batch_size:
+        unread = f" (SGD never reads it: set it to {cfg.batch_size})" if cfg.method == "sgd" else ""
         errors.append(f"{b_max} should be an int >= {b0} ({cfg.batch_size}), "
-                      f"but got {b_max}={cfg.max_batch_size}")
+                      f"but got {b_max}={cfg.max_batch_size}{unread}")
     if {"batch_size", "min_batch_size"} <= valid and cfg.min_batch_size > cfg.batch_size:
         errors.append(f"{b_min} should be an int <= {b0} ({cfg.batch_size}), "
                       f"but got {b_min}={cfg.min_batch_size}")

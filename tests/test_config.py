@@ -134,3 +134,13 @@ def test_a_pace_is_checked_as_a_hot_change_of_its_own_field():
 
 def test_the_module_examples_run():
     assert doctest.testmod(config_module).failed == 0
+
+
+def test_sgd_above_the_default_cap_built_in_python_is_told_what_to_set():
+    with pytest.raises(ValueError, match=r"^max_batch_size should be an int >= batch_size "
+                       r"\(2048\), but got max_batch_size=1024 \(SGD never reads it: set it "
+                       r"to 2048\)$"):
+        RunConfig(method="sgd", batch_size=2048).validate()
+    RunConfig(method="sgd", batch_size=2048, max_batch_size=2048).validate()
+    with pytest.raises(ValueError, match=r"max_batch_size=1024$"):  # read by DiveBatch
+        RunConfig(method="divebatch", batch_size=2048).validate()

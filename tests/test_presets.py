@@ -144,7 +144,8 @@ def test_an_sgd_link_above_the_default_b_max_applies_whole():
                                                  max_batch_size=2048)
     assert read_query(query) == (config_from_query(query), {})
     _, refused = read_query({**query, "max_batch_size": "1024"})
-    assert refused == {"max_batch_size": "should be an int >= batch_size (2048), but got 1024"}
+    assert refused == {"max_batch_size": "should be an int >= batch_size (2048), but got 1024 "
+                                         "(SGD never reads it: set it to 2048)"}
 
 
 def test_reasons_name_fields_by_the_pages_labels_and_unset_ones_as_defaults():
