@@ -251,3 +251,15 @@ def test_the_winner_gets_a_star_and_the_rest_stay_as_they_are():
     rows = [{"method": "SGD B=8", "speed-up": "1.00x"}, {"method": "DiveBatch", "speed-up": "2x"}]
     assert [r["method"] for r in live_cache.starred(rows, 1)] == ["SGD B=8", "DiveBatch ★"]
     assert live_cache.starred(rows, None) == rows
+
+
+@pytest.mark.parametrize("shown, now, ended", [
+    ({1: "running", 2: "queued"}, ("completed", "stopped"), True),   # a race ended
+    ({1: "running", 2: "completed"}, ("completed", "completed"), True),
+    ({1: "running", 2: "queued"}, ("completed", "running"), False),  # one still goes
+    ({1: "completed", 2: "completed"}, ("completed", "completed"), False),  # ended before
+    ({1: "running"}, ("completed",), False),                         # a lone run: no verdict
+])
+def test_a_race_ended_when_one_of_several_was_going_and_none_is(shown, now, ended):
+    runs = [{"id": run_id, "status": status} for run_id, status in zip(shown, now)]
+    assert live_cache.race_ended(shown, runs) is ended
