@@ -32,7 +32,6 @@ def no_workers_left_behind(store):
     stop_runs_and_wait(store)
 
 
-
 def pytest_configure(config):
     """In a pytest-xdist worker, torch computes on one thread: two workers share the two
     cores (the runs' own worker processes set their threads themselves)."""
