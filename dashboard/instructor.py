@@ -44,10 +44,14 @@ def apply_style() -> None:
 
 def ask_for_charts(prefix: str, verdict: bool = False) -> None:
     """Have the lab page's next run scroll to the charts: after a Start (a new request),
-    or, with `verdict`, to a race's verdict as it ends (the last Start's sequel, which the
-    browser leaves out once the user has clicked, scrolled or typed since that Start)."""
+    or, with `verdict`, to a race's verdict as it ends: the sequel of this page's last Start,
+    so never on a page that started nothing (a viewer following the instructor keeps what
+    they look at), and left out by the browser once the user has clicked, scrolled or typed
+    since that Start."""
     start = st.session_state.get(f"{prefix}_scroll_start")
-    if not verdict or start is None:
+    if verdict and start is None:
+        return
+    if not verdict:
         start = uuid.uuid4().hex
         st.session_state[f"{prefix}_scroll_start"] = start
     st.session_state[f"{prefix}_scroll"] = {"id": uuid.uuid4().hex, "start": start}
