@@ -40,14 +40,17 @@ def pytest_configure(config):
         torch.set_num_threads(1)
 
 
+def _many_processes(item) -> bool:
+    """A real-browser test (servers, workers, chromium) or a Ray test (a local cluster)."""
+    return item.get_closest_marker("browser") is not None or item.path.name.startswith("test_ray")
+
+
 def pytest_collection_modifyitems(config, items):
-    """With pytest-xdist (`-n 2 --dist loadgroup`, scripts/test.sh), the real-browser tests
-    run one after the other in one worker (their servers, workers and chromium already use
-    both cores), and so do the Ray tests (one local cluster at a time). The browser tests,
-    the suite's longest stretch, come first: the other worker takes the rest meanwhile."""
+    """With pytest-xdist (`-n 2 --dist loadgroup`, scripts/test.sh), the tests that start many
+    processes of their own (real-browser and Ray tests) run one after the other in one worker:
+    side by side they overloaded two cores (a tour's race or a Ray sweep past its wait). They
+    are the suite's longest stretch, so they come first; the other worker takes the rest."""
     for item in items:
-        if item.get_closest_marker("browser"):
-            item.add_marker(pytest.mark.xdist_group("browser"))
-        elif item.path.name.startswith("test_ray"):
-            item.add_marker(pytest.mark.xdist_group("ray"))
-    items.sort(key=lambda item: item.get_closest_marker("browser") is None)  # stable
+        if _many_processes(item):
+            item.add_marker(pytest.mark.xdist_group("many_processes"))
+    items.sort(key=lambda item: not _many_processes(item))  # stable

@@ -16,7 +16,7 @@ from tests.helpers.serve import browser_or_skip, SHOTS, dashboard_server, launch
 from divebatch.runs import warm_pool
 from divebatch.runs.store import RunStore
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(900)]  # a real run, then its race
 sync_api = browser_or_skip()
 
 WAIT_MS = 120_000
@@ -50,6 +50,9 @@ def locate(page, tour: Tour, element: str):
     return page.locator(f".st-key-{tour.prefix}_{element}").first
 
 
+TRAINED_MS = 300_000  # a step whose element comes after training (the race, its measurement)
+
+
 def wait_for_step(page, tour: Tour, number: int) -> None:
     """The card shows step `number` (1-based) with its title, and its element (a chart
     drawn, or the verdict) is on the page."""
@@ -58,7 +61,8 @@ def wait_for_step(page, tour: Tour, number: int) -> None:
     element = tour.elements[number - 1]
     page.locator(f".st-key-{tour.prefix}_{element}"
                  + (" .js-plotly-plot" if "chart" in element or element == "contour" else "")
-                 ).first.wait_for()
+                 ).first.wait_for(timeout=TRAINED_MS if element in ("verdict", "critical_chart")
+                                  else WAIT_MS)
 
 
 def box(page, tour: Tour, element: str) -> dict | None:
