@@ -45,12 +45,17 @@ def _many_processes(item) -> bool:
     return item.get_closest_marker("browser") is not None or item.path.name.startswith("test_ray")
 
 
-def pytest_collection_modifyitems(config, items):
+def pytest_itemcollected(item):
     """With pytest-xdist (`-n 2 --dist loadgroup`, scripts/test.sh), the tests that start many
     processes of their own (real-browser and Ray tests) run one after the other in one worker:
-    side by side they overloaded two cores (a tour's race or a Ray sweep past its wait). They
-    are the suite's longest stretch, so they come first; the other worker takes the rest."""
-    for item in items:
-        if _many_processes(item):
-            item.add_marker(pytest.mark.xdist_group("many_processes"))
+    side by side they overloaded two cores, and two Ray clusters confused `address="auto"`.
+    (Marked as each test is collected: xdist reads the groups in its own
+    pytest_collection_modifyitems, which runs before a conftest's.)"""
+    if _many_processes(item):
+        item.add_marker(pytest.mark.xdist_group("many_processes"))
+
+
+def pytest_collection_modifyitems(config, items):
+    """The many-process tests are the suite's longest stretch: they come first, and the other
+    worker takes the rest meanwhile."""
     items.sort(key=lambda item: not _many_processes(item))  # stable
