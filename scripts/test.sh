@@ -3,7 +3,7 @@
 # for the real-browser tests (as root, or through sudo), then run every test.
 #   DIVEBATCH_SKIP_BROWSER=1 scripts/test.sh   no apt, no chromium: the browser tests are skipped
 # The tests run in 2 processes (pytest-xdist; up to 4 on a machine with more cores), the
-# browser tests one after the other in one of them (tests/conftest.py).
+# browser and Ray tests one after the other in one of them (tests/conftest.py).
 # Extra arguments go to pytest (e.g. -k store, -x; -n 0 runs everything in one process).
 set -euo pipefail
 cd "$(dirname "$0")/.."
