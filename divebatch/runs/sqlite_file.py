@@ -19,15 +19,20 @@ script threads sharing one RunStore object):
 - A file this process cannot write (a read-only file system or folder, a file without write
   permission) is opened read-only (`read_only`): reads work, writes raise
   sqlite3.OperationalError. On a read-only file system SQLite cannot create the WAL's shared
-  memory file, so the file is then opened as immutable (nothing can change it there; the
-  WAL of a writer that died without checkpointing is then not read).
+  memory file, so the file is then opened as immutable (nothing can change it there). An
+  immutable open ignores the WAL, so where a writer died without checkpointing (a `-wal` file
+  beside it with commits in it) the file and its WAL are first copied to a private temporary
+  folder, where SQLite reads both: the same snapshot, no commit lost.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import random
+import shutil
 import sqlite3
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -79,11 +84,14 @@ class SqliteFile:
     def _connect_read_only(self) -> sqlite3.Connection:
         """A read-only connection: `mode=ro`, or `immutable=1` where SQLite cannot open the
         WAL's shared memory (a read-only file system); the one that worked is kept."""
-        base = "file:" + quote(str(self.path)) + "?mode=ro"
+        base = _read_only_uri(self.path)
         if self._read_only_uri is None:
             try:
                 return self._open_uri(base)
             except sqlite3.OperationalError:
+                wal = self.path.with_name(self.path.name + "-wal")
+                if wal.exists() and wal.stat().st_size > 0:
+                    return self._open_uri(_read_only_uri(_copy_with_wal(self.path, wal)))
                 return self._open_uri(base + "&immutable=1")
         return self._open_uri(self._read_only_uri)
 
@@ -140,6 +148,21 @@ class SqliteFile:
         both (as far as readers active at that moment allow)."""
         self._call(lambda db: db.execute("VACUUM"))
         self._call(lambda db: db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall())
+
+
+def _read_only_uri(path: Path) -> str:
+    return "file:" + quote(str(path)) + "?mode=ro"
+
+
+def _copy_with_wal(path: Path, wal: Path) -> Path:
+    """A copy of the file and its WAL in a private temporary folder (removed at exit), where
+    SQLite can make the shared memory it needs to read the WAL."""
+    folder = Path(tempfile.mkdtemp(prefix="divebatch-store-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    copy = folder / path.name
+    shutil.copyfile(path, copy)
+    shutil.copyfile(wal, folder / wal.name)
+    return copy
 
 
 def writable(path: Path) -> bool:

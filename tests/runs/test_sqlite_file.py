@@ -109,3 +109,32 @@ def test_a_read_only_file_system_opens_the_file_as_immutable(file, monkeypatch):
     assert values(read_only) == [7] and values(read_only) == [7]
     assert [uri.split("?")[1] for uri in opened] == ["mode=ro", "mode=ro&immutable=1",
                                                     "mode=ro&immutable=1"]
+
+
+def test_a_read_only_file_system_still_reads_a_dead_writers_wal(tmp_path, monkeypatch):
+    """An immutable open ignores the WAL: a writer that died before checkpointing left its
+    commits there, so the file is read from a copy beside its WAL instead."""
+    writer = sqlite3.connect(tmp_path / "live.db", isolation_level=None)
+    writer.execute("PRAGMA journal_mode = WAL")
+    writer.execute("PRAGMA wal_autocheckpoint = 0")
+    writer.execute("CREATE TABLE rows (value INTEGER)")
+    writer.execute("INSERT INTO rows VALUES (7)")
+    frozen = tmp_path / "frozen"  # the files as the writer left them when it died
+    frozen.mkdir()
+    for name in ("live.db", "live.db-wal"):
+        (frozen / name).write_bytes((tmp_path / name).read_bytes())
+    writer.close()
+    monkeypatch.setattr(sqlite_file, "writable", lambda path: False)
+    opened, open_uri = [], SqliteFile._open_uri
+
+    def no_shared_memory_in_frozen(self, uri):
+        opened.append(uri)
+        if str(frozen) in uri and "immutable=1" not in uri:
+            raise sqlite3.OperationalError("unable to open database file")
+        return open_uri(self, uri)
+    monkeypatch.setattr(SqliteFile, "_open_uri", no_shared_memory_in_frozen)
+    read_only = SqliteFile(frozen / "live.db")
+    assert values(read_only) == [7] and values(read_only) == [7]
+    assert not any("immutable=1" in uri for uri in opened)
+    assert len({uri for uri in opened if str(frozen) not in uri}) == 1  # copied once
+    assert sorted(p.name for p in frozen.iterdir()) == ["live.db", "live.db-wal"]
