@@ -122,6 +122,7 @@ else:
 
 picked = live.run_picker(PREFIX, runs, title="Selected runs (overlaid below)",
                          placeholder="Pick runs here or click rows of the table")
+live.link_to(picked)
 if not roles.can_change():
     st.caption(FOLLOWING if following else FOLLOWING_STOPPED, help=FOLLOWING_HELP)
 by_id = {run["id"]: run for run in runs}

@@ -66,6 +66,16 @@ def init_shown(prefix: str, candidates: list[dict], latest: list[int] = ()) -> N
                 f"server's store, not run ids, or not of this page's problems).")
 
 
+def link_to(run_ids: list[int]) -> None:
+    """The address bar names the runs shown (`?runs=3,4`), so a reload, or the address copied,
+    opens what the page shows now (a race it followed included), not what it opened on."""
+    wanted = ",".join(map(str, run_ids))
+    if wanted and st.query_params.get("runs") != wanted:
+        st.query_params["runs"] = wanted
+    elif not wanted and "runs" in st.query_params:
+        del st.query_params["runs"]
+
+
 def hot_labels(run_ids: list[int]) -> dict[int, str]:
     """The runs' labels with the hot values in force, as the legend names them (from the
     snapshot the charts read: no store read of its own)."""

@@ -46,12 +46,14 @@ def test_a_viewer_on_a_race_link_follows_the_next_race_until_they_pick(store, mo
     try:
         at.run()  # the page's look for a newer race (FOLLOW_EVERY_S) reruns it
         assert selection(at) == new
+        assert at.query_params["runs"] == ",".join(map(str, new))  # what a reload opens
         store.delete_run(new[1])  # the newest run gone: nothing older is followed, and
         at.run()                  # the page's own selection, less it, still follows
         assert selection(at) == [new[0]]
         assert "This selection follows the instructor" in texts(at.caption)
         at.multiselect(key="runs_shown").set_value(old).run()  # the viewer's own pick
         assert "Your own pick: it stays" in texts(at.caption)
+        assert at.query_params["runs"] == ",".join(map(str, old))
         race(store, "10:10:00")
         at.run()
         assert selection(at) == old
@@ -66,6 +68,7 @@ def test_a_viewer_with_nothing_picked_follows_but_the_instructors_page_does_not(
     monkeypatch.setenv("DIVEBATCH_ROLE", "viewer")
     viewer = open_app("app_pages/runs.py")
     assert selection(instructor) == selection(viewer) == []
+    assert "runs" not in viewer.query_params
     new = race(store, "11:05:00")
     viewer.run()
     assert selection(viewer) == new
