@@ -7,6 +7,7 @@ import streamlit as st
 from dashboard.instructor import instructor_mode
 from dashboard.learn_tour import learn_tour
 from divebatch.report import learn, learn_figures as learn_plots, learn_noise
+from divebatch.report.figures import CHART_CONFIG
 from divebatch.report.learn_tour import Rule, learn_steps
 from divebatch.config import RunConfig
 from divebatch.links import config_to_query
@@ -63,7 +64,7 @@ except (ValueError, ArithmeticError) as error:
 with chart:
     event = st.plotly_chart(learn_plots.gradient_field(problem, point, path),
                             key="learn_contour", on_select="rerun", selection_mode="points",
-                            width="stretch")
+                            width="stretch", config=CHART_CONFIG)
     points = (event or {}).get("selection", {}).get("points", []) if event else []
     if points:
         click = (round(points[0]["x"], 2), round(points[0]["y"], 2))
@@ -98,7 +99,7 @@ st.markdown(
     "exactly), so Δ and the batch-size bound grow as training converges. That is why "
     "DiveBatch starts small and grows.")
 st.plotly_chart(learn_plots.diversity_along_path(along), key="learn_path_chart",
-                width="stretch")
+                width="stretch", config=CHART_CONFIG)
 
 # --- 3. the gradient noise scale
 def noise_scale_section() -> None:
@@ -156,7 +157,7 @@ else:
     rule = Rule(delta, b_old, b_max, batches)
     proposals = [delta * bound for bound in along["yin_bound"]]
     st.plotly_chart(learn_plots.batch_along_path(along["step"], proposals, batches, b_max),
-                    key="learn_batch_chart", width="stretch")
+                    key="learn_batch_chart", width="stretch", config=CHART_CONFIG)
 
     lab_query = config_to_query(RunConfig(problem="least_squares", method="divebatch",
                                           delta=delta, batch_size=b_old, max_batch_size=b_max))
@@ -182,7 +183,8 @@ numbers[2].metric("B_simple = n·Δ − 1", f"{scales.b_simple:.4g}")
 numbers[3].metric("critical batch B_noise", f"{scales.b_noise:.4g}")
 st.plotly_chart(learn_plots.critical_batch_chart(
     learn_noise.batch_trade_off(scales, learn_noise.batch_range(scales)), scales.b_simple,
-    scales.b_noise), key="learn_critical_chart", width="stretch")
+    scales.b_noise), key="learn_critical_chart", width="stretch",
+    config=CHART_CONFIG)
 st.caption(
     "For the same progress: well below B_noise, doubling the batch nearly halves the steps "
     "(examples barely grow: the bigger batch is almost free); above it, the steps hardly fall "

@@ -8,6 +8,7 @@ from dashboard.experiment import (Experiments, backend_controls, chosen_backend,
                                   experiment_page)
 from divebatch.experiments import claims, reproduce
 from divebatch.report import reproduce_report, sweep_figures as sweep_plots
+from divebatch.report.figures import CHART_CONFIG
 
 
 CPU_BENCHMARKS = [key for key, b in reproduce.BENCHMARKS.items() if not b.needs_gpu]
@@ -75,9 +76,9 @@ def draw_results(store, spec: reproduce.ReproSpec, result: reproduce.ReproResult
     st.markdown("**Why**\n" + "\n".join(f"- {reproduce_report.why_line(result, key)}"
                                          for key in result.benchmarks()))
     st.plotly_chart(sweep_plots.method_bars(result, "speedup"), key="repro_speedups",
-                    width="stretch")
+                    width="stretch", config=CHART_CONFIG)
     st.plotly_chart(sweep_plots.method_bars(result, "final_change"), key="repro_changes",
-                    width="stretch")
+                    width="stretch", config=CHART_CONFIG)
     draw_curves(store, spec, result)
     st.subheader("Every method")
     st.dataframe(reproduce_report.detail(result), key="repro_detail", hide_index=True,
@@ -104,7 +105,7 @@ def draw_curves(store, spec: reproduce.ReproSpec, result: reproduce.ReproResults
     if runs:
         st.plotly_chart(sweep_plots.curves([{"label": label, "records": records}
                                             for label, records in runs]),
-                        key="repro_curves", width="stretch")
+                        key="repro_curves", width="stretch", config=CHART_CONFIG)
 
 
 experiment_page("repro", Experiments(reproduce.ReproSpec.from_dict,

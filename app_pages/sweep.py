@@ -8,6 +8,7 @@ from dashboard.instructor import instructor_mode
 from dashboard.experiment import (Experiments, backend_controls, chosen_backend,
                                   experiment_page)
 from divebatch.report import sweep_figures as sweep_plots
+from divebatch.report.figures import CHART_CONFIG
 from divebatch.report.tables import why_it_ended
 from divebatch.experiments import sweeps, verdicts
 from divebatch.config import PROBLEMS
@@ -155,7 +156,8 @@ def draw_heatmaps(spec: sweeps.SweepSpec, result: sweeps.SweepResults) -> None:
         figure = sweep_plots.heatmap(result.cells, metric, x_field, y_field,
                                      {other: other_value}, result.metric)
         event = column.plotly_chart(figure, key=f"sweep_heatmap_{metric}", on_select="rerun",
-                                    selection_mode="points", width="stretch")
+                                    selection_mode="points", width="stretch",
+                                    config=CHART_CONFIG)
         remember_click(event, f"sweep_heatmap_{metric}")
 
 
@@ -186,7 +188,7 @@ def draw_cell_curves(store, result: sweeps.SweepResults) -> None:
         st.info("This cell has no epochs recorded yet.")
         return
     st.plotly_chart(sweep_plots.curves(runs, result.metric), key="sweep_curves",
-                    width="stretch")
+                    width="stretch", config=CHART_CONFIG)
     race_export.download_panel("sweep", baseline_ids + cell_ids)
 
 

@@ -13,7 +13,7 @@ from divebatch.experiments import critical_jobs
 from divebatch.experiments.critical_batch import CriticalBatchSettings, summarize
 from divebatch.report.critical_batch import critical_batch_sentence, measured_points
 from divebatch.report.critical_figure import critical_batch_figure
-from divebatch.report.figures import RunData
+from divebatch.report.figures import CHART_CONFIG, RunData
 from divebatch.report.run_labels import run_label
 from divebatch.runs.warm_pool import RACE_GROUP_PREFIX
 from divebatch.runs.measurements import Measurements
@@ -100,7 +100,7 @@ def measurement_chart(prefix: str, store, run_id: int, measurement_id: int,
     datas = [RunData(r, store.records(r["id"])) for r in shown]
     measured = next(d for d in datas if d.run["id"] == run_id)
     st.plotly_chart(critical_batch_figure(summaries, measured, datas),
-                    key=f"{prefix}_critical_chart", width="stretch")
+                    key=f"{prefix}_critical_chart", width="stretch", config=CHART_CONFIG)
     if active and not measured_points(summaries):
         st.markdown("Being measured: the critical batch size appears here once the branches "
                     "of a checkpoint have finished.")

@@ -34,7 +34,7 @@ from divebatch.report.thinning import change_points, thin_indices
 DIVERSITY_VIEWS = {"diversity": "Δ̂  gradient diversity",
                    "bound": "n·Δ̂  Yin's batch-size bound",
                    "noise_scale": "n·Δ̂ − 1  gradient noise scale"}
-CHARTS = {"diversity": "Gradient diversity (fixed probe after each epoch, not timed)",
+CHARTS = {"diversity": "Gradient diversity (epoch-end probe)",
           "batch_size": "Batch size", "lr": "Learning rate", "loss": "Loss",
           "val_acc": "Validation accuracy",
           "effective_lr": "Effective learning rate LR / B (log scale)"}
@@ -375,9 +375,17 @@ def figures(runs: list[RunData], options: ChartOptions) -> dict[str, go.Figure |
             for name, spec in figure_specs(runs, options).items()}
 
 
+# The modebar's only buttons on every chart of the dashboard: with all of plotly's, the modebar
+# shown on hover covered the end of a chart's title (a 400-pixel live chart, the reproduction's
+# bars at 1280x720). The charts that take clicks select points, not boxes or lassos.
+MODEBAR_BUTTONS = ("toImage", "zoom2d", "pan2d", "resetScale2d")
+CHART_CONFIG = {"displaylogo": False, "modeBarButtons": [list(MODEBAR_BUTTONS)]}
+
+
 def png_config(chart: str, runs: list[RunData]) -> dict:
-    """plotly.js config: the modebar's camera button saves a PNG with a telling filename."""
+    """plotly.js config: the modebar's camera button saves a PNG with a telling filename;
+    zoom, pan and reset are the other buttons."""
     ids = "-".join(str(d.run["id"]) for d in runs[:8]) or "none"
-    return {"displaylogo": False,
+    return {**CHART_CONFIG,
             "toImageButtonOptions": {"format": "png", "filename": f"divebatch-{chart}-runs-{ids}",
                                      "scale": 2}}

@@ -177,7 +177,7 @@ def method_bars(result, value: str) -> go.Figure:
     figure.add_trace(go.Scatter(x=[names[0], names[-1]], y=[reference, reference], mode="lines",
                                 line={"dash": "dot", "color": "gray"},
                                 name="SGD, small batch (reference)"))
-    title = ("speed-up over SGD at the small batch (time to own-1pt, x, log scale)"
+    title = ("speed-up over SGD at the small batch (time to own-1pt, log scale)"
              if value == "speedup" else "final accuracy minus SGD's at the small batch (points)")
     figure.update_layout(title=title, barmode="group", height=460,
                          margin={"l": 60, "r": 20, "t": 50, "b": 40},

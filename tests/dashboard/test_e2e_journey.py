@@ -5,10 +5,11 @@ verdict; a reproduction and a sweep, running and done. Normal mode at 1440x900, 
 1280x720.
 
 Every page visited is checked for what a class must never see: an exception element, a
-chart without y tick labels, a cut label; and, over the whole module, no request leaves the
-server, and the server's log holds no traceback and no deprecation warning. What must be on
-screen at once is asserted where it matters: Start and Race before a run, the charts with
-their legend while it runs, the charts with the verdict after a race.
+chart without y tick labels, a cut label, a chart title under the modebar; and, over the whole
+module, no request leaves the server, and the server's log holds no traceback and no
+deprecation warning. What must be on screen at once is asserted where it matters: Start and
+Race before a run, the charts with their legend while it runs, the charts with the verdict
+after a race.
 
 Every wait is on an event (an element, a text, a record count), never a fixed sleep. With
 $DIVEBATCH_SCREENSHOTS set (scripts/screenshots.sh), each state is saved as a picture of the
@@ -55,6 +56,16 @@ CUT_LABELS = """() => [...document.querySelectorAll(
     '[data-testid=stMain] button *, [data-testid=stMain] [data-testid=stWidgetLabel] *')]
   .filter(e => e.offsetParent && e.clientWidth > 0 && e.scrollWidth > e.clientWidth + 1)
   .map(e => e.innerText)"""
+# Chart titles that the modebar, shown on hover, would cover (it is laid out, transparent,
+# before the pointer comes).
+TITLES_UNDER_MODEBAR = """() => [...document.querySelectorAll('.js-plotly-plot')]
+  .filter(e => e.getBoundingClientRect().height > 40)
+  .map(e => [e.querySelector('.gtitle'), e.querySelector('.modebar')])
+  .filter(([title, bar]) => title && bar && bar.getBoundingClientRect().width > 0)
+  .filter(([title, bar]) => {
+    const t = title.getBoundingClientRect(), b = bar.getBoundingClientRect();
+    return t.right > b.left && t.bottom > b.top && t.top < b.bottom; })
+  .map(([title]) => title.textContent)"""
 # The page's script run is over and the browser has drawn all it sent (no skeleton left:
 # a busy browser draws the elements seconds after the script ended).
 SCRIPT_DONE = """() => document.querySelector('[data-testid=stApp]')
@@ -136,6 +147,7 @@ class Viewer:
             page.locator("[data-testid=stException]").first.inner_text()
         assert page.evaluate(CHARTS_WITHOUT_Y_TICKS) == [], state
         assert page.evaluate(CUT_LABELS) == [], state
+        assert page.evaluate(TITLES_UNDER_MODEBAR) == [], state
         assert self.outside == [], self.outside
         if SHOTS:
             self.screenshot(state + ("_instructor" if self.instructor else ""))
