@@ -9,6 +9,10 @@ one refresh. Only the instructor's page moves it (Start, Next, Back, Leave) and 
 run to the next step's moment with the pause / step controls; the rest of the page stays
 usable throughout. Which steps a run has reached, and their words, come from
 `divebatch.report.tour`.
+
+A page that took part in the tour (started or moved it, or showed it while it was under way)
+keeps it to its end; a page opened once it is over (on its last step, or left unmoved: see
+`tour.is_over`) offers a new one instead, which replaces it.
 """
 
 from __future__ import annotations
@@ -70,10 +74,9 @@ SCROLL = ("<script>(() => {{ const step = '{prefix}:{step}';"
 def tour_panel(prefix: str) -> None:
     """The tour card in the sidebar; call before the page's run picker, which it sets to the
     runs of the step shown (the toured run, then its race)."""
-    store = open_store()
-    state = store.get_tour(prefix)
-    _follow(prefix, store, state)
-    every = pacing.refresh_interval() if state else IDLE_POLL_S  # a page rerun follows a start
+    toured = _shown(prefix, open_store())
+    _follow(prefix, toured)
+    every = pacing.refresh_interval() if toured else IDLE_POLL_S  # a page rerun follows a start
     with st.sidebar:
         st.fragment(run_every=every)(_card)(prefix)
 
@@ -103,6 +106,7 @@ class _Tour:
             self.steps += sequel_steps(self.sequel)
         self.complete = self.finished and sequel_ended(self.sequel)
         self.index = min(int(state["index"]), len(self.steps))
+        self.last = tour.at_last_step(self.steps, self.index, self.complete)
 
     def scene(self) -> tuple:
         """What the page shows at the step shown: (the runs on the charts, the critical-batch
@@ -130,11 +134,27 @@ def _sequel(store, state: dict) -> Sequel:
                   measurement, summaries)
 
 
-def _follow(prefix: str, store, state: dict | None) -> None:
+def _shown(prefix: str, store) -> _Tour | None:
+    """The tour this session shows: the store's, unless it is over and this session took no
+    part in it (then the card offers a new one). Showing it while it is under way is taking
+    part: the session keeps it to its end."""
+    state = store.get_tour(prefix)
+    toured = _Tour(store, state) if state else None
+    if toured is None or toured.run is None:
+        return None
+    joined = f"{prefix}_tour_joined"
+    if st.session_state.get(joined) == state["run_id"]:
+        return toured
+    if tour.is_over(state, toured.last):
+        return None
+    st.session_state[joined] = state["run_id"]
+    return toured
+
+
+def _follow(prefix: str, toured: _Tour | None) -> None:
     """Put the runs of the step shown on this session's charts, once per change of them."""
     followed_key = f"{prefix}_tour_followed"
-    toured = _Tour(store, state) if state else None
-    if toured and toured.run:
+    if toured:
         scene = toured.scene()
         if scene != st.session_state.get(followed_key):
             st.session_state[f"{prefix}_shown"] = list(scene[0])
@@ -145,10 +165,9 @@ def _follow(prefix: str, store, state: dict | None) -> None:
 
 def _card(prefix: str) -> None:
     store = open_store()
-    state = store.get_tour(prefix)
-    toured = _Tour(store, state) if state else None
+    toured = _shown(prefix, store)
     with st.container(border=True, key=f"{prefix}_tour"):
-        if toured is None or toured.run is None:
+        if toured is None:
             if st.session_state.get(f"{prefix}_tour_followed"):
                 st.rerun(scope="app")  # the tour ended elsewhere: off with its chart
             _invitation(prefix)
@@ -234,9 +253,8 @@ def _buttons(prefix: str, toured: _Tour) -> None:
     back, forward = st.columns(2)  # the sidebar is narrow: Leave on a row of its own
     back.button("Back", key=f"{prefix}_tour_back", disabled=index == 0, width="stretch",
                 on_click=_move, args=(prefix, state, index - 1))
-    last = toured.complete and index >= len(steps) - 1
     forward.button("Next", key=f"{prefix}_tour_next", type="primary", width="stretch",
-                   disabled=last or index >= len(steps), on_click=_move,
+                   disabled=toured.last or index >= len(steps), on_click=_move,
                    args=(prefix, state, index + 1))
     st.button("Leave the tour", key=f"{prefix}_tour_leave", width="stretch",
               on_click=_leave, args=(prefix, state))
@@ -246,13 +264,13 @@ def _start(prefix: str) -> None:
     if not roles.require_instructor("tour"):
         return
     store = open_store()
-    under_way = store.get_tour(prefix)
-    if under_way and store.get_run(under_way["run_id"]):  # a second click, another tab
-        run_id = under_way["run_id"]
-    else:
+    if _shown(prefix, store) is None:  # else a second click, another tab: join that tour
+        over = store.get_tour(prefix)  # one that is over for this session: replace it
+        if over:
+            _resume(store, over)
         run_id = queue.submit(store, PRESETS[tour.TOUR_PRESET].config(), name="Guided tour")
         start_paced(store, [run_id], "step")  # paused after its first epoch: the first step
-        store.set_tour(prefix, {"run_id": run_id, "index": 0, "stepped_after": None})
+        store.set_tour(prefix, tour.moved_to({"run_id": run_id, "stepped_after": None}, 0))
     # the card's next run sees a run it does not follow yet and reruns the whole page, which
     # puts it on the charts (a button in a fragment reruns only the fragment)
 
@@ -261,7 +279,7 @@ def _move(prefix: str, state: dict, index: int) -> None:
     if roles.require_instructor("tour"):
         store = open_store()
         current = store.get_tour(prefix) or state
-        store.set_tour(prefix, {**current, "index": max(index, 0)})
+        store.set_tour(prefix, tour.moved_to(current, index))
 
 
 def _leave(prefix: str, state: dict) -> None:
@@ -269,6 +287,11 @@ def _leave(prefix: str, state: dict) -> None:
         return
     store = open_store()
     store.set_tour(prefix, None)
+    _resume(store, state)
+
+
+def _resume(store, state: dict) -> None:
+    """The tour's run goes on in real time, if it is still training."""
     run = store.get_run(state["run_id"])
     if run and run["status"] in ACTIVE_STATUSES:
-        control_requests.request_play(store, run["id"], "resume")  # the run goes on in real time
+        control_requests.request_play(store, run["id"], "resume")

@@ -7,11 +7,16 @@ record), never a fixed epoch. Moments never go back: each is searched from the p
 so the steps come in the order of `STEPS`, and a run can only add steps to the end of its
 list (a step the run never reaches is left out once it has ended). The last two steps come
 after the run, from a race and a measurement of their own (`report.tour_sequel`).
+
+A tour's state (in the store) is stamped with the time of its last step change
+(`moved_to`); a tour on its last step, or not moved for `STALE_AFTER_S`, is over for a page
+that did not take part in it (`is_over`).
 """
 
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 TOUR_PRESET = "convex"  # the preset the tour runs: it grows the batch to B_max in a few epochs
@@ -29,6 +34,12 @@ STEPS = {
 }
 LAST_BEFORE_END = "cap"  # once this step is reached, the run may train on to its end
 RESUMED = -1  # stepped_after once "resume" was sent
+# A tour whose step has not changed for this long was left, not paused on: the whole tour
+# (run, race and measurement of the tour preset) takes a few minutes, and a class reads a
+# step in a minute or two, so half an hour without Next or Back means the instructor walked
+# away (yesterday's class, a tab left open). Only pages that did not take part drop it.
+STALE_AFTER_S = 30 * 60
+clock = time.time  # the time a step changes, and "now" for is_over (tests replace it)
 
 
 @dataclass(frozen=True)
@@ -90,6 +101,23 @@ def steps_in_all(steps: list[Step], finished: bool) -> int:
     """How many steps this tour has: all of STEPS until the tour has nothing more to wait
     for (its run, race and measurement ended), then those it reached."""
     return len(steps) if finished else len(STEPS)
+
+
+def at_last_step(steps: list[Step], index: int, complete: bool) -> bool:
+    """The tour shows its last step and nothing more will come (Next is disabled)."""
+    return complete and index >= len(steps) - 1
+
+
+def moved_to(state: dict, index: int) -> dict:
+    """`state` showing step `index`, stamped with the time of this step change."""
+    return {**state, "index": max(index, 0), "moved_at": clock()}
+
+
+def is_over(state: dict, last_step: bool) -> bool:
+    """Whether the tour of `state` is over for a page that did not take part in it: it shows
+    its last step (`at_last_step`), or its step has not changed for STALE_AFTER_S. A state
+    stored before steps were stamped counts as long unmoved."""
+    return last_step or clock() - float(state.get("moved_at") or 0) >= STALE_AFTER_S
 
 
 def waiting_for(steps: list[Step], index: int) -> str | None:

@@ -29,7 +29,7 @@ def toured_run(store: RunStore) -> int:
                                      "val_loss": loss, "samples_seen": 3200 * epoch,
                                      "train_time": 0.1 * epoch, "lr": 0.02})
     store.set_progress(run_id, {"epoch": 2, "paused": True})
-    store.set_tour("syn", {"run_id": run_id, "index": 0, "stepped_after": None})
+    store.set_tour("syn", tour.moved_to({"run_id": run_id, "stepped_after": None}, 0))
     return run_id
 
 
@@ -61,12 +61,12 @@ def test_the_instructor_moves_the_tour_and_drives_the_run_to_the_next_moment(iso
 def test_a_viewer_sees_the_instructors_step_and_cannot_move_it(isolated_store, monkeypatch):
     store = RunStore(isolated_store)
     run_id = toured_run(store)
-    store.set_tour("syn", {"run_id": run_id, "index": 1, "stepped_after": None})
+    store.set_tour("syn", tour.moved_to({"run_id": run_id, "stepped_after": None}, 1))
     monkeypatch.setenv("DIVEBATCH_ROLE", "viewer")
     at = open_app(PAGE)
     assert "Step 2 of 7" in sidebar_text(at) and "Diversity rises" in sidebar_text(at)
     assert not [b for b in at.sidebar.button if b.key and b.key.startswith("syn_tour")]
-    store.set_tour("syn", {"run_id": run_id, "index": 0, "stepped_after": None})
+    store.set_tour("syn", tour.moved_to({"run_id": run_id, "stepped_after": None}, 0))
     at.run()  # the next refresh follows the instructor
     assert "Start small" in sidebar_text(at)
     assert store.take_controls(run_id) == []  # a viewer's page never drives the run
@@ -79,7 +79,7 @@ def test_a_viewer_server_refuses_each_tour_button_when_a_crafted_click_arrives(
     click arrives: the tour does not move and the run gets no control."""
     store = RunStore(isolated_store)
     run_id = toured_run(store)
-    tour_state = {"run_id": run_id, "index": 1, "stepped_after": None}
+    tour_state = tour.moved_to({"run_id": run_id, "stepped_after": None}, 1)
     for key in ("syn_tour_back", "syn_tour_next", "syn_tour_leave", "syn_tour_start"):
         store.set_tour("syn", None if key == "syn_tour_start" else tour_state)
         monkeypatch.delenv("DIVEBATCH_ROLE", raising=False)
@@ -108,7 +108,7 @@ def finished_tour_run(store: RunStore) -> int:
     store.add_event(run_id, "batch_size", "8 -> 2048", epoch=2,
                     payload={"old": 8, "new": 2048})
     store.mark_finished(run_id, "completed")
-    store.set_tour("syn", {"run_id": run_id, "index": 4, "stepped_after": tour.RESUMED})
+    store.set_tour("syn", tour.moved_to({"run_id": run_id, "stepped_after": tour.RESUMED}, 4))
     return run_id
 
 
@@ -193,4 +193,66 @@ def test_a_race_whose_divebatch_run_kept_no_checkpoint_ends_the_tour_at_its_verd
     assert store.get_tour("syn")["measurement"] == NOT_MEASURABLE
     assert "Step 6 of 6" in sidebar_text(at) and "What the race verdict says" in sidebar_text(at)
     assert at.button(key="syn_tour_next").disabled
+    assert not at.exception
+
+
+def test_a_tour_left_on_its_last_step_is_over_for_a_new_session_and_kept_by_its_own(
+        isolated_store, monkeypatch):
+    """The instructor's session takes the tour to its last step and does not leave it: a
+    session opened afterwards (instructor mode or viewer) offers a new tour and follows
+    nothing; the instructor's session keeps its step until a new tour replaces it."""
+    monkeypatch.setattr(queue, "dispatch", lambda store, limit=None: [])
+    store = RunStore(isolated_store)
+    old_run = finished_tour_run(store)
+    taker = open_app(PAGE)
+    end_race(store, store.get_tour("syn")["race"])
+    taker.button(key="syn_tour_next").click().run()
+    taker.run()  # no checkpoint to measure: step 6 of 6 is the last
+    assert "Step 6 of 6" in sidebar_text(taker) and taker.button(key="syn_tour_next").disabled
+    fresh = open_app(PAGE, {"instructor": "1"})
+    assert "Step" not in sidebar_text(fresh) and fresh.button(key="syn_tour_start")
+    assert "syn_tour_followed" not in fresh.session_state  # no toured runs on its charts
+    monkeypatch.setenv("DIVEBATCH_ROLE", "viewer")
+    viewer = open_app(PAGE)
+    assert "No guided tour under way." in " ".join(c.value for c in viewer.sidebar.caption)
+    monkeypatch.delenv("DIVEBATCH_ROLE")
+    taker.run()
+    assert "Step 6 of 6" in sidebar_text(taker)  # the session that took it keeps it
+    fresh.button(key="syn_tour_start").click().run()  # a new tour replaces the finished one
+    state = store.get_tour("syn")
+    assert state["run_id"] != old_run and state["index"] == 0
+    assert "Step 1 of 7" in sidebar_text(fresh)
+    taker.run()
+    assert "Step 1 of 7" in sidebar_text(taker)  # a tour under way: every page follows it
+    assert not fresh.exception and not taker.exception
+
+
+def test_a_tour_left_unmoved_is_over_for_a_new_session_until_it_moves_again(
+        isolated_store, monkeypatch):
+    """The clock is the tour's (no waiting): past STALE_AFTER_S without a step change, a new
+    session offers a new tour while the instructor's keeps its step; Next makes it a tour
+    under way again, which the new session then follows."""
+    now = [1000.0]
+    monkeypatch.setattr(tour, "clock", lambda: now[0])
+    store = RunStore(isolated_store)
+    toured_run(store)
+    taker = open_app(PAGE)
+    assert "Start small" in sidebar_text(taker)
+    now[0] += tour.STALE_AFTER_S
+    fresh = open_app(PAGE)
+    assert "Step" not in sidebar_text(fresh) and fresh.button(key="syn_tour_start")
+    taker.run()
+    assert "Start small" in sidebar_text(taker)
+    taker.button(key="syn_tour_next").click().run()
+    fresh.run()
+    assert "Diversity rises as the loss falls" in sidebar_text(fresh)
+    assert not fresh.exception and not taker.exception
+
+
+def test_a_tour_stored_before_step_changes_were_stamped_loads_as_over(isolated_store):
+    store = RunStore(isolated_store)
+    run_id = toured_run(store)
+    store.set_tour("syn", {"run_id": run_id, "index": 1, "stepped_after": None})
+    at = open_app(PAGE)
+    assert "Step" not in sidebar_text(at) and at.button(key="syn_tour_start")
     assert not at.exception

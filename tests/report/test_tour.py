@@ -85,3 +85,32 @@ def test_the_diversity_step_reads_the_probe_the_chart_draws_when_there_is_one():
     assert steps["diversity"].epoch == 4  # the probe first rose above 0.3 at epoch 4
     assert "on the chart (a fixed probe after each epoch) rose from 0.3 to 0.4" \
         in steps["diversity"].text
+
+
+def test_a_step_change_is_stamped_with_the_clock(monkeypatch):
+    monkeypatch.setattr(tour, "clock", lambda: 500.0)
+    state = {"run_id": 3, "index": 2, "stepped_after": 4}
+    assert tour.moved_to(state, 3) == {"run_id": 3, "index": 3, "stepped_after": 4,
+                                       "moved_at": 500.0}
+    assert tour.moved_to(state, -1)["index"] == 0
+
+
+def test_a_tour_is_over_on_its_last_step_or_once_left_unmoved(monkeypatch):
+    now = [1000.0]
+    monkeypatch.setattr(tour, "clock", lambda: now[0])
+    state = tour.moved_to({"run_id": 3}, 1)
+    assert not tour.is_over(state, last_step=False)
+    assert tour.is_over(state, last_step=True)  # Next disabled: nothing more to follow
+    now[0] += tour.STALE_AFTER_S - 1
+    assert not tour.is_over(state, last_step=False)
+    now[0] += 1
+    assert tour.is_over(state, last_step=False)
+    assert not tour.is_over(tour.moved_to(state, 2), last_step=False)  # moved again: live
+    assert tour.is_over({"run_id": 3, "index": 1}, last_step=False)  # stored before stamps
+
+
+def test_the_last_step_is_the_last_reached_once_nothing_more_comes():
+    steps = tour.reached_steps(CONFIG, N_TRAIN, RECORDS, EVENTS, finished=True)
+    assert tour.at_last_step(steps, len(steps) - 1, complete=True)
+    assert not tour.at_last_step(steps, len(steps) - 2, complete=True)
+    assert not tour.at_last_step(steps, len(steps) - 1, complete=False)  # race still to come
