@@ -18,7 +18,7 @@ from divebatch.presets import (PRESETS, VARIANTS, method_of_variant, presets_for
                                variant_of, variant_uses, with_variant)
 
 from . import roles
-from .fields import field_widget, label_of
+from .fields import field_value, field_widget, label_of
 from .store import open_store
 from .first_point import await_first_points
 from .instructor import FIELDS as INSTRUCTOR_FIELDS
@@ -54,7 +54,8 @@ def load_into_state(prefix: str, config: RunConfig) -> None:
 
 def config_from_state(prefix: str) -> RunConfig:
     """The RunConfig the form describes (not validated)."""
-    values = {f.name: st.session_state[key(prefix, f.name)] for f in config_fields()}
+    values = {f.name: field_value(f.name, st.session_state[key(prefix, f.name)])
+              for f in config_fields()}
     variant = values["method"]
     values["method"] = method_of_variant(variant)
     return with_variant(RunConfig(**values), variant)

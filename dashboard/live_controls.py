@@ -11,7 +11,7 @@ from divebatch.report.hot_limits import hot_change_limits, hot_values_in_force
 from divebatch.runs import control_requests
 
 from . import growing_panel, live_cache, pacing, roles
-from .fields import field_widget, label_of
+from .fields import field_value, field_widget, label_of
 from .instructor import instructor_mode
 from .play import play_controls
 from .store import open_store
@@ -115,7 +115,8 @@ def _apply_hot(prefix: str, run_id: int, current: dict) -> None:
         return
     sent_key = f"{prefix}_hot_sent_{run_id}"  # a repeated click must not resend the change
     sent = st.session_state.setdefault(sent_key, {})
-    changes = {name: st.session_state[f"{prefix}_hot_{name}_{run_id}"] for name in HOT_FIELDS}
+    changes = {name: field_value(name, st.session_state[f"{prefix}_hot_{name}_{run_id}"])
+               for name in HOT_FIELDS}
     changes = {k: v for k, v in changes.items() if v != current[k]}
     if not changes:
         st.session_state[f"{prefix}_control_message"] = ("info", "Nothing changed.")

@@ -247,6 +247,23 @@ def test_values_out_of_a_fields_range_reach_the_error_not_an_older_value(store):
     assert store.list_runs() == []
 
 
+def test_whole_number_fields_take_any_number_and_store_ints(store):
+    """Whole-number fields are float inputs (the browser's int input refused numbers over
+    2**53 itself and kept the last good one): a huge or fractional value reaches validation,
+    and a whole one is stored as an int."""
+    at = open_app("app_pages/synthetic.py")
+    set_numbers(at, "syn", epochs=1e20, seed=2.5)
+    error = texts(at.error)
+    assert "epochs should be an int >= 1 and <= 100000, but got epochs=100000000000000000000" \
+        in error and "seed should be an int >= 0" in error and "seed=2.5" in error
+    assert at.button(key="syn_start").disabled
+    set_numbers(at, "syn", **TINY, epochs=3.0, seed=7.0)
+    assert not at.error
+    at.button(key="syn_start").click().run()
+    [run] = store.list_runs()
+    assert run["config"]["epochs"] == 3 and type(run["config"]["seed"]) is int
+
+
 def test_learn_links_diversity_noise_scale_and_critical_batch():
     at = open_app("app_pages/learn.py")
     at.slider(key="learn_w1").set_value(0.5).run()

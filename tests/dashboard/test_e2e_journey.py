@@ -206,6 +206,17 @@ def test_normal_mode_pages_through_a_runs_life(fresh, browser):
                                 viewer.main.get_by_role("button", name="Race the 4 methods"),
                                 what="Start and Race in view before a run")
 
+    # a whole number too large for the browser's own int input (over 2**53) reaches
+    # validation's error; the browser once kept the last good value, which Start then ran
+    viewer.open("synthetic", "Synthetic lab")
+    for name in ("epochs", "seed"):
+        field = page.locator(f".st-key-syn_{name} input")
+        field.fill("100000000000000000000")
+        field.press("Tab")
+        viewer.main.get_by_text(f"but got {name}=100000000000000000000").wait_for()
+    assert page.get_by_role("button", name="Start run").is_disabled()
+    viewer.check("synthetic_huge_numbers")
+
     # a step-by-step run: paused after epoch 1, the charts and legend in view
     viewer.open(f"synthetic?{TINY}&epochs=6", "Synthetic lab")
     page.get_by_text("Step by step (pauses after each epoch)").click()
