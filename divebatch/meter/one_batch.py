@@ -33,12 +33,29 @@ def _norms_and_gradient(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Te
                              f"(reduction='none'), but got shape {list(losses.shape)}")
         if hooks.weighing is not None:
             hooks.weighing.watch_losses(losses)
-        grads = (list(torch.autograd.grad(losses.sum(), params, allow_unused=True))
-                 if params else [])
+        grads = _batch_gradient(losses, params, hooks)
         hooks.check_grads_seen(params, grads)
         hooks.check_batch_gradient(params, grads)
     sq_norms = hooks.sq_norms if hooks.sq_norms is not None else losses.new_zeros(len(losses))
     return sq_norms.detach(), grads
+
+
+def _batch_gradient(losses: Tensor, params: list[Tensor], hooks: SqNormHooks,
+                    ) -> list[Tensor | None]:
+    """d(sum of losses)/d(params). ``torch.autograd.grad`` refuses a reentrant activation
+    checkpoint on the way to a parameter: the checkpointed layers, which ran without
+    gradients, are then refused by name, as when the checkpoint leads to no parameter."""
+    if not params:
+        return []
+    try:
+        return list(torch.autograd.grad(losses.sum(), params, allow_unused=True))
+    except RuntimeError as error:
+        if "use_reentrant=True" not in str(error):
+            raise
+        hooks.check_grads_seen(params, [None] * len(params))  # names the checkpointed layers
+        raise ValueError("a layer runs in reentrant activation checkpointing "
+                         "(torch.utils.checkpoint(use_reentrant=True)), whose backward "
+                         "torch.autograd.grad refuses; measure without checkpointing") from None
 
 
 def per_sample_grad_sq_norms(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor],

@@ -187,6 +187,27 @@ def test_reentrant_checkpointing_is_refused_by_name():
             cross_entropy(model(inputs), targets).mean().backward()
 
 
+class CheckpointAfterALayer(nn.Module):
+    """A reentrant checkpoint whose input comes from a trainable layer: on the way to that
+    layer's parameters torch.autograd.grad meets the checkpoint and refuses it (a RuntimeError
+    came out of per_sample_grad_sq_norms)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem, self.body, self.head = nn.Linear(4, 6), nn.Linear(6, 6), nn.Linear(6, 2)
+
+    def forward(self, x):
+        hidden = checkpoint(self.body, torch.tanh(self.stem(x)), use_reentrant=True)
+        return self.head(torch.tanh(hidden))
+
+
+def test_reentrant_checkpointing_after_a_trainable_layer_is_refused_by_name():
+    with pytest.raises(ValueError, match=r"^body \(Linear\) ran with gradients disabled "
+                                         r"inside the model's forward \(.*reentrant"):
+        per_sample_grad_sq_norms(CheckpointAfterALayer(), cross_entropy, torch.randn(3, 4),
+                                 torch.randint(0, 2, (3,)))
+
+
 class NoGradStem(nn.Module):
     """A trainable feature extractor run under torch.no_grad() inside the forward."""
 
