@@ -142,7 +142,11 @@ def live_panel(prefix: str, run_ids: list[int]) -> None:
         st.session_state[f"{prefix}_every_since"] = time.monotonic()
     stale.watch()
     if growing_panel.enabled():  # the charts grow in the browser: no rerun per update
-        show_run_problems(list(snap.runs), open_store())
+        queued = any(status == "queued" for status in statuses.values())  # what holds them
+        # changes with no status change (a Resume): their line follows it while they wait
+        st.fragment(run_every=max(every, growing_panel.HOUSEKEEPING_EVERY_S)
+                    if every and queued else None)(show_run_problems)(
+            list(snap.runs), open_store(), prefix)
         growing_panel.panel(prefix, statuses, options, every)
     else:
         st.fragment(run_every=every)(charts_fragment)(prefix, statuses, options, every)
@@ -169,7 +173,7 @@ def charts_fragment(prefix: str, statuses: dict[int, str], options: ChartOptions
         st.rerun()  # a run started, ended or vanished: redraw controls and charts together
     if every and _interval_changed(prefix, every, snap):
         st.rerun()  # a new timer needs a full rerun
-    show_run_problems(runs, store)
+    show_run_problems(runs, store, prefix)
     for run in runs:
         if run["status"] == "running":
             fraction, text = plots.progress(run, snap.records[run["id"]],

@@ -1,6 +1,7 @@
 // The page's scroll to the charts after Start: a function of the request {id, start, anchor}
-// that dashboard/instructor.py's scroll_to_charts calls in a script. It steers the verdict
-// above the charts, else their legend, else the element with id `anchor`, to just under
+// that dashboard/instructor.py's scroll_to_charts calls in a script. It steers the line above
+// the charts that names the paused runs keeping a queued run waiting (dashboard/store.py), else
+// the verdict above them, else their legend, else the element with id `anchor`, to just under
 // Streamlit's header, and keeps it there while the controls above appear: until it has stayed
 // put for 3 s, for at most a minute, and never once the user has clicked, scrolled or typed
 // since the request of the Start it follows came (the user decides what is in view: a setup
@@ -22,7 +23,8 @@
   state.steering = (state.steering ?? 0) + 1;  // scrolls under way (the tests wait for none)
   const go = () => {
     if (state.input >= since) { state.steering--; return; }
-    const drawn = document.querySelector("[class*=_verdict], [class*=_chart_legend]");
+    const drawn = document.querySelector(  // the first of them on the page
+      "[class*=_queue_blocked], [class*=_verdict], [class*=_chart_legend]");
     const target = drawn || document.getElementById(request.anchor);
     if (target) {
       const header = document.querySelector("header");

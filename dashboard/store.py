@@ -9,9 +9,10 @@ import streamlit as st
 from divebatch.runs import capacity, queue
 from divebatch.report.tables import run_row
 from divebatch.report.figures import run_label
+from divebatch.report.queue_note import paused_holders, paused_slots, queued_note
 from divebatch.runs.store import ACTIVE_STATUSES, RunStore
 
-from . import live_cache
+from . import live_cache, roles
 
 
 
@@ -48,14 +49,31 @@ def foreground_runs(store: RunStore) -> list[dict]:
             if not run["info"].get("background")]
 
 
-def show_run_problems(runs: list[dict], store: RunStore) -> None:
-    """st.error / st.warning / st.info in plain words for runs that need attention."""
-    queued = [run for run in runs if run["status"] == "queued"]
+def queue_message(store: RunStore, queued: list[int]) -> tuple[str, str]:
+    """("info" or "warning", the line) saying why the `queued` run ids wait: the busy worker
+    slots, and the paused runs that hold some (named, with what frees them)."""
+    queue.reap(store)
+    running = store.list_runs(status="running")
+    progress = {run["id"]: store.get_progress(run["id"]) for run in running
+                if run["info"].get("background") and run["worker_pid"]}
+    paused = paused_holders(running, progress)
+    return queued_note(queued, capacity.background_busy(running), capacity.max_workers(),
+                       paused, paused_slots(running, paused), can_change=roles.can_change())
+
+
+def show_run_problems(runs: list[dict], store: RunStore, prefix: str = "") -> None:
+    """st.error / st.warning / st.info in plain words for runs that need attention. Queued
+    runs that paused runs keep waiting get a warning in a container keyed
+    "<prefix>_queue_blocked" (with a `prefix`), which the scroll after a Start lands on
+    (scroll_to_charts.js): the line is in view, just above the charts."""
+    queued = [run["id"] for run in runs if run["status"] == "queued"]
     if queued:
-        busy, _, slots = queue_summary(store)
-        ids = ", ".join(f"#{run['id']}" for run in queued)
-        st.info(f"Queued: {ids}. {busy} of {slots} worker slot(s) are busy; queued runs "
-                f"start on their own, oldest first, as slots free up.")
+        level, line = queue_message(store, queued)
+        if level == "info":
+            st.info(line)
+        else:
+            box = st.container(key=f"{prefix}_queue_blocked") if prefix else st.container()
+            box.warning(line, icon=":material/pause_circle:")
     for run in runs:
         error = run.get("error") or "no details recorded"
         if run["status"] == "diverged":
