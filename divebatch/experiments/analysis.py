@@ -208,6 +208,8 @@ def summarize(run: dict, records: list[dict], common: float | None = None) -> di
         "batch_sizes": (sizes[0], sizes[-1]) if sizes else None,  # trained with: first, last
         "step_ms_measured": step_ms_measured, "step_ms_plain": step_ms_plain,
         "measure_time": measuring_time(records), "measure_share": measuring_share(records),
+        "measure_to_common": None if common_epoch is None else measuring_time(
+            [r for r in records if int(r.get("epoch") or 0) <= common_epoch]),
     }
 
 

@@ -95,12 +95,22 @@ def _race_text(runs: list[dict], rows: list[dict], common: float | None) -> str:
     text += (f" {first['method']} was first, in {_seconds(first['time_to_common'])} of "
              f"training")
     if dive is None or dive is first:
-        return text + "."
+        return text + "." + (_first_epoch(dive) if dive else "")
     if dive["time_to_common"] is None:
         return text + "; DiveBatch never reached it."
     ratio = dive["time_to_common"] / first["time_to_common"]
     return text + (f"; DiveBatch took {_seconds(dive['time_to_common'])} "
-                   f"({ratio:.1f}x as long).")
+                   f"({ratio:.1f}x as long).") + _first_epoch(dive)
+
+
+def _first_epoch(dive: dict) -> str:
+    """A race DiveBatch ended in its first epoch times one epoch's cost, not the method."""
+    if dive.get("epochs_to_common") != 1:
+        return ""
+    measuring = dive.get("measure_to_common")
+    return (" It got there in its first epoch, so its time is what one epoch cost"
+            + (f" ({_seconds(measuring)} of it measuring diversity)" if measuring else "")
+            + ": a target this easy does not separate the methods.")
 
 
 def _sorted_like(runs: list[dict], rows: list[dict]) -> list[dict]:

@@ -220,3 +220,26 @@ def test_a_projectors_lead_while_runs_train_is_one_sentence():
     assert verdicts.verdict(rows, 0.89, lead=True) == (
         "So far (runs still training): AdaBatch was first to 89.0 %, in 1.0 s, 4.0x sooner "
         "than SGD, and is 2.0 points lower.")
+
+
+def test_a_race_decided_in_the_first_epoch_says_its_times_are_one_epochs_cost():
+    """The Synthetic lab's default race: every method but SGD at B_max met the common target
+    (set by SGD at B_max) in its first epoch, and the verdict called DiveBatch 2.0x later than
+    SGD at B0 with no word that this was one epoch's cost (measuring diversity in it) against
+    another's."""
+    base = row("SGD B=8", 0.23, None, epochs_to_common=1, final_val_loss=0.010)
+    large = row("SGD B=2048", 0.13, None, epochs_to_common=59, final_val_loss=0.014)
+    dive = row("DiveBatch", 0.47, None, kind="divebatch", epochs_to_common=1,
+               measure_to_common=0.21, final_val_loss=0.010)
+    text = verdicts.verdict([base, dive, large], 0.0146)
+    assert ("DiveBatch reached a validation loss of 0.0146 in 0.47 s, 2.0x later than "
+            "SGD B=8") in text
+    assert ("SGD B=8 and DiveBatch reached a validation loss of 0.0146 in their first epoch, "
+            "so their times compare what one epoch cost each (0.21 s of DiveBatch's went to "
+            "measuring diversity), not how the methods train: a target this easy does not "
+            "separate them.") in text
+    assert "their first epoch" in verdicts.verdict([base, dive, large], 0.0146, lead=True)
+    later = {**dive, "epochs_to_common": 3}
+    assert "first epoch" not in verdicts.verdict([base, later, large], 0.0146)
+    assert "first epoch" not in verdicts.verdict([{**base, "epochs_to_common": 2}, dive],
+                                                  0.0146)

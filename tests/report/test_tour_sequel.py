@@ -77,3 +77,20 @@ def test_the_critical_step_comes_with_the_measurement_and_reads_it_against_b_sim
         "read 98 at epoch 0: far above it.")
     failed = Sequel(race(), records(), {"id": 7, "status": "failed"})
     assert [step.key for step in sequel_steps(failed)] == ["race"] and sequel_ended(failed)
+
+
+def test_a_race_divebatch_ended_in_its_first_epoch_says_its_time_is_one_epochs_cost():
+    """DiveBatch met the target in its first epoch: '2.8x as long' alone read as the method's
+    fault, where it was one epoch's cost, measuring diversity included."""
+    early = records()
+    early[1][0]["val_loss"] = 0.2  # DiveBatch's first epoch meets the target (0.315)
+    early[1][0].update(measure_time=0.15, train_time=0.7)
+    [step] = sequel_steps(Sequel(race(), early))
+    assert step.text.endswith(
+        "#2 SGD B=8 was first, in 0.50 s of training; DiveBatch took 0.70 s (1.4x as long). "
+        "It got there in its first epoch, so its time is what one epoch cost (0.15 s of it "
+        "measuring diversity): a target this easy does not separate the methods.")
+    early[1][0]["train_time"] = 0.3  # first, in its first epoch
+    [step] = sequel_steps(Sequel(race(), early))
+    assert "DiveBatch (delta=0.1) was first, in 0.30 s of training. It got there in its " \
+        "first epoch" in step.text
