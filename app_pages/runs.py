@@ -23,8 +23,8 @@ RUN_COLUMNS_SHOWN = ("run", "status", "method", "problem", "epochs", "final acc"
 RUN_COLUMN_CONFIG = {
     "run": st.column_config.NumberColumn(width=40),
     "status": st.column_config.TextColumn(width=85),
-    "method": st.column_config.TextColumn(width=235),
-    "problem": st.column_config.TextColumn(width=90),
+    "method": st.column_config.TextColumn(width=290),  # "DiveBatch (delta=0.1 -> 0.5, B 8 -> 1024)"
+    "problem": st.column_config.TextColumn(width=105),  # least_squares
     "epochs": st.column_config.TextColumn(width=60),
     "final acc": st.column_config.NumberColumn(format="percent", width=70),
     "final val loss": st.column_config.NumberColumn(format="%.4g", width=85),

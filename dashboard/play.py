@@ -103,9 +103,12 @@ def _play_row(prefix: str, run: dict) -> None:
                    help="One more epoch, then paused again (while running: pause at the end "
                         "of this epoch).")
     epochs = int(run["config"].get("epochs") or 1)
-    cols[3].selectbox("Pace of this run", list(RUN_PACES), format_func=RUN_PACES.get,
+    cols[3].selectbox("Pace while it runs", list(RUN_PACES), format_func=RUN_PACES.get,
                       key=f"{prefix}_play_pace_{run_id}", index=_pace_index(run, epochs),
-                      on_change=_pace, args=(prefix, run_id, epochs))
+                      on_change=_pace, args=(prefix, run_id, epochs),
+                      help="How fast its epochs go when it is not paused. A run started "
+                           "step by step runs at real time between its pauses unless you "
+                           "pick a pace here; Pause and Step stop it after an epoch.")
     state = (f"paused after epoch {int(progress.get('epoch') or 0)}" if paused
              else "running")
     cols[4].caption(f"Run #{run_id} is {state}. Pause and pace wait between epochs; the "
