@@ -3,6 +3,10 @@ one figure of the page at a time, each step's moment found on the page's gradien
 path (the first step whose diversity rose while the loss fell, the first that grew the
 batch, the one that reached B_max), never a fixed step. A step the path never reaches is
 left out. Its last step sends the reader to the lab's tour on a real run.
+
+Its state in the store is the lab tour's kind: the step shown, stamped at each step change
+(`tour.moved_to`), and the time the tour started (`started_at`, which tells one tour from
+the next); it is over for a page that took no part in it as the lab's is (`is_over`).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from dataclasses import dataclass
 
 from divebatch.report.learn import PointSummary
 from divebatch.report.learn_noise import NoiseScales
+from divebatch.report import tour
 from divebatch.report.tour import Step
 
 PAGE = "learn"  # the tour's key in the store, and the prefix of the page's chart keys
@@ -22,6 +27,23 @@ STEPS = {
     "cap": ("The cap at B_max", "batch_chart"),
     "critical": ("Where a bigger batch stops being free", "critical_chart"),
 }
+
+
+def started() -> dict:
+    """The state of a new tour: on its first step, stamped with the time it started."""
+    return tour.moved_to({"started_at": tour.clock()}, 0)
+
+
+def shown_index(state: dict, steps: list[Step]) -> int:
+    """The step a page with `steps` shows for `state` (its last if the index is past it)."""
+    return min(int(state["index"]), len(steps) - 1)
+
+
+def is_over(state: dict, steps: list[Step]) -> bool:
+    """Whether the tour of `state` is over for a page with `steps` that took no part in it:
+    the page would show its last step (the lab's tour link, Next disabled), or the tour has
+    not moved for tour.STALE_AFTER_S (`tour.is_over`)."""
+    return tour.is_over(state, tour.at_last_step(steps, shown_index(state, steps), True))
 
 
 @dataclass(frozen=True)

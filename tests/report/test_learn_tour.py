@@ -2,6 +2,7 @@
 
 from types import SimpleNamespace
 
+from divebatch.report import learn_tour, tour
 from divebatch.report.learn_tour import Rule, learn_steps
 
 POINT = SimpleNamespace(diversity=0.5, yin_bound=3.0)
@@ -36,3 +37,25 @@ def test_steps_the_path_never_reaches_are_left_out():
     falling = dict(ALONG, diversity=[0.5, 0.4, 0.3, 0.2, 0.1])
     assert [s.key for s in learn_steps(POINT, 6, falling, None, SCALES)] == [
         "pulls", "critical"]  # no valid rule: no batch steps either
+
+
+def test_a_new_tour_is_stamped_with_the_clock(monkeypatch):
+    monkeypatch.setattr(tour, "clock", lambda: 500.0)
+    assert learn_tour.started() == {"started_at": 500.0, "index": 0, "moved_at": 500.0}
+
+
+def test_a_tour_is_over_on_the_pages_last_step_or_once_left_unmoved(monkeypatch):
+    now = [1000.0]
+    monkeypatch.setattr(tour, "clock", lambda: now[0])
+    steps = learn_steps(POINT, 6, ALONG, RULE, SCALES)  # five steps
+    state = tour.moved_to(learn_tour.started(), 3)
+    assert not learn_tour.is_over(state, steps)
+    assert learn_tour.is_over(tour.moved_to(state, 4), steps)  # the last step: Next disabled
+    assert learn_tour.is_over(state, steps[:3])  # past this page's last step: it shows its last
+    assert learn_tour.shown_index(state, steps[:3]) == 2
+    now[0] += tour.STALE_AFTER_S - 1
+    assert not learn_tour.is_over(state, steps)
+    now[0] += 1
+    assert learn_tour.is_over(state, steps)
+    assert not learn_tour.is_over(tour.moved_to(state, 2), steps)  # moved again: live
+    assert learn_tour.is_over({"index": 1}, steps)  # stored before stamps
