@@ -9,7 +9,9 @@ many of each trace's points still hold and the points after them (the layout onl
 changed), or the chart whole when its traces changed otherwise (runs added or removed, a
 trace switching to lines) and everything when the page holds nothing this process still
 keeps. The browser then keeps the first `keep` points of each trace and appends the rest
-(dashboard/growing_charts.js), so nothing is lost or doubled whatever it missed.
+(dashboard/growing_charts.js), so nothing is lost or doubled whatever it missed. A trace's
+numeric `customdata` (a value per point, shown on hover: a proposal drawn on the batch-size
+chart's edge) grows with its points in the same way.
 """
 
 from __future__ import annotations
@@ -51,11 +53,17 @@ class Prepared:
     config: dict
     caption: str | None = None
     wide: bool = False
+    cs: tuple[np.ndarray | None, ...] = ()  # each trace's customdata, or None
+
+    def custom(self, index: int) -> np.ndarray | None:
+        return self.cs[index] if index < len(self.cs) else None
 
     def whole(self) -> dict:
         traces = json.loads(self.shape)["traces"]
-        for trace, x, y in zip(traces, self.xs, self.ys):
+        for index, (trace, x, y) in enumerate(zip(traces, self.xs, self.ys)):
             trace.update(x=listed(x), y=listed(y))
+            if self.custom(index) is not None:
+                trace["customdata"] = listed(self.custom(index))
         return {"full": {"data": traces, "layout": self.layout, "config": self.config,
                          "caption": self.caption, "wide": self.wide}}
 
@@ -69,15 +77,20 @@ class Version:
 
 def prepare(spec: dict, config: dict, caption: str | None = None, wide: bool = False
             ) -> Prepared:
-    xs, ys, traces = [], [], []
+    xs, ys, cs, traces = [], [], [], []
     for trace in spec["data"]:
         xs.append(np.asarray(trace["x"], dtype=float))
         ys.append(np.asarray(trace["y"], dtype=float))
-        traces.append({k: v for k, v in trace.items() if k not in ("x", "y")})
+        custom = trace.get("customdata")
+        cs.append(None if custom is None else np.asarray(custom, dtype=float))
+        # the shape says which traces have customdata: a trace gaining some comes whole
+        traces.append({k: v for k, v in trace.items() if k not in ("x", "y", "customdata")}
+                      | ({} if custom is None else {"customdata": True}))
     layout_json = json.dumps(spec["layout"], sort_keys=True, default=float)
     layout = json.loads(layout_json)  # numbers as plain floats
     shape = json.dumps({"traces": traces, "config": config}, sort_keys=True)
-    return Prepared(shape, layout, layout_json, tuple(xs), tuple(ys), config, caption, wide)
+    return Prepared(shape, layout, layout_json, tuple(xs), tuple(ys), config, caption, wide,
+                    tuple(cs))
 
 
 def latest(snap: live_cache.Snapshot, options: ChartOptions, fresh: bool = False
@@ -157,9 +170,14 @@ def message(had: Version | None, now: Version) -> dict:
 
 def _increment(old: Prepared, new: Prepared) -> dict:
     traces = []
-    for old_x, old_y, x, y in zip(old.xs, old.ys, new.xs, new.ys):
+    for index, (old_x, old_y, x, y) in enumerate(zip(old.xs, old.ys, new.xs, new.ys)):
         keep = min(_common_prefix(old_x, x), _common_prefix(old_y, y))
-        traces.append([keep, listed(x[keep:]), listed(y[keep:])])
+        old_c, c = old.custom(index), new.custom(index)
+        if c is None:
+            traces.append([keep, listed(x[keep:]), listed(y[keep:])])
+            continue
+        keep = 0 if old_c is None else min(keep, _common_prefix(old_c, c))
+        traces.append([keep, listed(x[keep:]), listed(y[keep:]), listed(c[keep:])])
     entry = {"traces": traces}
     if old.layout_json != new.layout_json:
         entry["layout"] = new.layout

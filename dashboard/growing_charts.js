@@ -177,11 +177,12 @@ class GrowingCharts {
 
   extend(chart, entry) {  // the points after the first `keep` of each trace are new
     chart.changed = chart.changed || new Map();  // trace index -> its first changed point
-    entry.traces.forEach(([keep, xs, ys], i) => {
+    entry.traces.forEach(([keep, xs, ys, cs], i) => {  // cs: the trace's customdata, if any
       const trace = chart.traces[i];
       if (keep === trace.x.length && !xs.length) return;
       trace.x = trace.x.slice(0, keep).concat(xs);
       trace.y = trace.y.slice(0, keep).concat(ys);
+      if (cs) trace.customdata = (trace.customdata || []).slice(0, keep).concat(cs);
       chart.changed.set(i, Math.min(keep, chart.changed.get(i) ?? keep));
     });
     if (entry.layout && !layoutGrows(chart.layout, entry.layout)) chart.dirty = "react";
@@ -210,7 +211,8 @@ class GrowingCharts {
     const themed = this.template ? {...own, ...chart.layout, template: this.template}
       : chart.layout;
     const layout = this.live ? withRoom(themed, chart.traces) : themed;
-    const copies = chart.traces.map((t) => ({...t, x: t.x.slice(), y: t.y.slice()}));
+    const copies = chart.traces.map((t) => ({...t, x: t.x.slice(), y: t.y.slice(),
+      ...(t.customdata && {customdata: t.customdata.slice()})}));
     return Plotly.react(chart.div, copies, layout, {responsive: true, ...chart.config})
       .then(() => {
         if (chart.listening) return;  // a resize redraws plotly's own data: the lines grown

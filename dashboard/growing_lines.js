@@ -8,7 +8,10 @@
 // points. Anything else (fills, other line shapes, a point outside the axes, other layout
 // changes) returns false and the caller redraws the chart with plotly.
 // While runs train, `withRoom` gives the axes some room to grow into (autorange includes a
-// little beyond the data), so most updates fit.
+// little beyond the data), so most updates fit. An axis whose range the spec fixes keeps it
+// (the batch-size chart's y: divebatch/report/batch_axis.py, whose proposals off that range
+// sit on its edge): its points fit until a new spec brings another range, and then the
+// changed layout redraws the chart.
 
 const ROOM_X = 0.25;  // of the x span, beyond the last point
 const ROOM_Y = 0.10;  // of the y span, above and below the data
@@ -163,9 +166,10 @@ function layoutGrows(before, after) {
 }
 
 // Redraw the traces in `changed` (index -> the first of its points that changed) as
-// `traces` (arrays x, y) and the shapes as in `layout` (a version that layoutGrows from the
-// drawn one) in plotly's SVG; `tails`: the chart's WeakMap of line tails, new after each
-// plotly redraw. False, with nothing changed, where plotly has to redraw.
+// `traces` (arrays x, y, and customdata where a trace has it: its hover values) and the
+// shapes as in `layout` (a version that layoutGrows from the drawn one) in plotly's SVG;
+// `tails`: the chart's WeakMap of line tails, new after each plotly redraw. False, with
+// nothing changed, where plotly has to redraw.
 function growInPlace(gd, traces, changed, layout, tails) {
   if (!gd._fullData || !gd._fullLayout || !gd.data || gd.data.length !== traces.length) {
     return false;
@@ -179,6 +183,7 @@ function growInPlace(gd, traces, changed, layout, tails) {
   for (const index of changed.keys()) {
     gd.data[index].x = traces[index].x.slice();
     gd.data[index].y = traces[index].y.slice();
+    if (traces[index].customdata) gd.data[index].customdata = traces[index].customdata.slice();
   }
   return true;
 }

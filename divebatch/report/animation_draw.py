@@ -22,6 +22,7 @@ from divebatch.report.run_labels import LINE_BREAK
 WIDTH_PX, HEIGHT_PX, DPI = 1024, 640, 100  # 16:10; both sides multiples of 16 (H.264 blocks)
 DASHES = {"solid": "-", "dash": (0, (5, 3)), "dot": (0, (1, 2)), "dashdot": "-.",
           "longdash": (0, (9, 3))}
+MARKERS = {"triangle-up": "^", "triangle-down": "v"}
 CHARTS_BOTTOM = 0.26     # figure fraction; the verdict sits below
 CHART_TITLE_ROOM = 0.06  # figure fraction between the legend and the charts' frames
 VERDICT_CHARS = 700      # a verdict this long fills the band under the charts at 9 pt
@@ -102,10 +103,17 @@ def _chart_axes(figure: Figure, charts: dict[str, dict], top: float) -> dict:
         for artist in artists:
             artist.remove()
         ax.set_xlim(limits[0])  # ... and kept for every frame
-        ax.set_ylim(limits[1])
+        ax.set_ylim(_fixed_range(spec["layout"]["yaxis"]) or limits[1])
         if limits[0][1] >= 1e4:  # 200k examples, as plotly writes them
             ax.xaxis.set_major_formatter(EngFormatter(sep=""))
     return axes
+
+
+def _fixed_range(axis: dict) -> list[float] | None:
+    """A plotly axis's fixed range (the batch-size chart's: figures' batch_axis) as values."""
+    if axis.get("autorange") is not False or not axis.get("range"):
+        return None
+    return [10 ** v for v in axis["range"]] if axis.get("type") == "log" else axis["range"]
 
 
 def _legend(figure: Figure, spec: dict):
@@ -119,7 +127,8 @@ def _handle(trace: dict) -> Line2D:
     markers = trace.get("mode") == "markers"
     return Line2D([], [], color=line.get("color"), alpha=trace.get("opacity", 1.0),
                   linestyle="none" if markers else DASHES.get(line.get("dash"), "-"),
-                  linewidth=points(line.get("width", 2.0)), marker="o" if markers else None,
+                  linewidth=points(line.get("width", 2.0)),
+                  marker=_marker(trace) if markers else None,
                   markersize=points(trace.get("marker", {}).get("size", 6)),
                   label=shown(trace.get("name", "")))
 
@@ -158,8 +167,13 @@ def _trace(ax, trace: dict) -> list:
                    linestyle="none" if mode == "markers" else DASHES.get(line["dash"], "-"),
                    linewidth=points(line["width"]),
                    drawstyle="steps-post" if line.get("shape") == "hv" else "default",
-                   marker="o" if "markers" in mode else None,
+                   marker=_marker(trace) if "markers" in mode else None,
                    markersize=points(trace["marker"]["size"]))
+
+
+def _marker(trace: dict) -> str:
+    """plotly's marker symbol as matplotlib's: a dot, or a proposal's triangle off the chart."""
+    return MARKERS.get(trace.get("marker", {}).get("symbol"), "o")
 
 
 def _shape(ax, shape: dict):

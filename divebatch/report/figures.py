@@ -20,6 +20,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from divebatch.experiments import analysis
+from divebatch.report import batch_axis
 from divebatch.report.log_ticks import log_ticks
 from divebatch.report.chart_style import styles_for
 from divebatch.report.chart_marks import (capped_shading, capped_spans,  # noqa: F401
@@ -215,20 +216,27 @@ def _diversity(runs: list[RunData], options: ChartOptions) -> dict:
 
 def _batch_size(runs: list[RunData], options: ChartOptions) -> dict:
     """Batch size per epoch as steps; DiveBatch's proposal delta * n * Delta_hat as dots;
-    shaded where the batch is capped at B_max."""
+    shaded where the batch is capped at B_max. The y range is the batch sizes' and B_max's
+    (batch_axis): a proposal outside it is a triangle on the edge, its value on hover."""
+    steps = [_steps(data, "batch_size", options) for data in runs]
+    axis = batch_axis.fit([y for _, y in steps], batch_axis.caps(runs), options.log_y)
     traces = []
-    for data, style in zip(runs, _styles(runs)):
+    for data, style, (x, y) in zip(runs, _styles(runs), steps):
         label = chart_label(data)
-        x, y = _steps(data, "batch_size", options)
         traces.append(_trace(x, y, label, style, y_label="batch", step=True))
         if (data.run.get("config") or {}).get("method") == "divebatch":
             y = ema(proposals(data.columns, data.n_train), options.smoothing)
-            traces.append(_trace(epoch_ends(data.columns, options.x_axis), y,
-                                 f"{label}: δ·n·Δ̂ proposal", style, y_label="proposal",
-                                 markers_only=True))
-    return _figure(CHARTS["batch_size"], "batch size", options, options.log_y, traces, runs,
+            for side, values in batch_axis.split(axis, y):
+                traces.append(batch_axis.edge_trace(_trace(
+                    epoch_ends(data.columns, options.x_axis), values, f"{label}: δ·n·Δ̂ proposal",
+                    style, y_label="proposal", markers_only=True), side, axis))
+    spec = _figure(CHARTS["batch_size"], "batch size", options, options.log_y, traces, runs,
                    capped_shading(runs, [style.color for style in _styles(runs)],
                                   options.x_axis))
+    if axis:
+        spec["layout"]["yaxis"].update(axis.yaxis(), **(_log_ticks([{"y": axis.ends}], options)
+                                                        if options.log_y else {}))
+    return spec
 
 
 def _lr(runs: list[RunData], options: ChartOptions) -> dict:
@@ -283,6 +291,7 @@ def legend_spec(runs: list[RunData], options: ChartOptions | None = None) -> dic
     if any((d.run.get("config") or {}).get("method") == "divebatch" for d in runs):
         traces.append(_trace([None], [None], "dots: δ·n·Δ̂ proposal", grey, y_label="",
                              markers_only=True))
+        traces += batch_axis.legend_keys(_batch_size(runs, options), grey.color)
     traces += [_trace([None], [None], "shaded: capped at B_max", _Style("#bbbbbb", "solid"),
                       y_label="", width=10, opacity=0.5),
                _trace([None], [None], "dotted: hot change", _Style("#555555", "dot"),

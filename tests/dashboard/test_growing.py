@@ -36,7 +36,7 @@ def apply(page: dict | None, message: dict) -> dict:
         else:
             layout, traces = charts[name]
             charts[name] = (entry.get("layout", layout),
-                            [[x[:keep] + xs, y[:keep] + ys] for (x, y), (keep, xs, ys)
+                            [[x[:keep] + xs, y[:keep] + ys] for (x, y), (keep, xs, ys, *_)
                              in zip(traces, entry["traces"])])
     return {"serial": message["serial"],
             "charts": {name: charts[name] for name in message["order"]}}
@@ -91,6 +91,25 @@ def test_an_answer_is_encoded_once_for_every_page_one_version_behind():
 
 def test_a_version_this_process_does_not_keep_is_none():
     assert growing.held("another-process-1") is None and growing.held(None) is None
+
+
+def test_customdata_grows_with_its_points_and_a_trace_gaining_some_comes_whole():
+    """The batch-size chart's proposals off the chart carry their values as customdata."""
+    def edge(n):
+        return {"data": [{"type": "scatter", "mode": "markers", "x": np.arange(n, dtype=float),
+                          "y": np.full(n, 90.0), "customdata": 1000.0 * np.arange(n)}],
+                "layout": {"height": 320}}
+    first, grown = version(edge(2)), version(edge(3))
+    whole = growing.message(None, first)["figures"]["chart0"]["full"]["data"][0]
+    assert whole["customdata"] == [0.0, 1000.0]
+    assert growing.message(first, grown)["figures"]["chart0"] == {
+        "traces": [[2, [2.0], [90.0], [2000.0]]]}
+    changed = edge(3)
+    changed["data"][0]["customdata"][1] = 5.0  # a value changed, its point did not
+    assert growing.message(grown, version(changed))["figures"]["chart0"]["traces"] == [
+        [1, [1.0, 2.0], [90.0, 90.0], [5.0, 2000.0]]]
+    plain = version(spec(([0, 1], [90, 90]), mode="markers"))
+    assert "full" in growing.message(plain, first)["figures"]["chart0"]
 
 
 values = st.lists(st.one_of(st.floats(-5, 5), st.just(math.nan)), max_size=12)
