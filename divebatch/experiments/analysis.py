@@ -250,9 +250,11 @@ def compare(runs: list[dict], records_by_run: dict[int, list[dict]],
     base = rows[0] if rows else {}
     base_level = own_target(records_of[0]) if rows else None
     higher = uses_accuracy(records_of[0]) if rows else True
-    for row, records in zip(rows, records_of):
-        row["speedup"] = _ratio(base.get("time_to_common"), row["time_to_common"])
-        row["speedup_own"] = _ratio(base.get("time_to_target"), row["time_to_target"])
+    for row, records in zip(rows, records_of):  # a run alone has no speed-up: none is shown
+        row["speedup"] = _ratio(base.get("time_to_common"), row["time_to_common"]) \
+            if len(rows) > 1 else None
+        row["speedup_own"] = _ratio(base.get("time_to_target"), row["time_to_target"]) \
+            if len(rows) > 1 else None
         row["speedup_own_flag"] = _speedup_flag(row, base)
         epoch, seconds = time_to_value(records, base_level, higher)
         row.update(base_level=base_level, epochs_to_base_level=epoch,

@@ -181,10 +181,9 @@ def _first_epoch_caveat(rows: list[dict], level: str) -> str:
     how the methods train: say so, with DiveBatch's measuring seconds in it."""
     base, first = rows[0], min(rows, key=_time_key)
     compared = [first] + [r for r in rows[1:] if _is_dive(r) and r is not first]
-    in_first = [r for r in compared if r is not base and _in_first_epoch(r)]
-    if not in_first or not _in_first_epoch(base):
+    runs = [base] + [r for r in compared if r is not base and r.get("epochs_to_common") == 1]
+    if len(runs) == 1 or base.get("epochs_to_common") != 1:
         return ""
-    runs = [base, *in_first]
     dives = [r for r in runs if _is_dive(r)]
     measured = [f"{_seconds(r['measure_to_common'])} of "
                 f"{'DiveBatch' if len(dives) == 1 else r['method']}'s went to measuring "
@@ -193,10 +192,6 @@ def _first_epoch_caveat(rows: list[dict], level: str) -> str:
             f"their times compare what one epoch cost each"
             + (f" ({'; '.join(measured)})" if measured else "")
             + ", not how the methods train: a target this easy does not separate them.")
-
-
-def _in_first_epoch(row: dict) -> bool:
-    return row.get("epochs_to_common") == 1
 
 
 def _reached(row: dict, base: dict, accuracy: bool, level: str) -> str:
