@@ -298,8 +298,17 @@ def _start(prefix: str, race: bool) -> None:
     ask_for_charts(prefix)  # the charts in view, whatever the mode
     if race:  # the race's verdict is about training time: show the axis it is about
         st.session_state[key(prefix, "x_axis")] = "train_time"
-    shown = [] if race else st.session_state.get(key(prefix, "shown"), [])
+    shown = [] if race else _kept_on_start(store, st.session_state.get(key(prefix, "shown"), []))
     st.session_state[key(prefix, "shown")] = [*shown, *ids]
+
+
+def _kept_on_start(store, shown: list[int]) -> list[int]:
+    """The runs a Start keeps on the charts beside its new run: lone runs, to compare a "what
+    if", but not a race's (the new run joined its verdict and table as a fifth runner)."""
+    runs = [store.get_run(run_id) for run_id in shown]
+    if any(run and run["group"].startswith(warm_pool.RACE_GROUP_PREFIX) for run in runs):
+        return []
+    return shown
 
 
 def race_note(store, runs: list[RunConfig]) -> str | None:

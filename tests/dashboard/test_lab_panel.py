@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from tests.helpers.apptest import open_app, texts
+from tests.helpers.apptest import open_app, set_numbers, texts
 
 pytestmark = pytest.mark.usefixtures("no_workers_left_behind")
 
@@ -53,6 +53,22 @@ def test_a_lab_shows_its_last_race_once_finished(store):
     assert "No run on the charts yet" not in texts(at.info)
     at.multiselect(key="syn_shown").set_value([race[0]]).run()
     assert "Your last race" not in texts(at.info)  # the viewer's own pick: no note
+
+
+def test_start_after_a_race_takes_its_place_but_a_lone_run_stays_beside_the_new_one(store):
+    """A run started after a race joined the race's four on the charts, in its verdict and
+    table; a lone run shown stays beside a new one (to compare a "what if")."""
+    race = [stored(store, group="race least_squares seed 0 10:55:50",
+                   config={**CONFIG, "method": method}) for method in ("divebatch", "sgd")]
+    at = open_app("app_pages/synthetic.py")
+    assert at.multiselect(key="syn_shown").value == race
+    set_numbers(at, "syn", n_samples=400, dim=8, batch_size=16, max_batch_size=256, epochs=2)
+    at.button(key="syn_start").click().run()
+    first = max(run["id"] for run in store.list_runs())
+    assert at.multiselect(key="syn_shown").value == [first]
+    at.button(key="syn_start").click().run()
+    second = max(run["id"] for run in store.list_runs())
+    assert at.multiselect(key="syn_shown").value == [first, second]
 
 
 def test_a_race_watched_to_its_end_gets_no_note(store):
