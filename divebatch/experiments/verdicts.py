@@ -309,8 +309,8 @@ def _cost_again(row: dict, base: dict, said: bool, named: str, common_level: str
     if said and row["time_to_base_level"] == row["time_to_common"]:
         if named == common_level:
             return f" in {steps} steps, as above" if steps else " as above"
-        return f" at the epoch it reached {common_level}" + (f" ({steps} steps)" if steps
-                                                             else "")
+        return (f" in the same epoch as it reached {common_level}"
+                + (f" ({steps} steps)" if steps else ""))
     return f" in {_cost(row)}" + ("" if row is base else _sooner(row, base))
 
 

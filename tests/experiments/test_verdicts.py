@@ -175,7 +175,7 @@ def test_a_two_run_verdict_says_each_time_once():
     assert text == (
         "DiveBatch was first to 88.5 %, in 1.5 s, 2.0x sooner than SGD, and ended 0.5 points "
         "lower. SGD reached 89.0 % (its final accuracy less 1 point) in 3.0 s and 300 steps; "
-        "DiveBatch at the epoch it reached 88.5 % (175 steps).")
+        "DiveBatch in the same epoch as it reached 88.5 % (175 steps).")
     assert text.count("1.5 s") == 1 and text.count("2.0x") == 1
     same = verdicts.verdict([{**base, "base_level": 0.885}, dive], 0.885)
     assert same.endswith("DiveBatch in 175 steps, as above.")

@@ -99,7 +99,7 @@ def test_runs_of_different_problems_get_no_shared_star_speedup_or_verdict(store)
         "classification: #2 DiveBatch (delta=0.1) [B 16 -> 128] was first to 88.5 %, in 1.5 s, "
         "2.0x sooner than #1 SGD B=16, and ended 0.5 points lower. #1 SGD B=16 reached 89.0 % "
         "(its final accuracy less 1 point) in 3.0 s and 300 steps; #2 DiveBatch (delta=0.1) "
-        "[B 16 -> 128] at the epoch it reached 88.5 % (175 steps).")  # 1.5 s, 2.0x: said once
+        "[B 16 -> 128] in the same epoch as it reached 88.5 % (175 steps).")  # said once
     assert table.caption.startswith("classification: Common target: 88.5 %")
     assert "least_squares: Common target: a validation loss of 0.105" in table.caption
 
