@@ -44,8 +44,9 @@ def apply_style() -> None:
 
 def ask_for_charts(prefix: str, verdict: bool = False) -> None:
     """Have the lab page's next run scroll to the charts: after a Start (a new request),
-    or, with `verdict`, to a race's verdict as it ends: the sequel of this page's last Start,
-    so never on a page that started nothing (a viewer following the instructor keeps what
+    or, with `verdict`, to a race's verdict as it ends: the sequel of this page's last Start
+    (or of its opening on runs training, `watch_from_open`), so never on a page that started
+    nothing (a viewer following the instructor keeps what
     they look at), and left out by the browser once the user has clicked, scrolled or typed
     since that Start."""
     start = st.session_state.get(f"{prefix}_scroll_start")
@@ -55,6 +56,15 @@ def ask_for_charts(prefix: str, verdict: bool = False) -> None:
         start = uuid.uuid4().hex
         st.session_state[f"{prefix}_scroll_start"] = start
     st.session_state[f"{prefix}_scroll"] = {"id": uuid.uuid4().hex, "start": start}
+
+
+def watch_from_open(prefix: str) -> None:
+    """A page that opens on runs training (the instructor's reload during a race) counts as
+    having started them: their race's end lands on its verdict (ask_for_charts) unless the
+    user has clicked, scrolled or typed since the page opened. Nothing scrolls now."""
+    start = st.session_state.setdefault(f"{prefix}_scroll_start", uuid.uuid4().hex)
+    call = json.dumps({"id": uuid.uuid4().hex, "start": start, "watch": True})
+    st.html(f"<script>({SCROLL_SCRIPT})({call});</script>", unsafe_allow_javascript=True)
 
 
 def scroll_to_charts(prefix: str, anchor: str) -> None:

@@ -6,7 +6,8 @@ import streamlit as st
 
 from dashboard import follow, form, live, race_export, roles
 from dashboard.store import open_store
-from dashboard.instructor import LIVE_ANCHOR, instructor_mode, scroll_to_charts
+from dashboard.instructor import (LIVE_ANCHOR, instructor_mode, scroll_to_charts,
+                                  watch_from_open)
 from dashboard.play import pace_picker
 from divebatch.runs.store import ACTIVE_STATUSES
 
@@ -54,6 +55,9 @@ def form_and_live_panel(prefix: str, problems: tuple[str, ...],
     if first_view:
         st.session_state[reopened] = bool(picked) and picked == latest and not any(
             run["status"] in ACTIVE_STATUSES for run in candidates if run["id"] in latest)
+        if roles.can_change() and any(run["status"] in ACTIVE_STATUSES
+                                      for run in candidates if run["id"] in picked):
+            watch_from_open(prefix)  # a reload during a race still lands on its verdict
     if st.session_state.get(reopened) and picked == latest:
         what = f"race ({len(latest)} runs)" if len(latest) > 1 else "run"
         st.info(f"Your last {what} here, finished: start a new one above, or pick other "

@@ -6,7 +6,8 @@
 // put for 3 s, for at most a minute, and never once the user has clicked, scrolled or typed
 // since the request of the Start it follows came (the user decides what is in view: a setup
 // they open stays in view). A request runs once in this window: a later page run that draws
-// it again moves nothing.
+// it again moves nothing. A request with `watch` (a page that opened on runs training) only
+// starts counting the user's input for the start it names.
 (request) => {
   const state = window.divebatchScroll ??= {served: new Set(), since: {}, input: -Infinity};
   if (!state.listening) {
@@ -19,6 +20,7 @@
   if (state.served.has(request.id)) return;
   state.served.add(request.id);
   const since = state.since[request.start] ??= performance.now();
+  if (request.watch) return;  // a page opened on runs training: input counts from now
   let tries = 0, still = 0;
   state.steering = (state.steering ?? 0) + 1;  // scrolls under way (the tests wait for none)
   const go = () => {

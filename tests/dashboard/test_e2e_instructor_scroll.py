@@ -107,3 +107,34 @@ def test_a_race_that_ends_after_the_scroll_settled_lands_on_its_verdict(server, 
     page.wait_for_function(ON_VERDICT)
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "synthetic_instructor_verdict_after_a_long_race.png"))
+
+
+@pytest.mark.parametrize("touched", [False, True])
+def test_a_reload_during_a_race_still_lands_on_its_verdict_unless_the_user_scrolled(
+        server, page, touched):
+    """The instructor reloads the page while the race trains (the projector's laptop): its end
+    brings the verdict into view as after a Start, unless the user has scrolled since."""
+    url, store = server
+    page.goto(f"{url}/synthetic?instructor=1&pace=step&epochs=3")  # each pauses after epoch 1
+    wait_until(lambda: any(w["ready_at"] for w in store.workers()), "a warm worker",
+               timeout=180)
+    page.get_by_role("button", name="Race the 4 methods").click()
+    runs = wait_until(lambda: len(store.list_runs()) == 4 and store.list_runs(), "the race")
+    wait_until(lambda: all(control_requests.is_paused(store, run["id"]) for run in runs),
+               "each run paused after epoch 1")
+    page.reload()
+    page.locator("[class*=_chart_legend]").first.wait_for()
+    page.wait_for_function("() => window.divebatchScroll?.since"
+                           " && Object.keys(window.divebatchScroll.since).length === 1")
+    if touched:  # the user scrolls the page after it opened
+        page.mouse.move(640, 400)
+        page.mouse.wheel(0, -300)
+    served = page.evaluate("() => window.divebatchScroll.served.size")
+    for run in runs:  # as from another tab
+        control_requests.request_play(store, run["id"], "resume")
+    wait_until(lambda: all(store.get_run(run["id"])["status"] == "completed" for run in runs),
+               "the race's end")
+    page.wait_for_function(f"() => window.divebatchScroll.served.size > {served}")
+    page.wait_for_function(SETTLED)
+    landed = page.evaluate(ON_VERDICT)
+    assert landed is not touched

@@ -86,6 +86,25 @@ def test_a_race_watched_to_its_end_gets_no_note(store):
     assert "Your last race" not in texts(at.info)
 
 
+@pytest.mark.parametrize("role, watches", [("instructor", True), ("viewer", False)])
+def test_a_page_opened_on_a_race_lands_on_its_verdict_only_for_the_instructor(
+        store, monkeypatch, role, watches):
+    """An instructor who reloaded during a race never landed on its verdict (landing followed
+    a Start in the same page): a page that opens on runs training counts as their start, in
+    the browser too (a `watch` request); a viewer's page still never moves."""
+    monkeypatch.setenv("DIVEBATCH_ROLE", role)
+    race = [stored(store, status="running", group="race least_squares seed 0 12:00:00",
+                   config={**CONFIG, "method": method}) for method in ("divebatch", "sgd")]
+    try:
+        at = open_app("app_pages/synthetic.py")
+        watch = [html for html in at.get("html") if '"watch": true' in html.proto.body]
+        assert bool(watch) is watches
+        assert ("syn_scroll_start" in at.session_state) is watches
+    finally:
+        for run_id in race:
+            store.mark_finished(run_id, "stopped")
+
+
 def test_a_viewer_follows_the_newest_race_and_is_never_told_to_start_one(store, monkeypatch):
     """The read-only twin kept the old race on its charts after the instructor started a new
     one (only a reload showed it) and told the class to 'start a new one above'."""
