@@ -14,6 +14,7 @@
   training time and optimizer steps, and which runs never did.
 - A sweep's verdict (`sweep_verdict`, in sweep_verdicts.py) opens with a warning when its
   baseline collapsed, not with a speed-up.
+- Which runs compare (`data_key`, `group_by_data`) is comparable.py's.
 
 Rows are `analysis.compare` rows, the baseline first.
 
@@ -25,74 +26,14 @@ Rows are `analysis.compare` rows, the baseline first.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
-from divebatch.config import IMAGE_DATASETS, SYNTHETIC_DEFAULTS, RunConfig
 from divebatch.experiments.analysis import ACC_TOLERANCE, where_it_ended
+from divebatch.experiments.comparable import (CLASSES, DATA_FIELDS, chance_level,  # noqa: F401
+                                              data_key, group_by_data, group_names,
+                                              near_chance)  # one import for callers
 from divebatch.experiments.sweep_verdicts import (format_mean_se, format_speedup,  # noqa: F401
                                                   sweep_verdict)  # one import for callers
-
-# The fields that decide a problem's data, beside the problem (the seed aside: every seed
-# draws from the same distribution, and the paper's comparisons average over seeds).
-DATA_FIELDS = {**{name: ("n_samples", "dim", "noise", "val_fraction")
-                  for name in SYNTHETIC_DEFAULTS},
-               "digits": ("val_fraction",), **{name: ("n_samples",) for name in IMAGE_DATASETS}}
-# Classes of each classification problem (regression problems have no accuracy); a test
-# checks them against the data.
-CLASSES = {"logistic": 2, "classification": 4, "digits": 10, "cifar10": 10, "cifar100": 100,
-           "tiny_imagenet": 200}
-# A target less than this share of the way from chance (1 / classes) to 100 % is near chance:
-# 60 % on 2 classes, 40 % on 4, 28 % on 10.
-NEAR_CHANCE_SHARE = 0.2
-_DEFAULTS = {f.name: f.default for f in dataclasses.fields(RunConfig)}
-
-
-# --- which runs compare
-
-def data_key(config: dict) -> tuple:
-    """(problem, (field, value), ...): equal keys train on the same problem and data."""
-    problem = config.get("problem", _DEFAULTS["problem"])
-    values = []
-    for name in DATA_FIELDS.get(problem, ()):
-        value = config.get(name, _DEFAULTS[name])
-        if name in ("n_samples", "dim") and not value and problem in SYNTHETIC_DEFAULTS:
-            value = SYNTHETIC_DEFAULTS[problem][name == "dim"]  # 0 means the default
-        values.append((name, value))
-    return (problem, *values)
-
-
-def group_by_data(runs: list[dict]) -> list[list[dict]]:
-    """The runs in groups of one problem and dataset, in order of first appearance."""
-    groups: dict[tuple, list[dict]] = {}
-    for run in runs:
-        groups.setdefault(data_key(run.get("config") or {}), []).append(run)
-    return list(groups.values())
-
-
-def group_names(groups: list[list[dict]]) -> list[str]:
-    """A short name per group: its problem, and the data fields in which groups of the same
-    problem differ, e.g. 'classification (noise=0.3)'."""
-    keys = [data_key(group[0].get("config") or {}) for group in groups]
-    names = []
-    for key in keys:
-        same_problem = [k for k in keys if k[0] == key[0]]
-        differ = [f"{name}={value:g}" if isinstance(value, float) else f"{name}={value}"
-                  for i, (name, value) in enumerate(key[1:], start=1)
-                  if len({k[i] for k in same_problem}) > 1]
-        names.append(key[0] + (f" ({', '.join(differ)})" if differ else ""))
-    return names
-
-
-def chance_level(problem: str | None) -> float | None:
-    """Accuracy of guessing among equally likely classes; None for regression."""
-    classes = CLASSES.get(problem or "")
-    return 1.0 / classes if classes else None
-
-
-def near_chance(target: float | None, problem: str | None) -> bool:
-    chance = chance_level(problem)
-    return None not in (target, chance) and target < chance + NEAR_CHANCE_SHARE * (1 - chance)
 
 
 # --- the verdict
@@ -181,8 +122,8 @@ def _first_epoch_caveat(rows: list[dict], level: str) -> str:
     how the methods train: say so, with DiveBatch's measuring seconds in it."""
     base, first = rows[0], min(rows, key=_time_key)
     compared = [first] + [r for r in rows[1:] if _is_dive(r) and r is not first]
-    runs = [base] + [r for r in compared if r is not base and r.get("epochs_to_common") == 1]
-    if len(runs) == 1 or base.get("epochs_to_common") != 1:
+    runs = [r for r in rows if r.get("epochs_to_common") == 1]  # all such, as the table shows
+    if base not in runs or not any(r in runs for r in compared if r is not base):
         return ""
     dives = [r for r in runs if _is_dive(r)]
     measured = [f"{_seconds(r['measure_to_common'])} of "
@@ -211,9 +152,10 @@ def _speed(row: dict, base: dict) -> str:
                                              "stopped": "had not done when it was stopped"
                                              }[_state(base)]
     ratio = ref / own if own > 0 else math.inf
-    if ratio >= 1.0:
-        return f"{ratio:.1f}x sooner than {base['method']}"
-    return f"{1.0 / ratio:.1f}x later than {base['method']}"
+    shown = f"{max(ratio, 1.0 / ratio):.1f}x"
+    if shown == "1.0x":  # within 5 %: '1.0x later' read as a difference
+        return f"about as soon as {base['method']}"
+    return f"{shown} {'sooner' if ratio >= 1.0 else 'later'} than {base['method']}"
 
 
 def _ending(row: dict, base: dict, accuracy: bool) -> str:
@@ -243,11 +185,15 @@ def _ending(row: dict, base: dict, accuracy: bool) -> str:
 
 
 def _beats(other: dict, dive: dict, accuracy: bool) -> bool:
-    """Whether `other` reached the target sooner than `dive` and ended better."""
+    """Whether `other` reached the target sooner than `dive` (not both in their first epoch:
+    then the times are one epoch's cost) and ended better, as the table shows the values."""
     own, ref = _final(other, accuracy), _final(dive, accuracy)
     if other["time_to_common"] is None or own is None or ref is None \
-            or other.get("stopped_early") or dive.get("stopped_early"):
+            or other.get("stopped_early") or dive.get("stopped_early") \
+            or other.get("epochs_to_common") == dive.get("epochs_to_common") == 1:
         return False
+    own, ref = (_shown_percent(own), _shown_percent(ref)) if accuracy else \
+        (float(f"{own:.4g}"), float(f"{ref:.4g}"))
     better = own > ref if accuracy else own < ref
     return _time_key(other) < _time_key(dive) and better
 
@@ -323,8 +269,9 @@ def _sooner(row: dict, base: dict) -> str:
     ref, own = base.get("time_to_base_level"), row["time_to_base_level"]
     if not ref or not own:
         return ""
-    ratio = ref / own
-    return f" ({ratio:.1f}x sooner)" if ratio >= 1.0 else f" ({1 / ratio:.1f}x later)"
+    ratio, shown = ref / own, f"{max(ref / own, own / ref):.1f}x"
+    return " (about as soon)" if shown == "1.0x" else \
+        f" ({shown} {'sooner' if ratio >= 1.0 else 'later'})"
 
 
 def _stopped(rows: list[dict]) -> str:
