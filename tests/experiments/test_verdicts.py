@@ -243,3 +243,24 @@ def test_a_race_decided_in_the_first_epoch_says_its_times_are_one_epochs_cost():
     assert "first epoch" not in verdicts.verdict([base, later, large], 0.0146)
     assert "first epoch" not in verdicts.verdict([{**base, "epochs_to_common": 2}, dive],
                                                   0.0146)
+
+
+def test_no_run_beats_divebatch_on_a_tie_as_shown_or_a_first_epoch_and_1_0x_is_as_soon():
+    """Seen in a browser: 'AdaBatch did better than DiveBatch on both counts: it reached it
+    sooner and ended lower (0.005046)' against 0.005047, both in their first epoch; and
+    '1.0x later'."""
+    base = {**row("SGD", 0.30, None), "final_val_loss": 0.0056, "epochs_to_common": 1}
+    dive = {**row("DiveBatch", 0.29, None), "final_val_loss": 0.005047, "kind": "divebatch",
+            "epochs_to_common": 1}
+    ada = {**row("AdaBatch", 0.15, None), "final_val_loss": 0.0050471, "epochs_to_common": 3}
+    text = verdicts.verdict([base, dive, ada], 0.0146)
+    assert "did better" not in text  # 0.005047 both, as the table shows them
+    assert "DiveBatch reached a validation loss of 0.0146 in 0.29 s, about as soon as SGD" in text
+    lower = {**ada, "final_val_loss": 0.004}
+    assert "AdaBatch did better than DiveBatch on both counts" in verdicts.verdict(
+        [base, dive, lower], 0.0146)
+    first = {**lower, "epochs_to_common": 1}
+    text = verdicts.verdict([base, dive, first], 0.0146)
+    assert "did better" not in text
+    assert "SGD, DiveBatch and AdaBatch reached a validation loss of 0.0146 in their first " \
+           "epoch" in text
