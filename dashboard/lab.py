@@ -52,13 +52,12 @@ def form_and_live_panel(prefix: str, problems: tuple[str, ...],
     first_view = form.key(prefix, "shown") not in st.session_state
     picked = live.run_picker(prefix, candidates, latest=latest)
     reopened = form.key(prefix, "reopened")  # the session opened on its last, finished race
+    active = {run["id"] for run in candidates if run["status"] in ACTIVE_STATUSES}
     if first_view:
-        st.session_state[reopened] = bool(picked) and picked == latest and not any(
-            run["status"] in ACTIVE_STATUSES for run in candidates if run["id"] in latest)
-        if roles.can_change() and any(run["status"] in ACTIVE_STATUSES
-                                      for run in candidates if run["id"] in picked):
+        st.session_state[reopened] = bool(picked) and picked == latest
+        if roles.can_change() and active & set(picked):
             watch_from_open(prefix)  # a reload during a race still lands on its verdict
-    if st.session_state.get(reopened) and picked == latest:
+    if st.session_state.get(reopened) and picked == latest and not active & set(latest):
         what = f"race ({len(latest)} runs)" if len(latest) > 1 else "run"
         st.info(f"Your last {what} here, finished: start a new one above, or pick other "
                 f"stored runs to overlay." if roles.can_change() else

@@ -167,10 +167,11 @@ def caption(common: float | None, accuracy: bool, flagged: bool = False) -> str:
         return "Common target: none yet (it needs a finished epoch of every run)."
     if accuracy:
         level = (f"{100 * common:.1f} %, the lowest best validation accuracy among these runs "
-                 f"minus 1 point, so every run reached it")
+                 f"minus 1 point, which every run with an epoch reached (runs stopped early "
+                 f"aside)")
     else:
         level = (f"a validation loss of {common:.4g}, the highest best loss among these runs "
-                 f"plus 5 %, so every run reached it")
+                 f"plus 5 %, which every run with an epoch reached (runs stopped early aside)")
     text = (f"Common target: {level}. Time: training seconds up to the first epoch at the "
             f"target (evaluation and the chart's diversity probe excluded). Speed-up: the first "
             f"row's time over each run's.")

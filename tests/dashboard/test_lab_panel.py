@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from tests.helpers.apptest import open_app, set_numbers, texts
+from tests.helpers.apptest import open_app, poll, set_numbers, texts
 
 pytestmark = pytest.mark.usefixtures("no_workers_left_behind")
 
@@ -148,3 +148,17 @@ def test_a_links_runs_are_selected_and_the_table_says_how_ticks_add_to_them(stor
         in texts(at.caption)
     assert [b.label for b in at.get("download_button")][:2] == ["CSV (records)",
                                                                 "JSON (config + records)"]
+
+
+def test_a_run_started_after_reopening_a_finished_race_is_never_called_finished(store):
+    """Opened on its last race (finished), then Start with step by step: the new run, paused
+    after epoch 1, took the race's place and the note said 'Your last run here, finished'."""
+    [stored(store, group="race least_squares seed 0 13:00:00",
+            config={**CONFIG, "method": method}) for method in ("divebatch", "sgd")]
+    at = open_app("app_pages/synthetic.py")
+    assert "Your last race (2 runs) here, finished" in texts(at.info)
+    set_numbers(at, "syn", n_samples=400, dim=8, batch_size=16, max_batch_size=256, epochs=3)
+    at.button(key="syn_start").click().run()
+    assert "Your last" not in texts(at.info)
+    poll(at, lambda: store.list_runs()[0]["status"] == "completed", "the new run's end")
+    assert "Your last" not in texts(at.info)
