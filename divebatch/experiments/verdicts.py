@@ -52,7 +52,7 @@ def verdict(rows: list[dict], common: float | None, lead: bool = False) -> str:
     sentences = [_chance_warning(rows, common)] if accuracy else []
     sentences.append(_stopped(rows))
     sentences += _race(rows, level, accuracy, live)[:(1 if live else 2) if lead else None]
-    sentences.append(_first_epoch_caveat(rows, level))
+    sentences.append(_first_epoch_caveat(rows, level, short=lead))
     if lead:
         text = " ".join(s for s in sentences if s)
         return ("So far (runs still training): " + text) if live else text
@@ -116,10 +116,11 @@ def _race(rows: list[dict], level: str, accuracy: bool, live: bool) -> list[str]
     return sentences
 
 
-def _first_epoch_caveat(rows: list[dict], level: str) -> str:
+def _first_epoch_caveat(rows: list[dict], level: str, short: bool = False) -> str:
     """When a time the race's sentences set against the baseline's was that of a first epoch
     on both sides, the ratio is what one epoch cost each (measuring diversity included), not
-    how the methods train: say so, with DiveBatch's measuring seconds in it."""
+    how the methods train: say so, with DiveBatch's measuring seconds in it (`short`: for a
+    projector's lead, without the names, which the sentences before it gave)."""
     base, first = rows[0], min(rows, key=_time_key)
     compared = [first] + [r for r in rows[1:] if _is_dive(r) and r is not first]
     runs = [r for r in rows if r.get("epochs_to_common") == 1]  # all such, as the table shows
@@ -129,10 +130,13 @@ def _first_epoch_caveat(rows: list[dict], level: str) -> str:
     measured = [f"{_seconds(r['measure_to_common'])} of "
                 f"{'DiveBatch' if len(dives) == 1 else r['method']}'s went to measuring "
                 f"diversity" for r in dives if r.get("measure_to_common")]
+    cost = f" ({'; '.join(measured)})" if measured else ""
+    if short:
+        return (f"{len(runs)} of these runs met it in their first epoch: their times are one "
+                f"epoch's cost{cost}, not the methods'.")
     return (f"{_and([r['method'] for r in runs])} reached {level} in their first epoch, so "
-            f"their times compare what one epoch cost each"
-            + (f" ({'; '.join(measured)})" if measured else "")
-            + ", not how the methods train: a target this easy does not separate them.")
+            f"their times compare what one epoch cost each{cost}, not how the methods train: "
+            f"a target this easy does not separate them.")
 
 
 def _reached(row: dict, base: dict, accuracy: bool, level: str) -> str:
