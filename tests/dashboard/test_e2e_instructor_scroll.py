@@ -87,17 +87,23 @@ def test_a_setup_opened_after_start_stays_in_view(server, page, lab):
     assert not page.evaluate("window.setupLeftView")
 
 
-def test_a_race_that_ends_after_the_scroll_settled_lands_on_its_verdict(server, page):
-    """A race longer than the Start's scroll (it lets go once the charts stay put): its end
-    still brings the verdict above the charts into view, the user having touched nothing."""
-    url, store = server
-    page.goto(f"{url}/synthetic?instructor=1&pace=step&epochs=3")  # each pauses after epoch 1
+def start_a_paused_race(page, url, store) -> list[dict]:
+    """Race the 4 methods in instructor mode, step by step: each run pauses after epoch 1."""
+    page.goto(f"{url}/synthetic?instructor=1&pace=step&epochs=3")
     wait_until(lambda: any(w["ready_at"] for w in store.workers()), "a warm worker",
                timeout=180)
     page.get_by_role("button", name="Race the 4 methods").click()
     runs = wait_until(lambda: len(store.list_runs()) == 4 and store.list_runs(), "the race")
     wait_until(lambda: all(control_requests.is_paused(store, run["id"]) for run in runs),
                "each run paused after epoch 1")
+    return runs
+
+
+def test_a_race_that_ends_after_the_scroll_settled_lands_on_its_verdict(server, page):
+    """A race longer than the Start's scroll (it lets go once the charts stay put): its end
+    still brings the verdict above the charts into view, the user having touched nothing."""
+    store = server[1]
+    runs = start_a_paused_race(page, *server)
     page.wait_for_function(LANDED)
     page.wait_for_function(SETTLED)
     for run in runs:  # as from another tab: nothing the page's user did
@@ -114,14 +120,8 @@ def test_a_reload_during_a_race_still_lands_on_its_verdict_unless_the_user_scrol
         server, page, touched):
     """The instructor reloads the page while the race trains (the projector's laptop): its end
     brings the verdict into view as after a Start, unless the user has scrolled since."""
-    url, store = server
-    page.goto(f"{url}/synthetic?instructor=1&pace=step&epochs=3")  # each pauses after epoch 1
-    wait_until(lambda: any(w["ready_at"] for w in store.workers()), "a warm worker",
-               timeout=180)
-    page.get_by_role("button", name="Race the 4 methods").click()
-    runs = wait_until(lambda: len(store.list_runs()) == 4 and store.list_runs(), "the race")
-    wait_until(lambda: all(control_requests.is_paused(store, run["id"]) for run in runs),
-               "each run paused after epoch 1")
+    store = server[1]
+    runs = start_a_paused_race(page, *server)
     page.reload()
     page.locator("[class*=_chart_legend]").first.wait_for()
     page.wait_for_function("() => window.divebatchScroll?.since"

@@ -10,21 +10,7 @@ from divebatch.report.log_ticks import log_ticks
 from divebatch.report.chart_style import style_of, style_of_variant
 from divebatch.report.figures import ChartOptions, RunData
 from divebatch.report.series import Columns
-
-
-def record(epoch, **values):
-    base = {"epoch": epoch, "step": 10 * epoch, "samples_seen": 100 * epoch,
-            "train_time": 0.5, "batch_size": 8 * epoch, "lr": 0.1, "diversity": 0.01 * epoch,
-            "train_loss": 1.0 / epoch, "val_loss": 1.2 / epoch, "val_acc": 0.5 + 0.1 * epoch,
-            "delta": 0.1, "max_batch_size": 64, "resize_every": 1, "lr_multiplier": 1.0}
-    return {**base, **values}
-
-
-def run(run_id=1, method="divebatch", **config):
-    return {"id": run_id, "name": "", "group": "", "status": "completed",
-            "config": {"method": method, "batch_size": 8, "max_batch_size": 64, "delta": 0.1,
-                       "epochs": 3, "problem": "classification", **config},
-            "info": {"n_train": 100}, "started_at": 1000.0, "finished_at": 1010.0}
+from tests.helpers.figure_data import record, run
 
 
 RECORDS = [record(1), record(2), record(3)]
@@ -161,68 +147,6 @@ def test_batch_size_chart_shades_the_epochs_capped_at_b_max():
     sgd_large = run(method="sgd", batch_size=64)  # always at B_max: nothing to point out
     fig = plots.batch_size_figure([RunData(sgd_large, records)], ChartOptions())
     assert not fig.layout.shapes
-
-
-def climbing(epochs=6, cap=64):
-    """DiveBatch capped at B_max = `cap` from epoch 3 while its proposal δ·n·Δ̂ (n = 100)
-    climbs past it to 500 times B_max, as on the convex preset (51,200 against 2048)."""
-    return [record(e, batch_size=min(8 * 4 ** (e - 1), cap), max_batch_size=cap,
-                   diversity=8 * 10 ** (e - 1) / 10) for e in range(1, epochs + 1)]
-
-
-@pytest.mark.parametrize("log_y", [True, False])
-def test_proposals_above_the_batch_range_sit_on_its_top_edge_with_their_values(log_y):
-    spec = plots.figure_specs([RunData(run(), climbing())],
-                              ChartOptions(x_axis="epoch", log_y=log_y))["batch_size"]
-    axis = spec["layout"]["yaxis"]
-    low, high = [10 ** v for v in axis["range"]] if log_y else axis["range"]
-    assert axis["autorange"] is False
-    assert low < (8 if log_y else 0) and 64 < high < 200  # batch sizes, B_max and headroom
-    steps, inside, above = spec["data"]
-    assert list(steps["y"]) == [8, 32, 64, 64, 64, 64, 64]
-    proposals = [8.0, 80.0, 800.0, 8000.0, 80000.0, 800000.0]  # 0.1 * 100 * Δ̂
-    assert list(above["x"]) == [1, 2, 3, 4, 5, 6]
-    edge = [y for y in above["y"] if not math.isnan(y)]
-    assert len(set(edge)) == 1 and 64 < edge[0] < high  # one height: the top edge, inside
-    off = [p > edge[0] for p in proposals]  # every proposal above it: a triangle there
-    assert off == [False, True, True, True, True, True]
-    assert [y for y in inside["y"] if not math.isnan(y)] == \
-        pytest.approx([p for p, o in zip(proposals, off) if not o])
-    assert [c for c in above["customdata"] if not math.isnan(c)] == \
-        pytest.approx([p for p, o in zip(proposals, off) if o])  # the real values, for hover
-    assert above["marker"]["symbol"] == "triangle-up"
-    assert "%{customdata:,.0f}" in above["hovertemplate"]  # "proposal 80,000: above the chart"
-    assert "above the chart" in above["hovertemplate"] and "above the chart" in above["name"]
-    legend = [t["name"] for t in plots.legend_spec([RunData(run(), climbing())],
-                                                   ChartOptions(log_y=log_y))["data"]]
-    assert "proposal above the chart" in legend  # after its triangle
-    go_figure = plots.batch_size_figure([RunData(run(), climbing())], ChartOptions(log_y=log_y))
-    assert go_figure.data[2].marker.symbol == "triangle-up"  # plotly takes the spec
-
-
-def test_the_batch_range_keeps_b_max_and_the_proposals_inside_it_stay_dots():
-    records = [record(1, diversity=0.5), record(2, diversity=1.0)]  # B 8, 16; proposals 5, 10
-    spec = plots.figure_specs([RunData(run(max_batch_size=2048), records)],
-                              ChartOptions(log_y=True))["batch_size"]
-    low, high = [10 ** v for v in spec["layout"]["yaxis"]["range"]]
-    assert low < 5 and 2048 < high < 3 * 2048  # B_max = 2048 (the config's) is in view
-    assert len(spec["data"]) == 2 and spec["data"][1]["marker"].get("symbol") is None
-    assert "1000" in spec["layout"]["yaxis"]["ticktext"]  # ticks over the whole range
-    legend = [t["name"] for t in plots.legend_spec([RunData(run(), records)])["data"]]
-    assert not [name for name in legend if "chart" in name]
-    sgd = plots.figure_specs([RunData(run(method="sgd", max_batch_size=2048), records)],
-                             ChartOptions(log_y=True))["batch_size"]
-    assert 10 ** sgd["layout"]["yaxis"]["range"][1] < 100  # SGD never grows to B_max
-
-
-def test_a_proposal_below_the_batch_range_sits_on_its_bottom_edge():
-    records = [record(1, batch_size=32, diversity=0.001), record(2, batch_size=64, diversity=3)]
-    spec = plots.figure_specs([RunData(run(), records)],
-                              ChartOptions(log_y=True))["batch_size"]
-    below = spec["data"][2]
-    low = 10 ** spec["layout"]["yaxis"]["range"][0]
-    assert below["marker"]["symbol"] == "triangle-down" and low < below["y"][0] < 32
-    assert below["customdata"][0] == pytest.approx(0.01) and math.isnan(below["y"][1])
 
 
 def test_long_traces_are_thinned_but_keep_every_batch_size_change():
