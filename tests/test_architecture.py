@@ -17,7 +17,7 @@ LAYERS = {
     "outside": (("app", "app_pages"), ("dashboard",), ("divebatch",)),
     "divebatch": (("__main__", "cli"), ("report",), ("experiments",), ("runs",), ("training",),
                   ("meter", "schedulers", "data", "models"),
-                  ("config", "presets", "device_options", "paths", "links")),
+                  ("config", "presets", "device_options", "paths", "links", "words")),
 }
 MAX_LIBRARY_LINES = 400
 

@@ -34,6 +34,7 @@ from divebatch.experiments.comparable import (CLASSES, DATA_FIELDS, chance_level
                                               near_chance)  # one import for callers
 from divebatch.experiments.sweep_verdicts import (format_mean_se, format_speedup,  # noqa: F401
                                                   sweep_verdict)  # one import for callers
+from divebatch.words import and_list
 
 
 # --- the verdict
@@ -72,7 +73,7 @@ def groups_verdict(named: list[tuple[str, list[dict], float | None]]) -> str:
     listed = [f"{name} (run{'s' if len(rows) > 1 else ''} "
               f"{', '.join(str(r['id']) for r in rows)})" for name, rows, _ in named]
     text = (f"These runs are of different problems or data, which do not compare: "
-            f"{_and(listed)}. No speed-up, star or verdict crosses them.")
+            f"{and_list(listed)}. No speed-up, star or verdict crosses them.")
     for name, rows, common in named:
         line = verdict(rows, common)
         if line:
@@ -134,7 +135,7 @@ def _first_epoch_caveat(rows: list[dict], level: str, short: bool = False) -> st
     if short:
         return (f"{len(runs)} of these runs met it in their first epoch: their times are one "
                 f"epoch's cost{cost}, not the methods'.")
-    return (f"{_and([r['method'] for r in runs])} reached {level} in their first epoch, so "
+    return (f"{and_list([r['method'] for r in runs])} reached {level} in their first epoch, so "
             f"their times compare what one epoch cost each{cost}, not how the methods train: "
             f"a target this easy does not separate them.")
 
@@ -328,11 +329,11 @@ def _not_reached(names: list[str], state: str, level: str) -> str:
     """'X never reached L', or that X has not yet (training) or had not when stopped."""
     one = len(names) == 1
     if state == "active":
-        return f"{_and(names)} {'has' if one else 'have'} not reached {level} yet"
+        return f"{and_list(names)} {'has' if one else 'have'} not reached {level} yet"
     if state == "stopped":
-        return (f"{_and(names)} had not reached {level} when {'it was' if one else 'they were'}"
+        return (f"{and_list(names)} had not reached {level} when {'it was' if one else 'they were'}"
                 f" stopped")
-    return f"{_and(names)} never reached {level}"
+    return f"{and_list(names)} never reached {level}"
 
 
 def _is_dive(row: dict) -> bool:
@@ -342,7 +343,3 @@ def _is_dive(row: dict) -> bool:
 
 def _time_key(row: dict) -> float:
     return row["time_to_common"] if row["time_to_common"] is not None else math.inf
-
-
-def _and(items: list[str]) -> str:
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]

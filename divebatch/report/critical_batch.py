@@ -9,6 +9,7 @@ from divebatch.presets import VARIANTS, variant_of
 from divebatch.report.figures import RunData
 from divebatch.report.run_labels import run_label
 from divebatch.report.series import proposals
+from divebatch.words import and_list
 
 
 def critical_label(summary: dict) -> str:
@@ -86,7 +87,7 @@ def critical_batch_sentence(summaries: list[dict], runs: list[RunData]) -> str:
     peak = max(points, key=lambda p: p["value"])
     middle = peak is not first and peak is not last and peak["value"] > last["value"]
     trend = ("The measured critical batch size was "  # every point the chart draws
-             + _and([f"{p['label']} at epoch {p['epoch']}" for p in points]))
+             + and_list([f"{p['label']} at epoch {p['epoch']}" for p in points]))
     parts = [trend + _trend_word(first, last, middle) + "."]
     if all(p["bound"] == "below" for p in points):
         parts.append("The steps to the target hardly fell as the batch grew: at this learning "
@@ -138,11 +139,11 @@ def _placements(runs: list[RunData], point: dict) -> list[str]:
         if len(methods) > 1:
             where = where.replace("its steps", "their steps")
         if len(sizes) == 1:
-            sentences.append(f"{_and([name for name, _ in methods])} trained at B = "
+            sentences.append(f"{and_list([name for name, _ in methods])} trained at B = "
                              f"{sizes.pop()} at epoch {point['epoch']}, {where}.")
         else:
             sentences.append(f"At epoch {point['epoch']} "
-                             + _and([f"{name} (B = {used})" for name, used in methods])
+                             + and_list([f"{name} (B = {used})" for name, used in methods])
                              + f" trained {where}.")
     return sentences
 
@@ -178,7 +179,3 @@ def _estimates(summaries: list[dict], runs: list[RunData], point: dict) -> str:
 
 def _times(ratio: float) -> str:
     return f"{ratio:.2g}x the measured value"
-
-
-def _and(items: list[str]) -> str:
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]

@@ -15,6 +15,7 @@ finish, or Stop it to free the slot now.'
 from __future__ import annotations
 
 from divebatch.runs import capacity
+from divebatch.words import and_list
 
 
 def paused_holders(running: list[dict], progress: dict[int, dict | None]) -> dict[int, int]:
@@ -51,12 +52,12 @@ def queued_note(queued: list[int], busy: int, slots: int, paused: dict[int, int]
     if not paused or busy < slots:
         return "info", (f"Queued: {ids}. {busy} of {slots} worker slot(s) are busy; queued "
                         f"runs start on their own, oldest first, as slots free up.")
-    names = _and([f"#{run_id}" for run_id in paused])
+    names = and_list([f"#{run_id}" for run_id in paused])
     if len(paused) == 1:
         [(run_id, epoch)] = paused.items()
         held = f"#{run_id}, paused after epoch {epoch}"
     else:
-        held = _and([f"#{run_id} (paused after epoch {epoch})"
+        held = and_list([f"#{run_id} (paused after epoch {epoch})"
                      for run_id, epoch in paused.items()])
     one = len(paused) == 1
     if can_change:
@@ -72,7 +73,3 @@ def queued_note(queued: list[int], busy: int, slots: int, paused: dict[int, int]
     return "warning", (f"Queued: {ids}. {busy} of {slots} worker slots are busy, "
                        f"{paused_busy} held by {held}: {action} Queued runs also start on "
                        f"their own, oldest first, as slots free up.")
-
-
-def _and(items: list[str]) -> str:
-    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"

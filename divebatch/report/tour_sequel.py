@@ -16,6 +16,7 @@ from divebatch.report.critical_batch import critical_label, measured_points
 from divebatch.report.target_table import labelled_rows
 from divebatch.report.tour import STEPS, Step
 from divebatch.runs.store import ACTIVE_STATUSES
+from divebatch.words import and_list
 
 RACE_KEYS = ("race", "critical")  # the steps that show the race's runs on the charts
 NOT_MEASURABLE = -1  # the tour state's measurement id when none could be started
@@ -145,7 +146,7 @@ def _critical_text(summaries: list[dict]) -> str:
 
 
 def _reading(label: str, epochs: list[int]) -> str:
-    at = f"epoch{'s' if len(epochs) > 1 else ''} {_and(epochs)}"
+    at = f"epoch{'s' if len(epochs) > 1 else ''} {and_list(epochs)}"
     if label == "no decrease":
         return f"at {at} no batch lowered the loss"
     return f"{label} at {at}"
@@ -159,8 +160,3 @@ def _against(scale: float, point: dict) -> str:
     if point["bound"] == "above" and scale < value or scale < value / 2:
         return "far below it"
     return "close to it"
-
-
-def _and(items: list) -> str:
-    words = [str(item) for item in items]
-    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
