@@ -5,7 +5,9 @@ import pytest
 
 from divebatch.runs.store import RunStore
 from tests.helpers.gates import stop_runs_and_wait
-from tests.helpers.serve import dashboard_server
+from tests.helpers.serve import dashboard_server, launch_chromium
+
+PROJECTOR_WAIT_MS = 90_000
 
 
 @pytest.fixture(scope="module")
@@ -34,3 +36,18 @@ def server(dashboard):
     finally:
         stop_runs_and_wait(store)
         store.delete_runs()
+
+
+@pytest.fixture
+def page():
+    """A chromium page in a projector's 1280x720 window, its waits 90 s by default (a module
+    that needs another window defines its own `page`)."""
+    from tests.helpers.serve import browser_or_skip
+    with browser_or_skip().sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 720})
+            page.set_default_timeout(PROJECTOR_WAIT_MS)
+            yield page
+        finally:
+            browser.close()

@@ -9,7 +9,7 @@ import pytest
 
 from divebatch.runs import control_requests
 from tests.helpers.gates import wait_for
-from tests.helpers.serve import SHOTS, browser_or_skip, launch_chromium
+from tests.helpers.serve import SHOTS, browser_or_skip
 
 pytestmark = pytest.mark.browser
 sync_api = browser_or_skip()
@@ -34,17 +34,6 @@ WATCH_SETUP = ("(summary) => { window.setupLeftView = false;"
                " summary.getBoundingClientRect(); if (box.top < " + HEADER +
                " || box.bottom > innerHeight) window.setupLeftView = true; }); }")
 
-
-@pytest.fixture
-def page():
-    with sync_api.sync_playwright() as playwright:
-        browser = launch_chromium(playwright)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 720})
-            page.set_default_timeout(WAIT_MS)
-            yield page
-        finally:
-            browser.close()
 
 
 def setup_in_view(page, summary) -> bool:

@@ -9,7 +9,7 @@ import pytest
 
 from divebatch.runs import control_requests
 from tests.helpers.gates import click_until, wait_for
-from tests.helpers.serve import SHOTS, browser_or_skip, launch_chromium
+from tests.helpers.serve import SHOTS, browser_or_skip
 
 pytestmark = pytest.mark.browser
 sync_api = browser_or_skip()
@@ -21,17 +21,6 @@ HEADER = "document.querySelector('header').getBoundingClientRect().bottom"
 ON_WARNING = ("() => { const box = document.querySelector('[class*=syn_queue_blocked]');"
               f" return !!box && Math.abs(box.getBoundingClientRect().top - {HEADER}) <= 3; }}")
 
-
-@pytest.fixture
-def page():
-    with sync_api.sync_playwright() as playwright:
-        browser = launch_chromium(playwright)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 720})
-            page.set_default_timeout(WAIT_MS)
-            yield page
-        finally:
-            browser.close()
 
 
 def test_a_run_queued_behind_a_paused_one_names_it_in_view(server, page):
