@@ -85,6 +85,37 @@ def test_fused_micro_batches_and_chunks_accumulate(fused_calls, monkeypatch):
         assert_close(got, expected)
 
 
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_fused_grouped_convolution_one_sample_at_a_time(case, fused_calls, monkeypatch):
+    """The CPU's grouped weight-gradient convolution in chunks of one sample (its cache
+    budget): the same weight gradient and diversity."""
+    monkeypatch.setattr(conv_sq_norms, "GROUPED_CONV_CHUNK_ELEMENTS", 1)
+    model, (inputs, targets) = conv_model(**CONV_CASES[case]), image_batch()
+    expected_grads = plain_gradients(model, inputs, targets)
+    grads, meter = metered_gradients(model, inputs, targets)
+    for got, expected in zip(grads, expected_grads):
+        assert_close(got, expected)
+    sq_norms, grad_sum = loop_oracle(model, cross_entropy, inputs, targets)
+    assert_close(meter.diversity(), sq_norms.sum() / sum(g.square().sum() for g in grad_sum))
+
+
+def test_grouped_convolution_chunks_hold_its_cache_budget(monkeypatch):
+    """Inputs, output gradients and weight gradients of a chunk within the budget: 2016
+    elements per sample here (576 + 288 + 1152), so 3 samples in 6048; the windows path (an
+    RGB stem) keeps its memory budget's one chunk."""
+    monkeypatch.setattr(conv_sq_norms, "GROUPED_CONV_CHUNK_ELEMENTS", 3 * 2016 + 5)
+    conv, stem = nn.Conv2d(16, 8, 3, padding=1), nn.Conv2d(3, 8, 3, padding=1)
+    x, grad_out = torch.randn(10, 16, 6, 6), torch.randn(10, 8, 6, 6)
+    chunks = conv_sq_norms._explicit_chunks(conv, x, grad_out)
+    assert [len(part) for part, _ in chunks] == [3, 3, 3, 1]
+    assert [len(part) for part, _ in conv_sq_norms._explicit_chunks(
+        stem, x[:, :3], grad_out)] == [10]
+    expected = weight_sq_norms_by_loop(conv, x, grad_out) + grad_out.sum((2, 3)).square().sum(1)
+    monkeypatch.setattr(kernels, "gram_is_cheaper", lambda gram, explicit: False)
+    with torch.no_grad():
+        assert_close(conv_sq_norms._conv2d_sq_norms(conv, x, grad_out), expected)
+
+
 def test_failed_forward_unfreezes_the_weight(fused_calls):
     model, (inputs, _) = conv_model(kernel_size=3, padding=1), image_batch()
     model[4].register_forward_hook(lambda *args: (_ for _ in ()).throw(RuntimeError("boom")))

@@ -63,6 +63,15 @@ def _device_costs(device: torch.device) -> DeviceCosts:
 SHORT_PATCH = 32
 
 
+# The weight-gradient convolution with one group per sample (the CPU's explicit path) runs
+# far slower once a call's data leaves the cache: on the small CNN's 64 -> 64 layer (16x16 in,
+# stride 2, B = 128) 5.6 times the batch weight gradient in one call, 1.8 times in chunks of 16
+# samples. It takes chunks whose inputs, output gradients and weight gradients hold about this
+# many elements (4 MiB of float32), which was at or near the best chunk on 13 layer shapes at
+# B = 32 and 128 (docs/performance.md, eleventh pass).
+GROUPED_CONV_CHUNK_ELEMENTS = 2 ** 20
+
+
 def _uses_batched_matmul(device: torch.device) -> bool:
     """Whether per-sample weight gradients come from a batched product over unfolded patches
     (CUDA) rather than from the weight-gradient convolution with one group per sample."""
@@ -105,12 +114,23 @@ def _explicit_temp(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -> int:
     return 2 * conv.weight.numel() + (0 if kernel_pads(conv) else _padded_size(conv, x))
 
 
+def _explicit_chunks(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -> list[tuple[Tensor, ...]]:
+    """Slices of samples for the explicit path: within its memory budget, and on a CPU's
+    grouped weight-gradient convolution also within ``GROUPED_CONV_CHUNK_ELEMENTS``."""
+    chunks = sample_chunks((x, grad_out), _explicit_temp(conv, x, grad_out))
+    if _uses_batched_matmul(x.device) or _short_patches(conv):
+        return chunks
+    per_sample = x[0].numel() + grad_out[0].numel() + conv.weight.numel()
+    samples = max(1, GROUPED_CONV_CHUNK_ELEMENTS // per_sample)
+    return [parts for chunk in chunks for parts in zip(*(t.split(samples) for t in chunk))]
+
+
 def _conv2d_weight_sq_norms(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -> Tensor:
     path = _weight_costs(conv, *x.shape[:2], *grad_out.shape[2:], device=x.device,
                          channels_last=is_channels_last(x)).choice()
     if path == "explicit":
-        return in_chunks(partial(_conv2d_explicit_sq_norms, conv), (x, grad_out),
-                          _explicit_temp(conv, x, grad_out))
+        return torch.cat([_conv2d_explicit_sq_norms(conv, *chunk)
+                          for chunk in _explicit_chunks(conv, x, grad_out)])
     positions = grad_out.shape[2] * grad_out.shape[3]
     grams = 2 * conv.groups * positions ** 2
     if path == "unfold_gram":
@@ -174,7 +194,7 @@ def conv2d_fused_sq_norms(conv: nn.Conv2d, x: Tensor, grad_out: Tensor) -> Tenso
     x = x.to(accumulation_dtype(x))
     grad_out = grad_out.to(x.dtype)
     weight_norms, weight_grad = [], None
-    for x_part, grad_part in sample_chunks((x, grad_out), _explicit_temp(conv, x, grad_out)):
+    for x_part, grad_part in _explicit_chunks(conv, x, grad_out):
         per_sample = _conv2d_per_sample_weight_grads(conv, x_part, grad_part)
         weight_norms.append(_large_sq_norms(per_sample))
         part_sum = per_sample.sum(0)

@@ -24,11 +24,12 @@ class DeviceCosts(NamedTuple):
 # CPU: measured (see divebatch.meter.kernels). CUDA: from an H200's data sheet, not yet measured
 # here: ~33 T fp32 multiply-adds/s against ~0.6 T elements/s of an elementwise pass (read and
 # write, 4.8 TB/s), and ~5 us per kernel launch; batched products of small matrices run well.
-# On a CPU the weight-gradient convolution with one group per sample runs small products far
-# below peak: on a 64-channel 3x3 layer with an 8x8 output (the small CNN's last convolution)
-# it took 3.7 to 4.2 times the batch weight gradient at B = 32 and 128, which 64 extra
-# positions put at 2 (issue 32); 160 makes the pixel-Gram path serve that layer.
-GROUPED_CONV_SMALL_POSITIONS = 160
+# On a CPU the weight-gradient convolution with one group per sample runs small products below
+# peak even in chunks that stay in the cache (conv.GROUPED_CONV_CHUNK_ELEMENTS): 30-90 extra
+# positions on 13 layer shapes at B = 32 and 128 (the small CNN's last convolution, 64 -> 64 at
+# 8x8 out, 1.8 times its batch weight gradient: 51), so 64; before the chunks it took 3.7 to
+# 4.2 times and 160 sent that layer to the pixel-Gram path (issue 32, eleventh pass).
+GROUPED_CONV_SMALL_POSITIONS = 64
 # On a channels-last input the unfold-Gram path's patches (conv_patches.patches_last, one copy
 # of a strided view) are copied in runs of a pixel's channels: about a fifth of an elementwise
 # pass per element, where the pixel-Gram path copies each stride phase's pixels out of that
