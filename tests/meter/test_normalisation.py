@@ -91,3 +91,25 @@ def test_instance_norm_is_exact_with_or_without_running_statistics(norm_class, s
     model.train(training)
     expected, _ = loop_oracle(model, squared_error, inputs, targets)
     assert_close(per_sample_grad_sq_norms(model, squared_error, inputs, targets), expected)
+
+
+@pytest.mark.parametrize("chunk_elements", [1, 2 * 4 * 25, 10 ** 6])
+def test_group_norm_in_chunks_of_samples_meets_the_loop(chunk_elements, monkeypatch):
+    """The per-channel dot products a sample, two samples or the whole batch at a time (each
+    sample's dy holds 4 x 25 elements here): the loop's norms every time."""
+    monkeypatch.setattr(normalisation, "PRODUCT_CHUNK_ELEMENTS", chunk_elements)
+    model = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.GroupNorm(2, 4), nn.Flatten(),
+                          nn.Linear(100, 2))
+    with torch.no_grad():
+        model[1].weight.uniform_(0.5, 1.5), model[1].bias.uniform_(-0.5, 0.5)
+    inputs, targets = torch.randn(5, 2, 5, 5), torch.randn(5, 2)
+    expected, _ = loop_oracle(model, squared_error, inputs, targets)
+    assert_close(per_sample_grad_sq_norms(model, squared_error, inputs, targets), expected)
+
+
+def test_channel_dots_take_one_product_when_autograd_records_the_rule(monkeypatch):
+    monkeypatch.setattr(normalisation, "PRODUCT_CHUNK_ELEMENTS", 1)
+    grad_out, x = torch.randn(3, 2, 4), torch.randn(3, 2, 4, requires_grad=True)
+    dots = normalisation._channel_dots(grad_out, x)  # out= would refuse a recorded product
+    assert dots.grad_fn is not None
+    assert_close(dots, (grad_out * x).sum(2))
