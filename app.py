@@ -6,7 +6,7 @@ from pathlib import Path
 import streamlit as st
 
 from dashboard import remember_linked_runs
-from dashboard.store import foreground_runs, open_store, queue_summary
+from dashboard.store import open_store, workers_message
 from dashboard.instructor import apply_style, keep_in_address
 from divebatch.runs import warm_pool
 
@@ -35,11 +35,9 @@ st.sidebar.toggle("Instructor mode", key="instructor",
 keep_in_address()  # every page's address, so that a reload stays in the mode
 apply_style()
 store = open_store()
-busy, queued, slots = queue_summary(store)
+workers = workers_message(store)
 warm_pool.keep_warm(store)  # a waiting worker makes the next Start immediate
-cli_ids = ", ".join(f"#{run['id']}" for run in foreground_runs(store))
-st.sidebar.caption(f"Workers: {busy} of {slots} slot(s) busy, {queued} run(s) queued"
-                   + (f" · running from the command line: {cli_ids}" if cli_ids else ""))
+st.sidebar.caption(workers)
 
 remember_linked_runs(lambda run_id: store.get_run(run_id) is not None)  # before a lab
 # form rewrites the address bar

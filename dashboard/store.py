@@ -9,7 +9,8 @@ import streamlit as st
 from divebatch.runs import capacity, queue
 from divebatch.report.tables import run_row
 from divebatch.report.figures import run_label
-from divebatch.report.queue_note import paused_holders, paused_slots, queued_note
+from divebatch.report.queue_note import (paused_holders, paused_slots, queued_note,
+                                          workers_line)
 from divebatch.runs.store import ACTIVE_STATUSES, RunStore
 
 from . import live_cache, roles
@@ -33,30 +34,30 @@ def _opened(path: str, file_id: int | None) -> RunStore:
     return RunStore(path)
 
 
-def queue_summary(store: RunStore) -> tuple[int, int, int]:
-    """(busy worker slots, queued runs, worker slots), after marking runs of dead workers
-    interrupted; a run with nproc = N holds N slots. Only background runs (the queue's)
-    hold slots: runs started from the command line are counted by `foreground_runs`."""
+def _slot_holders(store: RunStore) -> tuple[list[dict], dict[int, int]]:
+    """(running runs, {run id: epoch} of the paused runs that hold worker slots), after
+    marking runs of dead workers interrupted."""
     queue.reap(store)
-    busy = capacity.background_busy(store.list_runs(status="running"))
-    queued = len(store.list_runs(status="queued"))
-    return busy, queued, capacity.max_workers()
+    running = store.list_runs(status="running")
+    progress = {run["id"]: store.get_progress(run["id"]) for run in running
+                if run["info"].get("background") and run["worker_pid"]}
+    return running, paused_holders(running, progress)
 
 
-def foreground_runs(store: RunStore) -> list[dict]:
-    """Running runs that a command line trains in the foreground (they hold no slot)."""
-    return [run for run in store.list_runs(status="running")
-            if not run["info"].get("background")]
+def workers_message(store: RunStore) -> str:
+    """The sidebar's line: busy slots (naming paused runs that hold one), queued runs, and
+    runs that a command line trains (they hold no slot). A run with nproc = N holds N
+    slots."""
+    running, paused = _slot_holders(store)
+    return workers_line(capacity.background_busy(running), capacity.max_workers(),
+                        len(store.list_runs(status="queued")), paused,
+                        [run["id"] for run in running if not run["info"].get("background")])
 
 
 def queue_message(store: RunStore, queued: list[int]) -> tuple[str, str]:
     """("info" or "warning", the line) saying why the `queued` run ids wait: the busy worker
     slots, and the paused runs that hold some (named, with what frees them)."""
-    queue.reap(store)
-    running = store.list_runs(status="running")
-    progress = {run["id"]: store.get_progress(run["id"]) for run in running
-                if run["info"].get("background") and run["worker_pid"]}
-    paused = paused_holders(running, progress)
+    running, paused = _slot_holders(store)
     return queued_note(queued, capacity.background_busy(running), capacity.max_workers(),
                        paused, paused_slots(running, paused), can_change=roles.can_change())
 

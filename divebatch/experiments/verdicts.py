@@ -154,6 +154,7 @@ def _speed(row: dict, base: dict) -> str:
     own, ref = row["time_to_common"], base["time_to_common"]
     if ref is None:
         return f"which {base['method']} " + {"active": "has not done yet", "never": "never did",
+                                             "queued": "has not done yet (it is queued)",
                                              "stopped": "had not done when it was stopped"
                                              }[_state(base)]
     ratio = ref / own if own > 0 else math.inf
@@ -246,7 +247,7 @@ def _baseline_level(rows: list[dict], accuracy: bool, common_level: str) -> str:
              f"{_cost_again(r, base, id(r) in said, named, common_level)}"
              for r in (base, *reached)]
     missing = [r for r in rows[1:] if r.get("time_to_base_level") is None]
-    for state in ("never", "stopped", "active"):  # the level named again, never 'it': it
+    for state in ("never", "stopped", "active", "queued"):  # the level named again, never 'it': it
         names = [r["method"] for r in missing if _state(r) == state]  # could be read as
         parts += [_not_reached(names, state, named)] if names else []  # the common target
     return "; ".join(parts) + "."
@@ -322,12 +323,17 @@ def _final(row: dict, accuracy: bool) -> float | None:
 
 
 def _state(row: dict) -> str:
+    if row.get("status") == "queued":
+        return "queued"
     return "active" if row.get("active") else "stopped" if row.get("stopped_early") else "never"
 
 
 def _not_reached(names: list[str], state: str, level: str) -> str:
-    """'X never reached L', or that X has not yet (training) or had not when stopped."""
+    """'X never reached L', or that X has not yet (training), had not when stopped, or is
+    queued and has not started."""
     one = len(names) == 1
+    if state == "queued":
+        return f"{and_list(names)} {'is' if one else 'are'} queued and not started yet"
     if state == "active":
         return f"{and_list(names)} {'has' if one else 'have'} not reached {level} yet"
     if state == "stopped":

@@ -1,8 +1,9 @@
 """What the charts draw over their lines: a dotted line where each hot change landed, with
 its new values ("δ 0.5"; "delta 0.1 → 0.5 at epoch 7" on hover), the stretches where an
-adaptive run's batch is capped at B_max (shaded, named by the legend), and the fixed x range
-that keeps those words from widening the axis. Shapes and annotations are plain plotly
-dicts; `colors` gives each run's colour and `runs` are figures.RunData."""
+adaptive run's batch is capped at B_max (shaded, named by the legend), the fixed x range
+that keeps those words from widening the axis, and the x axis's name on every hover. Shapes
+and annotations are plain plotly dicts; `colors` gives each run's colour and `runs` are
+figures.RunData."""
 
 from __future__ import annotations
 
@@ -15,6 +16,15 @@ from divebatch.report.series import Columns, epoch_ends, epoch_starts
 
 NOTE_ROWS = 3     # hot-change labels stacked above a chart's plot area, then again from the first
 NOTE_ROW_PX = 16  # the height of a row of them (11 px type)
+
+
+def named_x(traces: list[dict], label: str) -> list[dict]:
+    """`traces`, their hover naming the x value by the x axis's `label` ("epochs: 3")."""
+    for trace in traces:
+        if "hovertemplate" in trace:
+            trace["hovertemplate"] = trace["hovertemplate"].replace(
+                "<br>%{x", f"<br>{label}: %{{x", 1)
+    return traces
 
 
 def notes_margin(notes: list) -> int:

@@ -23,7 +23,7 @@ from divebatch.experiments import analysis
 from divebatch.report import batch_axis
 from divebatch.report.log_ticks import log_ticks
 from divebatch.report.chart_style import styles_for
-from divebatch.report.chart_marks import (capped_shading, capped_spans,  # noqa: F401
+from divebatch.report.chart_marks import (capped_shading, capped_spans, named_x,  # noqa: F401
                                           fixed_x_range, hot_change_marks, notes_margin)
 from divebatch.report.run_labels import (LINE_BREAK, chart_label, format_value,  # noqa: F401
                                          hot_change_text, legend_label,
@@ -147,7 +147,7 @@ def _figure(title: str, y_title: str, options: ChartOptions, log_y: bool, traces
         title, y_title = title.split(" (")[0], ""
     shapes, annotations = shapes[0] + marks, shapes[1] + notes
     above = notes_margin(notes)  # the hot changes' labels sit between title and plot
-    return dict(data=traces, layout=dict(
+    return dict(data=named_x(traces, X_AXES[options.x_axis]), layout=dict(
         template=TEMPLATE, title=dict(text=title, x=0.0, font=dict(size=options.font_size(15)),
                                       **({"y": 1, "yanchor": "top", "pad": {"t": 6}}
                                          if above else {})),
@@ -300,7 +300,7 @@ def legend_spec(runs: list[RunData], options: ChartOptions | None = None) -> dic
         trace.update(mode="markers" if trace["mode"] == "markers" else "lines",
                      hoverinfo="skip")
         del trace["hovertemplate"]
-    return dict(data=traces, layout=dict(
+    return dict(data=named_x(traces, X_AXES[options.x_axis]), layout=dict(
         template=TEMPLATE, height=legend_height([trace["name"] for trace in traces], options),
         margin=dict(l=0, r=0, t=0, b=0),
         showlegend=True, legend=dict(orientation="h", x=0, y=1, yanchor="top", maxheight=1,

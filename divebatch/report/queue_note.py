@@ -1,6 +1,6 @@
-"""The line that says why queued runs wait: how many worker slots are busy, and, when paused
+"""The lines that say why queued runs wait: how many worker slots are busy, and, when paused
 runs hold them, which runs and what frees them (a paused run keeps its worker, and so its
-slot, until it is resumed and ends, or is stopped).
+slot, until it is resumed and ends, or is stopped); and the sidebar's line about the workers.
 
 >>> running = [{"id": 5, "status": "running", "worker_pid": 77, "config": {},
 ...             "info": {"background": True}}]
@@ -10,6 +10,8 @@ slot, until it is resumed and ends, or is stopped).
 >>> queued_note([6], busy=1, slots=1, paused=paused)[1]
 'Queued: #6. Its worker slot is held by #5, paused after epoch 1: Resume #5 to let it \
 finish, or Stop it to free the slot now.'
+>>> workers_line(busy=1, slots=1, queued=1, paused=paused)
+'Workers: 1 of 1 slot(s) busy (#5 paused, holding its slot), 1 run(s) queued'
 """
 
 from __future__ import annotations
@@ -73,3 +75,18 @@ def queued_note(queued: list[int], busy: int, slots: int, paused: dict[int, int]
     return "warning", (f"Queued: {ids}. {busy} of {slots} worker slots are busy, "
                        f"{paused_busy} held by {held}: {action} Queued runs also start on "
                        f"their own, oldest first, as slots free up.")
+
+
+def workers_line(busy: int, slots: int, queued: int, paused: dict[int, int],
+                 command_line: list[int] = ()) -> str:
+    """The sidebar's line: busy worker slots, the paused runs that hold some (`paused`, as
+    from `paused_holders`), queued runs, and the runs a command line trains (no slot)."""
+    held = ""
+    if paused:
+        names = and_list([f"#{run_id}" for run_id in paused])
+        held = (f" ({names} paused, holding its slot)" if len(paused) == 1
+                else f" ({names} paused, holding their slots)")
+    line = f"Workers: {busy} of {slots} slot(s) busy{held}, {queued} run(s) queued"
+    if command_line:
+        line += " · running from the command line: " + ", ".join(f"#{i}" for i in command_line)
+    return line

@@ -1,6 +1,7 @@
 """A second Start while the first run is paused, on one worker slot, in a real browser (Debian's
 chromium through playwright) at 1280x720: the second run waits, and the page lands on the
-warning that names the paused run and what frees its slot, just above the charts. Every wait
+warning that names the paused run and what frees its slot, just above the charts, and the
+sidebar's Workers line names it too. Every wait
 is on an event, never a fixed sleep."""
 
 from functools import partial
@@ -42,6 +43,9 @@ def test_a_run_queued_behind_a_paused_one_names_it_in_view(server, page):
                         f"#{first['id']}, paused after epoch 1: Resume #{first['id']} to let "
                         f"it finish, or Stop it to free the slot now.").wait_for()
     page.wait_for_function(ON_WARNING)
+    page.get_by_test_id("stSidebar").get_by_text(
+        f"Workers: 1 of 1 slot(s) busy (#{first['id']} paused, holding its slot), 1 run(s) "
+        "queued").wait_for()
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "synthetic_queued_behind_a_paused_run.png"))
     control_requests.request_stop(store, first["id"])  # as from another tab: the slot frees

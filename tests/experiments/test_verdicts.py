@@ -266,3 +266,16 @@ def test_no_run_beats_divebatch_on_a_tie_as_shown_or_a_first_epoch_and_1_0x_is_a
     assert "did better" not in text
     assert "SGD, DiveBatch and AdaBatch reached a validation loss of 0.0146 in their first " \
            "epoch" in text
+
+
+def test_a_queued_run_is_named_as_queued_not_as_training():
+    """A second Start waiting behind a paused run: the verdict said '#2 has not reached ...
+    yet', as if it were training."""
+    first = row("#1 DiveBatch", 0.36, None, kind="divebatch", active=True, status="running",
+                final_val_loss=0.0054)
+    queued = row("#2 DiveBatch", None, None, kind="divebatch", active=True, status="queued")
+    text = verdicts.verdict([first, queued], 0.0056)
+    assert text == ("So far (runs still training): #1 DiveBatch was first to a validation loss "
+                    "of 0.0056, in 0.36 s. #2 DiveBatch is queued and not started yet.")
+    base_queued = verdicts.verdict([queued, first], 0.0056)
+    assert "which #2 DiveBatch has not done yet (it is queued)" in base_queued

@@ -75,7 +75,9 @@ def test_each_method_has_its_own_colour_and_dash_on_every_chart():
     assert fig.layout.yaxis.type == "log"
     assert fig.layout.xaxis.title.text == "epochs"
     assert "%{y" in fig.data[0].hovertemplate
+    assert "<br>epochs: %{x" in fig.data[0].hovertemplate  # the hover names x as its axis does
     batch = plots.batch_size_figure(data, ChartOptions())
+    assert all("<br>examples seen: %{x" in trace.hovertemplate for trace in batch.data)
     assert (batch.data[0].line.color, batch.data[0].line.dash) == divebatch
     assert not fig.layout.showlegend and not batch.layout.showlegend  # one shared legend
 

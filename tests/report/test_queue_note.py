@@ -1,6 +1,6 @@
 """The line that says why queued runs wait, and which paused runs hold the worker slots."""
 
-from divebatch.report.queue_note import paused_holders, paused_slots, queued_note
+from divebatch.report.queue_note import paused_holders, paused_slots, queued_note, workers_line
 
 
 def running(run_id, pid, background=True, nproc=1):
@@ -82,3 +82,12 @@ def test_a_read_only_dashboard_says_the_instructor_frees_the_slot():
                     "starts once the instructor resumes or stops #5.")
     _, line = queued_note([6, 7], busy=2, slots=2, paused={4: 1, 5: 1}, can_change=False)
     assert line.endswith("#6, #7 start once the instructor resumes or stops one of them.")
+
+
+def test_the_workers_line_names_the_paused_runs_that_hold_slots():
+    assert workers_line(1, 1, 0, {}) == "Workers: 1 of 1 slot(s) busy, 0 run(s) queued"
+    assert workers_line(1, 1, 1, {5: 1}) == (
+        "Workers: 1 of 1 slot(s) busy (#5 paused, holding its slot), 1 run(s) queued")
+    assert workers_line(2, 2, 3, {4: 2, 5: 1}, command_line=[9]) == (
+        "Workers: 2 of 2 slot(s) busy (#4 and #5 paused, holding their slots), 3 run(s) "
+        "queued · running from the command line: #9")
