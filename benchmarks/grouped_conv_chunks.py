@@ -11,28 +11,21 @@ CPU time, medians. The "rule" column is the chunk ``GROUPED_CONV_CHUNK_ELEMENTS`
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
+import sys
+from pathlib import Path
 
 import torch
 from torch import nn
 
-from divebatch.meter.rules import conv as conv_rules
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from divebatch.meter.rules import conv as conv_rules  # noqa: E402
+from round_robin import median_ms  # noqa: E402
 
 SHAPES = [  # (C_in, C_out, input side, stride)
     (32, 64, 32, 2), (64, 64, 16, 2), (32, 32, 32, 1), (64, 64, 32, 1), (128, 128, 16, 1),
     (256, 256, 8, 1), (512, 512, 4, 1), (64, 128, 32, 2), (128, 256, 16, 2), (256, 512, 8, 2),
     (1, 32, 8, 1), (32, 64, 8, 2), (64, 64, 4, 2)]
-
-
-def median_ms(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.process_time()
-        fn()
-        times.append(time.process_time() - start)
-    return statistics.median(times) * 1e3
 
 
 def in_chunks(conv: nn.Conv2d, x: torch.Tensor, grad_out: torch.Tensor, samples: int) -> None:

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import copy
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -32,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import diversity_overhead as overhead  # noqa: E402
 import meter_before_after  # noqa: E402
 import round_robin  # noqa: E402
+from round_robin import median_ms  # noqa: E402
 from divebatch.meter import hooks, kernels, timing  # noqa: E402
 from divebatch.meter.diversity import DiversityMeter  # noqa: E402
 from divebatch.meter.rules import conv  # noqa: E402
@@ -75,16 +74,6 @@ def with_fused_linear(step, rule, fuses=on_sequences):
         finally:
             del hooks.FUSED_RULES[nn.Linear], timing.FUSED_EXCESS[nn.Linear]
     return fused_step
-
-
-def median_ms(fn, repeats: int = 15) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        started = time.process_time()
-        fn()
-        times.append(time.process_time() - started)
-    return statistics.median(times) * 1e3
 
 
 def layer_table(batch: int = 128, tokens: int = 32) -> None:

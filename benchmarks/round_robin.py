@@ -1,5 +1,6 @@
 """Steps timed round-robin in one process (CPU clock of this process), with the minor page
-faults each step causes: what conv_cost_constant.py and hook_floor.py compare."""
+faults each step causes: what conv_cost_constant.py and hook_floor.py compare; and one call
+timed alone (``median_ms``)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,17 @@ import diversity_overhead as overhead
 
 def page_faults() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def median_ms(fn, repeats: int = 15) -> float:
+    """Milliseconds of CPU time of one call of ``fn``, median over ``repeats`` after one."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        started = time.process_time()
+        fn()
+        times.append(time.process_time() - started)
+    return statistics.median(times) * 1e3
 
 
 def time_steps(steps: dict, counts: dict, rounds: int) -> tuple[dict, dict]:
