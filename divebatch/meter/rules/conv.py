@@ -67,7 +67,7 @@ SHORT_PATCH = 32
 # far slower once a call's data leaves the cache: on the small CNN's 64 -> 64 layer (16x16 in,
 # stride 2, B = 128) 5.6 times the batch weight gradient in one call, 1.8 times in chunks of 16
 # samples. It takes chunks whose inputs, output gradients and weight gradients hold about this
-# many elements (4 MiB of float32), which was at or near the best chunk on 13 layer shapes at
+# many elements (4 MiB of float32), at or near the best chunk on 11 of 13 layer shapes at
 # B = 32 and 128 (docs/performance.md, eleventh pass).
 GROUPED_CONV_CHUNK_ELEMENTS = 2 ** 20
 
